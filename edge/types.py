@@ -1,0 +1,102 @@
+"""The data that flows through the kiosk (DESIGN.md, "Data that flows").
+
+source --Frame--> segmenter --Mask--> walk assembler --Walk--> classifier
+--Prediction--> screening --Result--> outbox --> MQTT
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics of the depth (or colour) image, in pixels."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+
+@dataclass
+class Frame:
+    """One camera frame. `timestamp` is monotonic seconds; depth is millimetres."""
+
+    index: int
+    timestamp: float
+    depth: np.ndarray | None = None  # uint16 [H, W], millimetres, 0 = invalid
+    color: np.ndarray | None = None  # uint8 [H, W, 3], BGR
+    intrinsics: Intrinsics | None = None
+    silhouette: np.ndarray | None = None  # uint8 [H, W] mask from a silhouette source
+
+
+@dataclass
+class Mask:
+    """A person mask at camera resolution with the facts the walk gate needs."""
+
+    frame_index: int
+    timestamp: float
+    mask: np.ndarray  # bool or uint8 [H, W]
+    bbox: tuple[int, int, int, int] | None  # x, y, w, h of the kept component
+    area: int  # pixels of the kept component
+    components: int  # person-sized components in view
+    touches_border: bool  # kept component touches the left or right border
+    depth_mm: float | None = None  # median depth of the person, when known
+
+
+@dataclass
+class WalkQuality:
+    """How a walk was assembled: what was kept, what was dropped and why."""
+
+    frames_seen: int
+    frames_kept: int
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    direction: str = "unknown"  # "toward", "away", "lateral" or "unknown"
+    coverage: float = 0.0  # fraction of the frame height spanned, or walk span
+    max_components: int = 1
+
+    def as_dict(self) -> dict:
+        return {
+            "frames_seen": self.frames_seen,
+            "frames_kept": self.frames_kept,
+            "dropped": dict(self.dropped),
+            "direction": self.direction,
+            "coverage": round(float(self.coverage), 4),
+            "max_components": self.max_components,
+        }
+
+
+@dataclass
+class Walk:
+    """A walk from entering the view to leaving it, as normalised silhouettes."""
+
+    start_time: float
+    end_time: float
+    silhouettes: np.ndarray  # uint8 [N, 64, 44]
+    timestamps: np.ndarray  # float64 [N]
+    quality: WalkQuality
+    retake_reason: str | None = None  # set when the walk gate refused it
+    walk_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def accepted(self) -> bool:
+        return self.retake_reason is None
+
+
+@dataclass
+class Prediction:
+    """What a runner said about one walk; probabilities in gaitmil.spec.CLASSES order."""
+
+    probs: np.ndarray  # float32 [3]
+    phase_attention: np.ndarray  # float32 [K]
+    frame_attention: np.ndarray  # float32 [T]
+    frame_indices: np.ndarray  # int64 [T]: which walk frames were sampled
+    runner: str
+    precision: str
+    inference_ms: float

@@ -1,0 +1,58 @@
+"""Packaging for gaitmil-edge.
+
+The base install is what a kiosk needs to run on ONNX Runtime; everything
+heavier (torch, TensorRT, librealsense) is an extra, imported lazily by the
+component that needs it.
+"""
+
+from setuptools import find_packages, setup
+
+TORCH = "torch==2.13.0"
+
+BASE = [
+    "numpy>=1.24",
+    # JetPack ships OpenCV 4; 5.x changed APIs the kiosk relies on.
+    "opencv-python-headless>=4.8,<5",
+    "onnxruntime>=1.18",
+    "paho-mqtt>=2.1,<3",
+    "pydantic>=2.6,<3",
+    "tomli>=2.0; python_version < '3.11'",
+    "psutil>=5.9",
+]
+
+EXTRAS = {
+    "train": [TORCH, "tqdm>=4.66", "matplotlib>=3.8"],
+    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14"],
+    "realsense": ["pyrealsense2>=2.55"],
+    "tensorrt": ["tensorrt>=10.3", "cuda-python>=12.6"],
+    "pycuda": ["pycuda>=2024.1"],
+    "demo": ["amqtt>=0.11"],
+}
+EXTRAS["dev"] = sorted(
+    set(
+        EXTRAS["train"]
+        + EXTRAS["export"]
+        + EXTRAS["realsense"]
+        + EXTRAS["demo"]
+        + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "jsonschema>=4.20", "scipy>=1.11"]
+    )
+)
+EXTRAS["all"] = sorted(set(EXTRAS["dev"] + EXTRAS["tensorrt"]))
+
+setup(
+    name="gaitmil-edge",
+    version="0.1.0",
+    description="Edge inference for gait-based scoliosis screening kiosks (Gait-MIL)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*"]),
+    package_data={
+        "export": ["data/*.txt", "data/*.json"],
+        "edge": ["schemas/*.json", "data/*.toml"],
+    },
+    include_package_data=True,
+    install_requires=BASE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["gaitmil-edge=edge.cli:main"]},
+)
