@@ -26,7 +26,7 @@ EXTRAS = {
     "realsense": ["pyrealsense2>=2.55"],
     "tensorrt": ["tensorrt>=10.3", "cuda-python>=12.6"],
     "pycuda": ["pycuda>=2024.1"],
-    "demo": ["amqtt>=0.11"],
+    "demo": ["amqtt>=0.11", "jsonschema>=4.20"],
 }
 EXTRAS["dev"] = sorted(
     set(

@@ -42,6 +42,7 @@ class MosquittoBroker:
         self.host = "127.0.0.1"
         self.extra_config = extra_config
         self.proc: subprocess.Popen | None = None
+        self._log = None
         self.log_path = workdir / "mosquitto.log"
 
     @property
@@ -69,8 +70,8 @@ class MosquittoBroker:
 
     def start(self, timeout: float = 10.0) -> None:
         conf = self._write_config()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,6 +92,9 @@ class MosquittoBroker:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def restart(self) -> None:
         self.stop()

@@ -1,0 +1,452 @@
+"""MQTT publisher: results through the durable outbox, status, health and the session topic.
+
+paho-mqtt 2.x with callback API version 2, MQTT 3.1.1 or 5, `connect_async`
+and `loop_start` so paho reconnects by itself with backoff.
+
+Threads: paho's network thread runs the callbacks; they only put events on a
+queue (REFERENCE.md "deadlock trap": `on_publish` runs under a paho lock that
+`publish()` also takes). One owner thread reads that queue, hands outbox rows
+to paho in order (at most `inflight` unacknowledged), maps each message id
+to its row and acknowledges (deletes) or parks rows. paho resends the
+unacknowledged messages it holds after a reconnect; after a restart the owner
+republishes every pending row, so duplicates are possible and results carry
+`result_id` for de-duplication.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import PublishError
+from edge.outbox import Outbox
+from edge.result import ModelIdentity, encode_result, utc_now_iso
+
+log = logging.getLogger(__name__)
+
+STATUS_SCHEMA = "gaitmil.status/1"
+HEALTH_SCHEMA = "gaitmil.health/1"
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+MAX_SESSION_PAYLOAD = 1024
+
+
+@dataclass(frozen=True)
+class Topics:
+    result: str
+    status: str
+    health: str
+    session: str
+
+    @classmethod
+    def for_kiosk(cls, prefix: str, site_id: str, kiosk_id: str) -> Topics:
+        root = f"{prefix}/{site_id}/{kiosk_id}"
+        return cls(f"{root}/result", f"{root}/status", f"{root}/health", f"{root}/session")
+
+
+@dataclass
+class PublisherSettings:
+    """Plain values the publisher needs; `from_config` builds them from a KioskConfig."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    site_id: str = "site-0"
+    kiosk_id: str = "kiosk-0"
+    topic_prefix: str = "gaitmil/v1"
+    protocol: str = "5"  # "5" or "3.1.1"
+    client_id: str = "gaitmil-site-0-kiosk-0"
+    keepalive: int = 30
+    qos: int = 1
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+    reconnect_min_delay: float = 1.0
+    reconnect_max_delay: float = 60.0
+    inflight: int = 20
+    session_token_ttl_seconds: float = 300.0
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> PublisherSettings:
+        from edge.config import parse_broker_url, read_password
+
+        address = parse_broker_url(cfg.mqtt.url)
+        tls = cfg.mqtt.tls
+        return cls(
+            host=address.host, port=address.port, site_id=cfg.kiosk.site_id, kiosk_id=cfg.kiosk.kiosk_id,
+            topic_prefix=cfg.mqtt.topic_prefix, protocol=cfg.mqtt.protocol, client_id=cfg.client_id,
+            keepalive=cfg.mqtt.keepalive, qos=cfg.mqtt.qos, username=cfg.mqtt.username, password=read_password(cfg),
+            tls=address.tls or tls.ca_file is not None or tls.cert_file is not None,
+            ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file, tls_insecure=tls.insecure,
+            reconnect_min_delay=cfg.mqtt.reconnect_min_delay, reconnect_max_delay=cfg.mqtt.reconnect_max_delay,
+            inflight=cfg.mqtt.inflight, session_token_ttl_seconds=cfg.mqtt.session_token_ttl_seconds,
+        )
+
+    @property
+    def broker(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.for_kiosk(self.topic_prefix, self.site_id, self.kiosk_id)
+
+
+def _paho():
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise PublishError("the MQTT publisher needs paho-mqtt>=2.1: pip install gaitmil-edge") from None
+    return mqtt
+
+
+def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, float]:
+    """A session message -> (token or None to clear, expiry time). ValueError on junk.
+
+    Accepted: a bare token, or JSON {"subject_token": "...", "expires_in": seconds}; an empty
+    payload or {"subject_token": null} clears the token. Expiry is capped at `ttl`.
+    """
+    if len(payload) > MAX_SESSION_PAYLOAD:
+        raise ValueError(f"session payload of {len(payload)} bytes is larger than {MAX_SESSION_PAYLOAD}")
+    text = payload.decode("utf-8").strip()
+    if not text:
+        return None, now
+    expires_in = ttl
+    if text.startswith("{"):
+        data = json.loads(text)
+        if not isinstance(data, dict) or set(data) - {"subject_token", "expires_in"}:
+            raise ValueError("session JSON must be an object with subject_token and optional expires_in")
+        token = data.get("subject_token")
+        if token is None:
+            return None, now
+        if "expires_in" in data:
+            value = data["expires_in"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"expires_in must be a positive number of seconds, got {value!r}")
+            expires_in = min(float(value), ttl)
+    else:
+        token = text
+    if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
+        raise ValueError("subject_token must be 8-128 characters of A-Z a-z 0-9 _ -")
+    return token, now + expires_in
+
+
+class Publisher:
+    """Publishes results from the outbox, retained status, health, and receives session tokens."""
+
+    def __init__(
+        self,
+        settings: PublisherSettings,
+        outbox: Outbox,
+        *,
+        model: Mapping[str, str] | ModelIdentity | None = None,
+        software: str = "gaitmil-edge",
+        clock: Callable[[], float] = time.monotonic,
+        expire_every_seconds: float = 3600.0,
+    ) -> None:
+        if settings.qos not in (1, 2):
+            raise PublishError(f"results need QoS 1 or 2 (the outbox waits for the acknowledgement), got {settings.qos}")
+        self.settings = settings
+        self.topics = settings.topics
+        self.outbox = outbox
+        self.model = model.as_dict() if isinstance(model, ModelIdentity) else (dict(model) if model else None)
+        self.software = software
+        self._clock = clock
+        self._events: queue.Queue = queue.Queue()
+        self._owner: threading.Thread | None = None
+        self._client = None
+        self._stopping = threading.Event()
+        self._idle = threading.Condition()
+        # owned by the owner thread only
+        self._by_mid: dict[int, int] = {}
+        self._handed: dict[int, int] = {}  # row id -> mid
+        self._last_row = 0
+        self._expire_every = expire_every_seconds
+        self._next_expiry = 0.0  # first check right after start
+        # read by any thread (plain values, replaced atomically)
+        self.connected = False
+        self.auth_failed = False
+        self.last_error: str | None = None
+        self.counters = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "parked": 0,
+                         "health_sent": 0, "health_skipped": 0, "session_tokens": 0, "session_rejected": 0}
+        self._token: tuple[str, float] | None = None
+        self._token_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: Any, outbox: Outbox, model: Mapping[str, str] | ModelIdentity | None = None,
+                    **options: Any) -> Publisher:
+        """From an edge.config.KioskConfig (reads the password file)."""
+        return cls(PublisherSettings.from_config(cfg), outbox, model=model, **options)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (paho retries with backoff) and start the owner thread."""
+        if self._client is not None:
+            raise PublishError("publisher already started: call stop() before starting it again")
+        mqtt = _paho()
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            **({} if v5 else {"clean_session": True}),
+        )
+        client.will_set(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            try:
+                client.tls_set(
+                    ca_certs=str(s.ca_file) if s.ca_file else None,
+                    certfile=str(s.cert_file) if s.cert_file else None,
+                    keyfile=str(s.key_file) if s.key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise PublishError(
+                    f"TLS setup for {s.broker} failed: {exc}; check mqtt.tls.ca_file/cert_file/key_file"
+                ) from None
+            client.tls_insecure_set(s.tls_insecure)
+        client.reconnect_delay_set(min_delay=max(1, round(s.reconnect_min_delay)), max_delay=max(1, round(s.reconnect_max_delay)))
+        client.max_inflight_messages_set(s.inflight)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
+        self._client = client
+        self._stopping.clear()
+        self._owner = threading.Thread(target=self._own, name="mqtt-outbox", daemon=True)
+        self._owner.start()
+        client.connect_async(s.host, s.port, keepalive=s.keepalive, **({"clean_start": True} if v5 else {}))
+        client.loop_start()
+        log.info("MQTT: connecting to %s as %s (MQTT %s)", s.broker, s.client_id, s.protocol)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Publish retained `stopped`, disconnect cleanly (no last will) and stop the threads.
+
+        Returns True if `stopped` was acknowledged by the broker.
+        """
+        client = self._client
+        if client is None:
+            return False
+        delivered = False
+        if self.connected:
+            info = client.publish(self.topics.status, self._status_payload("stopped"), qos=1, retain=True)
+            deadline = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < deadline and self.connected:
+                time.sleep(0.01)
+            delivered = info.is_published()
+        self._stopping.set()
+        self._events.put(("stop",))
+        if self._owner is not None:
+            self._owner.join(timeout=timeout)
+        client.disconnect()
+        client.loop_stop()
+        self._client = None
+        self.connected = False
+        return delivered
+
+    def __enter__(self) -> Publisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the API the service uses ---------------------------------------------------------------
+
+    def publish_result(self, result: Mapping) -> int:
+        """Commit the result to the outbox (raises OutboxFullError when full) and wake the owner."""
+        row = self.outbox.put(self.topics.result, encode_result(result), self.settings.qos,
+                              message_id=str(result.get("result_id")) if result.get("result_id") else None)
+        self._events.put(("wake",))
+        return row
+
+    def publish_health(self, metrics: Mapping) -> bool:
+        """QoS 0, not retained, not stored: a missed health message is replaced by the next one."""
+        client = self._client
+        if client is None or not self.connected:
+            self.counters["health_skipped"] += 1
+            return False
+        body = {"schema": HEALTH_SCHEMA, "site_id": self.settings.site_id, "kiosk_id": self.settings.kiosk_id,
+                "time": utc_now_iso(), **metrics}
+        info = client.publish(self.topics.health, json.dumps(body, allow_nan=False, default=str), qos=0)
+        self.counters["health_sent"] += 1
+        return info.rc == 0
+
+    def drain(self) -> None:
+        """Publish every pending row now (the owner does it; this only wakes it)."""
+        self._events.put(("wake",))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the outbox has nothing pending and nothing in flight; False on timeout."""
+        deadline = time.monotonic() + timeout
+        self.drain()
+        with self._idle:
+            while self.outbox.depth > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
+
+    def current_subject_token(self) -> str | None:
+        """The pseudonymous token for the child walking now, if a dashboard set one and it has not expired."""
+        with self._token_lock:
+            if self._token is None:
+                return None
+            token, expires = self._token
+            if self._clock() >= expires:
+                self._token = None
+                log.info("session token expired unused")
+                return None
+            return token
+
+    def consume_subject_token(self) -> str | None:
+        """Take the token for a classified walk: a token names one child, so it is used once."""
+        token = self.current_subject_token()
+        with self._token_lock:
+            self._token = None
+        return token
+
+    def stats(self) -> dict:
+        return {"connected": self.connected, "auth_failed": self.auth_failed, "last_error": self.last_error,
+                "broker": self.settings.broker, "inflight": len(self._handed), **self.counters}
+
+    # -- paho callbacks: record and enqueue only -------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            text = str(reason_code)
+            self.connected = False
+            self.auth_failed = reason_code.value in (0x86, 0x87, 0x04, 0x05)
+            if text != self.last_error:
+                log.error(
+                    "MQTT: broker %s refused the connection for user %s: %s%s", self.settings.broker,
+                    self.settings.username or "(anonymous)", text,
+                    "; check mqtt.username, mqtt.password_file and the broker's ACL" if self.auth_failed else "",
+                )
+            self.last_error = text
+            return
+        self.connected = True
+        self.auth_failed = False
+        self.last_error = None
+        self.counters["connects"] += 1
+        # retained online on every (re)connect: it is not re-sent by itself
+        client.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)
+        client.subscribe(self.topics.session, qos=1)
+        log.info("MQTT: connected to %s", self.settings.broker)
+        self._events.put(("connected",))
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        text = "cannot connect (broker unreachable, TLS handshake or certificate refused)"
+        if self.last_error != text:
+            log.warning("MQTT: %s: %s; retrying with backoff", self.settings.broker, text)
+        self.last_error = text
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self.connected = False
+        if was:
+            self.counters["disconnects"] += 1
+            if not self._stopping.is_set():
+                self.last_error = f"disconnected: {reason_code}"
+                log.warning("MQTT: lost %s (%s); paho reconnects with backoff", self.settings.broker, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._events.put(("ack", mid, reason_code.is_failure, str(reason_code)))
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic != self.topics.session:
+            return
+        if message.retain:
+            # a retained token would be re-applied after every reconnect, to another child
+            self.counters["session_rejected"] += 1
+            log.warning("session: ignored a retained message on %s; publish session tokens without retain", message.topic)
+            return
+        try:
+            token, expires = parse_session(message.payload, self._clock(), self.settings.session_token_ttl_seconds)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.counters["session_rejected"] += 1
+            log.warning("session: rejected a message on %s (%d bytes): %s", message.topic, len(message.payload), exc)
+            return
+        with self._token_lock:
+            self._token = (token, expires) if token is not None else None
+        if token is not None:
+            self.counters["session_tokens"] += 1
+        log.info("session: %s", "subject token set" if token else "subject token cleared")
+
+    # -- the owner thread -------------------------------------------------------------------------
+
+    def _own(self) -> None:
+        while True:
+            try:
+                event = self._events.get(timeout=0.5)
+            except queue.Empty:
+                event = ("tick",)
+            kind = event[0]
+            if kind == "stop":
+                return
+            if kind == "ack":
+                self._acknowledged(event[1], event[2], event[3])
+            # on "connected": paho resends what it holds; we go on with rows not handed yet
+            now = time.monotonic()
+            if now >= self._next_expiry:
+                self._next_expiry = now + self._expire_every
+                self.outbox.expire()  # privacy: undelivered results do not linger
+            self._hand_rows()
+            with self._idle:
+                self._idle.notify_all()
+
+    def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
+        row = self._by_mid.pop(mid, None)
+        if row is None:
+            return  # status/health or a message of an earlier connection
+        self._handed.pop(row, None)
+        if failed:
+            self.outbox.park(row, reason)
+            self.counters["parked"] += 1
+        else:
+            self.outbox.ack(row)
+            self.counters["acked"] += 1
+
+    def _hand_rows(self) -> None:
+        client = self._client
+        if client is None or not self.connected:
+            return
+        if not self._handed:
+            # nothing in flight: every pending row needs publishing, including rows put back by
+            # Outbox.requeue_parked() behind the cursor
+            self._last_row = 0
+        room = self.settings.inflight - len(self._handed)
+        if room <= 0:
+            return
+        for row in self.outbox.pending(limit=room, after_id=self._last_row):
+            info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+            if info.rc not in (0, 4):  # 4 = no connection: paho queued it and sends it after reconnecting
+                log.warning("MQTT: publish of outbox row %d failed (%s); will retry", row.row_id, info.rc)
+                break
+            self._by_mid[info.mid] = row.row_id
+            self._handed[row.row_id] = info.mid
+            self._last_row = row.row_id
+            self.counters["published"] += 1
+
+    def _status_payload(self, state: str) -> str:
+        body = {"schema": STATUS_SCHEMA, "state": state, "site_id": self.settings.site_id,
+                "kiosk_id": self.settings.kiosk_id, "time": utc_now_iso(), "model": self.model,
+                "software": self.software}
+        return json.dumps(body)

@@ -1,0 +1,334 @@
+"""The durable outbox: every result is on disk before it is published.
+
+SQLite in WAL mode. A `put` commits with synchronous=FULL (fsync), so a
+stored row survives SIGKILL and power loss. Deletions on acknowledgement
+commit with synchronous=NORMAL (no fsync of their own; the next FULL commit
+or checkpoint makes them durable): losing one in a power cut only means the
+row is published again, a duplicate that dashboards drop by id, and it saves
+one fsync per result on the way to the broker. A row leaves only when the broker acknowledges it; a row the
+broker rejects (MQTT 5 reason code >= 0x80) is *parked* with the reason and
+not retried. Rows drain in insertion order (AUTOINCREMENT ids never repeat).
+
+Disk budget: the outbox counts the bytes of its rows (payload + topic + a fixed
+per-row overhead). Above `alarm_fraction` of the budget it raises the
+`outbox_near_full` alarm; when a new row would exceed the budget it refuses
+the row with OutboxFullError and raises `outbox_full`. It keeps the oldest
+rows: nothing undelivered is ever deleted to make room. Undelivered rows older
+than `expire_seconds` are deleted (screening results are health data and must
+not linger) with a log line, and counted in `stats()["expired_total"]`.
+
+All methods take one internal lock for a short SQLite transaction, so the
+service thread (put) and the publisher's owner thread (ack/park) may share an
+Outbox; no callback ever runs under that lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import PublishError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ROW_OVERHEAD_BYTES = 128  # index entries, row header and page slack per row, roughly
+PENDING = "pending"
+PARKED = "parked"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT UNIQUE,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
+"""
+
+
+class OutboxFullError(PublishError):
+    """The outbox's disk budget is used up: the new result was refused (nothing was dropped)."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    row_id: int
+    message_id: str | None
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created: float
+    attempts: int
+    state: str
+    reason: str | None
+
+
+class Outbox:
+    """A SQLite outbox with a disk budget; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        disk_budget_bytes: int = 256 * 1024 * 1024,
+        alarm_fraction: float = 0.8,
+        expire_seconds: float = 14 * 86400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if disk_budget_bytes <= 0:
+            raise PublishError(f"outbox disk budget must be positive, got {disk_budget_bytes} bytes; fix outbox.disk_budget_mb")
+        if not 0 < alarm_fraction <= 1:
+            raise PublishError(f"outbox alarm_fraction must be in (0, 1], got {alarm_fraction}; fix outbox.alarm_fraction")
+        self.path = Path(path)
+        self.disk_budget_bytes = int(disk_budget_bytes)
+        self.alarm_fraction = float(alarm_fraction)
+        self.expire_seconds = float(expire_seconds)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.expired_total = 0
+        self.refused_total = 0
+        self.parked_total = 0
+        self.acked_total = 0
+        self._full = False  # the last put was refused; cleared by the next accepted put
+        self._conn = self._open()
+        self._used_bytes, self._pending, self._parked = self._measure()
+
+    @classmethod
+    def from_config(cls, cfg) -> Outbox:  # cfg: edge.config.KioskConfig
+        return cls(
+            cfg.outbox_path,
+            disk_budget_bytes=int(cfg.outbox.disk_budget_mb * 1024 * 1024),
+            alarm_fraction=cfg.outbox.alarm_fraction,
+            expire_seconds=cfg.outbox.expire_days * 86400.0,
+        )
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(f"outbox folder {self.path.parent} cannot be created: {exc}; fix outbox.path or state_dir") from None
+        try:
+            # isolation_level=None: explicit BEGIN/COMMIT, so a commit is exactly where we say
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous=FULL")  # a kiosk may lose power; NORMAL would survive SIGKILL only
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, FORMAT_VERSION):
+                conn.close()
+                raise PublishError(
+                    f"outbox {self.path} has format version {version}, this kiosk reads {FORMAT_VERSION}; "
+                    "deliver or move the old file aside before upgrading"
+                )
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+            conn.execute("SELECT count(*) FROM outbox").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise PublishError(
+                f"outbox {self.path} cannot be opened as SQLite ({exc}); if the file is corrupt, stop the kiosk, "
+                "move it aside (its undelivered results may be recoverable with `sqlite3 .recover`) and restart"
+            ) from None
+        if str(mode).lower() != "wal":
+            log.warning("outbox %s: journal mode is %s, not WAL (file system without shared memory?)", self.path, mode)
+        return conn
+
+    def _measure(self) -> tuple[int, int, int]:
+        row = self._conn.execute(
+            "SELECT coalesce(sum(length(payload) + length(topic)), 0) + count(*) * ?, "
+            "coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'parked'), 0) FROM outbox",
+            (ROW_OVERHEAD_BYTES,),
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def put(self, topic: str, payload: bytes, qos: int = 1, message_id: str | None = None, retain: bool = False) -> int:
+        """Commit one message; returns its row id. A message_id already stored returns that row's id.
+
+        Raises OutboxFullError (and sets the `outbox_full` alarm) when the disk budget is used up.
+        """
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise PublishError(f"outbox payload must be bytes, got {type(payload).__name__}; encode the result first")
+        if qos not in (0, 1, 2):
+            raise PublishError(f"outbox qos must be 0, 1 or 2, got {qos!r}")
+        size = len(payload) + len(topic.encode("utf-8")) + ROW_OVERHEAD_BYTES
+        with self._lock:
+            if message_id is not None:
+                found = self._conn.execute("SELECT id FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+                if found is not None:
+                    return int(found[0])
+            if self._used_bytes + size > self.disk_budget_bytes:
+                self.refused_total += 1
+                self._full = True
+                log.error(
+                    "outbox %s is full (%d of %d bytes, %d undelivered): refused message %s; the broker link must "
+                    "be fixed (or outbox.disk_budget_mb raised) for results to flow again",
+                    self.path, self._used_bytes, self.disk_budget_bytes, self._pending + self._parked, message_id,
+                )
+                raise OutboxFullError(
+                    f"outbox {self.path} is full ({self._used_bytes} of {self.disk_budget_bytes} bytes): result "
+                    f"{message_id} refused, nothing was dropped; restore the broker link or raise outbox.disk_budget_mb"
+                )
+            try:
+                self._conn.execute("PRAGMA synchronous=FULL")
+                cur = self._conn.execute(
+                    "INSERT INTO outbox (message_id, topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (message_id, topic, bytes(payload), int(qos), int(bool(retain)), self._clock()),
+                )
+            except sqlite3.Error as exc:
+                raise PublishError(f"outbox {self.path}: cannot store message {message_id}: {exc}") from None
+            self._used_bytes += size
+            self._pending += 1
+            self._full = False
+            return int(cur.lastrowid)
+
+    def ack(self, row_id: int) -> bool:
+        """The broker acknowledged the row: delete it. False if it was not there (already acked)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT length(payload) + length(topic), state FROM outbox WHERE id = ?", (row_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+            self._conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            self._forget(int(row[0]), row[1])
+            self.acked_total += 1
+            return True
+
+    def park(self, row_id: int, reason: str) -> bool:
+        """The broker refused the row: keep it, with the reason, and stop retrying it."""
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE outbox SET state = 'parked', reason = ? WHERE id = ? AND state = 'pending'", (reason, row_id)
+            )
+            if cur.rowcount == 0:
+                return False
+            self._pending -= 1
+            self._parked += 1
+            self.parked_total += 1
+        log.error("outbox %s: broker refused row %d (%s); parked, not retried", self.path, row_id, reason)
+        return True
+
+    def requeue_parked(self) -> int:
+        """Move parked rows back to pending (after an operator fixed the broker ACL). Returns how many."""
+        with self._lock:
+            cur = self._conn.execute("UPDATE outbox SET state = 'pending', reason = NULL WHERE state = 'parked'")
+            moved = cur.rowcount
+            self._pending += moved
+            self._parked -= moved
+            return moved
+
+    def mark_attempt(self, row_id: int) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (row_id,))
+
+    def expire(self) -> int:
+        """Delete undelivered rows older than expire_seconds; returns how many (logged and counted)."""
+        cutoff = self._clock() - self.expire_seconds
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, length(payload) + length(topic), state FROM outbox WHERE created < ?", (cutoff,)
+            ).fetchall()
+            if not rows:
+                return 0
+            self._conn.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            for _, size, state in rows:
+                self._forget(int(size), state)
+            self.expired_total += len(rows)
+        log.warning(
+            "outbox %s: deleted %d undelivered message(s) older than %.1f days (privacy expiry; rows %d..%d)",
+            self.path, len(rows), self.expire_seconds / 86400.0, rows[0][0], rows[-1][0],
+        )
+        return len(rows)
+
+    def _forget(self, payload_topic_bytes: int, state: str) -> None:
+        self._used_bytes -= payload_topic_bytes + ROW_OVERHEAD_BYTES
+        if state == PENDING:
+            self._pending -= 1
+        else:
+            self._parked -= 1
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def pending(self, limit: int = 100, after_id: int = 0) -> list[OutboxRow]:
+        """Pending rows in insertion order, with ids above `after_id`."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, message_id, topic, payload, qos, retain, created, attempts, state, reason FROM outbox "
+                "WHERE state = 'pending' AND id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
+
+    def parked(self, limit: int = 100) -> list[OutboxRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, message_id, topic, payload, qos, retain, created, attempts, state, reason FROM outbox "
+                "WHERE state = 'parked' ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
+
+    @property
+    def depth(self) -> int:
+        """Undelivered rows waiting to be published."""
+        return self._pending
+
+    def alarms(self) -> list[str]:
+        used = self._used_bytes / self.disk_budget_bytes
+        out = []
+        if used >= self.alarm_fraction:
+            out.append("outbox_near_full")
+        if self._full:
+            out.append("outbox_full")
+        if self._parked:
+            out.append("outbox_parked")
+        return out
+
+    def stats(self) -> dict:
+        """Counters for the health topic."""
+        with self._lock:
+            file_bytes = sum(p.stat().st_size for p in self._files() if p.exists())
+            return {
+                "pending": self._pending,
+                "parked": self._parked,
+                "used_bytes": self._used_bytes,
+                "budget_bytes": self.disk_budget_bytes,
+                "used_fraction": round(self._used_bytes / self.disk_budget_bytes, 4),
+                "file_bytes": file_bytes,
+                "acked_total": self.acked_total,
+                "parked_total": self.parked_total,
+                "expired_total": self.expired_total,
+                "refused_total": self.refused_total,
+                "alarms": self.alarms(),
+            }
+
+    def _files(self) -> list[Path]:
+        return [self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,198 @@
+"""edge.config: one validated tree, readable errors, environment overrides, threshold from the model card."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from edge.config import (
+    DEFAULT_THRESHOLD,
+    KioskConfig,
+    effective_config,
+    load_config,
+    parse_broker_url,
+    read_password,
+)
+from edge.errors import ConfigError, EdgeError
+
+EXAMPLE = Path(str(resources.files("edge").joinpath("data", "kiosk.example.toml")))
+
+
+def write(tmp_path: Path, text: str, name: str = "kiosk.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_example_config_is_valid_and_matches_the_defaults():
+    cfg = load_config(EXAMPLE, env={})
+    defaults = load_config(None, env={})
+    # the example documents the defaults: loading it must give the same tree
+    assert cfg.model_dump() == defaults.model_dump()
+    assert isinstance(cfg, KioskConfig)
+    assert cfg.mqtt.qos == 1 and cfg.mqtt.protocol == "5" and cfg.privacy.record_walks is False
+
+
+def test_file_values_are_typed(tmp_path):
+    path = write(tmp_path, """
+state_dir = "/var/lib/gaitmil"
+[kiosk]
+site_id = "school-12"
+kiosk_id = "corridor-b"
+[mqtt]
+url = "mqtts://broker.example:8883"
+protocol = 3.1
+qos = 2
+[walk]
+min_frames = 45
+""")
+    cfg = load_config(path, env={})
+    assert cfg.kiosk.site_id == "school-12"
+    assert cfg.mqtt.protocol == "3.1.1"
+    assert cfg.mqtt.qos == 2
+    assert cfg.walk.min_frames == 45
+    assert cfg.outbox_path == Path("/var/lib/gaitmil/outbox.sqlite3")
+    assert cfg.client_id == "gaitmil-school-12-corridor-b"
+
+
+def test_unknown_key_names_the_dotted_key_and_what_is_allowed(tmp_path):
+    path = write(tmp_path, "[walk]\nmin_frame = 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    text = str(err.value)
+    assert "walk.min_frame" in text and "unknown key" in text
+    assert "min_frames" in text  # the allowed keys are listed
+    assert str(path) in text
+
+
+def test_bad_values_name_key_value_source_and_allowed(tmp_path):
+    path = write(tmp_path, '[model]\nrunner = "tensorflow"\n[mqtt]\nqos = 0\n[kiosk]\nsite_id = "a/b"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    text = str(err.value)
+    assert "model.runner = 'tensorflow'" in text and "'onnxruntime', 'torch' or 'tensorrt'" in text
+    assert "mqtt.qos = 0" in text and "1 or 2" in text
+    assert "kiosk.site_id = 'a/b'" in text
+    assert f"file {path}" in text
+    assert isinstance(err.value, EdgeError)
+
+
+def test_inline_password_is_refused_with_the_fix(tmp_path):
+    path = write(tmp_path, '[mqtt]\nusername = "k1"\npassword = "hunter2"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "password_file" in str(err.value)
+    assert "hunter2" not in str(err.value)  # never echo a secret
+    with pytest.raises(ConfigError, match="password_file"):
+        load_config(None, env={"GAITMIL_MQTT__PASSWORD": "hunter2"})
+
+
+def test_environment_overrides_file_and_overrides_beat_environment(tmp_path):
+    path = write(tmp_path, '[mqtt]\nurl = "mqtt://file-host:1883"\nkeepalive = 10\n')
+    env = {
+        "GAITMIL_MQTT__URL": "mqtt://env-host:1884",
+        "GAITMIL_MQTT__TLS__INSECURE": "true",
+        "GAITMIL_MQTT__QOS": "2",
+        "GAITMIL_STATE_DIR": "/tmp/state-x",
+        "GAITMIL_SOMETHING_ELSE": "ignored: not SECTION__KEY",
+        "PATH": "/usr/bin",
+    }
+    cfg = load_config(path, env=env)
+    assert cfg.mqtt.url == "mqtt://env-host:1884"
+    assert cfg.mqtt.keepalive == 10
+    assert cfg.mqtt.tls.insecure is True and cfg.mqtt.qos == 2
+    assert cfg.state_dir == Path("/tmp/state-x")
+    cfg = load_config(path, overrides={"mqtt.url": "mqtt://flag-host:1", "model": {"runner": "torch"}}, env=env)
+    assert cfg.mqtt.url == "mqtt://flag-host:1"
+    assert cfg.model.runner == "torch"
+
+
+def test_environment_errors_name_the_variable():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env={"GAITMIL_WALK__MIN_FRAMES": "many"})
+    assert "environment GAITMIL_WALK__MIN_FRAMES" in str(err.value) and "'many'" in str(err.value)
+    with pytest.raises(ConfigError, match="unknown section 'mqqt'"):
+        load_config(None, env={"GAITMIL_MQQT__URL": "mqtt://x"})
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [("mqtt://h", ("h", 1883, False)), ("mqtts://h", ("h", 8883, True)), ("mqtt://10.0.0.2:1999", ("10.0.0.2", 1999, False))],
+)
+def test_broker_url_parsing(url, expected):
+    address = parse_broker_url(url)
+    assert (address.host, address.port, address.tls) == expected
+
+
+@pytest.mark.parametrize("url", ["http://h", "mqtt://", "mqtt://u:p@h:1", "mqtt://h:99999", "mqtt://h/x"])
+def test_bad_broker_urls_are_refused(url):
+    with pytest.raises(ConfigError, match="mqtt.url"):
+        load_config(None, overrides={"mqtt.url": url}, env={})
+
+
+def test_threshold_from_config_card_or_default(tmp_path):
+    model = tmp_path / "m" / "model.onnx"
+    model.parent.mkdir()
+    cfg = load_config(None, overrides={"model.path": str(model)}, env={})
+    assert cfg.threshold().value == DEFAULT_THRESHOLD and cfg.threshold().source.startswith("default")
+    (model.parent / "card.json").write_text(json.dumps({"referral_threshold": 0.37}))
+    cfg = load_config(None, overrides={"model.path": str(model)}, env={})
+    assert cfg.threshold().value == pytest.approx(0.37)
+    eff = effective_config(cfg)
+    assert eff["screening"]["threshold"] == pytest.approx(0.37)
+    assert "model card" in eff["screening"]["threshold_source"]
+    cfg = load_config(None, overrides={"model.path": str(model), "screening.threshold": 0.6}, env={})
+    assert (cfg.threshold().value, cfg.threshold().source) == (0.6, "config")
+
+
+@pytest.mark.parametrize("card", ['{"referral_threshold": 1.5}', '{"other": 1}', "not json"])
+def test_broken_model_card_is_an_error_at_load(tmp_path, card):
+    model = tmp_path / "model.onnx"
+    (tmp_path / "card.json").write_text(card)
+    with pytest.raises(ConfigError, match="card.json"):
+        load_config(None, overrides={"model.path": str(model)}, env={})
+
+
+def test_password_file_is_read_and_masked(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-pass\n")
+    cfg = load_config(None, overrides={"mqtt.username": "kiosk-7", "mqtt.password_file": str(secret)}, env={})
+    assert read_password(cfg) == "s3cret-pass"
+    text = json.dumps(effective_config(cfg))
+    assert "s3cret-pass" not in text
+    assert "kiosk-7" not in text  # username masked too
+    assert "kiosk-7" in json.dumps(effective_config(cfg, mask_secrets=False))
+
+
+def test_missing_secret_files_and_half_tls_pairs_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="mqtt.password_file.*not found"):
+        load_config(None, overrides={"mqtt.username": "u", "mqtt.password_file": str(tmp_path / "nope")}, env={})
+    with pytest.raises(ConfigError, match="cert_file and key_file go together"):
+        load_config(None, overrides={"mqtt.tls.cert_file": str(tmp_path / "c.pem")}, env={})
+    with pytest.raises(ConfigError, match="username"):
+        pw = write(tmp_path, "x", "pw")
+        load_config(None, overrides={"mqtt.password_file": str(pw)}, env={})
+
+
+def test_record_walks_needs_a_folder():
+    with pytest.raises(ConfigError, match="record_dir"):
+        load_config(None, overrides={"privacy.record_walks": True}, env={})
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[mqtt\nurl="), env={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml", env={})
+
+
+def test_effective_config_is_json_with_derived_values(tmp_path):
+    cfg = load_config(None, overrides={"state_dir": str(tmp_path)}, env={})
+    eff = effective_config(cfg)
+    json.dumps(eff)  # plain data
+    assert eff["outbox"]["path"] == str(tmp_path / "outbox.sqlite3")
+    assert eff["mqtt"]["client_id"] == "gaitmil-site-0-kiosk-0"
+    assert eff["logging"]["json"] is False
