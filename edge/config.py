@@ -6,22 +6,49 @@ variables `GAITMIL_<SECTION>__<KEY>=value` (nested keys with more `__`, e.g.
 `overrides` (the CLI flags). Every error names the dotted key, the value,
 where it came from and what is allowed. Relative paths are resolved against
 the current working directory (the systemd unit sets WorkingDirectory).
+
+The models of the tree are in edge.settings, the referral threshold in
+edge.threshold and the broker URL in edge.broker_url; every public name of
+those stays importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
+# re-exported: `from edge.config import X` is the public path for the whole config API
+from edge.broker_url import BrokerAddress, parse_broker_url
 from edge.errors import ConfigError
+from edge.settings import (
+    ID_PATTERN,
+    HealthConfig,
+    KioskConfig,
+    KioskIdentity,
+    LoggingConfig,
+    ModelConfig,
+    MqttConfig,
+    OutboxConfig,
+    PrivacyConfig,
+    RealSenseFilters,
+    ScreeningConfig,
+    SegmentationConfig,
+    SourceConfig,
+    TLSConfig,
+    WalkConfig,
+)
+from edge.threshold import (
+    CARD_NAME,
+    CARD_THRESHOLD_KEY,
+    DEFAULT_THRESHOLD,
+    ResolvedThreshold,
+    resolve_threshold,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,276 +56,15 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 ENV_PREFIX = "GAITMIL_"
-DEFAULT_THRESHOLD = 0.5
-CARD_NAME = "card.json"
-CARD_THRESHOLD_KEY = "referral_threshold"
 MASK = "***"
-# ids go into MQTT topic levels: no '/', '+', '#' or spaces
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
-
-class _Section(BaseModel):
-    # unknown keys are errors: a typo must not silently fall back to a default
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class KioskIdentity(_Section):
-    site_id: str = Field("site-0", pattern=ID_PATTERN)
-    kiosk_id: str = Field("kiosk-0", pattern=ID_PATTERN)
-
-
-class RealSenseFilters(_Section):
-    decimation: int = Field(1, ge=1, le=8)
-    spatial: bool = True
-    temporal: bool = False  # smears moving children (REFERENCE.md "Capture")
-    hole_filling: bool = True
-
-
-class SourceConfig(_Section):
-    uri: str = "sim://?seed=0&walks=5"
-    fps: float = Field(30.0, gt=0, le=120)
-    color: bool = False
-    width: int = Field(640, ge=16, le=4096)
-    height: int = Field(480, ge=16, le=4096)
-    timeout_seconds: float = Field(5.0, gt=0, le=120)
-    queue_frames: int = Field(8, ge=1, le=1024)
-    realsense: RealSenseFilters = Field(default_factory=RealSenseFilters)
-
-
-class SegmentationConfig(_Section):
-    method: Literal["depth", "color", "passthrough"] = "depth"
-    site_model: Path | None = None  # from `python -m edge calibrate-site`
-    color_method: Literal["mog2", "knn"] = "mog2"
-    min_area: int = Field(1500, ge=1)
-    margin_mm: int = Field(150, ge=0, le=5000)
-
-
-class WalkConfig(_Section):
-    min_frames: int = Field(30, ge=1, le=10000)
-    enter_frames: int = Field(3, ge=1, le=1000)
-    exit_frames: int = Field(5, ge=1, le=1000)
-    max_seconds: float = Field(20.0, gt=0, le=600)
-    cooldown_seconds: float = Field(1.0, ge=0, le=600)
-    min_coverage: float = Field(0.3, ge=0, le=1)
-    on_shutdown: Literal["finish", "abandon"] = "finish"
-
-
-class ModelConfig(_Section):
-    path: Path = Path("models/demo/model.int8-cpu.onnx")
-    runner: Literal["onnxruntime", "torch", "tensorrt"] = "onnxruntime"
-    frames: int = Field(30, ge=8, le=300)  # gaitmil.spec MIN_FRAMES..MAX_FRAMES
-    threads: int | None = Field(None, ge=1, le=256)
-    card: Path | None = None  # default: card.json beside the model
-
-
-class ScreeningConfig(_Section):
-    # None: the model card's referral_threshold, else DEFAULT_THRESHOLD
-    threshold: float | None = Field(None, gt=0, lt=1)
-
-
-class TLSConfig(_Section):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False  # skip hostname check; for tests against self-signed brokers only
-
-    @model_validator(mode="after")
-    def _pairs(self) -> TLSConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
-        return self
-
-
-class MqttConfig(_Section):
-    url: str = "mqtt://127.0.0.1:1883"
-    topic_prefix: str = "gaitmil/v1"
-    protocol: Literal["3.1.1", "5"] = "5"
-    client_id: str | None = None  # default gaitmil-<site>-<kiosk>
-    keepalive: int = Field(30, ge=5, le=3600)
-    qos: Literal[1, 2] = 1  # the outbox needs the broker's acknowledgement: QoS 0 has none
-    username: str | None = None
-    password_file: Path | None = None
-    tls: TLSConfig = Field(default_factory=TLSConfig)
-    reconnect_min_delay: float = Field(1.0, gt=0, le=600)
-    reconnect_max_delay: float = Field(60.0, gt=0, le=3600)
-    inflight: int = Field(20, ge=1, le=1000)
-    session_token_ttl_seconds: float = Field(300.0, gt=0, le=86400)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "password" in data:
-            raise ValueError(
-                "an inline `password` is not accepted: put the password in a file readable only by the "
-                "kiosk user and set mqtt.password_file to its path"
-            )
-        return data
-
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _protocol_text(cls, value: Any) -> Any:
-        # TOML `protocol = 5` arrives as an int; environment values as text
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return {5: "5", 3.1: "3.1.1"}.get(value, value)
-        if value in ("5.0", "v5", "mqttv5"):
-            return "5"
-        if value in ("v311", "3.1", "mqttv311"):
-            return "3.1.1"
-        return value
-
-    @field_validator("qos", mode="before")
-    @classmethod
-    def _qos_text(cls, value: Any) -> Any:
-        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parse_broker_url(value)
-        return value
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+# "):
-            raise ValueError("topic_prefix must be non-empty, without leading/trailing '/', '+', '#' or spaces")
-        return value
-
-    @model_validator(mode="after")
-    def _delays(self) -> MqttConfig:
-        if self.reconnect_max_delay < self.reconnect_min_delay:
-            raise ValueError("reconnect_max_delay must be at least reconnect_min_delay")
-        if self.password_file is not None and not self.username:
-            raise ValueError("password_file is set but username is not: set mqtt.username too")
-        return self
-
-
-class OutboxConfig(_Section):
-    path: Path | None = None  # default <state_dir>/outbox.sqlite3
-    disk_budget_mb: float = Field(256.0, gt=0)
-    alarm_fraction: float = Field(0.8, gt=0, le=1)
-    flush_seconds: float = Field(10.0, ge=0, le=600)
-    expire_days: float = Field(14.0, gt=0, le=3650)
-
-
-class HealthConfig(_Section):
-    interval_seconds: float = Field(60.0, gt=0, le=86400)
-
-
-class PrivacyConfig(_Section):
-    record_walks: bool = False  # silhouettes are written only when this is on
-    record_dir: Path | None = None
-
-    @model_validator(mode="after")
-    def _dir(self) -> PrivacyConfig:
-        if self.record_walks and self.record_dir is None:
-            raise ValueError("record_walks is on but record_dir is not set: name the folder for the recordings")
-        return self
-
-
-class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    json_lines: bool = Field(False, alias="json")
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class KioskConfig(_Section):
-    kiosk: KioskIdentity = Field(default_factory=KioskIdentity)
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
-    walk: WalkConfig = Field(default_factory=WalkConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    state_dir: Path = Path("state")
-
-    # -- derived values the service needs -------------------------------------------------
-
-    @property
-    def outbox_path(self) -> Path:
-        return self.outbox.path if self.outbox.path is not None else self.state_dir / "outbox.sqlite3"
-
-    @property
-    def client_id(self) -> str:
-        return self.mqtt.client_id or f"gaitmil-{self.kiosk.site_id}-{self.kiosk.kiosk_id}"
-
-    @property
-    def card_path(self) -> Path:
-        return self.model.card if self.model.card is not None else self.model.path.parent / CARD_NAME
-
-    def threshold(self) -> ResolvedThreshold:
-        """The referral threshold in force and where it came from."""
-        return resolve_threshold(self)
-
-
-@dataclass(frozen=True)
-class ResolvedThreshold:
-    value: float
-    source: str  # "config", "model card <path>" or "default"
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    scheme: str  # "mqtt" or "mqtts"
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "mqtts"
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """`mqtt://host[:port]` or `mqtts://host[:port]` -> BrokerAddress (ValueError if malformed)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"broker URL must start with mqtt:// or mqtts://, got {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"broker URL {url!r} has no host: use mqtt://HOST:PORT")
-    if parts.username or parts.password:
-        raise ValueError("broker URL must not carry credentials: use mqtt.username and mqtt.password_file")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"broker URL {url!r} has a bad port: {exc}") from None
-    if parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"broker URL {url!r} has a path or query: use only mqtt://HOST:PORT")
-    return BrokerAddress(parts.scheme, parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883))
-
-
-def resolve_threshold(cfg: KioskConfig) -> ResolvedThreshold:
-    """Config value, else the model card's referral_threshold, else DEFAULT_THRESHOLD."""
-    if cfg.screening.threshold is not None:
-        return ResolvedThreshold(cfg.screening.threshold, "config")
-    card = cfg.card_path
-    if not card.is_file():
-        if cfg.model.card is not None:
-            raise ConfigError(f"model.card = {str(card)!r}: file not found; fix the path or remove the key")
-        return ResolvedThreshold(DEFAULT_THRESHOLD, f"default (no model card at {card})")
-    try:
-        data = json.loads(card.read_text(encoding="utf-8"))
-        value = data[CARD_THRESHOLD_KEY]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"model card {card}: cannot read {CARD_THRESHOLD_KEY!r} ({exc}); expected a JSON object with "
-            f"{CARD_THRESHOLD_KEY!r} in (0, 1). Fix the card or set screening.threshold"
-        ) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ConfigError(
-            f"model card {card}: {CARD_THRESHOLD_KEY} = {value!r} is not a number in (0, 1); "
-            "fix the card or set screening.threshold"
-        )
-    return ResolvedThreshold(float(value), f"model card {card}")
+__all__ = [
+    "CARD_NAME", "CARD_THRESHOLD_KEY", "DEFAULT_THRESHOLD", "ENV_PREFIX", "ID_PATTERN", "MASK",
+    "BrokerAddress", "HealthConfig", "KioskConfig", "KioskIdentity", "LoggingConfig", "ModelConfig",
+    "MqttConfig", "OutboxConfig", "PrivacyConfig", "RealSenseFilters", "ResolvedThreshold", "ScreeningConfig",
+    "SegmentationConfig", "SourceConfig", "TLSConfig", "WalkConfig",
+    "effective_config", "load_config", "parse_broker_url", "read_password", "resolve_threshold",
+]
 
 
 # -- loading ----------------------------------------------------------------------------------

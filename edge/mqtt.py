@@ -11,6 +11,9 @@ to its row and acknowledges (deletes) or parks rows. paho resends the
 unacknowledged messages it holds after a reconnect; after a restart the owner
 republishes every pending row, so duplicates are possible and results carry
 `result_id` for de-duplication.
+
+Topic names and the session parser are in edge.topics, the settings and the
+paho client set-up (credentials, TLS) in edge.mqtt_client.
 """
 
 from __future__ import annotations
@@ -18,127 +21,32 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edge.errors import PublishError
+from edge.mqtt_client import PublisherSettings, _paho, build_client  # noqa: F401  (_paho: re-export)
 from edge.outbox import Outbox
 from edge.result import ModelIdentity, encode_result, utc_now_iso
+from edge.topics import (
+    HEALTH_SCHEMA,
+    MAX_SESSION_PAYLOAD,
+    STATUS_SCHEMA,
+    TOKEN_PATTERN,
+    Topics,
+    parse_session,
+)
+
+# PublisherSettings, Topics, parse_session and the constants are re-exported: `from edge.mqtt import X`
+# stays their public path
+__all__ = [
+    "HEALTH_SCHEMA", "MAX_SESSION_PAYLOAD", "STATUS_SCHEMA", "TOKEN_PATTERN",
+    "Publisher", "PublisherSettings", "Topics", "parse_session",
+]
 
 log = logging.getLogger(__name__)
-
-STATUS_SCHEMA = "gaitmil.status/1"
-HEALTH_SCHEMA = "gaitmil.health/1"
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
-MAX_SESSION_PAYLOAD = 1024
-
-
-@dataclass(frozen=True)
-class Topics:
-    result: str
-    status: str
-    health: str
-    session: str
-
-    @classmethod
-    def for_kiosk(cls, prefix: str, site_id: str, kiosk_id: str) -> Topics:
-        root = f"{prefix}/{site_id}/{kiosk_id}"
-        return cls(f"{root}/result", f"{root}/status", f"{root}/health", f"{root}/session")
-
-
-@dataclass
-class PublisherSettings:
-    """Plain values the publisher needs; `from_config` builds them from a KioskConfig."""
-
-    host: str = "127.0.0.1"
-    port: int = 1883
-    site_id: str = "site-0"
-    kiosk_id: str = "kiosk-0"
-    topic_prefix: str = "gaitmil/v1"
-    protocol: str = "5"  # "5" or "3.1.1"
-    client_id: str = "gaitmil-site-0-kiosk-0"
-    keepalive: int = 30
-    qos: int = 1
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = False
-    reconnect_min_delay: float = 1.0
-    reconnect_max_delay: float = 60.0
-    inflight: int = 20
-    session_token_ttl_seconds: float = 300.0
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> PublisherSettings:
-        from edge.config import parse_broker_url, read_password
-
-        address = parse_broker_url(cfg.mqtt.url)
-        tls = cfg.mqtt.tls
-        return cls(
-            host=address.host, port=address.port, site_id=cfg.kiosk.site_id, kiosk_id=cfg.kiosk.kiosk_id,
-            topic_prefix=cfg.mqtt.topic_prefix, protocol=cfg.mqtt.protocol, client_id=cfg.client_id,
-            keepalive=cfg.mqtt.keepalive, qos=cfg.mqtt.qos, username=cfg.mqtt.username, password=read_password(cfg),
-            tls=address.tls or tls.ca_file is not None or tls.cert_file is not None,
-            ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file, tls_insecure=tls.insecure,
-            reconnect_min_delay=cfg.mqtt.reconnect_min_delay, reconnect_max_delay=cfg.mqtt.reconnect_max_delay,
-            inflight=cfg.mqtt.inflight, session_token_ttl_seconds=cfg.mqtt.session_token_ttl_seconds,
-        )
-
-    @property
-    def broker(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-    @property
-    def topics(self) -> Topics:
-        return Topics.for_kiosk(self.topic_prefix, self.site_id, self.kiosk_id)
-
-
-def _paho():
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise PublishError("the MQTT publisher needs paho-mqtt>=2.1: pip install gaitmil-edge") from None
-    return mqtt
-
-
-def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, float]:
-    """A session message -> (token or None to clear, expiry time). ValueError on junk.
-
-    Accepted: a bare token, or JSON {"subject_token": "...", "expires_in": seconds}; an empty
-    payload or {"subject_token": null} clears the token. Expiry is capped at `ttl`.
-    """
-    if len(payload) > MAX_SESSION_PAYLOAD:
-        raise ValueError(f"session payload of {len(payload)} bytes is larger than {MAX_SESSION_PAYLOAD}")
-    text = payload.decode("utf-8").strip()
-    if not text:
-        return None, now
-    expires_in = ttl
-    if text.startswith("{"):
-        data = json.loads(text)
-        if not isinstance(data, dict) or set(data) - {"subject_token", "expires_in"}:
-            raise ValueError("session JSON must be an object with subject_token and optional expires_in")
-        token = data.get("subject_token")
-        if token is None:
-            return None, now
-        if "expires_in" in data:
-            value = data["expires_in"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"expires_in must be a positive number of seconds, got {value!r}")
-            expires_in = min(float(value), ttl)
-    else:
-        token = text
-    if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
-        raise ValueError("subject_token must be 8-128 characters of A-Z a-z 0-9 _ -")
-    return token, now + expires_in
 
 
 class Publisher:
@@ -194,34 +102,9 @@ class Publisher:
         """Connect in the background (paho retries with backoff) and start the owner thread."""
         if self._client is not None:
             raise PublishError("publisher already started: call stop() before starting it again")
-        mqtt = _paho()
         s = self.settings
         v5 = s.protocol == "5"
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            **({} if v5 else {"clean_session": True}),
-        )
-        client.will_set(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            try:
-                client.tls_set(
-                    ca_certs=str(s.ca_file) if s.ca_file else None,
-                    certfile=str(s.cert_file) if s.cert_file else None,
-                    keyfile=str(s.key_file) if s.key_file else None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise PublishError(
-                    f"TLS setup for {s.broker} failed: {exc}; check mqtt.tls.ca_file/cert_file/key_file"
-                ) from None
-            client.tls_insecure_set(s.tls_insecure)
-        client.reconnect_delay_set(min_delay=max(1, round(s.reconnect_min_delay)), max_delay=max(1, round(s.reconnect_max_delay)))
-        client.max_inflight_messages_set(s.inflight)
-        client.max_queued_messages_set(0)
+        client = build_client(s, self.topics.status, self._status_payload("offline"))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
