@@ -1,0 +1,58 @@
+"""Classifier: an accepted Walk in, a Prediction out (sampling, runner call, attention mapping)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edge.errors import RunnerError
+from edge.runners.base import Runner
+from edge.types import Prediction, Walk
+from gaitmil.spec import INPUT_NAME, even_indices, to_model_input
+
+
+class Classifier:
+    """Samples the runner's T frames evenly over the walk (gaitmil.spec.even_indices, as in
+    evaluation), runs the runner and maps the frame attention back to walk frame indices.
+    The runner must already be active (activate it in the inference thread)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def classify(self, walk: Walk) -> Prediction:
+        if not walk.accepted:
+            raise RunnerError(
+                f"walk {walk.walk_id} was refused by the walk gate ({walk.retake_reason}): "
+                "publish a retake instead of classifying it"
+            )
+        count = int(walk.silhouettes.shape[0])
+        if count == 0:
+            raise RunnerError(f"walk {walk.walk_id} holds no silhouettes")
+        batch, frames = self.runner.input_shape[:2]
+        start = time.perf_counter()
+        indices = even_indices(count, frames)
+        clip = to_model_input(walk.silhouettes[indices])  # [T, 64, 44] float32
+        feed = np.broadcast_to(clip, (batch, *clip.shape)).copy() if batch > 1 else clip[None]
+        outputs = self.runner.infer({INPUT_NAME: feed})
+        elapsed = (time.perf_counter() - start) * 1000.0
+        timing = self.runner.last_timing or {}
+        return Prediction(
+            probs=outputs["probs"][0].astype(np.float32),
+            phase_attention=outputs["phase_attention"][0].astype(np.float32),
+            frame_attention=outputs["frame_attention"][0].astype(np.float32),
+            frame_indices=indices.astype(np.int64),
+            runner=self.runner.name,
+            precision=self.runner.precision,
+            inference_ms=float(timing.get("total_ms", elapsed)),
+        )
+
+    def key_frames(self, prediction: Prediction, top: int = 3) -> list[tuple[int, float]]:
+        """The walk frame indices with the highest attention (index, weight), most weight first.
+
+        Frames repeated by sampling (walks shorter than T) are summed per walk index."""
+        weights: dict[int, float] = {}
+        for index, weight in zip(prediction.frame_indices.tolist(), prediction.frame_attention.tolist()):
+            weights[index] = weights.get(index, 0.0) + float(weight)
+        ranked = sorted(weights.items(), key=lambda item: -item[1])
+        return ranked[:top]

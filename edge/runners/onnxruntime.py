@@ -1,0 +1,164 @@
+"""ONNX Runtime runner: the kiosk's default backend (CPU; CUDA only when asked for)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ModelError, RunnerError
+from edge.runners.base import Runner, check_model_input_shape
+from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
+
+REBUILD = (
+    "rebuild it with `python -m export onnx --checkpoint CKPT --out DIR` "
+    "(or `make models` for the shipped demo model)"
+)
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's own exception classes (they derive from Exception directly)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
+             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
+    return found + (RuntimeError, ValueError, OSError)
+
+
+def precision_from_graph(data: bytes) -> str:
+    """Guess the precision of an ONNX model without the `onnx` package.
+
+    Q/DQ models contain QuantizeLinear nodes; FP16 models (FP32 I/O kept) contain Cast nodes
+    to FLOAT16 around a float16 body, recognisable by the op/type strings in the protobuf.
+    Only used when neither a manifest nor the model's metadata says the precision.
+    """
+    if b"QuantizeLinear" in data:
+        return "int8"
+    try:
+        import onnx
+    except ImportError:
+        return "fp32"
+    model = onnx.load_from_string(data)
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+class OnnxRuntimeRunner(Runner):
+    """Options:
+    providers: list of execution providers, default ["CPUExecutionProvider"]; a provider
+        that this onnxruntime build lacks is refused (never a silent CPU fallback).
+    require_manifest: refuse a model without a manifest beside it (default False: a manifest
+        is verified when present).
+    """
+
+    name = "onnxruntime"
+    options_allowed = frozenset({"providers", "require_manifest", "precision"})
+
+    def _activate(self) -> None:
+        import onnxruntime as ort
+
+        providers = list(self.options.get("providers") or ["CPUExecutionProvider"])
+        available = ort.get_available_providers()
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise RunnerError(
+                f"onnxruntime: execution provider(s) {missing} are not available in this onnxruntime build "
+                f"(available: {available}); install onnxruntime-gpu for CUDAExecutionProvider, or use "
+                "providers=['CPUExecutionProvider']"
+            )
+        manifest = self._check_manifest()
+        data = self.model_path.read_bytes()
+        opts = ort.SessionOptions()
+        if self.threads is not None:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(data, sess_options=opts, providers=providers)
+        except _ort_errors() as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ModelError(f"onnxruntime cannot load {self.model_path} ({first}): the file is corrupt or not an ONNX model; {REBUILD}") from err
+        if session.get_providers()[: len(providers)] != providers:
+            raise RunnerError(
+                f"onnxruntime: asked for providers {providers}, session uses {session.get_providers()}; "
+                "refusing a silent fallback"
+            )
+        inputs = {i.name: i for i in session.get_inputs()}
+        if list(inputs) != [INPUT_NAME]:
+            raise ModelError(f"{self.model_path}: inputs are {list(inputs)}, expected ['{INPUT_NAME}']; {REBUILD}")
+        if inputs[INPUT_NAME].type != "tensor(float)":
+            raise ModelError(f"{self.model_path}: input '{INPUT_NAME}' is {inputs[INPUT_NAME].type}, expected tensor(float); {REBUILD}")
+        self._input_shape = check_model_input_shape(inputs[INPUT_NAME].shape, str(self.model_path))
+        outputs = [o.name for o in session.get_outputs()]
+        missing_out = [n for n in OUTPUT_NAMES if n not in outputs]
+        if missing_out:
+            raise ModelError(f"{self.model_path}: outputs {missing_out} missing (has {outputs}); {REBUILD}")
+        meta = session.get_modelmeta().custom_metadata_map
+        if manifest is not None:
+            declared = manifest.input_shapes.get(INPUT_NAME)
+            if declared is not None and tuple(declared) != self._input_shape:
+                raise ModelError(
+                    f"{self.model_path}: manifest says input shape {declared}, the model has "
+                    f"{list(self._input_shape)}; {REBUILD}"
+                )
+        self._precision = (
+            self.options.get("precision")
+            or (manifest.precision if manifest is not None else None)
+            or meta.get("precision")
+            or precision_from_graph(data)
+        )
+        self._model_id = (
+            (manifest.model_id if manifest is not None else None)
+            or _meta_model_id(meta)
+            or f"{self.model_path.stem}-{self.model_sha256[:12]}"
+        )
+        self._session = session
+        self._providers = providers
+
+    def _check_manifest(self) -> Any:
+        from gaitmil.manifest import ManifestError, find_manifest, verify_artifact
+
+        path = find_manifest(self.model_path)
+        if not path.is_file():
+            if self.options.get("require_manifest"):
+                raise ModelError(f"{self.model_path} has no manifest ({path.name}) beside it; {REBUILD}")
+            return None
+        try:
+            manifest = verify_artifact(self.model_path, path)
+        except ManifestError as err:
+            raise ModelError(f"onnxruntime refuses {self.model_path}: {err}") from err
+        if manifest.kind != "onnx":
+            raise ModelError(f"{path} describes a {manifest.kind!r}, not an ONNX model; {REBUILD}")
+        return manifest
+
+    def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        values = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: silhouettes})
+        self._stage_ms = {"compute_ms": (time.perf_counter() - start) * 1000.0}
+        return dict(zip(OUTPUT_NAMES, values))
+
+    def _deactivate(self) -> None:
+        self._session = None
+
+
+def _meta_model_id(meta: dict[str, str]) -> str | None:
+    """model_id from ONNX metadata_props (plain string or inside a JSON description)."""
+    if "model_id" in meta:
+        value = meta["model_id"]
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed if isinstance(parsed, str) else value
+    for value in meta.values():
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(parsed, dict) and isinstance(parsed.get("model_id"), str):
+            return parsed["model_id"]
+    return None

@@ -1,0 +1,50 @@
+"""The one registry of inference backends: name -> "module:Class", imported on demand."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from edge.errors import RunnerError
+from edge.runners.base import Runner
+
+RUNNERS: dict[str, str] = {
+    "onnxruntime": "edge.runners.onnxruntime:OnnxRuntimeRunner",
+    "torch": "edge.runners.torch:TorchRunner",
+    "tensorrt": "edge.runners.tensorrt:TensorRTRunner",
+}
+
+# what each backend needs importable, and the pip extra that installs it
+REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "onnxruntime": (("onnxruntime",), "pip install gaitmil-edge"),
+    "torch": (("torch",), "pip install gaitmil-edge[train]"),
+    "tensorrt": (("tensorrt",), "pip install gaitmil-edge[tensorrt] (on Jetson: apt install python3-libnvinfer)"),
+}
+
+
+def runner_class(name: str) -> type[Runner]:
+    target = RUNNERS.get(name)
+    if target is None:
+        raise RunnerError(f"unknown runner {name!r}: choose one of {', '.join(RUNNERS)}")
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create_runner(name: str, model_path: str | Path, **options: Any) -> Runner:
+    """Build (not activate) the runner `name` for `model_path`."""
+    return runner_class(name)(model_path, **options)
+
+
+def available_runners() -> dict[str, bool | str]:
+    """name -> True, or the reason it cannot run here (without importing the backends)."""
+    result: dict[str, bool | str] = {}
+    for name, (modules, how) in REQUIREMENTS.items():
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        result[name] = True if not missing else f"{', '.join(missing)} not installed: {how}"
+    if result.get("tensorrt") is True and not any(
+        importlib.util.find_spec(m) is not None for m in ("cuda", "pycuda")
+    ):
+        result["tensorrt"] = "neither cuda-python nor pycuda installed: pip install gaitmil-edge[tensorrt]"
+    return result

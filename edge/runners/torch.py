@@ -1,0 +1,59 @@
+"""PyTorch runner: the reference backend, straight from a Gait-MIL checkpoint."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edge.errors import ModelError, RunnerError
+from edge.runners.base import Runner
+from gaitmil.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH, OUTPUT_NAMES, check_frames
+
+
+class TorchRunner(Runner):
+    """Options: frames (T, default the checkpoint's input frames or 30), batch (default 1)."""
+
+    name = "torch"
+    options_allowed = frozenset({"frames", "batch"})
+
+    def _activate(self) -> None:
+        try:
+            import torch
+        except ImportError as err:
+            raise RunnerError(
+                "the torch runner needs PyTorch: pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+            ) from err
+        from gaitmil.checkpoint import load_checkpoint
+        from gaitmil.errors import CheckpointError
+
+        try:
+            model, meta = load_checkpoint(self.model_path, map_location="cpu")
+        except CheckpointError as err:
+            raise ModelError(f"torch runner: {err}") from err
+        frames = self.options.get("frames") or int(meta.get("input", {}).get("frames", DEFAULT_FRAMES))
+        try:
+            frames = check_frames(frames)
+        except ValueError as err:
+            raise RunnerError(f"torch runner: {err}") from err
+        batch = int(self.options.get("batch", 1))
+        if batch < 1:
+            raise RunnerError(f"torch runner: batch={batch} must be at least 1")
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        self._torch = torch
+        self._model = model
+        self._input_shape = (batch, frames, INPUT_HEIGHT, INPUT_WIDTH)
+        self._precision = "fp32"
+        self._model_id = str(meta.get("model_id") or f"{self.model_path.stem}-{self.model_sha256[:12]}")
+
+    def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = self._model(torch.from_numpy(silhouettes))
+        self._stage_ms = {"compute_ms": (time.perf_counter() - start) * 1000.0}
+        return {name: getattr(out, name).detach().cpu().numpy() for name in OUTPUT_NAMES}
+
+    def _deactivate(self) -> None:
+        self._model = None

@@ -1,0 +1,156 @@
+"""Pure decisions for the TensorRT runner (no tensorrt/CUDA imports: tested anywhere).
+
+- which CUDA Python library to use (cuda-python first, then pycuda);
+- TensorRT data type -> numpy dtype;
+- I/O plan from the engine's named tensors (names, static shapes, dtypes, byte sizes);
+- engine manifest vs this machine (TensorRT version, GPU, compute capability, precision,
+  ONNX hash): a list of mismatches, each saying how to rebuild.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gaitmil.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
+
+CUDA_LIBRARIES = ("cuda-python", "pycuda")
+_MODULE_OF = {"cuda-python": "cuda", "pycuda": "pycuda"}
+
+# TensorRT DataType enum names -> numpy dtypes (BF16/FP8/INT4 have no numpy host type here)
+TRT_DTYPES: dict[str, np.dtype] = {
+    "FLOAT": np.dtype(np.float32),
+    "HALF": np.dtype(np.float16),
+    "INT8": np.dtype(np.int8),
+    "UINT8": np.dtype(np.uint8),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "BOOL": np.dtype(np.bool_),
+}
+
+REBUILD_ENGINE = "rebuild it on this machine with `python -m export engine --onnx MODEL.onnx --out ENGINE --force`"
+
+
+def choose_cuda_library(has_module: Callable[[str], bool], prefer: str | None = None) -> str:
+    """'cuda-python' if importable (NVIDIA's samples use it since TensorRT 10.14), else 'pycuda'."""
+    if prefer is not None:
+        if prefer not in CUDA_LIBRARIES:
+            raise ValueError(f"cuda library {prefer!r}: use one of {', '.join(CUDA_LIBRARIES)}")
+        if not has_module(_MODULE_OF[prefer]):
+            raise ValueError(f"cuda library {prefer!r} was asked for but is not installed")
+        return prefer
+    for name in CUDA_LIBRARIES:
+        if has_module(_MODULE_OF[name]):
+            return name
+    raise ValueError(
+        "the tensorrt runner needs cuda-python or pycuda: pip install 'gaitmil-edge[tensorrt]' "
+        "(cuda-python) or 'gaitmil-edge[pycuda]'"
+    )
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    """numpy dtype for a tensorrt.DataType (or its name, e.g. 'FLOAT')."""
+    name = getattr(trt_dtype, "name", str(trt_dtype)).split(".")[-1].upper()
+    if name not in TRT_DTYPES:
+        raise ValueError(f"TensorRT data type {name} has no numpy host type here; expected one of {sorted(TRT_DTYPES)}")
+    return TRT_DTYPES[name]
+
+
+@dataclass(frozen=True)
+class IOTensor:
+    name: str
+    is_input: bool
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class IOPlan:
+    input: IOTensor
+    outputs: tuple[IOTensor, ...]
+
+    @property
+    def tensors(self) -> tuple[IOTensor, ...]:
+        return (self.input, *self.outputs)
+
+
+def plan_io(tensors: Iterable[IOTensor]) -> IOPlan:
+    """Check an engine's I/O against the model contract; raise ValueError saying what differs."""
+    tensors = list(tensors)
+    inputs = [t for t in tensors if t.is_input]
+    outputs = {t.name: t for t in tensors if not t.is_input}
+    if [t.name for t in inputs] != [INPUT_NAME]:
+        raise ValueError(f"engine inputs are {[t.name for t in inputs]}, expected ['{INPUT_NAME}']")
+    inp = inputs[0]
+    if len(inp.shape) != 4 or any(d <= 0 for d in inp.shape) or tuple(inp.shape[2:]) != (INPUT_HEIGHT, INPUT_WIDTH):
+        raise ValueError(
+            f"engine input '{INPUT_NAME}' has shape {list(inp.shape)}, expected static [B, T, {INPUT_HEIGHT}, {INPUT_WIDTH}]"
+        )
+    if inp.dtype != np.float32:
+        raise ValueError(f"engine input '{INPUT_NAME}' is {inp.dtype}, expected float32 (keep FP32 I/O when exporting)")
+    missing = [n for n in OUTPUT_NAMES if n not in outputs]
+    if missing:
+        raise ValueError(f"engine lacks outputs {missing} (has {sorted(outputs)})")
+    for name in OUTPUT_NAMES:
+        if any(d <= 0 for d in outputs[name].shape):
+            raise ValueError(f"engine output '{name}' has a dynamic shape {list(outputs[name].shape)}")
+    return IOPlan(inp, tuple(outputs[n] for n in OUTPUT_NAMES))
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'10.3.0.26' -> (10, 3, 0, 26); numbers compared as numbers, never as strings."""
+    numbers = re.findall(r"\d+", str(text))
+    if not numbers:
+        raise ValueError(f"cannot read a version number from {text!r}")
+    return tuple(int(n) for n in numbers)
+
+
+def _capability(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return (int(value[0]), int(value[1]))
+    parts = parse_version(value)
+    return (parts[0], parts[1] if len(parts) > 1 else 0)
+
+
+def engine_mismatches(
+    manifest: dict[str, Any], *, tensorrt_version: str, gpu_name: str, compute_capability: Any,
+    onnx_sha256: str | None = None,
+) -> list[str]:
+    """Differences between an engine manifest (as a dict) and this machine; empty = usable.
+
+    The engine section must match exactly: engines are tied to the TensorRT version and GPU.
+    """
+    problems: list[str] = []
+    if manifest.get("kind") != "engine":
+        problems.append(f"manifest kind is {manifest.get('kind')!r}, expected 'engine'")
+    engine = manifest.get("engine") or {}
+    built = engine.get("tensorrt_version")
+    if built is None:
+        problems.append("manifest does not record the TensorRT version the engine was built with")
+    elif parse_version(built)[:3] != parse_version(tensorrt_version)[:3]:
+        problems.append(f"engine built with TensorRT {built}, this machine has {tensorrt_version}")
+    if engine.get("gpu_name") and engine["gpu_name"] != gpu_name:
+        problems.append(f"engine built for GPU {engine['gpu_name']!r}, this machine has {gpu_name!r}")
+    built_cc, here_cc = _capability(engine.get("compute_capability")), _capability(compute_capability)
+    if built_cc is None:
+        problems.append("manifest does not record the GPU compute capability")
+    elif built_cc != here_cc:
+        problems.append(f"engine built for compute capability {built_cc}, this GPU is {here_cc}")
+    if onnx_sha256 is not None:
+        source = manifest.get("source") or {}
+        built_from = source.get("onnx_sha256")
+        if built_from != onnx_sha256:
+            problems.append(
+                f"engine was built from ONNX {str(built_from)[:12]}..., the ONNX beside it is {onnx_sha256[:12]}..."
+            )
+    return [f"{p}; {REBUILD_ENGINE}" for p in problems]

@@ -1,0 +1,193 @@
+"""The Source interface every camera, recording or replay implements, and frame validation."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from edge.errors import SourceError
+from edge.types import Frame, Intrinsics
+
+
+class Source(ABC):
+    """An iterator of edge.types.Frame with an explicit open/close lifecycle.
+
+    Subclasses implement `_open`, `_read` (return the next Frame, or None at the end of a
+    recording) and `_close`. Counters (`frames`, `timeouts`, `reconnects`, `invalid`) are
+    kept here so health reporting looks the same for every source.
+    """
+
+    scheme: str = ""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.is_open = False
+        # live: frames arrive at the camera's pace whether or not we read them (a service drops
+        # frames it cannot keep up with); False for recordings/replays read as fast as possible.
+        self.live = True
+        self.counters: dict[str, int] = {"frames": 0, "timeouts": 0, "reconnects": 0, "invalid": 0}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def open(self) -> Source:
+        if self.is_open:
+            raise SourceError(f"source {self.uri!r} is already open: close() it before opening again")
+        self._open()
+        self.is_open = True
+        return self
+
+    def close(self) -> None:
+        if self.is_open:
+            self.is_open = False
+            self._close()
+
+    def __enter__(self) -> Source:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self
+
+    def __next__(self) -> Frame:
+        if not self.is_open:
+            raise SourceError(f"source {self.uri!r} is not open: call open() or use it as a context manager")
+        frame = self._read()
+        if frame is None:
+            raise StopIteration
+        self.counters["frames"] += 1
+        return frame
+
+    # -- facts ------------------------------------------------------------------------------
+    @property
+    def fps(self) -> float:
+        return float(self._fps())
+
+    @property
+    def intrinsics(self) -> Intrinsics | None:
+        return self._intrinsics()
+
+    def health(self) -> dict[str, Any]:
+        """Counters for the health topic (a copy, safe to publish)."""
+        return {"uri": redact_uri(self.uri), **self.counters}
+
+    # -- for subclasses ---------------------------------------------------------------------
+    @abstractmethod
+    def _open(self) -> None: ...
+
+    @abstractmethod
+    def _read(self) -> Frame | None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _fps(self) -> float: ...
+
+    def _intrinsics(self) -> Intrinsics | None:
+        return None
+
+
+def redact_uri(uri: str) -> str:
+    """Drop a password from a URI (rtsp://user:pass@host) before it is logged or published."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def query_options(uri: str) -> dict[str, str]:
+    """`?a=1&b=x` of a URI as a dict of the last value of each key."""
+    return {key: values[-1] for key, values in parse_qs(urlsplit(uri).query).items()}
+
+
+def option_int(options: dict[str, Any], key: str, default: int | None, uri: str) -> int | None:
+    value = options.get(key, default)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SourceError(f"source {uri!r}: option {key}={value!r} must be an integer") from None
+
+
+def option_bool(options: dict[str, Any], key: str, default: bool, uri: str) -> bool:
+    value = options.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SourceError(f"source {uri!r}: option {key}={value!r} must be 0/1 or true/false")
+
+
+def validate_frame(frame: Frame) -> Frame:
+    """Check a frame's arrays before segmentation; raise SourceError naming the problem.
+
+    Cheap checks only (dtype, shape, consistency), so it can run on every frame. Frames
+    that pass may still be useless (all zeros, noise): the segmenter returns an empty
+    mask for those and the walk gate turns them into a retake.
+    """
+    if not isinstance(frame, Frame):
+        raise SourceError(f"expected an edge.types.Frame, got {type(frame).__name__}")
+    if frame.depth is None and frame.color is None and frame.silhouette is None:
+        raise SourceError(f"frame {frame.index} holds no depth, colour or silhouette image")
+    shape: tuple[int, ...] | None = None
+    if frame.depth is not None:
+        depth = frame.depth
+        if not isinstance(depth, np.ndarray) or depth.ndim != 2:
+            raise SourceError(
+                f"frame {frame.index}: depth must be a 2-D uint16 array [H, W] in millimetres, "
+                f"got {_describe(depth)}"
+            )
+        if depth.dtype != np.uint16:
+            extra = ""
+            if np.issubdtype(depth.dtype, np.floating):
+                bad = int(np.count_nonzero(~np.isfinite(depth)))
+                extra = f" ({bad} NaN/inf values)" if bad else ""
+                extra += "; convert metres with np.nan_to_num(d * 1000).astype(np.uint16), 0 = invalid"
+            raise SourceError(
+                f"frame {frame.index}: depth must be uint16 millimetres, got {depth.dtype}{extra}"
+            )
+        shape = depth.shape
+    if frame.color is not None:
+        color = frame.color
+        if not isinstance(color, np.ndarray) or color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
+            raise SourceError(
+                f"frame {frame.index}: colour must be a uint8 BGR array [H, W, 3], got {_describe(color)}"
+            )
+        if shape is not None and color.shape[:2] != shape:
+            raise SourceError(
+                f"frame {frame.index}: colour {color.shape[:2]} and depth {shape} differ in size; "
+                "align colour to depth (realsense option align=1)"
+            )
+        shape = shape or color.shape[:2]
+    if frame.silhouette is not None:
+        sil = frame.silhouette
+        if not isinstance(sil, np.ndarray) or sil.ndim != 2 or sil.dtype not in (np.uint8, np.bool_):
+            raise SourceError(
+                f"frame {frame.index}: silhouette must be a 2-D uint8 or bool array, got {_describe(sil)}"
+            )
+    if frame.intrinsics is not None and shape is not None:
+        size = (frame.intrinsics.height, frame.intrinsics.width)
+        if size != tuple(shape):
+            raise SourceError(
+                f"frame {frame.index}: image is {shape[1]}x{shape[0]} but its intrinsics say "
+                f"{size[1]}x{size[0]}"
+            )
+    if not np.isfinite(frame.timestamp):
+        raise SourceError(f"frame {frame.index}: timestamp {frame.timestamp!r} is not finite")
+    return frame
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__

@@ -1,0 +1,94 @@
+"""sim:// — the simulator's frame stream (gaitsim.iter_frames) as a camera."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from edge.errors import SourceError
+from edge.sources.base import Source, option_bool, option_int, query_options
+from edge.types import Frame, Intrinsics
+
+VIEWS = ("toward", "away", "side", "mixed")
+SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "too_short")
+
+
+class SimSource(Source):
+    """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
+    scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise.
+
+    `frame.walk_index` truth is kept in `last_truth` for tests; it is never part of a Frame.
+    """
+
+    scheme = "sim"
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri)
+        merged: dict[str, Any] = {**query_options(uri), **options}
+        self.seed = option_int(merged, "seed", 0, uri)
+        self.walks = option_int(merged, "walks", None, uri)
+        self.view = str(merged.get("view", "toward"))
+        if self.view not in VIEWS:
+            raise SourceError(f"source {uri!r}: view={self.view!r} is not one of {', '.join(VIEWS)}")
+        scenario = merged.get("scenario") or None
+        if scenario not in SCENARIOS:
+            raise SourceError(
+                f"source {uri!r}: scenario={scenario!r} is not one of "
+                f"{', '.join(s for s in SCENARIOS if s)} (or omit it)"
+            )
+        self.scenario = scenario
+        self.realtime = option_bool(merged, "realtime", False, uri)
+        self.live = self.realtime
+        self.color = option_bool(merged, "color", False, uri)
+        self.noise = option_bool(merged, "noise", True, uri)
+        try:
+            self._fps_value = float(merged.get("fps", 30.0))
+            self.gap_s = float(merged.get("gap_s", 1.0))
+        except (TypeError, ValueError):
+            raise SourceError(f"source {uri!r}: fps and gap_s must be numbers") from None
+        self.camera = merged.get("camera")  # a gaitsim.CameraConfig, keyword only
+        self._frames: Iterator[Any] | None = None
+        self._intr: Intrinsics | None = None
+        self._t0 = 0.0
+        self.last_truth: dict[str, Any] = {}
+
+    def _open(self) -> None:
+        try:
+            import gaitsim
+        except ImportError as err:
+            raise SourceError(f"sim:// needs the gaitsim package of this repository: {err}") from err
+        self._frames = gaitsim.iter_frames(
+            seed=self.seed, walks=self.walks, view=self.view, fps=self._fps_value, gap_s=self.gap_s,
+            scenario=self.scenario, camera=self.camera, color=self.color, noise=self.noise,
+        )
+        self._t0 = time.monotonic()
+
+    def _read(self) -> Frame | None:
+        if self._frames is None:
+            return None
+        sim = next(self._frames, None)
+        if sim is None:
+            return None
+        cam = sim.camera
+        if self._intr is None:
+            self._intr = Intrinsics(cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy)
+        if self.realtime:
+            # pace like a camera: frame i is due at t0 + i / fps
+            delay = self._t0 + sim.index / self._fps_value - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self.last_truth = {"walk_index": sim.walk_index, "label": sim.label, "mask": sim.mask}
+        return Frame(
+            index=sim.index, timestamp=float(sim.timestamp), depth=sim.depth,
+            color=sim.color if self.color else None, intrinsics=self._intr,
+        )
+
+    def _close(self) -> None:
+        self._frames = None
+
+    def _fps(self) -> float:
+        return self._fps_value
+
+    def _intrinsics(self) -> Intrinsics | None:
+        return self._intr

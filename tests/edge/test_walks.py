@@ -1,0 +1,187 @@
+"""WalkAssembler: the state machine and the walk gate on synthetic depth streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.errors import EdgeError
+from edge.segment import DepthSegmenter
+from edge.site import learn_site
+from edge.types import Mask
+from edge.walks import (
+    INTERRUPTED,
+    MULTIPLE_PEOPLE,
+    PARTIAL_VIEW,
+    RETAKE_REASONS,
+    STOPPED,
+    TOO_LONG,
+    TOO_SHORT,
+    WalkAssembler,
+    WalkConfig,
+    person_band,
+)
+from gaitmil.silhouette import normalize_for_model
+
+from .pipeline_synth import empty_frames, walk_frames
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return DepthSegmenter(learn_site(empty_frames(10)))
+
+
+def run(frames, segmenter, config=None):
+    assembler = WalkAssembler(config)
+    walks, states = [], []
+    for frame in frames:
+        walk = assembler.push(segmenter.segment(frame))
+        states.append(assembler.state)
+        if walk is not None:
+            walks.append(walk)
+    return walks, states, assembler
+
+
+def test_a_normal_walk_is_accepted_with_its_silhouettes(segmenter):
+    frames = walk_frames(60)
+    walks, states, assembler = run(frames, segmenter)
+    assert len(walks) == 1
+    walk = walks[0]
+    assert walk.accepted and walk.retake_reason is None
+    assert walk.silhouettes.shape == (60, 64, 44) and walk.silhouettes.dtype == np.uint8
+    assert walk.timestamps.shape == (60,)
+    np.testing.assert_allclose(walk.timestamps, [f.timestamp for f in frames[10:70]])
+    assert walk.start_time == pytest.approx(frames[10].timestamp)
+    assert walk.end_time == pytest.approx(frames[69].timestamp)  # the last frame with the child in view
+    assert walk.quality.frames_kept == 60 and walk.quality.direction == "toward"
+    assert walk.quality.coverage > 0.9 and walk.quality.max_components == 1
+    # states in order: idle, entering (k-1 frames), walking, leaving, idle
+    assert states[9] == "idle" and states[10] == "entering" and states[12] == "walking"
+    assert states[70] == "leaving" and states[75] == "idle" and not assembler.active
+    assert walk.silhouettes[30].max() == 255 and walk.silhouettes[30].mean() > 20
+
+
+def test_silhouettes_equal_normalising_the_mask_directly(segmenter):
+    frames = walk_frames(40)
+    walks, _, _ = run(frames, segmenter)
+    mask = segmenter.segment(frames[30])
+    direct = normalize_for_model(mask.mask)
+    assert direct.ok
+    kept = walks[0].silhouettes[20]
+    np.testing.assert_array_equal(kept, direct.silhouette)
+
+
+def test_consecutive_walks_and_cooldown(segmenter):
+    frames = walk_frames(45, seed=1) + walk_frames(50, start_index=67, seed=2)
+    walks, _, _ = run(frames, segmenter)
+    assert [w.accepted for w in walks] == [True, True]
+    assert walks[0].walk_id != walks[1].walk_id
+    assert [len(w.silhouettes) for w in walks] == [45, 50]
+
+
+def test_too_short(segmenter):
+    walks, _, _ = run(walk_frames(20, z_start=4000.0, z_end=1800.0), segmenter)
+    assert len(walks) == 1 and walks[0].retake_reason == TOO_SHORT  # 20 frames < min_frames
+    assert walks[0].quality.frames_kept == 20
+    walks, _, _ = run(walk_frames(60, z_start=4000.0, z_end=3000.0), segmenter)
+    assert walks[0].retake_reason == TOO_SHORT  # enough frames, but only 1 m walked
+    assert walks[0].quality.coverage < 0.3
+
+
+def test_two_people(segmenter):
+    walks, _, _ = run(walk_frames(60, second_person=True), segmenter)
+    assert len(walks) == 1 and walks[0].retake_reason == MULTIPLE_PEOPLE
+    assert walks[0].quality.max_components == 2
+
+
+def test_leaving_through_the_side_midway_is_partial_view(segmenter):
+    # walks ~3 m toward the camera while drifting out of view on the left
+    walks, _, _ = run(walk_frames(60, z_start=6000.0, z_end=3000.0, x_end=-3.0), segmenter)
+    assert len(walks) == 1 and walks[0].retake_reason == PARTIAL_VIEW
+    assert walks[0].quality.dropped.get("touches_border", 0) > 0
+
+
+def test_standing_still_is_stopped(segmenter):
+    walks, _, _ = run(walk_frames(110, stop=(30, 80)), segmenter)
+    assert len(walks) == 1 and walks[0].retake_reason == STOPPED
+
+
+def test_too_long_then_the_view_must_clear(segmenter):
+    config = WalkConfig(max_duration_s=2.0)
+    frames = walk_frames(120, z_start=6000.0, z_end=2000.0)
+    walks, states, _ = run(frames, segmenter, config)
+    assert [w.retake_reason for w in walks] == [TOO_LONG]
+    # no second walk starts while the same child is still in view after too_long
+    assert walks[0].end_time - walks[0].start_time == pytest.approx(2.0 + 1 / 30, abs=0.05)
+    assert len(walks) == 1
+
+
+def test_a_blip_is_not_a_walk(segmenter):
+    frames = walk_frames(2, gap_before=5, gap_after=10)
+    walks, states, _ = run(frames, segmenter)
+    assert walks == [] and "entering" in states and states[-1] == "idle"
+
+
+def test_short_gaps_inside_a_walk_are_bridged(segmenter):
+    frames = walk_frames(60)
+    for frame in frames[40:43]:  # three frames lost (occlusion, dropped frames)
+        frame.depth = empty_frames(1, seed=frame.index)[0].depth
+    walks, _, _ = run(frames, segmenter)
+    assert len(walks) == 1 and walks[0].accepted
+    assert walks[0].quality.dropped == {"absent": 3}
+    assert walks[0].quality.frames_kept == 57
+
+
+def test_flush_finishes_or_interrupts(segmenter):
+    frames = walk_frames(60, gap_after=0)
+    assembler = WalkAssembler()
+    for frame in frames:
+        assert assembler.push(segmenter.segment(frame)) is None
+    walk = assembler.flush()
+    assert walk is not None and walk.accepted  # enough of the walk was seen
+    assert assembler.flush() is None and not assembler.active
+    assembler = WalkAssembler()
+    for frame in frames[:25]:
+        assembler.push(segmenter.segment(frame))
+    walk = assembler.flush()
+    assert walk.retake_reason == INTERRUPTED
+
+
+def test_noise_and_zero_frames_never_make_an_accepted_walk(segmenter):
+    rng = np.random.default_rng(0)
+    from edge.types import Frame
+
+    assembler = WalkAssembler()
+    results = []
+    for i in range(60):
+        depth = rng.integers(0, 65535, (480, 640), dtype=np.uint16) if i % 2 else np.zeros((480, 640), np.uint16)
+        walk = assembler.push(segmenter.segment(Frame(i, i / 30.0, depth)))
+        if walk is not None:
+            results.append(walk)
+    flushed = assembler.flush()
+    results += [flushed] if flushed else []
+    assert all(not w.accepted for w in results)
+
+
+def test_reason_codes_are_a_fixed_documented_set():
+    assert RETAKE_REASONS == ("too_short", "multiple_people", "partial_view", "stopped", "too_long", "interrupted")
+    with pytest.raises(EdgeError, match="at least 1"):
+        WalkConfig(enter_frames=0)
+
+
+def test_person_band_drops_stray_blobs_before_normalising():
+    image = np.zeros((100, 80), np.bool_)
+    image[10:90, 30:50] = True
+    image[12:15, 70:75] = True  # a stray blob inside the person's rows
+    band = person_band(Mask(0, 0.0, image, (30, 10, 20, 80), 1600, 1, False))
+    assert band.shape == (80, 80) and band.sum() == 80 * 20 and not band[:, 70:75].any()
+    image[12:15, 32:34] = False
+    image[40:43, 31:33] = False
+    image[20:23, 46:48] = False
+    inside = image.copy()
+    inside[50:52, 30:32] = True  # still one component
+    band = person_band(Mask(0, 0.0, inside, (30, 10, 20, 80), int(inside[:, :60].sum()), 1, False))
+    assert not band[:, 70:75].any()
+    clean = normalize_for_model(band)
+    image[12:15, 70:75] = False
+    assert np.array_equal(clean.silhouette, normalize_for_model(image).silhouette)
