@@ -1,0 +1,147 @@
+"""python -m calibration {collect,quantize,report,latency}: see docs/CALIBRATION.md.
+
+Exit codes: 0 success; 1 a model missed its precision target (report);
+2 bad input (empty or mismatched set, NaN, bad option, unwritable output);
+3 a required library is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from export.errors import DependencyError
+from gaitmil import spec
+from gaitmil.errors import GaitMILError
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from calibration.collect import collect_dataset, collect_sim, collect_walks
+    from calibration.dataset import save_set
+
+    if args.sim:
+        calib = collect_sim(args.sim, args.count, args.frames)
+    elif args.dataset:
+        calib = collect_dataset(args.dataset, args.split, args.count, args.frames, args.seed)
+    else:
+        calib = collect_walks(args.walks, args.count, args.frames, args.seed)
+    for warning in calib.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    npz, described = save_set(calib, args.out)
+    info = calib.describe()
+    print(f"wrote {npz} ({info['count']} walks x {calib.frames} frames, classes {info['classes']}, "
+          f"strata {len(info['strata'])}) and {described}; content hash {info['hash'][:16]}...")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from calibration.quantize import QuantizeConfig, quantize
+
+    result = quantize(QuantizeConfig(Path(args.model), Path(args.data), args.target,
+                                     Path(args.out) if args.out else None, args.method,
+                                     list(args.exclude or []), args.quantize_head, args.max_walks))
+    manifest = result.manifest
+    print(f"wrote {result.path} ({args.target}: activations {manifest.extra['activation_type']}, "
+          f"weights {manifest.extra['weight_type']} per channel; {len(result.float_nodes)} nodes kept in float) "
+          f"and {result.manifest_path}; calibration {manifest.calibration['method']} on "
+          f"{manifest.calibration['walks']} walks, set hash {manifest.calibration['hash'][:16]}...")
+    print(f"audit ({args.target} rules): PASS")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from calibration.report import build_report, markdown, write_report
+
+    report = build_report(Path(args.fp32), Path(args.fp16) if args.fp16 else None,
+                          [Path(p) for p in args.int8 or []], Path(args.data), args.threshold,
+                          args.sensitivity, Path(args.calib) if args.calib else None)
+    print(markdown(report))
+    for path in write_report(report, Path(args.json) if args.json else None,
+                             Path(args.md) if args.md else None, Path(args.png) if args.png else None):
+        print(f"wrote {path}")
+    missed = [name for name, row in report["models"].items() if row["meets_target"] is False]
+    if missed:
+        print(f"error: {', '.join(missed)} missed the precision target (see the table)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _latency(args: argparse.Namespace) -> int:
+    from calibration.latency import format_table, measure_interleaved
+
+    results = measure_interleaved(args.models, threads=args.threads, runs=args.runs)
+    print(format_table(results, results[0]))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m calibration", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="make a stratified, content-hashed calibration set")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sim", metavar="SPEC", help="simulated walks: 'default' or seed=S,view=V,ratio=N:N:N")
+    source.add_argument("--dataset", metavar="PATH", help="a Scoliosis1K-layout dataset (training subset)")
+    source.add_argument("--walks", metavar="DIR", help="walks recorded on site by a kiosk (record_walks on)")
+    p.add_argument("--split", default="118", help="split name or JSON for --dataset")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="calib.npz (its description goes to calib.json)")
+    p.set_defaults(func=_collect)
+
+    p = sub.add_parser("quantize", help="explicit Q/DQ INT8 for the tensorrt or cpu target")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, help="calibration set (calib.npz)")
+    p.add_argument("--target", required=True, choices=("tensorrt", "cpu"))
+    p.add_argument("--out", help="default: model.int8.onnx (tensorrt) / model.int8-cpu.onnx (cpu) beside MODEL")
+    p.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"))
+    p.add_argument("--exclude", nargs="*", metavar="PATTERN", help="node-name globs kept in float")
+    p.add_argument("--quantize-head", action="store_true",
+                   help="also quantize attention scoring, softmaxes and the head")
+    p.add_argument("--max-walks", type=int, help="use at most this many calibration walks")
+    p.set_defaults(func=_quantize)
+
+    p = sub.add_parser("report", help="accuracy and agreement of FP32 / FP16 / INT8 on held-out walks")
+    p.add_argument("--fp32", required=True)
+    p.add_argument("--fp16")
+    p.add_argument("--int8", nargs="*", help="INT8 models (each named by its target in the report)")
+    p.add_argument("--data", required=True, help="held-out set (calibration-set format, with labels)")
+    p.add_argument("--threshold", type=float, default=0.5, help="referral threshold for the screening pair")
+    p.add_argument("--sensitivity", action="store_true", help="quantize one block at a time and rank them")
+    p.add_argument("--calib", help="calibration set for --sensitivity (default: the held-out set)")
+    p.add_argument("--json")
+    p.add_argument("--md")
+    p.add_argument("--png")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("latency", help="per-walk latency on ONNX Runtime CPU; the first model is the baseline")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--json")
+    p.set_defaults(func=_latency)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's quantizer logs advice on the root logger
+    try:
+        return args.func(args)
+    except DependencyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except GaitMILError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

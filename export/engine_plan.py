@@ -1,0 +1,202 @@
+"""Decisions about TensorRT engines that need no GPU: versions, cache keys, manifest checks, rebuilds.
+
+Pure functions over plain values, tested on any machine; export.engine
+(which needs tensorrt) only gathers the facts and applies these decisions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from export.errors import EngineError
+
+REBUILD_HINT = "rebuild it on this machine: python -m export engine --onnx {onnx} --out {engine} --force"
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'10.3.0.30' -> (10, 3, 0, 30); compares correctly where strings do not ('10.10' > '10.9')."""
+    numbers = re.findall(r"\d+", str(text))
+    if not numbers:
+        raise EngineError(f"cannot read a version number from {text!r}")
+    return tuple(int(n) for n in numbers)
+
+
+def legacy_fp16_allowed(tensorrt_version: str) -> bool:
+    """BuilderFlag.FP16 (weak typing) exists on TensorRT 10.x only; 11.0 removed it."""
+    return parse_version(tensorrt_version)[0] == 10
+
+
+def check_builder_options(tensorrt_version: str, legacy_fp16: bool) -> None:
+    """Refuse option combinations this TensorRT cannot honour (never fall back silently)."""
+    major = parse_version(tensorrt_version)[0]
+    if major < 10:
+        raise EngineError(
+            f"TensorRT {tensorrt_version} is too old: this project needs TensorRT 10 or later "
+            "(JetPack 6.x ships 10.3); upgrade JetPack or TensorRT"
+        )
+    if legacy_fp16 and not legacy_fp16_allowed(tensorrt_version):
+        raise EngineError(
+            f"--legacy-fp16 needs TensorRT 10.x, this is {tensorrt_version} (the flag was removed in 11.0); "
+            "build from the FP16 ONNX instead: python -m export fp16 model.onnx --out model.fp16.onnx"
+        )
+
+
+def parse_l4t(text: str) -> str | None:
+    """L4T release from /etc/nv_tegra_release ('# R36 (release), REVISION: 4.3, ...') -> '36.4.3'."""
+    match = re.search(r"R(\d+)\s*\(\w+\),\s*REVISION:\s*([\d.]+)", text)
+    if not match:
+        return None
+    return f"{match.group(1)}.{match.group(2)}"
+
+
+def read_l4t(path: str | Path = "/etc/nv_tegra_release") -> str | None:
+    """The L4T release of this machine, or None where the file does not exist (not a Jetson)."""
+    try:
+        return parse_l4t(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "unknown"
+
+
+def timing_cache_key(tensorrt_version: str, gpu_name: str, compute_capability: str) -> str:
+    """A key naming everything a timing cache is only valid for: TensorRT version and device."""
+    return f"trt{'.'.join(map(str, parse_version(tensorrt_version)))}-{_slug(gpu_name)}-sm{_slug(compute_capability)}"
+
+
+def keyed_cache_path(path: str | Path, key: str) -> Path:
+    """Insert `key` into a cache file name: 'cache/timing.cache' -> 'cache/timing.<key>.cache'.
+
+    A directory (existing, or a path ending in '/') gets 'timing.<key>.cache' inside it.
+    """
+    raw = str(path)
+    path = Path(path)
+    if raw.endswith(("/", "\\")) or path.is_dir():
+        return path / f"timing.{key}.cache"
+    suffix = path.suffix or ".cache"
+    return path.with_name(f"{path.stem}.{key}{suffix}")
+
+
+def profile_shapes(input_shapes: dict[str, list[Any]]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Static optimisation profile: min = opt = max = the ONNX input's fixed shape."""
+    profile = {}
+    for name, dims in input_shapes.items():
+        if not dims or any(not isinstance(d, int) or d <= 0 for d in dims):
+            raise EngineError(
+                f"ONNX input {name!r} has dims {dims}; the engine needs a static shape: "
+                "re-export with fixed --batch and --frames"
+            )
+        shape = tuple(int(d) for d in dims)
+        profile[name] = (shape, shape, shape)
+    return profile
+
+
+def engine_facts(
+    *,
+    tensorrt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    l4t: str | None,
+    precision: str,
+    onnx_sha256: str,
+    input_shapes: dict[str, list[int]],
+) -> dict[str, Any]:
+    """What an engine is bound to; stored in its manifest and compared before reuse."""
+    return {
+        "tensorrt_version": str(tensorrt_version),
+        "gpu_name": str(gpu_name),
+        "compute_capability": str(compute_capability),
+        "l4t": l4t,
+        "precision": precision,
+        "onnx_sha256": onnx_sha256,
+        "input_shapes": {k: [int(d) for d in v] for k, v in input_shapes.items()},
+    }
+
+
+def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The comparable facts of an engine manifest (dict form of gaitmil.manifest.Manifest)."""
+    engine = manifest.get("engine") or {}
+    return {
+        "tensorrt_version": engine.get("tensorrt_version"),
+        "gpu_name": engine.get("gpu_name"),
+        "compute_capability": engine.get("compute_capability"),
+        "l4t": engine.get("l4t"),
+        "precision": manifest.get("precision"),
+        "onnx_sha256": (manifest.get("source") or {}).get("onnx_sha256"),
+        "input_shapes": manifest.get("input_shapes"),
+    }
+
+
+_WHY = {
+    "tensorrt_version": "engines only load on the TensorRT version that built them",
+    "gpu_name": "engines are tuned for the GPU that built them",
+    "compute_capability": "engines hold kernels for one compute capability",
+    "l4t": "the JetPack/L4T release changed (CUDA and TensorRT with it)",
+    "precision": "the requested precision differs",
+    "onnx_sha256": "the ONNX model changed since the engine was built",
+    "input_shapes": "the input shape (batch, frames) differs",
+}
+
+
+def compare_engine_manifest(
+    manifest: dict[str, Any], current: dict[str, Any], onnx: str = "MODEL.onnx", engine: str = "model.engine"
+) -> list[str]:
+    """Differences between an engine's manifest and this machine/model; empty when it is current.
+
+    Each entry says what differs, why it matters and how to rebuild.
+    """
+    recorded = manifest_facts(manifest)
+    hint = REBUILD_HINT.format(onnx=onnx, engine=engine)
+    problems = []
+    for key, why in _WHY.items():
+        if key == "l4t" and current.get(key) is None and recorded.get(key) is None:
+            continue
+        if recorded.get(key) != current.get(key):
+            problems.append(f"{key}: engine has {recorded.get(key)!r}, this machine/model has "
+                            f"{current.get(key)!r} ({why}); {hint}")
+    return problems
+
+
+@dataclass
+class BuildDecision:
+    action: str  # "build" | "reuse" | "refuse"
+    reasons: list[str] = field(default_factory=list)
+
+
+def decide_build(
+    engine_exists: bool,
+    manifest: dict[str, Any] | None,
+    current: dict[str, Any],
+    *,
+    force: bool = False,
+    reuse_if_current: bool = False,
+    onnx: str = "MODEL.onnx",
+    engine: str = "model.engine",
+) -> BuildDecision:
+    """Which file to (re)build: reuse a current engine, rebuild a stale one, or refuse to overwrite.
+
+    - no engine yet: build;
+    - `--force`: build;
+    - `--reuse-if-current` (the boot-time systemd oneshot): reuse when the
+      manifest matches this machine and ONNX, else rebuild;
+    - otherwise an existing engine that differs (or has no readable
+      manifest) is not overwritten: refuse with the differences; an
+      identical one is rebuilt, since the user asked for a build.
+    """
+    if not engine_exists or force:
+        return BuildDecision("build", ["no engine yet" if not engine_exists else "--force"])
+    mismatches = (
+        compare_engine_manifest(manifest, current, onnx, engine)
+        if manifest is not None
+        else [f"{engine} has no readable manifest, so nothing says what it was built for"]
+    )
+    if reuse_if_current:
+        return BuildDecision("reuse", ["engine is current"]) if not mismatches else BuildDecision("build", mismatches)
+    if mismatches:
+        return BuildDecision("refuse", mismatches + [f"pass --force to overwrite {engine}"])
+    return BuildDecision("build", ["engine is current; rebuilding as asked"])

@@ -1,0 +1,123 @@
+"""FP32 ONNX to FP16 ONNX (FP32 inputs and outputs) with ONNX Runtime's FP16 converter.
+
+The converter is `onnxruntime.transformers.float16` (maintained with ONNX
+Runtime, the base install). onnxconverter-common 1.16's rewrite of the same
+converter was tried first: on this graph it types the outputs of
+`Cast(to=FLOAT)` nodes as FP16 and ONNX Runtime refuses the model
+("Type (tensor(float16)) of output arg ... does not match expected type").
+
+What stays in FP32 and why:
+- the phase lookup (every node upstream of ArgMin: pooling, distances to the
+  centroids): a near tie flipped by FP16 rounding would move a frame to another
+  phase, which PyTorch would not do;
+- softmaxes and the reductions that feed normalisations (ReduceSum, ReduceL2):
+  exp and sums of many terms lose the most in FP16;
+- the converter's own default block list (ops without FP16 kernels).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export._deps import require
+from export.errors import ExportError
+from export.onnx_export import check_graph
+from export.onnx_utils import (
+    get_metadata,
+    io_shapes,
+    load_onnx,
+    opset_of,
+    ort_session,
+    run_batched,
+    set_metadata,
+    topological_sort,
+    weights_sha256,
+)
+from export.parity import ParityReport, compare_outputs
+from gaitmil.manifest import Manifest, find_manifest, manifest_path_for, sha256_file, write_manifest
+
+KEEP_FP32_OPS = ("Softmax", "ReduceSum", "ReduceL2", "ArgMin", "ArgMax")
+MIN_AGREEMENT = 0.995
+
+
+@dataclass
+class Fp16Result:
+    path: Path
+    manifest_path: Path
+    manifest: Manifest
+    parity: ParityReport | None
+    kept_fp32_nodes: list[str]
+
+
+def upstream_nodes(model: Any, op_type: str) -> list[str]:
+    """Names of the nodes of type `op_type` and every node they depend on (inside the graph)."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    names: set[str] = set()
+    stack = [node for node in model.graph.node if node.op_type == op_type]
+    while stack:
+        node = stack.pop()
+        if node.name in names:
+            continue
+        names.add(node.name)
+        stack.extend(producer[i] for i in node.input if i in producer)
+    return sorted(names)
+
+
+def convert_fp16(
+    source: str | Path,
+    out: str | Path,
+    keep_fp32_ops: tuple[str, ...] = KEEP_FP32_OPS,
+    walks: np.ndarray | None = None,
+) -> Fp16Result:
+    """Write an FP16 copy of `source` to `out` (with manifest); compare it with FP32 on `walks`."""
+    float16 = require("onnxruntime.transformers.float16")
+    source, out = Path(source), Path(out)
+    model = load_onnx(source)
+    if get_metadata(model).get("precision", "fp32") != "fp32":
+        raise ExportError(f"{source} is not an FP32 model; convert the FP32 export (model.onnx)")
+    blocked_nodes = upstream_nodes(model, "ArgMin")  # the phase lookup
+    blocked_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
+    converted = float16.convert_float_to_float16(
+        model, keep_io_types=True, op_block_list=blocked_ops, node_block_list=blocked_nodes
+    )
+    topological_sort(converted)  # the converter appends its Casts at the end
+    meta = get_metadata(model)
+    set_metadata(converted, {"precision": "fp16", "source_onnx_sha256": sha256_file(source),
+                             "fp32_ops": blocked_ops})
+    check_graph(converted)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_bytes(converted.SerializeToString())
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out} ({exc.strerror or exc}); choose another --out") from exc
+
+    parity = None
+    if walks is not None:
+        parity = compare_outputs(
+            run_batched(ort_session(source), walks), run_batched(ort_session(out), walks), "fp32", "fp16"
+        )
+    inputs, _ = io_shapes(converted)
+    source_manifest = find_manifest(source)
+    manifest = Manifest(
+        model_id=str(meta.get("model_id")),
+        kind="onnx",
+        precision="fp16",
+        files={out.name: sha256_file(out)},
+        input_shapes={name: [int(d) for d in dims] for name, dims in inputs.items()},
+        opset=opset_of(converted),
+        source={"onnx": source.name, "onnx_sha256": sha256_file(source),
+                "checkpoint_sha256": meta.get("checkpoint_sha256"), "model_id": meta.get("model_id")},
+        weights_sha256=weights_sha256(converted),
+        extra={"parity_vs_fp32": parity.to_dict() if parity else None, "fp32_ops": blocked_ops,
+               "fp32_nodes": blocked_nodes,
+               "source_manifest": source_manifest.name if source_manifest.is_file() else None},
+    )
+    manifest_path = write_manifest(manifest_path_for(out), manifest)
+    return Fp16Result(out, manifest_path, manifest, parity, blocked_nodes)

@@ -1,0 +1,220 @@
+"""Small ONNX helpers shared by export and calibration: loading, hashing, metadata, sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export._deps import require
+from export.errors import ExportError
+from gaitmil import spec
+
+METADATA_PREFIX = "gaitmil."
+
+
+def load_onnx(path: str | Path) -> Any:
+    """Load an ONNX ModelProto, with an error that names the file and the fix."""
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"ONNX model {path} does not exist; export one with `python -m export onnx`")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types
+        raise ExportError(f"{path} is not a readable ONNX model ({exc}); re-export it") from exc
+
+
+def tensor_arrays(model: Any) -> list[tuple[str, np.ndarray]]:
+    """Every weight in the graph: initializers and Constant node values, by name."""
+    numpy_helper = require("onnx.numpy_helper")
+    arrays = [(init.name, numpy_helper.to_array(init)) for init in model.graph.initializer]
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    arrays.append((node.output[0], numpy_helper.to_array(attr.t)))
+    return arrays
+
+
+def weights_sha256(model: Any) -> str:
+    """Hash of the graph's weights (values, dtypes, shapes), independent of file layout.
+
+    Sorted by value rather than by name, so two exports that name the same
+    tensors differently still agree; used to prove an export is reproducible
+    and that a shipped model is current.
+    """
+    digests = []
+    for _, array in tensor_arrays(model):
+        array = np.ascontiguousarray(array)
+        item = hashlib.sha256()
+        item.update(str(array.dtype).encode())
+        item.update(str(array.shape).encode())
+        item.update(array.tobytes())
+        digests.append(item.hexdigest())
+    total = hashlib.sha256()
+    for digest in sorted(digests):
+        total.update(digest.encode())
+    return total.hexdigest()
+
+
+def io_shapes(model: Any) -> tuple[dict[str, list[int | str]], dict[str, list[int | str]]]:
+    """Graph inputs and outputs (initializers excluded) as name -> dims (str for symbolic)."""
+    initializers = {init.name for init in model.graph.initializer}
+
+    def dims(value: Any) -> list[int | str]:
+        shape = value.type.tensor_type.shape
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+    inputs = {v.name: dims(v) for v in model.graph.input if v.name not in initializers}
+    outputs = {v.name: dims(v) for v in model.graph.output}
+    return inputs, outputs
+
+
+def opset_of(model: Any) -> int:
+    """Opset version of the default ONNX domain."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ExportError("ONNX model imports no default-domain opset; re-export it")
+
+
+def set_metadata(model: Any, values: dict[str, Any]) -> None:
+    """Store `values` as metadata_props (`gaitmil.<key>` -> JSON string), replacing old keys."""
+    keep = [p for p in model.metadata_props if p.key[len(METADATA_PREFIX) :] not in values]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in values.items():
+        entry = model.metadata_props.add()
+        entry.key = METADATA_PREFIX + key
+        entry.value = json.dumps(value, sort_keys=True, default=str)
+
+
+def get_metadata(model: Any) -> dict[str, Any]:
+    """The `gaitmil.*` metadata_props, JSON-decoded."""
+    out: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if prop.key.startswith(METADATA_PREFIX):
+            try:
+                out[prop.key[len(METADATA_PREFIX) :]] = json.loads(prop.value)
+            except json.JSONDecodeError:
+                out[prop.key[len(METADATA_PREFIX) :]] = prop.value
+    return out
+
+
+def detect_precision(model: Any) -> str:
+    """'int8' when the graph holds Q/DQ nodes, 'fp16' when its weights are FP16, else 'fp32'."""
+    ops = {node.op_type for node in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} & ops:
+        return "int8"
+    tensor_proto = require("onnx").TensorProto
+    if any(init.data_type == tensor_proto.FLOAT16 for init in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def ort_session(path: str | Path | bytes, threads: int = 2) -> Any:
+    """A CPU ONNX Runtime session (from a file or serialized bytes) with a fixed thread count."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        source = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+        what = "the exported graph" if isinstance(path, bytes) else str(path)
+        raise ExportError(f"ONNX Runtime cannot load {what}: {exc}") from exc
+
+
+def session_batch_frames(session: Any) -> tuple[int, int]:
+    """Static (batch, frames) of a session's `silhouettes` input."""
+    for value in session.get_inputs():
+        if value.name == spec.INPUT_NAME:
+            batch, frames = value.shape[0], value.shape[1]
+            if not isinstance(batch, int) or not isinstance(frames, int):
+                raise ExportError(f"input {spec.INPUT_NAME} has dynamic dims {value.shape}; re-export")
+            return batch, frames
+    names = [v.name for v in session.get_inputs()]
+    raise ExportError(f"model has no input named {spec.INPUT_NAME!r} (inputs: {names})")
+
+
+def run_batched(session: Any, walks: np.ndarray) -> dict[str, np.ndarray]:
+    """Run float32 walks [N, T, 64, 44] through a static-batch session, padding the last chunk."""
+    batch, frames = session_batch_frames(session)
+    if walks.ndim != 4 or walks.shape[1:] != (frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH):
+        raise ExportError(
+            f"walks have shape {walks.shape}, the model expects [N, {frames}, "
+            f"{spec.INPUT_HEIGHT}, {spec.INPUT_WIDTH}]"
+        )
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in spec.OUTPUT_NAMES}
+    for start in range(0, len(walks), batch):
+        chunk = walks[start : start + batch]
+        real = len(chunk)
+        if real < batch:  # pad by repeating the last walk; padded rows are dropped below
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+        result = session.run(list(spec.OUTPUT_NAMES), {spec.INPUT_NAME: chunk.astype(np.float32)})
+        for name, value in zip(spec.OUTPUT_NAMES, result):
+            outputs[name].append(np.asarray(value, dtype=np.float32)[:real])
+    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+
+
+def topological_sort(model: Any) -> None:
+    """Reorder graph nodes so every node follows its producers (ONNX requires it; converters may not).
+
+    Stable: nodes keep their relative order where dependencies allow.
+    """
+    graph = model.graph
+    available = {init.name for init in graph.initializer} | {v.name for v in graph.input} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        remaining = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                remaining.append(node)
+        if len(remaining) == len(pending):
+            names = [n.name for n in remaining[:5]]
+            raise ExportError(f"graph has a cycle or a missing input near nodes {names}")
+        pending = remaining
+    copies = [type(node)() for node in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def inline_identity_initializers(model: Any) -> int:
+    """Replace `Identity(initializer)` nodes by an initializer of their own; returns how many.
+
+    The TorchScript exporter shares equal weights (e.g. two identical conv
+    biases) through Identity nodes. Quantizers expect each conv's bias to be
+    an initializer and skip it otherwise, which also blocks ONNX Runtime's
+    integer conv kernels.
+    """
+    initializers = {init.name: init for init in model.graph.initializer}
+    keep, added = [], []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input and node.input[0] in initializers:
+            copy = type(initializers[node.input[0]])()
+            copy.CopyFrom(initializers[node.input[0]])
+            copy.name = node.output[0]
+            added.append(copy)
+        else:
+            keep.append(node)
+    if added:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        model.graph.initializer.extend(added)
+        used = {name for node in keep for name in node.input} | {o.name for o in model.graph.output}
+        unused = [init for init in model.graph.initializer if init.name not in used]
+        for init in unused:
+            model.graph.initializer.remove(init)
+    return len(added)

@@ -1,0 +1,39 @@
+"""`export verify`: the TensorRT runner against ONNX Runtime on simulated walks (run on a Jetson)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from export.parity import ParityReport, compare_outputs
+from gaitmil import spec
+
+
+def run_runner(runner: object, walks: np.ndarray) -> dict[str, np.ndarray]:
+    """Feed walks [N, T, 64, 44] through an active edge runner in its static batch size."""
+    batch = runner.input_shape[0]  # type: ignore[attr-defined]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in spec.OUTPUT_NAMES}
+    for start in range(0, len(walks), batch):
+        chunk = walks[start : start + batch]
+        real = len(chunk)
+        if real < batch:  # pad with the last walk, drop the padded rows below
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+        out = runner.infer({spec.INPUT_NAME: np.ascontiguousarray(chunk, dtype=np.float32)})  # type: ignore[attr-defined]
+        for name in spec.OUTPUT_NAMES:
+            parts[name].append(np.asarray(out[name])[:real])
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def verify_engine(engine: Path, onnx: Path, walks: int = 200, seed: int = 0) -> ParityReport:
+    """Agreement of the TensorRT engine with ONNX Runtime on the same ONNX model."""
+    from edge.runners.registry import create_runner
+    from export.walks import simulated_walks
+
+    with create_runner("onnxruntime", onnx) as reference:
+        frames = reference.input_shape[1]
+        data, _ = simulated_walks(walks, frames=frames, seed=seed)
+        expected = run_runner(reference, data)
+    with create_runner("tensorrt", engine) as candidate:
+        got = run_runner(candidate, data)
+    return compare_outputs(expected, got, "onnxruntime", "tensorrt")

@@ -1,0 +1,82 @@
+"""calibration report on a briefly trained model: INT8 and FP16 agreement targets, report files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from calibration.__main__ import main
+from calibration.quantize import QuantizeConfig, quantize
+from calibration.report import (
+    FP16_MIN_AGREEMENT,
+    INT8_MAX_ACCURACY_DROP,
+    INT8_MIN_AGREEMENT,
+    build_report,
+)
+
+
+@pytest.fixture(scope="module")
+def models(trained, tmp_path_factory):
+    from export.fp16 import convert_fp16
+
+    root = tmp_path_factory.mktemp("report")
+    paths = {"fp32": trained["fp32"]}
+    for target in ("tensorrt", "cpu"):
+        paths[target] = quantize(QuantizeConfig(trained["fp32"], trained["calib"], target,
+                                                out=root / f"model.{target}.onnx")).path
+    paths["fp16"] = convert_fp16(trained["fp32"], root / "model.fp16.onnx").path
+    return paths
+
+
+@pytest.mark.slow
+def test_held_out_agreement_meets_targets(models, trained):
+    report = build_report(models["fp32"], models["fp16"], [models["tensorrt"], models["cpu"]],
+                          trained["held_out"])
+    rows = report["models"]
+    assert set(rows) == {"fp32", "fp16", "int8-tensorrt", "int8-cpu"}
+    assert report["walks"] == 30
+    for name in ("int8-tensorrt", "int8-cpu"):
+        print(name, rows[name]["agreement_vs_fp32"], rows[name]["max_abs_dprob"])
+        assert rows[name]["agreement_vs_fp32"] >= INT8_MIN_AGREEMENT
+        assert rows["fp32"]["accuracy"] - rows[name]["accuracy"] <= INT8_MAX_ACCURACY_DROP
+        assert rows[name]["meets_target"] is True
+    assert rows["fp16"]["agreement_vs_fp32"] >= FP16_MIN_AGREEMENT
+    assert rows["fp32"]["agreement_vs_fp32"] == 1.0 and rows["fp32"]["max_abs_dprob"] == 0.0
+
+
+@pytest.mark.slow
+def test_cli_writes_json_markdown_png(models, trained, tmp_path, capsys):
+    code = main(["report", "--fp32", str(models["fp32"]), "--int8", str(models["cpu"]), "--data",
+                 str(trained["held_out"]), "--json", str(tmp_path / "r.json"), "--md", str(tmp_path / "r.md"),
+                 "--png", str(tmp_path / "r.png")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| int8-cpu |" in out and "not a screening tool" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["models"]["int8-cpu"]["per_class"]["positive"]["sensitivity"] >= 0.0
+    assert (tmp_path / "r.md").read_text().count("|") > 20
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_sensitivity_ranks_blocks(models, trained):
+    from calibration.dataset import load_set
+    from calibration.report import sensitivity
+
+    blocks = {"stem": ["/model/encoder/stem/*"], "layer4": ["/model/encoder/layers/layers.3/*"]}
+    ranked = sensitivity(models["fp32"], load_set(trained["calib"]), load_set(trained["held_out"]), blocks=blocks)
+    assert {r["block"] for r in ranked} == set(blocks)
+    assert ranked[0]["agreement_vs_fp32"] <= ranked[1]["agreement_vs_fp32"]
+
+
+def test_unlabelled_held_out_is_refused(fp32_16, tmp_path):
+    import numpy as np
+
+    from calibration.dataset import CalibrationSet, save_set
+    from calibration.errors import CalibrationError
+
+    path, _ = save_set(CalibrationSet(np.zeros((2, 16, 64, 44), np.uint8), np.full(2, -1), ["x", "x"]),
+                       tmp_path / "site.npz")
+    with pytest.raises(CalibrationError, match="without labels"):
+        build_report(fp32_16, None, [], path)

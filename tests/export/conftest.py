@@ -1,0 +1,35 @@
+"""Fixtures for export tests: a random-init tiny checkpoint and simulated walks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gaitmil import spec
+
+
+def simulated(count: int, frames: int, seed: int = 0) -> np.ndarray:
+    """float32 walks [N, T, 64, 44] in [0, 1] from the gait simulator."""
+    import gaitsim
+
+    return spec.to_model_input(gaitsim.sample_walks(count, seed=seed, frames=frames).silhouettes)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch", reason="export needs torch: pip install 'gaitmil-edge[export]'")
+    from export.random_model import make_random_checkpoint
+
+    return make_random_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """ExportResult of the tiny checkpoint at T=16, batch 1 (parity on 8 walks)."""
+    from export.onnx_export import ExportConfig, export_onnx
+
+    out = tmp_path_factory.mktemp("onnx16")
+    return export_onnx(ExportConfig(tiny_checkpoint, out, frames=16, batch=1, parity_walks=0),
+                       walks=simulated(8, 16))

@@ -1,0 +1,127 @@
+"""export onnx: parity, metadata, manifest, determinism, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.errors import ExportError
+from export.onnx_export import ExportConfig, export_onnx
+from export.onnx_utils import get_metadata, io_shapes, load_onnx, weights_sha256
+from gaitmil import spec
+from gaitmil.errors import CheckpointError, ConfigError
+from gaitmil.manifest import read_manifest, sha256_file, verify_artifact
+from tests.export.conftest import simulated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frames", [16, 30, 60])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_parity_frames_and_batch(tiny_checkpoint, tmp_path, frames, batch):
+    walks = simulated(10, frames, seed=frames + batch)
+    result = export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0),
+                         walks=walks)
+    report = result.parity
+    assert report.walks == 10
+    assert report.argmax_agreement == 1.0
+    assert report.max_abs_dprob <= 1e-4
+    inputs, outputs = io_shapes(load_onnx(result.onnx_path))
+    assert inputs == {spec.INPUT_NAME: [batch, frames, 64, 44]}
+    assert list(outputs) == list(spec.OUTPUT_NAMES)
+    assert outputs["frame_attention"] == [batch, frames]
+    assert outputs["probs"] == [batch, spec.NUM_CLASSES]
+
+
+def test_metadata_round_trip(tiny_onnx, tiny_checkpoint):
+    from gaitmil.checkpoint import describe_checkpoint
+
+    meta = get_metadata(load_onnx(tiny_onnx.onnx_path))
+    described = describe_checkpoint(tiny_checkpoint)
+    assert meta["checkpoint"]["model_id"] == described["model_id"]
+    assert meta["checkpoint"]["config"] == described["config"]
+    assert meta["classes"] == list(spec.CLASSES)
+    assert meta["input"]["shape"] == [1, 16, 64, 44]
+    assert meta["checkpoint_sha256"] == sha256_file(tiny_checkpoint)
+    assert meta["precision"] == "fp32"
+
+
+def test_manifest_round_trip(tiny_onnx):
+    manifest = verify_artifact(tiny_onnx.onnx_path)
+    assert manifest == read_manifest(tiny_onnx.manifest_path)
+    assert manifest.kind == "onnx" and manifest.precision == "fp32" and manifest.opset == 17
+    assert manifest.input_shapes == {"silhouettes": [1, 16, 64, 44]}
+    assert manifest.weights_sha256 == weights_sha256(load_onnx(tiny_onnx.onnx_path))
+    assert manifest.extra["parity"]["argmax_agreement"] == 1.0
+
+
+def test_export_is_deterministic(tiny_checkpoint, tiny_onnx, tmp_path):
+    again = export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=16, batch=1, parity_walks=0))
+    assert again.manifest.weights_sha256 == tiny_onnx.manifest.weights_sha256
+    assert sha256_file(again.onnx_path) == sha256_file(tiny_onnx.onnx_path)
+
+
+def test_weights_hash_sees_a_changed_weight(tiny_onnx):
+    from onnx import numpy_helper
+
+    model = load_onnx(tiny_onnx.onnx_path)
+    init = model.graph.initializer[0]
+    array = numpy_helper.to_array(init).copy()
+    array.flat[0] += np.float32(1e-3)
+    init.CopyFrom(numpy_helper.from_array(array, init.name))
+    assert weights_sha256(model) != tiny_onnx.manifest.weights_sha256
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        export_onnx(ExportConfig(tmp_path / "none.pt", tmp_path / "out", parity_walks=0))
+
+
+def test_foreign_checkpoint(tmp_path):
+    import torch
+
+    path = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="not a Gait-MIL checkpoint"):
+        export_onnx(ExportConfig(path, tmp_path / "out", parity_walks=0))
+
+
+@pytest.mark.parametrize(("frames", "batch", "message"), [(4, 1, "out of range"), (301, 1, "out of range"),
+                                                          (30, 0, "--batch"), (30, 65, "--batch")])
+def test_shape_arguments_out_of_range(tiny_checkpoint, tmp_path, frames, batch, message):
+    with pytest.raises(ExportError, match=message):
+        export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0))
+
+
+def test_unwritable_output_folder(tiny_checkpoint, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ExportError, match="not writable"):
+        export_onnx(ExportConfig(tiny_checkpoint, blocker / "out", parity_walks=0))
+
+
+def test_unknown_preset(tmp_path):
+    from export.random_model import make_random_checkpoint
+
+    with pytest.raises(ConfigError, match="tiny"):
+        make_random_checkpoint("gigantic", tmp_path / "x.pt")
+
+
+def test_failed_parity_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    import export.onnx_export as module
+    from export.errors import ParityError
+
+    real = module.torch_outputs
+
+    def shifted(model, walks, batch=16):
+        out = real(model, walks, batch)
+        out["probs"] = out["probs"][:, ::-1].copy()  # a reference that disagrees
+        return out
+
+    monkeypatch.setattr(module, "torch_outputs", shifted)
+    with pytest.raises(ParityError, match="argmax agreement"):
+        export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=16, parity_walks=0),
+                    walks=simulated(6, 16))
+    assert not (tmp_path / "model.onnx").exists()
+    assert not list(Path(tmp_path).glob("*.manifest.json"))
