@@ -77,8 +77,11 @@ def normalize(mask: np.ndarray, size: int = CANVAS_SIZE) -> Normalized:
     if total == 0:
         return Normalized(None, REASON_DEGENERATE)
     columns = np.cumsum(img.sum(axis=0, dtype=np.int64))
-    passed = columns > total / 2
-    x_center = int(np.argmax(passed)) if passed.any() else img.shape[1] - 1
+    # first column where the cumulative sum passes half the total; it always
+    # exists because the last cumulative value is the total itself
+    x_center = int(np.argmax(columns > total / 2))
+    if x_center == 0:
+        return Normalized(None, REASON_DEGENERATE)  # OpenGait drops these too
 
     half = size // 2
     left, right = x_center - half, x_center + half
