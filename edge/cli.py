@@ -1,0 +1,368 @@
+"""`python -m edge` (also installed as `gaitmil-edge`): run, demo, check, calibrate-site, subscribe, config check.
+
+Exit codes (documented in docs/KIOSK.md; systemd restarts on anything but 0):
+  0  done, or stopped cleanly by SIGTERM/SIGINT
+  1  internal error, a camera that failed while running, or `check` found a problem
+  2  bad command line
+  3  bad configuration (the message names the key, the value and what is allowed)
+  4  model problem (missing, corrupt or mismatched model or manifest)
+  5  camera/source problem at start-up
+  6  broker/outbox problem at start-up
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import (
+    ConfigError,
+    EdgeError,
+    ModelError,
+    PublishError,
+    RunnerError,
+    SegmentationError,
+    SourceError,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_MODEL = 4
+EXIT_SOURCE = 5
+EXIT_BROKER = 6
+
+log = logging.getLogger("edge")
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an error that ended a command."""
+    for kinds, code in (
+        ((ConfigError,), EXIT_CONFIG),
+        ((ModelError, RunnerError), EXIT_MODEL),
+        ((SourceError, SegmentationError), EXIT_SOURCE),
+        ((PublishError,), EXIT_BROKER),
+    ):
+        if isinstance(exc, kinds):
+            return code
+    return EXIT_FAILED
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line flags that override the config file (dotted keys)."""
+    pairs = {
+        "source.uri": getattr(args, "source", None),
+        "model.path": getattr(args, "model", None),
+        "model.runner": getattr(args, "runner", None),
+        "mqtt.url": getattr(args, "broker", None),
+    }
+    return {key: value for key, value in pairs.items() if value is not None}
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from edge.config import load_config
+
+    return load_config(getattr(args, "config", None), _overrides(args))
+
+
+def _setup_logging(cfg: Any, args: argparse.Namespace) -> None:
+    from edge.logs import setup_logging
+
+    level = getattr(args, "log_level", None) or cfg.logging.level
+    json_lines = bool(getattr(args, "json_logs", False) or cfg.logging.json_lines)
+    setup_logging(level, json_lines)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.service import Kiosk, ServiceOptions
+
+    cfg = _load(args)
+    _setup_logging(cfg, args)
+    return Kiosk(cfg, options=ServiceOptions(max_walks=args.max_walks)).run()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(
+        walks=args.walks, broker=args.broker, seed=args.seed, model=args.model,
+        realtime=args.realtime, scenario=args.scenario,
+    ))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from edge.config import effective_config, load_config
+
+    cfg = load_config(args.file)
+    print(json.dumps(effective_config(cfg, mask_secrets=True), indent=2))
+    print(f"config OK: {args.file}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.verbose:
+        _setup_logging(cfg, args)
+    results = run_checks(cfg, timeout=args.timeout)
+    width = max(len(r.name) for r in results)
+    for result in results:
+        print(f"{result.name:<{width}}  {'OK  ' if result.ok else 'FAIL'}  {result.detail}")
+        if not result.ok and result.fix:
+            print(f"{'':<{width}}        fix: {result.fix}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def cmd_calibrate_site(args: argparse.Namespace) -> int:
+    from edge.site import learn_site
+    from edge.sources import open_source
+
+    if args.seconds <= 0:
+        raise SourceError(f"--seconds must be positive, got {args.seconds}")
+    frames = []
+    with open_source(args.source) as source:
+        limit = max(1, int(round(args.seconds * source.fps)))
+        deadline = time.monotonic() + args.seconds + 10.0  # a camera that stops sending ends the wait
+        for frame in source:
+            frames.append(frame)
+            if len(frames) >= limit or time.monotonic() > deadline:
+                break
+    site = learn_site(frames)
+    path = site.save(args.out)
+    print(
+        f"site model {path}: {site.frames} frames, {site.shape[1]}x{site.shape[0]}, "
+        f"{site.valid_share:.0%} of pixels with background depth, range gate {site.near_mm}-{site.far_mm} mm"
+    )
+    print(f"use it with: [segmentation] site_model = \"{path}\"")
+    return EXIT_OK
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from edge.config import parse_broker_url
+    from edge.subscriber import ResultSubscriber, SubscriberSettings
+
+    try:
+        address = parse_broker_url(args.broker)
+    except ValueError as exc:
+        raise ConfigError(f"--broker {args.broker!r}: {exc}") from None
+    password = Path(args.password_file).read_text(encoding="utf-8").splitlines()[0] if args.password_file else None
+    settings = SubscriberSettings(
+        host=address.host, port=address.port, topic_prefix=args.topic_prefix, site=args.site, kiosk=args.kiosk,
+        protocol=args.protocol, client_id=args.client_id, persistent=args.client_id is not None,
+        username=args.username, password=password, tls=address.tls, ca_file=args.ca_file,
+    )
+    subscriber = ResultSubscriber(settings, out=sys.stdout, jsonl=args.out)
+    subscriber.start(wait=10.0)
+    print(f"listening on {settings.result_topic} at {args.broker} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        while args.count is None or len(subscriber.results) < args.count:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscriber.stop()
+    print(f"{len(subscriber.results)} result(s), {subscriber.duplicates} duplicate(s) dropped", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- `check`: camera, model, broker -----------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _check_camera(cfg: Any, timeout: float) -> CheckResult:
+    from edge.sources import open_source, validate_frame
+
+    fix = "check source.uri; for RealSense: USB 3 port and cable, `rs-enumerate-devices`; video: `v4l2-ctl --list-devices`"
+    got: list[Any] = []
+    errors: list[BaseException] = []
+
+    def read_one() -> None:
+        try:
+            with open_source(cfg.source.uri) as source:
+                got.append(validate_frame(next(iter(source))))
+        except (EdgeError, StopIteration, OSError) as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read_one, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if errors:
+        return CheckResult("camera", False, f"{cfg.source.uri}: {errors[0] or 'no frame (source empty)'}", fix)
+    if not got:
+        return CheckResult("camera", False, f"{cfg.source.uri}: no frame within {timeout:.0f} s", fix)
+    frame = got[0]
+    image = next(a for a in (frame.depth, frame.color, frame.silhouette) if a is not None)
+    return CheckResult("camera", True, f"{cfg.source.uri}: frame {image.shape[1]}x{image.shape[0]} {image.dtype}")
+
+
+def _check_model(cfg: Any) -> CheckResult:
+    from edge.runners.registry import create_runner
+    from gaitmil.spec import INPUT_NAME
+
+    try:
+        with create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads) as runner:
+            runner.infer({INPUT_NAME: np.zeros(runner.input_shape, np.float32)})
+            ms = (runner.last_timing or {}).get("total_ms", 0.0)
+            return CheckResult(
+                "model", True, f"{cfg.model.path}: {runner.name} {runner.precision} {runner.model_id}, "
+                f"input {list(runner.input_shape)}, one inference {ms:.1f} ms",
+            )
+    except EdgeError as exc:
+        return CheckResult("model", False, f"{cfg.model.path}: {exc}", "rebuild or re-copy the model named above")
+
+
+def _check_broker(cfg: Any, timeout: float) -> CheckResult:
+    import paho.mqtt.client as mqtt
+
+    from edge.mqtt import PublisherSettings
+
+    s = PublisherSettings.from_config(cfg)
+    fix = "is the broker running and reachable? check mqtt.url, mqtt.username/password_file and mqtt.tls"
+    answer: list[Any] = []
+    done = threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001 - paho callback
+        answer.append(reason_code)
+        done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{s.client_id}-check",
+                         protocol=mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311)
+    if s.username:
+        client.username_pw_set(s.username, s.password)
+    if s.tls:
+        client.tls_set(ca_certs=str(s.ca_file) if s.ca_file else None,
+                       certfile=str(s.cert_file) if s.cert_file else None,
+                       keyfile=str(s.key_file) if s.key_file else None)
+        client.tls_insecure_set(s.tls_insecure)
+    client.on_connect = on_connect
+    try:
+        client.connect_async(s.host, s.port, keepalive=10)
+        client.loop_start()
+        done.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if not answer:
+        return CheckResult("broker", False, f"{s.broker}: no answer within {timeout:.0f} s", fix)
+    if answer[0].is_failure:
+        return CheckResult("broker", False, f"{s.broker} refused user {s.username or '(anonymous)'}: {answer[0]}", fix)
+    return CheckResult("broker", True, f"{s.broker}: connected as {s.username or '(anonymous)'}")
+
+
+def _check_outbox(cfg: Any) -> CheckResult:
+    from edge.outbox import Outbox
+
+    try:
+        with Outbox.from_config(cfg) as outbox:
+            stats = outbox.stats()
+    except EdgeError as exc:
+        return CheckResult("outbox", False, str(exc), "make state_dir writable by the kiosk user")
+    return CheckResult("outbox", True, f"{cfg.outbox_path}: {stats['pending']} pending, {stats['parked']} parked, "
+                       f"{stats['used_fraction']:.0%} of budget")
+
+
+def run_checks(cfg: Any, timeout: float = 10.0) -> list[CheckResult]:
+    """Camera, model, broker and outbox, each OK or FAIL with the fix."""
+    return [_check_camera(cfg, timeout), _check_model(cfg), _check_broker(cfg, timeout), _check_outbox(cfg)]
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge", description="GaitMIL screening kiosk",
+        epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 config, 4 model, 5 camera, 6 broker",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def kiosk_flags(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+        p.add_argument("--config", required=config_required, help="kiosk TOML file (defaults apply without one)")
+        p.add_argument("--source", help="camera URI, e.g. sim://?walks=5, realsense://, /dev/video0")
+        p.add_argument("--model", help="model file (ONNX, TensorRT engine or checkpoint)")
+        p.add_argument("--runner", choices=("onnxruntime", "torch", "tensorrt"))
+        p.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
+        p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+        p.add_argument("--json-logs", action="store_true", help="log JSON lines")
+
+    p = sub.add_parser("run", help="run the kiosk loop")
+    kiosk_flags(p)
+    p.add_argument("--max-walks", type=int, help="stop after N results")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="simulated camera, demo model, embedded broker, console dashboard")
+    p.add_argument("--walks", type=int, default=5)
+    p.add_argument("--broker", help="use this broker instead of the embedded one")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="model to use instead of models/demo/")
+    p.add_argument("--scenario", help="simulator scenario for every walk (e.g. two_people)")
+    p.add_argument("--realtime", action="store_true", help="pace the simulated camera at 30 fps")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("check", help="check camera, model and broker; print OK/FAIL with the fix")
+    kiosk_flags(p)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("calibrate-site", help="learn the empty corridor's background depth")
+    p.add_argument("--source", required=True)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--out", required=True, help="site model file (.npz)")
+    p.set_defaults(func=cmd_calibrate_site)
+
+    p = sub.add_parser("subscribe", help="reference dashboard client: print or record results")
+    p.add_argument("--broker", required=True)
+    p.add_argument("--site", default="+")
+    p.add_argument("--kiosk", default="+")
+    p.add_argument("--out", help="append results to this JSON-lines file")
+    p.add_argument("--topic-prefix", default="gaitmil/v1")
+    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5")
+    p.add_argument("--client-id", help="fixed client id: a persistent session that keeps results while away")
+    p.add_argument("--username")
+    p.add_argument("--password-file")
+    p.add_argument("--ca-file")
+    p.add_argument("--count", type=int, help="exit after N results")
+    p.set_defaults(func=cmd_subscribe)
+
+    p = sub.add_parser("config", help="configuration tools")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    c = config_sub.add_parser("check", help="validate FILE and print the effective config, secrets masked")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

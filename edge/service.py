@@ -1,0 +1,594 @@
+"""The kiosk loop: capture -> segmentation + walk assembly -> inference + publishing.
+
+Three threads joined by bounded queues:
+
+- capture reads the camera and never blocks: when the frame queue is full the
+  frame is dropped and counted (a slow segmenter must not stall the camera);
+- the pipeline thread segments frames and assembles walks;
+- the inference thread owns the runner (TensorRT and CUDA objects must be made
+  and used in one thread), classifies walks, builds results and hands them to
+  the publisher, which writes them to the outbox before publishing.
+
+The main thread speaks to systemd (READY after warm-up, WATCHDOG only while
+frames flow, STOPPING), publishes health and handles SIGTERM/SIGINT: stop
+taking frames, finish or abandon the current walk (`walk.on_shutdown`), flush
+the outbox for `outbox.flush_seconds`, publish `stopped` and return 0.
+
+Per-walk problems (gate failures, inference errors) become `retake` results;
+per-frame problems (bad arrays) are counted and logged at a limited rate. Only
+start-up problems (config, model, camera, broker set-up) end the run with an
+EdgeError, which the CLI turns into an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.errors import (
+    EdgeError,
+    ModelError,
+    PublishError,
+    RunnerError,
+    SegmentationError,
+    SourceError,
+)
+from edge.health import Health, RateLimitedLog
+from edge.notify import Notifier
+from edge.record import record_walk
+from edge.result import INFERENCE_FAILED, ModelIdentity, ResultContext, ResultError, build_result
+from edge.types import Frame, Walk
+from edge.walks import INTERRUPTED
+
+log = logging.getLogger(__name__)
+
+_END = object()  # end of a queue's stream
+
+
+@dataclass
+class ServiceOptions:
+    """Run-time knobs that are not kiosk configuration."""
+
+    max_walks: int | None = None  # stop after this many results (demo, tests)
+    walk_queue: int = 4  # walks waiting for inference
+    tick_s: float = 0.2  # main loop period (watchdog, health, stop checks)
+    capture_join_s: float = 2.0  # how long a stop waits for a blocked camera read
+    stall_s: float | None = None  # no frame for this long = camera stalled (default source.timeout_seconds)
+    install_signals: bool = True  # off when run outside the main thread (tests)
+
+
+@dataclass
+class Components:
+    """The parts one kiosk run wires together; built from the config by `build_components`.
+
+    The runner is activated (and the classifier, result context and publisher
+    made) in the inference thread by `activate_runner`, because TensorRT and
+    CUDA objects belong to the thread that creates them.
+    """
+
+    source: Any  # edge.sources.Source
+    segmenter: Any  # edge.segment.Segmenter
+    assembler: Any  # edge.walks.WalkAssembler
+    runner: Any  # edge.runners.base.Runner (not yet active)
+    make_publisher: Callable[[ModelIdentity], Any]  # identity -> edge.mqtt.Publisher (not started)
+    threshold: float
+    publisher: Any = None
+    classifier: Any = None
+    context: ResultContext | None = None
+    identity: ModelIdentity | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def source_name(self) -> str:
+        return str(self.source.health().get("uri", "?"))
+
+    def set_walk_active(self, active: bool) -> None:
+        # Colour background learning is frozen while a child is in view.
+        freeze = getattr(self.segmenter, "freeze", None)
+        if freeze is not None:
+            freeze(active)
+
+    def activate_runner(self, site_id: str, kiosk_id: str, warmup: bool = True) -> None:
+        from edge.classify import Classifier
+        from gaitmil.spec import INPUT_NAME
+
+        self.runner.activate()
+        if warmup:
+            # The first inference allocates and tunes; do it before READY, not on a child's walk.
+            self.runner.infer({INPUT_NAME: np.zeros(self.runner.input_shape, np.float32)})
+        self.classifier = Classifier(self.runner)
+        self.identity = ModelIdentity.from_runner(self.runner)
+        self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
+
+    def deactivate_runner(self) -> None:
+        if self.runner.is_active:
+            self.runner.deactivate()
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop()
+            self.publisher = None
+        self.source.close()
+        for closer in self.closers:
+            closer()
+        self.closers.clear()
+
+
+def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Components:
+    """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
+
+    `runner` / `source` replace the configured ones (tests inject bad input this way).
+    """
+    from edge.mqtt import Publisher, PublisherSettings
+    from edge.outbox import Outbox
+    from edge.runners.registry import create_runner
+    from edge.sources import open_source
+    from edge.walks import WalkAssembler
+    from edge.walks import WalkConfig as GateConfig
+
+    if source is None:
+        source = open_source(cfg.source.uri)
+    segmenter = make_segmenter(cfg, source)
+    gate = gate_config(cfg, GateConfig)
+    if runner is None:
+        runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads)
+    threshold = cfg.threshold().value
+    outbox = Outbox.from_config(cfg)
+    settings = PublisherSettings.from_config(cfg)
+
+    def make_publisher(identity: ModelIdentity) -> Any:
+        return Publisher(settings, outbox, model=identity.as_dict())
+
+    parts = Components(source, segmenter, WalkAssembler(gate), runner, make_publisher, threshold)
+    parts.closers.append(outbox.close)
+    return parts
+
+
+def gate_config(cfg: Any, gate_class: type) -> Any:
+    """edge.walks.WalkConfig from the [walk] section.
+
+    walk.min_coverage is passed only when the file sets it: the gate's own default
+    belongs to its coverage measure, and a lower short_coverage follows it down.
+    """
+    values: dict[str, Any] = {
+        "fps": cfg.source.fps, "enter_frames": cfg.walk.enter_frames, "exit_frames": cfg.walk.exit_frames,
+        "min_frames": cfg.walk.min_frames, "max_duration_s": cfg.walk.max_seconds,
+        "cooldown_s": cfg.walk.cooldown_seconds, "min_area_px": cfg.segmentation.min_area,
+    }
+    if "min_coverage" in cfg.walk.model_fields_set:
+        values["min_coverage"] = cfg.walk.min_coverage
+        short = getattr(gate_class, "short_coverage", None)
+        if isinstance(short, float) and short > cfg.walk.min_coverage:
+            values["short_coverage"] = cfg.walk.min_coverage
+    return gate_class(**values)
+
+
+def make_segmenter(cfg: Any, source: Any) -> Any:
+    """The configured segmenter; a simulated camera without a site model learns its empty corridor."""
+    from edge.segment import ColorSegmenter, ComponentRules, DepthSegmenter, PassthroughSegmenter
+    from edge.site import SiteModel
+
+    seg = cfg.segmentation
+    rules = ComponentRules(min_area_px=seg.min_area)
+    if seg.method == "passthrough":
+        return PassthroughSegmenter()
+    if seg.method == "color":
+        return ColorSegmenter(seg.color_method, rules=rules)
+    if seg.site_model is not None:
+        site = SiteModel.load(seg.site_model)
+    else:
+        site = simulated_site(source)
+        if site is None:
+            log.warning(
+                "no segmentation.site_model: only the range gate separates the child from floor and "
+                "walls; run `python -m edge calibrate-site` in the empty corridor"
+            )
+    return DepthSegmenter(site, margin_mm=seg.margin_mm, rules=rules)
+
+
+def source_is_live(source: Any) -> bool:
+    """A camera (or a simulation paced like one) is live: its frames are dropped, never waited for.
+
+    A source says it is not live with `live = False`, or `realtime = False` (recordings
+    and simulations played as fast as possible).
+    """
+    live = getattr(source, "live", None)
+    if live is None:
+        live = getattr(source, "realtime", True)
+    return bool(live)
+
+
+def simulated_site(source: Any) -> Any:
+    """For sim:// sources: the site model of the simulator's empty corridor, else None."""
+    from edge.sources.sim import SimSource
+
+    if not isinstance(source, SimSource):
+        return None
+    import gaitsim
+    from edge.site import learn_site
+
+    empty = gaitsim.empty_corridor(seed=source.seed, frames=30, camera=source.camera, noise=source.noise)
+    return learn_site(Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty)
+
+
+class Kiosk:
+    """One kiosk run. `run()` returns the process exit code (0 after a clean stop)."""
+
+    def __init__(
+        self,
+        cfg: Any,  # edge.config.KioskConfig
+        *,
+        options: ServiceOptions | None = None,
+        components: Components | None = None,
+        notifier: Notifier | None = None,
+        on_result: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.options = options or ServiceOptions()
+        self.health = Health()
+        self.notifier = notifier or Notifier()
+        self.on_result = on_result
+        self._components = components
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._capture_done = threading.Event()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._fatal: BaseException | None = None
+        self._last_frame_at: float | None = None
+        self._results = 0
+        self._results_lock = threading.Lock()
+        self._frames: queue.Queue = queue.Queue(maxsize=cfg.source.queue_frames)
+        self._walks: queue.Queue = queue.Queue(maxsize=self.options.walk_queue)
+        self._frame_log = RateLimitedLog(log)
+
+    # -- control ------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the loop to stop (thread- and signal-safe)."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    @property
+    def results(self) -> int:
+        with self._results_lock:
+            return self._results
+
+    def _install_signals(self) -> list[tuple[int, Any]]:
+        previous = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous.append((signum, signal.getsignal(signum)))
+            signal.signal(signum, lambda s, _f: self.request_stop(signal.Signals(s).name))
+        return previous
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        previous = self._install_signals() if self.options.install_signals else []
+        try:
+            return self._run()
+        finally:
+            for signum, handler in previous:
+                signal.signal(signum, handler)
+            self.notifier.close()
+
+    def _run(self) -> int:
+        parts = self._components or build_components(self.cfg)
+        self._components = parts
+        self.notifier.status("starting: opening the camera and warming up the model")
+        inference = threading.Thread(target=self._guard(self._inference_loop), name="inference", daemon=True)
+        inference.start()
+        try:
+            parts.source.open()
+            self._ready.wait()
+            if self._startup_error is not None:
+                raise self._startup_error
+            if self._fatal is not None:
+                raise EdgeError(f"the model could not be started: {self._fatal}") from self._fatal
+            parts.publisher = parts.make_publisher(parts.identity)
+            parts.publisher.start()
+        except BaseException:
+            self.request_stop("start-up failed")
+            self._walks.put(_END)
+            inference.join(timeout=10)
+            parts.close()
+            raise
+        capture = threading.Thread(target=self._guard(self._capture_loop), name="capture", daemon=True)
+        pipeline = threading.Thread(target=self._guard(self._pipeline_loop), name="pipeline", daemon=True)
+        capture.start()
+        pipeline.start()
+        identity = parts.identity
+        self.notifier.ready(f"running: {identity.runner} {identity.precision} {identity.model_id}")
+        log.info(
+            "kiosk %s/%s ready: source %s, model %s (%s, %s)", self.cfg.kiosk.site_id, self.cfg.kiosk.kiosk_id,
+            parts.source_name, identity.model_id, identity.runner, identity.precision,
+        )
+        self._main_loop(inference)
+        return self._shutdown(capture, pipeline, inference)
+
+    def _main_loop(self, inference: threading.Thread) -> None:
+        cfg = self.cfg
+        stall_s = self.options.stall_s or cfg.source.timeout_seconds
+        ping_every = self.notifier.watchdog_interval_s
+        last_ping = 0.0
+        next_health = time.monotonic() + cfg.health.interval_seconds
+        stalled = False
+        started = time.monotonic()
+        while not self._stop.wait(self.options.tick_s):
+            now = time.monotonic()
+            if not inference.is_alive():
+                self.request_stop("source ended" if self._fatal is None else "internal error")
+                break
+            last = self._last_frame_at
+            flowing = last is not None and now - last < stall_s
+            silent_s = now - (last if last is not None else started)
+            if flowing and stalled:
+                stalled = False
+                log.info("camera frames flow again")
+                self.notifier.status("running")
+            elif not flowing and not stalled and silent_s >= stall_s and not self._capture_done.is_set():
+                stalled = True
+                # No WATCHDOG while stalled: systemd restarts the kiosk, which resets the camera.
+                log.warning("camera stalled: no frame for %.1f s; watchdog pings paused", stall_s)
+                self.health.raise_alarm("camera_stalled", f"no frame for {stall_s:.0f} s")
+                self.notifier.status(f"camera stalled: no frame for {stall_s:.0f} s")
+            if not stalled:
+                self.health.clear_alarm("camera_stalled")
+            if ping_every is not None and flowing and now - last_ping >= ping_every:
+                self.notifier.watchdog()
+                last_ping = now
+            if now >= next_health:
+                next_health = now + cfg.health.interval_seconds
+                self._publish_health()
+
+    def _shutdown(self, capture: threading.Thread, pipeline: threading.Thread, inference: threading.Thread) -> int:
+        parts = self._components
+        log.info("stopping (%s)", self._stop_reason or "source ended")
+        self.notifier.stopping(f"stopping: {self._stop_reason or 'source ended'}")
+        capture.join(timeout=self.options.capture_join_s)
+        if capture.is_alive():
+            log.warning("the camera read did not return within %.1f s; leaving it", self.options.capture_join_s)
+            self._capture_done.set()
+        pipeline.join()
+        inference.join()
+        self._publish_health()
+        flushed = parts.publisher.flush(self.cfg.outbox.flush_seconds)
+        if not flushed:
+            log.warning(
+                "%d result(s) still in the outbox after %.0f s; they will be sent after the next start",
+                parts.publisher.outbox.depth, self.cfg.outbox.flush_seconds,
+            )
+        parts.close()
+        if self._fatal is not None:
+            log.error("kiosk stopped after an internal error: %s", self._fatal)
+            return 1
+        log.info("kiosk stopped: %d result(s)", self.results)
+        return 0
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        """Run a thread body; an unexpected exception stops the kiosk with exit code 1."""
+
+        def body() -> None:
+            try:
+                target()
+            except Exception as exc:  # noqa: BLE001 - a bug in any stage must stop the kiosk, loudly
+                log.exception("%s thread failed", threading.current_thread().name)
+                self._fatal = exc
+                self.request_stop("internal error")
+                self._ready.set()
+
+        return body
+
+    # -- capture ------------------------------------------------------------------------------
+
+    def _capture_loop(self) -> None:
+        source = self._components.source
+        live = source_is_live(source)
+        try:
+            iterator = iter(source)
+            while not self._stop.is_set():
+                try:
+                    frame = next(iterator)
+                except StopIteration:
+                    log.info("the source ended")
+                    break
+                except SourceError as exc:
+                    # The source gave up (camera lost beyond its reconnects): stop, systemd restarts us.
+                    log.error("camera failed: %s", exc)
+                    self._fatal = exc
+                    self.request_stop("camera failed")
+                    break
+                self._last_frame_at = time.monotonic()
+                self.health.count("frames_seen")
+                if live:
+                    try:
+                        self._frames.put_nowait(frame)
+                    except queue.Full:
+                        self.health.count("frames_dropped")
+                else:
+                    self._put_waiting(frame)
+        finally:
+            self._capture_done.set()
+
+    def _put_waiting(self, frame: Frame) -> None:
+        """Recordings and unpaced simulations wait for the pipeline: dropping their frames helps nobody."""
+        while not self._stop.is_set():
+            try:
+                self._frames.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    # -- segmentation and walks ---------------------------------------------------------------
+
+    def _next_frame(self) -> Frame | None:
+        while True:
+            try:
+                return self._frames.get(timeout=0.1)
+            except queue.Empty:
+                if self._capture_done.is_set():
+                    try:
+                        return self._frames.get_nowait()
+                    except queue.Empty:
+                        return None
+
+    def _pipeline_loop(self) -> None:
+        parts = self._components
+        try:
+            while (frame := self._next_frame()) is not None:
+                t0 = time.perf_counter()
+                try:
+                    mask = parts.segmenter.segment(frame)
+                except (SourceError, SegmentationError) as exc:
+                    self.health.count("frames_bad")
+                    self._frame_log.warning(type(exc).__name__, "frame %d skipped: %s", frame.index, exc)
+                    continue
+                walk = parts.assembler.push(mask)
+                parts.set_walk_active(parts.assembler.active)
+                self.health.record_latency("frame", (time.perf_counter() - t0) * 1000.0)
+                if walk is not None:
+                    self._put_walk((walk, time.perf_counter()))
+            walk = parts.assembler.flush()
+            if walk is not None:
+                if self._stop.is_set() and self.cfg.walk.on_shutdown == "abandon":
+                    walk.retake_reason = INTERRUPTED
+                self._put_walk((walk, time.perf_counter()))
+        finally:
+            self._put_walk(_END)
+
+    def _put_walk(self, item: object) -> None:
+        """Wait for room in the walk queue, unless the inference thread is gone (then nobody reads it)."""
+        while True:
+            try:
+                self._walks.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._fatal is not None:
+                    return
+
+    # -- inference and publishing -------------------------------------------------------------
+
+    def _inference_loop(self) -> None:
+        parts = self._components
+        try:
+            # In this thread: TensorRT/CUDA objects live here.
+            parts.activate_runner(self.cfg.kiosk.site_id, self.cfg.kiosk.kiosk_id)
+        except EdgeError as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        try:
+            self._ready.set()
+            while (item := self._walks.get()) is not _END:
+                walk, ended_at = item
+                if self.options.max_walks is not None and self.results >= self.options.max_walks:
+                    continue  # the run is over: later walks are not reported
+                self._handle_walk(walk, ended_at)
+                if self.options.max_walks is not None and self.results >= self.options.max_walks:
+                    self.request_stop(f"{self.options.max_walks} walk(s) done")
+        finally:
+            parts.deactivate_runner()
+
+    def _handle_walk(self, walk: Walk, ended_at: float) -> None:
+        parts = self._components
+        prediction = None
+        reason = None
+        if walk.accepted:
+            try:
+                prediction = parts.classifier.classify(walk)
+            except (RunnerError, ModelError, ValueError) as exc:
+                # One bad walk must not stop the kiosk: the child is asked to walk again.
+                self.health.count("inference_errors")
+                log.error("inference failed on walk %s: %s", walk.walk_id, exc)
+                reason = INFERENCE_FAILED
+        latency = {"total": (time.perf_counter() - ended_at) * 1000.0}  # walk end -> result built
+        if prediction is not None:
+            latency["inference"] = prediction.inference_ms
+        # A retake keeps the token: the same child walks again. A classification uses it up.
+        token = parts.publisher.current_subject_token()
+        try:
+            result = build_result(walk, prediction, parts.context, latency, subject_token=token, retake_reason=reason)
+        except ResultError as exc:
+            # e.g. NaN probabilities from a broken model: a retake, never a made-up outcome
+            self.health.count("inference_errors")
+            log.error("walk %s: model output unusable: %s", walk.walk_id, exc)
+            prediction = None
+            result = build_result(walk, None, parts.context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
+        if token is not None and result["outcome"] != "retake":
+            parts.publisher.consume_subject_token()
+        if self.cfg.privacy.record_walks:
+            self._record(walk, result)
+        try:
+            parts.publisher.publish_result(result)
+        except PublishError as exc:
+            # Outbox full or unwritable: never silent. The alarm goes out with the next health message.
+            self.health.count("results_refused")
+            self.health.raise_alarm("result_not_stored", str(exc))
+            log.error("result %s of walk %s NOT stored: %s", result["result_id"], walk.walk_id, exc)
+        self.health.record_latency("walk_to_result", (time.perf_counter() - ended_at) * 1000.0)
+        if prediction is not None:
+            self.health.record_latency("inference", prediction.inference_ms)
+        self.health.record_outcome(result["outcome"], result.get("retake_reason"))
+        with self._results_lock:
+            self._results += 1
+        log.info(
+            "walk %s: %s%s", walk.walk_id, result["outcome"],
+            f" ({result['retake_reason']})" if result.get("retake_reason") else "",
+            extra={"walk_id": walk.walk_id, "result_id": result["result_id"], "outcome": result["outcome"],
+                   "retake_reason": result.get("retake_reason"), "latency_ms": result["latency_ms"]},
+        )
+        if self.on_result is not None:
+            self.on_result(result)
+        walk.silhouettes = None  # privacy: drop the silhouettes as soon as the result exists
+
+    def _record(self, walk: Walk, result: dict) -> None:
+        """privacy.record_walks: keep the silhouettes for on-site calibration."""
+        meta = {
+            "kiosk_id": self.cfg.kiosk.kiosk_id, "site_id": self.cfg.kiosk.site_id,
+            "quality": walk.quality.as_dict(), "model_id": result["model"]["id"],
+            "probs": result["probabilities"], "outcome": result["outcome"],
+            "retake_reason": result.get("retake_reason"),
+        }
+        try:
+            record_walk(self.cfg.privacy.record_dir, walk.walk_id, walk.silhouettes, walk.timestamps, meta)
+        except (OSError, EdgeError) as exc:
+            log.error("could not record walk %s in %s: %s", walk.walk_id, self.cfg.privacy.record_dir, exc)
+
+    # -- health -------------------------------------------------------------------------------
+
+    def health_snapshot(self) -> dict:
+        """Counters, latency percentiles, camera, outbox and MQTT state, alarms (no pixels)."""
+        parts = self._components
+        if parts is None:
+            return self.health.snapshot()
+        source_counters = parts.source.health()
+        self.health.set_gauge("camera_timeouts", int(source_counters.get("timeouts", 0)))
+        extra: dict[str, Any] = {"source": source_counters}
+        if parts.publisher is not None:
+            outbox = parts.publisher.outbox.stats()
+            self.health.set_gauge("outbox_depth", outbox["pending"])
+            for alarm in ("outbox_near_full", "outbox_full", "outbox_parked"):
+                if alarm in outbox["alarms"]:
+                    self.health.raise_alarm(alarm, f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked")
+                else:
+                    self.health.clear_alarm(alarm)
+            extra["outbox"] = outbox
+            extra["mqtt"] = parts.publisher.stats()
+        return self.health.snapshot(extra)
+
+    def _publish_health(self) -> None:
+        if self._components is None or self._components.publisher is None:
+            return
+        try:
+            self._components.publisher.publish_health(self.health_snapshot())
+        except (EdgeError, OSError, ValueError) as exc:
+            log.warning("health not published: %s", exc)

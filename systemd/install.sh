@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Install, update or remove the GaitMIL kiosk as a systemd service.
+#
+#   sudo systemd/install.sh [options]            install or update (idempotent)
+#   sudo systemd/install.sh --uninstall [--purge] remove; keeps the outbox and config unless --purge
+#
+# Options:
+#   --root DIR        install into DIR as if it were / (images, tests); nothing is started
+#   --prefix DIR      program folder (default /opt/gaitmil-edge): venv, models, docs
+#   --user NAME       system user the kiosk runs as (default gaitmil)
+#   --runner NAME     tensorrt (default on Jetson) or onnxruntime
+#   --model FILE      ONNX model to ship (default: models/demo/model.int8.onnx for tensorrt,
+#                     models/demo/model.int8-cpu.onnx for onnxruntime, else models/demo/model.onnx)
+#   --extras LIST     pip extras to install, e.g. realsense (default: realsense)
+#   --site ID --kiosk ID --broker URL   written into a new config (an existing one is never overwritten)
+#   --python PY       interpreter for the venv (default python3; JetPack's, so TensorRT is visible)
+#   --no-pip          create the venv but do not pip-install the package (offline images, tests)
+#   --no-start        enable the units but do not start them
+#   --uninstall       stop, disable and remove units, venv and program folder
+#   --purge           with --uninstall: also delete the outbox/state and the config
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root=""
+prefix="/opt/gaitmil-edge"
+user="gaitmil"
+runner=""
+model=""
+extras="realsense"
+site="site-0"
+kiosk="$(hostname -s 2>/dev/null || echo kiosk-0)"
+broker="mqtt://127.0.0.1:1883"
+python="python3"
+pip=1
+start=1
+uninstall=0
+purge=0
+
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+say() { echo "install.sh: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --root) root="${2:?--root needs a folder}"; shift 2 ;;
+        --prefix) prefix="${2:?}"; shift 2 ;;
+        --user) user="${2:?}"; shift 2 ;;
+        --runner) runner="${2:?}"; shift 2 ;;
+        --model) model="${2:?}"; shift 2 ;;
+        --extras) extras="${2-}"; shift 2 ;;
+        --site) site="${2:?}"; shift 2 ;;
+        --kiosk) kiosk="${2:?}"; shift 2 ;;
+        --broker) broker="${2:?}"; shift 2 ;;
+        --python) python="${2:?}"; shift 2 ;;
+        --no-pip) pip=0; shift ;;
+        --no-start) start=0; shift ;;
+        --uninstall) uninstall=1; shift ;;
+        --purge) purge=1; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+done
+
+if [ -n "$root" ]; then
+    mkdir -p "$root"
+    root="$(cd "$root" && pwd)"
+    start=0
+elif [ "$(id -u)" -ne 0 ]; then
+    die "run as root (sudo), or use --root DIR to install into a folder"
+fi
+case "$prefix" in /*) ;; *) die "--prefix must be an absolute path, got '$prefix'" ;; esac
+case "$user" in ""|*[!a-z0-9_-]*) die "--user must be lowercase letters, digits, '_' or '-', got '$user'" ;; esac
+
+if [ -z "$runner" ]; then
+    # Jetsons (L4T) use TensorRT; anything else the ONNX Runtime CPU path.
+    if [ -f "$root/etc/nv_tegra_release" ] || [ -f /etc/nv_tegra_release ]; then runner=tensorrt; else runner=onnxruntime; fi
+fi
+case "$runner" in tensorrt|onnxruntime) ;; *) die "--runner must be tensorrt or onnxruntime, got '$runner'" ;; esac
+
+unit_dir="$root/etc/systemd/system"
+conf_dir="$root/etc/gaitmil-edge"
+state_dir="$root/var/lib/gaitmil-edge"
+sysusers_file="$root/etc/sysusers.d/gaitmil-edge.conf"
+units=(gaitmil-edge.service gaitmil-engine.service)
+
+systemctl_() {
+    if [ -n "$root" ]; then systemctl --root="$root" "$@"; else systemctl "$@"; fi
+}
+
+if [ "$uninstall" -eq 1 ]; then
+    for unit in "${units[@]}"; do
+        if [ -f "$unit_dir/$unit" ]; then
+            if [ -z "$root" ]; then systemctl disable --now "$unit" || true; else systemctl_ disable "$unit" || true; fi
+            rm -f "$unit_dir/$unit"
+        fi
+    done
+    [ -z "$root" ] && systemctl daemon-reload
+    rm -rf "$root$prefix"
+    rm -f "$sysusers_file"
+    if [ "$purge" -eq 1 ]; then
+        rm -rf "$state_dir" "$conf_dir"
+        say "removed units, $prefix, outbox/state and config; the user '$user' is kept (userdel $user to remove it)"
+    else
+        say "removed units and $prefix; kept $state_dir (outbox) and $conf_dir (use --purge to delete them)"
+    fi
+    exit 0
+fi
+
+# 1. The system user (systemd-sysusers is idempotent and works offline with --root).
+mkdir -p "$(dirname "$sysusers_file")"
+cat > "$sysusers_file.tmp" <<SYSUSERS
+# GaitMIL kiosk user, written by systemd/install.sh
+u $user - "GaitMIL kiosk" /var/lib/gaitmil-edge
+# SupplementaryGroups= in the unit fails when a group is missing: make sure they exist.
+g video -
+g render -
+g plugdev -
+SYSUSERS
+mv "$sysusers_file.tmp" "$sysusers_file"
+if [ -n "$root" ]; then systemd-sysusers --root="$root" "$sysusers_file" >/dev/null
+else systemd-sysusers "$sysusers_file" >/dev/null; fi
+
+# 2. Folders. The state folder holds the outbox and the engine cache.
+mkdir -p "$root$prefix/models" "$root$prefix/docs" "$conf_dir" "$state_dir/engines"
+uid="$(awk -F: -v u="$user" '$1 == u {print $3}' "$root/etc/passwd")"
+gid="$(awk -F: -v u="$user" '$1 == u {print $4}' "$root/etc/passwd")"
+[ -n "$uid" ] || die "user '$user' was not created in $root/etc/passwd"
+# Ownership needs root; an unprivileged --root install (an image build, CI) leaves it to systemd,
+# which chowns StateDirectory= at the first start anyway.
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; fi; }
+as_root chown -R "$uid:$gid" "$state_dir"
+chmod 0750 "$state_dir"
+
+# 3. The virtual environment. --system-site-packages lets it see JetPack's
+#    TensorRT Python bindings, which are not on PyPI for Jetson.
+venv="$root$prefix/venv"
+if [ ! -x "$venv/bin/python" ]; then
+    if [ "$pip" -eq 1 ]; then "$python" -m venv --system-site-packages "$venv"
+    else "$python" -m venv --system-site-packages --without-pip "$venv"; fi
+fi
+if [ "$pip" -eq 1 ]; then
+    spec="$repo"
+    [ -n "$extras" ] && spec="$repo[$extras]"
+    "$venv/bin/python" -m pip install -q --upgrade "$spec"
+fi
+
+# 4. Model and docs.
+if [ -z "$model" ]; then
+    for candidate in \
+        "$repo/models/demo/model.int8$([ "$runner" = onnxruntime ] && echo -cpu).onnx" \
+        "$repo/models/demo/model.onnx"; do
+        if [ -f "$candidate" ]; then model="$candidate"; break; fi
+    done
+fi
+[ -n "$model" ] && [ -f "$model" ] || die "no ONNX model found: pass --model FILE (export one with 'python -m export onnx')"
+model_name="$(basename "$model")"
+install -m 0644 "$model" "$root$prefix/models/$model_name"
+for side in "${model%.onnx}.manifest.json" "$(dirname "$model")/manifest.json" "$(dirname "$model")/card.json"; do
+    [ -f "$side" ] && install -m 0644 "$side" "$root$prefix/models/$(basename "$side")"
+done
+[ -f "$repo/docs/DEPLOY.md" ] && install -m 0644 "$repo/docs/DEPLOY.md" "$root$prefix/docs/DEPLOY.md"
+install -m 0644 "$repo/edge/data/kiosk.example.toml" "$conf_dir/kiosk.example.toml"
+
+# 5. The config: written once, never overwritten (it holds the operator's edits).
+if [ "$runner" = tensorrt ]; then
+    model_path="/var/lib/gaitmil-edge/engines/${model_name%.onnx}.engine"
+else
+    model_path="$prefix/models/$model_name"
+fi
+if [ ! -f "$conf_dir/kiosk.toml" ]; then
+    cat > "$conf_dir/kiosk.toml" <<CONFIG
+# Written by systemd/install.sh. All keys are explained in kiosk.example.toml beside this file.
+# Check it with: $prefix/venv/bin/python -m edge config check /etc/gaitmil-edge/kiosk.toml
+state_dir = "/var/lib/gaitmil-edge"
+
+[kiosk]
+site_id = "$site"
+kiosk_id = "$kiosk"
+
+[source]
+uri = "realsense://"
+
+[segmentation]
+method = "depth"
+# Learn the empty corridor first (see DEPLOY.md), then uncomment:
+# site_model = "/var/lib/gaitmil-edge/site.npz"
+
+[model]
+path = "$model_path"
+runner = "$runner"
+card = "$prefix/models/card.json"
+
+[mqtt]
+url = "$broker"
+CONFIG
+    chmod 0640 "$conf_dir/kiosk.toml"
+    as_root chown "0:$gid" "$conf_dir/kiosk.toml"
+    [ -f "$root$prefix/models/card.json" ] || sed -i '/^card = /d' "$conf_dir/kiosk.toml"
+else
+    say "kept the existing $conf_dir/kiosk.toml"
+fi
+
+# 6. Units, rendered with this install's paths.
+render() {
+    sed -e "s#@PREFIX@#$prefix#g" -e "s#@PYTHON@#$prefix/venv/bin/python#g" -e "s#@USER@#$user#g" \
+        -e "s#@CONFIG@#/etc/gaitmil-edge/kiosk.toml#g" -e "s#@ONNX@#$prefix/models/$model_name#g" \
+        -e "s#@ENGINE@#$model_path#g" "$1"
+}
+mkdir -p "$unit_dir"
+for unit in "${units[@]}"; do
+    render "$repo/systemd/$unit.in" > "$unit_dir/$unit.tmp"
+    chmod 0644 "$unit_dir/$unit.tmp"
+    mv "$unit_dir/$unit.tmp" "$unit_dir/$unit"
+done
+
+# 7. Enable (and start). The engine unit only matters for TensorRT.
+enable=(gaitmil-edge.service)
+if [ "$runner" = tensorrt ]; then enable+=(gaitmil-engine.service)
+else systemctl_ disable gaitmil-engine.service >/dev/null 2>&1 || true; fi
+if [ -z "$root" ]; then systemctl daemon-reload; fi
+systemctl_ enable "${enable[@]}" >/dev/null 2>&1
+if [ "$start" -eq 1 ]; then
+    systemctl restart "${enable[@]}"
+    say "started ${enable[*]}; follow it with: journalctl -u gaitmil-edge -f"
+else
+    say "installed and enabled ${enable[*]} (not started)"
+fi
