@@ -1,5 +1,11 @@
 # Quickstart: `make demo` runs the kiosk on embedded defaults; `make test` runs the tests.
-.PHONY: demo test lint models demo-model demo-data
+.PHONY: demo test lint demo-data demo-model models models-check bench
+
+PY := .venv/bin/python
+DEMO_DATA ?= build/sim1500
+DEMO_RUN ?= build/demo-run
+TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split 112 --preset tiny --out $(DEMO_RUN) \
+	--iterations 700 --batch-p 8 --batch-k 2 --frames 16 --threads 2 --balance-classes --seed 0
 
 demo:
 	bash scripts/demo.sh
@@ -9,3 +15,25 @@ test:
 
 lint:
 	bash scripts/venv.sh dev && .venv/bin/ruff check .
+
+# 1,500 simulated walks in the Scoliosis1K layout (positive:neutral:negative 1:1:2)
+demo-data:
+	bash scripts/venv.sh dev
+	$(PY) -m gaitsim.dataset --walks 1500 --seed 0 --out $(DEMO_DATA) --ratio 1:1:2 --view mixed --workers 2
+
+# Train, evaluate on held-out simulated subjects, write models/demo/{checkpoint.pt,card.json,README.md}
+demo-model: demo-data
+	$(TRAIN_CMD)
+	$(PY) -m gaitmil.evaluate --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) --json $(DEMO_RUN)/evaluation.json
+	cp $(DEMO_RUN)/checkpoint.pt models/demo/checkpoint.pt
+	cp $(DEMO_RUN)/evaluation.json models/demo/evaluation.json
+	$(PY) -m gaitmil.card --checkpoint models/demo/checkpoint.pt --evaluation models/demo/evaluation.json \
+		--out models/demo --command "make demo-model  # $(TRAIN_CMD)"
+
+# ONNX FP32/FP16/INT8 forms, manifests, calibration description and precision report from the checkpoint
+models:
+	bash scripts/venv.sh dev
+	$(PY) -m export.make_demo_artifacts --checkpoint models/demo/checkpoint.pt --out models/demo
+
+models-check:
+	$(PY) -m export.make_demo_artifacts --check
