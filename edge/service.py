@@ -28,25 +28,30 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from edge.errors import (
-    EdgeError,
-    ModelError,
-    PublishError,
-    RunnerError,
-    SegmentationError,
-    SourceError,
-)
+from edge.errors import EdgeError, PublishError, SegmentationError, SourceError
 from edge.health import Health, RateLimitedLog
 from edge.notify import Notifier
-from edge.record import record_walk
-from edge.result import INFERENCE_FAILED, ModelIdentity, ResultContext, ResultError, build_result
 from edge.types import Frame, Walk
 from edge.walks import INTERRUPTED
+
+# The wiring lived here first; tests and benchmarks import it from edge.service.
+from edge.wiring import (
+    Components,
+    build_components,
+    gate_config,
+    make_segmenter,
+    record_for_calibration,
+    simulated_site,
+    source_is_live,
+)
+
+__all__ = [
+    "Components", "Kiosk", "ServiceOptions", "build_components", "gate_config", "make_segmenter",
+    "simulated_site", "source_is_live",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,160 +68,6 @@ class ServiceOptions:
     capture_join_s: float = 2.0  # how long a stop waits for a blocked camera read
     stall_s: float | None = None  # no frame for this long = camera stalled (default source.timeout_seconds)
     install_signals: bool = True  # off when run outside the main thread (tests)
-
-
-@dataclass
-class Components:
-    """The parts one kiosk run wires together; built from the config by `build_components`.
-
-    The runner is activated (and the classifier, result context and publisher
-    made) in the inference thread by `activate_runner`, because TensorRT and
-    CUDA objects belong to the thread that creates them.
-    """
-
-    source: Any  # edge.sources.Source
-    segmenter: Any  # edge.segment.Segmenter
-    assembler: Any  # edge.walks.WalkAssembler
-    runner: Any  # edge.runners.base.Runner (not yet active)
-    make_publisher: Callable[[ModelIdentity], Any]  # identity -> edge.mqtt.Publisher (not started)
-    threshold: float
-    publisher: Any = None
-    classifier: Any = None
-    context: ResultContext | None = None
-    identity: ModelIdentity | None = None
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def source_name(self) -> str:
-        return str(self.source.health().get("uri", "?"))
-
-    def set_walk_active(self, active: bool) -> None:
-        # Colour background learning is frozen while a child is in view.
-        freeze = getattr(self.segmenter, "freeze", None)
-        if freeze is not None:
-            freeze(active)
-
-    def activate_runner(self, site_id: str, kiosk_id: str, warmup: bool = True) -> None:
-        from edge.classify import Classifier
-        from gaitmil.spec import INPUT_NAME
-
-        self.runner.activate()
-        if warmup:
-            # The first inference allocates and tunes; do it before READY, not on a child's walk.
-            self.runner.infer({INPUT_NAME: np.zeros(self.runner.input_shape, np.float32)})
-        self.classifier = Classifier(self.runner)
-        self.identity = ModelIdentity.from_runner(self.runner)
-        self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
-
-    def deactivate_runner(self) -> None:
-        if self.runner.is_active:
-            self.runner.deactivate()
-
-    def close(self) -> None:
-        if self.publisher is not None:
-            self.publisher.stop()
-            self.publisher = None
-        self.source.close()
-        for closer in self.closers:
-            closer()
-        self.closers.clear()
-
-
-def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Components:
-    """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
-
-    `runner` / `source` replace the configured ones (tests inject bad input this way).
-    """
-    from edge.mqtt import Publisher, PublisherSettings
-    from edge.outbox import Outbox
-    from edge.runners.registry import create_runner
-    from edge.sources import open_source
-    from edge.walks import WalkAssembler
-    from edge.walks import WalkConfig as GateConfig
-
-    if source is None:
-        source = open_source(cfg.source.uri)
-    segmenter = make_segmenter(cfg, source)
-    gate = gate_config(cfg, GateConfig)
-    if runner is None:
-        runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads)
-    threshold = cfg.threshold().value
-    outbox = Outbox.from_config(cfg)
-    settings = PublisherSettings.from_config(cfg)
-
-    def make_publisher(identity: ModelIdentity) -> Any:
-        return Publisher(settings, outbox, model=identity.as_dict())
-
-    parts = Components(source, segmenter, WalkAssembler(gate), runner, make_publisher, threshold)
-    parts.closers.append(outbox.close)
-    return parts
-
-
-def gate_config(cfg: Any, gate_class: type) -> Any:
-    """edge.walks.WalkConfig from the [walk] section.
-
-    walk.min_coverage is passed only when the file sets it: the gate's own default
-    belongs to its coverage measure, and a lower short_coverage follows it down.
-    """
-    values: dict[str, Any] = {
-        "fps": cfg.source.fps, "enter_frames": cfg.walk.enter_frames, "exit_frames": cfg.walk.exit_frames,
-        "min_frames": cfg.walk.min_frames, "max_duration_s": cfg.walk.max_seconds,
-        "cooldown_s": cfg.walk.cooldown_seconds, "min_area_px": cfg.segmentation.min_area,
-    }
-    if "min_coverage" in cfg.walk.model_fields_set:
-        values["min_coverage"] = cfg.walk.min_coverage
-        short = getattr(gate_class, "short_coverage", None)
-        if isinstance(short, float) and short > cfg.walk.min_coverage:
-            values["short_coverage"] = cfg.walk.min_coverage
-    return gate_class(**values)
-
-
-def make_segmenter(cfg: Any, source: Any) -> Any:
-    """The configured segmenter; a simulated camera without a site model learns its empty corridor."""
-    from edge.segment import ColorSegmenter, ComponentRules, DepthSegmenter, PassthroughSegmenter
-    from edge.site import SiteModel
-
-    seg = cfg.segmentation
-    rules = ComponentRules(min_area_px=seg.min_area)
-    if seg.method == "passthrough":
-        return PassthroughSegmenter()
-    if seg.method == "color":
-        return ColorSegmenter(seg.color_method, rules=rules)
-    if seg.site_model is not None:
-        site = SiteModel.load(seg.site_model)
-    else:
-        site = simulated_site(source)
-        if site is None:
-            log.warning(
-                "no segmentation.site_model: only the range gate separates the child from floor and "
-                "walls; run `python -m edge calibrate-site` in the empty corridor"
-            )
-    return DepthSegmenter(site, margin_mm=seg.margin_mm, rules=rules)
-
-
-def source_is_live(source: Any) -> bool:
-    """A camera (or a simulation paced like one) is live: its frames are dropped, never waited for.
-
-    A source says it is not live with `live = False`, or `realtime = False` (recordings
-    and simulations played as fast as possible).
-    """
-    live = getattr(source, "live", None)
-    if live is None:
-        live = getattr(source, "realtime", True)
-    return bool(live)
-
-
-def simulated_site(source: Any) -> Any:
-    """For sim:// sources: the site model of the simulator's empty corridor, else None."""
-    from edge.sources.sim import SimSource
-
-    if not isinstance(source, SimSource):
-        return None
-    import gaitsim
-    from edge.site import learn_site
-
-    empty = gaitsim.empty_corridor(seed=source.seed, frames=30, camera=source.camera, noise=source.noise)
-    return learn_site(Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty)
 
 
 class Kiosk:
@@ -500,33 +351,9 @@ class Kiosk:
 
     def _handle_walk(self, walk: Walk, ended_at: float) -> None:
         parts = self._components
-        prediction = None
-        reason = None
-        if walk.accepted:
-            try:
-                prediction = parts.classifier.classify(walk)
-            except (RunnerError, ModelError, ValueError) as exc:
-                # One bad walk must not stop the kiosk: the child is asked to walk again.
-                self.health.count("inference_errors")
-                log.error("inference failed on walk %s: %s", walk.walk_id, exc)
-                reason = INFERENCE_FAILED
-        latency = {"total": (time.perf_counter() - ended_at) * 1000.0}  # walk end -> result built
-        if prediction is not None:
-            latency["inference"] = prediction.inference_ms
-        # A retake keeps the token: the same child walks again. A classification uses it up.
-        token = parts.publisher.current_subject_token()
-        try:
-            result = build_result(walk, prediction, parts.context, latency, subject_token=token, retake_reason=reason)
-        except ResultError as exc:
-            # e.g. NaN probabilities from a broken model: a retake, never a made-up outcome
-            self.health.count("inference_errors")
-            log.error("walk %s: model output unusable: %s", walk.walk_id, exc)
-            prediction = None
-            result = build_result(walk, None, parts.context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
-        if token is not None and result["outcome"] != "retake":
-            parts.publisher.consume_subject_token()
+        result, prediction = parts.result_for(walk, ended_at, self.health)
         if self.cfg.privacy.record_walks:
-            self._record(walk, result)
+            record_for_calibration(self.cfg, walk, result)
         try:
             parts.publisher.publish_result(result)
         except PublishError as exc:
@@ -550,19 +377,6 @@ class Kiosk:
             self.on_result(result)
         walk.silhouettes = None  # privacy: drop the silhouettes as soon as the result exists
 
-    def _record(self, walk: Walk, result: dict) -> None:
-        """privacy.record_walks: keep the silhouettes for on-site calibration."""
-        meta = {
-            "kiosk_id": self.cfg.kiosk.kiosk_id, "site_id": self.cfg.kiosk.site_id,
-            "quality": walk.quality.as_dict(), "model_id": result["model"]["id"],
-            "probs": result["probabilities"], "outcome": result["outcome"],
-            "retake_reason": result.get("retake_reason"),
-        }
-        try:
-            record_walk(self.cfg.privacy.record_dir, walk.walk_id, walk.silhouettes, walk.timestamps, meta)
-        except (OSError, EdgeError) as exc:
-            log.error("could not record walk %s in %s: %s", walk.walk_id, self.cfg.privacy.record_dir, exc)
-
     # -- health -------------------------------------------------------------------------------
 
     def health_snapshot(self) -> dict:
@@ -570,20 +384,7 @@ class Kiosk:
         parts = self._components
         if parts is None:
             return self.health.snapshot()
-        source_counters = parts.source.health()
-        self.health.set_gauge("camera_timeouts", int(source_counters.get("timeouts", 0)))
-        extra: dict[str, Any] = {"source": source_counters}
-        if parts.publisher is not None:
-            outbox = parts.publisher.outbox.stats()
-            self.health.set_gauge("outbox_depth", outbox["pending"])
-            for alarm in ("outbox_near_full", "outbox_full", "outbox_parked"):
-                if alarm in outbox["alarms"]:
-                    self.health.raise_alarm(alarm, f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked")
-                else:
-                    self.health.clear_alarm(alarm)
-            extra["outbox"] = outbox
-            extra["mqtt"] = parts.publisher.stats()
-        return self.health.snapshot(extra)
+        return self.health.snapshot(parts.health_extra(self.health))
 
     def _publish_health(self) -> None:
         if self._components is None or self._components.publisher is None:

@@ -56,13 +56,36 @@ class SegmentationConfig(_Section):
 
 
 class WalkConfig(_Section):
+    """The walk gate (edge.walks.WalkConfig, same key names and defaults; docs/PIPELINE.md)."""
+
     min_frames: int = Field(30, ge=1, le=10000)
     enter_frames: int = Field(3, ge=1, le=1000)
     exit_frames: int = Field(5, ge=1, le=1000)
     max_seconds: float = Field(20.0, gt=0, le=600)
     cooldown_seconds: float = Field(1.0, ge=0, le=600)
-    min_coverage: float = Field(0.3, ge=0, le=1)
+    # Visible span of a walk, 1.0 = a full walk: below short_coverage the child took too few
+    # steps (too_short); below min_coverage the child left the view midway (partial_view).
+    short_coverage: float = Field(0.52, ge=0, le=1)
+    min_coverage: float = Field(0.85, ge=0, le=1)
+    # Site geometry: what a full walk looks like from this camera.
+    full_depth_travel_mm: float = Field(4000.0, gt=0, le=20000)  # toward/away walks
+    full_lateral_travel: float = Field(0.6, gt=0, le=1)  # side-on walks: share of the image width
+    walk_axis: Literal["auto", "depth", "lateral"] = "auto"
+    depth_axis_mm: float = Field(1000.0, gt=0, le=20000)  # auto: this much depth change = toward/away
+    max_border_share: float = Field(0.6, ge=0, le=1)  # more frames touching the side border: partial_view
+    multiple_people_share: float = Field(0.2, gt=0, le=1)  # frames with >= 2 people: multiple_people
     on_shutdown: Literal["finish", "abandon"] = "finish"
+
+    @model_validator(mode="after")
+    def _coverage_order(self) -> WalkConfig:
+        if self.short_coverage > self.min_coverage:
+            raise ValueError(
+                f"walk.short_coverage = {self.short_coverage} is above walk.min_coverage = "
+                f"{self.min_coverage}: short_coverage must not exceed min_coverage (a walk is "
+                "too_short below short_coverage, partial_view below min_coverage); lower "
+                "walk.short_coverage or raise walk.min_coverage"
+            )
+        return self
 
 
 class ModelConfig(_Section):

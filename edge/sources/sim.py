@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,9 @@ SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "to
 
 class SimSource(Source):
     """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
-    scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise.
+    scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise,
+    stall_after (after this many frames the camera hangs: the next read blocks, yielding
+    nothing, until the source is closed; for watchdog and stall tests).
 
     `frame.walk_index` truth is kept in `last_truth` for tests; it is never part of a Frame.
     """
@@ -47,7 +50,12 @@ class SimSource(Source):
             self.gap_s = float(merged.get("gap_s", 1.0))
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps and gap_s must be numbers") from None
+        self.stall_after = option_int(merged, "stall_after", None, uri)
+        if self.stall_after is not None and self.stall_after < 0:
+            raise SourceError(f"source {uri!r}: stall_after={self.stall_after} must be 0 or more frames")
         self.camera = merged.get("camera")  # a gaitsim.CameraConfig, keyword only
+        self._delivered = 0
+        self._closed = threading.Event()  # set by close(): ends a stalled read at once
         self._frames: Iterator[Any] | None = None
         self._intr: Intrinsics | None = None
         self._t0 = 0.0
@@ -63,9 +71,16 @@ class SimSource(Source):
             scenario=self.scenario, camera=self.camera, color=self.color, noise=self.noise,
         )
         self._t0 = time.monotonic()
+        self._delivered = 0
+        self._closed.clear()
 
     def _read(self) -> Frame | None:
         if self._frames is None:
+            return None
+        if self.stall_after is not None and self._delivered >= self.stall_after:
+            # A hung camera: the read neither returns a frame nor ends the stream (which would
+            # look like the end of a recording). Only close() releases it, as for a blocked USB read.
+            self._closed.wait()
             return None
         sim = next(self._frames, None)
         if sim is None:
@@ -79,12 +94,14 @@ class SimSource(Source):
             if delay > 0:
                 time.sleep(delay)
         self.last_truth = {"walk_index": sim.walk_index, "label": sim.label, "mask": sim.mask}
+        self._delivered += 1
         return Frame(
             index=sim.index, timestamp=float(sim.timestamp), depth=sim.depth,
             color=sim.color if self.color else None, intrinsics=self._intr,
         )
 
     def _close(self) -> None:
+        self._closed.set()
         self._frames = None
 
     def _fps(self) -> float:

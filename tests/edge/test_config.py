@@ -196,3 +196,83 @@ def test_effective_config_is_json_with_derived_values(tmp_path):
     assert eff["outbox"]["path"] == str(tmp_path / "outbox.sqlite3")
     assert eff["mqtt"]["client_id"] == "gaitmil-site-0-kiosk-0"
     assert eff["logging"]["json"] is False
+
+
+# -- [walk]: the walk gate's settings ---------------------------------------------------------
+
+# keys with the gate's (edge.walks.WalkConfig) names and defaults
+GATE_DEFAULT_KEYS = ("enter_frames", "min_frames", "short_coverage", "min_coverage", "full_depth_travel_mm",
+                     "full_lateral_travel", "walk_axis", "depth_axis_mm", "max_border_share", "multiple_people_share")
+
+
+def test_walk_defaults_are_the_gates_defaults():
+    from edge.walks import WalkConfig as Gate
+
+    cfg = load_config(None, env={})
+    gate = Gate()
+    for key in GATE_DEFAULT_KEYS:
+        assert getattr(cfg.walk, key) == getattr(gate, key), key
+    # the gate's own check holds for the defaults: short_coverage <= min_coverage
+    assert cfg.walk.short_coverage <= cfg.walk.min_coverage
+
+
+def test_gate_config_passes_every_walk_key_set_or_not(tmp_path):
+    import edge.service
+    from edge.wiring import GATE_KEYS, gate_config
+
+    assert edge.service.gate_config is gate_config  # still importable from the service
+    path = write(tmp_path, """
+[source]
+fps = 15.0
+[segmentation]
+min_area = 900
+[walk]
+min_frames = 25
+enter_frames = 2
+exit_frames = 4
+max_seconds = 9.0
+cooldown_seconds = 0.25
+short_coverage = 0.3
+min_coverage = 0.5
+full_depth_travel_mm = 2500.0
+full_lateral_travel = 0.45
+walk_axis = "lateral"
+depth_axis_mm = 800.0
+max_border_share = 0.4
+multiple_people_share = 0.35
+""")
+    cfg = load_config(path, env={})
+    gate = gate_config(cfg)
+    for key in GATE_KEYS:
+        assert getattr(gate, key) == getattr(cfg.walk, key), key
+    assert (gate.fps, gate.max_duration_s, gate.cooldown_s, gate.min_area_px) == (15.0, 9.0, 0.25, 900)
+    # unset keys reach the gate too: the config's defaults, not some other value
+    default_gate = gate_config(load_config(None, env={}))
+    assert (default_gate.short_coverage, default_gate.min_coverage) == (0.52, 0.85)
+
+
+def test_short_coverage_above_min_coverage_is_refused_naming_both_keys(tmp_path):
+    path = write(tmp_path, "[walk]\nmin_coverage = 0.3\n")  # the old default, below short_coverage's 0.52
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    text = str(err.value)
+    assert "walk.short_coverage = 0.52" in text and "walk.min_coverage = 0.3" in text
+    assert str(path) in text
+    with pytest.raises(ConfigError, match="walk.short_coverage = 0.9 .*walk.min_coverage = 0.85"):
+        load_config(None, env={"GAITMIL_WALK__SHORT_COVERAGE": "0.9"})
+    # lowering both together is fine, and equal values are allowed (the gate allows them)
+    cfg = load_config(None, overrides={"walk.min_coverage": 0.4, "walk.short_coverage": 0.4}, env={})
+    assert cfg.walk.short_coverage == cfg.walk.min_coverage == 0.4
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("walk_axis", '"diagonal"', "'auto', 'depth' or 'lateral'"),
+    ("multiple_people_share", "0", "greater than 0"),
+    ("full_depth_travel_mm", "-1", "greater than 0"),
+    ("min_coverage", "1.5", "less than or equal to 1"),
+])
+def test_bad_gate_values_name_the_key(tmp_path, key, value, allowed):
+    path = write(tmp_path, f"[walk]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert f"walk.{key} = " in str(err.value) and allowed in str(err.value)

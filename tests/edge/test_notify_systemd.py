@@ -1,7 +1,9 @@
 """systemd notify protocol end to end: `python -m edge run` speaking to a socket this test listens on.
 
-READY only after warm-up, WATCHDOG pings while frames flow, no pings once the camera
-stalls (so systemd's watchdog would restart the kiosk), STOPPING on SIGTERM, exit 0.
+The kiosk runs as its own process, exactly as the unit starts it, on the simulated camera
+paced at 30 fps with `stall_after` (the camera hangs after that many frames). Asserted:
+READY only after warm-up, WATCHDOG pings while frames flow, none once the camera stalls
+(so systemd's watchdog would restart the kiosk), STOPPING on SIGTERM, exit code 0.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import pytest
 from tests.edge.test_service_support import kiosk_model  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]
+STALL_AFTER = 150  # frames: ~5 s at 30 fps (less the warm-up: the simulator catches up on open)
+WATCHDOG_USEC = 1_000_000  # the kiosk pings every half of it: 0.5 s
+STALL_SECONDS = 1.5  # source.timeout_seconds: no frame for this long = stalled
 
 
 def _parse(datagram: bytes) -> dict[str, str]:
@@ -26,6 +31,8 @@ def _parse(datagram: bytes) -> dict[str, str]:
 
 
 class Listener:
+    """The systemd side: a unix datagram socket collecting (arrival time, fields) per message."""
+
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
@@ -42,7 +49,7 @@ class Listener:
 
     def wait_for(self, key: str, timeout: float, contains: str = "") -> float:
         end = time.monotonic() + timeout
-        seen = len(self.messages)
+        seen = 0
         while time.monotonic() < end:
             for t, msg in self.messages[seen:]:
                 if key in msg and contains in msg[key]:
@@ -57,39 +64,50 @@ class Listener:
 
 @pytest.mark.slow
 def test_ready_watchdog_stall_stopping(tmp_path, mosquitto, kiosk_model):  # noqa: F811
-    listener = Listener(tmp_path / "notify.sock")
+    sock_path = tmp_path / "notify.sock"
+    listener = Listener(sock_path)
     config = tmp_path / "kiosk.toml"
     config.write_text(
         f'state_dir = "{tmp_path / "state"}"\n'
-        "[source]\ntimeout_seconds = 1.5\n"
+        f"[source]\ntimeout_seconds = {STALL_SECONDS}\n"
         "[walk]\nmin_frames = 20\n"
         "[health]\ninterval_seconds = 1.0\n"
     )
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000",
+    # PYTHONPATH: the `edge` of this checkout, whatever else is installed
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": str(WATCHDOG_USEC),
            "PYTHONPATH": str(REPO)}
     env.pop("WATCHDOG_PID", None)
-    argv = ["run", "--config", str(config), "--model", str(kiosk_model), "--broker", mosquitto.url,
-            "--source", "stallsim://?seed=0&walks=3&realtime=1&stall_after=100"]
-    code = f"import sys; from tests.edge.test_service_support import cli_with_test_sources as m; sys.exit(m({argv!r}))"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    source = f"sim://?seed=0&walks=3&realtime=1&stall_after={STALL_AFTER}"
+    argv = [sys.executable, "-m", "edge", "run", "--config", str(config), "--model", str(kiosk_model),
+            "--broker", mosquitto.url, "--source", source]
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        ready = listener.wait_for("READY", timeout=60)
-        # nothing but STATUS before READY: no watchdog ping during warm-up
+        ready = listener.wait_for("READY", timeout=90)
+        # before READY: only STATUS (starting, warming up); no watchdog ping during warm-up
         assert listener.times("WATCHDOG", before=ready) == []
+        assert any("starting" in m.get("STATUS", "") for t, m in listener.messages if t <= ready)
+        assert "running: onnxruntime" in next(m for t, m in listener.messages if "READY" in m).get("STATUS", "")
         stalled = listener.wait_for("STATUS", timeout=30, contains="camera stalled")
         pings_while_flowing = listener.times("WATCHDOG", after=ready, before=stalled)
-        # 100 frames at 30 fps is ~3.3 s of frames, pinged every 0.5 s
-        assert len(pings_while_flowing) >= 3, listener.messages
+        # up to ~5 s of frames plus STALL_SECONDS of grace, pinged every 0.5 s
+        assert len(pings_while_flowing) >= 4, listener.messages
+        gaps = [b - a for a, b in zip(pings_while_flowing, pings_while_flowing[1:])]
+        assert max(gaps) < 1.0, gaps  # steady pings while frames flow (WATCHDOG_USEC is 1 s)
         listener.pump(3.0)  # 6 ping intervals: a flowing camera would have pinged here
         assert listener.times("WATCHDOG", after=stalled + 0.01) == []
+        assert proc.poll() is None  # stalled, not ended: the process waits for systemd to act
         proc.send_signal(signal.SIGTERM)
-        listener.wait_for("STOPPING", timeout=20)
+        stopping = listener.wait_for("STOPPING", timeout=20)
+        assert stopping > stalled
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
         output = proc.communicate()[0].decode(errors="replace")
         listener.sock.close()
+    # a stall is declared only after STALL_SECONDS without a frame
+    assert stalled - ready >= STALL_SECONDS, (started, ready, stalled)
     assert "camera stalled" in output
+    assert "stopping (SIGTERM)" in output
     assert "kiosk stopped" in output

@@ -1,0 +1,244 @@
+"""Component wiring: the parts of one kiosk run, made from a KioskConfig.
+
+`build_components` turns the configuration into a source, a segmenter, a walk
+assembler (its gate from the [walk] section, see `gate_config`), a runner (not
+yet active) and a factory for the outbox-backed publisher; `Components.result_for`
+turns one walk into its result with them. The kiosk loop (edge.service) moves
+frames, walks and results between them on its threads; the names here stay
+importable from edge.service.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.errors import EdgeError, ModelError, RunnerError
+from edge.record import record_walk
+from edge.result import INFERENCE_FAILED, ModelIdentity, ResultContext, ResultError, build_result
+from edge.types import Frame, Prediction, Walk
+
+log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
+
+# [walk] keys passed to the gate under their own name (edge.walks.WalkConfig's fields).
+GATE_KEYS = (
+    "enter_frames", "exit_frames", "min_frames", "short_coverage", "min_coverage", "full_depth_travel_mm",
+    "full_lateral_travel", "walk_axis", "depth_axis_mm", "max_border_share", "multiple_people_share",
+)
+OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked")
+
+
+@dataclass
+class Components:
+    """The parts one kiosk run wires together; built from the config by `build_components`.
+
+    The runner is activated (and the classifier, result context and publisher
+    made) in the inference thread by `activate_runner`, because TensorRT and
+    CUDA objects belong to the thread that creates them.
+    """
+
+    source: Any  # edge.sources.Source
+    segmenter: Any  # edge.segment.Segmenter
+    assembler: Any  # edge.walks.WalkAssembler
+    runner: Any  # edge.runners.base.Runner (not yet active)
+    make_publisher: Callable[[ModelIdentity], Any]  # identity -> edge.mqtt.Publisher (not started)
+    threshold: float
+    publisher: Any = None
+    classifier: Any = None
+    context: ResultContext | None = None
+    identity: ModelIdentity | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def source_name(self) -> str:
+        return str(self.source.health().get("uri", "?"))
+
+    def set_walk_active(self, active: bool) -> None:
+        # Colour background learning is frozen while a child is in view.
+        freeze = getattr(self.segmenter, "freeze", None)
+        if freeze is not None:
+            freeze(active)
+
+    def activate_runner(self, site_id: str, kiosk_id: str, warmup: bool = True) -> None:
+        from edge.classify import Classifier
+        from gaitmil.spec import INPUT_NAME
+
+        self.runner.activate()
+        if warmup:
+            # The first inference allocates and tunes; do it before READY, not on a child's walk.
+            self.runner.infer({INPUT_NAME: np.zeros(self.runner.input_shape, np.float32)})
+        self.classifier = Classifier(self.runner)
+        self.identity = ModelIdentity.from_runner(self.runner)
+        self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
+
+    def deactivate_runner(self) -> None:
+        if self.runner.is_active:
+            self.runner.deactivate()
+
+    def result_for(self, walk: Walk, ended_at: float, health: Any) -> tuple[dict, Prediction | None]:
+        """The result of one walk and its Prediction (None for a retake); failures counted in `health`."""
+        prediction = None
+        reason = None
+        if walk.accepted:
+            try:
+                prediction = self.classifier.classify(walk)
+            except (RunnerError, ModelError, ValueError) as exc:
+                # One bad walk must not stop the kiosk: the child is asked to walk again.
+                health.count("inference_errors")
+                log.error("inference failed on walk %s: %s", walk.walk_id, exc)
+                reason = INFERENCE_FAILED
+        latency = {"total": (time.perf_counter() - ended_at) * 1000.0}  # walk end -> result built
+        if prediction is not None:
+            latency["inference"] = prediction.inference_ms
+        # A retake keeps the token: the same child walks again. A classification uses it up.
+        token = self.publisher.current_subject_token()
+        try:
+            result = build_result(walk, prediction, self.context, latency, subject_token=token, retake_reason=reason)
+        except ResultError as exc:
+            # e.g. NaN probabilities from a broken model: a retake, never a made-up outcome
+            health.count("inference_errors")
+            log.error("walk %s: model output unusable: %s", walk.walk_id, exc)
+            prediction = None
+            result = build_result(walk, None, self.context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
+        if token is not None and result["outcome"] != "retake":
+            self.publisher.consume_subject_token()
+        return result, prediction
+
+    def health_extra(self, health: Any) -> dict[str, Any]:
+        """Camera, outbox and MQTT state for the health message; updates `health`'s gauges and alarms."""
+        source_counters = self.source.health()
+        health.set_gauge("camera_timeouts", int(source_counters.get("timeouts", 0)))
+        extra: dict[str, Any] = {"source": source_counters}
+        if self.publisher is not None:
+            outbox = self.publisher.outbox.stats()
+            health.set_gauge("outbox_depth", outbox["pending"])
+            for alarm in OUTBOX_ALARMS:
+                if alarm in outbox["alarms"]:
+                    health.raise_alarm(alarm, f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked")
+                else:
+                    health.clear_alarm(alarm)
+            extra["outbox"] = outbox
+            extra["mqtt"] = self.publisher.stats()
+        return extra
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop()
+            self.publisher = None
+        self.source.close()
+        for closer in self.closers:
+            closer()
+        self.closers.clear()
+
+
+def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Components:
+    """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
+
+    `runner` / `source` replace the configured ones (tests inject bad input this way).
+    """
+    from edge.mqtt import Publisher, PublisherSettings
+    from edge.outbox import Outbox
+    from edge.runners.registry import create_runner
+    from edge.sources import open_source
+    from edge.walks import WalkAssembler
+
+    if source is None:
+        source = open_source(cfg.source.uri)
+    segmenter = make_segmenter(cfg, source)
+    gate = gate_config(cfg)
+    if runner is None:
+        runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads)
+    threshold = cfg.threshold().value
+    outbox = Outbox.from_config(cfg)
+    settings = PublisherSettings.from_config(cfg)
+
+    def make_publisher(identity: ModelIdentity) -> Any:
+        return Publisher(settings, outbox, model=identity.as_dict())
+
+    parts = Components(source, segmenter, WalkAssembler(gate), runner, make_publisher, threshold)
+    parts.closers.append(outbox.close)
+    return parts
+
+
+def gate_config(cfg: Any, gate_class: type | None = None) -> Any:
+    """edge.walks.WalkConfig (or `gate_class`) from the [walk] section, every tunable key passed.
+
+    The config's defaults are the gate's defaults (tests/edge/test_config.py checks it), and
+    the config already refused short_coverage > min_coverage naming both keys.
+    """
+    if gate_class is None:
+        from edge.walks import WalkConfig as gate_class
+    walk = cfg.walk
+    values: dict[str, Any] = {key: getattr(walk, key) for key in GATE_KEYS}
+    values.update(
+        fps=cfg.source.fps, max_duration_s=walk.max_seconds, cooldown_s=walk.cooldown_seconds,
+        min_area_px=cfg.segmentation.min_area,
+    )
+    return gate_class(**values)
+
+
+def make_segmenter(cfg: Any, source: Any) -> Any:
+    """The configured segmenter; a simulated camera without a site model learns its empty corridor."""
+    from edge.segment import ColorSegmenter, ComponentRules, DepthSegmenter, PassthroughSegmenter
+    from edge.site import SiteModel
+
+    seg = cfg.segmentation
+    rules = ComponentRules(min_area_px=seg.min_area)
+    if seg.method == "passthrough":
+        return PassthroughSegmenter()
+    if seg.method == "color":
+        return ColorSegmenter(seg.color_method, rules=rules)
+    if seg.site_model is not None:
+        site = SiteModel.load(seg.site_model)
+    else:
+        site = simulated_site(source)
+        if site is None:
+            log.warning(
+                "no segmentation.site_model: only the range gate separates the child from floor and "
+                "walls; run `python -m edge calibrate-site` in the empty corridor"
+            )
+    return DepthSegmenter(site, margin_mm=seg.margin_mm, rules=rules)
+
+
+def source_is_live(source: Any) -> bool:
+    """A camera (or a simulation paced like one) is live: its frames are dropped, never waited for.
+
+    A source says it is not live with `live = False`, or `realtime = False` (recordings
+    and simulations played as fast as possible).
+    """
+    live = getattr(source, "live", None)
+    if live is None:
+        live = getattr(source, "realtime", True)
+    return bool(live)
+
+
+def simulated_site(source: Any) -> Any:
+    """For sim:// sources: the site model of the simulator's empty corridor, else None."""
+    from edge.sources.sim import SimSource
+
+    if not isinstance(source, SimSource):
+        return None
+    import gaitsim
+    from edge.site import learn_site
+
+    empty = gaitsim.empty_corridor(seed=source.seed, frames=30, camera=source.camera, noise=source.noise)
+    return learn_site(Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty)
+
+
+def record_for_calibration(cfg: Any, walk: Walk, result: dict) -> None:
+    """privacy.record_walks: keep the walk's silhouettes in privacy.record_dir for on-site calibration."""
+    meta = {
+        "kiosk_id": cfg.kiosk.kiosk_id, "site_id": cfg.kiosk.site_id,
+        "quality": walk.quality.as_dict(), "model_id": result["model"]["id"],
+        "probs": result["probabilities"], "outcome": result["outcome"],
+        "retake_reason": result.get("retake_reason"),
+    }
+    try:
+        record_walk(cfg.privacy.record_dir, walk.walk_id, walk.silhouettes, walk.timestamps, meta)
+    except (OSError, EdgeError) as exc:
+        log.error("could not record walk %s in %s: %s", walk.walk_id, cfg.privacy.record_dir, exc)
