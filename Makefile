@@ -37,3 +37,12 @@ models:
 
 models-check:
 	$(PY) -m export.make_demo_artifacts --check
+
+# All benchmarks -> benchmarks/RESULTS.md (run on a quiet machine)
+bench:
+	bash scripts/venv.sh dev
+	$(PY) -m benchmarks.results
+
+bench-quick:
+	$(PY) -m benchmarks.results --iters 20 --warmup 3 --kiosks 20 --seconds 5 --walks 60 --sim-walks 2 \
+		--out-dir /tmp/gaitmil-bench --results /tmp/gaitmil-bench/RESULTS.md

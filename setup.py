@@ -50,6 +50,7 @@ setup(
     package_data={
         "export": ["data/*.txt", "data/*.json"],
         "edge": ["schemas/*.json", "data/*.toml"],
+        "benchmarks": ["schemas/*.json"],
     },
     include_package_data=True,
     install_requires=BASE,
