@@ -39,7 +39,10 @@ def test_config_check_prints_the_effective_config_with_secrets_masked(tmp_path, 
     data = json.loads(out)
     assert data["mqtt"]["username"] != "kiosk-7" and "***" in data["mqtt"]["username"]
     assert "hunter2" not in out
-    assert data["screening"]["threshold_source"].startswith("default")
+    # no threshold in the file: the shipped demo model's card decides
+    card = json.loads((REPO / "models" / "demo" / "card.json").read_text())
+    assert data["screening"]["threshold_source"].startswith("model card")
+    assert data["screening"]["threshold"] == pytest.approx(card["referral_threshold"])
 
 
 @pytest.mark.parametrize(
