@@ -9,6 +9,7 @@ simulated walks: its outputs check the pipeline, they screen nobody.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -26,7 +27,24 @@ DISCLAIMER = (
     "it is not a screening tool and its outcomes say nothing about any child."
 )
 # Fastest first: unsigned-activation INT8 for CPUs, then the FP32 reference.
+# A quantized form is used only when the precision report shipped beside it
+# (calibration's report.json) says it met its agreement and accuracy targets;
+# the demo must not show outcomes from a form that disagrees with FP32.
 DEMO_MODELS = ("model.int8-cpu.onnx", "model.onnx")
+REPORT_NAME = "report.json"
+REPORT_KEYS = {"model.int8-cpu.onnx": "int8-cpu"}
+
+
+def meets_precision_targets(model: Path) -> bool:
+    """True for an FP32 model, or a quantized one whose shipped report says it met its targets."""
+    key = REPORT_KEYS.get(model.name)
+    if key is None:
+        return True
+    try:
+        report = json.loads((model.parent / REPORT_NAME).read_text(encoding="utf-8"))
+        return report["models"][key]["meets_target"] is True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 @dataclass
@@ -58,8 +76,10 @@ def find_demo_model(explicit: str | None = None) -> Path:
         return path
     for folder in demo_model_dirs():
         for name in DEMO_MODELS:
-            if (folder / name).is_file():
+            if (folder / name).is_file() and meets_precision_targets(folder / name):
                 return folder / name
+            if (folder / name).is_file():
+                log.info("%s missed its precision targets (%s): not used by the demo", folder / name, REPORT_NAME)
     looked = ", ".join(str(d / n) for d in demo_model_dirs() for n in DEMO_MODELS)
     raise ModelError(
         f"no demo model found (looked for {looked}); build it with `make demo-model`, "

@@ -184,6 +184,13 @@ def test_demo_model_choice_prefers_the_cpu_int8_model(tmp_path, monkeypatch):
     (folder / "model.onnx").write_bytes(b"x")
     assert demo.find_demo_model() == folder / "model.onnx"
     (folder / "model.int8-cpu.onnx").write_bytes(b"x")
+    # INT8 only once its precision report says it met the targets
+    assert demo.find_demo_model() == folder / "model.onnx"
+    report = {"models": {"int8-cpu": {"meets_target": False}}}
+    (folder / "report.json").write_text(json.dumps(report))
+    assert demo.find_demo_model() == folder / "model.onnx"
+    report["models"]["int8-cpu"]["meets_target"] = True
+    (folder / "report.json").write_text(json.dumps(report))
     assert demo.find_demo_model() == folder / "model.int8-cpu.onnx"
     with pytest.raises(ModelError, match="not found"):
         demo.find_demo_model(str(tmp_path / "missing.onnx"))
