@@ -160,12 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes + [rep.SIMULATION_NOTE] if args.data is None else notes,
     }
     text = to_markdown(report)
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
-    if args.json:
-        rep.write_json(report, args.json)
+    rep.emit(report, text, args.markdown, args.json)
     if args.plot:
         from calibration.report import plot
 

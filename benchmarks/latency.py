@@ -322,12 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = to_markdown(report)
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
-    if args.json:
-        rep.write_json(report, args.json)
+    rep.emit(report, text, args.markdown, args.json)
     if args.plot:
         rep.plot_distributions({b["label"]: b["samples_ms"]["end_to_end"] for b in report["backends"]}, args.plot,
                                f"Latency per walk, {settings.iters} iterations, backends interleaved")

@@ -285,12 +285,7 @@ def main_pipeline(args: argparse.Namespace, command: str) -> int:
     args.runner_name, args.model_path = specs[0].name, specs[0].model
     report = build_pipeline_report(args, command)
     text = pipeline_markdown(report)
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
-    if args.json:
-        rep.write_json(report, args.json)
+    rep.emit(report, text, args.markdown, args.json)
     if args.plot:
         series = {f"{m['mode']}: walk end to ack": m["samples_ms"]["walk_end_to_ack"]
                   for m in report["modes"] if m["samples_ms"]["walk_end_to_ack"]}

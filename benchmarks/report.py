@@ -45,6 +45,16 @@ def write_json(report: dict, path: str | Path) -> Path:
     return out
 
 
+def emit(report: dict, text: str, markdown: str | Path | None, json_path: str | Path | None) -> None:
+    """Print a report's Markdown and write it and the JSON where asked (every benchmark's output step)."""
+    print(text)  # noqa: T201 - the benchmarks report by printing
+    if markdown:
+        Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown).write_text(text + "\n")
+    if json_path:
+        write_json(report, json_path)
+
+
 def _json_default(value):
     # numpy scalars and paths sneak into reports; anything else is a bug worth a clear error
     if hasattr(value, "item"):
