@@ -198,42 +198,6 @@ def subscriber_for(broker: Any, **kwargs: Any) -> Any:
 # -- kiosk processes for the SIGKILL and systemd-notify tests ------------------------------------
 
 
-def stalling_sim_class() -> type:
-    """sim:// that stops sending after `stall_after` frames (a camera that hangs), until closed."""
-    from edge.sources.base import query_options
-    from edge.sources.sim import SimSource
-
-    class StallingSimSource(SimSource):
-        def __init__(self, uri: str, **options: Any) -> None:
-            super().__init__("sim://?" + uri.split("?", 1)[-1], **options)
-            self.stall_after = int(query_options(uri).get("stall_after", 0)) or None
-
-        def _read(self) -> Frame | None:
-            if self.stall_after is not None and self.counters["frames"] >= self.stall_after:
-                while self.is_open:
-                    time.sleep(0.05)
-                return None
-            return super()._read()
-
-    return StallingSimSource
-
-
-def cli_with_test_sources(argv: list[str]) -> int:
-    """`python -m edge` with one extra test-only scheme, stallsim://, registered."""
-    import edge.sources as sources
-    from edge.cli import main
-
-    sources.SOURCES["stallsim"] = f"{__name__}:StallingSimSource"
-    return main(argv)
-
-
-def __getattr__(name: str) -> Any:
-    # The source registry imports "module:Class" lazily; build the class on first use.
-    if name == "StallingSimSource":
-        return stalling_sim_class()
-    raise AttributeError(name)
-
-
 def corridor_process_main(spec_json: str) -> int:
     """A kiosk process on the synthetic corridor, for tests that kill it (signals installed)."""
     from edge.config import load_config
