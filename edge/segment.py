@@ -53,8 +53,10 @@ class ComponentRules:
     min_piece_px: int = 12  # at working resolution: smaller pieces near the person are speckle
     # Drop pixels more than this far behind the person's median depth: flying pixels at the
     # person's edges mix person and background depth and pass the background margin. A
-    # child's body spans well under this in depth, even mid-stride. 0 = keep them.
-    behind_mm: int = 700
+    # child's body spans well under this in depth, even mid-stride. 0 = keep them. 700 mm
+    # lost a child at the far end of the corridor (depth noise grows with distance squared),
+    # splitting a walk into a too_short fragment and the rest; 1500 keeps the limb gaps.
+    behind_mm: int = 1500
 
 
 def empty_mask(frame: Frame, shape: tuple[int, int]) -> Mask:
