@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.random_model import structured_frames
 from gaitmil import spec
 
 FRAMES = 16
@@ -26,19 +27,6 @@ class TinyModels:
     onnx: Path
     model_id: str
     frames: int
-
-
-def _silhouette_frames(count: int, seed: int) -> np.ndarray:
-    """uint8 [N, 64, 44] body-sized blobs that sway, so k-means finds distinct phases."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0 : spec.INPUT_HEIGHT, 0 : spec.INPUT_WIDTH]
-    out = np.zeros((count, spec.INPUT_HEIGHT, spec.INPUT_WIDTH), np.uint8)
-    for i in range(count):
-        phase = rng.uniform(0, 2 * np.pi)
-        centre = spec.INPUT_WIDTH / 2 + 4 * np.sin(phase) * rows / spec.INPUT_HEIGHT
-        width = 5 + 4 * np.abs(np.sin(phase)) * (rows > 40)
-        out[i] = np.where(np.abs(cols - centre) < width, 255, 0)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +41,7 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     torch.manual_seed(0)
     config = GaitMILConfig.from_preset("tiny", widths=(8, 8, 16, 16), attn_hidden=16, embed_dim=16)
     model = GaitMIL(config)
-    model.set_centroids(fit_centroids(_silhouette_frames(64, 0), k=config.phases, seed=0))
+    model.set_centroids(fit_centroids(structured_frames(64, 0), k=config.phases, seed=0))
     model.eval()
     checkpoint = root / "checkpoint.pt"
     save_checkpoint(checkpoint, model, data={"description": "random, for benchmark tests"}, frames=FRAMES)
