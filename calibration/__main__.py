@@ -42,12 +42,17 @@ def _quantize(args: argparse.Namespace) -> int:
 
     result = quantize(QuantizeConfig(Path(args.model), Path(args.data), args.target,
                                      Path(args.out) if args.out else None, args.method,
-                                     list(args.exclude or []), args.quantize_head, args.max_walks))
+                                     list(args.exclude or []), args.quantize_head, args.max_walks,
+                                     bias_correction=not args.no_bias_correction))
     manifest = result.manifest
     print(f"wrote {result.path} ({args.target}: activations {manifest.extra['activation_type']}, "
           f"weights {manifest.extra['weight_type']} per channel; {len(result.float_nodes)} nodes kept in float) "
           f"and {result.manifest_path}; calibration {manifest.calibration['method']} on "
           f"{manifest.calibration['walks']} walks, set hash {manifest.calibration['hash'][:16]}...")
+    if result.bias_correction:
+        c = result.bias_correction
+        print(f"bias correction: {c.node} running mean moved by the embedding shift measured on {c.walks} walks "
+              f"(mean {c.mean_abs_shift:.3f}, max {c.max_abs_shift:.3f} running std)")
     print(f"audit ({args.target} rules): PASS")
     return 0
 
@@ -106,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize-head", action="store_true",
                    help="also quantize attention scoring, softmaxes and the head")
     p.add_argument("--max-walks", type=int, help="use at most this many calibration walks")
+    p.add_argument("--no-bias-correction", action="store_true",
+                   help="leave the head BatchNorm as exported (default: fold in the embedding shift "
+                        "quantization causes, measured on the calibration walks)")
     p.set_defaults(func=_quantize)
 
     p = sub.add_parser("report", help="accuracy and agreement of FP32 / FP16 / INT8 on held-out walks")

@@ -22,6 +22,11 @@ quantize over the largest activation tensor); the `tensorrt` target keeps
 ONNX Runtime holds, at a negligible cost on the GPU. quant_pre_process is not used: the exported
 graph already has BatchNorm folded into the convolutions and static shapes,
 which is what it would add.
+
+After Q/DQ insertion, the shift that quantization gives every walk's
+embedding is measured on the calibration walks and folded into the head
+BatchNorm (calibration.bias; --no-bias-correction turns it off). On the demo
+model it took argmax agreement with FP32 from 96 % to 99-100 %.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.bias import BiasCorrection, correct_head_bias
 from calibration.dataset import CalibrationSet, load_set
 from calibration.errors import CalibrationError
 from export.onnx_utils import (
@@ -84,6 +90,7 @@ class QuantizeConfig:
     quantize_head: bool = False
     max_walks: int | None = None  # cap on calibration walks (entropy/percentile keep histograms)
     only: list[str] | None = None  # quantize only nodes matching these patterns (sensitivity analysis)
+    bias_correction: bool = True  # fold the embedding shift into the head BatchNorm (calibration.bias)
 
 
 @dataclass
@@ -93,6 +100,7 @@ class QuantizeResult:
     manifest: Manifest
     quantized_nodes: list[str]
     float_nodes: list[str]
+    bias_correction: BiasCorrection | None = None
 
 
 def target_spec(target: str) -> TargetSpec:
@@ -151,6 +159,29 @@ def model_input(model: Any) -> tuple[str, list[int]]:
     return name, [int(d) for d in dims]
 
 
+def constants_as_initializers(model: Any) -> Any:
+    """A copy of `model` whose Constant nodes are initializers. ONNX Runtime's calibrators
+    treat a Constant's output as an activation, and the histogram ones (percentile,
+    entropy) fail on it ("Too many bins for data range": the mask fill is 1e4 everywhere)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    kept = []
+    for node in copy.graph.node:
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and value is not None and len(node.attribute) == 1:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value.t)
+            tensor.name = node.output[0]
+            copy.graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del copy.graph.node[:]
+    copy.graph.node.extend(kept)
+    return copy
+
+
 def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> QuantizeResult:
     """Quantize `config.model` for `config.target`; write the model and its manifest."""
     from export.audit import audit_model
@@ -176,9 +207,10 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
     out = Path(config.out) if config.out else Path(config.model).with_name(target.file_name)
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_out = Path(tmp) / out.name
+        tmp_out, tmp_in = Path(tmp) / out.name, Path(tmp) / "source.onnx"
+        tmp_in.write_bytes(constants_as_initializers(source).SerializeToString())
         quantization.quantize_static(
-            str(config.model), str(tmp_out), _reader(walks, input_dims[0], input_name),
+            str(tmp_in), str(tmp_out), _reader(walks, input_dims[0], input_name),
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
             reduce_range=target.reduce_range,
@@ -189,12 +221,15 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
             extra_options=dict(target.extra_options),
         )
         quantized = load_onnx(tmp_out)
+    correction = (correct_head_bias(source, quantized, walks, input_name)
+                  if config.bias_correction else None)
     meta = get_metadata(source)
     calibration = {"hash": calib.content_hash(), "method": config.method, "walks": int(len(walks)),
                    "set": calib.describe() | {"path": str(config.data)}}
     set_metadata(quantized, {"precision": "int8", "int8_target": config.target,
                              "calibration": {k: calibration[k] for k in ("hash", "method", "walks")},
-                             "float_nodes": len(keep_float)})
+                             "float_nodes": len(keep_float),
+                             "bias_correction": correction.to_dict() if correction else None})
     check_graph(quantized)
     audit = audit_model(quantized, target=target.audit_target, name=str(out))
     if not audit.ok:
@@ -223,7 +258,8 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
                "symmetric_activations": bool(
                    target.extra_options.get("ActivationSymmetric")),
                "quantize_head": config.quantize_head, "exclude_patterns": list(config.exclude),
-               "float_nodes": keep_float, "input_name": spec.INPUT_NAME},
+               "float_nodes": keep_float, "input_name": spec.INPUT_NAME,
+               "bias_correction": correction.to_dict() if correction else None},
     )
     manifest_path = write_manifest(manifest_path_for(out), manifest)
-    return QuantizeResult(out, manifest_path, manifest, quantizable, keep_float)
+    return QuantizeResult(out, manifest_path, manifest, quantizable, keep_float, correction)

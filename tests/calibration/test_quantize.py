@@ -147,3 +147,11 @@ def test_cli_errors(fp32_16, tmp_path, capsys):
     assert main(["quantize", str(fp32_16), "--data", str(nan), "--target", "cpu",
                  "--out", str(tmp_path / "q.onnx")]) == 2
     assert "walk 1 frame 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_methods_run_on_gait_mil(fp32_16, calib16, tmp_path, method):
+    # the mask fill Constant (1e4 everywhere) once stopped ONNX Runtime's histograms
+    result = quantize(QuantizeConfig(fp32_16, calib16, "tensorrt", out=tmp_path / "m.onnx", method=method))
+    assert result.manifest.calibration["method"] == method
+    assert audit_model(onnx.load(result.path), target="tensorrt").ok

@@ -1,0 +1,77 @@
+"""Bias correction at the head BatchNorm: the embedding shift is measured, folded in and recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from calibration.__main__ import main
+from calibration.bias import _embedding_means, head_batchnorm
+from calibration.dataset import load_set
+from calibration.errors import CalibrationError
+from calibration.quantize import QuantizeConfig, quantize
+from gaitmil import spec
+from gaitmil.manifest import verify_artifact
+
+
+@pytest.fixture(scope="module")
+def pair(fp32_16, calib16, tmp_path_factory):
+    """The cpu target quantized with and without bias correction."""
+    root = tmp_path_factory.mktemp("bias")
+    return {corrected: quantize(QuantizeConfig(fp32_16, calib16, "cpu", out=root / f"{corrected}.onnx",
+                                               bias_correction=corrected))
+            for corrected in (False, True)}
+
+
+def _bn(path):
+    model = onnx.load(path)
+    node = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
+    mean = next(i for i in model.graph.initializer if i.name == node.input[3])
+    return model, node, numpy_helper.to_array(mean)
+
+
+def test_correction_removes_the_shift_after_the_batchnorm(pair, fp32_16, calib16):
+    walks = load_set(calib16).model_input()
+    fp32, node, _ = _bn(fp32_16)
+    reference = _embedding_means(fp32, node.output[0], walks, spec.INPUT_NAME)
+    shift = {}
+    for corrected, result in pair.items():
+        model, _, _ = _bn(result.path)
+        shift[corrected] = np.abs(_embedding_means(model, node.output[0], walks, spec.INPUT_NAME) - reference)
+    assert shift[False].mean() > 0.0
+    # measured and corrected on the same walks: only float rounding is left
+    assert shift[True].mean() < 1e-3 * shift[False].mean() + 1e-6
+
+
+def test_only_the_running_mean_changes_and_it_is_recorded(pair, fp32_16):
+    _, _, source_mean = _bn(fp32_16)
+    _, _, plain_mean = _bn(pair[False].path)
+    _, node, corrected_mean = _bn(pair[True].path)
+    np.testing.assert_array_equal(plain_mean, source_mean)
+    assert not np.allclose(corrected_mean, source_mean)
+    correction = pair[True].bias_correction
+    assert correction.node == node.name and correction.tensor == node.input[0]
+    assert correction.walks == 24 and 0.0 < correction.mean_abs_shift <= correction.max_abs_shift
+    assert verify_artifact(pair[True].path).extra["bias_correction"]["node"] == node.name
+    assert verify_artifact(pair[False].path).extra["bias_correction"] is None
+    assert pair[False].bias_correction is None
+
+
+def test_a_model_without_a_batchnorm_is_refused():
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])])
+    with pytest.raises(CalibrationError, match="--no-bias-correction"):
+        head_batchnorm(helper.make_model(graph))
+
+
+def test_cli_switch(fp32_16, calib16, tmp_path, capsys):
+    out = tmp_path / "plain.onnx"
+    assert main(["quantize", str(fp32_16), "--data", str(calib16), "--target", "tensorrt",
+                 "--out", str(out), "--no-bias-correction"]) == 0
+    assert "bias correction" not in capsys.readouterr().out
+    assert main(["quantize", str(fp32_16), "--data", str(calib16), "--target", "tensorrt",
+                 "--out", str(tmp_path / "corrected.onnx")]) == 0
+    assert "bias correction: /model/bnneck/BatchNormalization" in capsys.readouterr().out
