@@ -1,7 +1,8 @@
 """`python -m edge demo`: the whole kiosk on one machine, with nothing to set up.
 
-Simulated camera (sim://), the shipped demo model on ONNX Runtime in its
-fastest form (the CPU INT8 model when present), an embedded MQTT broker on
+Simulated camera (sim://), the shipped demo model on ONNX Runtime (the CPU
+INT8 model once its precision report says it met its targets, else FP32;
+INT8 is the faster form on CPUs with VNNI), an embedded MQTT broker on
 loopback (unless --broker), and a console subscriber that prints each result
 the way a dashboard lists it, then a summary. The demo model was trained on
 simulated walks: its outputs check the pipeline, they screen nobody.

@@ -28,6 +28,10 @@ from gaitmil.manifest import ManifestError, read_manifest, sha256_file, verify_a
 CALIB_SIM = "seed=101,view=mixed,ratio=1:1:1,oversample=2"
 HELD_OUT_SIM = "seed=202,view=mixed,ratio=2:1:1,oversample=1"
 FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onnx")
+# Kept in float in the cpu INT8 model: the report's --sensitivity ranked the last residual stage
+# first (98.8 % agreement when quantized alone, every other block >= 99.7 %); without it the cpu
+# model agreed on 99.3 % of 600 independent held-out walks (seed 303) against 98.2 % (docs/CALIBRATION.md).
+CPU_FLOAT_BLOCKS = ["/model/encoder/layers/layers.3/*"]
 
 
 def regenerate(checkpoint: Path, out: Path, work: Path, calib_count: int = 300, held_out: int = 600,
@@ -55,7 +59,8 @@ def regenerate(checkpoint: Path, out: Path, work: Path, calib_count: int = 300, 
     held = collect_sim(HELD_OUT_SIM, held_out, frames)
     held_npz, _ = save_set(held, work / "held-out.npz")
     int8 = quantize(QuantizeConfig(result.onnx_path, calib_npz, "tensorrt", out=out / "model.int8.onnx"))
-    int8_cpu = quantize(QuantizeConfig(result.onnx_path, calib_npz, "cpu", out=out / "model.int8-cpu.onnx"))
+    int8_cpu = quantize(QuantizeConfig(result.onnx_path, calib_npz, "cpu", out=out / "model.int8-cpu.onnx",
+                                       exclude=list(CPU_FLOAT_BLOCKS)))
 
     report = build_report(result.onnx_path, fp16.path, [int8.path, int8_cpu.path], held_npz,
                           with_sensitivity=with_sensitivity, calib=calib_npz)
