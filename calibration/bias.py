@@ -73,6 +73,24 @@ def _embedding_means(model: Any, tensor: str, walks: np.ndarray, input_name: str
     return total / len(walks)
 
 
+def _constant(model: Any, name: str, owner: str) -> np.ndarray:
+    """The value of a constant input: an initializer, possibly behind Identity nodes (the
+    TorchScript exporter shares equal initializers that way) or a Constant node."""
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    while name not in initializers:
+        node = producers.get(name)
+        if node is not None and node.op_type == "Identity":
+            name = node.input[0]
+        elif node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            return numpy_helper.to_array(node.attribute[0].t)
+        else:
+            raise CalibrationError(f"{owner}: input {name!r} is not a constant; pass --no-bias-correction")
+    return numpy_helper.to_array(initializers[name])
+
+
 def correct_head_bias(fp32: Any, quantized: Any, walks: np.ndarray, input_name: str) -> BiasCorrection:
     """Measure the quantized model's embedding shift on `walks` and fold it into the
     head BatchNorm's running mean of `quantized` (changed in place)."""
@@ -84,22 +102,21 @@ def correct_head_bias(fp32: Any, quantized: Any, walks: np.ndarray, input_name: 
     reference = head_batchnorm(fp32).input[0]
     shift = (_embedding_means(quantized, tensor, walks, input_name)
              - _embedding_means(fp32, reference, walks, input_name))
-    initializers = {init.name: init for init in quantized.graph.initializer}
-    mean_name, var_name = node.input[3], node.input[4]
-    if mean_name not in initializers or var_name not in initializers:
-        raise CalibrationError(f"{node.name}: running mean/var are not constants; pass --no-bias-correction")
-    mean = numpy_helper.to_array(initializers[mean_name]).astype(np.float64)
-    var = numpy_helper.to_array(initializers[var_name]).astype(np.float64)
+    mean = _constant(quantized, node.input[3], node.name).astype(np.float64)
+    var = _constant(quantized, node.input[4], node.name).astype(np.float64)
     if mean.shape != shift.shape:
         raise CalibrationError(f"{node.name}: running mean has shape {mean.shape}, its input {tensor} has "
                                f"{shift.shape[0]} channels per walk; pass --no-bias-correction")
+    corrected = (mean + shift).astype(np.float32)
+    initializers = {init.name: init for init in quantized.graph.initializer}
+    mean_name = node.input[3]
     users = sum(name == mean_name for n in quantized.graph.node for name in n.input)
-    if users == 1:
-        initializers[mean_name].CopyFrom(numpy_helper.from_array((mean + shift).astype(np.float32), mean_name))
-    else:  # shared with another node: give this BatchNorm its own copy
-        corrected = numpy_helper.from_array((mean + shift).astype(np.float32), mean_name + "_bias_corrected")
-        quantized.graph.initializer.append(corrected)
-        node.input[3] = corrected.name
+    if mean_name in initializers and users == 1:
+        initializers[mean_name].CopyFrom(numpy_helper.from_array(corrected, mean_name))
+    else:  # shared, or reached through an Identity: give this BatchNorm its own constant
+        own = numpy_helper.from_array(corrected, f"{node.name}/running_mean_bias_corrected")
+        quantized.graph.initializer.append(own)
+        node.input[3] = own.name
     epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
     relative = np.abs(shift) / np.sqrt(var + epsilon)
     return BiasCorrection(node.name, tensor, int(len(walks)), float(relative.mean()), float(relative.max()))

@@ -75,3 +75,17 @@ def test_cli_switch(fp32_16, calib16, tmp_path, capsys):
     assert main(["quantize", str(fp32_16), "--data", str(calib16), "--target", "tensorrt",
                  "--out", str(tmp_path / "corrected.onnx")]) == 0
     assert "bias correction: /model/bnneck/BatchNormalization" in capsys.readouterr().out
+
+
+def test_constants_are_found_behind_identity_nodes():
+    from calibration.bias import _constant
+
+    value = numpy_helper.from_array(np.arange(3, dtype=np.float32), "shared")
+    graph = helper.make_graph([helper.make_node("Identity", ["shared"], ["mean"], name="id"),
+                               helper.make_node("Relu", ["x"], ["y"], name="relu")], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])], [value])
+    model = helper.make_model(graph)
+    np.testing.assert_array_equal(_constant(model, "mean", "bn"), [0.0, 1.0, 2.0])
+    with pytest.raises(CalibrationError, match="'y' is not a constant"):
+        _constant(model, "y", "bn")
