@@ -48,34 +48,26 @@ def head_batchnorm(model: Any) -> Any:
     return candidates[-1]
 
 
-def _embedding_means(model: Any, tensor: str, walks: np.ndarray, input_name: str) -> np.ndarray:
+def _embedding_means(model: Any, tensor: str, walks: np.ndarray) -> np.ndarray:
     """Mean of `tensor` [N, C] over the walks, channel by channel (ONNX Runtime, CPU)."""
     import onnx
-    import onnxruntime as ort
 
+    from export.onnx_utils import ort_session, run_batched
+
+    if len(walks) == 0:
+        raise CalibrationError("bias correction needs at least one calibration walk")
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     if tensor not in {o.name for o in probe.graph.output}:
         probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    batch = int(session.get_inputs()[0].shape[0])
-    total: np.ndarray | None = None
-    for start in range(0, len(walks), batch):
-        chunk = walks[start : start + batch]
-        real = len(chunk)
-        if real < batch:  # the static batch needs full chunks; the padding is not counted
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        (values,) = session.run([tensor], {input_name: np.ascontiguousarray(chunk, dtype=np.float32)})
-        values = values.reshape(batch, -1)[:real].astype(np.float64)
-        total = values.sum(0) if total is None else total + values.sum(0)
-    if total is None:
-        raise CalibrationError("bias correction needs at least one calibration walk")
-    return total / len(walks)
+    values = run_batched(ort_session(probe.SerializeToString()), walks, (tensor,))[tensor]
+    return values.reshape(len(walks), -1).astype(np.float64).mean(0)
 
 
 def _constant(model: Any, name: str, owner: str) -> np.ndarray:
     """The value of a constant input: an initializer, possibly behind Identity nodes (the
-    TorchScript exporter shares equal initializers that way) or a Constant node."""
+    TorchScript exporter shares equal initializers that way). quantize turns Constant nodes
+    into initializers before this runs."""
     from onnx import numpy_helper
 
     initializers = {init.name: init for init in model.graph.initializer}
@@ -84,14 +76,12 @@ def _constant(model: Any, name: str, owner: str) -> np.ndarray:
         node = producers.get(name)
         if node is not None and node.op_type == "Identity":
             name = node.input[0]
-        elif node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            return numpy_helper.to_array(node.attribute[0].t)
         else:
             raise CalibrationError(f"{owner}: input {name!r} is not a constant; pass --no-bias-correction")
     return numpy_helper.to_array(initializers[name])
 
 
-def correct_head_bias(fp32: Any, quantized: Any, walks: np.ndarray, input_name: str) -> BiasCorrection:
+def correct_head_bias(fp32: Any, quantized: Any, walks: np.ndarray) -> BiasCorrection:
     """Measure the quantized model's embedding shift on `walks` and fold it into the
     head BatchNorm's running mean of `quantized` (changed in place)."""
     from onnx import numpy_helper
@@ -100,8 +90,7 @@ def correct_head_bias(fp32: Any, quantized: Any, walks: np.ndarray, input_name: 
     tensor = node.input[0]
     # the same tensor in both graphs; in a --quantize-head graph the BatchNorm reads it through a DQ
     reference = head_batchnorm(fp32).input[0]
-    shift = (_embedding_means(quantized, tensor, walks, input_name)
-             - _embedding_means(fp32, reference, walks, input_name))
+    shift = _embedding_means(quantized, tensor, walks) - _embedding_means(fp32, reference, walks)
     mean = _constant(quantized, node.input[3], node.name).astype(np.float64)
     var = _constant(quantized, node.input[4], node.name).astype(np.float64)
     if mean.shape != shift.shape:

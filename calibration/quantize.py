@@ -221,7 +221,7 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
             extra_options=dict(target.extra_options),
         )
         quantized = load_onnx(tmp_out)
-    correction = (correct_head_bias(source, quantized, walks, input_name)
+    correction = (correct_head_bias(source, quantized, walks)
                   if config.bias_correction else None)
     meta = get_metadata(source)
     calibration = {"hash": calib.content_hash(), "method": config.method, "walks": int(len(walks)),

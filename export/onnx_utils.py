@@ -143,22 +143,24 @@ def session_batch_frames(session: Any) -> tuple[int, int]:
     raise ExportError(f"model has no input named {spec.INPUT_NAME!r} (inputs: {names})")
 
 
-def run_batched(session: Any, walks: np.ndarray) -> dict[str, np.ndarray]:
-    """Run float32 walks [N, T, 64, 44] through a static-batch session, padding the last chunk."""
+def run_batched(session: Any, walks: np.ndarray,
+                names: tuple[str, ...] = spec.OUTPUT_NAMES) -> dict[str, np.ndarray]:
+    """Run float32 walks [N, T, 64, 44] through a static-batch session, padding the last chunk;
+    returns the tensors `names` (the model outputs by default)."""
     batch, frames = session_batch_frames(session)
     if walks.ndim != 4 or walks.shape[1:] != (frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH):
         raise ExportError(
             f"walks have shape {walks.shape}, the model expects [N, {frames}, "
             f"{spec.INPUT_HEIGHT}, {spec.INPUT_WIDTH}]"
         )
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in spec.OUTPUT_NAMES}
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(walks), batch):
         chunk = walks[start : start + batch]
         real = len(chunk)
         if real < batch:  # pad by repeating the last walk; padded rows are dropped below
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        result = session.run(list(spec.OUTPUT_NAMES), {spec.INPUT_NAME: chunk.astype(np.float32)})
-        for name, value in zip(spec.OUTPUT_NAMES, result):
+        result = session.run(list(names), {spec.INPUT_NAME: chunk.astype(np.float32)})
+        for name, value in zip(names, result):
             outputs[name].append(np.asarray(value, dtype=np.float32)[:real])
     return {name: np.concatenate(parts) for name, parts in outputs.items()}
 

@@ -12,7 +12,6 @@ from calibration.bias import _embedding_means, head_batchnorm
 from calibration.dataset import load_set
 from calibration.errors import CalibrationError
 from calibration.quantize import QuantizeConfig, quantize
-from gaitmil import spec
 from gaitmil.manifest import verify_artifact
 
 
@@ -35,11 +34,11 @@ def _bn(path):
 def test_correction_removes_the_shift_after_the_batchnorm(pair, fp32_16, calib16):
     walks = load_set(calib16).model_input()
     fp32, node, _ = _bn(fp32_16)
-    reference = _embedding_means(fp32, node.output[0], walks, spec.INPUT_NAME)
+    reference = _embedding_means(fp32, node.output[0], walks)
     shift = {}
     for corrected, result in pair.items():
         model, _, _ = _bn(result.path)
-        shift[corrected] = np.abs(_embedding_means(model, node.output[0], walks, spec.INPUT_NAME) - reference)
+        shift[corrected] = np.abs(_embedding_means(model, node.output[0], walks) - reference)
     assert shift[False].mean() > 0.0
     # measured and corrected on the same walks: only float rounding is left
     assert shift[True].mean() < 1e-3 * shift[False].mean() + 1e-6
