@@ -62,7 +62,8 @@ def _report(args: argparse.Namespace) -> int:
 
     report = build_report(Path(args.fp32), Path(args.fp16) if args.fp16 else None,
                           [Path(p) for p in args.int8 or []], Path(args.data), args.threshold,
-                          args.sensitivity, Path(args.calib) if args.calib else None)
+                          args.sensitivity, Path(args.calib) if args.calib else None,
+                          args.sensitivity_target)
     print(markdown(report))
     for path in write_report(report, Path(args.json) if args.json else None,
                              Path(args.md) if args.md else None, Path(args.png) if args.png else None):
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="referral threshold for the screening pair")
     p.add_argument("--sensitivity", action="store_true", help="quantize one block at a time and rank them")
     p.add_argument("--calib", help="calibration set for --sensitivity (default: the held-out set)")
+    p.add_argument("--sensitivity-target", choices=("cpu", "tensorrt"), default="cpu",
+                   help="INT8 target whose Q/DQ form --sensitivity applies block by block")
     p.add_argument("--json")
     p.add_argument("--md")
     p.add_argument("--png")

@@ -3,13 +3,15 @@
 Two targets from one calibration set, because the fast kernels differ:
 - `tensorrt` (model.int8.onnx): signed INT8 activations and weights, zero
   points 0 (TensorRT requires symmetric Q/DQ), biases left in float
-  (TensorRT's DequantizeLinear takes INT8 only).
+  (TensorRT's DequantizeLinear takes INT8 only), Q/DQ on the inputs of
+  weighted ops only (TensorRT's recommended placement).
 - `cpu` (model.int8-cpu.onnx): unsigned 8-bit activations with signed
   weights, which ONNX Runtime runs on its integer (U8S8) kernels.
 Both: per-channel weight scales, per-tensor activation scales. Only the
 backbone (the per-frame ResNet) is quantized by default; attention scoring,
 softmaxes, the phase lookup and the head stay in float unless
---quantize-head (which quantizes every node it can).
+--quantize-head (which quantizes every node it can: for `tensorrt`, every
+Conv, MatMul and Gemm input).
 
 The stem convolution: `calibration report --sensitivity` ranked it as the one
 block whose quantization alone flipped predictions when run by ONNX Runtime
@@ -55,6 +57,7 @@ from gaitmil import spec
 from gaitmil.manifest import Manifest, manifest_path_for, sha256_file, write_manifest
 
 BACKBONE_PATTERNS = ("/model/encoder/*",)
+WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
@@ -67,12 +70,18 @@ class TargetSpec:
     audit_target: str
     scope: tuple[str, ...]  # node-name globs quantized by default
     reduce_range: bool  # 7-bit weights: avoids U8S8 saturation on CPUs without VNNI
+    op_types: tuple[str, ...] | None = None  # op types given Q/DQ; None: every type ONNX Runtime can
 
 
 TARGETS: dict[str, TargetSpec] = {
+    # Q/DQ only on the inputs of weighted ops, as TensorRT's placement advice says: its
+    # builder fuses Conv+BN+ReLU and carries the next input's scale back through the ReLU.
+    # Quantizing Conv and Add outputs too (ONNX Runtime's default) rounds pre-ReLU tensors
+    # whose symmetric range is set by their negative tail, and doubled the error.
     "tensorrt": TargetSpec("model.int8.onnx", "QInt8", "QInt8",
-                           {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-                           "tensorrt", ("/model/encoder/layers/*",), False),
+                           {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                            "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS)},
+                           "tensorrt", ("/model/encoder/layers/*",), False, WEIGHTED_OPS),
     "cpu": TargetSpec("model.int8-cpu.onnx", "QUInt8", "QInt8",
                       {"ActivationSymmetric": False, "WeightSymmetric": True}, "cpu",
                       ("/model/encoder/*",), True),
@@ -217,6 +226,7 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
             activation_type=getattr(quantization.QuantType, target.activation_type),
             weight_type=getattr(quantization.QuantType, target.weight_type),
             nodes_to_exclude=keep_float,
+            op_types_to_quantize=list(target.op_types) if target.op_types else None,
             calibrate_method=getattr(quantization.CalibrationMethod, METHODS[config.method]),
             extra_options=dict(target.extra_options),
         )
@@ -257,6 +267,8 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
                "per_channel_weights": True, "reduce_range": target.reduce_range,
                "symmetric_activations": bool(
                    target.extra_options.get("ActivationSymmetric")),
+               "qdq_placement": (f"inputs of {'/'.join(target.op_types)}" if target.op_types
+                                 else "inputs and outputs of every quantized op"),
                "quantize_head": config.quantize_head, "exclude_patterns": list(config.exclude),
                "float_nodes": keep_float, "input_name": spec.INPUT_NAME,
                "bias_correction": correction.to_dict() if correction else None},

@@ -108,10 +108,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"{'/'.join(_pct(p['specificity']) for p in per)} | {_pct(row['agreement_vs_fp32'])} | "
             f"{row['mean_abs_dprob']:.2e} | {row['max_abs_dprob']:.2e} | {target} |")
     if report.get("sensitivity"):
-        lines += ["", "Quantizing one block at a time (cpu target), most harmful first:", "",
-                  "| block | agreement vs FP32 % | max abs dprob |", "|---|---|---|"]
+        target = report.get("sensitivity_target", "cpu")
+        lines += ["", f"Quantizing one block at a time ({target} target), most harmful first:", "",
+                  "| block | agreement vs FP32 % | mean abs dprob | max abs dprob |", "|---|---|---|---|"]
         for item in report["sensitivity"]:
-            lines.append(f"| {item['block']} | {_pct(item['agreement_vs_fp32'])} | {item['max_abs_dprob']:.2e} |")
+            lines.append(f"| {item['block']} | {_pct(item['agreement_vs_fp32'])} | "
+                         f"{item['mean_abs_dprob']:.2e} | {item['max_abs_dprob']:.2e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -184,7 +186,8 @@ def write_report(report: dict[str, Any], json_path: Path | None, md_path: Path |
 
 
 def build_report(fp32: Path, fp16: Path | None, int8: list[Path], data: Path, threshold: float = 0.5,
-                 with_sensitivity: bool = False, calib: Path | None = None) -> dict[str, Any]:
+                 with_sensitivity: bool = False, calib: Path | None = None,
+                 sensitivity_target: str = "cpu") -> dict[str, Any]:
     entries = [ModelEntry("fp32", Path(fp32), "fp32")]
     if name_model(Path(fp32))[1] != "fp32":
         raise CalibrationError(f"--fp32 {fp32} is not an FP32 model")
@@ -199,6 +202,7 @@ def build_report(fp32: Path, fp16: Path | None, int8: list[Path], data: Path, th
     if with_sensitivity:
         calib_set = load_set(calib, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)) if calib \
             else held_out
-        report["sensitivity"] = sensitivity(Path(fp32), calib_set, held_out)
+        report["sensitivity"] = sensitivity(Path(fp32), calib_set, held_out, target=sensitivity_target)
         report["sensitivity_calibrated_on"] = str(calib or data)
+        report["sensitivity_target"] = sensitivity_target
     return report

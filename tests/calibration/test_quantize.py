@@ -42,6 +42,36 @@ def test_tensorrt_target_is_symmetric_and_signed(quantized):
     assert audit_model(quantized["tensorrt"].path, target="tensorrt").ok
 
 
+def _activation_q_producers(path) -> list[str]:
+    """Op type producing each quantized activation ('input' for a graph input)."""
+    model = onnx.load(path)
+    inits = {i.name for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return [producer[q.input[0]].op_type if q.input[0] in producer else "input"
+            for q in model.graph.node if q.op_type == "QuantizeLinear" and q.input[0] not in inits]
+
+
+def test_tensorrt_target_quantizes_only_inputs_of_weighted_ops(quantized):
+    model = onnx.load(quantized["tensorrt"].path)
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    dq_of = {n.input[0]: n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    activation_q = [q for q in model.graph.node if q.op_type == "QuantizeLinear"]
+    assert len(activation_q) >= 8  # the inputs of the residual stages' convolutions
+    for q in activation_q:
+        assert "Conv" in consumers[dq_of[q.output[0]]], q.input[0]
+    # no Conv or Add output is rounded: TensorRT fuses those into the convolution
+    assert not {"Conv", "Add"} & set(_activation_q_producers(quantized["tensorrt"].path))
+    assert verify_artifact(quantized["tensorrt"].path).extra["qdq_placement"].startswith("inputs of Conv")
+
+
+def test_cpu_target_quantizes_conv_outputs_for_qlinearconv(quantized):
+    # ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv only when the output is quantized
+    assert "Conv" in _activation_q_producers(quantized["cpu"].path)
+
+
 def test_cpu_target_has_unsigned_activations_and_signed_weights(quantized):
     model = onnx.load(quantized["cpu"].path)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}

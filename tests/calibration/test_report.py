@@ -60,14 +60,19 @@ def test_cli_writes_json_markdown_png(models, trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sensitivity_ranks_blocks(models, trained):
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_sensitivity_ranks_blocks(models, trained, target):
     from calibration.dataset import load_set
-    from calibration.report import sensitivity
+    from calibration.report import markdown, sensitivity
 
     blocks = {"stem": ["/model/encoder/stem/*"], "layer4": ["/model/encoder/layers/layers.3/*"]}
-    ranked = sensitivity(models["fp32"], load_set(trained["calib"]), load_set(trained["held_out"]), blocks=blocks)
+    ranked = sensitivity(models["fp32"], load_set(trained["calib"]), load_set(trained["held_out"]),
+                         target=target, blocks=blocks)
     assert {r["block"] for r in ranked} == set(blocks)
     assert ranked[0]["agreement_vs_fp32"] <= ranked[1]["agreement_vs_fp32"]
+    assert all(r["mean_abs_dprob"] > 0 for r in ranked)  # each block really was quantized
+    table = markdown({"models": {}, "walks": 0, "note": "", "sensitivity": ranked, "sensitivity_target": target})
+    assert f"({target} target)" in table
 
 
 def test_unlabelled_held_out_is_refused(fp32_16, tmp_path):
