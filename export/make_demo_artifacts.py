@@ -32,6 +32,11 @@ FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onn
 # first (98.8 % agreement when quantized alone, every other block >= 99.7 %); without it the cpu
 # model agreed on 99.3 % of 600 independent held-out walks (seed 303) against 98.2 % (docs/CALIBRATION.md).
 CPU_FLOAT_BLOCKS = ["/model/encoder/layers/layers.3/*"]
+# Kept in float in the tensorrt INT8 model (its stem is in float already): `report --sensitivity
+# --sensitivity-target tensorrt` on 600 independent walks (seed 303) put the first residual stage's
+# mean |dprob| at 1.3e-3, the next worst block at 0.9e-3; with it in float the model agreed on 99.5 %
+# of those walks and 99.8 % of another 600 (seed 404), against 98.8 % and 99.0 % (docs/CALIBRATION.md).
+TENSORRT_FLOAT_BLOCKS = ["/model/encoder/layers/layers.0/*"]
 
 
 def regenerate(checkpoint: Path, out: Path, work: Path, calib_count: int = 300, held_out: int = 600,
@@ -58,7 +63,8 @@ def regenerate(checkpoint: Path, out: Path, work: Path, calib_count: int = 300, 
     shutil.copyfile(calib_json, out / "calibration.json")
     held = collect_sim(HELD_OUT_SIM, held_out, frames)
     held_npz, _ = save_set(held, work / "held-out.npz")
-    int8 = quantize(QuantizeConfig(result.onnx_path, calib_npz, "tensorrt", out=out / "model.int8.onnx"))
+    int8 = quantize(QuantizeConfig(result.onnx_path, calib_npz, "tensorrt", out=out / "model.int8.onnx",
+                                   exclude=list(TENSORRT_FLOAT_BLOCKS)))
     int8_cpu = quantize(QuantizeConfig(result.onnx_path, calib_npz, "cpu", out=out / "model.int8-cpu.onnx",
                                        exclude=list(CPU_FLOAT_BLOCKS)))
 
