@@ -128,6 +128,33 @@ def targets(latency: dict | None, fanin: dict | None) -> list[list[str]]:
     return rows
 
 
+LIMITS_PLACEHOLDER = ("What limits a figure that misses its target: _the lead fills this in from the facts above "
+                      "and the per-stage tables below._")
+
+
+def _command_line(out: Path, part: str, command_lines: dict[str, list[str]] | None) -> str | None:
+    """The command that produced `part`'s files (recorded when it ran), else the one that would."""
+    recorded = out / f"{part}.command"
+    if recorded.is_file():
+        return recorded.read_text(encoding="utf-8").strip()
+    if command_lines and part in command_lines:
+        return " ".join(command_lines[part]).replace(sys.executable, "python")
+    return None
+
+
+def _limits_section(results: Path) -> str:
+    """The lead's hand-written "What limits" text from the existing RESULTS.md, kept across reruns of
+    some parts; the placeholder when there is none."""
+    if not results.is_file():
+        return LIMITS_PLACEHOLDER
+    text = results.read_text(encoding="utf-8")
+    start = text.find("What limits")
+    if start < 0:
+        return LIMITS_PLACEHOLDER
+    end = text.find("\n## ", start)
+    return text[start:end if end >= 0 else len(text)].strip()
+
+
 def render(out: Path, command_lines: dict[str, list[str]] | None = None, results: Path = HERE / "RESULTS.md") -> str:
     from benchmarks.report import markdown_table
 
@@ -144,15 +171,14 @@ def render(out: Path, command_lines: dict[str, list[str]] | None = None, results
     else:
         lines += ["_No results yet: run `make bench` on a quiet machine._", ""]
     lines += ["## Targets", "", markdown_table(["target", "measured", "status", "facts behind it"],
-                                               targets(latency, fanin)), "",
-              "What limits a figure that misses its target: _the lead fills this in from the facts above and the "
-              "per-stage tables below._", ""]
+                                               targets(latency, fanin)), "", _limits_section(results), ""]
     titles = {"latency": "Latency per backend and precision (demo model)", "pipeline": "Kiosk pipeline",
               "fanin": "Broker fan-in", "accuracy": "Accuracy of the precision variants"}
     for part in PARTS:
         lines += [f"## {titles[part]}", ""]
-        if command_lines and part in command_lines:
-            lines += ["```", " ".join(command_lines[part]).replace(sys.executable, "python"), "```", ""]
+        command = _command_line(out, part, command_lines)
+        if command:
+            lines += ["```", command, "```", ""]
         # each part's own headings move one level down, under this part's heading
         lines += ["\n".join("#" + line if line.startswith("#") else line for line in _md(out, part).splitlines()), ""]
         if (out / f"{part}.png").is_file():
@@ -187,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"== {part}: {' '.join(lines[part])}", flush=True)
                 if subprocess.run(lines[part], check=False).returncode != 0:
                     failed.append(part)
+                else:  # a later run of other parts must still print this part's own command
+                    (args.out_dir / f"{part}.command").write_text(
+                        " ".join(lines[part]).replace(sys.executable, "python") + "\n", encoding="utf-8")
     args.results.write_text(render(args.out_dir.resolve(), lines, args.results))
     print(f"wrote {args.results}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -53,3 +53,18 @@ def test_render_only_from_files(tmp_path):
     results = tmp_path / "R.md"
     assert main(["--render-only", "--out-dir", str(out), "--results", str(results)]) == 0
     assert "| ONNX Runtime `cpu` INT8 <= 0.3x PyTorch eager FP32 (median per walk) | 0.29x" in results.read_text()
+
+
+def test_rerun_of_some_parts_keeps_recorded_commands_and_the_leads_text(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "fanin.command").write_text("python -m benchmarks.fanin --broker mqtt://127.0.0.1:1111\n")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## Targets\n\nWhat limits: the CPU has no VNNI.\n\n"
+                       "## Latency per backend and precision (demo model)\n")
+    text = render(out, {"fanin": ["python", "-m", "benchmarks.fanin", "--broker", "mqtt://127.0.0.1:2222"],
+                        "accuracy": ["python", "-m", "benchmarks.accuracy"]}, results)
+    assert "mqtt://127.0.0.1:1111" in text and "2222" not in text  # the command that made the files
+    assert "```\npython -m benchmarks.accuracy\n```" in text  # no record yet: the command line given
+    assert "What limits: the CPU has no VNNI.\n" in text and "_the lead fills this in" not in text
+    assert "_the lead fills this in" in render(out, None, tmp_path / "absent.md")
