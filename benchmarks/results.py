@@ -132,13 +132,17 @@ LIMITS_PLACEHOLDER = ("What limits a figure that misses its target: _the lead fi
                       "and the per-stage tables below._")
 
 
+def _shown(command: list[str]) -> str:
+    return " ".join(command).replace(sys.executable, "python")
+
+
 def _command_line(out: Path, part: str, command_lines: dict[str, list[str]] | None) -> str | None:
     """The command that produced `part`'s files (recorded when it ran), else the one that would."""
     recorded = out / f"{part}.command"
     if recorded.is_file():
         return recorded.read_text(encoding="utf-8").strip()
     if command_lines and part in command_lines:
-        return " ".join(command_lines[part]).replace(sys.executable, "python")
+        return _shown(command_lines[part])
     return None
 
 
@@ -214,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 if subprocess.run(lines[part], check=False).returncode != 0:
                     failed.append(part)
                 else:  # a later run of other parts must still print this part's own command
-                    (args.out_dir / f"{part}.command").write_text(
-                        " ".join(lines[part]).replace(sys.executable, "python") + "\n", encoding="utf-8")
+                    (args.out_dir / f"{part}.command").write_text(_shown(lines[part]) + "\n", encoding="utf-8")
     args.results.write_text(render(args.out_dir.resolve(), lines, args.results))
     print(f"wrote {args.results}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

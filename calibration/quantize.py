@@ -70,7 +70,8 @@ class TargetSpec:
     audit_target: str
     scope: tuple[str, ...]  # node-name globs quantized by default
     reduce_range: bool  # 7-bit weights: avoids U8S8 saturation on CPUs without VNNI
-    op_types: tuple[str, ...] | None = None  # op types given Q/DQ; None: every type ONNX Runtime can
+    # Q/DQ on the inputs of these op types only; None: inputs and outputs of every op ONNX Runtime can
+    op_types: tuple[str, ...] | None = None
 
 
 TARGETS: dict[str, TargetSpec] = {
@@ -79,8 +80,7 @@ TARGETS: dict[str, TargetSpec] = {
     # Quantizing Conv and Add outputs too (ONNX Runtime's default) rounds pre-ReLU tensors
     # whose symmetric range is set by their negative tail, and doubled the error.
     "tensorrt": TargetSpec("model.int8.onnx", "QInt8", "QInt8",
-                           {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                            "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS)},
+                           {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
                            "tensorrt", ("/model/encoder/layers/*",), False, WEIGHTED_OPS),
     "cpu": TargetSpec("model.int8-cpu.onnx", "QUInt8", "QInt8",
                       {"ActivationSymmetric": False, "WeightSymmetric": True}, "cpu",
@@ -228,7 +228,8 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
             nodes_to_exclude=keep_float,
             op_types_to_quantize=list(target.op_types) if target.op_types else None,
             calibrate_method=getattr(quantization.CalibrationMethod, METHODS[config.method]),
-            extra_options=dict(target.extra_options),
+            extra_options=dict(target.extra_options) | (
+                {"OpTypesToExcludeOutputQuantization": list(target.op_types)} if target.op_types else {}),
         )
         quantized = load_onnx(tmp_out)
     correction = (correct_head_bias(source, quantized, walks)
