@@ -61,6 +61,31 @@ def weights_sha256(model: Any) -> str:
     return total.hexdigest()
 
 
+def weight_differences(model: Any, reference: Any, rtol: float, atol: float) -> list[str]:
+    """Weights of `model` that differ from `reference` beyond tolerance, by tensor name; [] when close.
+
+    Exported weights are folded with the CPU's float kernels (BatchNorm fusion,
+    constant folding), so the same checkpoint exports to slightly different
+    bytes on an AVX2 and an AVX-512 machine: compare values, not bytes.
+    """
+    ours, theirs = dict(tensor_arrays(model)), dict(tensor_arrays(reference))
+    if set(ours) != set(theirs):
+        missing, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+        return [f"the graphs hold different weights (missing {missing[:3]}, extra {extra[:3]})"]
+    problems = []
+    for name, array in ours.items():
+        other = theirs[name]
+        if array.shape != other.shape or array.dtype != other.dtype:
+            problems.append(f"{name}: {array.dtype}{list(array.shape)} against {other.dtype}{list(other.shape)}")
+        elif array.dtype.kind == "f":
+            if not np.allclose(array.astype(np.float64), other.astype(np.float64), rtol=rtol, atol=atol):
+                worst = float(np.max(np.abs(array.astype(np.float64) - other.astype(np.float64))))
+                problems.append(f"{name}: values differ by up to {worst:.3g}")
+        elif not np.array_equal(array, other):
+            problems.append(f"{name}: values differ")
+    return problems
+
+
 def io_shapes(model: Any) -> tuple[dict[str, list[int | str]], dict[str, list[int | str]]]:
     """Graph inputs and outputs (initializers excluded) as name -> dims (str for symbolic)."""
     initializers = {init.name for init in model.graph.initializer}

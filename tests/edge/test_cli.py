@@ -172,25 +172,17 @@ def test_demo_prints_results_and_summary(tmp_path, mosquitto, kiosk_model, broke
     assert "inference: p50" in out
 
 
-def test_demo_model_choice_prefers_the_cpu_int8_model(tmp_path, monkeypatch):
+def test_demo_model_is_the_kiosk_default_fp32_form(tmp_path, monkeypatch):
     import edge.demo as demo
     from edge.errors import ModelError
 
     folder = tmp_path / "models" / "demo"
     folder.mkdir(parents=True)
     monkeypatch.setattr(demo, "demo_model_dirs", lambda: [folder])
+    (folder / "model.int8-cpu.onnx").write_bytes(b"x")
     with pytest.raises(ModelError, match="make demo-model"):
         demo.find_demo_model()
     (folder / "model.onnx").write_bytes(b"x")
     assert demo.find_demo_model() == folder / "model.onnx"
-    (folder / "model.int8-cpu.onnx").write_bytes(b"x")
-    # INT8 only once its precision report says it met the targets
-    assert demo.find_demo_model() == folder / "model.onnx"
-    report = {"models": {"int8-cpu": {"meets_target": False}}}
-    (folder / "report.json").write_text(json.dumps(report))
-    assert demo.find_demo_model() == folder / "model.onnx"
-    report["models"]["int8-cpu"]["meets_target"] = True
-    (folder / "report.json").write_text(json.dumps(report))
-    assert demo.find_demo_model() == folder / "model.int8-cpu.onnx"
     with pytest.raises(ModelError, match="not found"):
         demo.find_demo_model(str(tmp_path / "missing.onnx"))

@@ -125,3 +125,24 @@ def test_failed_parity_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
                     walks=simulated(6, 16))
     assert not (tmp_path / "model.onnx").exists()
     assert not list(Path(tmp_path).glob("*.manifest.json"))
+
+
+def test_weight_comparison_tolerates_rounding_not_changes(tiny_onnx):
+    from onnx import numpy_helper
+
+    from export.onnx_utils import weight_differences
+
+    reference = load_onnx(tiny_onnx.onnx_path)
+
+    def nudged(relative: float):
+        model = load_onnx(tiny_onnx.onnx_path)
+        init = max(model.graph.initializer, key=lambda i: numpy_helper.to_array(i).size)
+        array = numpy_helper.to_array(init).astype(np.float32)
+        array = array * np.float32(1 + relative)  # what another CPU's float kernels do, or a real change
+        init.CopyFrom(numpy_helper.from_array(array, init.name))
+        return model
+
+    assert weight_differences(reference, reference, rtol=1e-4, atol=1e-6) == []
+    assert weight_differences(nudged(1e-6), reference, rtol=1e-4, atol=1e-6) == []
+    problems = weight_differences(nudged(1e-2), reference, rtol=1e-4, atol=1e-6)
+    assert len(problems) == 1 and "differ by up to" in problems[0]
