@@ -57,6 +57,12 @@ class ComponentRules:
     # lost a child at the far end of the corridor (depth noise grows with distance squared),
     # splitting a walk into a too_short fragment and the rest; 1500 keeps the limb gaps.
     behind_mm: int = 1500
+    # Depth cameras with the left imager as reference (RealSense) leave an invalid band
+    # left of the person; fill invalid pixels only right of valid person pixels.
+    stereo_shadow_left: bool = True
+    # Edge pixels this far (or 10 % of the depth, if more) behind their nearest person
+    # neighbour are flying pixels (mixed person/background depth); 0 keeps them.
+    flying_mm: int = 300
 
 
 def empty_mask(frame: Frame, shape: tuple[int, int]) -> Mask:
@@ -140,7 +146,9 @@ class _Components:
             up = refine((slice(fy, fy + fh), slice(fx, fx + fw)), up, depth_mm)
         full[fy : fy + fh, fx : fx + fw] = up.view(np.bool_)
         full_area = int(np.count_nonzero(up))
-        touches = x <= 0 or x + w >= fg.shape[1]
+        # Any border: a child cut off at the top or bottom (close to the camera) gives a
+        # silhouette the model never saw in training, as much as one cut at the side.
+        touches = x <= 0 or y <= 0 or x + w >= fg.shape[1] or y + h >= fg.shape[0]
         return Mask(frame.index, frame.timestamp, full, (fx, fy, fw, fh), full_area, person_sized, bool(touches), depth_mm)
 
     def _attached(self, contours, areas: list[float], best: int, box: tuple[int, int, int, int]) -> list[int]:
@@ -246,10 +254,50 @@ class DepthSegmenter:
                 upper = np.minimum(upper, np.uint16(min(65535, int(depth_mm) + self.components.rules.behind_mm)))
             fg = cv2.inRange(d, self._lower_full[window], upper)
             near = cv2.dilate(up, self._grow_k)
-            kept = cv2.bitwise_and(near, fg) | cv2.bitwise_and(up, cv2.compare(d, 0, cv2.CMP_EQ))
+            valid_fg = cv2.bitwise_and(near, fg)
+            if self.components.rules.flying_mm > 0:
+                valid_fg = _drop_flying(valid_fg, d, self.components.rules.flying_mm, self._grow_k)
+            invalid = cv2.bitwise_and(up, cv2.compare(d, 0, cv2.CMP_EQ))
+            if self.components.rules.stereo_shadow_left:
+                invalid = cv2.bitwise_and(invalid, _right_of_foreground(valid_fg, d))
+            kept = valid_fg | invalid
             return (kept > 0).view(np.uint8)
 
         return refine
+
+
+def _drop_flying(valid_fg: np.ndarray, depth: np.ndarray, flying_mm: int, kernel: np.ndarray) -> np.ndarray:
+    """`valid_fg` without its flying pixels: edge pixels well behind their nearest neighbour.
+
+    A flying pixel mixes the person's depth with the background's, so it lies behind
+    the person pixel next to it by a good part of the person-to-background gap; a real
+    edge pixel of the body lies within depth noise of its neighbours. Only pixels on
+    the mask's edge are tested, so self-occlusion inside the body stays.
+    """
+    person = np.where(valid_fg > 0, depth, np.uint16(65535)).astype(np.uint16)
+    nearest = cv2.erode(person, kernel)  # the nearest person depth in each 3x3 neighbourhood
+    edge = cv2.bitwise_and(valid_fg, cv2.bitwise_not(cv2.erode(valid_fg, kernel)))
+    limit = nearest.astype(np.float32) + np.maximum(float(flying_mm), 0.1 * nearest.astype(np.float32))
+    flying = (edge > 0) & (depth.astype(np.float32) > limit)
+    out = valid_fg.copy()
+    out[flying] = 0
+    return out
+
+
+def _right_of_foreground(valid_fg: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """255 where the nearest valid depth pixel to the left in the row is foreground.
+
+    A stereo camera whose left imager is the reference (RealSense) sees no depth in a
+    band just left of a near object: the background there is hidden from the right
+    imager. Such an invalid run starts at a background pixel; a dropout inside the
+    body starts at a body pixel. So an invalid pixel is filled only when the last
+    valid pixel on its left is foreground.
+    """
+    code = np.where(depth > 0, np.where(valid_fg > 0, 1, 2), 0).astype(np.uint8)
+    cols = np.arange(code.shape[1], dtype=np.int32)[None, :]
+    last = np.maximum.accumulate(np.where(code > 0, cols, -1), axis=1)
+    left = np.where(last >= 0, np.take_along_axis(code, np.maximum(last, 0), axis=1), 0)
+    return np.where(left == 1, 255, 0).astype(np.uint8)
 
 
 class ColorSegmenter:

@@ -46,6 +46,7 @@ from edge.wiring import (
     record_for_calibration,
     simulated_site,
     source_is_live,
+    walk_step,
 )
 
 __all__ = [
@@ -298,13 +299,11 @@ class Kiosk:
             while (frame := self._next_frame()) is not None:
                 t0 = time.perf_counter()
                 try:
-                    mask = parts.segmenter.segment(frame)
+                    walk = walk_step(parts.segmenter, parts.assembler, frame)
                 except (SourceError, SegmentationError) as exc:
                     self.health.count("frames_bad")
                     self._frame_log.warning(type(exc).__name__, "frame %d skipped: %s", frame.index, exc)
                     continue
-                walk = parts.assembler.push(mask)
-                parts.set_walk_active(parts.assembler.active)
                 self.health.record_latency("frame", (time.perf_counter() - t0) * 1000.0)
                 if walk is not None:
                     self._put_walk((walk, time.perf_counter()))

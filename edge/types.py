@@ -46,7 +46,7 @@ class Mask:
     bbox: tuple[int, int, int, int] | None  # x, y, w, h of the kept component
     area: int  # pixels of the kept component
     components: int  # person-sized components in view
-    touches_border: bool  # kept component touches the left or right border
+    touches_border: bool  # kept component touches any image border
     depth_mm: float | None = None  # median depth of the person, when known
 
 

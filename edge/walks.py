@@ -38,6 +38,7 @@ DROP_BORDER = "touches_border"
 DROP_EMPTY = "empty"
 DROP_DEGENERATE = "degenerate"
 DROP_ABSENT = "absent"  # a gap frame inside the walk (no person mask)
+DROP_TURNING = "turning"  # entering or leaving the corridor: not the straight part of the walk
 
 IDLE, ENTERING, WALKING, LEAVING = "idle", "entering", "walking", "leaving"
 
@@ -66,6 +67,12 @@ class WalkConfig:
     stop_s: float = 1.2  # standing this long (below both motions) is a stop
     stop_depth_mm: float = 150.0
     stop_lateral_px: float = 12.0
+    # Keep only the straight part of the walk (see straight_part): the model is trained on
+    # children walking along the corridor, not on the turns into and out of it.
+    straight_only: bool = True
+    rejoin_s: float = 1.5  # a walk shorter than min_frames waits this long for the child to reappear
+    straight_window_s: float = 1.0  # speed: slope of a least-squares line over this window (about a stride)
+    straight_speed_share: float = 0.8  # straight where the speed along the walk is this share of cruise
 
     def __post_init__(self) -> None:
         if self.enter_frames < 1 or self.exit_frames < 1 or self.min_frames < 1:
@@ -85,6 +92,7 @@ class _Track:
     start_time: float
     silhouettes: list[np.ndarray] = field(default_factory=list)
     kept_times: list[float] = field(default_factory=list)
+    kept_at: list[int] = field(default_factory=list)  # index into `times` of each kept silhouette
     times: list[float] = field(default_factory=list)  # present frames
     depth: list[float] = field(default_factory=list)  # NaN when unknown
     center_x: list[float] = field(default_factory=list)
@@ -182,7 +190,11 @@ class WalkAssembler:
                 return None
             self.state = LEAVING
             track.drop(DROP_ABSENT)
-            if self._absent_run >= cfg.exit_frames:
+            # A short track may be a child lost for a moment at the far end of the corridor:
+            # wait up to rejoin_s for the rest of the walk, so one walk gives one result.
+            waiting = len(track.times) < cfg.min_frames and self._absent_run < cfg.exit_frames + round(
+                cfg.rejoin_s * cfg.fps)
+            if self._absent_run >= cfg.exit_frames and not waiting:
                 # the trailing absent frames were the exit, not gaps inside the walk
                 track.drop(DROP_ABSENT, -self._absent_run)
                 return self._finish(None)
@@ -221,6 +233,7 @@ class WalkAssembler:
             return
         track.silhouettes.append(result.silhouette)
         track.kept_times.append(mask.timestamp)
+        track.kept_at.append(len(track.times) - 1)
 
     def _reset(self) -> None:
         self.state = IDLE
@@ -234,6 +247,8 @@ class WalkAssembler:
         self._absent_run = 0
         self._cooldown_until = track.last_time + cfg.cooldown_s
         coverage, direction = _coverage(track, cfg)
+        if cfg.straight_only and track.silhouettes:
+            _keep_straight(track, cfg, direction)
         quality = WalkQuality(
             frames_seen=track.frames_seen,
             frames_kept=len(track.silhouettes),
@@ -278,6 +293,67 @@ def _coverage(track: _Track, cfg: WalkConfig) -> tuple[float, str]:
         direction = "toward" if delta < 0 else "away"
         return float(min(1.0, depth_travel / cfg.full_depth_travel_mm)), direction
     return float(min(1.0, lateral / cfg.full_lateral_travel)), "lateral" if lateral > 0.1 else "unknown"
+
+
+def straight_part(times: np.ndarray, progress: np.ndarray, window_s: float, speed_share: float) -> np.ndarray:
+    """Frames on the straight part of a walk, from the masks alone: bool [N].
+
+    `progress` is where the child is along the walk's axis (median depth for walks
+    toward or away from the camera, the box centre's x for walks across the view).
+    On the straight part the child moves along that axis at a steady cruise speed;
+    in the turns into and out of the corridor the motion is mostly across it, so
+    the speed along the axis drops. Speed is the slope of a least-squares line over
+    `window_s` (about one step, which averages out the sway within a stride); the
+    straight part is the longest run of frames moving the walk's way at no less
+    than `speed_share` of the cruise speed (the 75th percentile).
+    """
+    n = len(times)
+    keep = np.zeros(n, np.bool_)
+    known = np.isfinite(progress)
+    if n < 3 or known.sum() < 3:
+        keep[:] = True
+        return keep
+    p = np.interp(times, times[known], progress[known])
+    span = float(times[-1] - times[0])
+    half = max(1, int(round(window_s / max(span / max(n - 1, 1), 1e-6) / 2)))
+    slope = np.empty(n)
+    for i in range(n):
+        lo, hi = max(0, i - half), min(n, i + half + 1)
+        t = times[lo:hi] - times[lo:hi].mean()
+        denom = float(np.dot(t, t))
+        slope[i] = float(np.dot(t, p[lo:hi] - p[lo:hi].mean()) / denom) if denom > 0 else 0.0
+    direction = 1.0 if np.median(slope) >= 0 else -1.0
+    along = slope * direction
+    cruise = float(np.percentile(along, 75))
+    if cruise <= 0:
+        keep[:] = True
+        return keep
+    fast = along >= speed_share * cruise
+    best_start, best_len, start = 0, 0, None
+    for i, flag in enumerate(np.append(fast, False)):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if i - start > best_len:
+                best_start, best_len = start, i - start
+            start = None
+    keep[best_start : best_start + best_len] = True
+    return keep
+
+
+def _keep_straight(track: _Track, cfg: WalkConfig, direction: str) -> None:
+    """Drop the kept silhouettes outside the straight part of the walk (counted as turning)."""
+    times = np.asarray(track.times)
+    if direction in ("toward", "away"):
+        progress = np.asarray(track.depth, np.float64)
+    else:
+        progress = np.asarray(track.center_x, np.float64)
+    straight = straight_part(times, progress, cfg.straight_window_s, cfg.straight_speed_share)
+    keep = [i for i, at in enumerate(track.kept_at) if straight[at]]
+    track.drop(DROP_TURNING, len(track.kept_at) - len(keep))
+    track.silhouettes = [track.silhouettes[i] for i in keep]
+    track.kept_times = [track.kept_times[i] for i in keep]
+    track.kept_at = [track.kept_at[i] for i in keep]
 
 
 def _stopped(track: _Track, cfg: WalkConfig) -> bool:

@@ -136,6 +136,17 @@ class Components:
         self.closers.clear()
 
 
+def walk_step(segmenter: Any, assembler: Any, frame: Frame) -> Walk | None:
+    """One frame through segmentation and the walk gate: the one path the kiosk and
+    `python -m edge collect` (training data) share, so both see the same silhouettes."""
+    mask = segmenter.segment(frame)
+    walk = assembler.push(mask)
+    freeze = getattr(segmenter, "freeze", None)
+    if freeze is not None:
+        freeze(assembler.active)  # colour background learning is frozen while a child is in view
+    return walk
+
+
 def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Components:
     """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
 

@@ -29,6 +29,8 @@ class SimFrame:
     view: str | None = None  # direction of this walk ("toward", "away", "side")
     severity: float | None = None  # the child's Cobb-like severity (truth)
     in_straight: bool = False  # the child is on the straight, fully visible part of the walk
+    curve_type: str | None = None  # the child's curve type (truth)
+    phase: float | None = None  # the child's gait phase in [0, 1) (truth)
 
 
 @dataclass
@@ -86,9 +88,11 @@ def _frame(index, timestamp, rendered, walk_index, camera, plan: WalkPlan | None
     depth, color, mask = rendered
     if plan is None:
         return SimFrame(index, timestamp, depth, color, mask, -1, None, camera)
-    sev = plan.subject.posture.severity
-    return SimFrame(index, timestamp, depth, color, mask, walk_index, label_for_severity(sev), camera,
-                    view=plan.view, severity=sev, in_straight=plan.child.in_straight(k))
+    posture = plan.subject.posture
+    state = plan.child.state(k)
+    return SimFrame(index, timestamp, depth, color, mask, walk_index, label_for_severity(posture.severity), camera,
+                    view=plan.view, severity=posture.severity, in_straight=plan.child.in_straight(k),
+                    curve_type=posture.curve_type, phase=None if state is None else state[1])
 
 
 def iter_frames(

@@ -93,7 +93,10 @@ class SimSource(Source):
             delay = self._t0 + sim.index / self._fps_value - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        self.last_truth = {"walk_index": sim.walk_index, "label": sim.label, "mask": sim.mask}
+        self.last_truth = {
+            "walk_index": sim.walk_index, "label": sim.label, "mask": sim.mask, "severity": sim.severity,
+            "view": sim.view, "curve_type": sim.curve_type, "in_straight": sim.in_straight, "phase": sim.phase,
+        }
         self._delivered += 1
         return Frame(
             index=sim.index, timestamp=float(sim.timestamp), depth=sim.depth,

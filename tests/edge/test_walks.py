@@ -80,12 +80,38 @@ def test_consecutive_walks_and_cooldown(segmenter):
 
 
 def test_too_short(segmenter):
-    walks, _, _ = run(walk_frames(20, z_start=4000.0, z_end=1800.0), segmenter)
+    # a short walk waits rejoin_s (1.5 s) for the child to come back before it ends
+    walks, _, _ = run(walk_frames(20, z_start=4000.0, z_end=1800.0, gap_after=60), segmenter)
     assert len(walks) == 1 and walks[0].retake_reason == TOO_SHORT  # 20 frames < min_frames
     assert walks[0].quality.frames_kept == 20
     walks, _, _ = run(walk_frames(60, z_start=4000.0, z_end=3000.0), segmenter)
     assert walks[0].retake_reason == TOO_SHORT  # enough frames, but only 1 m walked
     assert walks[0].quality.coverage < 0.3
+
+
+def test_a_child_lost_for_a_moment_gives_one_walk(segmenter):
+    # seen briefly at the far end, lost for 0.6 s (longer than exit_frames), then the whole walk
+    first = walk_frames(12, z_start=6400.0, z_end=6000.0, gap_after=18)
+    rest = walk_frames(60, z_start=6000.0, z_end=1800.0, gap_before=0, start_index=len(first))
+    walks, _, _ = run(first + rest, segmenter)
+    assert len(walks) == 1 and walks[0].accepted
+    assert walks[0].quality.dropped.get("absent") == 18
+    # without the wait the fragment is a retake of its own, and the walk a second result
+    walks, _, _ = run(first + rest, segmenter, WalkConfig(rejoin_s=0.0))
+    assert [w.retake_reason for w in walks] == [TOO_SHORT, None]
+
+
+def test_the_turns_are_left_out(segmenter):
+    # slow sideways entry (the turn into the corridor), then the straight walk toward the camera
+    turn = walk_frames(30, z_start=6000.0, z_end=5900.0, x_start=-0.6, x_end=0.0, gap_after=0)
+    straight = walk_frames(60, z_start=5900.0, z_end=1800.0, gap_before=0, start_index=len(turn))
+    walks, _, _ = run(turn + straight, segmenter)
+    assert len(walks) == 1 and walks[0].accepted
+    kept = walks[0].timestamps
+    assert kept.min() >= straight[0].timestamp - 0.5  # at most about half the smoothing window of the turn
+    assert walks[0].quality.dropped.get("turning", 0) >= 20
+    walks, _, _ = run(turn + straight, segmenter, WalkConfig(straight_only=False))
+    assert "turning" not in walks[0].quality.dropped
 
 
 def test_two_people(segmenter):
