@@ -16,7 +16,7 @@ import numpy as np
 
 from gaitmil.silhouette import cut, normalize
 from gaitmil.spec import CANVAS_SIZE, even_indices
-from gaitsim.camera import CameraConfig
+from gaitsim.camera import CameraConfig, vary_camera
 from gaitsim.errors import SimConfigError
 from gaitsim.raster import render_mask_crop
 from gaitsim.render import camera_intrinsics, to_camera
@@ -59,10 +59,14 @@ def _fully_visible(walker: Walker, k: int, camera: CameraConfig, reach_m: float 
 def walk_frames(
     subject: Subject, view: str, rng: np.random.Generator, camera: CameraConfig | None = None,
 ) -> tuple[Walker, list[int], CameraConfig]:
-    """One walk's walker, its fully visible straight frames and the camera that sees them."""
-    camera = camera or CameraConfig()
+    """One walk's walker, its fully visible straight frames and the camera that sees them.
+
+    Without `camera`, each walk draws its own camera height and tilt
+    (`gaitsim.camera.vary_camera`); a given camera is used as it is.
+    """
     scene = scene_for_view(view)
     walker = Walker(subject, make_path(rng, view, scene), FPS)
+    camera = camera or vary_camera(rng)
     visible = [k for k in range(walker.frames) if walker.in_straight(k) and _fully_visible(walker, k, camera)]
     if len(visible) < MIN_VISIBLE_FRAMES:
         raise SimConfigError(
