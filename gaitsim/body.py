@@ -224,7 +224,8 @@ def pose(
         axes = np.stack([right, up, _cross(right, up)], axis=1)
         radii = np.array([_TRUNK_HALF_WIDTH[j] * h * g + top_cloth, 1.15 * seg, _TRUNK_HALF_DEPTH[j] * h * g + top_cloth])
         ells.append(((a + b) / 2.0, axes, radii, PART_SHIRT))
-    ells.append((pelvis + np.array([0.0, 0.03 * h, 0.0]), r_pelvis, np.array([0.098 * h * g, 0.07 * h, 0.068 * h * g]) + leg_cloth, PART_TROUSERS))
+    # the waistband is snug: loose trousers widen the legs, not the pelvis
+    ells.append((pelvis + np.array([0.0, 0.03 * h, 0.0]), r_pelvis, np.array([0.098 * h * g, 0.07 * h, 0.068 * h * g]) + cloth, PART_TROUSERS))
 
     # shoulder girdle: tilt from the curve (convex side up) plus natural tilt
     top = pts[-1]

@@ -178,6 +178,12 @@ def sample_subject(
     )
 
 
+APPEARANCE_FIELDS = (
+    "hair_m", "shoulder_slope_deg", "arm_abduction_deg", "shirt_loose_m", "trousers_loose_m", "shoe_width",
+    "toe_out_deg", "step_width_m", "step_width_sd_m",
+)
+
+
 def sample_appearance(rng: np.random.Generator) -> dict[str, float]:
     """Hair, shoulder shape, clothing looseness, shoes and stance of one subject.
 
