@@ -4,7 +4,7 @@ numpy and OpenCV only (pyrealsense2 lazily, for the recording writer).
 Walks simulated here make a pipeline check, not a screening tool.
 """
 
-from gaitsim.camera import CameraConfig, SceneConfig
+from gaitsim.camera import CameraConfig, SceneConfig, vary_camera
 from gaitsim.errors import GaitSimError, RecordingError, SimConfigError
 from gaitsim.realsense import record_realsense
 from gaitsim.stream import SimFrame, empty_corridor, iter_frames
@@ -24,4 +24,5 @@ __all__ = [
     "label_for_severity",
     "record_realsense",
     "sample_walks",
+    "vary_camera",
 ]

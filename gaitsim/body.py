@@ -135,11 +135,22 @@ def lateral_profile(s: np.ndarray, subject: Subject, spine_len: float) -> np.nda
     return p.side * np.where(u <= 0.5, lower, upper)
 
 
-def pose(subject: Subject, phase: float, motion: float = 1.0, stride_gain: float = 1.0) -> Primitives:
-    """Body primitives at a gait phase; `motion` in [0, 1] blends from standing to full gait."""
+def _foot_extent_y(axes: np.ndarray, radii: np.ndarray) -> float:
+    """Half-extent along y of an ellipsoid (axes as columns)."""
+    return float(np.sqrt(np.sum((axes[1] * radii) ** 2)))
+
+
+def pose(
+    subject: Subject, phase: float, motion: float = 1.0, stride_gain: float = 1.0,
+    step_offsets: tuple[float, float] = (0.0, 0.0),
+) -> Primitives:
+    """Body primitives at a gait phase; `motion` in [0, 1] blends from standing to full gait.
+    `step_offsets`: this step's extra lateral foot offset (metres, outward) of the right and left foot."""
     h = subject.height_m
     g = subject.girth
     cloth = subject.clothing_m
+    top_cloth = cloth + subject.shirt_loose_m
+    leg_cloth = cloth + subject.trousers_loose_m
     post = subject.posture
     sev, side = post.severity, post.side
     amp = motion * float(np.clip(subject.stride_m / (1.45 * 0.53 * h), 0.7, 1.3)) * stride_gain
@@ -157,31 +168,32 @@ def pose(subject: Subject, phase: float, motion: float = 1.0, stride_gain: float
     hip_half = 0.058 * h
 
     # legs
-    leg_pts = {}
-    for name, sgn, ph in (("right", 1.0, phase), ("left", -1.0, phase + 0.5)):
+    lowest = math.inf
+    toe_out = math.radians(subject.toe_out_deg)
+    for sgn, ph, offset in ((1.0, phase, step_offsets[0]), (-1.0, phase + 0.5, step_offsets[1])):
         hip_a = math.radians(amp * curve(_HIP, ph) + (1 - amp) * 0.0)
         knee_a = math.radians(amp * curve(_KNEE, ph) + (1 - amp) * 4.0)
         ank_a = math.radians(amp * curve(_ANKLE, ph))
         hip = pelvis + r_pelvis @ np.array([sgn * hip_half, sgn * hip_half * math.sin(pelvis_roll), 0.0])
-        knee = hip + 0.245 * h * (r_pelvis @ _sagittal(hip_a))
+        # step width: the foot sits outward of the hip by the subject's offset plus this step's variation
+        outward = r_pelvis @ np.array([sgn * (subject.step_width_m + offset), 0.0, 0.0])
+        knee = hip + 0.245 * h * (r_pelvis @ _sagittal(hip_a)) + 0.5 * outward
         shank = hip_a - knee_a
-        ankle = knee + 0.246 * h * (r_pelvis @ _sagittal(shank))
+        ankle = knee + 0.246 * h * (r_pelvis @ _sagittal(shank)) + 0.5 * outward
         foot_a = shank + ank_a
         cf, sf = math.cos(foot_a), math.sin(foot_a)
-
-        def foot_point(y: float, z: float, cf: float = cf, sf: float = sf, ankle: np.ndarray = ankle) -> np.ndarray:
-            return ankle + r_pelvis @ np.array([0.0, y * cf + z * sf, -y * sf + z * cf])
-
-        heel = foot_point(-0.02 * h, -0.03 * h)
-        toe = foot_point(-0.02 * h, 0.11 * h)
-        leg_pts[name] = (hip, knee, ankle, heel, toe)
-        caps += [
-            (hip, knee, 0.043 * h * g + cloth, PART_TROUSERS),
-            (knee, ankle, 0.029 * h * g + cloth, PART_TROUSERS),
-            (heel, toe, 0.019 * h, PART_SHOES),
-        ]
-    foot_r = 0.019 * h
-    lowest = min(min(p[3][1], p[4][1]) for p in leg_pts.values()) - foot_r
+        # the shoe: a flat ellipsoid along the foot, turned outward by the progression angle
+        r_foot = r_pelvis @ _rot_yaw(-sgn * toe_out)
+        foot_axes = r_foot @ np.array([[1.0, 0.0, 0.0], [0.0, cf, sf], [0.0, -sf, cf]])
+        foot_c = ankle + foot_axes @ np.array([0.0, -0.02 * h, 0.04 * h])
+        foot_r = np.array([0.024 * h * subject.shoe_width, 0.019 * h, 0.089 * h])
+        lowest = min(lowest, float(foot_c[1]) - _foot_extent_y(foot_axes, foot_r))
+        # loose trouser legs hang straight from the thigh: the hem is as wide as the knee or wider;
+        # the capsule ends above the ankle by its radius less 0.03 H, so its round end stays off the floor
+        shank_r = 0.029 * h * g + leg_cloth + 0.8 * subject.trousers_loose_m
+        hem = ankle + (knee - ankle) / np.linalg.norm(knee - ankle) * max(0.0, shank_r - 0.03 * h)
+        caps += [(hip, knee, 0.043 * h * g + leg_cloth, PART_TROUSERS), (knee, hem, shank_r, PART_TROUSERS)]
+        ells.append((foot_c, foot_axes, foot_r, PART_SHOES))
 
     # spine: lateral scoliosis profile, natural lean, forward lean, axial counter-rotation
     base = pelvis + np.array([0.0, 0.04 * h, 0.0])
@@ -210,8 +222,9 @@ def pose(subject: Subject, phase: float, motion: float = 1.0, stride_gain: float
         right = right - up * (right @ up)
         right /= np.linalg.norm(right)
         axes = np.stack([right, up, _cross(right, up)], axis=1)
-        radii = np.array([_TRUNK_HALF_WIDTH[j] * h * g + cloth, 1.15 * seg, _TRUNK_HALF_DEPTH[j] * h * g + cloth])
+        radii = np.array([_TRUNK_HALF_WIDTH[j] * h * g + top_cloth, 1.15 * seg, _TRUNK_HALF_DEPTH[j] * h * g + top_cloth])
         ells.append(((a + b) / 2.0, axes, radii, PART_SHIRT))
+    # the waistband is snug: loose trousers widen the legs, not the pelvis
     ells.append((pelvis + np.array([0.0, 0.03 * h, 0.0]), r_pelvis, np.array([0.098 * h * g, 0.07 * h, 0.068 * h * g]) + cloth, PART_TROUSERS))
 
     # shoulder girdle: tilt from the curve (convex side up) plus natural tilt
@@ -219,10 +232,15 @@ def pose(subject: Subject, phase: float, motion: float = 1.0, stride_gain: float
     tilt_gain = 0.3 if post.curve_type != "thoracolumbar" else 0.15
     girdle_roll = math.radians(side * tilt_gain * sev + post.natural_shoulder_tilt_deg)
     girdle_right = _rot_yaw(thorax_yaw) @ np.array([math.cos(girdle_roll), math.sin(girdle_roll), 0.0])
+    girdle_up = _rot_yaw(thorax_yaw) @ np.array([-math.sin(girdle_roll), math.cos(girdle_roll), 0.0])
     centre = top - np.array([0.0, 0.022 * h, 0.0])
     shoulders = {"right": centre + 0.112 * h * girdle_right, "left": centre - 0.112 * h * girdle_right}
-    inner = 0.55
-    caps.append((centre + inner * 0.112 * h * girdle_right, centre - inner * 0.112 * h * girdle_right, 0.04 * h * g + cloth, PART_SHIRT))
+    # the shoulder line slopes down from the neck to each arm (trapezius), one capsule per side
+    reach = 0.07 * h
+    neck_base = centre + 0.01 * h * girdle_up
+    drop = (0.01 * h - math.tan(math.radians(subject.shoulder_slope_deg)) * reach) * girdle_up
+    for sgn in (1.0, -1.0):
+        caps.append((neck_base, centre + sgn * reach * girdle_right + drop, 0.04 * h * g + top_cloth, PART_SHIRT))
 
     # neck and head: the head compensates, staying closer to upright and to the midline
     head_roll = -0.6 * girdle_roll
@@ -231,7 +249,9 @@ def pose(subject: Subject, phase: float, motion: float = 1.0, stride_gain: float
     head_up = np.array([-math.sin(head_roll), math.cos(head_roll), 0.0])
     head_c = neck_top + 0.062 * h * head_up + np.array([0.0, 0.0, 0.008 * h])
     head_axes = _rot_yaw(thorax_yaw) @ np.stack([_cross(head_up, np.array([0.0, 0.0, 1.0])), head_up, [0.0, 0.0, 1.0]], axis=1)
-    ells.append((head_c, head_axes, np.array([0.05 * h, 0.068 * h, 0.06 * h]), PART_HAIR))
+    # hair adds volume at the sides and back, and a little on top
+    hair = subject.hair_m
+    ells.append((head_c, head_axes, np.array([0.05 * h + hair, 0.068 * h + 0.25 * hair, 0.06 * h + hair]), PART_HAIR))
 
     # arms swing opposite to the legs; the convex side swings more
     asym = side * 0.006 * sev + post.natural_arm_asymmetry
@@ -241,13 +261,13 @@ def pose(subject: Subject, phase: float, motion: float = 1.0, stride_gain: float
         gain = 1.0 + sgn * asym
         flex = math.radians(amp * subject.arm_swing_deg * gain * swing + 2.0)
         elbow = math.radians(12.0 + amp * 10.0 * max(0.0, swing))
-        abduct = math.radians(7.0)
+        abduct = math.radians(subject.arm_abduction_deg)
         d_upper = r_thorax @ np.array([sgn * math.sin(abduct), -math.cos(flex) * math.cos(abduct), math.sin(flex)])
         d_fore = r_thorax @ np.array([sgn * math.sin(abduct) * 0.6, -math.cos(flex + elbow), math.sin(flex + elbow)])
         sh = shoulders[name]
         el = sh + 0.186 * h * d_upper
         wr = el + 0.2 * h * d_fore
-        caps += [(sh, el, 0.026 * h * g + cloth, PART_SHIRT), (el, wr, 0.02 * h * g, PART_SKIN)]
+        caps += [(sh, el, 0.026 * h * g + top_cloth, PART_SHIRT), (el, wr, 0.02 * h * g, PART_SKIN)]
 
     prims = Primitives(
         np.array([c[0] for c in caps]), np.array([c[1] for c in caps]),

@@ -10,7 +10,7 @@ that a RealSense reports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -69,6 +69,21 @@ class CameraConfig:
     def depth_noise_sigma_mm(self, depth_mm: np.ndarray | float) -> np.ndarray | float:
         """Stereo depth RMS error: z^2 * subpixel / (f * baseline), growing with distance squared."""
         return np.square(depth_mm) * (self.subpixel / (self.fx * self.baseline_mm))
+
+
+# per-walk camera pose of the fast path (`gaitsim.walks`): kiosks are mounted at slightly
+# different heights and tilts, so training silhouettes should not all share one perspective
+CAMERA_HEIGHT_RANGE_M = (0.85, 1.25)
+CAMERA_TILT_RANGE_DEG = (-2.0, 6.0)  # + tilts the optical axis down
+
+
+def vary_camera(rng: np.random.Generator, base: CameraConfig | None = None) -> CameraConfig:
+    """`base` (default CameraConfig()) with a height and down-tilt drawn from the ranges above."""
+    return replace(
+        base or CameraConfig(),
+        height_m=float(rng.uniform(*CAMERA_HEIGHT_RANGE_M)),
+        tilt_deg=float(rng.uniform(*CAMERA_TILT_RANGE_DEG)),
+    )
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,16 @@ class Subject:
     phase0: float  # gait phase at the first frame
     posture: Posture
     palette: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # appearance and stance (defaults: the plain body of earlier versions)
+    hair_m: float = 0.0  # hair volume: extra head radius at the sides and back
+    shoulder_slope_deg: float = 0.0  # droop of the shoulder line from the neck to the arm
+    arm_abduction_deg: float = 7.0  # arms held away from the trunk
+    shirt_loose_m: float = 0.0  # extra radius of a loose top on trunk and upper arms
+    trousers_loose_m: float = 0.0  # extra radius of loose trouser legs (hems wider still)
+    shoe_width: float = 1.0  # shoe width as a multiple of a snug 0.048 x height
+    toe_out_deg: float = 0.0  # foot progression angle, toes turned outward
+    step_width_m: float = 0.0  # extra lateral offset of each foot from below its hip
+    step_width_sd_m: float = 0.0  # step-to-step variation of that offset
 
     @property
     def stride_hz(self) -> float:
@@ -163,4 +173,33 @@ def sample_subject(
             "hair": _pick(rng, _HAIR),
             "shoes": _pick(rng, ((20, 20, 20), (230, 230, 230), (40, 40, 120))),
         },
+        # drawn last, so the fields above keep their values for a seed
+        **sample_appearance(rng),
     )
+
+
+APPEARANCE_FIELDS = (
+    "hair_m", "shoulder_slope_deg", "arm_abduction_deg", "shirt_loose_m", "trousers_loose_m", "shoe_width",
+    "toe_out_deg", "step_width_m", "step_width_sd_m",
+)
+
+
+def sample_appearance(rng: np.random.Generator) -> dict[str, float]:
+    """Hair, shoulder shape, clothing looseness, shoes and stance of one subject.
+
+    Ranges (documented in docs/SIMULATOR.md) are chosen so front/back
+    silhouettes come closer to real walking children: short cropped hair to
+    full hair, loose school tops and trousers, and the spread of step width and
+    foot progression angle reported for children's gait.
+    """
+    return {
+        "hair_m": float(rng.uniform(0.002, 0.03)),
+        "shoulder_slope_deg": float(rng.uniform(6.0, 20.0)),
+        "arm_abduction_deg": float(rng.uniform(4.0, 12.0)),
+        "shirt_loose_m": float(rng.uniform(0.0, 0.03)),
+        "trousers_loose_m": float(rng.uniform(0.0, 0.03)),
+        "shoe_width": float(rng.uniform(1.05, 1.4)),
+        "toe_out_deg": float(np.clip(rng.normal(7.0, 4.0), 0.0, 18.0)),
+        "step_width_m": float(rng.uniform(0.0, 0.045)),
+        "step_width_sd_m": float(rng.uniform(0.01, 0.03)),
+    }

@@ -14,6 +14,7 @@ from gaitsim.errors import SimConfigError
 from gaitsim.subject import Subject
 
 VIEWS = ("toward", "away", "side", "mixed")
+APPROACH_ANGLE_DEG = 6.0  # largest angle between a corridor walk's straight part and the corridor axis
 SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "too_short")
 
 
@@ -87,8 +88,15 @@ def make_path(rng: np.random.Generator, view: str, scene: SceneConfig, scenario:
     exit_side = float(rng.choice([-1.0, 1.0]))
     z_far = scene.junction_z - float(rng.uniform(0.3, 0.8))
     z_near = float(rng.uniform(1.2, 1.6))
+    # children rarely walk exactly along the corridor axis: the straight part keeps a small
+    # approach angle, drifting across the corridor (kept 0.6 m inside the walls' centre line)
+    drift = math.tan(math.radians(float(rng.uniform(-APPROACH_ANGLE_DEG, APPROACH_ANGLE_DEG))))
+
+    def lane_at(z: float) -> float:
+        return float(np.clip(lane + drift * (z_far - z), -0.6, 0.6))
+
     entry = [(enter_side * (half + 1.0), scene.junction_z + 0.7), (lane + enter_side * 0.3, scene.junction_z - 0.1)]
-    straight = [(lane, z_far), (lane, z_near)]
+    straight = [(lane, z_far), (lane_at(z_near), z_near)]
     leave = [(exit_side * (half + 0.4), z_near - 0.7)]
     if scenario == "too_short":
         # the child steps out of a side door into view and straight back: under a gait cycle in view
@@ -101,7 +109,7 @@ def make_path(rng: np.random.Generator, view: str, scene: SceneConfig, scenario:
                                                 (path.length - path.straight[1], path.length - path.straight[0]))
     if scenario == "partial_exit":
         z_turn = float(rng.uniform(2.6, 3.4))
-        straight = [(lane, z_far), (lane, z_turn + 0.8)]
+        straight = [(lane, z_far), (lane_at(z_turn + 0.8), z_turn + 0.8)]
         leave = [(exit_side * (half + 0.8), z_turn - 0.2)]
     waypoints = entry + straight + leave
     path = Path.from_waypoints(waypoints, (2, 3))
@@ -145,6 +153,17 @@ class Walker:
         # per-stride amplitude variation, fixed per walker
         gen = np.random.default_rng([zlib.crc32(self.subject.subject_id.encode()), int(self.subject.phase0 * 1e9)])
         self._noise = gen.normal(0.0, self.subject.step_noise, 64)
+        # per-step lateral foot placement (step-width variability), drawn after the stride noise
+        self._step_width = gen.normal(0.0, self.subject.step_width_sd_m, (64, 2))
+
+    def _foot_offset(self, leg_phase: float, leg: int) -> float:
+        """Lateral offset of one foot: fixed during stance, moving to the next step's during swing."""
+        n = int(math.floor(leg_phase))
+        frac = leg_phase - n
+        blend = float(np.clip((frac - 0.6) / 0.4, 0.0, 1.0))
+        blend = blend * blend * (3.0 - 2.0 * blend)
+        a, b = self._step_width[n % 64, leg], self._step_width[(n + 1) % 64, leg]
+        return float(a + blend * (b - a))
 
     @property
     def frames(self) -> int:
@@ -169,4 +188,5 @@ class Walker:
         s, phase, motion = st
         gain = 1.0 + self._noise[int(phase) % len(self._noise)]
         x, z, heading = self.path.at(s)
-        return place(pose(self.subject, phase % 1.0, motion, gain), (x, z), heading)
+        offsets = (self._foot_offset(phase, 0), self._foot_offset(phase + 0.5, 1))
+        return place(pose(self.subject, phase % 1.0, motion, gain, offsets), (x, z), heading)

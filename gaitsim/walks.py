@@ -16,7 +16,7 @@ import numpy as np
 
 from gaitmil.silhouette import cut, normalize
 from gaitmil.spec import CANVAS_SIZE, even_indices
-from gaitsim.camera import CameraConfig
+from gaitsim.camera import CameraConfig, vary_camera
 from gaitsim.errors import SimConfigError
 from gaitsim.raster import render_mask_crop
 from gaitsim.render import camera_intrinsics, to_camera
@@ -56,6 +56,26 @@ def _fully_visible(walker: Walker, k: int, camera: CameraConfig, reach_m: float 
     return bool((uv[:, 0] >= 0).all() and (uv[:, 0] <= camera.width).all() and (uv[:, 1] >= 0).all() and (uv[:, 1] <= camera.height).all())
 
 
+def walk_frames(
+    subject: Subject, view: str, rng: np.random.Generator, camera: CameraConfig | None = None,
+) -> tuple[Walker, list[int], CameraConfig]:
+    """One walk's walker, its fully visible straight frames and the camera that sees them.
+
+    Without `camera`, each walk draws its own camera height and tilt
+    (`gaitsim.camera.vary_camera`); a given camera is used as it is.
+    """
+    scene = scene_for_view(view)
+    walker = Walker(subject, make_path(rng, view, scene), FPS)
+    camera = camera or vary_camera(rng)
+    visible = [k for k in range(walker.frames) if walker.in_straight(k) and _fully_visible(walker, k, camera)]
+    if len(visible) < MIN_VISIBLE_FRAMES:
+        raise SimConfigError(
+            f"walk of {subject.subject_id} ({view}) is fully visible in only {len(visible)} frames: "
+            f"check the camera height/tilt ({camera.height_m} m, {camera.tilt_deg} deg)"
+        )
+    return walker, visible, camera
+
+
 def walk_silhouettes(
     subject: Subject, view: str, rng: np.random.Generator, frames: int | None = 30, max_frames: int = 120,
     camera: CameraConfig | None = None,
@@ -65,16 +85,8 @@ def walk_silhouettes(
     `frames`: sample exactly this many frames evenly (sample_walks); None: every
     visible frame, evenly thinned to at most `max_frames` (dataset sequences).
     """
-    camera = camera or CameraConfig()
+    walker, visible, camera = walk_frames(subject, view, rng, camera)
     intr = camera_intrinsics(camera)
-    scene = scene_for_view(view)
-    walker = Walker(subject, make_path(rng, view, scene), FPS)
-    visible = [k for k in range(walker.frames) if walker.in_straight(k) and _fully_visible(walker, k, camera)]
-    if len(visible) < MIN_VISIBLE_FRAMES:
-        raise SimConfigError(
-            f"walk of {subject.subject_id} ({view}) is fully visible in only {len(visible)} frames: "
-            f"check the camera height/tilt ({camera.height_m} m, {camera.tilt_deg} deg)"
-        )
     count = frames if frames is not None else min(len(visible), max_frames)
     chosen = [visible[i] for i in even_indices(len(visible), count)]
     out = np.zeros((len(chosen), CANVAS_SIZE, CANVAS_SIZE), np.uint8)

@@ -9,10 +9,15 @@ from gaitsim import CameraConfig
 from gaitsim.body import place, pose
 from gaitsim.raster import rasterize
 from gaitsim.render import camera_intrinsics, to_camera
-from gaitsim.subject import Posture, sample_subject
+from gaitsim.subject import APPEARANCE_FIELDS, Posture, Subject, sample_subject
 
 CAM = CameraConfig()
-BASE = dataclasses.replace(sample_subject(np.random.default_rng(0), 0), height_m=1.5, girth=1.0, clothing_m=0.01)
+# the plain body (appearance and stance at their defaults), so the posture alone is measured;
+# loose clothing hides part of the effect (docs/SIMULATOR.md gives both)
+PLAIN = {f.name: f.default for f in dataclasses.fields(Subject) if f.name in APPEARANCE_FIELDS}
+BASE = dataclasses.replace(
+    sample_subject(np.random.default_rng(0), 0), height_m=1.5, girth=1.0, clothing_m=0.01, **PLAIN
+)
 
 
 def measure(severity, curve_type="thoracic", side=1):
