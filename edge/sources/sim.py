@@ -18,6 +18,7 @@ SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "to
 class SimSource(Source):
     """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
     scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise,
+    camera_seed (a camera mount drawn by gaitsim.vary_camera instead of the default one),
     stall_after (after this many frames the camera hangs: the next read blocks, yielding
     nothing, until the source is closed; for watchdog and stall tests).
 
@@ -54,6 +55,16 @@ class SimSource(Source):
         if self.stall_after is not None and self.stall_after < 0:
             raise SourceError(f"source {uri!r}: stall_after={self.stall_after} must be 0 or more frames")
         self.camera = merged.get("camera")  # a gaitsim.CameraConfig, keyword only
+        # camera_seed: a camera mount (height, tilt) drawn by gaitsim.vary_camera, one per stream
+        # as a real kiosk has one; training data use several streams with different mounts.
+        self.camera_seed = option_int(merged, "camera_seed", None, uri)
+        if self.camera is None and self.camera_seed is not None:
+            # drawn here, not at open: the simulated site model is learned from this camera too
+            import numpy as np
+
+            from gaitsim import vary_camera
+
+            self.camera = vary_camera(np.random.default_rng([self.camera_seed, 0xCA3]))
         self._delivered = 0
         self._closed = threading.Event()  # set by close(): ends a stalled read at once
         self._frames: Iterator[Any] | None = None

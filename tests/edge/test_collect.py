@@ -1,0 +1,107 @@
+"""edge.collect: training data from the kiosk's own segmenter and gate, equal to what the kiosk infers on."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from edge.collect import CollectError, collect_recordings, collect_sim, kiosk_walks, pad_to_canvas, read_labels
+from edge.config import load_config
+from gaitmil.data import load_pkl
+from gaitmil.silhouette import cut
+from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
+    kiosk_model,
+    run_kiosk,
+    subscriber_for,
+)
+
+SIM = "sim://?seed=3&walks=3&view=mixed"
+
+
+def _config_file(tmp_path, broker_url, model, record_dir):
+    """One TOML for both the kiosk run and the collector: the same settings by construction."""
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        f'[kiosk]\nsite_id = "test-site"\nkiosk_id = "test-kiosk"\n'
+        f'[source]\nuri = "{SIM}"\n'
+        f'[model]\npath = "{model}"\n'
+        f'[mqtt]\nurl = "{broker_url}"\n'
+        f'[outbox]\nflush_seconds = 5.0\n'
+        f'[privacy]\nrecord_walks = true\nrecord_dir = "{record_dir}"\n'
+    )
+    return path
+
+
+def test_dataset_silhouettes_equal_what_the_kiosk_infers_on(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+    record_dir = tmp_path / "recorded"
+    config = _config_file(tmp_path, mosquitto.url, kiosk_model, record_dir)
+    cfg = load_config(config, env={})
+    sub = subscriber_for(mosquitto)
+    try:
+        kiosk = run_kiosk(cfg)
+        assert kiosk.exit_code == 0 and kiosk.results == 3
+        assert sub.wait_for(3, timeout=10)
+    finally:
+        sub.stop()
+    # the kiosk recorded exactly the silhouettes it classified (privacy.record_walks)
+    recorded = {}
+    for path in record_dir.glob("*.npz"):
+        with np.load(path, allow_pickle=False) as data:
+            recorded[float(data["timestamps"][0])] = data["silhouettes"]
+    collected = list(kiosk_walks(cfg, with_clean=True))
+    accepted = [c for c in collected if c.walk.retake_reason is None]
+    assert len(collected) == 3 and len(accepted) == len(recorded) >= 2
+    for item in accepted:
+        np.testing.assert_array_equal(item.walk.silhouettes, recorded[float(item.walk.timestamps[0])])
+        assert item.truth["label"] in (0, 1, 2) and item.truth["view"] in ("toward", "away")
+        assert item.clean.shape == item.walk.silhouettes.shape and len(item.phases) == len(item.walk.timestamps)
+    # and the written data set gives back the same arrays through the training loader
+    out = tmp_path / "data"
+    summary = collect_sim(str(config), [SIM], out, tmp_path / "clean", "kiosk", 0.0, seed=0)
+    assert summary["sequences"] == len(accepted) and summary["verdicts"].get("accepted") == len(accepted)
+    truth = json.loads((out / "truth.json").read_text())["sequences"]
+    by_frames = {len(c.walk.silhouettes): c for c in accepted}
+    for rel, info in truth.items():
+        loaded = cut(load_pkl(next((out / rel).glob("*.pkl"))))
+        np.testing.assert_array_equal(loaded, by_frames[info["frames"]].walk.silhouettes)
+        assert (tmp_path / "clean" / rel).is_dir()
+    split = json.loads((out / "Scoliosis1K_kiosk.json").read_text())
+    assert sorted(split["TRAIN_SET"]) == sorted({info["subject_id"] for info in truth.values()})
+
+
+def test_padding_is_the_inverse_of_the_model_cut():
+    sil = (np.random.default_rng(0).random((5, 64, 44)) > 0.5).astype(np.uint8) * 255
+    np.testing.assert_array_equal(cut(pad_to_canvas(sil)), sil)
+
+
+def test_recorded_walks_join_labels_from_follow_up(tmp_path):
+    from edge.record import record_walk
+
+    rec = tmp_path / "rec"
+    sil = np.zeros((40, 64, 44), np.uint8)
+    sil[:, 10:60, 15:30] = 255
+    for walk_id, outcome in (("w1", "refer_for_clinical_exam"), ("w2", "no_referral_indicated"),
+                             ("w3", "retake"), ("w4", "no_referral_indicated")):
+        record_walk(rec, walk_id, sil, np.arange(40, dtype=np.float64),
+                    {"outcome": outcome, "quality": {"direction": "toward"}, "site_id": "s", "kiosk_id": "k"})
+    labels = tmp_path / "labels.csv"
+    labels.write_text("walk_id,label,severity\nw1,positive,24\nw2,negative,\nw3,neutral,12\n")
+    summary = collect_recordings(rec, labels, tmp_path / "out", "site", 0.0, seed=0)
+    assert (summary["sequences"], summary["unlabelled"], summary["refused_by_gate"]) == (2, 1, 1)
+    written = sorted((tmp_path / "out").rglob("*.pkl"))
+    assert [(p.parts[-4], p.parts[-3]) for p in written] == [("w1", "positive"), ("w2", "negative")]
+    with open(written[0], "rb") as fh:
+        np.testing.assert_array_equal(cut(pickle.load(fh)), sil)
+
+
+def test_bad_labels_are_named(tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("walk_id,label\nw1,scoliosis\n")
+    with pytest.raises(CollectError, match="line 2: label 'scoliosis' is not one of negative"):
+        read_labels(bad)
+    with pytest.raises(CollectError, match="no recorded walks"):
+        collect_recordings(tmp_path, bad, tmp_path / "out", "site", 0.0, seed=0)
