@@ -14,11 +14,17 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+import numpy as np
 
 from edge.errors import ModelError
+from gaitmil.spec import CLASSES
+
+NEGATIVE = CLASSES.index("negative")
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,8 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     from edge.broker import EmbeddedBroker
     from edge.config import load_config, parse_broker_url
     from edge.logs import setup_logging
-    from edge.service import Kiosk, ServiceOptions
+    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.sources import open_source
     from edge.subscriber import ResultSubscriber, SubscriberSettings
 
     out = out or sys.stdout
@@ -99,10 +106,12 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
             "outbox.flush_seconds": 5.0,
         }, env={})
         address = parse_broker_url(url)
+        source = open_source(uri, keep_truth=True)
+        truth = SimTruth(source)
         subscriber = ResultSubscriber(
             SubscriberSettings(host=address.host, port=address.port, site=options.site_id,
                                kiosk=options.kiosk_id, protocol=protocol),
-            out=out,
+            out=out, annotate=truth.annotate,
         )
         subscriber.start(wait=10.0)
         threshold = cfg.threshold()
@@ -110,10 +119,12 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
         print(f"referral threshold {threshold.value:.2f} ({threshold.source})", file=out)
         print(DISCLAIMER, file=out)
         print("-" * 78, file=out)
-        kiosk = Kiosk(cfg, options=ServiceOptions(max_walks=options.walks))
+        kiosk = Kiosk(cfg, options=ServiceOptions(max_walks=options.walks),
+                      components=build_components(cfg, source=source), on_walk_result=truth.observe)
         code = kiosk.run()
         arrived = subscriber.wait_for(kiosk.results, options.result_timeout_s)
         _summary(kiosk, subscriber, out)
+        truth.summary(subscriber.results, out)
         if not arrived:
             print(f"only {len(subscriber.results)} of {kiosk.results} result(s) reached the subscriber", file=out)
             return code or 1
@@ -124,6 +135,60 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
         if broker is not None:
             broker.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+class SimTruth:
+    """What the simulator knows about each walk, beside (never inside) the published results.
+
+    The kiosk's walk observer maps each walk to the simulated child seen in most of
+    its frames; the console subscriber prints that truth after the result line, with
+    a mark for agreement, and the summary gives the run's confusion matrix.
+    """
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.by_walk: dict[str, tuple[int, float | None]] = {}
+
+    def observe(self, walk: Any, result: dict) -> None:
+        times = self.source.truth_by_time
+        seen = [times[t] for t in sorted(times) if walk.start_time <= t <= walk.end_time and times[t][0] >= 0]
+        if seen:
+            walk_index = Counter(item[0] for item in seen).most_common(1)[0][0]
+            _, label, severity = next(item for item in seen if item[0] == walk_index)
+            if label is not None:
+                self.by_walk[result["walk_id"]] = (int(label), severity)
+
+    def annotate(self, result: dict) -> str:
+        truth = self.by_walk.get(result.get("walk_id", ""))
+        if truth is None:
+            return ""
+        label, severity = truth
+        text = f"| truth: {CLASSES[label]}" + (f" ({severity:.1f} deg)" if severity is not None else "")
+        if result.get("outcome") == "retake":
+            return text
+        referred = result.get("outcome") == "refer_for_clinical_exam"
+        return text + ("  ok" if referred == (label != NEGATIVE) else "  WRONG")
+
+    def summary(self, results: list[dict], out: TextIO) -> None:
+        judged = [(self.by_walk[r["walk_id"]][0], r) for r in results
+                  if r.get("outcome") != "retake" and r.get("walk_id") in self.by_walk]
+        if not judged:
+            return
+        matrix = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+        for label, result in judged:
+            probs = result["probabilities"]
+            matrix[label, int(np.argmax([probs[c] for c in CLASSES]))] += 1
+        print("simulator truth (rows) against the model's most likely class (columns), judged walks:", file=out)
+        print("            " + " ".join(f"{c:>9}" for c in CLASSES), file=out)
+        for i, name in enumerate(CLASSES):
+            print(f"  {name:>9} " + " ".join(f"{v:>9d}" for v in matrix[i]), file=out)
+        refer = [(label != NEGATIVE, r["outcome"] == "refer_for_clinical_exam") for label, r in judged]
+        pos = [got for truth, got in refer if truth]
+        neg = [not got for truth, got in refer if not truth]
+        sens = f"{sum(pos)}/{len(pos)}" if pos else "n/a"
+        spec = f"{sum(neg)}/{len(neg)}" if neg else "n/a"
+        print(f"screening this run: sensitivity {sens} (neutral or positive referred), "
+              f"specificity {spec} (negative not referred); a few walks say little: see the model card", file=out)
 
 
 def _summary(kiosk, subscriber, out: TextIO) -> None:  # noqa: ANN001 - Kiosk, ResultSubscriber

@@ -82,12 +82,14 @@ class Kiosk:
         components: Components | None = None,
         notifier: Notifier | None = None,
         on_result: Callable[[dict], None] | None = None,
+        on_walk_result: Callable[[Walk, dict], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.options = options or ServiceOptions()
         self.health = Health()
         self.notifier = notifier or Notifier()
         self.on_result = on_result
+        self.on_walk_result = on_walk_result  # (walk, result) before it is published: the demo's truth
         self._components = components
         self._stop = threading.Event()
         self._stop_reason = ""
@@ -351,6 +353,11 @@ class Kiosk:
     def _handle_walk(self, walk: Walk, ended_at: float) -> None:
         parts = self._components
         result, prediction = parts.result_for(walk, ended_at, self.health)
+        if self.on_walk_result is not None:
+            try:
+                self.on_walk_result(walk, result)
+            except Exception:  # noqa: BLE001 - an observer must never stop the kiosk
+                log.exception("on_walk_result observer failed for walk %s", walk.walk_id)
         if self.cfg.privacy.record_walks:
             record_for_calibration(self.cfg, walk, result)
         try:

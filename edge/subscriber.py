@@ -106,6 +106,7 @@ class ResultSubscriber:
         out: TextIO | None = None,
         jsonl: str | Path | None = None,
         on_result: Callable[[dict], None] | None = None,
+        annotate: Callable[[dict], str] | None = None,
     ) -> None:
         if settings.persistent and not settings.client_id:
             raise PublishError("a persistent subscriber session needs a fixed client_id; set one")
@@ -116,6 +117,7 @@ class ResultSubscriber:
         self.out = out
         self.jsonl = Path(jsonl) if jsonl else None
         self.on_result = on_result
+        self.annotate = annotate  # extra text after each printed line (the demo's simulator truth)
         self.results: list[dict] = []
         self.statuses: dict[str, dict] = {}
         self.duplicates = 0
@@ -254,7 +256,8 @@ class ResultSubscriber:
                 self._file.write(json.dumps(result, separators=(",", ":")) + "\n")
                 self._file.flush()
             if self.out is not None:
-                self.out.write(format_result(result) + "\n")
+                extra = self.annotate(result) if self.annotate is not None else ""
+                self.out.write(format_result(result) + (f"  {extra}" if extra else "") + "\n")
                 self.out.flush()
             self._arrived.notify_all()
         if self.on_result is not None:

@@ -71,6 +71,10 @@ class SimSource(Source):
         self._intr: Intrinsics | None = None
         self._t0 = 0.0
         self.last_truth: dict[str, Any] = {}
+        # keep_truth (keyword): timestamp -> (walk index, label, severity) of every frame, for the
+        # demo's agreement column; never part of a Frame or a result.
+        self.keep_truth = bool(merged.get("keep_truth", False))
+        self.truth_by_time: dict[float, tuple[int, int | None, float | None]] = {}
 
     def _open(self) -> None:
         try:
@@ -108,6 +112,8 @@ class SimSource(Source):
             "walk_index": sim.walk_index, "label": sim.label, "mask": sim.mask, "severity": sim.severity,
             "view": sim.view, "curve_type": sim.curve_type, "in_straight": sim.in_straight, "phase": sim.phase,
         }
+        if self.keep_truth:
+            self.truth_by_time[float(sim.timestamp)] = (sim.walk_index, sim.label, sim.severity)
         self._delivered += 1
         return Frame(
             index=sim.index, timestamp=float(sim.timestamp), depth=sim.depth,
