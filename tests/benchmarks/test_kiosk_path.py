@@ -1,0 +1,35 @@
+"""benchmarks.kiosk_path: fresh simulated walks through the kiosk's own path, with intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.kiosk_path import bootstrap_interval, figures, run, to_markdown
+from tests.edge.test_service_support import kiosk_model  # noqa: F401 - a fixture
+
+
+def test_every_walk_is_counted_and_both_rows_are_reported(kiosk_model):  # noqa: F811
+    report = run(kiosk_model, walks=2, seeds=(9100,))
+    assert report["simulated_walks"] == 2 and report["results"] >= 2
+    assert sum(int(k) * v for k, v in report["results_per_walk"].items()) >= 2
+    assert set(report["outcomes"]) <= {"judged", "too_short", "partial_view", "multiple_people", "stopped",
+                                       "too_long"}
+    if report["outcomes"].get("judged"):
+        for row in ("kiosk", "clean"):
+            assert report[row]["walks"] == report["outcomes"]["judged"]
+            low, high = report[row]["accuracy_ci"]
+            assert 0.0 <= low <= report[row]["accuracy"] <= high <= 1.0
+    assert "not a screening figure" in to_markdown(report)
+
+
+def test_interval_narrows_with_more_walks():
+    rng = np.random.default_rng(0)
+
+    def width(n):
+        labels = rng.integers(0, 3, n)
+        probs = rng.dirichlet(np.ones(3), n)
+        low, high = figures(labels, probs, 0.5)["accuracy_ci"]
+        return high - low
+
+    assert width(400) < width(25)
+    assert bootstrap_interval(np.ones(10), lambda r: float(r.mean())) == [1.0, 1.0]
