@@ -7,7 +7,7 @@ walk in the Scoliosis1K / OpenGait layout that `gaitmil.data` reads:
 
     OUT/<subject>/<class>/<seq>_<angle>/<seq>_<angle>.pkl   uint8 [T, 64, 64]
     OUT/Scoliosis1K_<split>.json                           subject-disjoint TRAIN_SET / TEST_SET
-    OUT/truth.json                                         label, severity, curve type, view per walk
+    OUT/truth.json                                         label, severity, curve type, view, gait phase per walk
     OUT/walks.json                                         every walk, accepted or not, with its gate verdict
 
 The kiosk's silhouettes are [T, 64, 44] (the model's 10-column cut already
@@ -214,7 +214,6 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[s
     cfg = load_config(config, overrides={"source.uri": uri})
     writer, clean_writer = LayoutWriter(Path(out)), (LayoutWriter(Path(clean_out)) if clean_out else None)
     verdicts: list[dict[str, Any]] = []
-    phases: dict[str, list[float]] = {}
     for item in kiosk_walks(cfg, with_clean=clean_writer is not None):
         walk, truth = item.walk, item.truth
         verdicts.append({"source": uri, "walk_id": walk.walk_id, "retake_reason": walk.retake_reason,
@@ -224,13 +223,13 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[s
         subject = f"{prefix}{int(truth['walk_index']):05d}"  # one simulated child per walk
         info = {k: truth.get(k) for k in ("severity", "curve_type", "view", "straight_share")}
         info["source"] = uri
-        rel = writer.write(subject, int(truth["label"]), walk.silhouettes, info)
-        if item.phases is not None:
-            phases[rel] = [round(float(p), 4) for p in item.phases]
+        if item.phases is not None:  # the true gait phase (stride fraction) of each stored frame
+            info["phase"] = [round(float(p), 4) for p in item.phases]
+        writer.write(subject, int(truth["label"]), walk.silhouettes, info)
         if clean_writer is not None and item.clean is not None:
             clean_writer.write(subject, int(truth["label"]), item.clean, info)
     return {"sequences": writer.sequences, "clean": clean_writer.sequences if clean_writer else {},
-            "verdicts": verdicts, "phases": phases}
+            "verdicts": verdicts}
 
 
 def collect_sim(config: str | None, sources: list[str], out: Path, clean_out: Path | None, split_name: str,
@@ -252,17 +251,14 @@ def collect_sim(config: str | None, sources: list[str], out: Path, clean_out: Pa
     else:
         parts = [_collect_stream(job) for job in jobs]
     verdicts: list[dict[str, Any]] = []
-    phases: dict[str, list[float]] = {}
     for part in parts:
         writer.sequences.update(part["sequences"])
         if clean_writer is not None:
             clean_writer.sequences.update(part["clean"])
         verdicts += part["verdicts"]
-        phases.update(part["phases"])
     extra = {"sources": sources, "generator": "edge collect (kiosk path)"}
     summary = writer.finish(split_name, test_fraction, seed, extra)
     (Path(out) / "walks.json").write_text(json.dumps(verdicts, indent=1, default=_jsonable))
-    (Path(out) / "phases.json").write_text(json.dumps(phases))
     if clean_writer is not None:
         clean_writer.finish(split_name, test_fraction, seed, {**extra, "generator": "edge collect (clean masks)"})
     reasons = Counter(v["retake_reason"] or "accepted" for v in verdicts)
