@@ -13,8 +13,10 @@ import numpy as np
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 
 from gaitmil.data import Scoliosis1K, collate
 from gaitmil.metrics import accuracy, confusion_matrix, macro_prf, threshold_for_sensitivity
@@ -24,8 +26,9 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.2), np.log(10.0), 161))  # grid for f
 
 
 @torch.no_grad()
-def predict_logits(model: GaitMIL, dataset: Scoliosis1K, batch_size: int = 16,
-                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(
+    model: GaitMIL, dataset: Scoliosis1K, batch_size: int = 16, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """(labels [N], logits [N, 3]) in dataset order, in eval mode; the model's mode is restored.
 
     A plain loop rather than a DataLoader: a DataLoader iterator draws a seed from
@@ -35,7 +38,9 @@ def predict_logits(model: GaitMIL, dataset: Scoliosis1K, batch_size: int = 16,
     model.eval()
     labels, logits = [], []
     for start in range(0, len(dataset), batch_size):
-        sils, labs, _, _ = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        sils, labs, _, _ = collate(
+            [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        )
         logits.append(model(sils.to(device)).logits.float().cpu().numpy())
         labels.append(labs.numpy())
     model.train(was_training)
@@ -64,8 +69,11 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
 def validation_scores(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
     """What early stopping compares: accuracy first, NLL to break ties."""
     probs = softmax(logits)
-    return {"val_accuracy": accuracy(labels, probs), "val_nll": nll(labels, logits),
-            "val_macro_f1": macro_prf(confusion_matrix(labels, probs))["f1"]}
+    return {
+        "val_accuracy": accuracy(labels, probs),
+        "val_nll": nll(labels, logits),
+        "val_macro_f1": macro_prf(confusion_matrix(labels, probs))["f1"],
+    }
 
 
 def better(scores: dict[str, float], best: dict[str, float] | None) -> bool:
@@ -81,5 +89,7 @@ def choose_referral_threshold(labels: np.ndarray, probs: np.ndarray, target: flo
     these (validation) walks; ValueError when they hold no referable walk."""
     threshold = threshold_for_sensitivity(labels, probs, target)
     if threshold is None:
-        raise ValueError("the validation walks hold no neutral or positive walk: cannot choose a referral threshold")
+        raise ValueError(
+            "the validation walks hold no neutral or positive walk: cannot choose a referral threshold"
+        )
     return threshold
