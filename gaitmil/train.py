@@ -87,6 +87,7 @@ class TrainConfig:
     eval_every: int = 50
     patience: int = 8  # evaluations without improvement before stopping; 0: never stop early
     target_sensitivity: float = 0.95
+    max_minutes: float | None = None  # wall-clock budget of the training loop (single process only)
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
@@ -137,14 +138,16 @@ def fit_phase_centroids(dataset: Scoliosis1K, k: int, seed: int, max_sequences: 
     return fit_walk_centroids(walks, kind, k=k, seed=seed)
 
 
-def lr_factor(cfg: TrainConfig, step: int) -> float:
-    """Multiplier of the peak LR at optimizer step `step` (0-based)."""
+def lr_factor(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
+    """Multiplier of the peak LR at optimizer step `step` (0-based). With a time budget the
+    cosine follows whichever runs out first, iterations or time, so a run cut short by
+    --max-minutes still ends at the low LR."""
     if cfg.schedule == "step":
         return 0.1 ** sum(step >= m for m in milestones(cfg))
     warm = max(1, int(round(cfg.warmup * cfg.iterations)))
     if step < warm:
         return (step + 1) / warm
-    progress = (step - warm) / max(1, cfg.iterations - warm)
+    progress = max((step - warm) / max(1, cfg.iterations - warm), time_fraction)
     return float(cfg.final_lr + (1.0 - cfg.final_lr) * 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress))))
 
 
@@ -214,6 +217,8 @@ def train(cfg: TrainConfig) -> dict:
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
 
+    if cfg.max_minutes is not None and world > 1:
+        raise ConfigError("--max-minutes needs one process: ranks would disagree on when time is up")
     if cfg.schedule not in SCHEDULES:
         raise ConfigError(f"schedule {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
     whole = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=False)
@@ -244,7 +249,8 @@ def train(cfg: TrainConfig) -> dict:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step))
+    clock = {"fraction": 0.0}  # of --max-minutes used; drives the cosine when time runs out first
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, clock["fraction"]))
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if state is not None:
@@ -291,10 +297,10 @@ def train(cfg: TrainConfig) -> dict:
     clips_seen, t0 = 0, time.perf_counter()
     with log_path.open("a") if is_main else open(os.devnull, "w") as log:
         end = min(cfg.iterations, cfg.stop_at or cfg.iterations)
-        stopped_early = False
+        stopped_early, stop_reason, completed = False, None, start
         for iteration in range(start, end):
             if best.get("stale", 0) >= cfg.patience > 0:
-                stopped_early = True
+                stopped_early, stop_reason = True, f"no validation improvement in {cfg.patience} evaluations"
                 break
             sils, labels, subj, _ = next(batches)
             sils, labels = sils.to(device, non_blocking=True), labels.to(device)
@@ -308,9 +314,13 @@ def train(cfg: TrainConfig) -> dict:
             scaler.update()
             scheduler.step()
             clips_seen += len(labels) * world
-            done = iteration + 1
+            done = completed = iteration + 1
             recent_losses.append(parts["loss"])
-            if val is not None and (done % cfg.eval_every == 0 or done == cfg.iterations):
+            out_of_time = False
+            if cfg.max_minutes:
+                clock["fraction"] = (time.perf_counter() - t0) / (60.0 * cfg.max_minutes)
+                out_of_time = clock["fraction"] >= 1.0
+            if val is not None and (done % cfg.eval_every == 0 or done == cfg.iterations or out_of_time):
                 # every rank scores the same walks, so every rank takes the same stopping decision
                 scores = validation_scores(*predict_logits(model, val, device=device))
                 improved = better(scores, best.get("scores"))
@@ -326,6 +336,11 @@ def train(cfg: TrainConfig) -> dict:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                 recent_losses = []
+            if out_of_time:
+                stopped_early, stop_reason = True, f"time budget of {cfg.max_minutes} minutes used"
+                if is_main:
+                    save(out / "last.pt", done)
+                break
             if is_main:
                 acc = float((output.logits.argmax(1) == labels).float().mean())
                 bar.update(1)
@@ -347,10 +362,13 @@ def train(cfg: TrainConfig) -> dict:
         save(out / "last.pt", end)
         say(f"stopped at iteration {end} of {cfg.iterations}: resume with --resume {out / 'last.pt'}")
     elif is_main:
-        last_iteration = iteration if stopped_early else cfg.iterations
+        last_iteration = completed if stopped_early else cfg.iterations
+        if stop_reason:
+            say(f"stopped after iteration {last_iteration} of {cfg.iterations}: {stop_reason}")
         save(out / "last.pt", last_iteration)
         metrics = {"train_clips_per_s": clips_seen / elapsed if elapsed > 0 else None,
-                   "train_seconds": elapsed, "iterations_run": last_iteration, "stopped_early": stopped_early}
+                   "train_seconds": elapsed, "iterations_run": last_iteration, "stopped_early": stopped_early,
+                   "stop_reason": stop_reason}
         if val is not None:
             extra = calibrate_on_validation(model, val, best, cfg.target_sensitivity, device)
             metrics.update({k: extra[k] for k in ("best_iteration", "temperature", "referral_threshold")})
@@ -422,6 +440,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                     help="fraction of TRAIN_SET subjects held out for validation (0: none)")
     ap.add_argument("--eval-every", type=int, default=50, help="validate every N iterations")
     ap.add_argument("--patience", type=int, default=8, help="validations without improvement before stopping (0: never)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop the training loop after this many minutes (the cosine LR follows the clock)")
     ap.add_argument("--phase-features", default="walk_residual", choices=["walk_residual", "appearance"],
                     help="what the phase centroids cluster (appearance: the first construction, for ablations)")
     ap.add_argument("--resume", default=None, help="DIR/last.pt of an interrupted run")
@@ -444,6 +464,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(data=a.data, split=a.split, out=a.out, preset=a.preset, pooling=a.pooling,
                        phase_features=a.phase_features, schedule=a.schedule, warmup=a.warmup,
                        val_fraction=a.val_fraction, eval_every=a.eval_every, patience=a.patience,
+                       max_minutes=a.max_minutes,
                        iterations=a.iterations, batch_p=a.batch_p, batch_k=a.batch_k, frames=a.frames, lr=a.lr,
                        seed=a.seed, device=a.device, workers=a.workers, balance_classes=a.balance_classes,
                        log_every=a.log_every, save_every=a.save_every, eval_at_end=not a.no_eval, resume=a.resume,

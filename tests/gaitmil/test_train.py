@@ -87,6 +87,17 @@ def test_threshold_and_temperature_come_from_validation_subjects_only(tmp_path):
     assert not set(fitted.subject_index) & set(val_ids)
 
 
+def test_time_budget_stops_and_decays_the_lr(synth_root, tmp_path):
+    """A budget far shorter than the iterations stops the run after validating; the last LR is the floor."""
+    metrics = train(_cfg(synth_root, tmp_path / "run", iterations=5000, eval_every=1000, max_minutes=0.001))
+    assert metrics["stopped_early"] and metrics["stop_reason"].startswith("time budget")
+    assert metrics["iterations_run"] < 5000 and metrics["referral_threshold"] > 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["kind"] == "validation" and rows[-1]["iteration"] == metrics["iterations_run"]
+    cfg = _cfg(".", ".", iterations=5000)
+    assert lr_factor(cfg, 300, time_fraction=1.0) == pytest.approx(cfg.final_lr)
+
+
 def model_ids(root, split="118") -> list[str]:
     return json.loads((root / f"Scoliosis1K_{split}.json").read_text())["TRAIN_SET"]
 
