@@ -175,5 +175,6 @@ def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = describe_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
     assert meta["training"]["world_size"] == 2
-    rows = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 2  # only rank 0 logs
+    rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "loss" in r] == [1, 2]  # only rank 0 logs
+    assert [r["iteration"] for r in rows if r.get("kind") == "validation"] == [2]
