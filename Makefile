@@ -4,8 +4,11 @@
 PY := .venv/bin/python
 DEMO_DATA ?= build/sim1500
 DEMO_RUN ?= build/demo-run
+# warm-up + cosine LR (peak 0.02), early stopping, temperature and referral threshold on a
+# validation part of the training subjects; --max-minutes keeps it within an hour on 2 cores
 TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split 112 --preset tiny --out $(DEMO_RUN) \
-	--iterations 700 --batch-p 8 --batch-k 2 --frames 16 --threads 2 --balance-classes --seed 0
+	--iterations 900 --max-minutes 48 --batch-p 16 --batch-k 2 --frames 16 --lr 0.02 --warmup 0.05 \
+	--val-fraction 0.15 --eval-every 50 --patience 6 --threads 2 --balance-classes --seed 0
 
 demo:
 	bash scripts/demo.sh

@@ -32,12 +32,13 @@ def make_random_checkpoint(preset: str, path: str | Path, seed: int = 0) -> Path
     torch = require("torch")
     from gaitmil.checkpoint import save_checkpoint
     from gaitmil.model import GaitMIL, GaitMILConfig
-    from gaitmil.phases import fit_centroids
+    from gaitmil.phases import fit_walk_centroids
 
     config = GaitMILConfig.from_preset(preset)  # ConfigError lists the presets
     torch.manual_seed(seed)
     model = GaitMIL(config)
-    model.set_centroids(fit_centroids(structured_frames(256, seed), k=config.phases, seed=seed))
+    walks = structured_frames(256, seed).reshape(16, 16, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)  # 16 walks
+    model.set_centroids(fit_walk_centroids(walks, config.phase_features, k=config.phases, seed=seed))
     model.eval()
     save_checkpoint(
         path,

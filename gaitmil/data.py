@@ -153,7 +153,8 @@ class Scoliosis1K(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str | Path, subset: str = "train",
-                 frames: int | None = DEFAULT_FRAMES, train_sampling: bool = True):
+                 frames: int | None = DEFAULT_FRAMES, train_sampling: bool = True,
+                 subjects: list[str] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"dataset folder {self.root} does not exist")
@@ -167,6 +168,15 @@ class Scoliosis1K(Dataset):
         ids = read_split(self.split_path)[SUBSETS[subset]]
         if not ids:
             raise DatasetError(f"split file {self.split_path}: {SUBSETS[subset]} is empty")
+        if subjects is not None:  # a part of the subset, e.g. the validation subjects of TRAIN_SET
+            outside = sorted(set(subjects) - set(ids))
+            if outside:
+                raise DatasetError(f"subjects {outside[:3]} are not in {SUBSETS[subset]} of {self.split_path}")
+            wanted = set(subjects)
+            ids = [i for i in ids if i in wanted]
+            if not ids:
+                raise DatasetError(f"no subject of {SUBSETS[subset]} of {self.split_path} was selected")
+        self.selected = subjects is not None
         self.subset, self.frames, self.train_sampling = subset, frames, train_sampling
         self.sequences = scan_sequences(self.root, ids)
         subjects = sorted({s.subject for s in self.sequences})
@@ -199,6 +209,7 @@ class Scoliosis1K(Dataset):
     def describe(self) -> dict:
         counts = np.bincount(self.labels, minlength=len(CLASS_INDEX)).tolist()
         return {"root": str(self.root), "split": str(self.split_path.name), "subset": self.subset,
+                "part": "selected subjects" if self.selected else "all",
                 "sequences": len(self), "subjects": len(self.subject_index),
                 "class_counts": dict(zip(sorted(CLASS_INDEX, key=CLASS_INDEX.get), counts)),
                 "simulated": (self.root / "truth.json").is_file()}
@@ -208,6 +219,28 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[di
     """Stack items into (silhouettes [B, T, 64, 44], labels [B], subject ids, infos)."""
     sils, labels, subjects, infos = zip(*batch)
     return torch.stack(sils), torch.tensor(labels, dtype=torch.long), list(subjects), list(infos)
+
+
+def validation_subjects(dataset: Scoliosis1K, fraction: float, seed: int) -> list[str]:
+    """A class-stratified, seeded `fraction` of the dataset's subjects (at least one per class
+    with two or more subjects): held out of fitting for early stopping, temperature and threshold."""
+    if not 0.0 < fraction < 1.0:
+        raise DatasetError(f"validation fraction {fraction} must be between 0 and 1")
+    by_class: dict[int, list[str]] = {}
+    for seq in dataset.sequences:  # a subject's class is that of its first sequence
+        if not any(seq.subject in ids for ids in by_class.values()):
+            by_class.setdefault(seq.label, []).append(seq.subject)
+    rng = np.random.default_rng([seed, 0x7A1])
+    chosen: list[str] = []
+    for label in sorted(by_class):
+        ids = sorted(by_class[label])
+        if len(ids) < 2:
+            continue
+        n = min(max(1, int(round(fraction * len(ids)))), len(ids) - 1)
+        chosen += [ids[i] for i in rng.permutation(len(ids))[:n]]
+    if not chosen:
+        raise DatasetError("too few subjects for a validation split: need two or more subjects of a class")
+    return sorted(chosen)
 
 
 class PKBatchSampler(Sampler):

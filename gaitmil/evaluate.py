@@ -73,7 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="split name or JSON path (default: the split the checkpoint was trained on)")
     ap.add_argument("--subset", default="test", choices=["test", "train"])
     ap.add_argument("--json", type=Path, default=None, help="write the full report here")
-    ap.add_argument("--threshold", type=float, default=0.5, help="referral threshold on P(not negative)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="referral threshold on P(not negative) (default: the one stored in the checkpoint, "
+                         "chosen on its validation walks; 0.5 for checkpoints without one)")
     ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                     help="frames per walk, evenly sampled; 0 = all frames (one walk at a time)")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -84,9 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if not 0.0 <= args.threshold <= 1.0:
+        if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
             raise GaitMILError(f"--threshold {args.threshold} must be within [0, 1]")
         model, meta = load_checkpoint(args.checkpoint, map_location=args.device)
+        if args.threshold is None:
+            args.threshold = float((meta.get("extra") or {}).get("referral_threshold", 0.5))
         split = args.split or meta.get("data", {}).get("split_name")
         if split is None:
             raise GaitMILError("the checkpoint does not name its split: pass --split NAME or a JSON path")

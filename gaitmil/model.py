@@ -44,12 +44,35 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
 POOLINGS = ("mil", "max", "mean")
 
 
+def walk_residual_features(pooled: Tensor, frame_mask: Tensor) -> Tensor:
+    """Each frame minus its walk's mean silhouette (valid frames only) [B, T, D].
+
+    The walk mean carries the child's build and clothing; what is left is how
+    the limbs move, so the centroids split the gait cycle rather than the
+    walkers. A masked ReduceMean over T: no data-dependent shapes."""
+    m = frame_mask.to(pooled.dtype).unsqueeze(-1)  # [B, T, 1]
+    mean = (pooled * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1.0)
+    return pooled - mean
+
+
+def appearance_features(pooled: Tensor, frame_mask: Tensor) -> Tensor:
+    """The pooled silhouette itself (the first construction, kept for ablations)."""
+    return pooled
+
+
+# Phase features the centroid lookup runs on, selected once per model (GaitMILConfig.phase_features).
+PHASE_FEATURES = {"walk_residual": walk_residual_features, "appearance": appearance_features}
+# checkpoints written before the option existed used the appearance lookup
+LEGACY_PHASE_FEATURES = "appearance"
+
+
 @dataclass
 class GaitMILConfig:
     widths: tuple[int, int, int, int] = PRESETS["edge"]
     parts: int = 16  # horizontal pyramid strips
     phases: int = DEFAULT_PHASES  # K
     pooling: str = "mil"  # "mil" | "max" | "mean"
+    phase_features: str = "walk_residual"  # a key of PHASE_FEATURES
     attn_hidden: int = 128
     embed_dim: int = 256  # per-part FC output (ScoNet-MT: 256)
     num_classes: int = NUM_CLASSES
@@ -60,6 +83,8 @@ class GaitMILConfig:
         self.widths = tuple(int(w) for w in self.widths)  # JSON gives lists
         if len(self.widths) != 4 or min(self.widths) < 1:
             raise ConfigError(f"widths must be 4 positive channel counts, got {self.widths}")
+        if self.phase_features not in PHASE_FEATURES:
+            raise ConfigError(f"phase_features {self.phase_features!r} is unknown: use one of {', '.join(PHASE_FEATURES)}")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r} is unknown: use one of {', '.join(POOLINGS)}")
         # the encoder leaves 16 rows; HPP needs them to split evenly into parts
@@ -88,6 +113,7 @@ class GaitMILConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown model config keys {unknown}: expected some of {sorted(known)}")
+        d = {"phase_features": LEGACY_PHASE_FEATURES, **d}
         try:
             return cls(**d)
         except (TypeError, ValueError) as exc:
@@ -181,8 +207,9 @@ class GaitMIL(nn.Module):
         self.fc = nn.Parameter(torch.randn(p, c, e) * scale_fc)
         self.bnneck = nn.BatchNorm1d(p * e)
         self.classifier = nn.Parameter(torch.randn(p, e, config.num_classes) / np.sqrt(e))
-        # K centroids of 4x4-pooled silhouettes; set from k-means before training
+        # K centroids of the phase features of 4x4-pooled silhouettes; set from k-means before training
         self.register_buffer("centroids", torch.zeros(config.phases, PHASE_DIM))
+        self.phase_feature_fn = PHASE_FEATURES[config.phase_features]
 
     def set_centroids(self, centroids: Tensor | np.ndarray) -> None:
         t = torch.as_tensor(np.asarray(centroids, dtype=np.float32) if isinstance(centroids, np.ndarray) else centroids)
@@ -201,8 +228,8 @@ class GaitMIL(nn.Module):
         pooled = F.avg_pool2d(silhouettes.reshape(b * t, 1, INPUT_HEIGHT, INPUT_WIDTH), PHASE_POOL)
         # explicit differences in fp32: elementwise ops, so autocast and FP16 runs cannot
         # move a frame to another phase through a low-precision matmul
-        x = pooled.reshape(b, t, 1, PHASE_DIM).float()
-        diff = x - self.centroids.float()  # [B, T, K, 176]
+        x = self.phase_feature_fn(pooled.reshape(b, t, PHASE_DIM).float(), frame_mask)
+        diff = x.unsqueeze(2) - self.centroids.float()  # [B, T, K, 176]
         dist = (diff * diff).sum(-1)  # [B, T, K]
         nearest = dist.argmin(-1, keepdim=True)  # [B, T, 1]
         phases = torch.arange(self.config.phases, device=silhouettes.device)

@@ -1,15 +1,26 @@
 """Train Gait-MIL on a Scoliosis1K-layout dataset (real or simulated).
 
     python -m gaitmil.train --data PATH --split NAME --preset NAME --out DIR
-        [--iterations N] [--batch-p P --batch-k K] [--resume CKPT] [--seed S]
+        [--iterations N] [--batch-p P --batch-k K] [--lr PEAK] [--schedule cosine|step]
+        [--val-fraction F] [--eval-every N] [--patience N] [--resume CKPT] [--seed S]
         [--device cpu|cuda] [--workers N] [--frames T] [--pooling mil|max|mean]
+        [--phase-features walk_residual|appearance]
     torchrun --nproc_per_node 2 -m gaitmil.train ...   (DDP; gloo on CPU, nccl on CUDA)
 
-The ScoNet-MT recipe (REFERENCE.md): SGD lr 0.1, momentum 0.9, weight decay
-5e-4, LR x0.1 at 50/70/90 % of the iterations (10k/14k/18k of 20k), P x K
-batches, batch-all triplet + label-smoothed CE. Phase centroids are fitted
-by k-means++ on training frames before the first step. Writes to DIR:
-checkpoint.pt (final), last.pt (resumable), metrics.jsonl, curves.png.
+Recipe: SGD (momentum 0.9, weight decay 5e-4), P x K batches, batch-all
+triplet + label-smoothed CE. The default schedule warms the LR up linearly
+over the first 5 % of the iterations to a modest peak (0.02: the cosine head
+oscillates at 0.1 with small batches) and decays it along a cosine to 1 % of
+the peak; `--schedule step` is ScoNet-MT's x0.1 at 50/70/90 %. A
+class-stratified part of the TRAIN_SET subjects (--val-fraction) is held out:
+every --eval-every iterations the model is scored on it, the best state is
+kept and training stops after --patience evaluations without improvement.
+On the best state, a softmax temperature and the referral threshold (the
+highest keeping screening sensitivity >= 95 %) are fitted on those
+validation walks only and stored in the checkpoint; the test split is read
+only by the final evaluation. Phase centroids are fitted by k-means++ on
+training walks before the first step. Writes to DIR: checkpoint.pt (best,
+calibrated), last.pt (resumable), metrics.jsonl, curves.png, test_report.json.
 """
 
 from __future__ import annotations
@@ -33,14 +44,24 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from gaitmil.checkpoint import load_checkpoint, load_train_state, save_checkpoint
-from gaitmil.data import PKBatchSampler, Scoliosis1K, collate, load_pkl
+from gaitmil.data import PKBatchSampler, Scoliosis1K, collate, load_pkl, validation_subjects
 from gaitmil.errors import ConfigError, GaitMILError
 from gaitmil.evaluate import SIMULATED_NOTE, evaluate
 from gaitmil.losses import LossConfig, gait_mil_loss, inverse_frequency_weights
 from gaitmil.model import GaitMIL, GaitMILConfig, count_parameters
-from gaitmil.phases import fit_centroids
+from gaitmil.phases import fit_walk_centroids
 from gaitmil.silhouette import cut
 from gaitmil.spec import DEFAULT_FRAMES, NUM_CLASSES, even_indices
+from gaitmil.validation import (
+    better,
+    choose_referral_threshold,
+    fit_temperature,
+    predict_logits,
+    softmax,
+    validation_scores,
+)
+
+SCHEDULES = ("cosine", "step")
 
 
 @dataclass
@@ -50,14 +71,23 @@ class TrainConfig:
     out: str
     preset: str = "tiny"
     pooling: str = "mil"
+    phase_features: str = "walk_residual"
     iterations: int = 2000
     batch_p: int = 8
-    batch_k: int = 8
+    batch_k: int = 4
     frames: int = DEFAULT_FRAMES
-    lr: float = 0.1
+    lr: float = 0.02  # peak
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    milestones: tuple[float, ...] = (0.5, 0.7, 0.9)  # of iterations: 10k/14k/18k of 20k
+    schedule: str = "cosine"
+    warmup: float = 0.05  # of iterations, linear from 0 (cosine schedule)
+    final_lr: float = 0.01  # of the peak, at the last iteration (cosine schedule)
+    milestones: tuple[float, ...] = (0.5, 0.7, 0.9)  # step schedule: of iterations, 10k/14k/18k of 20k
+    val_fraction: float = 0.15  # of TRAIN_SET subjects, held out; 0: no validation (no threshold)
+    eval_every: int = 50
+    patience: int = 8  # evaluations without improvement before stopping; 0: never stop early
+    target_sensitivity: float = 0.95
+    max_minutes: float | None = None  # wall-clock budget of the training loop (single process only)
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
@@ -95,16 +125,30 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def fit_phase_centroids(dataset: Scoliosis1K, k: int, seed: int, max_sequences: int) -> np.ndarray:
-    """k-means++ on 8 evenly spaced frames from up to `max_sequences` training sequences."""
+def fit_phase_centroids(dataset: Scoliosis1K, k: int, seed: int, max_sequences: int, kind: str) -> np.ndarray:
+    """k-means++ on the `kind` phase features of DEFAULT_FRAMES evenly spaced frames of up to
+    `max_sequences` training sequences (the walk mean over the frames the kiosk samples)."""
     rng = np.random.default_rng(seed)
     n = len(dataset)
     chosen = rng.choice(n, size=min(n, max_sequences), replace=False)
-    frames = []
+    walks = []
     for i in sorted(chosen):
         arr = load_pkl(dataset.sequences[i].path)
-        frames.append(cut(arr[even_indices(len(arr), 8)]))
-    return fit_centroids(np.concatenate(frames), k=k, seed=seed)
+        walks.append(cut(arr[even_indices(len(arr), DEFAULT_FRAMES)]))
+    return fit_walk_centroids(walks, kind, k=k, seed=seed)
+
+
+def lr_factor(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
+    """Multiplier of the peak LR at optimizer step `step` (0-based). With a time budget the
+    cosine follows whichever runs out first, iterations or time, so a run cut short by
+    --max-minutes still ends at the low LR."""
+    if cfg.schedule == "step":
+        return 0.1 ** sum(step >= m for m in milestones(cfg))
+    warm = max(1, int(round(cfg.warmup * cfg.iterations)))
+    if step < warm:
+        return (step + 1) / warm
+    progress = max((step - warm) / max(1, cfg.iterations - warm), time_fraction)
+    return float(cfg.final_lr + (1.0 - cfg.final_lr) * 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress))))
 
 
 def milestones(cfg: TrainConfig) -> list[int]:
@@ -122,20 +166,30 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "loss" in r]
-    if not rows:
+    steps = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "val_accuracy" in r]
+    if not steps:
         return
-    it = [r["iteration"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    it = [r["iteration"] for r in steps]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     for key in ("loss", "triplet", "ce"):
-        axes[0].plot(it, [r[key] for r in rows], label=key)
-    axes[0].set_title("loss")
+        axes[0].plot(it, [r[key] for r in steps], label=key, lw=0.8)
+    axes[0].set_title("training loss")
     axes[0].legend()
-    axes[1].plot(it, [r["accuracy"] for r in rows])
-    axes[1].set_title("training batch accuracy")
-    axes[2].plot(it, [r["lr"] for r in rows])
-    axes[2].set_yscale("log")
+    axes[1].plot(it, [r["accuracy"] for r in steps], lw=0.6, alpha=0.5, label="training batch")
+    if evals:
+        axes[1].plot([r["iteration"] for r in evals], [r["val_accuracy"] for r in evals], "o-", label="validation")
+        axes[3].plot([r["iteration"] for r in evals], [r["val_nll"] for r in evals], "o-", label="validation NLL")
+        axes[3].plot([r["iteration"] for r in evals], [r["train_loss"] for r in evals], "s-",
+                     label="training loss (mean since last eval)")
+        axes[3].legend()
+    axes[1].set_title("accuracy")
+    axes[1].legend()
+    axes[2].plot(it, [r["lr"] for r in steps])
+    if min(r["lr"] for r in steps) > 0:
+        axes[2].set_yscale("log")
     axes[2].set_title("learning rate")
+    axes[3].set_title("validation")
     for ax in axes:
         ax.set_xlabel("iteration")
     fig.tight_layout()
@@ -163,7 +217,18 @@ def train(cfg: TrainConfig) -> dict:
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    data = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=True)
+    if cfg.max_minutes is not None and world > 1:
+        raise ConfigError("--max-minutes needs one process: ranks would disagree on when time is up")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"schedule {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
+    whole = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=False)
+    val_ids = validation_subjects(whole, cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else []
+    fit_ids = sorted(set(whole.subject_index) - set(val_ids))
+    data = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=True,
+                       subjects=fit_ids if val_ids else None)
+    # validation walks are sampled as the kiosk samples them: DEFAULT_FRAMES evenly spaced frames
+    val = Scoliosis1K(cfg.data, cfg.split, "train", frames=DEFAULT_FRAMES, train_sampling=False,
+                      subjects=val_ids) if val_ids else None
     start = 0
     state = None
     if cfg.resume:
@@ -173,15 +238,19 @@ def train(cfg: TrainConfig) -> dict:
             raise ConfigError(f"{cfg.resume} holds no training state: resume from DIR/last.pt")
         start = int(state["iteration"])
     else:
-        model = GaitMIL(GaitMILConfig.from_preset(cfg.preset, **{"pooling": cfg.pooling, **(cfg.model_overrides or {})}))
-        model.set_centroids(fit_phase_centroids(data, model.config.phases, cfg.seed, cfg.centroid_sequences))
+        model = GaitMIL(GaitMILConfig.from_preset(cfg.preset, **{"pooling": cfg.pooling,
+                                                                 "phase_features": cfg.phase_features,
+                                                                 **(cfg.model_overrides or {})}))
+        model.set_centroids(fit_phase_centroids(data, model.config.phases, cfg.seed, cfg.centroid_sequences,
+                                                model.config.phase_features))
     model.to(device).train()
     step_module: nn.Module = TrainStep(model)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones(cfg), gamma=0.1)
+    clock = {"fraction": 0.0}  # of --max-minutes used; drives the cosine when time runs out first
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, clock["fraction"]))
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if state is not None:
@@ -195,20 +264,29 @@ def train(cfg: TrainConfig) -> dict:
     sampler = PKBatchSampler(subjects, cfg.batch_p, cfg.batch_k, cfg.seed, start, rank, world)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
-    data_desc = {**data.describe(), "split_name": cfg.split}
+    data_desc = {**data.describe(), "split_name": cfg.split, "validation_subjects": val_ids,
+                 "validation_sequences": len(val) if val else 0}
+    # early stopping state: the best validated weights so far (saved with last.pt to resume)
+    best = dict(state.get("best") or {}) if state is not None else {}
+    recent_losses: list[float] = []
     training_desc = {**asdict(cfg), "parameters": count_parameters(model), "world_size": world}
     log_path = out / "metrics.jsonl"
     if is_main:
-        say(f"training {model.config.preset} ({count_parameters(model):,} parameters, pooling {cfg.pooling}) "
-            f"on {len(data)} sequences / {len(data.subject_index)} subjects, {world} process(es), {device}")
+        say(f"training {model.config.preset} ({count_parameters(model):,} parameters, pooling {cfg.pooling}, "
+            f"phase features {model.config.phase_features}) on {len(data)} sequences / "
+            f"{len(data.subject_index)} subjects, validating on {len(val) if val else 0} sequences / "
+            f"{len(val_ids)} subjects, {world} process(es), {device}")
         if data_desc["simulated"]:
             say(SIMULATED_NOTE)
 
     def save(path: Path, iteration: int, metrics: dict | None = None, with_state: bool = True) -> None:
         train_state = {"iteration": iteration, "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()} if with_state else None
+                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                       "best": best} if with_state else None
         save_checkpoint(path, model, data=data_desc, metrics=metrics, training={**training_desc, "iteration": iteration},
-                        train_state=train_state, frames=DEFAULT_FRAMES)  # the T the model ships with
+                        train_state=train_state, frames=DEFAULT_FRAMES, extra=extra)  # the T the model ships with
+
+    extra: dict = {}
 
     bar = None
     if is_main:
@@ -219,7 +297,11 @@ def train(cfg: TrainConfig) -> dict:
     clips_seen, t0 = 0, time.perf_counter()
     with log_path.open("a") if is_main else open(os.devnull, "w") as log:
         end = min(cfg.iterations, cfg.stop_at or cfg.iterations)
+        stopped_early, stop_reason, completed = False, None, start
         for iteration in range(start, end):
+            if best.get("stale", 0) >= cfg.patience > 0:
+                stopped_early, stop_reason = True, f"no validation improvement in {cfg.patience} evaluations"
+                break
             sils, labels, subj, _ = next(batches)
             sils, labels = sils.to(device, non_blocking=True), labels.to(device)
             ids = torch.tensor([data.subject_index[s] for s in subj], device=device)
@@ -232,7 +314,33 @@ def train(cfg: TrainConfig) -> dict:
             scaler.update()
             scheduler.step()
             clips_seen += len(labels) * world
-            done = iteration + 1
+            done = completed = iteration + 1
+            recent_losses.append(parts["loss"])
+            out_of_time = False
+            if cfg.max_minutes:
+                clock["fraction"] = (time.perf_counter() - t0) / (60.0 * cfg.max_minutes)
+                out_of_time = clock["fraction"] >= 1.0
+            if val is not None and (done % cfg.eval_every == 0 or done == cfg.iterations or out_of_time):
+                # every rank scores the same walks, so every rank takes the same stopping decision
+                scores = validation_scores(*predict_logits(model, val, device=device))
+                improved = better(scores, best.get("scores"))
+                if improved:
+                    best = {"scores": scores, "iteration": done, "stale": 0,
+                            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                else:
+                    best["stale"] = best.get("stale", 0) + 1
+                if is_main:
+                    row = {"iteration": done, "kind": "validation", **scores,
+                           "train_loss": float(np.mean(recent_losses)) if recent_losses else None,
+                           "lr": optimizer.param_groups[0]["lr"], "best_iteration": best["iteration"]}
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                recent_losses = []
+            if out_of_time:
+                stopped_early, stop_reason = True, f"time budget of {cfg.max_minutes} minutes used"
+                if is_main:
+                    save(out / "last.pt", done)
+                break
             if is_main:
                 acc = float((output.logits.argmax(1) == labels).float().mean())
                 bar.update(1)
@@ -249,28 +357,68 @@ def train(cfg: TrainConfig) -> dict:
         bar.close()
     elapsed = time.perf_counter() - t0
     metrics: dict = {}
-    if is_main and end < cfg.iterations:
+    finished = stopped_early or end >= cfg.iterations
+    if is_main and not finished:
         save(out / "last.pt", end)
         say(f"stopped at iteration {end} of {cfg.iterations}: resume with --resume {out / 'last.pt'}")
     elif is_main:
+        last_iteration = completed if stopped_early else cfg.iterations
+        if stop_reason:
+            say(f"stopped after iteration {last_iteration} of {cfg.iterations}: {stop_reason}")
+        save(out / "last.pt", last_iteration)
         metrics = {"train_clips_per_s": clips_seen / elapsed if elapsed > 0 else None,
-                   "train_seconds": elapsed}
+                   "train_seconds": elapsed, "iterations_run": last_iteration, "stopped_early": stopped_early,
+                   "stop_reason": stop_reason}
+        if val is not None:
+            extra = calibrate_on_validation(model, val, best, cfg.target_sensitivity, device)
+            metrics.update({k: extra[k] for k in ("best_iteration", "temperature", "referral_threshold")})
+            metrics.update({"val_" + k: v for k, v in extra["validation"].items() if not isinstance(v, dict)})
+            say(f"best validation at iteration {extra['best_iteration']}: accuracy "
+                f"{100 * extra['validation']['accuracy']:.1f} %; temperature {extra['temperature']:.3f}; "
+                f"referral threshold {extra['referral_threshold']:.4f} (chosen on validation walks only)")
         if cfg.eval_at_end:
             # evaluate as the kiosk runs: DEFAULT_FRAMES evenly spaced frames, whatever --frames trained on
             test = Scoliosis1K(cfg.data, cfg.split, "test", frames=DEFAULT_FRAMES, train_sampling=False)
-            report = evaluate(model, test, device=str(device))
-            metrics.update({"test_" + k: report[k] for k in ("accuracy", "macro", "screening", "confusion_matrix",
-                                                               "threshold_at_target")})
+            report = evaluate(model, test, threshold=extra.get("referral_threshold", 0.5), device=str(device))
+            metrics.update({"test_" + k: report[k] for k in ("accuracy", "macro", "screening", "confusion_matrix")})
             metrics["test_simulated"] = report["data"]["simulated"]
             metrics["test_frames"] = DEFAULT_FRAMES
             (out / "test_report.json").write_text(json.dumps(report, indent=2, default=str))
-        save(out / "last.pt", cfg.iterations, metrics)
-        save(out / "checkpoint.pt", cfg.iterations, metrics, with_state=False)
+        save(out / "checkpoint.pt", last_iteration, metrics, with_state=False)
         plot_curves(log_path, out / "curves.png")
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return metrics
+
+
+def calibrate_on_validation(model: GaitMIL, val: Scoliosis1K, best: dict, target: float, device) -> dict:
+    """Load the best validated weights, fit the temperature and choose the referral threshold on
+    the validation walks. The temperature is folded into the model's logit scale, so the exported
+    graph's probs are the calibrated ones. Returns what the checkpoint stores under meta["extra"]."""
+    if best.get("state_dict"):
+        model.load_state_dict(best["state_dict"])
+    labels, logits = predict_logits(model, val, device=device)
+    temperature = fit_temperature(labels, logits)
+    trained_scale = model.config.logit_scale
+    model.config.logit_scale = trained_scale / temperature
+    probs = softmax(logits, temperature)
+    threshold = choose_referral_threshold(labels, probs, target)
+    from gaitmil.metrics import summarize
+
+    report = summarize(labels, probs, threshold, target)
+    return {
+        "best_iteration": best.get("iteration"),
+        "temperature": temperature,
+        "trained_logit_scale": trained_scale,
+        "referral_threshold": threshold,
+        "target_sensitivity": target,
+        "threshold_chosen_on": "validation subjects of TRAIN_SET",
+        "validation": {"walks": report["count"], "accuracy": report["accuracy"], "macro_f1": report["macro"]["f1"],
+                       "nll_before": validation_scores(labels, logits)["val_nll"],
+                       "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
+                       "screening": report["screening"]},
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -282,9 +430,20 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--out", required=True)
     ap.add_argument("--iterations", type=int, default=2000)
     ap.add_argument("--batch-p", type=int, default=8)
-    ap.add_argument("--batch-k", type=int, default=8)
+    ap.add_argument("--batch-k", type=int, default=4)
     ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="random frames per training clip")
-    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
+    ap.add_argument("--schedule", default="cosine", choices=list(SCHEDULES),
+                    help="cosine: linear warm-up then cosine decay; step: x0.1 at 50/70/90 %%")
+    ap.add_argument("--warmup", type=float, default=0.05, help="warm-up length, fraction of --iterations")
+    ap.add_argument("--val-fraction", type=float, default=0.15,
+                    help="fraction of TRAIN_SET subjects held out for validation (0: none)")
+    ap.add_argument("--eval-every", type=int, default=50, help="validate every N iterations")
+    ap.add_argument("--patience", type=int, default=8, help="validations without improvement before stopping (0: never)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop the training loop after this many minutes (the cosine LR follows the clock)")
+    ap.add_argument("--phase-features", default="walk_residual", choices=["walk_residual", "appearance"],
+                    help="what the phase centroids cluster (appearance: the first construction, for ablations)")
     ap.add_argument("--resume", default=None, help="DIR/last.pt of an interrupted run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -298,7 +457,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     a = ap.parse_args(argv)
     if a.iterations < 1:
         ap.error("--iterations must be positive")
+    if a.eval_every < 1:
+        ap.error("--eval-every must be positive")
+    if not 0.0 <= a.val_fraction < 1.0:
+        ap.error("--val-fraction must be in [0, 1)")
     return TrainConfig(data=a.data, split=a.split, out=a.out, preset=a.preset, pooling=a.pooling,
+                       phase_features=a.phase_features, schedule=a.schedule, warmup=a.warmup,
+                       val_fraction=a.val_fraction, eval_every=a.eval_every, patience=a.patience,
+                       max_minutes=a.max_minutes,
                        iterations=a.iterations, batch_p=a.batch_p, batch_k=a.batch_k, frames=a.frames, lr=a.lr,
                        seed=a.seed, device=a.device, workers=a.workers, balance_classes=a.balance_classes,
                        log_every=a.log_every, save_every=a.save_every, eval_at_end=not a.no_eval, resume=a.resume,

@@ -5,7 +5,8 @@
 Layout: DIR/<5-digit subject>/<class>/<seq>_<angle>/<seq>_<angle>.pkl, each a
 pickled uint8 [T, 64, 64] from gaitmil.silhouette.normalize; the split file
 DIR/Scoliosis1K_<name>.json ({"TRAIN_SET": [...], "TEST_SET": [...]}, subject
-ids as strings, disjoint); DIR/truth.json with per-sequence truth. View
+ids as strings, disjoint); DIR/truth.json with per-sequence truth (label, severity, curve type,
+view and the gait phase of every frame). View
 folders: <seq> numbers the subject's walks (000, 001, ...), <angle> is the
 walking direction like Scoliosis1K's 000_180: 180 toward the camera, 000 away,
 090 side. Simulated walks make a pipeline check, not a screening tool.
@@ -28,7 +29,7 @@ from gaitmil.spec import CLASSES
 from gaitsim.errors import SimConfigError
 from gaitsim.subject import DEFAULT_THRESHOLDS, check_thresholds, sample_subject
 from gaitsim.walk import check_view
-from gaitsim.walks import labels_for_ratio, walk_silhouettes
+from gaitsim.walks import labels_for_ratio, walk_sequence
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090"}
 NOTE = ("Simulated walks from gaitsim: a pipeline check, not a screening tool. "
@@ -68,7 +69,7 @@ def _write_sequence(args: tuple) -> tuple[str, dict]:
     sid = f"{item['subject']:05d}"
     subject = sample_subject(subj_rng, item["label"], subject_id=sid, thresholds=thresholds)
     rng = np.random.default_rng([seed, item["subject"], item["seq"], 0xDA7A])
-    sil = walk_silhouettes(subject, item["view"], rng, frames=None, max_frames=frames)
+    sil, phases = walk_sequence(subject, item["view"], rng, frames=None, max_frames=frames)
     folder = f"{item['seq']:03d}_{VIEW_ANGLE[item['view']]}"
     cls = CLASSES[item["label"]]
     rel = f"{sid}/{cls}/{folder}"
@@ -81,6 +82,8 @@ def _write_sequence(args: tuple) -> tuple[str, dict]:
         "subject_id": sid, "class": cls, "label": item["label"], "view": item["view"], "frames": int(len(sil)),
         "severity": p.severity, "curve_type": p.curve_type, "side": "right" if p.side > 0 else "left",
         "subject": subject.to_dict(),
+        # true gait phase (stride fraction in [0, 1)) of each stored frame, in order
+        "phase": [round(float(x), 4) for x in phases],
     }
 
 

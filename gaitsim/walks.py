@@ -85,6 +85,15 @@ def walk_silhouettes(
     `frames`: sample exactly this many frames evenly (sample_walks); None: every
     visible frame, evenly thinned to at most `max_frames` (dataset sequences).
     """
+    return walk_sequence(subject, view, rng, frames, max_frames, camera)[0]
+
+
+def walk_sequence(
+    subject: Subject, view: str, rng: np.random.Generator, frames: int | None = 30, max_frames: int = 120,
+    camera: CameraConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """walk_silhouettes plus the true gait phase of each frame: float32 [T] in [0, 1), the
+    fraction of the stride cycle (used to measure how well phase bags follow the gait)."""
     walker, visible, camera = walk_frames(subject, view, rng, camera)
     intr = camera_intrinsics(camera)
     count = frames if frames is not None else min(len(visible), max_frames)
@@ -95,7 +104,8 @@ def walk_silhouettes(
         if not result.ok:
             raise SimConfigError(f"frame {k} of {subject.subject_id} normalised to nothing ({result.reason})")
         out[i] = result.silhouette
-    return out
+    phases = np.array([walker.state(k)[1] % 1.0 for k in chosen], np.float32)
+    return out, phases
 
 
 def labels_for_ratio(count: int, ratio: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gaitmil.model import GaitMIL, GaitMILConfig
-from gaitmil.phases import fit_centroids
+from gaitmil.phases import fit_walk_centroids
 from tests.gaitmil.synth import walk, write_dataset
 
 # a very narrow network: the tests check behaviour, not capacity
@@ -30,7 +30,9 @@ def make_model(synth_frames: np.ndarray, seed: int = 0, **overrides) -> GaitMIL:
     torch.manual_seed(seed)
     cfg = GaitMILConfig.from_preset("tiny", **{**SMALL, **overrides})
     model = GaitMIL(cfg)
-    model.set_centroids(fit_centroids(synth_frames, k=cfg.phases, seed=seed))
+    # synth_frames holds three 15-frame walks, one per class
+    walks = synth_frames.reshape(3, -1, *synth_frames.shape[1:])
+    model.set_centroids(fit_walk_centroids(walks, cfg.phase_features, k=cfg.phases, seed=seed))
     return model.eval()
 
 

@@ -13,6 +13,7 @@ from gaitmil.model import (
     GaitMILConfig,
     count_parameters,
     masked_softmax,
+    walk_residual_features,
 )
 from tests.gaitmil.conftest import make_model, walk_batch
 
@@ -175,16 +176,44 @@ def test_fully_padded_walk_and_fp16_forward_stay_finite(synth_frames, pooling):
     torch.testing.assert_close(half.probs[0].float(), out.probs[0], atol=2e-2, rtol=0)
 
 
-def test_phase_assignment_has_no_gradient_and_matches_numpy(synth_frames):
-    from gaitmil.phases import assign
+@pytest.mark.parametrize("kind", ["walk_residual", "appearance"])
+def test_phase_assignment_has_no_gradient_and_matches_numpy(synth_frames, kind):
+    from gaitmil.phases import assign_walk
 
-    model = make_model(synth_frames)
+    model = make_model(synth_frames, phase_features=kind)
     x = walk_batch(1, 10).requires_grad_(True)
     onehot = model.assign_phases(x, torch.ones(1, 10, dtype=torch.bool))
     assert not onehot.requires_grad
     assert (onehot.sum(-1) == 1).all()
-    expected = assign((x[0].detach().numpy() * 255).round().astype("uint8"), model.centroids.numpy())
+    expected = assign_walk((x[0].detach().numpy() * 255).round().astype("uint8"), model.centroids.numpy(), kind)
     assert onehot[0].argmax(-1).tolist() == expected.tolist()
+    assert len(set(expected.tolist())) > 1  # the swinging legs spread the frames over several phases
+
+
+def test_walk_residual_phases_ignore_padded_frames_and_appearance(synth_frames):
+    """The walk mean is over valid frames only, and what all frames share does not move a phase."""
+    model = make_model(synth_frames)
+    x = walk_batch(1, 10)
+    mask = torch.ones(1, 14, dtype=torch.bool)
+    mask[0, 10:] = False
+    padded = torch.cat([x, torch.ones(1, 4, *x.shape[2:])], 1)
+    ref = model.assign_phases(x, torch.ones(1, 10, dtype=torch.bool))
+    assert torch.equal(model.assign_phases(padded, mask)[:, :10], ref)
+    # what every frame of the walk shares (build, clothing) cancels out of the features
+    pooled = torch.rand(2, 10, 176)
+    offset = torch.rand(2, 1, 176)
+    full = torch.ones(2, 10, dtype=torch.bool)
+    torch.testing.assert_close(walk_residual_features(pooled + offset, full), walk_residual_features(pooled, full))
+
+
+def test_old_checkpoints_keep_the_appearance_lookup():
+    """A config saved before phase_features existed loads as the lookup it was trained with."""
+    legacy = GaitMILConfig.from_preset("tiny").to_dict()
+    del legacy["phase_features"]
+    assert GaitMILConfig.from_dict(legacy).phase_features == "appearance"
+    assert GaitMILConfig.from_preset("tiny").phase_features == "walk_residual"
+    with pytest.raises(ConfigError, match="phase_features"):
+        GaitMILConfig.from_preset("tiny", phase_features="colour")
 
 
 def test_set_centroids_checks_shape(synth_frames):

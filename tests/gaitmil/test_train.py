@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from gaitmil.checkpoint import describe_checkpoint, load_checkpoint
-from gaitmil.train import TrainConfig, milestones, parse_args, train
+from gaitmil.data import Scoliosis1K
+from gaitmil.metrics import threshold_for_sensitivity
+from gaitmil.train import TrainConfig, lr_factor, milestones, parse_args, train
+from gaitmil.validation import predict_logits, softmax
 from tests.gaitmil.conftest import SMALL
 from tests.gaitmil.synth import write_dataset
 
@@ -40,6 +43,73 @@ def test_milestones_scale_with_iterations():
     assert milestones(_cfg(".", ".", iterations=100)) == [50, 70, 90]
 
 
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    cfg = _cfg(".", ".", iterations=1000, warmup=0.05, final_lr=0.01)
+    factors = [lr_factor(cfg, i) for i in range(1000)]
+    assert factors[0] == pytest.approx(1 / 50) and factors[49] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(factors[:50], factors[1:50]))  # rising warm-up
+    assert all(a >= b for a, b in zip(factors[50:], factors[51:]))  # then never rising
+    assert factors[-1] == pytest.approx(0.01, abs=1e-4)
+    step = _cfg(".", ".", iterations=100, schedule="step")
+    assert [lr_factor(step, i) for i in (0, 49, 50, 70, 95)] == pytest.approx([1, 1, 0.1, 0.01, 0.001])
+
+
+def _corrupt_test_split(root, split="118") -> int:
+    """Overwrite every TEST_SET pkl with garbage: reading one raises DatasetError."""
+    ids = json.loads((root / f"Scoliosis1K_{split}.json").read_text())["TEST_SET"]
+    pkls = [p for sid in ids for p in (root / sid).rglob("*.pkl")]
+    for p in pkls:
+        p.write_bytes(b"not a pickle")
+    return len(pkls)
+
+
+def test_threshold_and_temperature_come_from_validation_subjects_only(tmp_path):
+    """Training with the test split unreadable still chooses and stores the threshold: selection never
+    reads the test walks. (If it did, load_pkl would raise on the corrupted files and this test fails.)"""
+    root = write_dataset(tmp_path / "data", per_class_train=4, per_class_test=2, frames=20, seed=2)
+    assert _corrupt_test_split(root) == 6
+    metrics = train(_cfg(root, tmp_path / "run", iterations=4, eval_every=2))
+    meta = describe_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    extra = meta["extra"]
+    val_ids = meta["data"]["validation_subjects"]
+    test_ids = json.loads((root / "Scoliosis1K_118.json").read_text())["TEST_SET"]
+    assert val_ids and not set(val_ids) & set(test_ids)
+    assert extra["threshold_chosen_on"] == "validation subjects of TRAIN_SET"
+    assert 0 < extra["referral_threshold"] <= 1 and extra["temperature"] > 0
+    assert metrics["referral_threshold"] == extra["referral_threshold"]
+    # the stored threshold is the one recomputed from the validation walks with the shipped model
+    model, _ = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    val = Scoliosis1K(root, "118", "train", frames=30, train_sampling=False, subjects=val_ids)
+    labels, logits = predict_logits(model, val)
+    assert extra["referral_threshold"] == pytest.approx(threshold_for_sensitivity(labels, softmax(logits), 0.95))
+    # fitted on validation walks only: the validation and fitting subjects are disjoint
+    fitted = Scoliosis1K(root, "118", "train", subjects=sorted(set(model_ids(root)) - set(val_ids)))
+    assert not set(fitted.subject_index) & set(val_ids)
+
+
+def test_time_budget_stops_and_decays_the_lr(synth_root, tmp_path):
+    """A budget far shorter than the iterations stops the run after validating; the last LR is the floor."""
+    metrics = train(_cfg(synth_root, tmp_path / "run", iterations=5000, eval_every=1000, max_minutes=0.001))
+    assert metrics["stopped_early"] and metrics["stop_reason"].startswith("time budget")
+    assert metrics["iterations_run"] < 5000 and metrics["referral_threshold"] > 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["kind"] == "validation" and rows[-1]["iteration"] == metrics["iterations_run"]
+    cfg = _cfg(".", ".", iterations=5000)
+    assert lr_factor(cfg, 300, time_fraction=1.0) == pytest.approx(cfg.final_lr)
+
+
+def model_ids(root, split="118") -> list[str]:
+    return json.loads((root / f"Scoliosis1K_{split}.json").read_text())["TRAIN_SET"]
+
+
+def test_early_stopping_keeps_the_best_validated_weights(synth_root, tmp_path):
+    metrics = train(_cfg(synth_root, tmp_path / "run", iterations=40, eval_every=1, patience=1, lr=0.0))
+    # with lr 0 nothing improves after the first validation: stop after one stale evaluation
+    assert metrics["stopped_early"] and metrics["iterations_run"] == 2 and metrics["best_iteration"] == 1
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if r.get("kind") == "validation"] == [1, 2]
+
+
 def test_seeded_run_is_reproducible_and_writes_its_outputs(synth_root, tmp_path):
     train(_cfg(synth_root, tmp_path / "a"))
     train(_cfg(synth_root, tmp_path / "b"))
@@ -48,12 +118,17 @@ def test_seeded_run_is_reproducible_and_writes_its_outputs(synth_root, tmp_path)
     assert _same(a, b)
     assert not _same(a, c)
     rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows] == [1, 2, 3, 4]
-    assert all(r["loss"] > 0 and 0 <= r["accuracy"] <= 1 and r["clips_per_s"] > 0 for r in rows)
+    steps = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if r.get("kind") == "validation"]
+    assert [r["iteration"] for r in steps] == [1, 2, 3, 4]
+    assert all(r["loss"] > 0 and 0 <= r["accuracy"] <= 1 and r["clips_per_s"] > 0 for r in steps)
+    assert [r["iteration"] for r in evals] == [4]  # eval_every > iterations: validated at the end
+    assert 0 <= evals[0]["val_accuracy"] <= 1 and evals[0]["val_nll"] > 0 and evals[0]["train_loss"] > 0
     assert (tmp_path / "a" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     meta = describe_checkpoint(tmp_path / "a" / "checkpoint.pt")
-    assert meta["data"]["split_name"] == "118" and meta["data"]["sequences"] == 12
-    assert meta["training"]["iteration"] == 4 and meta["training"]["lr"] == 0.1
+    assert meta["data"]["split_name"] == "118" and meta["data"]["sequences"] == 9  # 12 less 3 validation
+    assert meta["data"]["validation_sequences"] == 3
+    assert meta["training"]["iteration"] == 4 and meta["training"]["lr"] == 0.02
     assert meta["training"]["frames"] == 6 and meta["input"]["frames"] == 30  # ships with the kiosk's T
     model, _ = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
     assert model.centroids.abs().sum() > 0  # k-means centroids were fitted and stored
@@ -100,5 +175,6 @@ def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = describe_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
     assert meta["training"]["world_size"] == 2
-    rows = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 2  # only rank 0 logs
+    rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "loss" in r] == [1, 2]  # only rank 0 logs
+    assert [r["iteration"] for r in rows if r.get("kind") == "validation"] == [2]

@@ -54,6 +54,13 @@ def test_truth_sidecar_matches_the_files(dataset):
         assert entry["class"] == rel.split("/")[1]
         assert {"severity", "curve_type", "side", "subject"} <= set(entry)
         assert entry["subject"]["posture"]["severity"] == entry["severity"]
+        # one true stride phase per stored frame, in [0, 1), advancing at the walker's cadence
+        with open(root / rel / f"{rel.split('/')[-1]}.pkl", "rb") as fh:
+            frames = len(pickle.load(fh))
+        phase = np.asarray(entry["phase"])
+        assert phase.shape == (frames,) and (phase >= 0).all() and (phase < 1).all()
+        steps = np.diff(phase) % 1.0
+        assert 0 < np.median(steps) < 0.5 and len(np.unique(np.round(phase, 2))) > 4
     # ratio 1:1:2 (positive:neutral:negative) by subject: negatives are the largest class
     counts = {c: sum(e["class"] == c for e in seqs.values()) for c in ("negative", "neutral", "positive")}
     assert counts["negative"] >= max(counts["neutral"], counts["positive"])
