@@ -98,6 +98,8 @@ def _engine(args: argparse.Namespace) -> int:
     else:
         print(f"built {result.engine_path} ({'; '.join(result.decision.reasons)}); "
               f"manifest {result.manifest_path}; timing cache {result.timing_cache_path}")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -25,6 +25,10 @@ class Runner(ABC):
     name: ClassVar[str] = "runner"
     # keyword options a backend accepts besides `threads` (unknown ones are refused)
     options_allowed: ClassVar[frozenset[str]] = frozenset()
+    # how to make the model file when it is missing (engines are built, not exported)
+    missing_model_hint: ClassVar[str] = (
+        "build it with `python -m export onnx --checkpoint CKPT --out DIR` (or `make models` for the demo model)"
+    )
 
     def __init__(self, model_path: str | Path, *, threads: int | None = None, **options: Any) -> None:
         unknown = sorted(set(options) - self.options_allowed)
@@ -54,10 +58,7 @@ class Runner(ABC):
         if self._active:
             raise RunnerError(f"{self.name} runner for {self.model_path} is already active")
         if not self.model_path.is_file():
-            raise ModelError(
-                f"{self.name} runner: model file {self.model_path} does not exist; build it with "
-                "`python -m export onnx --checkpoint CKPT --out DIR` (or `make models` for the demo model)"
-            )
+            raise ModelError(f"{self.name} runner: model file {self.model_path} does not exist; {self.missing_model_hint}")
         self._activate()
         if self._input_shape is None:
             raise RunnerError(f"{self.name} runner did not learn its input shape while activating")

@@ -10,6 +10,7 @@ from edge.runners.registry import create_runner
 from edge.runners.trt_plan import (
     IOTensor,
     choose_cuda_library,
+    cuda_major_from_text,
     engine_mismatches,
     numpy_dtype,
     parse_version,
@@ -19,12 +20,23 @@ from edge.runners.trt_plan import (
 
 def test_cuda_library_choice_prefers_cuda_python():
     assert choose_cuda_library(lambda m: True) == "cuda-python"
-    assert choose_cuda_library(lambda m: m == "pycuda") == "pycuda"
+    assert choose_cuda_library(lambda m: m == "pycuda.driver") == "pycuda"
     assert choose_cuda_library(lambda m: True, prefer="pycuda") == "pycuda"
-    with pytest.raises(ValueError, match=r"cuda-python or pycuda.*gaitmil-edge\[tensorrt\]"):
+    with pytest.raises(ValueError, match=r"cuda-python or pycuda.*gaitmil-edge\[cuda12\].*JetPack 6"):
         choose_cuda_library(lambda m: False)
+    # the extra for this machine's CUDA major, when it is known
+    with pytest.raises(ValueError, match=r"gaitmil-edge\[cuda13\]"):
+        choose_cuda_library(lambda m: False, cuda_major=13)
     with pytest.raises(ValueError, match="not installed"):
-        choose_cuda_library(lambda m: m == "cuda", prefer="pycuda")
+        choose_cuda_library(lambda m: m == "cuda.bindings.runtime", prefer="pycuda")
+    # a bare `cuda` namespace package (any cuda/ folder on sys.path) is not cuda-python
+    assert choose_cuda_library(lambda m: m in ("cuda", "pycuda.driver")) == "pycuda"
+
+
+def test_cuda_major_from_l4t_or_toolkit():
+    assert cuda_major_from_text("36", None) == 12 and cuda_major_from_text("38", None) == 13
+    assert cuda_major_from_text(None, '{"cuda": {"name": "CUDA SDK", "version": "13.0.48"}}') == 13
+    assert cuda_major_from_text(None, "not json") is None and cuda_major_from_text(None, None) is None
     with pytest.raises(ValueError, match="use one of"):
         choose_cuda_library(lambda m: True, prefer="cupy")
 
@@ -54,6 +66,15 @@ def test_plan_io_accepts_the_contract_and_orders_outputs():
     assert plan.input.shape == (1, 30, 64, 44)
     assert plan.input.nbytes == 30 * 64 * 44 * 4
     assert [t.name for t in plan.outputs] == ["logits", "probs", "phase_attention", "frame_attention"]
+
+
+def test_plan_io_binds_extra_outputs_but_returns_the_contract():
+    extra = IOTensor("embedding", False, (1, 128), np.dtype(np.float32))
+    plan = plan_io([*_tensors(), extra])
+    assert [t.name for t in plan.outputs] == ["logits", "probs", "phase_attention", "frame_attention"]
+    assert plan.extra_outputs == (extra,) and extra in plan.tensors  # TensorRT needs its address too
+    with pytest.raises(ValueError, match="dynamic shape"):
+        plan_io([*_tensors(), IOTensor("embedding", False, (-1, 128), np.dtype(np.float32))])
 
 
 @pytest.mark.parametrize("tensors, message", [
@@ -108,5 +129,5 @@ def test_tensorrt_runner_without_tensorrt_names_the_install(tmp_path):
         pytest.skip("TensorRT is installed here; the refusal path is for machines without it")
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"\0" * 16)
-    with pytest.raises(RunnerError, match="python3-libnvinfer|gaitmil-edge\\[tensorrt\\]"):
+    with pytest.raises(RunnerError, match="python3-libnvinfer.*gaitmil-edge\\[tensorrt-cu12\\]"):
         create_runner("tensorrt", engine).activate()
