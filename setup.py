@@ -56,7 +56,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*"]),
+    packages=find_packages(
+        include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*"]
+    ),
     package_data={
         "export": ["data/*.txt", "data/*.json"],
         "edge": ["schemas/*.json", "data/*.toml"],

@@ -50,7 +50,9 @@ from gaitmil.manifest import (
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE_MIB = 1024
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gaitmil" / "tensorrt"
+DEFAULT_CACHE_DIR = (
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gaitmil" / "tensorrt"
+)
 METADATA_PREFIX = "gaitmil."
 
 
@@ -111,26 +113,44 @@ def onnx_facts(onnx_path: Path, data: bytes) -> OnnxFacts:
         except ManifestError as exc:
             raise EngineError(f"cannot build an engine from {onnx_path}: {exc}") from exc
         if manifest.kind != "onnx":
-            raise EngineError(f"{manifest_path} describes a {manifest.kind!r}, not an ONNX model; "
-                              "pass the ONNX exported with `python -m export onnx` as --onnx")
+            raise EngineError(
+                f"{manifest_path} describes a {manifest.kind!r}, not an ONNX model; "
+                "pass the ONNX exported with `python -m export onnx` as --onnx"
+            )
         if manifest.files.get(onnx_path.name) != digest:
             raise EngineError(f"{onnx_path} changed while it was read; run the build again")
-        return OnnxFacts(manifest.model_id or None, manifest.precision, manifest.target, manifest.opset,
-                         {k: list(v) for k, v in manifest.input_shapes.items()}, digest)
+        return OnnxFacts(
+            manifest.model_id or None,
+            manifest.precision,
+            manifest.target,
+            manifest.opset,
+            {k: list(v) for k, v in manifest.input_shapes.items()},
+            digest,
+        )
     from edge.runners.onnxruntime import precision_from_graph
 
     ort = require("onnxruntime")
     try:
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own unrelated types
-        raise EngineError(f"{onnx_path} is not a readable ONNX model ({str(exc).splitlines()[0]}); "
-                          "re-export it with `python -m export onnx`") from exc
+        raise EngineError(
+            f"{onnx_path} is not a readable ONNX model ({str(exc).splitlines()[0]}); "
+            "re-export it with `python -m export onnx`"
+        ) from exc
     meta = session.get_modelmeta().custom_metadata_map
     model_id = _meta_value(meta, "model_id")
     precision = _meta_value(meta, "precision") or precision_from_graph(data)
-    inputs = {i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in session.get_inputs()}
-    return OnnxFacts(str(model_id) if model_id else None, str(precision), _meta_value(meta, "target"),
-                     None, inputs, digest)
+    inputs = {
+        i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in session.get_inputs()
+    }
+    return OnnxFacts(
+        str(model_id) if model_id else None,
+        str(precision),
+        _meta_value(meta, "target"),
+        None,
+        inputs,
+        digest,
+    )
 
 
 def gpu_identity(index: int = 0):
@@ -156,7 +176,9 @@ def parser_errors(parser: Any) -> list[str]:
         error = parser.get_error(i)
         node_name = error.node_name() if hasattr(error, "node_name") else ""
         operator = error.node_operator() if hasattr(error, "node_operator") else ""
-        lines.append(f"node {error.node()} {node_name!r} ({operator}): {error.desc()} [{error.code()}]")
+        lines.append(
+            f"node {error.node()} {node_name!r} ({operator}): {error.desc()} [{error.code()}]"
+        )
     return lines
 
 
@@ -204,13 +226,17 @@ def _attach_timing_cache(builder_config: Any, cache_path: Path, notes: list[str]
         try:
             data = cache_path.read_bytes()
         except OSError as exc:
-            notes.append(f"timing cache {cache_path} unreadable ({exc.strerror}); starting a new one")
+            notes.append(
+                f"timing cache {cache_path} unreadable ({exc.strerror}); starting a new one"
+            )
     if data:
         cache = builder_config.create_timing_cache(data)
         if cache is not None and builder_config.set_timing_cache(cache, ignore_mismatch=False):
             return
-        notes.append(f"TensorRT rejected the timing cache {cache_path} (another device or TensorRT "
-                     "version, or corrupt); starting a new one")
+        notes.append(
+            f"TensorRT rejected the timing cache {cache_path} (another device or TensorRT "
+            "version, or corrupt); starting a new one"
+        )
     cache = builder_config.create_timing_cache(b"")
     if cache is None or not builder_config.set_timing_cache(cache, ignore_mismatch=False):
         notes.append("TensorRT could not set an empty timing cache; building without one")
@@ -231,8 +257,10 @@ def _save_timing_cache(builder_config: Any, cache_path: Path, notes: list[str]) 
 
 
 def _network_inputs(network: Any) -> dict[str, list[int]]:
-    return {network.get_input(i).name: [int(d) for d in network.get_input(i).shape]
-            for i in range(network.num_inputs)}
+    return {
+        network.get_input(i).name: [int(d) for d in network.get_input(i).shape]
+        for i in range(network.num_inputs)
+    }
 
 
 def build_engine(config: EngineConfig) -> EngineResult:
@@ -240,33 +268,49 @@ def build_engine(config: EngineConfig) -> EngineResult:
     trt = require("tensorrt")
     onnx_path, engine_path = Path(config.onnx), Path(config.out)
     if not onnx_path.is_file():
-        raise EngineError(f"ONNX model {onnx_path} does not exist; export one with `python -m export onnx`")
+        raise EngineError(
+            f"ONNX model {onnx_path} does not exist; export one with `python -m export onnx`"
+        )
     onnx_bytes = onnx_path.read_bytes()
     facts = onnx_facts(onnx_path, onnx_bytes)
     check_builder_options(trt.__version__, config.legacy_fp16, facts.precision)
     if not facts.model_id:
-        raise EngineError(f"{onnx_path} names no model id (neither its manifest nor its metadata): "
-                          "re-export it with `python -m export onnx`, which writes both")
+        raise EngineError(
+            f"{onnx_path} names no model id (neither its manifest nor its metadata): "
+            "re-export it with `python -m export onnx`, which writes both"
+        )
     profile = profile_shapes(facts.input_shapes)
     gpu = gpu_identity(config.device)
     l4t = read_l4t()
     precision = "fp16" if config.legacy_fp16 else facts.precision  # what the engine computes in
     current = engine_facts(
-        tensorrt_version=trt.__version__, gpu_name=gpu.name, compute_capability=gpu.capability_text,
-        sm_count=gpu.sm_count, memory_gib=gpu.memory_gib, l4t=l4t, precision=precision,
-        legacy_fp16=config.legacy_fp16, onnx_sha256=facts.sha256,
+        tensorrt_version=trt.__version__,
+        gpu_name=gpu.name,
+        compute_capability=gpu.capability_text,
+        sm_count=gpu.sm_count,
+        memory_gib=gpu.memory_gib,
+        l4t=l4t,
+        precision=precision,
+        legacy_fp16=config.legacy_fp16,
+        onnx_sha256=facts.sha256,
         input_shapes={k: list(v[0]) for k, v in profile.items()},
     )
     existing = _read_existing_manifest(engine_path)
     decision = decide_build(
-        engine_path.exists(), existing, current,
-        force=config.force, reuse_if_current=config.reuse_if_current,
-        onnx=str(onnx_path), engine=str(engine_path),
+        engine_path.exists(),
+        existing,
+        current,
+        force=config.force,
+        reuse_if_current=config.reuse_if_current,
+        onnx=str(onnx_path),
+        engine=str(engine_path),
         integrity_problem=_integrity_problem(engine_path, existing),
     )
     if decision.action == "refuse":
-        raise EngineError(f"{engine_path} exists and differs from what would be built:\n  "
-                          + "\n  ".join(decision.reasons))
+        raise EngineError(
+            f"{engine_path} exists and differs from what would be built:\n  "
+            + "\n  ".join(decision.reasons)
+        )
     if decision.action == "reuse":
         return EngineResult(decision, engine_path, manifest_path_for(engine_path))
 
@@ -280,15 +324,22 @@ def build_engine(config: EngineConfig) -> EngineResult:
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes, str(onnx_path)):
-        raise EngineError(f"TensorRT's ONNX parser rejected {onnx_path}:\n  " + "\n  ".join(parser_errors(parser))
-                          + "\nrun `python -m export audit` on it and re-export")
+        raise EngineError(
+            f"TensorRT's ONNX parser rejected {onnx_path}:\n  "
+            + "\n  ".join(parser_errors(parser))
+            + "\nrun `python -m export audit` on it and re-export"
+        )
     parsed = _network_inputs(network)
     if parsed != current["input_shapes"]:
-        raise EngineError(f"{onnx_path}: TensorRT parsed inputs {parsed}, its manifest says "
-                          f"{current['input_shapes']}; re-export it with `python -m export onnx`")
+        raise EngineError(
+            f"{onnx_path}: TensorRT parsed inputs {parsed}, its manifest says "
+            f"{current['input_shapes']}; re-export it with `python -m export onnx`"
+        )
 
     builder_config = builder.create_builder_config()
-    builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_mib) << 20)
+    builder_config.set_memory_pool_limit(
+        trt.MemoryPoolType.WORKSPACE, int(config.workspace_mib) << 20
+    )
     # TF32 is on by default and rounds FP32 matmul/conv inputs to 10-bit mantissas: an "fp32"
     # engine (and the FP32 islands of an FP16 one) must compute in FP32
     builder_config.clear_flag(trt.BuilderFlag.TF32)
@@ -301,15 +352,23 @@ def build_engine(config: EngineConfig) -> EngineResult:
 
     cache_path = keyed_cache_path(
         config.timing_cache or DEFAULT_CACHE_DIR / "timing.cache",
-        timing_cache_key(trt.__version__, gpu.name, gpu.capability_text, sm_count=gpu.sm_count,
-                         memory_gib=gpu.memory_gib, l4t=l4t),
+        timing_cache_key(
+            trt.__version__,
+            gpu.name,
+            gpu.capability_text,
+            sm_count=gpu.sm_count,
+            memory_gib=gpu.memory_gib,
+            l4t=l4t,
+        ),
     )
     _attach_timing_cache(builder_config, cache_path, notes)
 
     serialized = builder.build_serialized_network(network, builder_config)
     if serialized is None:
-        raise EngineError(f"TensorRT could not build an engine from {onnx_path} (see the log above); "
-                          "try a larger --workspace or check the ONNX with `python -m export audit`")
+        raise EngineError(
+            f"TensorRT could not build an engine from {onnx_path} (see the log above); "
+            "try a larger --workspace or check the ONNX with `python -m export audit`"
+        )
     engine_bytes = bytes(serialized)
     manifest = Manifest(
         model_id=str(facts.model_id),
@@ -321,7 +380,11 @@ def build_engine(config: EngineConfig) -> EngineResult:
         opset=facts.opset,
         engine={k: current[k] for k in ENGINE_SECTION},
         source={"onnx": onnx_path.name, "onnx_sha256": facts.sha256, "model_id": facts.model_id},
-        extra={"legacy_fp16": config.legacy_fp16, "tf32": False, "workspace_mib": config.workspace_mib},
+        extra={
+            "legacy_fp16": config.legacy_fp16,
+            "tf32": False,
+            "workspace_mib": config.workspace_mib,
+        },
     )
     manifest_path = manifest_path_for(engine_path)
     try:
@@ -332,7 +395,9 @@ def build_engine(config: EngineConfig) -> EngineResult:
         write_manifest(tmp_manifest, manifest)
         os.replace(tmp_manifest, manifest_path)
     except OSError as exc:
-        raise EngineError(f"cannot write {exc.filename} ({exc.strerror}); choose another --out") from exc
+        raise EngineError(
+            f"cannot write {exc.filename} ({exc.strerror}); choose another --out"
+        ) from exc
     saved = _save_timing_cache(builder_config, cache_path, notes)
     for note in notes:
         log.warning("%s", note)

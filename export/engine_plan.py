@@ -14,7 +14,9 @@ from typing import Any
 from edge.runners.trt_plan import same_tensorrt_release
 from export.errors import EngineError
 
-REBUILD_HINT = "rebuild it on this machine: python -m export engine --onnx {onnx} --out {engine} --force"
+REBUILD_HINT = (
+    "rebuild it on this machine: python -m export engine --onnx {onnx} --out {engine} --force"
+)
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -30,7 +32,9 @@ def legacy_fp16_allowed(tensorrt_version: str) -> bool:
     return parse_version(tensorrt_version)[0] == 10
 
 
-def check_builder_options(tensorrt_version: str, legacy_fp16: bool, precision: str | None = None) -> None:
+def check_builder_options(
+    tensorrt_version: str, legacy_fp16: bool, precision: str | None = None
+) -> None:
     """Refuse option combinations this TensorRT or this ONNX cannot honour (never fall back silently)."""
     major = parse_version(tensorrt_version)[0]
     if major < 10:
@@ -70,8 +74,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "unknown"
 
 
-def timing_cache_key(tensorrt_version: str, gpu_name: str, compute_capability: str, *,
-                     sm_count: int | None = None, memory_gib: int | None = None, l4t: str | None = None) -> str:
+def timing_cache_key(
+    tensorrt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    *,
+    sm_count: int | None = None,
+    memory_gib: int | None = None,
+    l4t: str | None = None,
+) -> str:
     """A key naming everything a timing cache is only valid for: TensorRT version and device.
 
     Orin Nano, NX and AGX share a GPU name and compute capability; their SM count and
@@ -145,19 +156,28 @@ def engine_facts(
     }
 
 
-ENGINE_SECTION = ("tensorrt_version", "gpu_name", "compute_capability", "sm_count", "memory_gib", "l4t")
+ENGINE_SECTION = (
+    "tensorrt_version",
+    "gpu_name",
+    "compute_capability",
+    "sm_count",
+    "memory_gib",
+    "l4t",
+)
 
 
 def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
     """The comparable facts of an engine manifest (dict form of gaitmil.manifest.Manifest)."""
     engine = manifest.get("engine") or {}
     facts = {key: engine.get(key) for key in ENGINE_SECTION}
-    facts.update({
-        "precision": manifest.get("precision"),
-        "legacy_fp16": bool((manifest.get("extra") or {}).get("legacy_fp16", False)),
-        "onnx_sha256": (manifest.get("source") or {}).get("onnx_sha256"),
-        "input_shapes": manifest.get("input_shapes"),
-    })
+    facts.update(
+        {
+            "precision": manifest.get("precision"),
+            "legacy_fp16": bool((manifest.get("extra") or {}).get("legacy_fp16", False)),
+            "onnx_sha256": (manifest.get("source") or {}).get("onnx_sha256"),
+            "input_shapes": manifest.get("input_shapes"),
+        }
+    )
     return facts
 
 
@@ -177,12 +197,17 @@ _WHY = {
 
 def _same_fact(key: str, recorded: Any, current: Any) -> bool:
     if key == "tensorrt_version" and recorded and current:
-        return same_tensorrt_release(str(recorded), str(current))  # the runner's rule: build number ignored
+        return same_tensorrt_release(
+            str(recorded), str(current)
+        )  # the runner's rule: build number ignored
     return recorded == current
 
 
 def compare_engine_manifest(
-    manifest: dict[str, Any], current: dict[str, Any], onnx: str = "MODEL.onnx", engine: str = "model.engine"
+    manifest: dict[str, Any],
+    current: dict[str, Any],
+    onnx: str = "MODEL.onnx",
+    engine: str = "model.engine",
 ) -> list[str]:
     """Differences between an engine's manifest and this machine/model; empty when it is current.
 
@@ -193,8 +218,10 @@ def compare_engine_manifest(
     problems = []
     for key, why in _WHY.items():
         if not _same_fact(key, recorded.get(key), current.get(key)):
-            problems.append(f"{key}: engine has {recorded.get(key)!r}, this machine/model has "
-                            f"{current.get(key)!r} ({why}); {hint}")
+            problems.append(
+                f"{key}: engine has {recorded.get(key)!r}, this machine/model has "
+                f"{current.get(key)!r} ({why}); {hint}"
+            )
     return problems
 
 
@@ -234,9 +261,15 @@ def decide_build(
         else [f"{engine} has no readable manifest, so nothing says what it was built for"]
     )
     if integrity_problem is not None:
-        mismatches.append(f"{engine} does not match its manifest ({integrity_problem}): replaced or truncated")
+        mismatches.append(
+            f"{engine} does not match its manifest ({integrity_problem}): replaced or truncated"
+        )
     if reuse_if_current:
-        return BuildDecision("reuse", ["engine is current"]) if not mismatches else BuildDecision("build", mismatches)
+        return (
+            BuildDecision("reuse", ["engine is current"])
+            if not mismatches
+            else BuildDecision("build", mismatches)
+        )
     if mismatches:
         return BuildDecision("refuse", mismatches + [f"pass --force to overwrite {engine}"])
     return BuildDecision("build", ["engine is current; rebuilding as asked"])

@@ -39,9 +39,13 @@ def verify_engine(engine: Path, onnx: Path, walks: int = 200, seed: int = 0) -> 
     engine, onnx = Path(engine), Path(onnx)
     build = f"python -m export engine --onnx {onnx} --out {engine}"
     if not onnx.is_file():
-        raise EngineError(f"ONNX model {onnx} does not exist; pass the ONNX the engine was built from")
+        raise EngineError(
+            f"ONNX model {onnx} does not exist; pass the ONNX the engine was built from"
+        )
     if not engine.is_file():
-        raise EngineError(f"engine {engine} does not exist; build it on this machine first: {build}")
+        raise EngineError(
+            f"engine {engine} does not exist; build it on this machine first: {build}"
+        )
     require("tensorrt")  # a missing TensorRT is exit code 3 with the install command
     try:
         with create_runner("onnxruntime", onnx) as reference:

@@ -46,12 +46,16 @@ class GpuFacts:
         return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
 
 
-def detect_cuda_major(l4t_file: str | Path = "/etc/nv_tegra_release",
-                      cuda_json: str | Path = "/usr/local/cuda/version.json") -> int | None:
+def detect_cuda_major(
+    l4t_file: str | Path = "/etc/nv_tegra_release",
+    cuda_json: str | Path = "/usr/local/cuda/version.json",
+) -> int | None:
     """This machine's CUDA major (from L4T on a Jetson, else the CUDA toolkit), or None."""
     l4t = None
     try:
-        match = re.search(r"R(\d+)\s*\(\w+\)", Path(l4t_file).read_text(encoding="utf-8", errors="replace"))
+        match = re.search(
+            r"R(\d+)\s*\(\w+\)", Path(l4t_file).read_text(encoding="utf-8", errors="replace")
+        )
         l4t = match.group(1) if match else None
     except OSError:
         pass
@@ -68,8 +72,10 @@ def _check(result: Any, what: str) -> Any:
     if int(err) != 0:
         hint = ""
         if int(err) == CUDA_ERROR_INSUFFICIENT_DRIVER:
-            hint = ("; the cuda-python bindings are newer than this machine's CUDA driver: "
-                    + cuda_python_hint(detect_cuda_major()))
+            hint = (
+                "; the cuda-python bindings are newer than this machine's CUDA driver: "
+                + cuda_python_hint(detect_cuda_major())
+            )
         raise RunnerError(f"CUDA call {what} failed with {err}{hint}")
     if not rest:
         return None
@@ -138,7 +144,9 @@ class CudaBuffers(ABC):
             self._copy(tensor.name, to_device=False)
 
     @abstractmethod
-    def _allocate_tensor(self, name: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None: ...
+    def _allocate_tensor(
+        self, name: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int
+    ) -> None: ...
 
     @abstractmethod
     def _copy(self, name: str, to_device: bool) -> None: ...
@@ -169,22 +177,30 @@ class CudaPythonBuffers(CudaBuffers):
         try:
             _check(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")  # this thread's device
             self.stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
-            self._on_free("cudaStreamDestroy", lambda s=self.stream: _check(cudart.cudaStreamDestroy(s),
-                                                                             "cudaStreamDestroy"))
+            self._on_free(
+                "cudaStreamDestroy",
+                lambda s=self.stream: _check(cudart.cudaStreamDestroy(s), "cudaStreamDestroy"),
+            )
             self.events = []
             for _ in range(4):
                 event = _check(cudart.cudaEventCreate(), "cudaEventCreate")
                 self.events.append(event)
-                self._on_free("cudaEventDestroy", lambda e=event: _check(cudart.cudaEventDestroy(e),
-                                                                          "cudaEventDestroy"))
+                self._on_free(
+                    "cudaEventDestroy",
+                    lambda e=event: _check(cudart.cudaEventDestroy(e), "cudaEventDestroy"),
+                )
         except BaseException as exc:
             self._abandon(exc)
             raise
 
-    def _allocate_tensor(self, name: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None:
+    def _allocate_tensor(
+        self, name: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int
+    ) -> None:
         rt = self.rt
         host_ptr = int(_check(rt.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes}) for '{name}'"))
-        self._on_free(f"cudaFreeHost '{name}'", lambda p=host_ptr: _check(rt.cudaFreeHost(p), "cudaFreeHost"))
+        self._on_free(
+            f"cudaFreeHost '{name}'", lambda p=host_ptr: _check(rt.cudaFreeHost(p), "cudaFreeHost")
+        )
         raw = (ctypes.c_byte * nbytes).from_address(host_ptr)
         self.host[name] = np.frombuffer(raw, dtype=dtype).reshape(shape)
         device_ptr = int(_check(rt.cudaMalloc(nbytes), f"cudaMalloc({nbytes}) for '{name}'"))
@@ -200,11 +216,27 @@ class CudaPythonBuffers(CudaBuffers):
         host = self.host[name].ctypes.data
         nbytes = self.host[name].nbytes
         if to_device:
-            _check(rt.cudaMemcpyAsync(self.device[name], host, nbytes,
-                                      rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream), "cudaMemcpyAsync H2D")
+            _check(
+                rt.cudaMemcpyAsync(
+                    self.device[name],
+                    host,
+                    nbytes,
+                    rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    self.stream,
+                ),
+                "cudaMemcpyAsync H2D",
+            )
         else:
-            _check(rt.cudaMemcpyAsync(host, self.device[name], nbytes,
-                                      rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream), "cudaMemcpyAsync D2H")
+            _check(
+                rt.cudaMemcpyAsync(
+                    host,
+                    self.device[name],
+                    nbytes,
+                    rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    self.stream,
+                ),
+                "cudaMemcpyAsync D2H",
+            )
 
     def mark(self, index: int) -> None:
         _check(self.rt.cudaEventRecord(self.events[index], self.stream), "cudaEventRecord")
@@ -213,7 +245,12 @@ class CudaPythonBuffers(CudaBuffers):
         _check(self.rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
 
     def elapsed_ms(self, start: int, end: int) -> float:
-        return float(_check(self.rt.cudaEventElapsedTime(self.events[start], self.events[end]), "cudaEventElapsedTime"))
+        return float(
+            _check(
+                self.rt.cudaEventElapsedTime(self.events[start], self.events[end]),
+                "cudaEventElapsedTime",
+            )
+        )
 
 
 class PyCudaBuffers(CudaBuffers):
@@ -246,7 +283,9 @@ class PyCudaBuffers(CudaBuffers):
         # pycuda destroys a stream/event when its last reference goes: do it while the context is current
         self.stream, self.events = None, []
 
-    def _allocate_tensor(self, name: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None:
+    def _allocate_tensor(
+        self, name: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int
+    ) -> None:
         cuda = self.cuda
         self.host[name] = cuda.pagelocked_empty(shape, dtype)
         self._on_free(f"pinned buffer '{name}'", lambda n=name: self.host.pop(n, None))
@@ -285,7 +324,9 @@ def _facts_pycuda(device: int) -> GpuFacts:
     dev = cuda.Device(device)
     major, minor = dev.compute_capability()
     sm_count = int(dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT))
-    return GpuFacts(str(dev.name()), (int(major), int(minor)), sm_count, round(int(dev.total_memory()) / 2**30))
+    return GpuFacts(
+        str(dev.name()), (int(major), int(minor)), sm_count, round(int(dev.total_memory()) / 2**30)
+    )
 
 
 def _facts_cuda_python(device: int) -> GpuFacts:
@@ -293,11 +334,18 @@ def _facts_cuda_python(device: int) -> GpuFacts:
 
     props = _check(cudart.cudaGetDeviceProperties(device), f"cudaGetDeviceProperties({device})")
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return GpuFacts(name.strip("\x00 "), (int(props.major), int(props.minor)), int(props.multiProcessorCount),
-                    round(int(props.totalGlobalMem) / 2**30))
+    return GpuFacts(
+        name.strip("\x00 "),
+        (int(props.major), int(props.minor)),
+        int(props.multiProcessorCount),
+        round(int(props.totalGlobalMem) / 2**30),
+    )
 
 
-FACTS: dict[str, Callable[[int], GpuFacts]] = {"cuda-python": _facts_cuda_python, "pycuda": _facts_pycuda}
+FACTS: dict[str, Callable[[int], GpuFacts]] = {
+    "cuda-python": _facts_cuda_python,
+    "pycuda": _facts_pycuda,
+}
 
 
 def device_facts(library: str, device: int = 0) -> GpuFacts:

@@ -20,8 +20,11 @@ RUNNERS: dict[str, str] = {
 REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "onnxruntime": (("onnxruntime",), "pip install gaitmil-edge"),
     "torch": (("torch",), "pip install gaitmil-edge[train]"),
-    "tensorrt": (("tensorrt",), "on a Jetson apt install python3-libnvinfer; elsewhere pip install "
-                 "'gaitmil-edge[tensorrt-cu12]' (CUDA 12) or 'gaitmil-edge[tensorrt-cu13]' (CUDA 13)"),
+    "tensorrt": (
+        ("tensorrt",),
+        "on a Jetson apt install python3-libnvinfer; elsewhere pip install "
+        "'gaitmil-edge[tensorrt-cu12]' (CUDA 12) or 'gaitmil-edge[tensorrt-cu13]' (CUDA 13)",
+    ),
 }
 
 
@@ -50,6 +53,8 @@ def available_runners() -> dict[str, bool | str]:
         if not any(module_available(m) for m in CUDA_MODULES.values()):
             from edge.runners.cuda_buffers import detect_cuda_major
 
-            result["tensorrt"] = (f"neither cuda-python nor pycuda installed: {cuda_python_hint(detect_cuda_major())}, "
-                                  "or pip install 'gaitmil-edge[pycuda]'")
+            result["tensorrt"] = (
+                f"neither cuda-python nor pycuda installed: {cuda_python_hint(detect_cuda_major())}, "
+                "or pip install 'gaitmil-edge[pycuda]'"
+            )
     return result

@@ -37,8 +37,10 @@ class TensorRTRunner(Runner):
 
     name = "tensorrt"
     options_allowed = frozenset({"cuda_library", "device", "onnx_path", "require_manifest"})
-    missing_model_hint = ("build it on this machine with "
-                          "`python -m export engine --onnx MODEL.onnx --out ENGINE --reuse-if-current`")
+    missing_model_hint = (
+        "build it on this machine with "
+        "`python -m export engine --onnx MODEL.onnx --out ENGINE --reuse-if-current`"
+    )
 
     def _activate(self) -> None:
         try:
@@ -50,7 +52,9 @@ class TensorRTRunner(Runner):
                 "'gaitmil-edge[tensorrt-cu13]' (CUDA 13)"
             ) from err
         try:
-            library = choose_cuda_library(module_available, self.options.get("cuda_library"), detect_cuda_major())
+            library = choose_cuda_library(
+                module_available, self.options.get("cuda_library"), detect_cuda_major()
+            )
         except ValueError as err:
             raise RunnerError(str(err)) from err
         device = int(self.options.get("device", 0))
@@ -64,36 +68,51 @@ class TensorRTRunner(Runner):
             self._trt_runtime = trt.Runtime(self._trt_logger)
             engine = self._trt_runtime.deserialize_cuda_engine(data)
             if engine is None:
-                raise ModelError(f"TensorRT {trt.__version__} cannot deserialize {self.model_path}; {REBUILD_ENGINE}")
+                raise ModelError(
+                    f"TensorRT {trt.__version__} cannot deserialize {self.model_path}; {REBUILD_ENGINE}"
+                )
             plan = self._plan(trt, engine)
             context = engine.create_execution_context()
             if context is None:
-                raise RunnerError(f"TensorRT could not create an execution context for {self.model_path}")
+                raise RunnerError(
+                    f"TensorRT could not create an execution context for {self.model_path}"
+                )
             if not context.set_input_shape(INPUT_NAME, plan.input.shape):
-                raise ModelError(f"TensorRT refused input shape {list(plan.input.shape)} for {self.model_path}; "
-                                 f"{REBUILD_ENGINE}")
+                raise ModelError(
+                    f"TensorRT refused input shape {list(plan.input.shape)} for {self.model_path}; "
+                    f"{REBUILD_ENGINE}"
+                )
             self._buffers.allocate(plan)
             for tensor in plan.tensors:  # every I/O tensor needs an address, extra outputs included
                 if not context.set_tensor_address(tensor.name, self._buffers.device[tensor.name]):
-                    raise RunnerError(f"TensorRT refused the buffer address of tensor '{tensor.name}'")
+                    raise RunnerError(
+                        f"TensorRT refused the buffer address of tensor '{tensor.name}'"
+                    )
         except BaseException as exc:
             self._release(failed=exc)  # activate() failed: release what it made, context popped
             raise
         self._engine, self._context, self._plan = engine, context, plan
         self._input_shape = tuple(plan.input.shape)  # type: ignore[assignment]
         self._precision = manifest.precision if manifest is not None else "unknown"
-        self._model_id = manifest.model_id if manifest is not None else f"{self.model_path.stem}-{self.model_sha256[:12]}"
+        self._model_id = (
+            manifest.model_id
+            if manifest is not None
+            else f"{self.model_path.stem}-{self.model_sha256[:12]}"
+        )
 
     def _plan(self, trt, engine):
         tensors = []
         try:
             for i in range(engine.num_io_tensors):
                 name = engine.get_tensor_name(i)
-                tensors.append(IOTensor(
-                    name=name, is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                    shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
-                    dtype=numpy_dtype(engine.get_tensor_dtype(name)),
-                ))
+                tensors.append(
+                    IOTensor(
+                        name=name,
+                        is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                        shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
+                        dtype=numpy_dtype(engine.get_tensor_dtype(name)),
+                    )
+                )
             return plan_io(tensors)
         except ValueError as err:
             raise ModelError(f"{self.model_path}: {err}; {REBUILD_ENGINE}") from err
@@ -105,7 +124,9 @@ class TensorRTRunner(Runner):
         path = find_manifest(self.model_path)
         if not path.is_file():
             if self.options.get("require_manifest", True):
-                raise ModelError(f"engine {self.model_path} has no manifest ({path.name}); {REBUILD_ENGINE}")
+                raise ModelError(
+                    f"engine {self.model_path} has no manifest ({path.name}); {REBUILD_ENGINE}"
+                )
             return None
         try:
             manifest = read_manifest(path)
@@ -113,20 +134,30 @@ class TensorRTRunner(Runner):
             raise ModelError(f"tensorrt refuses {self.model_path}: {err}") from err
         expected = manifest.files.get(self.model_path.name)
         if expected is None:
-            raise ModelError(f"manifest {path} does not describe {self.model_path.name} "
-                             f"(it lists {sorted(manifest.files)}); {REBUILD_ENGINE}")
+            raise ModelError(
+                f"manifest {path} does not describe {self.model_path.name} "
+                f"(it lists {sorted(manifest.files)}); {REBUILD_ENGINE}"
+            )
         if expected != self._model_sha256:
-            raise ModelError(f"tensorrt refuses {self.model_path}: its sha256 {self._model_sha256[:16]}... differs "
-                             f"from {expected[:16]}... in {path.name} (replaced or truncated); {REBUILD_ENGINE}")
+            raise ModelError(
+                f"tensorrt refuses {self.model_path}: its sha256 {self._model_sha256[:16]}... differs "
+                f"from {expected[:16]}... in {path.name} (replaced or truncated); {REBUILD_ENGINE}"
+            )
         facts = device_facts(library, device)
         onnx_path = self.options.get("onnx_path")
         problems = engine_mismatches(
-            manifest.to_dict(), tensorrt_version=trt_version, gpu_name=facts.name,
-            compute_capability=facts.compute_capability, sm_count=facts.sm_count, memory_gib=facts.memory_gib,
+            manifest.to_dict(),
+            tensorrt_version=trt_version,
+            gpu_name=facts.name,
+            compute_capability=facts.compute_capability,
+            sm_count=facts.sm_count,
+            memory_gib=facts.memory_gib,
             onnx_sha256=sha256_file(onnx_path) if onnx_path else None,
         )
         if problems:
-            raise ModelError(f"engine {self.model_path} does not match this machine: " + " | ".join(problems))
+            raise ModelError(
+                f"engine {self.model_path} does not match this machine: " + " | ".join(problems)
+            )
         return manifest
 
     def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]:
@@ -136,7 +167,9 @@ class TensorRTRunner(Runner):
         buffers.copy_inputs()
         buffers.mark(1)
         if not self._context.execute_async_v3(buffers.stream_handle):
-            raise RunnerError(f"TensorRT execute_async_v3 failed for {self.model_path} (see the TensorRT log)")
+            raise RunnerError(
+                f"TensorRT execute_async_v3 failed for {self.model_path} (see the TensorRT log)"
+            )
         buffers.mark(2)
         buffers.copy_outputs()
         buffers.mark(3)

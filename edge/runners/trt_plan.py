@@ -67,8 +67,10 @@ def cuda_python_hint(cuda_major: int | None) -> str:
     """The install command for the cuda-python that matches `cuda_major` (both when unknown)."""
     if cuda_major in CUDA_EXTRAS:
         return f"pip install 'gaitmil-edge[{CUDA_EXTRAS[cuda_major]}]' (cuda-python for CUDA {cuda_major})"
-    return ("pip install 'gaitmil-edge[cuda12]' on JetPack 6 / CUDA 12, "
-            "'gaitmil-edge[cuda13]' on JetPack 7 / CUDA 13")
+    return (
+        "pip install 'gaitmil-edge[cuda12]' on JetPack 6 / CUDA 12, "
+        "'gaitmil-edge[cuda13]' on JetPack 7 / CUDA 13"
+    )
 
 
 def module_available(name: str) -> bool:
@@ -79,14 +81,19 @@ def module_available(name: str) -> bool:
         return False
 
 
-def choose_cuda_library(has_module: Callable[[str], bool], prefer: str | None = None,
-                        cuda_major: int | None = None) -> str:
+def choose_cuda_library(
+    has_module: Callable[[str], bool], prefer: str | None = None, cuda_major: int | None = None
+) -> str:
     """'cuda-python' if importable (NVIDIA's samples use it since TensorRT 10.14), else 'pycuda'."""
     if prefer is not None:
         if prefer not in CUDA_LIBRARIES:
             raise ValueError(f"cuda library {prefer!r}: use one of {', '.join(CUDA_LIBRARIES)}")
         if not has_module(CUDA_MODULES[prefer]):
-            how = cuda_python_hint(cuda_major) if prefer == "cuda-python" else "pip install 'gaitmil-edge[pycuda]'"
+            how = (
+                cuda_python_hint(cuda_major)
+                if prefer == "cuda-python"
+                else "pip install 'gaitmil-edge[pycuda]'"
+            )
             raise ValueError(f"cuda library {prefer!r} was asked for but is not installed: {how}")
         return prefer
     for name in CUDA_LIBRARIES:
@@ -102,7 +109,9 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
     """numpy dtype for a tensorrt.DataType (or its name, e.g. 'FLOAT')."""
     name = getattr(trt_dtype, "name", str(trt_dtype)).split(".")[-1].upper()
     if name not in TRT_DTYPES:
-        raise ValueError(f"TensorRT data type {name} has no numpy host type here; expected one of {sorted(TRT_DTYPES)}")
+        raise ValueError(
+            f"TensorRT data type {name} has no numpy host type here; expected one of {sorted(TRT_DTYPES)}"
+        )
     return TRT_DTYPES[name]
 
 
@@ -138,12 +147,18 @@ def plan_io(tensors: Iterable[IOTensor]) -> IOPlan:
     if [t.name for t in inputs] != [INPUT_NAME]:
         raise ValueError(f"engine inputs are {[t.name for t in inputs]}, expected ['{INPUT_NAME}']")
     inp = inputs[0]
-    if len(inp.shape) != 4 or any(d <= 0 for d in inp.shape) or tuple(inp.shape[2:]) != (INPUT_HEIGHT, INPUT_WIDTH):
+    if (
+        len(inp.shape) != 4
+        or any(d <= 0 for d in inp.shape)
+        or tuple(inp.shape[2:]) != (INPUT_HEIGHT, INPUT_WIDTH)
+    ):
         raise ValueError(
             f"engine input '{INPUT_NAME}' has shape {list(inp.shape)}, expected static [B, T, {INPUT_HEIGHT}, {INPUT_WIDTH}]"
         )
     if inp.dtype != np.float32:
-        raise ValueError(f"engine input '{INPUT_NAME}' is {inp.dtype}, expected float32 (keep FP32 I/O when exporting)")
+        raise ValueError(
+            f"engine input '{INPUT_NAME}' is {inp.dtype}, expected float32 (keep FP32 I/O when exporting)"
+        )
     missing = [n for n in OUTPUT_NAMES if n not in outputs]
     if missing:
         raise ValueError(f"engine lacks outputs {missing} (has {sorted(outputs)})")
@@ -180,8 +195,14 @@ def _capability(value: Any) -> tuple[int, int] | None:
 
 
 def engine_mismatches(
-    manifest: dict[str, Any], *, tensorrt_version: str, gpu_name: str, compute_capability: Any,
-    onnx_sha256: str | None = None, sm_count: int | None = None, memory_gib: int | None = None,
+    manifest: dict[str, Any],
+    *,
+    tensorrt_version: str,
+    gpu_name: str,
+    compute_capability: Any,
+    onnx_sha256: str | None = None,
+    sm_count: int | None = None,
+    memory_gib: int | None = None,
 ) -> list[str]:
     """Differences between an engine manifest (as a dict) and this machine; empty = usable.
 
@@ -199,13 +220,21 @@ def engine_mismatches(
     elif not same_tensorrt_release(built, tensorrt_version):
         problems.append(f"engine built with TensorRT {built}, this machine has {tensorrt_version}")
     if engine.get("gpu_name") and engine["gpu_name"] != gpu_name:
-        problems.append(f"engine built for GPU {engine['gpu_name']!r}, this machine has {gpu_name!r}")
-    built_cc, here_cc = _capability(engine.get("compute_capability")), _capability(compute_capability)
+        problems.append(
+            f"engine built for GPU {engine['gpu_name']!r}, this machine has {gpu_name!r}"
+        )
+    built_cc, here_cc = (
+        _capability(engine.get("compute_capability")),
+        _capability(compute_capability),
+    )
     if built_cc is None:
         problems.append("manifest does not record the GPU compute capability")
     elif built_cc != here_cc:
         problems.append(f"engine built for compute capability {built_cc}, this GPU is {here_cc}")
-    for key, here, what in (("sm_count", sm_count, "SMs"), ("memory_gib", memory_gib, "GiB of GPU memory")):
+    for key, here, what in (
+        ("sm_count", sm_count, "SMs"),
+        ("memory_gib", memory_gib, "GiB of GPU memory"),
+    ):
         recorded = engine.get(key)
         if recorded is not None and here is not None and int(recorded) != int(here):
             problems.append(f"engine built for a GPU with {recorded} {what}, this one has {here}")
