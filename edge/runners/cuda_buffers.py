@@ -76,7 +76,8 @@ def _check(result: Any, what: str) -> Any:
                 "; the cuda-python bindings are newer than this machine's CUDA driver: "
                 + cuda_python_hint(detect_cuda_major())
             )
-        raise RunnerError(f"CUDA call {what} failed with {err}{hint}")
+        name = getattr(err, "name", None) or str(err)
+        raise RunnerError(f"CUDA call {what} failed with {name} ({int(err)}){hint}")
     if not rest:
         return None
     return rest[0] if len(rest) == 1 else tuple(rest)

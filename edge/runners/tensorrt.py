@@ -71,7 +71,7 @@ class TensorRTRunner(Runner):
                 raise ModelError(
                     f"TensorRT {trt.__version__} cannot deserialize {self.model_path}; {REBUILD_ENGINE}"
                 )
-            plan = self._plan(trt, engine)
+            plan = self._read_plan(trt, engine)
             context = engine.create_execution_context()
             if context is None:
                 raise RunnerError(
@@ -100,7 +100,7 @@ class TensorRTRunner(Runner):
             else f"{self.model_path.stem}-{self.model_sha256[:12]}"
         )
 
-    def _plan(self, trt, engine):
+    def _read_plan(self, trt, engine):
         tensors = []
         try:
             for i in range(engine.num_io_tensors):

@@ -29,6 +29,7 @@ import threading
 import time
 import types
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -387,6 +388,10 @@ def pycuda_modules(world: CudaWorld) -> dict[str, types.ModuleType]:
             self.handle = world.handle()
             world.streams[self.handle] = self._context.device
 
+        def __del__(self) -> None:
+            world.streams.pop(self.handle, None)
+            super().__del__()
+
         def synchronize(self) -> None:
             need_context("Stream.synchronize")
 
@@ -430,7 +435,14 @@ def pycuda_modules(world: CudaWorld) -> dict[str, types.ModuleType]:
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         address = world.alloc(nbytes, "host")
         raw = (ctypes.c_byte * nbytes).from_address(address)
-        return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
+        array = np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
+        weakref.finalize(array, _free_host, address)  # pycuda frees pinned memory with its array
+        return array
+
+    def _free_host(address: int) -> None:
+        if not world.context_stack:
+            world.leaks.append("pinned host buffer freed after its context was popped")
+        world.allocations.pop(address, None)
 
     def memcpy_htod_async(dest, src, stream=None):
         need_context("memcpy_htod_async")
