@@ -112,7 +112,7 @@ def _engine(args: argparse.Namespace) -> int:
             Path(args.onnx),
             Path(args.out),
             args.workspace,
-            Path(args.timing_cache) if args.timing_cache else None,
+            args.timing_cache or None,  # a str: a trailing "/" means a folder
             args.force,
             args.reuse_if_current,
             args.legacy_fp16,

@@ -61,7 +61,8 @@ class EngineConfig:
     onnx: Path
     out: Path
     workspace_mib: int = DEFAULT_WORKSPACE_MIB
-    timing_cache: Path | None = None  # file or folder; the TensorRT/device key is added to the name
+    # file or folder (an existing one, or a str ending in "/"); the TensorRT/device key is added
+    timing_cache: Path | str | None = None
     force: bool = False
     reuse_if_current: bool = False
     legacy_fp16: bool = False

@@ -35,7 +35,10 @@ def test_build_reuse_and_refuse(tiny_onnx, tmp_path):
     other = tmp_path / "other.onnx"
     other.write_bytes(tiny_onnx.onnx_path.read_bytes() + b"")
     (tmp_path / "model.engine.manifest.json").write_text(
-        (tmp_path / "model.engine.manifest.json").read_text().replace(manifest.source["onnx_sha256"], "0" * 64))
+        (tmp_path / "model.engine.manifest.json")
+        .read_text()
+        .replace(manifest.source["onnx_sha256"], "0" * 64)
+    )
     with pytest.raises(EngineError, match="--force"):
         build_engine(EngineConfig(tiny_onnx.onnx_path, engine))
 
