@@ -232,3 +232,25 @@ def test_verify_checks_the_onnx_the_engine_was_built_from(monkeypatch, model, tm
     code = main(["verify", "--engine", str(engine), "--onnx", str(other), "--walks", "6"])
     assert code == 2 and "engine was built from ONNX" in capsys.readouterr().err
     assert manifest_path_for(engine).is_file()
+
+
+def test_a_corrupt_timing_cache_file_is_replaced(monkeypatch, model, tmp_path):
+    install(monkeypatch)
+    first = build_engine(_config(model, tmp_path))
+    first.timing_cache_path.write_bytes(b"\x00garbage, not a timing cache")
+    second = build_engine(_config(model, tmp_path, force=True))
+    assert any("rejected the timing cache" in note for note in second.notes)
+    assert second.timing_cache_path.read_bytes().startswith(
+        b"FAKETC"
+    )  # a fresh cache saved in its place
+
+
+def test_a_failed_build_keeps_the_previous_pair(monkeypatch, model, tmp_path):
+    fake = install(monkeypatch)
+    first = build_engine(_config(model, tmp_path))
+    before = first.engine_path.read_bytes(), first.manifest_path.read_bytes()
+    fake.options.fail_build = True
+    with pytest.raises(EngineError, match="could not build an engine"):
+        build_engine(_config(model, tmp_path, force=True))
+    assert (first.engine_path.read_bytes(), first.manifest_path.read_bytes()) == before
+    verify_artifact(first.engine_path)
