@@ -16,7 +16,6 @@ shape is checked against the network TensorRT parsed.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from export._deps import require
+from export.engine_facts import gpu_identity, onnx_facts
 from export.engine_plan import (
     ENGINE_SECTION,
     BuildDecision,
@@ -36,11 +36,10 @@ from export.engine_plan import (
     read_l4t,
     timing_cache_key,
 )
-from export.errors import DependencyError, EngineError
+from export.errors import EngineError
 from gaitmil.manifest import (
     Manifest,
     ManifestError,
-    find_manifest,
     manifest_path_for,
     read_manifest,
     verify_artifact,
@@ -53,7 +52,6 @@ DEFAULT_WORKSPACE_MIB = 1024
 DEFAULT_CACHE_DIR = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gaitmil" / "tensorrt"
 )
-METADATA_PREFIX = "gaitmil."
 
 
 @dataclass
@@ -66,7 +64,6 @@ class EngineConfig:
     force: bool = False
     reuse_if_current: bool = False
     legacy_fp16: bool = False
-    device: int = 0
 
 
 @dataclass
@@ -76,98 +73,6 @@ class EngineResult:
     manifest_path: Path | None = None
     timing_cache_path: Path | None = None
     notes: list[str] = field(default_factory=list)  # e.g. a rejected timing cache
-
-
-@dataclass
-class OnnxFacts:
-    """What the builder needs to know about an ONNX model, read without the `onnx` package."""
-
-    model_id: str | None
-    precision: str
-    target: str | None
-    opset: int | None
-    input_shapes: dict[str, list[Any]]
-    sha256: str
-
-
-def _meta_value(meta: dict[str, str], key: str) -> Any:
-    raw = meta.get(METADATA_PREFIX + key, meta.get(key))
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def onnx_facts(onnx_path: Path, data: bytes) -> OnnxFacts:
-    """Model id, precision, INT8 target, opset and input shapes of an ONNX (bytes `data`).
-
-    From the ONNX's manifest when it has one (verified against `data`), else from the
-    model's metadata and inputs through ONNX Runtime (part of the base install).
-    """
-    digest = hashlib.sha256(data).hexdigest()
-    manifest_path = find_manifest(onnx_path)
-    if manifest_path.is_file():
-        try:
-            manifest = verify_artifact(onnx_path, manifest_path)
-        except ManifestError as exc:
-            raise EngineError(f"cannot build an engine from {onnx_path}: {exc}") from exc
-        if manifest.kind != "onnx":
-            raise EngineError(
-                f"{manifest_path} describes a {manifest.kind!r}, not an ONNX model; "
-                "pass the ONNX exported with `python -m export onnx` as --onnx"
-            )
-        if manifest.files.get(onnx_path.name) != digest:
-            raise EngineError(f"{onnx_path} changed while it was read; run the build again")
-        return OnnxFacts(
-            manifest.model_id or None,
-            manifest.precision,
-            manifest.target,
-            manifest.opset,
-            {k: list(v) for k, v in manifest.input_shapes.items()},
-            digest,
-        )
-    from edge.runners.onnxruntime import precision_from_graph
-
-    ort = require("onnxruntime")
-    try:
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own unrelated types
-        raise EngineError(
-            f"{onnx_path} is not a readable ONNX model ({str(exc).splitlines()[0]}); "
-            "re-export it with `python -m export onnx`"
-        ) from exc
-    meta = session.get_modelmeta().custom_metadata_map
-    model_id = _meta_value(meta, "model_id")
-    precision = _meta_value(meta, "precision") or precision_from_graph(data)
-    inputs = {
-        i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in session.get_inputs()
-    }
-    return OnnxFacts(
-        str(model_id) if model_id else None,
-        str(precision),
-        _meta_value(meta, "target"),
-        None,
-        inputs,
-        digest,
-    )
-
-
-def gpu_identity(index: int = 0):
-    """This GPU's facts (name, compute capability, SM count, memory) via cuda-python, else pycuda."""
-    from edge.errors import RunnerError
-    from edge.runners.cuda_buffers import detect_cuda_major, device_facts
-    from edge.runners.trt_plan import choose_cuda_library, module_available
-
-    try:
-        library = choose_cuda_library(module_available, None, detect_cuda_major())
-    except ValueError as exc:
-        raise DependencyError(f"cannot query the GPU: {exc}") from exc
-    try:
-        return device_facts(library, index)
-    except RunnerError as exc:
-        raise EngineError(f"cannot query GPU {index} through {library}: {exc}") from exc
 
 
 def parser_errors(parser: Any) -> list[str]:
@@ -281,7 +186,7 @@ def build_engine(config: EngineConfig) -> EngineResult:
             "re-export it with `python -m export onnx`, which writes both"
         )
     profile = profile_shapes(facts.input_shapes)
-    gpu = gpu_identity(config.device)
+    gpu = gpu_identity(0)  # the builder uses the runtime's current device
     l4t = read_l4t()
     precision = "fp16" if config.legacy_fp16 else facts.precision  # what the engine computes in
     current = engine_facts(

@@ -9,7 +9,8 @@ from types import ModuleType
 
 import pytest
 
-from tests.fakes.cuda_fake import CudaWorld, FakeGpu, cuda_python_modules, pycuda_modules
+from tests.fakes.cuda_fake import CudaWorld, FakeGpu, cuda_python_modules
+from tests.fakes.pycuda_fake import pycuda_modules
 from tests.fakes.tensorrt_fake import FakeOptions, tensorrt_module
 
 CUDA_PYTHON_NAMES = ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.bindings.utils")
