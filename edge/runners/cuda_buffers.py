@@ -84,10 +84,10 @@ def _check(result: Any, what: str) -> Any:
 
 
 def _native_handle(obj: Any) -> int:
-    """The address behind a cuda-python handle; `int(obj)` is deprecated in cuda-bindings 13."""
+    """The address behind a cuda-python handle (`int(obj)` is deprecated, subject to removal)."""
     try:
         from cuda.bindings.utils import get_cuda_native_handle
-    except ImportError:  # cuda-bindings 12.6-12.8 predate the helper
+    except ImportError:  # early cuda-bindings 12.x releases predate the helper
         return int(obj)
     return int(get_cuda_native_handle(obj))
 

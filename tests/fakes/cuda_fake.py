@@ -8,7 +8,7 @@ Conventions kept from the real libraries:
   `size`, `count`, `kind`, `stream`, `event`, `start`, `end`, `device`).
 - handles (`cudaStream_t`, `cudaEvent_t`) are objects; cuda-bindings 13 deprecates
   `int(handle)` in favour of `cuda.bindings.utils.get_cuda_native_handle` (the 12.x
-  variant here has no utils module, as cuda-bindings 12.6 had none).
+  variant here has no utils module, as the early cuda-bindings 12.x releases had none).
 
 Memory is real host memory (ctypes buffers), so the addresses the project turns into
 numpy views are valid; "device" buffers are host memory the fake TensorRT reads and writes.
