@@ -16,7 +16,6 @@ shape is checked against the network TensorRT parsed.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -46,8 +45,6 @@ from gaitmil.manifest import (
     write_manifest,
 )
 
-log = logging.getLogger(__name__)
-
 DEFAULT_WORKSPACE_MIB = 1024
 DEFAULT_CACHE_DIR = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gaitmil" / "tensorrt"
@@ -72,7 +69,8 @@ class EngineResult:
     engine_path: Path
     manifest_path: Path | None = None
     timing_cache_path: Path | None = None
-    notes: list[str] = field(default_factory=list)  # e.g. a rejected timing cache
+    # what the caller should tell the user (a rejected or unsaved timing cache); the CLI prints them
+    notes: list[str] = field(default_factory=list)
 
 
 def parser_errors(parser: Any) -> list[str]:
@@ -238,7 +236,7 @@ def build_engine(config: EngineConfig) -> EngineResult:
     parsed = _network_inputs(network)
     if parsed != current["input_shapes"]:
         raise EngineError(
-            f"{onnx_path}: TensorRT parsed inputs {parsed}, its manifest says "
+            f"{onnx_path}: TensorRT parsed inputs {parsed}, the ONNX declares "
             f"{current['input_shapes']}; re-export it with `python -m export onnx`"
         )
 
@@ -305,6 +303,4 @@ def build_engine(config: EngineConfig) -> EngineResult:
             f"cannot write {exc.filename} ({exc.strerror}); choose another --out"
         ) from exc
     saved = _save_timing_cache(builder_config, cache_path, notes)
-    for note in notes:
-        log.warning("%s", note)
     return EngineResult(decision, engine_path, manifest_path, saved, notes)
