@@ -67,7 +67,7 @@ def test_boot_rebuilds_a_truncated_engine_and_accepts_its_timing_cache(tiny_onnx
 
     engine = tmp_path / "model.engine"
     boot = EngineConfig(
-        tiny_onnx.onnx_path, engine, timing_cache=tmp_path / "cache/", reuse_if_current=True
+        tiny_onnx.onnx_path, engine, timing_cache=tmp_path / "cache", reuse_if_current=True
     )
     first = build_engine(boot)
     assert first.decision.action == "build" and first.timing_cache_path.is_file()
