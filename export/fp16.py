@@ -87,10 +87,8 @@ def convert_fp16(
     )
     topological_sort(converted)  # the converter appends its Casts at the end
     meta = get_metadata(model)
-    set_metadata(
-        converted,
-        {"precision": "fp16", "source_onnx_sha256": sha256_file(source), "fp32_ops": blocked_ops},
-    )
+    set_metadata(converted, {"precision": "fp16", "source_onnx_sha256": sha256_file(source),
+                             "fp32_ops": blocked_ops})
     check_graph(converted)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,17 +96,12 @@ def convert_fp16(
         tmp.write_bytes(converted.SerializeToString())
         os.replace(tmp, out)
     except OSError as exc:
-        raise ExportError(
-            f"cannot write {out} ({exc.strerror or exc}); choose another --out"
-        ) from exc
+        raise ExportError(f"cannot write {out} ({exc.strerror or exc}); choose another --out") from exc
 
     parity = None
     if walks is not None:
         parity = compare_outputs(
-            run_batched(ort_session(source), walks),
-            run_batched(ort_session(out), walks),
-            "fp32",
-            "fp16",
+            run_batched(ort_session(source), walks), run_batched(ort_session(out), walks), "fp32", "fp16"
         )
     inputs, _ = io_shapes(converted)
     source_manifest = find_manifest(source)
@@ -119,19 +112,12 @@ def convert_fp16(
         files={out.name: sha256_file(out)},
         input_shapes={name: [int(d) for d in dims] for name, dims in inputs.items()},
         opset=opset_of(converted),
-        source={
-            "onnx": source.name,
-            "onnx_sha256": sha256_file(source),
-            "checkpoint_sha256": meta.get("checkpoint_sha256"),
-            "model_id": meta.get("model_id"),
-        },
+        source={"onnx": source.name, "onnx_sha256": sha256_file(source),
+                "checkpoint_sha256": meta.get("checkpoint_sha256"), "model_id": meta.get("model_id")},
         weights_sha256=weights_sha256(converted),
-        extra={
-            "parity_vs_fp32": parity.to_dict() if parity else None,
-            "fp32_ops": blocked_ops,
-            "fp32_nodes": blocked_nodes,
-            "source_manifest": source_manifest.name if source_manifest.is_file() else None,
-        },
+        extra={"parity_vs_fp32": parity.to_dict() if parity else None, "fp32_ops": blocked_ops,
+               "fp32_nodes": blocked_nodes,
+               "source_manifest": source_manifest.name if source_manifest.is_file() else None},
     )
     manifest_path = write_manifest(manifest_path_for(out), manifest)
     return Fp16Result(out, manifest_path, manifest, parity, blocked_nodes)

@@ -74,9 +74,7 @@ def check_shape_args(frames: int, batch: int) -> tuple[int, int]:
     except ValueError as exc:
         raise ExportError(f"--frames: {exc}") from exc
     if not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
-        raise ExportError(
-            f"--batch {batch!r} is out of range: use an integer from 1 to {MAX_BATCH}"
-        )
+        raise ExportError(f"--batch {batch!r} is out of range: use an integer from 1 to {MAX_BATCH}")
     return frames, batch
 
 
@@ -136,11 +134,7 @@ def describe(meta: dict[str, Any], checkpoint_sha: str, frames: int, batch: int)
         "checkpoint_sha256": checkpoint_sha,
         "model_id": meta.get("model_id"),
         "classes": list(spec.CLASSES),
-        "input": {
-            "name": spec.INPUT_NAME,
-            "shape": list(spec.input_shape(batch, frames)),
-            "range": [0, 1],
-        },
+        "input": {"name": spec.INPUT_NAME, "shape": list(spec.input_shape(batch, frames)), "range": [0, 1]},
         "outputs": list(spec.OUTPUT_NAMES),
         "phases": meta.get("phases"),
         "precision": "fp32",
@@ -164,9 +158,7 @@ def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> Export
     proto = trace_to_onnx(model, frames, batch)
     inline_identity_initializers(proto)
     proto.producer_name = "gaitmil-export"
-    proto.doc_string = (
-        f"Gait-MIL {meta.get('model_id')} exported from {Path(config.checkpoint).name}"
-    )
+    proto.doc_string = f"Gait-MIL {meta.get('model_id')} exported from {Path(config.checkpoint).name}"
     set_metadata(proto, describe(meta, checkpoint_sha, frames, batch))
     check_graph(proto)
     audit = audit_model(proto, target="tensorrt")
@@ -185,8 +177,7 @@ def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> Export
         )
         if not parity.passes(1.0, PARITY_MAX_DPROB):
             raise ParityError(
-                parity.format()
-                + f"; required: identical argmax and max |dprob| <= {PARITY_MAX_DPROB}. "
+                parity.format() + f"; required: identical argmax and max |dprob| <= {PARITY_MAX_DPROB}. "
                 "The graph does not compute what the checkpoint does: report it with the checkpoint."
             )
 
@@ -202,16 +193,11 @@ def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> Export
         files={onnx_path.name: sha256_file(onnx_path)},
         input_shapes={name: [int(d) for d in dims] for name, dims in inputs.items()},
         opset=opset_of(proto),
-        source={
-            "checkpoint": Path(config.checkpoint).name,
-            "checkpoint_sha256": checkpoint_sha,
-            "model_id": meta.get("model_id"),
-        },
+        source={"checkpoint": Path(config.checkpoint).name, "checkpoint_sha256": checkpoint_sha,
+                "model_id": meta.get("model_id")},
         weights_sha256=weights_sha256(proto),
-        extra={
-            "parity": parity.to_dict() if parity else None,
-            "trained_on": (meta.get("data") or {}).get("description"),
-        },
+        extra={"parity": parity.to_dict() if parity else None,
+               "trained_on": (meta.get("data") or {}).get("description")},
     )
     manifest_path = write_manifest(manifest_path_for(onnx_path), manifest)
     return ExportResult(onnx_path, manifest_path, manifest, parity)

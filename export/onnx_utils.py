@@ -21,9 +21,7 @@ def load_onnx(path: str | Path) -> Any:
     onnx = require("onnx")
     path = Path(path)
     if not path.is_file():
-        raise ExportError(
-            f"ONNX model {path} does not exist; export one with `python -m export onnx`"
-        )
+        raise ExportError(f"ONNX model {path} does not exist; export one with `python -m export onnx`")
     try:
         return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types
@@ -139,17 +137,14 @@ def session_batch_frames(session: Any) -> tuple[int, int]:
         if value.name == spec.INPUT_NAME:
             batch, frames = value.shape[0], value.shape[1]
             if not isinstance(batch, int) or not isinstance(frames, int):
-                raise ExportError(
-                    f"input {spec.INPUT_NAME} has dynamic dims {value.shape}; re-export"
-                )
+                raise ExportError(f"input {spec.INPUT_NAME} has dynamic dims {value.shape}; re-export")
             return batch, frames
     names = [v.name for v in session.get_inputs()]
     raise ExportError(f"model has no input named {spec.INPUT_NAME!r} (inputs: {names})")
 
 
-def run_batched(
-    session: Any, walks: np.ndarray, names: tuple[str, ...] = spec.OUTPUT_NAMES
-) -> dict[str, np.ndarray]:
+def run_batched(session: Any, walks: np.ndarray,
+                names: tuple[str, ...] = spec.OUTPUT_NAMES) -> dict[str, np.ndarray]:
     """Run float32 walks [N, T, 64, 44] through a static-batch session, padding the last chunk;
     returns the tensors `names` (the model outputs by default)."""
     batch, frames = session_batch_frames(session)

@@ -42,9 +42,7 @@ def make_random_checkpoint(preset: str, path: str | Path, seed: int = 0) -> Path
     save_checkpoint(
         path,
         model,
-        data={
-            "description": "none: random initialisation (untrained, for benchmarks and tests only)"
-        },
+        data={"description": "none: random initialisation (untrained, for benchmarks and tests only)"},
         training={"iterations": 0, "seed": seed},
     )
     return Path(path)

@@ -31,7 +31,5 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from export.onnx_export import ExportConfig, export_onnx
 
     out = tmp_path_factory.mktemp("onnx16")
-    return export_onnx(
-        ExportConfig(tiny_checkpoint, out, frames=16, batch=1, parity_walks=0),
-        walks=simulated(8, 16),
-    )
+    return export_onnx(ExportConfig(tiny_checkpoint, out, frames=16, batch=1, parity_walks=0),
+                       walks=simulated(8, 16))

@@ -21,10 +21,8 @@ from tests.export.conftest import simulated
 @pytest.mark.parametrize("batch", [1, 4])
 def test_parity_frames_and_batch(tiny_checkpoint, tmp_path, frames, batch):
     walks = simulated(10, frames, seed=frames + batch)
-    result = export_onnx(
-        ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0),
-        walks=walks,
-    )
+    result = export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0),
+                         walks=walks)
     report = result.parity
     assert report.walks == 10
     assert report.argmax_agreement == 1.0
@@ -89,15 +87,11 @@ def test_foreign_checkpoint(tmp_path):
         export_onnx(ExportConfig(path, tmp_path / "out", parity_walks=0))
 
 
-@pytest.mark.parametrize(
-    ("frames", "batch", "message"),
-    [(4, 1, "out of range"), (301, 1, "out of range"), (30, 0, "--batch"), (30, 65, "--batch")],
-)
+@pytest.mark.parametrize(("frames", "batch", "message"), [(4, 1, "out of range"), (301, 1, "out of range"),
+                                                          (30, 0, "--batch"), (30, 65, "--batch")])
 def test_shape_arguments_out_of_range(tiny_checkpoint, tmp_path, frames, batch, message):
     with pytest.raises(ExportError, match=message):
-        export_onnx(
-            ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0)
-        )
+        export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0))
 
 
 def test_unwritable_output_folder(tiny_checkpoint, tmp_path):
@@ -127,9 +121,7 @@ def test_failed_parity_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
 
     monkeypatch.setattr(module, "torch_outputs", shifted)
     with pytest.raises(ParityError, match="argmax agreement"):
-        export_onnx(
-            ExportConfig(tiny_checkpoint, tmp_path, frames=16, parity_walks=0),
-            walks=simulated(6, 16),
-        )
+        export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=16, parity_walks=0),
+                    walks=simulated(6, 16))
     assert not (tmp_path / "model.onnx").exists()
     assert not list(Path(tmp_path).glob("*.manifest.json"))

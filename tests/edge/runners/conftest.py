@@ -58,25 +58,13 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
     path = out_dir / "model.onnx"
     example = torch.zeros(input_shape(1, FRAMES))
     torch.onnx.export(
-        _Wrapper(model),
-        (example,),
-        str(path),
-        opset_version=17,
-        dynamo=False,
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
+        _Wrapper(model), (example,), str(path), opset_version=17, dynamo=False,
+        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
     )
-    write_manifest(
-        out_dir / "model.manifest.json",
-        Manifest(
-            model_id=meta["model_id"],
-            kind="onnx",
-            precision="fp32",
-            files={path.name: sha256_file(path)},
-            input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))},
-            opset=17,
-        ),
-    )
+    write_manifest(out_dir / "model.manifest.json", Manifest(
+        model_id=meta["model_id"], kind="onnx", precision="fp32", files={path.name: sha256_file(path)},
+        input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))}, opset=17,
+    ))
     return path
 
 
