@@ -89,6 +89,7 @@ class TensorRTRunner(Runner):
                         f"TensorRT refused the buffer address of tensor '{tensor.name}'"
                     )
         except BaseException as exc:
+            engine = context = None  # TensorRT objects go first, while the CUDA context is current
             self._release(failed=exc)  # activate() failed: release what it made, context popped
             raise
         self._engine, self._context, self._plan = engine, context, plan
