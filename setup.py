@@ -9,6 +9,11 @@ from setuptools import find_packages, setup
 
 TORCH = "torch==2.13.0"
 
+# cuda-python's major must match the CUDA major of the machine: 13.x bindings need a CUDA 13
+# driver, so on JetPack 6 (CUDA 12.6) an unbounded pin picks 13.x and the first CUDA call fails.
+CUDA12 = ["cuda-python>=12.6,<13"]  # JetPack 6.x, CUDA 12 desktops
+CUDA13 = ["cuda-python>=13,<14"]  # JetPack 7.x, CUDA 13 desktops
+
 BASE = [
     "numpy>=1.24",
     # JetPack ships OpenCV 4; 5.x changed APIs the kiosk relies on.
@@ -24,7 +29,12 @@ EXTRAS = {
     "train": [TORCH, "tqdm>=4.66", "matplotlib>=3.8"],
     "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14"],
     "realsense": ["pyrealsense2>=2.55"],
-    "tensorrt": ["tensorrt>=10.3", "cuda-python>=12.6"],
+    # On a Jetson TensorRT comes from JetPack (apt python3-libnvinfer): install only the CUDA extra.
+    "cuda12": CUDA12,
+    "cuda13": CUDA13,
+    # Elsewhere the TensorRT wheels name their CUDA major too.
+    "tensorrt-cu12": ["tensorrt-cu12>=10.3,<12", *CUDA12],
+    "tensorrt-cu13": ["tensorrt-cu13>=10.13,<12", *CUDA13],
     "pycuda": ["pycuda>=2024.1"],
     "demo": ["amqtt>=0.11", "jsonschema>=4.20"],
 }
@@ -37,7 +47,7 @@ EXTRAS["dev"] = sorted(
         + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "jsonschema>=4.20", "scipy>=1.11"]
     )
 )
-EXTRAS["all"] = sorted(set(EXTRAS["dev"] + EXTRAS["tensorrt"]))
+EXTRAS["all"] = sorted(set(EXTRAS["dev"] + EXTRAS["tensorrt-cu12"]))
 
 setup(
     name="gaitmil-edge",
@@ -46,7 +56,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*"]),
+    packages=find_packages(
+        include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*"]
+    ),
     package_data={
         "export": ["data/*.txt", "data/*.json"],
         "edge": ["schemas/*.json", "data/*.toml"],

@@ -32,10 +32,17 @@ def _onnx(args: argparse.Namespace) -> int:
             from export.random_model import make_random_checkpoint
 
             print(UNTRAINED_NOTE)
-            checkpoint = make_random_checkpoint(args.preset, Path(tmp) / f"random-{args.preset}.pt", args.seed)
-        result = export_onnx(ExportConfig(Path(checkpoint), Path(args.out), args.frames, args.batch,
-                                          args.walks, args.seed))
-    print(f"wrote {result.onnx_path} ({result.manifest.model_id}, input {result.manifest.input_shapes})")
+            checkpoint = make_random_checkpoint(
+                args.preset, Path(tmp) / f"random-{args.preset}.pt", args.seed
+            )
+        result = export_onnx(
+            ExportConfig(
+                Path(checkpoint), Path(args.out), args.frames, args.batch, args.walks, args.seed
+            )
+        )
+    print(
+        f"wrote {result.onnx_path} ({result.manifest.model_id}, input {result.manifest.input_shapes})"
+    )
     print(f"wrote {result.manifest_path} (weights sha256 {result.manifest.weights_sha256[:16]}...)")
     print("ONNX checker: full check passed; audit (TensorRT 10.3 ops, graph rules): PASS")
     if result.parity:
@@ -50,9 +57,15 @@ def _audit(args: argparse.Namespace) -> int:
     reports = []
     for model in args.models:
         report = audit_model(Path(model), target=args.target)
-        reports.append({"model": report.model, "target": report.target, "ok": report.ok,
-                        "op_counts": report.op_counts,
-                        "findings": [vars(f) for f in report.findings]})
+        reports.append(
+            {
+                "model": report.model,
+                "target": report.target,
+                "ok": report.ok,
+                "op_counts": report.op_counts,
+                "findings": [vars(f) for f in report.findings],
+            }
+        )
         print(report.format())
         failed += not report.ok
     if args.json:
@@ -76,28 +89,44 @@ def _fp16(args: argparse.Namespace) -> int:
         walks, _ = simulated_walks(args.walks, frames=frames, seed=args.seed)
     keep = tuple(args.keep_fp32 or KEEP_FP32_OPS)
     result = convert_fp16(args.model, args.out, keep, walks)
-    print(f"wrote {result.path} and {result.manifest_path}; kept in FP32: ops {list(keep)} (plus the "
-          f"converter's defaults) and {len(result.kept_fp32_nodes)} phase-lookup nodes")
+    print(
+        f"wrote {result.path} and {result.manifest_path}; kept in FP32: ops {list(keep)} (plus the "
+        f"converter's defaults) and {len(result.kept_fp32_nodes)} phase-lookup nodes"
+    )
     if result.parity:
         print(result.parity.format())
         if result.parity.argmax_agreement < MIN_AGREEMENT:
-            raise ParityError(f"FP16 argmax agreement {100 * result.parity.argmax_agreement:.2f}% is below "
-                              f"{100 * MIN_AGREEMENT:.1f}%: keep more ops in FP32 (--keep-fp32); an untrained "
-                              "model's near-uniform probabilities flip on ties, so judge a trained one")
+            raise ParityError(
+                f"FP16 argmax agreement {100 * result.parity.argmax_agreement:.2f}% is below "
+                f"{100 * MIN_AGREEMENT:.1f}%: keep more ops in FP32 (--keep-fp32); an untrained "
+                "model's near-uniform probabilities flip on ties, so judge a trained one"
+            )
     return 0
 
 
 def _engine(args: argparse.Namespace) -> int:
     from export.engine import EngineConfig, build_engine
 
-    result = build_engine(EngineConfig(Path(args.onnx), Path(args.out), args.workspace,
-                                       Path(args.timing_cache) if args.timing_cache else None,
-                                       args.force, args.reuse_if_current, args.legacy_fp16))
+    result = build_engine(
+        EngineConfig(
+            Path(args.onnx),
+            Path(args.out),
+            args.workspace,
+            args.timing_cache or None,  # a str: a trailing "/" means a folder
+            args.force,
+            args.reuse_if_current,
+            args.legacy_fp16,
+        )
+    )
     if result.decision.action == "reuse":
         print(f"{result.engine_path} is current for this machine and ONNX; not rebuilt")
     else:
-        print(f"built {result.engine_path} ({'; '.join(result.decision.reasons)}); "
-              f"manifest {result.manifest_path}; timing cache {result.timing_cache_path}")
+        print(
+            f"built {result.engine_path} ({'; '.join(result.decision.reasons)}); "
+            f"manifest {result.manifest_path}; timing cache {result.timing_cache_path}"
+        )
+    for note in result.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -107,39 +136,60 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify_engine(Path(args.engine), Path(args.onnx), args.walks, args.seed)
     print(report.format())
     if report.argmax_agreement < args.min_agreement:
-        raise ParityError(f"engine agrees with ONNX Runtime on {100 * report.argmax_agreement:.2f}% of walks, "
-                          f"below {100 * args.min_agreement:.1f}%")
+        raise ParityError(
+            f"engine agrees with ONNX Runtime on {100 * report.argmax_agreement:.2f}% of walks, "
+            f"below {100 * args.min_agreement:.1f}%"
+        )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("onnx", help="checkpoint -> model.onnx + manifest, with checker, audit and parity")
+    p = sub.add_parser(
+        "onnx", help="checkpoint -> model.onnx + manifest, with checker, audit and parity"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a Gait-MIL checkpoint (gaitmil.checkpoint format)")
-    source.add_argument("--preset", help="export a randomly initialised model of this preset (benchmarks only)")
+    source.add_argument(
+        "--preset", help="export a randomly initialised model of this preset (benchmarks only)"
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES, help="T, fixed in the graph")
     p.add_argument("--batch", type=int, default=1, help="B, fixed in the graph")
-    p.add_argument("--walks", type=int, default=200, help="simulated walks for the parity check (0: skip)")
+    p.add_argument(
+        "--walks", type=int, default=200, help="simulated walks for the parity check (0: skip)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_onnx)
 
-    p = sub.add_parser("audit", help="check ONNX models against TensorRT 10.3's parser and the graph rules")
+    p = sub.add_parser(
+        "audit", help="check ONNX models against TensorRT 10.3's parser and the graph rules"
+    )
     p.add_argument("models", nargs="+")
-    p.add_argument("--target", default="auto", choices=("auto", "tensorrt", "cpu"),
-                   help="INT8 target; auto reads it from the model's metadata")
+    p.add_argument(
+        "--target",
+        default="auto",
+        choices=("auto", "tensorrt", "cpu"),
+        help="INT8 target; auto reads it from the model's metadata",
+    )
     p.add_argument("--json", help="also write the findings as JSON")
     p.set_defaults(func=_audit)
 
     p = sub.add_parser("fp16", help="FP32 ONNX -> FP16 ONNX with FP32 inputs/outputs")
     p.add_argument("model")
     p.add_argument("--out", required=True)
-    p.add_argument("--walks", type=int, default=200, help="simulated walks for the FP32 comparison (0: skip)")
-    p.add_argument("--keep-fp32", nargs="*", metavar="OP", help="op types kept in FP32 (default: %(default)s)")
+    p.add_argument(
+        "--walks", type=int, default=200, help="simulated walks for the FP32 comparison (0: skip)"
+    )
+    p.add_argument(
+        "--keep-fp32", nargs="*", metavar="OP", help="op types kept in FP32 (default: %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_fp16)
 
@@ -147,12 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB")
-    p.add_argument("--timing-cache", help="timing cache file or folder (the TensorRT/GPU key is added)")
+    p.add_argument(
+        "--timing-cache", help="timing cache file or folder (the TensorRT/GPU key is added)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing, different engine")
-    p.add_argument("--reuse-if-current", action="store_true",
-                   help="exit 0 without building when the engine's manifest matches this machine and ONNX")
-    p.add_argument("--legacy-fp16", action="store_true",
-                   help="TensorRT 10.x only: weakly typed network with BuilderFlag.FP16 (prefer the FP16 ONNX)")
+    p.add_argument(
+        "--reuse-if-current",
+        action="store_true",
+        help="exit 0 without building when the engine's manifest matches this machine and ONNX",
+    )
+    p.add_argument(
+        "--legacy-fp16",
+        action="store_true",
+        help="TensorRT 10.x only: weakly typed network with BuilderFlag.FP16 (prefer the FP16 ONNX)",
+    )
     p.set_defaults(func=_engine)
 
     p = sub.add_parser("verify", help="TensorRT engine vs ONNX Runtime on simulated walks")

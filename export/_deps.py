@@ -14,7 +14,8 @@ _EXTRA_OF = {
     "onnxconverter_common": "pip install 'gaitmil-edge[export]'",
     "tensorrt": (
         "on a Jetson install the JetPack package python3-libnvinfer "
-        "(sudo apt install python3-libnvinfer); elsewhere pip install 'gaitmil-edge[tensorrt]'"
+        "(sudo apt install python3-libnvinfer); elsewhere pip install 'gaitmil-edge[tensorrt-cu12]' "
+        "(CUDA 12) or 'gaitmil-edge[tensorrt-cu13]' (CUDA 13)"
     ),
 }
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.errors import EngineError
 from export.parity import ParityReport, compare_outputs
 from gaitmil import spec
 
@@ -26,14 +27,33 @@ def run_runner(runner: object, walks: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def verify_engine(engine: Path, onnx: Path, walks: int = 200, seed: int = 0) -> ParityReport:
-    """Agreement of the TensorRT engine with ONNX Runtime on the same ONNX model."""
+    """Agreement of the TensorRT engine with ONNX Runtime on the same ONNX model.
+
+    The engine must have been built from `onnx` (its manifest's ONNX hash is checked).
+    """
+    from edge.errors import EdgeError
     from edge.runners.registry import create_runner
+    from export._deps import require
     from export.walks import simulated_walks
 
-    with create_runner("onnxruntime", onnx) as reference:
-        frames = reference.input_shape[1]
-        data, _ = simulated_walks(walks, frames=frames, seed=seed)
-        expected = run_runner(reference, data)
-    with create_runner("tensorrt", engine) as candidate:
-        got = run_runner(candidate, data)
+    engine, onnx = Path(engine), Path(onnx)
+    build = f"python -m export engine --onnx {onnx} --out {engine}"
+    if not onnx.is_file():
+        raise EngineError(
+            f"ONNX model {onnx} does not exist; pass the ONNX the engine was built from"
+        )
+    if not engine.is_file():
+        raise EngineError(
+            f"engine {engine} does not exist; build it on this machine first: {build}"
+        )
+    require("tensorrt")  # a missing TensorRT is exit code 3 with the install command
+    try:
+        with create_runner("onnxruntime", onnx) as reference:
+            frames = reference.input_shape[1]
+            data, _ = simulated_walks(walks, frames=frames, seed=seed)
+            expected = run_runner(reference, data)
+        with create_runner("tensorrt", engine, onnx_path=str(onnx)) as candidate:
+            got = run_runner(candidate, data)
+    except EdgeError as exc:  # runner errors name the file and the fix; no traceback for the user
+        raise EngineError(f"{exc}") from exc
     return compare_outputs(expected, got, "onnxruntime", "tensorrt")

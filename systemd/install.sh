@@ -11,7 +11,10 @@
 #   --runner NAME     tensorrt (default on Jetson) or onnxruntime
 #   --model FILE      ONNX model to ship (default: models/demo/model.int8.onnx for tensorrt,
 #                     models/demo/model.int8-cpu.onnx for onnxruntime, else models/demo/model.onnx)
-#   --extras LIST     pip extras to install, e.g. realsense (default: realsense)
+#   --extras LIST     pip extras to install, e.g. realsense (default: realsense); with --runner
+#                     tensorrt the cuda-python extra of this CUDA major is added (cuda12 or cuda13)
+#   --cuda MAJOR      12 (JetPack 6) or 13 (JetPack 7); default: read from /etc/nv_tegra_release
+#                     (R36 -> 12, R38 -> 13), else /usr/local/cuda/version.json
 #   --site ID --kiosk ID --broker URL   written into a new config (an existing one is never overwritten)
 #   --python PY       interpreter for the venv (default python3; JetPack's, so TensorRT is visible)
 #   --no-pip          create the venv but do not pip-install the package (offline images, tests)
@@ -27,6 +30,7 @@ user="gaitmil"
 runner=""
 model=""
 extras="realsense"
+cuda_major=""
 site="site-0"
 kiosk="$(hostname -s 2>/dev/null || echo kiosk-0)"
 broker="mqtt://127.0.0.1:1883"
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
         --runner) runner="${2:?}"; shift 2 ;;
         --model) model="${2:?}"; shift 2 ;;
         --extras) extras="${2-}"; shift 2 ;;
+        --cuda) cuda_major="${2:?--cuda needs 12 or 13}"; shift 2 ;;
         --site) site="${2:?}"; shift 2 ;;
         --kiosk) kiosk="${2:?}"; shift 2 ;;
         --broker) broker="${2:?}"; shift 2 ;;
@@ -55,7 +60,7 @@ while [ $# -gt 0 ]; do
         --no-start) start=0; shift ;;
         --uninstall) uninstall=1; shift ;;
         --purge) purge=1; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -75,6 +80,26 @@ if [ -z "$runner" ]; then
     if [ -f "$root/etc/nv_tegra_release" ] || [ -f /etc/nv_tegra_release ]; then runner=tensorrt; else runner=onnxruntime; fi
 fi
 case "$runner" in tensorrt|onnxruntime) ;; *) die "--runner must be tensorrt or onnxruntime, got '$runner'" ;; esac
+
+# The TensorRT runner and the engine unit need cuda-python of this machine's CUDA major
+# (13.x bindings fail on JetPack 6's CUDA 12 driver). It is installed here, with the package,
+# before any unit starts: the kiosk unit gives up after 5 failed starts in 10 minutes.
+if [ "$runner" = tensorrt ]; then
+    if [ -z "$cuda_major" ] && [ -f "$root/etc/nv_tegra_release" ]; then
+        case "$(sed -n 's/^# R\([0-9]*\) .*/\1/p' "$root/etc/nv_tegra_release" | head -n 1)" in
+            36) cuda_major=12 ;;
+            38) cuda_major=13 ;;
+        esac
+    fi
+    if [ -z "$cuda_major" ] && [ -f "$root/usr/local/cuda/version.json" ]; then
+        cuda_major="$(sed -n 's/.*"version" *: *"\([0-9]*\)\..*/\1/p' "$root/usr/local/cuda/version.json" | head -n 1)"
+    fi
+    case "$cuda_major" in
+        12|13) extras="${extras:+$extras,}cuda$cuda_major" ;;
+        "") die "cannot tell this machine's CUDA major (no L4T R36/R38 in /etc/nv_tegra_release, no /usr/local/cuda/version.json): pass --cuda 12 (JetPack 6) or --cuda 13 (JetPack 7)" ;;
+        *) die "--cuda must be 12 (JetPack 6) or 13 (JetPack 7), got '$cuda_major'" ;;
+    esac
+fi
 
 unit_dir="$root/etc/systemd/system"
 conf_dir="$root/etc/gaitmil-edge"
@@ -137,10 +162,13 @@ if [ ! -x "$venv/bin/python" ]; then
     if [ "$pip" -eq 1 ]; then "$python" -m venv --system-site-packages "$venv"
     else "$python" -m venv --system-site-packages --without-pip "$venv"; fi
 fi
+spec="$repo"
+[ -n "$extras" ] && spec="$repo[$extras]"
 if [ "$pip" -eq 1 ]; then
-    spec="$repo"
-    [ -n "$extras" ] && spec="$repo[$extras]"
+    say "installing $spec"
     "$venv/bin/python" -m pip install -q --upgrade "$spec"
+else
+    say "not installing $spec (--no-pip)"
 fi
 
 # 4. Model and docs.

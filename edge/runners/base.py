@@ -25,15 +25,23 @@ class Runner(ABC):
     name: ClassVar[str] = "runner"
     # keyword options a backend accepts besides `threads` (unknown ones are refused)
     options_allowed: ClassVar[frozenset[str]] = frozenset()
+    # how to make the model file when it is missing (engines are built, not exported)
+    missing_model_hint: ClassVar[str] = (
+        "build it with `python -m export onnx --checkpoint CKPT --out DIR` (or `make models` for the demo model)"
+    )
 
-    def __init__(self, model_path: str | Path, *, threads: int | None = None, **options: Any) -> None:
+    def __init__(
+        self, model_path: str | Path, *, threads: int | None = None, **options: Any
+    ) -> None:
         unknown = sorted(set(options) - self.options_allowed)
         if unknown:
             raise RunnerError(
                 f"{self.name} runner: unknown option(s) {unknown}; allowed: {sorted(self.options_allowed) or 'none'}"
             )
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise RunnerError(f"{self.name} runner: threads={threads!r} must be a positive integer or None")
+            raise RunnerError(
+                f"{self.name} runner: threads={threads!r} must be a positive integer or None"
+            )
         self.model_path = Path(model_path)
         self.threads = threads
         self.options = options
@@ -55,8 +63,7 @@ class Runner(ABC):
             raise RunnerError(f"{self.name} runner for {self.model_path} is already active")
         if not self.model_path.is_file():
             raise ModelError(
-                f"{self.name} runner: model file {self.model_path} does not exist; build it with "
-                "`python -m export onnx --checkpoint CKPT --out DIR` (or `make models` for the demo model)"
+                f"{self.name} runner: model file {self.model_path} does not exist; {self.missing_model_hint}"
             )
         self._activate()
         if self._input_shape is None:
@@ -65,7 +72,9 @@ class Runner(ABC):
 
     def deactivate(self) -> None:
         if not self._active:
-            raise RunnerError(f"{self.name} runner for {self.model_path} is not active: nothing to deactivate")
+            raise RunnerError(
+                f"{self.name} runner for {self.model_path} is not active: nothing to deactivate"
+            )
         try:
             self._deactivate()
         finally:
@@ -158,25 +167,35 @@ class Runner(ABC):
 def check_feed(feed: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Validate a feed: exactly `silhouettes`, float32, `shape`, finite, in [0, 1]."""
     if not isinstance(feed, dict):
-        raise RunnerError(f"feed must be a dict {{'{INPUT_NAME}': array}}, got {type(feed).__name__}")
+        raise RunnerError(
+            f"feed must be a dict {{'{INPUT_NAME}': array}}, got {type(feed).__name__}"
+        )
     names = sorted(feed)
     if names != [INPUT_NAME]:
         raise RunnerError(f"feed must hold exactly the tensor '{INPUT_NAME}', got {names}")
     array = feed[INPUT_NAME]
     if not isinstance(array, np.ndarray):
-        raise RunnerError(f"tensor '{INPUT_NAME}' must be a numpy array, got {type(array).__name__}")
+        raise RunnerError(
+            f"tensor '{INPUT_NAME}' must be a numpy array, got {type(array).__name__}"
+        )
     if array.dtype != np.float32:
         raise RunnerError(
             f"tensor '{INPUT_NAME}': expected dtype float32, got {array.dtype} "
             "(convert uint8 silhouettes with gaitmil.spec.to_model_input)"
         )
     if tuple(array.shape) != tuple(shape):
-        raise RunnerError(f"tensor '{INPUT_NAME}': expected shape {tuple(shape)}, got {tuple(array.shape)}")
+        raise RunnerError(
+            f"tensor '{INPUT_NAME}': expected shape {tuple(shape)}, got {tuple(array.shape)}"
+        )
     if not np.isfinite(array).all():
-        raise RunnerError(f"tensor '{INPUT_NAME}': contains NaN or inf; expected finite values in [0, 1]")
+        raise RunnerError(
+            f"tensor '{INPUT_NAME}': contains NaN or inf; expected finite values in [0, 1]"
+        )
     low, high = float(array.min()), float(array.max())
     if low < 0.0 or high > 1.0:
-        raise RunnerError(f"tensor '{INPUT_NAME}': values must be in [0, 1], got [{low:g}, {high:g}]")
+        raise RunnerError(
+            f"tensor '{INPUT_NAME}': values must be in [0, 1], got [{low:g}, {high:g}]"
+        )
     return np.ascontiguousarray(array)
 
 
@@ -184,7 +203,11 @@ def check_model_input_shape(shape: Any, where: str) -> tuple[int, int, int, int]
     """A model's declared input shape must be static [B, T, 64, 44]; raise ModelError otherwise."""
     dims = list(shape) if shape is not None else []
     static = all(isinstance(d, (int, np.integer)) and int(d) > 0 for d in dims)
-    if len(dims) != 4 or not static or tuple(int(d) for d in dims[2:]) != (INPUT_HEIGHT, INPUT_WIDTH):
+    if (
+        len(dims) != 4
+        or not static
+        or tuple(int(d) for d in dims[2:]) != (INPUT_HEIGHT, INPUT_WIDTH)
+    ):
         raise ModelError(
             f"{where}: input '{INPUT_NAME}' has shape {dims}, expected static [B, T, {INPUT_HEIGHT}, {INPUT_WIDTH}]; "
             "re-export it with `python -m export onnx --checkpoint CKPT --out DIR`"

@@ -20,7 +20,11 @@ RUNNERS: dict[str, str] = {
 REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "onnxruntime": (("onnxruntime",), "pip install gaitmil-edge"),
     "torch": (("torch",), "pip install gaitmil-edge[train]"),
-    "tensorrt": (("tensorrt",), "pip install gaitmil-edge[tensorrt] (on Jetson: apt install python3-libnvinfer)"),
+    "tensorrt": (
+        ("tensorrt",),
+        "on a Jetson apt install python3-libnvinfer; elsewhere pip install "
+        "'gaitmil-edge[tensorrt-cu12]' (CUDA 12) or 'gaitmil-edge[tensorrt-cu13]' (CUDA 13)",
+    ),
 }
 
 
@@ -43,8 +47,14 @@ def available_runners() -> dict[str, bool | str]:
     for name, (modules, how) in REQUIREMENTS.items():
         missing = [m for m in modules if importlib.util.find_spec(m) is None]
         result[name] = True if not missing else f"{', '.join(missing)} not installed: {how}"
-    if result.get("tensorrt") is True and not any(
-        importlib.util.find_spec(m) is not None for m in ("cuda", "pycuda")
-    ):
-        result["tensorrt"] = "neither cuda-python nor pycuda installed: pip install gaitmil-edge[tensorrt]"
+    if result.get("tensorrt") is True:
+        from edge.runners.trt_plan import CUDA_MODULES, cuda_python_hint, module_available
+
+        if not any(module_available(m) for m in CUDA_MODULES.values()):
+            from edge.runners.cuda_buffers import detect_cuda_major
+
+            result["tensorrt"] = (
+                f"neither cuda-python nor pycuda installed: {cuda_python_hint(detect_cuda_major())}, "
+                "or pip install 'gaitmil-edge[pycuda]'"
+            )
     return result

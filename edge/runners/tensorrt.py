@@ -1,23 +1,29 @@
 """TensorRT runner: a serialized engine, checked against its manifest and this machine.
 
 All TensorRT and CUDA objects are created in activate(), in the calling thread, which
-must be the thread that calls infer(). Uses the named-tensor API (TensorRT 8.5-11).
+must be the thread that calls infer(). Uses the named-tensor API (TensorRT 10.x-11.x).
+
+A serialized engine is executable code (NVIDIA's security guidance): load only engines
+built on this machine by `python -m export engine`. The file is read once; those same
+bytes are hashed, checked against the manifest and deserialized, so the file cannot
+change between the check and the load.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.runners.base import Runner
-from edge.runners.cuda_buffers import BUFFERS, CudaBuffers, device_facts
+from edge.runners.cuda_buffers import BUFFERS, CudaBuffers, detect_cuda_major, device_facts
 from edge.runners.trt_plan import (
     REBUILD_ENGINE,
     IOTensor,
     choose_cuda_library,
     engine_mismatches,
+    module_available,
     numpy_dtype,
     plan_io,
 )
@@ -31,6 +37,10 @@ class TensorRTRunner(Runner):
 
     name = "tensorrt"
     options_allowed = frozenset({"cuda_library", "device", "onnx_path", "require_manifest"})
+    missing_model_hint = (
+        "build it on this machine with "
+        "`python -m export engine --onnx MODEL.onnx --out ENGINE --reuse-if-current`"
+    )
 
     def _activate(self) -> None:
         try:
@@ -38,68 +48,117 @@ class TensorRTRunner(Runner):
         except ImportError as err:
             raise RunnerError(
                 "the tensorrt runner needs TensorRT: on a Jetson `apt install python3-libnvinfer`, "
-                "elsewhere pip install 'gaitmil-edge[tensorrt]'"
+                "elsewhere pip install 'gaitmil-edge[tensorrt-cu12]' (CUDA 12) or "
+                "'gaitmil-edge[tensorrt-cu13]' (CUDA 13)"
             ) from err
         try:
-            library = choose_cuda_library(lambda m: importlib.util.find_spec(m) is not None,
-                                          self.options.get("cuda_library"))
+            library = choose_cuda_library(
+                module_available, self.options.get("cuda_library"), detect_cuda_major()
+            )
         except ValueError as err:
             raise RunnerError(str(err)) from err
         device = int(self.options.get("device", 0))
-        manifest = self._check_manifest(trt.__version__, library, device)
-
+        self._buffers: CudaBuffers | None = None
         self._trt_logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime and engine
-        self._trt_runtime = trt.Runtime(self._trt_logger)
-        engine = self._trt_runtime.deserialize_cuda_engine(self.model_path.read_bytes())
-        if engine is None:
-            raise ModelError(f"TensorRT {trt.__version__} cannot deserialize {self.model_path}; {REBUILD_ENGINE}")
-        tensors = []
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            tensors.append(IOTensor(
-                name=name, is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
-                dtype=numpy_dtype(engine.get_tensor_dtype(name)),
-            ))
         try:
-            plan = plan_io(tensors)
-        except ValueError as err:
-            raise ModelError(f"{self.model_path}: {err}; {REBUILD_ENGINE}") from err
-        context = engine.create_execution_context()
-        context.set_input_shape(INPUT_NAME, plan.input.shape)
-        self._buffers: CudaBuffers = BUFFERS[library](plan, device)
-        try:
-            for tensor in plan.tensors:
+            # the device (and pycuda's context) first: the engine is deserialized onto it
+            self._buffers = BUFFERS[library](device)
+            data = self.model_path.read_bytes()  # read once: these bytes are checked and loaded
+            manifest = self._check_manifest(data, trt.__version__, library, device)
+            self._trt_runtime = trt.Runtime(self._trt_logger)
+            engine = self._trt_runtime.deserialize_cuda_engine(data)
+            if engine is None:
+                raise ModelError(
+                    f"TensorRT {trt.__version__} cannot deserialize {self.model_path}; {REBUILD_ENGINE}"
+                )
+            plan = self._read_plan(trt, engine)
+            context = engine.create_execution_context()
+            if context is None:
+                raise RunnerError(
+                    f"TensorRT could not create an execution context for {self.model_path}"
+                )
+            if not context.set_input_shape(INPUT_NAME, plan.input.shape):
+                raise ModelError(
+                    f"TensorRT refused input shape {list(plan.input.shape)} for {self.model_path}; "
+                    f"{REBUILD_ENGINE}"
+                )
+            self._buffers.allocate(plan)
+            for tensor in plan.tensors:  # every I/O tensor needs an address, extra outputs included
                 if not context.set_tensor_address(tensor.name, self._buffers.device[tensor.name]):
-                    raise RunnerError(f"TensorRT refused the buffer address of tensor '{tensor.name}'")
-        except BaseException:
-            self._buffers.free()  # activate() failed: release what it allocated
+                    raise RunnerError(
+                        f"TensorRT refused the buffer address of tensor '{tensor.name}'"
+                    )
+        except BaseException as exc:
+            engine = context = None  # TensorRT objects go first, while the CUDA context is current
+            self._release(failed=exc)  # activate() failed: release what it made, context popped
             raise
         self._engine, self._context, self._plan = engine, context, plan
         self._input_shape = tuple(plan.input.shape)  # type: ignore[assignment]
         self._precision = manifest.precision if manifest is not None else "unknown"
-        self._model_id = manifest.model_id if manifest is not None else f"{self.model_path.stem}-{self.model_sha256[:12]}"
+        self._model_id = (
+            manifest.model_id
+            if manifest is not None
+            else f"{self.model_path.stem}-{self.model_sha256[:12]}"
+        )
 
-    def _check_manifest(self, trt_version: str, library: str, device: int):
-        from gaitmil.manifest import ManifestError, find_manifest, sha256_file, verify_artifact
+    def _read_plan(self, trt, engine):
+        tensors = []
+        try:
+            for i in range(engine.num_io_tensors):
+                name = engine.get_tensor_name(i)
+                tensors.append(
+                    IOTensor(
+                        name=name,
+                        is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                        shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
+                        dtype=numpy_dtype(engine.get_tensor_dtype(name)),
+                    )
+                )
+            return plan_io(tensors)
+        except ValueError as err:
+            raise ModelError(f"{self.model_path}: {err}; {REBUILD_ENGINE}") from err
 
+    def _check_manifest(self, data: bytes, trt_version: str, library: str, device: int):
+        from gaitmil.manifest import ManifestError, find_manifest, read_manifest, sha256_file
+
+        self._model_sha256 = hashlib.sha256(data).hexdigest()
         path = find_manifest(self.model_path)
         if not path.is_file():
             if self.options.get("require_manifest", True):
-                raise ModelError(f"engine {self.model_path} has no manifest ({path.name}); {REBUILD_ENGINE}")
+                raise ModelError(
+                    f"engine {self.model_path} has no manifest ({path.name}); {REBUILD_ENGINE}"
+                )
             return None
         try:
-            manifest = verify_artifact(self.model_path, path)
+            manifest = read_manifest(path)
         except ManifestError as err:
             raise ModelError(f"tensorrt refuses {self.model_path}: {err}") from err
-        gpu_name, capability = device_facts(library, device)
+        expected = manifest.files.get(self.model_path.name)
+        if expected is None:
+            raise ModelError(
+                f"manifest {path} does not describe {self.model_path.name} "
+                f"(it lists {sorted(manifest.files)}); {REBUILD_ENGINE}"
+            )
+        if expected != self._model_sha256:
+            raise ModelError(
+                f"tensorrt refuses {self.model_path}: its sha256 {self._model_sha256[:16]}... differs "
+                f"from {expected[:16]}... in {path.name} (replaced or truncated); {REBUILD_ENGINE}"
+            )
+        facts = device_facts(library, device)
         onnx_path = self.options.get("onnx_path")
         problems = engine_mismatches(
-            manifest.to_dict(), tensorrt_version=trt_version, gpu_name=gpu_name, compute_capability=capability,
+            manifest.to_dict(),
+            tensorrt_version=trt_version,
+            gpu_name=facts.name,
+            compute_capability=facts.compute_capability,
+            sm_count=facts.sm_count,
+            memory_gib=facts.memory_gib,
             onnx_sha256=sha256_file(onnx_path) if onnx_path else None,
         )
         if problems:
-            raise ModelError(f"engine {self.model_path} does not match this machine: " + " | ".join(problems))
+            raise ModelError(
+                f"engine {self.model_path} does not match this machine: " + " | ".join(problems)
+            )
         return manifest
 
     def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]:
@@ -109,7 +168,9 @@ class TensorRTRunner(Runner):
         buffers.copy_inputs()
         buffers.mark(1)
         if not self._context.execute_async_v3(buffers.stream_handle):
-            raise RunnerError(f"TensorRT execute_async_v3 failed for {self.model_path}")
+            raise RunnerError(
+                f"TensorRT execute_async_v3 failed for {self.model_path} (see the TensorRT log)"
+            )
         buffers.mark(2)
         buffers.copy_outputs()
         buffers.mark(3)
@@ -122,12 +183,25 @@ class TensorRTRunner(Runner):
         # copies: the pinned buffers are overwritten by the next call
         return {name: buffers.host[name].copy() for name in OUTPUT_NAMES}
 
-    def _deactivate(self) -> None:
-        buffers = getattr(self, "_buffers", None)
+    def _release(self, failed: BaseException | None = None) -> None:
+        """TensorRT objects before the CUDA memory they use; the CUDA context goes last.
+
+        After a failed activate() the original error stays the one raised; clean-up
+        failures are attached to it as notes.
+        """
         self._context = None
         self._engine = None
-        if buffers is not None:
-            buffers.free()
-        self._buffers = None
         self._trt_runtime = None
+        buffers, self._buffers = getattr(self, "_buffers", None), None
         self._trt_logger = None
+        if buffers is None:
+            return
+        try:
+            buffers.free()
+        except RunnerError as err:
+            if failed is None:
+                raise
+            failed.add_note(str(err))
+
+    def _deactivate(self) -> None:
+        self._release()

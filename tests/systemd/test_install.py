@@ -15,8 +15,12 @@ SCRIPT = REPO / "systemd" / "install.sh"
 
 
 def install(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), "--root", str(root), "--no-pip", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", str(SCRIPT), "--root", str(root), "--no-pip", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -29,7 +33,9 @@ def snapshot(root: Path) -> dict[str, str]:
         if path.is_symlink():
             out[rel] = "-> " + os.readlink(path)
         elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()[:16] + f" {path.stat().st_mode:o}"
+            out[rel] = (
+                hashlib.sha256(path.read_bytes()).hexdigest()[:16] + f" {path.stat().st_mode:o}"
+            )
     return out
 
 
@@ -42,17 +48,53 @@ def model(tmp_path) -> Path:
     return folder / "model.int8.onnx"
 
 
+L4T_36 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 2025\n"
+
+
+def test_tensorrt_install_adds_the_cuda_python_extra_of_this_cuda_major(tmp_path, model):
+    _need_tools()
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/nv_tegra_release").write_text(L4T_36.replace("R36", "R38"))  # JetPack 7: CUDA 13
+    done = install(root, "--model", str(model), "--no-start")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "[realsense,cuda13]" in done.stderr
+        and 'runner = "tensorrt"' in (root / "etc/gaitmil-edge/kiosk.toml").read_text()
+    )
+    assert "[realsense,cuda12]" in install(root, "--model", str(model), "--cuda", "12").stderr
+    assert "[realsense]" in install(root, "--model", str(model), "--runner", "onnxruntime").stderr
+
+
+def test_tensorrt_install_without_cuda_facts_asks_for_cuda(tmp_path, model):
+    done = install(tmp_path / "root", "--model", str(model), "--runner", "tensorrt")
+    assert (
+        done.returncode != 0
+        and "pass --cuda 12 (JetPack 6) or --cuda 13 (JetPack 7)" in done.stderr
+    )
+    done = install(tmp_path / "root", "--model", str(model), "--runner", "tensorrt", "--cuda", "11")
+    assert done.returncode != 0 and "--cuda must be 12" in done.stderr
+
+
 def _need_tools():
     for tool in ("systemd-sysusers", "systemctl"):
         if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: run scripts/system-deps.sh (apt-get install systemd)")
+            pytest.fail(
+                f"{tool} is not installed: run scripts/system-deps.sh (apt-get install systemd)"
+            )
 
 
 def test_install_produces_the_expected_files_and_is_idempotent(tmp_path, model):
     _need_tools()
     root = tmp_path / "root"
-    first = install(root, "--model", str(model), "--runner", "tensorrt", "--site", "school-1", "--kiosk", "k7")
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/nv_tegra_release").write_text(L4T_36)
+    first = install(
+        root, "--model", str(model), "--runner", "tensorrt", "--site", "school-1", "--kiosk", "k7"
+    )
     assert first.returncode == 0, first.stderr
+    # JetPack 6 (L4T R36, CUDA 12.6): cuda-python 12.x comes with the package, before any unit starts
+    assert f"{REPO}[realsense,cuda12] (--no-pip)" in first.stderr
     files = snapshot(root)
     for expected in (
         "etc/systemd/system/gaitmil-edge.service",
@@ -76,9 +118,16 @@ def test_install_produces_the_expected_files_and_is_idempotent(tmp_path, model):
         assert "@" not in text.replace("@@", ""), unit  # every placeholder rendered
         assert "/opt/gaitmil-edge/venv/bin/python" in text
     engine = (root / "etc/systemd/system/gaitmil-engine.service").read_text()
-    assert "--onnx /opt/gaitmil-edge/models/model.int8.onnx --out /var/lib/gaitmil-edge/engines/model.int8.engine" in engine
+    assert (
+        "--onnx /opt/gaitmil-edge/models/model.int8.onnx --out /var/lib/gaitmil-edge/engines/model.int8.engine"
+        in engine
+    )
     config = (root / "etc/gaitmil-edge/kiosk.toml").read_text()
-    assert 'runner = "tensorrt"' in config and 'site_id = "school-1"' in config and 'kiosk_id = "k7"' in config
+    assert (
+        'runner = "tensorrt"' in config
+        and 'site_id = "school-1"' in config
+        and 'kiosk_id = "k7"' in config
+    )
 
     # the installed config is valid for the kiosk's own checker
     from edge.config import load_config
@@ -109,9 +158,15 @@ def test_installed_units_verify(tmp_path, model):
     for unit in ("gaitmil-edge.service", "gaitmil-engine.service"):
         text = (root / "etc/systemd/system" / unit).read_text()
         # point the absolute paths into the temporary root, where they exist
-        (out / unit).write_text(text.replace(" /opt/", f" {root}/opt/").replace("=/opt/", f"={root}/opt/"))
-    done = subprocess.run(["systemd-analyze", "verify", *(str(p) for p in sorted(out.iterdir()))],
-                          capture_output=True, text=True, timeout=60)
+        (out / unit).write_text(
+            text.replace(" /opt/", f" {root}/opt/").replace("=/opt/", f"={root}/opt/")
+        )
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *(str(p) for p in sorted(out.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 

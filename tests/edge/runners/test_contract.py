@@ -21,7 +21,22 @@ RUNNER_PARAMS = [
     pytest.param("onnxruntime", id="onnxruntime-fp32"),
     pytest.param("torch", id="torch"),
     pytest.param("tensorrt", id="tensorrt", marks=pytest.mark.tensorrt),
+    # the TensorRT runner on the fakes of tests/fakes (every CI machine): outputs are ONNX
+    # Runtime's, so these cases check the runner's glue, not TensorRT's kernels
+    pytest.param("tensorrt-fake-10.3", id="tensorrt-fake-10.3-cuda-python12"),
+    pytest.param("tensorrt-fake-11", id="tensorrt-fake-11.4-cuda-python13"),
+    pytest.param("tensorrt-fake-pycuda", id="tensorrt-fake-10.3-pycuda"),
 ]
+FAKE_TENSORRT = {
+    "tensorrt-fake-10.3": {"tensorrt": "10.3.0.30", "cuda_bindings": 12},
+    "tensorrt-fake-11": {"tensorrt": "11.4.1", "cuda_bindings": 13},
+    "tensorrt-fake-pycuda": {"tensorrt": "10.3.0.30", "cuda_bindings": None},
+}
+
+
+def backend(name: str) -> str:
+    """The registry name behind a test parameter."""
+    return "tensorrt" if name.startswith("tensorrt") else name
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +56,27 @@ def reference_outputs(tiny_checkpoint, contract_walks):
 
 
 @pytest.fixture
-def model_for(tiny_checkpoint, tiny_onnx, tmp_path):
+def model_for(tiny_checkpoint, tiny_onnx, tmp_path, monkeypatch):
     def build(name: str):
         if name == "torch":
             return tiny_checkpoint
         if name == "onnxruntime":
             return tiny_onnx
-        pytest.importorskip("tensorrt")
+        if name in FAKE_TENSORRT:
+            from tests.fakes.install import install
+
+            install(monkeypatch, **FAKE_TENSORRT[name])
+        else:
+            pytest.importorskip("tensorrt")
         from export.engine import (  # the export package's builder (writes the manifest)
             EngineConfig,
             build_engine,
         )
 
-        return build_engine(EngineConfig(onnx=tiny_onnx, out=tmp_path / "model.engine")).engine_path
+        config = EngineConfig(
+            onnx=tiny_onnx, out=tmp_path / "model.engine", timing_cache=tmp_path / "cache"
+        )
+        return build_engine(config).engine_path
 
     return build
 
@@ -65,7 +88,7 @@ def _walk(sil: np.ndarray) -> Walk:
 
 @pytest.mark.parametrize("name", RUNNER_PARAMS)
 def test_same_outputs_on_same_walks(name, model_for, contract_walks, reference_outputs):
-    with create_runner(name, model_for(name), threads=1) as runner:
+    with create_runner(backend(name), model_for(name), threads=1) as runner:
         assert runner.input_shape == (1, FRAMES, 64, 44)
         assert runner.frames == FRAMES
         assert runner.precision == "fp32"
@@ -77,7 +100,9 @@ def test_same_outputs_on_same_walks(name, model_for, contract_walks, reference_o
             assert list(outputs) == list(OUTPUT_NAMES)
             for key in OUTPUT_NAMES:
                 assert outputs[key].dtype == np.float32
-                np.testing.assert_allclose(outputs[key], expected[key], atol=2e-4, rtol=1e-3, err_msg=key)
+                np.testing.assert_allclose(
+                    outputs[key], expected[key], atol=2e-4, rtol=1e-3, err_msg=key
+                )
             assert outputs["probs"].shape == (1, NUM_CLASSES)
             assert abs(float(outputs["probs"].sum()) - 1.0) < 1e-4
             assert outputs["frame_attention"].shape == (1, FRAMES)
@@ -88,15 +113,17 @@ def test_same_outputs_on_same_walks(name, model_for, contract_walks, reference_o
 
 
 @pytest.mark.parametrize("name", RUNNER_PARAMS)
-def test_classifier_maps_attention_to_walk_frames(name, model_for, contract_walks, reference_outputs):
-    with create_runner(name, model_for(name)) as runner:
+def test_classifier_maps_attention_to_walk_frames(
+    name, model_for, contract_walks, reference_outputs
+):
+    with create_runner(backend(name), model_for(name)) as runner:
         classifier = Classifier(runner)
         for sil, expected in zip(contract_walks, reference_outputs):
             prediction = classifier.classify(_walk(sil))
             np.testing.assert_allclose(prediction.probs, expected["probs"][0], atol=2e-4)
             np.testing.assert_array_equal(prediction.frame_indices, even_indices(len(sil), FRAMES))
             assert prediction.frame_indices.max() < len(sil)
-            assert prediction.runner == name and prediction.precision == "fp32"
+            assert prediction.runner == backend(name) and prediction.precision == "fp32"
             assert prediction.inference_ms > 0.0
             top = classifier.key_frames(prediction, top=3)
             assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
@@ -105,7 +132,7 @@ def test_classifier_maps_attention_to_walk_frames(name, model_for, contract_walk
 
 @pytest.mark.parametrize("name", RUNNER_PARAMS)
 def test_lifecycle_misuse_raises(name, model_for):
-    runner = create_runner(name, model_for(name))
+    runner = create_runner(backend(name), model_for(name))
     x = np.zeros((1, FRAMES, 64, 44), np.float32)
     assert not runner.is_active
     with pytest.raises(RunnerError, match="activate"):
@@ -127,13 +154,29 @@ def test_lifecycle_misuse_raises(name, model_for):
 
 
 BAD_FEEDS = {
-    "wrong_name": ({"images": np.zeros((1, FRAMES, 64, 44), np.float32)}, "exactly the tensor 'silhouettes'"),
-    "extra_tensor": ({INPUT_NAME: np.zeros((1, FRAMES, 64, 44), np.float32),
-                      "frame_mask": np.ones((1, FRAMES), np.float32)}, "exactly the tensor"),
-    "uint8": ({INPUT_NAME: np.zeros((1, FRAMES, 64, 44), np.uint8)}, "expected dtype float32, got uint8"),
-    "float64": ({INPUT_NAME: np.zeros((1, FRAMES, 64, 44), np.float64)}, "expected dtype float32, got float64"),
-    "wrong_frames": ({INPUT_NAME: np.zeros((1, FRAMES + 1, 64, 44), np.float32)},
-                     rf"expected shape \(1, {FRAMES}, 64, 44\), got \(1, {FRAMES + 1}, 64, 44\)"),
+    "wrong_name": (
+        {"images": np.zeros((1, FRAMES, 64, 44), np.float32)},
+        "exactly the tensor 'silhouettes'",
+    ),
+    "extra_tensor": (
+        {
+            INPUT_NAME: np.zeros((1, FRAMES, 64, 44), np.float32),
+            "frame_mask": np.ones((1, FRAMES), np.float32),
+        },
+        "exactly the tensor",
+    ),
+    "uint8": (
+        {INPUT_NAME: np.zeros((1, FRAMES, 64, 44), np.uint8)},
+        "expected dtype float32, got uint8",
+    ),
+    "float64": (
+        {INPUT_NAME: np.zeros((1, FRAMES, 64, 44), np.float64)},
+        "expected dtype float32, got float64",
+    ),
+    "wrong_frames": (
+        {INPUT_NAME: np.zeros((1, FRAMES + 1, 64, 44), np.float32)},
+        rf"expected shape \(1, {FRAMES}, 64, 44\), got \(1, {FRAMES + 1}, 64, 44\)",
+    ),
     "64x64": ({INPUT_NAME: np.zeros((1, FRAMES, 64, 64), np.float32)}, "expected shape"),
     "nan": ({INPUT_NAME: np.full((1, FRAMES, 64, 44), np.nan, np.float32)}, "NaN or inf"),
     "0_255": ({INPUT_NAME: np.full((1, FRAMES, 64, 44), 255.0, np.float32)}, r"in \[0, 1\]"),
@@ -145,7 +188,7 @@ BAD_FEEDS = {
 @pytest.mark.parametrize("case", sorted(BAD_FEEDS))
 def test_bad_feeds_raise_runner_error(name, case, model_for):
     feed, message = BAD_FEEDS[case]
-    with create_runner(name, model_for(name)) as runner:
+    with create_runner(backend(name), model_for(name)) as runner:
         with pytest.raises(RunnerError, match=message):
             runner.infer(feed)
         runner.last_timing = None
@@ -189,7 +232,9 @@ def _copy_with_manifest(tiny_onnx, tmp_path):
 def test_model_changed_after_manifest_is_refused(tiny_onnx, tmp_path):
     path = _copy_with_manifest(tiny_onnx, tmp_path)
     with path.open("ab") as fh:
-        fh.write(b"\x00")  # still loads in ONNX Runtime, but no longer the model the manifest describes
+        fh.write(
+            b"\x00"
+        )  # still loads in ONNX Runtime, but no longer the model the manifest describes
     with pytest.raises(ModelError, match="sha256.*regenerate"):
         create_runner("onnxruntime", path).activate()
 
