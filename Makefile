@@ -4,6 +4,8 @@
 PY := .venv/bin/python
 DEMO_DATA ?= build/sim1500
 DEMO_RUN ?= build/demo-run
+# clean masks of the same walks as DEMO_DATA (optional): the card's second row
+DEMO_CLEAN_DATA ?=
 # warm-up + cosine LR (peak 0.02), early stopping, temperature and referral threshold on a
 # validation part of the training subjects; --max-minutes keeps it within an hour on 2 cores
 TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split 112 --preset tiny --out $(DEMO_RUN) \
@@ -27,9 +29,10 @@ demo-data:
 # Train, evaluate on held-out simulated subjects, write models/demo/{checkpoint.pt,card.json,README.md}
 demo-model: demo-data
 	$(TRAIN_CMD)
-	$(PY) -m gaitmil.evaluate --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) --json $(DEMO_RUN)/evaluation.json
-	cp $(DEMO_RUN)/checkpoint.pt models/demo/checkpoint.pt
-	cp $(DEMO_RUN)/evaluation.json models/demo/evaluation.json
+	$(PY) -m gaitmil.evaluate --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) \
+		$(if $(DEMO_CLEAN_DATA),--clean-data $(DEMO_CLEAN_DATA),) --json $(DEMO_RUN)/evaluation.json
+	cp $(DEMO_RUN)/checkpoint.pt $(DEMO_RUN)/evaluation.json $(DEMO_RUN)/reliability.png \
+		$(DEMO_RUN)/metrics.jsonl $(DEMO_RUN)/curves.png models/demo/
 	$(PY) -m gaitmil.card --checkpoint models/demo/checkpoint.pt --evaluation models/demo/evaluation.json \
 		--out models/demo --command "make demo-model  # $(TRAIN_CMD)"
 

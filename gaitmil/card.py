@@ -3,9 +3,12 @@
     python -m gaitmil.card --checkpoint CKPT --evaluation EVAL.json --out DIR \
         --command "the command that trained it"
 
-card.json carries what the kiosk reads (`referral_threshold`, chosen as the
-highest threshold that keeps screening sensitivity at the target on the
-held-out set) and the facts a reader needs; README.md says the same in words.
+card.json carries what the kiosk reads (`referral_threshold`, chosen by
+training on its validation walks and stored in the checkpoint) and the facts
+a reader needs: the kiosk-path row and the clean-mask row of
+`python -m gaitmil.evaluate --data KIOSK --clean-data CLEAN --json EVAL.json`
+with bootstrap intervals, calibration and school-population figures;
+README.md says the same in words.
 """
 
 from __future__ import annotations
@@ -25,39 +28,113 @@ SIMULATED_STATEMENT = (
 )
 
 
-def build_card(meta: dict, evaluation: dict, command: str) -> dict:
-    threshold = evaluation.get("threshold_at_target")
-    if threshold is None:
-        raise ValueError("the evaluation has no threshold at the target sensitivity (no referable walks?)")
-    at_target = evaluation["screening_at_target"]
+def _row(evaluation: dict) -> dict:
+    """The card's summary of one evaluated dataset (the kiosk path or the clean masks)."""
+    boot = (evaluation.get("bootstrap") or {}).get("figures", {})
     return {
-        "format": "gaitmil-card/1",
+        "dataset": evaluation.get("row", "held-out"),
+        "root": (evaluation.get("data") or {}).get("root"),
+        "walks": evaluation["count"],
+        "accuracy": evaluation["accuracy"],
+        "macro": evaluation["macro"],
+        "per_class": evaluation["per_class"],
+        "confusion_matrix": evaluation["confusion_matrix"],
+        "screening_at_threshold": evaluation["screening"],
+        "confidence_intervals_95": boot,
+        "bootstrap": {k: v for k, v in (evaluation.get("bootstrap") or {}).items() if k != "figures"},
+        "calibration": {k: evaluation["calibration"][k] for k in ("bins", "ece_top_label", "ece_referral")},
+        "school_population": evaluation["school_population"],
+    }
+
+
+def build_card(meta: dict, evaluation: dict, command: str) -> dict:
+    """card.json from the checkpoint's description and gaitmil.evaluate's JSON.
+
+    The referral threshold is the one training chose on its validation walks and stored in the
+    checkpoint; the evaluation must have been run at that threshold (gaitmil.evaluate's default),
+    so the held-out figures are measured, not tuned, at the operating point the kiosk uses."""
+    extra = meta.get("extra") or {}
+    threshold = extra.get("referral_threshold")
+    if threshold is None:
+        raise ValueError("the checkpoint stores no referral threshold chosen on validation walks: train it "
+                         "with this version of python -m gaitmil.train (--val-fraction > 0)")
+    used = evaluation["screening"]["threshold"]
+    if abs(float(used) - float(threshold)) > 1e-9:
+        raise ValueError(f"the evaluation used threshold {used}, the checkpoint's is {threshold}: rerun "
+                         "python -m gaitmil.evaluate without --threshold")
+    clean = evaluation.get("clean_masks")
+    return {
+        "format": "gaitmil-card/2",
         "model_id": meta.get("model_id"),
         "preset": meta.get("config", {}).get("preset"),
         "classes": meta.get("classes"),
         "input": meta.get("input"),
+        "phase_features": meta.get("config", {}).get("phase_features", "appearance"),
         "simulated": bool(evaluation.get("data", {}).get("simulated", True)),
         "statement": SIMULATED_STATEMENT,
         "referral_threshold": round(float(threshold), 4),
         "referral_rule": "refer_for_clinical_exam when P(neutral) + P(positive) >= referral_threshold",
-        "target_sensitivity": evaluation["target_sensitivity"],
-        "held_out": {
-            "walks": evaluation["count"],
-            "accuracy": evaluation["accuracy"],
-            "macro": evaluation["macro"],
-            "per_class": evaluation["per_class"],
-            "confusion_matrix": evaluation["confusion_matrix"],
-            "screening_at_threshold": at_target,
-        },
+        "target_sensitivity": extra.get("target_sensitivity"),
+        "threshold_chosen_on": extra.get("threshold_chosen_on"),
+        "temperature": extra.get("temperature"),
+        "validation": extra.get("validation"),
+        "held_out": _row(evaluation),
+        "held_out_clean_masks": _row(clean) if clean else None,
         "data": meta.get("data"),
         "training": {"command": command, **{k: v for k, v in (meta.get("training") or {}).items()
                                              if isinstance(v, (int, float, str, bool))}},
+        "training_metrics": {k: v for k, v in (meta.get("metrics") or {}).items()
+                             if isinstance(v, (int, float, str, bool)) and not k.startswith("test_")},
+        "files": {"training_log": "metrics.jsonl", "training_curves": "curves.png",
+                  "reliability_diagram": "reliability.png"},
         "code_version": meta.get("code_version"),
     }
 
 
+def _ci(row: dict, key: str) -> str:
+    """'value % [low, high]' from the bootstrap, or the point value alone when none was run."""
+    f = row["confidence_intervals_95"].get(key)
+    if f:
+        return f"{100 * f['value']:.1f} % [{100 * f['low']:.1f}, {100 * f['high']:.1f}]"
+    s, school = row["screening_at_threshold"], row["school_population"]
+    point = {"accuracy": row["accuracy"], "macro_f1": row["macro"]["f1"], "sensitivity": s["sensitivity"],
+             "specificity": s["specificity"], "school_referral_rate": school["referral_rate"],
+             "school_ppv": school["ppv"]}[key]
+    return f"{100 * point:.1f} %"
+
+
+def _table(card: dict) -> list[str]:
+    rows = [r for r in (card["held_out"], card["held_out_clean_masks"]) if r]
+    prevalence = 100 * card["held_out"]["school_population"]["prevalence"]
+    lines = [
+        f"| silhouettes | walks | accuracy | macro F1 | screening sensitivity | screening specificity "
+        f"| ECE (top label) | referral rate at {prevalence:.1f} % | PPV at {prevalence:.1f} % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['walks']} | {_ci(r, 'accuracy')} | {_ci(r, 'macro_f1')} | "
+            f"{_ci(r, 'sensitivity')} | {_ci(r, 'specificity')} | "
+            f"{100 * r['calibration']['ece_top_label']:.1f} % | {_ci(r, 'school_referral_rate')} | "
+            f"{_ci(r, 'school_ppv')} |"
+        )
+    return lines
+
+
+def _per_class(row: dict) -> list[str]:
+    lines = ["| class | sensitivity | specificity | F1 | walks |", "|---|---|---|---|---|"]
+    for name, r in row["per_class"].items():
+        lines.append(f"| {name} | {100 * r['sensitivity']:.1f} % | {100 * r['specificity']:.1f} % | "
+                     f"{100 * (r['f1'] if r['f1'] == r['f1'] else 0):.1f} % | {r['support']} |")
+    return lines
+
+
 def render_readme(card: dict, evaluation: dict) -> str:
     held = card["held_out"]
+    school = held["school_population"]
+    boot = held["bootstrap"]
+    clean = evaluation.get("clean_masks")
+    val = card.get("validation") or {}
     return "\n".join([
         f"# Model card: {card['model_id']}",
         "",
@@ -65,19 +142,42 @@ def render_readme(card: dict, evaluation: dict) -> str:
         "",
         "## What it is",
         "",
-        f"Gait-MIL, preset `{card['preset']}`, classes {', '.join(card['classes'] or [])}; input "
-        f"{card['input']}. The kiosk refers a walk when P(neutral) + P(positive) >= "
-        f"**{card['referral_threshold']}**, the highest threshold that kept screening sensitivity at "
-        f"{100 * card['target_sensitivity']:.0f} % or more on the held-out simulated walks "
-        f"(sensitivity {100 * held['screening_at_threshold']['sensitivity']:.1f} %, "
-        f"specificity {100 * held['screening_at_threshold']['specificity']:.1f} %).",
+        f"Gait-MIL, preset `{card['preset']}`, phase bags on `{card['phase_features']}` features, classes "
+        f"{', '.join(card['classes'] or [])}; input {card['input']}. The kiosk refers a walk when "
+        f"P(neutral) + P(positive) >= **{card['referral_threshold']}**: the highest threshold that kept "
+        f"screening sensitivity at {100 * (card['target_sensitivity'] or 0):.0f} % or more on "
+        f"{val.get('walks', '?')} validation walks of training subjects (never on the test walks below). "
+        f"Probabilities are temperature-scaled on the same validation walks (T = "
+        f"{card['temperature']:.3f}, folded into the exported logit scale).",
+        "",
+        "## Held-out figures (fresh simulated subjects)",
+        "",
+        f"Screening positive = neutral or positive (P(neutral) + P(positive) >= {card['referral_threshold']}). "
+        f"Brackets: 95 % bootstrap intervals ({boot.get('samples', 0)} resamples of {boot.get('resampled', '-')}). "
+        + ("The first row is what the kiosk runs: walks rendered as camera frames and passed through its own "
+           "segmenter and walk gate; the clean-mask row is the same walks' rendered truth masks, kept so the "
+           "gap between the two stays visible." if clean else
+           "Only one set of silhouettes was evaluated (no --clean-data): see its root under Data."),
+        "",
+        *_table(card),
+        "",
+        f"Referral rate and PPV are what a school would see if {100 * school['prevalence']:.1f} % of the "
+        f"children it screens had a Cobb angle of 10 degrees or more: {school['source']}. "
+        "They assume the simulated sensitivity and specificity carry over, which nothing here shows.",
+        "",
+        f"Per class, {held['dataset']}:",
+        "",
+        *_per_class(held),
+        "",
+        "Reliability diagram: `reliability.png`; training curves: `curves.png`; per-step training log "
+        "and validation rows: `metrics.jsonl`.",
         "",
         "## Data",
         "",
-        "Simulated walks written by `python -m gaitsim.dataset` (Scoliosis1K layout, split `112`: "
-        "positive:neutral:negative about 1:1:2; train and test subjects disjoint). The severity-to-label "
-        "mapping (negative below 10 degrees, neutral 10 to 20, positive above 20) is a modelling choice "
-        "of the simulator, not a clinical definition.",
+        "Simulated walks written by gaitsim (Scoliosis1K layout, split `112`: positive:neutral:negative "
+        "about 1:1:2; train and test subjects disjoint; validation subjects a held-out part of the training "
+        "subjects). The severity-to-label mapping (negative below 10 degrees, neutral 10 to 20, positive "
+        "above 20) is a modelling choice of the simulator, not a clinical definition.",
         "",
         "```json",
         json.dumps(card["data"], indent=2, default=str),
@@ -89,11 +189,18 @@ def render_readme(card: dict, evaluation: dict) -> str:
         card["training"]["command"],
         "```",
         "",
-        f"## Held-out metrics ({held['walks']} walks of unseen simulated subjects; `python -m gaitmil.evaluate`)",
+        "```json",
+        json.dumps(card["training_metrics"], indent=2, default=str),
+        "```",
+        "",
+        f"## Full report ({held['walks']} walks; `python -m gaitmil.evaluate`)",
+        "",
+        f"### {held['dataset']}",
         "",
         "```",
         format_report(evaluation),
         "```",
+        *([f"### {clean.get('row', 'clean masks')}", "", "```", format_report(clean), "```"] if clean else []),
         "",
         "The exported forms (ONNX FP32, FP16, INT8 for TensorRT and for CPUs) and their agreement with "
         "FP32 are in `report.md` beside this file.",

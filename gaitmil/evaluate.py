@@ -1,10 +1,16 @@
 """Evaluate a checkpoint on a Scoliosis1K-layout dataset.
 
-    python -m gaitmil.evaluate --checkpoint CKPT --data PATH [--split NAME] [--json OUT]
-                               [--threshold X] [--frames T] [--subset test|train]
+    python -m gaitmil.evaluate --checkpoint CKPT --data PATH [--clean-data PATH] [--split NAME]
+                               [--json OUT] [--reliability PNG] [--threshold X] [--frames T]
+                               [--subset test|train] [--bootstrap N] [--prevalence P]
 
 Prints accuracy, the confusion matrix, one-vs-rest sensitivity/specificity
-of every class, macro P/R/F1, the screening pair and a threshold sweep.
+of every class, macro P/R/F1, the screening pair at the checkpoint's
+referral threshold with 95 % bootstrap intervals (subjects resampled), the
+expected calibration error, the referral rate and PPV at a school-population
+prevalence, and a threshold sweep. `--data` is the kiosk path (what the
+kiosk's own segmenter and gate produce); `--clean-data`, optional, the clean
+masks of the same walks, reported as a second row so the gap stays visible.
 Models trained and tested on simulated walks are pipeline checks, not
 screening tools.
 """
@@ -30,6 +36,15 @@ from gaitmil.data import STANDARD_SPLITS, Scoliosis1K, collate
 from gaitmil.errors import GaitMILError
 from gaitmil.metrics import format_report, summarize
 from gaitmil.model import GaitMIL
+from gaitmil.screening_report import (
+    BOOTSTRAP_SAMPLES,
+    PREVALENCE_SOURCE,
+    SCHOOL_PREVALENCE,
+    bootstrap,
+    calibration,
+    plot_reliability,
+    school_population,
+)
 from gaitmil.spec import DEFAULT_FRAMES
 
 SIMULATED_NOTE = ("NOTE: simulated walks. These numbers check the pipeline; they say nothing about "
@@ -58,17 +73,53 @@ def predict(model: GaitMIL, dataset: Scoliosis1K, batch_size: int = 16, device: 
 
 
 def evaluate(model: GaitMIL, dataset: Scoliosis1K, threshold: float = 0.5, batch_size: int = 16,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", bootstrap_samples: int = 0, prevalence: float = SCHOOL_PREVALENCE) -> dict:
+    """summarize() of the dataset, plus calibration, school-population figures and (with
+    bootstrap_samples > 0) 95 % intervals from resampling subjects."""
     labels, probs = predict(model, dataset, batch_size, device)
     report = summarize(labels, probs, threshold)
     report["data"] = dataset.describe()
+    report["calibration"] = calibration(labels, probs)
+    s = report["screening"]
+    report["school_population"] = {**school_population(s["sensitivity"], s["specificity"], prevalence),
+                                   "source": PREVALENCE_SOURCE}
+    if bootstrap_samples:
+        subjects = [seq.subject for seq in dataset.sequences]
+        report["bootstrap"] = bootstrap(labels, probs, threshold, subjects, bootstrap_samples, prevalence=prevalence)
     return report
+
+
+def format_extras(report: dict) -> str:
+    """The lines format_report does not print: intervals, calibration, school population."""
+    lines = []
+    boot = report.get("bootstrap")
+    if boot:
+        lines.append(f"95 % intervals ({boot['samples']} bootstrap resamples of {boot['resampled']}):")
+        for key, f in boot["figures"].items():
+            lines.append(f"  {key:>22}: {100 * f['value']:5.1f} %  [{100 * f['low']:5.1f}, {100 * f['high']:5.1f}]")
+    cal = report["calibration"]
+    lines.append(f"expected calibration error ({cal['bins']} bins): top label {100 * cal['ece_top_label']:.1f} %, "
+                 f"referral score {100 * cal['ece_referral']:.1f} %")
+    school = report["school_population"]
+    lines.append(f"at a school prevalence of {100 * school['prevalence']:.1f} % (Cobb >= 10 degrees): referral rate "
+                 f"{100 * school['referral_rate']:.1f} %, PPV {100 * school['ppv']:.1f} %")
+    lines.append(f"  prevalence source: {school['source']}")
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m gaitmil.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, type=Path)
-    ap.add_argument("--data", required=True, type=Path, help="dataset root (5-digit subject folders)")
+    ap.add_argument("--data", required=True, type=Path,
+                    help="dataset root (5-digit subject folders): the kiosk path, for the model card")
+    ap.add_argument("--clean-data", type=Path, default=None,
+                    help="the clean masks of the same walks (same split): reported as a second row")
+    ap.add_argument("--data-label", default="kiosk path", help="name of the --data row")
+    ap.add_argument("--reliability", type=Path, default=None,
+                    help="write the reliability diagram here (default: reliability.png beside --json)")
+    ap.add_argument("--bootstrap", type=int, default=BOOTSTRAP_SAMPLES, help="bootstrap resamples (0: none)")
+    ap.add_argument("--prevalence", type=float, default=SCHOOL_PREVALENCE,
+                    help="share of not-negative children in the screened population, for referral rate and PPV")
     ap.add_argument("--split", default=None,
                     help="split name or JSON path (default: the split the checkpoint was trained on)")
     ap.add_argument("--subset", default="test", choices=["test", "train"])
@@ -89,16 +140,44 @@ def main(argv: list[str] | None = None) -> int:
         if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
             raise GaitMILError(f"--threshold {args.threshold} must be within [0, 1]")
         model, meta = load_checkpoint(args.checkpoint, map_location=args.device)
-        if args.threshold is None:
-            args.threshold = float((meta.get("extra") or {}).get("referral_threshold", 0.5))
+        stored = (meta.get("extra") or {}).get("referral_threshold")
+        if args.threshold is not None:
+            threshold_source = "--threshold"
+        elif stored is not None:
+            args.threshold, threshold_source = float(stored), "checkpoint (chosen on its validation walks)"
+        else:
+            args.threshold, threshold_source = 0.5, "default 0.5 (the checkpoint stores no threshold)"
         split = args.split or meta.get("data", {}).get("split_name")
         if split is None:
             raise GaitMILError("the checkpoint does not name its split: pass --split NAME or a JSON path")
-        dataset = Scoliosis1K(args.data, split, args.subset, frames=args.frames or None, train_sampling=False)
-        report = evaluate(model, dataset, args.threshold, args.batch_size, args.device)
+        if not 0.0 < args.prevalence < 1.0:
+            raise GaitMILError(f"--prevalence {args.prevalence} must be between 0 and 1")
+        rows = {args.data_label: args.data}
+        if args.clean_data is not None:
+            rows["clean masks"] = args.clean_data
+        reports = {}
+        for name, root in rows.items():
+            dataset = Scoliosis1K(root, split, args.subset, frames=args.frames or None, train_sampling=False)
+            reports[name] = evaluate(model, dataset, args.threshold, args.batch_size, args.device,
+                                     args.bootstrap, args.prevalence)
+            reports[name]["row"] = name
     except GaitMILError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    report = reports[args.data_label]
+    if args.clean_data is not None:
+        clean = reports["clean masks"]
+        ours = [s.path.parent.relative_to(args.data).as_posix() for s in
+                Scoliosis1K(args.data, split, args.subset, frames=None, train_sampling=False).sequences]
+        theirs = [s.path.parent.relative_to(args.clean_data).as_posix() for s in
+                  Scoliosis1K(args.clean_data, split, args.subset, frames=None, train_sampling=False).sequences]
+        if ours != theirs:
+            sys.stderr.write(f"error: {args.data} and {args.clean_data} do not hold the same walks of split "
+                             f"{split} ({len(ours)} against {len(theirs)} sequences): pass the clean masks "
+                             "written with the kiosk-path set\n")
+            return 2
+        report["clean_masks"] = clean
+    report["threshold_source"] = threshold_source
     report["model_id"] = meta.get("model_id")
     report["frames"] = args.frames or "all"
     simulated = report["data"]["simulated"]
@@ -108,7 +187,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.frames or 'all'} frames per walk)")
     if simulated:
         _say(SIMULATED_NOTE)
-    _say(format_report(report, paper=paper))
+    for name, rep in reports.items():
+        _say(f"\n== {name} ({rep['data']['root']}) ==")
+        _say(format_report(rep, paper=paper))
+        _say(format_extras(rep))
+    png = args.reliability or (args.json.with_name("reliability.png") if args.json else None)
+    if png is not None:
+        report["reliability_png"] = str(plot_reliability({n: r["calibration"] for n, r in reports.items()}, png))
+        _say(f"reliability diagram written to {png}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))

@@ -19,6 +19,7 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
     ) from exc
 
 from gaitmil.data import Scoliosis1K, collate
+from gaitmil.errors import ConfigError
 from gaitmil.metrics import accuracy, confusion_matrix, macro_prf, threshold_for_sensitivity
 from gaitmil.model import GaitMIL
 
@@ -86,10 +87,11 @@ def better(scores: dict[str, float], best: dict[str, float] | None) -> bool:
 
 def choose_referral_threshold(labels: np.ndarray, probs: np.ndarray, target: float) -> float:
     """Highest threshold on P(neutral) + P(positive) keeping screening sensitivity >= target on
-    these (validation) walks; ValueError when they hold no referable walk."""
+    these (validation) walks; ConfigError when they hold no referable walk."""
     threshold = threshold_for_sensitivity(labels, probs, target)
     if threshold is None:
-        raise ValueError(
-            "the validation walks hold no neutral or positive walk: cannot choose a referral threshold"
+        raise ConfigError(
+            "the validation walks hold no neutral or positive walk: cannot choose a referral threshold; "
+            "use a data set with more subjects per class or a larger --val-fraction"
         )
     return threshold
