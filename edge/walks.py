@@ -30,7 +30,7 @@ MULTIPLE_PEOPLE = "multiple_people"  # more than one person-sized shape in view 
 PARTIAL_VIEW = "partial_view"  # the child was not fully in view, or covered too little of the corridor
 STOPPED = "stopped"  # the child stood still mid-walk
 TOO_LONG = "too_long"  # the walk exceeded max_duration_s
-INTERRUPTED = "interrupted"  # the kiosk stopped during a walk that was not yet complete
+INTERRUPTED = "interrupted"  # the kiosk abandoned a walk on shutdown (walk.on_shutdown = "abandon")
 RETAKE_REASONS: tuple[str, ...] = (TOO_SHORT, MULTIPLE_PEOPLE, PARTIAL_VIEW, STOPPED, TOO_LONG, INTERRUPTED)
 
 # Why single frames were left out of a walk (WalkQuality.dropped keys).
@@ -192,14 +192,21 @@ class WalkAssembler:
         return None
 
     def flush(self) -> Walk | None:
-        """On shutdown: finish the current walk (gate applied), or None if none was under way."""
+        """At the end of a recording or on shutdown: finish the current walk, or None if none
+        was under way.
+
+        The gate judges it like any other walk: a recording that ends while the child is
+        still in view is classified when the walk passes, and a refused walk keeps the gate's
+        own reason (multiple_people, too_short ...), never a generic `interrupted` that would
+        hide it. `interrupted` is only for walks the kiosk abandons (walk.on_shutdown).
+        """
         if self.state in (IDLE, ENTERING):
             self._reset()
             return None
-        walk = self._finish(None)
-        if walk.retake_reason is not None:
-            walk.retake_reason = INTERRUPTED
-        return walk
+        if self.state == LEAVING and self._track is not None:
+            # the child had already left: the trailing absent frames were the exit, not gaps
+            self._track.drop(DROP_ABSENT, -self._absent_run)
+        return self._finish(None)
 
     def _add(self, track: _Track, mask: Mask) -> None:
         x, y, w, h = mask.bbox
