@@ -22,7 +22,8 @@ BASE = [
 
 EXTRAS = {
     "train": [TORCH, "tqdm>=4.66", "matplotlib>=3.8"],
-    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14"],
+    # tflite: reads MediaPipe's .tflite when export.person_model rebuilds the person segmenter
+    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14", "tflite>=2.18"],
     "realsense": ["pyrealsense2>=2.55"],
     "tensorrt": ["tensorrt>=10.3", "cuda-python>=12.6"],
     "pycuda": ["pycuda>=2024.1"],
@@ -49,7 +50,7 @@ setup(
     packages=find_packages(include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*"]),
     package_data={
         "export": ["data/*.txt", "data/*.json"],
-        "edge": ["schemas/*.json", "data/*.toml"],
+        "edge": ["schemas/*.json", "data/*.toml", "data/person/*"],
         "benchmarks": ["schemas/*.json"],
     },
     include_package_data=True,
