@@ -104,3 +104,6 @@ class VideoSource(Source):
 
     def _fps(self) -> float:
         return self._fps_value
+
+    def _images(self) -> tuple[str, ...]:
+        return ("color",)
