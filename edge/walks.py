@@ -88,6 +88,7 @@ class _Track:
     times: list[float] = field(default_factory=list)  # present frames
     depth: list[float] = field(default_factory=list)  # NaN when unknown
     center_x: list[float] = field(default_factory=list)
+    feet_y: list[float] = field(default_factory=list)  # bottom row of the person's box (colour: toward/away motion)
     components: list[int] = field(default_factory=list)
     border: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -213,6 +214,7 @@ class WalkAssembler:
         track.times.append(mask.timestamp)
         track.depth.append(np.nan if mask.depth_mm is None else float(mask.depth_mm))
         track.center_x.append(x + w / 2.0)
+        track.feet_y.append(float(y + h))
         track.components.append(int(mask.components))
         track.border.append(bool(mask.touches_border))
         if mask.touches_border:
@@ -297,7 +299,11 @@ def _stopped(track: _Track, cfg: WalkConfig) -> bool:
     depth = sliding_window_view(np.asarray(track.depth), window)
     spread = np.fmax.reduce(depth, axis=1) - np.fmin.reduce(depth, axis=1)  # NaN (unknown depth) is ignored
     still_d = ~(spread >= cfg.stop_depth_mm)  # a window without any depth counts as still in depth
-    return bool(np.any(still_x & still_d))
+    # Without depth (a colour camera) a walk toward or away moves the feet up or down the image
+    # while the centre barely moves sideways: that is walking, not standing still.
+    feet = sliding_window_view(np.asarray(track.feet_y), window)
+    still_y = (feet.max(axis=1) - feet.min(axis=1)) < cfg.stop_lateral_px
+    return bool(np.any(still_x & still_d & still_y))
 
 
 def gate(track: _Track, quality: WalkQuality, cfg: WalkConfig) -> str | None:
