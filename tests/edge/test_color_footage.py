@@ -95,3 +95,13 @@ def test_kiosk_defaults_publish_one_result_per_clip(tmp_path, mosquitto, kiosk_m
     assert [r["outcome"] for r in one] in (["refer_for_clinical_exam"], ["no_referral_indicated"]), one
     crowd = kiosk_on(tmp_path / "crowd", mosquitto.url, kiosk_model, f"video://{vtest}{CROWD}")
     assert [(r["outcome"], r["retake_reason"]) for r in crowd] == [("retake", MULTIPLE_PEOPLE)]
+
+
+def test_a_recording_that_ends_mid_walk_is_judged_by_the_gate(vtest, segmenter):
+    """The file ends while she is still in view: judged when enough was seen, else the gate's own reason."""
+    lane = "&roi=0,380,400,196"
+    walks, masks = replay(f"video://{vtest}?start=640&frames=44{lane}", segmenter)
+    assert masks[-1].bbox is not None and len(walks) == 1 and walks[0].accepted
+    walks, masks = replay(f"video://{vtest}?start=640&frames=38{lane}", segmenter)
+    assert masks[-1].bbox is not None
+    assert [w.retake_reason for w in walks] == ["partial_view"]  # never a generic "interrupted"
