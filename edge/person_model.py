@@ -60,8 +60,16 @@ class PersonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
+        wanted = providers or ["CPUExecutionProvider"]
+        unknown = [p for p in wanted if p not in ort.get_available_providers()]
+        if unknown:
+            raise SegmentationError(
+                f"segmentation.person_providers {unknown} are not in this onnxruntime build "
+                f"(available: {', '.join(ort.get_available_providers())}); on a Jetson install NVIDIA's "
+                "onnxruntime-gpu wheel for JetPack"
+            )
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=wanted)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise SegmentationError(f"person segmenter model {path} cannot be loaded: {err}") from err
         inp = self.session.get_inputs()[0]

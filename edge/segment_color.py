@@ -146,12 +146,13 @@ class PersonSegmenter:
     def __init__(
         self, model: PersonModel | None = None, *, threshold: float = 0.5, scale: int = 2,
         rules: ComponentRules | None = None, reflections: ReflectionRules | None = None, threads: int = 1,
+        providers: list[str] | None = None,
     ) -> None:
         if scale not in (1, 2, 4):
             raise SegmentationError(f"PersonSegmenter scale={scale!r}: use 1, 2 or 4")
         if not 0.0 < threshold < 1.0:
             raise SegmentationError(f"person threshold {threshold!r}: use a probability in (0, 1)")
-        self.model = model or PersonModel(threads=threads)
+        self.model = model or PersonModel(threads=threads, providers=providers)
         self.threshold = float(threshold)
         self.scale = scale
         # the network's mask is smooth: no speckle opening, no hole filling across real gaps

@@ -64,7 +64,8 @@ def _person(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
     from edge.segment_color import PersonSegmenter
 
     seg = cfg.segmentation
-    return PersonSegmenter(threshold=seg.person_threshold, threads=seg.person_threads, rules=_rules(cfg))
+    return PersonSegmenter(threshold=seg.person_threshold, threads=seg.person_threads, rules=_rules(cfg),
+                           providers=seg.person_providers or None)
 
 
 def _fused(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
@@ -73,7 +74,7 @@ def _fused(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
     seg = cfg.segmentation
     return FusedSegmenter(
         _site(cfg, source, simulated_site), margin_mm=seg.margin_mm, threshold=seg.person_threshold,
-        threads=seg.person_threads, rules=_rules(cfg),
+        threads=seg.person_threads, rules=_rules(cfg), providers=seg.person_providers or None,
     )
 
 

@@ -169,3 +169,8 @@ def test_defaults_pick_colour_for_video_and_passthrough_for_silhouettes():
     assert isinstance(make_segmenter(cfg, open_source(cfg.source.uri)), PassthroughSegmenter)
     cfg = load_config(overrides={"source.uri": "sim://?seed=0&color=1", "segmentation.method": "fused"}, env={})
     assert isinstance(make_segmenter(cfg, open_source(cfg.source.uri)), FusedSegmenter)
+
+
+def test_an_execution_provider_this_build_lacks_is_refused_by_name():
+    with pytest.raises(SegmentationError, match="NoSuchExecutionProvider"):
+        PersonModel(providers=["NoSuchExecutionProvider"])
