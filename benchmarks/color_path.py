@@ -58,8 +58,12 @@ class _TimedModel:
 
 def _stats(ms: list[float]) -> dict:
     a = np.asarray(ms, np.float64)
-    return {"mean_ms": round(float(a.mean()), 3), "p50_ms": round(float(np.percentile(a, 50)), 3),
-            "p95_ms": round(float(np.percentile(a, 95)), 3), "n": int(a.size)}
+    return {
+        "mean_ms": round(float(a.mean()), 3),
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p95_ms": round(float(np.percentile(a, 95)), 3),
+        "n": int(a.size),
+    }
 
 
 def sim_colour(frames: int, seed: int = 10) -> list:
@@ -115,7 +119,8 @@ def pipeline(model: PersonModel, frames: list, size: tuple[int, int], folder: Pa
     total = sum(mean.values())
     worker = total - mean["decode"]
     return {
-        "size": f"{size[0]}x{size[1]}", "frames": len(stage["walk"]),
+        "size": f"{size[0]}x{size[1]}",
+        "frames": len(stage["walk"]),
         "stages_ms": {k: round(v, 3) for k, v in mean.items()},
         "share": {k: round(v / total, 3) for k, v in mean.items()},
         "fps_sequential": round(1e3 / total, 1),
@@ -142,8 +147,14 @@ def fusion_vs_depth(model: PersonModel, seeds: tuple[int, ...], every: int) -> d
                 for name, seg in segs.items():
                     m = seg.segment(frame).mask.astype(bool)
                     scores[name].append(float((m & f.mask).sum() / max((m | f.mask).sum(), 1)))
-        out[view] = {name: {"iou_mean": round(float(np.mean(v)), 3), "iou_median": round(float(np.median(v)), 3),
-                            "frames": len(v)} for name, v in scores.items()}
+        out[view] = {
+            name: {
+                "iou_mean": round(float(np.mean(v)), 3),
+                "iou_median": round(float(np.median(v)), 3),
+                "frames": len(v),
+            }
+            for name, v in scores.items()
+        }
     return out
 
 
@@ -152,8 +163,11 @@ def orin_estimate(network: dict, pipe: dict, host_ghz: float) -> dict:
     host_peak = host_ghz * HOST_FLOP_PER_CYCLE
     efficiency = network["gflops_achieved"] / host_peak
     net_ms = GFLOP_PER_CALL / (ORIN_NANO_CORE_GFLOPS * efficiency) * 1e3
-    return {"host_peak_gflops_assumed": round(host_peak, 1), "efficiency_here": round(efficiency, 3),
-            "orin_nano_network_ms_one_core": round(net_ms, 1)}
+    return {
+        "host_peak_gflops_assumed": round(host_peak, 1),
+        "efficiency_here": round(efficiency, 3),
+        "orin_nano_network_ms_one_core": round(net_ms, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,21 +175,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--host-ghz", type=float, default=None, help="host core clock (default: /proc/cpuinfo)")
+    parser.add_argument(
+        "--host-ghz", type=float, default=None, help="host core clock (default: /proc/cpuinfo)"
+    )
     parser.add_argument("--fusion-seeds", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     model = PersonModel(threads=args.threads)
     frames = sim_colour(args.frames)
-    report: dict = {"threads": args.threads, "note": "simulated colour frames; see docs/PIPELINE.md for the Jetson estimate"}
-    report["network"] = {f"{w}x{h}": network_cost(model, frames, (w, h), args.repeats) for w, h in ((640, 480), (1280, 720))}
+    report: dict = {
+        "threads": args.threads,
+        "note": "simulated colour frames; see docs/PIPELINE.md for the Jetson estimate",
+    }
+    report["network"] = {
+        f"{w}x{h}": network_cost(model, frames, (w, h), args.repeats)
+        for w, h in ((640, 480), (1280, 720))
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        report["pipeline"] = [pipeline(model, frames, size, Path(tmp)) for size in ((640, 480), (1280, 720))]
-    report["fusion_vs_depth"] = fusion_vs_depth(model, tuple(range(10, 10 + args.fusion_seeds)), every=3)
+        report["pipeline"] = [
+            pipeline(model, frames, size, Path(tmp)) for size in ((640, 480), (1280, 720))
+        ]
+    report["fusion_vs_depth"] = fusion_vs_depth(
+        model, tuple(range(10, 10 + args.fusion_seeds)), every=3
+    )
     ghz = args.host_ghz or _host_ghz()
     if ghz:
-        report["orin_nano_estimate"] = orin_estimate(report["network"]["640x480"], report["pipeline"][0], ghz)
+        report["orin_nano_estimate"] = orin_estimate(
+            report["network"]["640x480"], report["pipeline"][0], ghz
+        )
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -38,8 +38,13 @@ class PersonModel:
     resolution and refine edges at camera resolution.
     """
 
-    def __init__(self, path: str | Path | None = None, *, threads: int = 1,
-                 providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        threads: int = 1,
+        providers: list[str] | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:  # a base dependency; a broken install says so
@@ -71,10 +76,14 @@ class PersonModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=wanted)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise SegmentationError(f"person segmenter model {path} cannot be loaded: {err}") from err
+            raise SegmentationError(
+                f"person segmenter model {path} cannot be loaded: {err}"
+            ) from err
         inp = self.session.get_inputs()[0]
         if list(inp.shape) != [1, INPUT_SIZE, INPUT_SIZE, 3]:
-            raise SegmentationError(f"{path}: input {inp.shape}, expected [1, {INPUT_SIZE}, {INPUT_SIZE}, 3]")
+            raise SegmentationError(
+                f"{path}: input {inp.shape}, expected [1, {INPUT_SIZE}, {INPUT_SIZE}, 3]"
+            )
         self.input_name = inp.name
         self.path = path
         self._buf = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)

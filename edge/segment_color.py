@@ -41,7 +41,9 @@ class ReflectionRules:
     """When a blob below a person is that person's mirror image on the floor."""
 
     enabled: bool = True
-    feet_tolerance: float = 0.1  # a reflection starts no higher than this share of the person's height above the feet
+    feet_tolerance: float = (
+        0.1  # a reflection starts no higher than this share of the person's height above the feet
+    )
     min_overlap: float = 0.5  # share of the reflection's width under the person
     min_mirror_iou: float = 0.2  # separate blob vs the person's mirror image
     # A fused reflection is cut only on strong evidence: a body is itself nearly mirror-symmetric
@@ -60,7 +62,9 @@ def _mirror_iou(upper: np.ndarray, lower: np.ndarray) -> float:
     return float(np.count_nonzero(flipped & lower)) / union if union else 0.0
 
 
-def reject_reflections(fg: np.ndarray, prob: np.ndarray, rules: ReflectionRules, min_px: int) -> int:
+def reject_reflections(
+    fg: np.ndarray, prob: np.ndarray, rules: ReflectionRules, min_px: int
+) -> int:
     """Erase floor reflections from the uint8 foreground `fg` in place; returns how many.
 
     `prob` is the person probability at fg's resolution; `min_px` is the smallest blob that
@@ -85,7 +89,9 @@ def reject_reflections(fg: np.ndarray, prob: np.ndarray, rules: ReflectionRules,
     return removed
 
 
-def _is_reflection_of(labels: np.ndarray, stats: np.ndarray, person: int, blob: int, rules: ReflectionRules) -> bool:
+def _is_reflection_of(
+    labels: np.ndarray, stats: np.ndarray, person: int, blob: int, rules: ReflectionRules
+) -> bool:
     px, py, pw, ph = (int(v) for v in stats[person, :4])
     bx, by, bw, bh = (int(v) for v in stats[blob, :4])
     feet = py + ph
@@ -108,7 +114,11 @@ def _is_reflection_of(labels: np.ndarray, stats: np.ndarray, person: int, blob: 
 
 
 def _cut_fused_reflection(
-    fg: np.ndarray, labels: np.ndarray, prob: np.ndarray, blob: int, box: tuple[int, int, int, int],
+    fg: np.ndarray,
+    labels: np.ndarray,
+    prob: np.ndarray,
+    blob: int,
+    box: tuple[int, int, int, int],
     rules: ReflectionRules,
 ) -> int:
     """Cut a reflection fused with the feet: 1 if a cut was made."""
@@ -124,7 +134,11 @@ def _cut_fused_reflection(
         if iou < best_iou:
             continue
         above, below = p[r - k : r][mask[r - k : r]], p[r : r + k][mask[r : r + k]]
-        if above.size and below.size and float(below.mean()) <= float(above.mean()) - rules.split_confidence_drop:
+        if (
+            above.size
+            and below.size
+            and float(below.mean()) <= float(above.mean()) - rules.split_confidence_drop
+        ):
             best, best_iou = r, iou
     if best is None:
         return 0
@@ -144,8 +158,14 @@ class PersonSegmenter:
     needs = ("color",)
 
     def __init__(
-        self, model: PersonModel | None = None, *, threshold: float = 0.5, scale: int = 2,
-        rules: ComponentRules | None = None, reflections: ReflectionRules | None = None, threads: int = 1,
+        self,
+        model: PersonModel | None = None,
+        *,
+        threshold: float = 0.5,
+        scale: int = 2,
+        rules: ComponentRules | None = None,
+        reflections: ReflectionRules | None = None,
+        threads: int = 1,
         providers: list[str] | None = None,
     ) -> None:
         if scale not in (1, 2, 4):
@@ -158,8 +178,14 @@ class PersonSegmenter:
         # the network's mask is smooth: no speckle opening, no hole filling across real gaps
         base = rules or ComponentRules()
         self.rules = ComponentRules(
-            min_area_px=base.min_area_px, min_height_px=base.min_height_px, open_px=1, close_px=3,
-            fill_holes=False, attach_px=base.attach_px, min_piece_px=base.min_piece_px, behind_mm=base.behind_mm,
+            min_area_px=base.min_area_px,
+            min_height_px=base.min_height_px,
+            open_px=1,
+            close_px=3,
+            fill_holes=False,
+            attach_px=base.attach_px,
+            min_piece_px=base.min_piece_px,
+            behind_mm=base.behind_mm,
         )
         self.reflections = reflections or ReflectionRules()
         self.components = _Components(self.rules, scale)
@@ -186,11 +212,18 @@ class PersonSegmenter:
         return self._mask(frame, fg, prob, full, None, None)
 
     def _mask(
-        self, frame: Frame, fg: np.ndarray, prob: np.ndarray, full: tuple[int, int], depth_small: np.ndarray | None,
+        self,
+        frame: Frame,
+        fg: np.ndarray,
+        prob: np.ndarray,
+        full: tuple[int, int],
+        depth_small: np.ndarray | None,
         gate_full: np.ndarray | None,
     ) -> Mask:
         prob_small = cv2.resize(prob, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_LINEAR)
-        self.reflections_removed += reject_reflections(fg, prob_small, self.reflections, self.components.min_area)
+        self.reflections_removed += reject_reflections(
+            fg, prob_small, self.reflections, self.components.min_area
+        )
         refine = self._refine_at(prob, full, gate_full) if self.scale > 1 else None
         return self.components.mask(frame, fg, full, depth_small, refine)
 
@@ -200,13 +233,22 @@ class PersonSegmenter:
         threshold = self.threshold
         sy, sx = prob.shape[0] / full[0], prob.shape[1] / full[1]
 
-        def refine(window: tuple[slice, slice], up: np.ndarray, _depth_mm: float | None) -> np.ndarray:
+        def refine(
+            window: tuple[slice, slice], up: np.ndarray, _depth_mm: float | None
+        ) -> np.ndarray:
             rows, cols = window
             h, w = rows.stop - rows.start, cols.stop - cols.start
             # affine map from window pixels to probability-map pixels (pixel centres)
-            m = np.float32([[sx, 0, (cols.start + 0.5) * sx - 0.5], [0, sy, (rows.start + 0.5) * sy - 0.5]])
-            p = cv2.warpAffine(prob, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
+            m = np.float32(
+                [[sx, 0, (cols.start + 0.5) * sx - 0.5], [0, sy, (rows.start + 0.5) * sy - 0.5]]
+            )
+            p = cv2.warpAffine(
+                prob,
+                m,
+                (w, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
             fg = cv2.compare(p, threshold, cv2.CMP_GT)
             if gate_full is not None:
                 fg = cv2.bitwise_and(fg, gate_full[window])
@@ -222,13 +264,20 @@ class FusedSegmenter(PersonSegmenter):
     needs = ("color", "depth")
 
     def __init__(
-        self, background: SiteModel | None = None, model: PersonModel | None = None, *, margin_mm: int = 120,
-        near_mm: int | None = None, far_mm: int | None = None, **kwargs,
+        self,
+        background: SiteModel | None = None,
+        model: PersonModel | None = None,
+        *,
+        margin_mm: int = 120,
+        near_mm: int | None = None,
+        far_mm: int | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(model, **kwargs)
         # the depth segmenter's own gate (range and, with a site model, in front of the background)
-        self.depth_gate = DepthSegmenter(background, margin_mm=margin_mm, near_mm=near_mm, far_mm=far_mm,
-                                         scale=self.scale)
+        self.depth_gate = DepthSegmenter(
+            background, margin_mm=margin_mm, near_mm=near_mm, far_mm=far_mm, scale=self.scale
+        )
         self.reflections = ReflectionRules(enabled=False)  # the floor has the floor's depth
 
     def segment(self, frame: Frame) -> Mask:
@@ -243,11 +292,19 @@ class FusedSegmenter(PersonSegmenter):
         if gate._shape != full:
             gate._prepare(full)
         s = self.scale
-        depth_small = np.ascontiguousarray(depth[::s, ::s][: fg.shape[0], : fg.shape[1]]) if s > 1 else depth
+        depth_small = (
+            np.ascontiguousarray(depth[::s, ::s][: fg.shape[0], : fg.shape[1]]) if s > 1 else depth
+        )
         in_range = cv2.inRange(depth_small, gate._lower, gate._upper)
         # keep depth dropouts that the network calls person (hair, dark clothes): depth says nothing there
         allowed = cv2.bitwise_or(in_range, cv2.compare(depth_small, 0, cv2.CMP_EQ))
         fg = cv2.bitwise_and(fg, allowed)
-        gate_full = cv2.bitwise_or(cv2.inRange(depth, gate._lower_full, gate._upper_full),
-                                   cv2.compare(depth, 0, cv2.CMP_EQ)) if s > 1 else None
+        gate_full = (
+            cv2.bitwise_or(
+                cv2.inRange(depth, gate._lower_full, gate._upper_full),
+                cv2.compare(depth, 0, cv2.CMP_EQ),
+            )
+            if s > 1
+            else None
+        )
         return self._mask(frame, fg, prob, full, depth_small, gate_full)

@@ -51,7 +51,9 @@ def _site(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
 def _depth(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
     from edge.segment import DepthSegmenter
 
-    return DepthSegmenter(_site(cfg, source, simulated_site), margin_mm=cfg.segmentation.margin_mm, rules=_rules(cfg))
+    return DepthSegmenter(
+        _site(cfg, source, simulated_site), margin_mm=cfg.segmentation.margin_mm, rules=_rules(cfg)
+    )
 
 
 def _color(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
@@ -64,8 +66,12 @@ def _person(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
     from edge.segment_color import PersonSegmenter
 
     seg = cfg.segmentation
-    return PersonSegmenter(threshold=seg.person_threshold, threads=seg.person_threads, rules=_rules(cfg),
-                           providers=seg.person_providers or None)
+    return PersonSegmenter(
+        threshold=seg.person_threshold,
+        threads=seg.person_threads,
+        rules=_rules(cfg),
+        providers=seg.person_providers or None,
+    )
 
 
 def _fused(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
@@ -73,8 +79,12 @@ def _fused(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
 
     seg = cfg.segmentation
     return FusedSegmenter(
-        _site(cfg, source, simulated_site), margin_mm=seg.margin_mm, threshold=seg.person_threshold,
-        threads=seg.person_threads, rules=_rules(cfg), providers=seg.person_providers or None,
+        _site(cfg, source, simulated_site),
+        margin_mm=seg.margin_mm,
+        threshold=seg.person_threshold,
+        threads=seg.person_threads,
+        rules=_rules(cfg),
+        providers=seg.person_providers or None,
     )
 
 
@@ -108,16 +118,20 @@ def choose_method(configured: str, images: frozenset[str], source_name: str = "t
         for name in AUTO_ORDER:
             if METHODS[name].needs <= images:
                 return name
-        raise SegmentationError(f"{source_name} delivers {have}: no segmentation method can use that")
+        raise SegmentationError(
+            f"{source_name} delivers {have}: no segmentation method can use that"
+        )
     method = METHODS.get(configured)
     if method is None:
-        raise SegmentationError(f"segmentation.method = {configured!r}: use auto or one of {', '.join(METHODS)}")
+        raise SegmentationError(
+            f"segmentation.method = {configured!r}: use auto or one of {', '.join(METHODS)}"
+        )
     missing = method.needs - images
     if missing:
         fits = [name for name in METHODS if METHODS[name].needs <= images]
         raise SegmentationError(
             f"segmentation.method = {configured!r} ({method.what}) needs {', '.join(sorted(missing))} frames, "
-            f"but {source_name} delivers {have}: set segmentation.method to \"auto\" or one of "
+            f'but {source_name} delivers {have}: set segmentation.method to "auto" or one of '
             f"{', '.join(repr(f) for f in fits) or 'none'}" + _hint(missing)
         )
     return configured
@@ -135,7 +149,9 @@ def build_segmenter(cfg: Any, source: Any, simulated_site: Callable[[Any], Any])
     """The segmenter for this configuration and source (see the module docstring)."""
     name = choose_method(cfg.segmentation.method, source_images(source), _name(source))
     if name != cfg.segmentation.method:
-        log.info("segmentation.method auto: %s (%s) for %s", name, METHODS[name].what, _name(source))
+        log.info(
+            "segmentation.method auto: %s (%s) for %s", name, METHODS[name].what, _name(source)
+        )
     return METHODS[name].make(cfg, source, simulated_site)
 
 

@@ -41,11 +41,22 @@ equivalent ONNX graph (same weights, float16 weights widened to float32).
 
 def download_wheel(folder: Path) -> Path:
     """pip download the mediapipe wheel for this interpreter into `folder`."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(folder)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        f"mediapipe=={MEDIAPIPE_VERSION}",
+        "-d",
+        str(folder),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheels = sorted(folder.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
     if done.returncode != 0 or not wheels:
-        raise ExportError(f"`{' '.join(cmd)}` failed: {done.stderr.strip()[-500:]}; download the wheel and pass --wheel")
+        raise ExportError(
+            f"`{' '.join(cmd)}` failed: {done.stderr.strip()[-500:]}; download the wheel and pass --wheel"
+        )
     return wheels[0]
 
 
@@ -55,7 +66,9 @@ def read_wheel(wheel: Path) -> tuple[bytes, bytes]:
         with zipfile.ZipFile(wheel) as zf:
             return zf.read(MEMBER), zf.read(LICENSE_MEMBER)
     except (OSError, KeyError, zipfile.BadZipFile) as err:
-        raise ExportError(f"{wheel}: not a mediapipe {MEDIAPIPE_VERSION} wheel holding {MEMBER} ({err})") from err
+        raise ExportError(
+            f"{wheel}: not a mediapipe {MEDIAPIPE_VERSION} wheel holding {MEMBER} ({err})"
+        ) from err
 
 
 def check_inputs(seed: int = 0) -> np.ndarray:
@@ -98,17 +111,28 @@ def build(wheel: Path, out: Path) -> dict:
     onnx_bytes = model.SerializeToString()
     check = compare_with_tflite(tflite_bytes, onnx_bytes)
     if check.get("checked_against_tflite") and check["max_abs_diff"] > 1e-3:
-        raise ExportError(f"converted model differs from TFLite by {check['max_abs_diff']:.3g} (> 1e-3): not written")
+        raise ExportError(
+            f"converted model differs from TFLite by {check['max_abs_diff']:.3g} (> 1e-3): not written"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / ONNX_NAME).write_bytes(onnx_bytes)
     (out / "LICENSE.mediapipe").write_bytes(licence)
     (out / "NOTICE").write_text(NOTICE, encoding="utf-8")
     manifest = {
-        "source": {"package": "mediapipe", "version": MEDIAPIPE_VERSION, "wheel": wheel.name, "member": MEMBER,
-                   "sha256": hashlib.sha256(tflite_bytes).hexdigest()},
-        "onnx": {"file": ONNX_NAME, "sha256": hashlib.sha256(onnx_bytes).hexdigest(), "bytes": len(onnx_bytes),
-                 "input": "input float32 [1,256,256,3] RGB in [0,1]",
-                 "output": "output float32 [1,256,256,1] person probability"},
+        "source": {
+            "package": "mediapipe",
+            "version": MEDIAPIPE_VERSION,
+            "wheel": wheel.name,
+            "member": MEMBER,
+            "sha256": hashlib.sha256(tflite_bytes).hexdigest(),
+        },
+        "onnx": {
+            "file": ONNX_NAME,
+            "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+            "bytes": len(onnx_bytes),
+            "input": "input float32 [1,256,256,3] RGB in [0,1]",
+            "output": "output float32 [1,256,256,1] person probability",
+        },
         "licence": "Apache-2.0",
         "check": check,
     }
@@ -118,7 +142,11 @@ def build(wheel: Path, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, help=f"a mediapipe {MEDIAPIPE_VERSION} wheel (default: pip download it)")
+    parser.add_argument(
+        "--wheel",
+        type=Path,
+        help=f"a mediapipe {MEDIAPIPE_VERSION} wheel (default: pip download it)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     try:
@@ -130,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)  # noqa: T201
         return 2
-    print(f"wrote {args.out / ONNX_NAME} ({manifest['onnx']['bytes']} bytes, sha256 {manifest['onnx']['sha256'][:16]}...)")  # noqa: T201
+    onnx_info = manifest["onnx"]
+    size, digest = onnx_info["bytes"], onnx_info["sha256"][:16]
+    print(f"wrote {args.out / ONNX_NAME} ({size} bytes, sha256 {digest}...)")  # noqa: T201
     print(f"check against TFLite: {json.dumps(manifest['check'])}")  # noqa: T201
     return 0
 

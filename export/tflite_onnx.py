@@ -68,7 +68,9 @@ class _Graph:
             self.tflite.TensorType.INT32: np.int32,
         }.get(t.Type())
         if dtype is None:
-            raise ExportError(f"tensor {t.Name().decode()!r}: type {t.Type()} is not supported (float models only)")
+            raise ExportError(
+                f"tensor {t.Name().decode()!r}: type {t.Type()} is not supported (float models only)"
+            )
         return np.frombuffer(buf.DataAsNumpy().tobytes(), dtype=dtype).reshape(t.ShapeAsNumpy())
 
     def _fresh(self, stem: str) -> str:
@@ -77,7 +79,9 @@ class _Graph:
 
     def _const(self, array: np.ndarray, stem: str = "c") -> str:
         name = self._fresh(stem)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(
+            self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
+        )
         return name
 
     def _node(self, op: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
@@ -100,11 +104,17 @@ class _Graph:
         elif kind == "Relu":
             self._node("Relu", [value], output)
         else:
-            self._node("Clip", [value, self._const(np.float32(0)), self._const(np.float32(6))], output)
+            self._node(
+                "Clip", [value, self._const(np.float32(0)), self._const(np.float32(6))], output
+            )
 
     @staticmethod
-    def _same_pads(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                   dilation: tuple[int, int] = (1, 1)) -> list[int]:
+    def _same_pads(
+        size: tuple[int, int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int] = (1, 1),
+    ) -> list[int]:
         """TFLite SAME padding: the odd pixel goes at the end (bottom/right)."""
         begins, ends = [], []
         for n, k, s, d in zip(size, kernel, stride, dilation):
@@ -123,15 +133,26 @@ class _Graph:
         nhwc_in = self.tensors[int(inp)]
         nhwc_out = self.tensors[int(out)]
         # NHWC input -> NCHW inside
-        self.tensors[int(inp)] = _Tensor(self._node("Transpose", ["input"], perm=[0, 3, 1, 2]), nhwc_in.shape, None)
+        self.tensors[int(inp)] = _Tensor(
+            self._node("Transpose", ["input"], perm=[0, 3, 1, 2]), nhwc_in.shape, None
+        )
         for i in range(g.OperatorsLength()):
             self._op(g.Operators(i))
         final = self.tensors[int(out)].name
         self._node("Transpose", [final], "output", perm=[0, 2, 3, 1])
         graph = onnx.helper.make_graph(
-            self.nodes, "person_segmenter",
-            [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, list(nhwc_in.shape))],
-            [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, list(nhwc_out.shape))],
+            self.nodes,
+            "person_segmenter",
+            [
+                onnx.helper.make_tensor_value_info(
+                    "input", onnx.TensorProto.FLOAT, list(nhwc_in.shape)
+                )
+            ],
+            [
+                onnx.helper.make_tensor_value_info(
+                    "output", onnx.TensorProto.FLOAT, list(nhwc_out.shape)
+                )
+            ],
             self.initializers,
         )
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)])
@@ -145,7 +166,11 @@ class _Graph:
         tfl = self.tflite
         code_entry = self.model.OperatorCodes(op.OpcodeIndex())
         code = max(code_entry.BuiltinCode(), code_entry.DeprecatedBuiltinCode())
-        name = code_entry.CustomCode().decode() if code == tfl.BuiltinOperator.CUSTOM else self.codes.get(code, str(code))
+        name = (
+            code_entry.CustomCode().decode()
+            if code == tfl.BuiltinOperator.CUSTOM
+            else self.codes.get(code, str(code))
+        )
         ins = [int(j) for j in op.InputsAsNumpy()]
         (o,) = [int(j) for j in op.OutputsAsNumpy()]
         out_t = self.tensors[o]
@@ -153,7 +178,9 @@ class _Graph:
         out_name = out_t.name
         if name == "DEQUANTIZE":
             if x.const is None:
-                raise ExportError("DEQUANTIZE of a run-time tensor is not supported (float models only)")
+                raise ExportError(
+                    "DEQUANTIZE of a run-time tensor is not supported (float models only)"
+                )
             self.tensors[o] = _Tensor(out_name, out_t.shape, x.const.astype(np.float32))
         elif name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             self._conv(op, name, ins, out_name)
@@ -161,14 +188,27 @@ class _Graph:
             self._transpose_conv(op, ins, out_name)
         elif name == "AVERAGE_POOL_2D":
             opts = self._options(op, tfl.Pool2DOptions)
-            kernel, stride = (opts.FilterHeight(), opts.FilterWidth()), (opts.StrideH(), opts.StrideW())
+            kernel, stride = (
+                (opts.FilterHeight(), opts.FilterWidth()),
+                (opts.StrideH(), opts.StrideW()),
+            )
             h, w = x.shape[1:3]
             if kernel == (h, w) and opts.Padding() == tfl.Padding.VALID:
                 value = self._node("GlobalAveragePool", [x.name])
             else:
-                pads = self._same_pads((h, w), kernel, stride) if opts.Padding() == tfl.Padding.SAME else [0] * 4
+                pads = (
+                    self._same_pads((h, w), kernel, stride)
+                    if opts.Padding() == tfl.Padding.SAME
+                    else [0] * 4
+                )
                 # TFLite averages over the valid pixels only (count_include_pad = 0)
-                value = self._node("AveragePool", [x.name], kernel_shape=list(kernel), strides=list(stride), pads=pads)
+                value = self._node(
+                    "AveragePool",
+                    [x.name],
+                    kernel_shape=list(kernel),
+                    strides=list(stride),
+                    pads=pads,
+                )
             self._activation(value, opts.FusedActivationFunction(), out_name)
         elif name in ("ADD", "MUL"):
             opts = self._options(op, tfl.AddOptions if name == "ADD" else tfl.MulOptions)
@@ -183,14 +223,25 @@ class _Graph:
                 self._node(onnx_op, [x.name], out_name)
         elif name == "RESIZE_BILINEAR":
             opts = self._options(op, tfl.ResizeBilinearOptions)
-            mode = "align_corners" if opts.AlignCorners() else ("half_pixel" if opts.HalfPixelCenters() else "asymmetric")
+            mode = (
+                "align_corners"
+                if opts.AlignCorners()
+                else ("half_pixel" if opts.HalfPixelCenters() else "asymmetric")
+            )
             size = self.tensors[ins[1]].const
             sizes = np.array([x.shape[0], x.shape[3], int(size[0]), int(size[1])], np.int64)
-            self._node("Resize", [x.name, "", "", self._const(sizes)], out_name, mode="linear",
-                       coordinate_transformation_mode=mode)
+            self._node(
+                "Resize",
+                [x.name, "", "", self._const(sizes)],
+                out_name,
+                mode="linear",
+                coordinate_transformation_mode=mode,
+            )
         else:
             raise ExportError(f"TFLite operator {name} is not supported by export.tflite_onnx")
-        self.tensors[o] = _Tensor(out_name, out_t.shape, self.tensors[o].const if name == "DEQUANTIZE" else None)
+        self.tensors[o] = _Tensor(
+            out_name, out_t.shape, self.tensors[o].const if name == "DEQUANTIZE" else None
+        )
 
     def _operand(self, index: int) -> str:
         t = self.tensors[index]
@@ -225,12 +276,23 @@ class _Graph:
         kernel = (int(w.shape[1]), int(w.shape[2]))
         stride = (opts.StrideH(), opts.StrideW())
         dilation = (opts.DilationHFactor(), opts.DilationWFactor())
-        pads = self._same_pads(x.shape[1:3], kernel, stride, dilation) if opts.Padding() == tfl.Padding.SAME else [0] * 4
+        pads = (
+            self._same_pads(x.shape[1:3], kernel, stride, dilation)
+            if opts.Padding() == tfl.Padding.SAME
+            else [0] * 4
+        )
         inputs = [x.name, self._const(weight, "w")]
         if len(ins) > 2 and ins[2] >= 0:
             inputs.append(self._const(self._weights(ins[2]), "b"))
-        value = self._node("Conv", inputs, kernel_shape=list(kernel), strides=list(stride), dilations=list(dilation),
-                           pads=pads, group=group)
+        value = self._node(
+            "Conv",
+            inputs,
+            kernel_shape=list(kernel),
+            strides=list(stride),
+            dilations=list(dilation),
+            pads=pads,
+            group=group,
+        )
         self._activation(value, opts.FusedActivationFunction(), out_name)
 
     def _transpose_conv(self, op: Any, ins: list[int], out_name: str) -> None:
@@ -253,8 +315,14 @@ class _Graph:
             pads_end.append(total - total // 2)
         if padding not in (1, 2):  # TfLitePadding: 1 = SAME, 2 = VALID
             raise ExportError(f"Convolution2DTransposeBias: unknown padding {padding}")
-        self._node("ConvTranspose", [x.name, self._const(w.transpose(3, 0, 1, 2), "w"), self._const(b, "b")],
-                   out_name, kernel_shape=list(kernel), strides=list(stride), pads=pads_begin + pads_end)
+        self._node(
+            "ConvTranspose",
+            [x.name, self._const(w.transpose(3, 0, 1, 2), "w"), self._const(b, "b")],
+            out_name,
+            kernel_shape=list(kernel),
+            strides=list(stride),
+            pads=pads_begin + pads_end,
+        )
 
 
 def convert_tflite(data: bytes) -> Any:

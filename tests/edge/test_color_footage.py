@@ -25,13 +25,21 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CROWD = "?frames=60"
 ONE_WOMAN = "?start=640&frames=80&roi=0,380,400,196"
 # the walk gate for a 10 fps camera and this window: a full crossing spans half its width
-GATE = {"fps": 10.0, "enter_frames": 2, "exit_frames": 3, "min_frames": 20, "full_lateral_travel": 0.5}
+GATE = {
+    "fps": 10.0,
+    "enter_frames": 2,
+    "exit_frames": 3,
+    "min_frames": 20,
+    "full_lateral_travel": 0.5,
+}
 
 
 @pytest.fixture(scope="module")
 def vtest() -> Path:
     if not VTEST.is_file():
-        pytest.fail(f"{VTEST} is missing: run scripts/system-deps.sh (it installs Debian's opencv-doc)")
+        pytest.fail(
+            f"{VTEST} is missing: run scripts/system-deps.sh (it installs Debian's opencv-doc)"
+        )
     return VTEST
 
 
@@ -75,15 +83,22 @@ def test_one_person_crossing_is_one_judged_walk(vtest, segmenter):
 
 def kiosk_on(tmp_path, broker_url, model, uri):
     overrides = {
-        "source.uri": uri, "source.fps": 10.0, "walk.enter_frames": 2, "walk.exit_frames": 3,
-        "walk.min_frames": 20, "walk.full_lateral_travel": 0.5, "segmentation.min_area": 1200,
+        "source.uri": uri,
+        "source.fps": 10.0,
+        "walk.enter_frames": 2,
+        "walk.exit_frames": 3,
+        "walk.min_frames": 20,
+        "walk.full_lateral_travel": 0.5,
+        "segmentation.min_area": 1200,
     }
     cfg = kiosk_config(tmp_path, broker_url, model, **overrides)
     assert cfg.segmentation.method == "auto"  # the default picks the colour path for a video file
     results: list[dict] = []
     from edge.service import Kiosk, ServiceOptions, build_components
 
-    kiosk = Kiosk(cfg, components=build_components(cfg), options=ServiceOptions(install_signals=False))
+    kiosk = Kiosk(
+        cfg, components=build_components(cfg), options=ServiceOptions(install_signals=False)
+    )
     kiosk.on_result = results.append
     assert kiosk.run() == 0
     return results
@@ -92,7 +107,10 @@ def kiosk_on(tmp_path, broker_url, model, uri):
 @pytest.mark.slow
 def test_kiosk_defaults_publish_one_result_per_clip(tmp_path, mosquitto, kiosk_model, vtest):  # noqa: F811
     one = kiosk_on(tmp_path / "one", mosquitto.url, kiosk_model, f"video://{vtest}{ONE_WOMAN}")
-    assert [r["outcome"] for r in one] in (["refer_for_clinical_exam"], ["no_referral_indicated"]), one
+    assert [r["outcome"] for r in one] in (
+        ["refer_for_clinical_exam"],
+        ["no_referral_indicated"],
+    ), one
     crowd = kiosk_on(tmp_path / "crowd", mosquitto.url, kiosk_model, f"video://{vtest}{CROWD}")
     assert [(r["outcome"], r["retake_reason"]) for r in crowd] == [("retake", MULTIPLE_PEOPLE)]
 

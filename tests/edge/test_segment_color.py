@@ -31,7 +31,11 @@ def model():
 
 def sim_frames(seed, view="side", scenario=None, reflect=0.5):
     """A walk whose child is in view from the first frame: the frames before are dropped."""
-    frames = list(gaitsim.iter_frames(seed=seed, walks=1, view=view, scenario=scenario, gap_s=0.0, reflect=reflect))
+    frames = list(
+        gaitsim.iter_frames(
+            seed=seed, walks=1, view=view, scenario=scenario, gap_s=0.0, reflect=reflect
+        )
+    )
     first = next(i for i, f in enumerate(frames) if f.mask.sum() > 3000)
     return frames[first:]
 
@@ -94,14 +98,21 @@ def test_a_mirror_image_below_the_feet_is_removed_a_second_person_is_not():
     _blob(two, 60, 40, 40, 110)
     _blob(two, 200, 50, 38, 104)  # a second person beside the first
     before = two.copy()
-    assert reject_reflections(two, np.where(two > 0, 0.9, 0.0).astype(np.float32), ReflectionRules(), 300) == 0
+    assert (
+        reject_reflections(
+            two, np.where(two > 0, 0.9, 0.0).astype(np.float32), ReflectionRules(), 300
+        )
+        == 0
+    )
     assert np.array_equal(two, before)
 
 
 @pytest.mark.parametrize("seed", [10, 11])
 def test_one_child_on_a_reflective_floor_is_one_judged_walk(model, seed):
     walks, components = walk_of(PersonSegmenter(model), sim_frames(seed))
-    assert len(walks) == 1 and walks[0].accepted, [(w.retake_reason, w.quality.as_dict()) for w in walks]
+    assert len(walks) == 1 and walks[0].accepted, [
+        (w.retake_reason, w.quality.as_dict()) for w in walks
+    ]
     assert np.mean(components >= 2) < 0.2  # the gate's multiple_people share
 
 
@@ -136,7 +147,12 @@ def test_person_segmenter_refuses_a_frame_without_colour(model):
 
 @pytest.mark.parametrize(
     ("images", "method"),
-    [({"color"}, "person"), ({"depth"}, "depth"), ({"depth", "color"}, "depth"), ({"silhouette"}, "passthrough")],
+    [
+        ({"color"}, "person"),
+        ({"depth"}, "depth"),
+        ({"depth", "color"}, "depth"),
+        ({"silhouette"}, "passthrough"),
+    ],
 )
 def test_auto_picks_by_the_source_images(images, method):
     assert choose_method("auto", frozenset(images)) == method
@@ -167,7 +183,9 @@ def test_defaults_pick_colour_for_video_and_passthrough_for_silhouettes():
     assert isinstance(make_segmenter(cfg, open_source(cfg.source.uri)), PersonSegmenter)
     cfg = load_config(overrides={"source.uri": "silhouettes:///nowhere"}, env={})
     assert isinstance(make_segmenter(cfg, open_source(cfg.source.uri)), PassthroughSegmenter)
-    cfg = load_config(overrides={"source.uri": "sim://?seed=0&color=1", "segmentation.method": "fused"}, env={})
+    cfg = load_config(
+        overrides={"source.uri": "sim://?seed=0&color=1", "segmentation.method": "fused"}, env={}
+    )
     assert isinstance(make_segmenter(cfg, open_source(cfg.source.uri)), FusedSegmenter)
 
 
