@@ -123,3 +123,32 @@ def test_a_recording_that_ends_mid_walk_is_judged_by_the_gate(vtest, segmenter):
     walks, masks = replay(f"video://{vtest}?start=640&frames=38{lane}", segmenter)
     assert masks[-1].bbox is not None
     assert [w.retake_reason for w in walks] == ["partial_view"]  # never a generic "interrupted"
+
+
+@pytest.mark.slow
+def test_kiosk_on_simulated_colour_with_a_reflective_floor(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+    """The simulator's colour camera, the child in view from the first frame, a polished floor:
+    one walk -> one judged result; two people -> one multiple_people retake."""
+    from edge.service import Kiosk, ServiceOptions, build_components
+
+    def run(name, uri):
+        cfg = kiosk_config(
+            tmp_path / name,
+            mosquitto.url,
+            kiosk_model,
+            **{"source.uri": uri, "segmentation.method": "person"},
+        )
+        results: list[dict] = []
+        kiosk = Kiosk(
+            cfg, components=build_components(cfg), options=ServiceOptions(install_signals=False)
+        )
+        kiosk.on_result = results.append
+        assert kiosk.run() == 0
+        return [(r["outcome"], r["retake_reason"]) for r in results]
+
+    one = run("one", "sim://?seed=10&walks=1&view=side&color=1&reflect=0.5&gap_s=0")
+    assert len(one) == 1 and one[0][0] != "retake", one
+    two = run(
+        "two", "sim://?seed=10&walks=1&view=side&color=1&reflect=0.5&gap_s=0&scenario=two_people"
+    )
+    assert two == [("retake", MULTIPLE_PEOPLE)]
