@@ -155,8 +155,6 @@ class PersonSegmenter:
     inside the person's box.
     """
 
-    needs = ("color",)
-
     def __init__(
         self,
         model: PersonModel | None = None,
@@ -189,7 +187,7 @@ class PersonSegmenter:
         )
         self.reflections = reflections or ReflectionRules()
         self.components = _Components(self.rules, scale)
-        self.reflections_removed = 0  # frames' reflections cut so far (health, tests)
+        self.reflections_removed = 0  # reflections removed so far (all frames)
         self._grow_k = np.ones((3, 3), np.uint8)
 
     def _foreground(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -260,8 +258,6 @@ class PersonSegmenter:
 
 class FusedSegmenter(PersonSegmenter):
     """Learned colour mask gated by depth: RealSense with colour aligned to depth."""
-
-    needs = ("color", "depth")
 
     def __init__(
         self,
