@@ -15,6 +15,7 @@ import numpy as np
 
 from gaitsim.body import PART_NAMES, Primitives
 from gaitsim.camera import CameraConfig, SceneConfig, scene_depth
+from gaitsim.errors import SimConfigError
 from gaitsim.raster import Intrinsics, pixel_boxes, rasterize
 
 _BANK = 3  # pre-drawn noise fields
@@ -52,7 +53,7 @@ class FrameRenderer:
     def __init__(self, camera: CameraConfig, scene: SceneConfig, color: bool = True, noise: bool = True, seed: int = 0,
                  reflect: float = 0.0):
         if not 0.0 <= reflect < 1.0:
-            raise ValueError(f"reflect={reflect!r}: the floor's reflectance must be in [0, 1)")
+            raise SimConfigError(f"reflect={reflect!r}: the floor's reflectance must be in [0, 1)")
         self.camera, self.scene, self.color, self.noise = camera, scene, color, noise
         self.reflect = float(reflect)  # polished floor: people are mirrored in it (colour only)
         self._floor: np.ndarray | None = None
