@@ -22,8 +22,10 @@ BASE = [
 
 EXTRAS = {
     "train": [TORCH, "tqdm>=4.66", "matplotlib>=3.8"],
-    # tflite: reads MediaPipe's .tflite when export.person_model rebuilds the person segmenter
-    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14", "tflite>=2.18"],
+    # tflite reads MediaPipe's .tflite when export.person_model rebuilds the person segmenter;
+    # ai-edge-litert runs the original to check the conversion (build time only)
+    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14", "tflite>=2.18",
+               "ai-edge-litert>=1.4"],
     "realsense": ["pyrealsense2>=2.55"],
     "tensorrt": ["tensorrt>=10.3", "cuda-python>=12.6"],
     "pycuda": ["pycuda>=2024.1"],
