@@ -2,15 +2,24 @@
 .PHONY: demo test lint demo-data demo-model models models-check bench
 
 PY := .venv/bin/python
-DEMO_DATA ?= build/sim1500
+# Training and test data come from the kiosk's own camera path (edge collect): simulated
+# depth frames through the kiosk's segmenter and walk gate, with the clean truth masks of
+# the same frames beside. Eight streams of 140 walks (seven camera mounts and the default
+# one) for training and validation; two fresh streams of 150 walks for the card.
+DEMO_DATA ?= build/kiosk-train
+DEMO_CLEAN_DATA ?= build/kiosk-train-clean
+TEST_DATA ?= build/kiosk-test
+TEST_CLEAN_DATA ?= build/kiosk-test-clean
 DEMO_RUN ?= build/demo-run
-# clean masks of the same walks as DEMO_DATA (optional): the card's second row
-DEMO_CLEAN_DATA ?=
+TRAIN_SOURCES = $(foreach s,100 101 102 103 104 105 106,--source 'sim://?seed=$(s)&walks=140&view=mixed&camera_seed=$(s)') \
+	--source 'sim://?seed=107&walks=140&view=mixed'
+TEST_SOURCES = --source 'sim://?seed=900&walks=150&view=mixed' \
+	--source 'sim://?seed=901&walks=150&view=mixed&camera_seed=901'
 # warm-up + cosine LR (peak 0.02), early stopping, temperature and referral threshold on a
 # validation part of the training subjects; --max-minutes keeps it within an hour on 2 cores
-TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split 112 --preset tiny --out $(DEMO_RUN) \
-	--iterations 900 --max-minutes 48 --batch-p 16 --batch-k 2 --frames 16 --lr 0.02 --warmup 0.05 \
-	--val-fraction 0.15 --eval-every 50 --patience 6 --threads 2 --balance-classes --seed 0
+TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split $(DEMO_DATA)/Scoliosis1K_kiosk.json --preset tiny \
+	--out $(DEMO_RUN) --iterations 900 --max-minutes 48 --batch-p 16 --batch-k 2 --frames 16 --lr 0.02 \
+	--warmup 0.05 --val-fraction 0.15 --eval-every 50 --patience 6 --threads 2 --balance-classes --seed 0 --no-eval
 
 demo:
 	bash scripts/demo.sh
@@ -21,16 +30,18 @@ test:
 lint:
 	bash scripts/venv.sh dev && .venv/bin/ruff check .
 
-# 1,500 simulated walks in the Scoliosis1K layout (positive:neutral:negative 1:1:2)
+# Kiosk-path data: training/validation streams, and fresh test streams for the card
 demo-data:
 	bash scripts/venv.sh dev
-	$(PY) -m gaitsim.dataset --walks 1500 --seed 0 --out $(DEMO_DATA) --ratio 1:1:2 --view mixed --workers 2
+	$(PY) -m edge.collect $(TRAIN_SOURCES) --workers 2 --test-fraction 0 --out $(DEMO_DATA) --clean $(DEMO_CLEAN_DATA)
+	$(PY) -m edge.collect $(TEST_SOURCES) --workers 2 --test-fraction 1 --out $(TEST_DATA) --clean $(TEST_CLEAN_DATA)
 
-# Train, evaluate on held-out simulated subjects, write models/demo/{checkpoint.pt,card.json,README.md}
+# Train, evaluate on the fresh kiosk-path test walks (clean masks as a second row), write the card
 demo-model: demo-data
 	$(TRAIN_CMD)
-	$(PY) -m gaitmil.evaluate --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) \
-		$(if $(DEMO_CLEAN_DATA),--clean-data $(DEMO_CLEAN_DATA),) --json $(DEMO_RUN)/evaluation.json
+	$(PY) -m gaitmil.evaluate --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(TEST_DATA) \
+		--split $(TEST_DATA)/Scoliosis1K_kiosk.json --clean-data $(TEST_CLEAN_DATA) \
+		--reliability $(DEMO_RUN)/reliability.png --json $(DEMO_RUN)/evaluation.json
 	cp $(DEMO_RUN)/checkpoint.pt $(DEMO_RUN)/evaluation.json $(DEMO_RUN)/reliability.png \
 		$(DEMO_RUN)/metrics.jsonl $(DEMO_RUN)/curves.png models/demo/
 	$(PY) -m gaitmil.card --checkpoint models/demo/checkpoint.pt --evaluation models/demo/evaluation.json \

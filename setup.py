@@ -27,7 +27,10 @@ BASE = [
 
 EXTRAS = {
     "train": [TORCH, "tqdm>=4.66", "matplotlib>=3.8"],
-    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14"],
+    # tflite reads MediaPipe's .tflite when export.person_model rebuilds the person segmenter;
+    # ai-edge-litert runs the original to check the conversion (build time only)
+    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14", "tflite>=2.18",
+               "ai-edge-litert>=1.4"],
     "realsense": ["pyrealsense2>=2.55"],
     # On a Jetson TensorRT comes from JetPack (apt python3-libnvinfer): install only the CUDA extra.
     "cuda12": CUDA12,
@@ -61,7 +64,7 @@ setup(
     ),
     package_data={
         "export": ["data/*.txt", "data/*.json"],
-        "edge": ["schemas/*.json", "data/*.toml"],
+        "edge": ["schemas/*.json", "data/*.toml", "data/person/*"],
         "benchmarks": ["schemas/*.json"],
     },
     include_package_data=True,

@@ -189,8 +189,8 @@ class LayoutWriter:
 
 def split_subjects(sequences: dict[str, dict[str, Any]], test_fraction: float, seed: int) -> tuple[list, list]:
     """Subject-disjoint train/test lists, stratified by each subject's class."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise CollectError(f"--test-fraction {test_fraction} must be in [0, 1)")
+    if not 0.0 <= test_fraction <= 1.0:
+        raise CollectError(f"--test-fraction {test_fraction} must be in [0, 1] (1: a test-only set)")
     rng = np.random.default_rng([seed, 0x5917])
     by_class: dict[int, list[str]] = {}
     for seq in sequences.values():

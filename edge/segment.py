@@ -227,7 +227,7 @@ class DepthSegmenter:
         if depth is None:
             raise SegmentationError(
                 f"frame {frame.index} has no depth: the depth segmenter needs a depth camera "
-                "(use segmenter 'color' for colour-only sources)"
+                "(segmentation.method 'person' or 'auto' for colour-only sources)"
             )
         shape = (int(depth.shape[0]), int(depth.shape[1]))
         if shape != self._shape:

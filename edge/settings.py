@@ -48,9 +48,16 @@ class SourceConfig(_Section):
 
 
 class SegmentationConfig(_Section):
-    method: Literal["depth", "color", "passthrough"] = "depth"
+    # auto: by the source's images (edge.segmenters): silhouettes -> passthrough, depth -> depth,
+    # colour only -> person. color = background subtraction; fused = person gated by depth.
+    method: Literal["auto", "depth", "color", "person", "fused", "passthrough"] = "auto"
     site_model: Path | None = None  # from `python -m edge calibrate-site`
     color_method: Literal["mog2", "knn"] = "mog2"
+    person_threshold: float = Field(0.5, gt=0, lt=1)  # person / fused: probability that is person
+    person_threads: int = Field(1, ge=1, le=64)  # person / fused: ONNX Runtime threads
+    # ONNX Runtime execution providers for the person network, in order of preference; empty =
+    # CPU. On a Jetson with onnxruntime-gpu: ["CUDAExecutionProvider", "CPUExecutionProvider"].
+    person_providers: list[str] = Field(default_factory=list)
     min_area: int = Field(1500, ge=1)
     margin_mm: int = Field(150, ge=0, le=5000)
 

@@ -30,7 +30,7 @@ MULTIPLE_PEOPLE = "multiple_people"  # more than one person-sized shape in view 
 PARTIAL_VIEW = "partial_view"  # the child was not fully in view, or covered too little of the corridor
 STOPPED = "stopped"  # the child stood still mid-walk
 TOO_LONG = "too_long"  # the walk exceeded max_duration_s
-INTERRUPTED = "interrupted"  # the kiosk stopped during a walk that was not yet complete
+INTERRUPTED = "interrupted"  # the kiosk abandoned a walk on shutdown (walk.on_shutdown = "abandon")
 RETAKE_REASONS: tuple[str, ...] = (TOO_SHORT, MULTIPLE_PEOPLE, PARTIAL_VIEW, STOPPED, TOO_LONG, INTERRUPTED)
 
 # Why single frames were left out of a walk (WalkQuality.dropped keys).
@@ -96,6 +96,7 @@ class _Track:
     times: list[float] = field(default_factory=list)  # present frames
     depth: list[float] = field(default_factory=list)  # NaN when unknown
     center_x: list[float] = field(default_factory=list)
+    feet_y: list[float] = field(default_factory=list)  # bottom row of the person's box (colour: toward/away motion)
     components: list[int] = field(default_factory=list)
     border: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -204,20 +205,28 @@ class WalkAssembler:
         return None
 
     def flush(self) -> Walk | None:
-        """On shutdown: finish the current walk (gate applied), or None if none was under way."""
+        """At the end of a recording or on shutdown: finish the current walk, or None if none
+        was under way.
+
+        The gate judges it like any other walk: a recording that ends while the child is
+        still in view is classified when the walk passes, and a refused walk keeps the gate's
+        own reason (multiple_people, too_short ...), never a generic `interrupted` that would
+        hide it. `interrupted` is only for walks the kiosk abandons (walk.on_shutdown).
+        """
         if self.state in (IDLE, ENTERING):
             self._reset()
             return None
-        walk = self._finish(None)
-        if walk.retake_reason is not None:
-            walk.retake_reason = INTERRUPTED
-        return walk
+        if self.state == LEAVING and self._track is not None:
+            # the child had already left: the trailing absent frames were the exit, not gaps
+            self._track.drop(DROP_ABSENT, -self._absent_run)
+        return self._finish(None)
 
     def _add(self, track: _Track, mask: Mask) -> None:
         x, y, w, h = mask.bbox
         track.times.append(mask.timestamp)
         track.depth.append(np.nan if mask.depth_mm is None else float(mask.depth_mm))
         track.center_x.append(x + w / 2.0)
+        track.feet_y.append(float(y + h))
         track.components.append(int(mask.components))
         track.border.append(bool(mask.touches_border))
         if mask.touches_border:
@@ -366,7 +375,11 @@ def _stopped(track: _Track, cfg: WalkConfig) -> bool:
     depth = sliding_window_view(np.asarray(track.depth), window)
     spread = np.fmax.reduce(depth, axis=1) - np.fmin.reduce(depth, axis=1)  # NaN (unknown depth) is ignored
     still_d = ~(spread >= cfg.stop_depth_mm)  # a window without any depth counts as still in depth
-    return bool(np.any(still_x & still_d))
+    # Without depth (a colour camera) a walk toward or away moves the feet up or down the image
+    # while the centre barely moves sideways: that is walking, not standing still.
+    feet = sliding_window_view(np.asarray(track.feet_y), window)
+    still_y = (feet.max(axis=1) - feet.min(axis=1)) < cfg.stop_lateral_px
+    return bool(np.any(still_x & still_d & still_y))
 
 
 def gate(track: _Track, quality: WalkQuality, cfg: WalkConfig) -> str | None:

@@ -194,26 +194,12 @@ def gate_config(cfg: Any, gate_class: type | None = None) -> Any:
 
 
 def make_segmenter(cfg: Any, source: Any) -> Any:
-    """The configured segmenter; a simulated camera without a site model learns its empty corridor."""
-    from edge.segment import ColorSegmenter, ComponentRules, DepthSegmenter, PassthroughSegmenter
-    from edge.site import SiteModel
+    """The segmenter for the configured method and the source's images (edge.segmenters: `auto`
+    picks by source, a method the source cannot serve is refused here, at start-up); a
+    simulated camera without a site model learns its empty corridor."""
+    from edge.segmenters import build_segmenter
 
-    seg = cfg.segmentation
-    rules = ComponentRules(min_area_px=seg.min_area)
-    if seg.method == "passthrough":
-        return PassthroughSegmenter()
-    if seg.method == "color":
-        return ColorSegmenter(seg.color_method, rules=rules)
-    if seg.site_model is not None:
-        site = SiteModel.load(seg.site_model)
-    else:
-        site = simulated_site(source)
-        if site is None:
-            log.warning(
-                "no segmentation.site_model: only the range gate separates the child from floor and "
-                "walls; run `python -m edge calibrate-site` in the empty corridor"
-            )
-    return DepthSegmenter(site, margin_mm=seg.margin_mm, rules=rules)
+    return build_segmenter(cfg, source, simulated_site)
 
 
 def source_is_live(source: Any) -> bool:

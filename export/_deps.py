@@ -12,6 +12,8 @@ _EXTRA_OF = {
     "onnx": "pip install 'gaitmil-edge[export]'",
     "onnxruntime": "pip install onnxruntime (part of the base install)",
     "onnxconverter_common": "pip install 'gaitmil-edge[export]'",
+    "tflite": "pip install 'gaitmil-edge[export]'",
+    "ai_edge_litert": "pip install ai-edge-litert (only to check a converted .tflite model)",
     "tensorrt": (
         "on a Jetson install the JetPack package python3-libnvinfer "
         "(sudo apt install python3-libnvinfer); elsewhere pip install 'gaitmil-edge[tensorrt-cu12]' "

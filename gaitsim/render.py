@@ -15,6 +15,7 @@ import numpy as np
 
 from gaitsim.body import PART_NAMES, Primitives
 from gaitsim.camera import CameraConfig, SceneConfig, scene_depth
+from gaitsim.errors import SimConfigError
 from gaitsim.raster import Intrinsics, pixel_boxes, rasterize
 
 _BANK = 3  # pre-drawn noise fields
@@ -49,8 +50,13 @@ class FrameRenderer:
     pixel rectangle around the people, so its cost follows the people's size.
     """
 
-    def __init__(self, camera: CameraConfig, scene: SceneConfig, color: bool = True, noise: bool = True, seed: int = 0):
+    def __init__(self, camera: CameraConfig, scene: SceneConfig, color: bool = True, noise: bool = True, seed: int = 0,
+                 reflect: float = 0.0):
+        if not 0.0 <= reflect < 1.0:
+            raise SimConfigError(f"reflect={reflect!r}: the floor's reflectance must be in [0, 1)")
         self.camera, self.scene, self.color, self.noise = camera, scene, color, noise
+        self.reflect = float(reflect)  # polished floor: people are mirrored in it (colour only)
+        self._floor: np.ndarray | None = None
         self.intr = camera_intrinsics(camera)
         self.rays = self.intr.rays()
         self.bg_z, hit_x, hit_z = scene_depth(camera, scene)
@@ -87,6 +93,7 @@ class FrameRenderer:
         rays = np.stack(np.broadcast_arrays(dx[None, :], dy[:, None], np.float32(1.0)), -1) @ cam.world_to_camera()
         hit_y = np.where(np.isfinite(self.bg_z), cam.height_m + self.bg_z * rays[..., 1], 0.0)
         floor = hit_y < 0.01
+        self._floor = floor
         img = np.empty((cam.height, cam.width, 3), np.float32)
         img[:] = (175, 195, 205)  # wall paint
         img[hit_y < 0.9] = (120, 150, 160)  # dado
@@ -180,8 +187,33 @@ class FrameRenderer:
             shadow = (cv2.dilate(f, np.ones((1, width + 1), np.uint8), anchor=(0, 0)) > 0) & ~fg
             out[shadow] = 0
 
+    def _reflection(self, img: np.ndarray, bodies: list[Body]) -> None:
+        """Blend the people's mirror images (about the floor plane y = 0) into the floor pixels.
+
+        Depth is left alone: a stereo camera sees the floor, not the reflection. The mirrored
+        bodies are drawn flat-shaded and dimmed; the real people are painted over them later.
+        """
+        cam = self.camera
+        flip = np.diag([1.0, -1.0, 1.0])
+        mirrored = [to_camera(b.primitives.transformed(flip, np.zeros(3)), cam) for b in bodies]
+        z = np.full((cam.height, cam.width), np.inf, np.float32)
+        part = np.full(z.shape, -1, np.int16)
+        lut = np.zeros((len(PART_NAMES) * len(bodies), 3), np.float32)
+        for i, (body, prims) in enumerate(zip(bodies, mirrored)):
+            offset = len(PART_NAMES) * i
+            rasterize(Primitives(prims.cap_a, prims.cap_b, prims.cap_r, prims.cap_part + offset, prims.ell_c,
+                                 prims.ell_axes, prims.ell_r, prims.ell_part + offset), self.intr, z, part, self.rays)
+            for j, name in enumerate(PART_NAMES):
+                lut[offset + j] = body.palette.get(name, (128, 128, 128))
+        seen = (part >= 0) & self._floor
+        if seen.any():
+            mirror = 0.8 * lut[part[seen]]  # a reflection is dimmer than the body
+            img[seen] = np.clip((1.0 - self.reflect) * img[seen] + self.reflect * mirror, 0, 255).astype(np.uint8)
+
     def _color(self, part, z, box, bodies, flicker_t, rng) -> np.ndarray:
         img = self.bg_color.copy()
+        if self.reflect > 0.0 and bodies:
+            self._reflection(img, bodies)
         if box is not None and part is not None and (part >= 0).any():
             u0, v0, u1, v1 = box
             lut = np.zeros((len(PART_NAMES) * max(len(bodies), 1), 3), np.float32)

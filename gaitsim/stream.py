@@ -106,10 +106,12 @@ def iter_frames(
     color: bool = True,
     noise: bool = True,
     start_time: float = 0.0,
+    reflect: float = 0.0,
 ) -> Iterator[SimFrame]:
     """Frames of simulated walks, each preceded by `gap_s` of empty corridor (and one
     more gap after the last walk when `walks` is finite, so a kiosk sees it end).
-    `walks=None` streams forever. Deterministic for a seed."""
+    `walks=None` streams forever. Deterministic for a seed. `reflect` (0..1) makes the floor
+    mirror the people in the colour image (a polished school floor)."""
     check_view(view)
     check_scenario(scenario)
     if fps <= 0 or gap_s < 0:
@@ -118,7 +120,7 @@ def iter_frames(
         raise SimConfigError(f"walks must be >= 0 or None (endless), got {walks}")
     camera = camera or CameraConfig()
     scene = scene_for_view(view)
-    renderer = FrameRenderer(camera, scene, color=color, noise=noise, seed=seed)
+    renderer = FrameRenderer(camera, scene, color=color, noise=noise, seed=seed, reflect=reflect)
     gap = int(round(gap_s * fps))
     index = 0
 

@@ -71,6 +71,17 @@ class Source(ABC):
     def intrinsics(self) -> Intrinsics | None:
         return self._intrinsics()
 
+    @property
+    def images(self) -> frozenset[str]:
+        """The images every frame carries: "depth", "color" and/or "silhouette".
+
+        The kiosk picks its segmenter from this (edge.segmenters) and refuses, at start-up,
+        a configured segmenter that needs an image the source never delivers."""
+        return frozenset(self._images())
+
+    def _images(self) -> tuple[str, ...]:
+        return ("depth",)
+
     def health(self) -> dict[str, Any]:
         """Counters for the health topic (a copy, safe to publish)."""
         return {"uri": redact_uri(self.uri), **self.counters}

@@ -278,5 +278,8 @@ class RealSenseSource(Source):
     def _fps(self) -> float:
         return self._fps_value
 
+    def _images(self) -> tuple[str, ...]:
+        return ("depth", "color") if self.color else ("depth",)
+
     def _intrinsics(self) -> Intrinsics | None:
         return self._intr

@@ -90,3 +90,6 @@ class SilhouetteSource(Source):
 
     def _fps(self) -> float:
         return self._fps_value
+
+    def _images(self) -> tuple[str, ...]:
+        return ("silhouette",)

@@ -17,7 +17,8 @@ SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "to
 
 class SimSource(Source):
     """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
-    scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise,
+    scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise, reflect
+    (floor reflectance 0..1: people mirrored in the colour image),
     camera_seed (a camera mount drawn by gaitsim.vary_camera instead of the default one),
     stall_after (after this many frames the camera hangs: the next read blocks, yielding
     nothing, until the source is closed; for watchdog and stall tests).
@@ -46,6 +47,12 @@ class SimSource(Source):
         self.live = self.realtime
         self.color = option_bool(merged, "color", False, uri)
         self.noise = option_bool(merged, "noise", True, uri)
+        try:
+            self.reflect = float(merged.get("reflect", 0.0))  # a polished floor mirrors people (colour)
+        except (TypeError, ValueError):
+            raise SourceError(f"source {uri!r}: reflect must be a number in [0, 1)") from None
+        if not 0.0 <= self.reflect < 1.0:
+            raise SourceError(f"source {uri!r}: reflect={self.reflect} must be in [0, 1)")
         try:
             self._fps_value = float(merged.get("fps", 30.0))
             self.gap_s = float(merged.get("gap_s", 1.0))
@@ -84,6 +91,7 @@ class SimSource(Source):
         self._frames = gaitsim.iter_frames(
             seed=self.seed, walks=self.walks, view=self.view, fps=self._fps_value, gap_s=self.gap_s,
             scenario=self.scenario, camera=self.camera, color=self.color, noise=self.noise,
+            reflect=self.reflect,
         )
         self._t0 = time.monotonic()
         self._delivered = 0
@@ -126,6 +134,9 @@ class SimSource(Source):
 
     def _fps(self) -> float:
         return self._fps_value
+
+    def _images(self) -> tuple[str, ...]:
+        return ("depth", "color") if self.color else ("depth",)
 
     def _intrinsics(self) -> Intrinsics | None:
         return self._intr

@@ -8,12 +8,26 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import cv2
+import numpy as np
 
 from edge.errors import SourceError
 from edge.sources.base import Source, option_int, query_options, redact_uri
 from edge.types import Frame
 
 _DEVICE = re.compile(r"^/dev/video(\d+)$")
+
+
+def _roi(value: Any, uri: str) -> tuple[int, int, int, int] | None:
+    """`x,y,w,h` in pixels, or None."""
+    if value is None or value == "":
+        return None
+    try:
+        x, y, w, h = (int(v) for v in str(value).split(","))
+    except ValueError:
+        raise SourceError(f"source {redact_uri(uri)!r}: roi={value!r} must be x,y,w,h in pixels") from None
+    if x < 0 or y < 0 or w < 16 or h < 16:
+        raise SourceError(f"source {redact_uri(uri)!r}: roi={value!r} needs x, y >= 0 and w, h >= 16")
+    return x, y, w, h
 
 
 def capture_target(uri: str) -> str | int:
@@ -35,6 +49,10 @@ class VideoSource(Source):
     A file ends at its last frame. A live device/stream that stops delivering is reopened
     with exponential backoff (counted in `reconnects`; failed reads in `timeouts`) up to
     `max_reconnects` (option, default 5) before SourceError.
+
+    Options for replaying part of a file: `start` (first frame, 0), `frames` (how many,
+    default all), `roi=x,y,w,h` (a pixel window of every frame: the walking lane, when the
+    camera also sees a corridor where other people pass).
     """
 
     scheme = "video"
@@ -45,6 +63,13 @@ class VideoSource(Source):
         self.target = capture_target(uri)
         self.live = not isinstance(self.target, str) or self.target.startswith("rtsp")
         self.max_reconnects = option_int(merged, "max_reconnects", 5, uri) or 0
+        self.start = option_int(merged, "start", 0, uri) or 0
+        self.frames = option_int(merged, "frames", None, uri)
+        self.roi = _roi(merged.get("roi"), uri)
+        if self.start < 0 or (self.frames is not None and self.frames < 1):
+            raise SourceError(f"source {redact_uri(uri)!r}: start must be >= 0 and frames >= 1")
+        if self.live and self.start:
+            raise SourceError(f"source {redact_uri(uri)!r}: start= is for files, not live cameras or streams")
         self._cap: cv2.VideoCapture | None = None
         self._index = 0
         self._fps_value = 30.0
@@ -59,11 +84,15 @@ class VideoSource(Source):
             )
         fps = cap.get(cv2.CAP_PROP_FPS)
         self._fps_value = float(fps) if fps and fps > 0 else 30.0
+        if self.start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, self.start)
         self._cap = cap
         self._index = 0
         self._start = time.monotonic()
 
     def _read(self) -> Frame | None:
+        if self.frames is not None and self._index >= self.frames:
+            return None
         attempts = 0
         while True:
             ok, image = self._cap.read() if self._cap is not None else (False, None)
@@ -83,6 +112,14 @@ class VideoSource(Source):
             self._reopen()
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            if x + w > image.shape[1] or y + h > image.shape[0]:
+                raise SourceError(
+                    f"source {redact_uri(self.uri)!r}: roi={x},{y},{w},{h} lies outside the "
+                    f"{image.shape[1]}x{image.shape[0]} frame"
+                )
+            image = np.ascontiguousarray(image[y : y + h, x : x + w])
         if self.live:
             timestamp = time.monotonic()
         else:
@@ -104,3 +141,6 @@ class VideoSource(Source):
 
     def _fps(self) -> float:
         return self._fps_value
+
+    def _images(self) -> tuple[str, ...]:
+        return ("color",)

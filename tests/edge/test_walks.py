@@ -10,7 +10,6 @@ from edge.segment import DepthSegmenter
 from edge.site import learn_site
 from edge.types import Mask
 from edge.walks import (
-    INTERRUPTED,
     MULTIPLE_PEOPLE,
     PARTIAL_VIEW,
     RETAKE_REASONS,
@@ -170,7 +169,25 @@ def test_flush_finishes_or_interrupts(segmenter):
     for frame in frames[:25]:
         assembler.push(segmenter.segment(frame))
     walk = assembler.flush()
-    assert walk.retake_reason == INTERRUPTED
+    # the gate's own reason, not a generic `interrupted` that would hide it
+    assert walk.retake_reason == TOO_SHORT
+
+
+def test_flush_keeps_multiple_people_and_drops_no_exit_frames(segmenter):
+    """A recording ending mid-walk with two people in view: the published reason is theirs."""
+    frames = walk_frames(60, gap_after=0)
+    assembler = WalkAssembler()
+    for frame in frames:
+        mask = segmenter.segment(frame)
+        mask.components = 2  # a second person-sized shape in every frame
+        assembler.push(mask)
+    assert assembler.flush().retake_reason == MULTIPLE_PEOPLE
+    # the child left, then the recording ended inside the exit hysteresis
+    assembler = WalkAssembler()
+    for frame in walk_frames(60, gap_after=3):
+        assembler.push(segmenter.segment(frame))
+    walk = assembler.flush()
+    assert walk.accepted and "absent" not in walk.quality.dropped
 
 
 def test_noise_and_zero_frames_never_make_an_accepted_walk(segmenter):

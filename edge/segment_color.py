@@ -1,0 +1,306 @@
+"""Learned person segmentation for colour frames, floor reflections, and colour + depth fusion.
+
+PersonSegmenter (`[segmentation] method = "person"`): the shipped person network
+(edge.person_model) gives a per-pixel probability; it is thresholded at working resolution
+(`scale`), floor reflections are removed, and the usual component rules (edge.segment) keep
+the largest person and count the person-sized ones for the multiple_people gate. Unlike
+background subtraction it needs no empty view to learn from, so a person in view from the
+first frame, a moving camera exposure or a new poster on the wall change nothing.
+
+FusedSegmenter (`method = "fused"`, RealSense with colour): the same learned mask, kept only
+where the depth is inside the range gate (and in front of the site's background when a site
+model is given). Depth alone cannot tell a child from a bag on the floor or a door swinging
+in; colour alone cannot tell a child from a poster of one; together they need both.
+
+Floor reflections. A polished floor mirrors the child: the network marks part of the mirror
+image as person, either as a separate blob below the feet or fused with the legs. A blob
+is a reflection when it starts at or below another blob's feet, overlaps it sideways and
+matches its mirror image (about the feet line); a fused reflection is cut where the blob is
+mirror-symmetric about a row and the part below that row is markedly less certain (the
+network is sure of the child, unsure of the mirror image). Depth, when there is any, needs no
+such rule: the floor has the floor's depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.errors import SegmentationError
+from edge.person_model import PersonModel
+from edge.segment import ComponentRules, DepthSegmenter, _Components
+from edge.site import SiteModel
+from edge.sources.base import validate_frame
+from edge.types import Frame, Mask
+
+
+@dataclass
+class ReflectionRules:
+    """When a blob below a person is that person's mirror image on the floor."""
+
+    enabled: bool = True
+    feet_tolerance: float = (
+        0.1  # a reflection starts no higher than this share of the person's height above the feet
+    )
+    min_overlap: float = 0.5  # share of the reflection's width under the person
+    min_mirror_iou: float = 0.2  # separate blob vs the person's mirror image
+    # A fused reflection is cut only on strong evidence: a body is itself nearly mirror-symmetric
+    # about some rows (shins vs thighs, legs vs torso seen from the front), so symmetry alone
+    # cut real children on the simulator; the network's drop in certainty is the second witness.
+    split_iou: float = 0.6  # fused blob: mirror symmetry about the cut row
+    split_confidence_drop: float = 0.2  # fused blob: mean probability below the cut this much lower
+    split_from: float = 0.5  # the cut row is searched between these shares of the blob's height
+    split_to: float = 0.85
+
+
+def _mirror_iou(upper: np.ndarray, lower: np.ndarray) -> float:
+    """IoU of `lower` with `upper` flipped upside down (same shape, bool)."""
+    flipped = upper[::-1]
+    union = np.count_nonzero(flipped | lower)
+    return float(np.count_nonzero(flipped & lower)) / union if union else 0.0
+
+
+def reject_reflections(
+    fg: np.ndarray, prob: np.ndarray, rules: ReflectionRules, min_px: int
+) -> int:
+    """Erase floor reflections from the uint8 foreground `fg` in place; returns how many.
+
+    `prob` is the person probability at fg's resolution; `min_px` is the smallest blob that
+    can be a person (smaller blobs are left for the component rules)."""
+    if not rules.enabled:
+        return 0
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(4, min_px // 4)]
+    blobs.sort(key=lambda i: -stats[i, cv2.CC_STAT_AREA])
+    removed = 0
+    people: list[int] = []
+    for i in blobs:
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        owner = next((p for p in people if _is_reflection_of(labels, stats, p, i, rules)), None)
+        if owner is not None:
+            fg[labels == i] = 0
+            removed += 1
+            continue
+        if stats[i, cv2.CC_STAT_AREA] >= min_px:
+            removed += _cut_fused_reflection(fg, labels, prob, i, (x, y, w, h), rules)
+            people.append(i)
+    return removed
+
+
+def _is_reflection_of(
+    labels: np.ndarray, stats: np.ndarray, person: int, blob: int, rules: ReflectionRules
+) -> bool:
+    px, py, pw, ph = (int(v) for v in stats[person, :4])
+    bx, by, bw, bh = (int(v) for v in stats[blob, :4])
+    feet = py + ph
+    if by < feet - rules.feet_tolerance * ph or bh > 1.1 * ph:
+        return False
+    overlap = min(px + pw, bx + bw) - max(px, bx)
+    if overlap < rules.min_overlap * bw:
+        return False
+    # the person's mirror image about the feet row, against the blob, over the blob's rows
+    rows = min(bh + (by - feet), ph)
+    if rows <= 0:
+        return False
+    x0, x1 = min(px, bx), max(px + pw, bx + bw)
+    upper = labels[feet - rows : feet, x0:x1] == person
+    lower = np.zeros_like(upper)
+    top = max(by, feet)
+    stop = min(feet + rows, labels.shape[0])
+    lower[top - feet : stop - feet] = labels[top:stop, x0:x1] == blob
+    return _mirror_iou(upper, lower) >= rules.min_mirror_iou
+
+
+def _cut_fused_reflection(
+    fg: np.ndarray,
+    labels: np.ndarray,
+    prob: np.ndarray,
+    blob: int,
+    box: tuple[int, int, int, int],
+    rules: ReflectionRules,
+) -> int:
+    """Cut a reflection fused with the feet: 1 if a cut was made."""
+    x, y, w, h = box
+    if h < 16:
+        return 0
+    mask = labels[y : y + h, x : x + w] == blob
+    p = prob[y : y + h, x : x + w]
+    best, best_iou = None, rules.split_iou
+    for r in range(int(h * rules.split_from), min(int(h * rules.split_to) + 1, h - 3)):
+        k = min(r, h - r)
+        iou = _mirror_iou(mask[r - k : r], mask[r : r + k])
+        if iou < best_iou:
+            continue
+        above, below = p[r - k : r][mask[r - k : r]], p[r : r + k][mask[r : r + k]]
+        if (
+            above.size
+            and below.size
+            and float(below.mean()) <= float(above.mean()) - rules.split_confidence_drop
+        ):
+            best, best_iou = r, iou
+    if best is None:
+        return 0
+    region = fg[y + best : y + h, x : x + w]
+    region[mask[best:]] = 0
+    return 1
+
+
+class PersonSegmenter:
+    """Learned person mask from colour frames; see the module docstring.
+
+    `threshold`: probability above which a pixel is person. `scale`: working resolution
+    divisor (2: 320x240 for a 640x480 camera); edges are re-thresholded at camera resolution
+    inside the person's box.
+    """
+
+    def __init__(
+        self,
+        model: PersonModel | None = None,
+        *,
+        threshold: float = 0.5,
+        scale: int = 2,
+        rules: ComponentRules | None = None,
+        reflections: ReflectionRules | None = None,
+        threads: int = 1,
+        providers: list[str] | None = None,
+    ) -> None:
+        if scale not in (1, 2, 4):
+            raise SegmentationError(f"PersonSegmenter scale={scale!r}: use 1, 2 or 4")
+        if not 0.0 < threshold < 1.0:
+            raise SegmentationError(f"person threshold {threshold!r}: use a probability in (0, 1)")
+        self.model = model or PersonModel(threads=threads, providers=providers)
+        self.threshold = float(threshold)
+        self.scale = scale
+        # the network's mask is smooth: no speckle opening, no hole filling across real gaps
+        base = rules or ComponentRules()
+        self.rules = ComponentRules(
+            min_area_px=base.min_area_px,
+            min_height_px=base.min_height_px,
+            open_px=1,
+            close_px=3,
+            fill_holes=False,
+            attach_px=base.attach_px,
+            min_piece_px=base.min_piece_px,
+            behind_mm=base.behind_mm,
+        )
+        self.reflections = reflections or ReflectionRules()
+        self.components = _Components(self.rules, scale)
+        self.reflections_removed = 0  # reflections removed so far (all frames)
+        self._grow_k = np.ones((3, 3), np.uint8)
+
+    def _foreground(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        validate_frame(frame)
+        color = frame.color
+        if color is None:
+            raise SegmentationError(
+                f"frame {frame.index} has no colour image: the person segmenter needs a colour camera "
+                "(realsense://?color=1, video://, /dev/videoN, rtsp://)"
+            )
+        full = (int(color.shape[0]), int(color.shape[1]))
+        small = (full[0] // self.scale, full[1] // self.scale)
+        prob = self.model.probability(color)
+        prob_small = cv2.resize(prob, (small[1], small[0]), interpolation=cv2.INTER_LINEAR)
+        fg = cv2.compare(prob_small, self.threshold, cv2.CMP_GT)
+        return fg, prob, full
+
+    def segment(self, frame: Frame) -> Mask:
+        fg, prob, full = self._foreground(frame)
+        return self._mask(frame, fg, prob, full, None, None)
+
+    def _mask(
+        self,
+        frame: Frame,
+        fg: np.ndarray,
+        prob: np.ndarray,
+        full: tuple[int, int],
+        depth_small: np.ndarray | None,
+        gate_full: np.ndarray | None,
+    ) -> Mask:
+        prob_small = cv2.resize(prob, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_LINEAR)
+        self.reflections_removed += reject_reflections(
+            fg, prob_small, self.reflections, self.components.min_area
+        )
+        refine = self._refine_at(prob, full, gate_full) if self.scale > 1 else None
+        return self.components.mask(frame, fg, full, depth_small, refine)
+
+    def _refine_at(self, prob: np.ndarray, full: tuple[int, int], gate_full: np.ndarray | None):
+        """Camera-resolution edges: the probability upsampled inside the box, kept within a pixel
+        of the working-resolution mask (so a cut reflection stays cut)."""
+        threshold = self.threshold
+        sy, sx = prob.shape[0] / full[0], prob.shape[1] / full[1]
+
+        def refine(
+            window: tuple[slice, slice], up: np.ndarray, _depth_mm: float | None
+        ) -> np.ndarray:
+            rows, cols = window
+            h, w = rows.stop - rows.start, cols.stop - cols.start
+            # affine map from window pixels to probability-map pixels (pixel centres)
+            m = np.float32(
+                [[sx, 0, (cols.start + 0.5) * sx - 0.5], [0, sy, (rows.start + 0.5) * sy - 0.5]]
+            )
+            p = cv2.warpAffine(
+                prob,
+                m,
+                (w, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            fg = cv2.compare(p, threshold, cv2.CMP_GT)
+            if gate_full is not None:
+                fg = cv2.bitwise_and(fg, gate_full[window])
+            kept = cv2.bitwise_and(cv2.dilate(up, self._grow_k), fg)
+            return (kept > 0).view(np.uint8)
+
+        return refine
+
+
+class FusedSegmenter(PersonSegmenter):
+    """Learned colour mask gated by depth: RealSense with colour aligned to depth."""
+
+    def __init__(
+        self,
+        background: SiteModel | None = None,
+        model: PersonModel | None = None,
+        *,
+        margin_mm: int = 120,
+        near_mm: int | None = None,
+        far_mm: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        # the depth segmenter's own gate (range and, with a site model, in front of the background)
+        self.depth_gate = DepthSegmenter(
+            background, margin_mm=margin_mm, near_mm=near_mm, far_mm=far_mm, scale=self.scale
+        )
+        self.reflections = ReflectionRules(enabled=False)  # the floor has the floor's depth
+
+    def segment(self, frame: Frame) -> Mask:
+        if frame.depth is None:
+            raise SegmentationError(
+                f"frame {frame.index} has no depth: the fused segmenter needs a RealSense camera with "
+                "color=1 (use method 'person' for colour-only sources)"
+            )
+        fg, prob, full = self._foreground(frame)
+        depth = frame.depth
+        gate = self.depth_gate
+        if gate._shape != full:
+            gate._prepare(full)
+        s = self.scale
+        depth_small = (
+            np.ascontiguousarray(depth[::s, ::s][: fg.shape[0], : fg.shape[1]]) if s > 1 else depth
+        )
+        in_range = cv2.inRange(depth_small, gate._lower, gate._upper)
+        # keep depth dropouts that the network calls person (hair, dark clothes): depth says nothing there
+        allowed = cv2.bitwise_or(in_range, cv2.compare(depth_small, 0, cv2.CMP_EQ))
+        fg = cv2.bitwise_and(fg, allowed)
+        gate_full = (
+            cv2.bitwise_or(
+                cv2.inRange(depth, gate._lower_full, gate._upper_full),
+                cv2.compare(depth, 0, cv2.CMP_EQ),
+            )
+            if s > 1
+            else None
+        )
+        return self._mask(frame, fg, prob, full, depth_small, gate_full)
