@@ -112,6 +112,7 @@ class Publisher:
         self._restarts: list[float] = []
         self._ack_retry: list[tuple[int, bool, str]] = []  # acknowledgements the outbox could not record yet
         self._outbox_error: str | None = None
+        self._requeued = False  # parked rows are put back once per start, by the owner thread
         self._limited = RateLimitedLog(log)
 
     @classmethod
@@ -135,10 +136,7 @@ class Publisher:
         self._stopping.clear()
         self._failure = None
         self._connect_client()
-        # rows refused before the restart get another chance (the ACL or the credentials may be fixed now)
-        moved = self.outbox.requeue_parked(max_parks=AUTO_REQUEUE_MAX_PARKS)
-        if moved:
-            log.warning("outbox: %d parked row(s) put back for another try after the restart", moved)
+        self._requeued = False
         self._owner = threading.Thread(target=self._own, name="mqtt-outbox", daemon=True)
         self._owner.start()
         log.info("MQTT: connecting to %s as %s (MQTT %s)", s.broker, s.client_id, s.protocol)
@@ -388,6 +386,12 @@ class Publisher:
                 self._idle.notify_all()
 
     def _work(self, event: tuple) -> None:
+        if not self._requeued:
+            # rows refused before this start get another chance (the ACL or the credentials may be fixed now)
+            moved = self.outbox.requeue_parked(max_parks=AUTO_REQUEUE_MAX_PARKS)
+            self._requeued = True
+            if moved:
+                log.warning("outbox: %d parked row(s) put back for another try after the restart", moved)
         if event[0] == "ack":
             self._ack_retry.append(event[1:])
         while self._ack_retry:

@@ -62,6 +62,10 @@ def running(mosquitto, tmp_path):
     publisher.start()
     attacker = dashboard(mosquitto)
     assert wait_until(lambda: publisher.connected, 10)
+    # subscribed once a token sent now arrives; then clear it again
+    assert wait_until(lambda: send(attacker, b"probe-token-1") or publisher.counters["session_tokens"] > 0, 10)
+    send(attacker, b"")
+    assert wait_until(lambda: publisher.current_subject_token() is None, 5)
     try:
         yield publisher, box, counter, attacker
     finally:
