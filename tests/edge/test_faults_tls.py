@@ -49,3 +49,16 @@ def test_check_reports_the_certificate_error(tls_broker, pki, tmp_path):  # noqa
     }, env={})
     result = _check_broker(cfg, timeout=5)
     assert not result.ok and "certificate" in result.detail and "no answer" not in result.detail
+
+
+def test_a_refused_login_keeps_retrying_on_the_same_network_thread(tls_broker, pki, tmp_path):  # noqa: F811
+    with Outbox(tmp_path / "o.db") as box:
+        publisher = Publisher(kiosk_settings(tls_broker, pki, "wrong password"), box)
+        publisher.start()
+        try:
+            # reconnect delay 1-2 s: several refused logins in 6 s, none of which may end paho's thread
+            assert wait_until(lambda: publisher.stats()["auth_failed"], 15)
+            wait_until(lambda: False, 6)
+            assert publisher.counters["network_restarts"] == 0 and publisher.failure() is None
+        finally:
+            publisher.stop()
