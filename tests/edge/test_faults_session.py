@@ -36,7 +36,7 @@ class ResultCounter:
     def _on_message(self, client, userdata, message) -> None:
         body = json.loads(message.payload)
         self.ids.append(body["result_id"])
-        self.tokens.append(body["subject_token"])
+        self.tokens.append(body.get("subject_token"))
 
     def close(self) -> None:
         self.client.disconnect()
