@@ -36,7 +36,9 @@ def add_parser(sub: Any) -> None:
     commands = p.add_subparsers(dest="outbox_command", required=True)
 
     def where(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--config", help="kiosk TOML file (its outbox.path / state_dir name the file)")
+        q.add_argument(
+            "--config", help="kiosk TOML file (its outbox.path / state_dir name the file)"
+        )
         q.add_argument("--path", help="the outbox file itself, instead of --config")
 
     q = commands.add_parser("list", help="one line per waiting row (no payloads)")
@@ -64,12 +66,16 @@ def outbox_path(args: argparse.Namespace) -> Path:
 def _read_rows(path: Path, state: str | None = None) -> list[tuple]:
     """Every row, read by the table alone (NOT INDEXED), read-only, without the integrity check."""
     if not path.is_file():
-        raise PublishError(f"outbox {path} does not exist; check --path or the config's outbox.path / state_dir")
+        raise PublishError(
+            f"outbox {path} does not exist; check --path or the config's outbox.path / state_dir"
+        )
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             where, args = ("WHERE state = ?", (state,)) if state else ("", ())
-            return conn.execute(f"SELECT {_COLUMNS} FROM outbox NOT INDEXED {where} ORDER BY id", args).fetchall()
+            return conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox NOT INDEXED {where} ORDER BY id", args
+            ).fetchall()
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -83,7 +89,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in rows:
         age_h = (now - float(r[6])) / 3600.0
         reason = f"  reason: {r[9]}" if r[9] else ""
-        _say(f"{r[0]:>8}  {r[8]:<7}  attempts {r[7]}  {age_h:7.1f} h  {r[2]}  {r[1] or '-'}{reason}")
+        _say(
+            f"{r[0]:>8}  {r[8]:<7}  attempts {r[7]}  {age_h:7.1f} h  {r[2]}  {r[1] or '-'}{reason}"
+        )
     pending = sum(1 for r in rows if r[8] == "pending")
     _say(f"{path}: {len(rows)} row(s), {pending} pending, {len(rows) - pending} parked", err=True)
     return 0
@@ -94,10 +102,14 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
     path = outbox_path(args)
     if not path.is_file():
-        raise PublishError(f"outbox {path} does not exist; check --path or the config's outbox.path / state_dir")
+        raise PublishError(
+            f"outbox {path} does not exist; check --path or the config's outbox.path / state_dir"
+        )
     with Outbox(path) as box:
         moved = box.requeue_parked(row_ids=args.row)
-    _say(f"{path}: {moved} parked row(s) put back to pending; the kiosk publishes them at its next start")
+    _say(
+        f"{path}: {moved} parked row(s) put back to pending; the kiosk publishes them at its next start"
+    )
     return 0
 
 
@@ -113,16 +125,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = _read_rows(path)
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never overwrite, never world-readable
+        fd = os.open(
+            out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+        )  # never overwrite, never world-readable
     except FileExistsError:
         raise ConfigError(f"--out {out} exists; give a new file name") from None
     except OSError as exc:
         raise ConfigError(f"--out {out} cannot be created: {exc}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         for r in rows:
-            fh.write(json.dumps({
-                "row_id": r[0], "message_id": r[1], "topic": r[2], "qos": r[4], "retain": bool(r[5]),
-                "created": r[6], "attempts": r[7], "state": r[8], "reason": r[9], "payload": _payload(r[3]),
-            }, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "row_id": r[0],
+                        "message_id": r[1],
+                        "topic": r[2],
+                        "qos": r[4],
+                        "retain": bool(r[5]),
+                        "created": r[6],
+                        "attempts": r[7],
+                        "state": r[8],
+                        "reason": r[9],
+                        "payload": _payload(r[3]),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     _say(f"{path}: {len(rows)} row(s) written to {out}")
     return 0

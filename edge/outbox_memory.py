@@ -35,7 +35,9 @@ class ResultLostError(PublishError):
 class HeldResults:
     """A bounded, ordered memory queue in front of the outbox; thread-safe."""
 
-    def __init__(self, outbox: Outbox, limit: int = MEMORY_LIMIT, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, outbox: Outbox, limit: int = MEMORY_LIMIT, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.outbox = outbox
         self.limit = limit
         self._clock = clock
@@ -67,8 +69,12 @@ class HeldResults:
             self._queue.append((topic, bytes(payload), qos, message_id))
             self.held_total += 1
             waiting = len(self._queue)
-        log.error("result %s not stored (%s); held in memory (%d waiting), the write is retried",
-                  message_id, self.last_error, waiting)
+        log.error(
+            "result %s not stored (%s); held in memory (%d waiting), the write is retried",
+            message_id,
+            self.last_error,
+            waiting,
+        )
         return None
 
     def retry(self) -> int:
@@ -92,7 +98,11 @@ class HeldResults:
                 self.last_error = None
             waiting = len(self._queue)
         if stored:
-            log.info("stored %d result(s) held in memory in the outbox; %d still waiting", stored, waiting)
+            log.info(
+                "stored %d result(s) held in memory in the outbox; %d still waiting",
+                stored,
+                waiting,
+            )
         return stored
 
     def _failed(self, exc: PublishError) -> None:

@@ -67,20 +67,30 @@ def storage_error(path: Path, exc: BaseException, doing: str) -> OutboxStorageEr
     text = str(exc).lower()
     folder = path.parent
     free = free_bytes(folder)
-    if primary == SQLITE_FULL or "disk is full" in text or (
-        primary == SQLITE_IOERR and free is not None and free < LOW_DISK_BYTES
+    if (
+        primary == SQLITE_FULL
+        or "disk is full" in text
+        or (primary == SQLITE_IOERR and free is not None and free < LOW_DISK_BYTES)
     ):
         return OutboxDiskFullError(
             f"outbox {path}: the disk is full while {doing} ({exc}; {free if free is not None else '?'} bytes free "
             f"in {folder}); free space on that disk. Do not move or delete the outbox: it holds undelivered results"
         )
-    if primary == SQLITE_READONLY or "readonly" in text or (primary == SQLITE_CANTOPEN and not _writable(path)):
+    if (
+        primary == SQLITE_READONLY
+        or "readonly" in text
+        or (primary == SQLITE_CANTOPEN and not _writable(path))
+    ):
         return OutboxReadOnlyError(
             f"outbox {path}: cannot write while {doing} ({exc}): {folder} or the file is read-only for this user; "
             "make state_dir writable by the kiosk user (owner, mode, or a read-write mount). Do not move the file: "
             "it holds undelivered results"
         )
-    if primary in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
+    if (
+        primary in (SQLITE_CORRUPT, SQLITE_NOTADB)
+        or "malformed" in text
+        or "not a database" in text
+    ):
         return OutboxCorruptError(
             f"outbox {path} is corrupt ({exc}) while {doing}; stop the kiosk, run {EXPORT_HINT}, then move the file "
             "aside (`sqlite3 FILE .recover` may restore more) and restart"

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from the shared test modules are redefined as arguments)
 """Hostile or mistaken settings and input files: refused with the key named, or counted and survived."""
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from edge.wiring import runner_options
 from tests.edge.test_service_support import kiosk_config, kiosk_model, run_kiosk  # noqa: F401 - fixture
 
 
-@pytest.mark.parametrize("key, value, needle", [
-    ("outbox.disk_budget_mb", float("inf"), "outbox.disk_budget_mb"),
-    ("mqtt.topic_prefix", "a//b", "mqtt.topic_prefix"),
-    ("mqtt.topic_prefix", "a/b\n", "mqtt.topic_prefix"),
-    ("mqtt.qos", True, "mqtt.qos"),
-])
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("outbox.disk_budget_mb", float("inf"), "outbox.disk_budget_mb"),
+        ("mqtt.topic_prefix", "a//b", "mqtt.topic_prefix"),
+        ("mqtt.topic_prefix", "a/b\n", "mqtt.topic_prefix"),
+        ("mqtt.qos", True, "mqtt.qos"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         load_config(None, {key: value}, env={})
@@ -38,7 +42,10 @@ def test_max_walks_below_one_is_a_usage_error(count, capsys):
 
 def test_the_kiosk_refuses_max_walks_below_one():
     with pytest.raises(ConfigError, match="max_walks"):
-        Kiosk(load_config(None, {}, env={}), options=ServiceOptions(max_walks=0, install_signals=False))
+        Kiosk(
+            load_config(None, {}, env={}),
+            options=ServiceOptions(max_walks=0, install_signals=False),
+        )
 
 
 def test_a_password_file_every_user_can_read_is_warned_about(tmp_path, caplog):
@@ -56,7 +63,7 @@ def test_a_password_file_every_user_can_read_is_warned_about(tmp_path, caplog):
     assert caplog.text == ""
 
 
-def test_a_model_without_a_manifest_is_refused_unless_allowed(tmp_path, kiosk_model, caplog):  # noqa: F811
+def test_a_model_without_a_manifest_is_refused_unless_allowed(tmp_path, kiosk_model, caplog):
     bare = tmp_path / "bare" / "model.onnx"
     bare.parent.mkdir()
     shutil.copy(kiosk_model, bare)
@@ -71,7 +78,7 @@ def test_a_model_without_a_manifest_is_refused_unless_allowed(tmp_path, kiosk_mo
     runner.deactivate()
 
 
-def test_an_unreadable_png_in_a_silhouette_folder_is_a_bad_frame(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_an_unreadable_png_in_a_silhouette_folder_is_a_bad_frame(tmp_path, mosquitto, kiosk_model):
     folder = tmp_path / "walk"
     folder.mkdir()
     frame = np.zeros((64, 44), np.uint8)
@@ -79,9 +86,15 @@ def test_an_unreadable_png_in_a_silhouette_folder_is_a_bad_frame(tmp_path, mosqu
     for i in range(12):
         cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
     (folder / "005.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 20)  # damaged
-    cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model, **{
-        "source.uri": f"silhouettes://{folder}", "segmentation.method": "passthrough",
-    })
+    cfg = kiosk_config(
+        tmp_path,
+        mosquitto.url,
+        kiosk_model,
+        **{
+            "source.uri": f"silhouettes://{folder}",
+            "segmentation.method": "passthrough",
+        },
+    )
     kiosk = run_kiosk(cfg)
     assert kiosk.exit_code == 0  # the source ended; the camera did not "fail"
     snapshot = kiosk.health_snapshot()

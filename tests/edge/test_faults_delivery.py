@@ -40,13 +40,17 @@ def acl_broker(mosquitto_factory, tmp_path, rules: str):
 
 
 def test_mqtt_311_is_refused_by_the_configuration_unless_overridden(caplog):
-    with pytest.raises(ConfigError, match=r"mqtt.*3\.1\.1.*lost without notice.*allow_protocol_311"):
+    with pytest.raises(
+        ConfigError, match=r"mqtt.*3\.1\.1.*lost without notice.*allow_protocol_311"
+    ):
         load_config(None, {"mqtt.protocol": "3.1.1"}, env={})
     cfg = load_config(None, {"mqtt.protocol": "3.1.1", "mqtt.allow_protocol_311": True}, env={})
     assert cfg.mqtt.protocol == "3.1.1"
 
 
-def test_mqtt_311_acl_refusal_is_acknowledged_and_lost_so_the_kiosk_warns(mosquitto_factory, tmp_path, caplog):
+def test_mqtt_311_acl_refusal_is_acknowledged_and_lost_so_the_kiosk_warns(
+    mosquitto_factory, tmp_path, caplog
+):
     broker, _ = acl_broker(mosquitto_factory, tmp_path, ACL_REFUSING)
     broker.start()
     counter = ResultCounter(broker)
@@ -66,7 +70,9 @@ def test_mqtt_311_acl_refusal_is_acknowledged_and_lost_so_the_kiosk_warns(mosqui
             counter.close()
 
 
-def test_a_parked_row_is_delivered_after_the_acl_is_fixed_and_the_kiosk_restarts(mosquitto_factory, tmp_path):
+def test_a_parked_row_is_delivered_after_the_acl_is_fixed_and_the_kiosk_restarts(
+    mosquitto_factory, tmp_path
+):
     broker, acl = acl_broker(mosquitto_factory, tmp_path, ACL_REFUSING)
     broker.start()
     result = results(1)[0]
@@ -86,7 +92,10 @@ def test_a_parked_row_is_delivered_after_the_acl_is_fixed_and_the_kiosk_restarts
         publisher = Publisher(settings_for(broker), box)  # the restarted kiosk
         publisher.start()
         try:
-            assert wait_until(lambda: counter.ids == [result["result_id"]], 10), (counter.ids, box.stats())
+            assert wait_until(lambda: counter.ids == [result["result_id"]], 10), (
+                counter.ids,
+                box.stats(),
+            )
             assert wait_until(lambda: box.depth == 0 and box.stats()["parked"] == 0, 5)
         finally:
             publisher.stop()
@@ -96,7 +105,9 @@ def test_a_parked_row_is_delivered_after_the_acl_is_fixed_and_the_kiosk_restarts
 def test_rows_parked_too_often_wait_for_the_requeue_command(mosquitto, tmp_path, capsys):
     path = tmp_path / "o.db"
     with Outbox(path) as box:
-        row = box.put("gaitmil/v1/site-t/kiosk-t/result", b'{"result_id": "r1"}', 1, message_id="r1")
+        row = box.put(
+            "gaitmil/v1/site-t/kiosk-t/result", b'{"result_id": "r1"}', 1, message_id="r1"
+        )
         for _ in range(AUTO_REQUEUE_MAX_PARKS):
             box.park(row, "Not authorized")
             box.requeue_parked()
@@ -124,14 +135,20 @@ def test_results_stored_with_a_clock_30_days_behind_are_delivered_not_expired(mo
     batch = results(5)
     with Outbox(path, clock=lambda: behind) as box:  # the kiosk's clock is a month late
         for result in batch:
-            box.put("gaitmil/v1/site-t/kiosk-t/result", json.dumps(result).encode(), 1,
-                    message_id=result["result_id"])
+            box.put(
+                "gaitmil/v1/site-t/kiosk-t/result",
+                json.dumps(result).encode(),
+                1,
+                message_id=result["result_id"],
+            )
     counter = ResultCounter(mosquitto)
     with Outbox(path) as box:  # the next start, with the clock set right (14-day expiry)
         publisher = Publisher(settings_for(mosquitto), box)
         publisher.start()
         try:
-            assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 10), box.stats()
+            assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 10), (
+                box.stats()
+            )
             assert box.stats()["expired_total"] == 0
         finally:
             publisher.stop()
@@ -140,7 +157,9 @@ def test_results_stored_with_a_clock_30_days_behind_are_delivered_not_expired(mo
 
 def test_a_wall_clock_jump_while_running_is_not_counted_as_age(tmp_path):
     wall, mono = [1_000_000.0], [50.0]
-    with Outbox(tmp_path / "o.db", expire_seconds=DAY, clock=lambda: wall[0], monotonic=lambda: mono[0]) as box:
+    with Outbox(
+        tmp_path / "o.db", expire_seconds=DAY, clock=lambda: wall[0], monotonic=lambda: mono[0]
+    ) as box:
         box.put("t", b"a", 1, message_id="a")
         wall[0] += 40 * DAY  # NTP corrects a clock that was far behind; only a minute really passed
         mono[0] += 60
@@ -156,7 +175,9 @@ def test_a_short_switch_off_still_counts_toward_expiry(tmp_path):
     with Outbox(path, expire_seconds=3 * DAY, clock=lambda: wall[0]) as box:
         box.put("t", b"a", 1, message_id="a")
     wall[0] += 3 * DAY - 60  # off over a weekend
-    with Outbox(path, expire_seconds=3 * DAY, clock=lambda: wall[0], monotonic=lambda: wall[0]) as box:
+    with Outbox(
+        path, expire_seconds=3 * DAY, clock=lambda: wall[0], monotonic=lambda: wall[0]
+    ) as box:
         assert box.expire() == 0
         wall[0] += 120
         assert box.expire() == 1

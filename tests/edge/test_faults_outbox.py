@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from the shared test modules are redefined as arguments)
 """Outbox faults with a real SQLite file and a real mosquitto: full disk, read-only, corrupt pages.
 
 A disk that fills is SQLite's own `PRAGMA max_page_count` on the outbox's connection (the
@@ -37,8 +38,12 @@ PAGE = 4096  # SQLite's default page size, which the outbox keeps
 def fill_outbox(path: Path, rows: int = 300) -> list[str]:
     with Outbox(path) as box:
         for i in range(rows):
-            box.put("gaitmil/v1/site-t/kiosk-t/result", b'{"n": %d, "pad": "%s"}' % (i, b"x" * 880), 1,
-                    message_id=f"m{i}")
+            box.put(
+                "gaitmil/v1/site-t/kiosk-t/result",
+                b'{"n": %d, "pad": "%s"}' % (i, b"x" * 880),
+                1,
+                message_id=f"m{i}",
+            )
     return [f"m{i}" for i in range(rows)]
 
 
@@ -51,7 +56,11 @@ def overwrite_pages(path: Path, pages: list[int]) -> None:
 
 def index_root_page(path: Path) -> int:
     with sqlite3.connect(path) as conn:
-        return int(conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_state_id'").fetchone()[0])
+        return int(
+            conn.execute(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'outbox_state_id'"
+            ).fetchone()[0]
+        )
 
 
 def fill_to_the_limit(box: Outbox) -> None:
@@ -81,7 +90,9 @@ def test_results_that_cannot_be_stored_wait_in_memory_and_all_arrive(mosquitto, 
         assert stats["held_in_memory"] == rows.count(None) and "full" in stats["held_error"]
         free_the_disk(box)
         assert wait_until(lambda: publisher.stats()["held_in_memory"] == 0, 15), publisher.stats()
-        assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 15), len(set(counter.ids))
+        assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 15), len(
+            set(counter.ids)
+        )
         assert wait_until(lambda: box.depth == 0, 5)
         assert publisher.stats()["held_error"] is None and publisher.failure() is None
     finally:
@@ -90,7 +101,9 @@ def test_results_that_cannot_be_stored_wait_in_memory_and_all_arrive(mosquitto, 
         counter.close()
 
 
-def test_a_failed_delete_after_the_acknowledgement_is_retried_not_fatal(mosquitto_factory, tmp_path):
+def test_a_failed_delete_after_the_acknowledgement_is_retried_not_fatal(
+    mosquitto_factory, tmp_path
+):
     broker = mosquitto_factory()
     box = Outbox(tmp_path / "o.db")
     publisher = Publisher(settings_for(broker), box)
@@ -100,19 +113,27 @@ def test_a_failed_delete_after_the_acknowledgement_is_retried_not_fatal(mosquitt
         first = results(5)
         for result in first:
             publisher.publish_result(result)
-        box._conn.execute("PRAGMA query_only = 1")  # every write fails from now on, as on a read-only remount
+        box._conn.execute(
+            "PRAGMA query_only = 1"
+        )  # every write fails from now on, as on a read-only remount
         broker.start()
         counter = ResultCounter(broker)
         owner = publisher._owner
-        assert wait_until(lambda: publisher.counters.get("outbox_errors", 0) > 0 or not owner.is_alive(), 15)
-        assert owner.is_alive() and publisher.failure() is None, "the outbox thread died on a failed delete"
+        assert wait_until(
+            lambda: publisher.counters.get("outbox_errors", 0) > 0 or not owner.is_alive(), 15
+        )
+        assert owner.is_alive() and publisher.failure() is None, (
+            "the outbox thread died on a failed delete"
+        )
         assert box.depth == 5  # acknowledged by the broker, not yet deleted
         box._conn.execute("PRAGMA query_only = 0")
         assert wait_until(lambda: box.depth == 0, 10), publisher.stats()
         later = results(3)
         for result in later:
             publisher.publish_result(result)
-        assert wait_until(lambda: {r["result_id"] for r in later} <= set(counter.ids), 10), counter.ids
+        assert wait_until(lambda: {r["result_id"] for r in later} <= set(counter.ids), 10), (
+            counter.ids
+        )
         assert publisher.stats()["outbox_error"] is None
     finally:
         publisher.stop()
@@ -134,8 +155,9 @@ def test_a_full_disk_is_named_as_such(tmp_path):
 
 def _cli_config(tmp_path: Path, model: Path, outbox: Path, broker_url: str) -> Path:
     cfg = tmp_path / "kiosk.toml"
-    cfg.write_text(textwrap.dedent(f"""
-        state_dir = "{tmp_path / 'state'}"
+    cfg.write_text(
+        textwrap.dedent(f"""
+        state_dir = "{tmp_path / "state"}"
         [source]
         uri = "sim://?seed=0&walks=1"
         [model]
@@ -144,11 +166,14 @@ def _cli_config(tmp_path: Path, model: Path, outbox: Path, broker_url: str) -> P
         url = "{broker_url}"
         [outbox]
         path = "{outbox}"
-    """))
+    """)
+    )
     return cfg
 
 
-def test_corrupt_data_pages_give_the_named_error_and_exit_6(tmp_path, capsys, mosquitto, kiosk_model):  # noqa: F811
+def test_corrupt_data_pages_give_the_named_error_and_exit_6(
+    tmp_path, capsys, mosquitto, kiosk_model
+):
     path = tmp_path / "o.db"
     fill_outbox(path)
     overwrite_pages(path, [10, 20])
@@ -158,7 +183,9 @@ def test_corrupt_data_pages_give_the_named_error_and_exit_6(tmp_path, capsys, mo
     assert "is corrupt" in err and "outbox export" in err and "Traceback" not in err
 
 
-def test_index_only_corruption_is_found_at_start_and_export_saves_every_row(tmp_path, capsys, mosquitto, kiosk_model):  # noqa: F811
+def test_index_only_corruption_is_found_at_start_and_export_saves_every_row(
+    tmp_path, capsys, mosquitto, kiosk_model
+):
     path = tmp_path / "o.db"
     ids = fill_outbox(path)
     overwrite_pages(path, [index_root_page(path)])
@@ -172,7 +199,9 @@ def test_index_only_corruption_is_found_at_start_and_export_saves_every_row(tmp_
     assert (out.stat().st_mode & 0o077) == 0
 
 
-def test_an_outbox_thread_that_fails_ends_the_run_with_an_error(tmp_path, mosquitto, kiosk_model, monkeypatch, caplog):  # noqa: F811
+def test_an_outbox_thread_that_fails_ends_the_run_with_an_error(
+    tmp_path, mosquitto, kiosk_model, monkeypatch, caplog
+):
     import edge.outbox
 
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
@@ -216,15 +245,22 @@ def read_only(folder: Path):
         finally:
             os.chmod(folder, 0o755)
         return
-    if subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode == 0:
+    if (
+        subprocess.run(
+            ["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True
+        ).returncode
+        == 0
+    ):
         try:
             yield
         finally:
             subprocess.run(["umount", str(folder)], check=True)
         return
     if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
-        pytest.skip("running as root without the right to mount or set the immutable attribute: "
-                    "cannot make a folder read-only for root here")
+        pytest.skip(
+            "running as root without the right to mount or set the immutable attribute: "
+            "cannot make a folder read-only for root here"
+        )
     try:
         yield
     finally:

@@ -63,7 +63,9 @@ def running(mosquitto, tmp_path):
     attacker = dashboard(mosquitto)
     assert wait_until(lambda: publisher.connected, 10)
     # subscribed once a token sent now arrives; then clear it again
-    assert wait_until(lambda: send(attacker, b"probe-token-1") or publisher.counters["session_tokens"] > 0, 10)
+    assert wait_until(
+        lambda: send(attacker, b"probe-token-1") or publisher.counters["session_tokens"] > 0, 10
+    )
     send(attacker, b"")
     assert wait_until(lambda: publisher.current_subject_token() is None, 5)
     try:
@@ -85,15 +87,20 @@ def test_deeply_nested_json_under_the_size_cap_does_not_stop_delivery(running):
     batch = results(32)
     for result in batch:
         publisher.publish_result(result)
-    assert wait_until(lambda: len(set(counter.ids)) == 32, 15), f"{len(set(counter.ids))} of 32 reached the broker"
+    assert wait_until(lambda: len(set(counter.ids)) == 32, 15), (
+        f"{len(set(counter.ids))} of 32 reached the broker"
+    )
     assert set(counter.ids) == {r["result_id"] for r in batch}
     assert wait_until(lambda: box.depth == 0, 5)
     assert publisher.connected and publisher.counters["callback_errors"] == 0
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the simulated bug
+@pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnhandledThreadExceptionWarning"
+)  # the simulated bug
 def test_a_dead_network_thread_is_replaced_and_delivery_resumes(running):
     publisher, box, counter, attacker = running
+
     # a bug in a callback (simulated: an unguarded handler) ends paho's network thread
     def broken(client, userdata, message):
         raise RuntimeError("simulated bug in a paho callback")
@@ -104,7 +111,9 @@ def test_a_dead_network_thread_is_replaced_and_delivery_resumes(running):
     batch = results(10)
     for result in batch:
         publisher.publish_result(result)
-    assert wait_until(lambda: {r["result_id"] for r in batch} <= set(counter.ids), 15), len(counter.ids)
+    assert wait_until(lambda: {r["result_id"] for r in batch} <= set(counter.ids), 15), len(
+        counter.ids
+    )
     assert publisher.failure() is None
 
 
@@ -133,8 +142,12 @@ def test_a_flood_of_junk_is_counted_but_logged_at_a_limited_rate(running, caplog
     with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
         for i in range(2000):
             attacker.publish(SESSION, f"bad {i}", qos=0)
-        assert wait_until(lambda: publisher.counters["session_rejected"] >= 1500, 20), publisher.counters
+        assert wait_until(lambda: publisher.counters["session_rejected"] >= 1500, 20), (
+            publisher.counters
+        )
         publisher.publish_result(results(1)[0])
         assert wait_until(lambda: len(counter.ids) == 1, 10)
     lines = [r for r in caplog.records if "session: rejected" in r.getMessage()]
-    assert 1 <= len(lines) <= 5, f"{len(lines)} log lines for {publisher.counters['session_rejected']} rejections"
+    assert 1 <= len(lines) <= 5, (
+        f"{len(lines)} log lines for {publisher.counters['session_rejected']} rejections"
+    )
