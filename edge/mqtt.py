@@ -115,6 +115,18 @@ class Publisher:
         self._requeued = False  # parked rows are put back once per start, by the owner thread
         self._limited = RateLimitedLog(log)
 
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    @outbox.setter
+    def outbox(self, value: Outbox) -> None:
+        # a wrapped outbox (the pipeline benchmark times it) must also get the writes retried from memory
+        self._outbox = value
+        held = getattr(self, "held", None)
+        if held is not None:
+            held.outbox = value
+
     @classmethod
     def from_config(cls, cfg: Any, outbox: Outbox, model: Mapping[str, str] | ModelIdentity | None = None,
                     **options: Any) -> Publisher:

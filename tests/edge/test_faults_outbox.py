@@ -285,3 +285,12 @@ def test_read_only_at_run_time_is_named(tmp_path):
         box._conn.execute("PRAGMA query_only = 1")
         with pytest.raises(OutboxReadOnlyError):
             box.put("t", b"x", 1)
+
+
+def test_a_replaced_outbox_also_receives_the_retried_writes(tmp_path, mosquitto):
+    first, second = Outbox(tmp_path / "a.db"), Outbox(tmp_path / "b.db")
+    publisher = Publisher(settings_for(mosquitto), first)
+    publisher.outbox = second  # as the pipeline benchmark wraps it
+    assert publisher.held.outbox is second
+    first.close()
+    second.close()
