@@ -13,14 +13,10 @@ republishes every pending row, so duplicates are possible and results carry
 `result_id` for de-duplication.
 
 Faults (docs/MQTT.md "Faults"): every paho callback is guarded, so no message,
-however hostile, can end paho's network thread; the owner thread still checks
-that thread and, should it end anyway, builds a new client and republishes
-what was in flight (at most NETWORK_RESTARTS in NETWORK_RESTART_WINDOW_S, then
-`failure()` reports it and the kiosk stops with an error). SQLite errors in the
-owner thread are retried (a full disk during a delete), except corruption,
-which ends the owner thread with `failure()` set. Results the outbox cannot
-store wait in memory (edge.outbox_memory). Each start puts parked rows back
-once (rows parked fewer than AUTO_REQUEUE_MAX_PARKS times).
+however hostile, can end paho's network thread. The owner thread's work, with
+its supervision of paho's thread and its retries of failed outbox writes, is in
+edge.mqtt_delivery; results the outbox cannot store wait in memory
+(edge.outbox_memory); the session token is held by edge.session_tokens.
 
 Topic names and the session parser are in edge.topics, the settings and the
 paho client set-up (credentials, TLS) in edge.mqtt_client.
@@ -40,9 +36,11 @@ from typing import Any
 from edge.errors import PublishError
 from edge.health import RateLimitedLog
 from edge.mqtt_client import PublisherSettings, _paho, build_client, describe_connect_error  # noqa: F401
-from edge.outbox import AUTO_REQUEUE_MAX_PARKS, Outbox, OutboxCorruptError
+from edge.mqtt_delivery import OutboxDelivery
+from edge.outbox import Outbox
 from edge.outbox_memory import HeldResults
 from edge.result import ModelIdentity, encode_result, utc_now_iso
+from edge.session_tokens import SessionTokens
 from edge.topics import (
     HEALTH_SCHEMA,
     MAX_SESSION_PAYLOAD,
@@ -61,11 +59,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NETWORK_RESTARTS = 5  # new paho clients allowed within the window before the run ends with an error
-NETWORK_RESTART_WINDOW_S = 600.0
 
-
-class Publisher:
+class Publisher(OutboxDelivery):
     """Publishes results from the outbox, retained status, health, and receives session tokens."""
 
     def __init__(
@@ -104,8 +99,7 @@ class Publisher:
         self.counters = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "parked": 0,
                          "health_sent": 0, "health_skipped": 0, "session_tokens": 0, "session_rejected": 0}
         self.counters.update(callback_errors=0, network_restarts=0, outbox_errors=0)
-        self._token: tuple[str, float] | None = None
-        self._token_lock = threading.Lock()
+        self.session = SessionTokens(settings.session_token_ttl_seconds, clock, self.counters)
         self.held = HeldResults(outbox)
         self._failure: PublishError | None = None
         self._network: threading.Thread | None = None
@@ -251,22 +245,11 @@ class Publisher:
 
     def current_subject_token(self) -> str | None:
         """The pseudonymous token for the child walking now, if a dashboard set one and it has not expired."""
-        with self._token_lock:
-            if self._token is None:
-                return None
-            token, expires = self._token
-            if self._clock() >= expires:
-                self._token = None
-                log.info("session token expired unused")
-                return None
-            return token
+        return self.session.current()
 
     def consume_subject_token(self) -> str | None:
         """Take the token for a classified walk: a token names one child, so it is used once."""
-        token = self.current_subject_token()
-        with self._token_lock:
-            self._token = None
-        return token
+        return self.session.consume()
 
     def stats(self) -> dict:
         return {"connected": self.connected, "auth_failed": self.auth_failed, "last_error": self.last_error,
@@ -340,147 +323,8 @@ class Publisher:
         self._events.put(("ack", mid, reason_code.is_failure, str(reason_code)))
 
     def _on_message(self, client, userdata, message) -> None:
-        if message.topic != self.topics.session:
-            return
-        if message.retain:
-            # a retained token would be re-applied after every reconnect, to another child
-            self.counters["session_rejected"] += 1
-            self._limited.warning("session retained", "session: ignored a retained message on %s; publish session "
-                                  "tokens without retain", message.topic)
-            return
-        try:
-            token, expires = parse_session(message.payload, self._clock(), self.settings.session_token_ttl_seconds)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self.counters["session_rejected"] += 1
-            # rate-limited: anyone allowed to write the topic could otherwise flood the log
-            self._limited.warning("session rejected", "session: rejected a message on %s (%d bytes): %s",
-                                  message.topic, len(message.payload), exc)
-            return
-        with self._token_lock:
-            self._token = (token, expires) if token is not None else None
-        if token is not None:
-            self.counters["session_tokens"] += 1
-        log.info("session: %s", "subject token set" if token else "subject token cleared")
-
-    # -- the owner thread -------------------------------------------------------------------------
-
-    def _own(self) -> None:
-        try:
-            self._own_loop()
-        except Exception as exc:  # noqa: BLE001 - recorded for the kiosk loop, which stops the run
-            log.exception("MQTT: the outbox thread failed")
-            self._failure = PublishError(f"the outbox thread stopped: {type(exc).__name__}: {exc}")
-            with self._idle:
-                self._idle.notify_all()
-
-    def _own_loop(self) -> None:
-        while True:
-            try:
-                event = self._events.get(timeout=0.5)
-            except queue.Empty:
-                event = ("tick",)
-            if event[0] == "stop":
-                self.held.retry()
-                return
-            try:
-                self._work(event)
-                self._outbox_error = None
-            except OutboxCorruptError:
-                raise  # does not heal by retrying: the run ends, the start-up check names it
-            except PublishError as exc:
-                # a full or read-only disk: everything stays where it is and is retried on the next tick
-                self.counters["outbox_errors"] += 1
-                self._outbox_error = str(exc)
-                self._limited.warning("owner outbox", "MQTT: outbox work failed (%s); retrying", exc)
-            if self._failure is not None:
-                return
-            with self._idle:
-                self._idle.notify_all()
-
-    def _work(self, event: tuple) -> None:
-        if not self._requeued:
-            # rows refused before this start get another chance (the ACL or the credentials may be fixed now)
-            moved = self.outbox.requeue_parked(max_parks=AUTO_REQUEUE_MAX_PARKS)
-            self._requeued = True
-            if moved:
-                log.warning("outbox: %d parked row(s) put back for another try after the restart", moved)
-        if event[0] == "ack":
-            self._ack_retry.append(event[1:])
-        while self._ack_retry:
-            self._acknowledged(*self._ack_retry[0])
-            self._ack_retry.pop(0)
-        self._check_network()
-        self.held.retry()
-        # on "connected": paho resends what it holds; we go on with rows not handed yet
-        now = time.monotonic()
-        if now >= self._next_expiry:
-            self._next_expiry = now + self._expire_every
-            self.outbox.expire()  # privacy: undelivered results do not linger
-        self._hand_rows()
-
-    def _check_network(self) -> None:
-        """paho's thread should never end while we run; if it did, start a new client (bounded)."""
-        thread = self._network
-        if thread is None or thread.is_alive() or self._stopping.is_set():
-            return
-        now = time.monotonic()
-        self._restarts = [t for t in self._restarts if now - t < NETWORK_RESTART_WINDOW_S] + [now]
-        if len(self._restarts) > NETWORK_RESTARTS:
-            self._failure = PublishError(
-                f"MQTT: paho's network thread ended {len(self._restarts)} times within "
-                f"{NETWORK_RESTART_WINDOW_S:.0f} s; giving up (results stay in the outbox for the next start)"
-            )
-            self._network = None
-            return
-        self.counters["network_restarts"] += 1
-        log.error("MQTT: paho's network thread ended unexpectedly; connecting a new client to %s "
-                  "(unacknowledged rows are published again)", self.settings.broker)
-        old = self._client
-        self.connected = False
-        self.last_error = "network thread ended; reconnecting"
-        self._by_mid.clear()
-        self._handed.clear()
-        self._ack_retry.clear()
-        try:
-            old.disconnect()
-        except (OSError, ValueError) as exc:
-            log.debug("MQTT: closing the dead client: %s", exc)
-        self._connect_client()
-
-    def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
-        row = self._by_mid.get(mid)
-        if row is None:
-            return  # status/health or a message of an earlier connection
-        # the maps change only once the outbox recorded it: a failed write is retried with the same ack
-        if failed:
-            self.outbox.park(row, reason)
-            self.counters["parked"] += 1
-        else:
-            self.outbox.ack(row)
-            self.counters["acked"] += 1
-        self._by_mid.pop(mid, None)
-        self._handed.pop(row, None)
-
-    def _hand_rows(self) -> None:
-        client = self._client
-        if client is None or not self.connected:
-            return
-        if not self._handed:
-            # nothing in flight: every pending row needs publishing, including rows put back by
-            # Outbox.requeue_parked() behind the cursor
-            self._last_row = 0
-        room = self.settings.inflight - len(self._handed)
-        if room <= 0:
-            return
-        for row in self.outbox.pending(limit=room, after_id=self._last_row):
-            info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-            if info.rc not in (0, 4):  # 4 = no connection: paho queued it and sends it after reconnecting
-                log.warning("MQTT: publish of outbox row %d failed (%s); will retry", row.row_id, info.rc)
-                break
-            self._by_mid[info.mid] = row.row_id
-            self._handed[row.row_id] = info.mid
-            self._last_row = row.row_id
-            self.counters["published"] += 1
+        if message.topic == self.topics.session:
+            self.session.receive(message)
 
     def _status_payload(self, state: str) -> str:
         body = {"schema": STATUS_SCHEMA, "state": state, "site_id": self.settings.site_id,
