@@ -17,16 +17,8 @@ rows: nothing undelivered is ever deleted to make room. Undelivered rows older
 than `expire_seconds` are deleted (screening results are health data and must
 not linger) with a log line, and counted in `stats()["expired_total"]`.
 
-Expiry does not trust the wall clock blindly: a kiosk whose clock was wrong
-when it stored rows must not delete them when the clock is put right. The
-outbox remembers the wall time it last saw (table `outbox_clock`). At opening,
-a jump forward larger than the whole expiry period since then (a clock that
-was far behind, or a kiosk switched off that long: the two cannot be told
-apart) is not counted as age: the rows' timestamps are moved forward by it and
-a warning is logged. While running, a wall clock that runs ahead of the
-monotonic clock by more than CLOCK_SLACK_S is treated the same way. Rows
-stamped in the future count as stored now. Time the kiosk was off for less
-than the expiry period counts normally.
+Expiry does not trust the wall clock blindly (a wall-clock jump is not age):
+see edge.outbox_clock.
 
 A row the broker refused is parked; `requeue_parked` puts parked rows back,
 and the publisher does it once per start for rows parked fewer than
@@ -51,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import PublishError
+from edge.outbox_clock import ExpiryClock
 from edge.outbox_storage import (
     OutboxCorruptError,
     OutboxDiskFullError,
@@ -72,7 +65,6 @@ ROW_OVERHEAD_BYTES = 128  # index entries, row header and page slack per row, ro
 PENDING = "pending"
 PARKED = "parked"
 AUTO_REQUEUE_MAX_PARKS = 3  # a row refused this many times waits for `python -m edge outbox requeue`
-CLOCK_SLACK_S = 600.0  # wall clock ahead of the monotonic clock by more than this = the clock was set
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -111,7 +103,7 @@ class OutboxRow:
     reason: str | None
 
 
-class Outbox:
+class Outbox(ExpiryClock):
     """A SQLite outbox with a disk budget; see the module docstring for the rules."""
 
     def __init__(
@@ -205,44 +197,6 @@ class Outbox:
             (ROW_OVERHEAD_BYTES,),
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
-
-    # -- the clock of expiry ---------------------------------------------------------------------
-
-    def _rebase_clock_at_open(self) -> None:
-        """See the module docstring: a wall-clock jump is not age."""
-        now = self._clock()
-        found = self._conn.execute("SELECT wall FROM outbox_clock WHERE id = 1").fetchone()
-        if found is not None:
-            gap = now - float(found[0])
-            if gap > self.expire_seconds:
-                self._shift_created(gap, f"the wall clock is {gap / 86400.0:.1f} days past the last time this "
-                                         "outbox was used (a clock that was behind, or switched off that long)")
-        future = self._conn.execute("UPDATE outbox SET created = ? WHERE created > ?", (now, now)).rowcount
-        if future:
-            log.warning("outbox %s: %d row(s) were stamped in the future (clock was ahead); counted as stored now",
-                        self.path, future)
-        self._save_wall(now)
-        self._wall_mark, self._mono_mark = now, self._monotonic()
-
-    def _shift_created(self, seconds: float, why: str) -> None:
-        moved = self._conn.execute("UPDATE outbox SET created = created + ?", (seconds,)).rowcount
-        if moved:
-            log.warning("outbox %s: %s; not counted toward expiry: %d undelivered row(s) keep their age",
-                        self.path, why, moved)
-
-    def _save_wall(self, now: float) -> None:
-        self._conn.execute("INSERT INTO outbox_clock (id, wall) VALUES (1, ?) "
-                           "ON CONFLICT (id) DO UPDATE SET wall = excluded.wall", (now,))
-
-    def _track_clock(self) -> float:
-        """The wall time now, after moving rows forward by any jump of the wall clock since the last call."""
-        now, mono = self._clock(), self._monotonic()
-        ahead = (now - self._wall_mark) - (mono - self._mono_mark)
-        if ahead > CLOCK_SLACK_S:
-            self._shift_created(ahead, f"the wall clock jumped {ahead / 3600.0:.1f} h ahead while running")
-        self._wall_mark, self._mono_mark = now, mono
-        self._save_wall(now)
-        return now
 
     # -- writing --------------------------------------------------------------------------------
 
