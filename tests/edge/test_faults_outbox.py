@@ -294,3 +294,40 @@ def test_a_replaced_outbox_also_receives_the_retried_writes(tmp_path, mosquitto)
     assert publisher.held.outbox is second
     first.close()
     second.close()
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "256k"):
+    """A real, tiny file system (tmpfs) at `folder`; needs root with the right to mount."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()}); needs root"
+        )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill_disk(folder: Path) -> None:
+    """Write until the file system says no space is left (ENOSPC)."""
+    with (folder / "filler").open("wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"x" * 4096)
+
+
+def test_a_full_disk_at_start_up_is_named_disk_full_not_corrupt(tmp_path):
+    from edge.cli import EXIT_BROKER, exit_code_for
+
+    with small_disk(tmp_path / "disk") as disk:
+        (disk / "state").mkdir()
+        fill_disk(disk)
+        with pytest.raises(
+            OutboxDiskFullError, match="disk is full.*Do not move or delete"
+        ) as refused:
+            Outbox(disk / "state" / "outbox.sqlite3")
+    assert "corrupt" not in str(refused.value) and exit_code_for(refused.value) == EXIT_BROKER
