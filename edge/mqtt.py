@@ -106,7 +106,7 @@ class Publisher(OutboxDelivery):
         self._restarts: list[float] = []
         self._ack_retry: list[tuple[int, bool, str]] = []  # acknowledgements the outbox could not record yet
         self._outbox_error: str | None = None
-        self._requeued = False  # parked rows are put back once per start, by the owner thread
+        self._requeued = False  # parked rows are put back once per start and per connection, by the owner
         self._limited = RateLimitedLog(log)
 
     @property

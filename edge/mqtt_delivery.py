@@ -4,7 +4,8 @@ One thread (started by edge.mqtt.Publisher) reads the events paho's callbacks
 queue, hands pending rows to paho (at most `inflight` unacknowledged), maps each
 message id to its row and deletes or parks the row when the broker answers. It
 also retries results held in memory, runs the hourly expiry, puts parked rows
-back once per start, and watches paho's network thread: should it end, a new
+back once per start and per (re)connection (rows parked fewer than
+AUTO_REQUEUE_MAX_PARKS times), and watches paho's network thread: should it end, a new
 client is connected and what was in flight is published again, at most
 NETWORK_RESTARTS times in NETWORK_RESTART_WINDOW_S, after which `failure()` is set.
 An outbox write that fails (full or read-only disk) is retried on the next tick
@@ -60,19 +61,26 @@ class OutboxDelivery:
                 # a full or read-only disk: everything stays where it is and is retried on the next tick
                 self.counters["outbox_errors"] += 1
                 self._outbox_error = str(exc)
-                self._limited.warning("owner outbox", "MQTT: outbox work failed (%s); retrying", exc)
+                self._limited.warning(
+                    "owner outbox", "MQTT: outbox work failed (%s); retrying", exc
+                )
             if self._failure is not None:
                 return
             with self._idle:
                 self._idle.notify_all()
 
     def _work(self, event: tuple) -> None:
+        if event[0] == "connected":
+            # a new connection: the broker's ACL or accounts may have been fixed
+            self._requeued = False
         if not self._requeued:
-            # rows refused before this start get another chance (the ACL or the credentials may be fixed now)
+            # rows refused before this start or connection get another chance, a bounded number of times
             moved = self.outbox.requeue_parked(max_parks=AUTO_REQUEUE_MAX_PARKS)
             self._requeued = True
             if moved:
-                log.warning("outbox: %d parked row(s) put back for another try after the restart", moved)
+                log.warning(
+                    "outbox: %d parked row(s) put back for another try (start or reconnect)", moved
+                )
         if event[0] == "ack":
             self._ack_retry.append(event[1:])
         while self._ack_retry:
@@ -102,8 +110,11 @@ class OutboxDelivery:
             self._network = None
             return
         self.counters["network_restarts"] += 1
-        log.error("MQTT: paho's network thread ended unexpectedly; connecting a new client to %s "
-                  "(unacknowledged rows are published again)", self.settings.broker)
+        log.error(
+            "MQTT: paho's network thread ended unexpectedly; connecting a new client to %s "
+            "(unacknowledged rows are published again)",
+            self.settings.broker,
+        )
         old = self._client
         self.connected = False
         self.last_error = "network thread ended; reconnecting"
@@ -143,11 +154,13 @@ class OutboxDelivery:
             return
         for row in self.outbox.pending(limit=room, after_id=self._last_row):
             info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-            if info.rc not in (0, 4):  # 4 = no connection: paho queued it and sends it after reconnecting
-                log.warning("MQTT: publish of outbox row %d failed (%s); will retry", row.row_id, info.rc)
+            # rc 4 = no connection: paho queued it and sends it after reconnecting
+            if info.rc not in (0, 4):
+                log.warning(
+                    "MQTT: publish of outbox row %d failed (%s); will retry", row.row_id, info.rc
+                )
                 break
             self._by_mid[info.mid] = row.row_id
             self._handed[row.row_id] = info.mid
             self._last_row = row.row_id
             self.counters["published"] += 1
-

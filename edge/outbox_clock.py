@@ -21,7 +21,9 @@ import logging
 
 log = logging.getLogger("edge.outbox")
 
-CLOCK_SLACK_S = 600.0  # wall clock ahead of the monotonic clock by more than this = the clock was set
+CLOCK_SLACK_S = (
+    600.0  # wall clock ahead of the monotonic clock by more than this = the clock was set
+)
 
 
 class ExpiryClock:
@@ -34,32 +36,48 @@ class ExpiryClock:
         if found is not None:
             gap = now - float(found[0])
             if gap > self.expire_seconds:
-                self._shift_created(gap, f"the wall clock is {gap / 86400.0:.1f} days past the last time this "
-                                         "outbox was used (a clock that was behind, or switched off that long)")
-        future = self._conn.execute("UPDATE outbox SET created = ? WHERE created > ?", (now, now)).rowcount
+                self._shift_created(
+                    gap,
+                    f"the wall clock is {gap / 86400.0:.1f} days past the last time this "
+                    "outbox was used (a clock that was behind, or switched off that long)",
+                )
+        future = self._conn.execute(
+            "UPDATE outbox SET created = ? WHERE created > ?", (now, now)
+        ).rowcount
         if future:
-            log.warning("outbox %s: %d row(s) were stamped in the future (clock was ahead); counted as stored now",
-                        self.path, future)
+            log.warning(
+                "outbox %s: %d row(s) were stamped in the future (clock was ahead); counted as stored now",
+                self.path,
+                future,
+            )
         self._save_wall(now)
         self._wall_mark, self._mono_mark = now, self._monotonic()
 
     def _shift_created(self, seconds: float, why: str) -> None:
         moved = self._conn.execute("UPDATE outbox SET created = created + ?", (seconds,)).rowcount
         if moved:
-            log.warning("outbox %s: %s; not counted toward expiry: %d undelivered row(s) keep their age",
-                        self.path, why, moved)
+            log.warning(
+                "outbox %s: %s; not counted toward expiry: %d undelivered row(s) keep their age",
+                self.path,
+                why,
+                moved,
+            )
 
     def _save_wall(self, now: float) -> None:
-        self._conn.execute("INSERT INTO outbox_clock (id, wall) VALUES (1, ?) "
-                           "ON CONFLICT (id) DO UPDATE SET wall = excluded.wall", (now,))
+        self._conn.execute(
+            "INSERT INTO outbox_clock (id, wall) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET wall = excluded.wall",
+            (now,),
+        )
 
     def _track_clock(self) -> float:
         """The wall time now, after moving rows forward by any jump of the wall clock since the last call."""
         now, mono = self._clock(), self._monotonic()
         ahead = (now - self._wall_mark) - (mono - self._mono_mark)
         if ahead > CLOCK_SLACK_S:
-            self._shift_created(ahead, f"the wall clock jumped {ahead / 3600.0:.1f} h ahead while running")
+            self._shift_created(
+                ahead, f"the wall clock jumped {ahead / 3600.0:.1f} h ahead while running"
+            )
         self._wall_mark, self._mono_mark = now, mono
         self._save_wall(now)
         return now
-

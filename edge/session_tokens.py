@@ -35,15 +35,23 @@ class SessionTokens:
         """A paho message on the session topic: set, clear or reject."""
         if message.retain:
             self.counters["session_rejected"] += 1
-            self._limited.warning("session retained", "session: ignored a retained message on %s; publish "
-                                  "session tokens without retain", message.topic)
+            self._limited.warning(
+                "session retained",
+                "session: ignored a retained message on %s; publish session tokens without retain",
+                message.topic,
+            )
             return
         try:
             token, expires = parse_session(message.payload, self._clock(), self.ttl_s)
         except (ValueError, UnicodeDecodeError) as exc:
             self.counters["session_rejected"] += 1
-            self._limited.warning("session rejected", "session: rejected a message on %s (%d bytes): %s",
-                                  message.topic, len(message.payload), exc)
+            self._limited.warning(
+                "session rejected",
+                "session: rejected a message on %s (%d bytes): %s",
+                message.topic,
+                len(message.payload),
+                exc,
+            )
             return
         with self._lock:
             self._token = (token, expires) if token is not None else None

@@ -181,3 +181,27 @@ def test_a_short_switch_off_still_counts_toward_expiry(tmp_path):
         assert box.expire() == 0
         wall[0] += 120
         assert box.expire() == 1
+
+
+def test_a_parked_row_is_delivered_after_the_acl_is_fixed_and_the_broker_restarts(
+    mosquitto_factory, tmp_path
+):
+    broker, acl = acl_broker(mosquitto_factory, tmp_path, ACL_REFUSING)
+    broker.start()
+    result = results(1)[0]
+    with Outbox(tmp_path / "o.db") as box:
+        publisher = Publisher(settings_for(broker), box)
+        publisher.start()
+        try:
+            publisher.publish_result(result)
+            assert wait_until(lambda: publisher.counters["parked"] == 1, 10), publisher.stats()
+            acl.write_text(ACL_FIXED)
+            broker.restart()  # the kiosk keeps running and reconnects
+            counter = ResultCounter(broker)
+            try:
+                assert wait_until(lambda: counter.ids == [result["result_id"]], 15), box.stats()
+                assert wait_until(lambda: box.depth == 0 and box.stats()["parked"] == 0, 5)
+            finally:
+                counter.close()
+        finally:
+            publisher.stop()
