@@ -151,3 +151,28 @@ def test_a_flood_of_junk_is_counted_but_logged_at_a_limited_rate(running, caplog
     assert 1 <= len(lines) <= 5, (
         f"{len(lines)} log lines for {publisher.counters['session_rejected']} rejections"
     )
+
+
+def test_the_reference_subscriber_survives_hostile_messages_on_the_result_topic(mosquitto):
+    from edge.subscriber import ResultSubscriber, SubscriberSettings
+
+    sub = ResultSubscriber(SubscriberSettings(host=mosquitto.host, port=mosquitto.port))
+    sub.start(wait=10)
+    attacker = dashboard(mosquitto)
+    try:
+        for payload in (
+            b"[" * 5000,
+            b'{"result_id": ' + b"[" * 990,
+            b"\xff\xfe",
+            b"[1, 2]",
+            b'"text"',
+        ):
+            attacker.publish(RESULT, payload, qos=1).wait_for_publish(5)
+        good = results(1)[0]
+        attacker.publish(RESULT, json.dumps(good), qos=1).wait_for_publish(5)
+        assert sub.wait_for(1, timeout=10)
+        assert [r["result_id"] for r in sub.results] == [good["result_id"]] and sub.invalid == 5
+    finally:
+        attacker.loop_stop()
+        attacker.disconnect()
+        sub.stop()
