@@ -106,6 +106,7 @@ class Publisher(OutboxDelivery):
         self._restarts: list[float] = []
         self._ack_retry: list[tuple[int, bool, str]] = []  # acknowledgements the outbox could not record yet
         self._outbox_error: str | None = None
+        self._refused = False  # the broker answered the last attempt with a refusal (CONNACK)
         self._requeued = False  # parked rows are put back once per start and per connection, by the owner
         self._limited = RateLimitedLog(log)
 
@@ -285,6 +286,7 @@ class Publisher(OutboxDelivery):
                     "; check mqtt.username, mqtt.password_file and the broker's ACL" if self.auth_failed else "",
                 )
             self.last_error = text
+            self._refused = True  # the disconnect that follows is this refusal, not a silent close
             return
         self.connected = True
         self.auth_failed = False
@@ -311,7 +313,9 @@ class Publisher(OutboxDelivery):
             if not self._stopping.is_set():
                 self.last_error = f"disconnected: {reason_code}"
                 log.warning("MQTT: lost %s (%s); paho reconnects with backoff", self.settings.broker, reason_code)
-        elif not self._stopping.is_set() and not self.auth_failed:
+        elif self._refused:
+            self._refused = False
+        elif not self._stopping.is_set():
             # closed before any CONNACK: typically plain MQTT spoken to a TLS port (or a TLS client to a plain one)
             text = (f"the connection closed before the broker answered ({reason_code}); "
                     f"{'is this a TLS port? use mqtts:// and mqtt.tls.ca_file' if not self.settings.tls else 'is this port TLS?'}")
