@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 
 from edge.errors import PublishError
 from edge.outbox import AUTO_REQUEUE_MAX_PARKS, OutboxCorruptError
@@ -50,50 +51,64 @@ class OutboxDelivery:
             except queue.Empty:
                 event = ("tick",)
             if event[0] == "stop":
-                self.held.retry()
+                self._step(self.held.retry)
                 return
-            try:
-                self._work(event)
+            if event[0] == "connected":
+                # a new connection: the broker's ACL or accounts may have been fixed
+                self._requeued = False
+            if event[0] == "ack":
+                self._ack_retry.append(event[1:])
+            # each step on its own: a failing delete must not stop new rows from being handed to paho
+            steps = (
+                self._requeue_once,
+                self._record_acks,
+                self._check_network,
+                self.held.retry,
+                self._expire_when_due,
+                self._hand_rows,
+            )
+            if all([self._step(step) for step in steps]):
                 self._outbox_error = None
-            except OutboxCorruptError:
-                raise  # does not heal by retrying: the run ends, the start-up check names it
-            except PublishError as exc:
-                # a full or read-only disk: everything stays where it is and is retried on the next tick
-                self.counters["outbox_errors"] += 1
-                self._outbox_error = str(exc)
-                self._limited.warning(
-                    "owner outbox", "MQTT: outbox work failed (%s); retrying", exc
-                )
             if self._failure is not None:
                 return
             with self._idle:
                 self._idle.notify_all()
 
-    def _work(self, event: tuple) -> None:
-        if event[0] == "connected":
-            # a new connection: the broker's ACL or accounts may have been fixed
-            self._requeued = False
-        if not self._requeued:
-            # rows refused before this start or connection get another chance, a bounded number of times
-            moved = self.outbox.requeue_parked(max_parks=AUTO_REQUEUE_MAX_PARKS)
-            self._requeued = True
-            if moved:
-                log.warning(
-                    "outbox: %d parked row(s) put back for another try (start or reconnect)", moved
-                )
-        if event[0] == "ack":
-            self._ack_retry.append(event[1:])
+    def _step(self, step: Callable[[], object]) -> bool:
+        """Run one step; a full or read-only disk is retried on the next tick (False), corruption is raised."""
+        try:
+            step()
+            return True
+        except OutboxCorruptError:
+            raise  # does not heal by retrying: the run ends, the start-up check names it
+        except PublishError as exc:
+            self.counters["outbox_errors"] += 1
+            self._outbox_error = str(exc)
+            self._limited.warning("owner outbox", "MQTT: outbox work failed (%s); retrying", exc)
+            return False
+
+    def _requeue_once(self) -> None:
+        if self._requeued:
+            return
+        # rows refused before this start or connection get another chance, a bounded number of times
+        moved = self.outbox.requeue_parked(max_parks=AUTO_REQUEUE_MAX_PARKS)
+        self._requeued = True
+        if moved:
+            log.warning(
+                "outbox: %d parked row(s) put back for another try (start or reconnect)", moved
+            )
+
+    def _record_acks(self) -> None:
+        # in order; an entry leaves the list only once the outbox recorded it
         while self._ack_retry:
             self._acknowledged(*self._ack_retry[0])
             self._ack_retry.pop(0)
-        self._check_network()
-        self.held.retry()
-        # on "connected": paho resends what it holds; we go on with rows not handed yet
+
+    def _expire_when_due(self) -> None:
         now = time.monotonic()
         if now >= self._next_expiry:
             self._next_expiry = now + self._expire_every
             self.outbox.expire()  # privacy: undelivered results do not linger
-        self._hand_rows()
 
     def _check_network(self) -> None:
         """paho's thread should never end while we run; if it did, start a new client (bounded)."""
