@@ -173,6 +173,7 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
         "source.uri": f"sim://?seed={args.seed}&walks={args.sim_walks}&view=toward&realtime={realtime}",
         "model.path": str(args.model_path), "model.runner": args.runner_name, "model.threads": args.threads,
         "mqtt.url": broker.url, "mqtt.protocol": broker.protocol,
+        "mqtt.allow_protocol_311": broker.protocol == "3.1.1",  # the embedded broker has no ACL to refuse with
         "state_dir": str(state_dir / mode), "health.interval_seconds": 3600.0, "outbox.flush_seconds": 30.0,
     }
     # the kiosk's own configuration (a file, or the defaults); the benchmark only picks source, model and broker

@@ -1,4 +1,4 @@
-"""`python -m edge` (also installed as `gaitmil-edge`): run, demo, check, calibrate-site, subscribe, config check.
+"""`python -m edge` (also installed as `gaitmil-edge`): run, demo, check, calibrate-site, subscribe, config check, outbox.
 
 Exit codes (documented in docs/KIOSK.md; systemd restarts on anything but 0):
   0  done, or stopped cleanly by SIGTERM/SIGINT
@@ -7,7 +7,7 @@ Exit codes (documented in docs/KIOSK.md; systemd restarts on anything but 0):
   3  bad configuration (the message names the key, the value and what is allowed)
   4  model problem (missing, corrupt or mismatched model or manifest)
   5  camera/source problem at start-up
-  6  broker/outbox problem at start-up
+  6  broker/outbox problem at start-up (the message says which: corrupt, read-only, disk full)
 """
 
 from __future__ import annotations
@@ -216,10 +216,11 @@ def _check_camera(cfg: Any, timeout: float) -> CheckResult:
 
 def _check_model(cfg: Any) -> CheckResult:
     from edge.runners.registry import create_runner
+    from edge.wiring import runner_options
     from gaitmil.spec import INPUT_NAME
 
     try:
-        with create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads) as runner:
+        with create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg)) as runner:
             runner.infer({INPUT_NAME: np.zeros(runner.input_shape, np.float32)})
             ms = (runner.last_timing or {}).get("total_ms", 0.0)
             return CheckResult(
@@ -255,9 +256,14 @@ def _check_broker(cfg: Any, timeout: float) -> CheckResult:
         client.tls_insecure_set(s.tls_insecure)
     client.on_connect = on_connect
     try:
-        client.connect_async(s.host, s.port, keepalive=10)
+        # a blocking connect raises the socket/TLS error itself (wrong CA, wrong host name, refused)
+        client.connect(s.host, s.port, keepalive=10)
         client.loop_start()
         done.wait(timeout)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        from edge.mqtt_client import describe_connect_error
+
+        return CheckResult("broker", False, f"{s.broker}: cannot connect: {describe_connect_error(exc, s)}", fix)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -288,6 +294,16 @@ def run_checks(cfg: Any, timeout: float = 10.0) -> list[CheckResult]:
 # -- parser -----------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (leave it out for no limit)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m edge", description="GaitMIL screening kiosk",
@@ -306,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the kiosk loop")
     kiosk_flags(p)
-    p.add_argument("--max-walks", type=int, help="stop after N results")
+    p.add_argument("--max-walks", type=_positive_int, help="stop after N results (N >= 1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="simulated camera, demo model, embedded broker, console dashboard")
@@ -349,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = config_sub.add_parser("check", help="validate FILE and print the effective config, secrets masked")
     c.add_argument("file")
     c.set_defaults(func=cmd_config_check)
+
+    from edge.outbox_cli import add_parser as add_outbox_parser
+
+    add_outbox_parser(sub)
     return parser
 
 

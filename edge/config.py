@@ -14,7 +14,9 @@ those stays importable from here.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +56,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "GAITMIL_"
 MASK = "***"
@@ -221,10 +225,22 @@ def read_password(cfg: KioskConfig) -> str | None:
     """The MQTT password from mqtt.password_file (first line, newline stripped), or None."""
     if cfg.mqtt.password_file is None:
         return None
+    _warn_if_others_can_read(cfg.mqtt.password_file)
     try:
         return cfg.mqtt.password_file.read_text(encoding="utf-8").splitlines()[0] if cfg.mqtt.password_file.stat().st_size else ""
     except OSError as exc:
         raise ConfigError(f"mqtt.password_file = {str(cfg.mqtt.password_file)!r} cannot be read: {exc}") from None
+
+
+def _warn_if_others_can_read(path: Path) -> None:
+    """Like ssh and mosquitto: a secret that every user of the machine can read deserves a warning."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # read_password reports the unreadable file
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        log.warning("mqtt.password_file %s can be read by every user of this machine (mode %o); "
+                    "restrict it: chmod 600 %s (owner: the kiosk user)", path, stat.S_IMODE(mode), path)
 
 
 def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:

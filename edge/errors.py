@@ -17,6 +17,12 @@ class SourceError(EdgeError):
     or a frame it delivered is unusable (wrong dtype/shape, NaN depth, ...)."""
 
 
+class BadFrameError(SourceError):
+    """One frame of a source is unusable (e.g. an unreadable image in a replay); the source goes on.
+
+    The kiosk counts it as a bad frame instead of treating the camera as failed."""
+
+
 class SegmentationError(EdgeError):
     """A frame cannot be segmented (no depth for a depth segmenter, site model of another size, ...)."""
 
@@ -46,6 +52,7 @@ class PublishError(EdgeError):
 __all__ = [
     "EdgeError",
     "SourceError",
+    "BadFrameError",
     "SegmentationError",
     "ModelError",
     "RunnerError",

@@ -12,6 +12,12 @@ unacknowledged messages it holds after a reconnect; after a restart the owner
 republishes every pending row, so duplicates are possible and results carry
 `result_id` for de-duplication.
 
+Faults (docs/MQTT.md "Faults"): every paho callback is guarded, so no message,
+however hostile, can end paho's network thread. The owner thread's work, with
+its supervision of paho's thread and its retries of failed outbox writes, is in
+edge.mqtt_delivery; results the outbox cannot store wait in memory
+(edge.outbox_memory); the session token is held by edge.session_tokens.
+
 Topic names and the session parser are in edge.topics, the settings and the
 paho client set-up (credentials, TLS) in edge.mqtt_client.
 """
@@ -21,15 +27,20 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge.errors import PublishError
-from edge.mqtt_client import PublisherSettings, _paho, build_client  # noqa: F401  (_paho: re-export)
+from edge.health import RateLimitedLog
+from edge.mqtt_client import PublisherSettings, _paho, build_client, describe_connect_error  # noqa: F401
+from edge.mqtt_delivery import OutboxDelivery
 from edge.outbox import Outbox
+from edge.outbox_memory import HeldResults
 from edge.result import ModelIdentity, encode_result, utc_now_iso
+from edge.session_tokens import SessionTokens
 from edge.topics import (
     HEALTH_SCHEMA,
     MAX_SESSION_PAYLOAD,
@@ -49,7 +60,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Publisher:
+class Publisher(OutboxDelivery):
     """Publishes results from the outbox, retained status, health, and receives session tokens."""
 
     def __init__(
@@ -87,8 +98,29 @@ class Publisher:
         self.last_error: str | None = None
         self.counters = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "parked": 0,
                          "health_sent": 0, "health_skipped": 0, "session_tokens": 0, "session_rejected": 0}
-        self._token: tuple[str, float] | None = None
-        self._token_lock = threading.Lock()
+        self.counters.update(callback_errors=0, network_restarts=0, outbox_errors=0)
+        self.session = SessionTokens(settings.session_token_ttl_seconds, clock, self.counters)
+        self.held = HeldResults(outbox)
+        self._failure: PublishError | None = None
+        self._network: threading.Thread | None = None
+        self._restarts: list[float] = []
+        self._ack_retry: list[tuple[int, bool, str]] = []  # acknowledgements the outbox could not record yet
+        self._outbox_error: str | None = None
+        self._refused = False  # the broker answered the last attempt with a refusal (CONNACK)
+        self._requeued = False  # parked rows are put back once per start and per connection, by the owner
+        self._limited = RateLimitedLog(log)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    @outbox.setter
+    def outbox(self, value: Outbox) -> None:
+        # a wrapped outbox (the pipeline benchmark times it) must also get the writes retried from memory
+        self._outbox = value
+        held = getattr(self, "held", None)
+        if held is not None:
+            held.outbox = value
 
     @classmethod
     def from_config(cls, cfg: Any, outbox: Outbox, model: Mapping[str, str] | ModelIdentity | None = None,
@@ -103,20 +135,36 @@ class Publisher:
         if self._client is not None:
             raise PublishError("publisher already started: call stop() before starting it again")
         s = self.settings
-        v5 = s.protocol == "5"
-        client = build_client(s, self.topics.status, self._status_payload("offline"))
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
-        self._client = client
+        if s.protocol == "3.1.1":
+            log.warning(
+                "MQTT 3.1.1: a broker that refuses a publish (ACL) still acknowledges it, so such results are "
+                "deleted from the outbox as delivered and lost without notice; use mqtt.protocol = \"5\""
+            )
         self._stopping.clear()
+        self._failure = None
+        self._connect_client()
+        self._requeued = False
         self._owner = threading.Thread(target=self._own, name="mqtt-outbox", daemon=True)
         self._owner.start()
-        client.connect_async(s.host, s.port, keepalive=s.keepalive, **({"clean_start": True} if v5 else {}))
-        client.loop_start()
         log.info("MQTT: connecting to %s as %s (MQTT %s)", s.broker, s.client_id, s.protocol)
+
+    def _connect_client(self) -> None:
+        s = self.settings
+        client = build_client(s, self.topics.status, self._status_payload("offline"))
+        client.on_connect = self._guard("on_connect", self._on_connect)
+        client.on_disconnect = self._guard("on_disconnect", self._on_disconnect)
+        client.on_publish = self._guard("on_publish", self._on_publish)
+        client.on_message = self._guard("on_message", self._on_message)
+        client.on_connect_fail = self._guard("on_connect_fail", self._on_connect_fail)
+        self._client = client
+        client.connect_async(s.host, s.port, keepalive=s.keepalive, **({"clean_start": True} if s.protocol == "5" else {}))
+        client.loop_start()
+        # paho offers no public handle on its network thread; this one is read once, right after it started
+        self._network = getattr(client, "_thread", None)
+
+    def failure(self) -> PublishError | None:
+        """Why the publisher stopped working (owner thread failed, network thread kept dying), or None."""
+        return self._failure
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Publish retained `stopped`, disconnect cleanly (no last will) and stop the threads.
@@ -137,10 +185,15 @@ class Publisher:
         self._events.put(("stop",))
         if self._owner is not None:
             self._owner.join(timeout=timeout)
+        client = self._client  # the owner may have replaced a dead client
         client.disconnect()
         client.loop_stop()
         self._client = None
         self.connected = False
+        lost = self.held.abandon()
+        if lost:
+            log.error("%d result(s) held in memory were never stored (outbox: %s) and are lost with this exit",
+                      lost, self.held.last_error)
         return delivered
 
     def __enter__(self) -> Publisher:
@@ -152,10 +205,14 @@ class Publisher:
 
     # -- the API the service uses ---------------------------------------------------------------
 
-    def publish_result(self, result: Mapping) -> int:
-        """Commit the result to the outbox (raises OutboxFullError when full) and wake the owner."""
-        row = self.outbox.put(self.topics.result, encode_result(result), self.settings.qos,
-                              message_id=str(result.get("result_id")) if result.get("result_id") else None)
+    def publish_result(self, result: Mapping) -> int | None:
+        """Commit the result to the outbox and wake the owner; returns the row id.
+
+        When the outbox cannot store it (disk full, read-only, budget used up) the result waits in
+        memory and None is returned; ResultLostError (a PublishError) when that queue is full too.
+        """
+        row = self.held.store(self.topics.result, encode_result(result), self.settings.qos,
+                              str(result.get("result_id")) if result.get("result_id") else None)
         self._events.put(("wake",))
         return row
 
@@ -180,7 +237,7 @@ class Publisher:
         deadline = time.monotonic() + timeout
         self.drain()
         with self._idle:
-            while self.outbox.depth > 0:
+            while self.outbox.depth > 0 or len(self.held) > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -189,28 +246,33 @@ class Publisher:
 
     def current_subject_token(self) -> str | None:
         """The pseudonymous token for the child walking now, if a dashboard set one and it has not expired."""
-        with self._token_lock:
-            if self._token is None:
-                return None
-            token, expires = self._token
-            if self._clock() >= expires:
-                self._token = None
-                log.info("session token expired unused")
-                return None
-            return token
+        return self.session.current()
 
     def consume_subject_token(self) -> str | None:
         """Take the token for a classified walk: a token names one child, so it is used once."""
-        token = self.current_subject_token()
-        with self._token_lock:
-            self._token = None
-        return token
+        return self.session.consume()
 
     def stats(self) -> dict:
         return {"connected": self.connected, "auth_failed": self.auth_failed, "last_error": self.last_error,
-                "broker": self.settings.broker, "inflight": len(self._handed), **self.counters}
+                "broker": self.settings.broker, "inflight": len(self._handed), **self.counters,
+                "held_in_memory": len(self.held), "held_error": self.held.last_error, "lost": self.held.lost_total,
+                "outbox_error": self._outbox_error,
+                "failure": str(self._failure) if self._failure is not None else None}
 
     # -- paho callbacks: record and enqueue only -------------------------------------------------
+
+    def _guard(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
+        """paho's network thread ends on an exception from a callback: none may escape."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:  # noqa: BLE001 - anything escaping would stop all delivery
+                self.counters["callback_errors"] += 1
+                self._limited.warning(f"callback {name}", "MQTT: %s failed (%s: %s); ignored, delivery goes on",
+                                      name, type(exc).__name__, exc)
+
+        return guarded
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -224,6 +286,7 @@ class Publisher:
                     "; check mqtt.username, mqtt.password_file and the broker's ACL" if self.auth_failed else "",
                 )
             self.last_error = text
+            self._refused = True  # the disconnect that follows is this refusal, not a silent close
             return
         self.connected = True
         self.auth_failed = False
@@ -236,7 +299,8 @@ class Publisher:
         self._events.put(("connected",))
 
     def _on_connect_fail(self, client, userdata) -> None:
-        text = "cannot connect (broker unreachable, TLS handshake or certificate refused)"
+        # paho calls this inside its `except OSError`: the exception in flight is the reason
+        text = f"cannot connect: {describe_connect_error(sys.exc_info()[1], self.settings)}"
         if self.last_error != text:
             log.warning("MQTT: %s: %s; retrying with backoff", self.settings.broker, text)
         self.last_error = text
@@ -249,84 +313,22 @@ class Publisher:
             if not self._stopping.is_set():
                 self.last_error = f"disconnected: {reason_code}"
                 log.warning("MQTT: lost %s (%s); paho reconnects with backoff", self.settings.broker, reason_code)
+        elif self._refused:
+            self._refused = False
+        elif not self._stopping.is_set():
+            # closed before any CONNACK: typically plain MQTT spoken to a TLS port (or a TLS client to a plain one)
+            text = (f"the connection closed before the broker answered ({reason_code}); "
+                    f"{'is this a TLS port? use mqtts:// and mqtt.tls.ca_file' if not self.settings.tls else 'is this port TLS?'}")
+            if text != self.last_error:
+                log.warning("MQTT: %s: %s; retrying with backoff", self.settings.broker, text)
+            self.last_error = text
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._events.put(("ack", mid, reason_code.is_failure, str(reason_code)))
 
     def _on_message(self, client, userdata, message) -> None:
-        if message.topic != self.topics.session:
-            return
-        if message.retain:
-            # a retained token would be re-applied after every reconnect, to another child
-            self.counters["session_rejected"] += 1
-            log.warning("session: ignored a retained message on %s; publish session tokens without retain", message.topic)
-            return
-        try:
-            token, expires = parse_session(message.payload, self._clock(), self.settings.session_token_ttl_seconds)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self.counters["session_rejected"] += 1
-            log.warning("session: rejected a message on %s (%d bytes): %s", message.topic, len(message.payload), exc)
-            return
-        with self._token_lock:
-            self._token = (token, expires) if token is not None else None
-        if token is not None:
-            self.counters["session_tokens"] += 1
-        log.info("session: %s", "subject token set" if token else "subject token cleared")
-
-    # -- the owner thread -------------------------------------------------------------------------
-
-    def _own(self) -> None:
-        while True:
-            try:
-                event = self._events.get(timeout=0.5)
-            except queue.Empty:
-                event = ("tick",)
-            kind = event[0]
-            if kind == "stop":
-                return
-            if kind == "ack":
-                self._acknowledged(event[1], event[2], event[3])
-            # on "connected": paho resends what it holds; we go on with rows not handed yet
-            now = time.monotonic()
-            if now >= self._next_expiry:
-                self._next_expiry = now + self._expire_every
-                self.outbox.expire()  # privacy: undelivered results do not linger
-            self._hand_rows()
-            with self._idle:
-                self._idle.notify_all()
-
-    def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
-        row = self._by_mid.pop(mid, None)
-        if row is None:
-            return  # status/health or a message of an earlier connection
-        self._handed.pop(row, None)
-        if failed:
-            self.outbox.park(row, reason)
-            self.counters["parked"] += 1
-        else:
-            self.outbox.ack(row)
-            self.counters["acked"] += 1
-
-    def _hand_rows(self) -> None:
-        client = self._client
-        if client is None or not self.connected:
-            return
-        if not self._handed:
-            # nothing in flight: every pending row needs publishing, including rows put back by
-            # Outbox.requeue_parked() behind the cursor
-            self._last_row = 0
-        room = self.settings.inflight - len(self._handed)
-        if room <= 0:
-            return
-        for row in self.outbox.pending(limit=room, after_id=self._last_row):
-            info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-            if info.rc not in (0, 4):  # 4 = no connection: paho queued it and sends it after reconnecting
-                log.warning("MQTT: publish of outbox row %d failed (%s); will retry", row.row_id, info.rc)
-                break
-            self._by_mid[info.mid] = row.row_id
-            self._handed[row.row_id] = info.mid
-            self._last_row = row.row_id
-            self.counters["published"] += 1
+        if message.topic == self.topics.session:
+            self.session.receive(message)
 
     def _status_payload(self, state: str) -> str:
         body = {"schema": STATUS_SCHEMA, "state": state, "site_id": self.settings.site_id,

@@ -8,6 +8,7 @@ Callbacks and the network loop are the Publisher's (edge.mqtt).
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,26 @@ def _paho():
     except ImportError:
         raise PublishError("the MQTT publisher needs paho-mqtt>=2.1: pip install gaitmil-edge") from None
     return mqtt
+
+
+def describe_connect_error(exc: BaseException | None, s: PublisherSettings) -> str:
+    """Why a connection attempt failed, in words, with the ssl/socket reason and the setting to check."""
+    where = f"{s.host}:{s.port}"
+    if exc is None:
+        return f"{where} unreachable, or the TLS handshake or certificate was refused"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"the broker's TLS certificate was refused: {exc.verify_message or exc.reason}; check mqtt.tls.ca_file "
+                f"and that the host name in mqtt.url ({s.host}) is a name in the broker's certificate")
+    if isinstance(exc, ssl.SSLError):
+        return (f"TLS handshake with {where} failed: {exc.reason or exc}; is it a TLS port, and are "
+                "mqtt.tls.cert_file/key_file the ones the broker expects?")
+    if isinstance(exc, ConnectionRefusedError):
+        return f"{where} refused the connection (no broker listening there?)"
+    if isinstance(exc, socket.gaierror):
+        return f"the host name {s.host!r} cannot be resolved ({exc}); check mqtt.url"
+    if isinstance(exc, TimeoutError):
+        return f"{where} did not answer (timeout); check mqtt.url and the network"
+    return f"{where}: {type(exc).__name__}: {exc}"
 
 
 def build_client(s: PublisherSettings, will_topic: str, will_payload: str) -> Any:

@@ -17,6 +17,16 @@ rows: nothing undelivered is ever deleted to make room. Undelivered rows older
 than `expire_seconds` are deleted (screening results are health data and must
 not linger) with a log line, and counted in `stats()["expired_total"]`.
 
+Expiry does not trust the wall clock blindly (a wall-clock jump is not age):
+see edge.outbox_clock.
+
+A row the broker refused is parked; `requeue_parked` puts parked rows back,
+and the publisher does it once per start for rows parked fewer than
+AUTO_REQUEUE_MAX_PARKS times (the `attempts` column counts the parkings).
+
+SQLite failures raise the named errors of edge.outbox_storage (corrupt,
+read-only, disk full), at opening and on every later read or write.
+
 All methods take one internal lock for a short SQLite transaction, so the
 service thread (put) and the publisher's owner thread (ack/park) may share an
 Outbox; no callback ever runs under that lock.
@@ -33,6 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import PublishError
+from edge.outbox_clock import ExpiryClock
+from edge.outbox_storage import (
+    OutboxCorruptError,
+    OutboxDiskFullError,
+    OutboxReadOnlyError,
+    OutboxStorageError,
+    check_integrity,
+    storage_error,
+)
+
+__all__ = [
+    "AUTO_REQUEUE_MAX_PARKS", "Outbox", "OutboxCorruptError", "OutboxDiskFullError", "OutboxFullError",
+    "OutboxReadOnlyError", "OutboxRow", "OutboxStorageError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +64,7 @@ FORMAT_VERSION = 1
 ROW_OVERHEAD_BYTES = 128  # index entries, row header and page slack per row, roughly
 PENDING = "pending"
 PARKED = "parked"
+AUTO_REQUEUE_MAX_PARKS = 3  # a row refused this many times waits for `python -m edge outbox requeue`
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -55,7 +80,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
+CREATE TABLE IF NOT EXISTS outbox_clock (id INTEGER PRIMARY KEY CHECK (id = 1), wall REAL NOT NULL);
 """
+_COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason"
 
 
 class OutboxFullError(PublishError):
@@ -76,7 +103,7 @@ class OutboxRow:
     reason: str | None
 
 
-class Outbox:
+class Outbox(ExpiryClock):
     """A SQLite outbox with a disk budget; see the module docstring for the rules."""
 
     def __init__(
@@ -87,6 +114,8 @@ class Outbox:
         alarm_fraction: float = 0.8,
         expire_seconds: float = 14 * 86400.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        check: bool = True,
     ) -> None:
         if disk_budget_bytes <= 0:
             raise PublishError(f"outbox disk budget must be positive, got {disk_budget_bytes} bytes; fix outbox.disk_budget_mb")
@@ -97,14 +126,23 @@ class Outbox:
         self.alarm_fraction = float(alarm_fraction)
         self.expire_seconds = float(expire_seconds)
         self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self.expired_total = 0
         self.refused_total = 0
         self.parked_total = 0
         self.acked_total = 0
         self._full = False  # the last put was refused; cleared by the next accepted put
-        self._conn = self._open()
-        self._used_bytes, self._pending, self._parked = self._measure()
+        self._conn = self._open(check)
+        try:
+            self._used_bytes, self._pending, self._parked = self._measure()
+            self._rebase_clock_at_open()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise storage_error(self.path, exc, "reading it at start-up") from None
+        except OutboxStorageError:
+            self._conn.close()
+            raise
 
     @classmethod
     def from_config(cls, cfg) -> Outbox:  # cfg: edge.config.KioskConfig
@@ -117,11 +155,12 @@ class Outbox:
 
     # -- opening --------------------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, check: bool) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PublishError(f"outbox folder {self.path.parent} cannot be created: {exc}; fix outbox.path or state_dir") from None
+        conn = None
         try:
             # isolation_level=None: explicit BEGIN/COMMIT, so a commit is exactly where we say
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -134,14 +173,19 @@ class Outbox:
                     f"outbox {self.path} has format version {version}, this kiosk reads {FORMAT_VERSION}; "
                     "deliver or move the old file aside before upgrading"
                 )
+            if check:
+                # a damaged page (data or index) is found now, not at the first read of a running kiosk
+                check_integrity(conn, self.path)
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
             conn.execute("SELECT count(*) FROM outbox").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise PublishError(
-                f"outbox {self.path} cannot be opened as SQLite ({exc}); if the file is corrupt, stop the kiosk, "
-                "move it aside (its undelivered results may be recoverable with `sqlite3 .recover`) and restart"
-            ) from None
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise storage_error(self.path, exc, "opening it") from None
+        except OutboxStorageError:
+            conn.close()
+            raise
         if str(mode).lower() != "wal":
             log.warning("outbox %s: journal mode is %s, not WAL (file system without shared memory?)", self.path, mode)
         return conn
@@ -159,7 +203,8 @@ class Outbox:
     def put(self, topic: str, payload: bytes, qos: int = 1, message_id: str | None = None, retain: bool = False) -> int:
         """Commit one message; returns its row id. A message_id already stored returns that row's id.
 
-        Raises OutboxFullError (and sets the `outbox_full` alarm) when the disk budget is used up.
+        Raises OutboxFullError (and sets the `outbox_full` alarm) when the disk budget is used up,
+        an OutboxStorageError (disk full, read-only, corrupt) when SQLite cannot store it.
         """
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise PublishError(f"outbox payload must be bytes, got {type(payload).__name__}; encode the result first")
@@ -167,30 +212,26 @@ class Outbox:
             raise PublishError(f"outbox qos must be 0, 1 or 2, got {qos!r}")
         size = len(payload) + len(topic.encode("utf-8")) + ROW_OVERHEAD_BYTES
         with self._lock:
-            if message_id is not None:
-                found = self._conn.execute("SELECT id FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
-                if found is not None:
-                    return int(found[0])
-            if self._used_bytes + size > self.disk_budget_bytes:
-                self.refused_total += 1
-                self._full = True
-                log.error(
-                    "outbox %s is full (%d of %d bytes, %d undelivered): refused message %s; the broker link must "
-                    "be fixed (or outbox.disk_budget_mb raised) for results to flow again",
-                    self.path, self._used_bytes, self.disk_budget_bytes, self._pending + self._parked, message_id,
-                )
-                raise OutboxFullError(
-                    f"outbox {self.path} is full ({self._used_bytes} of {self.disk_budget_bytes} bytes): result "
-                    f"{message_id} refused, nothing was dropped; restore the broker link or raise outbox.disk_budget_mb"
-                )
             try:
+                if message_id is not None:
+                    found = self._conn.execute("SELECT id FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+                    if found is not None:
+                        return int(found[0])
+                if self._used_bytes + size > self.disk_budget_bytes:
+                    self.refused_total += 1
+                    self._full = True
+                    raise OutboxFullError(
+                        f"outbox {self.path} is full ({self._used_bytes} of {self.disk_budget_bytes} bytes, "
+                        f"{self._pending + self._parked} undelivered): result {message_id} refused, nothing was "
+                        "dropped; restore the broker link or raise outbox.disk_budget_mb"
+                    )
                 self._conn.execute("PRAGMA synchronous=FULL")
                 cur = self._conn.execute(
                     "INSERT INTO outbox (message_id, topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?, ?)",
                     (message_id, topic, bytes(payload), int(qos), int(bool(retain)), self._clock()),
                 )
             except sqlite3.Error as exc:
-                raise PublishError(f"outbox {self.path}: cannot store message {message_id}: {exc}") from None
+                raise storage_error(self.path, exc, f"storing message {message_id}") from None
             self._used_bytes += size
             self._pending += 1
             self._full = False
@@ -199,23 +240,30 @@ class Outbox:
     def ack(self, row_id: int) -> bool:
         """The broker acknowledged the row: delete it. False if it was not there (already acked)."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT length(payload) + length(topic), state FROM outbox WHERE id = ?", (row_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            self._conn.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
-            self._conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            try:
+                row = self._conn.execute(
+                    "SELECT length(payload) + length(topic), state FROM outbox WHERE id = ?", (row_id,)
+                ).fetchone()
+                if row is None:
+                    return False
+                self._conn.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+                self._conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc, f"deleting delivered row {row_id}") from None
             self._forget(int(row[0]), row[1])
             self.acked_total += 1
             return True
 
     def park(self, row_id: int, reason: str) -> bool:
-        """The broker refused the row: keep it, with the reason, and stop retrying it."""
+        """The broker refused the row: keep it, with the reason, and stop retrying it (counted in `attempts`)."""
         with self._lock:
-            cur = self._conn.execute(
-                "UPDATE outbox SET state = 'parked', reason = ? WHERE id = ? AND state = 'pending'", (reason, row_id)
-            )
+            try:
+                cur = self._conn.execute(
+                    "UPDATE outbox SET state = 'parked', reason = ?, attempts = attempts + 1 "
+                    "WHERE id = ? AND state = 'pending'", (reason, row_id),
+                )
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc, f"parking refused row {row_id}") from None
             if cur.rowcount == 0:
                 return False
             self._pending -= 1
@@ -224,29 +272,47 @@ class Outbox:
         log.error("outbox %s: broker refused row %d (%s); parked, not retried", self.path, row_id, reason)
         return True
 
-    def requeue_parked(self) -> int:
-        """Move parked rows back to pending (after an operator fixed the broker ACL). Returns how many."""
+    def requeue_parked(self, max_parks: int | None = None, row_ids: list[int] | None = None) -> int:
+        """Move parked rows back to pending (after an operator fixed the broker ACL). Returns how many.
+
+        `max_parks`: only rows parked fewer times (the automatic requeue at start); `row_ids`: only these.
+        """
+        where, args = "state = 'parked'", []
+        if max_parks is not None:
+            where += " AND attempts < ?"
+            args.append(int(max_parks))
+        if row_ids is not None:
+            where += f" AND id IN ({', '.join('?' for _ in row_ids)})"
+            args += [int(r) for r in row_ids]
         with self._lock:
-            cur = self._conn.execute("UPDATE outbox SET state = 'pending', reason = NULL WHERE state = 'parked'")
-            moved = cur.rowcount
+            try:
+                moved = self._conn.execute(f"UPDATE outbox SET state = 'pending', reason = NULL WHERE {where}", args).rowcount
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc, "requeueing parked rows") from None
             self._pending += moved
             self._parked -= moved
             return moved
 
     def mark_attempt(self, row_id: int) -> None:
         with self._lock:
-            self._conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (row_id,))
+            try:
+                self._conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (row_id,))
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc, f"counting an attempt of row {row_id}") from None
 
     def expire(self) -> int:
         """Delete undelivered rows older than expire_seconds; returns how many (logged and counted)."""
-        cutoff = self._clock() - self.expire_seconds
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, length(payload) + length(topic), state FROM outbox WHERE created < ?", (cutoff,)
-            ).fetchall()
-            if not rows:
-                return 0
-            self._conn.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            try:
+                cutoff = self._track_clock() - self.expire_seconds
+                rows = self._conn.execute(
+                    "SELECT id, length(payload) + length(topic), state FROM outbox WHERE created < ?", (cutoff,)
+                ).fetchall()
+                if not rows:
+                    return 0
+                self._conn.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc, "expiring old rows") from None
             for _, size, state in rows:
                 self._forget(int(size), state)
             self.expired_total += len(rows)
@@ -267,21 +333,24 @@ class Outbox:
 
     def pending(self, limit: int = 100, after_id: int = 0) -> list[OutboxRow]:
         """Pending rows in insertion order, with ids above `after_id`."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, message_id, topic, payload, qos, retain, created, attempts, state, reason FROM outbox "
-                "WHERE state = 'pending' AND id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
+        return self._rows("state = 'pending' AND id > ? ORDER BY id LIMIT ?", (after_id, limit), "reading pending rows")
 
     def parked(self, limit: int = 100) -> list[OutboxRow]:
+        return self._rows("state = 'parked' ORDER BY id LIMIT ?", (limit,), "reading parked rows")
+
+    def rows(self, state: str | None = None, limit: int = 1000, after_id: int = 0) -> list[OutboxRow]:
+        """Rows of any state (or of `state`) in id order, read by the table alone (NOT INDEXED), so a
+        damaged index does not hide them: what `python -m edge outbox list/export` shows."""
+        where = "id > ?" + (" AND state = ?" if state else "")
+        args: tuple = (after_id, state) if state else (after_id,)
+        return self._rows(where + " ORDER BY id LIMIT ?", (*args, limit), "listing rows", "outbox NOT INDEXED")
+
+    def _rows(self, where: str, args: tuple, doing: str, table: str = "outbox") -> list[OutboxRow]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, message_id, topic, payload, qos, retain, created, attempts, state, reason FROM outbox "
-                "WHERE state = 'parked' ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
+            try:
+                rows = self._conn.execute(f"SELECT {_COLUMNS} FROM {table} WHERE {where}", args).fetchall()
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc, doing) from None
         return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
 
     @property
@@ -324,6 +393,10 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
+                try:
+                    self._save_wall(self._clock())  # the next start measures clock jumps from here
+                except sqlite3.Error as exc:
+                    log.warning("outbox %s: last-seen time not saved at close: %s", self.path, exc)
                 self._conn.close()
                 self._conn = None  # type: ignore[assignment]
 

@@ -15,9 +15,15 @@ taking frames, finish or abandon the current walk (`walk.on_shutdown`), flush
 the outbox for `outbox.flush_seconds`, publish `stopped` and return 0.
 
 Per-walk problems (gate failures, inference errors) become `retake` results;
-per-frame problems (bad arrays) are counted and logged at a limited rate. Only
-start-up problems (config, model, camera, broker set-up) end the run with an
-EdgeError, which the CLI turns into an exit code.
+per-frame problems (bad arrays, an unreadable image in a replay) are counted and
+logged at a limited rate. Only start-up problems (config, model, camera, broker
+set-up) end the run with an EdgeError, which the CLI turns into an exit code.
+
+Every worker is supervised by the main loop: capture, pipeline and inference
+record an unexpected exception and stop the run; the publisher's owner thread
+(and paho's network thread, which the owner restarts a few times) reports
+through `Publisher.failure()`. Either way the run ends with exit code 1 and the
+error in the log; stored results wait in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.errors import EdgeError, PublishError, SegmentationError, SourceError
+from edge.errors import (
+    BadFrameError,
+    ConfigError,
+    EdgeError,
+    PublishError,
+    SegmentationError,
+    SourceError,
+)
 from edge.health import Health, RateLimitedLog
 from edge.notify import Notifier
 from edge.types import Frame, Walk
@@ -86,6 +99,8 @@ class Kiosk:
     ) -> None:
         self.cfg = cfg
         self.options = options or ServiceOptions()
+        if self.options.max_walks is not None and self.options.max_walks < 1:
+            raise ConfigError(f"max_walks must be at least 1 (or unset for no limit), got {self.options.max_walks}")
         self.health = Health()
         self.notifier = notifier or Notifier()
         self.on_result = on_result
@@ -182,6 +197,12 @@ class Kiosk:
             if not inference.is_alive():
                 self.request_stop("source ended" if self._fatal is None else "internal error")
                 break
+            failure = self._components.publisher.failure()
+            if failure is not None:
+                log.error("the publisher failed: %s", failure)
+                self._fatal = failure
+                self.request_stop("publisher failed")
+                break
             last = self._last_frame_at
             flowing = last is not None and now - last < stall_s
             silent_s = now - (last if last is not None else started)
@@ -255,6 +276,11 @@ class Kiosk:
                 except StopIteration:
                     log.info("the source ended")
                     break
+                except BadFrameError as exc:
+                    # one unusable frame (an unreadable image in a replay): counted, the source goes on
+                    self.health.count("frames_bad")
+                    self._frame_log.warning("BadFrameError", "frame skipped: %s", exc)
+                    continue
                 except SourceError as exc:
                     # The source gave up (camera lost beyond its reconnects): stop, systemd restarts us.
                     log.error("camera failed: %s", exc)
@@ -361,16 +387,20 @@ class Kiosk:
         if self.cfg.privacy.record_walks:
             record_for_calibration(self.cfg, walk, result)
         try:
+            # an outbox that cannot store it (full disk) holds it in memory and retries: None comes back
             parts.publisher.publish_result(result)
+            stored = True
         except PublishError as exc:
-            # Outbox full or unwritable: never silent. The alarm goes out with the next health message.
+            # the memory queue is full too: never silent. The alarm goes out with the next health message.
+            stored = False
             self.health.count("results_refused")
-            self.health.raise_alarm("result_not_stored", str(exc))
+            self.health.raise_alarm("result_lost", str(exc))
             log.error("result %s of walk %s NOT stored: %s", result["result_id"], walk.walk_id, exc)
         self.health.record_latency("walk_to_result", (time.perf_counter() - ended_at) * 1000.0)
         if prediction is not None:
             self.health.record_latency("inference", prediction.inference_ms)
-        self.health.record_outcome(result["outcome"], result.get("retake_reason"))
+        if stored:  # `walks` and the outcome counters count results that exist, not refused ones
+            self.health.record_outcome(result["outcome"], result.get("retake_reason"))
         with self._results_lock:
             self._results += 1
         log.info(

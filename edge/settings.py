@@ -101,6 +101,8 @@ class ModelConfig(_Section):
     frames: int = Field(30, ge=8, le=300)  # gaitmil.spec MIN_FRAMES..MAX_FRAMES
     threads: int | None = Field(None, ge=1, le=256)
     card: Path | None = None  # default: card.json beside the model
+    # a model without a manifest is refused: nothing says what it is (a constant fake model would pass)
+    require_manifest: bool = True
 
 
 class ScreeningConfig(_Section):
@@ -125,6 +127,8 @@ class MqttConfig(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = "gaitmil/v1"
     protocol: Literal["3.1.1", "5"] = "5"
+    # MQTT 3.1.1 has no refusal codes: a publish the ACL refuses is acknowledged and lost. Refused unless set.
+    allow_protocol_311: bool = False
     client_id: str | None = None  # default gaitmil-<site>-<kiosk>
     keepalive: int = Field(30, ge=5, le=3600)
     qos: Literal[1, 2] = 1  # the outbox needs the broker's acknowledgement: QoS 0 has none
@@ -161,6 +165,8 @@ class MqttConfig(_Section):
     @field_validator("qos", mode="before")
     @classmethod
     def _qos_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("qos must be the number 1 or 2, not a boolean")
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @field_validator("url")
@@ -172,8 +178,9 @@ class MqttConfig(_Section):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+# "):
-            raise ValueError("topic_prefix must be non-empty, without leading/trailing '/', '+', '#' or spaces")
+        if not value or "" in value.split("/") or any(c in value for c in "+# \n\t\0"):
+            raise ValueError("topic_prefix must be '/'-separated non-empty levels (no leading, trailing or double '/'), "
+                             "without '+', '#' or spaces")
         return value
 
     @model_validator(mode="after")
@@ -182,12 +189,18 @@ class MqttConfig(_Section):
             raise ValueError("reconnect_max_delay must be at least reconnect_min_delay")
         if self.password_file is not None and not self.username:
             raise ValueError("password_file is set but username is not: set mqtt.username too")
+        if self.protocol == "3.1.1" and not self.allow_protocol_311:
+            raise ValueError(
+                "protocol = \"3.1.1\" is refused: on MQTT 3.1.1 a broker acknowledges a publish its ACL refuses, so "
+                "the kiosk deletes that result as delivered and it is lost without notice; use protocol = \"5\", or "
+                "set mqtt.allow_protocol_311 = true to accept that risk (e.g. a broker without ACLs)"
+            )
         return self
 
 
 class OutboxConfig(_Section):
     path: Path | None = None  # default <state_dir>/outbox.sqlite3
-    disk_budget_mb: float = Field(256.0, gt=0)
+    disk_budget_mb: float = Field(256.0, gt=0, le=1_048_576, allow_inf_nan=False)  # at most 1 TiB
     alarm_fraction: float = Field(0.8, gt=0, le=1)
     flush_seconds: float = Field(10.0, ge=0, le=600)
     expire_days: float = Field(14.0, gt=0, le=3650)

@@ -218,8 +218,15 @@ class ResultSubscriber:
 
     def _on_message(self, client, userdata, message) -> None:
         try:
+            self._receive(message)
+        except Exception as exc:  # noqa: BLE001 - an exception here would end paho's network thread
+            self.invalid += 1
+            log.warning("subscriber: message on %s dropped: %s: %s", message.topic, type(exc).__name__, exc)
+
+    def _receive(self, message: Any) -> None:
+        try:
             data = json.loads(message.payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             self.invalid += 1
             log.warning("subscriber: message on %s is not JSON: %s", message.topic, exc)
             return

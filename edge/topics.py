@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 STATUS_SCHEMA = "gaitmil.status/1"
 HEALTH_SCHEMA = "gaitmil.health/1"
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+# matched with fullmatch: `$` would also accept a trailing newline
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 MAX_SESSION_PAYLOAD = 1024
 
 
@@ -34,17 +35,22 @@ class Topics:
 def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, float]:
     """A session message -> (token or None to clear, expiry time). ValueError on junk.
 
-    Accepted: a bare token, or JSON {"subject_token": "...", "expires_in": seconds}; an empty
-    payload or {"subject_token": null} clears the token. Expiry is capped at `ttl`.
+    Accepted: a bare token (exactly the token: no spaces or newline around it), or JSON
+    {"subject_token": "...", "expires_in": seconds}; an empty (or blank) payload or
+    {"subject_token": null} clears the token. Expiry is capped at `ttl`.
     """
     if len(payload) > MAX_SESSION_PAYLOAD:
         raise ValueError(f"session payload of {len(payload)} bytes is larger than {MAX_SESSION_PAYLOAD}")
-    text = payload.decode("utf-8").strip()
-    if not text:
+    text = payload.decode("utf-8")
+    if not text.strip():
         return None, now
     expires_in = ttl
-    if text.startswith("{"):
-        data = json.loads(text)
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            # a short payload of nested brackets exhausts the decoder's recursion limit
+            raise ValueError("session JSON is nested too deeply; send a flat object") from None
         if not isinstance(data, dict) or set(data) - {"subject_token", "expires_in"}:
             raise ValueError("session JSON must be an object with subject_token and optional expires_in")
         token = data.get("subject_token")
@@ -57,6 +63,6 @@ def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, f
             expires_in = min(float(value), ttl)
     else:
         token = text
-    if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
+    if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
         raise ValueError("subject_token must be 8-128 characters of A-Z a-z 0-9 _ -")
     return token, now + expires_in

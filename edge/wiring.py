@@ -122,8 +122,14 @@ class Components:
                     health.raise_alarm(alarm, f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked")
                 else:
                     health.clear_alarm(alarm)
+            mqtt = self.publisher.stats()
+            # results the outbox could not store wait in memory; the alarm clears once they are written
+            health.set_gauge("results_in_memory", mqtt["held_in_memory"])
+            _alarm(health, "result_not_stored", mqtt["held_in_memory"] > 0,
+                   f"{mqtt['held_in_memory']} result(s) wait in memory: {mqtt['held_error']}")
+            _alarm(health, "outbox_unwritable", mqtt["outbox_error"] is not None, str(mqtt["outbox_error"]))
             extra["outbox"] = outbox
-            extra["mqtt"] = self.publisher.stats()
+            extra["mqtt"] = mqtt
         return extra
 
     def close(self) -> None:
@@ -147,6 +153,13 @@ def walk_step(segmenter: Any, assembler: Any, frame: Frame) -> Walk | None:
     return walk
 
 
+def _alarm(health: Any, name: str, active: bool, message: str) -> None:
+    if active:
+        health.raise_alarm(name, message)
+    else:
+        health.clear_alarm(name)
+
+
 def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Components:
     """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
 
@@ -163,7 +176,7 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
     segmenter = make_segmenter(cfg, source)
     gate = gate_config(cfg)
     if runner is None:
-        runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads)
+        runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg))
     threshold = cfg.threshold().value
     outbox = Outbox.from_config(cfg)
     settings = PublisherSettings.from_config(cfg)
@@ -174,6 +187,18 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
     parts = Components(source, segmenter, WalkAssembler(gate), runner, make_publisher, threshold)
     parts.closers.append(outbox.close)
     return parts
+
+
+def runner_options(cfg: Any) -> dict[str, Any]:
+    """Options from [model] for runners that take them (by what the runner declares, not by its name)."""
+    from edge.runners.registry import runner_class
+
+    if "require_manifest" not in runner_class(cfg.model.runner).options_allowed:
+        return {}
+    if not cfg.model.require_manifest:
+        log.warning("model.require_manifest = false: %s is accepted without a manifest; nothing checks what "
+                    "model it is or that it is intact", cfg.model.path)
+    return {"require_manifest": cfg.model.require_manifest}
 
 
 def gate_config(cfg: Any, gate_class: type | None = None) -> Any:

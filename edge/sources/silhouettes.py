@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
-from edge.errors import SourceError
+from edge.errors import BadFrameError, SourceError
 from edge.sources.base import Source, query_options
 from edge.types import Frame
 
@@ -80,7 +80,9 @@ class SilhouetteSource(Source):
                 return None
             image = cv2.imread(str(self._files[i]), cv2.IMREAD_GRAYSCALE)
             if image is None:
-                raise SourceError(f"cannot read silhouette image {self._files[i]} (not a PNG?)")
+                self._index += 1  # skip it: the next read goes on with the next file
+                self.counters["invalid"] += 1
+                raise BadFrameError(f"cannot read silhouette image {self._files[i]} (not a PNG, or damaged); skipped")
         self._index += 1
         return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
 

@@ -17,7 +17,8 @@ from benchmarks.stats import is_ordered
 def test_pipeline_fast_and_realtime_against_mosquitto(tiny_models, mosquitto, tmp_path, capsys):
     out = tmp_path / "pipeline.json"
     config = tmp_path / "kiosk.toml"
-    config.write_text('[outbox]\ndisk_budget_mb = 64\n')  # the kiosk's own settings; source/model/broker are the benchmark's
+    # the kiosk's own settings; source/model/broker are the benchmark's (the tiny test model has no manifest)
+    config.write_text("[outbox]\ndisk_budget_mb = 64\n[model]\nrequire_manifest = false\n")
     code = main(["--pipeline", "--config", str(config), "--backend", f"onnxruntime:{tiny_models.onnx}", "--broker", mosquitto.url,
                  "--sim-walks", "1", "--modes", "fast,realtime", "--json", str(out), "--plot", str(tmp_path / "p.png")])
     assert code == 0

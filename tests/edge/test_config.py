@@ -45,6 +45,7 @@ kiosk_id = "corridor-b"
 [mqtt]
 url = "mqtts://broker.example:8883"
 protocol = 3.1
+allow_protocol_311 = true
 qos = 2
 [walk]
 min_frames = 45

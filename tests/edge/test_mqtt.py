@@ -303,7 +303,8 @@ def test_publisher_settings_from_config(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("pa55\n")
     cfg = load_config(None, overrides={"mqtt.url": "mqtts://b.example", "mqtt.username": "k", "mqtt.password_file": str(pw),
-                                       "kiosk.site_id": "s1", "mqtt.protocol": "3.1.1"}, env={})
+                                       "kiosk.site_id": "s1", "mqtt.protocol": "3.1.1", "mqtt.allow_protocol_311": True},
+                      env={})
     s = PublisherSettings.from_config(cfg)
     assert (s.host, s.port, s.tls, s.password, s.protocol, s.client_id) == ("b.example", 8883, True, "pa55", "3.1.1", "gaitmil-s1-kiosk-0")
     assert s.topics.result == "gaitmil/v1/s1/kiosk-0/result"
@@ -350,7 +351,7 @@ def test_publish_from_many_threads_has_no_deadlock(mosquitto, tmp_path):
 
 def test_owner_thread_expires_old_undelivered_results(mosquitto_factory, tmp_path):
     now = [1_000_000.0]
-    with Outbox(tmp_path / "o.db", expire_seconds=3600, clock=lambda: now[0]) as box:
+    with Outbox(tmp_path / "o.db", expire_seconds=3600, clock=lambda: now[0], monotonic=lambda: now[0]) as box:
         box.put("t", b"old", 1, message_id="old")
         now[0] += 3601
         broker = mosquitto_factory()  # down: the row could never be delivered

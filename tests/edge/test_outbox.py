@@ -89,7 +89,8 @@ def test_budget_alarm_then_refusal_never_drops(tmp_path):
 
 def test_expiry_deletes_old_undelivered_rows_and_counts_them(tmp_path, caplog):
     clock = FakeClock()
-    with Outbox(tmp_path / "o.db", expire_seconds=86400, clock=clock) as box:
+    # the monotonic clock moves with the wall clock: real time passed, not a clock jump
+    with Outbox(tmp_path / "o.db", expire_seconds=86400, clock=clock, monotonic=clock) as box:
         old = box.put("t", b"old", 1)
         box.park(box.put("t", b"old-parked", 1), "Not authorized")
         clock.now += 86400 + 1
@@ -124,7 +125,7 @@ def test_two_threads_put_and_ack_concurrently(tmp_path):
 def test_corrupt_file_gives_a_clear_error(tmp_path):
     path = tmp_path / "o.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(PublishError, match="cannot be opened as SQLite.*move it aside"):
+    with pytest.raises(PublishError, match="is corrupt.*outbox export.*move the file aside"):
         Outbox(path)
 
 

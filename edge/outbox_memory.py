@@ -1,0 +1,118 @@
+"""Results the outbox could not store, held in memory until a write succeeds again.
+
+A full disk, a read-only remount or a full disk budget makes `Outbox.put` fail.
+Dropping the result would lose a child's screening, so it waits here, in order,
+and the publisher's owner thread retries the write with backoff (1 s doubling
+to 30 s). While anything waits here, new results queue behind it so the
+outbox keeps their order. The queue is bounded (`limit` results, about 1.1 KB
+each): past it a result is refused with ResultLostError, logged and counted,
+because memory is not a disk. Results still here when the process exits are
+lost; the log says how many.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from edge.errors import PublishError
+from edge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+MEMORY_LIMIT = 1000  # results; ~1.1 MB
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 30.0
+
+
+class ResultLostError(PublishError):
+    """The outbox cannot store results and the memory queue is full: this result was not kept."""
+
+
+class HeldResults:
+    """A bounded, ordered memory queue in front of the outbox; thread-safe."""
+
+    def __init__(
+        self, outbox: Outbox, limit: int = MEMORY_LIMIT, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.outbox = outbox
+        self.limit = limit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[str, bytes, int, str | None]] = deque()
+        self._retry_at = 0.0
+        self._delay = RETRY_MIN_S
+        self.last_error: str | None = None
+        self.held_total = 0
+        self.lost_total = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def store(self, topic: str, payload: bytes, qos: int, message_id: str | None) -> int | None:
+        """The outbox row id, or None when the result waits in memory. ResultLostError when memory is full too."""
+        with self._lock:
+            if not self._queue:
+                try:
+                    return self.outbox.put(topic, payload, qos, message_id=message_id)
+                except PublishError as exc:
+                    self._failed(exc)
+            if len(self._queue) >= self.limit:
+                self.lost_total += 1
+                raise ResultLostError(
+                    f"result {message_id} lost: the outbox cannot store results ({self.last_error}) and "
+                    f"{len(self._queue)} already wait in memory (the limit); fix the outbox disk"
+                )
+            self._queue.append((topic, bytes(payload), qos, message_id))
+            self.held_total += 1
+            waiting = len(self._queue)
+        log.error(
+            "result %s not stored (%s); held in memory (%d waiting), the write is retried",
+            message_id,
+            self.last_error,
+            waiting,
+        )
+        return None
+
+    def retry(self) -> int:
+        """Write waiting results to the outbox, oldest first, if the backoff allows; how many were stored."""
+        with self._lock:
+            if not self._queue or self._clock() < self._retry_at:
+                return 0
+            stored = 0
+            while self._queue:
+                topic, payload, qos, message_id = self._queue[0]
+                try:
+                    self.outbox.put(topic, payload, qos, message_id=message_id)
+                except PublishError as exc:
+                    self._failed(exc)
+                    break
+                self._queue.popleft()
+                stored += 1
+            if not self._queue:
+                self._delay = RETRY_MIN_S
+                self._retry_at = 0.0
+                self.last_error = None
+            waiting = len(self._queue)
+        if stored:
+            log.info(
+                "stored %d result(s) held in memory in the outbox; %d still waiting",
+                stored,
+                waiting,
+            )
+        return stored
+
+    def _failed(self, exc: PublishError) -> None:
+        self.last_error = str(exc)
+        self._retry_at = self._clock() + self._delay
+        self._delay = min(self._delay * 2.0, RETRY_MAX_S)
+
+    def abandon(self) -> int:
+        """At exit: how many results are lost with the process (logged by the caller)."""
+        with self._lock:
+            count = len(self._queue)
+            self._queue.clear()
+            return count
