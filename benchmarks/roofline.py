@@ -6,7 +6,7 @@
 - `matmul_probe(...)`: the FP32 GFLOP/s a well-tuned matrix product reaches on this CPU with the same
   number of threads as the benchmark (a 2048x2048 product by default). That is the practical peak
   a convolution engine can hope for on a CPU.
-- `declared_peak(board, precision)`: Jetson peaks are declared (REFERENCE.md), not measured: a probe
+- `declared_peak(board, precision)`: Jetson peaks are declared (NVIDIA's published figures), not measured: a probe
   on the GPU would need CUDA libraries the kiosk does not otherwise install.
 
 achieved GFLOP/s = 2 * MACs per walk * walks / compute time (one MAC = two floating-point operations).
@@ -230,7 +230,7 @@ def matmul_probe(size: int = 2048, threads: int = 1, repeats: int = 5, probe: st
 
 # ----------------------------------------------------------------------------------- declared peaks
 
-# Dense peaks at the board's maximum power mode (REFERENCE.md "TensorRT and Jetson", derived from NVIDIA's
+# Dense peaks at the board's maximum power mode (derived from NVIDIA's
 # published sparse figures). Keys are substrings of /proc/device-tree/model, most specific first.
 # Values in GFLOP/s (FP16) or GOP/s (INT8). FP32 GPU peaks are not declared: pass --peak-gflops.
 DECLARED_PEAKS: dict[str, dict[str, float]] = {

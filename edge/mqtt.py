@@ -4,7 +4,7 @@ paho-mqtt 2.x with callback API version 2, MQTT 3.1.1 or 5, `connect_async`
 and `loop_start` so paho reconnects by itself with backoff.
 
 Threads: paho's network thread runs the callbacks; they only put events on a
-queue (REFERENCE.md "deadlock trap": `on_publish` runs under a paho lock that
+queue (a known paho deadlock: `on_publish` runs under a paho lock that
 `publish()` also takes). One owner thread reads that queue, hands outbox rows
 to paho in order (at most `inflight` unacknowledged), maps each message id
 to its row and acknowledges (deletes) or parks rows. paho resends the

@@ -1,4 +1,4 @@
-"""The screening decision and the published Result (DESIGN.md "Result").
+"""The screening decision and the published Result (docs/DESIGN.md, "What flows through the kiosk").
 
 A Result holds the outcome, the probabilities, the threshold used, which
 frames and phases the model attended to (indices and weights only), the walk

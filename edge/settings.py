@@ -32,7 +32,7 @@ class KioskIdentity(_Section):
 class RealSenseFilters(_Section):
     decimation: int = Field(1, ge=1, le=8)
     spatial: bool = True
-    temporal: bool = False  # smears moving children (REFERENCE.md "Capture")
+    temporal: bool = False  # temporal filters smear a moving child across frames
     hole_filling: bool = True
 
 

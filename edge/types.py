@@ -1,4 +1,4 @@
-"""The data that flows through the kiosk (DESIGN.md, "Data that flows").
+"""The data that flows through the kiosk (docs/DESIGN.md, "What flows through the kiosk").
 
 source --Frame--> segmenter --Mask--> walk assembler --Walk--> classifier
 --Prediction--> screening --Result--> outbox --> MQTT

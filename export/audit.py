@@ -1,4 +1,4 @@
-"""ONNX op audit: TensorRT 10.3's parser op list plus DESIGN.md's graph rules.
+"""ONNX op audit: TensorRT 10.3's parser op list plus the shipped graph's rules (docs/DESIGN.md).
 
 Rules (each finding names the rule, the node and what to do):
 - `opset`: default-domain opset within what TensorRT 10.3 parses (9..20).
@@ -171,7 +171,7 @@ def audit_model(model: Any, target: str = "auto", name: str = "model") -> AuditR
         elif node.op_type in FORBIDDEN_OPS:
             findings.append(Finding("forbidden-op", node.name, node.op_type,
                                     "the shipped graph must have no Loop/If/Scan/NonZero/"
-                                    "DynamicQuantizeLinear (DESIGN.md): rewrite the model code "
+                                    "DynamicQuantizeLinear (docs/DESIGN.md): rewrite the model code "
                                     "with static tensor ops, or quantize statically"))
         elif node.op_type not in allowed:
             findings.append(Finding("unsupported-op", node.name, node.op_type,

@@ -11,7 +11,7 @@ import numpy as np
 
 from gaitmil.spec import CLASSES, NEGATIVE
 
-# Published Scoliosis1K numbers (REFERENCE.md), for printing beside ours.
+# Published Scoliosis1K numbers (Gait-MIL, arXiv 2504.03894), for printing beside ours.
 PAPER_NUMBERS = {
     "Gait-MIL (paper)": {"accuracy": 0.848, "sensitivity": 0.990, "specificity": 0.796},
     "ScoNet-MT (paper)": {"accuracy": 0.820, "specificity": 0.765},

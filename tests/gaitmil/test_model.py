@@ -42,7 +42,7 @@ def test_output_shapes_and_dtypes_for_every_preset(preset):
 def test_presets_grow_in_size_and_base_matches_sconet_scale():
     sizes = {p: count_parameters(GaitMIL(GaitMILConfig.from_preset(p))) for p in PRESETS}
     assert sizes["tiny"] < sizes["edge"] < sizes["base"]
-    # REFERENCE.md: ScoNet-MT has about 7.0 M parameters with its head; MIL adds the attention
+    # OpenGait: ScoNet-MT has about 7.0 M parameters with its head; MIL adds the attention
     assert 6.5e6 < sizes["base"] < 7.6e6
 
 
@@ -232,7 +232,7 @@ def test_gradients_reach_every_parameter(synth_frames):
 
 @pytest.mark.parametrize("preset, reference_mmac", [("tiny", 74), ("edge", 295)])
 def test_macs_per_frame_match_the_reference_backbones(preset, reference_mmac):
-    """REFERENCE.md: the ResNet-9 backbones cost 74 M / 295 M MACs per frame; MIL and head add little."""
+    """OpenGait ResNet-9 arithmetic: the backbones cost 74 M / 295 M MACs per frame; MIL and head add little."""
     from gaitmil.bench import count_macs
 
     model = GaitMIL(GaitMILConfig.from_preset(preset))
