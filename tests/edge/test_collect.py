@@ -8,7 +8,14 @@ import pickle
 import numpy as np
 import pytest
 
-from edge.collect import CollectError, collect_recordings, collect_sim, kiosk_walks, pad_to_canvas, read_labels
+from edge.collect import (
+    CollectError,
+    collect_recordings,
+    collect_sim,
+    kiosk_walks,
+    pad_to_canvas,
+    read_labels,
+)
 from edge.config import load_config
 from gaitmil.data import load_pkl
 from gaitmil.silhouette import cut
