@@ -5,7 +5,13 @@ heavier (torch, TensorRT, librealsense) is an extra, imported lazily by the
 component that needs it.
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# the one version source is gaitmil/__init__.py (read as text: setup.py must not import the package)
+VERSION = re.search(r'^__version__ = "([^"]+)"', Path("gaitmil/__init__.py").read_text(encoding="utf-8"), re.M).group(1)
 
 TORCH = "torch==2.13.0"
 
@@ -54,7 +60,7 @@ EXTRAS["all"] = sorted(set(EXTRAS["dev"] + EXTRAS["tensorrt-cu12"]))
 
 setup(
     name="gaitmil-edge",
-    version="0.1.0",
+    version=VERSION,
     description="Edge inference for gait-based scoliosis screening kiosks (Gait-MIL)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gaitmil import metrics
+from gaitmil import add_version_flag, metrics
 from gaitmil.spec import CLASSES
 
 SEEDS = (9100, 9101)  # fresh simulated children: no data set of the project uses these seeds
@@ -158,6 +158,7 @@ def to_markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.kiosk_path", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_version_flag(ap)
     ap.add_argument("--model", default="models/demo/model.onnx", help="FP32 ONNX model (its card gives the threshold)")
     ap.add_argument("--walks", type=int, default=300, help="simulated walks, split over the seeds")
     ap.add_argument("--seeds", default=",".join(str(s) for s in SEEDS), help="sim:// seeds, comma-separated")

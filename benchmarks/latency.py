@@ -34,7 +34,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.roofline import PROBES, achieved_gflops, count_macs, declared_peak, matmul_probe
 from benchmarks.stats import summarize, throughput_per_s
 from edge.errors import EdgeError
-from gaitmil import spec
+from gaitmil import add_version_flag, spec
 from gaitmil.errors import GaitMILError
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "infer_host", "postprocess", "end_to_end")
@@ -272,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0],
                                 epilog="Documentation: docs/BENCHMARKS.md",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_flag(p)
     p.add_argument("--backend", action="append", default=[], metavar="NAME[:MODEL]",
                    help="runner to measure (onnxruntime, torch, tensorrt), repeatable; NAME:MODEL names its model")
     p.add_argument("--model", action="append", default=[], help="model for backends without NAME:MODEL, in order")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from export.errors import DependencyError
-from gaitmil import spec
+from gaitmil import add_version_flag, spec
 from gaitmil.errors import GaitMILError
 
 
@@ -92,6 +92,7 @@ def _latency(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m calibration", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="make a stratified, content-hashed calibration set")

@@ -33,6 +33,7 @@ from edge.errors import (
     SegmentationError,
     SourceError,
 )
+from gaitmil import add_version_flag
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m edge", description="GaitMIL screening kiosk",
         epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 config, 4 model, 5 camera, 6 broker",
     )
+    add_version_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def kiosk_flags(p: argparse.ArgumentParser, config_required: bool = False) -> None:

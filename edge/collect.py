@@ -49,6 +49,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.types import Walk
+from gaitmil import add_version_flag
 from gaitmil.silhouette import normalize_for_model
 from gaitmil.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
 
@@ -331,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m edge collect", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    add_version_flag(ap)
     ap.add_argument("--out", required=True, help="output folder (Scoliosis1K layout)")
     group = ap.add_mutually_exclusive_group(required=True)
     group.add_argument("--source", action="append",

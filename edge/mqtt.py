@@ -49,6 +49,7 @@ from edge.topics import (
     Topics,
     parse_session,
 )
+from gaitmil import SOFTWARE
 
 # PublisherSettings, Topics, parse_session and the constants are re-exported: `from edge.mqtt import X`
 # stays their public path
@@ -69,7 +70,7 @@ class Publisher(OutboxDelivery):
         outbox: Outbox,
         *,
         model: Mapping[str, str] | ModelIdentity | None = None,
-        software: str = "gaitmil-edge",
+        software: str = SOFTWARE,
         clock: Callable[[], float] = time.monotonic,
         expire_every_seconds: float = 3600.0,
     ) -> None:

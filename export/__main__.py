@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from export.errors import AuditError, DependencyError, ParityError
-from gaitmil import spec
+from gaitmil import add_version_flag, spec
 from gaitmil.errors import GaitMILError
 
 UNTRAINED_NOTE = (
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(

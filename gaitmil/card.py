@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from gaitmil import add_version_flag
 from gaitmil.checkpoint import describe_checkpoint
 from gaitmil.metrics import format_report
 
@@ -210,6 +211,7 @@ def render_readme(card: dict, evaluation: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gaitmil.card", description=__doc__.splitlines()[0])
+    add_version_flag(parser)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--evaluation", type=Path, required=True, help="JSON from gaitmil.evaluate --json")
     parser.add_argument("--out", type=Path, required=True)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gaitmil import add_version_flag
+
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
@@ -109,6 +111,7 @@ def format_extras(report: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m gaitmil.evaluate", description=__doc__.split("\n\n")[0])
+    add_version_flag(ap)
     ap.add_argument("--checkpoint", required=True, type=Path)
     ap.add_argument("--data", required=True, type=Path,
                     help="dataset root (5-digit subject folders): the kiosk path, for the model card")

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gaitmil import add_version_flag
+
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
@@ -423,6 +425,7 @@ def calibrate_on_validation(model: GaitMIL, val: Scoliosis1K, best: dict, target
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     ap = argparse.ArgumentParser(prog="python -m gaitmil.train", description=__doc__.split("\n\n")[0])
+    add_version_flag(ap)
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", required=True, help="split name (112, 114, 118, 1116, ...) or JSON path")
     ap.add_argument("--preset", default="tiny", choices=["tiny", "edge", "base"])

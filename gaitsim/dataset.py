@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gaitmil import add_version_flag
 from gaitmil.spec import CLASSES
 from gaitsim.errors import SimConfigError
 from gaitsim.subject import DEFAULT_THRESHOLDS, check_thresholds, sample_subject
@@ -148,6 +149,7 @@ def build_dataset(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gaitsim.dataset", description=__doc__.split("\n\n")[0])
+    add_version_flag(ap)
     ap.add_argument("--walks", type=int, required=True, help="number of sequences (walks) to write")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="output folder")
