@@ -23,8 +23,9 @@ def structured_frames(count: int, seed: int = 0) -> np.ndarray:
     return frames
 
 
-def make_random_checkpoint(preset: str, path: str | Path, seed: int = 0) -> Path:
-    """Write a random-init checkpoint of `preset` (centroids from structured frames) to `path`.
+def make_random_checkpoint(preset: str, path: str | Path, seed: int = 0, phase_features: str | None = None) -> Path:
+    """Write a random-init checkpoint of `preset` (centroids from structured frames) to `path`;
+    `phase_features` picks the phase lookup (default: the model's default).
 
     Its description says it is untrained: its outputs mean nothing, it only
     has the shape and cost of a real model of that preset.
@@ -34,7 +35,8 @@ def make_random_checkpoint(preset: str, path: str | Path, seed: int = 0) -> Path
     from gaitmil.model import GaitMIL, GaitMILConfig
     from gaitmil.phases import fit_walk_centroids
 
-    config = GaitMILConfig.from_preset(preset)  # ConfigError lists the presets
+    # ConfigError lists the presets and the phase features
+    config = GaitMILConfig.from_preset(preset, **({"phase_features": phase_features} if phase_features else {}))
     torch.manual_seed(seed)
     model = GaitMIL(config)
     walks = structured_frames(256, seed).reshape(16, 16, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)  # 16 walks

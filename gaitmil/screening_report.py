@@ -26,7 +26,9 @@ BOOTSTRAP_SAMPLES = 2000
 CALIBRATION_BINS = 10
 
 
-def school_population(sensitivity: float, specificity: float, prevalence: float = SCHOOL_PREVALENCE) -> dict:
+def school_population(
+    sensitivity: float, specificity: float, prevalence: float = SCHOOL_PREVALENCE
+) -> dict:
     """Referral rate and positive predictive value if the screened population had `prevalence`."""
     if not 0.0 < prevalence < 1.0:
         raise ValueError(f"prevalence {prevalence} must be between 0 and 1")
@@ -40,7 +42,9 @@ def school_population(sensitivity: float, specificity: float, prevalence: float 
     }
 
 
-def _figures(labels: np.ndarray, probs: np.ndarray, threshold: float, prevalence: float) -> dict[str, float]:
+def _figures(
+    labels: np.ndarray, probs: np.ndarray, threshold: float, prevalence: float
+) -> dict[str, float]:
     s = screening(labels, probs, threshold)
     school = school_population(s["sensitivity"], s["specificity"], prevalence)
     return {
@@ -82,8 +86,15 @@ def bootstrap(
     for key, value in point.items():
         values = np.array([r[key] for r in rows], np.float64)
         values = values[np.isfinite(values)]
-        low, high = np.percentile(values, [2.5, 97.5]) if values.size else (float("nan"), float("nan"))
-        out[key] = {"value": value, "low": float(low), "high": float(high), "samples_used": int(values.size)}
+        low, high = (
+            np.percentile(values, [2.5, 97.5]) if values.size else (float("nan"), float("nan"))
+        )
+        out[key] = {
+            "value": value,
+            "low": float(low),
+            "high": float(high),
+            "samples_used": int(values.size),
+        }
     return {
         "samples": samples,
         "resampled": "subjects" if len(keys) < len(labels) else "walks",
@@ -108,14 +119,26 @@ def calibration(labels, probs, bins: int = CALIBRATION_BINS) -> dict:
                 continue
             conf, acc = float(confidence[inside].mean()), float(correct[inside].mean())
             ece += inside.mean() * abs(conf - acc)
-            rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(inside.sum()),
-                         "confidence": conf, "observed": acc})
+            rows.append(
+                {
+                    "low": float(edges[b]),
+                    "high": float(edges[b + 1]),
+                    "count": int(inside.sum()),
+                    "confidence": conf,
+                    "observed": acc,
+                }
+            )
         return float(ece), rows
 
     top_ece, top_rows = table(probs.max(1), (probs.argmax(1) == labels).astype(np.float64))
     ref_ece, ref_rows = table(referral_scores(probs), (labels != NEGATIVE).astype(np.float64))
-    return {"bins": bins, "ece_top_label": top_ece, "top_label": top_rows,
-            "ece_referral": ref_ece, "referral": ref_rows}
+    return {
+        "bins": bins,
+        "ece_top_label": top_ece,
+        "top_label": top_rows,
+        "ece_referral": ref_ece,
+        "referral": ref_rows,
+    }
 
 
 def plot_reliability(rows: dict[str, dict], png_path: Path) -> Path:
@@ -126,21 +149,30 @@ def plot_reliability(rows: dict[str, dict], png_path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    for ax, key, title in ((axes[0], "top_label", "top-label confidence"),
-                           (axes[1], "referral", "P(neutral) + P(positive) vs not negative")):
+    for ax, key, title in (
+        (axes[0], "top_label", "top-label confidence"),
+        (axes[1], "referral", "P(neutral) + P(positive) vs not negative"),
+    ):
         ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
         for name, cal in rows.items():
             bins = cal[key]
             ece = cal["ece_" + ("top_label" if key == "top_label" else "referral")]
-            ax.plot([b["confidence"] for b in bins], [b["observed"] for b in bins], "o-",
-                    label=f"{name} (ECE {100 * ece:.1f} %)")
+            ax.plot(
+                [b["confidence"] for b in bins],
+                [b["observed"] for b in bins],
+                "o-",
+                label=f"{name} (ECE {100 * ece:.1f} %)",
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("predicted probability (bin mean)")
         ax.set_ylabel("observed frequency")
         ax.set_title(title)
         ax.legend(fontsize=8, loc="upper left")
-    fig.suptitle("Reliability on held-out simulated walks (pipeline check, not a screening tool)", fontsize=10)
+    fig.suptitle(
+        "Reliability on held-out simulated walks (pipeline check, not a screening tool)",
+        fontsize=10,
+    )
     fig.tight_layout()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)

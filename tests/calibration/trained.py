@@ -19,11 +19,11 @@ def train_tiny(walks_u8: np.ndarray, labels: np.ndarray, path: Path, steps: int 
 
     from gaitmil.checkpoint import save_checkpoint
     from gaitmil.model import GaitMIL, GaitMILConfig
-    from gaitmil.phases import fit_centroids
+    from gaitmil.phases import fit_walk_centroids
 
     torch.manual_seed(seed)
     model = GaitMIL(GaitMILConfig.from_preset("tiny"))
-    model.set_centroids(fit_centroids(walks_u8.reshape(-1, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)[::4], seed=seed))
+    model.set_centroids(fit_walk_centroids(walks_u8, model.config.phase_features, seed=seed))
     x = torch.from_numpy(spec.to_model_input(walks_u8))
     y = torch.from_numpy(labels.astype(np.int64))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)

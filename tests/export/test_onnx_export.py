@@ -34,6 +34,22 @@ def test_parity_frames_and_batch(tiny_checkpoint, tmp_path, frames, batch):
     assert outputs["probs"] == [batch, spec.NUM_CLASSES]
 
 
+@pytest.mark.parametrize("kind", ["walk_residual", "appearance"])
+def test_both_phase_lookups_export_with_parity(tmp_path, kind):
+    """The walk-residual lookup (a masked mean over T, then the centroids) and the appearance one
+    export as plain static-shape graphs whose phases match torch's."""
+    from export.random_model import make_random_checkpoint
+    from gaitmil.checkpoint import describe_checkpoint
+
+    ckpt = make_random_checkpoint("tiny", tmp_path / "c.pt", seed=4, phase_features=kind)
+    assert describe_checkpoint(ckpt)["config"]["phase_features"] == kind
+    result = export_onnx(ExportConfig(ckpt, tmp_path / "onnx", frames=16, parity_walks=0), walks=simulated(6, 16))
+    assert result.parity.argmax_agreement == 1.0 and result.parity.max_abs_dprob <= 1e-4
+    assert result.parity.max_abs_diff["phase_attention"] <= 1e-5  # the same frames in the same bags
+    ops = {node.op_type for node in load_onnx(result.onnx_path).graph.node}
+    assert "ArgMin" in ops and not ops & {"Loop", "If", "Scan", "NonZero"}
+
+
 def test_metadata_round_trip(tiny_onnx, tiny_checkpoint):
     from gaitmil.checkpoint import describe_checkpoint
 

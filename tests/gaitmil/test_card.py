@@ -31,61 +31,175 @@ def trained(tmp_path_factory):
 def test_card_has_both_rows_intervals_and_the_validated_threshold(trained, tmp_path, capsys):
     kiosk, clean, ckpt = trained
     evaluation = tmp_path / "evaluation.json"
-    assert evaluate_main(["--checkpoint", str(ckpt), "--data", str(kiosk), "--clean-data", str(clean),
-                          "--json", str(evaluation), "--bootstrap", "50", "--frames", "8"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(kiosk),
+                "--clean-data",
+                str(clean),
+                "--json",
+                str(evaluation),
+                "--bootstrap",
+                "50",
+                "--frames",
+                "8",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "== kiosk path" in text and "== clean masks" in text and "95 % intervals" in text
     assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads(evaluation.read_text())
     assert report["threshold_source"].startswith("checkpoint")
     assert report["clean_masks"]["count"] == report["count"] == 6
-    assert card_main(["--checkpoint", str(ckpt), "--evaluation", str(evaluation), "--out", str(tmp_path / "card"),
-                      "--command", "python -m gaitmil.train ..."]) == 0
+    assert (
+        card_main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--evaluation",
+                str(evaluation),
+                "--out",
+                str(tmp_path / "card"),
+                "--command",
+                "python -m gaitmil.train ...",
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "card" / "card.json").read_text())
     from gaitmil.checkpoint import describe_checkpoint
 
     extra = describe_checkpoint(ckpt)["extra"]
     assert card["referral_threshold"] == round(extra["referral_threshold"], 4)
     assert card["threshold_chosen_on"] == "validation subjects of TRAIN_SET"
-    assert card["held_out"]["dataset"] == "kiosk path" and card["held_out_clean_masks"]["dataset"] == "clean masks"
+    assert (
+        card["held_out"]["dataset"] == "kiosk path"
+        and card["held_out_clean_masks"]["dataset"] == "clean masks"
+    )
     ci = card["held_out"]["confidence_intervals_95"]["sensitivity"]
     assert ci["low"] <= ci["value"] <= ci["high"]
     assert card["held_out"]["school_population"]["prevalence"] == 0.025
     readme = (tmp_path / "card" / "README.md").read_text()
-    assert "not a screening tool" in readme and "| kiosk path |" in readme and "| clean masks |" in readme
+    assert (
+        "not a screening tool" in readme
+        and "| kiosk path |" in readme
+        and "| clean masks |" in readme
+    )
     assert "Du et al." in readme
 
 
 def test_card_refuses_an_evaluation_at_another_threshold(trained, tmp_path, capsys):
     kiosk, _, ckpt = trained
     evaluation = tmp_path / "e.json"
-    assert evaluate_main(["--checkpoint", str(ckpt), "--data", str(kiosk), "--json", str(evaluation),
-                          "--bootstrap", "0", "--frames", "8", "--threshold", "0.123"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(kiosk),
+                "--json",
+                str(evaluation),
+                "--bootstrap",
+                "0",
+                "--frames",
+                "8",
+                "--threshold",
+                "0.123",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert card_main(["--checkpoint", str(ckpt), "--evaluation", str(evaluation), "--out", str(tmp_path / "c"),
-                      "--command", "x"]) == 2
+    assert (
+        card_main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--evaluation",
+                str(evaluation),
+                "--out",
+                str(tmp_path / "c"),
+                "--command",
+                "x",
+            ]
+        )
+        == 2
+    )
     assert "without --threshold" in capsys.readouterr().err
 
 
-def test_card_refuses_a_checkpoint_without_a_validated_threshold(synth_frames, trained, tmp_path, capsys):
+def test_card_refuses_a_checkpoint_without_a_validated_threshold(
+    synth_frames, trained, tmp_path, capsys
+):
     from tests.gaitmil.conftest import make_model
 
     kiosk, _, _ = trained
     ckpt = tmp_path / "old.pt"
     save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})
     evaluation = tmp_path / "e.json"
-    assert evaluate_main(["--checkpoint", str(ckpt), "--data", str(kiosk), "--json", str(evaluation),
-                          "--bootstrap", "0", "--frames", "8"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(kiosk),
+                "--json",
+                str(evaluation),
+                "--bootstrap",
+                "0",
+                "--frames",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert json.loads(evaluation.read_text())["threshold_source"].startswith("default 0.5")
     capsys.readouterr()
-    assert card_main(["--checkpoint", str(ckpt), "--evaluation", str(evaluation), "--out", str(tmp_path / "c"),
-                      "--command", "x"]) == 2
+    assert (
+        card_main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--evaluation",
+                str(evaluation),
+                "--out",
+                str(tmp_path / "c"),
+                "--command",
+                "x",
+            ]
+        )
+        == 2
+    )
     assert "no referral threshold chosen on validation" in capsys.readouterr().err
 
 
 def test_clean_data_must_hold_the_same_walks(trained, tmp_path, capsys):
     kiosk, _, ckpt = trained
-    other = write_dataset(tmp_path / "other", per_class_train=4, per_class_test=3, frames=20, seed=9)
-    assert evaluate_main(["--checkpoint", str(ckpt), "--data", str(kiosk), "--clean-data", str(other),
-                          "--bootstrap", "0", "--frames", "8"]) == 2
+    other = write_dataset(
+        tmp_path / "other", per_class_train=4, per_class_test=3, frames=20, seed=9
+    )
+    assert (
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(kiosk),
+                "--clean-data",
+                str(other),
+                "--bootstrap",
+                "0",
+                "--frames",
+                "8",
+            ]
+        )
+        == 2
+    )
     assert "do not hold the same walks" in capsys.readouterr().err

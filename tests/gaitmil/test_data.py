@@ -155,3 +155,22 @@ def test_pk_sampler_structure_determinism_and_ranks():
     assert r0 + r1 == batch
     with pytest.raises(DatasetError, match="divisible"):
         PKBatchSampler(subjects, 3, 2, world_size=2)
+
+
+def test_validation_subjects_are_stratified_seeded_and_selectable(tmp_path):
+    from gaitmil.data import validation_subjects
+    from tests.gaitmil.synth import write_dataset
+
+    root = write_dataset(tmp_path / "d", per_class_train=6, per_class_test=2, frames=10)
+    whole = Scoliosis1K(root, "118", "train", frames=4)
+    val = validation_subjects(whole, 0.34, seed=0)
+    assert val == validation_subjects(whole, 0.34, seed=0) != validation_subjects(whole, 0.34, seed=1)
+    labels = {s.subject: s.label for s in whole.sequences}
+    assert sorted(labels[v] for v in val) == [0, 0, 1, 1, 2, 2]  # 2 of the 6 subjects of every class
+    part = Scoliosis1K(root, "118", "train", frames=4, subjects=val)
+    assert sorted(part.subject_index) == val and part.describe()["part"] == "selected subjects"
+    test_ids = json.loads((root / "Scoliosis1K_118.json").read_text())["TEST_SET"]
+    with pytest.raises(DatasetError, match="not in TRAIN_SET"):
+        Scoliosis1K(root, "118", "train", subjects=test_ids[:1])
+    with pytest.raises(DatasetError, match="between 0 and 1"):
+        validation_subjects(whole, 1.0, seed=0)
