@@ -1,0 +1,19 @@
+"""Fixtures for central: a migrated SQLite store per test (PostgreSQL in test_postgres.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from central.db import open_store
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """(engine, session factory) of a fresh, migrated SQLite file."""
+    engine, sessions = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+    try:
+        yield engine, sessions
+    finally:
+        engine.dispose()
