@@ -101,3 +101,37 @@ def build_client(settings: BrokerSettings, client_id: str, *, manual_ack: bool) 
         props.SessionExpiryInterval = settings.session_expiry_s
         connect.update(clean_start=False, properties=props)
     return client, connect
+
+
+class TokenPublisher:
+    """A publish-only connection for a web front that runs without an ingest (district setup)."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self._client: Any = None
+
+    def start(self) -> None:
+        client, connect = build_client(
+            self.settings, f"{self.settings.client_id}-web", manual_ack=False
+        )
+        client.connect_async(**connect)
+        client.loop_start()
+        self._client = client
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def publish(self, topic: str, payload: bytes, timeout: float = 5.0) -> None:
+        if self._client is None or not self._client.is_connected():
+            raise CentralError(
+                f"not connected to the broker {self.settings.url}: the token was not sent; try again"
+            )
+        info = self._client.publish(topic, payload, qos=1, retain=False)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise CentralError(
+                f"the broker {self.settings.url} did not acknowledge {topic} within {timeout:.0f} s"
+            )
