@@ -97,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
     mig.add_argument("--database", default=DEFAULT_URL)
     demo = sub.add_parser("demo", help="embedded broker + dashboard + a simulated kiosk process")
     demo.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080))
-    demo.add_argument("--walks", type=int, default=6)
+    demo.add_argument("--walks", type=int, default=100, help="simulated walks, one about every 8 s")
     demo.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"
     )
