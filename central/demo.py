@@ -67,6 +67,12 @@ def kiosk_command(workdir: Path, broker_url: str, walks: int) -> list[str]:
     ]
 
 
+def say(text: str) -> None:
+    """One line to the operator's console (the demo's output is for a person, not a log)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def run_demo(args: Any) -> int:
     import uvicorn
 
@@ -106,22 +112,19 @@ def run_demo(args: Any) -> int:
                 log_level="warning",
             )
         )
-        print(f"gaitmil central demo: dashboard on http://{host}:{port}/", flush=True)
-        print(
-            f"  log in as demo-nurse (school {SITE}), demo-officer or demo-tech, password: {password}",
-            flush=True,
+        say(f"gaitmil central demo: dashboard on http://{host}:{port}/")
+        say(
+            f"  log in as demo-nurse (school {SITE}), demo-officer or demo-tech, password: {password}"
         )
-        print(
+        say(
             f"  embedded broker {url}; simulated kiosk {SITE}/{KIOSK} (pid {kiosk.pid}, log {workdir / 'kiosk.log'})"
-            f" walks {args.walks} times, about one walk every 8 s",
-            flush=True,
+            f" walks {args.walks} times, about one walk every 8 s"
         )
-        print(
+        say(
             "  NOTE: the kiosk's demo model was trained on simulated walks: a pipeline check, not a screening "
-            "tool.",
-            flush=True,
+            "tool."
         )
-        print("  Ctrl-C stops everything.", flush=True)
+        say("  Ctrl-C stops everything.")
         if args.seconds:
             threading.Timer(args.seconds, lambda: setattr(server, "should_exit", True)).start()
         server.run()
