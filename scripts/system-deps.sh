@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the tests need, when they are missing:
 # mosquitto (a real broker for the MQTT tests), libusb-1.0-0 (pyrealsense2),
-# systemd (systemd-analyze verify on the units), python3-venv.
+# systemd (systemd-analyze verify on the units), python3-venv, postgresql, chromium and
+# chromium-driver (central's store and browser tests).
 set -euo pipefail
 missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
@@ -9,6 +10,11 @@ ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+# central's tests: a real PostgreSQL server (started per test session by tests/central/postgres.py)
+# and a real headless browser (Selenium drives Debian's chromium through chromium-driver)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

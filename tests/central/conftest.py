@@ -17,3 +17,26 @@ def store(tmp_path: Path):
         yield engine, sessions
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (Debian's postgresql package)."""
+    from tests.central.postgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_store(postgres_server):
+    """(engine, session factory) of a fresh, migrated PostgreSQL database."""
+    engine, sessions = open_store(postgres_server.create_database())
+    try:
+        yield engine, sessions
+    finally:
+        engine.dispose()
