@@ -228,6 +228,8 @@ def run_server(args: argparse.Namespace, stop: threading.Event | None = None) ->
     finally:
         if ingest is not None:
             ingest.stop()
+            counts = " ".join(f"{k}={v}" for k, v in sorted(ingest.counts.items()))
+            print(f"central ingest stopped: {counts}", flush=True)  # read by benchmarks.fanin
         elif publisher is not None:
             publisher.stop()
         engine.dispose()

@@ -22,7 +22,7 @@ def store(tmp_path: Path):
 @pytest.fixture(scope="session")
 def postgres_server():
     """One real PostgreSQL server for the session (Debian's postgresql package)."""
-    from tests.central.postgres import PostgresServer
+    from benchmarks.localpostgres import PostgresServer
 
     server = PostgresServer()
     server.start()

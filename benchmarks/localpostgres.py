@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests and benchmarks: initdb + pg_ctl in a temp directory on a
+"""A throwaway PostgreSQL server for central's tests and the fan-in benchmark: initdb + pg_ctl in a temp directory on a
 free loopback port (as the postgres user when run as root), trust auth on loopback only."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from benchmarks.errors import BenchmarkError
 
-class PostgresError(RuntimeError):
-    pass
+
+class PostgresError(BenchmarkError):
+    """PostgreSQL is missing or would not start (the message says which)."""
 
 
 def _bindir() -> Path:
