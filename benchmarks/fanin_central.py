@@ -25,6 +25,9 @@ from pathlib import Path
 from benchmarks.errors import BenchmarkError
 
 POLL_S = 0.01
+# Ids come from a sequence at insert time but workers commit in any order, so a row with a lower id
+# can become visible after a higher one: every poll re-reads this many ids below the highest seen.
+REREAD_IDS = 5000
 GROUP = "bench"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +66,7 @@ class CentralSink:
         self.duplicates = 0
         self.invalid = 0
         self.duplicated_rows = 0
+        self.rows = 0
         self.counts: list[dict[str, int]] = []
         self._procs: list[subprocess.Popen] = []
         self._stop = threading.Event()
@@ -157,6 +161,7 @@ class CentralSink:
                 self.duplicated_rows = conn.execute(
                     text("SELECT count(*) - count(DISTINCT result_id) FROM results")
                 ).scalar_one()
+                self.rows = conn.execute(text("SELECT count(*) FROM results")).scalar_one()
             self._engine.dispose()
 
     def summary(self) -> dict:
@@ -165,6 +170,7 @@ class CentralSink:
             "database": "postgresql",
             "per_worker_new": [c.get("new", 0) for c in self.counts],
             "duplicated_rows": self.duplicated_rows,
+            "rows": self.rows,
             "latency_is": "publish_result to row visible in PostgreSQL",
             "poll_s": POLL_S,
         }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from collections import Counter, deque
@@ -42,6 +43,12 @@ class Message:
     qos: int
     generation: int
     arrived: float  # time.monotonic()
+
+
+def _kiosk_key(topic: str) -> tuple[int, str]:
+    """Sort key: results and junk first (as received), then status/health by kiosk topic."""
+    root, _, kind = topic.rpartition("/")
+    return (1, root) if kind in ("status", "health") else (0, "")
 
 
 class Ingest:
@@ -198,11 +205,9 @@ class Ingest:
                 # Not acknowledged: keep the batch and retry; if we die, the broker redelivers it.
                 self.counts["db_errors"] += 1
                 self.last_error = f"database: {exc.__class__.__name__}: {exc}"
-                log.error(
-                    "ingest: storing %d message(s) failed (%s); retrying in 1 s", len(batch), exc
-                )
+                log.error("ingest: storing %d message(s) failed (%s); retrying", len(batch), exc)
                 pending = batch
-                time.sleep(1.0)
+                time.sleep(0.5 + random.random())  # jitter: two workers that collided retry apart
                 continue
             done = time.monotonic()
             for message, kind in zip(batch, outcomes):
@@ -212,16 +217,20 @@ class Ingest:
             self._ack(batch)
 
     def _store(self, batch: list[Message]) -> list[Stored]:
+        kinds: list[Stored | None] = [None] * len(batch)
+        # Kiosk rows (status, health) are locked in one order by every worker, after the results,
+        # so concurrent workers cannot deadlock on them; a stable sort keeps each kiosk's order.
+        order = sorted(range(len(batch)), key=lambda i: _kiosk_key(batch[i].topic))
         with self.sessions() as session, session.begin():
             now = datetime.now(timezone.utc)
-            kinds = []
-            for m in batch:
+            for i in order:
+                m = batch[i]
                 outcome = store_message(
                     session, m.topic, m.payload, now, self.settings.topic_prefix
                 )
                 if outcome.kind is Stored.QUARANTINED:
                     log.warning("ingest: message on %s quarantined: %s", m.topic, outcome.reason)
-                kinds.append(outcome.kind)
+                kinds[i] = outcome.kind
         return kinds
 
     def _ack(self, batch: list[Message]) -> None:

@@ -116,7 +116,8 @@ def store_message(
     except (ContractError, ValueError) as exc:
         return _quarantine(session, topic_name, payload, str(exc), now)
     if topic.kind == "result":
-        _kiosk(session, topic.site_id, topic.kiosk_id)
+        # results never touch the kiosks table: two workers inserting results of the same kiosks
+        # in different orders would otherwise wait on each other's kiosk row (a deadlock)
         return _store_result(session, data, now)
     kiosk = _kiosk(session, topic.site_id, topic.kiosk_id)
     if topic.kind == "status":

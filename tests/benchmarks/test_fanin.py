@@ -68,6 +68,6 @@ def test_kiosks_into_two_central_ingest_workers_and_postgres(mosquitto, postgres
     validate(report, "fanin")
     assert report["sent"] == 6 * 6 and report["delivered"] == report["sent"] and report["lost"] == 0
     central = report["central"]
-    assert central["workers"] == 2 and central["duplicated_rows"] == 0
+    assert central["workers"] == 2 and central["duplicated_rows"] == 0 and central["rows"] == report["sent"]
     assert sum(central["per_worker_new"]) == report["sent"]
     assert report["latency_ms"]["count"] == report["sent"] and report["latency_ms"]["min"] > 0
