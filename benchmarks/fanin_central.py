@@ -26,8 +26,8 @@ from benchmarks.errors import BenchmarkError
 
 POLL_S = 0.01
 # Ids come from a sequence at insert time but workers commit in any order, so a row with a lower id
-# can become visible after a higher one: every poll re-reads this many ids below the highest seen.
-REREAD_IDS = 5000
+# can become visible after a higher one: ids skipped by a poll are polled again for this long.
+HOLE_TTL_S = 60.0
 GROUP = "bench"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,21 +115,29 @@ class CentralSink:
         self._poller.start()
 
     def _poll(self) -> None:
-        from sqlalchemy import text
+        from sqlalchemy import bindparam, text
 
         last = 0
+        holes: dict[int, float] = {}  # ids below `last` not seen yet -> when first missed
+        query = text(
+            "SELECT id, result_id FROM results WHERE id > :last OR id IN :holes"
+        ).bindparams(bindparam("holes", expanding=True))
         with self._engine.connect() as conn:
             while not self._stop.is_set():
-                rows = conn.execute(
-                    text("SELECT id, result_id FROM results WHERE id > :last ORDER BY id"),
-                    {"last": last},
-                ).all()
+                rows = conn.execute(query, {"last": last, "holes": list(holes) or [-1]}).all()
                 conn.commit()  # a fresh snapshot for the next poll
+                now = time.monotonic()
+                top = max((row_id for row_id, _ in rows), default=last)
+                for row_id in range(last + 1, top + 1):
+                    holes[row_id] = now
                 for row_id, rid in rows:
-                    last = max(last, row_id)
+                    holes.pop(row_id, None)
                     if rid not in self.seen:
                         self.seen.add(rid)
                         self.on_result({"result_id": rid})
+                last = top
+                for row_id in [i for i, t in holes.items() if now - t > HOLE_TTL_S]:
+                    del holes[row_id]  # an id a rolled-back insert used up: it never appears
                 time.sleep(POLL_S)
 
     def wait_for(self, count: int, timeout: float) -> bool:
