@@ -49,6 +49,11 @@ def chrome(width: int = 1280, height: int = 800):  # noqa: ANN201 - selenium Web
         options.add_argument(flag)
     browser = webdriver.Chrome(options=options, service=Service(driver))
     browser.set_page_load_timeout(30)
+    # the viewport is the page's size (a window's includes its frame and cannot go under 500 px)
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
     browser.profile_dir = profile
     return browser
 
