@@ -46,6 +46,20 @@ EXTRAS = {
     "tensorrt-cu13": ["tensorrt-cu13>=10.13,<12", *CUDA13],
     "pycuda": ["pycuda>=2024.1"],
     "demo": ["amqtt>=0.11", "jsonschema>=4.20"],
+    # the central side (results store, dashboard); it shares only the MQTT contract with the kiosk
+    "central": [
+        "sqlalchemy>=2.0,<3",
+        "alembic>=1.13",
+        "psycopg[binary]>=3.1",
+        "starlette>=0.37",
+        "jinja2>=3.1",
+        "python-multipart>=0.0.9",
+        "uvicorn>=0.29",
+        "argon2-cffi>=23.1",
+        "jsonschema>=4.20",
+        "prometheus-client>=0.20",
+        "paho-mqtt>=2.1,<3",
+    ],
 }
 EXTRAS["dev"] = sorted(
     set(
@@ -53,6 +67,8 @@ EXTRAS["dev"] = sorted(
         + EXTRAS["export"]
         + EXTRAS["realsense"]
         + EXTRAS["demo"]
+        + EXTRAS["central"]
+        + ["selenium>=4.20", "httpx>=0.27"]
         + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "jsonschema>=4.20", "scipy>=1.11"]
     )
 )
@@ -66,12 +82,14 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*"]
+        include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*", "central*"]
     ),
     package_data={
         "export": ["data/*.txt", "data/*.json"],
         "edge": ["schemas/*.json", "data/*.toml", "data/person/*"],
         "benchmarks": ["schemas/*.json"],
+        "central": ["schemas/*.json", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py",
+                    "web/templates/*.html", "web/static/*"],
     },
     include_package_data=True,
     install_requires=BASE,

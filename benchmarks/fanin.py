@@ -46,6 +46,8 @@ class FaninSettings:
     connect_seconds: float = 60.0  # all kiosks must be connected within this
     protocol: str = "5"
     kiosks_per_worker: int = 50  # paho's select() limit: see benchmarks/fanin_worker.py
+    central_workers: int = 0  # > 0: central ingest workers + PostgreSQL are the sink (benchmarks/fanin_central.py)
+    database: str | None = None  # PostgreSQL URL for them; None: a throwaway local server
 
     def check(self) -> None:
         if not 1 <= self.kiosks <= MAX_KIOSKS:
@@ -93,6 +95,15 @@ class Mailbox:
 
 def run_fanin(settings: FaninSettings, broker_url: str | None) -> dict:
     """Subscriber here, kiosks in worker processes; publish on schedule, drain, count; the report body."""
+    if settings.central_workers:
+        from benchmarks.fanin_central import postgres_database
+
+        with postgres_database(settings.database) as url:
+            return _run_fanin(settings, broker_url, url)
+    return _run_fanin(settings, broker_url, None)
+
+
+def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: str | None) -> dict:
     import multiprocessing
 
     from benchmarks.fanin_worker import WorkerPlan, run_worker
@@ -110,8 +121,15 @@ def run_fanin(settings: FaninSettings, broker_url: str | None) -> dict:
     periods = max(1, int(round(settings.rate * settings.seconds)))
     ctx = multiprocessing.get_context("spawn")  # no paho threads or sockets inherited
     with local_broker(broker_url, settings.protocol) as broker:
-        subscriber = ResultSubscriber(
-            SubscriberSettings.from_url(broker.url, site=SITE, protocol=broker.protocol), on_result=on_result)
+        if database_url is not None:
+            from benchmarks.fanin_central import CentralSink
+
+            if broker.protocol != "5":
+                raise BenchmarkError("central ingest workers share a $share subscription: MQTT 5 (give --broker)")
+            subscriber = CentralSink(broker.url, database_url, settings.central_workers, on_result)
+        else:
+            subscriber = ResultSubscriber(
+                SubscriberSettings.from_url(broker.url, site=SITE, protocol=broker.protocol), on_result=on_result)
         subscriber.start(wait=30.0)
         out, go, start_at = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
         groups = [(first, min(settings.kiosks_per_worker, settings.kiosks - first))
@@ -172,6 +190,7 @@ def run_fanin(settings: FaninSettings, broker_url: str | None) -> dict:
         "latency_ms": summarize(latencies) if latencies else None,
         "schedule_lag_ms": summarize(lag_ms) if lag_ms else None,
         "samples_ms": {"latency": latencies},
+        **({"central": subscriber.summary()} if database_url is not None else {}),
     }
 
 
@@ -207,6 +226,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version of kiosks and subscriber")
     p.add_argument("--drain-seconds", type=float, default=30.0)
     p.add_argument("--kiosks-per-worker", type=int, default=50, help="kiosks per worker process (at most 100)")
+    p.add_argument("--central-workers", type=int, default=0,
+                   help="deliver into this many central ingest workers and PostgreSQL instead of one subscriber")
+    p.add_argument("--database", help="PostgreSQL URL for --central-workers (default: a throwaway local server)")
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     p.add_argument("--plot", type=Path, help="PNG of the end-to-end latency distribution")
@@ -220,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.fanin " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     settings = FaninSettings(kiosks=args.kiosks, rate=args.rate, seconds=args.seconds,
                              drain_seconds=args.drain_seconds, protocol=args.protocol,
-                             kiosks_per_worker=args.kiosks_per_worker)
+                             kiosks_per_worker=args.kiosks_per_worker, central_workers=args.central_workers,
+                             database=args.database)
     try:
         body = run_fanin(settings, args.broker)
     except (BenchmarkError, EdgeError) as exc:

@@ -45,3 +45,29 @@ def test_bounds_and_loopback_are_enforced(capsys):
         FaninSettings(kiosks=1000, rate=100, seconds=600).check()
     assert main(["--kiosks", "2", "--seconds", "1", "--broker", "mqtt://192.0.2.1:1883"]) == 2
     assert "not a loopback address" in capsys.readouterr().err
+
+
+@pytest.fixture
+def postgres_server():
+    from benchmarks.localpostgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_kiosks_into_two_central_ingest_workers_and_postgres(mosquitto, postgres_server, tmp_path):
+    out = tmp_path / "fanin-central.json"
+    code = main(["--kiosks", "6", "--rate", "2", "--seconds", "3", "--broker", mosquitto.url, "--kiosks-per-worker",
+                 "3", "--central-workers", "2", "--database", postgres_server.create_database(), "--drain-seconds",
+                 "30", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    validate(report, "fanin")
+    assert report["sent"] == 6 * 6 and report["delivered"] == report["sent"] and report["lost"] == 0
+    central = report["central"]
+    assert central["workers"] == 2 and central["duplicated_rows"] == 0 and central["rows"] == report["sent"]
+    assert sum(central["per_worker_new"]) == report["sent"]
+    assert report["latency_ms"]["count"] == report["sent"] and report["latency_ms"]["min"] > 0

@@ -1,0 +1,261 @@
+"""`python -m central serve|user|model|demo|migrate`: the central side's command line."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from central.db import DEFAULT_URL
+from central.errors import CentralError
+
+log = logging.getLogger("central")
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+    return host or "127.0.0.1", int(port)
+
+
+def _broker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST:PORT or mqtts://HOST:PORT"
+    )
+    p.add_argument("--mqtt-protocol", default="5", choices=["5", "3.1.1"])
+    p.add_argument(
+        "--client-id",
+        default="gaitmil-central",
+        help="fixed: the broker keeps this session's queue",
+    )
+    p.add_argument(
+        "--share-group",
+        default=None,
+        help="MQTT 5 shared subscription group for several ingest workers",
+    )
+    p.add_argument("--topic-prefix", default="gaitmil/v1")
+    p.add_argument("--mqtt-user", default=None)
+    p.add_argument("--mqtt-password-file", type=Path, default=None)
+    p.add_argument("--ca-file", type=Path, default=None)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m central", description=__doc__)
+    ap.add_argument("--log-level", default=os.environ.get("CENTRAL_LOG_LEVEL", "INFO"))
+    sub = ap.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="ingest MQTT into the database and serve the dashboard")
+    _broker_args(serve)
+    serve.add_argument(
+        "--database", default=DEFAULT_URL, help="sqlite:///FILE or postgresql://USER@HOST/DB"
+    )
+    serve.add_argument(
+        "--listen", type=_listen, default=("127.0.0.1", 8080), help="HOST:PORT of the dashboard"
+    )
+    serve.add_argument(
+        "--no-web", action="store_true", help="ingest only (extra workers of a district)"
+    )
+    serve.add_argument(
+        "--no-ingest", action="store_true", help="dashboard only (a district's web front)"
+    )
+    serve.add_argument(
+        "--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)"
+    )
+    user = sub.add_parser("user", help="add, list or remove dashboard users")
+    user.add_argument("--database", default=DEFAULT_URL)
+    usub = user.add_subparsers(dest="action", required=True)
+    add = usub.add_parser("add")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["nurse", "officer", "technician"])
+    add.add_argument(
+        "--school", action="append", default=[], help="a nurse's school (site id); repeatable"
+    )
+    add.add_argument(
+        "--password-file",
+        type=Path,
+        default=None,
+        help="first line is the password (else prompted)",
+    )
+    usub.add_parser("list")
+    rm = usub.add_parser("remove")
+    rm.add_argument("username")
+    model = sub.add_parser("model", help="declare which models were trained on real children")
+    model.add_argument("--database", default=DEFAULT_URL)
+    msub = model.add_subparsers(dest="action", required=True)
+    real = msub.add_parser(
+        "real", help="results of this model id no longer carry the simulated-data note"
+    )
+    real.add_argument("model_id")
+    real.add_argument("--by", required=True, help="who vouches for it (recorded)")
+    msub.add_parser("list")
+    mig = sub.add_parser("migrate", help="create or upgrade the database schema")
+    mig.add_argument("--database", default=DEFAULT_URL)
+    demo = sub.add_parser("demo", help="embedded broker + dashboard + a simulated kiosk process")
+    demo.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080))
+    demo.add_argument("--walks", type=int, default=100, help="simulated walks, one about every 8 s")
+    demo.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"
+    )
+    return ap
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file is not None:
+        try:
+            return args.password_file.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise CentralError(f"--password-file {args.password_file}: {exc}") from None
+    first = getpass.getpass(f"password for {args.username}: ")
+    if getpass.getpass("again: ") != first:
+        raise CentralError("the passwords differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from central import audit, users
+    from central.db import open_store
+
+    engine, sessions = open_store(args.database)
+    try:
+        with sessions() as db, db.begin():
+            if args.action == "add":
+                info = users.add_user(db, args.username, _password(args), args.role, args.school)
+                audit.record(
+                    db,
+                    "cli",
+                    "user_add",
+                    detail=f"{info.username} {info.role} {','.join(info.schools)}",
+                )
+                print(
+                    f"added {info.username} ({info.role}{': ' + ', '.join(info.schools) if info.schools else ''})"
+                )
+            elif args.action == "list":
+                for info in users.list_users(db):
+                    print(
+                        f"{info.username}\t{info.role}\t{','.join(info.schools) or '(all schools)'}"
+                    )
+            else:
+                users.remove_user(db, args.username)
+                audit.record(db, "cli", "user_remove", detail=args.username)
+                print(f"removed {args.username}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from central import audit
+    from central.db import open_store
+    from central.models import RealDataModel
+
+    engine, sessions = open_store(args.database)
+    try:
+        with sessions() as db, db.begin():
+            if args.action == "real":
+                db.merge(RealDataModel(model_id=args.model_id, declared_by=args.by))
+                audit.record(db, "cli", "model_real", detail=f"{args.model_id} by {args.by}")
+                print(f"{args.model_id}: declared trained on real children by {args.by}")
+            else:
+                for row in db.scalars(select(RealDataModel).order_by(RealDataModel.model_id)):
+                    print(
+                        f"{row.model_id}\treal data\t{row.declared_by}\t{row.declared_at:%Y-%m-%d}"
+                    )
+    finally:
+        engine.dispose()
+    return 0
+
+
+def run_server(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """Ingest and/or dashboard until SIGTERM/SIGINT (or `stop`)."""
+    from central.db import open_store
+    from central.ingest import Ingest
+    from central.mqtt_link import BrokerSettings, TokenPublisher
+
+    if args.no_web and args.no_ingest:
+        raise CentralError("--no-web and --no-ingest together leave nothing to run")
+    broker = BrokerSettings(
+        url=args.broker,
+        protocol=args.mqtt_protocol,
+        client_id=args.client_id,
+        topic_prefix=args.topic_prefix,
+        share_group=args.share_group,
+        username=args.mqtt_user,
+        password_file=args.mqtt_password_file,
+        ca_file=args.ca_file,
+    )
+    broker.check()
+    engine, sessions = open_store(args.database)
+    ingest = publisher = None
+    try:
+        if not args.no_ingest:
+            ingest = Ingest(broker, sessions)
+            ingest.start(wait=None)  # paho keeps retrying in the background if the broker is down
+            publisher = ingest
+        else:
+            publisher = TokenPublisher(broker)
+            publisher.start()
+        if args.no_web:
+            print(
+                f"central ingest: {args.broker} as {args.client_id} -> {engine.url.render_as_string()}",
+                flush=True,
+            )
+            done = stop or threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: done.set())
+            done.wait()
+            return 0
+        import uvicorn
+
+        from central.web.app import WebSettings, create_app
+
+        app = create_app(
+            sessions, publisher, WebSettings(args.topic_prefix, args.secure_cookies), ingest
+        )
+        host, port = args.listen
+        print(
+            f"central dashboard on http://{host}:{port}/ (database {engine.url.render_as_string()})",
+            flush=True,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return 0
+    finally:
+        if ingest is not None:
+            ingest.stop()
+            counts = " ".join(f"{k}={v}" for k, v in sorted(ingest.counts.items()))
+            print(f"central ingest stopped: {counts}", flush=True)  # read by benchmarks.fanin
+        elif publisher is not None:
+            publisher.stop()
+        engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return run_server(args)
+        if args.command == "user":
+            return cmd_user(args)
+        if args.command == "model":
+            return cmd_model(args)
+        if args.command == "migrate":
+            from central.db import make_engine, migrate
+
+            migrate(make_engine(args.database))
+            print(f"{args.database}: schema up to date")
+            return 0
+        from central.demo import run_demo
+
+        return run_demo(args)
+    except CentralError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

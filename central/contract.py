@@ -1,0 +1,134 @@
+"""The published kiosk contract, as data: JSON Schemas and the topic layout.
+
+central/schemas/*.json are copies of the kiosk's published schemas (a test
+checks they equal edge/schemas/): central reads them as package data and never
+imports the kiosk's code, so the two can be installed and upgraded apart.
+Topics: `<prefix>/<site>/<kiosk>/{result,status,health,session}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from central.errors import ContractError
+
+DEFAULT_PREFIX = "gaitmil/v1"
+KINDS = ("result", "status", "health")
+REFER = "refer_for_clinical_exam"
+NO_REFERRAL = "no_referral_indicated"
+RETAKE = "retake"
+OUTCOMES = (REFER, NO_REFERRAL, RETAKE)
+HEALTH_SCHEMA_ID = "gaitmil.health/1"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+MAX_PAYLOAD = 256 * 1024  # a result is about 1 KB; anything this big is not a kiosk message
+
+
+@dataclass(frozen=True)
+class Topic:
+    site_id: str
+    kiosk_id: str
+    kind: str
+
+
+def parse_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> Topic:
+    """`<prefix>/<site>/<kiosk>/<kind>` -> Topic; ContractError for anything else."""
+    head = prefix.rstrip("/") + "/"
+    if not topic.startswith(head):
+        raise ContractError(f"topic {topic!r} is not under {prefix!r}")
+    parts = topic[len(head) :].split("/")
+    if len(parts) != 3 or parts[2] not in KINDS:
+        raise ContractError(f"topic {topic!r} is not {prefix}/<site>/<kiosk>/{{{','.join(KINDS)}}}")
+    site, kiosk, kind = parts
+    if not ID_PATTERN.match(site) or not ID_PATTERN.match(kiosk):
+        raise ContractError(f"topic {topic!r} has a site or kiosk id outside [A-Za-z0-9_.-]")
+    return Topic(site, kiosk, kind)
+
+
+def subscriptions(prefix: str = DEFAULT_PREFIX, share_group: str | None = None) -> list[str]:
+    """The topic filters the ingest subscribes to; `$share/<group>/` spreads them over workers."""
+    filters = [f"{prefix}/+/+/{kind}" for kind in KINDS]
+    if share_group:
+        if not ID_PATTERN.match(share_group):
+            raise ContractError(
+                f"shared subscription group {share_group!r}: use letters, digits, _ . -"
+            )
+        filters = [f"$share/{share_group}/{f}" for f in filters]
+    return filters
+
+
+def session_topic(site_id: str, kiosk_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    if not ID_PATTERN.match(site_id) or not ID_PATTERN.match(kiosk_id):
+        raise ContractError(f"site {site_id!r} / kiosk {kiosk_id!r}: not valid ids")
+    return f"{prefix}/{site_id}/{kiosk_id}/session"
+
+
+def check_token(token: str) -> str:
+    token = token.strip()
+    if not TOKEN_PATTERN.match(token):
+        raise ContractError(
+            "a subject token is 8-128 characters of A-Z a-z 0-9 _ - (a pseudonym, never a name)"
+        )
+    return token
+
+
+@cache
+def load_schema(name: str) -> dict:
+    """A schema shipped in central/schemas/ (`result`, `status`)."""
+    text = (
+        resources.files("central")
+        .joinpath("schemas", f"{name}.schema.json")
+        .read_text(encoding="utf-8")
+    )
+    return json.loads(text)
+
+
+@cache
+def _validator(name: str) -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(load_schema(name))
+
+
+def _check_schema(data: Any, name: str) -> None:
+    errors = sorted(_validator(name).iter_errors(data), key=lambda e: [str(p) for p in e.path])
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "(top level)"
+        raise ContractError(f"does not match {name}.schema.json at {where}: {first.message}")
+
+
+def _check_health(data: Any) -> None:
+    # The kiosk publishes no JSON Schema for health (QoS 0, replaced by the next one); central
+    # only needs it to be the kiosk's health object and reads the few fields it shows defensively.
+    if not isinstance(data, dict) or data.get("schema") != HEALTH_SCHEMA_ID:
+        raise ContractError(
+            f"health message must be a JSON object with schema {HEALTH_SCHEMA_ID!r}"
+        )
+
+
+def decode(payload: bytes, topic: Topic) -> dict:
+    """Parse and validate one message; ContractError with the reason when it breaks the contract."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ContractError(f"payload of {len(payload)} bytes is larger than {MAX_PAYLOAD}")
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ContractError(f"not UTF-8 JSON: {exc}") from None
+    if topic.kind == "health":
+        _check_health(data)
+    else:
+        _check_schema(data, topic.kind)
+    if topic.kind in ("result", "status") and (data["site_id"], data["kiosk_id"]) != (
+        topic.site_id,
+        topic.kiosk_id,
+    ):
+        raise ContractError(
+            f"payload names {data['site_id']}/{data['kiosk_id']} but came on {topic.site_id}/{topic.kiosk_id}'s topic"
+        )
+    return data

@@ -1,0 +1,242 @@
+"""The ingest: MQTT messages in, database rows out, acknowledged only once committed.
+
+paho's network thread only queues each message (with the connection it came
+on); one writer thread stores batches in a transaction and then sends the
+PUBACKs. A message whose commit failed is never acknowledged: the broker
+redelivers it (persistent session), and the unique result_id absorbs the
+copies. Acks for messages received on an earlier connection are not sent: the
+broker has already redelivered those on the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.contract import subscriptions
+from central.errors import CentralError
+from central.mqtt_link import BrokerSettings, build_client
+from central.store import Stored, store_message
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+BATCH_WAIT_S = 0.02
+LATENCY_WINDOW = 5000
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    arrived: float  # time.monotonic()
+
+
+def _kiosk_key(topic: str) -> tuple[int, str]:
+    """Sort key: results and junk first (as received), then status/health by kiosk topic."""
+    root, _, kind = topic.rpartition("/")
+    return (1, root) if kind in ("status", "health") else (0, "")
+
+
+class Ingest:
+    """Subscribe to every kiosk's result/status/health and store them; also publishes session tokens."""
+
+    def __init__(self, settings: BrokerSettings, sessions: sessionmaker[Session]) -> None:
+        settings.check()
+        self.settings = settings
+        self.sessions = sessions
+        self.counts: Counter[str] = Counter()
+        self.store_latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)  # receipt -> commit
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+        self._queue: queue.Queue[Message] = queue.Queue()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._client: Any = None
+        self._writer: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, wait: float | None = 10.0) -> None:
+        client, connect = build_client(self.settings, self.settings.client_id, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._stop.clear()
+        self._writer = threading.Thread(
+            target=self._supervise, name="central-ingest-writer", daemon=True
+        )
+        self._writer.start()
+        client.connect_async(**connect)
+        client.loop_start()
+        if wait is not None and not self.connected.wait(wait):
+            raise CentralError(
+                f"ingest could not subscribe on {self.settings.url} within {wait:.0f} s"
+                + (f" ({self.last_error})" if self.last_error else "")
+                + "; is the broker running and the URL right?"
+            )
+
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Store what has arrived (up to drain_s), then disconnect; unstored messages stay with the broker."""
+        deadline = time.monotonic() + drain_s
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(timeout=10)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def publish(self, topic: str, payload: bytes, timeout: float = 5.0) -> None:
+        """QoS 1, never retained (a retained session token would be re-applied to another child)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise CentralError(
+                f"not connected to the broker {self.settings.url}: the token was not sent; try again"
+            )
+        info = client.publish(topic, payload, qos=1, retain=False)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise CentralError(
+                f"the broker {self.settings.url} did not acknowledge {topic} within {timeout:.0f} s"
+            )
+
+    # -- paho callbacks (network thread): only queue ----------------------------------------------
+
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            self.last_error = str(reason_code)
+            log.error("ingest: %s refused the connection: %s", self.settings.url, reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        filters = subscriptions(self.settings.topic_prefix, self.settings.share_group)
+        client.subscribe([(f, 1) for f in filters])
+
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: Any, reason_codes: Any, properties: Any
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            self.last_error = (
+                f"subscription refused: {', '.join(refused)} (check the broker's ACL for this user)"
+            )
+            log.error("ingest: %s %s", self.settings.url, self.last_error)
+            return
+        self.connected.set()
+        log.info("ingest: subscribed on %s as %s", self.settings.url, self.settings.client_id)
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        self.connected.clear()
+        self.counts["disconnects"] += 1
+        if not self._stop.is_set():
+            log.warning("ingest: lost %s (%s); paho reconnects", self.settings.url, reason_code)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.counts["received"] += 1
+        self._queue.put(
+            Message(
+                message.topic,
+                bytes(message.payload),
+                message.mid,
+                message.qos,
+                self._generation,
+                time.monotonic(),
+            )
+        )
+
+    # -- writer thread ---------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._write_loop()
+            except Exception:  # noqa: BLE001 - the writer must never die; log and go on
+                log.exception("ingest writer failed; restarting it in 1 s")
+                self.counts["writer_restarts"] += 1
+                time.sleep(1.0)
+
+    def _take_batch(self) -> list[Message]:
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + BATCH_WAIT_S
+        while len(batch) < BATCH:
+            try:
+                batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_loop(self) -> None:
+        pending: list[Message] = []
+        while not self._stop.is_set():
+            batch = pending or self._take_batch()
+            pending = []
+            if not batch:
+                continue
+            try:
+                outcomes = self._store(batch)
+            except SQLAlchemyError as exc:
+                # Not acknowledged: keep the batch and retry; if we die, the broker redelivers it.
+                self.counts["db_errors"] += 1
+                self.last_error = f"database: {exc.__class__.__name__}: {exc}"
+                log.error("ingest: storing %d message(s) failed (%s); retrying", len(batch), exc)
+                pending = batch
+                time.sleep(0.5 + random.random())  # jitter: two workers that collided retry apart
+                continue
+            done = time.monotonic()
+            for message, kind in zip(batch, outcomes):
+                self.counts[kind.value] += 1
+                if kind in (Stored.NEW, Stored.DUPLICATE):
+                    self.store_latency_ms.append((done - message.arrived) * 1000.0)
+            self._ack(batch)
+
+    def _store(self, batch: list[Message]) -> list[Stored]:
+        kinds: list[Stored | None] = [None] * len(batch)
+        # Kiosk rows (status, health) are locked in one order by every worker, after the results,
+        # so concurrent workers cannot deadlock on them; a stable sort keeps each kiosk's order.
+        order = sorted(range(len(batch)), key=lambda i: _kiosk_key(batch[i].topic))
+        with self.sessions() as session, session.begin():
+            now = datetime.now(timezone.utc)
+            for i in order:
+                m = batch[i]
+                outcome = store_message(
+                    session, m.topic, m.payload, now, self.settings.topic_prefix
+                )
+                if outcome.kind is Stored.QUARANTINED:
+                    log.warning("ingest: message on %s quarantined: %s", m.topic, outcome.reason)
+                kinds[i] = outcome.kind
+        return kinds
+
+    def _ack(self, batch: list[Message]) -> None:
+        client = self._client
+        if client is None:
+            return
+        for m in batch:
+            if m.qos > 0 and m.generation == self._generation:
+                client.ack(m.mid, m.qos)

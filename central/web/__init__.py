@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages (Starlette + Jinja2), scoped by central.authz."""

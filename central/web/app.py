@@ -1,0 +1,56 @@
+"""The dashboard application: routes, templates, static files, state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from central.web import fleet, login, referrals, results, stats
+from central.web.framework import templates
+from central.web.metrics import make_metrics
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    topic_prefix: str = "gaitmil/v1"
+    secure_cookies: bool = False  # set behind HTTPS (the district's web front)
+
+
+def create_app(
+    sessions: Any, publisher: Any, settings: WebSettings | None = None, ingest: Any = None
+) -> Starlette:
+    """`publisher.publish(topic, payload)` sends session tokens (the ingest, or a publish-only link)."""
+    settings = settings or WebSettings()
+    static = resources.files("central").joinpath("web", "static")
+    app = Starlette(
+        routes=[
+            Route("/", login.home),
+            Route("/login", login.login_form, methods=["GET"]),
+            Route("/login", login.login_submit, methods=["POST"]),
+            Route("/logout", login.logout, methods=["POST"]),
+            Route("/referrals", referrals.referral_queue),
+            Route("/results", results.results_list),
+            Route("/results/{result_id}", results.result_detail),
+            Route("/results/{result_id}/follow-up", referrals.update_follow_up, methods=["POST"]),
+            Route("/fleet", fleet.fleet),
+            Route(
+                "/kiosks/{site_id}/{kiosk_id}/session", fleet.set_session_token, methods=["POST"]
+            ),
+            Route("/export/{site_id}.csv", results.export_school),
+            Route("/stats", stats.stats_page),
+            Route("/export-labels.csv", stats.export_labels),
+            Route("/metrics", make_metrics(sessions, ingest)),
+            Mount("/static", StaticFiles(directory=str(static)), name="static"),
+        ]
+    )
+    app.state.sessions = sessions
+    app.state.publisher = publisher
+    app.state.topic_prefix = settings.topic_prefix
+    app.state.secure_cookies = settings.secure_cookies
+    app.state.templates = templates()
+    return app

@@ -1,0 +1,98 @@
+"""The fleet page (status, health, outbox, alarms, model, last result) and session-token entry."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from central import audit
+from central.authz import Viewer
+from central.contract import check_token, session_topic
+from central.errors import CentralError
+from central.models import NURSE, OFFICER, TECHNICIAN, Kiosk, Result, SessionToken, utcnow
+from central.web.framework import action, page, render
+
+TOKEN_TTL_S = 300  # the kiosk caps it at its own mqtt.session_token_ttl_seconds
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
+    now = utcnow()
+    last = dict(
+        ((s, k), t)
+        for s, k, t in db.execute(
+            viewer.scope(
+                select(Result.site_id, Result.kiosk_id, func.max(Result.received_at))
+            ).group_by(Result.site_id, Result.kiosk_id)
+        )
+    )
+    rows = []
+    for k in db.scalars(
+        viewer.scope(select(Kiosk), Kiosk.site_id).order_by(Kiosk.site_id, Kiosk.kiosk_id)
+    ):
+        health = k.health or {}
+        alarms = health.get("alarms") if isinstance(health.get("alarms"), dict) else {}
+        model = k.model or {}
+        rows.append(
+            {
+                "site_id": k.site_id,
+                "kiosk_id": k.kiosk_id,
+                "state": k.state or "unknown",
+                "status_ago": ago(k.status_time, now),
+                "health_ago": ago(k.health_at, now),
+                "outbox_depth": health.get("outbox_depth", "?"),
+                "alarms": alarms,
+                "model": f"{model.get('id', '?')} ({model.get('runner', '?')}/{model.get('precision', '?')})"
+                if model
+                else "?",
+                "software": k.software or "?",
+                "last_result_ago": ago(last.get((k.site_id, k.kiosk_id)), now),
+            }
+        )
+    return rows
+
+
+@page(NURSE, OFFICER, TECHNICIAN)
+def fleet(request: Request, db: Any, viewer: Viewer) -> Response:
+    return render(
+        request,
+        "fleet.html",
+        viewer,
+        rows=fleet_rows(db, viewer),
+        sent=request.query_params.get("sent"),
+        sent_to=request.query_params.get("to"),
+    )
+
+
+@action(NURSE, OFFICER)
+def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+    site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]
+    viewer.require_site(site)
+    if db.get(Kiosk, (site, kiosk)) is None:
+        raise CentralError(f"no kiosk {site}/{kiosk} has reported yet")
+    raw = str(form.get("token") or "").strip()
+    token = check_token(raw) if raw else "s-" + secrets.token_urlsafe(12)  # a fresh pseudonym
+    payload = json.dumps({"subject_token": token, "expires_in": TOKEN_TTL_S}).encode()
+    request.app.state.publisher.publish(
+        session_topic(site, kiosk, request.app.state.topic_prefix), payload
+    )
+    db.add(SessionToken(site_id=site, kiosk_id=kiosk, token=token, set_by=viewer.username))
+    audit.record(
+        db, viewer.username, "session_token", site_id=site, detail=f"kiosk {kiosk} token {token}"
+    )
+    return RedirectResponse(f"/fleet?sent={token}&to={site}/{kiosk}", status_code=303)

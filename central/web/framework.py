@@ -1,0 +1,127 @@
+"""The glue every page uses: the logged-in viewer, role checks, CSRF, templates, errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from central.authz import Forbidden, NotVisible, Viewer
+from central.errors import CentralError
+from central.models import RealDataModel
+from central.web import sessions as websessions
+
+SIMULATED_NOTE = (
+    "Trained on simulated data: these results check the pipeline, they are not a screening tool "
+    "and say nothing about any child."
+)
+
+
+def templates() -> Jinja2Templates:
+    folder = resources.files("central").joinpath("web", "templates")
+    return Jinja2Templates(directory=str(folder))
+
+
+def render(
+    request: Request, name: str, viewer: Viewer | None, status_code: int = 200, **context: Any
+) -> Response:
+    context.update(viewer=viewer, simulated_note=SIMULATED_NOTE)
+    return request.app.state.templates.TemplateResponse(
+        request, name, context, status_code=status_code
+    )
+
+
+def simulated(db: Any, model_ids: set[str]) -> bool:
+    """True when any of these models is not declared trained on real children."""
+    if not model_ids:
+        return False
+    real = set(
+        db.scalars(
+            select(RealDataModel.model_id).where(RealDataModel.model_id.in_(sorted(model_ids)))
+        )
+    )
+    return bool(model_ids - real)
+
+
+def _current(request: Request, db: Any) -> Viewer | None:
+    return websessions.viewer(db, request.cookies.get(websessions.COOKIE))
+
+
+def _refuse(request: Request, viewer: Viewer | None, exc: Exception) -> Response:
+    if isinstance(exc, NotVisible):
+        return render(request, "error.html", viewer, 404, message="Not found.")
+    if isinstance(exc, Forbidden):
+        return render(request, "error.html", viewer, 403, message=f"Not allowed: {exc}.")
+    return render(request, "error.html", viewer, 400, message=str(exc))
+
+
+def _login_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+
+def page(*roles: str) -> Callable:
+    """A GET page for these roles; the handler gets (request, db, viewer) and runs in a thread."""
+
+    def wrap(handler: Callable) -> Callable:
+        def run(request: Request) -> Response:
+            with request.app.state.sessions() as db, db.begin():
+                viewer = _current(request, db)
+                if viewer is None:
+                    return _login_redirect(request)
+                try:
+                    viewer.require_role(*roles)
+                    return handler(request, db, viewer)
+                except (Forbidden, NotVisible, CentralError) as exc:
+                    return _refuse(request, viewer, exc)
+
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            return await run_in_threadpool(run, request)
+
+        return endpoint
+
+    return wrap
+
+
+def action(*roles: str) -> Callable:
+    """A form POST for these roles, CSRF-checked; the handler gets (request, db, viewer, form)."""
+
+    def wrap(handler: Callable) -> Callable:
+        def run(request: Request, form: dict) -> Response:
+            with request.app.state.sessions() as db:
+                with db.begin():
+                    viewer = _current(request, db)
+                if viewer is None:
+                    return _login_redirect(request)
+                if not websessions.csrf_ok(viewer.csrf, form.get("csrf")):
+                    return render(
+                        request,
+                        "error.html",
+                        viewer,
+                        403,
+                        message="The form expired (CSRF check failed): reload the page and try again.",
+                    )
+                try:
+                    viewer.require_role(*roles)
+                    with db.begin():
+                        return handler(request, db, viewer, form)
+                except (Forbidden, NotVisible, CentralError) as exc:
+                    return _refuse(request, viewer, exc)
+
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            form = dict(await request.form())
+            return await run_in_threadpool(run, request, form)
+
+        return endpoint
+
+    return wrap

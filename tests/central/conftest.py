@@ -1,0 +1,42 @@
+"""Fixtures for central: a migrated SQLite store per test (PostgreSQL in test_postgres.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from central.db import open_store
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """(engine, session factory) of a fresh, migrated SQLite file."""
+    engine, sessions = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+    try:
+        yield engine, sessions
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (Debian's postgresql package)."""
+    from benchmarks.localpostgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_store(postgres_server):
+    """(engine, session factory) of a fresh, migrated PostgreSQL database."""
+    engine, sessions = open_store(postgres_server.create_database())
+    try:
+        yield engine, sessions
+    finally:
+        engine.dispose()

@@ -1,0 +1,215 @@
+"""Dashboard pages: follow-up, session tokens, CSV, statistics, metrics, the simulated-data note, audit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from central.models import AuditEntry, FollowUp, RealDataModel, SessionToken
+from central.store import store_message
+from central.web.framework import SIMULATED_NOTE
+from tests.central.results import encode, make_result, topic
+from tests.central.webfixtures import (
+    RecordingPublisher,
+    add_users,
+    client_for,
+    csrf_of,
+    login,
+    seed,
+)
+
+
+@pytest.fixture
+def site(store):
+    _, sessions = store
+    add_users(sessions)
+    return sessions, seed(sessions)
+
+
+def test_follow_up_moves_through_its_states_with_dates(site):
+    sessions, made = site
+    client = client_for(sessions)
+    login(client, "nurse-a")
+    rid = made["school-a:refer"]["result_id"]
+    queue = client.get("/referrals").text
+    assert rid in queue and made["school-a:clear"]["result_id"] not in queue
+    today = date.today().isoformat()
+    csrf = csrf_of(client)
+    bad = client.post(f"/results/{rid}/follow-up", data={"csrf": csrf, "status": "exam_booked"})
+    assert bad.status_code == 400 and "needs its date" in bad.text
+    future = (date.today() + timedelta(days=3)).isoformat()
+    assert (
+        "in the future"
+        in client.post(
+            f"/results/{rid}/follow-up",
+            data={"csrf": csrf, "status": "confirmed", "booked_on": today, "examined_on": future},
+        ).text
+    )
+    ok = client.post(
+        f"/results/{rid}/follow-up",
+        data={"csrf": csrf, "status": "exam_booked", "booked_on": today},
+    )
+    assert ok.status_code == 303
+    ok = client.post(
+        f"/results/{rid}/follow-up",
+        data={"csrf": csrf, "status": "confirmed", "booked_on": today, "examined_on": today},
+    )
+    assert ok.status_code == 303
+    with sessions() as db:
+        follow = db.get(FollowUp, rid)
+        assert (follow.status, follow.examined_on.isoformat(), follow.updated_by) == (
+            "confirmed",
+            today,
+            "nurse-a",
+        )
+        trail = [
+            a.detail for a in db.scalars(select(AuditEntry).where(AuditEntry.action == "follow_up"))
+        ]
+    assert trail == ["referred -> exam_booked", "exam_booked -> confirmed"]
+    assert rid not in client.get("/referrals").text  # closed: no longer in the open queue
+    assert rid in client.get("/referrals?show=all").text
+
+
+def test_session_token_is_published_to_that_kiosk_and_recorded(site):
+    sessions, _ = site
+    publisher = RecordingPublisher()
+    client = client_for(sessions, publisher)
+    login(client, "nurse-a")
+    csrf = csrf_of(client)
+    response = client.post(
+        "/kiosks/school-a/kiosk-1/session", data={"csrf": csrf, "token": "child_0042"}
+    )
+    assert response.status_code == 303
+    assert "child_0042" in client.get(response.headers["location"]).text
+    fresh = client.post("/kiosks/school-a/kiosk-1/session", data={"csrf": csrf, "token": ""})
+    assert fresh.status_code == 303
+    bad = client.post("/kiosks/school-a/kiosk-1/session", data={"csrf": csrf, "token": "Jane Doe"})
+    assert bad.status_code == 400 and "pseudonym" in bad.text
+    assert [t for t, _ in publisher.sent] == ["gaitmil/v1/school-a/kiosk-1/session"] * 2
+    first = json.loads(publisher.sent[0][1])
+    assert first == {"subject_token": "child_0042", "expires_in": 300}
+    generated = json.loads(publisher.sent[1][1])["subject_token"]
+    assert generated.startswith("s-") and len(generated) >= 8
+    with sessions() as db:
+        assert [t.token for t in db.scalars(select(SessionToken))] == ["child_0042", generated]
+
+
+def test_results_filters_and_details(site):
+    sessions, made = site
+    client = client_for(sessions)
+    login(client, "officer")
+    everything = client.get("/results").text
+    assert all(r["result_id"] in everything for r in made.values())
+    only = client.get("/results?site=school-b&outcome=retake").text
+    assert (
+        made["school-b:retake"]["result_id"] in only
+        and made["school-b:refer"]["result_id"] not in only
+    )
+    assert made["school-a:retake"]["result_id"] not in only
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    assert made["school-a:refer"]["result_id"] not in client.get(f"/results?from={tomorrow}").text
+    assert "is not a date" in client.get("/results?from=yesterday").text
+    detail = client.get(f"/results/{made['school-a:refer']['result_id']}").text
+    for text in (
+        "negative 0.200",
+        "0.800 &gt;= threshold 0.500",
+        "phase 2 (0.60)",
+        "frame 39 (0.044)",
+        "gaitmil-tiny-test · onnxruntime / fp32",
+        "40 of 42 frames kept",
+        "tok_school-a_1",
+    ):
+        assert text in detail, text
+
+
+def test_csv_export_of_a_school(site):
+    sessions, made = site
+    client = client_for(sessions)
+    login(client, "nurse-a")
+    response = client.get("/export/school-a.csv")
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    data = [r for r in rows if not r["result_id"].startswith("#")]
+    assert {r["result_id"] for r in data} == {
+        made[f"school-a:{k}"]["result_id"] for k in ("refer", "clear", "retake")
+    }
+    refer = next(r for r in data if r["result_id"] == made["school-a:refer"]["result_id"])
+    assert refer["follow_up"] == "referred" and refer["simulated_model"] == "yes"
+    assert SIMULATED_NOTE in response.text
+
+
+def test_statistics_referral_rate_and_ppv_from_follow_ups(site):
+    sessions, made = site
+    today = date.today()
+    with sessions() as db, db.begin():
+        for i in range(3):  # three more school-a referrals: one confirmed, one not, one lost
+            r = make_result("school-a", p=0.9)
+            store_message(db, topic("result", "school-a"), encode(r))
+            db.flush()
+            follow = db.get(FollowUp, r["result_id"])
+            follow.status = ("confirmed", "not_confirmed", "lost_to_follow_up")[i]
+            follow.examined_on = today if i < 2 else None
+    client = client_for(sessions)
+    login(client, "officer")
+    page = client.get("/stats").text
+    # school-a: judged 5 (4 referred + 1 clear), referral rate 80 %; examined 2, confirmed 1: PPV 50 %
+    row = page.split("<tr><td>school-a</td>")[1].split("</tr>")[0]
+    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    assert cells == ["gaitmil-tiny-test", "5", "4", "80.0 %", "2", "1", "50.0 %", "1", "1"]
+    labels = list(csv.DictReader(io.StringIO(client.get("/export-labels.csv").text)))
+    labelled = [r for r in labels if not r["walk_id"].startswith("#")]
+    assert sorted(r["label"] for r in labelled) == ["no_scoliosis", "scoliosis"]
+    assert all(
+        r["site_id"] == "school-a" and r["examined_on"] == today.isoformat() for r in labelled
+    )
+
+
+def test_simulated_note_shows_until_the_model_is_declared_real(site):
+    sessions, made = site
+    client = client_for(sessions)
+    login(client, "officer")
+    for path in (
+        "/results",
+        "/referrals",
+        "/stats",
+        f"/results/{made['school-a:refer']['result_id']}",
+    ):
+        assert SIMULATED_NOTE in client.get(path).text, path
+    with sessions() as db, db.begin():
+        db.add(RealDataModel(model_id="gaitmil-tiny-test", declared_by="district"))
+    assert SIMULATED_NOTE not in client.get("/results").text
+
+
+def test_metrics_for_prometheus(site):
+    sessions, _ = site
+    client = client_for(sessions)
+    body = client.get("/metrics").text
+    assert 'gaitmil_central_kiosks{state="online"} 2.0' in body
+    assert (
+        'gaitmil_central_results_last_hour{outcome="refer_for_clinical_exam",site="school-a"} 1.0'
+        in body
+    )
+    assert (
+        'gaitmil_central_kiosk_alarm{alarm="outbox_near_full",kiosk="kiosk-1",site="school-b"} 1.0'
+        in body
+    )
+    assert 'gaitmil_central_kiosk_outbox_depth{kiosk="kiosk-1",site="school-a"} 3.0' in body
+    assert "tok_school" not in body
+
+
+def test_viewing_a_result_is_audited(site):
+    sessions, made = site
+    client = client_for(sessions)
+    login(client, "nurse-a")
+    rid = made["school-a:refer"]["result_id"]
+    client.get(f"/results/{rid}")
+    client.get("/export/school-a.csv")
+    with sessions() as db:
+        entries = [(a.username, a.action, a.result_id) for a in db.scalars(select(AuditEntry))]
+    assert ("nurse-a", "view_result", rid) in entries
+    assert ("nurse-a", "export_csv", None) in entries
