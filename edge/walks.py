@@ -256,7 +256,9 @@ class WalkAssembler:
         self._absent_run = 0
         self._cooldown_until = track.last_time + cfg.cooldown_s
         coverage, direction = _coverage(track, cfg)
-        if cfg.straight_only and track.silhouettes:
+        # without travel along an axis (e.g. silhouettes replayed already centred) there is
+        # no turn to tell apart from the straight part
+        if cfg.straight_only and track.silhouettes and direction != "unknown":
             _keep_straight(track, cfg, direction)
         quality = WalkQuality(
             frames_seen=track.frames_seen,
