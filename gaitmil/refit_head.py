@@ -1,0 +1,185 @@
+"""`python -m gaitmil.refit_head`: a second stage that refits the MIL pooling and head on frozen features.
+
+End-to-end training of the small model on 2 CPU cores is short and noisy: the
+cosine head jumps between good and bad states while the backbone still moves,
+and a run of under an hour ends far from converged. The backbone's frame
+features are already good (a linear probe on them beats the trained head), so
+this stage freezes the backbone and the phase lookup, computes each walk's
+part features once, and refits what sits on top (intra- and inter-bag
+attention, the part FCs, the BNNeck and the cosine classifier) with Adam over
+many epochs: seconds per epoch instead of minutes.
+
+The split is the training run's: the same validation subjects of TRAIN_SET
+(same fraction and seed) choose the epoch, the softmax temperature and the
+referral threshold; the test split is never read. The graph is unchanged, so
+export, INT8 calibration and the kiosk work as before.
+
+    python -m gaitmil.refit_head --checkpoint build/demo-run/checkpoint.pt --data build/kiosk-train \\
+        --split build/kiosk-train/Scoliosis1K_kiosk.json --out build/demo-refit
+
+Simulated walks give a pipeline check, not a screening tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gaitmil import add_version_flag
+from gaitmil.checkpoint import load_checkpoint, save_checkpoint
+from gaitmil.data import Scoliosis1K, collate, validation_subjects
+from gaitmil.model import GaitMIL, hpp
+from gaitmil.spec import DEFAULT_FRAMES
+from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
+
+HEAD_PARTS = ("intra", "inter", "fc", "bnneck", "classifier")
+
+
+@torch.no_grad()
+def walk_features(model: GaitMIL, dataset: Scoliosis1K, draws: int, batch: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+    """(part features [N*draws, T, P, C], phase assignment [N*draws, T, K], labels) with the backbone frozen."""
+    model.eval()
+    feats, assigns, labels = [], [], []
+    for _ in range(draws):
+        for start in range(0, len(dataset), batch):
+            sils, labs, _, _ = collate([dataset[i] for i in range(start, min(start + batch, len(dataset)))])
+            b, t = sils.shape[:2]
+            mask = torch.ones(b, t, dtype=torch.bool)
+            assigns.append(model.assign_phases(sils, mask))
+            fmaps = model.encode(sils)
+            feats.append(hpp(fmaps.flatten(0, 1), model.config.parts).reshape(b, t, model.config.parts, -1))
+            labels.append(labs)
+    return torch.cat(feats), torch.cat(assigns), torch.cat(labels)
+
+
+def head_logits(model: GaitMIL, feats: Tensor, assign: Tensor) -> tuple[Tensor, Tensor]:
+    """Walk logits [B, 3] and part logits [B, P, 3] from precomputed part features."""
+    walk, _, _ = model.mil_pool(feats, assign)
+    _, part_logits = model.head(walk)
+    return part_logits.mean(1), part_logits
+
+
+def refit(model: GaitMIL, train: tuple[Tensor, Tensor, Tensor], val: tuple[Tensor, Tensor, Tensor], *,
+          epochs: int, lr: float, batch: int, seed: int, balance: bool, log=None) -> dict:
+    """Adam on the head over the training features; the epoch with the best validation accuracy wins."""
+    torch.manual_seed(seed)
+    for name, param in model.named_parameters():
+        param.requires_grad = name.split(".")[0] in HEAD_PARTS
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    feats, assign, labels = train
+    counts = torch.bincount(labels, minlength=3).float().clamp(min=1)
+    weight = (counts.sum() / (3 * counts)) if balance else None
+    best = {"accuracy": -1.0}
+    rows = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        model.encoder.eval()  # frozen BatchNorm statistics too
+        order = torch.randperm(len(labels))
+        total = 0.0
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
+            _, part_logits = head_logits(model, feats[idx], assign[idx])
+            p = part_logits.shape[1]
+            loss = F.cross_entropy(part_logits.reshape(-1, 3), labels[idx].repeat_interleave(p), weight=weight,
+                                   label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            logits, _ = head_logits(model, val[0], val[1])
+        accuracy = float((logits.argmax(1) == val[2]).float().mean())
+        row = {"epoch": epoch, "train_loss": total / len(labels), "val_accuracy": accuracy,
+               "lr": optimizer.param_groups[0]["lr"]}
+        rows.append(row)
+        if log is not None:
+            log(json.dumps(row))
+        if accuracy > best["accuracy"]:
+            best = {"accuracy": accuracy, "epoch": epoch,
+                    "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    model.load_state_dict(best["state_dict"])
+    for param in model.parameters():
+        param.requires_grad = True
+    return {"best_epoch": best["epoch"], "best_val_accuracy": best["accuracy"], "epochs": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gaitmil.refit_head", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_version_flag(ap)
+    ap.add_argument("--checkpoint", required=True, type=Path, help="a gaitmil.train checkpoint")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--epochs", type=int, default=80)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--draws", type=int, default=2, help="random 30-frame samplings of each training walk")
+    ap.add_argument("--val-fraction", type=float, default=0.15, help="as the training run (same seed): same subjects")
+    ap.add_argument("--target-sensitivity", type=float, default=0.95)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    model, meta = load_checkpoint(args.checkpoint)
+    extra = dict(meta.get("extra") or {})
+    model.config.logit_scale = float(extra.get("trained_logit_scale", model.config.logit_scale))  # undo the old temperature
+    whole = Scoliosis1K(args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=False)
+    # the training run's own validation subjects when it recorded them, else the same rule and seed
+    val_ids = list((meta.get("data") or {}).get("validation_subjects") or
+                   validation_subjects(whole, args.val_fraction, args.seed))
+    fit_ids = sorted(set(whole.subject_index) - set(val_ids))
+    fit = Scoliosis1K(args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=True, subjects=fit_ids)
+    val = Scoliosis1K(args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=False, subjects=val_ids)
+    sys.stderr.write(f"features: {len(fit)} training walks x {args.draws} samplings, {len(val)} validation walks "
+          "(backbone frozen)\n")
+    train_feats = walk_features(model, fit, args.draws)
+    val_feats = walk_features(model, val, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "refit.jsonl"
+    with open(log_path, "w", encoding="utf-8") as log:
+        result = refit(model, train_feats, val_feats, epochs=args.epochs, lr=args.lr, batch=args.batch,
+                       seed=args.seed, balance=True, log=lambda line: log.write(line + "\n"))
+    model.eval()
+    with torch.no_grad():
+        logits, _ = head_logits(model, val_feats[0], val_feats[1])
+    labels = val_feats[2].numpy()
+    logits_np = logits.double().numpy()
+    temperature = fit_temperature(labels, logits_np)
+    trained_scale = model.config.logit_scale
+    model.config.logit_scale = trained_scale / temperature
+    threshold = choose_referral_threshold(labels, softmax(logits_np, temperature), args.target_sensitivity)
+    extra.update({"temperature": temperature, "trained_logit_scale": trained_scale, "referral_threshold": threshold,
+                  "target_sensitivity": args.target_sensitivity,
+                  "threshold_chosen_on": "validation subjects of TRAIN_SET",
+                  "head_refit": {k: v for k, v in result.items() if k != "epochs"}})
+    training = dict(meta.get("training") or {})
+    training["head_refit"] = {"command": "python -m gaitmil.refit_head " + " ".join(argv or sys.argv[1:]),
+                              "epochs": args.epochs, "lr": args.lr, "draws": args.draws,
+                              "seconds": round(time.perf_counter() - start, 1)}
+    metrics = dict(meta.get("metrics") or {})
+    metrics.update({"val_accuracy": result["best_val_accuracy"], "referral_threshold": threshold,
+                    "temperature": temperature})
+    save_checkpoint(args.out / "checkpoint.pt", model, data=meta.get("data"), metrics=metrics, training=training,
+                    extra=extra, frames=DEFAULT_FRAMES)
+    sys.stderr.write(f"head refit: best validation accuracy {100 * result['best_val_accuracy']:.1f} % at epoch "
+          f"{result['best_epoch']}; temperature {temperature:.3f}; referral threshold {threshold:.4f} "
+          f"(validation walks only); wrote {args.out / 'checkpoint.pt'}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
