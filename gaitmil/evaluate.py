@@ -1,12 +1,16 @@
 """Evaluate a checkpoint on a Scoliosis1K-layout dataset.
 
     python -m gaitmil.evaluate --checkpoint CKPT --data PATH [--split NAME] [--json OUT]
-                               [--threshold X] [--frames T] [--subset test|train]
+                               [--threshold X] [--frames T | 0] [--subset test|train]
 
 Prints accuracy, the confusion matrix, one-vs-rest sensitivity/specificity
 of every class, macro P/R/F1, the screening pair and a threshold sweep.
 Models trained and tested on simulated walks are pipeline checks, not
 screening tools.
+
+Frames: by default every frame of each walk on real Scoliosis1K (ScoNet's
+test protocol), the kiosk's 30 evenly spaced frames on simulated data; the
+output names the protocol used.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from gaitmil.data import STANDARD_SPLITS, Scoliosis1K, collate
 from gaitmil.errors import GaitMILError
 from gaitmil.metrics import format_report, summarize
 from gaitmil.model import GaitMIL
-from gaitmil.spec import DEFAULT_FRAMES
+from gaitmil.paper import default_eval_frames, paper_block, protocol_text
 
 SIMULATED_NOTE = ("NOTE: simulated walks. These numbers check the pipeline; they say nothing about "
                   "screening children.")
@@ -76,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threshold", type=float, default=None,
                     help="referral threshold on P(not negative) (default: the one stored in the checkpoint, "
                          "chosen on its validation walks; 0.5 for checkpoints without one)")
-    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                    help="frames per walk, evenly sampled; 0 = all frames (one walk at a time)")
+    ap.add_argument("--frames", type=int, default=None,
+                    help="frames per walk, evenly sampled; 0 = all frames (one walk at a time); default: "
+                         "all on real Scoliosis1K (the paper's protocol), 30 on simulated data (the kiosk's T)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     return ap.parse_args(argv)
@@ -94,21 +99,26 @@ def main(argv: list[str] | None = None) -> int:
         split = args.split or meta.get("data", {}).get("split_name")
         if split is None:
             raise GaitMILError("the checkpoint does not name its split: pass --split NAME or a JSON path")
-        dataset = Scoliosis1K(args.data, split, args.subset, frames=args.frames or None, train_sampling=False)
+        frames = default_eval_frames(args.data) if args.frames is None else (args.frames or None)
+        dataset = Scoliosis1K(args.data, split, args.subset, frames=frames, train_sampling=False)
         report = evaluate(model, dataset, args.threshold, args.batch_size, args.device)
     except GaitMILError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     report["model_id"] = meta.get("model_id")
-    report["frames"] = args.frames or "all"
+    report["frames"] = frames or "all"
+    report["protocol"] = protocol_text(frames)
+    report["split_name"] = Path(str(split)).stem.replace("Scoliosis1K_", "")
     simulated = report["data"]["simulated"]
     split_name = Path(str(split)).stem.replace("Scoliosis1K_", "")
     paper = not simulated and split_name in STANDARD_SPLITS
-    _say(f"model {meta.get('model_id')} on {args.data} split {split_name} ({args.subset}, "
-          f"{args.frames or 'all'} frames per walk)")
+    _say(f"model {meta.get('model_id')} on {args.data} split {split_name} ({args.subset}); "
+         f"protocol: {report['protocol']}")
     if simulated:
         _say(SIMULATED_NOTE)
-    _say(format_report(report, paper=paper))
+    _say(format_report(report))
+    if paper:
+        _say("\npublished Scoliosis1K figures beside this model's:\n" + "\n".join(paper_block(report, split, frames)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))
