@@ -110,16 +110,16 @@ def paper_block(report: dict, split: str | Path | None, frames: int | None) -> l
     """Lines comparing a report with the published figures, naming the split and protocol used."""
     lines = [
         f"evaluated: {split_label(split)}, {report['count']} test walks; {protocol_text(frames)}",
-        f"{'':>38}{'acc':>8}{'sens':>8}{'spec':>8}  source",
+        f"{'':>46}{'acc':>8}{'sens':>8}{'spec':>8}  source",
     ]
     for name, pair in readings(report).items():
         lines.append(
-            f"{'this model, ' + name:>38}{_pct(report['accuracy']):>8}"
+            f"{'this model, ' + name:>46}{_pct(report['accuracy']):>8}"
             f"{_pct(pair['sensitivity']):>8}{_pct(pair['specificity']):>8}  this run"
         )
     for p in PUBLISHED:
         lines.append(
-            f"{p.method:>38}{_pct(p.accuracy):>8}{_pct(p.sensitivity):>8}"
+            f"{p.method:>46}{_pct(p.accuracy):>8}{_pct(p.sensitivity):>8}"
             f"{_pct(p.specificity):>8}  {p.source}"
         )
     lines += [f"({READINGS_NOTE})", f"({PUBLISHED_SPLIT_NOTE})"]
