@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a Scoliosis1K-layout dataset.
 
     python -m gaitmil.evaluate --checkpoint CKPT --data PATH [--clean-data PATH] [--split NAME]
-                               [--json OUT] [--reliability PNG] [--threshold X] [--frames T]
+                               [--json OUT] [--reliability PNG] [--threshold X] [--frames T | 0]
                                [--subset test|train] [--bootstrap N] [--prevalence P]
 
 Prints accuracy, the confusion matrix, one-vs-rest sensitivity/specificity
@@ -13,6 +13,10 @@ kiosk's own segmenter and gate produce); `--clean-data`, optional, the clean
 masks of the same walks, reported as a second row so the gap stays visible.
 Models trained and tested on simulated walks are pipeline checks, not
 screening tools.
+
+Frames: by default every frame of each walk on real Scoliosis1K (ScoNet's
+test protocol), the kiosk's 30 evenly spaced frames on simulated data; the
+output names the protocol used.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from gaitmil.data import STANDARD_SPLITS, Scoliosis1K, collate
 from gaitmil.errors import GaitMILError
 from gaitmil.metrics import format_report, summarize
 from gaitmil.model import GaitMIL
+from gaitmil.paper import default_eval_frames, paper_block, protocol_text
 from gaitmil.screening_report import (
     BOOTSTRAP_SAMPLES,
     PREVALENCE_SOURCE,
@@ -47,7 +52,6 @@ from gaitmil.screening_report import (
     plot_reliability,
     school_population,
 )
-from gaitmil.spec import DEFAULT_FRAMES
 
 SIMULATED_NOTE = ("NOTE: simulated walks. These numbers check the pipeline; they say nothing about "
                   "screening children.")
@@ -130,8 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threshold", type=float, default=None,
                     help="referral threshold on P(not negative) (default: the one stored in the checkpoint, "
                          "chosen on its validation walks; 0.5 for checkpoints without one)")
-    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                    help="frames per walk, evenly sampled; 0 = all frames (one walk at a time)")
+    ap.add_argument("--frames", type=int, default=None,
+                    help="frames per walk, evenly sampled; 0 = all frames (one walk at a time); default: "
+                         "all on real Scoliosis1K (the paper's protocol), 30 on simulated data (the kiosk's T)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     return ap.parse_args(argv)
@@ -155,12 +160,13 @@ def main(argv: list[str] | None = None) -> int:
             raise GaitMILError("the checkpoint does not name its split: pass --split NAME or a JSON path")
         if not 0.0 < args.prevalence < 1.0:
             raise GaitMILError(f"--prevalence {args.prevalence} must be between 0 and 1")
+        frames = default_eval_frames(args.data) if args.frames is None else (args.frames or None)
         rows = {args.data_label: args.data}
         if args.clean_data is not None:
             rows["clean masks"] = args.clean_data
         reports = {}
         for name, root in rows.items():
-            dataset = Scoliosis1K(root, split, args.subset, frames=args.frames or None, train_sampling=False)
+            dataset = Scoliosis1K(root, split, args.subset, frames=frames, train_sampling=False)
             reports[name] = evaluate(model, dataset, args.threshold, args.batch_size, args.device,
                                      args.bootstrap, args.prevalence)
             reports[name]["row"] = name
@@ -182,18 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         report["clean_masks"] = clean
     report["threshold_source"] = threshold_source
     report["model_id"] = meta.get("model_id")
-    report["frames"] = args.frames or "all"
+    report["frames"] = frames or "all"
+    report["protocol"] = protocol_text(frames)
+    report["split_name"] = Path(str(split)).stem.replace("Scoliosis1K_", "")
     simulated = report["data"]["simulated"]
     split_name = Path(str(split)).stem.replace("Scoliosis1K_", "")
     paper = not simulated and split_name in STANDARD_SPLITS
-    _say(f"model {meta.get('model_id')} on {args.data} split {split_name} ({args.subset}, "
-          f"{args.frames or 'all'} frames per walk)")
+    _say(f"model {meta.get('model_id')} on {args.data} split {split_name} ({args.subset}); "
+         f"protocol: {report['protocol']}")
     if simulated:
         _say(SIMULATED_NOTE)
     for name, rep in reports.items():
         _say(f"\n== {name} ({rep['data']['root']}) ==")
-        _say(format_report(rep, paper=paper))
+        _say(format_report(rep))
         _say(format_extras(rep))
+    if paper:
+        _say("\npublished Scoliosis1K figures beside this model's:\n" + "\n".join(paper_block(report, split, frames)))
     png = args.reliability or (args.json.with_name("reliability.png") if args.json else None)
     if png is not None:
         report["reliability_png"] = str(plot_reliability({n: r["calibration"] for n, r in reports.items()}, png))

@@ -11,12 +11,6 @@ import numpy as np
 
 from gaitmil.spec import CLASSES, NEGATIVE
 
-# Published Scoliosis1K numbers (Gait-MIL, arXiv 2504.03894), for printing beside ours.
-PAPER_NUMBERS = {
-    "Gait-MIL (paper)": {"accuracy": 0.848, "sensitivity": 0.990, "specificity": 0.796},
-    "ScoNet-MT (paper)": {"accuracy": 0.820, "specificity": 0.765},
-}
-
 
 def _check(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels, dtype=np.int64)
@@ -133,8 +127,8 @@ def _pct(x) -> str:
     return "   -  " if x is None or not np.isfinite(x) else f"{100 * x:5.1f}%"
 
 
-def format_report(report: dict, paper: bool = False) -> str:
-    """A readable table of summarize()'s output; `paper` adds the published numbers."""
+def format_report(report: dict) -> str:
+    """A readable table of summarize()'s output (gaitmil.paper.paper_block adds the published figures)."""
     lines = [f"walks: {report['count']}   accuracy: {_pct(report['accuracy'])}", "",
              "confusion matrix (rows true, columns predicted):",
              "            " + "".join(f"{c:>10}" for c in report["classes"])]
@@ -157,14 +151,4 @@ def format_report(report: dict, paper: bool = False) -> str:
     lines += ["", "threshold  sens    spec    referred"]
     lines += [f"  {r['threshold']:.2f}   {_pct(r['sensitivity'])}  {_pct(r['specificity'])}  {_pct(r['referral_rate'])}"
               for r in report["sweep"]]
-    if paper:
-        lines += ["", "published on real Scoliosis1K (1:1:8 split), for comparison:",
-                  f"{'':>20}{'acc':>8}{'sens':>8}{'spec':>8}",
-                  f"{'this model':>20}{_pct(report['accuracy']):>8}"
-                  f"{_pct(report['per_class']['negative']['sensitivity']):>8}"
-                  f"{_pct(report['per_class']['negative']['specificity']):>8}"]
-        for name, nums in PAPER_NUMBERS.items():
-            lines.append(f"{name:>20}{_pct(nums.get('accuracy')):>8}{_pct(nums.get('sensitivity')):>8}"
-                         f"{_pct(nums.get('specificity')):>8}")
-        lines.append("(paper sens/spec follow OpenGait's evaluator: one-vs-rest of class index 0, negative)")
     return "\n".join(lines)

@@ -202,11 +202,12 @@ class GaitMIL(nn.Module):
         self.encoder = ResNet9(config.widths)
         self.intra = GatedAttention(c, config.attn_hidden)
         self.inter = GatedAttention(c, config.attn_hidden)
-        # ScoNet's SeparateFCs (one C->E matrix per part) and SeparateBNNecks
-        scale_fc = 1.0 / np.sqrt(c)
-        self.fc = nn.Parameter(torch.randn(p, c, e) * scale_fc)
+        # ScoNet's SeparateFCs (one C->E matrix per part) and SeparateBNNecks, initialised as
+        # OpenGait does: Xavier-uniform over the whole [parts, in, out] tensor (torch takes
+        # fan_in = in * out, fan_out = parts * out for a 3-D tensor)
+        self.fc = nn.Parameter(nn.init.xavier_uniform_(torch.empty(p, c, e)))
         self.bnneck = nn.BatchNorm1d(p * e)
-        self.classifier = nn.Parameter(torch.randn(p, e, config.num_classes) / np.sqrt(e))
+        self.classifier = nn.Parameter(nn.init.xavier_uniform_(torch.empty(p, e, config.num_classes)))
         # K centroids of the phase features of 4x4-pooled silhouettes; set from k-means before training
         self.register_buffer("centroids", torch.zeros(config.phases, PHASE_DIM))
         self.phase_feature_fn = PHASE_FEATURES[config.phase_features]

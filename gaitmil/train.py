@@ -3,7 +3,7 @@
     python -m gaitmil.train --data PATH --split NAME --preset NAME --out DIR
         [--iterations N] [--batch-p P --batch-k K] [--lr PEAK] [--schedule cosine|step]
         [--val-fraction F] [--eval-every N] [--patience N] [--resume CKPT] [--seed S]
-        [--device cpu|cuda] [--workers N] [--frames T] [--pooling mil|max|mean]
+        [--device cpu|cuda] [--amp auto|off|fp16|bf16] [--workers N] [--frames T] [--pooling mil|max|mean]
         [--phase-features walk_residual|appearance]
     torchrun --nproc_per_node 2 -m gaitmil.train ...   (DDP; gloo on CPU, nccl on CUDA)
 
@@ -47,10 +47,12 @@ from torch.utils.data import DataLoader
 
 from gaitmil.checkpoint import load_checkpoint, load_train_state, save_checkpoint
 from gaitmil.data import PKBatchSampler, Scoliosis1K, collate, load_pkl, validation_subjects
+from gaitmil.distributed import convert_batchnorm, distributed_gait_mil_loss
 from gaitmil.errors import ConfigError, GaitMILError
 from gaitmil.evaluate import SIMULATED_NOTE, evaluate
-from gaitmil.losses import LossConfig, gait_mil_loss, inverse_frequency_weights
+from gaitmil.losses import LossConfig, inverse_frequency_weights
 from gaitmil.model import GaitMIL, GaitMILConfig, count_parameters
+from gaitmil.paper import default_eval_frames
 from gaitmil.phases import fit_walk_centroids
 from gaitmil.silhouette import cut
 from gaitmil.spec import DEFAULT_FRAMES, NUM_CLASSES, even_indices
@@ -64,6 +66,17 @@ from gaitmil.validation import (
 )
 
 SCHEDULES = ("cosine", "step")
+# mixed precision: autocast dtype, or None for FP32; "auto" is FP16 on CUDA (OpenGait's
+# enable_float16) and FP32 on CPU. "fp16" on CPU runs the CUDA path's code (autocast + GradScaler).
+AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def amp_dtype(amp: str, device_type: str) -> torch.dtype | None:
+    if amp == "auto":
+        return torch.float16 if device_type == "cuda" else None
+    if amp not in AMP_DTYPES:
+        raise ConfigError(f"amp {amp!r} is unknown: use auto or one of {', '.join(AMP_DTYPES)}")
+    return AMP_DTYPES[amp]
 
 
 @dataclass
@@ -92,6 +105,7 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget of the training loop (single process only)
     seed: int = 0
     device: str = "cpu"
+    amp: str = "auto"  # a key of AMP_DTYPES or "auto"
     workers: int = 0
     balance_classes: bool = False
     centroid_sequences: int = 1000
@@ -246,6 +260,8 @@ def train(cfg: TrainConfig) -> dict:
         model.set_centroids(fit_phase_centroids(data, model.config.phases, cfg.seed, cfg.centroid_sequences,
                                                 model.config.phase_features))
     model.to(device).train()
+    if world > 1:  # OpenGait's sync_BN: batch statistics over every rank's share of the batch
+        model = convert_batchnorm(model)
     step_module: nn.Module = TrainStep(model)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -253,8 +269,9 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     clock = {"fraction": 0.0}  # of --max-minutes used; drives the cosine when time runs out first
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, clock["fraction"]))
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    autocast_dtype = amp_dtype(cfg.amp, device.type)
+    use_amp = autocast_dtype is not None
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -307,9 +324,10 @@ def train(cfg: TrainConfig) -> dict:
             sils, labels, subj, _ = next(batches)
             sils, labels = sils.to(device, non_blocking=True), labels.to(device)
             ids = torch.tensor([data.subject_index[s] for s in subj], device=device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_amp):
                 output, part_logits = step_module(sils)
-            loss, parts = gait_mil_loss(output.embeddings, part_logits, labels, ids, loss_cfg)
+            # the triplet sees every rank's embeddings (gaitmil.distributed); plain loss with one process
+            loss, parts = distributed_gait_mil_loss(output.embeddings, part_logits, labels, ids, loss_cfg)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -379,12 +397,13 @@ def train(cfg: TrainConfig) -> dict:
                 f"{100 * extra['validation']['accuracy']:.1f} %; temperature {extra['temperature']:.3f}; "
                 f"referral threshold {extra['referral_threshold']:.4f} (chosen on validation walks only)")
         if cfg.eval_at_end:
-            # evaluate as the kiosk runs: DEFAULT_FRAMES evenly spaced frames, whatever --frames trained on
-            test = Scoliosis1K(cfg.data, cfg.split, "test", frames=DEFAULT_FRAMES, train_sampling=False)
+            # the paper's protocol on real data (all frames), the kiosk's T on simulated walks
+            test_frames = default_eval_frames(cfg.data)
+            test = Scoliosis1K(cfg.data, cfg.split, "test", frames=test_frames, train_sampling=False)
             report = evaluate(model, test, threshold=extra.get("referral_threshold", 0.5), device=str(device))
             metrics.update({"test_" + k: report[k] for k in ("accuracy", "macro", "screening", "confusion_matrix")})
             metrics["test_simulated"] = report["data"]["simulated"]
-            metrics["test_frames"] = DEFAULT_FRAMES
+            metrics["test_frames"] = test_frames or "all"
             (out / "test_report.json").write_text(json.dumps(report, indent=2, default=str))
         save(out / "checkpoint.pt", last_iteration, metrics, with_state=False)
         plot_curves(log_path, out / "curves.png")
@@ -450,6 +469,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--resume", default=None, help="DIR/last.pt of an interrupted run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--amp", default="auto", choices=["auto", *AMP_DTYPES],
+                    help="mixed precision (auto: fp16 on CUDA, off on CPU)")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--balance-classes", action="store_true", help="inverse-frequency class weights in the CE")
     ap.add_argument("--save-every", type=int, default=200)
@@ -469,7 +490,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                        val_fraction=a.val_fraction, eval_every=a.eval_every, patience=a.patience,
                        max_minutes=a.max_minutes,
                        iterations=a.iterations, batch_p=a.batch_p, batch_k=a.batch_k, frames=a.frames, lr=a.lr,
-                       seed=a.seed, device=a.device, workers=a.workers, balance_classes=a.balance_classes,
+                       seed=a.seed, device=a.device, amp=a.amp, workers=a.workers, balance_classes=a.balance_classes,
                        log_every=a.log_every, save_every=a.save_every, eval_at_end=not a.no_eval, resume=a.resume,
                        stop_at=a.stop_at, threads=a.threads)
 

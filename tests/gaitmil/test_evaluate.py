@@ -41,3 +41,17 @@ def test_evaluate_all_frames_on_simulated_data(synth_frames, tmp_path, capsys):
 def test_evaluate_errors_are_reported_not_raised(synth_root, tmp_path, capsys):
     rc = main(["--checkpoint", str(tmp_path / "none.pt"), "--data", str(synth_root), "--split", "118"])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_default_protocol_is_all_frames_on_real_layout_and_named(synth_root, synth_frames, tmp_path, capsys):
+    """Without truth.json the tree is treated as real Scoliosis1K: every frame, the split named."""
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})
+    out = tmp_path / "report.json"
+    assert main(["--checkpoint", str(ckpt), "--data", str(synth_root), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "protocol: all frames of each test walk" in text
+    assert "evaluated: 1:1:8 (Scoliosis1K_118), 6 test walks" in text
+    assert "class index 0 (negative)" in text and "arXiv:2507.02996" in text
+    report = json.loads(out.read_text())
+    assert report["frames"] == "all" and report["split_name"] == "118"

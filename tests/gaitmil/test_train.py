@@ -104,10 +104,13 @@ def model_ids(root, split="118") -> list[str]:
 
 def test_early_stopping_keeps_the_best_validated_weights(synth_root, tmp_path):
     metrics = train(_cfg(synth_root, tmp_path / "run", iterations=40, eval_every=1, patience=1, lr=0.0))
-    # with lr 0 nothing improves after the first validation: stop after one stale evaluation
-    assert metrics["stopped_early"] and metrics["iterations_run"] == 2 and metrics["best_iteration"] == 1
+    # lr 0 freezes the weights; only the batch-norm running statistics move, so validation soon stops
+    # improving: the run stops one stale evaluation after the best one
+    assert metrics["stopped_early"] and metrics["iterations_run"] == metrics["best_iteration"] + 1 < 40
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows if r.get("kind") == "validation"] == [1, 2]
+    evals = [r for r in rows if r.get("kind") == "validation"]
+    assert [r["iteration"] for r in evals] == list(range(1, metrics["iterations_run"] + 1))
+    assert all(r["best_iteration"] <= metrics["best_iteration"] for r in evals)
 
 
 def test_seeded_run_is_reproducible_and_writes_its_outputs(synth_root, tmp_path):
@@ -178,3 +181,15 @@ def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows if "loss" in r] == [1, 2]  # only rank 0 logs
     assert [r["iteration"] for r in rows if r.get("kind") == "validation"] == [2]
+
+
+def test_mixed_precision_path_runs_on_cpu(synth_root, tmp_path):
+    """The CUDA recipe's AMP code (FP16 autocast + GradScaler) run on CPU: the same lines, only the
+    device string differs. The scaler is live (it keeps a scale) and the losses stay finite."""
+    train(_cfg(synth_root, tmp_path / "amp", iterations=3, amp="fp16", val_fraction=0.0))
+    state = torch.load(tmp_path / "amp" / "last.pt", weights_only=True)["train_state"]
+    assert state["scaler"]["scale"] > 0
+    rows = [json.loads(x) for x in (tmp_path / "amp" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    train(_cfg(synth_root, tmp_path / "fp32", iterations=1, val_fraction=0.0))
+    assert torch.load(tmp_path / "fp32" / "last.pt", weights_only=True)["train_state"]["scaler"] == {}
