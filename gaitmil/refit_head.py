@@ -154,6 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         result = refit(model, train_feats, val_feats, epochs=args.epochs, lr=args.lr, batch=args.batch,
                        seed=args.seed, balance=True, log=lambda line: log.write(line + "\n"))
     model.eval()
+    # the refit must earn its place on the validation walks: else the trained head stays
+    previous = (meta.get("metrics") or {}).get("val_accuracy")
+    with torch.no_grad():
+        original, _ = load_checkpoint(args.checkpoint)
+        original.config.logit_scale = model.config.logit_scale
+        old_logits, _ = head_logits(original, val_feats[0], val_feats[1])
+    old_accuracy = float((old_logits.argmax(1) == val_feats[2]).float().mean())
+    kept = result["best_val_accuracy"] >= old_accuracy
+    if not kept:
+        model = original
+        sys.stderr.write(f"head refit: validation accuracy {100 * result['best_val_accuracy']:.1f} % is below the "
+                         f"trained head's {100 * old_accuracy:.1f} %: keeping the trained head\n")
+    result["kept"] = kept
+    result["trained_head_val_accuracy"] = old_accuracy
+    result["trained_run_val_accuracy"] = previous
     with torch.no_grad():
         logits, _ = head_logits(model, val_feats[0], val_feats[1])
     labels = val_feats[2].numpy()
@@ -171,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                               "epochs": args.epochs, "lr": args.lr, "draws": args.draws,
                               "seconds": round(time.perf_counter() - start, 1)}
     metrics = dict(meta.get("metrics") or {})
-    metrics.update({"val_accuracy": result["best_val_accuracy"], "referral_threshold": threshold,
+    metrics.update({"val_accuracy": max(result["best_val_accuracy"], old_accuracy), "referral_threshold": threshold,
                     "temperature": temperature})
     save_checkpoint(args.out / "checkpoint.pt", model, data=meta.get("data"), metrics=metrics, training=training,
                     extra=extra, frames=DEFAULT_FRAMES)

@@ -27,8 +27,11 @@ def test_refit_keeps_the_backbone_and_chooses_on_validation_only(tmp_path):
     after, meta = load_checkpoint(tmp_path / "refit" / "checkpoint.pt")
     old, new = before.state_dict(), after.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("encoder."))
-    assert any(not torch.equal(old[k], new[k]) for k in old if k.startswith(("fc", "classifier", "inter", "intra")))
     extra = meta["extra"]
+    head_moved = any(not torch.equal(old[k], new[k]) for k in old if k.startswith(("fc", "classifier", "inter", "intra")))
+    # kept only when it is no worse on the validation walks; otherwise the trained head stays
+    assert head_moved == extra["head_refit"]["kept"]
+    assert extra["head_refit"]["best_val_accuracy"] >= extra["head_refit"]["trained_head_val_accuracy"] or not head_moved
     val_ids = describe_checkpoint(tmp_path / "run" / "checkpoint.pt")["data"]["validation_subjects"]
     val = Scoliosis1K(root, "118", "train", frames=30, train_sampling=False, subjects=val_ids)
     labels, logits = predict_logits(after, val)
