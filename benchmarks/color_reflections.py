@@ -5,7 +5,9 @@
 On the simulator's colour frames (a person in view from the first frame, plain and
 reflective floor, side and toward views) it prints, per case: the IoU with the truth
 mask, the share of frames with two or more person-sized components (what the
-multiple_people gate counts), and how far the mask's bottom lies below the true feet.
+multiple_people gate counts), how far the mask's bottom lies below the true feet, the share
+of frames whose mask bottom lies within 4 px of the true feet, and the share of frames whose
+mask touches the image border (frames the walk gate drops).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def evaluate(seed: int) -> list[dict]:
     rows = []
     for view in ("side", "toward"):
         for reflect in (0.0, 0.5):
-            cases = {"on": ([], [], []), "off": ([], [], [])}
+            cases = {"on": ([], [], [], []), "off": ([], [], [], [])}
             for f in gaitsim.iter_frames(seed=seed, walks=1, view=view, gap_s=0, reflect=reflect):
                 if f.mask.sum() < 1500:
                     continue
@@ -34,12 +36,13 @@ def evaluate(seed: int) -> list[dict]:
                 for name, seg in (("on", on), ("off", off)):
                     mask = seg.segment(frame)
                     m = mask.mask.astype(bool)
-                    ious, people, below = cases[name]
+                    ious, people, below, touch = cases[name]
+                    touch.append(mask.touches_border)
                     ious.append(float((m & f.mask).sum() / max((m | f.mask).sum(), 1)))
                     people.append(mask.components)
                     rows_m = np.nonzero(m)[0]
                     below.append(float(rows_m.max() - feet) if rows_m.size else np.nan)
-            for name, (ious, people, below) in cases.items():
+            for name, (ious, people, below, touch) in cases.items():
                 rows.append(
                     {
                         "view": view,
@@ -50,6 +53,8 @@ def evaluate(seed: int) -> list[dict]:
                         "share_2_or_more": round(float(np.mean(np.asarray(people) >= 2)), 3),
                         "below_feet_px_p50": float(np.nanmedian(below)),
                         "below_feet_px_p90": float(np.nanpercentile(below, 90)),
+                        "feet_within_4px": round(float(np.mean(np.abs(np.asarray(below)) <= 4)), 3),
+                        "touches_border": round(float(np.mean(touch)), 3),
                     }
                 )
     return rows

@@ -16,8 +16,9 @@ Floor reflections. A polished floor mirrors the child: the network marks part of
 image as person, either as a separate blob below the feet or fused with the legs. A blob
 is a reflection when it starts at or below another blob's feet, overlaps it sideways and
 matches its mirror image (about the feet line); a fused reflection is cut where the blob is
-mirror-symmetric about a row and the part below that row is markedly less certain (the
-network is sure of the child, unsure of the mirror image). Depth, when there is any, needs no
+mirror-symmetric about a row and the colours below that row are a faint copy of the mirrored
+colours above (the floor's reflectance attenuates the mirror image; the network itself is as
+sure of the reflection as of the child, so its certainty is no witness). Depth, when there is any, needs no
 such rule: the floor has the floor's depth.
 """
 
@@ -48,11 +49,16 @@ class ReflectionRules:
     min_mirror_iou: float = 0.2  # separate blob vs the person's mirror image
     # A fused reflection is cut only on strong evidence: a body is itself nearly mirror-symmetric
     # about some rows (shins vs thighs, legs vs torso seen from the front), so symmetry alone
-    # cut real children on the simulator; the network's drop in certainty is the second witness.
-    split_iou: float = 0.6  # fused blob: mirror symmetry about the cut row
-    split_confidence_drop: float = 0.2  # fused blob: mean probability below the cut this much lower
+    # cut real children on the simulator. The second witness is the image itself: a reflection's
+    # colour is the floor's plus a fraction (the floor's reflectance) of the mirrored body's
+    # contrast, so the contrast gain of the rows below against the mirrored rows above, measured
+    # against the floor beside them, is well below 1 (measured 0.0-0.3 at the feet with
+    # reflectance 0.5); a real child's legs keep it near 1 (0.9-1.05 measured).
+    split_iou: float = 0.55  # fused blob: mirror symmetry of a band of rows about the cut row
+    split_max_gain: float = 0.5  # fused blob: contrast gain below the cut against above
+    split_band: float = 0.07  # the band's height as a share of the blob's height
     split_from: float = 0.5  # the cut row is searched between these shares of the blob's height
-    split_to: float = 0.85
+    split_to: float = 0.9
 
 
 def _mirror_iou(upper: np.ndarray, lower: np.ndarray) -> float:
@@ -63,12 +69,13 @@ def _mirror_iou(upper: np.ndarray, lower: np.ndarray) -> float:
 
 
 def reject_reflections(
-    fg: np.ndarray, prob: np.ndarray, rules: ReflectionRules, min_px: int
+    fg: np.ndarray, color: np.ndarray | None, rules: ReflectionRules, min_px: int
 ) -> int:
     """Erase floor reflections from the uint8 foreground `fg` in place; returns how many.
 
-    `prob` is the person probability at fg's resolution; `min_px` is the smallest blob that
-    can be a person (smaller blobs are left for the component rules)."""
+    `color` is the BGR image at fg's resolution (float32; None: separate mirror blobs only);
+    `min_px` is the smallest blob that can be a person (smaller blobs are left for the
+    component rules)."""
     if not rules.enabled:
         return 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
@@ -84,7 +91,7 @@ def reject_reflections(
             removed += 1
             continue
         if stats[i, cv2.CC_STAT_AREA] >= min_px:
-            removed += _cut_fused_reflection(fg, labels, prob, i, (x, y, w, h), rules)
+            removed += _cut_fused_reflection(fg, labels, color, i, (x, y, w, h), rules)
             people.append(i)
     return removed
 
@@ -113,36 +120,54 @@ def _is_reflection_of(
     return _mirror_iou(upper, lower) >= rules.min_mirror_iou
 
 
+def _contrast_gain(color: np.ndarray, mask: np.ndarray, floor: np.ndarray, r: int, k: int) -> float:
+    """Least-squares gain g in (below - floor) = g * (mirrored above - floor) over the pixel
+    pairs that the mask holds on both sides of row r (k rows each side)."""
+    pairs = mask[r - k : r][::-1] & mask[r : r + k]
+    rows = np.broadcast_to(floor[r : r + k][:, None, :], (k, mask.shape[1], 3))[pairs]
+    known = ~np.isnan(rows[:, 0])
+    if np.count_nonzero(known) < 8:
+        return float("inf")
+    above = (color[r - k : r][::-1][pairs] - rows)[known].ravel()
+    below = (color[r : r + k][pairs] - rows)[known].ravel()
+    energy = float(above @ above)
+    return float(above @ below) / energy if energy > 0 else float("inf")
+
+
 def _cut_fused_reflection(
     fg: np.ndarray,
     labels: np.ndarray,
-    prob: np.ndarray,
+    color: np.ndarray | None,
     blob: int,
     box: tuple[int, int, int, int],
     rules: ReflectionRules,
 ) -> int:
-    """Cut a reflection fused with the feet: 1 if a cut was made."""
+    """Cut a reflection fused with the feet: 1 if a cut was made. Needs the colour image
+    (float32, fg's resolution): without it there is no second witness and nothing is cut."""
     x, y, w, h = box
-    if h < 16:
+    if h < 16 or color is None:
         return 0
-    mask = labels[y : y + h, x : x + w] == blob
-    p = prob[y : y + h, x : x + w]
-    best, best_iou = None, rules.split_iou
+    pad = max(4, w // 2)  # the floor beside the blob, for each row
+    x0, x1 = max(0, x - pad), min(fg.shape[1], x + w + pad)
+    mask = labels[y : y + h, x0:x1] == blob
+    c = color[y : y + h, x0:x1]
+    floor = np.full((h, 3), np.nan, np.float32)
+    for i in range(h):
+        beside = ~mask[i]
+        if np.count_nonzero(beside) >= 2:
+            floor[i] = np.median(c[i][beside], axis=0)
+    band = max(4, int(h * rules.split_band))
+    best, best_gain = None, rules.split_max_gain
     for r in range(int(h * rules.split_from), min(int(h * rules.split_to) + 1, h - 3)):
-        k = min(r, h - r)
-        iou = _mirror_iou(mask[r - k : r], mask[r : r + k])
-        if iou < best_iou:
+        k = min(r, h - r, band)
+        if _mirror_iou(mask[r - k : r], mask[r : r + k]) < rules.split_iou:
             continue
-        above, below = p[r - k : r][mask[r - k : r]], p[r : r + k][mask[r : r + k]]
-        if (
-            above.size
-            and below.size
-            and float(below.mean()) <= float(above.mean()) - rules.split_confidence_drop
-        ):
-            best, best_iou = r, iou
+        gain = _contrast_gain(c, mask, floor, r, k)
+        if gain <= best_gain:
+            best, best_gain = r, gain
     if best is None:
         return 0
-    region = fg[y + best : y + h, x : x + w]
+    region = fg[y + best : y + h, x0:x1]
     region[mask[best:]] = 0
     return 1
 
@@ -218,10 +243,13 @@ class PersonSegmenter:
         depth_small: np.ndarray | None,
         gate_full: np.ndarray | None,
     ) -> Mask:
-        prob_small = cv2.resize(prob, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_LINEAR)
-        self.reflections_removed += reject_reflections(
-            fg, prob_small, self.reflections, self.components.min_area
-        )
+        if self.reflections.enabled:
+            small = cv2.resize(
+                frame.color, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_AREA
+            ).astype(np.float32)
+            self.reflections_removed += reject_reflections(
+                fg, small, self.reflections, self.components.min_area
+            )
         refine = self._refine_at(prob, full, gate_full) if self.scale > 1 else None
         return self.components.mask(frame, fg, full, depth_small, refine)
 
