@@ -11,7 +11,9 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 # the one version source is gaitmil/__init__.py (read as text: setup.py must not import the package)
-VERSION = re.search(r'^__version__ = "([^"]+)"', Path("gaitmil/__init__.py").read_text(encoding="utf-8"), re.M).group(1)
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (Path(__file__).resolve().parent / "gaitmil" / "__init__.py").read_text("utf-8"), re.M
+).group(1)
 
 TORCH = "torch==2.13.0"
 

@@ -47,7 +47,7 @@ def kiosk_command(workdir: Path, broker_url: str, walks: int) -> list[str]:
     config.write_text(
         f'state_dir = "{workdir / "kiosk-state"}"\n'
         f'[kiosk]\nsite_id = "{SITE}"\nkiosk_id = "{KIOSK}"\n'
-        '[mqtt]\nprotocol = "3.1.1"\n'  # the embedded amqtt broker speaks only 3.1.1
+        '[mqtt]\nprotocol = "3.1.1"\nallow_protocol_311 = true\n'  # the embedded amqtt broker speaks only 3.1.1 (no ACL to refuse a publish)
         "[health]\ninterval_seconds = 10\n",
         encoding="utf-8",
     )
