@@ -175,9 +175,9 @@ def render_readme(card: dict, evaluation: dict) -> str:
         "",
         "## Data",
         "",
-        "Simulated walks written by gaitsim (Scoliosis1K layout, split `112`: positive:neutral:negative "
-        "about 1:1:2; train and test subjects disjoint; validation subjects a held-out part of the training "
-        "subjects). The severity-to-label mapping (negative below 10 degrees, neutral 10 to 20, positive "
+        f"Simulated walks in the Scoliosis1K layout (split `{card['data'].get('split', '?')}`, about "
+        f"{_class_mix(card['data'])} negative:neutral:positive; train and test subjects disjoint; validation "
+        "subjects a held-out part of the training subjects). The severity-to-label mapping (negative below 10 degrees, neutral 10 to 20, positive "
         "above 20) is a modelling choice of the simulator, not a clinical definition.",
         "",
         "```json",
@@ -207,6 +207,11 @@ def render_readme(card: dict, evaluation: dict) -> str:
         "FP32 are in `report.md` beside this file.",
         "",
     ])
+
+
+def _class_mix(data: dict) -> str:
+    counts = data.get("class_counts") or {}
+    return ":".join(str(counts.get(c, "?")) for c in ("negative", "neutral", "positive"))
 
 
 def main(argv: list[str] | None = None) -> int:
