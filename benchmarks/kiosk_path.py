@@ -37,43 +37,23 @@ NOTE = ("Simulated walks through the kiosk's own segmenter and gate: a pipeline 
         "on simulated walks, not a screening figure.")
 
 
-def bootstrap_interval(values: np.ndarray, statistic: Any, rounds: int = 2000, seed: int = 0) -> list[float]:
-    """95 % percentile bootstrap interval of statistic(resampled rows)."""
-    rng = np.random.default_rng(seed)
-    n = len(values)
-    stats = []
-    for _ in range(rounds):
-        value = statistic(values[rng.integers(0, n, n)])
-        if value is not None and np.isfinite(value):
-            stats.append(value)
-    if not stats:
-        return [float("nan"), float("nan")]
-    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
-
-
 def figures(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Accuracy, per class, macro F1, screening pair, each with a 95 % bootstrap interval."""
+    """Accuracy, per class, macro F1, screening pair, with the model card's 95 % bootstrap intervals."""
+    from gaitmil.screening_report import bootstrap
+
     summary = metrics.summarize(labels, probs, threshold)
-    rows = np.column_stack([labels, probs])
+    ci = bootstrap(labels, probs, threshold)["figures"]
 
-    def acc(r):
-        return float(np.mean(np.argmax(r[:, 1:], axis=1) == r[:, 0]))
-
-    def sens(r):
-        pos = r[:, 0] != 0
-        return float(np.mean(1.0 - r[pos, 1] >= threshold)) if pos.any() else None
-
-    def spec(r):
-        neg = r[:, 0] == 0
-        return float(np.mean(1.0 - r[neg, 1] < threshold)) if neg.any() else None
+    def interval(key: str) -> list[float]:
+        return [ci[key]["low"], ci[key]["high"]]
 
     screening = summary["screening"]
     return {
-        "walks": int(len(labels)), "accuracy": summary["accuracy"], "accuracy_ci": bootstrap_interval(rows, acc),
+        "walks": int(len(labels)), "accuracy": summary["accuracy"], "accuracy_ci": interval("accuracy"),
         "per_class": summary["per_class"], "macro_f1": summary["macro"]["f1"],
         "confusion_matrix": summary["confusion_matrix"], "threshold": threshold,
-        "sensitivity": screening["sensitivity"], "sensitivity_ci": bootstrap_interval(rows, sens),
-        "specificity": screening["specificity"], "specificity_ci": bootstrap_interval(rows, spec),
+        "sensitivity": screening["sensitivity"], "sensitivity_ci": interval("sensitivity"),
+        "specificity": screening["specificity"], "specificity_ci": interval("specificity"),
         "referral_rate": screening["referral_rate"],
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.kiosk_path import bootstrap_interval, figures, run, to_markdown
+from benchmarks.kiosk_path import figures, run, to_markdown
 from tests.edge.test_service_support import kiosk_model  # noqa: F401 - a fixture
 
 
@@ -32,4 +32,3 @@ def test_interval_narrows_with_more_walks():
         return high - low
 
     assert width(400) < width(25)
-    assert bootstrap_interval(np.ones(10), lambda r: float(r.mean())) == [1.0, 1.0]
