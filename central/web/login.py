@@ -21,16 +21,10 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-async def login_form(request: Request) -> Response:
+def _login_page(request: Request, target: str, status: int = 200, error: str | None = None) -> Response:
+    """The login form with a fresh double-submit CSRF token in its cookie."""
     token = secrets.token_urlsafe(24)
-    response = render(
-        request,
-        "login.html",
-        None,
-        login_csrf=token,
-        next=_safe_next(request.query_params.get("next")),
-        error=None,
-    )
+    response = render(request, "login.html", None, status, login_csrf=token, next=target, error=error)
     response.set_cookie(
         websessions.LOGIN_CSRF_COOKIE,
         token,
@@ -39,6 +33,10 @@ async def login_form(request: Request) -> Response:
         secure=request.app.state.secure_cookies,
     )
     return response
+
+
+async def login_form(request: Request) -> Response:
+    return _login_page(request, _safe_next(request.query_params.get("next")))
 
 
 async def login_submit(request: Request) -> Response:
@@ -64,24 +62,7 @@ async def login_submit(request: Request) -> Response:
 
     session_id = await run_in_threadpool(check)
     if session_id is None:
-        token = secrets.token_urlsafe(24)
-        response = render(
-            request,
-            "login.html",
-            None,
-            401,
-            login_csrf=token,
-            next=target,
-            error="Wrong user name or password.",
-        )
-        response.set_cookie(
-            websessions.LOGIN_CSRF_COOKIE,
-            token,
-            httponly=True,
-            samesite="strict",
-            secure=request.app.state.secure_cookies,
-        )
-        return response
+        return _login_page(request, target, 401, "Wrong user name or password.")
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         websessions.COOKIE,
