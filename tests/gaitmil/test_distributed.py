@@ -3,6 +3,8 @@ batch-all triplet, the cross-rank batch norm and the DDP-averaged gradients of a
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -78,11 +80,27 @@ def _rank_main(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+RANKS_TIMEOUT_S = 120
+
+
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_rank_main, args=(str(d / "init"), str(d)), nprocs=WORLD, join=True)
-    return [torch.load(d / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    # Bounded: one full-suite run on a clean clone saw the two ranks never return (a gloo
+    # rendezvous that did not complete, not reproduced alone). A stuck pair is killed and the
+    # rendezvous retried once in a fresh folder, so the suite never hangs on it.
+    for attempt in range(2):
+        d = tmp_path_factory.mktemp(f"ddp{attempt}")
+        context = mp.start_processes(_rank_main, args=(str(d / "init"), str(d)), nprocs=WORLD, join=False,
+                                     start_method="spawn")
+        deadline = time.monotonic() + RANKS_TIMEOUT_S
+        while not context.join(timeout=2):
+            if time.monotonic() > deadline:
+                for process in context.processes:
+                    process.kill()
+                break
+        else:
+            return [torch.load(d / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    pytest.fail(f"the two gloo ranks did not finish within {RANKS_TIMEOUT_S} s, twice")
 
 
 @pytest.fixture(scope="module")
