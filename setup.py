@@ -71,7 +71,7 @@ EXTRAS["dev"] = sorted(
         + EXTRAS["demo"]
         + EXTRAS["central"]
         + ["selenium>=4.20", "httpx>=0.27"]
-        + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "jsonschema>=4.20", "scipy>=1.11"]
+        + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy==2.4.1", "jsonschema>=4.20", "scipy>=1.11"]
     )
 )
 EXTRAS["all"] = sorted(set(EXTRAS["dev"] + EXTRAS["tensorrt-cu12"]))

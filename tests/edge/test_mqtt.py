@@ -51,9 +51,13 @@ class Recorder:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(broker.host, broker.port)
         self.client.subscribe(topic, qos=1)
         self.client.loop_start()
+        if not subscribed.wait(10):  # what is published after this returns reaches the recorder live
+            raise TimeoutError(f"no SUBACK for {topic} from {broker.host}:{broker.port} within 10 s")
 
     def states(self, topic: str) -> list[tuple[str, bool]]:
         return [(json.loads(p)["state"], r) for t, p, r in self.messages if t == topic]
@@ -93,7 +97,14 @@ def test_status_online_retained_then_stopped(mosquitto, tmp_path):
         publisher = Publisher(settings_for(mosquitto), box, model=MODEL.as_dict())
         publisher.start()
         assert wait_until(lambda: publisher.connected)
-        late = Recorder(mosquitto)  # subscribes after `online` was published: gets it retained
+        # `connected` flips just before `online` is sent, so a subscriber made now can still get it live;
+        # once a first subscriber has seen it the broker holds it, and a later one must get it retained
+        first = Recorder(mosquitto)
+        try:
+            assert wait_until(lambda: [s for s, _ in first.states(topics.status)] == ["online"])
+        finally:
+            first.close()
+        late = Recorder(mosquitto)
         try:
             assert wait_until(lambda: late.states(topics.status) == [("online", True)])
             status = json.loads(late.messages[0][1])
