@@ -154,9 +154,10 @@ def test_a_flood_of_junk_is_counted_but_logged_at_a_limited_rate(running, caplog
 
 
 def test_the_reference_subscriber_survives_hostile_messages_on_the_result_topic(mosquitto):
-    from edge.subscriber import ResultSubscriber, SubscriberSettings
+    from edge.subscriber import ResultSubscriber
+    from tests.edge.mqtt_support import broker_config
 
-    sub = ResultSubscriber(SubscriberSettings(host=mosquitto.host, port=mosquitto.port))
+    sub = ResultSubscriber(broker_config(mosquitto))
     sub.start(wait=10)
     attacker = dashboard(mosquitto)
     try:

@@ -11,9 +11,11 @@ import pytest
 
 from edge.config import load_config
 from edge.errors import PublishError
-from edge.mqtt import Publisher, PublisherSettings
+from edge.mqtt import Publisher
+from edge.mqtt_client import PublisherSettings, publisher_settings
 from edge.outbox import Outbox
-from edge.subscriber import ResultSubscriber, SubscriberSettings
+from edge.subscriber import ResultSubscriber
+from tests.edge.mqtt_support import broker_config, publisher_settings_for
 from tests.edge.test_mqtt import results, wait_until
 
 
@@ -59,11 +61,11 @@ def tls_broker(mosquitto_factory, pki, tmp_path):
 
 
 def kiosk_settings(broker, pki: Path, password: str, **kw) -> PublisherSettings:
-    base = dict(host="127.0.0.1", port=broker.port, site_id="site-t", kiosk_id="kiosk-a", client_id="kiosk-a",
-                username="kiosk-a", password=password, tls=True, ca_file=pki / "ca.crt",
-                cert_file=pki / "client.crt", key_file=pki / "client.key", reconnect_min_delay=1, reconnect_max_delay=2)
+    """kiosk-a on the TLS broker with its client certificate; `kw` replaces any [mqtt] key (tls=False: no TLS)."""
+    base = dict(host="127.0.0.1", kiosk_id="kiosk-a", client_id="kiosk-a", username="kiosk-a", password=password,
+                tls=True, ca_file=pki / "ca.crt", cert_file=pki / "client.crt", key_file=pki / "client.key")
     base.update(kw)
-    return PublisherSettings(**base)
+    return publisher_settings_for(broker, **base)
 
 
 def test_tls_with_client_certificate_and_password_from_file(tls_broker, pki, tmp_path):
@@ -75,11 +77,11 @@ def test_tls_with_client_certificate_and_password_from_file(tls_broker, pki, tmp
                  "tls": {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "client.crt"), "key_file": str(pki / "client.key")}},
         "kiosk": {"site_id": "site-t", "kiosk_id": "kiosk-a"},
     })
-    settings = PublisherSettings.from_config(cfg)
-    assert settings.tls and settings.password == "correct horse"
-    sub = ResultSubscriber(SubscriberSettings(host="127.0.0.1", port=tls_broker.port, username="dashboard", password="dash pass",
-                                              tls=True, ca_file=pki / "ca.crt", cert_file=pki / "client.crt",
-                                              key_file=pki / "client.key"))
+    settings = publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id)
+    assert settings.endpoint.tls and settings.endpoint.password == "correct horse"
+    sub = ResultSubscriber(broker_config(tls_broker, username="dashboard", password="dash pass", tls=True,
+                                         ca_file=pki / "ca.crt", cert_file=pki / "client.crt",
+                                         key_file=pki / "client.key"))
     sub.start()
     sent = results(3)
     with Outbox(tmp_path / "o.db") as box:
