@@ -19,7 +19,9 @@ from edge.settings import KioskIdentity, MqttConfig, TLSConfig
 
 def password_file(password: str, directory: Path | None = None) -> Path:
     """A file holding `password`, readable by its owner only (as mqtt.password_file wants it)."""
-    folder = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="gaitmil-pw-"))
+    folder = (
+        Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="gaitmil-pw-"))
+    )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"password-{time.monotonic_ns()}"
     path.write_text(password + "\n", encoding="utf-8")
@@ -55,7 +57,12 @@ def broker_config(
         keys["password_file"] = password_file(password, getattr(broker, "workdir", None))
     tls_keys: dict[str, Any] = {}
     if tls:
-        tls_keys = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file, "insecure": insecure}
+        tls_keys = {
+            "ca_file": ca_file,
+            "cert_file": cert_file,
+            "key_file": key_file,
+            "insecure": insecure,
+        }
     return MqttConfig(url=url, tls=TLSConfig(**tls_keys), **keys)
 
 

@@ -47,8 +47,7 @@ def test_persistent_subscriber_gets_results_published_while_away(mosquitto, tmp_
 
 @pytest.mark.slow
 def test_broker_down_for_30_seconds_mid_run_loses_nothing(mosquitto, tmp_path):
-    sub = ResultSubscriber(broker_config(mosquitto, client_id="dashboard-outage"),
-                           persistent=True)
+    sub = ResultSubscriber(broker_config(mosquitto, client_id="dashboard-outage"), persistent=True)
     sub.start()
     box = Outbox(tmp_path / "o.db")
     publisher = Publisher(settings_for(mosquitto, reconnect_max_delay=2), box)
@@ -88,7 +87,9 @@ def test_broker_down_for_30_seconds_mid_run_loses_nothing(mosquitto, tmp_path):
     assert during >= 60  # ~120 at one per 0.25 s; slack for a loaded CI machine
     assert {r["result_id"] for r in sub.results} == {r["result_id"] for r in sent}
     assert len(sub.results) == len(sent)  # unique after de-duplication
-    print(f"outage test: {len(sent)} results, {during} during the outage, {sub.duplicates} duplicates dropped")
+    print(
+        f"outage test: {len(sent)} results, {during} during the outage, {sub.duplicates} duplicates dropped"
+    )
 
 
 KIOSK = textwrap.dedent(
@@ -113,8 +114,12 @@ KIOSK = textwrap.dedent(
 def test_kiosk_killed_while_results_wait_then_restarted_delivers_all(mosquitto_factory, tmp_path):
     broker = mosquitto_factory()  # down while the kiosk runs
     path = tmp_path / "o.db"
-    child = subprocess.Popen([sys.executable, "-c", KIOSK, str(broker.port), str(path)], stdout=subprocess.PIPE,
-                             text=True, cwd=Path(__file__).resolve().parents[2])
+    child = subprocess.Popen(
+        [sys.executable, "-c", KIOSK, str(broker.port), str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         ids = [child.stdout.readline().strip() for _ in range(12)]
         os.kill(child.pid, signal.SIGKILL)
