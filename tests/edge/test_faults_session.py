@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,9 +30,16 @@ class ResultCounter:
         self.tokens: list[str | None] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(broker.host, broker.port)
         self.client.subscribe(RESULT, qos=1)
         self.client.loop_start()
+        # without the SUBACK a result published right after this returns could be missed
+        if not subscribed.wait(10):
+            raise TimeoutError(
+                f"no SUBACK for {RESULT} from {broker.host}:{broker.port} within 10 s"
+            )
 
     def _on_message(self, client, userdata, message) -> None:
         body = json.loads(message.payload)
