@@ -107,7 +107,8 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
     import multiprocessing
 
     from benchmarks.fanin_worker import WorkerPlan, run_worker
-    from edge.subscriber import ResultSubscriber, SubscriberSettings
+    from edge.settings import MqttConfig
+    from edge.subscriber import ResultSubscriber
 
     settings.check()
     received: dict[str, float] = {}
@@ -128,8 +129,10 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
                 raise BenchmarkError("central ingest workers share a $share subscription: MQTT 5 (give --broker)")
             subscriber = CentralSink(broker.url, database_url, settings.central_workers, on_result)
         else:
-            subscriber = ResultSubscriber(
-                SubscriberSettings.from_url(broker.url, site=SITE, protocol=broker.protocol), on_result=on_result)
+            # a subscriber publishes nothing: 3.1.1's silent loss of refused publishes does not apply
+            mqtt = MqttConfig(url=broker.url, protocol=broker.protocol, allow_protocol_311=True,
+                              reconnect_max_delay=5.0)
+            subscriber = ResultSubscriber(mqtt, site=SITE, on_result=on_result)
         subscriber.start(wait=30.0)
         out, go, start_at = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
         groups = [(first, min(settings.kiosks_per_worker, settings.kiosks - first))

@@ -53,9 +53,15 @@ def _fake_walk_and_prediction(rng: np.random.Generator):
 
 
 def _make_kiosks(plan: WorkerPlan, workdir: Path):
-    from edge.mqtt import Publisher, PublisherSettings
+    from edge.mqtt import Publisher
+    from edge.mqtt_client import publisher_settings
     from edge.outbox import Outbox
     from edge.result import ModelIdentity, ResultContext
+    from edge.settings import KioskIdentity, MqttConfig
+
+    mqtt = MqttConfig(url=f"mqtt://{plan.host}:{plan.port}", protocol=plan.protocol,
+                      allow_protocol_311=plan.protocol == "3.1.1",  # the benchmark's broker has no ACL
+                      reconnect_min_delay=1.0, reconnect_max_delay=5.0)
 
     identity = ModelIdentity("fanin-benchmark", "0" * 64, "onnxruntime", "int8")
     kiosks = []
@@ -63,9 +69,7 @@ def _make_kiosks(plan: WorkerPlan, workdir: Path):
         kiosk_id = f"k{i:04d}"
         outbox = Outbox(workdir / f"{kiosk_id}.sqlite3")
         publisher = Publisher(
-            PublisherSettings(host=plan.host, port=plan.port, site_id=SITE, kiosk_id=kiosk_id,
-                              client_id=f"gaitmil-bench-{kiosk_id}", protocol=plan.protocol,
-                              reconnect_min_delay=1.0, reconnect_max_delay=5.0),
+            publisher_settings(mqtt, KioskIdentity(site_id=SITE, kiosk_id=kiosk_id), f"gaitmil-bench-{kiosk_id}"),
             outbox, model=identity.as_dict())
         kiosks.append((i, ResultContext(SITE, kiosk_id, 0.5, identity), outbox, publisher))
     return kiosks

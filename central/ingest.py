@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.contract import subscriptions
 from central.errors import CentralError
-from central.mqtt_link import BrokerSettings, build_client
+from central.mqtt_link import BrokerSettings, build_client, is_auth_refusal
 from central.store import Stored, store_message
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,13 @@ class Ingest:
         self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            self.last_error = str(reason_code)
-            log.error("ingest: %s refused the connection: %s", self.settings.url, reason_code)
+            hint = (
+                "; check --mqtt-user and --mqtt-password-file"
+                if is_auth_refusal(reason_code)
+                else ""
+            )
+            self.last_error = f"{reason_code}{hint}"
+            log.error("ingest: %s refused the connection: %s", self.settings.url, self.last_error)
             return
         with self._lock:
             self._generation += 1

@@ -18,6 +18,15 @@ from central.errors import CentralError
 
 SESSION_EXPIRY_S = 7 * 86400  # a week of queued results if central is away
 
+# CONNACK refusals that mean "fix the credentials or the ACL", by paho's reason-code names: paho 2.x
+# turns MQTT 3.1.1 return codes 4 / 5 into MQTT 5 reason codes of these names (numbers 0x86 / 0x87)
+AUTH_REFUSALS = frozenset({"Bad user name or password", "Not authorized"})
+
+
+def is_auth_refusal(reason_code: Any) -> bool:
+    """True when a paho CONNACK reason code says the user name, password or authorization was refused."""
+    return str(reason_code.getName()) in AUTH_REFUSALS
+
 
 @dataclass(frozen=True)
 class BrokerSettings:

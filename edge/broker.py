@@ -30,7 +30,9 @@ def _free_port(host: str = LOOPBACK) -> int:
 class EmbeddedBroker:
     """amqtt on 127.0.0.1:<port> (a free port when not given), started and stopped from any thread."""
 
-    def __init__(self, port: int | None = None, host: str = LOOPBACK, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int | None = None, host: str = LOOPBACK, start_timeout: float = 10.0
+    ) -> None:
         self.host = host
         self.port = port
         self.start_timeout = start_timeout
@@ -71,22 +73,23 @@ class EmbeddedBroker:
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
             },
         }
-        self._loop = asyncio.new_event_loop()
-        started: Future = Future()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        started: Future[bool] = Future()
 
         async def boot() -> None:
-            self._broker = Broker(config, loop=self._loop)
+            self._broker = Broker(config, loop=loop)
             await self._broker.start()
 
         def run() -> None:
-            asyncio.set_event_loop(self._loop)
+            asyncio.set_event_loop(loop)
             try:
-                self._loop.run_until_complete(boot())
+                loop.run_until_complete(boot())
             except Exception as exc:  # noqa: BLE001 - handed to the starting thread, which raises it
                 started.set_exception(exc)
                 return
             started.set_result(True)
-            self._loop.run_forever()
+            loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="embedded-broker", daemon=True)
         self._thread.start()
@@ -94,7 +97,9 @@ class EmbeddedBroker:
             started.result(timeout=self.start_timeout)
         except Exception as exc:  # noqa: BLE001 - any start failure becomes one clear error
             self._cleanup_loop()
-            raise PublishError(f"embedded broker could not listen on {self.host}:{self.port}: {exc}") from None
+            raise PublishError(
+                f"embedded broker could not listen on {self.host}:{self.port}: {exc}"
+            ) from None
         log.info("embedded MQTT broker (amqtt, demo only) on %s", self.url)
         return self.url
 

@@ -29,11 +29,15 @@ def parse_broker_url(url: str) -> BrokerAddress:
     if not parts.hostname:
         raise ValueError(f"broker URL {url!r} has no host: use mqtt://HOST:PORT")
     if parts.username or parts.password:
-        raise ValueError("broker URL must not carry credentials: use mqtt.username and mqtt.password_file")
+        raise ValueError(
+            "broker URL must not carry credentials: use mqtt.username and mqtt.password_file"
+        )
     try:
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"broker URL {url!r} has a bad port: {exc}") from None
     if parts.path not in ("", "/") or parts.query:
         raise ValueError(f"broker URL {url!r} has a path or query: use only mqtt://HOST:PORT")
-    return BrokerAddress(parts.scheme, parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883))
+    return BrokerAddress(
+        parts.scheme, parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883)
+    )

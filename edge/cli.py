@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,23 +149,46 @@ def cmd_calibrate_site(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_subscribe(args: argparse.Namespace) -> int:
-    from edge.config import parse_broker_url
-    from edge.subscriber import ResultSubscriber, SubscriberSettings
+# `subscribe` flags -> [mqtt] keys; a flag not given leaves the key at MqttConfig's default
+_SUBSCRIBE_FLAGS = {
+    "url": "--broker", "topic_prefix": "--topic-prefix", "protocol": "--protocol", "client_id": "--client-id",
+    "username": "--username", "password_file": "--password-file", "tls": "--ca-file",
+}
 
+
+def subscriber_config(args: argparse.Namespace) -> Any:
+    """The [mqtt] section (MqttConfig) the `subscribe` flags describe; ConfigError naming the flag."""
+    from pydantic import ValidationError
+
+    from edge.settings import MqttConfig
+
+    given = {"url": args.broker, "topic_prefix": args.topic_prefix, "protocol": args.protocol,
+             "client_id": args.client_id, "username": args.username, "password_file": args.password_file,
+             "tls": {"ca_file": args.ca_file} if args.ca_file else None}
     try:
-        address = parse_broker_url(args.broker)
-    except ValueError as exc:
-        raise ConfigError(f"--broker {args.broker!r}: {exc}") from None
-    password = Path(args.password_file).read_text(encoding="utf-8").splitlines()[0] if args.password_file else None
-    settings = SubscriberSettings(
-        host=address.host, port=address.port, topic_prefix=args.topic_prefix, site=args.site, kiosk=args.kiosk,
-        protocol=args.protocol, client_id=args.client_id, persistent=args.client_id is not None,
-        username=args.username, password=password, tls=address.tls, ca_file=args.ca_file,
-    )
-    subscriber = ResultSubscriber(settings, out=sys.stdout, jsonl=args.out)
+        # a subscriber publishes nothing, so 3.1.1's silent loss of refused publishes does not apply;
+        # a dashboard retries every few seconds, not every minute
+        return MqttConfig(allow_protocol_311=True, reconnect_max_delay=5.0,
+                          **{key: value for key, value in given.items() if value is not None})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            where = _SUBSCRIBE_FLAGS.get(str(err["loc"][0]), str(err["loc"][0])) if err["loc"] else "flags"
+            text = err["msg"].removeprefix("Value error, ")
+            for key, flag in _SUBSCRIBE_FLAGS.items():  # the config's key names -> the flags given here
+                text = text.replace(f"mqtt.{key}", flag)
+            problems.append(f"{where}: {text}")
+        raise ConfigError(f"subscribe: {'; '.join(problems)}") from None
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from edge.subscriber import ResultSubscriber
+
+    config = subscriber_config(args)
+    subscriber = ResultSubscriber(config, site=args.site, kiosk=args.kiosk, persistent=args.client_id is not None,
+                                  out=sys.stdout, jsonl=args.out)
     subscriber.start(wait=10.0)
-    print(f"listening on {settings.result_topic} at {args.broker} (Ctrl-C to stop)", file=sys.stderr)
+    print(f"listening on {subscriber.result_topic} at {args.broker} (Ctrl-C to stop)", file=sys.stderr)
     try:
         while args.count is None or len(subscriber.results) < args.count:
             time.sleep(0.2)
@@ -233,46 +255,45 @@ def _check_model(cfg: Any) -> CheckResult:
 
 
 def _check_broker(cfg: Any, timeout: float) -> CheckResult:
-    import paho.mqtt.client as mqtt
+    from edge.mqtt_client import (
+        build_client,
+        describe_connect_error,
+        is_auth_refusal,
+        mqtt_endpoint,
+    )
 
-    from edge.mqtt import PublisherSettings
-
-    s = PublisherSettings.from_config(cfg)
     fix = "is the broker running and reachable? check mqtt.url, mqtt.username/password_file and mqtt.tls"
+    try:
+        s = mqtt_endpoint(cfg.mqtt, f"{cfg.client_id}-check")
+        client, connect = build_client(s)
+    except EdgeError as exc:  # unreadable password file, unusable TLS files, paho missing
+        return CheckResult("broker", False, f"{cfg.mqtt.url}: {exc}", fix)
     answer: list[Any] = []
     done = threading.Event()
 
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001 - paho callback
-        answer.append(reason_code)
+    def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        answer.append(reason_code)  # list.append cannot raise: nothing escapes into paho's thread
         done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{s.client_id}-check",
-                         protocol=mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311)
-    if s.username:
-        client.username_pw_set(s.username, s.password)
-    if s.tls:
-        client.tls_set(ca_certs=str(s.ca_file) if s.ca_file else None,
-                       certfile=str(s.cert_file) if s.cert_file else None,
-                       keyfile=str(s.key_file) if s.key_file else None)
-        client.tls_insecure_set(s.tls_insecure)
     client.on_connect = on_connect
     try:
         # a blocking connect raises the socket/TLS error itself (wrong CA, wrong host name, refused)
-        client.connect(s.host, s.port, keepalive=10)
+        client.connect(**connect)
         client.loop_start()
         done.wait(timeout)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        from edge.mqtt_client import describe_connect_error
-
         return CheckResult("broker", False, f"{s.broker}: cannot connect: {describe_connect_error(exc, s)}", fix)
     finally:
         client.disconnect()
         client.loop_stop()
+    user = cfg.mqtt.username or "(anonymous)"
     if not answer:
         return CheckResult("broker", False, f"{s.broker}: no answer within {timeout:.0f} s", fix)
     if answer[0].is_failure:
-        return CheckResult("broker", False, f"{s.broker} refused user {s.username or '(anonymous)'}: {answer[0]}", fix)
-    return CheckResult("broker", True, f"{s.broker}: connected as {s.username or '(anonymous)'}")
+        if is_auth_refusal(answer[0]):
+            fix = "check mqtt.username, mqtt.password_file and the broker's password file and ACL"
+        return CheckResult("broker", False, f"{s.broker} refused user {user}: {answer[0]}", fix)
+    return CheckResult("broker", True, f"{s.broker}: connected as {user}" + (" over TLS" if s.tls else ""))
 
 
 def _check_outbox(cfg: Any) -> CheckResult:
@@ -353,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default="+")
     p.add_argument("--kiosk", default="+")
     p.add_argument("--out", help="append results to this JSON-lines file")
-    p.add_argument("--topic-prefix", default="gaitmil/v1")
-    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5")
+    p.add_argument("--topic-prefix", help="default: mqtt.topic_prefix's default")
+    p.add_argument("--protocol", choices=("5", "3.1.1"), help="default: mqtt.protocol's default (5)")
     p.add_argument("--client-id", help="fixed client id: a persistent session that keeps results while away")
     p.add_argument("--username")
     p.add_argument("--password-file")

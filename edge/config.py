@@ -221,15 +221,16 @@ def _check_files(cfg: KioskConfig) -> None:
         raise ConfigError("invalid kiosk configuration:\n" + "\n".join(problems))
 
 
-def read_password(cfg: KioskConfig) -> str | None:
+def read_password(cfg: KioskConfig | MqttConfig) -> str | None:
     """The MQTT password from mqtt.password_file (first line, newline stripped), or None."""
-    if cfg.mqtt.password_file is None:
+    path = (cfg if isinstance(cfg, MqttConfig) else cfg.mqtt).password_file
+    if path is None:
         return None
-    _warn_if_others_can_read(cfg.mqtt.password_file)
+    _warn_if_others_can_read(path)
     try:
-        return cfg.mqtt.password_file.read_text(encoding="utf-8").splitlines()[0] if cfg.mqtt.password_file.stat().st_size else ""
+        return path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
     except OSError as exc:
-        raise ConfigError(f"mqtt.password_file = {str(cfg.mqtt.password_file)!r} cannot be read: {exc}") from None
+        raise ConfigError(f"mqtt.password_file = {str(path)!r} cannot be read: {exc}") from None
 
 
 def _warn_if_others_can_read(path: Path) -> None:

@@ -77,11 +77,11 @@ def find_demo_model(explicit: str | None = None) -> Path:
 def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     """Run the demo; returns 0 when every walk's result reached the console subscriber."""
     from edge.broker import EmbeddedBroker
-    from edge.config import load_config, parse_broker_url
+    from edge.config import load_config
     from edge.logs import setup_logging
     from edge.service import Kiosk, ServiceOptions, build_components
     from edge.sources import open_source
-    from edge.subscriber import ResultSubscriber, SubscriberSettings
+    from edge.subscriber import ResultSubscriber
 
     out = out or sys.stdout
     setup_logging("WARNING")
@@ -107,12 +107,10 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
             "kiosk.site_id": options.site_id, "kiosk.kiosk_id": options.kiosk_id,
             "outbox.flush_seconds": 5.0,
         }, env={})
-        address = parse_broker_url(url)
         source = open_source(uri, keep_truth=True)
         truth = SimTruth(source)
         subscriber = ResultSubscriber(
-            SubscriberSettings(host=address.host, port=address.port, site=options.site_id,
-                               kiosk=options.kiosk_id, protocol=protocol),
+            cfg.mqtt.model_copy(update={"client_id": None}), site=options.site_id, kiosk=options.kiosk_id,
             out=out, annotate=truth.annotate,
         )
         subscriber.start(wait=10.0)

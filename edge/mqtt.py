@@ -18,8 +18,9 @@ its supervision of paho's thread and its retries of failed outbox writes, is in
 edge.mqtt_delivery; results the outbox cannot store wait in memory
 (edge.outbox_memory); the session token is held by edge.session_tokens.
 
-Topic names and the session parser are in edge.topics, the settings and the
-paho client set-up (credentials, TLS) in edge.mqtt_client.
+Topic names and the session parser are in edge.topics; the settings (derived
+from the pydantic [mqtt] and [kiosk] sections) and the paho client builder
+(credentials, TLS, last will) in edge.mqtt_client.
 """
 
 from __future__ import annotations
@@ -35,34 +36,31 @@ from typing import Any
 
 from edge.errors import PublishError
 from edge.health import RateLimitedLog
-from edge.mqtt_client import PublisherSettings, _paho, build_client, describe_connect_error  # noqa: F401
+from edge.mqtt_client import (
+    PublisherSettings,
+    Will,
+    build_client,
+    describe_connect_error,
+    is_auth_refusal,
+)
 from edge.mqtt_delivery import OutboxDelivery
 from edge.outbox import Outbox
 from edge.outbox_memory import HeldResults
 from edge.result import ModelIdentity, encode_result, utc_now_iso
 from edge.session_tokens import SessionTokens
-from edge.topics import (
-    HEALTH_SCHEMA,
-    MAX_SESSION_PAYLOAD,
-    STATUS_SCHEMA,
-    TOKEN_PATTERN,
-    Topics,
-    parse_session,
-)
+from edge.topics import HEALTH_SCHEMA, STATUS_SCHEMA
 from gaitmil import SOFTWARE
 
-# PublisherSettings, Topics, parse_session and the constants are re-exported: `from edge.mqtt import X`
-# stays their public path
-__all__ = [
-    "HEALTH_SCHEMA", "MAX_SESSION_PAYLOAD", "STATUS_SCHEMA", "TOKEN_PATTERN",
-    "Publisher", "PublisherSettings", "Topics", "parse_session",
-]
+__all__ = ["Publisher"]
 
 log = logging.getLogger(__name__)
 
 
 class Publisher(OutboxDelivery):
-    """Publishes results from the outbox, retained status, health, and receives session tokens."""
+    """Publishes results from the outbox, retained status, health, and receives session tokens.
+
+    `settings` comes from edge.mqtt_client.publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id).
+    """
 
     def __init__(
         self,
@@ -74,17 +72,19 @@ class Publisher(OutboxDelivery):
         clock: Callable[[], float] = time.monotonic,
         expire_every_seconds: float = 3600.0,
     ) -> None:
-        if settings.qos not in (1, 2):
-            raise PublishError(f"results need QoS 1 or 2 (the outbox waits for the acknowledgement), got {settings.qos}")
         self.settings = settings
         self.topics = settings.topics
         self.outbox = outbox
-        self.model = model.as_dict() if isinstance(model, ModelIdentity) else (dict(model) if model else None)
+        self.model = (
+            model.as_dict()
+            if isinstance(model, ModelIdentity)
+            else (dict(model) if model else None)
+        )
         self.software = software
         self._clock = clock
-        self._events: queue.Queue = queue.Queue()
+        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._owner: threading.Thread | None = None
-        self._client = None
+        self._client: Any = None
         self._stopping = threading.Event()
         self._idle = threading.Condition()
         # owned by the owner thread only
@@ -97,18 +97,31 @@ class Publisher(OutboxDelivery):
         self.connected = False
         self.auth_failed = False
         self.last_error: str | None = None
-        self.counters = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "parked": 0,
-                         "health_sent": 0, "health_skipped": 0, "session_tokens": 0, "session_rejected": 0}
+        self.counters = {
+            "connects": 0,
+            "disconnects": 0,
+            "published": 0,
+            "acked": 0,
+            "parked": 0,
+            "health_sent": 0,
+            "health_skipped": 0,
+            "session_tokens": 0,
+            "session_rejected": 0,
+        }
         self.counters.update(callback_errors=0, network_restarts=0, outbox_errors=0)
-        self.session = SessionTokens(settings.session_token_ttl_seconds, clock, self.counters)
+        self.session = SessionTokens(settings.mqtt.session_token_ttl_seconds, clock, self.counters)
         self.held = HeldResults(outbox)
         self._failure: PublishError | None = None
         self._network: threading.Thread | None = None
         self._restarts: list[float] = []
-        self._ack_retry: list[tuple[int, bool, str]] = []  # acknowledgements the outbox could not record yet
+        self._ack_retry: list[
+            tuple[int, bool, str]
+        ] = []  # acknowledgements the outbox could not record yet
         self._outbox_error: str | None = None
         self._refused = False  # the broker answered the last attempt with a refusal (CONNACK)
-        self._requeued = False  # parked rows are put back once per start and per connection, by the owner
+        self._requeued = (
+            False  # parked rows are put back once per start and per connection, by the owner
+        )
         self._limited = RateLimitedLog(log)
 
     @property
@@ -123,12 +136,6 @@ class Publisher(OutboxDelivery):
         if held is not None:
             held.outbox = value
 
-    @classmethod
-    def from_config(cls, cfg: Any, outbox: Outbox, model: Mapping[str, str] | ModelIdentity | None = None,
-                    **options: Any) -> Publisher:
-        """From an edge.config.KioskConfig (reads the password file)."""
-        return cls(PublisherSettings.from_config(cfg), outbox, model=model, **options)
-
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -136,10 +143,10 @@ class Publisher(OutboxDelivery):
         if self._client is not None:
             raise PublishError("publisher already started: call stop() before starting it again")
         s = self.settings
-        if s.protocol == "3.1.1":
+        if s.mqtt.protocol == "3.1.1":
             log.warning(
                 "MQTT 3.1.1: a broker that refuses a publish (ACL) still acknowledges it, so such results are "
-                "deleted from the outbox as delivered and lost without notice; use mqtt.protocol = \"5\""
+                'deleted from the outbox as delivered and lost without notice; use mqtt.protocol = "5"'
             )
         self._stopping.clear()
         self._failure = None
@@ -147,18 +154,26 @@ class Publisher(OutboxDelivery):
         self._requeued = False
         self._owner = threading.Thread(target=self._own, name="mqtt-outbox", daemon=True)
         self._owner.start()
-        log.info("MQTT: connecting to %s as %s (MQTT %s)", s.broker, s.client_id, s.protocol)
+        log.info(
+            "MQTT: connecting to %s as %s (MQTT %s)",
+            s.broker,
+            s.endpoint.client_id,
+            s.mqtt.protocol,
+        )
 
     def _connect_client(self) -> None:
         s = self.settings
-        client = build_client(s, self.topics.status, self._status_payload("offline"))
+        will = Will(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+        client, connect = build_client(s.endpoint, will=will)
+        client.max_inflight_messages_set(s.mqtt.inflight)
+        client.max_queued_messages_set(0)
         client.on_connect = self._guard("on_connect", self._on_connect)
         client.on_disconnect = self._guard("on_disconnect", self._on_disconnect)
         client.on_publish = self._guard("on_publish", self._on_publish)
         client.on_message = self._guard("on_message", self._on_message)
         client.on_connect_fail = self._guard("on_connect_fail", self._on_connect_fail)
         self._client = client
-        client.connect_async(s.host, s.port, keepalive=s.keepalive, **({"clean_start": True} if s.protocol == "5" else {}))
+        client.connect_async(**connect)
         client.loop_start()
         # paho offers no public handle on its network thread; this one is read once, right after it started
         self._network = getattr(client, "_thread", None)
@@ -177,7 +192,9 @@ class Publisher(OutboxDelivery):
             return False
         delivered = False
         if self.connected:
-            info = client.publish(self.topics.status, self._status_payload("stopped"), qos=1, retain=True)
+            info = client.publish(
+                self.topics.status, self._status_payload("stopped"), qos=1, retain=True
+            )
             deadline = time.monotonic() + timeout
             while not info.is_published() and time.monotonic() < deadline and self.connected:
                 time.sleep(0.01)
@@ -193,8 +210,11 @@ class Publisher(OutboxDelivery):
         self.connected = False
         lost = self.held.abandon()
         if lost:
-            log.error("%d result(s) held in memory were never stored (outbox: %s) and are lost with this exit",
-                      lost, self.held.last_error)
+            log.error(
+                "%d result(s) held in memory were never stored (outbox: %s) and are lost with this exit",
+                lost,
+                self.held.last_error,
+            )
         return delivered
 
     def __enter__(self) -> Publisher:
@@ -206,26 +226,37 @@ class Publisher(OutboxDelivery):
 
     # -- the API the service uses ---------------------------------------------------------------
 
-    def publish_result(self, result: Mapping) -> int | None:
+    def publish_result(self, result: Mapping[str, Any]) -> int | None:
         """Commit the result to the outbox and wake the owner; returns the row id.
 
         When the outbox cannot store it (disk full, read-only, budget used up) the result waits in
         memory and None is returned; ResultLostError (a PublishError) when that queue is full too.
         """
-        row = self.held.store(self.topics.result, encode_result(result), self.settings.qos,
-                              str(result.get("result_id")) if result.get("result_id") else None)
+        row = self.held.store(
+            self.topics.result,
+            encode_result(result),
+            self.settings.mqtt.qos,
+            str(result.get("result_id")) if result.get("result_id") else None,
+        )
         self._events.put(("wake",))
         return row
 
-    def publish_health(self, metrics: Mapping) -> bool:
+    def publish_health(self, metrics: Mapping[str, Any]) -> bool:
         """QoS 0, not retained, not stored: a missed health message is replaced by the next one."""
         client = self._client
         if client is None or not self.connected:
             self.counters["health_skipped"] += 1
             return False
-        body = {"schema": HEALTH_SCHEMA, "site_id": self.settings.site_id, "kiosk_id": self.settings.kiosk_id,
-                "time": utc_now_iso(), **metrics}
-        info = client.publish(self.topics.health, json.dumps(body, allow_nan=False, default=str), qos=0)
+        body = {
+            "schema": HEALTH_SCHEMA,
+            "site_id": self.settings.site_id,
+            "kiosk_id": self.settings.kiosk_id,
+            "time": utc_now_iso(),
+            **metrics,
+        }
+        info = client.publish(
+            self.topics.health, json.dumps(body, allow_nan=False, default=str), qos=0
+        )
         self.counters["health_sent"] += 1
         return info.rc == 0
 
@@ -253,12 +284,20 @@ class Publisher(OutboxDelivery):
         """Take the token for a classified walk: a token names one child, so it is used once."""
         return self.session.consume()
 
-    def stats(self) -> dict:
-        return {"connected": self.connected, "auth_failed": self.auth_failed, "last_error": self.last_error,
-                "broker": self.settings.broker, "inflight": len(self._handed), **self.counters,
-                "held_in_memory": len(self.held), "held_error": self.held.last_error, "lost": self.held.lost_total,
-                "outbox_error": self._outbox_error,
-                "failure": str(self._failure) if self._failure is not None else None}
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "auth_failed": self.auth_failed,
+            "last_error": self.last_error,
+            "broker": self.settings.broker,
+            "inflight": len(self._handed),
+            **self.counters,
+            "held_in_memory": len(self.held),
+            "held_error": self.held.last_error,
+            "lost": self.held.lost_total,
+            "outbox_error": self._outbox_error,
+            "failure": str(self._failure) if self._failure is not None else None,
+        }
 
     # -- paho callbacks: record and enqueue only -------------------------------------------------
 
@@ -270,8 +309,13 @@ class Publisher(OutboxDelivery):
                 callback(*args)
             except Exception as exc:  # noqa: BLE001 - anything escaping would stop all delivery
                 self.counters["callback_errors"] += 1
-                self._limited.warning(f"callback {name}", "MQTT: %s failed (%s: %s); ignored, delivery goes on",
-                                      name, type(exc).__name__, exc)
+                self._limited.warning(
+                    f"callback {name}",
+                    "MQTT: %s failed (%s: %s); ignored, delivery goes on",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                )
 
         return guarded
 
@@ -279,12 +323,16 @@ class Publisher(OutboxDelivery):
         if reason_code.is_failure:
             text = str(reason_code)
             self.connected = False
-            self.auth_failed = reason_code.value in (0x86, 0x87, 0x04, 0x05)
+            self.auth_failed = is_auth_refusal(reason_code)
             if text != self.last_error:
                 log.error(
-                    "MQTT: broker %s refused the connection for user %s: %s%s", self.settings.broker,
-                    self.settings.username or "(anonymous)", text,
-                    "; check mqtt.username, mqtt.password_file and the broker's ACL" if self.auth_failed else "",
+                    "MQTT: broker %s refused the connection for user %s: %s%s",
+                    self.settings.broker,
+                    self.settings.mqtt.username or "(anonymous)",
+                    text,
+                    "; check mqtt.username, mqtt.password_file and the broker's ACL"
+                    if self.auth_failed
+                    else "",
                 )
             self.last_error = text
             self._refused = True  # the disconnect that follows is this refusal, not a silent close
@@ -301,7 +349,9 @@ class Publisher(OutboxDelivery):
 
     def _on_connect_fail(self, client, userdata) -> None:
         # paho calls this inside its `except OSError`: the exception in flight is the reason
-        text = f"cannot connect: {describe_connect_error(sys.exc_info()[1], self.settings)}"
+        text = (
+            f"cannot connect: {describe_connect_error(sys.exc_info()[1], self.settings.endpoint)}"
+        )
         if self.last_error != text:
             log.warning("MQTT: %s: %s; retrying with backoff", self.settings.broker, text)
         self.last_error = text
@@ -313,13 +363,19 @@ class Publisher(OutboxDelivery):
             self.counters["disconnects"] += 1
             if not self._stopping.is_set():
                 self.last_error = f"disconnected: {reason_code}"
-                log.warning("MQTT: lost %s (%s); paho reconnects with backoff", self.settings.broker, reason_code)
+                log.warning(
+                    "MQTT: lost %s (%s); paho reconnects with backoff",
+                    self.settings.broker,
+                    reason_code,
+                )
         elif self._refused:
             self._refused = False
         elif not self._stopping.is_set():
             # closed before any CONNACK: typically plain MQTT spoken to a TLS port (or a TLS client to a plain one)
-            text = (f"the connection closed before the broker answered ({reason_code}); "
-                    f"{'is this a TLS port? use mqtts:// and mqtt.tls.ca_file' if not self.settings.tls else 'is this port TLS?'}")
+            text = (
+                f"the connection closed before the broker answered ({reason_code}); "
+                f"{'is this a TLS port? use mqtts:// and mqtt.tls.ca_file' if not self.settings.endpoint.tls else 'is this port TLS?'}"
+            )
             if text != self.last_error:
                 log.warning("MQTT: %s: %s; retrying with backoff", self.settings.broker, text)
             self.last_error = text
@@ -332,7 +388,13 @@ class Publisher(OutboxDelivery):
             self.session.receive(message)
 
     def _status_payload(self, state: str) -> str:
-        body = {"schema": STATUS_SCHEMA, "state": state, "site_id": self.settings.site_id,
-                "kiosk_id": self.settings.kiosk_id, "time": utc_now_iso(), "model": self.model,
-                "software": self.software}
+        body = {
+            "schema": STATUS_SCHEMA,
+            "state": state,
+            "site_id": self.settings.site_id,
+            "kiosk_id": self.settings.kiosk_id,
+            "time": utc_now_iso(),
+            "model": self.model,
+            "software": self.software,
+        }
         return json.dumps(body)

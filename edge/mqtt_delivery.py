@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from edge.errors import PublishError
-from edge.outbox import AUTO_REQUEUE_MAX_PARKS, OutboxCorruptError
+from edge.outbox import AUTO_REQUEUE_MAX_PARKS, Outbox, OutboxCorruptError
+
+if TYPE_CHECKING:
+    from edge.health import RateLimitedLog
+    from edge.mqtt_client import PublisherSettings
+    from edge.outbox_memory import HeldResults
 
 log = logging.getLogger("edge.mqtt")
 
@@ -34,6 +41,35 @@ NETWORK_RESTART_WINDOW_S = 600.0
 
 class OutboxDelivery:
     """The owner thread's work, mixed into edge.mqtt.Publisher."""
+
+    # the Publisher's state this mixin reads and writes (set in Publisher.__init__)
+    settings: PublisherSettings
+    outbox: Outbox
+    held: HeldResults
+    counters: dict[str, int]
+    connected: bool
+    last_error: str | None
+    _client: Any  # paho.mqtt.client.Client; replaced when paho's network thread died
+    _events: queue.Queue[tuple[Any, ...]]
+    _idle: threading.Condition
+    _stopping: threading.Event
+    _limited: RateLimitedLog
+    _failure: PublishError | None
+    _network: threading.Thread | None
+    _restarts: list[float]
+    _ack_retry: list[tuple[int, bool, str]]
+    _outbox_error: str | None
+    _requeued: bool
+    _by_mid: dict[int, int]
+    _handed: dict[int, int]
+    _last_row: int
+    _expire_every: float
+    _next_expiry: float
+
+    def _connect_client(self) -> None:
+        raise NotImplementedError(
+            "OutboxDelivery is a mixin: the class using it connects the paho client"
+        )
 
     def _own(self) -> None:
         try:
@@ -57,7 +93,8 @@ class OutboxDelivery:
                 # a new connection: the broker's ACL or accounts may have been fixed
                 self._requeued = False
             if event[0] == "ack":
-                self._ack_retry.append(event[1:])
+                mid, failed, reason = event[1:]
+                self._ack_retry.append((mid, failed, reason))
             # each step on its own: a failing delete must not stop new rows from being handed to paho
             steps = (
                 self._requeue_once,
@@ -164,7 +201,7 @@ class OutboxDelivery:
             # nothing in flight: every pending row needs publishing, including rows put back by
             # Outbox.requeue_parked() behind the cursor
             self._last_row = 0
-        room = self.settings.inflight - len(self._handed)
+        room = self.settings.mqtt.inflight - len(self._handed)
         if room <= 0:
             return
         for row in self.outbox.pending(limit=room, after_id=self._last_row):

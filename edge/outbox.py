@@ -54,8 +54,14 @@ from edge.outbox_storage import (
 )
 
 __all__ = [
-    "AUTO_REQUEUE_MAX_PARKS", "Outbox", "OutboxCorruptError", "OutboxDiskFullError", "OutboxFullError",
-    "OutboxReadOnlyError", "OutboxRow", "OutboxStorageError",
+    "AUTO_REQUEUE_MAX_PARKS",
+    "Outbox",
+    "OutboxCorruptError",
+    "OutboxDiskFullError",
+    "OutboxFullError",
+    "OutboxReadOnlyError",
+    "OutboxRow",
+    "OutboxStorageError",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,7 +70,9 @@ FORMAT_VERSION = 1
 ROW_OVERHEAD_BYTES = 128  # index entries, row header and page slack per row, roughly
 PENDING = "pending"
 PARKED = "parked"
-AUTO_REQUEUE_MAX_PARKS = 3  # a row refused this many times waits for `python -m edge outbox requeue`
+AUTO_REQUEUE_MAX_PARKS = (
+    3  # a row refused this many times waits for `python -m edge outbox requeue`
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -118,9 +126,13 @@ class Outbox(ExpiryClock):
         check: bool = True,
     ) -> None:
         if disk_budget_bytes <= 0:
-            raise PublishError(f"outbox disk budget must be positive, got {disk_budget_bytes} bytes; fix outbox.disk_budget_mb")
+            raise PublishError(
+                f"outbox disk budget must be positive, got {disk_budget_bytes} bytes; fix outbox.disk_budget_mb"
+            )
         if not 0 < alarm_fraction <= 1:
-            raise PublishError(f"outbox alarm_fraction must be in (0, 1], got {alarm_fraction}; fix outbox.alarm_fraction")
+            raise PublishError(
+                f"outbox alarm_fraction must be in (0, 1], got {alarm_fraction}; fix outbox.alarm_fraction"
+            )
         self.path = Path(path)
         self.disk_budget_bytes = int(disk_budget_bytes)
         self.alarm_fraction = float(alarm_fraction)
@@ -159,13 +171,19 @@ class Outbox(ExpiryClock):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise PublishError(f"outbox folder {self.path.parent} cannot be created: {exc}; fix outbox.path or state_dir") from None
+            raise PublishError(
+                f"outbox folder {self.path.parent} cannot be created: {exc}; fix outbox.path or state_dir"
+            ) from None
         conn = None
         try:
             # isolation_level=None: explicit BEGIN/COMMIT, so a commit is exactly where we say
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0
+            )
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute("PRAGMA synchronous=FULL")  # a kiosk may lose power; NORMAL would survive SIGKILL only
+            conn.execute(
+                "PRAGMA synchronous=FULL"
+            )  # a kiosk may lose power; NORMAL would survive SIGKILL only
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, FORMAT_VERSION):
                 conn.close()
@@ -184,10 +202,15 @@ class Outbox(ExpiryClock):
                 conn.close()
             raise storage_error(self.path, exc, "opening it") from None
         except OutboxStorageError:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise
         if str(mode).lower() != "wal":
-            log.warning("outbox %s: journal mode is %s, not WAL (file system without shared memory?)", self.path, mode)
+            log.warning(
+                "outbox %s: journal mode is %s, not WAL (file system without shared memory?)",
+                self.path,
+                mode,
+            )
         return conn
 
     def _measure(self) -> tuple[int, int, int]:
@@ -200,21 +223,32 @@ class Outbox(ExpiryClock):
 
     # -- writing --------------------------------------------------------------------------------
 
-    def put(self, topic: str, payload: bytes, qos: int = 1, message_id: str | None = None, retain: bool = False) -> int:
+    def put(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        message_id: str | None = None,
+        retain: bool = False,
+    ) -> int:
         """Commit one message; returns its row id. A message_id already stored returns that row's id.
 
         Raises OutboxFullError (and sets the `outbox_full` alarm) when the disk budget is used up,
         an OutboxStorageError (disk full, read-only, corrupt) when SQLite cannot store it.
         """
         if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise PublishError(f"outbox payload must be bytes, got {type(payload).__name__}; encode the result first")
+            raise PublishError(
+                f"outbox payload must be bytes, got {type(payload).__name__}; encode the result first"
+            )
         if qos not in (0, 1, 2):
             raise PublishError(f"outbox qos must be 0, 1 or 2, got {qos!r}")
         size = len(payload) + len(topic.encode("utf-8")) + ROW_OVERHEAD_BYTES
         with self._lock:
             try:
                 if message_id is not None:
-                    found = self._conn.execute("SELECT id FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+                    found = self._conn.execute(
+                        "SELECT id FROM outbox WHERE message_id = ?", (message_id,)
+                    ).fetchone()
                     if found is not None:
                         return int(found[0])
                 if self._used_bytes + size > self.disk_budget_bytes:
@@ -235,14 +269,20 @@ class Outbox(ExpiryClock):
             self._used_bytes += size
             self._pending += 1
             self._full = False
-            return int(cur.lastrowid)
+            row_id = cur.lastrowid
+            if row_id is None:  # sqlite3 sets it after every INSERT; None would be a driver fault
+                raise OutboxStorageError(
+                    f"outbox {self.path}: the INSERT of {message_id} reported no row id"
+                )
+            return row_id
 
     def ack(self, row_id: int) -> bool:
         """The broker acknowledged the row: delete it. False if it was not there (already acked)."""
         with self._lock:
             try:
                 row = self._conn.execute(
-                    "SELECT length(payload) + length(topic), state FROM outbox WHERE id = ?", (row_id,)
+                    "SELECT length(payload) + length(topic), state FROM outbox WHERE id = ?",
+                    (row_id,),
                 ).fetchone()
                 if row is None:
                     return False
@@ -260,7 +300,8 @@ class Outbox(ExpiryClock):
             try:
                 cur = self._conn.execute(
                     "UPDATE outbox SET state = 'parked', reason = ?, attempts = attempts + 1 "
-                    "WHERE id = ? AND state = 'pending'", (reason, row_id),
+                    "WHERE id = ? AND state = 'pending'",
+                    (reason, row_id),
                 )
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc, f"parking refused row {row_id}") from None
@@ -269,7 +310,9 @@ class Outbox(ExpiryClock):
             self._pending -= 1
             self._parked += 1
             self.parked_total += 1
-        log.error("outbox %s: broker refused row %d (%s); parked, not retried", self.path, row_id, reason)
+        log.error(
+            "outbox %s: broker refused row %d (%s); parked, not retried", self.path, row_id, reason
+        )
         return True
 
     def requeue_parked(self, max_parks: int | None = None, row_ids: list[int] | None = None) -> int:
@@ -286,19 +329,14 @@ class Outbox(ExpiryClock):
             args += [int(r) for r in row_ids]
         with self._lock:
             try:
-                moved = self._conn.execute(f"UPDATE outbox SET state = 'pending', reason = NULL WHERE {where}", args).rowcount
+                moved = self._conn.execute(
+                    f"UPDATE outbox SET state = 'pending', reason = NULL WHERE {where}", args
+                ).rowcount
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc, "requeueing parked rows") from None
             self._pending += moved
             self._parked -= moved
             return moved
-
-    def mark_attempt(self, row_id: int) -> None:
-        with self._lock:
-            try:
-                self._conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (row_id,))
-            except sqlite3.Error as exc:
-                raise storage_error(self.path, exc, f"counting an attempt of row {row_id}") from None
 
     def expire(self) -> int:
         """Delete undelivered rows older than expire_seconds; returns how many (logged and counted)."""
@@ -306,7 +344,8 @@ class Outbox(ExpiryClock):
             try:
                 cutoff = self._track_clock() - self.expire_seconds
                 rows = self._conn.execute(
-                    "SELECT id, length(payload) + length(topic), state FROM outbox WHERE created < ?", (cutoff,)
+                    "SELECT id, length(payload) + length(topic), state FROM outbox WHERE created < ?",
+                    (cutoff,),
                 ).fetchall()
                 if not rows:
                     return 0
@@ -318,7 +357,11 @@ class Outbox(ExpiryClock):
             self.expired_total += len(rows)
         log.warning(
             "outbox %s: deleted %d undelivered message(s) older than %.1f days (privacy expiry; rows %d..%d)",
-            self.path, len(rows), self.expire_seconds / 86400.0, rows[0][0], rows[-1][0],
+            self.path,
+            len(rows),
+            self.expire_seconds / 86400.0,
+            rows[0][0],
+            rows[-1][0],
         )
         return len(rows)
 
@@ -333,25 +376,38 @@ class Outbox(ExpiryClock):
 
     def pending(self, limit: int = 100, after_id: int = 0) -> list[OutboxRow]:
         """Pending rows in insertion order, with ids above `after_id`."""
-        return self._rows("state = 'pending' AND id > ? ORDER BY id LIMIT ?", (after_id, limit), "reading pending rows")
+        return self._rows(
+            "state = 'pending' AND id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+            "reading pending rows",
+        )
 
     def parked(self, limit: int = 100) -> list[OutboxRow]:
         return self._rows("state = 'parked' ORDER BY id LIMIT ?", (limit,), "reading parked rows")
 
-    def rows(self, state: str | None = None, limit: int = 1000, after_id: int = 0) -> list[OutboxRow]:
+    def rows(
+        self, state: str | None = None, limit: int = 1000, after_id: int = 0
+    ) -> list[OutboxRow]:
         """Rows of any state (or of `state`) in id order, read by the table alone (NOT INDEXED), so a
         damaged index does not hide them: what `python -m edge outbox list/export` shows."""
         where = "id > ?" + (" AND state = ?" if state else "")
         args: tuple = (after_id, state) if state else (after_id,)
-        return self._rows(where + " ORDER BY id LIMIT ?", (*args, limit), "listing rows", "outbox NOT INDEXED")
+        return self._rows(
+            where + " ORDER BY id LIMIT ?", (*args, limit), "listing rows", "outbox NOT INDEXED"
+        )
 
     def _rows(self, where: str, args: tuple, doing: str, table: str = "outbox") -> list[OutboxRow]:
         with self._lock:
             try:
-                rows = self._conn.execute(f"SELECT {_COLUMNS} FROM {table} WHERE {where}", args).fetchall()
+                rows = self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM {table} WHERE {where}", args
+                ).fetchall()
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc, doing) from None
-        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
+        return [
+            OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9])
+            for r in rows
+        ]
 
     @property
     def depth(self) -> int:
@@ -388,7 +444,11 @@ class Outbox(ExpiryClock):
             }
 
     def _files(self) -> list[Path]:
-        return [self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")]
+        return [
+            self.path,
+            self.path.with_name(self.path.name + "-wal"),
+            self.path.with_name(self.path.name + "-shm"),
+        ]
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,9 @@ and is called with the outbox's lock held (or before the outbox is shared).
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("edge.outbox")
 
@@ -28,6 +31,15 @@ CLOCK_SLACK_S = (
 
 class ExpiryClock:
     """Row ages that survive wall-clock jumps; mixed into edge.outbox.Outbox."""
+
+    # the Outbox's state this mixin uses (set in Outbox.__init__)
+    path: Path
+    expire_seconds: float
+    _conn: sqlite3.Connection
+    _clock: Callable[[], float]
+    _monotonic: Callable[[], float]
+    _wall_mark: float
+    _mono_mark: float
 
     def _rebase_clock_at_open(self) -> None:
         """See the module docstring: a wall-clock jump is not age."""

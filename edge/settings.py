@@ -111,10 +111,18 @@ class ScreeningConfig(_Section):
 
 
 class TLSConfig(_Section):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False  # skip hostname check; for tests against self-signed brokers only
+    """[mqtt.tls]: certificates for a TLS broker (mqtts://); a CA or client certificate turns TLS on."""
+
+    ca_file: Path | None = Field(
+        None, description="PEM file of the CA that signed the broker's certificate; unset: the system's CAs"
+    )
+    cert_file: Path | None = Field(
+        None, description="PEM client certificate, for brokers that require one (set key_file with it)"
+    )
+    key_file: Path | None = Field(None, description="PEM private key of cert_file, readable by the kiosk user only")
+    insecure: bool = Field(
+        False, description="skip the broker host-name check; for tests against self-signed brokers only"
+    )
 
     @model_validator(mode="after")
     def _pairs(self) -> TLSConfig:
@@ -124,21 +132,37 @@ class TLSConfig(_Section):
 
 
 class MqttConfig(_Section):
-    url: str = "mqtt://127.0.0.1:1883"
-    topic_prefix: str = "gaitmil/v1"
-    protocol: Literal["3.1.1", "5"] = "5"
-    # MQTT 3.1.1 has no refusal codes: a publish the ACL refuses is acknowledged and lost. Refused unless set.
-    allow_protocol_311: bool = False
-    client_id: str | None = None  # default gaitmil-<site>-<kiosk>
-    keepalive: int = Field(30, ge=5, le=3600)
-    qos: Literal[1, 2] = 1  # the outbox needs the broker's acknowledgement: QoS 0 has none
-    username: str | None = None
-    password_file: Path | None = None
-    tls: TLSConfig = Field(default_factory=TLSConfig)
-    reconnect_min_delay: float = Field(1.0, gt=0, le=600)
-    reconnect_max_delay: float = Field(60.0, gt=0, le=3600)
-    inflight: int = Field(20, ge=1, le=1000)
-    session_token_ttl_seconds: float = Field(300.0, gt=0, le=86400)
+    """[mqtt]: the broker connection, declared once for the publisher, the subscriber and `check`."""
+
+    url: str = Field("mqtt://127.0.0.1:1883", description="broker as mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)")
+    topic_prefix: str = Field(
+        "gaitmil/v1", description="first topic levels: <prefix>/<site_id>/<kiosk_id>/{result,status,health,session}"
+    )
+    protocol: Literal["3.1.1", "5"] = Field("5", description="MQTT protocol version; 5 reports refused publishes")
+    allow_protocol_311: bool = Field(
+        False,
+        description="accept protocol 3.1.1, whose brokers acknowledge a publish the ACL refuses (the result is lost)",
+    )
+    client_id: str | None = Field(
+        None, min_length=1, max_length=256, description="MQTT client id; unset: gaitmil-<site_id>-<kiosk_id>"
+    )
+    keepalive: int = Field(30, ge=5, le=3600, description="seconds between keep-alive pings")
+    qos: Literal[1, 2] = Field(
+        1, description="QoS of results: 1 or 2, the outbox deletes a result only once the broker acknowledged it"
+    )
+    username: str | None = Field(None, min_length=1, description="broker user name; unset: anonymous")
+    password_file: Path | None = Field(
+        None, description="file whose first line is the password of username (inline passwords are refused)"
+    )
+    tls: TLSConfig = Field(default_factory=TLSConfig, description="certificates for a TLS broker")
+    reconnect_min_delay: float = Field(1.0, gt=0, le=600, description="first wait before reconnecting, seconds")
+    reconnect_max_delay: float = Field(
+        60.0, gt=0, le=3600, description="longest wait between reconnect attempts (the wait doubles up to it), seconds"
+    )
+    inflight: int = Field(20, ge=1, le=1000, description="results handed to the broker and not yet acknowledged, at most")
+    session_token_ttl_seconds: float = Field(
+        300.0, gt=0, le=86400, description="longest time a dashboard's subject token stays valid"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,8 +1,10 @@
 """A reference dashboard client: subscribes to results, drops duplicates, validates, prints or records.
 
-Used by `python -m edge subscribe` and by the demo's console subscriber. A
-dashboard that must not miss results while it is away uses a persistent
-session (`persistent=True` with a fixed client id): QoS 1 and clean_start
+Used by `python -m edge subscribe` and by the demo's console subscriber; its
+connection settings are an [mqtt] section (edge.settings.MqttConfig) and its
+paho client comes from edge.mqtt_client.build_client. A dashboard that must
+not miss results while it is away uses a persistent session
+(`persistent=True` with mqtt.client_id set): QoS 1 and clean_start
 False with a session expiry (MQTT 5) or clean_session False (3.1.1).
 Results can arrive more than once after a reconnect; they are de-duplicated
 by `result_id`.
@@ -12,17 +14,20 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from edge.errors import PublishError
+from edge.mqtt_client import build_client, is_auth_refusal, mqtt_endpoint
 from edge.result import REFER, RETAKE, ResultError, schema_validator, validate_result
+from edge.settings import MqttConfig
+
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,9 @@ def format_result(result: dict) -> str:
     latency = (result.get("latency_ms") or {}).get("total")
     parts = [
         f"{head}: {verdict}",
-        f"P(not negative)={p:.2f} {cmp} {result.get('threshold'):.2f}" if isinstance(p, (int, float)) else "",
+        f"P(not negative)={p:.2f} {cmp} {result.get('threshold'):.2f}"
+        if isinstance(p, (int, float))
+        else "",
         "[" + " ".join(f"{k} {v:.2f}" for k, v in probs.items()) + "]" if probs else "",
         f"{model.get('runner')}/{model.get('precision')}",
         f"{latency:.0f} ms" if isinstance(latency, (int, float)) else "",
@@ -55,73 +62,50 @@ def format_result(result: dict) -> str:
     return "  ".join(p for p in parts if p)
 
 
-@dataclass
-class SubscriberSettings:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    topic_prefix: str = "gaitmil/v1"
-    site: str = "+"
-    kiosk: str = "+"
-    protocol: str = "5"
-    client_id: str | None = None  # required for a persistent session
-    persistent: bool = False
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = False
-    keepalive: int = 30
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> SubscriberSettings:
-        """From a broker URL mqtt://host:port or mqtts://host:port plus any other setting."""
-        from edge.config import parse_broker_url
-
-        try:
-            address = parse_broker_url(url)
-        except ValueError as exc:
-            raise PublishError(str(exc)) from None
-        options.setdefault("tls", address.tls)
-        return cls(host=address.host, port=address.port, **options)
-
-    @property
-    def result_topic(self) -> str:
-        return f"{self.topic_prefix}/{self.site}/{self.kiosk}/result"
-
-    @property
-    def status_topic(self) -> str:
-        return f"{self.topic_prefix}/{self.site}/{self.kiosk}/status"
-
-
 class ResultSubscriber:
     """Collects unique, schema-valid results; prints them to `out` and appends them to `jsonl`."""
 
     def __init__(
         self,
-        settings: SubscriberSettings,
+        config: MqttConfig,
         *,
+        site: str = "+",
+        kiosk: str = "+",
+        persistent: bool = False,
         validate: bool = True,
         out: TextIO | None = None,
         jsonl: str | Path | None = None,
-        on_result: Callable[[dict], None] | None = None,
-        annotate: Callable[[dict], str] | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+        annotate: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
-        if settings.persistent and not settings.client_id:
-            raise PublishError("a persistent subscriber session needs a fixed client_id; set one")
+        """`config` is an [mqtt] section (edge.settings.MqttConfig): broker, protocol, credentials, TLS.
+
+        `site` / `kiosk` pick the kiosks to follow ("+" = all). `persistent` keeps the session
+        (and the QoS 1 results queued for it) across disconnects; it needs mqtt.client_id.
+        """
+        if persistent and not config.client_id:
+            raise PublishError(
+                "a persistent subscriber session needs a fixed client id: set mqtt.client_id"
+            )
         if validate:
-            schema_validator("result")  # fail now, not by dropping every result, when jsonschema is missing
-        self.settings = settings
+            schema_validator(
+                "result"
+            )  # fail now, not by dropping every result, when jsonschema is missing
+        self.config = config
+        self.endpoint = mqtt_endpoint(config, config.client_id or "")
+        self.site = site
+        self.kiosk = kiosk
+        self.persistent = persistent
         self.validate = validate
         self.out = out
         self.jsonl = Path(jsonl) if jsonl else None
         self.on_result = on_result
         self.annotate = annotate  # extra text after each printed line (the demo's simulator truth)
-        self.results: list[dict] = []
-        self.statuses: dict[str, dict] = {}
+        self.results: list[dict[str, Any]] = []
+        self.statuses: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
         self.invalid = 0
+        self.callback_errors = 0
         self.connected = threading.Event()
         self.last_error: str | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -130,42 +114,30 @@ class ResultSubscriber:
         self._client: Any = None
         self._file: TextIO | None = None
 
+    @property
+    def result_topic(self) -> str:
+        return f"{self.config.topic_prefix}/{self.site}/{self.kiosk}/result"
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.config.topic_prefix}/{self.site}/{self.kiosk}/status"
+
     def start(self, wait: float | None = 10.0) -> None:
         """Connect (retrying in the background) and subscribe; wait up to `wait` s until subscribed."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        s = self.settings
-        v5 = s.protocol == "5"
-        kwargs: dict = {} if v5 else {"clean_session": not s.persistent}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id or "",
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=str(s.ca_file) if s.ca_file else None,
-                           certfile=str(s.cert_file) if s.cert_file else None,
-                           keyfile=str(s.key_file) if s.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
-            client.tls_insecure_set(s.tls_insecure)
-        client.reconnect_delay_set(1, 5)
-        client.on_connect = self._on_connect
-        client.on_disconnect = lambda *a: self.connected.clear()
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        connect: dict = {"keepalive": s.keepalive}
-        if v5:
-            connect["clean_start"] = not s.persistent
-            if s.persistent:
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-                connect["properties"] = props
+        s = self.endpoint
+        client, connect = build_client(
+            s, session_expiry_s=SESSION_EXPIRY_SECONDS if self.persistent else None
+        )
+        client.on_connect = self._guard("on_connect", self._on_connect)
+        client.on_disconnect = self._guard("on_disconnect", self._on_disconnect)
+        client.on_message = self._guard("on_message", self._on_message)
+        client.on_subscribe = self._guard("on_subscribe", self._on_subscribe)
         self._client = client
-        client.connect_async(s.host, s.port, **connect)
+        client.connect_async(**connect)
         client.loop_start()
         if wait is not None and not self.connected.wait(wait):
             raise PublishError(
-                f"subscriber could not connect to {s.host}:{s.port} within {wait:.0f} s"
+                f"subscriber could not connect to {s.broker} within {wait:.0f} s"
                 + (f" ({self.last_error})" if self.last_error else "")
                 + "; is the broker running and the URL right?"
             )
@@ -199,29 +171,63 @@ class ResultSubscriber:
 
     # -- paho callbacks (paho's thread) -----------------------------------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _guard(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
+        """paho's network thread ends on an exception from a callback: none may escape."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:  # noqa: BLE001 - anything escaping would end paho's network thread
+                self.callback_errors += 1
+                log.warning(
+                    "subscriber: %s failed (%s: %s); ignored", name, type(exc).__name__, exc
+                )
+
+        return guarded
+
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
         if reason_code.is_failure:
             self.last_error = str(reason_code)
-            log.error("subscriber: %s:%s refused the connection: %s", self.settings.host, self.settings.port, reason_code)
+            hint = "; check the user name and password file" if is_auth_refusal(reason_code) else ""
+            log.error(
+                "subscriber: %s refused the connection: %s%s",
+                self.endpoint.broker,
+                reason_code,
+                hint,
+            )
             return
         # `connected` is set on the SUBACK: a result published before it would not reach us
-        client.subscribe([(self.settings.result_topic, 1), (self.settings.status_topic, 1)])
+        client.subscribe([(self.result_topic, 1), (self.status_topic, 1)])
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        self.connected.clear()
+
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, reason_codes: list[ReasonCode], properties: Any
+    ) -> None:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             self.last_error = f"subscription refused: {', '.join(refused)}"
-            log.error("subscriber: %s:%s %s (check the broker's ACL for this user)", self.settings.host,
-                      self.settings.port, self.last_error)
+            log.error(
+                "subscriber: %s %s (check the broker's ACL for this user)",
+                self.endpoint.broker,
+                self.last_error,
+            )
             return
         self.connected.set()
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
             self._receive(message)
         except Exception as exc:  # noqa: BLE001 - an exception here would end paho's network thread
             self.invalid += 1
-            log.warning("subscriber: message on %s dropped: %s: %s", message.topic, type(exc).__name__, exc)
+            log.warning(
+                "subscriber: message on %s dropped: %s: %s", message.topic, type(exc).__name__, exc
+            )
 
     def _receive(self, message: Any) -> None:
         try:

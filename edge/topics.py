@@ -31,7 +31,6 @@ class Topics:
         return cls(f"{root}/result", f"{root}/status", f"{root}/health", f"{root}/session")
 
 
-
 def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, float]:
     """A session message -> (token or None to clear, expiry time). ValueError on junk.
 
@@ -40,7 +39,9 @@ def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, f
     {"subject_token": null} clears the token. Expiry is capped at `ttl`.
     """
     if len(payload) > MAX_SESSION_PAYLOAD:
-        raise ValueError(f"session payload of {len(payload)} bytes is larger than {MAX_SESSION_PAYLOAD}")
+        raise ValueError(
+            f"session payload of {len(payload)} bytes is larger than {MAX_SESSION_PAYLOAD}"
+        )
     text = payload.decode("utf-8")
     if not text.strip():
         return None, now
@@ -52,7 +53,9 @@ def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, f
             # a short payload of nested brackets exhausts the decoder's recursion limit
             raise ValueError("session JSON is nested too deeply; send a flat object") from None
         if not isinstance(data, dict) or set(data) - {"subject_token", "expires_in"}:
-            raise ValueError("session JSON must be an object with subject_token and optional expires_in")
+            raise ValueError(
+                "session JSON must be an object with subject_token and optional expires_in"
+            )
         token = data.get("subject_token")
         if token is None:
             return None, now

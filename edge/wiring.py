@@ -165,7 +165,8 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
 
     `runner` / `source` replace the configured ones (tests inject bad input this way).
     """
-    from edge.mqtt import Publisher, PublisherSettings
+    from edge.mqtt import Publisher
+    from edge.mqtt_client import publisher_settings
     from edge.outbox import Outbox
     from edge.runners.registry import create_runner
     from edge.sources import open_source
@@ -179,7 +180,7 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
         runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg))
     threshold = cfg.threshold().value
     outbox = Outbox.from_config(cfg)
-    settings = PublisherSettings.from_config(cfg)
+    settings = publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id)
 
     def make_publisher(identity: ModelIdentity) -> Any:
         return Publisher(settings, outbox, model=identity.as_dict())

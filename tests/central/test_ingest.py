@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
+import pytest
 from sqlalchemy import func, select
 
+from central.errors import CentralError
 from central.ingest import Ingest
 from central.models import Kiosk, Quarantine, Result
 from central.mqtt_link import BrokerSettings
@@ -85,3 +89,34 @@ def test_nothing_lost_or_duplicated_across_broker_and_ingest_restarts(mosquitto,
         assert set(stored) == {r["result_id"] for r in sent}
     finally:
         ingest.stop()
+
+
+def test_a_refused_login_names_the_credential_flags(mosquitto_factory, store, tmp_path):
+    passwd = shutil.which("mosquitto_passwd")
+    if passwd is None:
+        pytest.fail("mosquitto_passwd is not installed (it comes with the mosquitto package)")
+    users = tmp_path / "passwd"
+    subprocess.run([passwd, "-b", "-c", str(users), "central", "right"], check=True, timeout=30)
+    broker = mosquitto_factory(
+        f"password_file {users}\nallow_anonymous false\n", name="auth-broker"
+    )
+    broker.start()
+    secret = tmp_path / "central.password"
+    secret.write_text("wrong\n")
+    _, sessions = store
+    for protocol in ("5", "3.1.1"):
+        settings = BrokerSettings(
+            url=broker.url,
+            protocol=protocol,
+            client_id=f"central-auth-{protocol}",
+            username="central",
+            password_file=secret,
+        )
+        ingest = Ingest(settings, sessions)
+        try:
+            with pytest.raises(
+                CentralError, match="(Bad user name or password|Not authorized); check --mqtt-user"
+            ):
+                ingest.start(wait=3)
+        finally:
+            ingest.stop(drain_s=0)

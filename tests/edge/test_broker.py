@@ -8,9 +8,10 @@ import pytest
 
 from edge.broker import EmbeddedBroker
 from edge.errors import PublishError
-from edge.mqtt import Publisher, PublisherSettings
+from edge.mqtt import Publisher
 from edge.outbox import Outbox
-from edge.subscriber import ResultSubscriber, SubscriberSettings
+from edge.subscriber import ResultSubscriber
+from tests.edge.mqtt_support import broker_config, publisher_settings_for
 from tests.edge.test_mqtt import results
 
 
@@ -19,13 +20,12 @@ def test_embedded_broker_carries_results_and_stops(tmp_path):
     url = broker.start()
     assert url.startswith("mqtt://127.0.0.1:") and broker.running
     try:
-        sub = ResultSubscriber(SubscriberSettings.from_url(url, protocol="3.1.1"))
+        sub = ResultSubscriber(broker_config(broker, protocol="3.1.1"))
         sub.start()
         sent = results(5)
         with Outbox(tmp_path / "o.db") as box:
             # amqtt speaks MQTT 3.1.1 only
-            publisher = Publisher(PublisherSettings(host=broker.host, port=broker.port, protocol="3.1.1", site_id="site-t",
-                                                    kiosk_id="kiosk-t"), box)
+            publisher = Publisher(publisher_settings_for(broker, protocol="3.1.1"), box)
             publisher.start()
             try:
                 for r in sent:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,9 +30,16 @@ class ResultCounter:
         self.tokens: list[str | None] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(broker.host, broker.port)
         self.client.subscribe(RESULT, qos=1)
         self.client.loop_start()
+        # without the SUBACK a result published right after this returns could be missed
+        if not subscribed.wait(10):
+            raise TimeoutError(
+                f"no SUBACK for {RESULT} from {broker.host}:{broker.port} within 10 s"
+            )
 
     def _on_message(self, client, userdata, message) -> None:
         body = json.loads(message.payload)
@@ -154,9 +162,10 @@ def test_a_flood_of_junk_is_counted_but_logged_at_a_limited_rate(running, caplog
 
 
 def test_the_reference_subscriber_survives_hostile_messages_on_the_result_topic(mosquitto):
-    from edge.subscriber import ResultSubscriber, SubscriberSettings
+    from edge.subscriber import ResultSubscriber
+    from tests.edge.mqtt_support import broker_config
 
-    sub = ResultSubscriber(SubscriberSettings(host=mosquitto.host, port=mosquitto.port))
+    sub = ResultSubscriber(broker_config(mosquitto))
     sub.start(wait=10)
     attacker = dashboard(mosquitto)
     try:

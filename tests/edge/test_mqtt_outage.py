@@ -15,15 +15,15 @@ import pytest
 
 from edge.mqtt import Publisher
 from edge.outbox import Outbox
-from edge.subscriber import ResultSubscriber, SubscriberSettings
+from edge.subscriber import ResultSubscriber
+from tests.edge.mqtt_support import broker_config
 from tests.edge.test_mqtt import results, settings_for, wait_until
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_persistent_subscriber_gets_results_published_while_away(mosquitto, tmp_path, protocol):
-    sub_settings = SubscriberSettings(host=mosquitto.host, port=mosquitto.port, protocol=protocol,
-                                      client_id=f"dashboard-{protocol}", persistent=True)
-    first = ResultSubscriber(sub_settings)
+    sub_config = broker_config(mosquitto, protocol=protocol, client_id=f"dashboard-{protocol}")
+    first = ResultSubscriber(sub_config, persistent=True)
     first.start()
     first.stop()  # the broker now holds the session and queues QoS 1 results for it
     sent = results(10)
@@ -36,7 +36,7 @@ def test_persistent_subscriber_gets_results_published_while_away(mosquitto, tmp_
             assert publisher.flush(20)
         finally:
             publisher.stop()
-    again = ResultSubscriber(sub_settings)
+    again = ResultSubscriber(sub_config, persistent=True)
     again.start()
     try:
         assert again.wait_for(10, 15)
@@ -47,8 +47,7 @@ def test_persistent_subscriber_gets_results_published_while_away(mosquitto, tmp_
 
 @pytest.mark.slow
 def test_broker_down_for_30_seconds_mid_run_loses_nothing(mosquitto, tmp_path):
-    sub = ResultSubscriber(SubscriberSettings(host=mosquitto.host, port=mosquitto.port, client_id="dashboard-outage",
-                                              persistent=True))
+    sub = ResultSubscriber(broker_config(mosquitto, client_id="dashboard-outage"), persistent=True)
     sub.start()
     box = Outbox(tmp_path / "o.db")
     publisher = Publisher(settings_for(mosquitto, reconnect_max_delay=2), box)
@@ -88,18 +87,21 @@ def test_broker_down_for_30_seconds_mid_run_loses_nothing(mosquitto, tmp_path):
     assert during >= 60  # ~120 at one per 0.25 s; slack for a loaded CI machine
     assert {r["result_id"] for r in sub.results} == {r["result_id"] for r in sent}
     assert len(sub.results) == len(sent)  # unique after de-duplication
-    print(f"outage test: {len(sent)} results, {during} during the outage, {sub.duplicates} duplicates dropped")
+    print(
+        f"outage test: {len(sent)} results, {during} during the outage, {sub.duplicates} duplicates dropped"
+    )
 
 
 KIOSK = textwrap.dedent(
     """
     import sys, time
-    from edge.mqtt import Publisher, PublisherSettings
+    from edge.mqtt import Publisher
     from edge.outbox import Outbox
+    from tests.edge.mqtt_support import Address, publisher_settings_for
     from tests.edge.test_mqtt import results
-    p = Publisher(PublisherSettings(host="127.0.0.1", port=int(sys.argv[1]), site_id="site-t", kiosk_id="kiosk-t",
-                                    client_id="kiosk-killed", reconnect_min_delay=1, reconnect_max_delay=1),
-                  Outbox(sys.argv[2]))
+    settings = publisher_settings_for(Address("127.0.0.1", int(sys.argv[1])), client_id="kiosk-killed",
+                                      reconnect_min_delay=1, reconnect_max_delay=1)
+    p = Publisher(settings, Outbox(sys.argv[2]))
     p.start()
     for r in results(12):
         p.publish_result(r)
@@ -112,8 +114,12 @@ KIOSK = textwrap.dedent(
 def test_kiosk_killed_while_results_wait_then_restarted_delivers_all(mosquitto_factory, tmp_path):
     broker = mosquitto_factory()  # down while the kiosk runs
     path = tmp_path / "o.db"
-    child = subprocess.Popen([sys.executable, "-c", KIOSK, str(broker.port), str(path)], stdout=subprocess.PIPE,
-                             text=True, cwd=Path(__file__).resolve().parents[2])
+    child = subprocess.Popen(
+        [sys.executable, "-c", KIOSK, str(broker.port), str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         ids = [child.stdout.readline().strip() for _ in range(12)]
         os.kill(child.pid, signal.SIGKILL)
@@ -124,7 +130,7 @@ def test_kiosk_killed_while_results_wait_then_restarted_delivers_all(mosquitto_f
             child.wait()
     assert len(set(ids)) == 12 and all(ids)
     broker.start()
-    sub = ResultSubscriber(SubscriberSettings(host=broker.host, port=broker.port))
+    sub = ResultSubscriber(broker_config(broker))
     sub.start()
     with Outbox(path) as box:
         assert box.depth == 12

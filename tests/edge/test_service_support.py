@@ -188,9 +188,10 @@ def run_kiosk(cfg: Any, source: Source | None = None, runner: Any = None, **opti
 
 def subscriber_for(broker: Any, **kwargs: Any) -> Any:
     """A started ResultSubscriber on the test broker (validating results against the schema)."""
-    from edge.subscriber import ResultSubscriber, SubscriberSettings
+    from edge.subscriber import ResultSubscriber
+    from tests.edge.mqtt_support import broker_config
 
-    sub = ResultSubscriber(SubscriberSettings(host=broker.host, port=broker.port, **kwargs))
+    sub = ResultSubscriber(broker_config(broker), **kwargs)
     sub.start(wait=10.0)
     return sub
 
