@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from export.make_demo_artifacts import check_current, regenerate
+from calibration.demo_artifacts import check_current, regenerate
 from gaitmil.manifest import sha256_file, verify_artifact
 
 ROOT = Path(__file__).resolve().parents[2]

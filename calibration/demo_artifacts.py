@@ -1,7 +1,7 @@
 """Regenerate the shipped demo model files from models/demo/checkpoint.pt (`make models`).
 
-    python -m export.make_demo_artifacts [--checkpoint models/demo/checkpoint.pt] [--out models/demo]
-    python -m export.make_demo_artifacts --check      # are the shipped files current? (CI)
+    python -m calibration.demo_artifacts [--checkpoint models/demo/checkpoint.pt] [--out models/demo]
+    python -m calibration.demo_artifacts --check      # are the shipped files current? (CI)
 
 Writes into --out: model.onnx, model.fp16.onnx, model.int8.onnx (TensorRT
 target), model.int8-cpu.onnx (ONNX Runtime CPU target), a manifest beside
@@ -133,7 +133,7 @@ def check_current(checkpoint: Path, shipped: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.make_demo_artifacts", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m calibration.demo_artifacts", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="models/demo/checkpoint.pt")
     parser.add_argument("--out", default="models/demo")
