@@ -62,7 +62,9 @@ def test_imports_follow_the_layers(package):
 
 def test_the_checker_sees_lazy_imports(tmp_path):
     path = tmp_path / "lazy.py"
-    path.write_text("def f():\n    from calibration.quantize import quantize\n    import export.audit\n")
+    path.write_text(
+        "def f():\n    from calibration.quantize import quantize\n    import export.audit\n"
+    )
     assert [(top, module) for _, top, module in imported_packages(path)] == [
         ("calibration", "calibration.quantize"),
         ("export", "export.audit"),
