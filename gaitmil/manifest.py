@@ -184,6 +184,6 @@ def verify_artifact(
         if actual != expected:
             raise ManifestError(
                 f"{file_path} has sha256 {actual[:16]}..., but {manifest_path} expects "
-                f"{expected[:16]}...: the file changed (replaced or truncated) after its manifest was written; {REGENERATE_HINT}"
+                f"{expected[:16]}...: the file changed after its manifest was written (replaced or truncated); {REGENERATE_HINT}"
             )
     return manifest
