@@ -1,7 +1,8 @@
-"""The shipped demo models: current (regenerated weights hash equal) and passing the audit.
+"""The shipped demo models: current (regenerated weights equal) and passing the audit.
 
-Until the lead ships models/demo/checkpoint.pt this xfails with the reason;
-once the checkpoint exists, missing or stale artifacts FAIL (they never skip).
+models/demo/checkpoint.pt is shipped: a missing checkpoint or a missing or stale
+artifact FAILS (never skips); `make models` regenerates them, `make models-check`
+runs the same check.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo"
 
 
-@pytest.mark.slow
 def test_shipped_demo_models_are_current():
     checkpoint = DEMO / "checkpoint.pt"
-    if not checkpoint.is_file():
-        pytest.xfail("models/demo/checkpoint.pt is not shipped yet (the lead trains and ships it)")
+    assert checkpoint.is_file(), "models/demo/checkpoint.pt is missing (it is shipped: restore it)"
     problems = check_current(checkpoint, DEMO)
     assert not problems, "shipped demo models are missing or stale (run `make models`):\n" + "\n".join(problems)
 
