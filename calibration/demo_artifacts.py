@@ -15,13 +15,13 @@ screening tool.
 # ruff: noqa: T201  (a command-line script: it reports by printing)
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from export.cli_help import command_parser
 from gaitmil.errors import GaitMILError
 from gaitmil.manifest import ManifestError, read_manifest, sha256_file, verify_artifact
 
@@ -186,22 +186,20 @@ def check_current(checkpoint: Path, shipped: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m calibration.demo_artifacts",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser("python -m calibration.demo_artifacts", __doc__)
+    parser.add_argument(
+        "--checkpoint", default="models/demo/checkpoint.pt", help="the demo model's checkpoint"
     )
-    parser.add_argument("--checkpoint", default="models/demo/checkpoint.pt")
-    parser.add_argument("--out", default="models/demo")
+    parser.add_argument("--out", default="models/demo", help="the shipped demo model folder")
     parser.add_argument(
         "--work", default="build/demo", help="where the (unshipped) calibration sets go"
     )
-    parser.add_argument("--calib-count", type=int, default=300)
+    parser.add_argument("--calib-count", type=int, default=300, help="calibration walks")
     parser.add_argument(
         "--held-out",
         type=int,
         default=600,
-        help="held-out walks for the report: 600 puts one walk at 0.17 %% of agreement",
+        help="held-out walks for the report: 600 puts one walk at 0.17%% of agreement",
     )
     parser.add_argument(
         "--check", action="store_true", help="only check that the shipped files are current"
