@@ -12,8 +12,7 @@ import numpy as np
 from export._deps import require
 from export.errors import ExportError
 from gaitmil import spec
-
-METADATA_PREFIX = "gaitmil."
+from gaitmil.manifest import METADATA_PREFIX
 
 
 def load_onnx(path: str | Path) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,22 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "manifest") -> Manifest:
         return cls(**validate_manifest_dict(data, where))
+
+
+# ONNX metadata_props written by export.onnx_utils.set_metadata: `gaitmil.<key>` -> JSON text
+METADATA_PREFIX = "gaitmil."
+
+
+def metadata_value(meta: Mapping[str, str], key: str) -> Any:
+    """The decoded value of `gaitmil.<key>` (or a bare `<key>`) in an ONNX model's metadata map;
+    None when absent. Values that are not JSON are returned as written."""
+    raw = meta.get(METADATA_PREFIX + key, meta.get(key))
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.runners.base import InputShape, ModelFacts, ModelFile, Runner, check_model_input_shape
+from gaitmil.manifest import metadata_value
 from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
 
 REBUILD = (
@@ -70,7 +70,6 @@ class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
     options_allowed = frozenset({"providers", "require_manifest"})
     manifest_kind = "onnx"
-    missing_model_hint = REBUILD
 
     def _activate(self, model: ModelFile) -> ModelFacts:
         import onnxruntime as ort
@@ -92,12 +91,13 @@ class OnnxRuntimeRunner(Runner):
                 "refusing a silent fallback"
             )
         input_shape = self._check_io(session)
-        meta = session.get_modelmeta().custom_metadata_map
-        precision = meta.get("precision")
+        meta = session.get_modelmeta().custom_metadata_map  # export's `gaitmil.*` keys
+        precision = _text(metadata_value(meta, "precision"))
         if precision is None and model.manifest is None:
             precision = precision_from_graph(model.data)
         self._session = session
-        return ModelFacts(input_shape, precision=precision, model_id=_meta_model_id(meta))
+        model_id = _text(metadata_value(meta, "model_id"))
+        return ModelFacts(input_shape, precision=precision, model_id=model_id)
 
     def _providers_asked(self, available: list[str]) -> list[str]:
         providers = list(self.options.get("providers") or ["CPUExecutionProvider"])
@@ -148,20 +148,6 @@ class OnnxRuntimeRunner(Runner):
         self._session = None
 
 
-def _meta_model_id(meta: dict[str, str]) -> str | None:
-    """model_id from ONNX metadata_props (plain string or inside a JSON description)."""
-    if "model_id" in meta:
-        value = meta["model_id"]
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            return value
-        return parsed if isinstance(parsed, str) else value
-    for value in meta.values():
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(parsed, dict) and isinstance(parsed.get("model_id"), str):
-            return parsed["model_id"]
-    return None
+def _text(value: object) -> str | None:
+    """A metadata value that must be a non-empty string, else None (not stated)."""
+    return value if isinstance(value, str) and value else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -337,3 +338,33 @@ def test_classifier_refuses_a_gated_walk(tiny_onnx, contract_walks):
     with create_runner("onnxruntime", tiny_onnx) as runner:
         with pytest.raises(RunnerError, match="retake"):
             Classifier(runner).classify(walk)
+
+
+DEMO = Path(__file__).resolve().parents[3] / "models" / "demo"
+
+
+@pytest.mark.parametrize(
+    ("name", "precision"), [("model.int8-cpu.onnx", "int8"), ("model.fp16.onnx", "fp16")]
+)
+def test_a_bare_exported_model_states_its_own_facts(tmp_path, name, precision):
+    """Without a manifest, the precision and id come from the model's `gaitmil.*` metadata."""
+    from gaitmil.manifest import find_manifest, read_manifest
+
+    shipped = DEMO / name
+    bare = tmp_path / name
+    shutil.copy(shipped, bare)
+    with create_runner("onnxruntime", bare) as runner:
+        facts = runner.facts
+    assert facts.manifest is None
+    assert facts.precision == precision
+    assert facts.model_id == read_manifest(find_manifest(shipped)).model_id
+
+
+def test_a_model_that_states_no_precision_is_refused(tmp_path):
+    from edge.runners.base import ModelFacts, ModelFile, complete_facts
+
+    model = ModelFile(tmp_path / "m.bin", b"", "0" * 64, None)
+    with pytest.raises(ModelError, match="neither a manifest nor .* says the model's precision"):
+        complete_facts(ModelFacts((1, 8, 64, 44)), model, "test runner")
+    facts = complete_facts(ModelFacts((1, 8, 64, 44), precision="fp32"), model, "test runner")
+    assert facts.model_id == "m-000000000000"  # the one fallback: file stem and sha256 prefix
