@@ -22,14 +22,23 @@ def test_shipped_demo_models_are_current():
     checkpoint = DEMO / "checkpoint.pt"
     assert checkpoint.is_file(), "models/demo/checkpoint.pt is missing (it is shipped: restore it)"
     problems = check_current(checkpoint, DEMO)
-    assert not problems, "shipped demo models are missing or stale (run `make models`):\n" + "\n".join(problems)
+    assert not problems, (
+        "shipped demo models are missing or stale (run `make models`):\n" + "\n".join(problems)
+    )
 
 
 @pytest.mark.slow
 def test_regenerate_then_check(tiny_checkpoint, tmp_path):
     out = tmp_path / "demo"
-    paths = regenerate(tiny_checkpoint, out, tmp_path / "work", calib_count=6, held_out=6, parity_walks=3,
-                       with_sensitivity=False)
+    paths = regenerate(
+        tiny_checkpoint,
+        out,
+        tmp_path / "work",
+        calib_count=6,
+        held_out=6,
+        parity_walks=3,
+        with_sensitivity=False,
+    )
     for path in paths.values():
         verify_artifact(path)
     for name in ("calibration.json", "report.json", "report.md", "report.png"):
