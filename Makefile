@@ -55,10 +55,10 @@ demo-model: demo-data
 # ONNX FP32/FP16/INT8 forms, manifests, calibration description and precision report from the checkpoint
 models:
 	bash scripts/venv.sh dev
-	$(PY) -m export.make_demo_artifacts --checkpoint models/demo/checkpoint.pt --out models/demo
+	$(PY) -m calibration.demo_artifacts --checkpoint models/demo/checkpoint.pt --out models/demo
 
 models-check:
-	$(PY) -m export.make_demo_artifacts --check
+	$(PY) -m calibration.demo_artifacts --check
 
 # All benchmarks -> benchmarks/RESULTS.md (run on a quiet machine)
 bench:

@@ -13,8 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
+from calibration.quantize import METHODS, TARGETS
+from export.cli_help import add_command, command_parser
 from export.errors import DependencyError
-from gaitmil import add_version_flag, spec
+from gaitmil import spec
 from gaitmil.errors import GaitMILError
 
 
@@ -32,27 +34,42 @@ def _collect(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     npz, described = save_set(calib, args.out)
     info = calib.describe()
-    print(f"wrote {npz} ({info['count']} walks x {calib.frames} frames, classes {info['classes']}, "
-          f"strata {len(info['strata'])}) and {described}; content hash {info['hash'][:16]}...")
+    print(
+        f"wrote {npz} ({info['count']} walks x {calib.frames} frames, classes {info['classes']}, "
+        f"strata {len(info['strata'])}) and {described}; content hash {info['hash'][:16]}..."
+    )
     return 0
 
 
 def _quantize(args: argparse.Namespace) -> int:
     from calibration.quantize import QuantizeConfig, quantize
 
-    result = quantize(QuantizeConfig(Path(args.model), Path(args.data), args.target,
-                                     Path(args.out) if args.out else None, args.method,
-                                     list(args.exclude or []), args.quantize_head, args.max_walks,
-                                     bias_correction=not args.no_bias_correction))
+    result = quantize(
+        QuantizeConfig(
+            Path(args.model),
+            Path(args.data),
+            args.target,
+            Path(args.out) if args.out else None,
+            args.method,
+            list(args.exclude or []),
+            args.quantize_head,
+            args.max_walks,
+            bias_correction=not args.no_bias_correction,
+        )
+    )
     manifest = result.manifest
-    print(f"wrote {result.path} ({args.target}: activations {manifest.extra['activation_type']}, "
-          f"weights {manifest.extra['weight_type']} per channel; {len(result.float_nodes)} nodes kept in float) "
-          f"and {result.manifest_path}; calibration {manifest.calibration['method']} on "
-          f"{manifest.calibration['walks']} walks, set hash {manifest.calibration['hash'][:16]}...")
+    print(
+        f"wrote {result.path} ({args.target}: activations {manifest.extra['activation_type']}, "
+        f"weights {manifest.extra['weight_type']} per channel; {len(result.float_nodes)} nodes kept in float) "
+        f"and {result.manifest_path}; calibration {manifest.calibration['method']} on "
+        f"{manifest.calibration['walks']} walks, set hash {manifest.calibration['hash'][:16]}..."
+    )
     if result.bias_correction:
         c = result.bias_correction
-        print(f"bias correction: {c.node} running mean moved by the embedding shift measured on {c.walks} walks "
-              f"(mean {c.mean_abs_shift:.3f}, max {c.max_abs_shift:.3f} running std)")
+        print(
+            f"bias correction: {c.node} running mean moved by the embedding shift measured on {c.walks} walks "
+            f"(mean {c.mean_abs_shift:.3f}, max {c.max_abs_shift:.3f} running std)"
+        )
     print(f"audit ({args.target} rules): PASS")
     return 0
 
@@ -60,22 +77,42 @@ def _quantize(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from calibration.report import build_report, markdown, write_report
 
-    report = build_report(Path(args.fp32), Path(args.fp16) if args.fp16 else None,
-                          [Path(p) for p in args.int8 or []], Path(args.data), args.threshold,
-                          args.sensitivity, Path(args.calib) if args.calib else None,
-                          args.sensitivity_target)
+    report = build_report(
+        Path(args.fp32),
+        Path(args.fp16) if args.fp16 else None,
+        [Path(p) for p in args.int8 or []],
+        Path(args.data),
+        args.threshold,
+        args.sensitivity,
+        Path(args.calib) if args.calib else None,
+        args.sensitivity_target,
+    )
     print(markdown(report))
-    for path in write_report(report, Path(args.json) if args.json else None,
-                             Path(args.md) if args.md else None, Path(args.png) if args.png else None):
+    for path in write_report(
+        report,
+        Path(args.json) if args.json else None,
+        Path(args.md) if args.md else None,
+        Path(args.png) if args.png else None,
+    ):
         print(f"wrote {path}")
     missed = [name for name, row in report["models"].items() if row["meets_target"] is False]
     if missed:
-        print(f"error: {', '.join(missed)} missed the precision target (see the table)", file=sys.stderr)
+        print(
+            f"error: {', '.join(missed)} missed the precision target (see the table)",
+            file=sys.stderr,
+        )
         return 1
-    unsure = [name for name, row in report["models"].items() if row["meets_target"] is None and name != "fp32"]
+    unsure = [
+        name
+        for name, row in report["models"].items()
+        if row["meets_target"] is None and name != "fp32"
+    ]
     if unsure:
-        print(f"warning: {', '.join(unsure)}: {report['walks']} walks are too few to tell whether the "
-              "precision target is met; report on more walks (600 puts one walk at 0.17 %)", file=sys.stderr)
+        print(
+            f"warning: {', '.join(unsure)}: {report['walks']} walks are too few to tell whether the "
+            "precision target is met; report on more walks (600 puts one walk at 0.17 %)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -85,70 +122,106 @@ def _latency(args: argparse.Namespace) -> int:
     results = measure_interleaved(args.models, threads=args.threads, runs=args.runs)
     print(format_table(results, results[0]))
     if args.json:
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n", encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps([r.to_dict() for r in results], indent=2) + "\n", encoding="utf-8"
+        )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m calibration", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_version_flag(parser)
+    parser = command_parser("python -m calibration", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    targets = sorted(TARGETS)
 
-    p = sub.add_parser("collect", help="make a stratified, content-hashed calibration set")
+    p = add_command(sub, "collect", help="make a stratified, content-hashed calibration set")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--sim", metavar="SPEC", help="simulated walks: 'default' or seed=S,view=V,ratio=N:N:N")
-    source.add_argument("--dataset", metavar="PATH", help="a Scoliosis1K-layout dataset (training subset)")
-    source.add_argument("--walks", metavar="DIR", help="walks recorded on site by a kiosk (record_walks on)")
+    source.add_argument(
+        "--sim", metavar="SPEC", help="simulated walks: 'default' or seed=S,view=V,ratio=N:N:N"
+    )
+    source.add_argument(
+        "--dataset", metavar="PATH", help="a Scoliosis1K-layout dataset (training subset)"
+    )
+    source.add_argument(
+        "--walks", metavar="DIR", help="walks recorded on site by a kiosk (record_walks on)"
+    )
     p.add_argument("--split", default="118", help="split name or JSON for --dataset")
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int, required=True, help="walks in the set")
+    p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES, help="T of each walk")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified selection")
     p.add_argument("--out", required=True, help="calib.npz (its description goes to calib.json)")
     p.set_defaults(func=_collect)
 
-    p = sub.add_parser("quantize", help="explicit Q/DQ INT8 for the tensorrt or cpu target")
-    p.add_argument("model")
+    p = add_command(sub, "quantize", help="explicit Q/DQ INT8 for the tensorrt or cpu target")
+    p.add_argument("model", help="the FP32 ONNX model (model.onnx)")
     p.add_argument("--data", required=True, help="calibration set (calib.npz)")
-    p.add_argument("--target", required=True, choices=("tensorrt", "cpu"))
-    p.add_argument("--out", help="default: model.int8.onnx (tensorrt) / model.int8-cpu.onnx (cpu) beside MODEL")
-    p.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"))
+    p.add_argument("--target", required=True, choices=targets, help="the runtime the model is for")
+    p.add_argument(
+        "--out",
+        help="default: model.int8.onnx (tensorrt) / model.int8-cpu.onnx (cpu) beside MODEL",
+    )
+    p.add_argument(
+        "--method", default="minmax", choices=sorted(METHODS), help="activation range calibration"
+    )
     p.add_argument("--exclude", nargs="*", metavar="PATTERN", help="node-name globs kept in float")
-    p.add_argument("--quantize-head", action="store_true",
-                   help="also quantize attention scoring, softmaxes and the head")
+    p.add_argument(
+        "--quantize-head",
+        action="store_true",
+        help="also quantize attention scoring, softmaxes and the head",
+    )
     p.add_argument("--max-walks", type=int, help="use at most this many calibration walks")
-    p.add_argument("--no-bias-correction", action="store_true",
-                   help="leave the head BatchNorm as exported (default: fold in the embedding shift "
-                        "quantization causes, measured on the calibration walks)")
+    p.add_argument(
+        "--no-bias-correction",
+        action="store_true",
+        help="leave the head BatchNorm as exported instead of folding in the embedding shift "
+        "that quantization causes (measured on the calibration walks)",
+    )
     p.set_defaults(func=_quantize)
 
-    p = sub.add_parser("report", help="accuracy and agreement of FP32 / FP16 / INT8 on held-out walks")
-    p.add_argument("--fp32", required=True)
-    p.add_argument("--fp16")
+    p = add_command(
+        sub, "report", help="accuracy and agreement of FP32 / FP16 / INT8 on held-out walks"
+    )
+    p.add_argument("--fp32", required=True, help="the FP32 model: the reference")
+    p.add_argument("--fp16", help="the FP16 model")
     p.add_argument("--int8", nargs="*", help="INT8 models (each named by its target in the report)")
-    p.add_argument("--data", required=True, help="held-out set (calibration-set format, with labels)")
-    p.add_argument("--threshold", type=float, default=0.5, help="referral threshold for the screening pair")
-    p.add_argument("--sensitivity", action="store_true", help="quantize one block at a time and rank them")
+    p.add_argument(
+        "--data", required=True, help="held-out set (calibration-set format, with labels)"
+    )
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="referral threshold for the screening pair"
+    )
+    p.add_argument(
+        "--sensitivity", action="store_true", help="quantize one block at a time and rank them"
+    )
     p.add_argument("--calib", help="calibration set for --sensitivity (default: the held-out set)")
-    p.add_argument("--sensitivity-target", choices=("cpu", "tensorrt"), default="cpu",
-                   help="INT8 target whose Q/DQ form --sensitivity applies block by block")
-    p.add_argument("--json")
-    p.add_argument("--md")
-    p.add_argument("--png")
+    p.add_argument(
+        "--sensitivity-target",
+        choices=targets,
+        default="cpu",
+        help="INT8 target whose Q/DQ form --sensitivity applies block by block",
+    )
+    p.add_argument("--json", help="write the report as JSON")
+    p.add_argument("--md", help="write the report as Markdown")
+    p.add_argument("--png", help="write the report figure (PNG)")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("latency", help="per-walk latency on ONNX Runtime CPU; the first model is the baseline")
-    p.add_argument("models", nargs="+")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--json")
+    p = add_command(
+        sub,
+        "latency",
+        help="per-walk latency on ONNX Runtime CPU; the first model is the baseline",
+    )
+    p.add_argument("models", nargs="+", help="ONNX models to time")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per model (after warm-up)")
+    p.add_argument("--json", help="also write the timings as JSON")
     p.set_defaults(func=_latency)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's quantizer logs advice on the root logger
+    logging.getLogger().setLevel(
+        logging.ERROR
+    )  # onnxruntime's quantizer logs advice on the root logger
     try:
         return args.func(args)
     except DependencyError as exc:

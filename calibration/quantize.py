@@ -34,7 +34,6 @@ model it took argmax agreement with FP32 from 96 % to 99-100 %.
 from __future__ import annotations
 
 import fnmatch
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,16 +44,16 @@ import numpy as np
 from calibration.bias import BiasCorrection, correct_head_bias
 from calibration.dataset import CalibrationSet, load_set
 from calibration.errors import CalibrationError
+from export.artifact import ArtifactFacts, save_onnx_artifact
+from export.batches import padded_batches
 from export.onnx_utils import (
     get_metadata,
     io_shapes,
     load_onnx,
-    opset_of,
     set_metadata,
-    weights_sha256,
 )
 from gaitmil import spec
-from gaitmil.manifest import Manifest, manifest_path_for, sha256_file, write_manifest
+from gaitmil.manifest import Manifest, sha256_file
 
 BACKBONE_PATTERNS = ("/model/encoder/*",)
 WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")
@@ -79,12 +78,25 @@ TARGETS: dict[str, TargetSpec] = {
     # builder fuses Conv+BN+ReLU and carries the next input's scale back through the ReLU.
     # Quantizing Conv and Add outputs too (ONNX Runtime's default) rounds pre-ReLU tensors
     # whose symmetric range is set by their negative tail, and doubled the error.
-    "tensorrt": TargetSpec("model.int8.onnx", "QInt8", "QInt8",
-                           {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-                           "tensorrt", ("/model/encoder/layers/*",), False, WEIGHTED_OPS),
-    "cpu": TargetSpec("model.int8-cpu.onnx", "QUInt8", "QInt8",
-                      {"ActivationSymmetric": False, "WeightSymmetric": True}, "cpu",
-                      ("/model/encoder/*",), True),
+    "tensorrt": TargetSpec(
+        "model.int8.onnx",
+        "QInt8",
+        "QInt8",
+        {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        "tensorrt",
+        ("/model/encoder/layers/*",),
+        False,
+        WEIGHTED_OPS,
+    ),
+    "cpu": TargetSpec(
+        "model.int8-cpu.onnx",
+        "QUInt8",
+        "QInt8",
+        {"ActivationSymmetric": False, "WeightSymmetric": True},
+        "cpu",
+        ("/model/encoder/*",),
+        True,
+    ),
 }
 
 
@@ -98,8 +110,12 @@ class QuantizeConfig:
     exclude: list[str] = field(default_factory=list)  # node-name glob patterns kept in float
     quantize_head: bool = False
     max_walks: int | None = None  # cap on calibration walks (entropy/percentile keep histograms)
-    only: list[str] | None = None  # quantize only nodes matching these patterns (sensitivity analysis)
-    bias_correction: bool = True  # fold the embedding shift into the head BatchNorm (calibration.bias)
+    only: list[str] | None = (
+        None  # quantize only nodes matching these patterns (sensitivity analysis)
+    )
+    bias_correction: bool = (
+        True  # fold the embedding shift into the head BatchNorm (calibration.bias)
+    )
 
 
 @dataclass
@@ -118,10 +134,15 @@ def target_spec(target: str) -> TargetSpec:
     return TARGETS[target]
 
 
-def select_nodes(node_names: list[str], exclude: list[str], quantize_head: bool,
-                 only: list[str] | tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
+def select_nodes(
+    node_names: list[str],
+    exclude: list[str],
+    quantize_head: bool,
+    only: list[str] | tuple[str, ...] | None = None,
+) -> tuple[list[str], list[str]]:
     """Split node names into (may be quantized, kept in float) by scope (`only`, default the
     backbone), --quantize-head (everything) and the --exclude patterns."""
+
     def matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
@@ -138,16 +159,11 @@ def _reader(walks: np.ndarray, batch: int, input_name: str) -> Any:
         """Feeds the calibration walks in the model's static batch size."""
 
         def __init__(self) -> None:
-            self.start = 0
+            self.chunks = padded_batches(walks, batch)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            if self.start >= len(walks):
-                return None
-            chunk = walks[self.start : self.start + batch]
-            self.start += batch
-            if len(chunk) < batch:  # the static batch needs full chunks: repeat the last walk
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-            return {input_name: np.ascontiguousarray(chunk, dtype=np.float32)}
+            chunk = next(self.chunks, None)
+            return None if chunk is None else {input_name: chunk[0]}
 
     return WalkReader()
 
@@ -156,7 +172,9 @@ def _ort_quantization() -> Any:
     try:
         import onnxruntime.quantization as quantization
     except ImportError as exc:
-        raise CalibrationError(f"onnxruntime.quantization is unavailable ({exc}); pip install onnxruntime") from exc
+        raise CalibrationError(
+            f"onnxruntime.quantization is unavailable ({exc}); pip install onnxruntime"
+        ) from exc
     return quantization
 
 
@@ -202,24 +220,31 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
         raise CalibrationError(f"--method {config.method!r} is not one of {sorted(METHODS)}")
     source = load_onnx(config.model)
     if get_metadata(source).get("precision", "fp32") != "fp32":
-        raise CalibrationError(f"{config.model} is not an FP32 model; quantize the FP32 export (model.onnx)")
+        raise CalibrationError(
+            f"{config.model} is not an FP32 model; quantize the FP32 export (model.onnx)"
+        )
     input_name, input_dims = model_input(source)
     if calib is None:
         calib = load_set(config.data, input_name=input_name, expected_shape=tuple(input_dims[1:]))
     elif list(calib.silhouettes.shape[1:]) != input_dims[1:]:
-        raise CalibrationError(f"calibration walks have shape {list(calib.silhouettes.shape[1:])}, the model's "
-                               f"input {input_name!r} expects {input_dims[1:]} per walk")
+        raise CalibrationError(
+            f"calibration walks have shape {list(calib.silhouettes.shape[1:])}, the model's "
+            f"input {input_name!r} expects {input_dims[1:]} per walk"
+        )
     walks = calib.model_input()[: config.max_walks]
     node_names = [node.name for node in source.graph.node]
-    quantizable, keep_float = select_nodes(node_names, config.exclude, config.quantize_head,
-                                          config.only or target.scope)
+    quantizable, keep_float = select_nodes(
+        node_names, config.exclude, config.quantize_head, config.only or target.scope
+    )
     out = Path(config.out) if config.out else Path(config.model).with_name(target.file_name)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_out, tmp_in = Path(tmp) / out.name, Path(tmp) / "source.onnx"
         tmp_in.write_bytes(constants_as_initializers(source).SerializeToString())
         quantization.quantize_static(
-            str(tmp_in), str(tmp_out), _reader(walks, input_dims[0], input_name),
+            str(tmp_in),
+            str(tmp_out),
+            _reader(walks, input_dims[0], input_name),
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
             reduce_range=target.reduce_range,
@@ -228,51 +253,70 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
             nodes_to_exclude=keep_float,
             op_types_to_quantize=list(target.op_types) if target.op_types else None,
             calibrate_method=getattr(quantization.CalibrationMethod, METHODS[config.method]),
-            extra_options=dict(target.extra_options) | (
-                {"OpTypesToExcludeOutputQuantization": list(target.op_types)} if target.op_types else {}),
+            extra_options=dict(target.extra_options)
+            | (
+                {"OpTypesToExcludeOutputQuantization": list(target.op_types)}
+                if target.op_types
+                else {}
+            ),
         )
         quantized = load_onnx(tmp_out)
-    correction = (correct_head_bias(source, quantized, walks)
-                  if config.bias_correction else None)
+    correction = correct_head_bias(source, quantized, walks) if config.bias_correction else None
     meta = get_metadata(source)
-    calibration = {"hash": calib.content_hash(), "method": config.method, "walks": int(len(walks)),
-                   "set": calib.describe() | {"path": str(config.data)}}
-    set_metadata(quantized, {"precision": "int8", "int8_target": config.target,
-                             "calibration": {k: calibration[k] for k in ("hash", "method", "walks")},
-                             "float_nodes": len(keep_float),
-                             "bias_correction": correction.to_dict() if correction else None})
+    calibration = {
+        "hash": calib.content_hash(),
+        "method": config.method,
+        "walks": int(len(walks)),
+        "set": calib.describe() | {"path": str(config.data)},
+    }
+    set_metadata(
+        quantized,
+        {
+            "precision": "int8",
+            "int8_target": config.target,
+            "calibration": {k: calibration[k] for k in ("hash", "method", "walks")},
+            "float_nodes": len(keep_float),
+            "bias_correction": correction.to_dict() if correction else None,
+        },
+    )
     check_graph(quantized)
     audit = audit_model(quantized, target=target.audit_target, name=str(out))
     if not audit.ok:
         raise CalibrationError("the quantized model fails the audit:\n" + audit.format())
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(out.name + ".tmp")
-        partial.write_bytes(quantized.SerializeToString())
-        os.replace(partial, out)
-    except OSError as exc:
-        raise CalibrationError(f"cannot write {out} ({exc.strerror}); choose another --out") from exc
-    manifest = Manifest(
-        model_id=str(meta.get("model_id")),
-        kind="onnx",
-        precision="int8",
-        target=config.target,
-        files={out.name: sha256_file(out)},
-        input_shapes={input_name: input_dims},
-        opset=opset_of(quantized),
-        calibration=calibration,
-        source={"onnx": Path(config.model).name, "onnx_sha256": sha256_file(config.model),
-                "checkpoint_sha256": meta.get("checkpoint_sha256"), "model_id": meta.get("model_id")},
-        weights_sha256=weights_sha256(quantized),
-        extra={"activation_type": target.activation_type, "weight_type": target.weight_type,
-               "per_channel_weights": True, "reduce_range": target.reduce_range,
-               "symmetric_activations": bool(
-                   target.extra_options.get("ActivationSymmetric")),
-               "qdq_placement": (f"inputs of {'/'.join(target.op_types)}" if target.op_types
-                                 else "inputs and outputs of every quantized op"),
-               "quantize_head": config.quantize_head, "exclude_patterns": list(config.exclude),
-               "float_nodes": keep_float, "input_name": spec.INPUT_NAME,
-               "bias_correction": correction.to_dict() if correction else None},
+    saved = save_onnx_artifact(
+        quantized,
+        out,
+        ArtifactFacts(
+            model_id=str(meta.get("model_id")),
+            precision="int8",
+            target=config.target,
+            calibration=calibration,
+            source={
+                "onnx": Path(config.model).name,
+                "onnx_sha256": sha256_file(config.model),
+                "checkpoint_sha256": meta.get("checkpoint_sha256"),
+                "model_id": meta.get("model_id"),
+            },
+            extra={
+                "activation_type": target.activation_type,
+                "weight_type": target.weight_type,
+                "per_channel_weights": True,
+                "reduce_range": target.reduce_range,
+                "symmetric_activations": bool(target.extra_options.get("ActivationSymmetric")),
+                "qdq_placement": (
+                    f"inputs of {'/'.join(target.op_types)}"
+                    if target.op_types
+                    else "inputs and outputs of every quantized op"
+                ),
+                "quantize_head": config.quantize_head,
+                "exclude_patterns": list(config.exclude),
+                "float_nodes": keep_float,
+                "input_name": spec.INPUT_NAME,
+                "bias_correction": correction.to_dict() if correction else None,
+            },
+        ),
+        error=CalibrationError,
     )
-    manifest_path = write_manifest(manifest_path_for(out), manifest)
-    return QuantizeResult(out, manifest_path, manifest, quantizable, keep_float, correction)
+    return QuantizeResult(
+        saved.path, saved.manifest_path, saved.manifest, quantizable, keep_float, correction
+    )

@@ -46,13 +46,3 @@ class Classifier:
             precision=self.runner.precision,
             inference_ms=float(timing.get("total_ms", elapsed)),
         )
-
-    def key_frames(self, prediction: Prediction, top: int = 3) -> list[tuple[int, float]]:
-        """The walk frame indices with the highest attention (index, weight), most weight first.
-
-        Frames repeated by sampling (walks shorter than T) are summed per walk index."""
-        weights: dict[int, float] = {}
-        for index, weight in zip(prediction.frame_indices.tolist(), prediction.frame_attention.tolist()):
-            weights[index] = weights.get(index, 0.0) + float(weight)
-        ranked = sorted(weights.items(), key=lambda item: -item[1])
-        return ranked[:top]

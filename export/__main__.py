@@ -13,8 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from export.cli_help import add_command, command_parser
 from export.errors import AuditError, DependencyError, ParityError
-from gaitmil import add_version_flag, spec
+from export.fp16 import KEEP_FP32_OPS
+from gaitmil import spec
 from gaitmil.errors import GaitMILError
 
 UNTRAINED_NOTE = (
@@ -76,7 +78,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _fp16(args: argparse.Namespace) -> int:
-    from export.fp16 import KEEP_FP32_OPS, MIN_AGREEMENT, convert_fp16
+    from export.fp16 import MIN_AGREEMENT, convert_fp16
     from export.onnx_utils import load_onnx, session_batch_frames
 
     walks = None
@@ -87,7 +89,7 @@ def _fp16(args: argparse.Namespace) -> int:
         load_onnx(args.model)  # a clear error for a missing or corrupt file first
         _, frames = session_batch_frames(ort_session(args.model))
         walks, _ = simulated_walks(args.walks, frames=frames, seed=args.seed)
-    keep = tuple(args.keep_fp32 or KEEP_FP32_OPS)
+    keep = tuple(args.keep_fp32)
     result = convert_fp16(args.model, args.out, keep, walks)
     print(
         f"wrote {result.path} and {result.manifest_path}; kept in FP32: ops {list(keep)} (plus the "
@@ -144,16 +146,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m export",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_version_flag(parser)
+    parser = command_parser("python -m export", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser(
-        "onnx", help="checkpoint -> model.onnx + manifest, with checker, audit and parity"
+    p = add_command(
+        sub, "onnx", help="checkpoint -> model.onnx + manifest, with checker, audit and parity"
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a Gait-MIL checkpoint (gaitmil.checkpoint format)")
@@ -166,13 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--walks", type=int, default=200, help="simulated walks for the parity check (0: skip)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated parity walks")
     p.set_defaults(func=_onnx)
 
-    p = sub.add_parser(
-        "audit", help="check ONNX models against TensorRT 10.3's parser and the graph rules"
+    p = add_command(
+        sub, "audit", help="check ONNX models against TensorRT 10.3's parser and the graph rules"
     )
-    p.add_argument("models", nargs="+")
+    p.add_argument("models", nargs="+", help="ONNX models to audit")
     p.add_argument(
         "--target",
         default="auto",
@@ -182,21 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the findings as JSON")
     p.set_defaults(func=_audit)
 
-    p = sub.add_parser("fp16", help="FP32 ONNX -> FP16 ONNX with FP32 inputs/outputs")
-    p.add_argument("model")
-    p.add_argument("--out", required=True)
+    p = add_command(sub, "fp16", help="FP32 ONNX -> FP16 ONNX with FP32 inputs/outputs")
+    p.add_argument("model", help="the FP32 ONNX model (model.onnx)")
+    p.add_argument("--out", required=True, help="the FP16 model to write (model.fp16.onnx)")
     p.add_argument(
         "--walks", type=int, default=200, help="simulated walks for the FP32 comparison (0: skip)"
     )
     p.add_argument(
-        "--keep-fp32", nargs="*", metavar="OP", help="op types kept in FP32 (default: %(default)s)"
+        "--keep-fp32",
+        nargs="*",
+        metavar="OP",
+        default=list(KEEP_FP32_OPS),
+        help="op types kept in FP32 besides onnxruntime's own block list",
     )
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the simulated comparison walks")
     p.set_defaults(func=_fp16)
 
-    p = sub.add_parser("engine", help="build a TensorRT engine on this machine")
-    p.add_argument("--onnx", required=True)
-    p.add_argument("--out", required=True)
+    p = add_command(sub, "engine", help="build a TensorRT engine on this machine")
+    p.add_argument("--onnx", required=True, help="the ONNX model to build from")
+    p.add_argument("--out", required=True, help="the engine file to write")
     p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB")
     p.add_argument(
         "--timing-cache", help="timing cache file or folder (the TensorRT/GPU key is added)"
@@ -214,12 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_engine)
 
-    p = sub.add_parser("verify", help="TensorRT engine vs ONNX Runtime on simulated walks")
-    p.add_argument("--engine", required=True)
-    p.add_argument("--onnx", required=True)
-    p.add_argument("--walks", type=int, default=200)
-    p.add_argument("--seed", type=int, default=2)
-    p.add_argument("--min-agreement", type=float, default=0.99)
+    p = add_command(sub, "verify", help="TensorRT engine vs ONNX Runtime on simulated walks")
+    p.add_argument("--engine", required=True, help="the engine to verify")
+    p.add_argument("--onnx", required=True, help="the ONNX model the engine was built from")
+    p.add_argument("--walks", type=int, default=200, help="simulated walks compared")
+    p.add_argument("--seed", type=int, default=2, help="seed of the simulated walks")
+    p.add_argument(
+        "--min-agreement", type=float, default=0.99, help="exit 1 below this argmax agreement"
+    )
     p.set_defaults(func=_verify)
     return parser
 

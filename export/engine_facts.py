@@ -8,7 +8,6 @@ model, and the GPU through cuda-python or pycuda (the runner's own code).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,7 @@ from typing import Any
 from edge.runners.cuda_buffers import GpuFacts
 from export._deps import require
 from export.errors import DependencyError, EngineError
-from gaitmil.manifest import ManifestError, find_manifest, verify_artifact
-
-METADATA_PREFIX = "gaitmil."
+from gaitmil.manifest import ManifestError, find_manifest, metadata_value, verify_artifact
 
 
 @dataclass
@@ -31,16 +28,6 @@ class OnnxFacts:
     opset: int | None
     input_shapes: dict[str, list[Any]]
     sha256: str
-
-
-def _meta_value(meta: dict[str, str], key: str) -> Any:
-    raw = meta.get(METADATA_PREFIX + key, meta.get(key))
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
 
 
 def onnx_facts(onnx_path: Path, data: bytes) -> OnnxFacts:
@@ -82,15 +69,15 @@ def onnx_facts(onnx_path: Path, data: bytes) -> OnnxFacts:
             "re-export it with `python -m export onnx`"
         ) from exc
     meta = session.get_modelmeta().custom_metadata_map
-    model_id = _meta_value(meta, "model_id")
-    precision = _meta_value(meta, "precision") or precision_from_graph(data)
+    model_id = metadata_value(meta, "model_id")
+    precision = metadata_value(meta, "precision") or precision_from_graph(data)
     inputs = {
         i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in session.get_inputs()
     }
     return OnnxFacts(
         str(model_id) if model_id else None,
         str(precision),
-        _meta_value(meta, "target"),
+        metadata_value(meta, "target"),
         None,
         inputs,
         digest,

@@ -17,7 +17,6 @@ What stays in FP32 and why:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,21 +24,19 @@ from typing import Any
 import numpy as np
 
 from export._deps import require
+from export.artifact import ArtifactFacts, save_onnx_artifact
 from export.errors import ExportError
 from export.onnx_export import check_graph
 from export.onnx_utils import (
     get_metadata,
-    io_shapes,
     load_onnx,
-    opset_of,
     ort_session,
     run_batched,
     set_metadata,
     topological_sort,
-    weights_sha256,
 )
 from export.parity import ParityReport, compare_outputs
-from gaitmil.manifest import Manifest, find_manifest, manifest_path_for, sha256_file, write_manifest
+from gaitmil.manifest import Manifest, find_manifest, sha256_file
 
 KEEP_FP32_OPS = ("Softmax", "ReduceSum", "ReduceL2", "ArgMin", "ArgMax")
 MIN_AGREEMENT = 0.995
@@ -87,37 +84,38 @@ def convert_fp16(
     )
     topological_sort(converted)  # the converter appends its Casts at the end
     meta = get_metadata(model)
-    set_metadata(converted, {"precision": "fp16", "source_onnx_sha256": sha256_file(source),
-                             "fp32_ops": blocked_ops})
-    check_graph(converted)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_bytes(converted.SerializeToString())
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise ExportError(f"cannot write {out} ({exc.strerror or exc}); choose another --out") from exc
-
-    parity = None
-    if walks is not None:
-        parity = compare_outputs(
-            run_batched(ort_session(source), walks), run_batched(ort_session(out), walks), "fp32", "fp16"
-        )
-    inputs, _ = io_shapes(converted)
-    source_manifest = find_manifest(source)
-    manifest = Manifest(
-        model_id=str(meta.get("model_id")),
-        kind="onnx",
-        precision="fp16",
-        files={out.name: sha256_file(out)},
-        input_shapes={name: [int(d) for d in dims] for name, dims in inputs.items()},
-        opset=opset_of(converted),
-        source={"onnx": source.name, "onnx_sha256": sha256_file(source),
-                "checkpoint_sha256": meta.get("checkpoint_sha256"), "model_id": meta.get("model_id")},
-        weights_sha256=weights_sha256(converted),
-        extra={"parity_vs_fp32": parity.to_dict() if parity else None, "fp32_ops": blocked_ops,
-               "fp32_nodes": blocked_nodes,
-               "source_manifest": source_manifest.name if source_manifest.is_file() else None},
+    set_metadata(
+        converted,
+        {"precision": "fp16", "source_onnx_sha256": sha256_file(source), "fp32_ops": blocked_ops},
     )
-    manifest_path = write_manifest(manifest_path_for(out), manifest)
-    return Fp16Result(out, manifest_path, manifest, parity, blocked_nodes)
+    check_graph(converted)
+    parity = None
+    if walks is not None:  # the bytes about to be written, compared before they are
+        parity = compare_outputs(
+            run_batched(ort_session(source), walks),
+            run_batched(ort_session(converted.SerializeToString()), walks),
+            "fp32",
+            "fp16",
+        )
+    source_manifest = find_manifest(source)
+    saved = save_onnx_artifact(
+        converted,
+        out,
+        ArtifactFacts(
+            model_id=str(meta.get("model_id")),
+            precision="fp16",
+            source={
+                "onnx": source.name,
+                "onnx_sha256": sha256_file(source),
+                "checkpoint_sha256": meta.get("checkpoint_sha256"),
+                "model_id": meta.get("model_id"),
+            },
+            extra={
+                "parity_vs_fp32": parity.to_dict() if parity else None,
+                "fp32_ops": blocked_ops,
+                "fp32_nodes": blocked_nodes,
+                "source_manifest": source_manifest.name if source_manifest.is_file() else None,
+            },
+        ),
+    )
+    return Fp16Result(saved.path, saved.manifest_path, saved.manifest, parity, blocked_nodes)

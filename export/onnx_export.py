@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,19 +11,17 @@ from typing import Any
 import numpy as np
 
 from export._deps import require
+from export.artifact import ArtifactFacts, save_onnx_artifact
 from export.errors import ExportError, ParityError
 from export.onnx_utils import (
     inline_identity_initializers,
-    io_shapes,
-    opset_of,
     ort_session,
     run_batched,
     set_metadata,
-    weights_sha256,
 )
 from export.parity import ParityReport, compare_outputs, torch_outputs
 from gaitmil import spec
-from gaitmil.manifest import Manifest, manifest_path_for, sha256_file, write_manifest
+from gaitmil.manifest import Manifest, sha256_file
 
 OPSET = 17
 MAX_BATCH = 64
@@ -74,7 +71,9 @@ def check_shape_args(frames: int, batch: int) -> tuple[int, int]:
     except ValueError as exc:
         raise ExportError(f"--frames: {exc}") from exc
     if not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
-        raise ExportError(f"--batch {batch!r} is out of range: use an integer from 1 to {MAX_BATCH}")
+        raise ExportError(
+            f"--batch {batch!r} is out of range: use an integer from 1 to {MAX_BATCH}"
+        )
     return frames, batch
 
 
@@ -134,7 +133,11 @@ def describe(meta: dict[str, Any], checkpoint_sha: str, frames: int, batch: int)
         "checkpoint_sha256": checkpoint_sha,
         "model_id": meta.get("model_id"),
         "classes": list(spec.CLASSES),
-        "input": {"name": spec.INPUT_NAME, "shape": list(spec.input_shape(batch, frames)), "range": [0, 1]},
+        "input": {
+            "name": spec.INPUT_NAME,
+            "shape": list(spec.input_shape(batch, frames)),
+            "range": [0, 1],
+        },
         "outputs": list(spec.OUTPUT_NAMES),
         "phases": meta.get("phases"),
         "precision": "fp32",
@@ -158,7 +161,9 @@ def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> Export
     proto = trace_to_onnx(model, frames, batch)
     inline_identity_initializers(proto)
     proto.producer_name = "gaitmil-export"
-    proto.doc_string = f"Gait-MIL {meta.get('model_id')} exported from {Path(config.checkpoint).name}"
+    proto.doc_string = (
+        f"Gait-MIL {meta.get('model_id')} exported from {Path(config.checkpoint).name}"
+    )
     set_metadata(proto, describe(meta, checkpoint_sha, frames, batch))
     check_graph(proto)
     audit = audit_model(proto, target="tensorrt")
@@ -177,27 +182,26 @@ def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> Export
         )
         if not parity.passes(1.0, PARITY_MAX_DPROB):
             raise ParityError(
-                parity.format() + f"; required: identical argmax and max |dprob| <= {PARITY_MAX_DPROB}. "
+                parity.format()
+                + f"; required: identical argmax and max |dprob| <= {PARITY_MAX_DPROB}. "
                 "The graph does not compute what the checkpoint does: report it with the checkpoint."
             )
 
-    onnx_path = out_dir / config.file_name
-    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-    tmp.write_bytes(proto.SerializeToString())
-    os.replace(tmp, onnx_path)
-    inputs, _ = io_shapes(proto)
-    manifest = Manifest(
-        model_id=str(meta.get("model_id")),
-        kind="onnx",
-        precision="fp32",
-        files={onnx_path.name: sha256_file(onnx_path)},
-        input_shapes={name: [int(d) for d in dims] for name, dims in inputs.items()},
-        opset=opset_of(proto),
-        source={"checkpoint": Path(config.checkpoint).name, "checkpoint_sha256": checkpoint_sha,
-                "model_id": meta.get("model_id")},
-        weights_sha256=weights_sha256(proto),
-        extra={"parity": parity.to_dict() if parity else None,
-               "trained_on": (meta.get("data") or {}).get("description")},
+    saved = save_onnx_artifact(
+        proto,
+        out_dir / config.file_name,
+        ArtifactFacts(
+            model_id=str(meta.get("model_id")),
+            precision="fp32",
+            source={
+                "checkpoint": Path(config.checkpoint).name,
+                "checkpoint_sha256": checkpoint_sha,
+                "model_id": meta.get("model_id"),
+            },
+            extra={
+                "parity": parity.to_dict() if parity else None,
+                "trained_on": (meta.get("data") or {}).get("description"),
+            },
+        ),
     )
-    manifest_path = write_manifest(manifest_path_for(onnx_path), manifest)
-    return ExportResult(onnx_path, manifest_path, manifest, parity)
+    return ExportResult(saved.path, saved.manifest_path, saved.manifest, parity)

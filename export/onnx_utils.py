@@ -12,8 +12,7 @@ import numpy as np
 from export._deps import require
 from export.errors import ExportError
 from gaitmil import spec
-
-METADATA_PREFIX = "gaitmil."
+from gaitmil.manifest import METADATA_PREFIX
 
 
 def load_onnx(path: str | Path) -> Any:
@@ -21,7 +20,9 @@ def load_onnx(path: str | Path) -> Any:
     onnx = require("onnx")
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"ONNX model {path} does not exist; export one with `python -m export onnx`")
+        raise ExportError(
+            f"ONNX model {path} does not exist; export one with `python -m export onnx`"
+        )
     try:
         return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types
@@ -76,9 +77,13 @@ def weight_differences(model: Any, reference: Any, rtol: float, atol: float) -> 
     for name, array in ours.items():
         other = theirs[name]
         if array.shape != other.shape or array.dtype != other.dtype:
-            problems.append(f"{name}: {array.dtype}{list(array.shape)} against {other.dtype}{list(other.shape)}")
+            problems.append(
+                f"{name}: {array.dtype}{list(array.shape)} against {other.dtype}{list(other.shape)}"
+            )
         elif array.dtype.kind == "f":
-            if not np.allclose(array.astype(np.float64), other.astype(np.float64), rtol=rtol, atol=atol):
+            if not np.allclose(
+                array.astype(np.float64), other.astype(np.float64), rtol=rtol, atol=atol
+            ):
                 worst = float(np.max(np.abs(array.astype(np.float64) - other.astype(np.float64))))
                 problems.append(f"{name}: values differ by up to {worst:.3g}")
         elif not np.array_equal(array, other):
@@ -162,14 +167,17 @@ def session_batch_frames(session: Any) -> tuple[int, int]:
         if value.name == spec.INPUT_NAME:
             batch, frames = value.shape[0], value.shape[1]
             if not isinstance(batch, int) or not isinstance(frames, int):
-                raise ExportError(f"input {spec.INPUT_NAME} has dynamic dims {value.shape}; re-export")
+                raise ExportError(
+                    f"input {spec.INPUT_NAME} has dynamic dims {value.shape}; re-export"
+                )
             return batch, frames
     names = [v.name for v in session.get_inputs()]
     raise ExportError(f"model has no input named {spec.INPUT_NAME!r} (inputs: {names})")
 
 
-def run_batched(session: Any, walks: np.ndarray,
-                names: tuple[str, ...] = spec.OUTPUT_NAMES) -> dict[str, np.ndarray]:
+def run_batched(
+    session: Any, walks: np.ndarray, names: tuple[str, ...] = spec.OUTPUT_NAMES
+) -> dict[str, np.ndarray]:
     """Run float32 walks [N, T, 64, 44] through a static-batch session, padding the last chunk;
     returns the tensors `names` (the model outputs by default)."""
     batch, frames = session_batch_frames(session)
@@ -178,16 +186,12 @@ def run_batched(session: Any, walks: np.ndarray,
             f"walks have shape {walks.shape}, the model expects [N, {frames}, "
             f"{spec.INPUT_HEIGHT}, {spec.INPUT_WIDTH}]"
         )
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for start in range(0, len(walks), batch):
-        chunk = walks[start : start + batch]
-        real = len(chunk)
-        if real < batch:  # pad by repeating the last walk; padded rows are dropped below
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        result = session.run(list(names), {spec.INPUT_NAME: chunk.astype(np.float32)})
-        for name, value in zip(names, result):
-            outputs[name].append(np.asarray(value, dtype=np.float32)[:real])
-    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+    from export.batches import run_in_batches
+
+    def run(chunk: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(list(names), {spec.INPUT_NAME: chunk})))
+
+    return run_in_batches(run, walks, batch, names)
 
 
 def topological_sort(model: Any) -> None:

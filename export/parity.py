@@ -72,10 +72,11 @@ def compare_outputs(
 def torch_outputs(model: Any, walks: np.ndarray, batch: int = 16) -> dict[str, np.ndarray]:
     """Reference outputs of a GaitMIL model (eval mode, float32) on walks [N, T, 64, 44]."""
     torch = require("torch")
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in spec.OUTPUT_NAMES}
+    from export.batches import run_in_batches
+
+    def run(chunk: np.ndarray) -> dict[str, np.ndarray]:
+        out = model(torch.from_numpy(chunk))
+        return {name: getattr(out, name).detach().float().numpy() for name in spec.OUTPUT_NAMES}
+
     with torch.inference_mode():
-        for start in range(0, len(walks), batch):
-            out = model(torch.from_numpy(np.ascontiguousarray(walks[start : start + batch])))
-            for name in spec.OUTPUT_NAMES:
-                parts[name].append(getattr(out, name).detach().float().numpy())
-    return {name: np.concatenate(values) for name, values in parts.items()}
+        return run_in_batches(run, walks, batch)

@@ -11,7 +11,6 @@ licence and a manifest (hashes, source wheel, the measured difference to TFLite)
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from export._deps import require
+from export.cli_help import command_parser
 from export.errors import ExportError
 from export.tflite_onnx import convert_tflite
 
@@ -141,13 +141,13 @@ def build(wheel: Path, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = command_parser("python -m export.person_model", __doc__.splitlines()[0])
     parser.add_argument(
         "--wheel",
         type=Path,
         help=f"a mediapipe {MEDIAPIPE_VERSION} wheel (default: pip download it)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the ONNX model")
     args = parser.parse_args(argv)
     try:
         if args.wheel is None:

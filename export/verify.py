@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from export.batches import run_in_batches
 from export.errors import EngineError
 from export.parity import ParityReport, compare_outputs
 from gaitmil import spec
 
+if TYPE_CHECKING:
+    from edge.runners.base import Runner
 
-def run_runner(runner: object, walks: np.ndarray) -> dict[str, np.ndarray]:
+
+def run_runner(runner: Runner, walks: np.ndarray) -> dict[str, np.ndarray]:
     """Feed walks [N, T, 64, 44] through an active edge runner in its static batch size."""
-    batch = runner.input_shape[0]  # type: ignore[attr-defined]
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in spec.OUTPUT_NAMES}
-    for start in range(0, len(walks), batch):
-        chunk = walks[start : start + batch]
-        real = len(chunk)
-        if real < batch:  # pad with the last walk, drop the padded rows below
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        out = runner.infer({spec.INPUT_NAME: np.ascontiguousarray(chunk, dtype=np.float32)})  # type: ignore[attr-defined]
-        for name in spec.OUTPUT_NAMES:
-            parts[name].append(np.asarray(out[name])[:real])
-    return {name: np.concatenate(values) for name, values in parts.items()}
+    return run_in_batches(
+        lambda chunk: runner.infer({spec.INPUT_NAME: chunk}), walks, runner.input_shape[0]
+    )
 
 
 def verify_engine(engine: Path, onnx: Path, walks: int = 200, seed: int = 0) -> ParityReport:

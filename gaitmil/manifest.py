@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ class Manifest:
     target: str | None = None  # int8 only: "tensorrt" | "cpu"
     calibration: dict[str, Any] | None = None  # {hash, method, set description}
     engine: dict[str, Any] | None = None  # {tensorrt_version, gpu_name, compute_capability, l4t}
-    source: dict[str, Any] = field(default_factory=dict)  # checkpoint sha256 / model_id / onnx sha256
+    source: dict[str, Any] = field(
+        default_factory=dict
+    )  # checkpoint sha256 / model_id / onnx sha256
     weights_sha256: str | None = None  # hash of the initializers only (deterministic export check)
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
@@ -61,6 +64,22 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "manifest") -> Manifest:
         return cls(**validate_manifest_dict(data, where))
+
+
+# ONNX metadata_props written by export.onnx_utils.set_metadata: `gaitmil.<key>` -> JSON text
+METADATA_PREFIX = "gaitmil."
+
+
+def metadata_value(meta: Mapping[str, str], key: str) -> Any:
+    """The decoded value of `gaitmil.<key>` (or a bare `<key>`) in an ONNX model's metadata map;
+    None when absent. Values that are not JSON are returned as written."""
+    raw = meta.get(METADATA_PREFIX + key, meta.get(key))
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -141,16 +160,25 @@ def read_manifest(path: str | Path) -> Manifest:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"manifest {path} is not readable JSON ({exc}); {REGENERATE_HINT}") from exc
+        raise ManifestError(
+            f"manifest {path} is not readable JSON ({exc}); {REGENERATE_HINT}"
+        ) from exc
     return Manifest.from_dict(data, str(path))
 
 
-def verify_artifact(model_path: str | Path, manifest_path: str | Path | None = None) -> Manifest:
+def verify_artifact(
+    model_path: str | Path,
+    manifest_path: str | Path | None = None,
+    *,
+    model_sha256: str | None = None,
+) -> Manifest:
     """Check `model_path` against its manifest; returns the manifest.
 
     Raises ManifestError when the manifest is missing or malformed, does not
     list the model, or when any listed file's sha256 differs (a model that
     was edited, truncated or replaced without regenerating its manifest).
+    `model_sha256`: the hash of the model bytes the caller already read (and will
+    load), so those bytes are the ones checked rather than the file read again.
     """
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -165,11 +193,14 @@ def verify_artifact(model_path: str | Path, manifest_path: str | Path | None = N
     for name, expected in manifest.files.items():
         file_path = manifest_path.parent / name
         if not file_path.is_file():
-            raise ManifestError(f"{file_path} listed in {manifest_path} is missing; {REGENERATE_HINT}")
-        actual = sha256_file(file_path)
+            raise ManifestError(
+                f"{file_path} listed in {manifest_path} is missing; {REGENERATE_HINT}"
+            )
+        known = model_sha256 if name == model_path.name else None
+        actual = known or sha256_file(file_path)
         if actual != expected:
             raise ManifestError(
                 f"{file_path} has sha256 {actual[:16]}..., but {manifest_path} expects "
-                f"{expected[:16]}...: the file changed after its manifest was written; {REGENERATE_HINT}"
+                f"{expected[:16]}...: the file changed after its manifest was written (replaced or truncated); {REGENERATE_HINT}"
             )
     return manifest

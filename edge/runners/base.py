@@ -2,23 +2,96 @@
 
 Follows Polygraphy's runner pattern: construct (cheap, no backend objects), activate()
 (load the model, allocate), infer(feed) any number of times, deactivate() (free).
-Subclasses implement only `_activate`, `_infer` and `_deactivate` and set the facts
-(`_input_shape`, `_precision`, `_model_id`) in `_activate`.
+Subclasses implement only `_activate`, `_infer` and `_deactivate`. The base reads the
+model file once, applies the one manifest policy (`manifest_kind`, `require_manifest`)
+and hands both to `_activate(model)`, which returns what the backend learned
+(`ModelFacts`); the base completes those into the runner's `RunnerFacts` (manifest
+first, then the model's own word, then one model-id fallback) and stores them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
+from gaitmil.manifest import REGENERATE_HINT, find_manifest
 from gaitmil.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
 
+if TYPE_CHECKING:
+    from gaitmil.manifest import Manifest
+
 TIMING_KEYS = ("h2d_ms", "compute_ms", "d2h_ms", "total_ms")
+InputShape = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The model as the base read it: its bytes (read once), their sha256, its manifest."""
+
+    path: Path
+    data: bytes
+    sha256: str
+    manifest: Manifest | None  # None: the backend uses no manifests, or none was required and found
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a backend learned from the model itself while activating."""
+
+    input_shape: InputShape
+    precision: str | None = None  # None: the model does not say (the manifest must)
+    model_id: str | None = None  # None: the model does not say
+
+
+@dataclass(frozen=True)
+class RunnerFacts:
+    """The facts of an active runner: model, shape, precision and identity."""
+
+    input_shape: InputShape
+    precision: str
+    model_id: str
+    model_sha256: str
+    manifest: Path | None  # the manifest the model was checked against
+
+
+def complete_facts(found: ModelFacts, model: ModelFile, where: str) -> RunnerFacts:
+    """The one rule for precision and model id: the manifest, then the model, then a fallback.
+
+    A manifest that declares another input shape than the model has is refused.
+    """
+    manifest = model.manifest
+    if manifest is not None:
+        declared = manifest.input_shapes.get(INPUT_NAME)
+        if declared is not None and tuple(declared) != found.input_shape:
+            raise ModelError(
+                f"{model.path}: manifest says input shape {list(declared)}, the model has "
+                f"{list(found.input_shape)}; {REGENERATE_HINT}"
+            )
+    precision = (manifest.precision if manifest is not None else None) or found.precision
+    if precision is None:
+        raise ModelError(
+            f"{where}: neither a manifest nor {model.path} itself says the model's precision; "
+            f"{REGENERATE_HINT}"
+        )
+    model_id = (
+        (manifest.model_id if manifest is not None else None)
+        or found.model_id
+        or f"{model.path.stem}-{model.sha256[:12]}"
+    )
+    return RunnerFacts(
+        input_shape=found.input_shape,
+        precision=precision,
+        model_id=model_id,
+        model_sha256=model.sha256,
+        manifest=find_manifest(model.path) if manifest is not None else None,
+    )
 
 
 class Runner(ABC):
@@ -29,6 +102,10 @@ class Runner(ABC):
     missing_model_hint: ClassVar[str] = (
         "build it with `python -m export onnx --checkpoint CKPT --out DIR` (or `make models` for the demo model)"
     )
+    # the manifest kind this backend's models carry; None: it reads no manifests
+    manifest_kind: ClassVar[str | None] = None
+    # whether a model without a manifest is refused when the `require_manifest` option is unset
+    manifest_required_by_default: ClassVar[bool] = False
 
     def __init__(
         self, model_path: str | Path, *, threads: int | None = None, **options: Any
@@ -47,9 +124,7 @@ class Runner(ABC):
         self.options = options
         self.last_timing: dict[str, float] | None = None
         self._active = False
-        self._input_shape: tuple[int, int, int, int] | None = None
-        self._precision: str | None = None
-        self._model_id: str | None = None
+        self._facts: RunnerFacts | None = None
         self._model_sha256: str | None = None
         self._stage_ms: dict[str, float] = {}
 
@@ -65,10 +140,45 @@ class Runner(ABC):
             raise ModelError(
                 f"{self.name} runner: model file {self.model_path} does not exist; {self.missing_model_hint}"
             )
-        self._activate()
-        if self._input_shape is None:
-            raise RunnerError(f"{self.name} runner did not learn its input shape while activating")
+        self._check_backend()  # a missing library is named before the model is read
+        model = self._read_model()
+        found = self._activate(model)
+        try:
+            self._facts = complete_facts(found, model, f"{self.name} runner")
+        except ModelError:
+            self._deactivate()
+            raise
         self._active = True
+
+    def _read_model(self) -> ModelFile:
+        """Read the model once; check it against its manifest (the one manifest policy)."""
+        data = self.model_path.read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        self._model_sha256 = sha256
+        manifest = self._manifest(sha256) if self.manifest_kind is not None else None
+        return ModelFile(self.model_path, data, sha256, manifest)
+
+    def _manifest(self, sha256: str) -> Manifest | None:
+        from gaitmil.manifest import ManifestError, verify_artifact
+
+        path = find_manifest(self.model_path)
+        if not path.is_file():
+            if self.options.get("require_manifest", self.manifest_required_by_default):
+                raise ModelError(
+                    f"{self.name} runner: {self.model_path} has no manifest ({path.name}) beside it; "
+                    f"{self.missing_model_hint}"
+                )
+            return None
+        try:
+            manifest = verify_artifact(self.model_path, path, model_sha256=sha256)
+        except ManifestError as err:
+            raise ModelError(f"{self.name} refuses {self.model_path}: {err}") from err
+        if manifest.kind != self.manifest_kind:
+            raise ModelError(
+                f"{path} describes a {manifest.kind!r}, not the {self.manifest_kind!r} the {self.name} "
+                f"runner loads; {self.missing_model_hint}"
+            )
+        return manifest
 
     def deactivate(self) -> None:
         if not self._active:
@@ -96,11 +206,20 @@ class Runner(ABC):
                 "(or use `with runner:`) and do not use it after deactivate()"
             )
 
+    def facts_of(self, what: str) -> RunnerFacts:
+        """The facts learned by the last activate(); RunnerError before the first one."""
+        if self._facts is None:
+            self._require_active(what)
+            raise RunnerError(f"{self.name} runner: {what} is unknown before activate()")
+        return self._facts
+
     @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        if self._input_shape is None:
-            self._require_active("input_shape")
-        return self._input_shape
+    def facts(self) -> RunnerFacts:
+        return self.facts_of("facts")
+
+    @property
+    def input_shape(self) -> InputShape:
+        return self.facts_of("input_shape").input_shape
 
     @property
     def frames(self) -> int:
@@ -108,18 +227,15 @@ class Runner(ABC):
 
     @property
     def precision(self) -> str:
-        if self._precision is None:
-            self._require_active("precision")
-        return self._precision
+        return self.facts_of("precision").precision
 
     @property
     def model_id(self) -> str:
-        if self._model_id is None:
-            self._require_active("model_id")
-        return self._model_id
+        return self.facts_of("model_id").model_id
 
     @property
     def model_sha256(self) -> str:
+        """sha256 of the model file (of the bytes loaded, once active)."""
         if self._model_sha256 is None:
             from gaitmil.manifest import sha256_file
 
@@ -150,8 +266,12 @@ class Runner(ABC):
         return {name: np.asarray(outputs[name], dtype=np.float32) for name in OUTPUT_NAMES}
 
     # -- for subclasses ---------------------------------------------------------------------
+    def _check_backend(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Raise RunnerError when the backend's library cannot be imported (default: no check)."""
+
     @abstractmethod
-    def _activate(self) -> None: ...
+    def _activate(self, model: ModelFile) -> ModelFacts:
+        """Load `model` (its bytes are already read and checked); return what it says."""
 
     @abstractmethod
     def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]: ...
@@ -199,7 +319,7 @@ def check_feed(feed: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarra
     return np.ascontiguousarray(array)
 
 
-def check_model_input_shape(shape: Any, where: str) -> tuple[int, int, int, int]:
+def check_model_input_shape(shape: Any, where: str) -> InputShape:
     """A model's declared input shape must be static [B, T, 64, 44]; raise ModelError otherwise."""
     dims = list(shape) if shape is not None else []
     static = all(isinstance(d, (int, np.integer)) and int(d) > 0 for d in dims)
@@ -212,4 +332,5 @@ def check_model_input_shape(shape: Any, where: str) -> tuple[int, int, int, int]
             f"{where}: input '{INPUT_NAME}' has shape {dims}, expected static [B, T, {INPUT_HEIGHT}, {INPUT_WIDTH}]; "
             "re-export it with `python -m export onnx --checkpoint CKPT --out DIR`"
         )
-    return tuple(int(d) for d in dims)  # type: ignore[return-value]
+    batch, frames, height, width = (int(d) for d in dims)
+    return batch, frames, height, width

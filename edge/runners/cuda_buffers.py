@@ -21,6 +21,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,11 @@ def _check(result: Any, what: str) -> Any:
     return rest[0] if len(rest) == 1 else tuple(rest)
 
 
+def _checked_call(function: Callable[[Any], Any], handle: Any, what: str) -> None:
+    """Call a cuda-python release function on `handle`; RunnerError on an error code."""
+    _check(function(handle), what)
+
+
 def _native_handle(obj: Any) -> int:
     """The address behind a cuda-python handle (`int(obj)` is deprecated, subject to removal)."""
     try:
@@ -99,9 +105,9 @@ class CudaBuffers(ABC):
         self.plan: IOPlan | None = None
         self.host: dict[str, np.ndarray] = {}
         self.device: dict[str, int] = {}
-        self._releases: list[tuple[str, Callable[[], None]]] = []  # LIFO
+        self._releases: list[tuple[str, Callable[[], object]]] = []  # LIFO
 
-    def _on_free(self, what: str, release: Callable[[], None]) -> None:
+    def _on_free(self, what: str, release: Callable[[], object]) -> None:
         self._releases.append((what, release))
 
     def _release_all(self) -> list[str]:
@@ -137,11 +143,18 @@ class CudaBuffers(ABC):
         if failures:
             raise RunnerError("CUDA clean-up failed: " + "; ".join(failures))
 
+    def _allocated(self) -> IOPlan:
+        if self.plan is None:
+            raise RunnerError(f"{self.library} buffers: allocate(plan) before copying")
+        return self.plan
+
     def copy_inputs(self) -> None:
-        self._copy(self.plan.input.name, to_device=True)
+        self._copy(self._allocated().input.name, to_device=True)
 
     def copy_outputs(self) -> None:
-        for tensor in self.plan.outputs:  # the contract's outputs; extra outputs stay on the device
+        for (
+            tensor
+        ) in self._allocated().outputs:  # the contract's outputs; extras stay on the device
             self._copy(tensor.name, to_device=False)
 
     @abstractmethod
@@ -180,15 +193,15 @@ class CudaPythonBuffers(CudaBuffers):
             self.stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
             self._on_free(
                 "cudaStreamDestroy",
-                lambda s=self.stream: _check(cudart.cudaStreamDestroy(s), "cudaStreamDestroy"),
+                partial(_checked_call, cudart.cudaStreamDestroy, self.stream, "cudaStreamDestroy"),
             )
-            self.events = []
+            self.events: list[Any] = []
             for _ in range(4):
                 event = _check(cudart.cudaEventCreate(), "cudaEventCreate")
                 self.events.append(event)
                 self._on_free(
                     "cudaEventDestroy",
-                    lambda e=event: _check(cudart.cudaEventDestroy(e), "cudaEventDestroy"),
+                    partial(_checked_call, cudart.cudaEventDestroy, event, "cudaEventDestroy"),
                 )
         except BaseException as exc:
             self._abandon(exc)
@@ -200,12 +213,15 @@ class CudaPythonBuffers(CudaBuffers):
         rt = self.rt
         host_ptr = int(_check(rt.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes}) for '{name}'"))
         self._on_free(
-            f"cudaFreeHost '{name}'", lambda p=host_ptr: _check(rt.cudaFreeHost(p), "cudaFreeHost")
+            f"cudaFreeHost '{name}'",
+            partial(_checked_call, rt.cudaFreeHost, host_ptr, "cudaFreeHost"),
         )
         raw = (ctypes.c_byte * nbytes).from_address(host_ptr)
-        self.host[name] = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        self.host[name] = np.frombuffer(memoryview(raw).cast("B"), dtype=dtype).reshape(shape)
         device_ptr = int(_check(rt.cudaMalloc(nbytes), f"cudaMalloc({nbytes}) for '{name}'"))
-        self._on_free(f"cudaFree '{name}'", lambda p=device_ptr: _check(rt.cudaFree(p), "cudaFree"))
+        self._on_free(
+            f"cudaFree '{name}'", partial(_checked_call, rt.cudaFree, device_ptr, "cudaFree")
+        )
         self.device[name] = device_ptr
 
     @property
@@ -280,6 +296,12 @@ class PyCudaBuffers(CudaBuffers):
     def _pop_context(self) -> None:
         self.context.pop()
 
+    def _drop_host(self, name: str) -> None:
+        self.host.pop(name, None)
+
+    def _free_device(self, name: str) -> None:
+        self._device_allocs.pop(name).free()
+
     def _drop_stream(self) -> None:
         # pycuda destroys a stream/event when its last reference goes: do it while the context is current
         self.stream, self.events = None, []
@@ -289,10 +311,10 @@ class PyCudaBuffers(CudaBuffers):
     ) -> None:
         cuda = self.cuda
         self.host[name] = cuda.pagelocked_empty(shape, dtype)
-        self._on_free(f"pinned buffer '{name}'", lambda n=name: self.host.pop(n, None))
+        self._on_free(f"pinned buffer '{name}'", partial(self._drop_host, name))
         alloc = cuda.mem_alloc(nbytes)
         self._device_allocs[name] = alloc
-        self._on_free(f"device buffer '{name}'", lambda n=name: self._device_allocs.pop(n).free())
+        self._on_free(f"device buffer '{name}'", partial(self._free_device, name))
         self.device[name] = int(alloc)
 
     @property
@@ -315,7 +337,11 @@ class PyCudaBuffers(CudaBuffers):
         return float(self.events[start].time_till(self.events[end]))
 
 
-BUFFERS: dict[str, type[CudaBuffers]] = {"cuda-python": CudaPythonBuffers, "pycuda": PyCudaBuffers}
+# library name -> buffers for GPU `device`
+BUFFERS: dict[str, Callable[[int], CudaBuffers]] = {
+    "cuda-python": CudaPythonBuffers,
+    "pycuda": PyCudaBuffers,
+}
 
 
 def _facts_pycuda(device: int) -> GpuFacts:

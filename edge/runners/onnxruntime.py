@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
-from edge.runners.base import Runner, check_model_input_shape
+from edge.runners.base import InputShape, ModelFacts, ModelFile, Runner, check_model_input_shape
+from gaitmil.manifest import metadata_value
 from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
 
 REBUILD = (
@@ -22,8 +22,19 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
     """ONNX Runtime's own exception classes (they derive from Exception directly)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
-             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "NoSuchFile",
+        "NoModel",
+        "EngineError",
+        "RuntimeException",
+        "InvalidProtobuf",
+        "ModelLoaded",
+        "NotImplemented",
+        "InvalidGraph",
+        "EPFail",
+    )
     found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
     return found + (RuntimeError, ValueError, OSError)
 
@@ -53,16 +64,43 @@ class OnnxRuntimeRunner(Runner):
         that this onnxruntime build lacks is refused (never a silent CPU fallback).
     require_manifest: refuse a model without a manifest beside it (default False: a manifest
         is verified when present).
+    The precision is the manifest's, else the model's metadata, else read from the graph.
     """
 
     name = "onnxruntime"
-    options_allowed = frozenset({"providers", "require_manifest", "precision"})
+    options_allowed = frozenset({"providers", "require_manifest"})
+    manifest_kind = "onnx"
 
-    def _activate(self) -> None:
+    def _activate(self, model: ModelFile) -> ModelFacts:
         import onnxruntime as ort
 
+        providers = self._providers_asked(ort.get_available_providers())
+        try:
+            session = ort.InferenceSession(
+                model.data, sess_options=self._session_options(ort), providers=providers
+            )
+        except _ort_errors() as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ModelError(
+                f"onnxruntime cannot load {self.model_path} ({first}): the file is corrupt or not "
+                f"an ONNX model; {REBUILD}"
+            ) from err
+        if session.get_providers()[: len(providers)] != providers:
+            raise RunnerError(
+                f"onnxruntime: asked for providers {providers}, session uses {session.get_providers()}; "
+                "refusing a silent fallback"
+            )
+        input_shape = self._check_io(session)
+        meta = session.get_modelmeta().custom_metadata_map  # export's `gaitmil.*` keys
+        precision = _text(metadata_value(meta, "precision"))
+        if precision is None and model.manifest is None:
+            precision = precision_from_graph(model.data)
+        self._session = session
+        model_id = _text(metadata_value(meta, "model_id"))
+        return ModelFacts(input_shape, precision=precision, model_id=model_id)
+
+    def _providers_asked(self, available: list[str]) -> list[str]:
         providers = list(self.options.get("providers") or ["CPUExecutionProvider"])
-        available = ort.get_available_providers()
         missing = [p for p in providers if p not in available]
         if missing:
             raise RunnerError(
@@ -70,70 +108,35 @@ class OnnxRuntimeRunner(Runner):
                 f"(available: {available}); install onnxruntime-gpu for CUDAExecutionProvider, or use "
                 "providers=['CPUExecutionProvider']"
             )
-        manifest = self._check_manifest()
-        data = self.model_path.read_bytes()
+        return providers
+
+    def _session_options(self, ort: Any) -> Any:
         opts = ort.SessionOptions()
         if self.threads is not None:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(data, sess_options=opts, providers=providers)
-        except _ort_errors() as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ModelError(f"onnxruntime cannot load {self.model_path} ({first}): the file is corrupt or not an ONNX model; {REBUILD}") from err
-        if session.get_providers()[: len(providers)] != providers:
-            raise RunnerError(
-                f"onnxruntime: asked for providers {providers}, session uses {session.get_providers()}; "
-                "refusing a silent fallback"
-            )
+        return opts
+
+    def _check_io(self, session: Any) -> InputShape:
+        """The model's I/O must be the shipped contract; returns its input shape."""
         inputs = {i.name: i for i in session.get_inputs()}
         if list(inputs) != [INPUT_NAME]:
-            raise ModelError(f"{self.model_path}: inputs are {list(inputs)}, expected ['{INPUT_NAME}']; {REBUILD}")
+            raise ModelError(
+                f"{self.model_path}: inputs are {list(inputs)}, expected ['{INPUT_NAME}']; {REBUILD}"
+            )
         if inputs[INPUT_NAME].type != "tensor(float)":
-            raise ModelError(f"{self.model_path}: input '{INPUT_NAME}' is {inputs[INPUT_NAME].type}, expected tensor(float); {REBUILD}")
-        self._input_shape = check_model_input_shape(inputs[INPUT_NAME].shape, str(self.model_path))
+            raise ModelError(
+                f"{self.model_path}: input '{INPUT_NAME}' is {inputs[INPUT_NAME].type}, expected "
+                f"tensor(float); {REBUILD}"
+            )
         outputs = [o.name for o in session.get_outputs()]
-        missing_out = [n for n in OUTPUT_NAMES if n not in outputs]
-        if missing_out:
-            raise ModelError(f"{self.model_path}: outputs {missing_out} missing (has {outputs}); {REBUILD}")
-        meta = session.get_modelmeta().custom_metadata_map
-        if manifest is not None:
-            declared = manifest.input_shapes.get(INPUT_NAME)
-            if declared is not None and tuple(declared) != self._input_shape:
-                raise ModelError(
-                    f"{self.model_path}: manifest says input shape {declared}, the model has "
-                    f"{list(self._input_shape)}; {REBUILD}"
-                )
-        self._precision = (
-            self.options.get("precision")
-            or (manifest.precision if manifest is not None else None)
-            or meta.get("precision")
-            or precision_from_graph(data)
-        )
-        self._model_id = (
-            (manifest.model_id if manifest is not None else None)
-            or _meta_model_id(meta)
-            or f"{self.model_path.stem}-{self.model_sha256[:12]}"
-        )
-        self._session = session
-        self._providers = providers
-
-    def _check_manifest(self) -> Any:
-        from gaitmil.manifest import ManifestError, find_manifest, verify_artifact
-
-        path = find_manifest(self.model_path)
-        if not path.is_file():
-            if self.options.get("require_manifest"):
-                raise ModelError(f"{self.model_path} has no manifest ({path.name}) beside it; {REBUILD}")
-            return None
-        try:
-            manifest = verify_artifact(self.model_path, path)
-        except ManifestError as err:
-            raise ModelError(f"onnxruntime refuses {self.model_path}: {err}") from err
-        if manifest.kind != "onnx":
-            raise ModelError(f"{path} describes a {manifest.kind!r}, not an ONNX model; {REBUILD}")
-        return manifest
+        missing = [n for n in OUTPUT_NAMES if n not in outputs]
+        if missing:
+            raise ModelError(
+                f"{self.model_path}: outputs {missing} missing (has {outputs}); {REBUILD}"
+            )
+        return check_model_input_shape(inputs[INPUT_NAME].shape, str(self.model_path))
 
     def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]:
         start = time.perf_counter()
@@ -145,20 +148,6 @@ class OnnxRuntimeRunner(Runner):
         self._session = None
 
 
-def _meta_model_id(meta: dict[str, str]) -> str | None:
-    """model_id from ONNX metadata_props (plain string or inside a JSON description)."""
-    if "model_id" in meta:
-        value = meta["model_id"]
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            return value
-        return parsed if isinstance(parsed, str) else value
-    for value in meta.values():
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(parsed, dict) and isinstance(parsed.get("model_id"), str):
-            return parsed["model_id"]
-    return None
+def _text(value: object) -> str | None:
+    """A metadata value that must be a non-empty string, else None (not stated)."""
+    return value if isinstance(value, str) and value else None

@@ -11,15 +11,16 @@ change between the check and the load.
 
 from __future__ import annotations
 
-import hashlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
-from edge.runners.base import Runner
+from edge.runners.base import ModelFacts, ModelFile, Runner, check_model_input_shape
 from edge.runners.cuda_buffers import BUFFERS, CudaBuffers, detect_cuda_major, device_facts
 from edge.runners.trt_plan import (
     REBUILD_ENGINE,
+    IOPlan,
     IOTensor,
     choose_cuda_library,
     engine_mismatches,
@@ -29,6 +30,9 @@ from edge.runners.trt_plan import (
 )
 from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
 
+if TYPE_CHECKING:
+    from gaitmil.manifest import Manifest
+
 
 class TensorRTRunner(Runner):
     """Options: cuda_library ('cuda-python' | 'pycuda'; default: whichever is installed,
@@ -37,20 +41,20 @@ class TensorRTRunner(Runner):
 
     name = "tensorrt"
     options_allowed = frozenset({"cuda_library", "device", "onnx_path", "require_manifest"})
+    manifest_kind = "engine"
+    manifest_required_by_default = True  # engines are machine-specific
+    _buffers: CudaBuffers | None = None
+    _context: Any = None
     missing_model_hint = (
         "build it on this machine with "
         "`python -m export engine --onnx MODEL.onnx --out ENGINE --reuse-if-current`"
     )
 
-    def _activate(self) -> None:
-        try:
-            import tensorrt as trt
-        except ImportError as err:
-            raise RunnerError(
-                "the tensorrt runner needs TensorRT: on a Jetson `apt install python3-libnvinfer`, "
-                "elsewhere pip install 'gaitmil-edge[tensorrt-cu12]' (CUDA 12) or "
-                "'gaitmil-edge[tensorrt-cu13]' (CUDA 13)"
-            ) from err
+    def _check_backend(self) -> None:
+        _import_tensorrt()
+
+    def _activate(self, model: ModelFile) -> ModelFacts:
+        trt = _import_tensorrt()
         try:
             library = choose_cuda_library(
                 module_available, self.options.get("cuda_library"), detect_cuda_major()
@@ -58,50 +62,51 @@ class TensorRTRunner(Runner):
         except ValueError as err:
             raise RunnerError(str(err)) from err
         device = int(self.options.get("device", 0))
-        self._buffers: CudaBuffers | None = None
+        self._buffers = None
         self._trt_logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime and engine
+        engine = context = None
         try:
             # the device (and pycuda's context) first: the engine is deserialized onto it
-            self._buffers = BUFFERS[library](device)
-            data = self.model_path.read_bytes()  # read once: these bytes are checked and loaded
-            manifest = self._check_manifest(data, trt.__version__, library, device)
+            self._buffers = buffers = BUFFERS[library](device)
+            if model.manifest is not None:
+                self._check_machine(model.manifest, trt.__version__, library, device)
             self._trt_runtime = trt.Runtime(self._trt_logger)
-            engine = self._trt_runtime.deserialize_cuda_engine(data)
+            # the bytes the base read, hashed and checked against the manifest: loaded as they are
+            engine = self._trt_runtime.deserialize_cuda_engine(model.data)
             if engine is None:
                 raise ModelError(
                     f"TensorRT {trt.__version__} cannot deserialize {self.model_path}; {REBUILD_ENGINE}"
                 )
             plan = self._read_plan(trt, engine)
-            context = engine.create_execution_context()
-            if context is None:
-                raise RunnerError(
-                    f"TensorRT could not create an execution context for {self.model_path}"
-                )
-            if not context.set_input_shape(INPUT_NAME, plan.input.shape):
-                raise ModelError(
-                    f"TensorRT refused input shape {list(plan.input.shape)} for {self.model_path}; "
-                    f"{REBUILD_ENGINE}"
-                )
-            self._buffers.allocate(plan)
-            for tensor in plan.tensors:  # every I/O tensor needs an address, extra outputs included
-                if not context.set_tensor_address(tensor.name, self._buffers.device[tensor.name]):
-                    raise RunnerError(
-                        f"TensorRT refused the buffer address of tensor '{tensor.name}'"
-                    )
+            context = self._bind(engine, plan, buffers)
         except BaseException as exc:
             engine = context = None  # TensorRT objects go first, while the CUDA context is current
             self._release(failed=exc)  # activate() failed: release what it made, context popped
             raise
         self._engine, self._context, self._plan = engine, context, plan
-        self._input_shape = tuple(plan.input.shape)  # type: ignore[assignment]
-        self._precision = manifest.precision if manifest is not None else "unknown"
-        self._model_id = (
-            manifest.model_id
-            if manifest is not None
-            else f"{self.model_path.stem}-{self.model_sha256[:12]}"
-        )
+        # an engine does not record its precision: only its manifest says it
+        input_shape = check_model_input_shape(plan.input.shape, str(self.model_path))
+        return ModelFacts(input_shape, precision=None if model.manifest else "unknown")
 
-    def _read_plan(self, trt, engine):
+    def _bind(self, engine: Any, plan: IOPlan, buffers: CudaBuffers) -> Any:
+        """An execution context with the input shape set and every I/O tensor given an address."""
+        context = engine.create_execution_context()
+        if context is None:
+            raise RunnerError(
+                f"TensorRT could not create an execution context for {self.model_path}"
+            )
+        if not context.set_input_shape(INPUT_NAME, plan.input.shape):
+            raise ModelError(
+                f"TensorRT refused input shape {list(plan.input.shape)} for {self.model_path}; "
+                f"{REBUILD_ENGINE}"
+            )
+        buffers.allocate(plan)
+        for tensor in plan.tensors:  # every I/O tensor needs an address, extra outputs included
+            if not context.set_tensor_address(tensor.name, buffers.device[tensor.name]):
+                raise RunnerError(f"TensorRT refused the buffer address of tensor '{tensor.name}'")
+        return context
+
+    def _read_plan(self, trt: Any, engine: Any) -> IOPlan:
         tensors = []
         try:
             for i in range(engine.num_io_tensors):
@@ -118,32 +123,12 @@ class TensorRTRunner(Runner):
         except ValueError as err:
             raise ModelError(f"{self.model_path}: {err}; {REBUILD_ENGINE}") from err
 
-    def _check_manifest(self, data: bytes, trt_version: str, library: str, device: int):
-        from gaitmil.manifest import ManifestError, find_manifest, read_manifest, sha256_file
+    def _check_machine(
+        self, manifest: Manifest, trt_version: str, library: str, device: int
+    ) -> None:
+        """The engine's manifest must name this TensorRT, this GPU and (if given) this ONNX."""
+        from gaitmil.manifest import sha256_file
 
-        self._model_sha256 = hashlib.sha256(data).hexdigest()
-        path = find_manifest(self.model_path)
-        if not path.is_file():
-            if self.options.get("require_manifest", True):
-                raise ModelError(
-                    f"engine {self.model_path} has no manifest ({path.name}); {REBUILD_ENGINE}"
-                )
-            return None
-        try:
-            manifest = read_manifest(path)
-        except ManifestError as err:
-            raise ModelError(f"tensorrt refuses {self.model_path}: {err}") from err
-        expected = manifest.files.get(self.model_path.name)
-        if expected is None:
-            raise ModelError(
-                f"manifest {path} does not describe {self.model_path.name} "
-                f"(it lists {sorted(manifest.files)}); {REBUILD_ENGINE}"
-            )
-        if expected != self._model_sha256:
-            raise ModelError(
-                f"tensorrt refuses {self.model_path}: its sha256 {self._model_sha256[:16]}... differs "
-                f"from {expected[:16]}... in {path.name} (replaced or truncated); {REBUILD_ENGINE}"
-            )
         facts = device_facts(library, device)
         onnx_path = self.options.get("onnx_path")
         problems = engine_mismatches(
@@ -159,15 +144,16 @@ class TensorRTRunner(Runner):
             raise ModelError(
                 f"engine {self.model_path} does not match this machine: " + " | ".join(problems)
             )
-        return manifest
 
     def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]:
-        buffers = self._buffers
+        buffers, context = self._buffers, self._context
+        if buffers is None or context is None:
+            raise RunnerError(f"tensorrt runner for {self.model_path} has no engine loaded")
         np.copyto(buffers.host[INPUT_NAME], silhouettes)
         buffers.mark(0)
         buffers.copy_inputs()
         buffers.mark(1)
-        if not self._context.execute_async_v3(buffers.stream_handle):
+        if not context.execute_async_v3(buffers.stream_handle):
             raise RunnerError(
                 f"TensorRT execute_async_v3 failed for {self.model_path} (see the TensorRT log)"
             )
@@ -205,3 +191,15 @@ class TensorRTRunner(Runner):
 
     def _deactivate(self) -> None:
         self._release()
+
+
+def _import_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError as err:
+        raise RunnerError(
+            "the tensorrt runner needs TensorRT: on a Jetson `apt install python3-libnvinfer`, "
+            "elsewhere pip install 'gaitmil-edge[tensorrt-cu12]' (CUDA 12) or "
+            "'gaitmil-edge[tensorrt-cu13]' (CUDA 13)"
+        ) from err
+    return tensorrt

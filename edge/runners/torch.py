@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
-from edge.runners.base import Runner
+from edge.runners.base import ModelFacts, ModelFile, Runner
 from gaitmil.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH, OUTPUT_NAMES, check_frames
+
+if TYPE_CHECKING:
+    from gaitmil.model import GaitMIL
 
 
 class TorchRunner(Runner):
@@ -16,8 +20,10 @@ class TorchRunner(Runner):
 
     name = "torch"
     options_allowed = frozenset({"frames", "batch"})
+    _model: GaitMIL | None = None
+    _torch: Any = None  # the torch module, imported on activate()
 
-    def _activate(self) -> None:
+    def _activate(self, model: ModelFile) -> ModelFacts:
         try:
             import torch
         except ImportError as err:
@@ -28,10 +34,12 @@ class TorchRunner(Runner):
         from gaitmil.errors import CheckpointError
 
         try:
-            model, meta = load_checkpoint(self.model_path, map_location="cpu")
+            network, meta = load_checkpoint(self.model_path, map_location="cpu")
         except CheckpointError as err:
             raise ModelError(f"torch runner: {err}") from err
-        frames = self.options.get("frames") or int(meta.get("input", {}).get("frames", DEFAULT_FRAMES))
+        frames = self.options.get("frames") or int(
+            meta.get("input", {}).get("frames", DEFAULT_FRAMES)
+        )
         try:
             frames = check_frames(frames)
         except ValueError as err:
@@ -42,16 +50,21 @@ class TorchRunner(Runner):
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         self._torch = torch
-        self._model = model
-        self._input_shape = (batch, frames, INPUT_HEIGHT, INPUT_WIDTH)
-        self._precision = "fp32"
-        self._model_id = str(meta.get("model_id") or f"{self.model_path.stem}-{self.model_sha256[:12]}")
+        self._model = network
+        model_id = meta.get("model_id")
+        return ModelFacts(
+            (batch, frames, INPUT_HEIGHT, INPUT_WIDTH),
+            precision="fp32",  # a checkpoint runs as saved: float32
+            model_id=str(model_id) if model_id else None,
+        )
 
     def _infer(self, silhouettes: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self._torch
+        torch, network = self._torch, self._model
+        if network is None:
+            raise RunnerError(f"torch runner for {self.model_path} has no model loaded")
         start = time.perf_counter()
         with torch.inference_mode():
-            out = self._model(torch.from_numpy(silhouettes))
+            out = network(torch.from_numpy(silhouettes))
         self._stage_ms = {"compute_ms": (time.perf_counter() - start) * 1000.0}
         return {name: getattr(out, name).detach().cpu().numpy() for name in OUTPUT_NAMES}
 

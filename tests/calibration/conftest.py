@@ -15,8 +15,12 @@ def sim_set(count: int, frames: int, seed: int) -> CalibrationSet:
     import gaitsim
 
     batch = gaitsim.sample_walks(count, seed=seed, frames=frames, ratio=(1, 1, 1))
-    strata = [f"{spec.CLASSES[int(label)]}/{view}" for label, view in zip(batch.labels, batch.views)]
-    return build_set(batch.silhouettes, batch.labels, strata, count, seed, {"kind": "test", "seed": seed})
+    strata = [
+        f"{spec.CLASSES[int(label)]}/{view}" for label, view in zip(batch.labels, batch.views)
+    ]
+    return build_set(
+        batch.silhouettes, batch.labels, strata, count, seed, {"kind": "test", "seed": seed}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +33,6 @@ def calib16(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fp32_16(tmp_path_factory) -> Path:
     """A random-init tiny model exported at T=16 (structure tests only: its outputs mean nothing)."""
-    pytest.importorskip("torch")
     from export.onnx_export import ExportConfig, export_onnx
     from export.random_model import make_random_checkpoint
 
@@ -41,7 +44,6 @@ def fp32_16(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """A tiny model trained briefly at T=8, its calibration set and a held-out set (different seeds)."""
-    pytest.importorskip("torch")
     from export.onnx_export import ExportConfig, export_onnx
     from tests.calibration.trained import train_tiny
 
@@ -49,8 +51,9 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     train = sim_set(36, 8, seed=31)
     held_out = sim_set(30, 8, seed=32)
     checkpoint = train_tiny(train.silhouettes, train.labels, root / "tiny.pt", steps=20)
-    fp32 = export_onnx(ExportConfig(checkpoint, root, frames=8, parity_walks=0),
-                       walks=held_out.model_input()).onnx_path
+    fp32 = export_onnx(
+        ExportConfig(checkpoint, root, frames=8, parity_walks=0), walks=held_out.model_input()
+    ).onnx_path
     calib, _ = save_set(train, root / "calib.npz")
     held, _ = save_set(held_out, root / "held.npz")
     return {"fp32": fp32, "calib": calib, "held_out": held}

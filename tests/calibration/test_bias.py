@@ -14,14 +14,26 @@ from calibration.errors import CalibrationError
 from calibration.quantize import QuantizeConfig, quantize
 from gaitmil.manifest import verify_artifact
 
+WALKS = 8  # of calib16's 24: two quantizations of all 24 took ~17 s on the shared machine
+
 
 @pytest.fixture(scope="module")
 def pair(fp32_16, calib16, tmp_path_factory):
-    """The cpu target quantized with and without bias correction."""
+    """The cpu target quantized with and without bias correction (on the first WALKS walks)."""
     root = tmp_path_factory.mktemp("bias")
-    return {corrected: quantize(QuantizeConfig(fp32_16, calib16, "cpu", out=root / f"{corrected}.onnx",
-                                               bias_correction=corrected))
-            for corrected in (False, True)}
+    return {
+        corrected: quantize(
+            QuantizeConfig(
+                fp32_16,
+                calib16,
+                "cpu",
+                out=root / f"{corrected}.onnx",
+                bias_correction=corrected,
+                max_walks=WALKS,
+            )
+        )
+        for corrected in (False, True)
+    }
 
 
 def _bn(path):
@@ -32,7 +44,7 @@ def _bn(path):
 
 
 def test_correction_removes_the_shift_after_the_batchnorm(pair, fp32_16, calib16):
-    walks = load_set(calib16).model_input()
+    walks = load_set(calib16).model_input()[:WALKS]
     fp32, node, _ = _bn(fp32_16)
     reference = _embedding_means(fp32, node.output[0], walks)
     shift = {}
@@ -52,27 +64,61 @@ def test_only_the_running_mean_changes_and_it_is_recorded(pair, fp32_16):
     assert not np.allclose(corrected_mean, source_mean)
     correction = pair[True].bias_correction
     assert correction.node == node.name and correction.tensor == node.input[0]
-    assert correction.walks == 24 and 0.0 < correction.mean_abs_shift <= correction.max_abs_shift
+    assert correction.walks == WALKS and 0.0 < correction.mean_abs_shift <= correction.max_abs_shift
     assert verify_artifact(pair[True].path).extra["bias_correction"]["node"] == node.name
     assert verify_artifact(pair[False].path).extra["bias_correction"] is None
     assert pair[False].bias_correction is None
 
 
 def test_a_model_without_a_batchnorm_is_refused():
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g",
-                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+    )
     with pytest.raises(CalibrationError, match="--no-bias-correction"):
         head_batchnorm(helper.make_model(graph))
 
 
 def test_cli_switch(fp32_16, calib16, tmp_path, capsys):
     out = tmp_path / "plain.onnx"
-    assert main(["quantize", str(fp32_16), "--data", str(calib16), "--target", "tensorrt",
-                 "--out", str(out), "--no-bias-correction"]) == 0
+    assert (
+        main(
+            [
+                "quantize",
+                str(fp32_16),
+                "--data",
+                str(calib16),
+                "--target",
+                "tensorrt",
+                "--max-walks",
+                "8",
+                "--out",
+                str(out),
+                "--no-bias-correction",
+            ]
+        )
+        == 0
+    )
     assert "bias correction" not in capsys.readouterr().out
-    assert main(["quantize", str(fp32_16), "--data", str(calib16), "--target", "tensorrt",
-                 "--out", str(tmp_path / "corrected.onnx")]) == 0
+    assert (
+        main(
+            [
+                "quantize",
+                str(fp32_16),
+                "--data",
+                str(calib16),
+                "--target",
+                "tensorrt",
+                "--max-walks",
+                "8",
+                "--out",
+                str(tmp_path / "corrected.onnx"),
+            ]
+        )
+        == 0
+    )
     assert "bias correction: /model/bnneck/BatchNormalization" in capsys.readouterr().out
 
 
@@ -80,10 +126,16 @@ def test_constants_are_found_behind_identity_nodes():
     from calibration.bias import _constant
 
     value = numpy_helper.from_array(np.arange(3, dtype=np.float32), "shared")
-    graph = helper.make_graph([helper.make_node("Identity", ["shared"], ["mean"], name="id"),
-                               helper.make_node("Relu", ["x"], ["y"], name="relu")], "g",
-                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])], [value])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["shared"], ["mean"], name="id"),
+            helper.make_node("Relu", ["x"], ["y"], name="relu"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])],
+        [value],
+    )
     model = helper.make_model(graph)
     np.testing.assert_array_equal(_constant(model, "mean", "bn"), [0.0, 1.0, 2.0])
     with pytest.raises(CalibrationError, match="'y' is not a constant"):

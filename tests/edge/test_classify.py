@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
 from edge.classify import Classifier
 from edge.errors import RunnerError
-from edge.runners.base import Runner
+from edge.runners.base import ModelFacts, Runner
 from edge.types import Prediction, Walk, WalkQuality
 from gaitmil.spec import NUM_CLASSES
 
@@ -18,9 +20,9 @@ class _EchoRunner(Runner):
     name = "echo"
     options_allowed = frozenset({"batch"})
 
-    def _activate(self):
-        self._input_shape = (int(self.options.get("batch", 1)), 8, 64, 44)
-        self._precision, self._model_id = "fp32", "echo-model"
+    def _activate(self, model):
+        batch = int(self.options.get("batch", 1))
+        return ModelFacts((batch, 8, 64, 44), precision="fp32", model_id="echo-model")
 
     def _infer(self, silhouettes):
         frame_means = silhouettes.mean(axis=(2, 3))
@@ -62,16 +64,23 @@ def test_frames_are_sampled_evenly_and_attention_maps_back(model_file, count):
     # the runner saw exactly those frames, in that order
     seen = prediction.frame_attention / prediction.frame_attention.min()
     np.testing.assert_allclose(seen, (expected + 1) / (expected[0] + 1), rtol=1e-5)
-    assert prediction.runner == "echo" and prediction.precision == "fp32" and prediction.inference_ms > 0
+    assert (
+        prediction.runner == "echo"
+        and prediction.precision == "fp32"
+        and prediction.inference_ms > 0
+    )
 
 
-def test_key_frames_sum_repeated_samples(model_file):
-    with _EchoRunner(model_file) as runner:
-        classifier = Classifier(runner)
-        prediction = classifier.classify(_walk(4))  # 8 samples of 4 frames: each twice
-    top = classifier.key_frames(prediction, top=2)
-    assert [index for index, _ in top] == [3, 2]
-    assert top[0][1] == pytest.approx(2 * 4 / 20)  # frame 3: mean 4/64 of 20/64 total, sampled twice
+def test_the_base_stores_the_facts_the_backend_returned(model_file):
+    runner = _EchoRunner(model_file, batch=2)
+    with pytest.raises(RunnerError, match="activate"):
+        runner.facts  # noqa: B018 - the property raises before activate()
+    with runner:
+        facts = runner.facts
+    assert facts.input_shape == runner.input_shape == (2, 8, 64, 44)
+    assert (facts.precision, facts.model_id) == ("fp32", "echo-model")
+    assert facts.model_sha256 == runner.model_sha256 == hashlib.sha256(b"echo").hexdigest()
+    assert facts.manifest is None  # the echo backend reads no manifests
 
 
 def test_batched_runner_gets_the_walk_in_every_row(model_file):

@@ -19,7 +19,6 @@ def simulated(count: int, frames: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch", reason="export needs torch: pip install 'gaitmil-edge[export]'")
     from export.random_model import make_random_checkpoint
 
     return make_random_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=3)
@@ -31,5 +30,7 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from export.onnx_export import ExportConfig, export_onnx
 
     out = tmp_path_factory.mktemp("onnx16")
-    return export_onnx(ExportConfig(tiny_checkpoint, out, frames=16, batch=1, parity_walks=0),
-                       walks=simulated(8, 16))
+    return export_onnx(
+        ExportConfig(tiny_checkpoint, out, frames=16, batch=1, parity_walks=0),
+        walks=simulated(8, 16),
+    )

@@ -1,7 +1,8 @@
-"""The shipped demo models: current (regenerated weights hash equal) and passing the audit.
+"""The shipped demo models: current (regenerated weights equal) and passing the audit.
 
-Until the lead ships models/demo/checkpoint.pt this xfails with the reason;
-once the checkpoint exists, missing or stale artifacts FAIL (they never skip).
+models/demo/checkpoint.pt is shipped: a missing checkpoint or a missing or stale
+artifact FAILS (never skips); `make models` regenerates them, `make models-check`
+runs the same check.
 """
 
 from __future__ import annotations
@@ -10,27 +11,34 @@ from pathlib import Path
 
 import pytest
 
-from export.make_demo_artifacts import check_current, regenerate
+from calibration.demo_artifacts import check_current, regenerate
 from gaitmil.manifest import sha256_file, verify_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo"
 
 
-@pytest.mark.slow
 def test_shipped_demo_models_are_current():
     checkpoint = DEMO / "checkpoint.pt"
-    if not checkpoint.is_file():
-        pytest.xfail("models/demo/checkpoint.pt is not shipped yet (the lead trains and ships it)")
+    assert checkpoint.is_file(), "models/demo/checkpoint.pt is missing (it is shipped: restore it)"
     problems = check_current(checkpoint, DEMO)
-    assert not problems, "shipped demo models are missing or stale (run `make models`):\n" + "\n".join(problems)
+    assert not problems, (
+        "shipped demo models are missing or stale (run `make models`):\n" + "\n".join(problems)
+    )
 
 
 @pytest.mark.slow
 def test_regenerate_then_check(tiny_checkpoint, tmp_path):
     out = tmp_path / "demo"
-    paths = regenerate(tiny_checkpoint, out, tmp_path / "work", calib_count=6, held_out=6, parity_walks=3,
-                       with_sensitivity=False)
+    paths = regenerate(
+        tiny_checkpoint,
+        out,
+        tmp_path / "work",
+        calib_count=6,
+        held_out=6,
+        parity_walks=3,
+        with_sensitivity=False,
+    )
     for path in paths.values():
         verify_artifact(path)
     for name in ("calibration.json", "report.json", "report.md", "report.png"):

@@ -12,7 +12,8 @@ FRAMES = 16  # small T keeps the contract tests fast; the runners read T from th
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from gaitmil.checkpoint import save_checkpoint
     from gaitmil.model import GaitMIL, GaitMILConfig
     from gaitmil.phases import fit_centroids
@@ -48,7 +49,8 @@ class _Wrapper:
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from gaitmil.checkpoint import load_checkpoint
     from gaitmil.manifest import Manifest, sha256_file, write_manifest
     from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES, input_shape
@@ -58,13 +60,25 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
     path = out_dir / "model.onnx"
     example = torch.zeros(input_shape(1, FRAMES))
     torch.onnx.export(
-        _Wrapper(model), (example,), str(path), opset_version=17, dynamo=False,
-        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        _Wrapper(model),
+        (example,),
+        str(path),
+        opset_version=17,
+        dynamo=False,
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
     )
-    write_manifest(out_dir / "model.manifest.json", Manifest(
-        model_id=meta["model_id"], kind="onnx", precision="fp32", files={path.name: sha256_file(path)},
-        input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))}, opset=17,
-    ))
+    write_manifest(
+        out_dir / "model.manifest.json",
+        Manifest(
+            model_id=meta["model_id"],
+            kind="onnx",
+            precision="fp32",
+            files={path.name: sha256_file(path)},
+            input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))},
+            opset=17,
+        ),
+    )
     return path
 
 

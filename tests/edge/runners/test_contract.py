@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,8 @@ def backend(name: str) -> str:
 @pytest.fixture(scope="module")
 def reference_outputs(tiny_checkpoint, contract_walks):
     """The torch model itself, called directly: what every runner must reproduce."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     from gaitmil.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(tiny_checkpoint)
@@ -112,6 +114,40 @@ def test_same_outputs_on_same_walks(name, model_for, contract_walks, reference_o
             assert timing["total_ms"] >= timing["compute_ms"] - 1e-6
 
 
+# what each backend's activate() must report besides the shape: (manifest checked, its kind)
+EXPECTED_MANIFEST = {"onnxruntime": "onnx", "torch": None, "tensorrt": "engine"}
+
+
+@pytest.mark.parametrize("name", RUNNER_PARAMS)
+def test_facts_come_from_activate(name, model_for, tiny_checkpoint):
+    from gaitmil.checkpoint import describe_checkpoint
+    from gaitmil.manifest import find_manifest, read_manifest, sha256_file
+
+    path = model_for(name)
+    runner = create_runner(backend(name), path)
+    with pytest.raises(RunnerError, match="activate"):
+        runner.facts  # noqa: B018 - nothing is known before activate()
+    with runner:
+        facts = runner.facts
+        assert (facts.input_shape, facts.precision, facts.model_id, facts.model_sha256) == (
+            runner.input_shape,
+            runner.precision,
+            runner.model_id,
+            runner.model_sha256,
+        )
+    assert facts.input_shape == (1, FRAMES, 64, 44)
+    assert facts.precision == "fp32"
+    assert facts.model_sha256 == sha256_file(path)
+    assert facts.model_id == describe_checkpoint(tiny_checkpoint)["model_id"]
+    kind = EXPECTED_MANIFEST[backend(name)]
+    if kind is None:
+        assert facts.manifest is None
+    else:
+        assert facts.manifest == find_manifest(path)
+        assert read_manifest(facts.manifest).kind == kind
+    assert runner.facts == facts  # kept after deactivate(), for reports
+
+
 @pytest.mark.parametrize("name", RUNNER_PARAMS)
 def test_classifier_maps_attention_to_walk_frames(
     name, model_for, contract_walks, reference_outputs
@@ -125,9 +161,7 @@ def test_classifier_maps_attention_to_walk_frames(
             assert prediction.frame_indices.max() < len(sil)
             assert prediction.runner == backend(name) and prediction.precision == "fp32"
             assert prediction.inference_ms > 0.0
-            top = classifier.key_frames(prediction, top=3)
-            assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
-            assert all(0 <= index < len(sil) for index, _ in top)
+            assert prediction.frame_attention.shape == prediction.frame_indices.shape
 
 
 @pytest.mark.parametrize("name", RUNNER_PARAMS)
@@ -304,3 +338,33 @@ def test_classifier_refuses_a_gated_walk(tiny_onnx, contract_walks):
     with create_runner("onnxruntime", tiny_onnx) as runner:
         with pytest.raises(RunnerError, match="retake"):
             Classifier(runner).classify(walk)
+
+
+DEMO = Path(__file__).resolve().parents[3] / "models" / "demo"
+
+
+@pytest.mark.parametrize(
+    ("name", "precision"), [("model.int8-cpu.onnx", "int8"), ("model.fp16.onnx", "fp16")]
+)
+def test_a_bare_exported_model_states_its_own_facts(tmp_path, name, precision):
+    """Without a manifest, the precision and id come from the model's `gaitmil.*` metadata."""
+    from gaitmil.manifest import find_manifest, read_manifest
+
+    shipped = DEMO / name
+    bare = tmp_path / name
+    shutil.copy(shipped, bare)
+    with create_runner("onnxruntime", bare) as runner:
+        facts = runner.facts
+    assert facts.manifest is None
+    assert facts.precision == precision
+    assert facts.model_id == read_manifest(find_manifest(shipped)).model_id
+
+
+def test_a_model_that_states_no_precision_is_refused(tmp_path):
+    from edge.runners.base import ModelFacts, ModelFile, complete_facts
+
+    model = ModelFile(tmp_path / "m.bin", b"", "0" * 64, None)
+    with pytest.raises(ModelError, match="neither a manifest nor .* says the model's precision"):
+        complete_facts(ModelFacts((1, 8, 64, 44)), model, "test runner")
+    facts = complete_facts(ModelFacts((1, 8, 64, 44), precision="fp32"), model, "test runner")
+    assert facts.model_id == "m-000000000000"  # the one fallback: file stem and sha256 prefix

@@ -1,7 +1,7 @@
 """Regenerate the shipped demo model files from models/demo/checkpoint.pt (`make models`).
 
-    python -m export.make_demo_artifacts [--checkpoint models/demo/checkpoint.pt] [--out models/demo]
-    python -m export.make_demo_artifacts --check      # are the shipped files current? (CI)
+    python -m calibration.demo_artifacts [--checkpoint models/demo/checkpoint.pt] [--out models/demo]
+    python -m calibration.demo_artifacts --check      # are the shipped files current? (CI)
 
 Writes into --out: model.onnx, model.fp16.onnx, model.int8.onnx (TensorRT
 target), model.int8-cpu.onnx (ONNX Runtime CPU target), a manifest beside
@@ -15,13 +15,13 @@ screening tool.
 # ruff: noqa: T201  (a command-line script: it reports by printing)
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from export.cli_help import command_parser
 from gaitmil.errors import GaitMILError
 from gaitmil.manifest import ManifestError, read_manifest, sha256_file, verify_artifact
 
@@ -43,8 +43,15 @@ CPU_FLOAT_BLOCKS = ["/model/encoder/layers/layers.3/*"]
 TENSORRT_FLOAT_BLOCKS = ["/model/encoder/layers/layers.0/*"]
 
 
-def regenerate(checkpoint: Path, out: Path, work: Path, calib_count: int = 300, held_out: int = 600,
-               parity_walks: int = 200, with_sensitivity: bool = True) -> dict[str, Path]:
+def regenerate(
+    checkpoint: Path,
+    out: Path,
+    work: Path,
+    calib_count: int = 300,
+    held_out: int = 600,
+    parity_walks: int = 200,
+    with_sensitivity: bool = True,
+) -> dict[str, Path]:
     """Every shipped artifact from the checkpoint; returns name -> path."""
     from calibration.collect import collect_sim
     from calibration.dataset import save_set
@@ -56,7 +63,9 @@ def regenerate(checkpoint: Path, out: Path, work: Path, calib_count: int = 300, 
     from gaitmil.checkpoint import describe_checkpoint
 
     frames = int(describe_checkpoint(checkpoint).get("input", {}).get("frames", 30))
-    result = export_onnx(ExportConfig(checkpoint, out, frames=frames, batch=1, parity_walks=parity_walks))
+    result = export_onnx(
+        ExportConfig(checkpoint, out, frames=frames, batch=1, parity_walks=parity_walks)
+    )
     print(result.parity.format() if result.parity else "parity skipped")
     walks, _ = simulated_walks(parity_walks, frames=frames, seed=1)
     fp16 = convert_fp16(result.onnx_path, out / "model.fp16.onnx", walks=walks)
@@ -67,16 +76,41 @@ def regenerate(checkpoint: Path, out: Path, work: Path, calib_count: int = 300, 
     shutil.copyfile(calib_json, out / "calibration.json")
     held = collect_sim(HELD_OUT_SIM, held_out, frames)
     held_npz, _ = save_set(held, work / "held-out.npz")
-    int8 = quantize(QuantizeConfig(result.onnx_path, calib_npz, "tensorrt", out=out / "model.int8.onnx",
-                                   exclude=list(TENSORRT_FLOAT_BLOCKS)))
-    int8_cpu = quantize(QuantizeConfig(result.onnx_path, calib_npz, "cpu", out=out / "model.int8-cpu.onnx",
-                                       exclude=list(CPU_FLOAT_BLOCKS)))
+    int8 = quantize(
+        QuantizeConfig(
+            result.onnx_path,
+            calib_npz,
+            "tensorrt",
+            out=out / "model.int8.onnx",
+            exclude=list(TENSORRT_FLOAT_BLOCKS),
+        )
+    )
+    int8_cpu = quantize(
+        QuantizeConfig(
+            result.onnx_path,
+            calib_npz,
+            "cpu",
+            out=out / "model.int8-cpu.onnx",
+            exclude=list(CPU_FLOAT_BLOCKS),
+        )
+    )
 
-    report = build_report(result.onnx_path, fp16.path, [int8.path, int8_cpu.path], held_npz,
-                          with_sensitivity=with_sensitivity, calib=calib_npz)
+    report = build_report(
+        result.onnx_path,
+        fp16.path,
+        [int8.path, int8_cpu.path],
+        held_npz,
+        with_sensitivity=with_sensitivity,
+        calib=calib_npz,
+    )
     write_report(report, out / "report.json", out / "report.md", out / "report.png")
     print(markdown(report))
-    return {"onnx": result.onnx_path, "fp16": fp16.path, "int8": int8.path, "int8_cpu": int8_cpu.path}
+    return {
+        "onnx": result.onnx_path,
+        "fp16": fp16.path,
+        "int8": int8.path,
+        "int8_cpu": int8_cpu.path,
+    }
 
 
 def check_current(checkpoint: Path, shipped: Path) -> list[str]:
@@ -105,24 +139,43 @@ def check_current(checkpoint: Path, shipped: Path) -> list[str]:
     if problems:
         return problems
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = export_onnx(ExportConfig(checkpoint, Path(tmp), frames=read_manifest(
-            shipped / "model.manifest.json").input_shapes["silhouettes"][1], parity_walks=0))
+        fresh = export_onnx(
+            ExportConfig(
+                checkpoint,
+                Path(tmp),
+                frames=read_manifest(shipped / "model.manifest.json").input_shapes["silhouettes"][
+                    1
+                ],
+                parity_walks=0,
+            )
+        )
         fresh16 = convert_fp16(fresh.onnx_path, Path(tmp) / "model.fp16.onnx")
         # FP16 tolerance: a float32 value that moved by rounding may round to the neighbouring half
-        for name, regenerated, rtol in (("model.onnx", fresh.onnx_path, FP32_RTOL),
-                                        ("model.fp16.onnx", fresh16.path, FP16_RTOL)):
-            differences = weight_differences(load_onnx(shipped / name), load_onnx(regenerated), rtol, WEIGHT_ATOL)
+        for name, regenerated, rtol in (
+            ("model.onnx", fresh.onnx_path, FP32_RTOL),
+            ("model.fp16.onnx", fresh16.path, FP16_RTOL),
+        ):
+            differences = weight_differences(
+                load_onnx(shipped / name), load_onnx(regenerated), rtol, WEIGHT_ATOL
+            )
             if differences:
-                problems.append(f"{name} is stale: its weights differ from a fresh export of {checkpoint} "
-                                f"({'; '.join(differences[:3])})")
+                problems.append(
+                    f"{name} is stale: its weights differ from a fresh export of {checkpoint} "
+                    f"({'; '.join(differences[:3])})"
+                )
     checkpoint_sha = sha256_file(checkpoint)
     recorded = read_manifest(shipped / "model.manifest.json").source.get("checkpoint_sha256")
     if recorded != checkpoint_sha:
-        problems.append(f"model.onnx was exported from another checkpoint than {checkpoint} "
-                        f"(manifest {str(recorded)[:12]}, file {checkpoint_sha[:12]})")
+        problems.append(
+            f"model.onnx was exported from another checkpoint than {checkpoint} "
+            f"(manifest {str(recorded)[:12]}, file {checkpoint_sha[:12]})"
+        )
     onnx_sha = sha256_file(shipped / "model.onnx")
-    calib_hash = json.loads((shipped / "calibration.json").read_text())["hash"] \
-        if (shipped / "calibration.json").is_file() else None
+    calib_hash = (
+        json.loads((shipped / "calibration.json").read_text())["hash"]
+        if (shipped / "calibration.json").is_file()
+        else None
+    )
     for name in ("model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onnx"):
         manifest = read_manifest(shipped / name.replace(".onnx", ".manifest.json"))
         if manifest.source.get("onnx_sha256") != onnx_sha:
@@ -133,15 +186,24 @@ def check_current(checkpoint: Path, shipped: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.make_demo_artifacts", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="models/demo/checkpoint.pt")
-    parser.add_argument("--out", default="models/demo")
-    parser.add_argument("--work", default="build/demo", help="where the (unshipped) calibration sets go")
-    parser.add_argument("--calib-count", type=int, default=300)
-    parser.add_argument("--held-out", type=int, default=600,
-                        help="held-out walks for the report: 600 puts one walk at 0.17 %% of agreement")
-    parser.add_argument("--check", action="store_true", help="only check that the shipped files are current")
+    parser = command_parser("python -m calibration.demo_artifacts", __doc__)
+    parser.add_argument(
+        "--checkpoint", default="models/demo/checkpoint.pt", help="the demo model's checkpoint"
+    )
+    parser.add_argument("--out", default="models/demo", help="the shipped demo model folder")
+    parser.add_argument(
+        "--work", default="build/demo", help="where the (unshipped) calibration sets go"
+    )
+    parser.add_argument("--calib-count", type=int, default=300, help="calibration walks")
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        default=600,
+        help="held-out walks for the report: 600 puts one walk at 0.17%% of agreement",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check that the shipped files are current"
+    )
     args = parser.parse_args(argv)
     fix = "regenerate them: make models"
     try:
@@ -154,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"{args.out}: shipped models are current and pass the audit")
             return 0
-        regenerate(Path(args.checkpoint), Path(args.out), Path(args.work), args.calib_count, args.held_out)
+        regenerate(
+            Path(args.checkpoint), Path(args.out), Path(args.work), args.calib_count, args.held_out
+        )
     except GaitMILError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
