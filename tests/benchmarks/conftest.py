@@ -17,6 +17,7 @@ import pytest
 
 from export.random_model import structured_frames
 from gaitmil import spec
+from tests.edge.kiosk_support import build_kiosk_model
 
 FRAMES = 16
 
@@ -31,8 +32,9 @@ class TinyModels:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> TinyModels:
-    torch = pytest.importorskip("torch")
-    onnx = pytest.importorskip("onnx")
+    import onnx
+    import torch
+
     from gaitmil.checkpoint import save_checkpoint
     from gaitmil.model import GaitMIL, GaitMILConfig
     from gaitmil.phases import fit_centroids
@@ -69,6 +71,12 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     onnx_path = root / "model.onnx"
     onnx_path.write_bytes(proto.SerializeToString())
     return TinyModels(checkpoint, onnx_path, model_id, FRAMES)
+
+
+@pytest.fixture(scope="session")
+def kiosk_model(tmp_path_factory) -> Path:
+    """The kiosk tests' tiny untrained model (model.onnx + manifest + card.json, T=16)."""
+    return build_kiosk_model(tmp_path_factory.mktemp("kiosk_model"))
 
 
 @pytest.fixture(scope="session")

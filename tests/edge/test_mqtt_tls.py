@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -15,55 +12,7 @@ from edge.mqtt import Publisher, PublisherSettings
 from edge.outbox import Outbox
 from edge.subscriber import ResultSubscriber, SubscriberSettings
 from tests.edge.test_mqtt import results, wait_until
-
-
-def run(*args: str, cwd: Path) -> None:
-    subprocess.run(list(args), cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate for the kiosk (EC P-256, 1 day)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("openssl is not installed: run scripts/system-deps.sh")
-    d = tmp_path_factory.mktemp("pki")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run(openssl, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=gaitmil test CA", cwd=d)
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, cn in (("server", "127.0.0.1"), ("client", "kiosk-a")):
-        run(openssl, "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
-        run(openssl, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.crt", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
-    # a second, unrelated CA: a broker certificate it did not sign must be refused
-    run(openssl, "req", "-x509", *ec, "-keyout", "other.key", "-out", "other.crt", "-days", "1", "-subj", "/CN=other", cwd=d)
-    return d
-
-
-@pytest.fixture
-def tls_broker(mosquitto_factory, pki, tmp_path):
-    passwd = shutil.which("mosquitto_passwd")
-    if passwd is None:
-        pytest.fail("mosquitto_passwd is not installed (it comes with the mosquitto package)")
-    password_file = tmp_path / "passwd"
-    subprocess.run([passwd, "-b", "-c", str(password_file), "kiosk-a", "correct horse"], check=True, timeout=30)
-    subprocess.run([passwd, "-b", str(password_file), "dashboard", "dash pass"], check=True, timeout=30)
-    broker = mosquitto_factory(
-        f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
-        f"require_certificate true\npassword_file {password_file}\nallow_anonymous false\n",
-        name="tls-broker",
-    )
-    broker.start()
-    return broker
-
-
-def kiosk_settings(broker, pki: Path, password: str, **kw) -> PublisherSettings:
-    base = dict(host="127.0.0.1", port=broker.port, site_id="site-t", kiosk_id="kiosk-a", client_id="kiosk-a",
-                username="kiosk-a", password=password, tls=True, ca_file=pki / "ca.crt",
-                cert_file=pki / "client.crt", key_file=pki / "client.key", reconnect_min_delay=1, reconnect_max_delay=2)
-    base.update(kw)
-    return PublisherSettings(**base)
+from tests.edge.tls_support import kiosk_settings
 
 
 def test_tls_with_client_certificate_and_password_from_file(tls_broker, pki, tmp_path):
