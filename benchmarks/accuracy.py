@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
 from benchmarks.errors import BenchmarkError
-from gaitmil import spec
+from gaitmil import HelpFormatter, add_version_flag, spec
 
 SCHEMA_ID = "gaitmil.bench.accuracy/1"
 HELD_OUT_SEED = 101
@@ -114,17 +114,18 @@ def to_markdown(report: dict) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0],
-                                epilog="Documentation: docs/BENCHMARKS.md")
+                                epilog="Documentation: docs/BENCHMARKS.md", formatter_class=HelpFormatter)
+    add_version_flag(p)
     p.add_argument("--models", nargs="+", type=Path, default=[],
                    help="FP32 model first, then FP16/INT8 variants (default: the demo models that exist)")
     p.add_argument("--walks", type=int, default=300, help="simulated held-out walks (equal classes)")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED)
-    p.add_argument("--view", default="mixed", choices=["toward", "away", "side", "mixed"])
+    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="simulator seed of the held-out walks")
+    p.add_argument("--view", default="mixed", choices=["toward", "away", "side", "mixed"], help="walking direction of the simulated walks")
     p.add_argument("--data", type=Path, help="a labelled set saved by `python -m calibration collect` instead")
     p.add_argument("--threshold", type=float, help="referral threshold (default: the model card's, else 0.5)")
-    p.add_argument("--json", type=Path)
-    p.add_argument("--markdown", type=Path)
-    p.add_argument("--plot", type=Path)
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
+    p.add_argument("--plot", type=Path, help="write a PNG here")
     return p
 
 

@@ -30,6 +30,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.fanin_worker import SITE, cpu_seconds
 from benchmarks.localbroker import local_broker
 from benchmarks.stats import summarize
+from gaitmil import HelpFormatter, add_version_flag
 
 SCHEMA_ID = "gaitmil.bench.fanin/1"
 MAX_KIOSKS = 1000
@@ -218,19 +219,20 @@ def fanin_markdown(report: dict) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.fanin", description=__doc__.split("\n\n")[0],
-                                epilog="Documentation: docs/BENCHMARKS.md")
-    p.add_argument("--kiosks", type=int, default=10)
+                                epilog="Documentation: docs/BENCHMARKS.md", formatter_class=HelpFormatter)
+    add_version_flag(p)
+    p.add_argument("--kiosks", type=int, default=10, help="simulated kiosks (at most 1000)")
     p.add_argument("--rate", type=float, default=1.0, help="results per second per kiosk")
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=10.0, help="how long the kiosks publish (at most 600)")
     p.add_argument("--broker", help="mqtt://127.0.0.1:PORT (loopback only; default: the embedded broker)")
     p.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version of kiosks and subscriber")
-    p.add_argument("--drain-seconds", type=float, default=30.0)
+    p.add_argument("--drain-seconds", type=float, default=30.0, help="wait this long after the last result for deliveries")
     p.add_argument("--kiosks-per-worker", type=int, default=50, help="kiosks per worker process (at most 100)")
     p.add_argument("--central-workers", type=int, default=0,
                    help="deliver into this many central ingest workers and PostgreSQL instead of one subscriber")
     p.add_argument("--database", help="PostgreSQL URL for --central-workers (default: a throwaway local server)")
-    p.add_argument("--json", type=Path)
-    p.add_argument("--markdown", type=Path)
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
     p.add_argument("--plot", type=Path, help="PNG of the end-to-end latency distribution")
     return p
 

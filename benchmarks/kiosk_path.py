@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gaitmil import add_version_flag, metrics
+from gaitmil import HelpFormatter, add_version_flag, metrics
 from gaitmil.spec import CLASSES
 
 SEEDS = (9100, 9101)  # fresh simulated children: no data set of the project uses these seeds
@@ -137,12 +137,12 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.kiosk_path", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     add_version_flag(ap)
     ap.add_argument("--model", default="models/demo/model.onnx", help="FP32 ONNX model (its card gives the threshold)")
     ap.add_argument("--walks", type=int, default=300, help="simulated walks, split over the seeds")
     ap.add_argument("--seeds", default=",".join(str(s) for s in SEEDS), help="sim:// seeds, comma-separated")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its own choice)")
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--md", help="write the Markdown table here")
     args = ap.parse_args(argv)

@@ -34,7 +34,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.roofline import PROBES, achieved_gflops, count_macs, declared_peak, matmul_probe
 from benchmarks.stats import summarize, throughput_per_s
 from edge.errors import EdgeError
-from gaitmil import add_version_flag, spec
+from gaitmil import HelpFormatter, add_version_flag, spec
 from gaitmil.errors import GaitMILError
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "infer_host", "postprocess", "end_to_end")
@@ -268,10 +268,14 @@ def to_markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+class _Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in --help, and the description's line breaks kept."""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0],
                                 epilog="Documentation: docs/BENCHMARKS.md",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=_Formatter)
     add_version_flag(p)
     p.add_argument("--backend", action="append", default=[], metavar="NAME[:MODEL]",
                    help="runner to measure (onnxruntime, torch, tensorrt), repeatable; NAME:MODEL names its model")
@@ -279,24 +283,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", choices=sorted(SUITES), help="add a named set of backends over models/demo")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="pick the demo model / require this precision")
     p.add_argument("--frames", type=int, help="frames per walk T (must match the exported model; torch takes any)")
-    p.add_argument("--iters", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=100, help="timed iterations per backend")
+    p.add_argument("--warmup", type=int, default=10, help="untimed iterations first")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for each runner and the matmul probe")
     p.add_argument("--idle-ms", type=float, default=0.0,
                    help="untimed sleep after each call (like trtexec --idleTime), so one backend's spinning "
                         "worker threads do not slow the next")
     p.add_argument("--walks", type=int, default=8, help="distinct simulated walks to cycle through")
     p.add_argument("--walk-frames", type=int, default=90, help="frames per simulated walk before sampling T")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="simulator seed of the walks")
     p.add_argument("--probe", choices=[*sorted(PROBES), "none"], default="numpy", help="matmul probe for the CPU peak")
-    p.add_argument("--probe-size", type=int, default=2048)
+    p.add_argument("--probe-size", type=int, default=2048, help="N of the N x N matmul probe")
     p.add_argument("--peak-gflops", type=float, help="use this peak instead of the probe / declared Jetson peak")
     p.add_argument("--onnx", type=Path, help="ONNX to count MACs from for backends whose model is not ONNX")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument("--plot", type=Path, help="write a PNG of the latency distributions here")
     pipe = p.add_argument_group("pipeline (--pipeline): the whole kiosk loop on the simulated camera")
-    pipe.add_argument("--pipeline", action="store_true")
+    pipe.add_argument("--pipeline", action="store_true", help="measure the whole kiosk loop instead of the backends")
     pipe.add_argument("--config", type=Path, help="kiosk config TOML (default: edge's defaults); source, model, broker overridden")
     pipe.add_argument("--broker", help="mqtt://127.0.0.1:PORT of a local broker (default: the embedded broker)")
     pipe.add_argument("--sim-walks", type=int, default=5, help="simulated walks per pipeline mode")

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.env import describe_machine
+from gaitmil import HelpFormatter, add_version_flag
 
 HERE = Path(__file__).resolve().parent
 PARTS = ("latency", "pipeline", "fanin", "accuracy")
@@ -191,19 +192,21 @@ def render(out: Path, command_lines: dict[str, list[str]] | None = None, results
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.results", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
+    p = argparse.ArgumentParser(prog="python -m benchmarks.results", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
+    add_version_flag(p)
+    p.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"), help="JSON, Markdown and PNG of each part")
+    p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"), help="the rendered results file")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
-    p.add_argument("--iters", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sim-walks", type=int, default=5)
-    p.add_argument("--kiosks", type=int, default=200)
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--walks", type=int, default=300)
+    p.add_argument("--iters", type=int, default=200, help="latency: timed iterations per backend")
+    p.add_argument("--warmup", type=int, default=20, help="latency: untimed iterations first")
+    p.add_argument("--threads", type=int, default=2, help="latency: intra-op threads per runner")
+    p.add_argument("--sim-walks", type=int, default=5, help="pipeline: simulated walks per mode")
+    p.add_argument("--kiosks", type=int, default=200, help="fan-in: simulated kiosks")
+    p.add_argument("--seconds", type=float, default=60.0, help="fan-in: publishing time")
+    p.add_argument("--walks", type=int, default=300, help="accuracy: simulated held-out walks")
     p.add_argument("--broker", help="loopback broker URL (default: a throw-away mosquitto)")
-    p.add_argument("--render-only", action="store_true")
+    p.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from the files in --out-dir")
     args = p.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gaitmil import SOFTWARE, add_version_flag
+from gaitmil import SOFTWARE, HelpFormatter, add_version_flag
 
 TARGET_MS = 2.0
 
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.segment",
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--walks", type=int, default=1, help="simulated walks (gaitsim, depth only)"
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--gap-s", type=float, default=1.0, help="empty corridor before and between walks, seconds"
     )
     parser.add_argument(
-        "--json", type=Path, default=None, help="also write the report here as JSON"
+        "--json", type=Path, help="also write the report here as JSON"
     )
     add_version_flag(parser)
     return parser

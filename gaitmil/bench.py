@@ -25,6 +25,7 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
                               "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
 from torch.utils.flop_counter import FlopCounterMode
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.losses import gait_mil_loss
 from gaitmil.model import PRESETS, GaitMIL, GaitMILConfig, count_parameters
 from gaitmil.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH
@@ -89,13 +90,15 @@ def profile(preset: str, frames: int, batch: int, steps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitmil.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
+    ap = argparse.ArgumentParser(prog="python -m gaitmil.bench", description=__doc__.split("\n\n")[0],
+                                 formatter_class=HelpFormatter)
+    add_version_flag(ap)
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS), help="model presets to measure")
+    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per clip T")
     ap.add_argument("--batch", type=int, default=8, help="clips per training step")
     ap.add_argument("--steps", type=int, default=3, help="timed training steps (0: skip)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

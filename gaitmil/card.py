@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import describe_checkpoint
 from gaitmil.metrics import format_report
 
@@ -215,11 +215,12 @@ def _class_mix(data: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gaitmil.card", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m gaitmil.card", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     add_version_flag(parser)
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint the model was exported from")
     parser.add_argument("--evaluation", type=Path, required=True, help="JSON from gaitmil.evaluate --json")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="card.json to write (beside the exported model)")
     parser.add_argument("--command", required=True, help="the command that trained the model")
     args = parser.parse_args(argv)
     try:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 
 try:
     import torch
@@ -114,9 +114,10 @@ def format_extras(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m gaitmil.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m gaitmil.evaluate", description=__doc__.split("\n\n")[0],
+                                 formatter_class=HelpFormatter)
     add_version_flag(ap)
-    ap.add_argument("--checkpoint", required=True, type=Path)
+    ap.add_argument("--checkpoint", required=True, type=Path, help="a gaitmil.train or gaitmil.refit_head checkpoint")
     ap.add_argument("--data", required=True, type=Path,
                     help="dataset root (5-digit subject folders): the kiosk path, for the model card")
     ap.add_argument("--clean-data", type=Path, default=None,
@@ -129,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="share of not-negative children in the screened population, for referral rate and PPV")
     ap.add_argument("--split", default=None,
                     help="split name or JSON path (default: the split the checkpoint was trained on)")
-    ap.add_argument("--subset", default="test", choices=["test", "train"])
+    ap.add_argument("--subset", default="test", choices=["test", "train"], help="the split's TEST_SET or TRAIN_SET walks")
     ap.add_argument("--json", type=Path, default=None, help="write the full report here")
     ap.add_argument("--threshold", type=float, default=None,
                     help="referral threshold on P(not negative) (default: the one stored in the checkpoint, "
@@ -137,8 +138,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=None,
                     help="frames per walk, evenly sampled; 0 = all frames (one walk at a time); default: "
                          "all on real Scoliosis1K (the paper's protocol), 30 on simulated data (the kiosk's T)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=16, help="walks per forward pass")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     return ap.parse_args(argv)
 
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate, validation_subjects
 from gaitmil.model import GaitMIL, hpp
@@ -116,20 +116,20 @@ def refit(model: GaitMIL, train: tuple[Tensor, Tensor, Tensor], val: tuple[Tenso
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gaitmil.refit_head", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     add_version_flag(ap)
     ap.add_argument("--checkpoint", required=True, type=Path, help="a gaitmil.train checkpoint")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--epochs", type=int, default=80)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--data", required=True, help="dataset root (5-digit subject folders)")
+    ap.add_argument("--split", required=True, help="split name or JSON path")
+    ap.add_argument("--out", required=True, type=Path, help="the refitted checkpoint")
+    ap.add_argument("--epochs", type=int, default=80, help="passes over the training walks")
+    ap.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    ap.add_argument("--batch", type=int, default=64, help="walks per step")
     ap.add_argument("--draws", type=int, default=2, help="random 30-frame samplings of each training walk")
     ap.add_argument("--val-fraction", type=float, default=0.15, help="as the training run (same seed): same subjects")
-    ap.add_argument("--target-sensitivity", type=float, default=0.95)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--target-sensitivity", type=float, default=0.95, help="the threshold is chosen for this validation sensitivity")
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

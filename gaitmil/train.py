@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 
 try:
     import torch
@@ -443,16 +443,17 @@ def calibrate_on_validation(model: GaitMIL, val: Scoliosis1K, best: dict, target
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    ap = argparse.ArgumentParser(prog="python -m gaitmil.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m gaitmil.train", description=__doc__.split("\n\n")[0],
+                                 formatter_class=HelpFormatter)
     add_version_flag(ap)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", required=True, help="dataset root (5-digit subject folders)")
     ap.add_argument("--split", required=True, help="split name (112, 114, 118, 1116, ...) or JSON path")
-    ap.add_argument("--preset", default="tiny", choices=["tiny", "edge", "base"])
-    ap.add_argument("--pooling", default="mil", choices=["mil", "max", "mean"])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--iterations", type=int, default=2000)
-    ap.add_argument("--batch-p", type=int, default=8)
-    ap.add_argument("--batch-k", type=int, default=4)
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "edge", "base"], help="model size")
+    ap.add_argument("--pooling", default="mil", choices=["mil", "max", "mean"], help="how phase bags are pooled")
+    ap.add_argument("--out", required=True, help="run folder: checkpoint.pt (best), last.pt, metrics.jsonl, test_report.json")
+    ap.add_argument("--iterations", type=int, default=2000, help="training iterations")
+    ap.add_argument("--batch-p", type=int, default=8, help="subjects per batch")
+    ap.add_argument("--batch-k", type=int, default=4, help="walks per subject in a batch")
     ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="random frames per training clip")
     ap.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
     ap.add_argument("--schedule", default="cosine", choices=list(SCHEDULES),
@@ -467,14 +468,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--phase-features", default="walk_residual", choices=["walk_residual", "appearance"],
                     help="what the phase centroids cluster (appearance: the first construction, for ablations)")
     ap.add_argument("--resume", default=None, help="DIR/last.pt of an interrupted run")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
     ap.add_argument("--amp", default="auto", choices=["auto", *AMP_DTYPES],
                     help="mixed precision (auto: fp16 on CUDA, off on CPU)")
-    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=0, help="data-loader worker processes (0: in the training process)")
     ap.add_argument("--balance-classes", action="store_true", help="inverse-frequency class weights in the CE")
-    ap.add_argument("--save-every", type=int, default=200)
-    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--save-every", type=int, default=200, help="write last.pt every N iterations")
+    ap.add_argument("--log-every", type=int, default=10, help="log the loss every N iterations")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     ap.add_argument("--stop-at", type=int, default=None, help="stop after this iteration (resume later)")
     ap.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation at the end")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.spec import CLASSES
 from gaitsim.errors import SimConfigError
 from gaitsim.subject import DEFAULT_THRESHOLDS, check_thresholds, sample_subject
@@ -148,16 +148,17 @@ def build_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitsim.dataset", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m gaitsim.dataset", description=__doc__.split("\n\n")[0],
+                                 formatter_class=HelpFormatter)
     add_version_flag(ap)
     ap.add_argument("--walks", type=int, required=True, help="number of sequences (walks) to write")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--ratio", default="1:1:2", help="positive:neutral:negative, as in Scoliosis1K split names")
-    ap.add_argument("--view", default="mixed", choices=["toward", "away", "side", "mixed"])
+    ap.add_argument("--view", default="mixed", choices=["toward", "away", "side", "mixed"], help="walking direction relative to the camera")
     ap.add_argument("--frames-per-seq", type=int, default=120, help="at most this many frames per sequence")
-    ap.add_argument("--test-fraction", type=float, default=0.25)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--test-fraction", type=float, default=0.25, help="share of subjects in TEST_SET")
+    ap.add_argument("--workers", type=int, default=1, help="rendering processes")
     ap.add_argument("--split-name", default=None, help="split file Scoliosis1K_<name>.json (default from --ratio)")
     ap.add_argument("--thresholds", default="10:20", help="negative/neutral and neutral/positive severities, degrees")
     args = ap.parse_args(argv)

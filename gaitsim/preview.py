@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.silhouette import normalize
 from gaitmil.spec import CLASSES
 from gaitsim.camera import CameraConfig
@@ -79,10 +80,12 @@ def make_sheet(seed: int = 0, view: str = "toward", camera: CameraConfig | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitsim.preview", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m gaitsim.preview", description=__doc__.split("\n\n")[0],
+                                 formatter_class=HelpFormatter)
+    add_version_flag(ap)
     ap.add_argument("--out", required=True, help="PNG file to write")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--view", default="toward", choices=["toward", "away", "side"])
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--view", default="toward", choices=["toward", "away", "side"], help="walking direction relative to the camera")
     args = ap.parse_args(argv)
     sheet = make_sheet(args.seed, args.view)
     out = Path(args.out)
