@@ -180,11 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     add_version_flag(parser)
     parser.add_argument("--frames", type=int, default=150, help="simulated colour frames")
     parser.add_argument("--threads", type=int, default=1, help="threads of the person network")
-    parser.add_argument("--repeats", type=int, default=100, help="timed runs of the network per size")
+    parser.add_argument(
+        "--repeats", type=int, default=100, help="timed runs of the network per size"
+    )
     parser.add_argument(
         "--host-ghz", type=float, default=None, help="host core clock (default: /proc/cpuinfo)"
     )
-    parser.add_argument("--fusion-seeds", type=int, default=2, help="simulated walks compared, fusion against depth only")
+    parser.add_argument(
+        "--fusion-seeds",
+        type=int,
+        default=2,
+        help="simulated walks compared, fusion against depth only",
+    )
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)

@@ -125,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--gap-s", type=float, default=1.0, help="empty corridor before and between walks, seconds"
     )
-    parser.add_argument(
-        "--json", type=Path, help="also write the report here as JSON"
-    )
+    parser.add_argument("--json", type=Path, help="also write the report here as JSON")
     add_version_flag(parser)
     return parser
 

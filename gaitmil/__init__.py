@@ -6,7 +6,9 @@ used by the kiosk, which runs without it.
 
 import argparse
 
-__version__ = "0.2.0"  # the one version of the whole project: setup.py, every --version, the status message
+__version__ = (
+    "0.2.0"  # the one version of the whole project: setup.py, every --version, the status message
+)
 
 SOFTWARE = f"gaitmil-edge {__version__}"
 
@@ -14,7 +16,6 @@ SOFTWARE = f"gaitmil-edge {__version__}"
 def add_version_flag(parser: argparse.ArgumentParser) -> None:
     """`--version` on a command-line tool, naming the project's one version."""
     parser.add_argument("--version", action="version", version=f"%(prog)s ({SOFTWARE})")
-
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -113,12 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     from gaitmil.train import TrainConfig
 
     ap = argparse.ArgumentParser(
-        prog="python -m gaitmil.ablation", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+        prog="python -m gaitmil.ablation",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
     add_version_flag(ap)
     ap.add_argument("--data", required=True, help="dataset root (5-digit subject folders)")
     ap.add_argument("--split", default="112", help="split name or JSON path")
-    ap.add_argument("--out", required=True, type=Path, help="folder for the variants' runs and the table")
+    ap.add_argument(
+        "--out", required=True, type=Path, help="folder for the variants' runs and the table"
+    )
     ap.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}"
     )
@@ -130,9 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=16, help="random frames per training clip")
     ap.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
     ap.add_argument("--eval-every", type=int, default=50, help="validate every N iterations")
-    ap.add_argument("--patience", type=int, default=6, help="validations without improvement before stopping")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
-    ap.add_argument("--balance-classes", action="store_true", help="inverse-frequency class weights")
+    ap.add_argument(
+        "--patience", type=int, default=6, help="validations without improvement before stopping"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
+    ap.add_argument(
+        "--balance-classes", action="store_true", help="inverse-frequency class weights"
+    )
     ap.add_argument("--seed", type=int, default=0, help="random seed")
     args = ap.parse_args(argv)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]

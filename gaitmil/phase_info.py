@@ -149,7 +149,9 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m gaitmil.phase_info", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+        prog="python -m gaitmil.phase_info",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
     add_version_flag(ap)
     ap.add_argument(

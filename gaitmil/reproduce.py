@@ -301,7 +301,9 @@ def render_table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> Plan:
     ap = argparse.ArgumentParser(
-        prog="python -m gaitmil.reproduce", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+        prog="python -m gaitmil.reproduce",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
     add_version_flag(ap)
     ap.add_argument(
@@ -314,7 +316,9 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         default=None,
         help="folder holding the Scoliosis1K_<name>.json files (default: --data)",
     )
-    ap.add_argument("--out", required=True, type=Path, help="folder for the runs and the results table")
+    ap.add_argument(
+        "--out", required=True, type=Path, help="folder for the runs and the results table"
+    )
     ap.add_argument(
         "--gpus",
         type=int,
@@ -330,10 +334,27 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     ap.add_argument(
         "--folds", type=int, default=0, help="K for subject-disjoint K-fold CV (0: none)"
     )
-    ap.add_argument("--preset", default=OPENGAIT_RECIPE["preset"], choices=["tiny", "edge", "base"], help="model size")
-    ap.add_argument("--iterations", type=int, default=OPENGAIT_RECIPE["iterations"], help="training iterations per run")
-    ap.add_argument("--batch-p", type=int, default=OPENGAIT_RECIPE["batch_p"], help="subjects per batch")
-    ap.add_argument("--batch-k", type=int, default=OPENGAIT_RECIPE["batch_k"], help="walks per subject in a batch")
+    ap.add_argument(
+        "--preset",
+        default=OPENGAIT_RECIPE["preset"],
+        choices=["tiny", "edge", "base"],
+        help="model size",
+    )
+    ap.add_argument(
+        "--iterations",
+        type=int,
+        default=OPENGAIT_RECIPE["iterations"],
+        help="training iterations per run",
+    )
+    ap.add_argument(
+        "--batch-p", type=int, default=OPENGAIT_RECIPE["batch_p"], help="subjects per batch"
+    )
+    ap.add_argument(
+        "--batch-k",
+        type=int,
+        default=OPENGAIT_RECIPE["batch_k"],
+        help="walks per subject in a batch",
+    )
     ap.add_argument(
         "--frames",
         type=int,

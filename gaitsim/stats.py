@@ -111,7 +111,9 @@ def walk_stats(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m gaitsim.stats", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+        prog="python -m gaitsim.stats",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
     add_version_flag(ap)
     ap.add_argument("--walks", type=int, default=40, help="simulated walks measured")

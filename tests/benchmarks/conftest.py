@@ -46,7 +46,9 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     model.set_centroids(fit_centroids(structured_frames(64, 0), k=config.phases, seed=0))
     model.eval()
     checkpoint = root / "checkpoint.pt"
-    save_checkpoint(checkpoint, model, data={"description": "random, for benchmark tests"}, frames=FRAMES)
+    save_checkpoint(
+        checkpoint, model, data={"description": "random, for benchmark tests"}, frames=FRAMES
+    )
 
     class Shipped(torch.nn.Module):
         def __init__(self, inner):
@@ -61,9 +63,15 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     # the TorchScript exporter (dynamo=False) is what export/ uses; its deprecation notice is not news here
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(Shipped(model).eval(), (torch.rand(spec.input_shape(1, FRAMES)),), buffer,
-                          input_names=[spec.INPUT_NAME], output_names=list(spec.OUTPUT_NAMES),
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            Shipped(model).eval(),
+            (torch.rand(spec.input_shape(1, FRAMES)),),
+            buffer,
+            input_names=[spec.INPUT_NAME],
+            output_names=list(spec.OUTPUT_NAMES),
+            opset_version=17,
+            dynamo=False,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     model_id = torch.load(checkpoint, weights_only=False)["meta"]["model_id"]
     entry = proto.metadata_props.add()
