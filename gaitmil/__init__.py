@@ -6,9 +6,9 @@ used by the kiosk, which runs without it.
 
 import argparse
 
-__version__ = (
-    "0.2.0"  # the one version of the whole project: setup.py, every --version, the status message
-)
+# the one version of the whole project: setup.py (which reads this line as text), every --version,
+# the status message
+__version__ = "0.2.0"
 
 SOFTWARE = f"gaitmil-edge {__version__}"
 
