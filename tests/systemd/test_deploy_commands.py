@@ -1,4 +1,4 @@
-"""Every `python -m ...` command of this project in docs/DEPLOY.md and README.md is one its CLI takes:
+"""Every `python -m ...` command of this project in docs/DEPLOY.md, docs/BENCHMARKS.md and README.md is one its CLI takes:
 the (sub)command exists, each --option is in its --help, and the values parse (choices, types).
 
 Each command runs with `--help` appended: argparse then checks the subcommands, choices and types of
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = (REPO / "docs" / "DEPLOY.md", REPO / "README.md")
+DOCS = (REPO / "docs" / "DEPLOY.md", REPO / "docs" / "BENCHMARKS.md", REPO / "README.md")
 PACKAGES = ("edge", "export", "calibration", "gaitmil", "gaitsim", "benchmarks", "central")
 
 
