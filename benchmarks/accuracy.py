@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
 from benchmarks.errors import BenchmarkError
-from gaitmil import spec
+from gaitmil import HelpFormatter, add_version_flag, spec
 
 SCHEMA_ID = "gaitmil.bench.accuracy/1"
 HELD_OUT_SEED = 101
@@ -38,21 +38,38 @@ def simulated_held_out(count: int, frames: int, seed: int = HELD_OUT_SEED, view:
     from calibration.dataset import CalibrationSet
 
     # the walks do not depend on the number of workers (gaitsim seeds each walk on its own)
-    workers = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
-    batch = gaitsim.sample_walks(count, seed=seed, frames=frames, view=view, ratio=(1, 1, 1), workers=workers)
+    workers = max(
+        1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    )
+    batch = gaitsim.sample_walks(
+        count, seed=seed, frames=frames, view=view, ratio=(1, 1, 1), workers=workers
+    )
     strata = [f"{spec.CLASSES[int(label)]}/{v}" for label, v in zip(batch.labels, batch.views)]
-    return CalibrationSet(batch.silhouettes, batch.labels.astype("int64"), strata,
-                          source={"kind": "simulated", "generator": "gaitsim.sample_walks", "seed": seed,
-                                  "view": view, "ratio": "1:1:1"})
+    return CalibrationSet(
+        batch.silhouettes,
+        batch.labels.astype("int64"),
+        strata,
+        source={
+            "kind": "simulated",
+            "generator": "gaitsim.sample_walks",
+            "seed": seed,
+            "view": view,
+            "ratio": "1:1:1",
+        },
+    )
 
 
 def model_frames(path: Path) -> int:
     """T of an ONNX model's input (static)."""
     import onnxruntime as ort
 
-    shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    shape = (
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    )
     if len(shape) != 4 or not isinstance(shape[1], int):
-        raise BenchmarkError(f"{path}: input shape {shape} is not a static [B, T, 64, 44]; re-export it")
+        raise BenchmarkError(
+            f"{path}: input shape {shape} is not a static [B, T, 64, 44]; re-export it"
+        )
     return int(shape[1])
 
 
@@ -71,13 +88,21 @@ def choose_models(models: list[Path]) -> tuple[list[Path], list[str]]:
     if models:
         missing = [str(m) for m in models if not m.is_file()]
         if missing:
-            raise BenchmarkError(f"model file(s) {missing} do not exist; build them with `make models`")
+            raise BenchmarkError(
+                f"model file(s) {missing} do not exist; build them with `make models`"
+            )
         return models, []
     present = [DEMO_DIR / name for name in DEMO_VARIANTS if (DEMO_DIR / name).is_file()]
     if DEMO_DIR / DEMO_VARIANTS[0] not in present:
-        raise BenchmarkError(f"{DEMO_DIR / DEMO_VARIANTS[0]} does not exist: build the demo models with "
-                             "`make models`, or pass --models FP32.onnx [OTHER.onnx ...]")
-    notes = [f"{DEMO_DIR / n} not found: not compared" for n in DEMO_VARIANTS if DEMO_DIR / n not in present]
+        raise BenchmarkError(
+            f"{DEMO_DIR / DEMO_VARIANTS[0]} does not exist: build the demo models with "
+            "`make models`, or pass --models FP32.onnx [OTHER.onnx ...]"
+        )
+    notes = [
+        f"{DEMO_DIR / n} not found: not compared"
+        for n in DEMO_VARIANTS
+        if DEMO_DIR / n not in present
+    ]
     return present, notes
 
 
@@ -90,10 +115,14 @@ def run_accuracy(models: list[Path], held_out, threshold: float) -> dict:
     for path in models:
         name, precision = name_model(path)
         if any(e.name == name for e in entries):
-            raise BenchmarkError(f"two models are both {name} ({path}): compare one model per precision/target")
+            raise BenchmarkError(
+                f"two models are both {name} ({path}): compare one model per precision/target"
+            )
         entries.append(ModelEntry(name, path, precision))
     if entries[0].precision != "fp32":
-        raise BenchmarkError(f"the first model must be the FP32 reference, {models[0]} is {entries[0].precision}")
+        raise BenchmarkError(
+            f"the first model must be the FP32 reference, {models[0]} is {entries[0].precision}"
+        )
     try:
         return evaluate(entries, held_out, threshold)
     except CalibrationError as exc:
@@ -104,27 +133,56 @@ def to_markdown(report: dict) -> str:
     from calibration.report import markdown
 
     s = report["settings"]
-    lines = [f"## Accuracy of the precision variants: {report['result']['walks']} held-out walks, "
-             f"threshold {s['threshold']:g} ({s['threshold_source']})",
-             f"`{report['command']}`", "", f"Machine: {describe_machine(report['environment'])}", "",
-             markdown(report["result"]).rstrip(), ""]
+    lines = [
+        f"## Accuracy of the precision variants: {report['result']['walks']} held-out walks, "
+        f"threshold {s['threshold']:g} ({s['threshold_source']})",
+        f"`{report['command']}`",
+        "",
+        f"Machine: {describe_machine(report['environment'])}",
+        "",
+        markdown(report["result"]).rstrip(),
+        "",
+    ]
     lines += [f"Note: {n}" for n in report["notes"]]
     return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0],
-                                epilog="Documentation: docs/BENCHMARKS.md")
-    p.add_argument("--models", nargs="+", type=Path, default=[],
-                   help="FP32 model first, then FP16/INT8 variants (default: the demo models that exist)")
-    p.add_argument("--walks", type=int, default=300, help="simulated held-out walks (equal classes)")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED)
-    p.add_argument("--view", default="mixed", choices=["toward", "away", "side", "mixed"])
-    p.add_argument("--data", type=Path, help="a labelled set saved by `python -m calibration collect` instead")
-    p.add_argument("--threshold", type=float, help="referral threshold (default: the model card's, else 0.5)")
-    p.add_argument("--json", type=Path)
-    p.add_argument("--markdown", type=Path)
-    p.add_argument("--plot", type=Path)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.accuracy",
+        description=__doc__.split("\n\n")[0],
+        epilog="Documentation: docs/BENCHMARKS.md",
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(p)
+    p.add_argument(
+        "--models",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="FP32 model first, then FP16/INT8 variants (default: the demo models that exist)",
+    )
+    p.add_argument(
+        "--walks", type=int, default=300, help="simulated held-out walks (equal classes)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=HELD_OUT_SEED, help="simulator seed of the held-out walks"
+    )
+    p.add_argument(
+        "--view",
+        default="mixed",
+        choices=["toward", "away", "side", "mixed"],
+        help="walking direction of the simulated walks",
+    )
+    p.add_argument(
+        "--data", type=Path, help="a labelled set saved by `python -m calibration collect` instead"
+    )
+    p.add_argument(
+        "--threshold", type=float, help="referral threshold (default: the model card's, else 0.5)"
+    )
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
+    p.add_argument("--plot", type=Path, help="write a PNG here")
     return p
 
 
@@ -134,28 +192,44 @@ def main(argv: list[str] | None = None) -> int:
     from gaitmil.errors import GaitMILError
 
     args = parser().parse_args(argv)
-    command = "python -m benchmarks.accuracy " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m benchmarks.accuracy " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     try:
         models, notes = choose_models(list(args.models))
         frames = model_frames(models[0])
         if args.data is not None:
             from calibration.dataset import load_set
 
-            held_out = load_set(args.data, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH))
+            held_out = load_set(
+                args.data, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)
+            )
         else:
             if args.walks < 3:
                 raise BenchmarkError(f"--walks {args.walks}: use at least 3 (one per class)")
             held_out = simulated_held_out(args.walks, frames, args.seed, args.view)
-        threshold, source = (args.threshold, "--threshold") if args.threshold is not None else card_threshold(models[0])
+        threshold, source = (
+            (args.threshold, "--threshold")
+            if args.threshold is not None
+            else card_threshold(models[0])
+        )
         result = run_accuracy(models, held_out, threshold)
     except (BenchmarkError, CalibrationError, EdgeError, GaitMILError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = {
-        "schema": SCHEMA_ID, "command": command, "environment": environment(models),
-        "settings": {"models": [str(m) for m in models], "frames": frames, "threshold": threshold,
-                     "threshold_source": source, "data": str(args.data) if args.data else None,
-                     "walks": held_out.count, "seed": None if args.data else args.seed},
+        "schema": SCHEMA_ID,
+        "command": command,
+        "environment": environment(models),
+        "settings": {
+            "models": [str(m) for m in models],
+            "frames": frames,
+            "threshold": threshold,
+            "threshold_source": source,
+            "data": str(args.data) if args.data else None,
+            "walks": held_out.count,
+            "seed": None if args.data else args.seed,
+        },
         "result": result,
         "notes": notes + [rep.SIMULATION_NOTE] if args.data is None else notes,
     }

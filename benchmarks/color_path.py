@@ -33,6 +33,7 @@ from edge.segment_color import FusedSegmenter, PersonSegmenter
 from edge.sources import open_source
 from edge.types import Frame
 from edge.walks import WalkAssembler, WalkConfig
+from gaitmil import HelpFormatter, add_version_flag
 
 GFLOP_PER_CALL = 0.1184  # 59.2 M multiply-adds of the converted model's Conv/ConvTranspose nodes
 # Published: Jetson Orin Nano CPU 6x Arm Cortex-A78AE at 1.5 GHz (1.7 GHz in the "Super" mode),
@@ -171,15 +172,27 @@ def orin_estimate(network: dict, pipe: dict, host_ghz: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=150)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=100)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.color_path",
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(parser)
+    parser.add_argument("--frames", type=int, default=150, help="simulated colour frames")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the person network")
+    parser.add_argument(
+        "--repeats", type=int, default=100, help="timed runs of the network per size"
+    )
     parser.add_argument(
         "--host-ghz", type=float, default=None, help="host core clock (default: /proc/cpuinfo)"
     )
-    parser.add_argument("--fusion-seeds", type=int, default=2)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--fusion-seeds",
+        type=int,
+        default=2,
+        help="simulated walks compared, fusion against depth only",
+    )
+    parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     model = PersonModel(threads=args.threads)

@@ -19,6 +19,7 @@ import numpy as np
 import gaitsim
 from edge.segment_color import PersonSegmenter, ReflectionRules
 from edge.types import Frame
+from gaitmil import HelpFormatter, add_version_flag
 
 
 def evaluate(seed: int) -> list[dict]:
@@ -61,8 +62,13 @@ def evaluate(seed: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.color_reflections",
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(parser)
+    parser.add_argument("--seed", type=int, default=3, help="simulator seed of the walks")
     args = parser.parse_args(argv)
     for row in evaluate(args.seed):
         print(row)

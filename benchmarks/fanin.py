@@ -30,6 +30,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.fanin_worker import SITE, cpu_seconds
 from benchmarks.localbroker import local_broker
 from benchmarks.stats import summarize
+from gaitmil import HelpFormatter, add_version_flag
 
 SCHEMA_ID = "gaitmil.bench.fanin/1"
 MAX_KIOSKS = 1000
@@ -46,18 +47,26 @@ class FaninSettings:
     connect_seconds: float = 60.0  # all kiosks must be connected within this
     protocol: str = "5"
     kiosks_per_worker: int = 50  # paho's select() limit: see benchmarks/fanin_worker.py
-    central_workers: int = 0  # > 0: central ingest workers + PostgreSQL are the sink (benchmarks/fanin_central.py)
+    central_workers: int = (
+        0  # > 0: central ingest workers + PostgreSQL are the sink (benchmarks/fanin_central.py)
+    )
     database: str | None = None  # PostgreSQL URL for them; None: a throwaway local server
 
     def check(self) -> None:
         if not 1 <= self.kiosks <= MAX_KIOSKS:
             raise BenchmarkError(f"--kiosks {self.kiosks}: use 1 to {MAX_KIOSKS}")
         if not 0 < self.seconds <= MAX_SECONDS:
-            raise BenchmarkError(f"--seconds {self.seconds}: use more than 0 and at most {MAX_SECONDS:.0f}")
+            raise BenchmarkError(
+                f"--seconds {self.seconds}: use more than 0 and at most {MAX_SECONDS:.0f}"
+            )
         if not 1 <= self.kiosks_per_worker <= 100:
-            raise BenchmarkError(f"--kiosks-per-worker {self.kiosks_per_worker}: use 1 to 100 (paho's select() limit)")
+            raise BenchmarkError(
+                f"--kiosks-per-worker {self.kiosks_per_worker}: use 1 to 100 (paho's select() limit)"
+            )
         if not 0 < self.rate <= 100:
-            raise BenchmarkError(f"--rate {self.rate}: use more than 0 and at most 100 results/s per kiosk")
+            raise BenchmarkError(
+                f"--rate {self.rate}: use more than 0 and at most 100 results/s per kiosk"
+            )
         if self.messages > MAX_MESSAGES:
             raise BenchmarkError(
                 f"{self.kiosks} kiosks x {self.rate}/s x {self.seconds} s = {self.messages} results, more than "
@@ -86,7 +95,8 @@ class Mailbox:
                 message = self.queue.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
                 raise BenchmarkError(
-                    f"{self.workers - len(got)} fan-in worker(s) sent no '{kind}' within {timeout:.0f} s") from None
+                    f"{self.workers - len(got)} fan-in worker(s) sent no '{kind}' within {timeout:.0f} s"
+                ) from None
             if message[0] == "error":
                 raise BenchmarkError(message[2])
             self.inbox.setdefault(message[0], {})[message[1]] = message[2:]
@@ -126,7 +136,9 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
             from benchmarks.fanin_central import CentralSink
 
             if broker.protocol != "5":
-                raise BenchmarkError("central ingest workers share a $share subscription: MQTT 5 (give --broker)")
+                raise BenchmarkError(
+                    "central ingest workers share a $share subscription: MQTT 5 (give --broker)"
+                )
             subscriber = CentralSink(broker.url, database_url, settings.central_workers, on_result)
         else:
             # a subscriber publishes nothing: 3.1.1's silent loss of refused publishes does not apply
@@ -135,12 +147,36 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
             subscriber = ResultSubscriber(mqtt, site=SITE, on_result=on_result)
         subscriber.start(wait=30.0)
         out, go, start_at = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
-        groups = [(first, min(settings.kiosks_per_worker, settings.kiosks - first))
-                  for first in range(0, settings.kiosks, settings.kiosks_per_worker)]
-        processes = [ctx.Process(target=run_worker, name=f"fanin-{w}", daemon=True, args=(
-            WorkerPlan(w, first, count, settings.kiosks, broker.host, broker.port, broker.protocol, settings.rate,
-                       periods, settings.connect_seconds, settings.drain_seconds), start_at, go, out))
-            for w, (first, count) in enumerate(groups)]
+        groups = [
+            (first, min(settings.kiosks_per_worker, settings.kiosks - first))
+            for first in range(0, settings.kiosks, settings.kiosks_per_worker)
+        ]
+        processes = [
+            ctx.Process(
+                target=run_worker,
+                name=f"fanin-{w}",
+                daemon=True,
+                args=(
+                    WorkerPlan(
+                        w,
+                        first,
+                        count,
+                        settings.kiosks,
+                        broker.host,
+                        broker.port,
+                        broker.protocol,
+                        settings.rate,
+                        periods,
+                        settings.connect_seconds,
+                        settings.drain_seconds,
+                    ),
+                    start_at,
+                    go,
+                    out,
+                ),
+            )
+            for w, (first, count) in enumerate(groups)
+        ]
         try:
             t_connect = time.monotonic()
             for process in processes:
@@ -175,17 +211,29 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
     delivered = len(latencies)
     return {
         "schema": SCHEMA_ID,
-        "settings": {"kiosks": settings.kiosks, "rate_per_kiosk": settings.rate, "seconds": settings.seconds,
-                     "drain_seconds": settings.drain_seconds, "protocol": broker.protocol,
-                     "workers": len(processes), "kiosks_per_worker": settings.kiosks_per_worker,
-                     "broker": "embedded (amqtt, MQTT 3.1.1)" if broker.embedded else broker.url},
-        "sent": len(sent), "delivered": delivered, "lost": len(sent) - delivered, "duplicated": subscriber.duplicates,
-        "invalid": subscriber.invalid, "foreign": foreign,
+        "settings": {
+            "kiosks": settings.kiosks,
+            "rate_per_kiosk": settings.rate,
+            "seconds": settings.seconds,
+            "drain_seconds": settings.drain_seconds,
+            "protocol": broker.protocol,
+            "workers": len(processes),
+            "kiosks_per_worker": settings.kiosks_per_worker,
+            "broker": "embedded (amqtt, MQTT 3.1.1)" if broker.embedded else broker.url,
+        },
+        "sent": len(sent),
+        "delivered": delivered,
+        "lost": len(sent) - delivered,
+        "duplicated": subscriber.duplicates,
+        "invalid": subscriber.invalid,
+        "foreign": foreign,
         "outbox_left": sum(d[0]["outbox_left"] for d in done.values()),
         "parked": sum(d[0]["parked"] for d in done.values()),
         "disconnects": sum(d[0]["disconnects"] for d in done.values()),
-        "connect_s": connect_s, "slowest_worker_connect_s": max(r[0] for r in ready.values()),
-        "send_s": send_s, "wall_s": wall_s,
+        "connect_s": connect_s,
+        "slowest_worker_connect_s": max(r[0] for r in ready.values()),
+        "send_s": send_s,
+        "wall_s": wall_s,
         "offered_per_s": settings.kiosks * settings.rate,
         "delivered_per_s": delivered / (last - start) if last > start else None,
         # kiosk workers + subscriber from the start signal to the end of the drain (the broker is not counted)
@@ -203,15 +251,43 @@ def fanin_markdown(report: dict) -> str:
     out = [
         f"## Broker fan-in: {s['kiosks']} kiosks x {s['rate_per_kiosk']:g} result/s for {s['seconds']:g} s, "
         f"MQTT {s['protocol']}, broker {s['broker']}",
-        f"`{report['command']}`", "", f"Machine: {describe_machine(report['environment'])}", "",
+        f"`{report['command']}`",
+        "",
+        f"Machine: {describe_machine(report['environment'])}",
+        "",
         rep.markdown_table(
-            ["sent", "delivered", "lost", "duplicated", "invalid", "left in outboxes", "offered/s", "delivered/s",
-             "CPU cores busy"],
-            [[report["sent"], report["delivered"], report["lost"], report["duplicated"], report["invalid"],
-              report["outbox_left"], rep.fmt(report["offered_per_s"], 1), rep.fmt(report["delivered_per_s"], 1),
-              rep.fmt(report["cpu_cores_busy"])]]),
-        "", "### Latency: outbox commit to dashboard callback", "",
-        rep.stats_table([("end to end", lat), ("sender behind schedule", report["schedule_lag_ms"])]), "",
+            [
+                "sent",
+                "delivered",
+                "lost",
+                "duplicated",
+                "invalid",
+                "left in outboxes",
+                "offered/s",
+                "delivered/s",
+                "CPU cores busy",
+            ],
+            [
+                [
+                    report["sent"],
+                    report["delivered"],
+                    report["lost"],
+                    report["duplicated"],
+                    report["invalid"],
+                    report["outbox_left"],
+                    rep.fmt(report["offered_per_s"], 1),
+                    rep.fmt(report["delivered_per_s"], 1),
+                    rep.fmt(report["cpu_cores_busy"]),
+                ]
+            ],
+        ),
+        "",
+        "### Latency: outbox commit to dashboard callback",
+        "",
+        rep.stats_table(
+            [("end to end", lat), ("sender behind schedule", report["schedule_lag_ms"])]
+        ),
+        "",
         f"All {s['kiosks']} kiosks ({s['workers']} worker processes) started and connected in "
         f"{report['connect_s']:.2f} s. Kiosks, subscriber and broker share this machine's cores; CPU above is "
         "the kiosk workers' and the subscriber's (not the broker's) over the run.",
@@ -220,20 +296,48 @@ def fanin_markdown(report: dict) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.fanin", description=__doc__.split("\n\n")[0],
-                                epilog="Documentation: docs/BENCHMARKS.md")
-    p.add_argument("--kiosks", type=int, default=10)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.fanin",
+        description=__doc__.split("\n\n")[0],
+        epilog="Documentation: docs/BENCHMARKS.md",
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(p)
+    p.add_argument("--kiosks", type=int, default=10, help="simulated kiosks (at most 1000)")
     p.add_argument("--rate", type=float, default=1.0, help="results per second per kiosk")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--broker", help="mqtt://127.0.0.1:PORT (loopback only; default: the embedded broker)")
-    p.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version of kiosks and subscriber")
-    p.add_argument("--drain-seconds", type=float, default=30.0)
-    p.add_argument("--kiosks-per-worker", type=int, default=50, help="kiosks per worker process (at most 100)")
-    p.add_argument("--central-workers", type=int, default=0,
-                   help="deliver into this many central ingest workers and PostgreSQL instead of one subscriber")
-    p.add_argument("--database", help="PostgreSQL URL for --central-workers (default: a throwaway local server)")
-    p.add_argument("--json", type=Path)
-    p.add_argument("--markdown", type=Path)
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="how long the kiosks publish (at most 600)"
+    )
+    p.add_argument(
+        "--broker", help="mqtt://127.0.0.1:PORT (loopback only; default: the embedded broker)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=["5", "3.1.1"],
+        default="5",
+        help="MQTT version of kiosks and subscriber",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=30.0,
+        help="wait this long after the last result for deliveries",
+    )
+    p.add_argument(
+        "--kiosks-per-worker", type=int, default=50, help="kiosks per worker process (at most 100)"
+    )
+    p.add_argument(
+        "--central-workers",
+        type=int,
+        default=0,
+        help="deliver into this many central ingest workers and PostgreSQL instead of one subscriber",
+    )
+    p.add_argument(
+        "--database",
+        help="PostgreSQL URL for --central-workers (default: a throwaway local server)",
+    )
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here")
     p.add_argument("--plot", type=Path, help="PNG of the end-to-end latency distribution")
     return p
 
@@ -242,17 +346,30 @@ def main(argv: list[str] | None = None) -> int:
     from edge.errors import EdgeError
 
     args = parser().parse_args(argv)
-    command = "python -m benchmarks.fanin " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    settings = FaninSettings(kiosks=args.kiosks, rate=args.rate, seconds=args.seconds,
-                             drain_seconds=args.drain_seconds, protocol=args.protocol,
-                             kiosks_per_worker=args.kiosks_per_worker, central_workers=args.central_workers,
-                             database=args.database)
+    command = "python -m benchmarks.fanin " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    settings = FaninSettings(
+        kiosks=args.kiosks,
+        rate=args.rate,
+        seconds=args.seconds,
+        drain_seconds=args.drain_seconds,
+        protocol=args.protocol,
+        kiosks_per_worker=args.kiosks_per_worker,
+        central_workers=args.central_workers,
+        database=args.database,
+    )
     try:
         body = run_fanin(settings, args.broker)
     except (BenchmarkError, EdgeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = {"schema": body.pop("schema"), "command": command, "environment": environment(), **body}
+    report = {
+        "schema": body.pop("schema"),
+        "command": command,
+        "environment": environment(),
+        **body,
+    }
     print(fanin_markdown(report))
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
@@ -260,8 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         rep.write_json(report, args.json)
     if args.plot and report["samples_ms"]["latency"]:
-        rep.plot_distributions({f"{args.kiosks} kiosks": report["samples_ms"]["latency"]}, args.plot,
-                               "Broker fan-in", "outbox commit to dashboard (ms)")
+        rep.plot_distributions(
+            {f"{args.kiosks} kiosks": report["samples_ms"]["latency"]},
+            args.plot,
+            "Broker fan-in",
+            "outbox commit to dashboard (ms)",
+        )
     # a lost result is a failed run: scripts and CI can rely on the exit code
     return 0 if report["lost"] == 0 else 1
 

@@ -28,13 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from gaitmil import add_version_flag, metrics
+from gaitmil import HelpFormatter, add_version_flag, metrics
 from gaitmil.spec import CLASSES
 
 SEEDS = (9100, 9101)  # fresh simulated children: no data set of the project uses these seeds
 TARGETS = {"accuracy": 0.85, "sensitivity": 0.95, "specificity": 0.80, "retake_rate": 0.05}
-NOTE = ("Simulated walks through the kiosk's own segmenter and gate: a pipeline check of a model trained "
-        "on simulated walks, not a screening figure.")
+NOTE = (
+    "Simulated walks through the kiosk's own segmenter and gate: a pipeline check of a model trained "
+    "on simulated walks, not a screening figure."
+)
 
 
 def figures(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -49,16 +51,24 @@ def figures(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str
 
     screening = summary["screening"]
     return {
-        "walks": int(len(labels)), "accuracy": summary["accuracy"], "accuracy_ci": interval("accuracy"),
-        "per_class": summary["per_class"], "macro_f1": summary["macro"]["f1"],
-        "confusion_matrix": summary["confusion_matrix"], "threshold": threshold,
-        "sensitivity": screening["sensitivity"], "sensitivity_ci": interval("sensitivity"),
-        "specificity": screening["specificity"], "specificity_ci": interval("specificity"),
+        "walks": int(len(labels)),
+        "accuracy": summary["accuracy"],
+        "accuracy_ci": interval("accuracy"),
+        "per_class": summary["per_class"],
+        "macro_f1": summary["macro"]["f1"],
+        "confusion_matrix": summary["confusion_matrix"],
+        "threshold": threshold,
+        "sensitivity": screening["sensitivity"],
+        "sensitivity_ci": interval("sensitivity"),
+        "specificity": screening["specificity"],
+        "specificity_ci": interval("specificity"),
         "referral_rate": screening["referral_rate"],
     }
 
 
-def run(model: Path, walks: int, seeds: tuple[int, ...] = SEEDS, threads: int | None = None) -> dict[str, Any]:
+def run(
+    model: Path, walks: int, seeds: tuple[int, ...] = SEEDS, threads: int | None = None
+) -> dict[str, Any]:
     """Every walk of the fresh streams through the kiosk path; the report as a dict."""
     from edge.classify import Classifier
     from edge.collect import kiosk_walks
@@ -85,18 +95,32 @@ def run(model: Path, walks: int, seeds: tuple[int, ...] = SEEDS, threads: int | 
                     continue
                 labels.append(int(item.truth["label"]))
                 kiosk_probs.append(classifier.classify(item.walk).probs)
-                clean = Walk(start_time=item.walk.start_time, end_time=item.walk.end_time, silhouettes=item.clean,
-                             timestamps=item.walk.timestamps, quality=item.walk.quality)
+                clean = Walk(
+                    start_time=item.walk.start_time,
+                    end_time=item.walk.end_time,
+                    silhouettes=item.clean,
+                    timestamps=item.walk.timestamps,
+                    quality=item.walk.quality,
+                )
                 clean_probs.append(classifier.classify(clean).probs)
     seen = per_stream * len(uris)
-    results_per_walk = Counter(per_walk.get((n, i), 0) for n in range(len(uris)) for i in range(per_stream))
+    results_per_walk = Counter(
+        per_walk.get((n, i), 0) for n in range(len(uris)) for i in range(per_stream)
+    )
     y = np.asarray(labels, np.int64)
     report = {
-        "note": NOTE, "model": str(model), "sources": uris, "threshold": threshold.value,
-        "threshold_source": threshold.source, "simulated_walks": seen, "results": int(sum(reasons.values())),
+        "note": NOTE,
+        "model": str(model),
+        "sources": uris,
+        "threshold": threshold.value,
+        "threshold_source": threshold.source,
+        "simulated_walks": seen,
+        "results": int(sum(reasons.values())),
         "results_per_walk": {str(k): v for k, v in sorted(results_per_walk.items())},
-        "outcomes": dict(reasons), "retake_rate": 1.0 - reasons.get("judged", 0) / max(sum(reasons.values()), 1),
-        "seconds": round(time.perf_counter() - start, 1), "targets": TARGETS,
+        "outcomes": dict(reasons),
+        "retake_rate": 1.0 - reasons.get("judged", 0) / max(sum(reasons.values()), 1),
+        "seconds": round(time.perf_counter() - start, 1),
+        "targets": TARGETS,
     }
     if len(y):
         report["kiosk"] = figures(y, np.asarray(kiosk_probs, np.float64), threshold.value)
@@ -113,40 +137,66 @@ def _ci(pair: list[float]) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    lines = [f"{report['note']}", "",
-             f"Model `{report['model']}`, threshold {report['threshold']:.3f} ({report['threshold_source']}); "
-             f"{report['simulated_walks']} simulated walks gave {report['results']} results "
-             f"(results per walk: {report['results_per_walk']}); outcomes {report['outcomes']}; "
-             f"retake rate {_pct(report['retake_rate'])} %.", "",
-             "| silhouettes | walks | accuracy % [95 % CI] | macro F1 % | sensitivity % [CI] | specificity % [CI] "
-             "| referral rate % | sens neg/neu/pos % |", "|---|---|---|---|---|---|---|---|"]
-    for name, title in (("kiosk", "kiosk path (segmenter + gate)"), ("clean", "clean masks, same frames")):
+    lines = [
+        f"{report['note']}",
+        "",
+        f"Model `{report['model']}`, threshold {report['threshold']:.3f} ({report['threshold_source']}); "
+        f"{report['simulated_walks']} simulated walks gave {report['results']} results "
+        f"(results per walk: {report['results_per_walk']}); outcomes {report['outcomes']}; "
+        f"retake rate {_pct(report['retake_rate'])} %.",
+        "",
+        "| silhouettes | walks | accuracy % [95 % CI] | macro F1 % | sensitivity % [CI] | specificity % [CI] "
+        "| referral rate % | sens neg/neu/pos % |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, title in (
+        ("kiosk", "kiosk path (segmenter + gate)"),
+        ("clean", "clean masks, same frames"),
+    ):
         row = report.get(name)
         if row is None:
             continue
         per = "/".join(_pct(row["per_class"][c]["sensitivity"]) for c in CLASSES)
-        lines.append(f"| {title} | {row['walks']} | {_pct(row['accuracy'])} {_ci(row['accuracy_ci'])} | "
-                     f"{_pct(row['macro_f1'])} | {_pct(row['sensitivity'])} {_ci(row['sensitivity_ci'])} | "
-                     f"{_pct(row['specificity'])} {_ci(row['specificity_ci'])} | {_pct(row['referral_rate'])} | {per} |")
+        lines.append(
+            f"| {title} | {row['walks']} | {_pct(row['accuracy'])} {_ci(row['accuracy_ci'])} | "
+            f"{_pct(row['macro_f1'])} | {_pct(row['sensitivity'])} {_ci(row['sensitivity_ci'])} | "
+            f"{_pct(row['specificity'])} {_ci(row['specificity_ci'])} | {_pct(row['referral_rate'])} | {per} |"
+        )
     t = report["targets"]
-    lines += ["", f"Targets (issue 13, kiosk path): accuracy >= {_pct(t['accuracy'])} %, sensitivity >= "
-              f"{_pct(t['sensitivity'])} % with specificity >= {_pct(t['specificity'])} %, retakes <= "
-              f"{_pct(t['retake_rate'])} %, exactly one result per walk."]
+    lines += [
+        "",
+        f"Targets (issue 13, kiosk path): accuracy >= {_pct(t['accuracy'])} %, sensitivity >= "
+        f"{_pct(t['sensitivity'])} % with specificity >= {_pct(t['specificity'])} %, retakes <= "
+        f"{_pct(t['retake_rate'])} %, exactly one result per walk.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.kiosk_path", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.kiosk_path",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
     add_version_flag(ap)
-    ap.add_argument("--model", default="models/demo/model.onnx", help="FP32 ONNX model (its card gives the threshold)")
+    ap.add_argument(
+        "--model",
+        default="models/demo/model.onnx",
+        help="FP32 ONNX model (its card gives the threshold)",
+    )
     ap.add_argument("--walks", type=int, default=300, help="simulated walks, split over the seeds")
-    ap.add_argument("--seeds", default=",".join(str(s) for s in SEEDS), help="sim:// seeds, comma-separated")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--seeds", default=",".join(str(s) for s in SEEDS), help="sim:// seeds, comma-separated"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="ONNX Runtime threads (default: its own choice)"
+    )
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--md", help="write the Markdown table here")
     args = ap.parse_args(argv)
-    report = run(Path(args.model), args.walks, tuple(int(s) for s in args.seeds.split(",")), args.threads)
+    report = run(
+        Path(args.model), args.walks, tuple(int(s) for s in args.seeds.split(",")), args.threads
+    )
     text = to_markdown(report)
     sys.stdout.write(text)
     if args.json:

@@ -34,7 +34,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.roofline import PROBES, achieved_gflops, count_macs, declared_peak, matmul_probe
 from benchmarks.stats import summarize, throughput_per_s
 from edge.errors import EdgeError
-from gaitmil import add_version_flag, spec
+from gaitmil import HelpFormatter, add_version_flag, spec
 from gaitmil.errors import GaitMILError
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "infer_host", "postprocess", "end_to_end")
@@ -57,7 +57,9 @@ class LatencySettings:
     probe_size: int = 2048
     peak_gflops: float | None = None  # overrides measured/declared peaks
     onnx: Path | None = None  # MACs source for backends whose model is not an ONNX file
-    idle_ms: float = 0.0  # sleep after each call, untimed (trtexec's --idleTime): lets spinning threads park
+    idle_ms: float = (
+        0.0  # sleep after each call, untimed (trtexec's --idleTime): lets spinning threads park
+    )
 
 
 @dataclass
@@ -82,7 +84,9 @@ def preprocess(walks: list[np.ndarray], frames: int) -> dict[str, np.ndarray]:
     return {spec.INPUT_NAME: spec.to_model_input(np.stack(picked))}
 
 
-def postprocess(outputs: dict[str, np.ndarray], walk_lengths: list[int], frames: int, threshold: float) -> list[tuple[str, np.ndarray]]:
+def postprocess(
+    outputs: dict[str, np.ndarray], walk_lengths: list[int], frames: int, threshold: float
+) -> list[tuple[str, np.ndarray]]:
     """Screening decision per walk plus the walk frame indices the model attended to most."""
     from edge.result import screen
 
@@ -118,13 +122,20 @@ def _check_runner(run: BackendRun, settings: LatencySettings) -> None:
         )
 
 
-def measure(specs: list[BackendSpec], settings: LatencySettings, walks: np.ndarray | None = None) -> list[BackendRun]:
+def measure(
+    specs: list[BackendSpec], settings: LatencySettings, walks: np.ndarray | None = None
+) -> list[BackendRun]:
     """Activate every runner, run warm-up + timed iterations interleaved round-robin, deactivate."""
     from edge.runners.registry import create_runner
 
     if settings.iters < 1 or settings.warmup < 0:
-        raise BenchmarkError(f"--iters must be >= 1 and --warmup >= 0 (got {settings.iters}, {settings.warmup})")
-    runs = [BackendRun(s, create_runner(s.name, s.model, **_runner_options(s.name, settings))) for s in specs]
+        raise BenchmarkError(
+            f"--iters must be >= 1 and --warmup >= 0 (got {settings.iters}, {settings.warmup})"
+        )
+    runs = [
+        BackendRun(s, create_runner(s.name, s.model, **_runner_options(s.name, settings)))
+        for s in specs
+    ]
     with ExitStack() as stack:
         for run in runs:
             stack.enter_context(run.runner)
@@ -137,7 +148,9 @@ def measure(specs: list[BackendSpec], settings: LatencySettings, walks: np.ndarr
             for it in range(settings.warmup + settings.iters):
                 first = it % len(runs)
                 for run in runs[first:] + runs[:first]:
-                    _one_iteration(run, walks, it, record=it >= settings.warmup, threshold=settings.threshold)
+                    _one_iteration(
+                        run, walks, it, record=it >= settings.warmup, threshold=settings.threshold
+                    )
                     if settings.idle_ms > 0:
                         time.sleep(settings.idle_ms / 1e3)
         finally:
@@ -145,7 +158,9 @@ def measure(specs: list[BackendSpec], settings: LatencySettings, walks: np.ndarr
     return runs
 
 
-def _one_iteration(run: BackendRun, walks: np.ndarray, it: int, record: bool, threshold: float) -> None:
+def _one_iteration(
+    run: BackendRun, walks: np.ndarray, it: int, record: bool, threshold: float
+) -> None:
     runner = run.runner
     batch, frames = runner.input_shape[0], runner.input_shape[1]
     chosen = [walks[(it * batch + j) % len(walks)] for j in range(batch)]
@@ -183,13 +198,20 @@ def _macs_per_walk(runs: list[BackendRun], settings: LatencySettings) -> dict[st
         if run.spec.label in own:
             out[run.spec.label] = own[run.spec.label]
             continue
-        same = [o for o in runs if o.spec.label in own and o.runner.input_shape == run.runner.input_shape
-                and o.runner.model_id == run.runner.model_id]
+        same = [
+            o
+            for o in runs
+            if o.spec.label in own
+            and o.runner.input_shape == run.runner.input_shape
+            and o.runner.model_id == run.runner.model_id
+        ]
         out[run.spec.label] = own[same[0].spec.label] if same else fallback
     return out
 
 
-def _peak(run: BackendRun, settings: LatencySettings, probe: dict | None, env: dict) -> tuple[float | None, str | None]:
+def _peak(
+    run: BackendRun, settings: LatencySettings, probe: dict | None, env: dict
+) -> tuple[float | None, str | None]:
     if settings.peak_gflops is not None:
         return settings.peak_gflops, "given with --peak-gflops"
     if device_of(run.runner) == "gpu":
@@ -198,14 +220,20 @@ def _peak(run: BackendRun, settings: LatencySettings, probe: dict | None, env: d
         return peak, (f"declared for {board} at {run.runner.precision}" if peak else None)
     if probe is None:
         return None, None
-    return probe["best_gflops"], f"FP32 matmul probe ({probe['probe']}, {probe['size']}^2, {probe['threads']} threads)"
+    return probe[
+        "best_gflops"
+    ], f"FP32 matmul probe ({probe['probe']}, {probe['size']}^2, {probe['threads']} threads)"
 
 
 def build_report(runs: list[BackendRun], settings: LatencySettings, command: str) -> dict:
     """The latency report dict (benchmarks/schemas/latency.schema.json)."""
     env = environment([r.spec.model for r in runs])
     probe = None
-    if settings.probe is not None and settings.peak_gflops is None and any(device_of(r.runner) == "cpu" for r in runs):
+    if (
+        settings.probe is not None
+        and settings.peak_gflops is None
+        and any(device_of(r.runner) == "cpu" for r in runs)
+    ):
         probe = matmul_probe(settings.probe_size, settings.threads, repeats=5, probe=settings.probe)
     macs = _macs_per_walk(runs, settings)
     backends = []
@@ -215,26 +243,56 @@ def build_report(runs: list[BackendRun], settings: LatencySettings, command: str
         walks_done = len(run.samples["end_to_end"]) * runner.input_shape[0]
         per_walk = macs[run.spec.label]
         peak, peak_source = _peak(run, settings, probe, env)
-        achieved = achieved_gflops(per_walk, runner.input_shape[0], stages["compute"]["median"] / 1e3) if per_walk else None
-        backends.append({
-            "label": run.spec.label, "runner": runner.name, "model": str(run.spec.model),
-            "model_id": runner.model_id, "model_sha256": runner.model_sha256, "precision": runner.precision,
-            "device": device_of(runner), "input_shape": list(runner.input_shape), "stages": stages,
-            "throughput_walks_per_s": throughput_per_s(walks_done, sum(run.samples["end_to_end"]) / 1e3),
-            "outcomes": dict(run.outcomes),
-            "limit": {"macs_per_walk": per_walk, "achieved_gflops": achieved, "peak_gflops": peak,
-                      "peak_source": peak_source,
-                      "fraction_of_peak": achieved / peak if achieved is not None and peak else None},
-            "samples_ms": {"end_to_end": run.samples["end_to_end"], "compute": run.samples["compute"]},
-        })
+        achieved = (
+            achieved_gflops(per_walk, runner.input_shape[0], stages["compute"]["median"] / 1e3)
+            if per_walk
+            else None
+        )
+        backends.append(
+            {
+                "label": run.spec.label,
+                "runner": runner.name,
+                "model": str(run.spec.model),
+                "model_id": runner.model_id,
+                "model_sha256": runner.model_sha256,
+                "precision": runner.precision,
+                "device": device_of(runner),
+                "input_shape": list(runner.input_shape),
+                "stages": stages,
+                "throughput_walks_per_s": throughput_per_s(
+                    walks_done, sum(run.samples["end_to_end"]) / 1e3
+                ),
+                "outcomes": dict(run.outcomes),
+                "limit": {
+                    "macs_per_walk": per_walk,
+                    "achieved_gflops": achieved,
+                    "peak_gflops": peak,
+                    "peak_source": peak_source,
+                    "fraction_of_peak": achieved / peak if achieved is not None and peak else None,
+                },
+                "samples_ms": {
+                    "end_to_end": run.samples["end_to_end"],
+                    "compute": run.samples["compute"],
+                },
+            }
+        )
     baseline = next((b for b in backends if b["runner"] == "torch"), backends[0])
     for b in backends:
-        b["relative_to_baseline"] = b["stages"]["end_to_end"]["median"] / baseline["stages"]["end_to_end"]["median"]
+        b["relative_to_baseline"] = (
+            b["stages"]["end_to_end"]["median"] / baseline["stages"]["end_to_end"]["median"]
+        )
     return {
-        "schema": SCHEMA_ID, "command": command, "environment": env,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()} | {"interleaved": True},
-        "probe": probe, "baseline": baseline["label"], "backends": backends,
-        "notes": [rep.SIMULATION_NOTE.split(". ")[0] + " (timing does not depend on the walk's content)."],
+        "schema": SCHEMA_ID,
+        "command": command,
+        "environment": env,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()}
+        | {"interleaved": True},
+        "probe": probe,
+        "baseline": baseline["label"],
+        "backends": backends,
+        "notes": [
+            rep.SIMULATION_NOTE.split(". ")[0] + " (timing does not depend on the walk's content)."
+        ],
     }
 
 
@@ -245,68 +303,173 @@ def to_markdown(report: dict) -> str:
     out = [
         f"## Latency per walk: T={first['input_shape'][1]}, batch {first['input_shape'][0]}, {s['iters']} iterations "
         f"after {s['warmup']} warm-up, {s['threads']} threads, backends interleaved",
-        f"`{report['command']}`", "", f"Machine: {describe_machine(report['environment'])}", "",
-        "### End-to-end host latency (walk to decision)", "",
-        rep.stats_table([(b["label"], b["stages"]["end_to_end"]) for b in report["backends"]]), "",
-        "### Throughput and the limit", "",
+        f"`{report['command']}`",
+        "",
+        f"Machine: {describe_machine(report['environment'])}",
+        "",
+        "### End-to-end host latency (walk to decision)",
+        "",
+        rep.stats_table([(b["label"], b["stages"]["end_to_end"]) for b in report["backends"]]),
+        "",
+        "### Throughput and the limit",
+        "",
         rep.markdown_table(
-            ["backend", "precision", "walks/s", f"vs {report['baseline']}", "MMAC/walk", "GFLOP/s", "peak GFLOP/s", "of peak"],
-            [[b["label"], b["precision"], rep.fmt(b["throughput_walks_per_s"], 1), rep.fmt(b["relative_to_baseline"]) + "x",
-              rep.fmt(b["limit"]["macs_per_walk"] / 1e6, 1) if b["limit"]["macs_per_walk"] else "-",
-              rep.fmt(b["limit"]["achieved_gflops"], 1), rep.fmt(b["limit"]["peak_gflops"], 1),
-              (rep.fmt(100 * b["limit"]["fraction_of_peak"], 0) + " %") if b["limit"]["fraction_of_peak"] else "-"]
-             for b in report["backends"]]),
+            [
+                "backend",
+                "precision",
+                "walks/s",
+                f"vs {report['baseline']}",
+                "MMAC/walk",
+                "GFLOP/s",
+                "peak GFLOP/s",
+                "of peak",
+            ],
+            [
+                [
+                    b["label"],
+                    b["precision"],
+                    rep.fmt(b["throughput_walks_per_s"], 1),
+                    rep.fmt(b["relative_to_baseline"]) + "x",
+                    rep.fmt(b["limit"]["macs_per_walk"] / 1e6, 1)
+                    if b["limit"]["macs_per_walk"]
+                    else "-",
+                    rep.fmt(b["limit"]["achieved_gflops"], 1),
+                    rep.fmt(b["limit"]["peak_gflops"], 1),
+                    (rep.fmt(100 * b["limit"]["fraction_of_peak"], 0) + " %")
+                    if b["limit"]["fraction_of_peak"]
+                    else "-",
+                ]
+                for b in report["backends"]
+            ],
+        ),
     ]
-    sources = sorted({b["limit"]["peak_source"] for b in report["backends"] if b["limit"]["peak_source"]})
-    out += ["", "Peak: " + ("; ".join(sources) if sources else "none (pass --peak-gflops)") +
-            ". GFLOP/s = 2 x MACs per walk x batch / median compute time."]
+    sources = sorted(
+        {b["limit"]["peak_source"] for b in report["backends"] if b["limit"]["peak_source"]}
+    )
+    out += [
+        "",
+        "Peak: "
+        + ("; ".join(sources) if sources else "none (pass --peak-gflops)")
+        + ". GFLOP/s = 2 x MACs per walk x batch / median compute time.",
+    ]
     for b in report["backends"]:
-        out += ["", f"### Stages: {b['label']} ({b['precision']}, {b['device']})", "",
-                rep.stats_table([(stage, b["stages"][stage]) for stage in STAGES])]
+        out += [
+            "",
+            f"### Stages: {b['label']} ({b['precision']}, {b['device']})",
+            "",
+            rep.stats_table([(stage, b["stages"][stage]) for stage in STAGES]),
+        ]
     out += ["", "### Environment", "", rep.environment_markdown(report["environment"]), ""]
     out += [f"Note: {n}" for n in report["notes"]]
     return "\n".join(out)
 
 
+class _Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in --help, and the description's line breaks kept."""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0],
-                                epilog="Documentation: docs/BENCHMARKS.md",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.latency",
+        description=__doc__.split("\n\n")[0],
+        epilog="Documentation: docs/BENCHMARKS.md",
+        formatter_class=_Formatter,
+    )
     add_version_flag(p)
-    p.add_argument("--backend", action="append", default=[], metavar="NAME[:MODEL]",
-                   help="runner to measure (onnxruntime, torch, tensorrt), repeatable; NAME:MODEL names its model")
-    p.add_argument("--model", action="append", default=[], help="model for backends without NAME:MODEL, in order")
-    p.add_argument("--suite", choices=sorted(SUITES), help="add a named set of backends over models/demo")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="pick the demo model / require this precision")
-    p.add_argument("--frames", type=int, help="frames per walk T (must match the exported model; torch takes any)")
-    p.add_argument("--iters", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2, help="intra-op threads for each runner and the matmul probe")
-    p.add_argument("--idle-ms", type=float, default=0.0,
-                   help="untimed sleep after each call (like trtexec --idleTime), so one backend's spinning "
-                        "worker threads do not slow the next")
+    p.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="NAME[:MODEL]",
+        help="runner to measure (onnxruntime, torch, tensorrt), repeatable; NAME:MODEL names its model",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="model for backends without NAME:MODEL, in order",
+    )
+    p.add_argument(
+        "--suite", choices=sorted(SUITES), help="add a named set of backends over models/demo"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        help="pick the demo model / require this precision",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        help="frames per walk T (must match the exported model; torch takes any)",
+    )
+    p.add_argument("--iters", type=int, default=100, help="timed iterations per backend")
+    p.add_argument("--warmup", type=int, default=10, help="untimed iterations first")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="intra-op threads for each runner and the matmul probe",
+    )
+    p.add_argument(
+        "--idle-ms",
+        type=float,
+        default=0.0,
+        help="untimed sleep after each call (like trtexec --idleTime), so one backend's spinning "
+        "worker threads do not slow the next",
+    )
     p.add_argument("--walks", type=int, default=8, help="distinct simulated walks to cycle through")
-    p.add_argument("--walk-frames", type=int, default=90, help="frames per simulated walk before sampling T")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--probe", choices=[*sorted(PROBES), "none"], default="numpy", help="matmul probe for the CPU peak")
-    p.add_argument("--probe-size", type=int, default=2048)
-    p.add_argument("--peak-gflops", type=float, help="use this peak instead of the probe / declared Jetson peak")
-    p.add_argument("--onnx", type=Path, help="ONNX to count MACs from for backends whose model is not ONNX")
+    p.add_argument(
+        "--walk-frames", type=int, default=90, help="frames per simulated walk before sampling T"
+    )
+    p.add_argument("--seed", type=int, default=0, help="simulator seed of the walks")
+    p.add_argument(
+        "--probe",
+        choices=[*sorted(PROBES), "none"],
+        default="numpy",
+        help="matmul probe for the CPU peak",
+    )
+    p.add_argument("--probe-size", type=int, default=2048, help="N of the N x N matmul probe")
+    p.add_argument(
+        "--peak-gflops",
+        type=float,
+        help="use this peak instead of the probe / declared Jetson peak",
+    )
+    p.add_argument(
+        "--onnx", type=Path, help="ONNX to count MACs from for backends whose model is not ONNX"
+    )
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument("--plot", type=Path, help="write a PNG of the latency distributions here")
-    pipe = p.add_argument_group("pipeline (--pipeline): the whole kiosk loop on the simulated camera")
-    pipe.add_argument("--pipeline", action="store_true")
-    pipe.add_argument("--config", type=Path, help="kiosk config TOML (default: edge's defaults); source, model, broker overridden")
-    pipe.add_argument("--broker", help="mqtt://127.0.0.1:PORT of a local broker (default: the embedded broker)")
+    pipe = p.add_argument_group(
+        "pipeline (--pipeline): the whole kiosk loop on the simulated camera"
+    )
+    pipe.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="measure the whole kiosk loop instead of the backends",
+    )
+    pipe.add_argument(
+        "--config",
+        type=Path,
+        help="kiosk config TOML (default: edge's defaults); source, model, broker overridden",
+    )
+    pipe.add_argument(
+        "--broker", help="mqtt://127.0.0.1:PORT of a local broker (default: the embedded broker)"
+    )
     pipe.add_argument("--sim-walks", type=int, default=5, help="simulated walks per pipeline mode")
-    pipe.add_argument("--modes", default="fast,realtime", help="comma list of fast (as fast as possible) and realtime (30 fps)")
+    pipe.add_argument(
+        "--modes",
+        default="fast,realtime",
+        help="comma list of fast (as fast as possible) and realtime (30 fps)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    command = "python -m benchmarks.latency " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m benchmarks.latency " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     try:
         if args.pipeline:
             from benchmarks.pipeline import main_pipeline
@@ -314,10 +477,20 @@ def main(argv: list[str] | None = None) -> int:
             return main_pipeline(args, command)
         specs = resolve_backends(args.backend, args.model, args.precision, args.suite)
         settings = LatencySettings(
-            iters=args.iters, warmup=args.warmup, threads=args.threads, frames=args.frames, walks=args.walks,
-            walk_frames=args.walk_frames, seed=args.seed, precision=args.precision,
-            probe=None if args.probe == "none" else args.probe, probe_size=args.probe_size,
-            peak_gflops=args.peak_gflops, onnx=args.onnx, idle_ms=args.idle_ms)
+            iters=args.iters,
+            warmup=args.warmup,
+            threads=args.threads,
+            frames=args.frames,
+            walks=args.walks,
+            walk_frames=args.walk_frames,
+            seed=args.seed,
+            precision=args.precision,
+            probe=None if args.probe == "none" else args.probe,
+            probe_size=args.probe_size,
+            peak_gflops=args.peak_gflops,
+            onnx=args.onnx,
+            idle_ms=args.idle_ms,
+        )
         report = build_report(measure(specs, settings), settings, command)
     except (BenchmarkError, EdgeError, GaitMILError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -325,8 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     text = to_markdown(report)
     rep.emit(report, text, args.markdown, args.json)
     if args.plot:
-        rep.plot_distributions({b["label"]: b["samples_ms"]["end_to_end"] for b in report["backends"]}, args.plot,
-                               f"Latency per walk, {settings.iters} iterations, backends interleaved")
+        rep.plot_distributions(
+            {b["label"]: b["samples_ms"]["end_to_end"] for b in report["backends"]},
+            args.plot,
+            f"Latency per walk, {settings.iters} iterations, backends interleaved",
+        )
     return 0
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.env import describe_machine
+from gaitmil import HelpFormatter, add_version_flag
 
 HERE = Path(__file__).resolve().parent
 PARTS = ("latency", "pipeline", "fanin", "accuracy")
@@ -37,18 +38,73 @@ def commands(args: argparse.Namespace, out: Path, broker: str) -> dict[str, list
     py = [sys.executable, "-m"]
     common = ["--threads", str(args.threads)]
     return {
-        "latency": [*py, "benchmarks.latency", "--suite", "demo", "--iters", str(args.iters), "--warmup",
-                    str(args.warmup), *common, "--json", str(out / "latency.json"),
-                    "--markdown", str(out / "latency.md"), "--plot", str(out / "latency.png")],
-        "pipeline": [*py, "benchmarks.latency", "--pipeline", "--backend", "onnxruntime", "--precision", "int8",
-                     "--sim-walks", str(args.sim_walks), "--broker", broker, *common,
-                     "--json", str(out / "pipeline.json"), "--markdown", str(out / "pipeline.md"),
-                     "--plot", str(out / "pipeline.png")],
-        "fanin": [*py, "benchmarks.fanin", "--kiosks", str(args.kiosks), "--rate", "1", "--seconds",
-                  str(args.seconds), "--broker", broker, "--json", str(out / "fanin.json"),
-                  "--markdown", str(out / "fanin.md"), "--plot", str(out / "fanin.png")],
-        "accuracy": [*py, "benchmarks.accuracy", "--walks", str(args.walks), "--json", str(out / "accuracy.json"),
-                     "--markdown", str(out / "accuracy.md"), "--plot", str(out / "accuracy.png")],
+        "latency": [
+            *py,
+            "benchmarks.latency",
+            "--suite",
+            "demo",
+            "--iters",
+            str(args.iters),
+            "--warmup",
+            str(args.warmup),
+            *common,
+            "--json",
+            str(out / "latency.json"),
+            "--markdown",
+            str(out / "latency.md"),
+            "--plot",
+            str(out / "latency.png"),
+        ],
+        "pipeline": [
+            *py,
+            "benchmarks.latency",
+            "--pipeline",
+            "--backend",
+            "onnxruntime",
+            "--precision",
+            "int8",
+            "--sim-walks",
+            str(args.sim_walks),
+            "--broker",
+            broker,
+            *common,
+            "--json",
+            str(out / "pipeline.json"),
+            "--markdown",
+            str(out / "pipeline.md"),
+            "--plot",
+            str(out / "pipeline.png"),
+        ],
+        "fanin": [
+            *py,
+            "benchmarks.fanin",
+            "--kiosks",
+            str(args.kiosks),
+            "--rate",
+            "1",
+            "--seconds",
+            str(args.seconds),
+            "--broker",
+            broker,
+            "--json",
+            str(out / "fanin.json"),
+            "--markdown",
+            str(out / "fanin.md"),
+            "--plot",
+            str(out / "fanin.png"),
+        ],
+        "accuracy": [
+            *py,
+            "benchmarks.accuracy",
+            "--walks",
+            str(args.walks),
+            "--json",
+            str(out / "accuracy.json"),
+            "--markdown",
+            str(out / "accuracy.md"),
+            "--plot",
+            str(out / "accuracy.png"),
+        ],
     }
 
 
@@ -60,11 +116,15 @@ def mosquitto_on_loopback(url: str | None):
         return
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
-        raise SystemExit("mosquitto is not installed (scripts/system-deps.sh); or pass --broker mqtt://127.0.0.1:PORT")
+        raise SystemExit(
+            "mosquitto is not installed (scripts/system-deps.sh); or pass --broker mqtt://127.0.0.1:PORT"
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -97,39 +157,67 @@ def targets(latency: dict | None, fanin: dict | None) -> list[list[str]]:
         fast, ref = by_label[FASTEST_CPU], by_label[TORCH]
         ratio = fast["stages"]["end_to_end"]["median"] / ref["stages"]["end_to_end"]["median"]
         share = fast["stages"]["compute"]["median"] / fast["stages"]["end_to_end"]["median"]
-        rows.append([f"ONNX Runtime `cpu` INT8 <= {MAX_SPEED_RATIO}x PyTorch eager FP32 (median per walk)",
-                     f"{ratio:.2f}x ({fast['stages']['end_to_end']['median']:.1f} vs "
-                     f"{ref['stages']['end_to_end']['median']:.1f} ms)",
-                     "met" if ratio <= MAX_SPEED_RATIO else "MISSED",
-                     f"compute is {100 * share:.0f} % of its end-to-end time"])
+        rows.append(
+            [
+                f"ONNX Runtime `cpu` INT8 <= {MAX_SPEED_RATIO}x PyTorch eager FP32 (median per walk)",
+                f"{ratio:.2f}x ({fast['stages']['end_to_end']['median']:.1f} vs "
+                f"{ref['stages']['end_to_end']['median']:.1f} ms)",
+                "met" if ratio <= MAX_SPEED_RATIO else "MISSED",
+                f"compute is {100 * share:.0f} % of its end-to-end time",
+            ]
+        )
     else:
-        rows.append([f"ONNX Runtime `cpu` INT8 <= {MAX_SPEED_RATIO}x PyTorch eager FP32", "-", "not run", "-"])
+        rows.append(
+            [
+                f"ONNX Runtime `cpu` INT8 <= {MAX_SPEED_RATIO}x PyTorch eager FP32",
+                "-",
+                "not run",
+                "-",
+            ]
+        )
     if ORT_FP32 in by_label and by_label[ORT_FP32]["limit"]["fraction_of_peak"]:
         limit = by_label[ORT_FP32]["limit"]
         frac = limit["fraction_of_peak"]
-        rows.append([f"ONNX Runtime FP32 >= {100 * MIN_FRACTION_OF_PEAK:.0f} % of the matmul probe's GFLOP/s",
-                     f"{100 * frac:.0f} % ({limit['achieved_gflops']:.1f} of {limit['peak_gflops']:.1f} GFLOP/s)",
-                     "met" if frac >= MIN_FRACTION_OF_PEAK else "MISSED",
-                     f"{limit['macs_per_walk'] / 1e6:.0f} MMAC per walk; peak: {limit['peak_source']}"])
+        rows.append(
+            [
+                f"ONNX Runtime FP32 >= {100 * MIN_FRACTION_OF_PEAK:.0f} % of the matmul probe's GFLOP/s",
+                f"{100 * frac:.0f} % ({limit['achieved_gflops']:.1f} of {limit['peak_gflops']:.1f} GFLOP/s)",
+                "met" if frac >= MIN_FRACTION_OF_PEAK else "MISSED",
+                f"{limit['macs_per_walk'] / 1e6:.0f} MMAC per walk; peak: {limit['peak_source']}",
+            ]
+        )
     else:
-        rows.append([f"ONNX Runtime FP32 >= {100 * MIN_FRACTION_OF_PEAK:.0f} % of the matmul probe", "-", "not run", "-"])
+        rows.append(
+            [
+                f"ONNX Runtime FP32 >= {100 * MIN_FRACTION_OF_PEAK:.0f} % of the matmul probe",
+                "-",
+                "not run",
+                "-",
+            ]
+        )
     if fanin is not None:
         s = fanin["settings"]
         ok = fanin["lost"] == 0 and s["kiosks"] >= 200 and s["seconds"] >= 60
         lat = fanin["latency_ms"] or {}
-        rows.append(["200 kiosks x 1 result/s for 60 s, none lost",
-                     f"{s['kiosks']} x {s['rate_per_kiosk']:g}/s x {s['seconds']:g} s: {fanin['lost']} lost of "
-                     f"{fanin['sent']}, {fanin['duplicated']} duplicated",
-                     "met" if ok else ("MISSED" if fanin["lost"] else "smaller run"),
-                     f"p99 {lat.get('p99', float('nan')):.1f} ms, sender behind schedule p99 "
-                     f"{(fanin['schedule_lag_ms'] or {}).get('p99', float('nan')):.1f} ms"])
+        rows.append(
+            [
+                "200 kiosks x 1 result/s for 60 s, none lost",
+                f"{s['kiosks']} x {s['rate_per_kiosk']:g}/s x {s['seconds']:g} s: {fanin['lost']} lost of "
+                f"{fanin['sent']}, {fanin['duplicated']} duplicated",
+                "met" if ok else ("MISSED" if fanin["lost"] else "smaller run"),
+                f"p99 {lat.get('p99', float('nan')):.1f} ms, sender behind schedule p99 "
+                f"{(fanin['schedule_lag_ms'] or {}).get('p99', float('nan')):.1f} ms",
+            ]
+        )
     else:
         rows.append(["200 kiosks x 1 result/s for 60 s, none lost", "-", "not run", "-"])
     return rows
 
 
-LIMITS_PLACEHOLDER = ("What limits a figure that misses its target: _the lead fills this in from the facts above "
-                      "and the per-stage tables below._")
+LIMITS_PLACEHOLDER = (
+    "What limits a figure that misses its target: _the lead fills this in from the facts above "
+    "and the per-stage tables below._"
+)
 
 
 def _shown(command: list[str]) -> str:
@@ -156,54 +244,107 @@ def _limits_section(results: Path) -> str:
     if start < 0:
         return LIMITS_PLACEHOLDER
     end = text.find("\n## ", start)
-    return text[start:end if end >= 0 else len(text)].strip()
+    return text[start : end if end >= 0 else len(text)].strip()
 
 
-def render(out: Path, command_lines: dict[str, list[str]] | None = None, results: Path = HERE / "RESULTS.md") -> str:
+def render(
+    out: Path,
+    command_lines: dict[str, list[str]] | None = None,
+    results: Path = HERE / "RESULTS.md",
+) -> str:
     from benchmarks.report import markdown_table
 
     latency, fanin = _load(out, "latency"), _load(out, "fanin")
-    env = (latency or fanin or _load(out, "pipeline") or _load(out, "accuracy") or {}).get("environment")
-    lines = ["# Benchmark results", "",
-             "Generated by `make bench` (`python -m benchmarks.results`); every figure below comes from the "
-             "command printed with it. Models trained on simulated walks: their accuracy is a pipeline "
-             "check, not screening performance.", ""]
+    env = (latency or fanin or _load(out, "pipeline") or _load(out, "accuracy") or {}).get(
+        "environment"
+    )
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `make bench` (`python -m benchmarks.results`); every figure below comes from the "
+        "command printed with it. Models trained on simulated walks: their accuracy is a pipeline "
+        "check, not screening performance.",
+        "",
+    ]
     if env:
-        lines += [f"- date: {env['date']}", f"- machine: {describe_machine(env)}",
-                  f"- load average at the start of the latency run: {env['cpu'].get('load_average_1m')}",
-                  f"- code: {env.get('code_version')}", ""]
+        lines += [
+            f"- date: {env['date']}",
+            f"- machine: {describe_machine(env)}",
+            f"- load average at the start of the latency run: {env['cpu'].get('load_average_1m')}",
+            f"- code: {env.get('code_version')}",
+            "",
+        ]
     else:
         lines += ["_No results yet: run `make bench` on a quiet machine._", ""]
-    lines += ["## Targets", "", markdown_table(["target", "measured", "status", "facts behind it"],
-                                               targets(latency, fanin)), "", _limits_section(results), ""]
-    titles = {"latency": "Latency per backend and precision (demo model)", "pipeline": "Kiosk pipeline",
-              "fanin": "Broker fan-in", "accuracy": "Accuracy of the precision variants"}
+    lines += [
+        "## Targets",
+        "",
+        markdown_table(
+            ["target", "measured", "status", "facts behind it"], targets(latency, fanin)
+        ),
+        "",
+        _limits_section(results),
+        "",
+    ]
+    titles = {
+        "latency": "Latency per backend and precision (demo model)",
+        "pipeline": "Kiosk pipeline",
+        "fanin": "Broker fan-in",
+        "accuracy": "Accuracy of the precision variants",
+    }
     for part in PARTS:
         lines += [f"## {titles[part]}", ""]
         command = _command_line(out, part, command_lines)
         if command:
             lines += ["```", command, "```", ""]
         # each part's own headings move one level down, under this part's heading
-        lines += ["\n".join("#" + line if line.startswith("#") else line for line in _md(out, part).splitlines()), ""]
+        lines += [
+            "\n".join(
+                "#" + line if line.startswith("#") else line for line in _md(out, part).splitlines()
+            ),
+            "",
+        ]
         if (out / f"{part}.png").is_file():
-            lines += [f"![{part}]({os.path.relpath(out / f'{part}.png', results.resolve().parent)})", ""]
+            lines += [
+                f"![{part}]({os.path.relpath(out / f'{part}.png', results.resolve().parent)})",
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.results", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.results",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(p)
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("benchmarks/results"),
+        help="JSON, Markdown and PNG of each part",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("benchmarks/RESULTS.md"),
+        help="the rendered results file",
+    )
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
-    p.add_argument("--iters", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sim-walks", type=int, default=5)
-    p.add_argument("--kiosks", type=int, default=200)
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--walks", type=int, default=300)
+    p.add_argument("--iters", type=int, default=200, help="latency: timed iterations per backend")
+    p.add_argument("--warmup", type=int, default=20, help="latency: untimed iterations first")
+    p.add_argument("--threads", type=int, default=2, help="latency: intra-op threads per runner")
+    p.add_argument("--sim-walks", type=int, default=5, help="pipeline: simulated walks per mode")
+    p.add_argument("--kiosks", type=int, default=200, help="fan-in: simulated kiosks")
+    p.add_argument("--seconds", type=float, default=60.0, help="fan-in: publishing time")
+    p.add_argument("--walks", type=int, default=300, help="accuracy: simulated held-out walks")
     p.add_argument("--broker", help="loopback broker URL (default: a throw-away mosquitto)")
-    p.add_argument("--render-only", action="store_true")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="re-render RESULTS.md from the files in --out-dir",
+    )
     args = p.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
@@ -218,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                 if subprocess.run(lines[part], check=False).returncode != 0:
                     failed.append(part)
                 else:  # a later run of other parts must still print this part's own command
-                    (args.out_dir / f"{part}.command").write_text(_shown(lines[part]) + "\n", encoding="utf-8")
+                    (args.out_dir / f"{part}.command").write_text(
+                        _shown(lines[part]) + "\n", encoding="utf-8"
+                    )
     args.results.write_text(render(args.out_dir.resolve(), lines, args.results))
     print(f"wrote {args.results}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

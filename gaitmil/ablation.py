@@ -22,6 +22,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.errors import GaitMILError
 
 # name -> (pooling, phase features)
@@ -112,26 +113,37 @@ def main(argv: list[str] | None = None) -> int:
     from gaitmil.train import TrainConfig
 
     ap = argparse.ArgumentParser(
-        prog="python -m gaitmil.ablation", description=__doc__.split("\n\n")[0]
+        prog="python -m gaitmil.ablation",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="112")
-    ap.add_argument("--out", required=True, type=Path)
+    add_version_flag(ap)
+    ap.add_argument("--data", required=True, help="dataset root (5-digit subject folders)")
+    ap.add_argument("--split", default="112", help="split name or JSON path")
+    ap.add_argument(
+        "--out", required=True, type=Path, help="folder for the variants' runs and the table"
+    )
     ap.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}"
     )
-    ap.add_argument("--preset", default="tiny", choices=["tiny", "edge", "base"])
-    ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "edge", "base"], help="model size")
+    ap.add_argument("--iterations", type=int, default=300, help="training iterations per variant")
     ap.add_argument("--max-minutes", type=float, default=None, help="per variant")
-    ap.add_argument("--batch-p", type=int, default=16)
-    ap.add_argument("--batch-k", type=int, default=2)
-    ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=0.02)
-    ap.add_argument("--eval-every", type=int, default=50)
-    ap.add_argument("--patience", type=int, default=6)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--balance-classes", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-p", type=int, default=16, help="subjects per batch")
+    ap.add_argument("--batch-k", type=int, default=2, help="walks per subject in a batch")
+    ap.add_argument("--frames", type=int, default=16, help="random frames per training clip")
+    ap.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
+    ap.add_argument("--eval-every", type=int, default=50, help="validate every N iterations")
+    ap.add_argument(
+        "--patience", type=int, default=6, help="validations without improvement before stopping"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
+    ap.add_argument(
+        "--balance-classes", action="store_true", help="inverse-frequency class weights"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
     args = ap.parse_args(argv)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]

@@ -21,10 +21,13 @@ from pathlib import Path
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 from torch.utils.flop_counter import FlopCounterMode
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.losses import gait_mil_loss
 from gaitmil.model import PRESETS, GaitMIL, GaitMILConfig, count_parameters
 from gaitmil.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH
@@ -80,36 +83,64 @@ def profile(preset: str, frames: int, batch: int, steps: int) -> dict:
     torch.manual_seed(0)
     model = GaitMIL(GaitMILConfig.from_preset(preset))
     per_walk = count_macs(model, frames)
-    return {"preset": preset, "widths": list(model.config.widths), "parameters": count_parameters(model),
-            "macs_per_frame": count_macs(model, 1), "macs_per_walk": per_walk, "frames": frames,
-            **dict(zip(("train_clips_per_s", "train_clips_per_cpu_s"),
-                       train_throughput(model, frames, batch, steps) if steps > 0 else (None, None))),
-            "train_batch": batch, "infer_ms_per_walk": infer_ms(model, frames),
-            "threads": torch.get_num_threads()}
+    return {
+        "preset": preset,
+        "widths": list(model.config.widths),
+        "parameters": count_parameters(model),
+        "macs_per_frame": count_macs(model, 1),
+        "macs_per_walk": per_walk,
+        "frames": frames,
+        **dict(
+            zip(
+                ("train_clips_per_s", "train_clips_per_cpu_s"),
+                train_throughput(model, frames, batch, steps) if steps > 0 else (None, None),
+            )
+        ),
+        "train_batch": batch,
+        "infer_ms_per_walk": infer_ms(model, frames),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitmil.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
+    ap = argparse.ArgumentParser(
+        prog="python -m gaitmil.bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(ap)
+    ap.add_argument(
+        "--presets",
+        nargs="+",
+        default=list(PRESETS),
+        choices=list(PRESETS),
+        help="model presets to measure",
+    )
+    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per clip T")
     ap.add_argument("--batch", type=int, default=8, help="clips per training step")
     ap.add_argument("--steps", type=int, default=3, help="timed training steps (0: skip)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     out = sys.stdout
-    out.write(f"{'preset':<6}{'params':>11}{'MMAC/frame':>12}{'GMAC/walk':>11}{'train clips/s':>15}"
-              f"{'clips/CPU-s':>13}{'infer ms/walk':>15}   (T={args.frames}, {torch.get_num_threads()} threads)\n")
+    out.write(
+        f"{'preset':<6}{'params':>11}{'MMAC/frame':>12}{'GMAC/walk':>11}{'train clips/s':>15}"
+        f"{'clips/CPU-s':>13}{'infer ms/walk':>15}   (T={args.frames}, {torch.get_num_threads()} threads)\n"
+    )
     for preset in args.presets:
         r = profile(preset, args.frames, args.batch, args.steps)
         rows.append(r)
         rate = f"{r['train_clips_per_s']:.2f}" if r["train_clips_per_s"] else "-"
         cpu_rate = f"{r['train_clips_per_cpu_s']:.2f}" if r["train_clips_per_cpu_s"] else "-"
-        out.write(f"{preset:<6}{r['parameters']:>11,}{r['macs_per_frame'] / 1e6:>12.1f}"
-                  f"{r['macs_per_walk'] / 1e9:>11.2f}{rate:>15}{cpu_rate:>13}{r['infer_ms_per_walk']:>15.1f}\n")
+        out.write(
+            f"{preset:<6}{r['parameters']:>11,}{r['macs_per_frame'] / 1e6:>12.1f}"
+            f"{r['macs_per_walk'] / 1e9:>11.2f}{rate:>15}{cpu_rate:>13}{r['infer_ms_per_walk']:>15.1f}\n"
+        )
         out.flush()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import describe_checkpoint
 from gaitmil.metrics import format_report
 
@@ -42,8 +42,12 @@ def _row(evaluation: dict) -> dict:
         "confusion_matrix": evaluation["confusion_matrix"],
         "screening_at_threshold": evaluation["screening"],
         "confidence_intervals_95": boot,
-        "bootstrap": {k: v for k, v in (evaluation.get("bootstrap") or {}).items() if k != "figures"},
-        "calibration": {k: evaluation["calibration"][k] for k in ("bins", "ece_top_label", "ece_referral")},
+        "bootstrap": {
+            k: v for k, v in (evaluation.get("bootstrap") or {}).items() if k != "figures"
+        },
+        "calibration": {
+            k: evaluation["calibration"][k] for k in ("bins", "ece_top_label", "ece_referral")
+        },
         "school_population": evaluation["school_population"],
     }
 
@@ -57,12 +61,16 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
     extra = meta.get("extra") or {}
     threshold = extra.get("referral_threshold")
     if threshold is None:
-        raise ValueError("the checkpoint stores no referral threshold chosen on validation walks: train it "
-                         "with this version of python -m gaitmil.train (--val-fraction > 0)")
+        raise ValueError(
+            "the checkpoint stores no referral threshold chosen on validation walks: train it "
+            "with this version of python -m gaitmil.train (--val-fraction > 0)"
+        )
     used = evaluation["screening"]["threshold"]
     if abs(float(used) - float(threshold)) > 1e-9:
-        raise ValueError(f"the evaluation used threshold {used}, the checkpoint's is {threshold}: rerun "
-                         "python -m gaitmil.evaluate without --threshold")
+        raise ValueError(
+            f"the evaluation used threshold {used}, the checkpoint's is {threshold}: rerun "
+            "python -m gaitmil.evaluate without --threshold"
+        )
     clean = evaluation.get("clean_masks")
     return {
         "format": "gaitmil-card/2",
@@ -82,12 +90,24 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
         "held_out": _row(evaluation),
         "held_out_clean_masks": _row(clean) if clean else None,
         "data": meta.get("data"),
-        "training": {"command": command, **{k: v for k, v in (meta.get("training") or {}).items()
-                                             if isinstance(v, (int, float, str, bool))}},
-        "training_metrics": {k: v for k, v in (meta.get("metrics") or {}).items()
-                             if isinstance(v, (int, float, str, bool)) and not k.startswith("test_")},
-        "files": {"training_log": "metrics.jsonl", "training_curves": "curves.png",
-                  "reliability_diagram": "reliability.png"},
+        "training": {
+            "command": command,
+            **{
+                k: v
+                for k, v in (meta.get("training") or {}).items()
+                if isinstance(v, (int, float, str, bool))
+            },
+        },
+        "training_metrics": {
+            k: v
+            for k, v in (meta.get("metrics") or {}).items()
+            if isinstance(v, (int, float, str, bool)) and not k.startswith("test_")
+        },
+        "files": {
+            "training_log": "metrics.jsonl",
+            "training_curves": "curves.png",
+            "reliability_diagram": "reliability.png",
+        },
         "code_version": meta.get("code_version"),
     }
 
@@ -98,9 +118,14 @@ def _ci(row: dict, key: str) -> str:
     if f:
         return f"{100 * f['value']:.1f} % [{100 * f['low']:.1f}, {100 * f['high']:.1f}]"
     s, school = row["screening_at_threshold"], row["school_population"]
-    point = {"accuracy": row["accuracy"], "macro_f1": row["macro"]["f1"], "sensitivity": s["sensitivity"],
-             "specificity": s["specificity"], "school_referral_rate": school["referral_rate"],
-             "school_ppv": school["ppv"]}[key]
+    point = {
+        "accuracy": row["accuracy"],
+        "macro_f1": row["macro"]["f1"],
+        "sensitivity": s["sensitivity"],
+        "specificity": s["specificity"],
+        "school_referral_rate": school["referral_rate"],
+        "school_ppv": school["ppv"],
+    }[key]
     return f"{100 * point:.1f} %"
 
 
@@ -125,8 +150,10 @@ def _table(card: dict) -> list[str]:
 def _per_class(row: dict) -> list[str]:
     lines = ["| class | sensitivity | specificity | F1 | walks |", "|---|---|---|---|---|"]
     for name, r in row["per_class"].items():
-        lines.append(f"| {name} | {100 * r['sensitivity']:.1f} % | {100 * r['specificity']:.1f} % | "
-                     f"{100 * (r['f1'] if r['f1'] == r['f1'] else 0):.1f} % | {r['support']} |")
+        lines.append(
+            f"| {name} | {100 * r['sensitivity']:.1f} % | {100 * r['specificity']:.1f} % | "
+            f"{100 * (r['f1'] if r['f1'] == r['f1'] else 0):.1f} % | {r['support']} |"
+        )
     return lines
 
 
@@ -136,77 +163,86 @@ def render_readme(card: dict, evaluation: dict) -> str:
     boot = held["bootstrap"]
     clean = evaluation.get("clean_masks")
     val = card.get("validation") or {}
-    return "\n".join([
-        f"# Model card: {card['model_id']}",
-        "",
-        f"> **{card['statement']}**",
-        "",
-        "## What it is",
-        "",
-        f"Gait-MIL, preset `{card['preset']}`, phase bags on `{card['phase_features']}` features, classes "
-        f"{', '.join(card['classes'] or [])}; input {card['input']}. The kiosk refers a walk when "
-        f"P(neutral) + P(positive) >= **{card['referral_threshold']}**: the highest threshold that kept "
-        f"screening sensitivity at {100 * (card['target_sensitivity'] or 0):.0f} % or more on "
-        f"{val.get('walks', '?')} validation walks of training subjects (never on the test walks below). "
-        f"Probabilities are temperature-scaled on the same validation walks (T = "
-        f"{card['temperature']:.3f}, folded into the exported logit scale).",
-        "",
-        "## Held-out figures (fresh simulated subjects)",
-        "",
-        f"Screening positive = neutral or positive (P(neutral) + P(positive) >= {card['referral_threshold']}). "
-        f"Brackets: 95 % bootstrap intervals ({boot.get('samples', 0)} resamples of {boot.get('resampled', '-')}). "
-        + ("The first row is what the kiosk runs: walks rendered as camera frames and passed through its own "
-           "segmenter and walk gate; the clean-mask row is the same walks' rendered truth masks, kept so the "
-           "gap between the two stays visible." if clean else
-           "Only one set of silhouettes was evaluated (no --clean-data): see its root under Data."),
-        "",
-        *_table(card),
-        "",
-        f"Referral rate and PPV are what a school would see if {100 * school['prevalence']:.1f} % of the "
-        f"children it screens had a Cobb angle of 10 degrees or more: {school['source']}. "
-        "They assume the simulated sensitivity and specificity carry over, which nothing here shows.",
-        "",
-        f"Per class, {held['dataset']}:",
-        "",
-        *_per_class(held),
-        "",
-        "Reliability diagram: `reliability.png`; training curves: `curves.png`; per-step training log "
-        "and validation rows: `metrics.jsonl`.",
-        "",
-        "## Data",
-        "",
-        f"Simulated walks in the Scoliosis1K layout (split `{card['data'].get('split', '?')}`, about "
-        f"{_class_mix(card['data'])} negative:neutral:positive; train and test subjects disjoint; validation "
-        "subjects a held-out part of the training subjects). The severity-to-label mapping (negative below 10 degrees, neutral 10 to 20, positive "
-        "above 20) is a modelling choice of the simulator, not a clinical definition.",
-        "",
-        "```json",
-        json.dumps(card["data"], indent=2, default=str),
-        "```",
-        "",
-        "## How it was made (this machine's CPU, 2 cores)",
-        "",
-        "```sh",
-        card["training"]["command"],
-        "```",
-        "",
-        "```json",
-        json.dumps(card["training_metrics"], indent=2, default=str),
-        "```",
-        "",
-        f"## Full report ({held['walks']} walks; `python -m gaitmil.evaluate`)",
-        "",
-        f"### {held['dataset']}",
-        "",
-        "```",
-        format_report(evaluation),
-        "```",
-        *([f"### {clean.get('row', 'clean masks')}", "", "```", format_report(clean), "```"] if clean else []),
-        "",
-        "The exported forms (ONNX FP32, FP16, INT8 for TensorRT and for CPUs) and their agreement with "
-        "FP32 are in `report.md` beside this file.",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# Model card: {card['model_id']}",
+            "",
+            f"> **{card['statement']}**",
+            "",
+            "## What it is",
+            "",
+            f"Gait-MIL, preset `{card['preset']}`, phase bags on `{card['phase_features']}` features, classes "
+            f"{', '.join(card['classes'] or [])}; input {card['input']}. The kiosk refers a walk when "
+            f"P(neutral) + P(positive) >= **{card['referral_threshold']}**: the highest threshold that kept "
+            f"screening sensitivity at {100 * (card['target_sensitivity'] or 0):.0f} % or more on "
+            f"{val.get('walks', '?')} validation walks of training subjects (never on the test walks below). "
+            f"Probabilities are temperature-scaled on the same validation walks (T = "
+            f"{card['temperature']:.3f}, folded into the exported logit scale).",
+            "",
+            "## Held-out figures (fresh simulated subjects)",
+            "",
+            f"Screening positive = neutral or positive (P(neutral) + P(positive) >= {card['referral_threshold']}). "
+            f"Brackets: 95 % bootstrap intervals ({boot.get('samples', 0)} resamples of {boot.get('resampled', '-')}). "
+            + (
+                "The first row is what the kiosk runs: walks rendered as camera frames and passed through its own "
+                "segmenter and walk gate; the clean-mask row is the same walks' rendered truth masks, kept so the "
+                "gap between the two stays visible."
+                if clean
+                else "Only one set of silhouettes was evaluated (no --clean-data): see its root under Data."
+            ),
+            "",
+            *_table(card),
+            "",
+            f"Referral rate and PPV are what a school would see if {100 * school['prevalence']:.1f} % of the "
+            f"children it screens had a Cobb angle of 10 degrees or more: {school['source']}. "
+            "They assume the simulated sensitivity and specificity carry over, which nothing here shows.",
+            "",
+            f"Per class, {held['dataset']}:",
+            "",
+            *_per_class(held),
+            "",
+            "Reliability diagram: `reliability.png`; training curves: `curves.png`; per-step training log "
+            "and validation rows: `metrics.jsonl`.",
+            "",
+            "## Data",
+            "",
+            f"Simulated walks in the Scoliosis1K layout (split `{card['data'].get('split', '?')}`, about "
+            f"{_class_mix(card['data'])} negative:neutral:positive; train and test subjects disjoint; validation "
+            "subjects a held-out part of the training subjects). The severity-to-label mapping (negative below 10 degrees, neutral 10 to 20, positive "
+            "above 20) is a modelling choice of the simulator, not a clinical definition.",
+            "",
+            "```json",
+            json.dumps(card["data"], indent=2, default=str),
+            "```",
+            "",
+            "## How it was made (this machine's CPU, 2 cores)",
+            "",
+            "```sh",
+            card["training"]["command"],
+            "```",
+            "",
+            "```json",
+            json.dumps(card["training_metrics"], indent=2, default=str),
+            "```",
+            "",
+            f"## Full report ({held['walks']} walks; `python -m gaitmil.evaluate`)",
+            "",
+            f"### {held['dataset']}",
+            "",
+            "```",
+            format_report(evaluation),
+            "```",
+            *(
+                [f"### {clean.get('row', 'clean masks')}", "", "```", format_report(clean), "```"]
+                if clean
+                else []
+            ),
+            "",
+            "The exported forms (ONNX FP32, FP16, INT8 for TensorRT and for CPUs) and their agreement with "
+            "FP32 are in `report.md` beside this file.",
+            "",
+        ]
+    )
 
 
 def _class_mix(data: dict) -> str:
@@ -215,11 +251,24 @@ def _class_mix(data: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gaitmil.card", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gaitmil.card",
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
+    )
     add_version_flag(parser)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--evaluation", type=Path, required=True, help="JSON from gaitmil.evaluate --json")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="the checkpoint the model was exported from"
+    )
+    parser.add_argument(
+        "--evaluation", type=Path, required=True, help="JSON from gaitmil.evaluate --json"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for card.json and README.md: the exported model's folder, where the kiosk looks for the card",
+    )
     parser.add_argument("--command", required=True, help="the command that trained the model")
     args = parser.parse_args(argv)
     try:

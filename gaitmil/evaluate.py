@@ -28,13 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 from torch.utils.data import DataLoader
 
 from gaitmil.checkpoint import load_checkpoint
@@ -53,8 +55,10 @@ from gaitmil.screening_report import (
     school_population,
 )
 
-SIMULATED_NOTE = ("NOTE: simulated walks. These numbers check the pipeline; they say nothing about "
-                  "screening children.")
+SIMULATED_NOTE = (
+    "NOTE: simulated walks. These numbers check the pipeline; they say nothing about "
+    "screening children."
+)
 
 
 def _say(text: str) -> None:
@@ -62,14 +66,21 @@ def _say(text: str) -> None:
 
 
 @torch.no_grad()
-def predict(model: GaitMIL, dataset: Scoliosis1K, batch_size: int = 16, device: str = "cpu",
-            workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: GaitMIL,
+    dataset: Scoliosis1K,
+    batch_size: int = 16,
+    device: str = "cpu",
+    workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(labels [N], probs [N, 3]) over the dataset, in dataset order."""
     was_training = model.training
     model.eval()
     # all frames of each walk differ in length: one walk per batch then
     bs = batch_size if dataset.frames is not None else 1
-    loader = DataLoader(dataset, batch_size=bs, shuffle=False, collate_fn=collate, num_workers=workers)
+    loader = DataLoader(
+        dataset, batch_size=bs, shuffle=False, collate_fn=collate, num_workers=workers
+    )
     labels, probs = [], []
     for sils, labs, _, _ in loader:
         probs.append(model(sils.to(device)).probs.float().cpu().numpy())
@@ -78,8 +89,15 @@ def predict(model: GaitMIL, dataset: Scoliosis1K, batch_size: int = 16, device: 
     return np.concatenate(labels), np.concatenate(probs)
 
 
-def evaluate(model: GaitMIL, dataset: Scoliosis1K, threshold: float = 0.5, batch_size: int = 16,
-             device: str = "cpu", bootstrap_samples: int = 0, prevalence: float = SCHOOL_PREVALENCE) -> dict:
+def evaluate(
+    model: GaitMIL,
+    dataset: Scoliosis1K,
+    threshold: float = 0.5,
+    batch_size: int = 16,
+    device: str = "cpu",
+    bootstrap_samples: int = 0,
+    prevalence: float = SCHOOL_PREVALENCE,
+) -> dict:
     """summarize() of the dataset, plus calibration, school-population figures and (with
     bootstrap_samples > 0) 95 % intervals from resampling subjects."""
     labels, probs = predict(model, dataset, batch_size, device)
@@ -87,11 +105,15 @@ def evaluate(model: GaitMIL, dataset: Scoliosis1K, threshold: float = 0.5, batch
     report["data"] = dataset.describe()
     report["calibration"] = calibration(labels, probs)
     s = report["screening"]
-    report["school_population"] = {**school_population(s["sensitivity"], s["specificity"], prevalence),
-                                   "source": PREVALENCE_SOURCE}
+    report["school_population"] = {
+        **school_population(s["sensitivity"], s["specificity"], prevalence),
+        "source": PREVALENCE_SOURCE,
+    }
     if bootstrap_samples:
         subjects = [seq.subject for seq in dataset.sequences]
-        report["bootstrap"] = bootstrap(labels, probs, threshold, subjects, bootstrap_samples, prevalence=prevalence)
+        report["bootstrap"] = bootstrap(
+            labels, probs, threshold, subjects, bootstrap_samples, prevalence=prevalence
+        )
     return report
 
 
@@ -100,45 +122,96 @@ def format_extras(report: dict) -> str:
     lines = []
     boot = report.get("bootstrap")
     if boot:
-        lines.append(f"95 % intervals ({boot['samples']} bootstrap resamples of {boot['resampled']}):")
+        lines.append(
+            f"95 % intervals ({boot['samples']} bootstrap resamples of {boot['resampled']}):"
+        )
         for key, f in boot["figures"].items():
-            lines.append(f"  {key:>22}: {100 * f['value']:5.1f} %  [{100 * f['low']:5.1f}, {100 * f['high']:5.1f}]")
+            lines.append(
+                f"  {key:>22}: {100 * f['value']:5.1f} %  [{100 * f['low']:5.1f}, {100 * f['high']:5.1f}]"
+            )
     cal = report["calibration"]
-    lines.append(f"expected calibration error ({cal['bins']} bins): top label {100 * cal['ece_top_label']:.1f} %, "
-                 f"referral score {100 * cal['ece_referral']:.1f} %")
+    lines.append(
+        f"expected calibration error ({cal['bins']} bins): top label {100 * cal['ece_top_label']:.1f} %, "
+        f"referral score {100 * cal['ece_referral']:.1f} %"
+    )
     school = report["school_population"]
-    lines.append(f"at a school prevalence of {100 * school['prevalence']:.1f} % (Cobb >= 10 degrees): referral rate "
-                 f"{100 * school['referral_rate']:.1f} %, PPV {100 * school['ppv']:.1f} %")
+    lines.append(
+        f"at a school prevalence of {100 * school['prevalence']:.1f} % (Cobb >= 10 degrees): referral rate "
+        f"{100 * school['referral_rate']:.1f} %, PPV {100 * school['ppv']:.1f} %"
+    )
     lines.append(f"  prevalence source: {school['source']}")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m gaitmil.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m gaitmil.evaluate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
     add_version_flag(ap)
-    ap.add_argument("--checkpoint", required=True, type=Path)
-    ap.add_argument("--data", required=True, type=Path,
-                    help="dataset root (5-digit subject folders): the kiosk path, for the model card")
-    ap.add_argument("--clean-data", type=Path, default=None,
-                    help="the clean masks of the same walks (same split): reported as a second row")
+    ap.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a gaitmil.train or gaitmil.refit_head checkpoint",
+    )
+    ap.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="dataset root (5-digit subject folders): the kiosk path, for the model card",
+    )
+    ap.add_argument(
+        "--clean-data",
+        type=Path,
+        default=None,
+        help="the clean masks of the same walks (same split): reported as a second row",
+    )
     ap.add_argument("--data-label", default="kiosk path", help="name of the --data row")
-    ap.add_argument("--reliability", type=Path, default=None,
-                    help="write the reliability diagram here (default: reliability.png beside --json)")
-    ap.add_argument("--bootstrap", type=int, default=BOOTSTRAP_SAMPLES, help="bootstrap resamples (0: none)")
-    ap.add_argument("--prevalence", type=float, default=SCHOOL_PREVALENCE,
-                    help="share of not-negative children in the screened population, for referral rate and PPV")
-    ap.add_argument("--split", default=None,
-                    help="split name or JSON path (default: the split the checkpoint was trained on)")
-    ap.add_argument("--subset", default="test", choices=["test", "train"])
+    ap.add_argument(
+        "--reliability",
+        type=Path,
+        default=None,
+        help="write the reliability diagram here (default: reliability.png beside --json)",
+    )
+    ap.add_argument(
+        "--bootstrap", type=int, default=BOOTSTRAP_SAMPLES, help="bootstrap resamples (0: none)"
+    )
+    ap.add_argument(
+        "--prevalence",
+        type=float,
+        default=SCHOOL_PREVALENCE,
+        help="share of not-negative children in the screened population, for referral rate and PPV",
+    )
+    ap.add_argument(
+        "--split",
+        default=None,
+        help="split name or JSON path (default: the split the checkpoint was trained on)",
+    )
+    ap.add_argument(
+        "--subset",
+        default="test",
+        choices=["test", "train"],
+        help="the split's TEST_SET or TRAIN_SET walks",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the full report here")
-    ap.add_argument("--threshold", type=float, default=None,
-                    help="referral threshold on P(not negative) (default: the one stored in the checkpoint, "
-                         "chosen on its validation walks; 0.5 for checkpoints without one)")
-    ap.add_argument("--frames", type=int, default=None,
-                    help="frames per walk, evenly sampled; 0 = all frames (one walk at a time); default: "
-                         "all on real Scoliosis1K (the paper's protocol), 30 on simulated data (the kiosk's T)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="referral threshold on P(not negative) (default: the one stored in the checkpoint, "
+        "chosen on its validation walks; 0.5 for checkpoints without one)",
+    )
+    ap.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames per walk, evenly sampled; 0 = all frames (one walk at a time); default: "
+        "all on real Scoliosis1K (the paper's protocol), 30 on simulated data (the kiosk's T)",
+    )
+    ap.add_argument("--batch-size", type=int, default=16, help="walks per forward pass")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     return ap.parse_args(argv)
 
 
@@ -152,12 +225,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.threshold is not None:
             threshold_source = "--threshold"
         elif stored is not None:
-            args.threshold, threshold_source = float(stored), "checkpoint (chosen on its validation walks)"
+            args.threshold, threshold_source = (
+                float(stored),
+                "checkpoint (chosen on its validation walks)",
+            )
         else:
-            args.threshold, threshold_source = 0.5, "default 0.5 (the checkpoint stores no threshold)"
+            args.threshold, threshold_source = (
+                0.5,
+                "default 0.5 (the checkpoint stores no threshold)",
+            )
         split = args.split or meta.get("data", {}).get("split_name")
         if split is None:
-            raise GaitMILError("the checkpoint does not name its split: pass --split NAME or a JSON path")
+            raise GaitMILError(
+                "the checkpoint does not name its split: pass --split NAME or a JSON path"
+            )
         if not 0.0 < args.prevalence < 1.0:
             raise GaitMILError(f"--prevalence {args.prevalence} must be between 0 and 1")
         frames = default_eval_frames(args.data) if args.frames is None else (args.frames or None)
@@ -167,8 +248,15 @@ def main(argv: list[str] | None = None) -> int:
         reports = {}
         for name, root in rows.items():
             dataset = Scoliosis1K(root, split, args.subset, frames=frames, train_sampling=False)
-            reports[name] = evaluate(model, dataset, args.threshold, args.batch_size, args.device,
-                                     args.bootstrap, args.prevalence)
+            reports[name] = evaluate(
+                model,
+                dataset,
+                args.threshold,
+                args.batch_size,
+                args.device,
+                args.bootstrap,
+                args.prevalence,
+            )
             reports[name]["row"] = name
     except GaitMILError as exc:
         sys.stderr.write(f"error: {exc}\n")
@@ -176,14 +264,24 @@ def main(argv: list[str] | None = None) -> int:
     report = reports[args.data_label]
     if args.clean_data is not None:
         clean = reports["clean masks"]
-        ours = [s.path.parent.relative_to(args.data).as_posix() for s in
-                Scoliosis1K(args.data, split, args.subset, frames=None, train_sampling=False).sequences]
-        theirs = [s.path.parent.relative_to(args.clean_data).as_posix() for s in
-                  Scoliosis1K(args.clean_data, split, args.subset, frames=None, train_sampling=False).sequences]
+        ours = [
+            s.path.parent.relative_to(args.data).as_posix()
+            for s in Scoliosis1K(
+                args.data, split, args.subset, frames=None, train_sampling=False
+            ).sequences
+        ]
+        theirs = [
+            s.path.parent.relative_to(args.clean_data).as_posix()
+            for s in Scoliosis1K(
+                args.clean_data, split, args.subset, frames=None, train_sampling=False
+            ).sequences
+        ]
         if ours != theirs:
-            sys.stderr.write(f"error: {args.data} and {args.clean_data} do not hold the same walks of split "
-                             f"{split} ({len(ours)} against {len(theirs)} sequences): pass the clean masks "
-                             "written with the kiosk-path set\n")
+            sys.stderr.write(
+                f"error: {args.data} and {args.clean_data} do not hold the same walks of split "
+                f"{split} ({len(ours)} against {len(theirs)} sequences): pass the clean masks "
+                "written with the kiosk-path set\n"
+            )
             return 2
         report["clean_masks"] = clean
     report["threshold_source"] = threshold_source
@@ -194,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     simulated = report["data"]["simulated"]
     split_name = Path(str(split)).stem.replace("Scoliosis1K_", "")
     paper = not simulated and split_name in STANDARD_SPLITS
-    _say(f"model {meta.get('model_id')} on {args.data} split {split_name} ({args.subset}); "
-         f"protocol: {report['protocol']}")
+    _say(
+        f"model {meta.get('model_id')} on {args.data} split {split_name} ({args.subset}); "
+        f"protocol: {report['protocol']}"
+    )
     if simulated:
         _say(SIMULATED_NOTE)
     for name, rep in reports.items():
@@ -203,10 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         _say(format_report(rep))
         _say(format_extras(rep))
     if paper:
-        _say("\npublished Scoliosis1K figures beside this model's:\n" + "\n".join(paper_block(report, split, frames)))
+        _say(
+            "\npublished Scoliosis1K figures beside this model's:\n"
+            + "\n".join(paper_block(report, split, frames))
+        )
     png = args.reliability or (args.json.with_name("reliability.png") if args.json else None)
     if png is not None:
-        report["reliability_png"] = str(plot_reliability({n: r["calibration"] for n, r in reports.items()}, png))
+        report["reliability_png"] = str(
+            plot_reliability({n: r["calibration"] for n, r in reports.items()}, png)
+        )
         _say(f"reliability diagram written to {png}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

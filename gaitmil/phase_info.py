@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.errors import DatasetError, GaitMILError
 from gaitmil.spec import DEFAULT_FRAMES, DEFAULT_PHASES, even_indices
 
@@ -148,8 +149,11 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m gaitmil.phase_info", description=__doc__.split("\n\n")[0]
+        prog="python -m gaitmil.phase_info",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
+    add_version_flag(ap)
     ap.add_argument(
         "--data", required=True, type=Path, help="a simulated dataset (python -m gaitsim.dataset)"
     )
@@ -169,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "--phases", type=int, default=DEFAULT_PHASES, help="without --checkpoint: K bags"
     )
     ap.add_argument("--bins", type=int, default=8, help="equal bins of the true stride phase")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="random seed of the centroid fit")
+    ap.add_argument("--json", type=Path, default=None, help="also write the report here as JSON")
     args = ap.parse_args(argv)
     try:
         if args.bins < 2:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate, validation_subjects
 from gaitmil.model import GaitMIL, hpp
@@ -43,18 +43,24 @@ HEAD_PARTS = ("intra", "inter", "fc", "bnneck", "classifier")
 
 
 @torch.no_grad()
-def walk_features(model: GaitMIL, dataset: Scoliosis1K, draws: int, batch: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+def walk_features(
+    model: GaitMIL, dataset: Scoliosis1K, draws: int, batch: int = 8
+) -> tuple[Tensor, Tensor, Tensor]:
     """(part features [N*draws, T, P, C], phase assignment [N*draws, T, K], labels) with the backbone frozen."""
     model.eval()
     feats, assigns, labels = [], [], []
     for _ in range(draws):
         for start in range(0, len(dataset), batch):
-            sils, labs, _, _ = collate([dataset[i] for i in range(start, min(start + batch, len(dataset)))])
+            sils, labs, _, _ = collate(
+                [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
+            )
             b, t = sils.shape[:2]
             mask = torch.ones(b, t, dtype=torch.bool)
             assigns.append(model.assign_phases(sils, mask))
             fmaps = model.encode(sils)
-            feats.append(hpp(fmaps.flatten(0, 1), model.config.parts).reshape(b, t, model.config.parts, -1))
+            feats.append(
+                hpp(fmaps.flatten(0, 1), model.config.parts).reshape(b, t, model.config.parts, -1)
+            )
             labels.append(labs)
     return torch.cat(feats), torch.cat(assigns), torch.cat(labels)
 
@@ -66,8 +72,18 @@ def head_logits(model: GaitMIL, feats: Tensor, assign: Tensor) -> tuple[Tensor, 
     return part_logits.mean(1), part_logits
 
 
-def refit(model: GaitMIL, train: tuple[Tensor, Tensor, Tensor], val: tuple[Tensor, Tensor, Tensor], *,
-          epochs: int, lr: float, batch: int, seed: int, balance: bool, log=None) -> dict:
+def refit(
+    model: GaitMIL,
+    train: tuple[Tensor, Tensor, Tensor],
+    val: tuple[Tensor, Tensor, Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    batch: int,
+    seed: int,
+    balance: bool,
+    log=None,
+) -> dict:
     """Adam on the head over the training features; the epoch with the best validation accuracy wins."""
     torch.manual_seed(seed)
     for name, param in model.named_parameters():
@@ -89,8 +105,12 @@ def refit(model: GaitMIL, train: tuple[Tensor, Tensor, Tensor], val: tuple[Tenso
             idx = order[start : start + batch]
             _, part_logits = head_logits(model, feats[idx], assign[idx])
             p = part_logits.shape[1]
-            loss = F.cross_entropy(part_logits.reshape(-1, 3), labels[idx].repeat_interleave(p), weight=weight,
-                                   label_smoothing=0.1)
+            loss = F.cross_entropy(
+                part_logits.reshape(-1, 3),
+                labels[idx].repeat_interleave(p),
+                weight=weight,
+                label_smoothing=0.1,
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -100,14 +120,21 @@ def refit(model: GaitMIL, train: tuple[Tensor, Tensor, Tensor], val: tuple[Tenso
         with torch.no_grad():
             logits, _ = head_logits(model, val[0], val[1])
         accuracy = float((logits.argmax(1) == val[2]).float().mean())
-        row = {"epoch": epoch, "train_loss": total / len(labels), "val_accuracy": accuracy,
-               "lr": optimizer.param_groups[0]["lr"]}
+        row = {
+            "epoch": epoch,
+            "train_loss": total / len(labels),
+            "val_accuracy": accuracy,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         rows.append(row)
         if log is not None:
             log(json.dumps(row))
         if accuracy > best["accuracy"]:
-            best = {"accuracy": accuracy, "epoch": epoch,
-                    "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            best = {
+                "accuracy": accuracy,
+                "epoch": epoch,
+                "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
     model.load_state_dict(best["state_dict"])
     for param in model.parameters():
         param.requires_grad = True
@@ -115,44 +142,85 @@ def refit(model: GaitMIL, train: tuple[Tensor, Tensor, Tensor], val: tuple[Tenso
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitmil.refit_head", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m gaitmil.refit_head",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
     add_version_flag(ap)
     ap.add_argument("--checkpoint", required=True, type=Path, help="a gaitmil.train checkpoint")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--epochs", type=int, default=80)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--draws", type=int, default=2, help="random 30-frame samplings of each training walk")
-    ap.add_argument("--val-fraction", type=float, default=0.15, help="as the training run (same seed): same subjects")
-    ap.add_argument("--target-sensitivity", type=float, default=0.95)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--data", required=True, help="dataset root (5-digit subject folders)")
+    ap.add_argument("--split", required=True, help="split name or JSON path")
+    ap.add_argument("--out", required=True, type=Path, help="the refitted checkpoint")
+    ap.add_argument("--epochs", type=int, default=80, help="passes over the training walks")
+    ap.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    ap.add_argument("--batch", type=int, default=64, help="walks per step")
+    ap.add_argument(
+        "--draws", type=int, default=2, help="random 30-frame samplings of each training walk"
+    )
+    ap.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="as the training run (same seed): same subjects",
+    )
+    ap.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=0.95,
+        help="the threshold is chosen for this validation sensitivity",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model, meta = load_checkpoint(args.checkpoint)
     extra = dict(meta.get("extra") or {})
-    model.config.logit_scale = float(extra.get("trained_logit_scale", model.config.logit_scale))  # undo the old temperature
+    model.config.logit_scale = float(
+        extra.get("trained_logit_scale", model.config.logit_scale)
+    )  # undo the old temperature
     whole = Scoliosis1K(args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=False)
     # the training run's own validation subjects when it recorded them, else the same rule and seed
-    val_ids = list((meta.get("data") or {}).get("validation_subjects") or
-                   validation_subjects(whole, args.val_fraction, args.seed))
+    val_ids = list(
+        (meta.get("data") or {}).get("validation_subjects")
+        or validation_subjects(whole, args.val_fraction, args.seed)
+    )
     fit_ids = sorted(set(whole.subject_index) - set(val_ids))
-    fit = Scoliosis1K(args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=True, subjects=fit_ids)
-    val = Scoliosis1K(args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=False, subjects=val_ids)
-    sys.stderr.write(f"features: {len(fit)} training walks x {args.draws} samplings, {len(val)} validation walks "
-          "(backbone frozen)\n")
+    fit = Scoliosis1K(
+        args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=True, subjects=fit_ids
+    )
+    val = Scoliosis1K(
+        args.data,
+        args.split,
+        "train",
+        frames=DEFAULT_FRAMES,
+        train_sampling=False,
+        subjects=val_ids,
+    )
+    sys.stderr.write(
+        f"features: {len(fit)} training walks x {args.draws} samplings, {len(val)} validation walks "
+        "(backbone frozen)\n"
+    )
     train_feats = walk_features(model, fit, args.draws)
     val_feats = walk_features(model, val, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "refit.jsonl"
     with open(log_path, "w", encoding="utf-8") as log:
-        result = refit(model, train_feats, val_feats, epochs=args.epochs, lr=args.lr, batch=args.batch,
-                       seed=args.seed, balance=True, log=lambda line: log.write(line + "\n"))
+        result = refit(
+            model,
+            train_feats,
+            val_feats,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch=args.batch,
+            seed=args.seed,
+            balance=True,
+            log=lambda line: log.write(line + "\n"),
+        )
     model.eval()
     # the refit must earn its place on the validation walks: else the trained head stays
     previous = (meta.get("metrics") or {}).get("val_accuracy")
@@ -164,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     kept = result["best_val_accuracy"] >= old_accuracy
     if not kept:
         model = original
-        sys.stderr.write(f"head refit: validation accuracy {100 * result['best_val_accuracy']:.1f} % is below the "
-                         f"trained head's {100 * old_accuracy:.1f} %: keeping the trained head\n")
+        sys.stderr.write(
+            f"head refit: validation accuracy {100 * result['best_val_accuracy']:.1f} % is below the "
+            f"trained head's {100 * old_accuracy:.1f} %: keeping the trained head\n"
+        )
     result["kept"] = kept
     result["trained_head_val_accuracy"] = old_accuracy
     result["trained_run_val_accuracy"] = previous
@@ -176,23 +246,49 @@ def main(argv: list[str] | None = None) -> int:
     temperature = fit_temperature(labels, logits_np)
     trained_scale = model.config.logit_scale
     model.config.logit_scale = trained_scale / temperature
-    threshold = choose_referral_threshold(labels, softmax(logits_np, temperature), args.target_sensitivity)
-    extra.update({"temperature": temperature, "trained_logit_scale": trained_scale, "referral_threshold": threshold,
-                  "target_sensitivity": args.target_sensitivity,
-                  "threshold_chosen_on": "validation subjects of TRAIN_SET",
-                  "head_refit": {k: v for k, v in result.items() if k != "epochs"}})
+    threshold = choose_referral_threshold(
+        labels, softmax(logits_np, temperature), args.target_sensitivity
+    )
+    extra.update(
+        {
+            "temperature": temperature,
+            "trained_logit_scale": trained_scale,
+            "referral_threshold": threshold,
+            "target_sensitivity": args.target_sensitivity,
+            "threshold_chosen_on": "validation subjects of TRAIN_SET",
+            "head_refit": {k: v for k, v in result.items() if k != "epochs"},
+        }
+    )
     training = dict(meta.get("training") or {})
-    training["head_refit"] = {"command": "python -m gaitmil.refit_head " + " ".join(argv or sys.argv[1:]),
-                              "epochs": args.epochs, "lr": args.lr, "draws": args.draws,
-                              "seconds": round(time.perf_counter() - start, 1)}
+    training["head_refit"] = {
+        "command": "python -m gaitmil.refit_head " + " ".join(argv or sys.argv[1:]),
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "draws": args.draws,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     metrics = dict(meta.get("metrics") or {})
-    metrics.update({"val_accuracy": max(result["best_val_accuracy"], old_accuracy), "referral_threshold": threshold,
-                    "temperature": temperature})
-    save_checkpoint(args.out / "checkpoint.pt", model, data=meta.get("data"), metrics=metrics, training=training,
-                    extra=extra, frames=DEFAULT_FRAMES)
-    sys.stderr.write(f"head refit: best validation accuracy {100 * result['best_val_accuracy']:.1f} % at epoch "
-          f"{result['best_epoch']}; temperature {temperature:.3f}; referral threshold {threshold:.4f} "
-          f"(validation walks only); wrote {args.out / 'checkpoint.pt'}\n")
+    metrics.update(
+        {
+            "val_accuracy": max(result["best_val_accuracy"], old_accuracy),
+            "referral_threshold": threshold,
+            "temperature": temperature,
+        }
+    )
+    save_checkpoint(
+        args.out / "checkpoint.pt",
+        model,
+        data=meta.get("data"),
+        metrics=metrics,
+        training=training,
+        extra=extra,
+        frames=DEFAULT_FRAMES,
+    )
+    sys.stderr.write(
+        f"head refit: best validation accuracy {100 * result['best_val_accuracy']:.1f} % at epoch "
+        f"{result['best_epoch']}; temperature {temperature:.3f}; referral threshold {threshold:.4f} "
+        f"(validation walks only); wrote {args.out / 'checkpoint.pt'}\n"
+    )
     return 0
 
 

@@ -33,6 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.errors import GaitMILError
 from gaitmil.folds import audit_split, shared_test_ids, write_fold_files
 from gaitmil.paper import SPLIT_RATIOS, default_eval_frames, paper_block, protocol_text
@@ -300,8 +301,11 @@ def render_table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> Plan:
     ap = argparse.ArgumentParser(
-        prog="python -m gaitmil.reproduce", description=__doc__.split("\n\n")[0]
+        prog="python -m gaitmil.reproduce",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
+    add_version_flag(ap)
     ap.add_argument(
         "--data", required=True, type=Path, help="Scoliosis1K-sil-pkl folder (5-digit id folders)"
     )
@@ -312,7 +316,9 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         default=None,
         help="folder holding the Scoliosis1K_<name>.json files (default: --data)",
     )
-    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument(
+        "--out", required=True, type=Path, help="folder for the runs and the results table"
+    )
     ap.add_argument(
         "--gpus",
         type=int,
@@ -328,17 +334,34 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     ap.add_argument(
         "--folds", type=int, default=0, help="K for subject-disjoint K-fold CV (0: none)"
     )
-    ap.add_argument("--preset", default=OPENGAIT_RECIPE["preset"], choices=["tiny", "edge", "base"])
-    ap.add_argument("--iterations", type=int, default=OPENGAIT_RECIPE["iterations"])
-    ap.add_argument("--batch-p", type=int, default=OPENGAIT_RECIPE["batch_p"])
-    ap.add_argument("--batch-k", type=int, default=OPENGAIT_RECIPE["batch_k"])
+    ap.add_argument(
+        "--preset",
+        default=OPENGAIT_RECIPE["preset"],
+        choices=["tiny", "edge", "base"],
+        help="model size",
+    )
+    ap.add_argument(
+        "--iterations",
+        type=int,
+        default=OPENGAIT_RECIPE["iterations"],
+        help="training iterations per run",
+    )
+    ap.add_argument(
+        "--batch-p", type=int, default=OPENGAIT_RECIPE["batch_p"], help="subjects per batch"
+    )
+    ap.add_argument(
+        "--batch-k",
+        type=int,
+        default=OPENGAIT_RECIPE["batch_k"],
+        help="walks per subject in a batch",
+    )
     ap.add_argument(
         "--frames",
         type=int,
         default=OPENGAIT_RECIPE["frames"],
         help="random frames per training clip",
     )
-    ap.add_argument("--lr", type=float, default=OPENGAIT_RECIPE["lr"])
+    ap.add_argument("--lr", type=float, default=OPENGAIT_RECIPE["lr"], help="peak learning rate")
     ap.add_argument(
         "--val-fraction",
         type=float,
@@ -352,7 +375,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         help="N evenly spaced test frames; 0 = all (default: all on real data, 30 on simulated)",
     )
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--workers", type=int, default=8, help="data-loader workers per process")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     ap.add_argument("--dry-run", action="store_true", help="print the training commands only")

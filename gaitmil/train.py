@@ -35,13 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -97,7 +99,11 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup: float = 0.05  # of iterations, linear from 0 (cosine schedule)
     final_lr: float = 0.01  # of the peak, at the last iteration (cosine schedule)
-    milestones: tuple[float, ...] = (0.5, 0.7, 0.9)  # step schedule: of iterations, 10k/14k/18k of 20k
+    milestones: tuple[float, ...] = (
+        0.5,
+        0.7,
+        0.9,
+    )  # step schedule: of iterations, 10k/14k/18k of 20k
     val_fraction: float = 0.15  # of TRAIN_SET subjects, held out; 0: no validation (no threshold)
     eval_every: int = 50
     patience: int = 8  # evaluations without improvement before stopping; 0: never stop early
@@ -141,7 +147,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def fit_phase_centroids(dataset: Scoliosis1K, k: int, seed: int, max_sequences: int, kind: str) -> np.ndarray:
+def fit_phase_centroids(
+    dataset: Scoliosis1K, k: int, seed: int, max_sequences: int, kind: str
+) -> np.ndarray:
     """k-means++ on the `kind` phase features of DEFAULT_FRAMES evenly spaced frames of up to
     `max_sequences` training sequences (the walk mean over the frames the kiosk samples)."""
     rng = np.random.default_rng(seed)
@@ -164,7 +172,9 @@ def lr_factor(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
     if step < warm:
         return (step + 1) / warm
     progress = max((step - warm) / max(1, cfg.iterations - warm), time_fraction)
-    return float(cfg.final_lr + (1.0 - cfg.final_lr) * 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress))))
+    return float(
+        cfg.final_lr + (1.0 - cfg.final_lr) * 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
+    )
 
 
 def milestones(cfg: TrainConfig) -> list[int]:
@@ -194,10 +204,24 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     axes[0].legend()
     axes[1].plot(it, [r["accuracy"] for r in steps], lw=0.6, alpha=0.5, label="training batch")
     if evals:
-        axes[1].plot([r["iteration"] for r in evals], [r["val_accuracy"] for r in evals], "o-", label="validation")
-        axes[3].plot([r["iteration"] for r in evals], [r["val_nll"] for r in evals], "o-", label="validation NLL")
-        axes[3].plot([r["iteration"] for r in evals], [r["train_loss"] for r in evals], "s-",
-                     label="training loss (mean since last eval)")
+        axes[1].plot(
+            [r["iteration"] for r in evals],
+            [r["val_accuracy"] for r in evals],
+            "o-",
+            label="validation",
+        )
+        axes[3].plot(
+            [r["iteration"] for r in evals],
+            [r["val_nll"] for r in evals],
+            "o-",
+            label="validation NLL",
+        )
+        axes[3].plot(
+            [r["iteration"] for r in evals],
+            [r["train_loss"] for r in evals],
+            "s-",
+            label="training loss (mean since last eval)",
+        )
         axes[3].legend()
     axes[1].set_title("accuracy")
     axes[1].legend()
@@ -216,9 +240,15 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
 def train(cfg: TrainConfig) -> dict:
     """Run training; returns the final metrics (rank 0) or {}."""
     rank, world = dist_info()
-    device = torch.device(cfg.device if world == 1 or cfg.device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    device = torch.device(
+        cfg.device
+        if world == 1 or cfg.device == "cpu"
+        else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    )
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU: use --device cpu")
+        raise ConfigError(
+            "--device cuda was asked for but torch sees no CUDA GPU: use --device cpu"
+        )
     if device.type == "cuda":
         if device.index is not None:
             torch.cuda.set_device(device)  # one GPU per torchrun process
@@ -234,17 +264,37 @@ def train(cfg: TrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
 
     if cfg.max_minutes is not None and world > 1:
-        raise ConfigError("--max-minutes needs one process: ranks would disagree on when time is up")
+        raise ConfigError(
+            "--max-minutes needs one process: ranks would disagree on when time is up"
+        )
     if cfg.schedule not in SCHEDULES:
-        raise ConfigError(f"schedule {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
+        raise ConfigError(
+            f"schedule {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}"
+        )
     whole = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=False)
     val_ids = validation_subjects(whole, cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else []
     fit_ids = sorted(set(whole.subject_index) - set(val_ids))
-    data = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=True,
-                       subjects=fit_ids if val_ids else None)
+    data = Scoliosis1K(
+        cfg.data,
+        cfg.split,
+        "train",
+        frames=cfg.frames,
+        train_sampling=True,
+        subjects=fit_ids if val_ids else None,
+    )
     # validation walks are sampled as the kiosk samples them: DEFAULT_FRAMES evenly spaced frames
-    val = Scoliosis1K(cfg.data, cfg.split, "train", frames=DEFAULT_FRAMES, train_sampling=False,
-                      subjects=val_ids) if val_ids else None
+    val = (
+        Scoliosis1K(
+            cfg.data,
+            cfg.split,
+            "train",
+            frames=DEFAULT_FRAMES,
+            train_sampling=False,
+            subjects=val_ids,
+        )
+        if val_ids
+        else None
+    )
     start = 0
     state = None
     if cfg.resume:
@@ -254,21 +304,41 @@ def train(cfg: TrainConfig) -> dict:
             raise ConfigError(f"{cfg.resume} holds no training state: resume from DIR/last.pt")
         start = int(state["iteration"])
     else:
-        model = GaitMIL(GaitMILConfig.from_preset(cfg.preset, **{"pooling": cfg.pooling,
-                                                                 "phase_features": cfg.phase_features,
-                                                                 **(cfg.model_overrides or {})}))
-        model.set_centroids(fit_phase_centroids(data, model.config.phases, cfg.seed, cfg.centroid_sequences,
-                                                model.config.phase_features))
+        model = GaitMIL(
+            GaitMILConfig.from_preset(
+                cfg.preset,
+                **{
+                    "pooling": cfg.pooling,
+                    "phase_features": cfg.phase_features,
+                    **(cfg.model_overrides or {}),
+                },
+            )
+        )
+        model.set_centroids(
+            fit_phase_centroids(
+                data,
+                model.config.phases,
+                cfg.seed,
+                cfg.centroid_sequences,
+                model.config.phase_features,
+            )
+        )
     model.to(device).train()
     if world > 1:  # OpenGait's sync_BN: batch statistics over every rank's share of the batch
         model = convert_batchnorm(model)
     step_module: nn.Module = TrainStep(model)
     if world > 1:
-        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     clock = {"fraction": 0.0}  # of --max-minutes used; drives the cosine when time runs out first
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, clock["fraction"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg, step, clock["fraction"])
+    )
     autocast_dtype = amp_dtype(cfg.amp, device.type)
     use_amp = autocast_dtype is not None
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -277,33 +347,67 @@ def train(cfg: TrainConfig) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         if use_amp and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
-    loss_cfg = LossConfig(class_weights=inverse_frequency_weights(data.labels, NUM_CLASSES) if cfg.balance_classes else None)
+    loss_cfg = LossConfig(
+        class_weights=inverse_frequency_weights(data.labels, NUM_CLASSES)
+        if cfg.balance_classes
+        else None
+    )
 
     subjects = [s.subject for s in data.sequences]
     sampler = PKBatchSampler(subjects, cfg.batch_p, cfg.batch_k, cfg.seed, start, rank, world)
-    loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
-    data_desc = {**data.describe(), "split_name": cfg.split, "validation_subjects": val_ids,
-                 "validation_sequences": len(val) if val else 0}
+    loader = DataLoader(
+        data,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.workers > 0,
+    )
+    data_desc = {
+        **data.describe(),
+        "split_name": cfg.split,
+        "validation_subjects": val_ids,
+        "validation_sequences": len(val) if val else 0,
+    }
     # early stopping state: the best validated weights so far (saved with last.pt to resume)
     best = dict(state.get("best") or {}) if state is not None else {}
     recent_losses: list[float] = []
     training_desc = {**asdict(cfg), "parameters": count_parameters(model), "world_size": world}
     log_path = out / "metrics.jsonl"
     if is_main:
-        say(f"training {model.config.preset} ({count_parameters(model):,} parameters, pooling {cfg.pooling}, "
+        say(
+            f"training {model.config.preset} ({count_parameters(model):,} parameters, pooling {cfg.pooling}, "
             f"phase features {model.config.phase_features}) on {len(data)} sequences / "
             f"{len(data.subject_index)} subjects, validating on {len(val) if val else 0} sequences / "
-            f"{len(val_ids)} subjects, {world} process(es), {device}")
+            f"{len(val_ids)} subjects, {world} process(es), {device}"
+        )
         if data_desc["simulated"]:
             say(SIMULATED_NOTE)
 
-    def save(path: Path, iteration: int, metrics: dict | None = None, with_state: bool = True) -> None:
-        train_state = {"iteration": iteration, "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                       "best": best} if with_state else None
-        save_checkpoint(path, model, data=data_desc, metrics=metrics, training={**training_desc, "iteration": iteration},
-                        train_state=train_state, frames=DEFAULT_FRAMES, extra=extra)  # the T the model ships with
+    def save(
+        path: Path, iteration: int, metrics: dict | None = None, with_state: bool = True
+    ) -> None:
+        train_state = (
+            {
+                "iteration": iteration,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "best": best,
+            }
+            if with_state
+            else None
+        )
+        save_checkpoint(
+            path,
+            model,
+            data=data_desc,
+            metrics=metrics,
+            training={**training_desc, "iteration": iteration},
+            train_state=train_state,
+            frames=DEFAULT_FRAMES,
+            extra=extra,
+        )  # the T the model ships with
 
     extra: dict = {}
 
@@ -311,7 +415,9 @@ def train(cfg: TrainConfig) -> dict:
     if is_main:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.iterations, initial=start, desc="train", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=cfg.iterations, initial=start, desc="train", dynamic_ncols=True, file=sys.stderr
+        )
     batches = iter(loader)
     clips_seen, t0 = 0, time.perf_counter()
     with log_path.open("a") if is_main else open(os.devnull, "w") as log:
@@ -319,7 +425,10 @@ def train(cfg: TrainConfig) -> dict:
         stopped_early, stop_reason, completed = False, None, start
         for iteration in range(start, end):
             if best.get("stale", 0) >= cfg.patience > 0:
-                stopped_early, stop_reason = True, f"no validation improvement in {cfg.patience} evaluations"
+                stopped_early, stop_reason = (
+                    True,
+                    f"no validation improvement in {cfg.patience} evaluations",
+                )
                 break
             sils, labels, subj, _ = next(batches)
             sils, labels = sils.to(device, non_blocking=True), labels.to(device)
@@ -327,7 +436,9 @@ def train(cfg: TrainConfig) -> dict:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_amp):
                 output, part_logits = step_module(sils)
             # the triplet sees every rank's embeddings (gaitmil.distributed); plain loss with one process
-            loss, parts = distributed_gait_mil_loss(output.embeddings, part_logits, labels, ids, loss_cfg)
+            loss, parts = distributed_gait_mil_loss(
+                output.embeddings, part_logits, labels, ids, loss_cfg
+            )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -340,19 +451,32 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.max_minutes:
                 clock["fraction"] = (time.perf_counter() - t0) / (60.0 * cfg.max_minutes)
                 out_of_time = clock["fraction"] >= 1.0
-            if val is not None and (done % cfg.eval_every == 0 or done == cfg.iterations or out_of_time):
+            if val is not None and (
+                done % cfg.eval_every == 0 or done == cfg.iterations or out_of_time
+            ):
                 # every rank scores the same walks, so every rank takes the same stopping decision
                 scores = validation_scores(*predict_logits(model, val, device=device))
                 improved = better(scores, best.get("scores"))
                 if improved:
-                    best = {"scores": scores, "iteration": done, "stale": 0,
-                            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                    best = {
+                        "scores": scores,
+                        "iteration": done,
+                        "stale": 0,
+                        "state_dict": {
+                            k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                        },
+                    }
                 else:
                     best["stale"] = best.get("stale", 0) + 1
                 if is_main:
-                    row = {"iteration": done, "kind": "validation", **scores,
-                           "train_loss": float(np.mean(recent_losses)) if recent_losses else None,
-                           "lr": optimizer.param_groups[0]["lr"], "best_iteration": best["iteration"]}
+                    row = {
+                        "iteration": done,
+                        "kind": "validation",
+                        **scores,
+                        "train_loss": float(np.mean(recent_losses)) if recent_losses else None,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "best_iteration": best["iteration"],
+                    }
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                 recent_losses = []
@@ -367,8 +491,13 @@ def train(cfg: TrainConfig) -> dict:
                 bar.set_postfix(loss=f"{parts['loss']:.3f}", acc=f"{acc:.2f}")
                 if done % cfg.log_every == 0 or done == cfg.iterations:
                     rate = clips_seen / (time.perf_counter() - t0)
-                    row = {"iteration": done, **parts, "accuracy": acc,
-                           "lr": optimizer.param_groups[0]["lr"], "clips_per_s": rate}
+                    row = {
+                        "iteration": done,
+                        **parts,
+                        "accuracy": acc,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "clips_per_s": rate,
+                    }
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                 if done % cfg.save_every == 0:
@@ -380,28 +509,49 @@ def train(cfg: TrainConfig) -> dict:
     finished = stopped_early or end >= cfg.iterations
     if is_main and not finished:
         save(out / "last.pt", end)
-        say(f"stopped at iteration {end} of {cfg.iterations}: resume with --resume {out / 'last.pt'}")
+        say(
+            f"stopped at iteration {end} of {cfg.iterations}: resume with --resume {out / 'last.pt'}"
+        )
     elif is_main:
         last_iteration = completed if stopped_early else cfg.iterations
         if stop_reason:
             say(f"stopped after iteration {last_iteration} of {cfg.iterations}: {stop_reason}")
         save(out / "last.pt", last_iteration)
-        metrics = {"train_clips_per_s": clips_seen / elapsed if elapsed > 0 else None,
-                   "train_seconds": elapsed, "iterations_run": last_iteration, "stopped_early": stopped_early,
-                   "stop_reason": stop_reason}
+        metrics = {
+            "train_clips_per_s": clips_seen / elapsed if elapsed > 0 else None,
+            "train_seconds": elapsed,
+            "iterations_run": last_iteration,
+            "stopped_early": stopped_early,
+            "stop_reason": stop_reason,
+        }
         if val is not None:
             extra = calibrate_on_validation(model, val, best, cfg.target_sensitivity, device)
-            metrics.update({k: extra[k] for k in ("best_iteration", "temperature", "referral_threshold")})
-            metrics.update({"val_" + k: v for k, v in extra["validation"].items() if not isinstance(v, dict)})
-            say(f"best validation at iteration {extra['best_iteration']}: accuracy "
+            metrics.update(
+                {k: extra[k] for k in ("best_iteration", "temperature", "referral_threshold")}
+            )
+            metrics.update(
+                {"val_" + k: v for k, v in extra["validation"].items() if not isinstance(v, dict)}
+            )
+            say(
+                f"best validation at iteration {extra['best_iteration']}: accuracy "
                 f"{100 * extra['validation']['accuracy']:.1f} %; temperature {extra['temperature']:.3f}; "
-                f"referral threshold {extra['referral_threshold']:.4f} (chosen on validation walks only)")
+                f"referral threshold {extra['referral_threshold']:.4f} (chosen on validation walks only)"
+            )
         if cfg.eval_at_end:
             # the paper's protocol on real data (all frames), the kiosk's T on simulated walks
             test_frames = default_eval_frames(cfg.data)
-            test = Scoliosis1K(cfg.data, cfg.split, "test", frames=test_frames, train_sampling=False)
-            report = evaluate(model, test, threshold=extra.get("referral_threshold", 0.5), device=str(device))
-            metrics.update({"test_" + k: report[k] for k in ("accuracy", "macro", "screening", "confusion_matrix")})
+            test = Scoliosis1K(
+                cfg.data, cfg.split, "test", frames=test_frames, train_sampling=False
+            )
+            report = evaluate(
+                model, test, threshold=extra.get("referral_threshold", 0.5), device=str(device)
+            )
+            metrics.update(
+                {
+                    "test_" + k: report[k]
+                    for k in ("accuracy", "macro", "screening", "confusion_matrix")
+                }
+            )
             metrics["test_simulated"] = report["data"]["simulated"]
             metrics["test_frames"] = test_frames or "all"
             (out / "test_report.json").write_text(json.dumps(report, indent=2, default=str))
@@ -413,7 +563,9 @@ def train(cfg: TrainConfig) -> dict:
     return metrics
 
 
-def calibrate_on_validation(model: GaitMIL, val: Scoliosis1K, best: dict, target: float, device) -> dict:
+def calibrate_on_validation(
+    model: GaitMIL, val: Scoliosis1K, best: dict, target: float, device
+) -> dict:
     """Load the best validated weights, fit the temperature and choose the referral threshold on
     the validation walks. The temperature is folded into the model's logit scale, so the exported
     graph's probs are the calibrated ones. Returns what the checkpoint stores under meta["extra"]."""
@@ -435,49 +587,107 @@ def calibrate_on_validation(model: GaitMIL, val: Scoliosis1K, best: dict, target
         "referral_threshold": threshold,
         "target_sensitivity": target,
         "threshold_chosen_on": "validation subjects of TRAIN_SET",
-        "validation": {"walks": report["count"], "accuracy": report["accuracy"], "macro_f1": report["macro"]["f1"],
-                       "nll_before": validation_scores(labels, logits)["val_nll"],
-                       "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
-                       "screening": report["screening"]},
+        "validation": {
+            "walks": report["count"],
+            "accuracy": report["accuracy"],
+            "macro_f1": report["macro"]["f1"],
+            "nll_before": validation_scores(labels, logits)["val_nll"],
+            "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
+            "screening": report["screening"],
+        },
     }
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    ap = argparse.ArgumentParser(prog="python -m gaitmil.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m gaitmil.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
     add_version_flag(ap)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", required=True, help="split name (112, 114, 118, 1116, ...) or JSON path")
-    ap.add_argument("--preset", default="tiny", choices=["tiny", "edge", "base"])
-    ap.add_argument("--pooling", default="mil", choices=["mil", "max", "mean"])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--iterations", type=int, default=2000)
-    ap.add_argument("--batch-p", type=int, default=8)
-    ap.add_argument("--batch-k", type=int, default=4)
-    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="random frames per training clip")
+    ap.add_argument("--data", required=True, help="dataset root (5-digit subject folders)")
+    ap.add_argument(
+        "--split", required=True, help="split name (112, 114, 118, 1116, ...) or JSON path"
+    )
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "edge", "base"], help="model size")
+    ap.add_argument(
+        "--pooling", default="mil", choices=["mil", "max", "mean"], help="how phase bags are pooled"
+    )
+    ap.add_argument(
+        "--out",
+        required=True,
+        help="run folder: checkpoint.pt (best), last.pt, metrics.jsonl, test_report.json",
+    )
+    ap.add_argument("--iterations", type=int, default=2000, help="training iterations")
+    ap.add_argument("--batch-p", type=int, default=8, help="subjects per batch")
+    ap.add_argument("--batch-k", type=int, default=4, help="walks per subject in a batch")
+    ap.add_argument(
+        "--frames", type=int, default=DEFAULT_FRAMES, help="random frames per training clip"
+    )
     ap.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
-    ap.add_argument("--schedule", default="cosine", choices=list(SCHEDULES),
-                    help="cosine: linear warm-up then cosine decay; step: x0.1 at 50/70/90 %%")
-    ap.add_argument("--warmup", type=float, default=0.05, help="warm-up length, fraction of --iterations")
-    ap.add_argument("--val-fraction", type=float, default=0.15,
-                    help="fraction of TRAIN_SET subjects held out for validation (0: none)")
+    ap.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=list(SCHEDULES),
+        help="cosine: linear warm-up then cosine decay; step: x0.1 at 50/70/90 %%",
+    )
+    ap.add_argument(
+        "--warmup", type=float, default=0.05, help="warm-up length, fraction of --iterations"
+    )
+    ap.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="fraction of TRAIN_SET subjects held out for validation (0: none)",
+    )
     ap.add_argument("--eval-every", type=int, default=50, help="validate every N iterations")
-    ap.add_argument("--patience", type=int, default=8, help="validations without improvement before stopping (0: never)")
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop the training loop after this many minutes (the cosine LR follows the clock)")
-    ap.add_argument("--phase-features", default="walk_residual", choices=["walk_residual", "appearance"],
-                    help="what the phase centroids cluster (appearance: the first construction, for ablations)")
+    ap.add_argument(
+        "--patience",
+        type=int,
+        default=8,
+        help="validations without improvement before stopping (0: never)",
+    )
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop the training loop after this many minutes (the cosine LR follows the clock)",
+    )
+    ap.add_argument(
+        "--phase-features",
+        default="walk_residual",
+        choices=["walk_residual", "appearance"],
+        help="what the phase centroids cluster (appearance: the first construction, for ablations)",
+    )
     ap.add_argument("--resume", default=None, help="DIR/last.pt of an interrupted run")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--amp", default="auto", choices=["auto", *AMP_DTYPES],
-                    help="mixed precision (auto: fp16 on CUDA, off on CPU)")
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--balance-classes", action="store_true", help="inverse-frequency class weights in the CE")
-    ap.add_argument("--save-every", type=int, default=200)
-    ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
-    ap.add_argument("--stop-at", type=int, default=None, help="stop after this iteration (resume later)")
-    ap.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation at the end")
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    ap.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", *AMP_DTYPES],
+        help="mixed precision (auto: fp16 on CUDA, off on CPU)",
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="data-loader worker processes (0: in the training process)",
+    )
+    ap.add_argument(
+        "--balance-classes", action="store_true", help="inverse-frequency class weights in the CE"
+    )
+    ap.add_argument("--save-every", type=int, default=200, help="write last.pt every N iterations")
+    ap.add_argument("--log-every", type=int, default=10, help="log the loss every N iterations")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
+    ap.add_argument(
+        "--stop-at", type=int, default=None, help="stop after this iteration (resume later)"
+    )
+    ap.add_argument(
+        "--no-eval", action="store_true", help="skip the test-set evaluation at the end"
+    )
     a = ap.parse_args(argv)
     if a.iterations < 1:
         ap.error("--iterations must be positive")
@@ -485,14 +695,36 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         ap.error("--eval-every must be positive")
     if not 0.0 <= a.val_fraction < 1.0:
         ap.error("--val-fraction must be in [0, 1)")
-    return TrainConfig(data=a.data, split=a.split, out=a.out, preset=a.preset, pooling=a.pooling,
-                       phase_features=a.phase_features, schedule=a.schedule, warmup=a.warmup,
-                       val_fraction=a.val_fraction, eval_every=a.eval_every, patience=a.patience,
-                       max_minutes=a.max_minutes,
-                       iterations=a.iterations, batch_p=a.batch_p, batch_k=a.batch_k, frames=a.frames, lr=a.lr,
-                       seed=a.seed, device=a.device, amp=a.amp, workers=a.workers, balance_classes=a.balance_classes,
-                       log_every=a.log_every, save_every=a.save_every, eval_at_end=not a.no_eval, resume=a.resume,
-                       stop_at=a.stop_at, threads=a.threads)
+    return TrainConfig(
+        data=a.data,
+        split=a.split,
+        out=a.out,
+        preset=a.preset,
+        pooling=a.pooling,
+        phase_features=a.phase_features,
+        schedule=a.schedule,
+        warmup=a.warmup,
+        val_fraction=a.val_fraction,
+        eval_every=a.eval_every,
+        patience=a.patience,
+        max_minutes=a.max_minutes,
+        iterations=a.iterations,
+        batch_p=a.batch_p,
+        batch_k=a.batch_k,
+        frames=a.frames,
+        lr=a.lr,
+        seed=a.seed,
+        device=a.device,
+        amp=a.amp,
+        workers=a.workers,
+        balance_classes=a.balance_classes,
+        log_every=a.log_every,
+        save_every=a.save_every,
+        eval_at_end=not a.no_eval,
+        resume=a.resume,
+        stop_at=a.stop_at,
+        threads=a.threads,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -503,7 +735,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     if metrics:
-        say(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}, default=str))
+        say(
+            json.dumps(
+                {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}, default=str
+            )
+        )
     return 0
 
 

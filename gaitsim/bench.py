@@ -16,6 +16,7 @@ import time
 
 import cv2
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitsim.stream import iter_frames
 from gaitsim.walks import sample_walks
 
@@ -33,14 +34,22 @@ def stream_fps(frames: int, color: bool, noise: bool, seed: int = 0) -> tuple[fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitsim.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m gaitsim.bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(ap)
     ap.add_argument("--frames", type=int, default=300, help="frames per stream measurement")
     ap.add_argument("--walks", type=int, default=20, help="walks for the sample_walks measurement")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)  # one core, as the target says
     results: dict[str, float] = {}
-    for name, color, noise in (("depth+mask", False, True), ("depth+mask, no noise", False, False),
-                               ("depth+mask+colour", True, True)):
+    for name, color, noise in (
+        ("depth+mask", False, True),
+        ("depth+mask, no noise", False, False),
+        ("depth+mask+colour", True, True),
+    ):
         wall, cpu = stream_fps(args.frames, color=color, noise=noise)
         results[f"{name} fps (wall)"] = wall
         results[f"{name} fps (cpu)"] = cpu

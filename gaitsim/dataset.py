@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.spec import CLASSES
 from gaitsim.errors import SimConfigError
 from gaitsim.subject import DEFAULT_THRESHOLDS, check_thresholds, sample_subject
@@ -33,8 +33,10 @@ from gaitsim.walk import check_view
 from gaitsim.walks import labels_for_ratio, walk_sequence
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090"}
-NOTE = ("Simulated walks from gaitsim: a pipeline check, not a screening tool. "
-        "The severity-to-label mapping is a modelling choice of the simulator.")
+NOTE = (
+    "Simulated walks from gaitsim: a pipeline check, not a screening tool. "
+    "The severity-to-label mapping is a modelling choice of the simulator."
+)
 
 
 def parse_ratio(text: str) -> tuple[int, int, int]:
@@ -42,7 +44,9 @@ def parse_ratio(text: str) -> tuple[int, int, int]:
     try:
         pos, neu, neg = (int(x) for x in text.split(":"))
     except ValueError as err:
-        raise SimConfigError(f"--ratio {text!r} must look like 1:1:2 (positive:neutral:negative)") from err
+        raise SimConfigError(
+            f"--ratio {text!r} must look like 1:1:2 (positive:neutral:negative)"
+        ) from err
     if min(pos, neu, neg) < 0 or pos + neu + neg == 0:
         raise SimConfigError(f"--ratio {text!r} needs non-negative parts, not all 0")
     return neg, neu, pos
@@ -80,15 +84,23 @@ def _write_sequence(args: tuple) -> tuple[str, dict]:
         pickle.dump(sil, fh)
     p = subject.posture
     return rel, {
-        "subject_id": sid, "class": cls, "label": item["label"], "view": item["view"], "frames": int(len(sil)),
-        "severity": p.severity, "curve_type": p.curve_type, "side": "right" if p.side > 0 else "left",
+        "subject_id": sid,
+        "class": cls,
+        "label": item["label"],
+        "view": item["view"],
+        "frames": int(len(sil)),
+        "severity": p.severity,
+        "curve_type": p.curve_type,
+        "side": "right" if p.side > 0 else "left",
         "subject": subject.to_dict(),
         # true gait phase (stride fraction in [0, 1)) of each stored frame, in order
         "phase": [round(float(x), 4) for x in phases],
     }
 
 
-def split_subjects(plan: list[dict], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def split_subjects(
+    plan: list[dict], test_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Subject-disjoint train/test lists, stratified by class."""
     if not 0.0 < test_fraction < 1.0:
         raise SimConfigError(f"--test-fraction {test_fraction} must be between 0 and 1")
@@ -109,8 +121,15 @@ def split_subjects(plan: list[dict], test_fraction: float, seed: int) -> tuple[l
 
 
 def build_dataset(
-    out: str | Path, walks: int, seed: int = 0, ratio: str = "1:1:2", view: str = "mixed", frames_per_seq: int = 120,
-    test_fraction: float = 0.25, workers: int = 1, split_name: str | None = None,
+    out: str | Path,
+    walks: int,
+    seed: int = 0,
+    ratio: str = "1:1:2",
+    view: str = "mixed",
+    frames_per_seq: int = 120,
+    test_fraction: float = 0.25,
+    workers: int = 1,
+    split_name: str | None = None,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
 ) -> dict:
     """Write the dataset; returns a summary (counts per class and split, seconds taken)."""
@@ -133,38 +152,83 @@ def build_dataset(
             results = list(pool.map(_write_sequence, jobs, chunksize=8))
     train, test = split_subjects(plan, test_fraction, seed)
     name = split_name or ratio.replace(":", "")
-    (out / f"Scoliosis1K_{name}.json").write_text(json.dumps({"TRAIN_SET": train, "TEST_SET": test}, indent=1))
+    (out / f"Scoliosis1K_{name}.json").write_text(
+        json.dumps({"TRAIN_SET": train, "TEST_SET": test}, indent=1)
+    )
     truth = {
-        "note": NOTE, "generator": "gaitsim", "seed": seed, "ratio_positive_neutral_negative": ratio, "view": view,
-        "thresholds_deg": list(thresholds), "sequences": dict(results),
+        "note": NOTE,
+        "generator": "gaitsim",
+        "seed": seed,
+        "ratio_positive_neutral_negative": ratio,
+        "view": view,
+        "thresholds_deg": list(thresholds),
+        "sequences": dict(results),
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     per_class = {c: sum(1 for r in results if r[1]["class"] == c) for c in CLASSES}
     return {
-        "out": str(out), "sequences": len(results), "subjects": len(train) + len(test), "train_subjects": len(train),
-        "test_subjects": len(test), "sequences_per_class": per_class, "split": f"Scoliosis1K_{name}.json",
+        "out": str(out),
+        "sequences": len(results),
+        "subjects": len(train) + len(test),
+        "train_subjects": len(train),
+        "test_subjects": len(test),
+        "sequences_per_class": per_class,
+        "split": f"Scoliosis1K_{name}.json",
         "seconds": round(time.perf_counter() - start, 1),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitsim.dataset", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m gaitsim.dataset",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
     add_version_flag(ap)
     ap.add_argument("--walks", type=int, required=True, help="number of sequences (walks) to write")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--ratio", default="1:1:2", help="positive:neutral:negative, as in Scoliosis1K split names")
-    ap.add_argument("--view", default="mixed", choices=["toward", "away", "side", "mixed"])
-    ap.add_argument("--frames-per-seq", type=int, default=120, help="at most this many frames per sequence")
-    ap.add_argument("--test-fraction", type=float, default=0.25)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--split-name", default=None, help="split file Scoliosis1K_<name>.json (default from --ratio)")
-    ap.add_argument("--thresholds", default="10:20", help="negative/neutral and neutral/positive severities, degrees")
+    ap.add_argument(
+        "--ratio", default="1:1:2", help="positive:neutral:negative, as in Scoliosis1K split names"
+    )
+    ap.add_argument(
+        "--view",
+        default="mixed",
+        choices=["toward", "away", "side", "mixed"],
+        help="walking direction relative to the camera",
+    )
+    ap.add_argument(
+        "--frames-per-seq", type=int, default=120, help="at most this many frames per sequence"
+    )
+    ap.add_argument(
+        "--test-fraction", type=float, default=0.25, help="share of subjects in TEST_SET"
+    )
+    ap.add_argument("--workers", type=int, default=1, help="rendering processes")
+    ap.add_argument(
+        "--split-name",
+        default=None,
+        help="split file Scoliosis1K_<name>.json (default from --ratio)",
+    )
+    ap.add_argument(
+        "--thresholds",
+        default="10:20",
+        help="negative/neutral and neutral/positive severities, degrees",
+    )
     args = ap.parse_args(argv)
     try:
         low, high = (float(x) for x in args.thresholds.split(":"))
-        summary = build_dataset(args.out, args.walks, args.seed, args.ratio, args.view, args.frames_per_seq,
-                                args.test_fraction, args.workers, args.split_name, (low, high))
+        summary = build_dataset(
+            args.out,
+            args.walks,
+            args.seed,
+            args.ratio,
+            args.view,
+            args.frames_per_seq,
+            args.test_fraction,
+            args.workers,
+            args.split_name,
+            (low, high),
+        )
     except (SimConfigError, ValueError) as err:
         sys.stderr.write(f"error: {err}" + "\n")
         return 2

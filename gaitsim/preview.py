@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.silhouette import normalize
 from gaitmil.spec import CLASSES
 from gaitsim.camera import CameraConfig
@@ -46,13 +47,23 @@ def class_row(label: int, seed: int, view: str, camera: CameraConfig) -> np.ndar
     renderer = FrameRenderer(camera, scene, color=True, noise=True, seed=seed)
     depth, color, mask = renderer.render(Body(walker.primitives(k_mid), subject.palette), rng=rng)
     size = (PANEL_H * camera.width // camera.height, PANEL_H)
-    depth_vis = cv2.applyColorMap(cv2.convertScaleAbs(depth, alpha=255.0 / camera.max_depth_mm), cv2.COLORMAP_TURBO)
+    depth_vis = cv2.applyColorMap(
+        cv2.convertScaleAbs(depth, alpha=255.0 / camera.max_depth_mm), cv2.COLORMAP_TURBO
+    )
     depth_vis[depth == 0] = 0
     panels = [
-        _label(cv2.resize(color, size), f"{CLASSES[label]}  Cobb {subject.posture.severity:.0f} deg"),
+        _label(
+            cv2.resize(color, size), f"{CLASSES[label]}  Cobb {subject.posture.severity:.0f} deg"
+        ),
         _label(cv2.resize(depth_vis, size), "depth (0 = invalid)"),
-        _label(cv2.resize(cv2.cvtColor(mask.astype(np.uint8) * 255, cv2.COLOR_GRAY2BGR), size, interpolation=cv2.INTER_NEAREST),
-               f"truth mask, {subject.posture.curve_type} {'R' if subject.posture.side > 0 else 'L'}"),
+        _label(
+            cv2.resize(
+                cv2.cvtColor(mask.astype(np.uint8) * 255, cv2.COLOR_GRAY2BGR),
+                size,
+                interpolation=cv2.INTER_NEAREST,
+            ),
+            f"truth mask, {subject.posture.curve_type} {'R' if subject.posture.side > 0 else 'L'}",
+        ),
     ]
     step = max(1, int(round(30.0 / subject.stride_hz / CYCLE_FRAMES)))
     intr = camera_intrinsics(camera)
@@ -61,12 +72,20 @@ def class_row(label: int, seed: int, view: str, camera: CameraConfig) -> np.ndar
         sil = normalize(render_mask_crop(to_camera(walker.primitives(k), camera), intr)).silhouette
         tile = cv2.resize(sil, (PANEL_H, PANEL_H), interpolation=cv2.INTER_NEAREST)
         tile = cv2.cvtColor(tile, cv2.COLOR_GRAY2BGR)
-        cv2.rectangle(tile, (int(10 * PANEL_H / 64), 0), (int(54 * PANEL_H / 64), PANEL_H - 1), (0, 90, 200), 1)
+        cv2.rectangle(
+            tile,
+            (int(10 * PANEL_H / 64), 0),
+            (int(54 * PANEL_H / 64), PANEL_H - 1),
+            (0, 90, 200),
+            1,
+        )
         panels.append(_label(tile, f"t+{i * step}"))
     return np.hstack(panels)
 
 
-def make_sheet(seed: int = 0, view: str = "toward", camera: CameraConfig | None = None) -> np.ndarray:
+def make_sheet(
+    seed: int = 0, view: str = "toward", camera: CameraConfig | None = None
+) -> np.ndarray:
     check_view(view)
     if view == "mixed":
         raise SimConfigError("preview needs one view: toward, away or side")
@@ -74,15 +93,29 @@ def make_sheet(seed: int = 0, view: str = "toward", camera: CameraConfig | None 
     rows = [class_row(label, seed, view, camera) for label in range(len(CLASSES))]
     sheet = np.vstack(rows)
     footer = np.zeros((28, sheet.shape[1], 3), np.uint8)
-    _label(footer, "gaitsim: simulated walks, a pipeline check, not a screening tool. Orange box: the 64x44 model input.", 19)
+    _label(
+        footer,
+        "gaitsim: simulated walks, a pipeline check, not a screening tool. Orange box: the 64x44 model input.",
+        19,
+    )
     return np.vstack([sheet, footer])
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gaitsim.preview", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m gaitsim.preview",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+    )
+    add_version_flag(ap)
     ap.add_argument("--out", required=True, help="PNG file to write")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--view", default="toward", choices=["toward", "away", "side"])
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument(
+        "--view",
+        default="toward",
+        choices=["toward", "away", "side"],
+        help="walking direction relative to the camera",
+    )
     args = ap.parse_args(argv)
     sheet = make_sheet(args.seed, args.view)
     out = Path(args.out)

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.spec import even_indices
 from gaitsim.errors import SimConfigError
 from gaitsim.raster import render_mask_crop
@@ -110,10 +111,13 @@ def walk_stats(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m gaitsim.stats", description=__doc__.split("\n\n")[0]
+        prog="python -m gaitsim.stats",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
     )
-    ap.add_argument("--walks", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
+    add_version_flag(ap)
+    ap.add_argument("--walks", type=int, default=40, help="simulated walks measured")
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument(
         "--frames", type=int, default=16, help="frames measured per walk, evenly spread"
     )

@@ -219,6 +219,12 @@ card = "$prefix/models/card.json"
 
 [mqtt]
 url = "$broker"
+
+[privacy]
+# Nothing is written unless record_walks is on (on-site calibration only, with consent: DEPLOY.md).
+# The unit can write only under /var/lib/gaitmil-edge, so record_dir must be there.
+record_walks = false
+# record_dir = "/var/lib/gaitmil-edge/walks"
 CONFIG
     chmod 0640 "$conf_dir/kiosk.toml"
     as_root chown "0:$gid" "$conf_dir/kiosk.toml"

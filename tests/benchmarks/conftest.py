@@ -17,6 +17,7 @@ import pytest
 
 from export.random_model import structured_frames
 from gaitmil import spec
+from tests.edge.kiosk_support import build_kiosk_model
 
 FRAMES = 16
 
@@ -31,8 +32,9 @@ class TinyModels:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> TinyModels:
-    torch = pytest.importorskip("torch")
-    onnx = pytest.importorskip("onnx")
+    import onnx
+    import torch
+
     from gaitmil.checkpoint import save_checkpoint
     from gaitmil.model import GaitMIL, GaitMILConfig
     from gaitmil.phases import fit_centroids
@@ -44,7 +46,9 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     model.set_centroids(fit_centroids(structured_frames(64, 0), k=config.phases, seed=0))
     model.eval()
     checkpoint = root / "checkpoint.pt"
-    save_checkpoint(checkpoint, model, data={"description": "random, for benchmark tests"}, frames=FRAMES)
+    save_checkpoint(
+        checkpoint, model, data={"description": "random, for benchmark tests"}, frames=FRAMES
+    )
 
     class Shipped(torch.nn.Module):
         def __init__(self, inner):
@@ -59,9 +63,15 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     # the TorchScript exporter (dynamo=False) is what export/ uses; its deprecation notice is not news here
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(Shipped(model).eval(), (torch.rand(spec.input_shape(1, FRAMES)),), buffer,
-                          input_names=[spec.INPUT_NAME], output_names=list(spec.OUTPUT_NAMES),
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            Shipped(model).eval(),
+            (torch.rand(spec.input_shape(1, FRAMES)),),
+            buffer,
+            input_names=[spec.INPUT_NAME],
+            output_names=list(spec.OUTPUT_NAMES),
+            opset_version=17,
+            dynamo=False,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     model_id = torch.load(checkpoint, weights_only=False)["meta"]["model_id"]
     entry = proto.metadata_props.add()
@@ -69,6 +79,12 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     onnx_path = root / "model.onnx"
     onnx_path.write_bytes(proto.SerializeToString())
     return TinyModels(checkpoint, onnx_path, model_id, FRAMES)
+
+
+@pytest.fixture(scope="session")
+def kiosk_model(tmp_path_factory) -> Path:
+    """The kiosk tests' tiny untrained model (model.onnx + manifest + card.json, T=16)."""
+    return build_kiosk_model(tmp_path_factory.mktemp("kiosk_model"))
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,6 @@ def test_five_kiosks_two_seconds_against_mosquitto(mosquitto, tmp_path, capsys):
 
 
 def test_embedded_broker_when_no_url_is_given():
-    pytest.importorskip("amqtt")
     body = run_fanin(FaninSettings(kiosks=2, rate=2, seconds=1, drain_seconds=20), None)
     assert body["settings"]["protocol"] == "3.1.1" and body["settings"]["broker"].startswith("embedded")
     assert body["sent"] == 4 and body["lost"] == 0 and body["delivered"] == 4

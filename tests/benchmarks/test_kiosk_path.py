@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.kiosk_path import figures, run, to_markdown
-from tests.edge.test_service_support import kiosk_model  # noqa: F401 - a fixture
 
 
-def test_every_walk_is_counted_and_both_rows_are_reported(kiosk_model):  # noqa: F811
+def test_every_walk_is_counted_and_both_rows_are_reported(kiosk_model):
     report = run(kiosk_model, walks=2, seeds=(9100,))
     assert report["simulated_walks"] == 2 and report["results"] >= 2
     assert sum(int(k) * v for k, v in report["results_per_walk"].items()) >= 2

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.errors import BenchmarkError
 from benchmarks.roofline import (
@@ -13,9 +16,6 @@ from benchmarks.roofline import (
     declared_peak,
     matmul_probe,
 )
-
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 
 def _init(name, shape):
@@ -59,7 +59,6 @@ def test_per_walk_divides_by_batch(tmp_path):
 
 
 def test_gaitmil_graph_matches_torch_flop_counter(tiny_models):
-    torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
 
     from gaitmil.checkpoint import load_checkpoint

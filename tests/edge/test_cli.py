@@ -14,10 +14,9 @@ import pytest
 
 from edge.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_SOURCE, main
 from tests.conftest import free_port
-from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
+from tests.edge.kiosk_support import (
     Corridor,
     kiosk_config,
-    kiosk_model,
     run_kiosk,
 )
 
@@ -71,7 +70,7 @@ def test_corrupt_model_exits_4(tmp_path, capsys, mosquitto):
     assert str(model) in err
 
 
-def test_mismatched_manifest_exits_4(tmp_path, capsys, mosquitto, kiosk_model):  # noqa: F811
+def test_mismatched_manifest_exits_4(tmp_path, capsys, mosquitto, kiosk_model):
     folder = tmp_path / "model"
     shutil.copytree(kiosk_model.parent, folder)
     manifest = folder / "model.manifest.json"
@@ -84,7 +83,7 @@ def test_mismatched_manifest_exits_4(tmp_path, capsys, mosquitto, kiosk_model): 
     assert "manifest" in capsys.readouterr().err.lower()
 
 
-def test_missing_model_and_unknown_source_exit_codes(tmp_path, capsys, mosquitto, kiosk_model):  # noqa: F811
+def test_missing_model_and_unknown_source_exit_codes(tmp_path, capsys, mosquitto, kiosk_model):
     config = str(_config(tmp_path))
     assert main(["run", "--config", config, "--model", str(tmp_path / "nope.onnx"), "--broker", mosquitto.url,
                  "--source", "sim://?walks=1"]) == EXIT_MODEL
@@ -94,7 +93,7 @@ def test_missing_model_and_unknown_source_exit_codes(tmp_path, capsys, mosquitto
     assert "unknown source scheme" in capsys.readouterr().err
 
 
-def test_run_from_flags_alone(tmp_path, mosquitto, kiosk_model, monkeypatch):  # noqa: F811
+def test_run_from_flags_alone(tmp_path, mosquitto, kiosk_model, monkeypatch):
     monkeypatch.chdir(tmp_path)  # state/ (the outbox) goes here without a config file
     code = main(["run", "--model", str(kiosk_model), "--broker", mosquitto.url,
                  "--source", "sim://?seed=1&walks=1", "--max-walks", "1"])
@@ -115,7 +114,7 @@ def test_calibrate_site_learns_the_empty_corridor(tmp_path, capsys):
     assert "site_model" in capsys.readouterr().out
 
 
-def test_check_reports_each_part(tmp_path, capsys, mosquitto, kiosk_model):  # noqa: F811
+def test_check_reports_each_part(tmp_path, capsys, mosquitto, kiosk_model):
     config = str(_config(tmp_path))
     args = ["check", "--config", config, "--model", str(kiosk_model), "--source", "sim://?walks=1"]
     assert main([*args, "--broker", mosquitto.url]) == EXIT_OK
@@ -128,7 +127,7 @@ def test_check_reports_each_part(tmp_path, capsys, mosquitto, kiosk_model):  # n
     assert "broker  FAIL" in out and "fix:" in out
 
 
-def test_subscribe_records_results(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_subscribe_records_results(tmp_path, mosquitto, kiosk_model):
     out = tmp_path / "results.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge", "subscribe", "--broker", mosquitto.url, "--site", "test-site",
@@ -159,7 +158,7 @@ def test_subscribe_records_results(tmp_path, mosquitto, kiosk_model):  # noqa: F
 
 @pytest.mark.slow
 @pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
-def test_demo_prints_results_and_summary(tmp_path, mosquitto, kiosk_model, broker):  # noqa: F811
+def test_demo_prints_results_and_summary(tmp_path, mosquitto, kiosk_model, broker):
     args = [sys.executable, "-m", "edge", "demo", "--walks", "2", "--model", str(kiosk_model)]
     if broker == "mosquitto":
         args += ["--broker", mosquitto.url]

@@ -19,8 +19,7 @@ from edge.collect import (
 from edge.config import load_config
 from gaitmil.data import load_pkl
 from gaitmil.silhouette import cut
-from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
-    kiosk_model,
+from tests.edge.kiosk_support import (
     run_kiosk,
     subscriber_for,
 )
@@ -43,7 +42,7 @@ def _config_file(tmp_path, broker_url, model, record_dir):
     return path
 
 
-def test_dataset_silhouettes_equal_what_the_kiosk_infers_on(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_dataset_silhouettes_equal_what_the_kiosk_infers_on(tmp_path, mosquitto, kiosk_model):
     record_dir = tmp_path / "recorded"
     config = _config_file(tmp_path, mosquitto.url, kiosk_model, record_dir)
     cfg = load_config(config, env={})

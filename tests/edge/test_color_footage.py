@@ -23,7 +23,7 @@ import pytest
 from edge.segment_color import PersonSegmenter
 from edge.sources import open_source
 from edge.walks import MULTIPLE_PEOPLE, WalkAssembler, WalkConfig
-from tests.edge.test_service_support import kiosk_config, kiosk_model, run_kiosk  # noqa: F401 - fixture
+from tests.edge.kiosk_support import kiosk_config
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CROWD = "?frames=60"
@@ -113,7 +113,7 @@ def kiosk_on(tmp_path, broker_url, model, uri):
 
 
 @pytest.mark.slow
-def test_kiosk_defaults_publish_one_result_per_clip(tmp_path, mosquitto, kiosk_model, vtest):  # noqa: F811
+def test_kiosk_defaults_publish_one_result_per_clip(tmp_path, mosquitto, kiosk_model, vtest):
     one = kiosk_on(tmp_path / "one", mosquitto.url, kiosk_model, f"video://{vtest}{ONE_WOMAN}")
     assert [r["outcome"] for r in one] in (
         ["refer_for_clinical_exam"],
@@ -133,7 +133,7 @@ def test_a_recording_that_ends_mid_walk_is_judged_by_the_gate(vtest, segmenter):
 
 
 @pytest.mark.slow
-def test_kiosk_on_simulated_colour_with_a_reflective_floor(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_kiosk_on_simulated_colour_with_a_reflective_floor(tmp_path, mosquitto, kiosk_model):
     """The simulator's colour camera, the child in view from the first frame, a polished floor:
     one walk -> one judged result; two people -> one multiple_people retake."""
     from edge.service import Kiosk, ServiceOptions, build_components

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from the shared test modules are redefined as arguments)
 """Hostile or mistaken settings and input files: refused with the key named, or counted and survived."""
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from edge.errors import ConfigError, ModelError
 from edge.runners.registry import create_runner
 from edge.service import Kiosk, ServiceOptions
 from edge.wiring import runner_options
-from tests.edge.test_service_support import kiosk_config, kiosk_model, run_kiosk  # noqa: F401 - fixture
+from tests.edge.kiosk_support import kiosk_config, run_kiosk
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from the shared test modules are redefined as arguments)
 """Faults during a whole kiosk run (real ONNX Runtime, real mosquitto, real SQLite outbox).
 
 What is checked is what a separate subscriber receives (results and health messages)
@@ -14,13 +13,12 @@ import threading
 import paho.mqtt.client as mqtt
 
 from edge.service import Kiosk, ServiceOptions, build_components
-from tests.edge.test_mqtt import wait_until
-from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
+from tests.edge.kiosk_support import (
     Corridor,
     kiosk_config,
-    kiosk_model,
     subscriber_for,
 )
+from tests.edge.test_mqtt import wait_until
 
 SESSION = "gaitmil/v1/test-site/test-kiosk/session"
 HEALTH = "gaitmil/v1/test-site/test-kiosk/health"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from the shared test modules are redefined as arguments)
 """Outbox faults with a real SQLite file and a real mosquitto: full disk, read-only, corrupt pages.
 
 A disk that fills is SQLite's own `PRAGMA max_page_count` on the outbox's connection (the
@@ -23,14 +22,13 @@ import pytest
 from edge.cli import main
 from edge.mqtt import Publisher
 from edge.outbox import Outbox, OutboxCorruptError, OutboxDiskFullError, OutboxReadOnlyError
-from tests.edge.test_faults_session import ResultCounter
-from tests.edge.test_mqtt import results, settings_for, wait_until
-from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
+from tests.edge.kiosk_support import (
     Corridor,
     kiosk_config,
-    kiosk_model,
     run_kiosk,
 )
+from tests.edge.test_faults_session import ResultCounter
+from tests.edge.test_mqtt import results, settings_for, wait_until
 
 PAGE = 4096  # SQLite's default page size, which the outbox keeps
 

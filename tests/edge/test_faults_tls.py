@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from the shared test modules are redefined as arguments)
 """TLS failures name their cause: the ssl reason paho got, not "cannot connect"."""
 
 from __future__ import annotations
@@ -6,7 +5,7 @@ from __future__ import annotations
 from edge.mqtt import Publisher
 from edge.outbox import Outbox
 from tests.edge.test_mqtt import wait_until
-from tests.edge.test_mqtt_tls import kiosk_settings, pki, tls_broker  # noqa: F401 - fixtures
+from tests.edge.tls_support import kiosk_settings
 
 
 def last_error_with(broker, pki, tmp_path, **kw) -> str:

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from edge.result import validate_result
-from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
+from tests.edge.kiosk_support import (
     GAP_FRAMES,
     WALK_FRAMES,
     kiosk_config,
-    kiosk_model,
     run_kiosk,
     subscriber_for,
 )
@@ -36,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
         ("partial_exit", {"partial_view"}),
     ],
 )
-def test_simulated_walks_give_one_result_each(tmp_path, mosquitto, kiosk_model, scenario, expected):  # noqa: F811
+def test_simulated_walks_give_one_result_each(tmp_path, mosquitto, kiosk_model, scenario, expected):
     uri = "sim://?seed=3&walks=1" + (f"&scenario={scenario}" if scenario else "")
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model,
                        **{"source.uri": uri, "walk.min_frames": 30, "segmentation.min_area": 1500})
@@ -65,14 +64,14 @@ def _pending_rows(db: Path) -> int:
 
 
 def _kiosk_process(spec: dict) -> subprocess.Popen:
-    code = ("import sys; from tests.edge.test_service_support import corridor_process_main as m; "
+    code = ("import sys; from tests.edge.kiosk_support import corridor_process_main as m; "
             f"sys.exit(m({json.dumps(spec)!r}))")
     return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow
-def test_results_in_the_outbox_survive_sigkill(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_results_in_the_outbox_survive_sigkill(tmp_path, mosquitto, kiosk_model):
     state = tmp_path / "state"
     config = {"model.path": str(kiosk_model), "mqtt.url": mosquitto.url, "state_dir": str(state),
               "kiosk.site_id": "test-site", "kiosk.kiosk_id": "test-kiosk", "segmentation.min_area": 600,

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge.test_service_support import kiosk_model  # noqa: F401 - fixture
-
 REPO = Path(__file__).resolve().parents[2]
 STALL_AFTER = 150  # frames: ~5 s at 30 fps (less the warm-up: the simulator catches up on open)
 WATCHDOG_USEC = 1_000_000  # the kiosk pings every half of it: 0.5 s
@@ -63,7 +61,7 @@ class Listener:
 
 
 @pytest.mark.slow
-def test_ready_watchdog_stall_stopping(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_ready_watchdog_stall_stopping(tmp_path, mosquitto, kiosk_model):
     sock_path = tmp_path / "notify.sock"
     listener = Listener(sock_path)
     config = tmp_path / "kiosk.toml"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import gaitsim
 from edge.segment import ComponentRules, DepthSegmenter
 from edge.settings import SegmentationConfig
 from edge.site import learn_site
@@ -44,7 +45,6 @@ def mean_iou(gaitsim, seed: int, view: str) -> tuple[float, int]:
 
 @pytest.mark.parametrize("view", ["toward", "away"])
 def test_segmented_silhouettes_match_the_true_mask(view):
-    gaitsim = pytest.importorskip("gaitsim")
     iou, frames = mean_iou(gaitsim, seed=0, view=view)
     print(f"\nseed 0, view {view}: mean IoU {iou:.3f} over {frames} frames")
     assert frames >= 30

@@ -1,6 +1,6 @@
 """The kiosk loop with a real mosquitto, real ONNX Runtime and a real SQLite outbox.
 
-The camera is a synthetic depth corridor (tests/edge/test_service_support.py), so
+The camera is a synthetic depth corridor (tests/edge/kiosk_support.py), so
 these tests control exactly which frames are good, broken, or missing.
 """
 
@@ -16,12 +16,11 @@ import pytest
 from edge.errors import RunnerError
 from edge.result import validate_result
 from edge.runners.registry import create_runner
-from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
+from tests.edge.kiosk_support import (
     GAP_FRAMES,
     WALK_FRAMES,
     Corridor,
     kiosk_config,
-    kiosk_model,
     run_kiosk,
     subscriber_for,
 )
@@ -40,7 +39,7 @@ def _health_listener(broker):
     return client, got
 
 
-def test_one_schema_valid_result_per_walk(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_one_schema_valid_result_per_walk(tmp_path, mosquitto, kiosk_model):
     sub = subscriber_for(mosquitto)
     health_client, health = _health_listener(mosquitto)
     try:
@@ -90,7 +89,7 @@ def _bad(kind):
     return corrupt
 
 
-def test_bad_frames_are_counted_and_the_loop_keeps_running(tmp_path, mosquitto, kiosk_model, caplog):  # noqa: F811
+def test_bad_frames_are_counted_and_the_loop_keeps_running(tmp_path, mosquitto, kiosk_model, caplog):
     # frames before GAP_FRAMES are empty corridor, then walk 1; bad frames in the gap and mid-walk
     mid = GAP_FRAMES + WALK_FRAMES // 2
     bad = {2: _bad("zeros"), 4: _bad("noise"), 6: _bad("nan"), 8: _bad("dtype"), 10: _bad("shape"),
@@ -131,7 +130,7 @@ class FlakyRunner:
 
 
 @pytest.mark.parametrize("mode", ["raise", "nan"])
-def test_inference_failure_becomes_a_retake(tmp_path, mosquitto, kiosk_model, mode):  # noqa: F811
+def test_inference_failure_becomes_a_retake(tmp_path, mosquitto, kiosk_model, mode):
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
     runner = FlakyRunner(create_runner("onnxruntime", kiosk_model), fail_on=2, mode=mode)  # 1 = warm-up
     sub = subscriber_for(mosquitto)
@@ -152,14 +151,14 @@ def _files(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def test_privacy_nothing_is_written_unless_record_walks(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_privacy_nothing_is_written_unless_record_walks(tmp_path, mosquitto, kiosk_model):
     cfg = kiosk_config(tmp_path / "off", mosquitto.url, kiosk_model)
     assert run_kiosk(cfg, source=Corridor(walks=1)).results == 1
     written = _files(tmp_path / "off")
     assert written and all(name.startswith("state/outbox.sqlite3") for name in written), written
 
 
-def test_record_walks_writes_the_calibration_format(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_record_walks_writes_the_calibration_format(tmp_path, mosquitto, kiosk_model):
     record_dir = tmp_path / "walks"
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model,
                        **{"privacy.record_walks": True, "privacy.record_dir": str(record_dir)})
@@ -179,13 +178,13 @@ def test_record_walks_writes_the_calibration_format(tmp_path, mosquitto, kiosk_m
     assert meta["kiosk_id"] == "test-kiosk"
 
 
-def test_max_walks_stops_after_n_results(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_max_walks_stops_after_n_results(tmp_path, mosquitto, kiosk_model):
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
     kiosk = run_kiosk(cfg, source=Corridor(walks=4), max_walks=2)
     assert (kiosk.exit_code, kiosk.results) == (0, 2)
 
 
-def test_abandon_on_shutdown_publishes_an_interrupted_retake(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_abandon_on_shutdown_publishes_an_interrupted_retake(tmp_path, mosquitto, kiosk_model):
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model, **{"walk.on_shutdown": "abandon"})
     # the source ends in the middle of the second walk while the loop is asked to stop
     source = Corridor(walks=2, stall_after=GAP_FRAMES + WALK_FRAMES + GAP_FRAMES + 40)
@@ -209,7 +208,7 @@ def test_abandon_on_shutdown_publishes_an_interrupted_retake(tmp_path, mosquitto
 
 
 @pytest.mark.slow
-def test_session_token_survives_a_retake_and_is_used_once(tmp_path, mosquitto, kiosk_model):  # noqa: F811
+def test_session_token_survives_a_retake_and_is_used_once(tmp_path, mosquitto, kiosk_model):
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
     # walk 1's inference fails (retake), walk 2 is classified, walk 3 comes after the token was used
     runner = FlakyRunner(create_runner("onnxruntime", kiosk_model), fail_on=2, mode="raise")

@@ -66,7 +66,6 @@ def test_validate_frame_names_the_problem():
 
 # -- sim:// ---------------------------------------------------------------------------------
 def test_sim_source_options_counters_and_truth():
-    pytest.importorskip("gaitsim")
     with open_source("sim://?seed=2&walks=1&view=toward&color=0&gap_s=0.2") as source:
         frames = list(source)
         assert source.fps == 30.0
@@ -89,7 +88,6 @@ def test_sim_source_options_counters_and_truth():
 
 
 def test_sim_realtime_paces_frames():
-    pytest.importorskip("gaitsim")
     start = time.monotonic()
     with open_source("sim://?walks=1&color=0&noise=0", realtime=True, fps=60.0) as source:
         for count, _ in enumerate(source, 1):

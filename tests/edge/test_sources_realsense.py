@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pyrealsense2 as rs
 import pytest
 
+import gaitsim
 from edge.errors import SourceError
 from edge.segment import DepthSegmenter
 from edge.site import learn_site
@@ -16,8 +18,6 @@ from edge.types import Frame
 from edge.walks import WalkAssembler
 
 from .pipeline_synth import empty_frames, walk_frames
-
-rs = pytest.importorskip("pyrealsense2")
 
 
 def record(path, frames, depth_units=0.001):
@@ -126,7 +126,6 @@ def test_missing_camera_is_reported_clearly():
 
 @pytest.mark.slow
 def test_simulator_recording_gives_an_accepted_walk(tmp_path):
-    gaitsim = pytest.importorskip("gaitsim")
     path = gaitsim.record_realsense(tmp_path / "sim.db3", seed=4, walks=1, gap_s=0.5)
     site = learn_site(Frame(f.index, f.timestamp, f.depth) for f in gaitsim.empty_corridor(seed=4, frames=10))
     segmenter, assembler = DepthSegmenter(site), WalkAssembler()

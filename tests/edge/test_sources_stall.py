@@ -28,7 +28,6 @@ class Reader(threading.Thread):
 
 
 def test_stall_after_delivers_n_frames_then_blocks_until_closed():
-    pytest.importorskip("gaitsim")
     source = open_source("sim://?seed=1&walks=2&noise=0&stall_after=5").open()
     frames = [next(source) for _ in range(5)]
     assert [f.index for f in frames] == list(range(5))
@@ -47,7 +46,6 @@ def test_stall_after_delivers_n_frames_then_blocks_until_closed():
 
 
 def test_stall_after_zero_hangs_at_once_and_reopening_starts_over():
-    pytest.importorskip("gaitsim")
     source = open_source("sim://?walks=1&noise=0", stall_after=0).open()
     reader = Reader(source)
     reader.start()
@@ -64,7 +62,6 @@ def test_stall_after_zero_hangs_at_once_and_reopening_starts_over():
 
 
 def test_without_stall_after_the_stream_flows_past_any_count():
-    pytest.importorskip("gaitsim")
     with open_source("sim://?walks=1&noise=0&gap_s=0.1") as source:
         assert source.stall_after is None
         assert sum(1 for _ in zip(range(40), source)) == 40

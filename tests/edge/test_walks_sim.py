@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+import gaitsim
 from edge.segment import DepthSegmenter
 from edge.site import learn_site
 from edge.sources import open_source
 from edge.types import Frame
 from edge.walks import MULTIPLE_PEOPLE, PARTIAL_VIEW, STOPPED, TOO_SHORT, WalkAssembler
-
-gaitsim = pytest.importorskip("gaitsim")
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
 """A simulated walk recorded through librealsense plays back through pyrealsense2."""
 
 import numpy as np
+import pyrealsense2 as rs
 import pytest
 
 from gaitsim import CameraConfig, RecordingError, iter_frames, record_realsense
 
 
 def test_recording_plays_back_through_a_pipeline(tmp_path):
-    rs = pytest.importorskip("pyrealsense2")
     path = record_realsense(tmp_path / "walk.db3", seed=2, walks=1, gap_s=0.3, scenario="too_short")
     expected = [f.depth for f in iter_frames(seed=2, walks=1, gap_s=0.3, scenario="too_short", color=False)]
 

@@ -1,7 +1,7 @@
-"""Fixtures and helpers shared by the service, CLI, notify and integration tests.
+"""Helpers shared by the service, CLI, notify and integration tests (fixtures: conftest.py).
 
-- `kiosk_model`: a tiny random Gait-MIL exported to ONNX (T=16) with a manifest; its
-  outputs mean nothing, it only exercises the pipeline.
+- `build_kiosk_model`: a tiny random Gait-MIL exported to ONNX (T=16) with a manifest; its
+  outputs mean nothing, it only exercises the pipeline (the `kiosk_model` fixture).
 - `Corridor`: a synthetic depth camera (a child-sized shape walking toward the camera,
   with gaps of empty corridor), with hooks to inject bad frames or stall.
 - `kiosk_config`: a validated KioskConfig pointing at a broker, a model and a tmp state dir.
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from edge.sources.base import Source
 from edge.types import Frame, Intrinsics
@@ -29,17 +28,18 @@ GAP_FRAMES = 45  # empty corridor between walks: longer than walk.cooldown_secon
 WALK_FRAMES = 60
 
 
-@pytest.fixture(scope="session")
-def kiosk_model(tmp_path_factory) -> Path:
-    """model.onnx + model.manifest.json + card.json of a tiny untrained Gait-MIL (T=16)."""
-    torch = pytest.importorskip("torch")
+def build_kiosk_model(out_dir: Path) -> Path:
+    """Write model.onnx + model.manifest.json + card.json of a tiny untrained Gait-MIL (T=16)
+    into `out_dir`; returns the model.onnx path. The `kiosk_model` fixture (conftest) calls it."""
+    import torch
+
     from gaitmil.checkpoint import load_checkpoint, save_checkpoint
     from gaitmil.manifest import Manifest, sha256_file, write_manifest
     from gaitmil.model import GaitMIL, GaitMILConfig
     from gaitmil.phases import fit_centroids
     from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES, input_shape
 
-    out_dir = tmp_path_factory.mktemp("kiosk_model")
+    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = GaitMIL(GaitMILConfig.from_preset("tiny"))
     frames = (np.random.default_rng(0).random((64, 64, 44)) > 0.5).astype(np.uint8) * 255
@@ -60,15 +60,29 @@ def kiosk_model(tmp_path_factory) -> Path:
 
     path = out_dir / "model.onnx"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is the documented choice here
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # dynamo=False is the documented choice here
         torch.onnx.export(
-            Wrapped(model).eval(), (torch.zeros(input_shape(1, FRAMES)),), str(path), opset_version=17,
-            dynamo=False, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            Wrapped(model).eval(),
+            (torch.zeros(input_shape(1, FRAMES)),),
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
         )
-    write_manifest(out_dir / "model.manifest.json", Manifest(
-        model_id=meta["model_id"], kind="onnx", precision="fp32", files={path.name: sha256_file(path)},
-        input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))}, opset=17,
-    ))
+    write_manifest(
+        out_dir / "model.manifest.json",
+        Manifest(
+            model_id=meta["model_id"],
+            kind="onnx",
+            precision="fp32",
+            files={path.name: sha256_file(path)},
+            input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))},
+            opset=17,
+        ),
+    )
     (out_dir / "card.json").write_text(json.dumps({"referral_threshold": 0.4}))
     ckpt.unlink()
     return path
@@ -126,8 +140,14 @@ class Corridor(Source):
     scheme = "corridor"
 
     def __init__(
-        self, walks: int = 2, walk_frames: int = WALK_FRAMES, gap_frames: int = GAP_FRAMES, *, fps: float = 30.0,
-        bad_frames: dict[int, Callable[[Frame], Frame]] | None = None, stall_after: int | None = None,
+        self,
+        walks: int = 2,
+        walk_frames: int = WALK_FRAMES,
+        gap_frames: int = GAP_FRAMES,
+        *,
+        fps: float = 30.0,
+        bad_frames: dict[int, Callable[[Frame], Frame]] | None = None,
+        stall_after: int | None = None,
         realtime: bool = False,
     ) -> None:
         super().__init__("corridor://synthetic")
@@ -162,9 +182,17 @@ class Corridor(Source):
             if delay > 0:
                 time.sleep(delay)
         step = self._plan[i]
-        depth = person_depth(step, self.walk_frames) if step is not None else np.full((HEIGHT, WIDTH), 7000, np.uint16)
-        frame = Frame(index=i, timestamp=i / self._fps_value, depth=depth,
-                      intrinsics=Intrinsics(WIDTH, HEIGHT, FX, FX, WIDTH / 2, HEIGHT / 2))
+        depth = (
+            person_depth(step, self.walk_frames)
+            if step is not None
+            else np.full((HEIGHT, WIDTH), 7000, np.uint16)
+        )
+        frame = Frame(
+            index=i,
+            timestamp=i / self._fps_value,
+            depth=depth,
+            intrinsics=Intrinsics(WIDTH, HEIGHT, FX, FX, WIDTH / 2, HEIGHT / 2),
+        )
         if i in self.bad_frames:
             frame = self.bad_frames[i](frame)
         return frame
