@@ -113,6 +113,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from edge.config import key_table, schema_text
+
+    text = key_table() if args.markdown else schema_text()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.verbose:
@@ -151,7 +162,7 @@ def cmd_calibrate_site(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    from edge.config import parse_broker_url
+    from edge.broker_url import parse_broker_url
     from edge.subscriber import ResultSubscriber, SubscriberSettings
 
     try:
@@ -367,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = config_sub.add_parser("check", help="validate FILE and print the effective config, secrets masked")
     c.add_argument("file")
     c.set_defaults(func=cmd_config_check)
+    c = config_sub.add_parser("schema", help="print the configuration's JSON Schema (for editors), or its key table")
+    c.add_argument("--markdown", action="store_true", help="the Markdown key table of docs/CONFIG.md instead")
+    c.add_argument("--output", type=Path, help="write here instead of stdout")
+    c.set_defaults(func=cmd_config_schema)
 
     from edge.outbox_cli import add_parser as add_outbox_parser
 

@@ -117,13 +117,11 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
 
     The source, segmenter and gate are built exactly as `edge run` builds them.
     """
-    from edge.sources import open_source
-    from edge.walks import WalkAssembler
-    from edge.wiring import gate_config, make_segmenter, walk_step
+    from edge.wiring import make_assembler, make_segmenter, open_configured_source, walk_step
 
-    source = open_source(cfg.source.uri)
+    source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
-    assembler = WalkAssembler(gate_config(cfg))
+    assembler = make_assembler(cfg)
     truth = _SimTruth(with_clean) if hasattr(source, "last_truth") else None
     with source:
         for frame in source:

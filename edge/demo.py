@@ -77,11 +77,13 @@ def find_demo_model(explicit: str | None = None) -> Path:
 def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     """Run the demo; returns 0 when every walk's result reached the console subscriber."""
     from edge.broker import EmbeddedBroker
-    from edge.config import load_config, parse_broker_url
+    from edge.broker_url import parse_broker_url
+    from edge.config import load_config
     from edge.logs import setup_logging
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
     from edge.sources import open_source
     from edge.subscriber import ResultSubscriber, SubscriberSettings
+    from edge.wiring import build_components
 
     out = out or sys.stdout
     setup_logging("WARNING")
@@ -108,7 +110,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
             "outbox.flush_seconds": 5.0,
         }, env={})
         address = parse_broker_url(url)
-        source = open_source(uri, keep_truth=True)
+        source = open_source(uri, config=cfg.source, keep_truth=True)
         truth = SimTruth(source)
         subscriber = ResultSubscriber(
             SubscriberSettings(host=address.host, port=address.port, site=options.site_id,

@@ -45,7 +45,8 @@ class PublisherSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> PublisherSettings:
-        from edge.config import parse_broker_url, read_password
+        from edge.broker_url import parse_broker_url
+        from edge.config import read_password
 
         address = parse_broker_url(cfg.mqtt.url)
         tls = cfg.mqtt.tls

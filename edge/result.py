@@ -66,11 +66,6 @@ class ResultContext:
     threshold: float
     model: ModelIdentity
 
-    @classmethod
-    def from_config(cls, cfg: Any, model: ModelIdentity) -> ResultContext:
-        """From an edge.config.KioskConfig (threshold as resolved from config/model card/default)."""
-        return cls(cfg.kiosk.site_id, cfg.kiosk.kiosk_id, cfg.threshold().value, model)
-
 
 def check_threshold(threshold: float) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:

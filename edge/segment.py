@@ -359,5 +359,3 @@ class PassthroughSegmenter:
             mask.mask = np.where(mask.mask, sil, 0).astype(np.uint8)
         return mask
 
-
-SEGMENTERS = {"depth": DepthSegmenter, "color": ColorSegmenter, "passthrough": PassthroughSegmenter}

@@ -49,23 +49,15 @@ from edge.health import Health, RateLimitedLog
 from edge.notify import Notifier
 from edge.types import Frame, Walk
 from edge.walks import INTERRUPTED
-
-# The wiring lived here first; tests and benchmarks import it from edge.service.
 from edge.wiring import (
     Components,
     build_components,
-    gate_config,
-    make_segmenter,
     record_for_calibration,
-    simulated_site,
     source_is_live,
     walk_step,
 )
 
-__all__ = [
-    "Components", "Kiosk", "ServiceOptions", "build_components", "gate_config", "make_segmenter",
-    "simulated_site", "source_is_live",
-]
+__all__ = ["Kiosk", "ServiceOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +93,7 @@ class Kiosk:
         self.options = options or ServiceOptions()
         if self.options.max_walks is not None and self.options.max_walks < 1:
             raise ConfigError(f"max_walks must be at least 1 (or unset for no limit), got {self.options.max_walks}")
-        self.health = Health()
+        self.health = Health(cfg.health.latency_window)
         self.notifier = notifier or Notifier()
         self.on_result = on_result
         self.on_walk_result = on_walk_result  # (walk, result) before it is published: the demo's truth

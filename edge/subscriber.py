@@ -77,7 +77,7 @@ class SubscriberSettings:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SubscriberSettings:
         """From a broker URL mqtt://host:port or mqtts://host:port plus any other setting."""
-        from edge.config import parse_broker_url
+        from edge.broker_url import parse_broker_url
 
         try:
             address = parse_broker_url(url)

@@ -1,11 +1,12 @@
 """Component wiring: the parts of one kiosk run, made from a KioskConfig.
 
-`build_components` turns the configuration into a source, a segmenter, a walk
-assembler (its gate from the [walk] section, see `gate_config`), a runner (not
-yet active) and a factory for the outbox-backed publisher; `Components.result_for`
-turns one walk into its result with them. The kiosk loop (edge.service) moves
-frames, walks and results between them on its threads; the names here stay
-importable from edge.service.
+`build_components` turns the configuration into a source (its [source] section,
+see `open_configured_source`), a segmenter, a walk assembler (its gate from the
+[walk] section, see `make_assembler`), a runner (not yet active) and a factory for
+the outbox-backed publisher; `Components.result_for` turns one walk into its
+result with them. The kiosk loop (edge.service) moves frames, walks and results
+between them on its threads. `python -m edge collect` builds its source, segmenter
+and gate with the same functions, so training data see the kiosk's gate.
 """
 
 from __future__ import annotations
@@ -14,22 +15,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import EdgeError, ModelError, RunnerError
 from edge.record import record_walk
 from edge.result import INFERENCE_FAILED, ModelIdentity, ResultContext, ResultError, build_result
+from edge.settings import KioskConfig
 from edge.types import Frame, Prediction, Walk
+
+if TYPE_CHECKING:
+    from edge.sources.base import Source
+    from edge.walks import WalkAssembler
 
 log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
 
-# [walk] keys passed to the gate under their own name (edge.walks.WalkConfig's fields).
-GATE_KEYS = (
-    "enter_frames", "exit_frames", "min_frames", "short_coverage", "min_coverage", "full_depth_travel_mm",
-    "full_lateral_travel", "walk_axis", "depth_axis_mm", "max_border_share", "multiple_people_share",
-)
 OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked")
 
 
@@ -168,13 +169,10 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
     from edge.mqtt import Publisher, PublisherSettings
     from edge.outbox import Outbox
     from edge.runners.registry import create_runner
-    from edge.sources import open_source
-    from edge.walks import WalkAssembler
-
     if source is None:
-        source = open_source(cfg.source.uri)
+        source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
-    gate = gate_config(cfg)
+    assembler = make_assembler(cfg)
     if runner is None:
         runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg))
     threshold = cfg.threshold().value
@@ -184,7 +182,7 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
     def make_publisher(identity: ModelIdentity) -> Any:
         return Publisher(settings, outbox, model=identity.as_dict())
 
-    parts = Components(source, segmenter, WalkAssembler(gate), runner, make_publisher, threshold)
+    parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
     parts.closers.append(outbox.close)
     return parts
 
@@ -201,21 +199,23 @@ def runner_options(cfg: Any) -> dict[str, Any]:
     return {"require_manifest": cfg.model.require_manifest}
 
 
-def gate_config(cfg: Any, gate_class: type | None = None) -> Any:
-    """edge.walks.WalkConfig (or `gate_class`) from the [walk] section, every tunable key passed.
+def open_configured_source(cfg: KioskConfig) -> Source:
+    """The source for source.uri, given the [source] keys it honours (not yet opened).
 
-    The config's defaults are the gate's defaults (tests/edge/test_config.py checks it), and
-    the config already refused short_coverage > min_coverage naming both keys.
+    Options in the URI's query override the section's keys (edge.sources.open_source)."""
+    from edge.sources import open_source
+
+    return open_source(cfg.source.uri, config=cfg.source)
+
+
+def make_assembler(cfg: KioskConfig) -> WalkAssembler:
+    """The walk gate from the [walk] section, with source.fps and segmentation.min_area.
+
+    The config already refused short_coverage > min_coverage naming both keys.
     """
-    if gate_class is None:
-        from edge.walks import WalkConfig as gate_class
-    walk = cfg.walk
-    values: dict[str, Any] = {key: getattr(walk, key) for key in GATE_KEYS}
-    values.update(
-        fps=cfg.source.fps, max_duration_s=walk.max_seconds, cooldown_s=walk.cooldown_seconds,
-        min_area_px=cfg.segmentation.min_area,
-    )
-    return gate_class(**values)
+    from edge.walks import WalkAssembler
+
+    return WalkAssembler(cfg.walk, fps=cfg.source.fps, min_area_px=cfg.segmentation.min_area)
 
 
 def make_segmenter(cfg: Any, source: Any) -> Any:

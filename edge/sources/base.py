@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from edge.errors import SourceError
+from edge.settings import SourceConfig
 from edge.types import Frame, Intrinsics
 
 
@@ -81,6 +82,12 @@ class Source(ABC):
 
     def _images(self) -> tuple[str, ...]:
         return ("depth",)
+
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        """The [source] keys this kind of source honours, as its options (none by default:
+        a video file or device delivers its own size and rate)."""
+        return {}
 
     def health(self) -> dict[str, Any]:
         """Counters for the health topic (a copy, safe to publish)."""

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from edge.errors import SourceError
+from edge.settings import SourceConfig
 from edge.sources.base import Source, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
@@ -73,6 +74,18 @@ def depth_to_mm(depth: np.ndarray, depth_scale: float) -> np.ndarray:
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
+def _required_int(options: dict[str, Any], key: str, uri: str) -> int:
+    """A whole-number option that always has a value (its default comes from the [source] section)."""
+    value = options[key]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number.is_integer():
+        raise SourceError(f"source {uri!r}: option {key}={value!r} must be a whole number")
+    return int(number)
+
+
 def _import_rs() -> Any:
     try:
         import pyrealsense2 as rs
@@ -85,22 +98,32 @@ def _import_rs() -> Any:
 
 
 class RealSenseSource(Source):
-    """Options: width, height, fps (640, 480, 30), color (0), decimation (1 = off), spatial (1),
-    temporal (0), hole_filling (1), timeout_ms (5000 live, 1000 playback), max_timeouts (3 in a row
+    """Options: width, height, fps, color, decimation (1 = off), spatial, temporal, hole_filling
+    (defaults: the [source] section and its [source.realsense] filters, edge.settings), timeout_ms (5000 live, 1000 playback), max_timeouts (3 in a row
     before a restart), max_reconnects (5), backoff_s (0.5), context (a pyrealsense2.context: tests
     and software devices), hardware_reset (1: reset a live camera before restarting it)."""
 
     scheme = "realsense"
 
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        filters = config.realsense
+        return {
+            "width": config.width, "height": config.height, "fps": config.fps, "color": config.color,
+            "decimation": filters.decimation, "spatial": filters.spatial, "temporal": filters.temporal,
+            "hole_filling": filters.hole_filling,
+        }
+
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri)
-        merged = {**query_options(uri), **options}
+        # defaults: the [source] section's (edge.settings), so a bare URI opens what a default config opens
+        merged = {**self.config_options(SourceConfig()), **query_options(uri), **options}
         self.serial, self.recording = parse_target(uri)
-        self.width = option_int(merged, "width", 640, uri)
-        self.height = option_int(merged, "height", 480, uri)
-        self._fps_value = float(option_int(merged, "fps", 30, uri))
+        self.width = _required_int(merged, "width", uri)
+        self.height = _required_int(merged, "height", uri)
+        self._fps_value = float(_required_int(merged, "fps", uri))
         self.color = option_bool(merged, "color", False, uri)
-        self.decimation = option_int(merged, "decimation", 1, uri)
+        self.decimation = _required_int(merged, "decimation", uri)
         self.filters = filter_chain(
             self.decimation, option_bool(merged, "spatial", True, uri),
             option_bool(merged, "temporal", False, uri), option_bool(merged, "hole_filling", True, uri),

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.settings import SourceConfig
 from edge.sources.base import Source, query_options
 from edge.types import Frame
 
@@ -35,17 +36,21 @@ def _load_pkl(path: Path) -> np.ndarray:
 
 
 class SilhouetteSource(Source):
-    """Options: fps (default 30), loop=0."""
+    """Options: fps (default: source.fps, the replay's timestamps), loop=0."""
 
     scheme = "silhouettes"
 
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        return {"fps": config.fps}
+
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri)
-        merged = {**query_options(uri), **options}
+        merged = {**self.config_options(SourceConfig()), **query_options(uri), **options}
         self.path = Path(unquote(urlsplit(uri).path))
         self.live = False
         try:
-            self._fps_value = float(merged.get("fps", 30.0))
+            self._fps_value = float(merged["fps"])
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps must be a number") from None
         self._files: list[Path] = []

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge.errors import SourceError
+from edge.settings import SourceConfig
 from edge.sources.base import Source, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
@@ -28,9 +29,14 @@ class SimSource(Source):
 
     scheme = "sim"
 
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        return {"fps": config.fps, "color": config.color}
+
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri)
-        merged: dict[str, Any] = {**query_options(uri), **options}
+        # fps and color default to the [source] section's (edge.settings)
+        merged: dict[str, Any] = {**self.config_options(SourceConfig()), **query_options(uri), **options}
         self.seed = option_int(merged, "seed", 0, uri)
         self.walks = option_int(merged, "walks", None, uri)
         self.view = str(merged.get("view", "toward"))
@@ -54,7 +60,7 @@ class SimSource(Source):
         if not 0.0 <= self.reflect < 1.0:
             raise SourceError(f"source {uri!r}: reflect={self.reflect} must be in [0, 1)")
         try:
-            self._fps_value = float(merged.get("fps", 30.0))
+            self._fps_value = float(merged["fps"])
             self.gap_s = float(merged.get("gap_s", 1.0))
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps and gap_s must be numbers") from None

@@ -13,7 +13,8 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from edge.service import Kiosk, ServiceOptions, build_components
+from edge.service import Kiosk, ServiceOptions
+from edge.wiring import build_components
 from tests.edge.test_mqtt import wait_until
 from tests.edge.test_service_support import (  # noqa: F401 - kiosk_model is a fixture
     Corridor,

@@ -182,11 +182,3 @@ def test_schema_requires_a_reason_for_a_retake():
     result["retake_reason"] = None
     with pytest.raises(ResultError, match="retake_reason"):
         validate_result(result)
-
-
-def test_result_context_from_config(tmp_path):
-    from edge.config import load_config
-
-    cfg = load_config(None, overrides={"kiosk.site_id": "s9", "screening.threshold": 0.25}, env={})
-    ctx = ResultContext.from_config(cfg, MODEL)
-    assert (ctx.site_id, ctx.kiosk_id, ctx.threshold) == ("s9", "kiosk-0", 0.25)

@@ -13,11 +13,12 @@ import pytest
 
 from edge.errors import SourceError
 from edge.segment import PassthroughSegmenter
+from edge.settings import WalkConfig
 from edge.sources import SOURCES, open_source, scheme_of, source_class, validate_frame
 from edge.sources.base import redact_uri
 from edge.sources.realsense import FILTER_ORDER, backoff_s, depth_to_mm, filter_chain, parse_target
 from edge.types import Frame, Intrinsics
-from edge.walks import WalkAssembler, WalkConfig
+from edge.walks import WalkAssembler
 
 
 def test_registry_maps_schemes_to_classes_lazily():
@@ -152,7 +153,7 @@ def test_silhouette_folder_and_pkl_replay_through_passthrough(tmp_path):
         assert len(frames) == 40
         np.testing.assert_array_equal(frames[7].silhouette, stack[7])
         seg = PassthroughSegmenter()
-        assembler = WalkAssembler(WalkConfig(min_area_px=100, walk_axis="lateral", short_coverage=0.0, min_coverage=0.0))
+        assembler = WalkAssembler(WalkConfig(walk_axis="lateral", short_coverage=0.0, min_coverage=0.0), min_area_px=100)
         walks = [w for f in frames if (w := assembler.push(seg.segment(f)))]
         walks += [assembler.flush()]
         assert walks[-1] is not None and walks[-1].silhouettes.shape == (40, 64, 44)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from edge.errors import EdgeError
 from edge.segment import DepthSegmenter
+from edge.settings import WalkConfig
 from edge.site import learn_site
 from edge.types import Mask
 from edge.walks import (
@@ -17,7 +18,6 @@ from edge.walks import (
     TOO_LONG,
     TOO_SHORT,
     WalkAssembler,
-    WalkConfig,
     person_band,
 )
 from gaitmil.silhouette import normalize_for_model
@@ -71,11 +71,16 @@ def test_silhouettes_equal_normalising_the_mask_directly(segmenter):
 
 
 def test_consecutive_walks_and_cooldown(segmenter):
-    frames = walk_frames(45, seed=1) + walk_frames(50, start_index=67, seed=2)
+    # the second child appears 1.2 s after the first left: after walk.cooldown_seconds (1 s)
+    frames = walk_frames(45, seed=1) + walk_frames(50, start_index=80, seed=2)
     walks, _, _ = run(frames, segmenter)
     assert [w.accepted for w in walks] == [True, True]
     assert walks[0].walk_id != walks[1].walk_id
     assert [len(w.silhouettes) for w in walks] == [45, 50]
+    # within the cooldown the next walk cannot start: its first frames are not part of a walk
+    frames = walk_frames(45, seed=1) + walk_frames(50, start_index=67, seed=2)
+    walks, _, _ = run(frames, segmenter, WalkConfig(cooldown_seconds=1.0))
+    assert len(walks) == 2 and len(walks[1].silhouettes) < 50
 
 
 def test_too_short(segmenter):
@@ -96,8 +101,9 @@ def test_a_child_lost_for_a_moment_gives_one_walk(segmenter):
     assert len(walks) == 1 and walks[0].accepted
     assert walks[0].quality.dropped.get("absent") == 18
     # without the wait the fragment is a retake of its own, and the walk a second result
+    # (cut short by the cooldown after the fragment)
     walks, _, _ = run(first + rest, segmenter, WalkConfig(rejoin_s=0.0))
-    assert [w.retake_reason for w in walks] == [TOO_SHORT, None]
+    assert [w.retake_reason for w in walks] == [TOO_SHORT, PARTIAL_VIEW]
 
 
 def test_the_turns_are_left_out(segmenter):
@@ -132,7 +138,7 @@ def test_standing_still_is_stopped(segmenter):
 
 
 def test_too_long_then_the_view_must_clear(segmenter):
-    config = WalkConfig(max_duration_s=2.0)
+    config = WalkConfig(max_seconds=2.0)
     frames = walk_frames(120, z_start=6000.0, z_end=2000.0)
     walks, states, _ = run(frames, segmenter, config)
     assert [w.retake_reason for w in walks] == [TOO_LONG]
@@ -208,7 +214,7 @@ def test_noise_and_zero_frames_never_make_an_accepted_walk(segmenter):
 
 def test_reason_codes_are_a_fixed_documented_set():
     assert RETAKE_REASONS == ("too_short", "multiple_people", "partial_view", "stopped", "too_long", "interrupted")
-    with pytest.raises(EdgeError, match="at least 1"):
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
         WalkConfig(enter_frames=0)
 
 
