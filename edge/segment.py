@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SegmentationError
+from edge.settings import SegmentationConfig
 from edge.site import SiteModel
 from edge.sources.base import validate_frame
 from edge.types import Frame, Mask
@@ -32,37 +33,35 @@ class Segmenter(Protocol):
     def segment(self, frame: Frame) -> Mask: ...
 
 
+_SEG = SegmentationConfig()  # the defaults: each rule is declared once, in edge.settings
+
+
 @dataclass
 class ComponentRules:
-    """What counts as a person-sized component, in camera pixels."""
+    """What counts as a person-sized component, and how it is cleaned (camera pixels unless
+    marked working resolution). The fields and defaults are the [segmentation] keys of the same
+    name (`min_area_px` is `segmentation.min_area`), whose descriptions say what each does;
+    `from_config` takes them from a section."""
 
-    min_area_px: int = 1200  # a child ~6 m from a 385 px focal-length camera is ~1,500 px
-    min_height_px: int = 48
-    open_px: int = 3  # opening removes speckle (at working resolution)
-    # Closing joins parts split by depth holes. With depth it only adds pixels WITHOUT a valid
-    # depth (stereo dropouts): a plain closing at half resolution (7 px = 14 camera px) also
-    # bridged the real background gaps between the legs and between arm and torso, which made
-    # blobby silhouettes (mean IoU vs the simulator's truth 0.87 -> 0.9+ with this rule).
-    close_px: int = 7
-    # Fill holes inside the person; with depth only holes without a valid depth (a real gap
-    # between arm and torso shows the background and stays open).
-    fill_holes: bool = True
-    # Also keep pieces near the largest blob (a head or foot cut off by a depth hole): any
-    # component whose box lies within `attach_px` (working resolution) of the person's box.
-    attach_px: int = 4
-    min_piece_px: int = 12  # at working resolution: smaller pieces near the person are speckle
-    # Drop pixels more than this far behind the person's median depth: flying pixels at the
-    # person's edges mix person and background depth and pass the background margin. A
-    # child's body spans well under this in depth, even mid-stride. 0 = keep them. 700 mm
-    # lost a child at the far end of the corridor (depth noise grows with distance squared),
-    # splitting a walk into a too_short fragment and the rest; 1500 keeps the limb gaps.
-    behind_mm: int = 1500
-    # Depth cameras with the left imager as reference (RealSense) leave an invalid band
-    # left of the person; fill invalid pixels only right of valid person pixels.
-    stereo_shadow_left: bool = True
-    # Edge pixels this far (or 10 % of the depth, if more) behind their nearest person
-    # neighbour are flying pixels (mixed person/background depth); 0 keeps them.
-    flying_mm: int = 300
+    min_area_px: int = _SEG.min_area
+    min_height_px: int = _SEG.min_height_px
+    open_px: int = _SEG.open_px
+    close_px: int = _SEG.close_px
+    fill_holes: bool = _SEG.fill_holes
+    attach_px: int = _SEG.attach_px
+    min_piece_px: int = _SEG.min_piece_px
+    behind_mm: int = _SEG.behind_mm
+    stereo_shadow_left: bool = _SEG.stereo_shadow_left
+    flying_mm: int = _SEG.flying_mm
+
+    @classmethod
+    def from_config(cls, seg: SegmentationConfig) -> ComponentRules:
+        return cls(
+            min_area_px=seg.min_area, min_height_px=seg.min_height_px, open_px=seg.open_px,
+            close_px=seg.close_px, fill_holes=seg.fill_holes, attach_px=seg.attach_px,
+            min_piece_px=seg.min_piece_px, behind_mm=seg.behind_mm,
+            stereo_shadow_left=seg.stereo_shadow_left, flying_mm=seg.flying_mm,
+        )
 
 
 def empty_mask(frame: Frame, shape: tuple[int, int]) -> Mask:

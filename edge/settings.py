@@ -119,6 +119,44 @@ class SegmentationConfig(_Section):
         150, ge=0, le=5000,
         description="Depth: how many millimetres closer than the empty corridor a pixel must be to be foreground.",
     )
+    # What counts as a person-sized component and how it is cleaned (edge.segment.ComponentRules),
+    # for the depth, color, person and fused segmenters; pixels are camera pixels unless marked
+    # "working": the segmenters clean masks at half resolution.
+    min_height_px: int = Field(
+        48, ge=1, le=4096, description="Pixels: a shorter component is not a person (a child ~6 m away).",
+    )
+    open_px: int = Field(3, ge=0, le=64, description="Working pixels: morphological opening that removes speckle.")
+    close_px: int = Field(
+        7, ge=0, le=64,
+        description="Working pixels: closing that joins parts split by depth holes (with depth it only adds "
+        "pixels without a valid depth, so real gaps between the legs stay open).",
+    )
+    fill_holes: bool = Field(
+        True, description="Fill holes inside the person (with depth only holes without a valid depth).",
+    )
+    attach_px: int = Field(
+        4, ge=0, le=256,
+        description="Working pixels: also keep pieces whose box lies this close to the person's (a head or foot "
+        "cut off by a depth hole).",
+    )
+    min_piece_px: int = Field(
+        12, ge=0, le=100000, description="Working pixels: smaller pieces near the person are speckle.",
+    )
+    behind_mm: int = Field(
+        1500, ge=0, le=20000,
+        description="Depth: drop pixels this many millimetres behind the person's median depth (flying pixels); "
+        "0 keeps them. 700 lost children at the far end of the corridor.",
+    )
+    stereo_shadow_left: bool = Field(
+        True,
+        description="Depth: fill invalid pixels only right of valid person pixels (the stereo shadow of a "
+        "left-reference camera such as RealSense).",
+    )
+    flying_mm: int = Field(
+        300, ge=0, le=20000,
+        description="Depth: edge pixels this many millimetres (or 10 % of the depth, if more) behind their "
+        "nearest person neighbour are flying pixels and dropped; 0 keeps them.",
+    )
 
 
 class WalkConfig(_Section):

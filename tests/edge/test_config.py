@@ -399,3 +399,16 @@ def test_bad_gate_values_name_the_key(tmp_path, key, value, allowed):
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     assert f"walk.{key} = " in str(err.value) and allowed in str(err.value)
+
+
+def test_segmentation_rules_reach_the_kiosks_segmenter():
+    from edge.wiring import make_segmenter, open_configured_source
+
+    cfg = load_config(None, overrides={
+        "source.uri": "sim://?seed=0&walks=1", "segmentation.min_area": 900, "segmentation.flying_mm": 0,
+        "segmentation.behind_mm": 700, "segmentation.stereo_shadow_left": False, "segmentation.close_px": 5,
+    }, env={})
+    segmenter = make_segmenter(cfg, open_configured_source(cfg))
+    rules = segmenter.components.rules
+    assert (rules.min_area_px, rules.flying_mm, rules.behind_mm, rules.stereo_shadow_left, rules.close_px) == (
+        900, 0, 700, False, 5)

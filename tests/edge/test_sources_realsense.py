@@ -179,3 +179,81 @@ def test_live_timeouts_restart_with_backoff_then_give_up(monkeypatch):
     assert source.health()["reconnects"] == 3
     assert sleeps == [0.5, 1.0, 2.0]
     assert len(starts) == 4
+
+
+def _config(**overrides):
+    from edge.config import load_config
+
+    return load_config(None, overrides=overrides, env={})
+
+
+def test_the_configured_filters_are_the_ones_applied(recording):
+    from edge.wiring import open_configured_source
+
+    path, truth = recording
+    cfg = _config(**{"source.uri": f"realsense://{path}", "source.realsense.decimation": 2,
+                     "source.realsense.spatial": False, "source.realsense.hole_filling": False})
+    with open_configured_source(cfg) as source:
+        frame = next(source)
+        blocks = source._filters
+    assert frame.depth.shape == (240, 320) and frame.intrinsics.width == 320
+    assert len(blocks) == 1 and blocks[0].is_decimation_filter()
+    assert blocks[0].get_option(rs.option.filter_magnitude) == 2
+    # without any filter the playback is exact: nothing else was applied
+    cfg = _config(**{"source.uri": f"realsense://{path}", "source.realsense.spatial": False,
+                     "source.realsense.hole_filling": False})
+    with open_configured_source(cfg) as source:
+        assert source._filters == []
+        np.testing.assert_array_equal(next(source).depth, truth[0])
+    # the defaults: spatial (in disparity space) and hole filling, no temporal filter
+    with open_configured_source(_config(**{"source.uri": f"realsense://{path}"})) as source:
+        kinds = [(b.is_disparity_transform(), b.is_spatial_filter(), b.is_temporal_filter(),
+                  b.is_hole_filling_filter()) for b in source._filters]
+    assert kinds == [(True, False, False, False), (False, True, False, False), (True, False, False, False),
+                     (False, False, False, True)]
+
+
+class _StreamsAsked:
+    """pyrealsense2 with a recording rs.config and a pipeline that cannot start: what a live camera is asked for."""
+
+    def __init__(self):
+        self.streams = []
+        outer = self
+
+        class Config:
+            def enable_stream(self, *args):
+                outer.streams.append(args)
+
+            def enable_device(self, serial):
+                outer.serial = serial
+
+        class Pipeline:
+            def __init__(self, *context):
+                pass
+
+            def start(self, config):
+                raise RuntimeError("no camera here")
+
+        self.config, self.pipeline = Config, Pipeline
+
+    def __getattr__(self, name):
+        return getattr(rs, name)
+
+
+def test_the_configured_stream_size_rate_and_colour_reach_the_camera():
+    from edge.wiring import open_configured_source
+
+    cfg = _config(**{"source.uri": "realsense://123", "source.width": 848, "source.height": 480,
+                     "source.fps": 15.0, "source.color": True})
+    source = open_configured_source(cfg)
+    source._rs = fake = _StreamsAsked()
+    with pytest.raises(SourceError, match="cannot start RealSense pipeline for camera 123"):
+        source._start()
+    assert fake.streams == [(rs.stream.depth, 848, 480, rs.format.z16, 15), (rs.stream.color, 848, 480, rs.format.bgr8, 15)]
+    # a query option in the URI wins over the section
+    cfg = _config(**{"source.uri": "realsense://123?fps=6&color=0", "source.fps": 15.0, "source.color": True})
+    source = open_configured_source(cfg)
+    source._rs = fake = _StreamsAsked()
+    with pytest.raises(SourceError):
+        source._start()
+    assert fake.streams == [(rs.stream.depth, 640, 480, rs.format.z16, 6)]
