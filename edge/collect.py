@@ -103,12 +103,12 @@ class _SimTruth:
         truth["straight_share"] = float(np.mean([bool(f["in_straight"]) for f in frames]))
         truth["sim_walks"] = sorted({f["walk_index"] for f in frames})
         clean = phases = None
-        if kept and all(f is not None for f in kept):
-            phases = np.array([np.nan if f["phase"] is None else f["phase"] for f in kept], np.float64)
+        known = [f for f in kept if f is not None]
+        if kept and len(known) == len(kept):
+            phases = np.array([np.nan if f["phase"] is None else f["phase"] for f in known], np.float64)
             if self.with_clean:
                 blank = np.zeros((walk.silhouettes.shape[1], walk.silhouettes.shape[2]), np.uint8)
-                clean = np.stack([f["clean"] if f["clean"] is not None else blank for f in kept]) \
-                    if kept else None
+                clean = np.stack([f["clean"] if f["clean"] is not None else blank for f in known])
         return truth, clean, phases
 
 
@@ -117,16 +117,18 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
 
     The source, segmenter and gate are built exactly as `edge run` builds them.
     """
+    from edge.sources.sim import SimSource
     from edge.wiring import make_assembler, make_segmenter, open_configured_source, walk_step
 
     source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
     assembler = make_assembler(cfg)
-    truth = _SimTruth(with_clean) if hasattr(source, "last_truth") else None
+    sim = source if isinstance(source, SimSource) else None  # the simulator knows each frame's truth
+    truth = _SimTruth(with_clean) if sim is not None else None
     with source:
         for frame in source:
-            if truth is not None:
-                truth.add(float(frame.timestamp), source.last_truth)
+            if truth is not None and sim is not None:
+                truth.add(float(frame.timestamp), sim.last_truth)
             walk = walk_step(segmenter, assembler, frame)
             if walk is not None:
                 yield _collected(walk, truth)

@@ -64,6 +64,27 @@ class ComponentRules:
         )
 
 
+@dataclass(frozen=True)
+class DepthBounds:
+    """Per-pixel inclusive foreground depth bounds (mm) of DepthSegmenter for one frame size."""
+
+    shape: tuple[int, int]  # camera resolution
+    upper: np.ndarray  # working resolution
+    lower: np.ndarray
+    upper_full: np.ndarray  # camera resolution (for the refinement of edges)
+    lower_full: np.ndarray
+
+
+def no_depth(depth: np.ndarray) -> np.ndarray:
+    """uint8, 255 where the camera had no depth (0), else 0: what cv2.compare(depth, 0, CMP_EQ) gives."""
+    return (depth == 0).view(np.uint8) * np.uint8(255)
+
+
+def above(values: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8, 255 where values > threshold, else 0: what cv2.compare(values, threshold, CMP_GT) gives."""
+    return (values > threshold).view(np.uint8) * np.uint8(255)
+
+
 def empty_mask(frame: Frame, shape: tuple[int, int]) -> Mask:
     return Mask(frame.index, frame.timestamp, np.zeros(shape, np.bool_), None, 0, 0, False, None)
 
@@ -94,7 +115,7 @@ class _Components:
         if self.open_k is not None:
             fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self.open_k)
         if depth is not None:
-            invalid = cv2.compare(depth, 0, cv2.CMP_EQ)  # 255 where the camera had no depth
+            invalid = no_depth(depth)
         if self.close_k is not None:
             closed = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self.close_k)
             # only dropouts may be bridged: a valid depth behind the gap means a real gap
@@ -194,13 +215,15 @@ class DepthSegmenter:
         self.relative_margin = relative_margin
         self.components = _Components(rules or ComponentRules(), scale)
         self._grow_k = np.ones((3, 3), np.uint8)
-        self._upper: np.ndarray | None = None  # per-pixel inclusive depth bounds, working resolution
-        self._lower: np.ndarray | None = None
-        self._upper_full: np.ndarray | None = None  # the same bounds at camera resolution (for refine)
-        self._lower_full: np.ndarray | None = None
-        self._shape: tuple[int, int] | None = None
+        self._bounds: DepthBounds | None = None
 
-    def _prepare(self, shape: tuple[int, int]) -> None:
+    def bounds(self, shape: tuple[int, int]) -> DepthBounds:
+        """The foreground depth bounds for frames of `shape` (computed once per shape)."""
+        if self._bounds is None or self._bounds.shape != shape:
+            self._bounds = self._prepare(shape)
+        return self._bounds
+
+    def _prepare(self, shape: tuple[int, int]) -> DepthBounds:
         s = self.scale
         gate = np.full(shape, self.far_mm + 1, np.float32)
         if self.site is not None:
@@ -213,12 +236,16 @@ class DepthSegmenter:
             margin = np.maximum(self.margin_mm, self.relative_margin * bg)
             gate = np.where(bg > 0, np.minimum(gate, bg - margin), gate)
         # inclusive upper bound; a gate below `near` leaves the pixel out entirely
-        self._upper_full = np.clip(np.ceil(gate) - 1, 0, 65535).astype(np.uint16)
-        self._lower_full = np.full_like(self._upper_full, max(self.near_mm, 1))  # 0 = invalid depth, never foreground
+        upper_full = np.clip(np.ceil(gate) - 1, 0, 65535).astype(np.uint16)
+        lower_full = np.full_like(upper_full, max(self.near_mm, 1))  # 0 = invalid depth, never foreground
         small = (shape[0] // s, shape[1] // s)
-        self._upper = np.ascontiguousarray(self._upper_full[::s, ::s][: small[0], : small[1]])
-        self._lower = np.ascontiguousarray(self._lower_full[::s, ::s][: small[0], : small[1]])
-        self._shape = shape
+        return DepthBounds(
+            shape=shape,
+            upper=np.ascontiguousarray(upper_full[::s, ::s][: small[0], : small[1]]),
+            lower=np.ascontiguousarray(lower_full[::s, ::s][: small[0], : small[1]]),
+            upper_full=upper_full,
+            lower_full=lower_full,
+        )
 
     def segment(self, frame: Frame) -> Mask:
         validate_frame(frame)
@@ -229,14 +256,15 @@ class DepthSegmenter:
                 "(segmentation.method 'person' or 'auto' for colour-only sources)"
             )
         shape = (int(depth.shape[0]), int(depth.shape[1]))
-        if shape != self._shape:
-            self._prepare(shape)
+        bounds = self.bounds(shape)
         s = self.scale
-        small = np.ascontiguousarray(depth[::s, ::s][: self._upper.shape[0], : self._upper.shape[1]]) if s > 1 else depth
-        fg = cv2.inRange(small, self._lower, self._upper)  # 255 where near <= d <= upper (inclusive)
-        return self.components.mask(frame, fg, shape, small, self._refine_at(depth) if s > 1 else None)
+        small = np.ascontiguousarray(depth[::s, ::s][: bounds.upper.shape[0], : bounds.upper.shape[1]]) if s > 1 else depth
+        fg = cv2.inRange(small, bounds.lower, bounds.upper)  # 255 where near <= d <= upper (inclusive)
+        return self.components.mask(frame, fg, shape, small, self._refine_at(depth, bounds) if s > 1 else None)
 
-    def _refine_at(self, depth: np.ndarray) -> Callable[[tuple[slice, slice], np.ndarray, float | None], np.ndarray]:
+    def _refine_at(
+        self, depth: np.ndarray, bounds: DepthBounds
+    ) -> Callable[[tuple[slice, slice], np.ndarray, float | None], np.ndarray]:
         """Camera-resolution edges for the upscaled working-resolution mask.
 
         Nearest-neighbour upscaling makes 2x2 blocks: edges are off by a pixel, and a flying
@@ -248,18 +276,18 @@ class DepthSegmenter:
 
         def refine(window: tuple[slice, slice], up: np.ndarray, depth_mm: float | None) -> np.ndarray:
             d = depth[window]
-            upper = self._upper_full[window]
+            upper = bounds.upper_full[window]
             if depth_mm is not None and self.components.rules.behind_mm > 0:
                 upper = np.minimum(upper, np.uint16(min(65535, int(depth_mm) + self.components.rules.behind_mm)))
-            fg = cv2.inRange(d, self._lower_full[window], upper)
+            fg = cv2.inRange(d, bounds.lower_full[window], upper)
             near = cv2.dilate(up, self._grow_k)
             valid_fg = cv2.bitwise_and(near, fg)
             if self.components.rules.flying_mm > 0:
                 valid_fg = _drop_flying(valid_fg, d, self.components.rules.flying_mm, self._grow_k)
-            invalid = cv2.bitwise_and(up, cv2.compare(d, 0, cv2.CMP_EQ))
+            invalid = cv2.bitwise_and(up, no_depth(d))
             if self.components.rules.stereo_shadow_left:
                 invalid = cv2.bitwise_and(invalid, _right_of_foreground(valid_fg, d))
-            kept = valid_fg | invalid
+            kept = cv2.bitwise_or(valid_fg, invalid)
             return (kept > 0).view(np.uint8)
 
         return refine

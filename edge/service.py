@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from edge.errors import (
     BadFrameError,
     ConfigError,
@@ -125,11 +127,18 @@ class Kiosk:
             return self._results
 
     def _install_signals(self) -> list[tuple[int, Any]]:
-        previous = []
+        previous: list[tuple[int, Any]] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous.append((signum, signal.getsignal(signum)))
             signal.signal(signum, lambda s, _f: self.request_stop(signal.Signals(s).name))
         return previous
+
+    @property
+    def _parts(self) -> Components:
+        """The components of this run; built at the start of run()."""
+        if self._components is None:
+            raise EdgeError("the kiosk's components are used before run() built them")
+        return self._components
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -144,7 +153,7 @@ class Kiosk:
 
     def _run(self) -> int:
         parts = self._components or build_components(self.cfg)
-        self._components = parts
+        self._components = parts  # from here on self._parts
         self.notifier.status("starting: opening the camera and warming up the model")
         inference = threading.Thread(target=self._guard(self._inference_loop), name="inference", daemon=True)
         inference.start()
@@ -155,6 +164,8 @@ class Kiosk:
                 raise self._startup_error
             if self._fatal is not None:
                 raise EdgeError(f"the model could not be started: {self._fatal}") from self._fatal
+            if parts.identity is None:
+                raise EdgeError("the model started without saying what it is (no model identity)")
             parts.publisher = parts.make_publisher(parts.identity)
             parts.publisher.start()
         except BaseException:
@@ -167,7 +178,7 @@ class Kiosk:
         pipeline = threading.Thread(target=self._guard(self._pipeline_loop), name="pipeline", daemon=True)
         capture.start()
         pipeline.start()
-        identity = parts.identity
+        identity = parts.model_identity()
         self.notifier.ready(f"running: {identity.runner} {identity.precision} {identity.model_id}")
         log.info(
             "kiosk %s/%s ready: source %s, model %s (%s, %s)", self.cfg.kiosk.site_id, self.cfg.kiosk.kiosk_id,
@@ -189,7 +200,7 @@ class Kiosk:
             if not inference.is_alive():
                 self.request_stop("source ended" if self._fatal is None else "internal error")
                 break
-            failure = self._components.publisher.failure()
+            failure = self._parts.publisher.failure()
             if failure is not None:
                 log.error("the publisher failed: %s", failure)
                 self._fatal = failure
@@ -218,7 +229,7 @@ class Kiosk:
                 self._publish_health()
 
     def _shutdown(self, capture: threading.Thread, pipeline: threading.Thread, inference: threading.Thread) -> int:
-        parts = self._components
+        parts = self._parts
         log.info("stopping (%s)", self._stop_reason or "source ended")
         self.notifier.stopping(f"stopping: {self._stop_reason or 'source ended'}")
         capture.join(timeout=self.options.capture_join_s)
@@ -258,7 +269,7 @@ class Kiosk:
     # -- capture ------------------------------------------------------------------------------
 
     def _capture_loop(self) -> None:
-        source = self._components.source
+        source = self._parts.source
         live = source_is_live(source)
         try:
             iterator = iter(source)
@@ -314,7 +325,7 @@ class Kiosk:
                         return None
 
     def _pipeline_loop(self) -> None:
-        parts = self._components
+        parts = self._parts
         try:
             while (frame := self._next_frame()) is not None:
                 t0 = time.perf_counter()
@@ -348,7 +359,7 @@ class Kiosk:
     # -- inference and publishing -------------------------------------------------------------
 
     def _inference_loop(self) -> None:
-        parts = self._components
+        parts = self._parts
         try:
             # In this thread: TensorRT/CUDA objects live here.
             parts.activate_runner(self.cfg.kiosk.site_id, self.cfg.kiosk.kiosk_id)
@@ -369,7 +380,7 @@ class Kiosk:
             parts.deactivate_runner()
 
     def _handle_walk(self, walk: Walk, ended_at: float) -> None:
-        parts = self._components
+        parts = self._parts
         result, prediction = parts.result_for(walk, ended_at, self.health)
         if self.on_walk_result is not None:
             try:
@@ -403,7 +414,8 @@ class Kiosk:
         )
         if self.on_result is not None:
             self.on_result(result)
-        walk.silhouettes = None  # privacy: drop the silhouettes as soon as the result exists
+        # privacy: drop the silhouettes as soon as the result exists
+        walk.silhouettes = np.zeros((0, *walk.silhouettes.shape[1:]), np.uint8)
 
     # -- health -------------------------------------------------------------------------------
 

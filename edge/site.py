@@ -90,7 +90,7 @@ def learn_site(
     `far_percentile` of background depths, capped at `max_far_mm` (beyond that a depth
     camera's noise swamps a child's silhouette).
     """
-    depths = []
+    depths: list[np.ndarray] = []
     for frame in frames:
         if frame.depth is None:
             raise SegmentationError(f"frame {frame.index} has no depth: site calibration needs a depth camera")

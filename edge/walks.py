@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from edge.errors import EdgeError
 from edge.settings import SegmentationConfig, SourceConfig, WalkConfig
 from edge.types import Mask, Walk, WalkQuality
 from gaitmil.silhouette import normalize_for_model
@@ -139,7 +140,7 @@ class WalkAssembler:
             self._track = _Track(start_time=mask.timestamp, width=int(mask.mask.shape[1]))
             self.state = ENTERING
             self._present_run = 0
-        track = self._track
+        track = self._current()
         track.frames_seen += 1
         track.last_time = mask.timestamp
         if present:
@@ -189,7 +190,16 @@ class WalkAssembler:
             self._track.drop(DROP_ABSENT, -self._absent_run)
         return self._finish(None)
 
+    def _current(self) -> _Track:
+        """The walk under way (every state but idle has one)."""
+        if self._track is None:
+            raise EdgeError(f"walk gate in state {self.state!r} without a walk under way")
+        return self._track
+
     def _add(self, track: _Track, mask: Mask) -> None:
+        if mask.bbox is None:  # not present: push() only adds person-sized masks
+            track.drop(DROP_EMPTY)
+            return
         x, y, w, h = mask.bbox
         track.times.append(mask.timestamp)
         track.depth.append(np.nan if mask.depth_mm is None else float(mask.depth_mm))
@@ -205,7 +215,7 @@ class WalkAssembler:
             track.drop(DROP_EMPTY)
             return
         result = normalize_for_model(band)
-        if not result.ok:
+        if not result.ok or result.silhouette is None:
             track.drop(result.reason or DROP_EMPTY)
             return
         track.silhouettes.append(result.silhouette)
@@ -218,7 +228,7 @@ class WalkAssembler:
         self._present_run = 0
 
     def _finish(self, forced_reason: str | None) -> Walk:
-        track = self._track
+        track = self._current()
         cfg = self.config
         self._reset()
         self._absent_run = 0

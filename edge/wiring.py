@@ -55,6 +55,12 @@ class Components:
     identity: ModelIdentity | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
 
+    def model_identity(self) -> ModelIdentity:
+        """What model the active runner holds (set by activate_runner)."""
+        if self.identity is None:
+            raise EdgeError("no model identity: activate_runner() has not run")
+        return self.identity
+
     @property
     def source_name(self) -> str:
         return str(self.source.health().get("uri", "?"))
@@ -83,6 +89,9 @@ class Components:
 
     def result_for(self, walk: Walk, ended_at: float, health: Any) -> tuple[dict, Prediction | None]:
         """The result of one walk and its Prediction (None for a retake); failures counted in `health`."""
+        context = self.context
+        if context is None:
+            raise EdgeError("result_for before activate_runner: the result context is made with the runner")
         prediction = None
         reason = None
         if walk.accepted:
@@ -99,13 +108,13 @@ class Components:
         # A retake keeps the token: the same child walks again. A classification uses it up.
         token = self.publisher.current_subject_token()
         try:
-            result = build_result(walk, prediction, self.context, latency, subject_token=token, retake_reason=reason)
+            result = build_result(walk, prediction, context, latency, subject_token=token, retake_reason=reason)
         except ResultError as exc:
             # e.g. NaN probabilities from a broken model: a retake, never a made-up outcome
             health.count("inference_errors")
             log.error("walk %s: model output unusable: %s", walk.walk_id, exc)
             prediction = None
-            result = build_result(walk, None, self.context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
+            result = build_result(walk, None, context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
         if token is not None and result["outcome"] != "retake":
             self.publisher.consume_subject_token()
         return result, prediction
@@ -161,7 +170,7 @@ def _alarm(health: Any, name: str, active: bool, message: str) -> None:
         health.clear_alarm(name)
 
 
-def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Components:
+def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -> Components:
     """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
 
     `runner` / `source` replace the configured ones (tests inject bad input this way).
@@ -187,7 +196,7 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
     return parts
 
 
-def runner_options(cfg: Any) -> dict[str, Any]:
+def runner_options(cfg: KioskConfig) -> dict[str, Any]:
     """Options from [model] for runners that take them (by what the runner declares, not by its name)."""
     from edge.runners.registry import runner_class
 
@@ -218,7 +227,7 @@ def make_assembler(cfg: KioskConfig) -> WalkAssembler:
     return WalkAssembler(cfg.walk, fps=cfg.source.fps, min_area_px=cfg.segmentation.min_area)
 
 
-def make_segmenter(cfg: Any, source: Any) -> Any:
+def make_segmenter(cfg: KioskConfig, source: Any) -> Any:
     """The segmenter for the configured method and the source's images (edge.segmenters: `auto`
     picks by source, a method the source cannot serve is refused here, at start-up); a
     simulated camera without a site model learns its empty corridor."""
@@ -252,8 +261,11 @@ def simulated_site(source: Any) -> Any:
     return learn_site(Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty)
 
 
-def record_for_calibration(cfg: Any, walk: Walk, result: dict) -> None:
+def record_for_calibration(cfg: KioskConfig, walk: Walk, result: dict) -> None:
     """privacy.record_walks: keep the walk's silhouettes in privacy.record_dir for on-site calibration."""
+    folder = cfg.privacy.record_dir
+    if folder is None:  # the config refuses record_walks without record_dir
+        raise EdgeError("privacy.record_walks is on but privacy.record_dir is not set")
     meta = {
         "kiosk_id": cfg.kiosk.kiosk_id, "site_id": cfg.kiosk.site_id,
         "quality": walk.quality.as_dict(), "model_id": result["model"]["id"],
@@ -261,6 +273,6 @@ def record_for_calibration(cfg: Any, walk: Walk, result: dict) -> None:
         "retake_reason": result.get("retake_reason"),
     }
     try:
-        record_walk(cfg.privacy.record_dir, walk.walk_id, walk.silhouettes, walk.timestamps, meta)
+        record_walk(folder, walk.walk_id, walk.silhouettes, walk.timestamps, meta)
     except (OSError, EdgeError) as exc:
         log.error("could not record walk %s in %s: %s", walk.walk_id, cfg.privacy.record_dir, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -124,10 +124,15 @@ def query_options(uri: str) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(urlsplit(uri).query).items()}
 
 
+@overload
+def option_int(options: dict[str, Any], key: str, default: int, uri: str) -> int: ...
+@overload
+def option_int(options: dict[str, Any], key: str, default: None, uri: str) -> int | None: ...
 def option_int(options: dict[str, Any], key: str, default: int | None, uri: str) -> int | None:
-    value = options.get(key, default)
+    """An integer option (query or keyword); an option given as None is the default."""
+    value = options.get(key)
     if value is None:
-        return None
+        return default
     try:
         return int(value)
     except (TypeError, ValueError):
