@@ -40,7 +40,13 @@ ENV_PREFIX = "GAITMIL_"
 MASK = "***"
 
 __all__ = [
-    "ENV_PREFIX", "MASK", "config_schema", "effective_config", "key_table", "load_config", "read_password",
+    "ENV_PREFIX",
+    "MASK",
+    "config_schema",
+    "effective_config",
+    "key_table",
+    "load_config",
+    "read_password",
     "schema_text",
 ]
 
@@ -48,7 +54,9 @@ __all__ = [
 # -- loading ----------------------------------------------------------------------------------
 
 
-def _deep_merge(base: dict, layer: Mapping, origins: dict[str, str], origin: str, prefix: str = "") -> None:
+def _deep_merge(
+    base: dict, layer: Mapping, origins: dict[str, str], origin: str, prefix: str = ""
+) -> None:
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
@@ -85,7 +93,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict, dict[str, str]]:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        rest = name[len(ENV_PREFIX):]
+        rest = name[len(ENV_PREFIX) :]
         if rest == "STATE_DIR":
             layer["state_dir"] = value
             names["state_dir"] = name
@@ -156,7 +164,9 @@ def load_config(
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found; give an existing TOML file (see edge/data/kiosk.example.toml)") from None
+            raise ConfigError(
+                f"config file {path} not found; give an existing TOML file (see edge/data/kiosk.example.toml)"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
@@ -171,7 +181,9 @@ def load_config(
     try:
         cfg = KioskConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid kiosk configuration ({source_name}):\n{_format_errors(exc, origins, data)}") from None
+        raise ConfigError(
+            f"invalid kiosk configuration ({source_name}):\n{_format_errors(exc, origins, data)}"
+        ) from None
     _check_files(cfg)
     cfg.threshold()  # the model card is read once, here: a broken card fails at start-up, not at the first walk
     return cfg
@@ -188,9 +200,13 @@ def _check_files(cfg: KioskConfig) -> None:
     }
     for key, file in files.items():
         if file is not None and not file.is_file():
-            problems.append(f"  {key} = {str(file)!r}: file not found (or not a file); fix the path")
+            problems.append(
+                f"  {key} = {str(file)!r}: file not found (or not a file); fix the path"
+            )
         elif file is not None and not os.access(file, os.R_OK):
-            problems.append(f"  {key} = {str(file)!r}: not readable by this user; fix its owner or mode")
+            problems.append(
+                f"  {key} = {str(file)!r}: not readable by this user; fix its owner or mode"
+            )
     if problems:
         raise ConfigError("invalid kiosk configuration:\n" + "\n".join(problems))
 
@@ -201,9 +217,15 @@ def read_password(cfg: KioskConfig) -> str | None:
         return None
     _warn_if_others_can_read(cfg.mqtt.password_file)
     try:
-        return cfg.mqtt.password_file.read_text(encoding="utf-8").splitlines()[0] if cfg.mqtt.password_file.stat().st_size else ""
+        return (
+            cfg.mqtt.password_file.read_text(encoding="utf-8").splitlines()[0]
+            if cfg.mqtt.password_file.stat().st_size
+            else ""
+        )
     except OSError as exc:
-        raise ConfigError(f"mqtt.password_file = {str(cfg.mqtt.password_file)!r} cannot be read: {exc}") from None
+        raise ConfigError(
+            f"mqtt.password_file = {str(cfg.mqtt.password_file)!r} cannot be read: {exc}"
+        ) from None
 
 
 def _warn_if_others_can_read(path: Path) -> None:
@@ -213,8 +235,13 @@ def _warn_if_others_can_read(path: Path) -> None:
     except OSError:
         return  # read_password reports the unreadable file
     if mode & (stat.S_IROTH | stat.S_IWOTH):
-        log.warning("mqtt.password_file %s can be read by every user of this machine (mode %o); "
-                    "restrict it: chmod 600 %s (owner: the kiosk user)", path, stat.S_IMODE(mode), path)
+        log.warning(
+            "mqtt.password_file %s can be read by every user of this machine (mode %o); "
+            "restrict it: chmod 600 %s (owner: the kiosk user)",
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )
 
 
 def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
@@ -236,7 +263,9 @@ def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
 # -- documentation generated from the models -------------------------------------------------
 
 SCHEMA_FILE = "docs/kiosk-config.schema.json"
-TABLE_BEGIN = "<!-- BEGIN key table: generated by `python -m edge config schema --markdown`; do not edit -->"
+TABLE_BEGIN = (
+    "<!-- BEGIN key table: generated by `python -m edge config schema --markdown`; do not edit -->"
+)
 TABLE_END = "<!-- END key table -->"
 
 

@@ -20,7 +20,9 @@ from edge.settings import HealthConfig
 HEALTH_SCHEMA = "gaitmil.health/1"
 
 
-def percentiles(values: Iterable[float], qs: Iterable[int] = (50, 95, 99)) -> dict[str, float | None]:
+def percentiles(
+    values: Iterable[float], qs: Iterable[int] = (50, 95, 99)
+) -> dict[str, float | None]:
     """{"p50": .., "p95": .., "p99": ..} of `values` (None when there are none)."""
     data = np.asarray(list(values), dtype=np.float64)
     out: dict[str, float | None] = {}
@@ -34,7 +36,9 @@ class Health:
 
     def __init__(self, latency_window: int | None = None) -> None:
         """`latency_window`: health.latency_window (unset: its default in edge.settings)."""
-        self.latency_window = latency_window if latency_window is not None else HealthConfig().latency_window
+        self.latency_window = (
+            latency_window if latency_window is not None else HealthConfig().latency_window
+        )
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._counters: dict[str, int] = {

@@ -57,10 +57,16 @@ class ComponentRules:
     @classmethod
     def from_config(cls, seg: SegmentationConfig) -> ComponentRules:
         return cls(
-            min_area_px=seg.min_area, min_height_px=seg.min_height_px, open_px=seg.open_px,
-            close_px=seg.close_px, fill_holes=seg.fill_holes, attach_px=seg.attach_px,
-            min_piece_px=seg.min_piece_px, behind_mm=seg.behind_mm,
-            stereo_shadow_left=seg.stereo_shadow_left, flying_mm=seg.flying_mm,
+            min_area_px=seg.min_area,
+            min_height_px=seg.min_height_px,
+            open_px=seg.open_px,
+            close_px=seg.close_px,
+            fill_holes=seg.fill_holes,
+            attach_px=seg.attach_px,
+            min_piece_px=seg.min_piece_px,
+            behind_mm=seg.behind_mm,
+            stereo_shadow_left=seg.stereo_shadow_left,
+            flying_mm=seg.flying_mm,
         )
 
 
@@ -99,13 +105,21 @@ class _Components:
     def __init__(self, rules: ComponentRules, scale: int) -> None:
         self.rules = rules
         self.scale = scale
-        self.open_k = np.ones((rules.open_px, rules.open_px), np.uint8) if rules.open_px > 1 else None
-        self.close_k = np.ones((rules.close_px, rules.close_px), np.uint8) if rules.close_px > 1 else None
+        self.open_k = (
+            np.ones((rules.open_px, rules.open_px), np.uint8) if rules.open_px > 1 else None
+        )
+        self.close_k = (
+            np.ones((rules.close_px, rules.close_px), np.uint8) if rules.close_px > 1 else None
+        )
         self.min_area = max(1, rules.min_area_px // (scale * scale))
         self.min_height = max(1, rules.min_height_px // scale)
 
     def mask(
-        self, frame: Frame, fg: np.ndarray, full_shape: tuple[int, int], depth: np.ndarray | None,
+        self,
+        frame: Frame,
+        fg: np.ndarray,
+        full_shape: tuple[int, int],
+        depth: np.ndarray | None,
         refine: Callable[[tuple[slice, slice], np.ndarray, float | None], np.ndarray] | None = None,
     ) -> Mask:
         """`fg`: uint8 0/non-zero foreground at working resolution; `depth`: same size, for the median
@@ -137,7 +151,16 @@ class _Components:
         x, y, w, h = cv2.boundingRect(contours[best])
         if best_area < self.min_area or h < self.min_height:
             # only clutter in view: no person this frame
-            return Mask(frame.index, frame.timestamp, np.zeros(full_shape, np.bool_), None, 0, person_sized, False, None)
+            return Mask(
+                frame.index,
+                frame.timestamp,
+                np.zeros(full_shape, np.bool_),
+                None,
+                0,
+                person_sized,
+                False,
+                None,
+            )
         kept = [best] + self._attached(contours, areas, best, (x, y, w, h))
         if len(kept) > 1:
             x, y, w, h = cv2.boundingRect(np.concatenate([contours[i] for i in kept]))
@@ -161,7 +184,11 @@ class _Components:
         full = np.zeros(full_shape, np.bool_)
         fx, fy = x * s, y * s
         fw, fh = min(w * s, full_shape[1] - fx), min(h * s, full_shape[0] - fy)
-        up = cv2.resize(crop, (w * s, h * s), interpolation=cv2.INTER_NEAREST)[:fh, :fw] if s > 1 else crop
+        up = (
+            cv2.resize(crop, (w * s, h * s), interpolation=cv2.INTER_NEAREST)[:fh, :fw]
+            if s > 1
+            else crop
+        )
         if refine is not None and s > 1:
             up = refine((slice(fy, fy + fh), slice(fx, fx + fw)), up, depth_mm)
         full[fy : fy + fh, fx : fx + fw] = up.view(np.bool_)
@@ -169,9 +196,20 @@ class _Components:
         # Any border: a child cut off at the top or bottom (close to the camera) gives a
         # silhouette the model never saw in training, as much as one cut at the side.
         touches = x <= 0 or y <= 0 or x + w >= fg.shape[1] or y + h >= fg.shape[0]
-        return Mask(frame.index, frame.timestamp, full, (fx, fy, fw, fh), full_area, person_sized, bool(touches), depth_mm)
+        return Mask(
+            frame.index,
+            frame.timestamp,
+            full,
+            (fx, fy, fw, fh),
+            full_area,
+            person_sized,
+            bool(touches),
+            depth_mm,
+        )
 
-    def _attached(self, contours, areas: list[float], best: int, box: tuple[int, int, int, int]) -> list[int]:
+    def _attached(
+        self, contours, areas: list[float], best: int, box: tuple[int, int, int, int]
+    ) -> list[int]:
         """Indices of the smaller pieces whose boxes lie within attach_px of the person's box."""
         pad = self.rules.attach_px
         if pad <= 0 or len(contours) < 2:
@@ -197,16 +235,26 @@ class DepthSegmenter:
     """
 
     def __init__(
-        self, background: SiteModel | None, *, margin_mm: int = 120, relative_margin: float = 0.05,
-        near_mm: int | None = None, far_mm: int | None = None, scale: int = 2,
+        self,
+        background: SiteModel | None,
+        *,
+        margin_mm: int = 120,
+        relative_margin: float = 0.05,
+        near_mm: int | None = None,
+        far_mm: int | None = None,
+        scale: int = 2,
         rules: ComponentRules | None = None,
     ) -> None:
         if scale not in (1, 2, 4):
             raise SegmentationError(f"DepthSegmenter scale={scale!r}: use 1, 2 or 4")
         self.site = background
         self.scale = scale
-        self.near_mm = int(near_mm if near_mm is not None else (background.near_mm if background else 300))
-        self.far_mm = int(far_mm if far_mm is not None else (background.far_mm if background else 6000))
+        self.near_mm = int(
+            near_mm if near_mm is not None else (background.near_mm if background else 300)
+        )
+        self.far_mm = int(
+            far_mm if far_mm is not None else (background.far_mm if background else 6000)
+        )
         if not 0 <= self.near_mm < self.far_mm <= 65535:
             raise SegmentationError(
                 f"range gate near={self.near_mm} mm, far={self.far_mm} mm: need 0 <= near < far <= 65535"
@@ -237,7 +285,9 @@ class DepthSegmenter:
             gate = np.where(bg > 0, np.minimum(gate, bg - margin), gate)
         # inclusive upper bound; a gate below `near` leaves the pixel out entirely
         upper_full = np.clip(np.ceil(gate) - 1, 0, 65535).astype(np.uint16)
-        lower_full = np.full_like(upper_full, max(self.near_mm, 1))  # 0 = invalid depth, never foreground
+        lower_full = np.full_like(
+            upper_full, max(self.near_mm, 1)
+        )  # 0 = invalid depth, never foreground
         small = (shape[0] // s, shape[1] // s)
         return DepthBounds(
             shape=shape,
@@ -258,9 +308,17 @@ class DepthSegmenter:
         shape = (int(depth.shape[0]), int(depth.shape[1]))
         bounds = self.bounds(shape)
         s = self.scale
-        small = np.ascontiguousarray(depth[::s, ::s][: bounds.upper.shape[0], : bounds.upper.shape[1]]) if s > 1 else depth
-        fg = cv2.inRange(small, bounds.lower, bounds.upper)  # 255 where near <= d <= upper (inclusive)
-        return self.components.mask(frame, fg, shape, small, self._refine_at(depth, bounds) if s > 1 else None)
+        small = (
+            np.ascontiguousarray(depth[::s, ::s][: bounds.upper.shape[0], : bounds.upper.shape[1]])
+            if s > 1
+            else depth
+        )
+        fg = cv2.inRange(
+            small, bounds.lower, bounds.upper
+        )  # 255 where near <= d <= upper (inclusive)
+        return self.components.mask(
+            frame, fg, shape, small, self._refine_at(depth, bounds) if s > 1 else None
+        )
 
     def _refine_at(
         self, depth: np.ndarray, bounds: DepthBounds
@@ -274,11 +332,15 @@ class DepthSegmenter:
         mask has it and it has no depth (a filled dropout).
         """
 
-        def refine(window: tuple[slice, slice], up: np.ndarray, depth_mm: float | None) -> np.ndarray:
+        def refine(
+            window: tuple[slice, slice], up: np.ndarray, depth_mm: float | None
+        ) -> np.ndarray:
             d = depth[window]
             upper = bounds.upper_full[window]
             if depth_mm is not None and self.components.rules.behind_mm > 0:
-                upper = np.minimum(upper, np.uint16(min(65535, int(depth_mm) + self.components.rules.behind_mm)))
+                upper = np.minimum(
+                    upper, np.uint16(min(65535, int(depth_mm) + self.components.rules.behind_mm))
+                )
             fg = cv2.inRange(d, bounds.lower_full[window], upper)
             near = cv2.dilate(up, self._grow_k)
             valid_fg = cv2.bitwise_and(near, fg)
@@ -293,7 +355,9 @@ class DepthSegmenter:
         return refine
 
 
-def _drop_flying(valid_fg: np.ndarray, depth: np.ndarray, flying_mm: int, kernel: np.ndarray) -> np.ndarray:
+def _drop_flying(
+    valid_fg: np.ndarray, depth: np.ndarray, flying_mm: int, kernel: np.ndarray
+) -> np.ndarray:
     """`valid_fg` without its flying pixels: edge pixels well behind their nearest neighbour.
 
     A flying pixel mixes the person's depth with the background's, so it lies behind
@@ -304,7 +368,9 @@ def _drop_flying(valid_fg: np.ndarray, depth: np.ndarray, flying_mm: int, kernel
     person = np.where(valid_fg > 0, depth, np.uint16(65535)).astype(np.uint16)
     nearest = cv2.erode(person, kernel)  # the nearest person depth in each 3x3 neighbourhood
     edge = cv2.bitwise_and(valid_fg, cv2.bitwise_not(cv2.erode(valid_fg, kernel)))
-    limit = nearest.astype(np.float32) + np.maximum(float(flying_mm), 0.1 * nearest.astype(np.float32))
+    limit = nearest.astype(np.float32) + np.maximum(
+        float(flying_mm), 0.1 * nearest.astype(np.float32)
+    )
     flying = (edge > 0) & (depth.astype(np.float32) > limit)
     out = valid_fg.copy()
     out[flying] = 0
@@ -335,15 +401,22 @@ class ColorSegmenter:
     """
 
     def __init__(
-        self, method: str = "mog2", *, history: int = 500, var_threshold: float = 16.0,
-        scale: int = 2, rules: ComponentRules | None = None,
+        self,
+        method: str = "mog2",
+        *,
+        history: int = 500,
+        var_threshold: float = 16.0,
+        scale: int = 2,
+        rules: ComponentRules | None = None,
     ) -> None:
         factories = {
             "mog2": lambda: cv2.createBackgroundSubtractorMOG2(history, var_threshold, True),
             "knn": lambda: cv2.createBackgroundSubtractorKNN(history, 400.0, True),
         }
         if method not in factories:
-            raise SegmentationError(f"colour segmenter method {method!r}: use one of {', '.join(factories)}")
+            raise SegmentationError(
+                f"colour segmenter method {method!r}: use one of {', '.join(factories)}"
+            )
         self.method = method
         self.scale = scale
         self.subtractor = factories[method]()
@@ -356,7 +429,9 @@ class ColorSegmenter:
     def segment(self, frame: Frame) -> Mask:
         validate_frame(frame)
         if frame.color is None:
-            raise SegmentationError(f"frame {frame.index} has no colour image: the colour segmenter needs one")
+            raise SegmentationError(
+                f"frame {frame.index} has no colour image: the colour segmenter needs one"
+            )
         shape = frame.color.shape[:2]
         s = self.scale
         image = frame.color
@@ -372,17 +447,22 @@ class PassthroughSegmenter:
 
     def __init__(self, rules: ComponentRules | None = None) -> None:
         # replayed silhouettes are already cut to the person: any blob counts
-        self.rules = rules or ComponentRules(min_area_px=50, min_height_px=8, open_px=1, close_px=1, fill_holes=False)
+        self.rules = rules or ComponentRules(
+            min_area_px=50, min_height_px=8, open_px=1, close_px=1, fill_holes=False
+        )
         self.components = _Components(self.rules, 1)
 
     def segment(self, frame: Frame) -> Mask:
         validate_frame(frame)
         sil = frame.silhouette
         if sil is None:
-            raise SegmentationError(f"frame {frame.index} has no silhouette: use a silhouettes:// source")
+            raise SegmentationError(
+                f"frame {frame.index} has no silhouette: use a silhouettes:// source"
+            )
         binary = (sil > 127).view(np.uint8) if sil.dtype == np.uint8 else sil.view(np.uint8)
-        mask = self.components.mask(frame, np.ascontiguousarray(binary), (int(sil.shape[0]), int(sil.shape[1])), None)
+        mask = self.components.mask(
+            frame, np.ascontiguousarray(binary), (int(sil.shape[0]), int(sil.shape[1])), None
+        )
         if mask.bbox is not None and sil.dtype == np.uint8:
             mask.mask = np.where(mask.mask, sil, 0).astype(np.uint8)
         return mask
-

@@ -243,7 +243,9 @@ class PersonSegmenter:
         depth_small: np.ndarray | None,
         gate_full: np.ndarray | None,
     ) -> Mask:
-        if self.reflections.enabled and frame.color is not None:  # _foreground refused frames without colour
+        if (
+            self.reflections.enabled and frame.color is not None
+        ):  # _foreground refused frames without colour
             small = cv2.resize(
                 frame.color, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_AREA
             ).astype(np.float32)

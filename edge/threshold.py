@@ -33,7 +33,9 @@ def read_card(path: Path, required: bool) -> Mapping[str, Any] | None:
     """
     if not path.is_file():
         if required:
-            raise ConfigError(f"model.card = {str(path)!r}: file not found; fix the path or remove the key")
+            raise ConfigError(
+                f"model.card = {str(path)!r}: file not found; fix the path or remove the key"
+            )
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -50,7 +52,9 @@ def read_card(path: Path, required: bool) -> Mapping[str, Any] | None:
     return data
 
 
-def resolve_threshold(configured: float | None, card: Mapping[str, Any] | None, card_path: Path) -> ResolvedThreshold:
+def resolve_threshold(
+    configured: float | None, card: Mapping[str, Any] | None, card_path: Path
+) -> ResolvedThreshold:
     """Config value, else the card's referral_threshold, else DEFAULT_THRESHOLD (no card)."""
     if configured is not None:
         return ResolvedThreshold(float(configured), "config")
@@ -70,7 +74,9 @@ def resolve_threshold(configured: float | None, card: Mapping[str, Any] | None, 
     return ResolvedThreshold(float(value), f"model card {card_path}")
 
 
-def threshold_from_card(configured: float | None, card_path: Path, card_required: bool) -> ResolvedThreshold:
+def threshold_from_card(
+    configured: float | None, card_path: Path, card_required: bool
+) -> ResolvedThreshold:
     """Read the card (only when no threshold is configured) and resolve the threshold."""
     if configured is not None:
         return resolve_threshold(configured, None, card_path)

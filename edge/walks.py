@@ -31,12 +31,23 @@ from gaitmil.spec import INPUT_HEIGHT, INPUT_WIDTH
 
 # Retake reason codes (a fixed, documented set: dashboards switch on them).
 TOO_SHORT = "too_short"  # fewer usable frames than about one gait cycle
-MULTIPLE_PEOPLE = "multiple_people"  # more than one person-sized shape in view for a good part of the walk
-PARTIAL_VIEW = "partial_view"  # the child was not fully in view, or covered too little of the corridor
+MULTIPLE_PEOPLE = (
+    "multiple_people"  # more than one person-sized shape in view for a good part of the walk
+)
+PARTIAL_VIEW = (
+    "partial_view"  # the child was not fully in view, or covered too little of the corridor
+)
 STOPPED = "stopped"  # the child stood still mid-walk
 TOO_LONG = "too_long"  # the walk exceeded walk.max_seconds
 INTERRUPTED = "interrupted"  # the kiosk abandoned a walk on shutdown (walk.on_shutdown = "abandon")
-RETAKE_REASONS: tuple[str, ...] = (TOO_SHORT, MULTIPLE_PEOPLE, PARTIAL_VIEW, STOPPED, TOO_LONG, INTERRUPTED)
+RETAKE_REASONS: tuple[str, ...] = (
+    TOO_SHORT,
+    MULTIPLE_PEOPLE,
+    PARTIAL_VIEW,
+    STOPPED,
+    TOO_LONG,
+    INTERRUPTED,
+)
 
 # Why single frames were left out of a walk (WalkQuality.dropped keys).
 DROP_BORDER = "touches_border"
@@ -58,7 +69,9 @@ class _Track:
     times: list[float] = field(default_factory=list)  # present frames
     depth: list[float] = field(default_factory=list)  # NaN when unknown
     center_x: list[float] = field(default_factory=list)
-    feet_y: list[float] = field(default_factory=list)  # bottom row of the person's box (colour: toward/away motion)
+    feet_y: list[float] = field(
+        default_factory=list
+    )  # bottom row of the person's box (colour: toward/away motion)
     components: list[int] = field(default_factory=list)
     border: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -84,16 +97,23 @@ def person_band(mask: Mask) -> np.ndarray | None:
     band = mask.mask[y : y + h]
     crop = band[:, x : x + w]
     binary = crop.view(np.uint8) if crop.dtype == np.bool_ else (crop > 0).view(np.uint8)
-    contours, _ = cv2.findContours(np.ascontiguousarray(binary), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(binary), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     if not contours:
         return None
     if len(contours) == 1 and np.count_nonzero(band) == np.count_nonzero(crop):
         return band  # the usual case: one blob, nothing outside its box
-    best = max(range(len(contours)), key=lambda i: cv2.contourArea(contours[i]) + cv2.arcLength(contours[i], True))
+    best = max(
+        range(len(contours)),
+        key=lambda i: cv2.contourArea(contours[i]) + cv2.arcLength(contours[i], True),
+    )
     keep = np.zeros(crop.shape, np.uint8)
     cv2.drawContours(keep, contours, best, 1, thickness=cv2.FILLED)
     cleaned = np.zeros_like(band)
-    cleaned[:, x : x + w] = np.where(keep.view(np.bool_), crop, 0)  # holes inside the blob stay holes
+    cleaned[:, x : x + w] = np.where(
+        keep.view(np.bool_), crop, 0
+    )  # holes inside the blob stay holes
     return cleaned
 
 
@@ -101,7 +121,11 @@ class WalkAssembler:
     """push(mask) per frame; returns a Walk when one ends (accepted or with retake_reason)."""
 
     def __init__(
-        self, config: WalkConfig | None = None, *, fps: float | None = None, min_area_px: int | None = None
+        self,
+        config: WalkConfig | None = None,
+        *,
+        fps: float | None = None,
+        min_area_px: int | None = None,
     ) -> None:
         """`config`: the [walk] section; `fps`: source.fps; `min_area_px`: segmentation.min_area.
 
@@ -110,7 +134,9 @@ class WalkAssembler:
         """
         self.config = config if config is not None else WalkConfig()
         self.fps = float(fps if fps is not None else SourceConfig().fps)
-        self.min_area_px = int(min_area_px if min_area_px is not None else SegmentationConfig().min_area)
+        self.min_area_px = int(
+            min_area_px if min_area_px is not None else SegmentationConfig().min_area
+        )
         self.state = IDLE
         self._track: _Track | None = None
         self._present_run = 0
@@ -162,8 +188,11 @@ class WalkAssembler:
             track.drop(DROP_ABSENT)
             # A short track may be a child lost for a moment at the far end of the corridor:
             # wait up to rejoin_s for the rest of the walk, so one walk gives one result.
-            waiting = len(track.times) < cfg.min_frames and self._absent_run < cfg.exit_frames + round(
-                cfg.rejoin_s * self.fps)
+            waiting = len(
+                track.times
+            ) < cfg.min_frames and self._absent_run < cfg.exit_frames + round(
+                cfg.rejoin_s * self.fps
+            )
             if self._absent_run >= cfg.exit_frames and not waiting:
                 # the trailing absent frames were the exit, not gaps inside the walk
                 track.drop(DROP_ABSENT, -self._absent_run)
@@ -247,13 +276,20 @@ class WalkAssembler:
             max_components=max(track.components, default=0),
         )
         reason = forced_reason or gate(track, quality, cfg, self.fps)
-        sils = (np.stack(track.silhouettes) if track.silhouettes
-                else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8))
+        sils = (
+            np.stack(track.silhouettes)
+            if track.silhouettes
+            else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
+        )
         # the walk ends with the last frame the child was seen in, not with the exit hysteresis
         end_time = track.times[-1] if track.times else track.last_time
         return Walk(
-            start_time=track.start_time, end_time=end_time, silhouettes=sils,
-            timestamps=np.asarray(track.kept_times, np.float64), quality=quality, retake_reason=reason,
+            start_time=track.start_time,
+            end_time=end_time,
+            silhouettes=sils,
+            timestamps=np.asarray(track.kept_times, np.float64),
+            quality=quality,
+            retake_reason=reason,
         )
 
 
@@ -270,7 +306,9 @@ def _coverage(track: _Track, cfg: WalkConfig) -> tuple[float, str]:
         return 0.0, "unknown"
     depth = np.asarray(track.depth)
     known = depth[np.isfinite(depth)]
-    depth_travel = float(np.percentile(known, 95) - np.percentile(known, 5)) if known.size >= 2 else 0.0
+    depth_travel = (
+        float(np.percentile(known, 95) - np.percentile(known, 5)) if known.size >= 2 else 0.0
+    )
     cx = np.asarray(track.center_x)
     lateral = float(np.percentile(cx, 95) - np.percentile(cx, 5)) / max(track.width, 1)
     axis = cfg.walk_axis
@@ -281,10 +319,14 @@ def _coverage(track: _Track, cfg: WalkConfig) -> tuple[float, str]:
         delta = float(np.median(known[-edge:]) - np.median(known[:edge]))
         direction = "toward" if delta < 0 else "away"
         return float(min(1.0, depth_travel / cfg.full_depth_travel_mm)), direction
-    return float(min(1.0, lateral / cfg.full_lateral_travel)), "lateral" if lateral > 0.1 else "unknown"
+    return float(
+        min(1.0, lateral / cfg.full_lateral_travel)
+    ), "lateral" if lateral > 0.1 else "unknown"
 
 
-def straight_part(times: np.ndarray, progress: np.ndarray, window_s: float, speed_share: float) -> np.ndarray:
+def straight_part(
+    times: np.ndarray, progress: np.ndarray, window_s: float, speed_share: float
+) -> np.ndarray:
     """Frames on the straight part of a walk, from the masks alone: bool [N].
 
     `progress` is where the child is along the walk's axis (median depth for walks
@@ -353,7 +395,9 @@ def _stopped(track: _Track, cfg: WalkConfig, fps: float) -> bool:
     cx = sliding_window_view(np.asarray(track.center_x), window)
     still_x = (cx.max(axis=1) - cx.min(axis=1)) < cfg.stop_lateral_px
     depth = sliding_window_view(np.asarray(track.depth), window)
-    spread = np.fmax.reduce(depth, axis=1) - np.fmin.reduce(depth, axis=1)  # NaN (unknown depth) is ignored
+    spread = np.fmax.reduce(depth, axis=1) - np.fmin.reduce(
+        depth, axis=1
+    )  # NaN (unknown depth) is ignored
     still_d = ~(spread >= cfg.stop_depth_mm)  # a window without any depth counts as still in depth
     # Without depth (a colour camera) a walk toward or away moves the feet up or down the image
     # while the centre barely moves sideways: that is walking, not standing still.

@@ -71,7 +71,9 @@ class SilhouetteSource(Source):
                     f"silhouette folder {path} holds no PNG frames (or exactly one OpenGait .pkl)"
                 )
         else:
-            raise SourceError(f"silhouette source {path} does not exist: give a folder of PNGs or a .pkl file")
+            raise SourceError(
+                f"silhouette source {path} does not exist: give a folder of PNGs or a .pkl file"
+            )
         self._index = 0
 
     def _read(self) -> Frame | None:
@@ -87,7 +89,9 @@ class SilhouetteSource(Source):
             if image is None:
                 self._index += 1  # skip it: the next read goes on with the next file
                 self.counters["invalid"] += 1
-                raise BadFrameError(f"cannot read silhouette image {self._files[i]} (not a PNG, or damaged); skipped")
+                raise BadFrameError(
+                    f"cannot read silhouette image {self._files[i]} (not a PNG, or damaged); skipped"
+                )
         self._index += 1
         return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
 

@@ -42,7 +42,9 @@ def test_example_config_is_valid_and_matches_the_defaults():
 
 
 def test_file_values_are_typed(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 state_dir = "/var/lib/gaitmil"
 [kiosk]
 site_id = "school-12"
@@ -54,7 +56,8 @@ allow_protocol_311 = true
 qos = 2
 [walk]
 min_frames = 45
-""")
+""",
+    )
     cfg = load_config(path, env={})
     assert cfg.kiosk.site_id == "school-12"
     assert cfg.mqtt.protocol == "3.1.1"
@@ -75,7 +78,9 @@ def test_unknown_key_names_the_dotted_key_and_what_is_allowed(tmp_path):
 
 
 def test_bad_values_name_key_value_source_and_allowed(tmp_path):
-    path = write(tmp_path, '[model]\nrunner = "tensorflow"\n[mqtt]\nqos = 0\n[kiosk]\nsite_id = "a/b"\n')
+    path = write(
+        tmp_path, '[model]\nrunner = "tensorflow"\n[mqtt]\nqos = 0\n[kiosk]\nsite_id = "a/b"\n'
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     text = str(err.value)
@@ -111,7 +116,9 @@ def test_environment_overrides_file_and_overrides_beat_environment(tmp_path):
     assert cfg.mqtt.keepalive == 10
     assert cfg.mqtt.tls.insecure is True and cfg.mqtt.qos == 2
     assert cfg.state_dir == Path("/tmp/state-x")
-    cfg = load_config(path, overrides={"mqtt.url": "mqtt://flag-host:1", "model": {"runner": "torch"}}, env=env)
+    cfg = load_config(
+        path, overrides={"mqtt.url": "mqtt://flag-host:1", "model": {"runner": "torch"}}, env=env
+    )
     assert cfg.mqtt.url == "mqtt://flag-host:1"
     assert cfg.model.runner == "torch"
 
@@ -126,14 +133,20 @@ def test_environment_errors_name_the_variable():
 
 @pytest.mark.parametrize(
     "url, expected",
-    [("mqtt://h", ("h", 1883, False)), ("mqtts://h", ("h", 8883, True)), ("mqtt://10.0.0.2:1999", ("10.0.0.2", 1999, False))],
+    [
+        ("mqtt://h", ("h", 1883, False)),
+        ("mqtts://h", ("h", 8883, True)),
+        ("mqtt://10.0.0.2:1999", ("10.0.0.2", 1999, False)),
+    ],
 )
 def test_broker_url_parsing(url, expected):
     address = parse_broker_url(url)
     assert (address.host, address.port, address.tls) == expected
 
 
-@pytest.mark.parametrize("url", ["http://h", "mqtt://", "mqtt://u:p@h:1", "mqtt://h:99999", "mqtt://h/x"])
+@pytest.mark.parametrize(
+    "url", ["http://h", "mqtt://", "mqtt://u:p@h:1", "mqtt://h:99999", "mqtt://h/x"]
+)
 def test_bad_broker_urls_are_refused(url):
     with pytest.raises(ConfigError, match="mqtt.url"):
         load_config(None, overrides={"mqtt.url": url}, env={})
@@ -143,14 +156,18 @@ def test_threshold_from_config_card_or_default(tmp_path):
     model = tmp_path / "m" / "model.onnx"
     model.parent.mkdir()
     cfg = load_config(None, overrides={"model.path": str(model)}, env={})
-    assert cfg.threshold().value == DEFAULT_THRESHOLD and cfg.threshold().source.startswith("default")
+    assert cfg.threshold().value == DEFAULT_THRESHOLD and cfg.threshold().source.startswith(
+        "default"
+    )
     (model.parent / "card.json").write_text(json.dumps({"referral_threshold": 0.37}))
     cfg = load_config(None, overrides={"model.path": str(model)}, env={})
     assert cfg.threshold().value == pytest.approx(0.37)
     eff = effective_config(cfg)
     assert eff["screening"]["threshold"] == pytest.approx(0.37)
     assert "model card" in eff["screening"]["threshold_source"]
-    cfg = load_config(None, overrides={"model.path": str(model), "screening.threshold": 0.6}, env={})
+    cfg = load_config(
+        None, overrides={"model.path": str(model), "screening.threshold": 0.6}, env={}
+    )
     assert (cfg.threshold().value, cfg.threshold().source) == (0.6, "config")
 
 
@@ -165,7 +182,9 @@ def test_broken_model_card_is_an_error_at_load(tmp_path, card):
 def test_password_file_is_read_and_masked(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("s3cret-pass\n")
-    cfg = load_config(None, overrides={"mqtt.username": "kiosk-7", "mqtt.password_file": str(secret)}, env={})
+    cfg = load_config(
+        None, overrides={"mqtt.username": "kiosk-7", "mqtt.password_file": str(secret)}, env={}
+    )
     assert read_password(cfg) == "s3cret-pass"
     text = json.dumps(effective_config(cfg))
     assert "s3cret-pass" not in text
@@ -175,7 +194,11 @@ def test_password_file_is_read_and_masked(tmp_path):
 
 def test_missing_secret_files_and_half_tls_pairs_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="mqtt.password_file.*not found"):
-        load_config(None, overrides={"mqtt.username": "u", "mqtt.password_file": str(tmp_path / "nope")}, env={})
+        load_config(
+            None,
+            overrides={"mqtt.username": "u", "mqtt.password_file": str(tmp_path / "nope")},
+            env={},
+        )
     with pytest.raises(ConfigError, match="cert_file and key_file go together"):
         load_config(None, overrides={"mqtt.tls.cert_file": str(tmp_path / "c.pem")}, env={})
     with pytest.raises(ConfigError, match="username"):
@@ -206,6 +229,7 @@ def test_effective_config_is_json_with_derived_values(tmp_path):
 
 # -- [walk]: the walk gate's settings ---------------------------------------------------------
 
+
 def _absent_run_that_ends_a_walk(assembler, segmenter) -> int:
     """Push one walk and the empty frames after it: how many empty frames until the walk came out."""
     from .pipeline_synth import walk_frames
@@ -224,7 +248,9 @@ def test_every_walk_key_reaches_the_kiosks_gate(tmp_path):
 
     from .pipeline_synth import empty_frames
 
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 state_dir = "{tmp_path}"
 [source]
 fps = 15.0
@@ -235,11 +261,17 @@ exit_frames = 9
 stop_s = 2.5
 rejoin_s = 0.0
 straight_only = false
-""")
+""",
+    )
     cfg = load_config(path, env={})
     gate = make_assembler(cfg)
     assert gate.config is cfg.walk  # the section itself: no copy whose defaults could drift
-    assert (gate.fps, gate.min_area_px, gate.config.stop_s, gate.config.straight_only) == (15.0, 900, 2.5, False)
+    assert (gate.fps, gate.min_area_px, gate.config.stop_s, gate.config.straight_only) == (
+        15.0,
+        900,
+        2.5,
+        False,
+    )
     # and it acts on it: the walk ends after exit_frames empty frames, in the kiosk's own parts
     parts = build_components(cfg, runner=object())
     try:
@@ -264,29 +296,53 @@ def test_collect_builds_the_kiosks_gate():
 def test_source_keys_reach_the_source():
     from edge.wiring import open_configured_source
 
-    cfg = load_config(None, overrides={"source.uri": "sim://?seed=1&walks=1", "source.fps": 15.0,
-                                       "source.color": True}, env={})
+    cfg = load_config(
+        None,
+        overrides={"source.uri": "sim://?seed=1&walks=1", "source.fps": 15.0, "source.color": True},
+        env={},
+    )
     source = open_configured_source(cfg)
     assert source.fps == 15.0 and source.images == frozenset({"depth", "color"})
     # the URI's own options win over the section
-    cfg = load_config(None, overrides={"source.uri": "sim://?fps=10&color=0", "source.fps": 15.0,
-                                       "source.color": True}, env={})
+    cfg = load_config(
+        None,
+        overrides={"source.uri": "sim://?fps=10&color=0", "source.fps": 15.0, "source.color": True},
+        env={},
+    )
     source = open_configured_source(cfg)
     assert source.fps == 10.0 and source.images == frozenset({"depth"})
-    cfg = load_config(None, overrides={"source.uri": "silhouettes:///nowhere", "source.fps": 12.0}, env={})
+    cfg = load_config(
+        None, overrides={"source.uri": "silhouettes:///nowhere", "source.fps": 12.0}, env={}
+    )
     assert open_configured_source(cfg).fps == 12.0
 
 
 def test_realsense_keys_reach_the_realsense_source():
     from edge.wiring import open_configured_source
 
-    cfg = load_config(None, overrides={
-        "source.uri": "realsense://", "source.width": 848, "source.height": 480, "source.fps": 15.0,
-        "source.color": True, "source.realsense.decimation": 2, "source.realsense.spatial": False,
-        "source.realsense.temporal": True, "source.realsense.hole_filling": False,
-    }, env={})
+    cfg = load_config(
+        None,
+        overrides={
+            "source.uri": "realsense://",
+            "source.width": 848,
+            "source.height": 480,
+            "source.fps": 15.0,
+            "source.color": True,
+            "source.realsense.decimation": 2,
+            "source.realsense.spatial": False,
+            "source.realsense.temporal": True,
+            "source.realsense.hole_filling": False,
+        },
+        env={},
+    )
     source = open_configured_source(cfg)
-    assert (source.width, source.height, source.fps, source.color, source.decimation) == (848, 480, 15.0, True, 2)
+    assert (source.width, source.height, source.fps, source.color, source.decimation) == (
+        848,
+        480,
+        15.0,
+        True,
+        2,
+    )
     assert source.filters == ["decimation", "depth_to_disparity", "temporal", "disparity_to_depth"]
 
 
@@ -352,15 +408,22 @@ def test_the_config_md_key_table_is_current():
 def test_every_key_is_documented_in_its_field():
     rows = [line for line in key_table().splitlines()[2:]]
     # [mqtt] and [mqtt.tls] are being moved to the publisher's own settings (issue 17 Part B.2)
-    missing = [row.split("|")[1].strip() for row in rows
-               if not row.rstrip(" |").split("|")[-1].strip() and not row.startswith("| `mqtt.")]
+    missing = [
+        row.split("|")[1].strip()
+        for row in rows
+        if not row.rstrip(" |").split("|")[-1].strip() and not row.startswith("| `mqtt.")
+    ]
     assert not missing, f"keys without Field(description=...): {missing}"
 
 
 def test_the_example_file_names_every_key():
     import sys
 
-    tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
+    tomllib = (
+        pytest.importorskip("tomllib")
+        if sys.version_info >= (3, 11)
+        else pytest.importorskip("tomli")
+    )
     data = tomllib.loads(EXAMPLE.read_text())
 
     def keys(node, prefix=""):
@@ -375,7 +438,9 @@ def test_the_example_file_names_every_key():
 
 
 def test_short_coverage_above_min_coverage_is_refused_naming_both_keys(tmp_path):
-    path = write(tmp_path, "[walk]\nmin_coverage = 0.3\n")  # the old default, below short_coverage's 0.52
+    path = write(
+        tmp_path, "[walk]\nmin_coverage = 0.3\n"
+    )  # the old default, below short_coverage's 0.52
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     text = str(err.value)
@@ -384,16 +449,21 @@ def test_short_coverage_above_min_coverage_is_refused_naming_both_keys(tmp_path)
     with pytest.raises(ConfigError, match="walk.short_coverage = 0.9 .*walk.min_coverage = 0.85"):
         load_config(None, env={"GAITMIL_WALK__SHORT_COVERAGE": "0.9"})
     # lowering both together is fine, and equal values are allowed (the gate allows them)
-    cfg = load_config(None, overrides={"walk.min_coverage": 0.4, "walk.short_coverage": 0.4}, env={})
+    cfg = load_config(
+        None, overrides={"walk.min_coverage": 0.4, "walk.short_coverage": 0.4}, env={}
+    )
     assert cfg.walk.short_coverage == cfg.walk.min_coverage == 0.4
 
 
-@pytest.mark.parametrize("key, value, allowed", [
-    ("walk_axis", '"diagonal"', "'auto', 'depth' or 'lateral'"),
-    ("multiple_people_share", "0", "greater than 0"),
-    ("full_depth_travel_mm", "-1", "greater than 0"),
-    ("min_coverage", "1.5", "less than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("walk_axis", '"diagonal"', "'auto', 'depth' or 'lateral'"),
+        ("multiple_people_share", "0", "greater than 0"),
+        ("full_depth_travel_mm", "-1", "greater than 0"),
+        ("min_coverage", "1.5", "less than or equal to 1"),
+    ],
+)
 def test_bad_gate_values_name_the_key(tmp_path, key, value, allowed):
     path = write(tmp_path, f"[walk]\n{key} = {value}\n")
     with pytest.raises(ConfigError) as err:
@@ -404,11 +474,24 @@ def test_bad_gate_values_name_the_key(tmp_path, key, value, allowed):
 def test_segmentation_rules_reach_the_kiosks_segmenter():
     from edge.wiring import make_segmenter, open_configured_source
 
-    cfg = load_config(None, overrides={
-        "source.uri": "sim://?seed=0&walks=1", "segmentation.min_area": 900, "segmentation.flying_mm": 0,
-        "segmentation.behind_mm": 700, "segmentation.stereo_shadow_left": False, "segmentation.close_px": 5,
-    }, env={})
+    cfg = load_config(
+        None,
+        overrides={
+            "source.uri": "sim://?seed=0&walks=1",
+            "segmentation.min_area": 900,
+            "segmentation.flying_mm": 0,
+            "segmentation.behind_mm": 700,
+            "segmentation.stereo_shadow_left": False,
+            "segmentation.close_px": 5,
+        },
+        env={},
+    )
     segmenter = make_segmenter(cfg, open_configured_source(cfg))
     rules = segmenter.components.rules
-    assert (rules.min_area_px, rules.flying_mm, rules.behind_mm, rules.stereo_shadow_left, rules.close_px) == (
-        900, 0, 700, False, 5)
+    assert (
+        rules.min_area_px,
+        rules.flying_mm,
+        rules.behind_mm,
+        rules.stereo_shadow_left,
+        rules.close_px,
+    ) == (900, 0, 700, False, 5)

@@ -51,7 +51,9 @@ def test_a_normal_walk_is_accepted_with_its_silhouettes(segmenter):
     assert walk.timestamps.shape == (60,)
     np.testing.assert_allclose(walk.timestamps, [f.timestamp for f in frames[10:70]])
     assert walk.start_time == pytest.approx(frames[10].timestamp)
-    assert walk.end_time == pytest.approx(frames[69].timestamp)  # the last frame with the child in view
+    assert walk.end_time == pytest.approx(
+        frames[69].timestamp
+    )  # the last frame with the child in view
     assert walk.quality.frames_kept == 60 and walk.quality.direction == "toward"
     assert walk.quality.coverage > 0.9 and walk.quality.max_components == 1
     # states in order: idle, entering (k-1 frames), walking, leaving, idle
@@ -113,7 +115,9 @@ def test_the_turns_are_left_out(segmenter):
     walks, _, _ = run(turn + straight, segmenter)
     assert len(walks) == 1 and walks[0].accepted
     kept = walks[0].timestamps
-    assert kept.min() >= straight[0].timestamp - 0.5  # at most about half the smoothing window of the turn
+    assert (
+        kept.min() >= straight[0].timestamp - 0.5
+    )  # at most about half the smoothing window of the turn
     assert walks[0].quality.dropped.get("turning", 0) >= 20
     walks, _, _ = run(turn + straight, segmenter, WalkConfig(straight_only=False))
     assert "turning" not in walks[0].quality.dropped
@@ -203,7 +207,11 @@ def test_noise_and_zero_frames_never_make_an_accepted_walk(segmenter):
     assembler = WalkAssembler()
     results = []
     for i in range(60):
-        depth = rng.integers(0, 65535, (480, 640), dtype=np.uint16) if i % 2 else np.zeros((480, 640), np.uint16)
+        depth = (
+            rng.integers(0, 65535, (480, 640), dtype=np.uint16)
+            if i % 2
+            else np.zeros((480, 640), np.uint16)
+        )
         walk = assembler.push(segmenter.segment(Frame(i, i / 30.0, depth)))
         if walk is not None:
             results.append(walk)
@@ -213,7 +221,14 @@ def test_noise_and_zero_frames_never_make_an_accepted_walk(segmenter):
 
 
 def test_reason_codes_are_a_fixed_documented_set():
-    assert RETAKE_REASONS == ("too_short", "multiple_people", "partial_view", "stopped", "too_long", "interrupted")
+    assert RETAKE_REASONS == (
+        "too_short",
+        "multiple_people",
+        "partial_view",
+        "stopped",
+        "too_long",
+        "interrupted",
+    )
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         WalkConfig(enter_frames=0)
 
