@@ -9,6 +9,10 @@
 
 Each scheme maps to "module:Class" in SOURCES and is imported only when used, so
 pyrealsense2 is needed only for realsense:// URIs.
+
+The kiosk opens its source with the [source] section (`open_source(uri, config=...)`,
+edge.wiring.open_configured_source): each kind takes the keys it can honour
+(`Source.config_options`), and options in the URI's query override them.
 """
 
 from __future__ import annotations
