@@ -32,7 +32,7 @@ from edge.person_model import PersonModel
 from edge.segment_color import FusedSegmenter, PersonSegmenter
 from edge.sources import open_source
 from edge.types import Frame
-from edge.walks import WalkAssembler, WalkConfig
+from edge.walks import WalkAssembler
 from gaitmil import HelpFormatter, add_version_flag
 
 GFLOP_PER_CALL = 0.1184  # 59.2 M multiply-adds of the converted model's Conv/ConvTranspose nodes
@@ -98,7 +98,7 @@ def pipeline(model: PersonModel, frames: list, size: tuple[int, int], folder: Pa
     writer.release()
     timed = _TimedModel(model)
     seg = PersonSegmenter(timed)  # type: ignore[arg-type] - duck-typed model
-    assembler = WalkAssembler(WalkConfig())
+    assembler = WalkAssembler()
     stage = {"decode": [], "network": [], "mask": [], "walk": []}
     with open_source(f"video://{path}") as source:
         it = iter(source)

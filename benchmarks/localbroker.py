@@ -39,7 +39,7 @@ def _is_loopback_host(host: str) -> bool:
 
 def require_loopback(url: str) -> tuple[str, int]:
     """(host, port) of a mqtt:// URL on loopback, or BenchmarkError saying why it is refused."""
-    from edge.config import parse_broker_url
+    from edge.broker_url import parse_broker_url
 
     try:
         address = parse_broker_url(url)

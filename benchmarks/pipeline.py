@@ -163,7 +163,8 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
     import psutil
 
     from edge.config import load_config
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
 
     if mode not in MODES:
         raise BenchmarkError(f"--modes: unknown mode {mode!r}; choose from {', '.join(MODES)}")

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)
     print(json.dumps(effective_config(cfg, mask_secrets=True), indent=2))
     print(f"config OK: {args.file}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from edge.config import key_table, schema_text
+
+    text = key_table() if args.markdown else schema_text()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
     return EXIT_OK
 
 
@@ -212,7 +224,8 @@ class CheckResult:
 
 
 def _check_camera(cfg: Any, timeout: float) -> CheckResult:
-    from edge.sources import open_source, validate_frame
+    from edge.sources import validate_frame
+    from edge.wiring import open_configured_source
 
     fix = "check source.uri; for RealSense: USB 3 port and cable, `rs-enumerate-devices`; video: `v4l2-ctl --list-devices`"
     got: list[Any] = []
@@ -220,7 +233,7 @@ def _check_camera(cfg: Any, timeout: float) -> CheckResult:
 
     def read_one() -> None:
         try:
-            with open_source(cfg.source.uri) as source:
+            with open_configured_source(cfg) as source:
                 got.append(validate_frame(next(iter(source))))
         except (EdgeError, StopIteration, OSError) as exc:
             errors.append(exc)
@@ -388,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = config_sub.add_parser("check", help="validate FILE and print the effective config, secrets masked")
     c.add_argument("file")
     c.set_defaults(func=cmd_config_check)
+    c = config_sub.add_parser("schema", help="print the configuration's JSON Schema (for editors), or its key table")
+    c.add_argument("--markdown", action="store_true", help="the Markdown key table of docs/CONFIG.md instead")
+    c.add_argument("--output", type=Path, help="write here instead of stdout")
+    c.set_defaults(func=cmd_config_schema)
 
     from edge.outbox_cli import add_parser as add_outbox_parser
 

@@ -54,8 +54,10 @@ from gaitmil.silhouette import normalize_for_model
 from gaitmil.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090", "lateral": "090", "unknown": "999"}
-NOTE = ("Walks through the kiosk's own segmenter and walk gate. Simulated walks are a pipeline check, "
-        "not a screening tool.")
+NOTE = (
+    "Walks through the kiosk's own segmenter and walk gate. Simulated walks are a pipeline check, "
+    "not a screening tool."
+)
 
 
 class CollectError(EdgeError):
@@ -82,8 +84,18 @@ class _SimTruth:
     def add(self, timestamp: float, truth: dict[str, Any]) -> None:
         if truth.get("walk_index", -1) < 0:
             return
-        item = {k: truth.get(k) for k in ("walk_index", "label", "severity", "view", "curve_type",
-                                          "in_straight", "phase")}
+        item = {
+            k: truth.get(k)
+            for k in (
+                "walk_index",
+                "label",
+                "severity",
+                "view",
+                "curve_type",
+                "in_straight",
+                "phase",
+            )
+        }
         if self.with_clean:
             result = normalize_for_model(np.asarray(truth["mask"]))
             item["clean"] = result.silhouette if result.ok else None
@@ -103,12 +115,14 @@ class _SimTruth:
         truth["straight_share"] = float(np.mean([bool(f["in_straight"]) for f in frames]))
         truth["sim_walks"] = sorted({f["walk_index"] for f in frames})
         clean = phases = None
-        if kept and all(f is not None for f in kept):
-            phases = np.array([np.nan if f["phase"] is None else f["phase"] for f in kept], np.float64)
+        known = [f for f in kept if f is not None]
+        if kept and len(known) == len(kept):
+            phases = np.array(
+                [np.nan if f["phase"] is None else f["phase"] for f in known], np.float64
+            )
             if self.with_clean:
                 blank = np.zeros((walk.silhouettes.shape[1], walk.silhouettes.shape[2]), np.uint8)
-                clean = np.stack([f["clean"] if f["clean"] is not None else blank for f in kept]) \
-                    if kept else None
+                clean = np.stack([f["clean"] if f["clean"] is not None else blank for f in known])
         return truth, clean, phases
 
 
@@ -117,18 +131,20 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
 
     The source, segmenter and gate are built exactly as `edge run` builds them.
     """
-    from edge.sources import open_source
-    from edge.walks import WalkAssembler
-    from edge.wiring import gate_config, make_segmenter, walk_step
+    from edge.sources.sim import SimSource
+    from edge.wiring import make_assembler, make_segmenter, open_configured_source, walk_step
 
-    source = open_source(cfg.source.uri)
+    source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
-    assembler = WalkAssembler(gate_config(cfg))
-    truth = _SimTruth(with_clean) if hasattr(source, "last_truth") else None
+    assembler = make_assembler(cfg)
+    sim = (
+        source if isinstance(source, SimSource) else None
+    )  # the simulator knows each frame's truth
+    truth = _SimTruth(with_clean) if sim is not None else None
     with source:
         for frame in source:
-            if truth is not None:
-                truth.add(float(frame.timestamp), source.last_truth)
+            if truth is not None and sim is not None:
+                truth.add(float(frame.timestamp), sim.last_truth)
             walk = walk_step(segmenter, assembler, frame)
             if walk is not None:
                 yield _collected(walk, truth)
@@ -159,7 +175,9 @@ class LayoutWriter:
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CollectError(f"cannot create the output folder {self.out}: {exc.strerror}") from exc
+            raise CollectError(
+                f"cannot create the output folder {self.out}: {exc.strerror}"
+            ) from exc
         self.sequences: dict[str, dict[str, Any]] = {}
         self.seq_per_subject: Counter[str] = Counter()
 
@@ -172,26 +190,46 @@ class LayoutWriter:
         target.mkdir(parents=True, exist_ok=True)
         with open(target / f"{folder}.pkl", "wb") as fh:
             pickle.dump(pad_to_canvas(silhouettes), fh)
-        self.sequences[rel] = {"subject_id": subject, "class": CLASSES[label], "label": int(label),
-                               "frames": int(len(silhouettes)), **info}
+        self.sequences[rel] = {
+            "subject_id": subject,
+            "class": CLASSES[label],
+            "label": int(label),
+            "frames": int(len(silhouettes)),
+            **info,
+        }
         return rel
 
-    def finish(self, split_name: str, test_fraction: float, seed: int, extra: dict[str, Any]) -> dict[str, Any]:
+    def finish(
+        self, split_name: str, test_fraction: float, seed: int, extra: dict[str, Any]
+    ) -> dict[str, Any]:
         train, test = split_subjects(self.sequences, test_fraction, seed)
         (self.out / f"Scoliosis1K_{split_name}.json").write_text(
-            json.dumps({"TRAIN_SET": train, "TEST_SET": test}, indent=1))
-        (self.out / "truth.json").write_text(json.dumps({"note": NOTE, **extra, "sequences": self.sequences},
-                                                        indent=1, default=_jsonable))
+            json.dumps({"TRAIN_SET": train, "TEST_SET": test}, indent=1)
+        )
+        (self.out / "truth.json").write_text(
+            json.dumps(
+                {"note": NOTE, **extra, "sequences": self.sequences}, indent=1, default=_jsonable
+            )
+        )
         per_class = Counter(s["class"] for s in self.sequences.values())
-        return {"out": str(self.out), "sequences": len(self.sequences), "train_subjects": len(train),
-                "test_subjects": len(test), "sequences_per_class": {c: per_class.get(c, 0) for c in CLASSES},
-                "split": f"Scoliosis1K_{split_name}.json"}
+        return {
+            "out": str(self.out),
+            "sequences": len(self.sequences),
+            "train_subjects": len(train),
+            "test_subjects": len(test),
+            "sequences_per_class": {c: per_class.get(c, 0) for c in CLASSES},
+            "split": f"Scoliosis1K_{split_name}.json",
+        }
 
 
-def split_subjects(sequences: dict[str, dict[str, Any]], test_fraction: float, seed: int) -> tuple[list, list]:
+def split_subjects(
+    sequences: dict[str, dict[str, Any]], test_fraction: float, seed: int
+) -> tuple[list, list]:
     """Subject-disjoint train/test lists, stratified by each subject's class."""
     if not 0.0 <= test_fraction <= 1.0:
-        raise CollectError(f"--test-fraction {test_fraction} must be in [0, 1] (1: a test-only set)")
+        raise CollectError(
+            f"--test-fraction {test_fraction} must be in [0, 1] (1: a test-only set)"
+        )
     rng = np.random.default_rng([seed, 0x5917])
     by_class: dict[int, list[str]] = {}
     for seq in sequences.values():
@@ -213,12 +251,22 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[s
 
     config, uri, out, clean_out, prefix = job
     cfg = load_config(config, overrides={"source.uri": uri})
-    writer, clean_writer = LayoutWriter(Path(out)), (LayoutWriter(Path(clean_out)) if clean_out else None)
+    writer, clean_writer = (
+        LayoutWriter(Path(out)),
+        (LayoutWriter(Path(clean_out)) if clean_out else None),
+    )
     verdicts: list[dict[str, Any]] = []
     for item in kiosk_walks(cfg, with_clean=clean_writer is not None):
         walk, truth = item.walk, item.truth
-        verdicts.append({"source": uri, "walk_id": walk.walk_id, "retake_reason": walk.retake_reason,
-                         "quality": walk.quality.as_dict(), **truth})
+        verdicts.append(
+            {
+                "source": uri,
+                "walk_id": walk.walk_id,
+                "retake_reason": walk.retake_reason,
+                "quality": walk.quality.as_dict(),
+                **truth,
+            }
+        )
         if walk.retake_reason is not None or truth.get("label") is None:
             continue
         subject = f"{prefix}{int(truth['walk_index']):05d}"  # one simulated child per walk
@@ -229,12 +277,23 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[s
         writer.write(subject, int(truth["label"]), walk.silhouettes, info)
         if clean_writer is not None and item.clean is not None:
             clean_writer.write(subject, int(truth["label"]), item.clean, info)
-    return {"sequences": writer.sequences, "clean": clean_writer.sequences if clean_writer else {},
-            "verdicts": verdicts}
+    return {
+        "sequences": writer.sequences,
+        "clean": clean_writer.sequences if clean_writer else {},
+        "verdicts": verdicts,
+    }
 
 
-def collect_sim(config: str | None, sources: list[str], out: Path, clean_out: Path | None, split_name: str,
-                test_fraction: float, seed: int, workers: int = 1) -> dict[str, Any]:
+def collect_sim(
+    config: str | None,
+    sources: list[str],
+    out: Path,
+    clean_out: Path | None,
+    split_name: str,
+    test_fraction: float,
+    seed: int,
+    workers: int = 1,
+) -> dict[str, Any]:
     """Simulated walks through the kiosk path into `out` (and their clean masks into `clean_out`).
 
     Each source (one sim:// stream, e.g. one seed) runs in its own process when
@@ -242,8 +301,16 @@ def collect_sim(config: str | None, sources: list[str], out: Path, clean_out: Pa
     """
     start = time.perf_counter()
     writer, clean_writer = LayoutWriter(out), (LayoutWriter(clean_out) if clean_out else None)
-    jobs = [(config, uri, str(out), str(clean_out) if clean_out else None, f"{i}" if len(sources) > 1 else "")
-            for i, uri in enumerate(sources)]
+    jobs = [
+        (
+            config,
+            uri,
+            str(out),
+            str(clean_out) if clean_out else None,
+            f"{i}" if len(sources) > 1 else "",
+        )
+        for i, uri in enumerate(sources)
+    ]
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -261,9 +328,13 @@ def collect_sim(config: str | None, sources: list[str], out: Path, clean_out: Pa
     summary = writer.finish(split_name, test_fraction, seed, extra)
     (Path(out) / "walks.json").write_text(json.dumps(verdicts, indent=1, default=_jsonable))
     if clean_writer is not None:
-        clean_writer.finish(split_name, test_fraction, seed, {**extra, "generator": "edge collect (clean masks)"})
+        clean_writer.finish(
+            split_name, test_fraction, seed, {**extra, "generator": "edge collect (clean masks)"}
+        )
     reasons = Counter(v["retake_reason"] or "accepted" for v in verdicts)
-    summary.update(walks=len(verdicts), verdicts=dict(reasons), seconds=round(time.perf_counter() - start, 1))
+    summary.update(
+        walks=len(verdicts), verdicts=dict(reasons), seconds=round(time.perf_counter() - start, 1)
+    )
     return summary
 
 
@@ -276,25 +347,34 @@ def read_labels(path: Path) -> dict[str, dict[str, Any]]:
     labels = {}
     for n, row in enumerate(rows, start=2):
         if "walk_id" not in row or "label" not in row:
-            raise CollectError(f"{path}: needs the columns walk_id,label[,severity] (line 1 is the header)")
+            raise CollectError(
+                f"{path}: needs the columns walk_id,label[,severity] (line 1 is the header)"
+            )
         name = (row["label"] or "").strip().lower()
         if name not in CLASSES:
-            raise CollectError(f"{path} line {n}: label {row['label']!r} is not one of {', '.join(CLASSES)}")
+            raise CollectError(
+                f"{path} line {n}: label {row['label']!r} is not one of {', '.join(CLASSES)}"
+            )
         severity = row.get("severity")
-        labels[row["walk_id"].strip()] = {"label": CLASSES.index(name),
-                                          "severity": float(severity) if severity not in (None, "") else None}
+        labels[row["walk_id"].strip()] = {
+            "label": CLASSES.index(name),
+            "severity": float(severity) if severity not in (None, "") else None,
+        }
     return labels
 
 
-def collect_recordings(recordings: Path, labels_csv: Path, out: Path, split_name: str, test_fraction: float,
-                       seed: int) -> dict[str, Any]:
+def collect_recordings(
+    recordings: Path, labels_csv: Path, out: Path, split_name: str, test_fraction: float, seed: int
+) -> dict[str, Any]:
     """Walks recorded on site (privacy.record_walks) joined with labels from clinical follow-up."""
     from edge.record import read_walk
 
     files = sorted(Path(recordings).glob("*.npz"))
     if not files:
-        raise CollectError(f"no recorded walks (*.npz) in {recordings}; a kiosk writes them with "
-                           "privacy.record_walks = true")
+        raise CollectError(
+            f"no recorded walks (*.npz) in {recordings}; a kiosk writes them with "
+            "privacy.record_walks = true"
+        )
     labels = read_labels(labels_csv)
     writer = LayoutWriter(out)
     unlabelled = refused = 0
@@ -309,11 +389,23 @@ def collect_recordings(recordings: Path, labels_csv: Path, out: Path, split_name
             continue
         # one subject per walk: a recording carries no identity, only a walk id
         subject = str(meta.get("walk_id", path.stem))
-        writer.write(subject, truth["label"], silhouettes,
-                     {"severity": truth["severity"], "view": meta.get("quality", {}).get("direction"),
-                      "site_id": meta.get("site_id"), "kiosk_id": meta.get("kiosk_id")})
-    summary = writer.finish(split_name, test_fraction, seed, {"source": str(recordings),
-                                                              "generator": "edge collect (recordings)"})
+        writer.write(
+            subject,
+            truth["label"],
+            silhouettes,
+            {
+                "severity": truth["severity"],
+                "view": meta.get("quality", {}).get("direction"),
+                "site_id": meta.get("site_id"),
+                "kiosk_id": meta.get("kiosk_id"),
+            },
+        )
+    summary = writer.finish(
+        split_name,
+        test_fraction,
+        seed,
+        {"source": str(recordings), "generator": "edge collect (recordings)"},
+    )
     summary.update(recordings=len(files), unlabelled=unlabelled, refused_by_gate=refused)
     return summary
 
@@ -330,33 +422,62 @@ def main(argv: list[str] | None = None) -> int:
     from edge.config import load_config
     from edge.errors import ConfigError
 
-    ap = argparse.ArgumentParser(prog="python -m edge collect", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m edge collect",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
 
     add_version_flag(ap)
     ap.add_argument("--out", required=True, help="output folder (Scoliosis1K layout)")
     group = ap.add_mutually_exclusive_group(required=True)
-    group.add_argument("--source", action="append",
-                       help="a kiosk source URI, e.g. 'sim://?seed=0&walks=400&view=mixed'; repeat for several")
+    group.add_argument(
+        "--source",
+        action="append",
+        help="a kiosk source URI, e.g. 'sim://?seed=0&walks=400&view=mixed'; repeat for several",
+    )
     group.add_argument("--recordings", help="folder of walks recorded with privacy.record_walks")
-    ap.add_argument("--labels", help="with --recordings: CSV walk_id,label[,severity] from clinical follow-up")
-    ap.add_argument("--config", help="kiosk TOML whose segmentation and walk settings to use (default: defaults)")
-    ap.add_argument("--clean", help="with a sim:// source: also write the truth masks of the same frames here")
+    ap.add_argument(
+        "--labels", help="with --recordings: CSV walk_id,label[,severity] from clinical follow-up"
+    )
+    ap.add_argument(
+        "--config",
+        help="kiosk TOML whose segmentation and walk settings to use (default: defaults)",
+    )
+    ap.add_argument(
+        "--clean", help="with a sim:// source: also write the truth masks of the same frames here"
+    )
     ap.add_argument("--split-name", default="kiosk", help="split file Scoliosis1K_<name>.json")
     ap.add_argument("--test-fraction", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    ap.add_argument("--workers", type=int, default=1, help="sources collected in parallel processes")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="sources collected in parallel processes"
+    )
     args = ap.parse_args(argv)
     try:
         if args.recordings:
             if not args.labels:
                 raise CollectError("--recordings needs --labels CSV (walk_id,label[,severity])")
-            summary = collect_recordings(Path(args.recordings), Path(args.labels), Path(args.out),
-                                         args.split_name, args.test_fraction, args.seed)
+            summary = collect_recordings(
+                Path(args.recordings),
+                Path(args.labels),
+                Path(args.out),
+                args.split_name,
+                args.test_fraction,
+                args.seed,
+            )
         else:
             load_config(args.config)  # a bad config fails here, before any worker starts
-            summary = collect_sim(args.config, args.source, Path(args.out), Path(args.clean) if args.clean else None,
-                                  args.split_name, args.test_fraction, args.seed, args.workers)
+            summary = collect_sim(
+                args.config,
+                args.source,
+                Path(args.out),
+                Path(args.clean) if args.clean else None,
+                args.split_name,
+                args.test_fraction,
+                args.seed,
+                args.workers,
+            )
     except (CollectError, ConfigError, EdgeError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

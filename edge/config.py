@@ -7,50 +7,27 @@ variables `GAITMIL_<SECTION>__<KEY>=value` (nested keys with more `__`, e.g.
 where it came from and what is allowed. Relative paths are resolved against
 the current working directory (the systemd unit sets WorkingDirectory).
 
-The models of the tree are in edge.settings, the referral threshold in
-edge.threshold and the broker URL in edge.broker_url; every public name of
-those stays importable from here.
+One public path each: the models of the tree are in edge.settings, loading
+them is here, the referral threshold is edge.threshold and the broker URL
+edge.broker_url.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
 import sys
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-# re-exported: `from edge.config import X` is the public path for the whole config API
-from edge.broker_url import BrokerAddress, parse_broker_url
 from edge.errors import ConfigError
-from edge.settings import (
-    ID_PATTERN,
-    HealthConfig,
-    KioskConfig,
-    KioskIdentity,
-    LoggingConfig,
-    ModelConfig,
-    MqttConfig,
-    OutboxConfig,
-    PrivacyConfig,
-    RealSenseFilters,
-    ScreeningConfig,
-    SegmentationConfig,
-    SourceConfig,
-    TLSConfig,
-    WalkConfig,
-)
-from edge.threshold import (
-    CARD_NAME,
-    CARD_THRESHOLD_KEY,
-    DEFAULT_THRESHOLD,
-    ResolvedThreshold,
-    resolve_threshold,
-)
+from edge.settings import KioskConfig, MqttConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,18 +40,23 @@ ENV_PREFIX = "GAITMIL_"
 MASK = "***"
 
 __all__ = [
-    "CARD_NAME", "CARD_THRESHOLD_KEY", "DEFAULT_THRESHOLD", "ENV_PREFIX", "ID_PATTERN", "MASK",
-    "BrokerAddress", "HealthConfig", "KioskConfig", "KioskIdentity", "LoggingConfig", "ModelConfig",
-    "MqttConfig", "OutboxConfig", "PrivacyConfig", "RealSenseFilters", "ResolvedThreshold", "ScreeningConfig",
-    "SegmentationConfig", "SourceConfig", "TLSConfig", "WalkConfig",
-    "effective_config", "load_config", "parse_broker_url", "read_password", "resolve_threshold",
+    "ENV_PREFIX",
+    "MASK",
+    "config_schema",
+    "effective_config",
+    "key_table",
+    "load_config",
+    "read_password",
+    "schema_text",
 ]
 
 
 # -- loading ----------------------------------------------------------------------------------
 
 
-def _deep_merge(base: dict, layer: Mapping, origins: dict[str, str], origin: str, prefix: str = "") -> None:
+def _deep_merge(
+    base: dict, layer: Mapping, origins: dict[str, str], origin: str, prefix: str = ""
+) -> None:
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
@@ -111,7 +93,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict, dict[str, str]]:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        rest = name[len(ENV_PREFIX):]
+        rest = name[len(ENV_PREFIX) :]
         if rest == "STATE_DIR":
             layer["state_dir"] = value
             names["state_dir"] = name
@@ -182,7 +164,9 @@ def load_config(
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found; give an existing TOML file (see edge/data/kiosk.example.toml)") from None
+            raise ConfigError(
+                f"config file {path} not found; give an existing TOML file (see edge/data/kiosk.example.toml)"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
@@ -197,9 +181,11 @@ def load_config(
     try:
         cfg = KioskConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid kiosk configuration ({source_name}):\n{_format_errors(exc, origins, data)}") from None
+        raise ConfigError(
+            f"invalid kiosk configuration ({source_name}):\n{_format_errors(exc, origins, data)}"
+        ) from None
     _check_files(cfg)
-    resolve_threshold(cfg)  # fail at start-up on a broken card, not at the first walk
+    cfg.threshold()  # the model card is read once, here: a broken card fails at start-up, not at the first walk
     return cfg
 
 
@@ -214,9 +200,13 @@ def _check_files(cfg: KioskConfig) -> None:
     }
     for key, file in files.items():
         if file is not None and not file.is_file():
-            problems.append(f"  {key} = {str(file)!r}: file not found (or not a file); fix the path")
+            problems.append(
+                f"  {key} = {str(file)!r}: file not found (or not a file); fix the path"
+            )
         elif file is not None and not os.access(file, os.R_OK):
-            problems.append(f"  {key} = {str(file)!r}: not readable by this user; fix its owner or mode")
+            problems.append(
+                f"  {key} = {str(file)!r}: not readable by this user; fix its owner or mode"
+            )
     if problems:
         raise ConfigError("invalid kiosk configuration:\n" + "\n".join(problems))
 
@@ -240,14 +230,19 @@ def _warn_if_others_can_read(path: Path) -> None:
     except OSError:
         return  # read_password reports the unreadable file
     if mode & (stat.S_IROTH | stat.S_IWOTH):
-        log.warning("mqtt.password_file %s can be read by every user of this machine (mode %o); "
-                    "restrict it: chmod 600 %s (owner: the kiosk user)", path, stat.S_IMODE(mode), path)
+        log.warning(
+            "mqtt.password_file %s can be read by every user of this machine (mode %o); "
+            "restrict it: chmod 600 %s (owner: the kiosk user)",
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )
 
 
 def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
     """The configuration in force as plain JSON-able data, with derived values and secrets masked."""
     data = cfg.model_dump(mode="json", by_alias=True)
-    resolved = resolve_threshold(cfg)
+    resolved = cfg.threshold()
     data["screening"]["threshold"] = resolved.value
     data["screening"]["threshold_source"] = resolved.source
     data["mqtt"]["client_id"] = cfg.client_id
@@ -258,3 +253,69 @@ def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
         if cfg.mqtt.username:
             data["mqtt"]["username"] = cfg.mqtt.username[:2] + MASK
     return data
+
+
+# -- documentation generated from the models -------------------------------------------------
+
+SCHEMA_FILE = "docs/kiosk-config.schema.json"
+TABLE_BEGIN = (
+    "<!-- BEGIN key table: generated by `python -m edge config schema --markdown`; do not edit -->"
+)
+TABLE_END = "<!-- END key table -->"
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of the kiosk configuration, for editors (e.g. with a TOML language server)."""
+    schema = KioskConfig.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "gaitmil-edge kiosk configuration"
+    return schema
+
+
+def schema_text() -> str:
+    """config_schema() as the committed file holds it."""
+    return json.dumps(config_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def key_table() -> str:
+    """The Markdown table of every key: dotted key, default, allowed values, description."""
+    lines = ["| key | default | allowed | what it is |", "|---|---|---|---|"]
+    _table_rows(KioskConfig, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _table_rows(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
+    nested = []
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            nested.append((key, field.annotation))
+            continue
+        default = field.get_default(call_default_factory=True)
+        shown = "unset" if default is None else f"`{json.dumps(default, default=str)}`"
+        text = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{key}` | {shown} | {_allowed(field)} | {text} |")
+    for key, sub in nested:
+        _table_rows(sub, key + ".", lines)
+
+
+def _allowed(field: Any) -> str:
+    ann = field.annotation
+    args = typing.get_args(ann)
+    if typing.get_origin(ann) is typing.Literal:
+        return " \\| ".join(f"`{json.dumps(a)}`" for a in args)
+    if typing.get_origin(ann) is list:
+        kind = f"list of {args[0].__name__}"
+    else:
+        names = [a.__name__ for a in (args or (ann,)) if isinstance(a, type)]
+        kind = " or ".join({"NoneType": "unset", "Path": "path"}.get(n, n) for n in names)
+    bounds = []
+    for item in field.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(item, attr, None)
+            if value is not None:
+                bounds.append(f"{sign} {value}")
+        pattern = getattr(item, "pattern", None)
+        if pattern:
+            bounds.append(f"`{pattern}`")
+    return ", ".join([kind, *bounds]) if kind else ", ".join(bounds)

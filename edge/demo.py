@@ -79,9 +79,10 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     from edge.broker import EmbeddedBroker
     from edge.config import load_config
     from edge.logs import setup_logging
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
     from edge.sources import open_source
     from edge.subscriber import ResultSubscriber
+    from edge.wiring import build_components
 
     out = out or sys.stdout
     setup_logging("WARNING")
@@ -107,7 +108,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
             "kiosk.site_id": options.site_id, "kiosk.kiosk_id": options.kiosk_id,
             "outbox.flush_seconds": 5.0,
         }, env={})
-        source = open_source(uri, keep_truth=True)
+        source = open_source(uri, config=cfg.source, keep_truth=True)
         truth = SimTruth(source)
         subscriber = ResultSubscriber(
             cfg.mqtt.model_copy(update={"client_id": None}), site=options.site_id, kiosk=options.kiosk_id,

@@ -12,14 +12,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
+
+from edge.settings import HealthConfig
 
 HEALTH_SCHEMA = "gaitmil.health/1"
 
 
-def percentiles(values: Iterable[float], qs: Iterable[int] = (50, 95, 99)) -> dict[str, float | None]:
+def percentiles(
+    values: Iterable[float], qs: Iterable[int] = (50, 95, 99)
+) -> dict[str, float | None]:
     """{"p50": .., "p95": .., "p99": ..} of `values` (None when there are none)."""
     data = np.asarray(list(values), dtype=np.float64)
     out: dict[str, float | None] = {}
@@ -28,17 +31,14 @@ def percentiles(values: Iterable[float], qs: Iterable[int] = (50, 95, 99)) -> di
     return out
 
 
-@dataclass
-class HealthConfig:
-    latency_window: int = 500  # walks kept for percentiles
-    log_every_s: float = 10.0  # rate limit of per-frame warnings
-
-
 class Health:
     """Thread-safe counters, latency windows and alarms of one kiosk run."""
 
-    def __init__(self, config: HealthConfig | None = None) -> None:
-        self.config = config or HealthConfig()
+    def __init__(self, latency_window: int | None = None) -> None:
+        """`latency_window`: health.latency_window (unset: its default in edge.settings)."""
+        self.latency_window = (
+            latency_window if latency_window is not None else HealthConfig().latency_window
+        )
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._counters: dict[str, int] = {
@@ -82,7 +82,7 @@ class Health:
         with self._lock:
             window = self._latency.get(stage)
             if window is None:
-                window = self._latency[stage] = deque(maxlen=self.config.latency_window)
+                window = self._latency[stage] = deque(maxlen=self.latency_window)
             window.append(float(ms))
 
     def latencies(self, stage: str) -> list[float]:

@@ -51,10 +51,17 @@ class ModelIdentity:
     @classmethod
     def from_runner(cls, runner: Any) -> ModelIdentity:
         """From an edge.runners Runner (model_id, model_sha256, name, precision)."""
-        return cls(str(runner.model_id), str(runner.model_sha256), str(runner.name), str(runner.precision))
+        return cls(
+            str(runner.model_id), str(runner.model_sha256), str(runner.name), str(runner.precision)
+        )
 
     def as_dict(self) -> dict:
-        return {"id": self.model_id, "sha256": self.sha256, "runner": self.runner, "precision": self.precision}
+        return {
+            "id": self.model_id,
+            "sha256": self.sha256,
+            "runner": self.runner,
+            "precision": self.precision,
+        }
 
 
 @dataclass(frozen=True)
@@ -66,15 +73,16 @@ class ResultContext:
     threshold: float
     model: ModelIdentity
 
-    @classmethod
-    def from_config(cls, cfg: Any, model: ModelIdentity) -> ResultContext:
-        """From an edge.config.KioskConfig (threshold as resolved from config/model card/default)."""
-        return cls(cfg.kiosk.site_id, cfg.kiosk.kiosk_id, cfg.threshold().value, model)
-
 
 def check_threshold(threshold: float) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-        raise ResultError(f"referral threshold must be a number in (0, 1), got {threshold!r}; fix screening.threshold")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0 < threshold < 1
+    ):
+        raise ResultError(
+            f"referral threshold must be a number in (0, 1), got {threshold!r}; fix screening.threshold"
+        )
     return float(threshold)
 
 
@@ -82,11 +90,15 @@ def check_probs(probs: Sequence[float] | np.ndarray) -> np.ndarray:
     """Probabilities in gaitmil.spec.CLASSES order: finite, in [0, 1], summing to 1."""
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
     if p.shape != (len(CLASSES),):
-        raise ResultError(f"probabilities must have {len(CLASSES)} values {CLASSES}, got shape {p.shape}")
+        raise ResultError(
+            f"probabilities must have {len(CLASSES)} values {CLASSES}, got shape {p.shape}"
+        )
     if not np.isfinite(p).all() or (p < -1e-6).any() or (p > 1 + 1e-6).any():
         raise ResultError(f"probabilities must be finite and in [0, 1], got {p.tolist()}")
     if abs(p.sum() - 1.0) > 1e-3:
-        raise ResultError(f"probabilities must sum to 1, got {p.tolist()} (sum {p.sum():.6f}); is this `probs` and not `logits`?")
+        raise ResultError(
+            f"probabilities must sum to 1, got {p.tolist()} (sum {p.sum():.6f}); is this `probs` and not `logits`?"
+        )
     return np.clip(p, 0.0, 1.0)
 
 
@@ -127,7 +139,9 @@ def _latency(latency_ms: Mapping[str, float]) -> dict:
         if value is None:
             continue
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ResultError(f"latency {name!r} must be a finite number of milliseconds >= 0, got {value!r}")
+            raise ResultError(
+                f"latency {name!r} must be a finite number of milliseconds >= 0, got {value!r}"
+            )
         out[str(name)] = round(float(value), 3)
     return out
 
@@ -193,13 +207,19 @@ def build_result(
 
 def encode_result(result: Mapping) -> bytes:
     """Compact UTF-8 JSON, as published."""
-    return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 @cache
 def load_schema(name: str = "result") -> dict:
     """A JSON Schema shipped in edge/schemas/ (`result`, `status`)."""
-    text = resources.files("edge").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("edge")
+        .joinpath("schemas", f"{name}.schema.json")
+        .read_text(encoding="utf-8")
+    )
     return json.loads(text)
 
 
@@ -217,8 +237,12 @@ def schema_validator(name: str = "result") -> Any:
 
 def validate_result(result: Any, schema: str = "result") -> None:
     """Raise ResultError naming the first field that breaks the schema (needs jsonschema)."""
-    errors = sorted(schema_validator(schema).iter_errors(result), key=lambda e: [str(p) for p in e.path])
+    errors = sorted(
+        schema_validator(schema).iter_errors(result), key=lambda e: [str(p) for p in e.path]
+    )
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.path) or "(top level)"
-        raise ResultError(f"message does not match {schema}.schema.json at {where}: {first.message}")
+        raise ResultError(
+            f"message does not match {schema}.schema.json at {where}: {first.message}"
+        )

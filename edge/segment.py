@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SegmentationError
+from edge.settings import SegmentationConfig
 from edge.site import SiteModel
 from edge.sources.base import validate_frame
 from edge.types import Frame, Mask
@@ -32,37 +33,62 @@ class Segmenter(Protocol):
     def segment(self, frame: Frame) -> Mask: ...
 
 
+_SEG = SegmentationConfig()  # the defaults: each rule is declared once, in edge.settings
+
+
 @dataclass
 class ComponentRules:
-    """What counts as a person-sized component, in camera pixels."""
+    """What counts as a person-sized component, and how it is cleaned (camera pixels unless
+    marked working resolution). The fields and defaults are the [segmentation] keys of the same
+    name (`min_area_px` is `segmentation.min_area`), whose descriptions say what each does;
+    `from_config` takes them from a section."""
 
-    min_area_px: int = 1200  # a child ~6 m from a 385 px focal-length camera is ~1,500 px
-    min_height_px: int = 48
-    open_px: int = 3  # opening removes speckle (at working resolution)
-    # Closing joins parts split by depth holes. With depth it only adds pixels WITHOUT a valid
-    # depth (stereo dropouts): a plain closing at half resolution (7 px = 14 camera px) also
-    # bridged the real background gaps between the legs and between arm and torso, which made
-    # blobby silhouettes (mean IoU vs the simulator's truth 0.87 -> 0.9+ with this rule).
-    close_px: int = 7
-    # Fill holes inside the person; with depth only holes without a valid depth (a real gap
-    # between arm and torso shows the background and stays open).
-    fill_holes: bool = True
-    # Also keep pieces near the largest blob (a head or foot cut off by a depth hole): any
-    # component whose box lies within `attach_px` (working resolution) of the person's box.
-    attach_px: int = 4
-    min_piece_px: int = 12  # at working resolution: smaller pieces near the person are speckle
-    # Drop pixels more than this far behind the person's median depth: flying pixels at the
-    # person's edges mix person and background depth and pass the background margin. A
-    # child's body spans well under this in depth, even mid-stride. 0 = keep them. 700 mm
-    # lost a child at the far end of the corridor (depth noise grows with distance squared),
-    # splitting a walk into a too_short fragment and the rest; 1500 keeps the limb gaps.
-    behind_mm: int = 1500
-    # Depth cameras with the left imager as reference (RealSense) leave an invalid band
-    # left of the person; fill invalid pixels only right of valid person pixels.
-    stereo_shadow_left: bool = True
-    # Edge pixels this far (or 10 % of the depth, if more) behind their nearest person
-    # neighbour are flying pixels (mixed person/background depth); 0 keeps them.
-    flying_mm: int = 300
+    min_area_px: int = _SEG.min_area
+    min_height_px: int = _SEG.min_height_px
+    open_px: int = _SEG.open_px
+    close_px: int = _SEG.close_px
+    fill_holes: bool = _SEG.fill_holes
+    attach_px: int = _SEG.attach_px
+    min_piece_px: int = _SEG.min_piece_px
+    behind_mm: int = _SEG.behind_mm
+    stereo_shadow_left: bool = _SEG.stereo_shadow_left
+    flying_mm: int = _SEG.flying_mm
+
+    @classmethod
+    def from_config(cls, seg: SegmentationConfig) -> ComponentRules:
+        return cls(
+            min_area_px=seg.min_area,
+            min_height_px=seg.min_height_px,
+            open_px=seg.open_px,
+            close_px=seg.close_px,
+            fill_holes=seg.fill_holes,
+            attach_px=seg.attach_px,
+            min_piece_px=seg.min_piece_px,
+            behind_mm=seg.behind_mm,
+            stereo_shadow_left=seg.stereo_shadow_left,
+            flying_mm=seg.flying_mm,
+        )
+
+
+@dataclass(frozen=True)
+class DepthBounds:
+    """Per-pixel inclusive foreground depth bounds (mm) of DepthSegmenter for one frame size."""
+
+    shape: tuple[int, int]  # camera resolution
+    upper: np.ndarray  # working resolution
+    lower: np.ndarray
+    upper_full: np.ndarray  # camera resolution (for the refinement of edges)
+    lower_full: np.ndarray
+
+
+def no_depth(depth: np.ndarray) -> np.ndarray:
+    """uint8, 255 where the camera had no depth (0), else 0: what cv2.compare(depth, 0, CMP_EQ) gives."""
+    return (depth == 0).view(np.uint8) * np.uint8(255)
+
+
+def above(values: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8, 255 where values > threshold, else 0: what cv2.compare(values, threshold, CMP_GT) gives."""
+    return (values > threshold).view(np.uint8) * np.uint8(255)
 
 
 def empty_mask(frame: Frame, shape: tuple[int, int]) -> Mask:
@@ -79,13 +105,21 @@ class _Components:
     def __init__(self, rules: ComponentRules, scale: int) -> None:
         self.rules = rules
         self.scale = scale
-        self.open_k = np.ones((rules.open_px, rules.open_px), np.uint8) if rules.open_px > 1 else None
-        self.close_k = np.ones((rules.close_px, rules.close_px), np.uint8) if rules.close_px > 1 else None
+        self.open_k = (
+            np.ones((rules.open_px, rules.open_px), np.uint8) if rules.open_px > 1 else None
+        )
+        self.close_k = (
+            np.ones((rules.close_px, rules.close_px), np.uint8) if rules.close_px > 1 else None
+        )
         self.min_area = max(1, rules.min_area_px // (scale * scale))
         self.min_height = max(1, rules.min_height_px // scale)
 
     def mask(
-        self, frame: Frame, fg: np.ndarray, full_shape: tuple[int, int], depth: np.ndarray | None,
+        self,
+        frame: Frame,
+        fg: np.ndarray,
+        full_shape: tuple[int, int],
+        depth: np.ndarray | None,
         refine: Callable[[tuple[slice, slice], np.ndarray, float | None], np.ndarray] | None = None,
     ) -> Mask:
         """`fg`: uint8 0/non-zero foreground at working resolution; `depth`: same size, for the median
@@ -95,7 +129,7 @@ class _Components:
         if self.open_k is not None:
             fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self.open_k)
         if depth is not None:
-            invalid = cv2.compare(depth, 0, cv2.CMP_EQ)  # 255 where the camera had no depth
+            invalid = no_depth(depth)
         if self.close_k is not None:
             closed = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self.close_k)
             # only dropouts may be bridged: a valid depth behind the gap means a real gap
@@ -117,7 +151,16 @@ class _Components:
         x, y, w, h = cv2.boundingRect(contours[best])
         if best_area < self.min_area or h < self.min_height:
             # only clutter in view: no person this frame
-            return Mask(frame.index, frame.timestamp, np.zeros(full_shape, np.bool_), None, 0, person_sized, False, None)
+            return Mask(
+                frame.index,
+                frame.timestamp,
+                np.zeros(full_shape, np.bool_),
+                None,
+                0,
+                person_sized,
+                False,
+                None,
+            )
         kept = [best] + self._attached(contours, areas, best, (x, y, w, h))
         if len(kept) > 1:
             x, y, w, h = cv2.boundingRect(np.concatenate([contours[i] for i in kept]))
@@ -141,7 +184,11 @@ class _Components:
         full = np.zeros(full_shape, np.bool_)
         fx, fy = x * s, y * s
         fw, fh = min(w * s, full_shape[1] - fx), min(h * s, full_shape[0] - fy)
-        up = cv2.resize(crop, (w * s, h * s), interpolation=cv2.INTER_NEAREST)[:fh, :fw] if s > 1 else crop
+        up = (
+            cv2.resize(crop, (w * s, h * s), interpolation=cv2.INTER_NEAREST)[:fh, :fw]
+            if s > 1
+            else crop
+        )
         if refine is not None and s > 1:
             up = refine((slice(fy, fy + fh), slice(fx, fx + fw)), up, depth_mm)
         full[fy : fy + fh, fx : fx + fw] = up.view(np.bool_)
@@ -149,9 +196,20 @@ class _Components:
         # Any border: a child cut off at the top or bottom (close to the camera) gives a
         # silhouette the model never saw in training, as much as one cut at the side.
         touches = x <= 0 or y <= 0 or x + w >= fg.shape[1] or y + h >= fg.shape[0]
-        return Mask(frame.index, frame.timestamp, full, (fx, fy, fw, fh), full_area, person_sized, bool(touches), depth_mm)
+        return Mask(
+            frame.index,
+            frame.timestamp,
+            full,
+            (fx, fy, fw, fh),
+            full_area,
+            person_sized,
+            bool(touches),
+            depth_mm,
+        )
 
-    def _attached(self, contours, areas: list[float], best: int, box: tuple[int, int, int, int]) -> list[int]:
+    def _attached(
+        self, contours, areas: list[float], best: int, box: tuple[int, int, int, int]
+    ) -> list[int]:
         """Indices of the smaller pieces whose boxes lie within attach_px of the person's box."""
         pad = self.rules.attach_px
         if pad <= 0 or len(contours) < 2:
@@ -177,16 +235,26 @@ class DepthSegmenter:
     """
 
     def __init__(
-        self, background: SiteModel | None, *, margin_mm: int = 120, relative_margin: float = 0.05,
-        near_mm: int | None = None, far_mm: int | None = None, scale: int = 2,
+        self,
+        background: SiteModel | None,
+        *,
+        margin_mm: int = 120,
+        relative_margin: float = 0.05,
+        near_mm: int | None = None,
+        far_mm: int | None = None,
+        scale: int = 2,
         rules: ComponentRules | None = None,
     ) -> None:
         if scale not in (1, 2, 4):
             raise SegmentationError(f"DepthSegmenter scale={scale!r}: use 1, 2 or 4")
         self.site = background
         self.scale = scale
-        self.near_mm = int(near_mm if near_mm is not None else (background.near_mm if background else 300))
-        self.far_mm = int(far_mm if far_mm is not None else (background.far_mm if background else 6000))
+        self.near_mm = int(
+            near_mm if near_mm is not None else (background.near_mm if background else 300)
+        )
+        self.far_mm = int(
+            far_mm if far_mm is not None else (background.far_mm if background else 6000)
+        )
         if not 0 <= self.near_mm < self.far_mm <= 65535:
             raise SegmentationError(
                 f"range gate near={self.near_mm} mm, far={self.far_mm} mm: need 0 <= near < far <= 65535"
@@ -195,13 +263,15 @@ class DepthSegmenter:
         self.relative_margin = relative_margin
         self.components = _Components(rules or ComponentRules(), scale)
         self._grow_k = np.ones((3, 3), np.uint8)
-        self._upper: np.ndarray | None = None  # per-pixel inclusive depth bounds, working resolution
-        self._lower: np.ndarray | None = None
-        self._upper_full: np.ndarray | None = None  # the same bounds at camera resolution (for refine)
-        self._lower_full: np.ndarray | None = None
-        self._shape: tuple[int, int] | None = None
+        self._bounds: DepthBounds | None = None
 
-    def _prepare(self, shape: tuple[int, int]) -> None:
+    def bounds(self, shape: tuple[int, int]) -> DepthBounds:
+        """The foreground depth bounds for frames of `shape` (computed once per shape)."""
+        if self._bounds is None or self._bounds.shape != shape:
+            self._bounds = self._prepare(shape)
+        return self._bounds
+
+    def _prepare(self, shape: tuple[int, int]) -> DepthBounds:
         s = self.scale
         gate = np.full(shape, self.far_mm + 1, np.float32)
         if self.site is not None:
@@ -214,12 +284,18 @@ class DepthSegmenter:
             margin = np.maximum(self.margin_mm, self.relative_margin * bg)
             gate = np.where(bg > 0, np.minimum(gate, bg - margin), gate)
         # inclusive upper bound; a gate below `near` leaves the pixel out entirely
-        self._upper_full = np.clip(np.ceil(gate) - 1, 0, 65535).astype(np.uint16)
-        self._lower_full = np.full_like(self._upper_full, max(self.near_mm, 1))  # 0 = invalid depth, never foreground
+        upper_full = np.clip(np.ceil(gate) - 1, 0, 65535).astype(np.uint16)
+        lower_full = np.full_like(
+            upper_full, max(self.near_mm, 1)
+        )  # 0 = invalid depth, never foreground
         small = (shape[0] // s, shape[1] // s)
-        self._upper = np.ascontiguousarray(self._upper_full[::s, ::s][: small[0], : small[1]])
-        self._lower = np.ascontiguousarray(self._lower_full[::s, ::s][: small[0], : small[1]])
-        self._shape = shape
+        return DepthBounds(
+            shape=shape,
+            upper=np.ascontiguousarray(upper_full[::s, ::s][: small[0], : small[1]]),
+            lower=np.ascontiguousarray(lower_full[::s, ::s][: small[0], : small[1]]),
+            upper_full=upper_full,
+            lower_full=lower_full,
+        )
 
     def segment(self, frame: Frame) -> Mask:
         validate_frame(frame)
@@ -230,14 +306,23 @@ class DepthSegmenter:
                 "(segmentation.method 'person' or 'auto' for colour-only sources)"
             )
         shape = (int(depth.shape[0]), int(depth.shape[1]))
-        if shape != self._shape:
-            self._prepare(shape)
+        bounds = self.bounds(shape)
         s = self.scale
-        small = np.ascontiguousarray(depth[::s, ::s][: self._upper.shape[0], : self._upper.shape[1]]) if s > 1 else depth
-        fg = cv2.inRange(small, self._lower, self._upper)  # 255 where near <= d <= upper (inclusive)
-        return self.components.mask(frame, fg, shape, small, self._refine_at(depth) if s > 1 else None)
+        small = (
+            np.ascontiguousarray(depth[::s, ::s][: bounds.upper.shape[0], : bounds.upper.shape[1]])
+            if s > 1
+            else depth
+        )
+        fg = cv2.inRange(
+            small, bounds.lower, bounds.upper
+        )  # 255 where near <= d <= upper (inclusive)
+        return self.components.mask(
+            frame, fg, shape, small, self._refine_at(depth, bounds) if s > 1 else None
+        )
 
-    def _refine_at(self, depth: np.ndarray) -> Callable[[tuple[slice, slice], np.ndarray, float | None], np.ndarray]:
+    def _refine_at(
+        self, depth: np.ndarray, bounds: DepthBounds
+    ) -> Callable[[tuple[slice, slice], np.ndarray, float | None], np.ndarray]:
         """Camera-resolution edges for the upscaled working-resolution mask.
 
         Nearest-neighbour upscaling makes 2x2 blocks: edges are off by a pixel, and a flying
@@ -247,26 +332,32 @@ class DepthSegmenter:
         mask has it and it has no depth (a filled dropout).
         """
 
-        def refine(window: tuple[slice, slice], up: np.ndarray, depth_mm: float | None) -> np.ndarray:
+        def refine(
+            window: tuple[slice, slice], up: np.ndarray, depth_mm: float | None
+        ) -> np.ndarray:
             d = depth[window]
-            upper = self._upper_full[window]
+            upper = bounds.upper_full[window]
             if depth_mm is not None and self.components.rules.behind_mm > 0:
-                upper = np.minimum(upper, np.uint16(min(65535, int(depth_mm) + self.components.rules.behind_mm)))
-            fg = cv2.inRange(d, self._lower_full[window], upper)
+                upper = np.minimum(
+                    upper, np.uint16(min(65535, int(depth_mm) + self.components.rules.behind_mm))
+                )
+            fg = cv2.inRange(d, bounds.lower_full[window], upper)
             near = cv2.dilate(up, self._grow_k)
             valid_fg = cv2.bitwise_and(near, fg)
             if self.components.rules.flying_mm > 0:
                 valid_fg = _drop_flying(valid_fg, d, self.components.rules.flying_mm, self._grow_k)
-            invalid = cv2.bitwise_and(up, cv2.compare(d, 0, cv2.CMP_EQ))
+            invalid = cv2.bitwise_and(up, no_depth(d))
             if self.components.rules.stereo_shadow_left:
                 invalid = cv2.bitwise_and(invalid, _right_of_foreground(valid_fg, d))
-            kept = valid_fg | invalid
+            kept = cv2.bitwise_or(valid_fg, invalid)
             return (kept > 0).view(np.uint8)
 
         return refine
 
 
-def _drop_flying(valid_fg: np.ndarray, depth: np.ndarray, flying_mm: int, kernel: np.ndarray) -> np.ndarray:
+def _drop_flying(
+    valid_fg: np.ndarray, depth: np.ndarray, flying_mm: int, kernel: np.ndarray
+) -> np.ndarray:
     """`valid_fg` without its flying pixels: edge pixels well behind their nearest neighbour.
 
     A flying pixel mixes the person's depth with the background's, so it lies behind
@@ -277,7 +368,9 @@ def _drop_flying(valid_fg: np.ndarray, depth: np.ndarray, flying_mm: int, kernel
     person = np.where(valid_fg > 0, depth, np.uint16(65535)).astype(np.uint16)
     nearest = cv2.erode(person, kernel)  # the nearest person depth in each 3x3 neighbourhood
     edge = cv2.bitwise_and(valid_fg, cv2.bitwise_not(cv2.erode(valid_fg, kernel)))
-    limit = nearest.astype(np.float32) + np.maximum(float(flying_mm), 0.1 * nearest.astype(np.float32))
+    limit = nearest.astype(np.float32) + np.maximum(
+        float(flying_mm), 0.1 * nearest.astype(np.float32)
+    )
     flying = (edge > 0) & (depth.astype(np.float32) > limit)
     out = valid_fg.copy()
     out[flying] = 0
@@ -308,15 +401,22 @@ class ColorSegmenter:
     """
 
     def __init__(
-        self, method: str = "mog2", *, history: int = 500, var_threshold: float = 16.0,
-        scale: int = 2, rules: ComponentRules | None = None,
+        self,
+        method: str = "mog2",
+        *,
+        history: int = 500,
+        var_threshold: float = 16.0,
+        scale: int = 2,
+        rules: ComponentRules | None = None,
     ) -> None:
         factories = {
             "mog2": lambda: cv2.createBackgroundSubtractorMOG2(history, var_threshold, True),
             "knn": lambda: cv2.createBackgroundSubtractorKNN(history, 400.0, True),
         }
         if method not in factories:
-            raise SegmentationError(f"colour segmenter method {method!r}: use one of {', '.join(factories)}")
+            raise SegmentationError(
+                f"colour segmenter method {method!r}: use one of {', '.join(factories)}"
+            )
         self.method = method
         self.scale = scale
         self.subtractor = factories[method]()
@@ -329,7 +429,9 @@ class ColorSegmenter:
     def segment(self, frame: Frame) -> Mask:
         validate_frame(frame)
         if frame.color is None:
-            raise SegmentationError(f"frame {frame.index} has no colour image: the colour segmenter needs one")
+            raise SegmentationError(
+                f"frame {frame.index} has no colour image: the colour segmenter needs one"
+            )
         shape = frame.color.shape[:2]
         s = self.scale
         image = frame.color
@@ -345,19 +447,22 @@ class PassthroughSegmenter:
 
     def __init__(self, rules: ComponentRules | None = None) -> None:
         # replayed silhouettes are already cut to the person: any blob counts
-        self.rules = rules or ComponentRules(min_area_px=50, min_height_px=8, open_px=1, close_px=1, fill_holes=False)
+        self.rules = rules or ComponentRules(
+            min_area_px=50, min_height_px=8, open_px=1, close_px=1, fill_holes=False
+        )
         self.components = _Components(self.rules, 1)
 
     def segment(self, frame: Frame) -> Mask:
         validate_frame(frame)
         sil = frame.silhouette
         if sil is None:
-            raise SegmentationError(f"frame {frame.index} has no silhouette: use a silhouettes:// source")
+            raise SegmentationError(
+                f"frame {frame.index} has no silhouette: use a silhouettes:// source"
+            )
         binary = (sil > 127).view(np.uint8) if sil.dtype == np.uint8 else sil.view(np.uint8)
-        mask = self.components.mask(frame, np.ascontiguousarray(binary), (int(sil.shape[0]), int(sil.shape[1])), None)
+        mask = self.components.mask(
+            frame, np.ascontiguousarray(binary), (int(sil.shape[0]), int(sil.shape[1])), None
+        )
         if mask.bbox is not None and sil.dtype == np.uint8:
             mask.mask = np.where(mask.mask, sil, 0).astype(np.uint8)
         return mask
-
-
-SEGMENTERS = {"depth": DepthSegmenter, "color": ColorSegmenter, "passthrough": PassthroughSegmenter}

@@ -31,7 +31,7 @@ import numpy as np
 
 from edge.errors import SegmentationError
 from edge.person_model import PersonModel
-from edge.segment import ComponentRules, DepthSegmenter, _Components
+from edge.segment import ComponentRules, DepthSegmenter, _Components, above, no_depth
 from edge.site import SiteModel
 from edge.sources.base import validate_frame
 from edge.types import Frame, Mask
@@ -227,7 +227,7 @@ class PersonSegmenter:
         small = (full[0] // self.scale, full[1] // self.scale)
         prob = self.model.probability(color)
         prob_small = cv2.resize(prob, (small[1], small[0]), interpolation=cv2.INTER_LINEAR)
-        fg = cv2.compare(prob_small, self.threshold, cv2.CMP_GT)
+        fg = above(prob_small, self.threshold)
         return fg, prob, full
 
     def segment(self, frame: Frame) -> Mask:
@@ -243,7 +243,9 @@ class PersonSegmenter:
         depth_small: np.ndarray | None,
         gate_full: np.ndarray | None,
     ) -> Mask:
-        if self.reflections.enabled:
+        if (
+            self.reflections.enabled and frame.color is not None
+        ):  # _foreground refused frames without colour
             small = cv2.resize(
                 frame.color, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_AREA
             ).astype(np.float32)
@@ -265,8 +267,9 @@ class PersonSegmenter:
             rows, cols = window
             h, w = rows.stop - rows.start, cols.stop - cols.start
             # affine map from window pixels to probability-map pixels (pixel centres)
-            m = np.float32(
-                [[sx, 0, (cols.start + 0.5) * sx - 0.5], [0, sy, (rows.start + 0.5) * sy - 0.5]]
+            m = np.array(
+                [[sx, 0, (cols.start + 0.5) * sx - 0.5], [0, sy, (rows.start + 0.5) * sy - 0.5]],
+                np.float32,
             )
             p = cv2.warpAffine(
                 prob,
@@ -275,7 +278,7 @@ class PersonSegmenter:
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_REPLICATE,
             )
-            fg = cv2.compare(p, threshold, cv2.CMP_GT)
+            fg = above(p, threshold)
             if gate_full is not None:
                 fg = cv2.bitwise_and(fg, gate_full[window])
             kept = cv2.bitwise_and(cv2.dilate(up, self._grow_k), fg)
@@ -313,20 +316,19 @@ class FusedSegmenter(PersonSegmenter):
         fg, prob, full = self._foreground(frame)
         depth = frame.depth
         gate = self.depth_gate
-        if gate._shape != full:
-            gate._prepare(full)
+        bounds = gate.bounds(full)
         s = self.scale
         depth_small = (
             np.ascontiguousarray(depth[::s, ::s][: fg.shape[0], : fg.shape[1]]) if s > 1 else depth
         )
-        in_range = cv2.inRange(depth_small, gate._lower, gate._upper)
+        in_range = cv2.inRange(depth_small, bounds.lower, bounds.upper)
         # keep depth dropouts that the network calls person (hair, dark clothes): depth says nothing there
-        allowed = cv2.bitwise_or(in_range, cv2.compare(depth_small, 0, cv2.CMP_EQ))
+        allowed = cv2.bitwise_or(in_range, no_depth(depth_small))
         fg = cv2.bitwise_and(fg, allowed)
         gate_full = (
             cv2.bitwise_or(
-                cv2.inRange(depth, gate._lower_full, gate._upper_full),
-                cv2.compare(depth, 0, cv2.CMP_EQ),
+                cv2.inRange(depth, bounds.lower_full, bounds.upper_full),
+                no_depth(depth),
             )
             if s > 1
             else None

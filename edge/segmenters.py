@@ -30,7 +30,7 @@ class Method:
 def _rules(cfg: Any) -> Any:
     from edge.segment import ComponentRules
 
-    return ComponentRules(min_area_px=cfg.segmentation.min_area)
+    return ComponentRules.from_config(cfg.segmentation)
 
 
 def _site(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from edge.errors import (
     BadFrameError,
     ConfigError,
@@ -49,23 +51,15 @@ from edge.health import Health, RateLimitedLog
 from edge.notify import Notifier
 from edge.types import Frame, Walk
 from edge.walks import INTERRUPTED
-
-# The wiring lived here first; tests and benchmarks import it from edge.service.
 from edge.wiring import (
     Components,
     build_components,
-    gate_config,
-    make_segmenter,
     record_for_calibration,
-    simulated_site,
     source_is_live,
     walk_step,
 )
 
-__all__ = [
-    "Components", "Kiosk", "ServiceOptions", "build_components", "gate_config", "make_segmenter",
-    "simulated_site", "source_is_live",
-]
+__all__ = ["Kiosk", "ServiceOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +95,7 @@ class Kiosk:
         self.options = options or ServiceOptions()
         if self.options.max_walks is not None and self.options.max_walks < 1:
             raise ConfigError(f"max_walks must be at least 1 (or unset for no limit), got {self.options.max_walks}")
-        self.health = Health()
+        self.health = Health(cfg.health.latency_window)
         self.notifier = notifier or Notifier()
         self.on_result = on_result
         self.on_walk_result = on_walk_result  # (walk, result) before it is published: the demo's truth
@@ -133,11 +127,18 @@ class Kiosk:
             return self._results
 
     def _install_signals(self) -> list[tuple[int, Any]]:
-        previous = []
+        previous: list[tuple[int, Any]] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous.append((signum, signal.getsignal(signum)))
             signal.signal(signum, lambda s, _f: self.request_stop(signal.Signals(s).name))
         return previous
+
+    @property
+    def _parts(self) -> Components:
+        """The components of this run; built at the start of run()."""
+        if self._components is None:
+            raise EdgeError("the kiosk's components are used before run() built them")
+        return self._components
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ class Kiosk:
 
     def _run(self) -> int:
         parts = self._components or build_components(self.cfg)
-        self._components = parts
+        self._components = parts  # from here on self._parts
         self.notifier.status("starting: opening the camera and warming up the model")
         inference = threading.Thread(target=self._guard(self._inference_loop), name="inference", daemon=True)
         inference.start()
@@ -163,6 +164,8 @@ class Kiosk:
                 raise self._startup_error
             if self._fatal is not None:
                 raise EdgeError(f"the model could not be started: {self._fatal}") from self._fatal
+            if parts.identity is None:
+                raise EdgeError("the model started without saying what it is (no model identity)")
             parts.publisher = parts.make_publisher(parts.identity)
             parts.publisher.start()
         except BaseException:
@@ -175,7 +178,7 @@ class Kiosk:
         pipeline = threading.Thread(target=self._guard(self._pipeline_loop), name="pipeline", daemon=True)
         capture.start()
         pipeline.start()
-        identity = parts.identity
+        identity = parts.model_identity()
         self.notifier.ready(f"running: {identity.runner} {identity.precision} {identity.model_id}")
         log.info(
             "kiosk %s/%s ready: source %s, model %s (%s, %s)", self.cfg.kiosk.site_id, self.cfg.kiosk.kiosk_id,
@@ -197,7 +200,7 @@ class Kiosk:
             if not inference.is_alive():
                 self.request_stop("source ended" if self._fatal is None else "internal error")
                 break
-            failure = self._components.publisher.failure()
+            failure = self._parts.publisher.failure()
             if failure is not None:
                 log.error("the publisher failed: %s", failure)
                 self._fatal = failure
@@ -226,7 +229,7 @@ class Kiosk:
                 self._publish_health()
 
     def _shutdown(self, capture: threading.Thread, pipeline: threading.Thread, inference: threading.Thread) -> int:
-        parts = self._components
+        parts = self._parts
         log.info("stopping (%s)", self._stop_reason or "source ended")
         self.notifier.stopping(f"stopping: {self._stop_reason or 'source ended'}")
         capture.join(timeout=self.options.capture_join_s)
@@ -266,7 +269,7 @@ class Kiosk:
     # -- capture ------------------------------------------------------------------------------
 
     def _capture_loop(self) -> None:
-        source = self._components.source
+        source = self._parts.source
         live = source_is_live(source)
         try:
             iterator = iter(source)
@@ -322,7 +325,7 @@ class Kiosk:
                         return None
 
     def _pipeline_loop(self) -> None:
-        parts = self._components
+        parts = self._parts
         try:
             while (frame := self._next_frame()) is not None:
                 t0 = time.perf_counter()
@@ -356,7 +359,7 @@ class Kiosk:
     # -- inference and publishing -------------------------------------------------------------
 
     def _inference_loop(self) -> None:
-        parts = self._components
+        parts = self._parts
         try:
             # In this thread: TensorRT/CUDA objects live here.
             parts.activate_runner(self.cfg.kiosk.site_id, self.cfg.kiosk.kiosk_id)
@@ -377,7 +380,7 @@ class Kiosk:
             parts.deactivate_runner()
 
     def _handle_walk(self, walk: Walk, ended_at: float) -> None:
-        parts = self._components
+        parts = self._parts
         result, prediction = parts.result_for(walk, ended_at, self.health)
         if self.on_walk_result is not None:
             try:
@@ -411,7 +414,8 @@ class Kiosk:
         )
         if self.on_result is not None:
             self.on_result(result)
-        walk.silhouettes = None  # privacy: drop the silhouettes as soon as the result exists
+        # privacy: drop the silhouettes as soon as the result exists
+        walk.silhouettes = np.zeros((0, *walk.silhouettes.shape[1:]), np.uint8)
 
     # -- health -------------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from edge.broker_url import parse_broker_url
-from edge.threshold import CARD_NAME, ResolvedThreshold, resolve_threshold
+from edge.threshold import CARD_NAME, ResolvedThreshold, threshold_from_card
 
 # ids go into MQTT topic levels: no '/', '+', '#' or spaces
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -25,63 +25,223 @@ class _Section(BaseModel):
 
 
 class KioskIdentity(_Section):
-    site_id: str = Field("site-0", pattern=ID_PATTERN)
-    kiosk_id: str = Field("kiosk-0", pattern=ID_PATTERN)
+    site_id: str = Field(
+        "site-0", pattern=ID_PATTERN,
+        description="The site (e.g. the school): letters, digits, `_ . -`; an MQTT topic level.",
+    )
+    kiosk_id: str = Field(
+        "kiosk-0", pattern=ID_PATTERN,
+        description="This kiosk (e.g. the corridor): letters, digits, `_ . -`; an MQTT topic level.",
+    )
 
 
 class RealSenseFilters(_Section):
-    decimation: int = Field(1, ge=1, le=8)
-    spatial: bool = True
-    temporal: bool = False  # temporal filters smear a moving child across frames
-    hole_filling: bool = True
+    """librealsense post-processing of the depth stream, applied in the documented order."""
+
+    decimation: int = Field(
+        1, ge=1, le=8,
+        description="Decimation filter magnitude: 2 halves the depth resolution (and intrinsics); 1 = off.",
+    )
+    spatial: bool = Field(True, description="Edge-preserving spatial filter (in disparity space).")
+    temporal: bool = Field(
+        False, description="Temporal filter; off because it smears a walking child across frames.",
+    )
+    hole_filling: bool = Field(True, description="Fill invalid (zero) depth pixels from their neighbours.")
 
 
 class SourceConfig(_Section):
-    uri: str = "sim://?seed=0&walks=5"
-    fps: float = Field(30.0, gt=0, le=120)
-    color: bool = False
-    width: int = Field(640, ge=16, le=4096)
-    height: int = Field(480, ge=16, le=4096)
-    timeout_seconds: float = Field(5.0, gt=0, le=120)
-    queue_frames: int = Field(8, ge=1, le=1024)
-    realsense: RealSenseFilters = Field(default_factory=RealSenseFilters)
+    uri: str = Field(
+        "sim://?seed=0&walks=5",
+        description="The camera or recording: sim://, realsense://[serial], realsense:///rec.db3, "
+        "video:///file.mp4, /dev/videoN, rtsp://, silhouettes:///dir. Query options in the URI "
+        "(e.g. realsense://?color=1) override the keys below.",
+    )
+    fps: float = Field(
+        30.0, gt=0, le=120,
+        description="Frames per second: the rate the RealSense camera, the simulator and a silhouette "
+        "replay run at, and the walk gate's frame arithmetic (rejoin_s, stop_s). Video files and "
+        "devices keep their own rate.",
+    )
+    color: bool = Field(
+        False,
+        description="Also deliver colour frames: RealSense streams colour aligned to depth, sim:// renders it "
+        "(for segmentation.method person / fused).",
+    )
+    width: int = Field(
+        640, ge=16, le=4096,
+        description="RealSense stream width in pixels (depth, and colour when on); other sources deliver their own size.",
+    )
+    height: int = Field(
+        480, ge=16, le=4096,
+        description="RealSense stream height in pixels (depth, and colour when on); other sources deliver their own size.",
+    )
+    timeout_seconds: float = Field(
+        5.0, gt=0, le=120,
+        description="Seconds without a frame before the kiosk counts a camera stall and says so.",
+    )
+    queue_frames: int = Field(
+        8, ge=1, le=1024,
+        description="Capture -> segmentation queue length in frames; when full, frames are dropped and counted.",
+    )
+    realsense: RealSenseFilters = Field(
+        default_factory=RealSenseFilters, description="RealSense depth post-processing filters.",
+    )
 
 
 class SegmentationConfig(_Section):
-    # auto: by the source's images (edge.segmenters): silhouettes -> passthrough, depth -> depth,
-    # colour only -> person. color = background subtraction; fused = person gated by depth.
-    method: Literal["auto", "depth", "color", "person", "fused", "passthrough"] = "auto"
-    site_model: Path | None = None  # from `python -m edge calibrate-site`
-    color_method: Literal["mog2", "knn"] = "mog2"
-    person_threshold: float = Field(0.5, gt=0, lt=1)  # person / fused: probability that is person
-    person_threads: int = Field(1, ge=1, le=64)  # person / fused: ONNX Runtime threads
-    # ONNX Runtime execution providers for the person network, in order of preference; empty =
-    # CPU. On a Jetson with onnxruntime-gpu: ["CUDAExecutionProvider", "CPUExecutionProvider"].
-    person_providers: list[str] = Field(default_factory=list)
-    min_area: int = Field(1500, ge=1)
-    margin_mm: int = Field(150, ge=0, le=5000)
+    method: Literal["auto", "depth", "color", "person", "fused", "passthrough"] = Field(
+        "auto",
+        description="auto picks by the source's images (silhouettes -> passthrough, depth -> depth, colour "
+        "only -> person); color = background subtraction; fused = person gated by depth. A method the "
+        "source cannot serve stops the kiosk at start-up.",
+    )
+    site_model: Path | None = Field(
+        None, description="The empty corridor's depth model from `python -m edge calibrate-site` (depth, fused).",
+    )
+    color_method: Literal["mog2", "knn"] = Field(
+        "mog2", description="Background subtractor for method = color.",
+    )
+    person_threshold: float = Field(
+        0.5, gt=0, lt=1, description="person / fused: the network's probability above which a pixel is person.",
+    )
+    person_threads: int = Field(1, ge=1, le=64, description="person / fused: ONNX Runtime threads.")
+    person_providers: list[str] = Field(
+        default_factory=list,
+        description="person / fused: ONNX Runtime execution providers in order of preference; [] = CPU. "
+        'Jetson with onnxruntime-gpu: ["CUDAExecutionProvider", "CPUExecutionProvider"].',
+    )
+    min_area: int = Field(
+        1500, ge=1,
+        description="Pixels: smaller components are not a person, for the segmenter and for the walk gate "
+        "(a child ~6 m from the camera is ~1,500 px).",
+    )
+    margin_mm: int = Field(
+        150, ge=0, le=5000,
+        description="Depth: how many millimetres closer than the empty corridor a pixel must be to be foreground.",
+    )
+    # What counts as a person-sized component and how it is cleaned (edge.segment.ComponentRules),
+    # for the depth, color, person and fused segmenters; pixels are camera pixels unless marked
+    # "working": the segmenters clean masks at half resolution.
+    min_height_px: int = Field(
+        48, ge=1, le=4096, description="Pixels: a shorter component is not a person (a child ~6 m away).",
+    )
+    open_px: int = Field(3, ge=0, le=64, description="Working pixels: morphological opening that removes speckle.")
+    close_px: int = Field(
+        7, ge=0, le=64,
+        description="Working pixels: closing that joins parts split by depth holes (with depth it only adds "
+        "pixels without a valid depth, so real gaps between the legs stay open).",
+    )
+    fill_holes: bool = Field(
+        True, description="Fill holes inside the person (with depth only holes without a valid depth).",
+    )
+    attach_px: int = Field(
+        4, ge=0, le=256,
+        description="Working pixels: also keep pieces whose box lies this close to the person's (a head or foot "
+        "cut off by a depth hole).",
+    )
+    min_piece_px: int = Field(
+        12, ge=0, le=100000, description="Working pixels: smaller pieces near the person are speckle.",
+    )
+    behind_mm: int = Field(
+        1500, ge=0, le=20000,
+        description="Depth: drop pixels this many millimetres behind the person's median depth (flying pixels); "
+        "0 keeps them. 700 lost children at the far end of the corridor.",
+    )
+    stereo_shadow_left: bool = Field(
+        True,
+        description="Depth: fill invalid pixels only right of valid person pixels (the stereo shadow of a "
+        "left-reference camera such as RealSense).",
+    )
+    flying_mm: int = Field(
+        300, ge=0, le=20000,
+        description="Depth: edge pixels this many millimetres (or 10 % of the depth, if more) behind their "
+        "nearest person neighbour are flying pixels and dropped; 0 keeps them.",
+    )
 
 
 class WalkConfig(_Section):
-    """The walk gate (edge.walks.WalkConfig, same key names and defaults; docs/PIPELINE.md)."""
+    """The walk gate (edge.walks.WalkAssembler; docs/PIPELINE.md)."""
 
-    min_frames: int = Field(30, ge=1, le=10000)
-    enter_frames: int = Field(3, ge=1, le=1000)
-    exit_frames: int = Field(5, ge=1, le=1000)
-    max_seconds: float = Field(20.0, gt=0, le=600)
-    cooldown_seconds: float = Field(1.0, ge=0, le=600)
-    # Visible span of a walk, 1.0 = a full walk: below short_coverage the child took too few
-    # steps (too_short); below min_coverage the child left the view midway (partial_view).
-    short_coverage: float = Field(0.52, ge=0, le=1)
-    min_coverage: float = Field(0.85, ge=0, le=1)
-    # Site geometry: what a full walk looks like from this camera.
-    full_depth_travel_mm: float = Field(4000.0, gt=0, le=20000)  # toward/away walks
-    full_lateral_travel: float = Field(0.6, gt=0, le=1)  # side-on walks: share of the image width
-    walk_axis: Literal["auto", "depth", "lateral"] = "auto"
-    depth_axis_mm: float = Field(1000.0, gt=0, le=20000)  # auto: this much depth change = toward/away
-    max_border_share: float = Field(0.6, ge=0, le=1)  # more frames touching the side border: partial_view
-    multiple_people_share: float = Field(0.2, gt=0, le=1)  # frames with >= 2 people: multiple_people
-    on_shutdown: Literal["finish", "abandon"] = "finish"
+    min_frames: int = Field(
+        30, ge=1, le=10000,
+        description="Kept frames a walk needs (about one gait cycle at 30 fps); fewer: retake/too_short.",
+    )
+    enter_frames: int = Field(
+        3, ge=1, le=1000, description="Consecutive frames with a person before a walk starts (hysteresis).",
+    )
+    exit_frames: int = Field(
+        5, ge=1, le=1000, description="Consecutive frames without a person before a walk ends (hysteresis).",
+    )
+    max_seconds: float = Field(
+        20.0, gt=0, le=600, description="Seconds: a longer walk gives retake/too_long.",
+    )
+    cooldown_seconds: float = Field(
+        1.0, ge=0, le=600, description="Seconds after a walk before the next one may start.",
+    )
+    short_coverage: float = Field(
+        0.52, ge=0, le=1,
+        description="Visible share of a full walk below which the child took too few steps: retake/too_short.",
+    )
+    min_coverage: float = Field(
+        0.85, ge=0, le=1,
+        description="Visible share of a full walk below which the child left the view midway: "
+        "retake/partial_view (at least short_coverage).",
+    )
+    full_depth_travel_mm: float = Field(
+        4000.0, gt=0, le=20000,
+        description="Site geometry, toward/away walks: millimetres of depth travel of a full walk.",
+    )
+    full_lateral_travel: float = Field(
+        0.6, gt=0, le=1, description="Site geometry, side-on walks: share of the image width a full walk crosses.",
+    )
+    walk_axis: Literal["auto", "depth", "lateral"] = Field(
+        "auto", description="Which travel measures coverage; auto decides per walk by depth_axis_mm.",
+    )
+    depth_axis_mm: float = Field(
+        1000.0, gt=0, le=20000,
+        description="auto: a depth change of this many millimetres makes a walk toward/away.",
+    )
+    max_border_share: float = Field(
+        0.6, ge=0, le=1, description="Share of frames touching the side border above which: retake/partial_view.",
+    )
+    multiple_people_share: float = Field(
+        0.2, gt=0, le=1,
+        description="Share of frames with two or more person-sized shapes at which: retake/multiple_people.",
+    )
+    stop_s: float = Field(
+        1.2, gt=0, le=60,
+        description="Seconds of standing still (below stop_depth_mm and stop_lateral_px) that make a "
+        "walk retake/stopped.",
+    )
+    stop_depth_mm: float = Field(
+        150.0, ge=0, le=5000, description="Stop test: less depth motion than this (millimetres) over stop_s is still.",
+    )
+    stop_lateral_px: float = Field(
+        12.0, ge=0, le=4096,
+        description="Stop test: less image motion than this (pixels, sideways and of the feet) over stop_s is still.",
+    )
+    straight_only: bool = Field(
+        True,
+        description="Keep only the straight part of a walk (turns into and out of the corridor are dropped as "
+        "`turning`): the model was trained on children walking along the corridor.",
+    )
+    rejoin_s: float = Field(
+        1.5, ge=0, le=60,
+        description="Seconds a walk shorter than min_frames waits for the child to reappear, so one walk "
+        "gives one result.",
+    )
+    straight_window_s: float = Field(
+        1.0, gt=0, le=10,
+        description="Seconds over which the speed along the walk is fitted (about a stride).",
+    )
+    straight_speed_share: float = Field(
+        0.8, gt=0, le=1,
+        description="Frames moving at least this share of the cruise speed are the straight part.",
+    )
+    on_shutdown: Literal["finish", "abandon"] = Field(
+        "finish",
+        description="On SIGTERM: finish (judge) the walk in progress, or abandon it (retake/interrupted).",
+    )
 
     @model_validator(mode="after")
     def _coverage_order(self) -> WalkConfig:
@@ -96,18 +256,41 @@ class WalkConfig(_Section):
 
 
 class ModelConfig(_Section):
-    path: Path = Path("models/demo/model.onnx")  # FP32: the demo INT8 forms miss their agreement target (models/demo/report.md)
-    runner: Literal["onnxruntime", "torch", "tensorrt"] = "onnxruntime"
-    frames: int = Field(30, ge=8, le=300)  # gaitmil.spec MIN_FRAMES..MAX_FRAMES
-    threads: int | None = Field(None, ge=1, le=256)
-    card: Path | None = None  # default: card.json beside the model
-    # a model without a manifest is refused: nothing says what it is (a constant fake model would pass)
-    require_manifest: bool = True
+    path: Path = Field(
+        Path("models/demo/model.onnx"),
+        description="The model file; FP32 because the demo INT8 forms miss their agreement target "
+        "(models/demo/report.md).",
+    )
+    runner: Literal["onnxruntime", "torch", "tensorrt"] = Field(
+        "onnxruntime", description="The inference runtime for model.path.",
+    )
+    threads: int | None = Field(
+        None, ge=1, le=256, description="Intra-op threads; unset: the runner's choice.",
+    )
+    card: Path | None = Field(None, description="The model card; unset: card.json beside the model.")
+    require_manifest: bool = Field(
+        True,
+        description="Refuse a model without its manifest (nothing would say what it is); false accepts it "
+        "with a warning. For the runners that read manifests (onnxruntime, tensorrt).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_frames(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "frames" in data:
+            raise ValueError(
+                "model.frames was removed: the frames sampled per walk are the model's input length, "
+                "fixed when the model was exported; delete the key"
+            )
+        return data
 
 
 class ScreeningConfig(_Section):
-    # None: the model card's referral_threshold, else DEFAULT_THRESHOLD
-    threshold: float | None = Field(None, gt=0, lt=1)
+    threshold: float | None = Field(
+        None, gt=0, lt=1,
+        description="Refer when P(not negative) >= threshold; unset: the model card's referral_threshold, "
+        "else 0.5.",
+    )
 
 
 class TLSConfig(_Section):
@@ -223,20 +406,41 @@ class MqttConfig(_Section):
 
 
 class OutboxConfig(_Section):
-    path: Path | None = None  # default <state_dir>/outbox.sqlite3
-    disk_budget_mb: float = Field(256.0, gt=0, le=1_048_576, allow_inf_nan=False)  # at most 1 TiB
-    alarm_fraction: float = Field(0.8, gt=0, le=1)
-    flush_seconds: float = Field(10.0, ge=0, le=600)
-    expire_days: float = Field(14.0, gt=0, le=3650)
+    path: Path | None = Field(None, description="The outbox database; unset: <state_dir>/outbox.sqlite3.")
+    disk_budget_mb: float = Field(
+        256.0, gt=0, le=1_048_576, allow_inf_nan=False,
+        description="Megabytes the outbox may use (finite, at most 1 TiB); when full, new results are "
+        "refused and an alarm raised, nothing is dropped.",
+    )
+    alarm_fraction: float = Field(
+        0.8, gt=0, le=1, description="Health alarm above this fraction of disk_budget_mb.",
+    )
+    flush_seconds: float = Field(
+        10.0, ge=0, le=600, description="On shutdown, seconds to wait for the broker's acknowledgements.",
+    )
+    expire_days: float = Field(
+        14.0, gt=0, le=3650,
+        description="Undelivered results older than this many days are deleted (privacy) and counted.",
+    )
 
 
 class HealthConfig(_Section):
-    interval_seconds: float = Field(60.0, gt=0, le=86400)
+    interval_seconds: float = Field(
+        60.0, gt=0, le=86400, description="Seconds between health messages.",
+    )
+    latency_window: int = Field(
+        500, ge=1, le=1_000_000,
+        description="Most recent walks kept for the latency percentiles (constant memory over months).",
+    )
 
 
 class PrivacyConfig(_Section):
-    record_walks: bool = False  # silhouettes are written only when this is on
-    record_dir: Path | None = None
+    record_walks: bool = Field(
+        False,
+        description="Write each walk's silhouettes to record_dir (on-site calibration only); nothing is "
+        "written when off.",
+    )
+    record_dir: Path | None = Field(None, description="Where record_walks writes; required when it is on.")
 
     @model_validator(mode="after")
     def _dir(self) -> PrivacyConfig:
@@ -246,8 +450,10 @@ class PrivacyConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    json_lines: bool = Field(False, alias="json")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Log level (any case).",
+    )
+    json_lines: bool = Field(False, alias="json", description="Log JSON lines for log collectors.")
 
     @field_validator("level", mode="before")
     @classmethod
@@ -258,18 +464,26 @@ class LoggingConfig(_Section):
 
 
 class KioskConfig(_Section):
-    kiosk: KioskIdentity = Field(default_factory=KioskIdentity)
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
-    walk: WalkConfig = Field(default_factory=WalkConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    state_dir: Path = Path("state")
+    kiosk: KioskIdentity = Field(default_factory=KioskIdentity, description="Who this kiosk is.")
+    source: SourceConfig = Field(default_factory=SourceConfig, description="The camera.")
+    segmentation: SegmentationConfig = Field(
+        default_factory=SegmentationConfig, description="Frames -> person masks.",
+    )
+    walk: WalkConfig = Field(default_factory=WalkConfig, description="The walk gate: masks -> walks or retakes.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The classifier.")
+    screening: ScreeningConfig = Field(default_factory=ScreeningConfig, description="The referral decision.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="The broker results are published to.")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Results stored until acknowledged.")
+    health: HealthConfig = Field(default_factory=HealthConfig, description="The health topic.")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What may be written to disk.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+    state_dir: Path = Field(
+        Path("state"),
+        description="Where the kiosk keeps its outbox and other state (systemd: /var/lib/gaitmil).",
+    )
+
+    # the threshold resolved from the model card, with what it was resolved from (read once)
+    _threshold: tuple[tuple[float | None, Path, bool], ResolvedThreshold] | None = PrivateAttr(None)
 
     # -- derived values the service needs -------------------------------------------------
 
@@ -286,6 +500,12 @@ class KioskConfig(_Section):
         return self.model.card if self.model.card is not None else self.model.path.parent / CARD_NAME
 
     def threshold(self) -> ResolvedThreshold:
-        """The referral threshold in force and where it came from."""
-        return resolve_threshold(self)
+        """The referral threshold in force and where it came from.
 
+        The model card is read on the first call (edge.config.load_config makes that call, at
+        start-up) and the answer kept; it is read again only if the keys it depends on changed.
+        """
+        key = (self.screening.threshold, self.card_path, self.model.card is not None)
+        if self._threshold is None or self._threshold[0] != key:
+            self._threshold = (key, threshold_from_card(*key))
+        return self._threshold[1]

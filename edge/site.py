@@ -28,7 +28,9 @@ MIN_VALID_SHARE = 0.5
 class SiteModel:
     """Per-pixel background depth of the empty corridor and a suggested range gate."""
 
-    background_mm: np.ndarray  # uint16 [H, W], 0 = no reliable background (anything in the gate is foreground)
+    background_mm: (
+        np.ndarray
+    )  # uint16 [H, W], 0 = no reliable background (anything in the gate is foreground)
     valid_fraction: np.ndarray  # float32 [H, W]: share of frames in which the pixel had depth
     near_mm: int  # suggested range gate
     far_mm: int
@@ -50,10 +52,13 @@ class SiteModel:
             path = path.with_suffix(".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
-            path, format=np.array(SITE_FORMAT), background_mm=self.background_mm,
+            path,
+            format=np.array(SITE_FORMAT),
+            background_mm=self.background_mm,
             valid_fraction=self.valid_fraction.astype(np.float16),
             gate=np.array([self.near_mm, self.far_mm], np.int64),
-            frames=np.array(self.frames), created=np.array(self.created),
+            frames=np.array(self.frames),
+            created=np.array(self.created),
         )
         return path
 
@@ -67,21 +72,31 @@ class SiteModel:
             with np.load(path, allow_pickle=False) as data:
                 fmt = str(data["format"])
                 if fmt != SITE_FORMAT:
-                    raise SegmentationError(f"site model {path} has format {fmt!r}, expected {SITE_FORMAT!r}: {how}")
+                    raise SegmentationError(
+                        f"site model {path} has format {fmt!r}, expected {SITE_FORMAT!r}: {how}"
+                    )
                 background = data["background_mm"]
                 valid = data["valid_fraction"].astype(np.float32)
                 near, far = (int(v) for v in data["gate"])
                 frames = int(data["frames"])
                 created = float(data["created"])
         except (OSError, KeyError, ValueError) as err:
-            raise SegmentationError(f"site model {path} is unreadable or incomplete ({err}): {how}") from err
+            raise SegmentationError(
+                f"site model {path} is unreadable or incomplete ({err}): {how}"
+            ) from err
         if background.dtype != np.uint16 or background.ndim != 2 or valid.shape != background.shape:
-            raise SegmentationError(f"site model {path} holds arrays of the wrong type/shape: {how}")
+            raise SegmentationError(
+                f"site model {path} holds arrays of the wrong type/shape: {how}"
+            )
         return cls(background, valid, near, far, frames, created)
 
 
 def learn_site(
-    frames: Iterable[Frame], *, near_mm: int = 300, max_far_mm: int = 8000, far_percentile: float = 95.0
+    frames: Iterable[Frame],
+    *,
+    near_mm: int = 300,
+    max_far_mm: int = 8000,
+    far_percentile: float = 95.0,
 ) -> SiteModel:
     """Learn the background from frames of the EMPTY corridor (a few seconds is enough).
 
@@ -90,16 +105,20 @@ def learn_site(
     `far_percentile` of background depths, capped at `max_far_mm` (beyond that a depth
     camera's noise swamps a child's silhouette).
     """
-    depths = []
+    depths: list[np.ndarray] = []
     for frame in frames:
         if frame.depth is None:
-            raise SegmentationError(f"frame {frame.index} has no depth: site calibration needs a depth camera")
+            raise SegmentationError(
+                f"frame {frame.index} has no depth: site calibration needs a depth camera"
+            )
         if frame.depth.dtype != np.uint16 or frame.depth.ndim != 2:
             raise SegmentationError(
                 f"frame {frame.index}: depth must be uint16 [H, W] millimetres, got {frame.depth.dtype} {frame.depth.shape}"
             )
         if depths and frame.depth.shape != depths[0].shape:
-            raise SegmentationError(f"frame {frame.index}: size {frame.depth.shape} differs from {depths[0].shape}")
+            raise SegmentationError(
+                f"frame {frame.index}: size {frame.depth.shape} differs from {depths[0].shape}"
+            )
         depths.append(frame.depth)
     if len(depths) < MIN_FRAMES:
         raise SegmentationError(
@@ -124,4 +143,6 @@ def learn_site(
             "site calibration saw no valid depth at all: is the lens covered or the emitter off?"
         )
     far = int(min(max_far_mm, np.percentile(known, far_percentile)))
-    return SiteModel(background, valid_fraction, int(near_mm), max(far, int(near_mm) + 500), len(depths))
+    return SiteModel(
+        background, valid_fraction, int(near_mm), max(far, int(near_mm) + 500), len(depths)
+    )

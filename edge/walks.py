@@ -3,8 +3,12 @@
 States: idle -> entering -> walking -> leaving -> idle.
 - enter: a person-sized mask present for `enter_frames` consecutive frames;
 - exit: `exit_frames` consecutive frames without one (hysteresis both ways);
-- a walk longer than `max_duration_s` ends with `too_long`; after any walk a
+- a walk longer than `max_seconds` ends with `too_long`; after any walk a
   cooldown, and after `too_long` the view must clear before a new walk starts.
+
+The gate's settings are the config's [walk] section (edge.settings.WalkConfig, the one
+declaration of every key and its default), with the frame rate (source.fps) and the
+person-sized area (segmentation.min_area) from their own sections.
 
 Each present frame is checked (border contact, components) and its largest component
 normalised with gaitmil.silhouette.normalize_for_model. At the end the walk gate decides;
@@ -20,69 +24,38 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edge.errors import EdgeError
+from edge.settings import SegmentationConfig, SourceConfig, WalkConfig
 from edge.types import Mask, Walk, WalkQuality
 from gaitmil.silhouette import normalize_for_model
 from gaitmil.spec import INPUT_HEIGHT, INPUT_WIDTH
 
 # Retake reason codes (a fixed, documented set: dashboards switch on them).
 TOO_SHORT = "too_short"  # fewer usable frames than about one gait cycle
-MULTIPLE_PEOPLE = "multiple_people"  # more than one person-sized shape in view for a good part of the walk
-PARTIAL_VIEW = "partial_view"  # the child was not fully in view, or covered too little of the corridor
+MULTIPLE_PEOPLE = (
+    "multiple_people"  # more than one person-sized shape in view for a good part of the walk
+)
+PARTIAL_VIEW = (
+    "partial_view"  # the child was not fully in view, or covered too little of the corridor
+)
 STOPPED = "stopped"  # the child stood still mid-walk
-TOO_LONG = "too_long"  # the walk exceeded max_duration_s
+TOO_LONG = "too_long"  # the walk exceeded walk.max_seconds
 INTERRUPTED = "interrupted"  # the kiosk abandoned a walk on shutdown (walk.on_shutdown = "abandon")
-RETAKE_REASONS: tuple[str, ...] = (TOO_SHORT, MULTIPLE_PEOPLE, PARTIAL_VIEW, STOPPED, TOO_LONG, INTERRUPTED)
+RETAKE_REASONS: tuple[str, ...] = (
+    TOO_SHORT,
+    MULTIPLE_PEOPLE,
+    PARTIAL_VIEW,
+    STOPPED,
+    TOO_LONG,
+    INTERRUPTED,
+)
 
 # Why single frames were left out of a walk (WalkQuality.dropped keys).
 DROP_BORDER = "touches_border"
 DROP_EMPTY = "empty"
-DROP_DEGENERATE = "degenerate"
 DROP_ABSENT = "absent"  # a gap frame inside the walk (no person mask)
 DROP_TURNING = "turning"  # entering or leaving the corridor: not the straight part of the walk
 
 IDLE, ENTERING, WALKING, LEAVING = "idle", "entering", "walking", "leaving"
-
-
-@dataclass
-class WalkConfig:
-    """Walk gate settings. Frame counts assume `fps`; times are seconds."""
-
-    fps: float = 30.0
-    enter_frames: int = 3
-    exit_frames: int = 6
-    min_frames: int = 30  # about one gait cycle at 30 fps
-    max_duration_s: float = 12.0
-    cooldown_s: float = 0.5
-    min_area_px: int = 1200  # smaller kept components do not count as a person
-    multiple_people_share: float = 0.2  # share of frames with >= 2 person-sized components
-    # Visible span (see _coverage): 1.0 = a full walk. Below short_coverage the child took too
-    # few steps (too_short); below min_coverage the child left the view midway (partial_view).
-    short_coverage: float = 0.52
-    min_coverage: float = 0.85
-    full_depth_travel_mm: float = 4000.0  # toward/away travel of a full walk (site geometry)
-    full_lateral_travel: float = 0.6  # share of the image width crossed by a full side-on walk
-    walk_axis: str = "auto"  # "auto" | "depth" | "lateral"
-    depth_axis_mm: float = 1000.0  # auto: a depth change this large makes it a toward/away walk
-    max_border_share: float = 0.6  # more frames than this touching the side border: partial view
-    stop_s: float = 1.2  # standing this long (below both motions) is a stop
-    stop_depth_mm: float = 150.0
-    stop_lateral_px: float = 12.0
-    # Keep only the straight part of the walk (see straight_part): the model is trained on
-    # children walking along the corridor, not on the turns into and out of it.
-    straight_only: bool = True
-    rejoin_s: float = 1.5  # a walk shorter than min_frames waits this long for the child to reappear
-    straight_window_s: float = 1.0  # speed: slope of a least-squares line over this window (about a stride)
-    straight_speed_share: float = 0.8  # straight where the speed along the walk is this share of cruise
-
-    def __post_init__(self) -> None:
-        if self.enter_frames < 1 or self.exit_frames < 1 or self.min_frames < 1:
-            raise EdgeError("walk gate: enter_frames, exit_frames and min_frames must be at least 1")
-        if self.fps <= 0 or self.max_duration_s <= 0:
-            raise EdgeError("walk gate: fps and max_duration_s must be positive")
-        if self.walk_axis not in ("auto", "depth", "lateral"):
-            raise EdgeError(f"walk gate: walk_axis={self.walk_axis!r}, use 'auto', 'depth' or 'lateral'")
-        if not 0.0 <= self.short_coverage <= self.min_coverage <= 1.0:
-            raise EdgeError("walk gate: need 0 <= short_coverage <= min_coverage <= 1")
 
 
 @dataclass
@@ -96,7 +69,9 @@ class _Track:
     times: list[float] = field(default_factory=list)  # present frames
     depth: list[float] = field(default_factory=list)  # NaN when unknown
     center_x: list[float] = field(default_factory=list)
-    feet_y: list[float] = field(default_factory=list)  # bottom row of the person's box (colour: toward/away motion)
+    feet_y: list[float] = field(
+        default_factory=list
+    )  # bottom row of the person's box (colour: toward/away motion)
     components: list[int] = field(default_factory=list)
     border: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -122,31 +97,52 @@ def person_band(mask: Mask) -> np.ndarray | None:
     band = mask.mask[y : y + h]
     crop = band[:, x : x + w]
     binary = crop.view(np.uint8) if crop.dtype == np.bool_ else (crop > 0).view(np.uint8)
-    contours, _ = cv2.findContours(np.ascontiguousarray(binary), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(binary), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     if not contours:
         return None
     if len(contours) == 1 and np.count_nonzero(band) == np.count_nonzero(crop):
         return band  # the usual case: one blob, nothing outside its box
-    best = max(range(len(contours)), key=lambda i: cv2.contourArea(contours[i]) + cv2.arcLength(contours[i], True))
+    best = max(
+        range(len(contours)),
+        key=lambda i: cv2.contourArea(contours[i]) + cv2.arcLength(contours[i], True),
+    )
     keep = np.zeros(crop.shape, np.uint8)
     cv2.drawContours(keep, contours, best, 1, thickness=cv2.FILLED)
     cleaned = np.zeros_like(band)
-    cleaned[:, x : x + w] = np.where(keep.view(np.bool_), crop, 0)  # holes inside the blob stay holes
+    cleaned[:, x : x + w] = np.where(
+        keep.view(np.bool_), crop, 0
+    )  # holes inside the blob stay holes
     return cleaned
 
 
 class WalkAssembler:
     """push(mask) per frame; returns a Walk when one ends (accepted or with retake_reason)."""
 
-    def __init__(self, config: WalkConfig | None = None) -> None:
-        self.config = config or WalkConfig()
+    def __init__(
+        self,
+        config: WalkConfig | None = None,
+        *,
+        fps: float | None = None,
+        min_area_px: int | None = None,
+    ) -> None:
+        """`config`: the [walk] section; `fps`: source.fps; `min_area_px`: segmentation.min_area.
+
+        Unset values are the config's defaults (edge.settings), so a gate made here without
+        arguments is the kiosk's gate with a default configuration.
+        """
+        self.config = config if config is not None else WalkConfig()
+        self.fps = float(fps if fps is not None else SourceConfig().fps)
+        self.min_area_px = int(
+            min_area_px if min_area_px is not None else SegmentationConfig().min_area
+        )
         self.state = IDLE
         self._track: _Track | None = None
         self._present_run = 0
         self._absent_run = 0
         self._cooldown_until = -np.inf
         self._await_clear = False
-        self.walks_started = 0
 
     @property
     def active(self) -> bool:
@@ -154,7 +150,7 @@ class WalkAssembler:
         return self.state != IDLE
 
     def _present(self, mask: Mask) -> bool:
-        return mask.bbox is not None and mask.area >= self.config.min_area_px
+        return mask.bbox is not None and mask.area >= self.min_area_px
 
     def push(self, mask: Mask) -> Walk | None:
         cfg = self.config
@@ -170,7 +166,7 @@ class WalkAssembler:
             self._track = _Track(start_time=mask.timestamp, width=int(mask.mask.shape[1]))
             self.state = ENTERING
             self._present_run = 0
-        track = self._track
+        track = self._current()
         track.frames_seen += 1
         track.last_time = mask.timestamp
         if present:
@@ -179,7 +175,6 @@ class WalkAssembler:
             self._add(track, mask)
             if self.state == ENTERING and self._present_run >= cfg.enter_frames:
                 self.state = WALKING
-                self.walks_started += 1
             elif self.state == LEAVING:
                 self.state = WALKING
         else:
@@ -193,13 +188,16 @@ class WalkAssembler:
             track.drop(DROP_ABSENT)
             # A short track may be a child lost for a moment at the far end of the corridor:
             # wait up to rejoin_s for the rest of the walk, so one walk gives one result.
-            waiting = len(track.times) < cfg.min_frames and self._absent_run < cfg.exit_frames + round(
-                cfg.rejoin_s * cfg.fps)
+            waiting = len(
+                track.times
+            ) < cfg.min_frames and self._absent_run < cfg.exit_frames + round(
+                cfg.rejoin_s * self.fps
+            )
             if self._absent_run >= cfg.exit_frames and not waiting:
                 # the trailing absent frames were the exit, not gaps inside the walk
                 track.drop(DROP_ABSENT, -self._absent_run)
                 return self._finish(None)
-        if self.state in (WALKING, LEAVING) and mask.timestamp - track.start_time > cfg.max_duration_s:
+        if self.state in (WALKING, LEAVING) and mask.timestamp - track.start_time > cfg.max_seconds:
             self._await_clear = True
             return self._finish(TOO_LONG)
         return None
@@ -221,7 +219,16 @@ class WalkAssembler:
             self._track.drop(DROP_ABSENT, -self._absent_run)
         return self._finish(None)
 
+    def _current(self) -> _Track:
+        """The walk under way (every state but idle has one)."""
+        if self._track is None:
+            raise EdgeError(f"walk gate in state {self.state!r} without a walk under way")
+        return self._track
+
     def _add(self, track: _Track, mask: Mask) -> None:
+        if mask.bbox is None:  # not present: push() only adds person-sized masks
+            track.drop(DROP_EMPTY)
+            return
         x, y, w, h = mask.bbox
         track.times.append(mask.timestamp)
         track.depth.append(np.nan if mask.depth_mm is None else float(mask.depth_mm))
@@ -237,7 +244,7 @@ class WalkAssembler:
             track.drop(DROP_EMPTY)
             return
         result = normalize_for_model(band)
-        if not result.ok:
+        if not result.ok or result.silhouette is None:
             track.drop(result.reason or DROP_EMPTY)
             return
         track.silhouettes.append(result.silhouette)
@@ -250,11 +257,11 @@ class WalkAssembler:
         self._present_run = 0
 
     def _finish(self, forced_reason: str | None) -> Walk:
-        track = self._track
+        track = self._current()
         cfg = self.config
         self._reset()
         self._absent_run = 0
-        self._cooldown_until = track.last_time + cfg.cooldown_s
+        self._cooldown_until = track.last_time + cfg.cooldown_seconds
         coverage, direction = _coverage(track, cfg)
         # without travel along an axis (e.g. silhouettes replayed already centred) there is
         # no turn to tell apart from the straight part
@@ -268,14 +275,21 @@ class WalkAssembler:
             coverage=coverage,
             max_components=max(track.components, default=0),
         )
-        reason = forced_reason or gate(track, quality, cfg)
-        sils = (np.stack(track.silhouettes) if track.silhouettes
-                else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8))
+        reason = forced_reason or gate(track, quality, cfg, self.fps)
+        sils = (
+            np.stack(track.silhouettes)
+            if track.silhouettes
+            else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
+        )
         # the walk ends with the last frame the child was seen in, not with the exit hysteresis
         end_time = track.times[-1] if track.times else track.last_time
         return Walk(
-            start_time=track.start_time, end_time=end_time, silhouettes=sils,
-            timestamps=np.asarray(track.kept_times, np.float64), quality=quality, retake_reason=reason,
+            start_time=track.start_time,
+            end_time=end_time,
+            silhouettes=sils,
+            timestamps=np.asarray(track.kept_times, np.float64),
+            quality=quality,
+            retake_reason=reason,
         )
 
 
@@ -292,7 +306,9 @@ def _coverage(track: _Track, cfg: WalkConfig) -> tuple[float, str]:
         return 0.0, "unknown"
     depth = np.asarray(track.depth)
     known = depth[np.isfinite(depth)]
-    depth_travel = float(np.percentile(known, 95) - np.percentile(known, 5)) if known.size >= 2 else 0.0
+    depth_travel = (
+        float(np.percentile(known, 95) - np.percentile(known, 5)) if known.size >= 2 else 0.0
+    )
     cx = np.asarray(track.center_x)
     lateral = float(np.percentile(cx, 95) - np.percentile(cx, 5)) / max(track.width, 1)
     axis = cfg.walk_axis
@@ -303,10 +319,14 @@ def _coverage(track: _Track, cfg: WalkConfig) -> tuple[float, str]:
         delta = float(np.median(known[-edge:]) - np.median(known[:edge]))
         direction = "toward" if delta < 0 else "away"
         return float(min(1.0, depth_travel / cfg.full_depth_travel_mm)), direction
-    return float(min(1.0, lateral / cfg.full_lateral_travel)), "lateral" if lateral > 0.1 else "unknown"
+    return float(
+        min(1.0, lateral / cfg.full_lateral_travel)
+    ), "lateral" if lateral > 0.1 else "unknown"
 
 
-def straight_part(times: np.ndarray, progress: np.ndarray, window_s: float, speed_share: float) -> np.ndarray:
+def straight_part(
+    times: np.ndarray, progress: np.ndarray, window_s: float, speed_share: float
+) -> np.ndarray:
     """Frames on the straight part of a walk, from the masks alone: bool [N].
 
     `progress` is where the child is along the walk's axis (median depth for walks
@@ -367,15 +387,17 @@ def _keep_straight(track: _Track, cfg: WalkConfig, direction: str) -> None:
     track.kept_at = [track.kept_at[i] for i in keep]
 
 
-def _stopped(track: _Track, cfg: WalkConfig) -> bool:
+def _stopped(track: _Track, cfg: WalkConfig, fps: float) -> bool:
     """True if, over stop_s seconds of frames, the child moved less than the stop thresholds both ways."""
-    window = max(2, int(round(cfg.stop_s * cfg.fps)))
+    window = max(2, int(round(cfg.stop_s * fps)))
     if len(track.times) < window:
         return False
     cx = sliding_window_view(np.asarray(track.center_x), window)
     still_x = (cx.max(axis=1) - cx.min(axis=1)) < cfg.stop_lateral_px
     depth = sliding_window_view(np.asarray(track.depth), window)
-    spread = np.fmax.reduce(depth, axis=1) - np.fmin.reduce(depth, axis=1)  # NaN (unknown depth) is ignored
+    spread = np.fmax.reduce(depth, axis=1) - np.fmin.reduce(
+        depth, axis=1
+    )  # NaN (unknown depth) is ignored
     still_d = ~(spread >= cfg.stop_depth_mm)  # a window without any depth counts as still in depth
     # Without depth (a colour camera) a walk toward or away moves the feet up or down the image
     # while the centre barely moves sideways: that is walking, not standing still.
@@ -384,7 +406,7 @@ def _stopped(track: _Track, cfg: WalkConfig) -> bool:
     return bool(np.any(still_x & still_d & still_y))
 
 
-def gate(track: _Track, quality: WalkQuality, cfg: WalkConfig) -> str | None:
+def gate(track: _Track, quality: WalkQuality, cfg: WalkConfig, fps: float) -> str | None:
     """The walk gate: None when the walk may be classified, else a reason code (checked in
     this order: multiple_people, stopped, too_short, partial_view)."""
     present = len(track.times)
@@ -393,7 +415,7 @@ def gate(track: _Track, quality: WalkQuality, cfg: WalkConfig) -> str | None:
     multi = sum(1 for c in track.components if c >= 2)
     if multi / present >= cfg.multiple_people_share:
         return MULTIPLE_PEOPLE
-    if _stopped(track, cfg):
+    if _stopped(track, cfg, fps):
         return STOPPED
     if quality.frames_kept < cfg.min_frames or quality.coverage < cfg.short_coverage:
         return TOO_SHORT

@@ -1,11 +1,12 @@
 """Component wiring: the parts of one kiosk run, made from a KioskConfig.
 
-`build_components` turns the configuration into a source, a segmenter, a walk
-assembler (its gate from the [walk] section, see `gate_config`), a runner (not
-yet active) and a factory for the outbox-backed publisher; `Components.result_for`
-turns one walk into its result with them. The kiosk loop (edge.service) moves
-frames, walks and results between them on its threads; the names here stay
-importable from edge.service.
+`build_components` turns the configuration into a source (its [source] section,
+see `open_configured_source`), a segmenter, a walk assembler (its gate from the
+[walk] section, see `make_assembler`), a runner (not yet active) and a factory for
+the outbox-backed publisher; `Components.result_for` turns one walk into its
+result with them. The kiosk loop (edge.service) moves frames, walks and results
+between them on its threads. `python -m edge collect` builds its source, segmenter
+and gate with the same functions, so training data see the kiosk's gate.
 """
 
 from __future__ import annotations
@@ -14,22 +15,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import EdgeError, ModelError, RunnerError
 from edge.record import record_walk
 from edge.result import INFERENCE_FAILED, ModelIdentity, ResultContext, ResultError, build_result
+from edge.settings import KioskConfig
 from edge.types import Frame, Prediction, Walk
+
+if TYPE_CHECKING:
+    from edge.sources.base import Source
+    from edge.walks import WalkAssembler
 
 log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
 
-# [walk] keys passed to the gate under their own name (edge.walks.WalkConfig's fields).
-GATE_KEYS = (
-    "enter_frames", "exit_frames", "min_frames", "short_coverage", "min_coverage", "full_depth_travel_mm",
-    "full_lateral_travel", "walk_axis", "depth_axis_mm", "max_border_share", "multiple_people_share",
-)
 OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked")
 
 
@@ -53,6 +54,12 @@ class Components:
     context: ResultContext | None = None
     identity: ModelIdentity | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def model_identity(self) -> ModelIdentity:
+        """What model the active runner holds (set by activate_runner)."""
+        if self.identity is None:
+            raise EdgeError("no model identity: activate_runner() has not run")
+        return self.identity
 
     @property
     def source_name(self) -> str:
@@ -82,6 +89,9 @@ class Components:
 
     def result_for(self, walk: Walk, ended_at: float, health: Any) -> tuple[dict, Prediction | None]:
         """The result of one walk and its Prediction (None for a retake); failures counted in `health`."""
+        context = self.context
+        if context is None:
+            raise EdgeError("result_for before activate_runner: the result context is made with the runner")
         prediction = None
         reason = None
         if walk.accepted:
@@ -98,13 +108,13 @@ class Components:
         # A retake keeps the token: the same child walks again. A classification uses it up.
         token = self.publisher.current_subject_token()
         try:
-            result = build_result(walk, prediction, self.context, latency, subject_token=token, retake_reason=reason)
+            result = build_result(walk, prediction, context, latency, subject_token=token, retake_reason=reason)
         except ResultError as exc:
             # e.g. NaN probabilities from a broken model: a retake, never a made-up outcome
             health.count("inference_errors")
             log.error("walk %s: model output unusable: %s", walk.walk_id, exc)
             prediction = None
-            result = build_result(walk, None, self.context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
+            result = build_result(walk, None, context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
         if token is not None and result["outcome"] != "retake":
             self.publisher.consume_subject_token()
         return result, prediction
@@ -160,7 +170,7 @@ def _alarm(health: Any, name: str, active: bool, message: str) -> None:
         health.clear_alarm(name)
 
 
-def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Components:
+def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -> Components:
     """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
 
     `runner` / `source` replace the configured ones (tests inject bad input this way).
@@ -169,13 +179,10 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
     from edge.mqtt_client import publisher_settings
     from edge.outbox import Outbox
     from edge.runners.registry import create_runner
-    from edge.sources import open_source
-    from edge.walks import WalkAssembler
-
     if source is None:
-        source = open_source(cfg.source.uri)
+        source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
-    gate = gate_config(cfg)
+    assembler = make_assembler(cfg)
     if runner is None:
         runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg))
     threshold = cfg.threshold().value
@@ -185,12 +192,12 @@ def build_components(cfg: Any, runner: Any = None, source: Any = None) -> Compon
     def make_publisher(identity: ModelIdentity) -> Any:
         return Publisher(settings, outbox, model=identity.as_dict())
 
-    parts = Components(source, segmenter, WalkAssembler(gate), runner, make_publisher, threshold)
+    parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
     parts.closers.append(outbox.close)
     return parts
 
 
-def runner_options(cfg: Any) -> dict[str, Any]:
+def runner_options(cfg: KioskConfig) -> dict[str, Any]:
     """Options from [model] for runners that take them (by what the runner declares, not by its name)."""
     from edge.runners.registry import runner_class
 
@@ -202,24 +209,26 @@ def runner_options(cfg: Any) -> dict[str, Any]:
     return {"require_manifest": cfg.model.require_manifest}
 
 
-def gate_config(cfg: Any, gate_class: type | None = None) -> Any:
-    """edge.walks.WalkConfig (or `gate_class`) from the [walk] section, every tunable key passed.
+def open_configured_source(cfg: KioskConfig) -> Source:
+    """The source for source.uri, given the [source] keys it honours (not yet opened).
 
-    The config's defaults are the gate's defaults (tests/edge/test_config.py checks it), and
-    the config already refused short_coverage > min_coverage naming both keys.
+    Options in the URI's query override the section's keys (edge.sources.open_source)."""
+    from edge.sources import open_source
+
+    return open_source(cfg.source.uri, config=cfg.source)
+
+
+def make_assembler(cfg: KioskConfig) -> WalkAssembler:
+    """The walk gate from the [walk] section, with source.fps and segmentation.min_area.
+
+    The config already refused short_coverage > min_coverage naming both keys.
     """
-    if gate_class is None:
-        from edge.walks import WalkConfig as gate_class
-    walk = cfg.walk
-    values: dict[str, Any] = {key: getattr(walk, key) for key in GATE_KEYS}
-    values.update(
-        fps=cfg.source.fps, max_duration_s=walk.max_seconds, cooldown_s=walk.cooldown_seconds,
-        min_area_px=cfg.segmentation.min_area,
-    )
-    return gate_class(**values)
+    from edge.walks import WalkAssembler
+
+    return WalkAssembler(cfg.walk, fps=cfg.source.fps, min_area_px=cfg.segmentation.min_area)
 
 
-def make_segmenter(cfg: Any, source: Any) -> Any:
+def make_segmenter(cfg: KioskConfig, source: Any) -> Any:
     """The segmenter for the configured method and the source's images (edge.segmenters: `auto`
     picks by source, a method the source cannot serve is refused here, at start-up); a
     simulated camera without a site model learns its empty corridor."""
@@ -253,8 +262,11 @@ def simulated_site(source: Any) -> Any:
     return learn_site(Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty)
 
 
-def record_for_calibration(cfg: Any, walk: Walk, result: dict) -> None:
+def record_for_calibration(cfg: KioskConfig, walk: Walk, result: dict) -> None:
     """privacy.record_walks: keep the walk's silhouettes in privacy.record_dir for on-site calibration."""
+    folder = cfg.privacy.record_dir
+    if folder is None:  # the config refuses record_walks without record_dir
+        raise EdgeError("privacy.record_walks is on but privacy.record_dir is not set")
     meta = {
         "kiosk_id": cfg.kiosk.kiosk_id, "site_id": cfg.kiosk.site_id,
         "quality": walk.quality.as_dict(), "model_id": result["model"]["id"],
@@ -262,6 +274,6 @@ def record_for_calibration(cfg: Any, walk: Walk, result: dict) -> None:
         "retake_reason": result.get("retake_reason"),
     }
     try:
-        record_walk(cfg.privacy.record_dir, walk.walk_id, walk.silhouettes, walk.timestamps, meta)
+        record_walk(folder, walk.walk_id, walk.silhouettes, walk.timestamps, meta)
     except (OSError, EdgeError) as exc:
         log.error("could not record walk %s in %s: %s", walk.walk_id, cfg.privacy.record_dir, exc)

@@ -9,6 +9,10 @@
 
 Each scheme maps to "module:Class" in SOURCES and is imported only when used, so
 pyrealsense2 is needed only for realsense:// URIs.
+
+The kiosk opens its source with the [source] section (`open_source(uri, config=...)`,
+edge.wiring.open_configured_source): each kind takes the keys it can honour
+(`Source.config_options`), and options in the URI's query override them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge.errors import SourceError
-from edge.sources.base import Source, redact_uri, validate_frame
+from edge.settings import SourceConfig
+from edge.sources.base import Source, query_options, redact_uri, validate_frame
 
 SOURCES: dict[str, str] = {
     "sim": "edge.sources.sim:SimSource",
@@ -56,12 +61,21 @@ def source_class(uri: str) -> type[Source]:
     return getattr(module, class_name)
 
 
-def open_source(uri: str, **options: Any) -> Source:
+def open_source(uri: str, config: SourceConfig | None = None, **options: Any) -> Source:
     """Create the source for `uri` (not yet opened: use `with open_source(uri) as src:`).
 
-    Keyword options override the URI's query options (e.g. realtime=True).
+    `config`: the [source] section; each source takes the keys it can honour
+    (`Source.config_options`: RealSense its stream size, rate, colour and filters, the
+    simulator its rate and colour). Precedence, lowest first: the section, the URI's
+    query options, keyword options (e.g. realtime=True).
     """
-    return source_class(uri)(uri, **options)
+    cls = source_class(uri)
+    merged: dict[str, Any] = {}
+    if config is not None:
+        in_uri = query_options(uri)
+        merged.update({k: v for k, v in cls.config_options(config).items() if k not in in_uri})
+    merged.update(options)
+    return cls(uri, **merged)
 
 
 __all__ = ["SOURCES", "Source", "open_source", "scheme_of", "source_class", "validate_frame"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from edge.errors import SourceError
+from edge.settings import SourceConfig
 from edge.types import Frame, Intrinsics
 
 
@@ -34,7 +35,9 @@ class Source(ABC):
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> Source:
         if self.is_open:
-            raise SourceError(f"source {self.uri!r} is already open: close() it before opening again")
+            raise SourceError(
+                f"source {self.uri!r} is already open: close() it before opening again"
+            )
         self._open()
         self.is_open = True
         return self
@@ -55,7 +58,9 @@ class Source(ABC):
 
     def __next__(self) -> Frame:
         if not self.is_open:
-            raise SourceError(f"source {self.uri!r} is not open: call open() or use it as a context manager")
+            raise SourceError(
+                f"source {self.uri!r} is not open: call open() or use it as a context manager"
+            )
         frame = self._read()
         if frame is None:
             raise StopIteration
@@ -81,6 +86,12 @@ class Source(ABC):
 
     def _images(self) -> tuple[str, ...]:
         return ("depth",)
+
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        """The [source] keys this kind of source honours, as its options (none by default:
+        a video file or device delivers its own size and rate)."""
+        return {}
 
     def health(self) -> dict[str, Any]:
         """Counters for the health topic (a copy, safe to publish)."""
@@ -117,10 +128,15 @@ def query_options(uri: str) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(urlsplit(uri).query).items()}
 
 
+@overload
+def option_int(options: dict[str, Any], key: str, default: int, uri: str) -> int: ...
+@overload
+def option_int(options: dict[str, Any], key: str, default: None, uri: str) -> int | None: ...
 def option_int(options: dict[str, Any], key: str, default: int | None, uri: str) -> int | None:
-    value = options.get(key, default)
+    """An integer option (query or keyword); an option given as None is the default."""
+    value = options.get(key)
     if value is None:
-        return None
+        return default
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -163,14 +179,21 @@ def validate_frame(frame: Frame) -> Frame:
             if np.issubdtype(depth.dtype, np.floating):
                 bad = int(np.count_nonzero(~np.isfinite(depth)))
                 extra = f" ({bad} NaN/inf values)" if bad else ""
-                extra += "; convert metres with np.nan_to_num(d * 1000).astype(np.uint16), 0 = invalid"
+                extra += (
+                    "; convert metres with np.nan_to_num(d * 1000).astype(np.uint16), 0 = invalid"
+                )
             raise SourceError(
                 f"frame {frame.index}: depth must be uint16 millimetres, got {depth.dtype}{extra}"
             )
         shape = depth.shape
     if frame.color is not None:
         color = frame.color
-        if not isinstance(color, np.ndarray) or color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
+        if (
+            not isinstance(color, np.ndarray)
+            or color.ndim != 3
+            or color.shape[2] != 3
+            or color.dtype != np.uint8
+        ):
             raise SourceError(
                 f"frame {frame.index}: colour must be a uint8 BGR array [H, W, 3], got {_describe(color)}"
             )
@@ -182,7 +205,11 @@ def validate_frame(frame: Frame) -> Frame:
         shape = shape or color.shape[:2]
     if frame.silhouette is not None:
         sil = frame.silhouette
-        if not isinstance(sil, np.ndarray) or sil.ndim != 2 or sil.dtype not in (np.uint8, np.bool_):
+        if (
+            not isinstance(sil, np.ndarray)
+            or sil.ndim != 2
+            or sil.dtype not in (np.uint8, np.bool_)
+        ):
             raise SourceError(
                 f"frame {frame.index}: silhouette must be a 2-D uint8 or bool array, got {_describe(sil)}"
             )

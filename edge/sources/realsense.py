@@ -23,13 +23,23 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from edge.errors import SourceError
+from edge.settings import SourceConfig
 from edge.sources.base import Source, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
-FILTER_ORDER = ("decimation", "depth_to_disparity", "spatial", "temporal", "disparity_to_depth", "hole_filling")
+FILTER_ORDER = (
+    "decimation",
+    "depth_to_disparity",
+    "spatial",
+    "temporal",
+    "disparity_to_depth",
+    "hole_filling",
+)
 
 
-def filter_chain(decimation: int = 1, spatial: bool = True, temporal: bool = False, hole_filling: bool = True) -> list[str]:
+def filter_chain(
+    decimation: int = 1, spatial: bool = True, temporal: bool = False, hole_filling: bool = True
+) -> list[str]:
     """The post-processing filters to run, in librealsense's documented order.
 
     Spatial and temporal filters work best in disparity space, so the disparity transforms
@@ -73,6 +83,18 @@ def depth_to_mm(depth: np.ndarray, depth_scale: float) -> np.ndarray:
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
+def _required_int(options: dict[str, Any], key: str, uri: str) -> int:
+    """A whole-number option that always has a value (its default comes from the [source] section)."""
+    value = options[key]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number.is_integer():
+        raise SourceError(f"source {uri!r}: option {key}={value!r} must be a whole number")
+    return int(number)
+
+
 def _import_rs() -> Any:
     try:
         import pyrealsense2 as rs
@@ -85,25 +107,42 @@ def _import_rs() -> Any:
 
 
 class RealSenseSource(Source):
-    """Options: width, height, fps (640, 480, 30), color (0), decimation (1 = off), spatial (1),
-    temporal (0), hole_filling (1), timeout_ms (5000 live, 1000 playback), max_timeouts (3 in a row
+    """Options: width, height, fps, color, decimation (1 = off), spatial, temporal, hole_filling
+    (defaults: the [source] section and its [source.realsense] filters, edge.settings), timeout_ms (5000 live, 1000 playback), max_timeouts (3 in a row
     before a restart), max_reconnects (5), backoff_s (0.5), context (a pyrealsense2.context: tests
     and software devices), hardware_reset (1: reset a live camera before restarting it)."""
 
     scheme = "realsense"
 
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        filters = config.realsense
+        return {
+            "width": config.width,
+            "height": config.height,
+            "fps": config.fps,
+            "color": config.color,
+            "decimation": filters.decimation,
+            "spatial": filters.spatial,
+            "temporal": filters.temporal,
+            "hole_filling": filters.hole_filling,
+        }
+
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri)
-        merged = {**query_options(uri), **options}
+        # defaults: the [source] section's (edge.settings), so a bare URI opens what a default config opens
+        merged = {**self.config_options(SourceConfig()), **query_options(uri), **options}
         self.serial, self.recording = parse_target(uri)
-        self.width = option_int(merged, "width", 640, uri)
-        self.height = option_int(merged, "height", 480, uri)
-        self._fps_value = float(option_int(merged, "fps", 30, uri))
+        self.width = _required_int(merged, "width", uri)
+        self.height = _required_int(merged, "height", uri)
+        self._fps_value = float(_required_int(merged, "fps", uri))
         self.color = option_bool(merged, "color", False, uri)
-        self.decimation = option_int(merged, "decimation", 1, uri)
+        self.decimation = _required_int(merged, "decimation", uri)
         self.filters = filter_chain(
-            self.decimation, option_bool(merged, "spatial", True, uri),
-            option_bool(merged, "temporal", False, uri), option_bool(merged, "hole_filling", True, uri),
+            self.decimation,
+            option_bool(merged, "spatial", True, uri),
+            option_bool(merged, "temporal", False, uri),
+            option_bool(merged, "hole_filling", True, uri),
         )
         live = self.recording is None
         self.live = live
@@ -142,9 +181,13 @@ class RealSenseSource(Source):
         elif self.serial:
             config.enable_device(self.serial)
         if self.recording is None:
-            config.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, int(self._fps_value))
+            config.enable_stream(
+                rs.stream.depth, self.width, self.height, rs.format.z16, int(self._fps_value)
+            )
             if self.color:
-                config.enable_stream(rs.stream.color, self.width, self.height, rs.format.bgr8, int(self._fps_value))
+                config.enable_stream(
+                    rs.stream.color, self.width, self.height, rs.format.bgr8, int(self._fps_value)
+                )
         else:
             config.enable_stream(rs.stream.depth)
             if self.color:
@@ -152,7 +195,9 @@ class RealSenseSource(Source):
         try:
             profile = pipeline.start(config)
         except RuntimeError as err:
-            where = self.recording or (f"camera {self.serial}" if self.serial else "any RealSense camera")
+            where = self.recording or (
+                f"camera {self.serial}" if self.serial else "any RealSense camera"
+            )
             raise SourceError(
                 f"cannot start RealSense pipeline for {where}: {err}. Check the USB 3 cable/port, that no other "
                 "process holds the camera, and (udev) permissions; `rs-enumerate-devices` lists cameras"
@@ -161,8 +206,11 @@ class RealSenseSource(Source):
         if self.recording is not None:
             device.as_playback().set_real_time(False)
         self._scale = float(device.first_depth_sensor().get_depth_scale())
-        for key, info in (("name", rs.camera_info.name), ("serial", rs.camera_info.serial_number),
-                          ("usb_type", rs.camera_info.usb_type_descriptor)):
+        for key, info in (
+            ("name", rs.camera_info.name),
+            ("serial", rs.camera_info.serial_number),
+            ("usb_type", rs.camera_info.usb_type_descriptor),
+        ):
             if device.supports(info):
                 self.device_info[key] = device.get_info(info)
         stream = profile.get_stream(rs.stream.depth).as_video_stream_profile()
@@ -221,7 +269,11 @@ class RealSenseSource(Source):
             if not depth:
                 continue
             number = depth.get_frame_number()
-            if self._last_frame_number is not None and number <= self._last_frame_number and self.recording is None:
+            if (
+                self._last_frame_number is not None
+                and number <= self._last_frame_number
+                and self.recording is None
+            ):
                 continue  # a repeated frame after a hiccup
             self._last_frame_number = number
             for block in self._filters:
@@ -233,11 +285,17 @@ class RealSenseSource(Source):
             color = None
             if self._align is not None:
                 color_frame = frames.get_color_frame()
-                color = np.array(np.asanyarray(color_frame.get_data()), copy=True) if color_frame else None
+                color = (
+                    np.array(np.asanyarray(color_frame.get_data()), copy=True)
+                    if color_frame
+                    else None
+                )
             frame = Frame(
-                index=self._index, timestamp=depth.get_timestamp() / 1000.0,
+                index=self._index,
+                timestamp=depth.get_timestamp() / 1000.0,
                 depth=depth_to_mm(np.asanyarray(depth.get_data()), self._scale),
-                color=color, intrinsics=self._intr,
+                color=color,
+                intrinsics=self._intr,
             )
             self._index += 1
             return frame

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.settings import SourceConfig
 from edge.sources.base import Source, query_options
 from edge.types import Frame
 
@@ -35,17 +36,21 @@ def _load_pkl(path: Path) -> np.ndarray:
 
 
 class SilhouetteSource(Source):
-    """Options: fps (default 30), loop=0."""
+    """Options: fps (default: source.fps, the replay's timestamps), loop=0."""
 
     scheme = "silhouettes"
 
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        return {"fps": config.fps}
+
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri)
-        merged = {**query_options(uri), **options}
+        merged = {**self.config_options(SourceConfig()), **query_options(uri), **options}
         self.path = Path(unquote(urlsplit(uri).path))
         self.live = False
         try:
-            self._fps_value = float(merged.get("fps", 30.0))
+            self._fps_value = float(merged["fps"])
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps must be a number") from None
         self._files: list[Path] = []
@@ -66,7 +71,9 @@ class SilhouetteSource(Source):
                     f"silhouette folder {path} holds no PNG frames (or exactly one OpenGait .pkl)"
                 )
         else:
-            raise SourceError(f"silhouette source {path} does not exist: give a folder of PNGs or a .pkl file")
+            raise SourceError(
+                f"silhouette source {path} does not exist: give a folder of PNGs or a .pkl file"
+            )
         self._index = 0
 
     def _read(self) -> Frame | None:
@@ -82,7 +89,9 @@ class SilhouetteSource(Source):
             if image is None:
                 self._index += 1  # skip it: the next read goes on with the next file
                 self.counters["invalid"] += 1
-                raise BadFrameError(f"cannot read silhouette image {self._files[i]} (not a PNG, or damaged); skipped")
+                raise BadFrameError(
+                    f"cannot read silhouette image {self._files[i]} (not a PNG, or damaged); skipped"
+                )
         self._index += 1
         return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge.errors import SourceError
+from edge.settings import SourceConfig
 from edge.sources.base import Source, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
@@ -28,14 +29,25 @@ class SimSource(Source):
 
     scheme = "sim"
 
+    @classmethod
+    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+        return {"fps": config.fps, "color": config.color}
+
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri)
-        merged: dict[str, Any] = {**query_options(uri), **options}
+        # fps and color default to the [source] section's (edge.settings)
+        merged: dict[str, Any] = {
+            **self.config_options(SourceConfig()),
+            **query_options(uri),
+            **options,
+        }
         self.seed = option_int(merged, "seed", 0, uri)
         self.walks = option_int(merged, "walks", None, uri)
         self.view = str(merged.get("view", "toward"))
         if self.view not in VIEWS:
-            raise SourceError(f"source {uri!r}: view={self.view!r} is not one of {', '.join(VIEWS)}")
+            raise SourceError(
+                f"source {uri!r}: view={self.view!r} is not one of {', '.join(VIEWS)}"
+            )
         scenario = merged.get("scenario") or None
         if scenario not in SCENARIOS:
             raise SourceError(
@@ -48,19 +60,23 @@ class SimSource(Source):
         self.color = option_bool(merged, "color", False, uri)
         self.noise = option_bool(merged, "noise", True, uri)
         try:
-            self.reflect = float(merged.get("reflect", 0.0))  # a polished floor mirrors people (colour)
+            self.reflect = float(
+                merged.get("reflect", 0.0)
+            )  # a polished floor mirrors people (colour)
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: reflect must be a number in [0, 1)") from None
         if not 0.0 <= self.reflect < 1.0:
             raise SourceError(f"source {uri!r}: reflect={self.reflect} must be in [0, 1)")
         try:
-            self._fps_value = float(merged.get("fps", 30.0))
+            self._fps_value = float(merged["fps"])
             self.gap_s = float(merged.get("gap_s", 1.0))
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps and gap_s must be numbers") from None
         self.stall_after = option_int(merged, "stall_after", None, uri)
         if self.stall_after is not None and self.stall_after < 0:
-            raise SourceError(f"source {uri!r}: stall_after={self.stall_after} must be 0 or more frames")
+            raise SourceError(
+                f"source {uri!r}: stall_after={self.stall_after} must be 0 or more frames"
+            )
         self.camera = merged.get("camera")  # a gaitsim.CameraConfig, keyword only
         # camera_seed: a camera mount (height, tilt) drawn by gaitsim.vary_camera, one per stream
         # as a real kiosk has one; training data use several streams with different mounts.
@@ -87,10 +103,19 @@ class SimSource(Source):
         try:
             import gaitsim
         except ImportError as err:
-            raise SourceError(f"sim:// needs the gaitsim package of this repository: {err}") from err
+            raise SourceError(
+                f"sim:// needs the gaitsim package of this repository: {err}"
+            ) from err
         self._frames = gaitsim.iter_frames(
-            seed=self.seed, walks=self.walks, view=self.view, fps=self._fps_value, gap_s=self.gap_s,
-            scenario=self.scenario, camera=self.camera, color=self.color, noise=self.noise,
+            seed=self.seed,
+            walks=self.walks,
+            view=self.view,
+            fps=self._fps_value,
+            gap_s=self.gap_s,
+            scenario=self.scenario,
+            camera=self.camera,
+            color=self.color,
+            noise=self.noise,
             reflect=self.reflect,
         )
         self._t0 = time.monotonic()
@@ -117,15 +142,24 @@ class SimSource(Source):
             if delay > 0:
                 time.sleep(delay)
         self.last_truth = {
-            "walk_index": sim.walk_index, "label": sim.label, "mask": sim.mask, "severity": sim.severity,
-            "view": sim.view, "curve_type": sim.curve_type, "in_straight": sim.in_straight, "phase": sim.phase,
+            "walk_index": sim.walk_index,
+            "label": sim.label,
+            "mask": sim.mask,
+            "severity": sim.severity,
+            "view": sim.view,
+            "curve_type": sim.curve_type,
+            "in_straight": sim.in_straight,
+            "phase": sim.phase,
         }
         if self.keep_truth:
             self.truth_by_time[float(sim.timestamp)] = (sim.walk_index, sim.label, sim.severity)
         self._delivered += 1
         return Frame(
-            index=sim.index, timestamp=float(sim.timestamp), depth=sim.depth,
-            color=sim.color if self.color else None, intrinsics=self._intr,
+            index=sim.index,
+            timestamp=float(sim.timestamp),
+            depth=sim.depth,
+            color=sim.color if self.color else None,
+            intrinsics=self._intr,
         )
 
     def _close(self) -> None:

@@ -24,9 +24,13 @@ def _roi(value: Any, uri: str) -> tuple[int, int, int, int] | None:
     try:
         x, y, w, h = (int(v) for v in str(value).split(","))
     except ValueError:
-        raise SourceError(f"source {redact_uri(uri)!r}: roi={value!r} must be x,y,w,h in pixels") from None
+        raise SourceError(
+            f"source {redact_uri(uri)!r}: roi={value!r} must be x,y,w,h in pixels"
+        ) from None
     if x < 0 or y < 0 or w < 16 or h < 16:
-        raise SourceError(f"source {redact_uri(uri)!r}: roi={value!r} needs x, y >= 0 and w, h >= 16")
+        raise SourceError(
+            f"source {redact_uri(uri)!r}: roi={value!r} needs x, y >= 0 and w, h >= 16"
+        )
     return x, y, w, h
 
 
@@ -69,7 +73,9 @@ class VideoSource(Source):
         if self.start < 0 or (self.frames is not None and self.frames < 1):
             raise SourceError(f"source {redact_uri(uri)!r}: start must be >= 0 and frames >= 1")
         if self.live and self.start:
-            raise SourceError(f"source {redact_uri(uri)!r}: start= is for files, not live cameras or streams")
+            raise SourceError(
+                f"source {redact_uri(uri)!r}: start= is for files, not live cameras or streams"
+            )
         self._cap: cv2.VideoCapture | None = None
         self._index = 0
         self._fps_value = 30.0

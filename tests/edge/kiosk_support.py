@@ -206,7 +206,8 @@ class Corridor(Source):
 
 def run_kiosk(cfg: Any, source: Source | None = None, runner: Any = None, **options: Any) -> Any:
     """Run a Kiosk in this thread (no signal handlers) and return it after it stopped."""
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
 
     parts = build_components(cfg, runner=runner, source=source)
     kiosk = Kiosk(cfg, components=parts, options=ServiceOptions(install_signals=False, **options))
@@ -231,7 +232,8 @@ def corridor_process_main(spec_json: str) -> int:
     """A kiosk process on the synthetic corridor, for tests that kill it (signals installed)."""
     from edge.config import load_config
     from edge.logs import setup_logging
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
 
     spec = json.loads(spec_json)
     setup_logging("INFO")

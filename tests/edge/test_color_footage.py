@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 from edge.segment_color import PersonSegmenter
+from edge.settings import WalkConfig
 from edge.sources import open_source
-from edge.walks import MULTIPLE_PEOPLE, WalkAssembler, WalkConfig
+from edge.walks import MULTIPLE_PEOPLE, WalkAssembler
 from tests.edge.kiosk_support import kiosk_config
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
@@ -30,8 +31,8 @@ CROWD = "?frames=60"
 LANE = "&roi=0,240,420,336"
 ONE_WOMAN = f"?start=640&frames=62{LANE}"
 # the walk gate for a 10 fps camera and this window: a full crossing spans half its width
+FPS = 10.0
 GATE = {
-    "fps": 10.0,
     "enter_frames": 2,
     "exit_frames": 3,
     "min_frames": 20,
@@ -54,7 +55,7 @@ def segmenter():
 
 
 def replay(uri, segmenter):
-    assembler = WalkAssembler(WalkConfig(**GATE))
+    assembler = WalkAssembler(WalkConfig(**GATE), fps=FPS, min_area_px=1200)
     walks, masks = [], []
     with open_source(uri) as source:
         for frame in source:
@@ -102,7 +103,8 @@ def kiosk_on(tmp_path, broker_url, model, uri):
     cfg = kiosk_config(tmp_path, broker_url, model, **overrides)
     assert cfg.segmentation.method == "auto"  # the default picks the colour path for a video file
     results: list[dict] = []
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
 
     kiosk = Kiosk(
         cfg, components=build_components(cfg), options=ServiceOptions(install_signals=False)
@@ -136,7 +138,8 @@ def test_a_recording_that_ends_mid_walk_is_judged_by_the_gate(vtest, segmenter):
 def test_kiosk_on_simulated_colour_with_a_reflective_floor(tmp_path, mosquitto, kiosk_model):
     """The simulator's colour camera, the child in view from the first frame, a polished floor:
     one walk -> one judged result; two people -> one multiple_people retake."""
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
 
     def run(name, uri):
         cfg = kiosk_config(

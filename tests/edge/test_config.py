@@ -8,17 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from edge.broker_url import parse_broker_url
 from edge.config import (
-    DEFAULT_THRESHOLD,
-    KioskConfig,
+    TABLE_BEGIN,
+    TABLE_END,
     effective_config,
+    key_table,
     load_config,
-    parse_broker_url,
     read_password,
+    schema_text,
 )
 from edge.errors import ConfigError, EdgeError
+from edge.settings import KioskConfig
+from edge.threshold import DEFAULT_THRESHOLD
 
 EXAMPLE = Path(str(resources.files("edge").joinpath("data", "kiosk.example.toml")))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str, name: str = "kiosk.toml") -> Path:
@@ -37,7 +42,9 @@ def test_example_config_is_valid_and_matches_the_defaults():
 
 
 def test_file_values_are_typed(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 state_dir = "/var/lib/gaitmil"
 [kiosk]
 site_id = "school-12"
@@ -49,7 +56,8 @@ allow_protocol_311 = true
 qos = 2
 [walk]
 min_frames = 45
-""")
+""",
+    )
     cfg = load_config(path, env={})
     assert cfg.kiosk.site_id == "school-12"
     assert cfg.mqtt.protocol == "3.1.1"
@@ -70,7 +78,9 @@ def test_unknown_key_names_the_dotted_key_and_what_is_allowed(tmp_path):
 
 
 def test_bad_values_name_key_value_source_and_allowed(tmp_path):
-    path = write(tmp_path, '[model]\nrunner = "tensorflow"\n[mqtt]\nqos = 0\n[kiosk]\nsite_id = "a/b"\n')
+    path = write(
+        tmp_path, '[model]\nrunner = "tensorflow"\n[mqtt]\nqos = 0\n[kiosk]\nsite_id = "a/b"\n'
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     text = str(err.value)
@@ -106,7 +116,9 @@ def test_environment_overrides_file_and_overrides_beat_environment(tmp_path):
     assert cfg.mqtt.keepalive == 10
     assert cfg.mqtt.tls.insecure is True and cfg.mqtt.qos == 2
     assert cfg.state_dir == Path("/tmp/state-x")
-    cfg = load_config(path, overrides={"mqtt.url": "mqtt://flag-host:1", "model": {"runner": "torch"}}, env=env)
+    cfg = load_config(
+        path, overrides={"mqtt.url": "mqtt://flag-host:1", "model": {"runner": "torch"}}, env=env
+    )
     assert cfg.mqtt.url == "mqtt://flag-host:1"
     assert cfg.model.runner == "torch"
 
@@ -121,14 +133,20 @@ def test_environment_errors_name_the_variable():
 
 @pytest.mark.parametrize(
     "url, expected",
-    [("mqtt://h", ("h", 1883, False)), ("mqtts://h", ("h", 8883, True)), ("mqtt://10.0.0.2:1999", ("10.0.0.2", 1999, False))],
+    [
+        ("mqtt://h", ("h", 1883, False)),
+        ("mqtts://h", ("h", 8883, True)),
+        ("mqtt://10.0.0.2:1999", ("10.0.0.2", 1999, False)),
+    ],
 )
 def test_broker_url_parsing(url, expected):
     address = parse_broker_url(url)
     assert (address.host, address.port, address.tls) == expected
 
 
-@pytest.mark.parametrize("url", ["http://h", "mqtt://", "mqtt://u:p@h:1", "mqtt://h:99999", "mqtt://h/x"])
+@pytest.mark.parametrize(
+    "url", ["http://h", "mqtt://", "mqtt://u:p@h:1", "mqtt://h:99999", "mqtt://h/x"]
+)
 def test_bad_broker_urls_are_refused(url):
     with pytest.raises(ConfigError, match="mqtt.url"):
         load_config(None, overrides={"mqtt.url": url}, env={})
@@ -138,14 +156,18 @@ def test_threshold_from_config_card_or_default(tmp_path):
     model = tmp_path / "m" / "model.onnx"
     model.parent.mkdir()
     cfg = load_config(None, overrides={"model.path": str(model)}, env={})
-    assert cfg.threshold().value == DEFAULT_THRESHOLD and cfg.threshold().source.startswith("default")
+    assert cfg.threshold().value == DEFAULT_THRESHOLD and cfg.threshold().source.startswith(
+        "default"
+    )
     (model.parent / "card.json").write_text(json.dumps({"referral_threshold": 0.37}))
     cfg = load_config(None, overrides={"model.path": str(model)}, env={})
     assert cfg.threshold().value == pytest.approx(0.37)
     eff = effective_config(cfg)
     assert eff["screening"]["threshold"] == pytest.approx(0.37)
     assert "model card" in eff["screening"]["threshold_source"]
-    cfg = load_config(None, overrides={"model.path": str(model), "screening.threshold": 0.6}, env={})
+    cfg = load_config(
+        None, overrides={"model.path": str(model), "screening.threshold": 0.6}, env={}
+    )
     assert (cfg.threshold().value, cfg.threshold().source) == (0.6, "config")
 
 
@@ -160,7 +182,9 @@ def test_broken_model_card_is_an_error_at_load(tmp_path, card):
 def test_password_file_is_read_and_masked(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("s3cret-pass\n")
-    cfg = load_config(None, overrides={"mqtt.username": "kiosk-7", "mqtt.password_file": str(secret)}, env={})
+    cfg = load_config(
+        None, overrides={"mqtt.username": "kiosk-7", "mqtt.password_file": str(secret)}, env={}
+    )
     assert read_password(cfg) == "s3cret-pass"
     text = json.dumps(effective_config(cfg))
     assert "s3cret-pass" not in text
@@ -170,7 +194,11 @@ def test_password_file_is_read_and_masked(tmp_path):
 
 def test_missing_secret_files_and_half_tls_pairs_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="mqtt.password_file.*not found"):
-        load_config(None, overrides={"mqtt.username": "u", "mqtt.password_file": str(tmp_path / "nope")}, env={})
+        load_config(
+            None,
+            overrides={"mqtt.username": "u", "mqtt.password_file": str(tmp_path / "nope")},
+            env={},
+        )
     with pytest.raises(ConfigError, match="cert_file and key_file go together"):
         load_config(None, overrides={"mqtt.tls.cert_file": str(tmp_path / "c.pem")}, env={})
     with pytest.raises(ConfigError, match="username"):
@@ -201,59 +229,218 @@ def test_effective_config_is_json_with_derived_values(tmp_path):
 
 # -- [walk]: the walk gate's settings ---------------------------------------------------------
 
-# keys with the gate's (edge.walks.WalkConfig) names and defaults
-GATE_DEFAULT_KEYS = ("enter_frames", "min_frames", "short_coverage", "min_coverage", "full_depth_travel_mm",
-                     "full_lateral_travel", "walk_axis", "depth_axis_mm", "max_border_share", "multiple_people_share")
+
+def _absent_run_that_ends_a_walk(assembler, segmenter) -> int:
+    """Push one walk and the empty frames after it: how many empty frames until the walk came out."""
+    from .pipeline_synth import walk_frames
+
+    frames = walk_frames(45, gap_before=10, gap_after=40)
+    for index, frame in enumerate(frames):
+        if assembler.push(segmenter.segment(frame)) is not None:
+            return index - 54  # the child is in view in frames 10..54
+    raise AssertionError("the walk never ended")
 
 
-def test_walk_defaults_are_the_gates_defaults():
-    from edge.walks import WalkConfig as Gate
+def test_every_walk_key_reaches_the_kiosks_gate(tmp_path):
+    from edge.segment import DepthSegmenter
+    from edge.site import learn_site
+    from edge.wiring import build_components, make_assembler
 
-    cfg = load_config(None, env={})
-    gate = Gate()
-    for key in GATE_DEFAULT_KEYS:
-        assert getattr(cfg.walk, key) == getattr(gate, key), key
-    # the gate's own check holds for the defaults: short_coverage <= min_coverage
-    assert cfg.walk.short_coverage <= cfg.walk.min_coverage
+    from .pipeline_synth import empty_frames
 
-
-def test_gate_config_passes_every_walk_key_set_or_not(tmp_path):
-    import edge.service
-    from edge.wiring import GATE_KEYS, gate_config
-
-    assert edge.service.gate_config is gate_config  # still importable from the service
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        f"""
+state_dir = "{tmp_path}"
 [source]
 fps = 15.0
 [segmentation]
 min_area = 900
 [walk]
-min_frames = 25
-enter_frames = 2
-exit_frames = 4
-max_seconds = 9.0
-cooldown_seconds = 0.25
-short_coverage = 0.3
-min_coverage = 0.5
-full_depth_travel_mm = 2500.0
-full_lateral_travel = 0.45
-walk_axis = "lateral"
-depth_axis_mm = 800.0
-max_border_share = 0.4
-multiple_people_share = 0.35
-""")
+exit_frames = 9
+stop_s = 2.5
+rejoin_s = 0.0
+straight_only = false
+""",
+    )
     cfg = load_config(path, env={})
-    gate = gate_config(cfg)
-    for key in GATE_KEYS:
-        assert getattr(gate, key) == getattr(cfg.walk, key), key
-    assert (gate.fps, gate.max_duration_s, gate.cooldown_s, gate.min_area_px) == (15.0, 9.0, 0.25, 900)
-    # unset keys reach the gate too: the config's defaults, not some other value
-    default_gate = gate_config(load_config(None, env={}))
-    assert (default_gate.short_coverage, default_gate.min_coverage) == (0.52, 0.85)
+    gate = make_assembler(cfg)
+    assert gate.config is cfg.walk  # the section itself: no copy whose defaults could drift
+    assert (gate.fps, gate.min_area_px, gate.config.stop_s, gate.config.straight_only) == (
+        15.0,
+        900,
+        2.5,
+        False,
+    )
+    # and it acts on it: the walk ends after exit_frames empty frames, in the kiosk's own parts
+    parts = build_components(cfg, runner=object())
+    try:
+        assert parts.assembler.config.exit_frames == 9
+        segmenter = DepthSegmenter(learn_site(empty_frames(10)))
+        assert _absent_run_that_ends_a_walk(parts.assembler, segmenter) == 9
+        default = make_assembler(load_config(None, overrides={"walk.rejoin_s": 0.0}, env={}))
+        assert _absent_run_that_ends_a_walk(default, segmenter) == 5
+    finally:
+        parts.close()
+
+
+def test_collect_builds_the_kiosks_gate():
+    import inspect
+
+    import edge.collect
+
+    source = inspect.getsource(edge.collect.kiosk_walks)
+    assert "make_assembler(cfg)" in source and "open_configured_source(cfg)" in source
+
+
+def test_source_keys_reach_the_source():
+    from edge.wiring import open_configured_source
+
+    cfg = load_config(
+        None,
+        overrides={"source.uri": "sim://?seed=1&walks=1", "source.fps": 15.0, "source.color": True},
+        env={},
+    )
+    source = open_configured_source(cfg)
+    assert source.fps == 15.0 and source.images == frozenset({"depth", "color"})
+    # the URI's own options win over the section
+    cfg = load_config(
+        None,
+        overrides={"source.uri": "sim://?fps=10&color=0", "source.fps": 15.0, "source.color": True},
+        env={},
+    )
+    source = open_configured_source(cfg)
+    assert source.fps == 10.0 and source.images == frozenset({"depth"})
+    cfg = load_config(
+        None, overrides={"source.uri": "silhouettes:///nowhere", "source.fps": 12.0}, env={}
+    )
+    assert open_configured_source(cfg).fps == 12.0
+
+
+def test_realsense_keys_reach_the_realsense_source():
+    from edge.wiring import open_configured_source
+
+    cfg = load_config(
+        None,
+        overrides={
+            "source.uri": "realsense://",
+            "source.width": 848,
+            "source.height": 480,
+            "source.fps": 15.0,
+            "source.color": True,
+            "source.realsense.decimation": 2,
+            "source.realsense.spatial": False,
+            "source.realsense.temporal": True,
+            "source.realsense.hole_filling": False,
+        },
+        env={},
+    )
+    source = open_configured_source(cfg)
+    assert (source.width, source.height, source.fps, source.color, source.decimation) == (
+        848,
+        480,
+        15.0,
+        True,
+        2,
+    )
+    assert source.filters == ["decimation", "depth_to_disparity", "temporal", "disparity_to_depth"]
+
+
+def test_health_keys_reach_the_kiosk():
+    from edge.service import Kiosk, ServiceOptions
+
+    cfg = load_config(None, overrides={"health.latency_window": 7}, env={})
+    kiosk = Kiosk(cfg, options=ServiceOptions(install_signals=False))
+    assert kiosk.health.latency_window == 7
+
+
+def test_model_frames_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ConfigError, match="model.frames was removed.*delete the key"):
+        load_config(write(tmp_path, "[model]\nframes = 30\n"), env={})
+
+
+def test_the_model_card_is_read_once(tmp_path, monkeypatch):
+    import edge.threshold
+
+    model = tmp_path / "model.onnx"
+    (tmp_path / "card.json").write_text(json.dumps({"referral_threshold": 0.3}))
+    reads = []
+    real = edge.threshold.read_card
+    monkeypatch.setattr(edge.threshold, "read_card", lambda *a: reads.append(a) or real(*a))
+    import edge.settings
+
+    monkeypatch.setattr(edge.settings, "threshold_from_card", edge.threshold.threshold_from_card)
+    cfg = load_config(None, overrides={"model.path": str(model)}, env={})
+    effective_config(cfg)
+    assert cfg.threshold().value == 0.3 and len(reads) == 1
+    cfg.screening.threshold = 0.7  # a changed key is honoured, not a stale answer
+    assert cfg.threshold().value == 0.7
+
+
+def test_threshold_resolution_does_not_know_the_config_tree():
+    import ast
+
+    import edge.threshold
+
+    tree = ast.parse(Path(edge.threshold.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(name and name.startswith(("edge.settings", "edge.config")) for name in imported)
+
+
+def test_the_committed_json_schema_is_current():
+    committed = (ROOT / "docs" / "kiosk-config.schema.json").read_text()
+    assert committed == schema_text(), (
+        "docs/kiosk-config.schema.json differs from the models in edge/settings.py: "
+        "run `python -m edge config schema --output docs/kiosk-config.schema.json`"
+    )
+
+
+def test_the_config_md_key_table_is_current():
+    text = (ROOT / "docs" / "CONFIG.md").read_text()
+    table = text.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0].strip("\n") + "\n"
+    assert table == key_table(), (
+        "docs/CONFIG.md's key table differs from the models in edge/settings.py: replace it with the "
+        "output of `python -m edge config schema --markdown`"
+    )
+
+
+def test_every_key_is_documented_in_its_field():
+    rows = [line for line in key_table().splitlines()[2:]]
+    # [mqtt] and [mqtt.tls] are being moved to the publisher's own settings (issue 17 Part B.2)
+    missing = [
+        row.split("|")[1].strip()
+        for row in rows
+        if not row.rstrip(" |").split("|")[-1].strip() and not row.startswith("| `mqtt.")
+    ]
+    assert not missing, f"keys without Field(description=...): {missing}"
+
+
+def test_the_example_file_names_every_key():
+    import sys
+
+    tomllib = (
+        pytest.importorskip("tomllib")
+        if sys.version_info >= (3, 11)
+        else pytest.importorskip("tomli")
+    )
+    data = tomllib.loads(EXAMPLE.read_text())
+
+    def keys(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from keys(value, f"{prefix}{key}.")
+            else:
+                yield prefix + key
+
+    documented = {row.split("`")[1] for row in key_table().splitlines()[2:]}
+    assert set(keys(data)) <= documented
 
 
 def test_short_coverage_above_min_coverage_is_refused_naming_both_keys(tmp_path):
-    path = write(tmp_path, "[walk]\nmin_coverage = 0.3\n")  # the old default, below short_coverage's 0.52
+    path = write(
+        tmp_path, "[walk]\nmin_coverage = 0.3\n"
+    )  # the old default, below short_coverage's 0.52
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     text = str(err.value)
@@ -262,18 +449,49 @@ def test_short_coverage_above_min_coverage_is_refused_naming_both_keys(tmp_path)
     with pytest.raises(ConfigError, match="walk.short_coverage = 0.9 .*walk.min_coverage = 0.85"):
         load_config(None, env={"GAITMIL_WALK__SHORT_COVERAGE": "0.9"})
     # lowering both together is fine, and equal values are allowed (the gate allows them)
-    cfg = load_config(None, overrides={"walk.min_coverage": 0.4, "walk.short_coverage": 0.4}, env={})
+    cfg = load_config(
+        None, overrides={"walk.min_coverage": 0.4, "walk.short_coverage": 0.4}, env={}
+    )
     assert cfg.walk.short_coverage == cfg.walk.min_coverage == 0.4
 
 
-@pytest.mark.parametrize("key, value, allowed", [
-    ("walk_axis", '"diagonal"', "'auto', 'depth' or 'lateral'"),
-    ("multiple_people_share", "0", "greater than 0"),
-    ("full_depth_travel_mm", "-1", "greater than 0"),
-    ("min_coverage", "1.5", "less than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("walk_axis", '"diagonal"', "'auto', 'depth' or 'lateral'"),
+        ("multiple_people_share", "0", "greater than 0"),
+        ("full_depth_travel_mm", "-1", "greater than 0"),
+        ("min_coverage", "1.5", "less than or equal to 1"),
+    ],
+)
 def test_bad_gate_values_name_the_key(tmp_path, key, value, allowed):
     path = write(tmp_path, f"[walk]\n{key} = {value}\n")
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     assert f"walk.{key} = " in str(err.value) and allowed in str(err.value)
+
+
+def test_segmentation_rules_reach_the_kiosks_segmenter():
+    from edge.wiring import make_segmenter, open_configured_source
+
+    cfg = load_config(
+        None,
+        overrides={
+            "source.uri": "sim://?seed=0&walks=1",
+            "segmentation.min_area": 900,
+            "segmentation.flying_mm": 0,
+            "segmentation.behind_mm": 700,
+            "segmentation.stereo_shadow_left": False,
+            "segmentation.close_px": 5,
+        },
+        env={},
+    )
+    segmenter = make_segmenter(cfg, open_configured_source(cfg))
+    rules = segmenter.components.rules
+    assert (
+        rules.min_area_px,
+        rules.flying_mm,
+        rules.behind_mm,
+        rules.stereo_shadow_left,
+        rules.close_px,
+    ) == (900, 0, 700, False, 5)

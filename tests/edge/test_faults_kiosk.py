@@ -12,7 +12,8 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from edge.service import Kiosk, ServiceOptions, build_components
+from edge.service import Kiosk, ServiceOptions
+from edge.wiring import build_components
 from tests.edge.kiosk_support import (
     Corridor,
     kiosk_config,

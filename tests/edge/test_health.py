@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from edge.health import Health, HealthConfig, RateLimitedLog, percentiles
+from edge.health import Health, RateLimitedLog, percentiles
 
 
 def test_percentiles_match_numpy_and_handle_empty():
@@ -36,7 +36,7 @@ def test_outcomes_retake_reasons_and_alarms():
 
 
 def test_latency_window_is_bounded():
-    health = Health(HealthConfig(latency_window=10))
+    health = Health(latency_window=10)
     for ms in range(100):
         health.record_latency("inference", float(ms))
     assert health.latencies("inference") == [float(v) for v in range(90, 100)]

@@ -37,7 +37,13 @@ def make_walk(frames: int = 40, retake_reason: str | None = None) -> Walk:
         end_time=101.5,
         silhouettes=(rng.random((frames, 64, 44)) > 0.5).astype(np.uint8) * 255,
         timestamps=np.linspace(100.0, 101.5, frames),
-        quality=WalkQuality(frames_seen=frames + 2, frames_kept=frames, dropped={"touches_border": 2}, direction="lateral", coverage=0.8),
+        quality=WalkQuality(
+            frames_seen=frames + 2,
+            frames_kept=frames,
+            dropped={"touches_border": 2},
+            direction="lateral",
+            coverage=0.8,
+        ),
         retake_reason=retake_reason,
     )
 
@@ -89,24 +95,42 @@ def test_classified_result_is_schema_valid_and_complete():
     walk = make_walk()
     when = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
     prediction = make_prediction()
-    result = build_result(walk, prediction, CONTEXT, {"segmentation": 1.2, "total": 30.0}, subject_token="tok_12345678", now=when)
+    result = build_result(
+        walk,
+        prediction,
+        CONTEXT,
+        {"segmentation": 1.2, "total": 30.0},
+        subject_token="tok_12345678",
+        now=when,
+    )
     validate_result(result)
     assert result["schema"] == SCHEMA_ID
     assert result["walk_id"] == walk.walk_id
     assert result["outcome"] == REFER  # P(not negative) = 0.7 >= 0.4
     assert result["p_not_negative"] == pytest.approx(0.7, abs=1e-6)
-    assert result["probabilities"] == pytest.approx({"negative": 0.3, "neutral": 0.3, "positive": 0.4}, abs=1e-6)
+    assert result["probabilities"] == pytest.approx(
+        {"negative": 0.3, "neutral": 0.3, "positive": 0.4}, abs=1e-6
+    )
     assert result["threshold"] == 0.4
     assert result["time"] == "2026-11-27T12:00:00.000Z"
     assert result["subject_token"] == "tok_12345678"
     assert result["latency_ms"] == {"segmentation": 1.2, "total": 30.0, "inference": 17.25}
-    assert result["model"] == {"id": "gaitmil-demo-1", "sha256": "a" * 64, "runner": "onnxruntime", "precision": "int8"}
-    assert result["quality"]["frames_kept"] == 40 and result["quality"]["dropped"] == {"touches_border": 2}
+    assert result["model"] == {
+        "id": "gaitmil-demo-1",
+        "sha256": "a" * 64,
+        "runner": "onnxruntime",
+        "precision": "int8",
+    }
+    assert result["quality"]["frames_kept"] == 40 and result["quality"]["dropped"] == {
+        "touches_border": 2
+    }
     # key phases sorted by weight; key frames are walk frame indices of the most-attended samples
     assert [p["phase"] for p in result["key_phases"]] == [1, 2, 0, 3]
     assert len(result["key_frames"]) == 5
     # attention rises over the samples: the last sampled walk frame comes first
-    assert [f["index"] for f in result["key_frames"]] == [int(i) for i in prediction.frame_indices[::-1][:5]]
+    assert [f["index"] for f in result["key_frames"]] == [
+        int(i) for i in prediction.frame_indices[::-1][:5]
+    ]
     assert "diagnosis" in result["note"]
     # JSON only: no arrays, nothing but numbers and short strings
     text = encode_result(result).decode()
@@ -133,7 +157,11 @@ def test_missing_prediction_or_explicit_reason_is_a_retake():
     result = build_result(make_walk(), None, CONTEXT)
     assert (result["outcome"], result["retake_reason"]) == (RETAKE, INFERENCE_FAILED)
     result = build_result(make_walk(), make_prediction(), CONTEXT, retake_reason="model_error")
-    assert (result["outcome"], result["retake_reason"], result["probabilities"]) == (RETAKE, "model_error", None)
+    assert (result["outcome"], result["retake_reason"], result["probabilities"]) == (
+        RETAKE,
+        "model_error",
+        None,
+    )
     validate_result(result)
 
 
@@ -182,11 +210,3 @@ def test_schema_requires_a_reason_for_a_retake():
     result["retake_reason"] = None
     with pytest.raises(ResultError, match="retake_reason"):
         validate_result(result)
-
-
-def test_result_context_from_config(tmp_path):
-    from edge.config import load_config
-
-    cfg = load_config(None, overrides={"kiosk.site_id": "s9", "screening.threshold": 0.25}, env={})
-    ctx = ResultContext.from_config(cfg, MODEL)
-    assert (ctx.site_id, ctx.kiosk_id, ctx.threshold) == ("s9", "kiosk-0", 0.25)

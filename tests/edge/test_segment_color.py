@@ -18,9 +18,10 @@ from edge.errors import SegmentationError
 from edge.person_model import PersonModel, shipped_model
 from edge.segment_color import FusedSegmenter, PersonSegmenter, ReflectionRules, reject_reflections
 from edge.segmenters import choose_method
+from edge.settings import WalkConfig
 from edge.sources import open_source
 from edge.types import Frame
-from edge.walks import MULTIPLE_PEOPLE, WalkAssembler, WalkConfig
+from edge.walks import MULTIPLE_PEOPLE, WalkAssembler
 from edge.wiring import make_segmenter
 
 

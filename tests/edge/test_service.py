@@ -188,7 +188,8 @@ def test_abandon_on_shutdown_publishes_an_interrupted_retake(tmp_path, mosquitto
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model, **{"walk.on_shutdown": "abandon"})
     # the source ends in the middle of the second walk while the loop is asked to stop
     source = Corridor(walks=2, stall_after=GAP_FRAMES + WALK_FRAMES + GAP_FRAMES + 40)
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
 
     kiosk = Kiosk(cfg, components=build_components(cfg, source=source),
                   options=ServiceOptions(install_signals=False, max_walks=None))
@@ -213,7 +214,8 @@ def test_session_token_survives_a_retake_and_is_used_once(tmp_path, mosquitto, k
     # walk 1's inference fails (retake), walk 2 is classified, walk 3 comes after the token was used
     runner = FlakyRunner(create_runner("onnxruntime", kiosk_model), fail_on=2, mode="raise")
     sub = subscriber_for(mosquitto)
-    from edge.service import Kiosk, ServiceOptions, build_components
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
 
     source = Corridor(walks=3, realtime=True)
     kiosk = Kiosk(cfg, components=build_components(cfg, runner=runner, source=source),

@@ -13,11 +13,12 @@ import pytest
 
 from edge.errors import SourceError
 from edge.segment import PassthroughSegmenter
+from edge.settings import WalkConfig
 from edge.sources import SOURCES, open_source, scheme_of, source_class, validate_frame
 from edge.sources.base import redact_uri
 from edge.sources.realsense import FILTER_ORDER, backoff_s, depth_to_mm, filter_chain, parse_target
 from edge.types import Frame, Intrinsics
-from edge.walks import WalkAssembler, WalkConfig
+from edge.walks import WalkAssembler
 
 
 def test_registry_maps_schemes_to_classes_lazily():
@@ -53,7 +54,10 @@ def test_validate_frame_names_the_problem():
     assert validate_frame(ok) is ok
     cases = [
         (Frame(1, 0.0, np.zeros((240, 320), np.uint16), intrinsics=intr), "intrinsics say 640x480"),
-        (Frame(2, 0.0, np.zeros((480, 640), np.uint16), np.zeros((240, 320, 3), np.uint8)), "align colour to depth"),
+        (
+            Frame(2, 0.0, np.zeros((480, 640), np.uint16), np.zeros((240, 320, 3), np.uint8)),
+            "align colour to depth",
+        ),
         (Frame(3, float("nan"), np.zeros((4, 4), np.uint16)), "timestamp"),
         (Frame(4, 0.0, color=np.zeros((4, 4, 3), np.float32)), "uint8 BGR"),
         (Frame(5, 0.0, silhouette=np.zeros((4, 4), np.float64)), "silhouette must be"),
@@ -150,7 +154,9 @@ def test_silhouette_folder_and_pkl_replay_through_passthrough(tmp_path):
         assert len(frames) == 40
         np.testing.assert_array_equal(frames[7].silhouette, stack[7])
         seg = PassthroughSegmenter()
-        assembler = WalkAssembler(WalkConfig(min_area_px=100, walk_axis="lateral", short_coverage=0.0, min_coverage=0.0))
+        assembler = WalkAssembler(
+            WalkConfig(walk_axis="lateral", short_coverage=0.0, min_coverage=0.0), min_area_px=100
+        )
         walks = [w for f in frames if (w := assembler.push(seg.segment(f)))]
         walks += [assembler.flush()]
         assert walks[-1] is not None and walks[-1].silhouettes.shape == (40, 64, 44)
@@ -199,4 +205,6 @@ def test_live_flag_tells_cameras_from_replays(tmp_path):
     assert open_source("/dev/video0").live and open_source("rtsp://cam/x").live
     assert not open_source(f"video://{tmp_path}/clip.mp4").live
     assert not open_source(f"silhouettes://{tmp_path}").live
-    assert open_source("realsense://").live and not open_source(f"realsense://{tmp_path}/r.db3").live
+    assert (
+        open_source("realsense://").live and not open_source(f"realsense://{tmp_path}/r.db3").live
+    )

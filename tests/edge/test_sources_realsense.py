@@ -46,7 +46,11 @@ def record(path, frames, depth_units=0.001):
             pixels = np.ascontiguousarray(depth)
             kept.append(pixels)
             frame.pixels, frame.stride, frame.bpp = pixels, w * 2, 2
-            frame.timestamp, frame.domain, frame.frame_number = i * 1000.0 / 30, rs.timestamp_domain.system_time, i
+            frame.timestamp, frame.domain, frame.frame_number = (
+                i * 1000.0 / 30,
+                rs.timestamp_domain.system_time,
+                i,
+            )
             frame.profile, frame.depth_units = profile, depth_units
             sensor.on_video_frame(frame)
         time.sleep(0.1)
@@ -59,7 +63,9 @@ def record(path, frames, depth_units=0.001):
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
-    frames = [f.depth for f in empty_frames(12)] + [f.depth for f in walk_frames(36, gap_before=0, gap_after=8)]
+    frames = [f.depth for f in empty_frames(12)] + [
+        f.depth for f in walk_frames(36, gap_before=0, gap_after=8)
+    ]
     path = record(tmp_path_factory.mktemp("rs") / "walk.db3", frames)
     return path, frames
 
@@ -120,14 +126,18 @@ def test_recording_refusals(tmp_path):
 def test_missing_camera_is_reported_clearly():
     if len(rs.context().query_devices()) > 0:
         pytest.skip("a RealSense camera is connected: the refusal path needs none")
-    with pytest.raises(SourceError, match="cannot start RealSense pipeline for camera 000000.*USB 3"):
+    with pytest.raises(
+        SourceError, match="cannot start RealSense pipeline for camera 000000.*USB 3"
+    ):
         open_source("realsense://000000").open()
 
 
 @pytest.mark.slow
 def test_simulator_recording_gives_an_accepted_walk(tmp_path):
     path = gaitsim.record_realsense(tmp_path / "sim.db3", seed=4, walks=1, gap_s=0.5)
-    site = learn_site(Frame(f.index, f.timestamp, f.depth) for f in gaitsim.empty_corridor(seed=4, frames=10))
+    site = learn_site(
+        Frame(f.index, f.timestamp, f.depth) for f in gaitsim.empty_corridor(seed=4, frames=10)
+    )
     segmenter, assembler = DepthSegmenter(site), WalkAssembler()
     with open_source(f"realsense://{path}") as source:
         walks = [w for f in source if (w := assembler.push(segmenter.segment(f)))]
@@ -160,7 +170,9 @@ class _SilentPipeline:
 
 
 def test_live_timeouts_restart_with_backoff_then_give_up(monkeypatch):
-    source = open_source("realsense://123?timeout_ms=10&max_timeouts=2&max_reconnects=3&backoff_s=0.5&hardware_reset=0")
+    source = open_source(
+        "realsense://123?timeout_ms=10&max_timeouts=2&max_reconnects=3&backoff_s=0.5&hardware_reset=0"
+    )
     starts, sleeps = [], []
 
     def fake_start():
@@ -178,3 +190,115 @@ def test_live_timeouts_restart_with_backoff_then_give_up(monkeypatch):
     assert source.health()["reconnects"] == 3
     assert sleeps == [0.5, 1.0, 2.0]
     assert len(starts) == 4
+
+
+def _config(**overrides):
+    from edge.config import load_config
+
+    return load_config(None, overrides=overrides, env={})
+
+
+def test_the_configured_filters_are_the_ones_applied(recording):
+    from edge.wiring import open_configured_source
+
+    path, truth = recording
+    cfg = _config(
+        **{
+            "source.uri": f"realsense://{path}",
+            "source.realsense.decimation": 2,
+            "source.realsense.spatial": False,
+            "source.realsense.hole_filling": False,
+        }
+    )
+    with open_configured_source(cfg) as source:
+        frame = next(source)
+        blocks = source._filters
+    assert frame.depth.shape == (240, 320) and frame.intrinsics.width == 320
+    assert len(blocks) == 1 and blocks[0].is_decimation_filter()
+    assert blocks[0].get_option(rs.option.filter_magnitude) == 2
+    # without any filter the playback is exact: nothing else was applied
+    cfg = _config(
+        **{
+            "source.uri": f"realsense://{path}",
+            "source.realsense.spatial": False,
+            "source.realsense.hole_filling": False,
+        }
+    )
+    with open_configured_source(cfg) as source:
+        assert source._filters == []
+        np.testing.assert_array_equal(next(source).depth, truth[0])
+    # the defaults: spatial (in disparity space) and hole filling, no temporal filter
+    with open_configured_source(_config(**{"source.uri": f"realsense://{path}"})) as source:
+        kinds = [
+            (
+                b.is_disparity_transform(),
+                b.is_spatial_filter(),
+                b.is_temporal_filter(),
+                b.is_hole_filling_filter(),
+            )
+            for b in source._filters
+        ]
+    assert kinds == [
+        (True, False, False, False),
+        (False, True, False, False),
+        (True, False, False, False),
+        (False, False, False, True),
+    ]
+
+
+class _StreamsAsked:
+    """pyrealsense2 with a recording rs.config and a pipeline that cannot start: what a live camera is asked for."""
+
+    def __init__(self):
+        self.streams = []
+        outer = self
+
+        class Config:
+            def enable_stream(self, *args):
+                outer.streams.append(args)
+
+            def enable_device(self, serial):
+                outer.serial = serial
+
+        class Pipeline:
+            def __init__(self, *context):
+                pass
+
+            def start(self, config):
+                raise RuntimeError("no camera here")
+
+        self.config, self.pipeline = Config, Pipeline
+
+    def __getattr__(self, name):
+        return getattr(rs, name)
+
+
+def test_the_configured_stream_size_rate_and_colour_reach_the_camera():
+    from edge.wiring import open_configured_source
+
+    cfg = _config(
+        **{
+            "source.uri": "realsense://123",
+            "source.width": 848,
+            "source.height": 480,
+            "source.fps": 15.0,
+            "source.color": True,
+        }
+    )
+    source = open_configured_source(cfg)
+    source._rs = fake = _StreamsAsked()
+    with pytest.raises(SourceError, match="cannot start RealSense pipeline for camera 123"):
+        source._start()
+    assert fake.streams == [
+        (rs.stream.depth, 848, 480, rs.format.z16, 15),
+        (rs.stream.color, 848, 480, rs.format.bgr8, 15),
+    ]
+    # a query option in the URI wins over the section
+    cfg = _config(
+        **{"source.uri": "realsense://123?fps=6&color=0", "source.fps": 15.0, "source.color": True}
+    )
+    source = open_configured_source(cfg)
+    source._rs = fake = _StreamsAsked()
+    with pytest.raises(SourceError):
+        source._start()
+    assert fake.streams == [(rs.stream.depth, 640, 480, rs.format.z16, 6)]

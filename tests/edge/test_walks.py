@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from edge.errors import EdgeError
 from edge.segment import DepthSegmenter
+from edge.settings import WalkConfig
 from edge.site import learn_site
 from edge.types import Mask
 from edge.walks import (
@@ -17,7 +18,6 @@ from edge.walks import (
     TOO_LONG,
     TOO_SHORT,
     WalkAssembler,
-    WalkConfig,
     person_band,
 )
 from gaitmil.silhouette import normalize_for_model
@@ -51,7 +51,9 @@ def test_a_normal_walk_is_accepted_with_its_silhouettes(segmenter):
     assert walk.timestamps.shape == (60,)
     np.testing.assert_allclose(walk.timestamps, [f.timestamp for f in frames[10:70]])
     assert walk.start_time == pytest.approx(frames[10].timestamp)
-    assert walk.end_time == pytest.approx(frames[69].timestamp)  # the last frame with the child in view
+    assert walk.end_time == pytest.approx(
+        frames[69].timestamp
+    )  # the last frame with the child in view
     assert walk.quality.frames_kept == 60 and walk.quality.direction == "toward"
     assert walk.quality.coverage > 0.9 and walk.quality.max_components == 1
     # states in order: idle, entering (k-1 frames), walking, leaving, idle
@@ -71,11 +73,16 @@ def test_silhouettes_equal_normalising_the_mask_directly(segmenter):
 
 
 def test_consecutive_walks_and_cooldown(segmenter):
-    frames = walk_frames(45, seed=1) + walk_frames(50, start_index=67, seed=2)
+    # the second child appears 1.2 s after the first left: after walk.cooldown_seconds (1 s)
+    frames = walk_frames(45, seed=1) + walk_frames(50, start_index=80, seed=2)
     walks, _, _ = run(frames, segmenter)
     assert [w.accepted for w in walks] == [True, True]
     assert walks[0].walk_id != walks[1].walk_id
     assert [len(w.silhouettes) for w in walks] == [45, 50]
+    # within the cooldown the next walk cannot start: its first frames are not part of a walk
+    frames = walk_frames(45, seed=1) + walk_frames(50, start_index=67, seed=2)
+    walks, _, _ = run(frames, segmenter, WalkConfig(cooldown_seconds=1.0))
+    assert len(walks) == 2 and len(walks[1].silhouettes) < 50
 
 
 def test_too_short(segmenter):
@@ -96,8 +103,9 @@ def test_a_child_lost_for_a_moment_gives_one_walk(segmenter):
     assert len(walks) == 1 and walks[0].accepted
     assert walks[0].quality.dropped.get("absent") == 18
     # without the wait the fragment is a retake of its own, and the walk a second result
+    # (cut short by the cooldown after the fragment)
     walks, _, _ = run(first + rest, segmenter, WalkConfig(rejoin_s=0.0))
-    assert [w.retake_reason for w in walks] == [TOO_SHORT, None]
+    assert [w.retake_reason for w in walks] == [TOO_SHORT, PARTIAL_VIEW]
 
 
 def test_the_turns_are_left_out(segmenter):
@@ -107,7 +115,9 @@ def test_the_turns_are_left_out(segmenter):
     walks, _, _ = run(turn + straight, segmenter)
     assert len(walks) == 1 and walks[0].accepted
     kept = walks[0].timestamps
-    assert kept.min() >= straight[0].timestamp - 0.5  # at most about half the smoothing window of the turn
+    assert (
+        kept.min() >= straight[0].timestamp - 0.5
+    )  # at most about half the smoothing window of the turn
     assert walks[0].quality.dropped.get("turning", 0) >= 20
     walks, _, _ = run(turn + straight, segmenter, WalkConfig(straight_only=False))
     assert "turning" not in walks[0].quality.dropped
@@ -132,7 +142,7 @@ def test_standing_still_is_stopped(segmenter):
 
 
 def test_too_long_then_the_view_must_clear(segmenter):
-    config = WalkConfig(max_duration_s=2.0)
+    config = WalkConfig(max_seconds=2.0)
     frames = walk_frames(120, z_start=6000.0, z_end=2000.0)
     walks, states, _ = run(frames, segmenter, config)
     assert [w.retake_reason for w in walks] == [TOO_LONG]
@@ -197,7 +207,11 @@ def test_noise_and_zero_frames_never_make_an_accepted_walk(segmenter):
     assembler = WalkAssembler()
     results = []
     for i in range(60):
-        depth = rng.integers(0, 65535, (480, 640), dtype=np.uint16) if i % 2 else np.zeros((480, 640), np.uint16)
+        depth = (
+            rng.integers(0, 65535, (480, 640), dtype=np.uint16)
+            if i % 2
+            else np.zeros((480, 640), np.uint16)
+        )
         walk = assembler.push(segmenter.segment(Frame(i, i / 30.0, depth)))
         if walk is not None:
             results.append(walk)
@@ -207,8 +221,15 @@ def test_noise_and_zero_frames_never_make_an_accepted_walk(segmenter):
 
 
 def test_reason_codes_are_a_fixed_documented_set():
-    assert RETAKE_REASONS == ("too_short", "multiple_people", "partial_view", "stopped", "too_long", "interrupted")
-    with pytest.raises(EdgeError, match="at least 1"):
+    assert RETAKE_REASONS == (
+        "too_short",
+        "multiple_people",
+        "partial_view",
+        "stopped",
+        "too_long",
+        "interrupted",
+    )
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
         WalkConfig(enter_frames=0)
 
 
