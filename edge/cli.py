@@ -339,6 +339,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from edge.collect import main as collect_main
+
+    return collect_main(args.collect_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m edge", description="GaitMIL screening kiosk",
@@ -406,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", type=Path, help="write here instead of stdout")
     c.set_defaults(func=cmd_config_schema)
 
+    # the tool lives in edge.collect (its own flags and --help); listed here so `python -m edge` names it
+    p = sub.add_parser("collect", add_help=False, help="training data through the kiosk's own camera path")
+    p.set_defaults(func=cmd_collect, collect_args=[])
+
     from edge.outbox_cli import add_parser as add_outbox_parser
 
     add_outbox_parser(sub)
@@ -413,7 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "collect":  # its flags are edge.collect's own
+        args.collect_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args))
     except EdgeError as exc:

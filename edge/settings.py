@@ -479,7 +479,7 @@ class KioskConfig(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
     state_dir: Path = Field(
         Path("state"),
-        description="Where the kiosk keeps its outbox and other state (systemd: /var/lib/gaitmil).",
+        description="Where the kiosk keeps its outbox and other state (systemd: /var/lib/gaitmil-edge).",
     )
 
     # the threshold resolved from the model card, with what it was resolved from (read once)

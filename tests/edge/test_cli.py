@@ -185,3 +185,14 @@ def test_demo_model_is_the_kiosk_default_fp32_form(tmp_path, monkeypatch):
     assert demo.find_demo_model() == folder / "model.onnx"
     with pytest.raises(ModelError, match="not found"):
         demo.find_demo_model(str(tmp_path / "missing.onnx"))
+
+
+def test_collect_is_reached_through_the_edge_command(tmp_path):
+    from edge.cli import main
+
+    out = tmp_path / "data"
+    assert main(["collect", "--source", "sim://?seed=1&walks=1", "--out", str(out)]) == 0
+    assert (out / "truth.json").is_file()
+    with pytest.raises(SystemExit) as exc:  # other commands still refuse flags they do not know
+        main(["run", "--no-such-flag"])
+    assert exc.value.code == 2

@@ -45,7 +45,7 @@ def test_file_values_are_typed(tmp_path):
     path = write(
         tmp_path,
         """
-state_dir = "/var/lib/gaitmil"
+state_dir = "/var/lib/gaitmil-edge"
 [kiosk]
 site_id = "school-12"
 kiosk_id = "corridor-b"
@@ -63,7 +63,7 @@ min_frames = 45
     assert cfg.mqtt.protocol == "3.1.1"
     assert cfg.mqtt.qos == 2
     assert cfg.walk.min_frames == 45
-    assert cfg.outbox_path == Path("/var/lib/gaitmil/outbox.sqlite3")
+    assert cfg.outbox_path == Path("/var/lib/gaitmil-edge/outbox.sqlite3")
     assert cfg.client_id == "gaitmil-school-12-corridor-b"
 
 
