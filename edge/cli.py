@@ -33,7 +33,7 @@ from edge.errors import (
     SegmentationError,
     SourceError,
 )
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -348,6 +348,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m edge", description="GaitMIL screening kiosk",
+        formatter_class=HelpFormatter,
         epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 config, 4 model, 5 camera, 6 broker",
     )
     add_version_flag(parser)
@@ -362,12 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
         p.add_argument("--json-logs", action="store_true", help="log JSON lines")
 
-    p = sub.add_parser("run", help="run the kiosk loop")
+    p = sub.add_parser("run", formatter_class=HelpFormatter, help="run the kiosk loop")
     kiosk_flags(p)
     p.add_argument("--max-walks", type=_positive_int, help="stop after N results (N >= 1)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="simulated camera, demo model, embedded broker, console dashboard")
+    p = sub.add_parser("demo", formatter_class=HelpFormatter, help="simulated camera, demo model, embedded broker, console dashboard")
     p.add_argument("--walks", type=int, default=5)
     p.add_argument("--broker", help="use this broker instead of the embedded one")
     p.add_argument("--seed", type=int, default=0)
@@ -376,19 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace the simulated camera at 30 fps")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("check", help="check camera, model and broker; print OK/FAIL with the fix")
+    p = sub.add_parser("check", formatter_class=HelpFormatter, help="check camera, model and broker; print OK/FAIL with the fix")
     kiosk_flags(p)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("calibrate-site", help="learn the empty corridor's background depth")
+    p = sub.add_parser("calibrate-site", formatter_class=HelpFormatter, help="learn the empty corridor's background depth")
     p.add_argument("--source", required=True)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--out", required=True, help="site model file (.npz)")
     p.set_defaults(func=cmd_calibrate_site)
 
-    p = sub.add_parser("subscribe", help="reference dashboard client: print or record results")
+    p = sub.add_parser("subscribe", formatter_class=HelpFormatter, help="reference dashboard client: print or record results")
     p.add_argument("--broker", required=True)
     p.add_argument("--site", default="+")
     p.add_argument("--kiosk", default="+")
@@ -402,12 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="exit after N results")
     p.set_defaults(func=cmd_subscribe)
 
-    p = sub.add_parser("config", help="configuration tools")
+    p = sub.add_parser("config", formatter_class=HelpFormatter, help="configuration tools")
     config_sub = p.add_subparsers(dest="config_command", required=True)
-    c = config_sub.add_parser("check", help="validate FILE and print the effective config, secrets masked")
+    c = config_sub.add_parser("check", formatter_class=HelpFormatter, help="validate FILE and print the effective config, secrets masked")
     c.add_argument("file")
     c.set_defaults(func=cmd_config_check)
-    c = config_sub.add_parser("schema", help="print the configuration's JSON Schema (for editors), or its key table")
+    c = config_sub.add_parser("schema", formatter_class=HelpFormatter, help="print the configuration's JSON Schema (for editors), or its key table")
     c.add_argument("--markdown", action="store_true", help="the Markdown key table of docs/CONFIG.md instead")
     c.add_argument("--output", type=Path, help="write here instead of stdout")
     c.set_defaults(func=cmd_config_schema)

@@ -49,7 +49,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.types import Walk
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.silhouette import normalize_for_model
 from gaitmil.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
 
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m edge collect",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
 
     add_version_flag(ap)

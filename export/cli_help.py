@@ -10,16 +10,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gaitmil import HelpFormatter as DefaultsHelpFormatter
 from gaitmil import add_version_flag
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Raw descriptions, and '(default: X)' after every option that has a default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None:  # "(default: None)" says nothing
-            return action.help
-        return super()._get_help_string(action)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
+    """Raw descriptions, and the project's one rule for showing defaults (gaitmil.HelpFormatter)."""
 
 
 def command_parser(prog: str, description: str | None) -> argparse.ArgumentParser:

@@ -102,7 +102,7 @@ def cut(silhouettes: np.ndarray) -> np.ndarray:
 def normalize_for_model(mask: np.ndarray) -> Normalized:
     """Normalise and cut in one step: the silhouette is uint8 [64, 44] when ok."""
     result = normalize(mask)
-    return Normalized(cut(result.silhouette), None) if result.ok else result
+    return Normalized(cut(result.silhouette), None) if result.silhouette is not None else result
 
 
 def normalize_sequence(masks: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, list[str | None]]:
@@ -113,7 +113,7 @@ def normalize_sequence(masks: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray
     for mask in masks:
         result = normalize(mask)
         reasons.append(result.reason)
-        if result.ok:
+        if result.silhouette is not None:
             kept.append(result.silhouette)
     stack = np.stack(kept) if kept else np.zeros((0, CANVAS_SIZE, CANVAS_SIZE), np.uint8)
     return stack, reasons

@@ -2,8 +2,9 @@
 
 Every import in every .py file of the packages counts, at any depth (inside
 functions too: a lazy import is still a dependency). `central` is the
-central server; it imports none of the kiosk packages, and only the
-benchmarks may import it.
+central server; of the other packages it imports only the base layer
+(gaitmil: the one version and the help format), and only the benchmarks may
+import it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ LAYERS = ("gaitmil", "gaitsim", "edge", "export", "calibration", "benchmarks")
 ALLOWED: dict[str, frozenset[str]] = {
     package: frozenset(LAYERS[:index]) for index, package in enumerate(LAYERS)
 }
-ALLOWED["central"] = frozenset()
+ALLOWED["central"] = frozenset({"gaitmil"})
 ALLOWED["benchmarks"] = ALLOWED["benchmarks"] | {"central"}
 PACKAGES = tuple(ALLOWED)
 
@@ -69,3 +70,74 @@ def test_the_checker_sees_lazy_imports(tmp_path):
         ("calibration", "calibration.quantize"),
         ("export", "export.audit"),
     ]
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (at any depth), by dotted name."""
+    modules = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                # `from pkg import mod` imports pkg.mod when that is a module
+                targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    if len(group) > 1:
+                        found.append(sorted(group))
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph[child]))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    # e.g. edge.settings <-> edge.threshold once: each module's arrows must end somewhere
+    assert cycles(module_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
