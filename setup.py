@@ -12,7 +12,9 @@ from setuptools import find_packages, setup
 
 # the one version source is gaitmil/__init__.py (read as text: setup.py must not import the package)
 VERSION = re.search(
-    r'^__version__ = "([^"]+)"', (Path(__file__).resolve().parent / "gaitmil" / "__init__.py").read_text("utf-8"), re.M
+    r'^__version__ = "([^"]+)"',
+    (Path(__file__).resolve().parent / "gaitmil" / "__init__.py").read_text("utf-8"),
+    re.M,
 ).group(1)
 
 TORCH = "torch==2.13.0"
@@ -37,8 +39,14 @@ EXTRAS = {
     "train": [TORCH, "tqdm>=4.66", "matplotlib>=3.8"],
     # tflite reads MediaPipe's .tflite when export.person_model rebuilds the person segmenter;
     # ai-edge-litert runs the original to check the conversion (build time only)
-    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", "onnxconverter-common>=1.14", "tflite>=2.18",
-               "ai-edge-litert>=1.4"],
+    "export": [
+        TORCH,
+        "onnx>=1.16",
+        "onnxscript>=0.2",
+        "onnxconverter-common>=1.14",
+        "tflite>=2.18",
+        "ai-edge-litert>=1.4",
+    ],
     "realsense": ["pyrealsense2>=2.55"],
     # On a Jetson TensorRT comes from JetPack (apt python3-libnvinfer): install only the CUDA extra.
     "cuda12": CUDA12,
@@ -71,7 +79,14 @@ EXTRAS["dev"] = sorted(
         + EXTRAS["demo"]
         + EXTRAS["central"]
         + ["selenium>=4.20", "httpx>=0.27"]
-        + ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy==2.4.1", "jsonschema>=4.20", "scipy>=1.11"]
+        + [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "mypy==2.4.1",
+            "jsonschema>=4.20",
+            "scipy>=1.11",
+        ]
     )
 )
 EXTRAS["all"] = sorted(set(EXTRAS["dev"] + EXTRAS["tensorrt-cu12"]))
@@ -84,14 +99,28 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["gaitmil*", "gaitsim*", "export*", "calibration*", "edge*", "benchmarks*", "central*"]
+        include=[
+            "gaitmil*",
+            "gaitsim*",
+            "export*",
+            "calibration*",
+            "edge*",
+            "benchmarks*",
+            "central*",
+        ]
     ),
     package_data={
         "export": ["data/*.txt", "data/*.json"],
         "edge": ["schemas/*.json", "data/*.toml", "data/person/*"],
         "benchmarks": ["schemas/*.json"],
-        "central": ["schemas/*.json", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py",
-                    "web/templates/*.html", "web/static/*"],
+        "central": [
+            "schemas/*.json",
+            "migrations/*.py",
+            "migrations/*.mako",
+            "migrations/versions/*.py",
+            "web/templates/*.html",
+            "web/static/*",
+        ],
     },
     include_package_data=True,
     install_requires=BASE,

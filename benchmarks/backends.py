@@ -68,7 +68,9 @@ def split_backend(text: str) -> tuple[str, str | None]:
     name, sep, model = text.partition(":")
     name = name.strip()
     if not name:
-        raise BenchmarkError(f"--backend {text!r}: expected NAME or NAME:MODEL, e.g. onnxruntime:models/demo/model.onnx")
+        raise BenchmarkError(
+            f"--backend {text!r}: expected NAME or NAME:MODEL, e.g. onnxruntime:models/demo/model.onnx"
+        )
     return name, (model.strip() or None) if sep else None
 
 
@@ -84,8 +86,13 @@ def default_model(name: str, precision: str | None, demo_dir: Path = DEMO_DIR) -
     return demo_dir / DEFAULT_MODELS[key]
 
 
-def resolve_backends(backends: list[str], models: list[str], precision: str | None = None,
-                     suite: str | None = None, demo_dir: Path = DEMO_DIR) -> list[BackendSpec]:
+def resolve_backends(
+    backends: list[str],
+    models: list[str],
+    precision: str | None = None,
+    suite: str | None = None,
+    demo_dir: Path = DEMO_DIR,
+) -> list[BackendSpec]:
     """Turn the command-line options into the list of runners to measure, in the order given."""
     if precision is not None and precision not in PRECISIONS:
         raise BenchmarkError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -93,7 +100,10 @@ def resolve_backends(backends: list[str], models: list[str], precision: str | No
     if suite is not None:
         if suite not in SUITES:
             raise BenchmarkError(f"--suite {suite!r}: choose one of {', '.join(SUITES)}")
-        parsed += [(name, str(demo_dir / model)) for name, model in (split_backend(b) for b in SUITES[suite])]
+        parsed += [
+            (name, str(demo_dir / model))
+            for name, model in (split_backend(b) for b in SUITES[suite])
+        ]
     if not parsed:
         parsed = [("onnxruntime", None)]
     bare = [i for i, (_, model) in enumerate(parsed) if model is None]
@@ -105,12 +115,18 @@ def resolve_backends(backends: list[str], models: list[str], precision: str | No
     specs: list[BackendSpec] = []
     for i, (name, model) in enumerate(parsed):
         if model is None:
-            model = models[bare.index(i) if len(models) > 1 else 0] if models else str(default_model(name, precision, demo_dir))
+            model = (
+                models[bare.index(i) if len(models) > 1 else 0]
+                if models
+                else str(default_model(name, precision, demo_dir))
+            )
         specs.append(BackendSpec(name=name, model=Path(model)))
     labels = [s.label for s in specs]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
-        raise BenchmarkError(f"backend {duplicates} is listed twice: each backend:model pair can be measured once per run")
+        raise BenchmarkError(
+            f"backend {duplicates} is listed twice: each backend:model pair can be measured once per run"
+        )
     return specs
 
 

@@ -83,7 +83,11 @@ def cpu_block() -> dict:
 def gpu_block() -> list[dict]:
     """GPUs as nvidia-smi reports them (empty on machines without one; Jetsons have no nvidia-smi GPU rows)."""
     out = run_tool(
-        ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"]
+        [
+            "nvidia-smi",
+            "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+            "--format=csv,noheader",
+        ]
     )
     if out is None:
         return []
@@ -91,7 +95,14 @@ def gpu_block() -> list[dict]:
     for line in out.splitlines():
         fields = [f.strip() for f in line.split(",")]
         if len(fields) >= 4:
-            gpus.append({"name": fields[0], "driver": fields[1], "memory": fields[2], "max_sm_clock": fields[3]})
+            gpus.append(
+                {
+                    "name": fields[0],
+                    "driver": fields[1],
+                    "memory": fields[2],
+                    "max_sm_clock": fields[3],
+                }
+            )
     return gpus
 
 
@@ -99,8 +110,16 @@ def jetson_block() -> dict | None:
     """Board name, L4T release, power mode (nvpmodel -q) and clocks (jetson_clocks --show) on a Jetson; None elsewhere."""
     if not JETSON_MODEL_FILE.exists() and not L4T_RELEASE_FILE.exists():
         return None
-    board = JETSON_MODEL_FILE.read_text(errors="replace").strip("\x00\n ") if JETSON_MODEL_FILE.exists() else None
-    l4t = L4T_RELEASE_FILE.read_text(errors="replace").splitlines()[0] if L4T_RELEASE_FILE.exists() else None
+    board = (
+        JETSON_MODEL_FILE.read_text(errors="replace").strip("\x00\n ")
+        if JETSON_MODEL_FILE.exists()
+        else None
+    )
+    l4t = (
+        L4T_RELEASE_FILE.read_text(errors="replace").splitlines()[0]
+        if L4T_RELEASE_FILE.exists()
+        else None
+    )
     return {
         "board": board,
         "l4t": l4t,
@@ -163,5 +182,7 @@ def describe_machine(env: dict) -> str:
     parts += [gpu["name"] for gpu in env.get("gpus", [])]
     jetson = env.get("jetson")
     if jetson:
-        parts.append(f"{jetson.get('board')} [{(jetson.get('nvpmodel') or 'power mode unknown').splitlines()[0]}]")
+        parts.append(
+            f"{jetson.get('board')} [{(jetson.get('nvpmodel') or 'power mode unknown').splitlines()[0]}]"
+        )
     return ", ".join(parts)

@@ -142,8 +142,12 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
             subscriber = CentralSink(broker.url, database_url, settings.central_workers, on_result)
         else:
             # a subscriber publishes nothing: 3.1.1's silent loss of refused publishes does not apply
-            mqtt = MqttConfig(url=broker.url, protocol=broker.protocol, allow_protocol_311=True,
-                              reconnect_max_delay=5.0)
+            mqtt = MqttConfig(
+                url=broker.url,
+                protocol=broker.protocol,
+                allow_protocol_311=True,
+                reconnect_max_delay=5.0,
+            )
             subscriber = ResultSubscriber(mqtt, site=SITE, on_result=on_result)
         subscriber.start(wait=30.0)
         out, go, start_at = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)

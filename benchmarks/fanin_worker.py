@@ -43,12 +43,23 @@ def _fake_walk_and_prediction(rng: np.random.Generator):
     from edge.types import Prediction, Walk, WalkQuality
 
     now = time.monotonic()
-    walk = Walk(start_time=now - 3.0, end_time=now, silhouettes=np.zeros((0, 64, 44), np.uint8),
-                timestamps=np.zeros(0), quality=WalkQuality(frames_seen=90, frames_kept=90, coverage=0.8))
+    walk = Walk(
+        start_time=now - 3.0,
+        end_time=now,
+        silhouettes=np.zeros((0, 64, 44), np.uint8),
+        timestamps=np.zeros(0),
+        quality=WalkQuality(frames_seen=90, frames_kept=90, coverage=0.8),
+    )
     probs = rng.dirichlet([2.0, 1.0, 1.0]).astype(np.float32)
-    prediction = Prediction(probs=probs, phase_attention=np.full(4, 0.25, np.float32),
-                            frame_attention=np.full(30, 1 / 30, np.float32), frame_indices=np.arange(30) * 3,
-                            runner="onnxruntime", precision="int8", inference_ms=40.0)
+    prediction = Prediction(
+        probs=probs,
+        phase_attention=np.full(4, 0.25, np.float32),
+        frame_attention=np.full(30, 1 / 30, np.float32),
+        frame_indices=np.arange(30) * 3,
+        runner="onnxruntime",
+        precision="int8",
+        inference_ms=40.0,
+    )
     return walk, prediction
 
 
@@ -59,9 +70,13 @@ def _make_kiosks(plan: WorkerPlan, workdir: Path):
     from edge.result import ModelIdentity, ResultContext
     from edge.settings import KioskIdentity, MqttConfig
 
-    mqtt = MqttConfig(url=f"mqtt://{plan.host}:{plan.port}", protocol=plan.protocol,
-                      allow_protocol_311=plan.protocol == "3.1.1",  # the benchmark's broker has no ACL
-                      reconnect_min_delay=1.0, reconnect_max_delay=5.0)
+    mqtt = MqttConfig(
+        url=f"mqtt://{plan.host}:{plan.port}",
+        protocol=plan.protocol,
+        allow_protocol_311=plan.protocol == "3.1.1",  # the benchmark's broker has no ACL
+        reconnect_min_delay=1.0,
+        reconnect_max_delay=5.0,
+    )
 
     identity = ModelIdentity("fanin-benchmark", "0" * 64, "onnxruntime", "int8")
     kiosks = []
@@ -69,8 +84,12 @@ def _make_kiosks(plan: WorkerPlan, workdir: Path):
         kiosk_id = f"k{i:04d}"
         outbox = Outbox(workdir / f"{kiosk_id}.sqlite3")
         publisher = Publisher(
-            publisher_settings(mqtt, KioskIdentity(site_id=SITE, kiosk_id=kiosk_id), f"gaitmil-bench-{kiosk_id}"),
-            outbox, model=identity.as_dict())
+            publisher_settings(
+                mqtt, KioskIdentity(site_id=SITE, kiosk_id=kiosk_id), f"gaitmil-bench-{kiosk_id}"
+            ),
+            outbox,
+            model=identity.as_dict(),
+        )
         kiosks.append((i, ResultContext(SITE, kiosk_id, 0.5, identity), outbox, publisher))
     return kiosks
 
@@ -108,8 +127,14 @@ def run_worker(plan: WorkerPlan, start_at, go, out) -> None:
                     publisher.start()
                 if not _wait(lambda: all(p.connected for p in publishers), plan.connect_seconds):
                     missing = sum(not p.connected for p in publishers)
-                    out.put(("error", plan.index, f"{missing} of {len(publishers)} kiosks in worker {plan.index} did "
-                             f"not connect within {plan.connect_seconds:.0f} s (broker max_connections? ulimit -n?)"))
+                    out.put(
+                        (
+                            "error",
+                            plan.index,
+                            f"{missing} of {len(publishers)} kiosks in worker {plan.index} did "
+                            f"not connect within {plan.connect_seconds:.0f} s (broker max_connections? ulimit -n?)",
+                        )
+                    )
                     return
                 out.put(("ready", plan.index, time.monotonic() - t0))
                 go.wait()
@@ -120,7 +145,11 @@ def run_worker(plan: WorkerPlan, start_at, go, out) -> None:
                 lag_ms: list[float] = []
                 # every kiosk of the whole run has its own slot inside each period: a steady load
                 by_slot = {i: (context, publisher) for i, context, _, publisher in kiosks}
-                schedule = sorted(((k + i / plan.total) / plan.rate, i) for k in range(plan.periods) for i in by_slot)
+                schedule = sorted(
+                    ((k + i / plan.total) / plan.rate, i)
+                    for k in range(plan.periods)
+                    for i in by_slot
+                )
                 for offset, i in schedule:
                     due = start + offset
                     wait = due - time.monotonic()

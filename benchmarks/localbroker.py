@@ -34,7 +34,9 @@ def _is_loopback_host(host: str) -> bool:
     except OSError:
         return False
     # every address the name resolves to must be loopback, or a connection could leave the machine
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos
+    )
 
 
 def require_loopback(url: str) -> tuple[str, int]:

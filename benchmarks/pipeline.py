@@ -39,14 +39,18 @@ class StageTimes:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.samples: dict[str, list[float]] = {s: [] for s in (*FRAME_STAGES, "inference", "walk_to_outbox")}
+        self.samples: dict[str, list[float]] = {
+            s: [] for s in (*FRAME_STAGES, "inference", "walk_to_outbox")
+        }
         self.walk_end: dict[str, float] = {}
         self.result_walk: dict[str, str] = {}
         self.outcomes: dict[str, int] = {}
         self.row_result: dict[int, str] = {}
         self.stored: dict[str, float] = {}  # result id -> committed to the outbox
         self.acked: dict[str, float] = {}
-        self.frame_span: list[float] = []  # perf_counter of the first and the latest frame delivered
+        self.frame_span: list[
+            float
+        ] = []  # perf_counter of the first and the latest frame delivered
 
     def add(self, stage: str, ms: float) -> None:
         with self.lock:
@@ -55,8 +59,11 @@ class StageTimes:
     def since_walk_end_ms(self, moments: dict[str, float]) -> list[float]:
         """For each result with a moment in `moments` (stored, acked): ms since its walk ended."""
         with self.lock:
-            return [(moments[rid] - self.walk_end[wid]) * 1e3 for rid, wid in self.result_walk.items()
-                    if rid in moments and wid in self.walk_end]
+            return [
+                (moments[rid] - self.walk_end[wid]) * 1e3
+                for rid, wid in self.result_walk.items()
+                if rid in moments and wid in self.walk_end
+            ]
 
 
 class _Proxy:
@@ -170,12 +177,19 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
         raise BenchmarkError(f"--modes: unknown mode {mode!r}; choose from {', '.join(MODES)}")
     realtime = int(mode == "realtime")
     overrides = {
-        "kiosk.kiosk_id": f"bench-{mode}", "kiosk.site_id": "bench",
+        "kiosk.kiosk_id": f"bench-{mode}",
+        "kiosk.site_id": "bench",
         "source.uri": f"sim://?seed={args.seed}&walks={args.sim_walks}&view=toward&realtime={realtime}",
-        "model.path": str(args.model_path), "model.runner": args.runner_name, "model.threads": args.threads,
-        "mqtt.url": broker.url, "mqtt.protocol": broker.protocol,
-        "mqtt.allow_protocol_311": broker.protocol == "3.1.1",  # the embedded broker has no ACL to refuse with
-        "state_dir": str(state_dir / mode), "health.interval_seconds": 3600.0, "outbox.flush_seconds": 30.0,
+        "model.path": str(args.model_path),
+        "model.runner": args.runner_name,
+        "model.threads": args.threads,
+        "mqtt.url": broker.url,
+        "mqtt.protocol": broker.protocol,
+        "mqtt.allow_protocol_311": broker.protocol
+        == "3.1.1",  # the embedded broker has no ACL to refuse with
+        "state_dir": str(state_dir / mode),
+        "health.interval_seconds": 3600.0,
+        "outbox.flush_seconds": 30.0,
     }
     # the kiosk's own configuration (a file, or the defaults); the benchmark only picks source, model and broker
     cfg = load_config(args.config, overrides, env={})
@@ -201,7 +215,9 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
         if inference is not None:
             times.add("inference", float(inference))
 
-    kiosk = Kiosk(cfg, options=ServiceOptions(install_signals=False), components=parts, on_result=on_result)
+    kiosk = Kiosk(
+        cfg, options=ServiceOptions(install_signals=False), components=parts, on_result=on_result
+    )
     process = psutil.Process()
     cpu0, wall0 = process.cpu_times(), time.perf_counter()
     with PeakMemory() as memory:
@@ -209,7 +225,9 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
     wall = time.perf_counter() - wall0
     cpu1 = process.cpu_times()
     if code != 0:
-        raise BenchmarkError(f"the kiosk loop exited with code {code} in {mode} mode; run `python -m edge run` to see why")
+        raise BenchmarkError(
+            f"the kiosk loop exited with code {code} in {mode} mode; run `python -m edge run` to see why"
+        )
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     frames = kiosk.health.get("frames_seen")
     for ms in times.since_walk_end_ms(times.stored):
@@ -230,7 +248,8 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
         "wall_s": wall,
         # over the frame stream itself: start-up (model warm-up) and the final outbox flush are not frames
         "frames_per_s": (frames - 1) / (times.frame_span[-1] - times.frame_span[0])
-        if len(times.frame_span) == 2 and frames > 1 else None,
+        if len(times.frame_span) == 2 and frames > 1
+        else None,
         "cpu_s": cpu_s,
         "cpu_cores_busy": cpu_s / wall if wall > 0 else None,
         "peak_rss_mib": memory.peak / 2**20,
@@ -242,37 +261,83 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
 
 def build_pipeline_report(args: argparse.Namespace, command: str) -> dict:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    with local_broker(args.broker) as broker, tempfile.TemporaryDirectory(prefix="gaitmil-bench-") as tmp:
+    with (
+        local_broker(args.broker) as broker,
+        tempfile.TemporaryDirectory(prefix="gaitmil-bench-") as tmp,
+    ):
         results = [run_mode(mode, args, broker, Path(tmp)) for mode in modes]
         # ru_maxrss: kilobytes on Linux; the whole process's peak since it started (imports included)
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "schema": SCHEMA_ID, "command": command, "environment": environment([args.model_path]),
-        "settings": {"config": str(args.config) if args.config else None, "runner": args.runner_name, "model": str(args.model_path), "threads": args.threads,
-                     "sim_walks": args.sim_walks, "seed": args.seed, "modes": modes,
-                     "broker": "embedded (amqtt, MQTT 3.1.1)" if broker.embedded else broker.url},
-        "modes": results, "process_peak_rss_mib": peak_kib / 1024,
-        "notes": ["CPU use and peak memory include the simulator rendering the camera frames in this process.",
-                  rep.SIMULATION_NOTE.split(". ")[0] + "."],
+        "schema": SCHEMA_ID,
+        "command": command,
+        "environment": environment([args.model_path]),
+        "settings": {
+            "config": str(args.config) if args.config else None,
+            "runner": args.runner_name,
+            "model": str(args.model_path),
+            "threads": args.threads,
+            "sim_walks": args.sim_walks,
+            "seed": args.seed,
+            "modes": modes,
+            "broker": "embedded (amqtt, MQTT 3.1.1)" if broker.embedded else broker.url,
+        },
+        "modes": results,
+        "process_peak_rss_mib": peak_kib / 1024,
+        "notes": [
+            "CPU use and peak memory include the simulator rendering the camera frames in this process.",
+            rep.SIMULATION_NOTE.split(". ")[0] + ".",
+        ],
     }
 
 
 def pipeline_markdown(report: dict) -> str:
     s = report["settings"]
-    out = [f"## Kiosk pipeline: {s['runner']} {Path(s['model']).name}, {s['threads']} threads, "
-           f"{s['sim_walks']} simulated walks per mode, broker {s['broker']}",
-           f"`{report['command']}`", "", f"Machine: {describe_machine(report['environment'])}", "",
-           rep.markdown_table(
-               ["mode", "results", "acked", "frames", "dropped", "frames/s", "CPU cores busy", "peak RSS (MiB)"],
-               [[m["mode"], m["results"], m["acknowledged"], m["frames_seen"], m["frames_dropped"],
-                 rep.fmt(m["frames_per_s"], 1), rep.fmt(m["cpu_cores_busy"]), rep.fmt(m["peak_rss_mib"], 0)]
-                for m in report["modes"]])]
+    out = [
+        f"## Kiosk pipeline: {s['runner']} {Path(s['model']).name}, {s['threads']} threads, "
+        f"{s['sim_walks']} simulated walks per mode, broker {s['broker']}",
+        f"`{report['command']}`",
+        "",
+        f"Machine: {describe_machine(report['environment'])}",
+        "",
+        rep.markdown_table(
+            [
+                "mode",
+                "results",
+                "acked",
+                "frames",
+                "dropped",
+                "frames/s",
+                "CPU cores busy",
+                "peak RSS (MiB)",
+            ],
+            [
+                [
+                    m["mode"],
+                    m["results"],
+                    m["acknowledged"],
+                    m["frames_seen"],
+                    m["frames_dropped"],
+                    rep.fmt(m["frames_per_s"], 1),
+                    rep.fmt(m["cpu_cores_busy"]),
+                    rep.fmt(m["peak_rss_mib"], 0),
+                ]
+                for m in report["modes"]
+            ],
+        ),
+    ]
     for m in report["modes"]:
-        rows = [(f"{name} (per frame)" if name in FRAME_STAGES else f"{name} (per walk)", summary)
-                for name, summary in m["stages_ms"].items()]
+        rows = [
+            (f"{name} (per frame)" if name in FRAME_STAGES else f"{name} (per walk)", summary)
+            for name, summary in m["stages_ms"].items()
+        ]
         rows.append(("walk end to broker ack", m["walk_end_to_ack_ms"]))
         out += ["", f"### {m['mode']}", "", rep.stats_table(rows)]
-    out += ["", "source = the simulator rendering a frame (fast mode only; a camera does this itself).", ""]
+    out += [
+        "",
+        "source = the simulator rendering a frame (fast mode only; a camera does this itself).",
+        "",
+    ]
     out += [f"Note: {n}" for n in report["notes"]]
     return "\n".join(out)
 
@@ -289,8 +354,13 @@ def main_pipeline(args: argparse.Namespace, command: str) -> int:
     text = pipeline_markdown(report)
     rep.emit(report, text, args.markdown, args.json)
     if args.plot:
-        series = {f"{m['mode']}: walk end to ack": m["samples_ms"]["walk_end_to_ack"]
-                  for m in report["modes"] if m["samples_ms"]["walk_end_to_ack"]}
+        series = {
+            f"{m['mode']}: walk end to ack": m["samples_ms"]["walk_end_to_ack"]
+            for m in report["modes"]
+            if m["samples_ms"]["walk_end_to_ack"]
+        }
         if series:
-            rep.plot_distributions(series, args.plot, "Kiosk pipeline", "walk end to broker acknowledgement (ms)")
+            rep.plot_distributions(
+                series, args.plot, "Kiosk pipeline", "walk end to broker acknowledgement (ms)"
+            )
     return 0

@@ -32,7 +32,9 @@ def validate(report: dict, kind: str) -> None:
     try:
         import jsonschema
     except ImportError as exc:
-        raise BenchmarkError("validating a report needs jsonschema: pip install 'gaitmil-edge[dev]'") from exc
+        raise BenchmarkError(
+            "validating a report needs jsonschema: pip install 'gaitmil-edge[dev]'"
+        ) from exc
     schema = json.loads(schema_path(kind).read_text())
     jsonschema.Draft202012Validator(schema).validate(report)
 
@@ -45,7 +47,9 @@ def write_json(report: dict, path: str | Path) -> Path:
     return out
 
 
-def emit(report: dict, text: str, markdown: str | Path | None, json_path: str | Path | None) -> None:
+def emit(
+    report: dict, text: str, markdown: str | Path | None, json_path: str | Path | None
+) -> None:
     """Print a report's Markdown and write it and the JSON where asked (every benchmark's output step)."""
     print(text)  # noqa: T201 - the benchmarks report by printing
     if markdown:
@@ -107,9 +111,18 @@ def environment_markdown(env: dict) -> str:
     jetson = env.get("jetson")
     if jetson:
         lines.append(f"- Jetson: {jetson.get('board')}, {jetson.get('l4t')}")
-        lines.append(f"- power mode: {(jetson.get('nvpmodel') or 'nvpmodel not readable').replace(chr(10), '; ')}")
+        lines.append(
+            f"- power mode: {(jetson.get('nvpmodel') or 'nvpmodel not readable').replace(chr(10), '; ')}"
+        )
         clocks = jetson.get("jetson_clocks")
-        lines.append("- clocks: " + ("recorded in the JSON" if clocks else "jetson_clocks --show not readable (run as root)"))
+        lines.append(
+            "- clocks: "
+            + (
+                "recorded in the JSON"
+                if clocks
+                else "jetson_clocks --show not readable (run as root)"
+            )
+        )
     libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items() if v)
     lines.append(f"- libraries: {libs}")
     for path, digest in env.get("models", {}).items():
@@ -117,8 +130,12 @@ def environment_markdown(env: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_distributions(series: dict[str, Sequence[float]], path: str | Path, title: str,
-                       xlabel: str = "end-to-end host latency per walk (ms)") -> Path:
+def plot_distributions(
+    series: dict[str, Sequence[float]],
+    path: str | Path,
+    title: str,
+    xlabel: str = "end-to-end host latency per walk (ms)",
+) -> Path:
     """Box plot + strip of raw samples per series (e.g. per backend), written as PNG with matplotlib's Agg."""
     if not series:
         raise BenchmarkError("nothing to plot: the report has no latency samples")

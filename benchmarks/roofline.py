@@ -40,8 +40,13 @@ class MacCount:
         return self.total // max(self.batch, 1)
 
     def as_dict(self) -> dict:
-        return {"total": self.total, "batch": self.batch, "per_walk": self.per_walk,
-                "by_op": dict(self.by_op), "uncounted": list(self.uncounted)}
+        return {
+            "total": self.total,
+            "batch": self.batch,
+            "per_walk": self.per_walk,
+            "by_op": dict(self.by_op),
+            "uncounted": list(self.uncounted),
+        }
 
 
 # op type -> (index of the data input, index of the weight / second operand input)
@@ -99,12 +104,16 @@ def count_macs(onnx_path: str | Path) -> MacCount:
 
     path = Path(onnx_path)
     if not path.is_file():
-        raise BenchmarkError(f"ONNX model {path} does not exist: give the .onnx file the engine was built from (--onnx)")
+        raise BenchmarkError(
+            f"ONNX model {path} does not exist: give the .onnx file the engine was built from (--onnx)"
+        )
     try:
         model = onnx.load(str(path), load_external_data=False)
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:  # onnx raises several unrelated types for corrupt files
-        raise BenchmarkError(f"cannot read {path} as an ONNX model ({exc}); re-export it with `python -m export onnx`") from exc
+        raise BenchmarkError(
+            f"cannot read {path} as an ONNX model ({exc}); re-export it with `python -m export onnx`"
+        ) from exc
     shapes = _static_shapes(inferred)
     by_op: dict[str, int] = {}
     uncounted: list[str] = []
@@ -142,10 +151,18 @@ print(json.dumps(times))
 
 def _probe_numpy(size: int, threads: int, repeats: int) -> list[float]:
     env_threads = str(threads)
-    env = {"OPENBLAS_NUM_THREADS": env_threads, "OMP_NUM_THREADS": env_threads, "MKL_NUM_THREADS": env_threads}
+    env = {
+        "OPENBLAS_NUM_THREADS": env_threads,
+        "OMP_NUM_THREADS": env_threads,
+        "MKL_NUM_THREADS": env_threads,
+    }
     done = subprocess.run(
         [sys.executable, "-c", _NUMPY_PROBE, str(size), str(repeats)],
-        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, **env},
     )
     if done.returncode != 0:
         raise BenchmarkError(f"the numpy matmul probe failed: {done.stderr.strip()[-500:]}")
@@ -156,7 +173,9 @@ def _probe_torch(size: int, threads: int, repeats: int) -> list[float]:
     try:
         import torch
     except ImportError as exc:
-        raise BenchmarkError("the torch matmul probe needs torch: pip install 'gaitmil-edge[train]' or use --probe numpy") from exc
+        raise BenchmarkError(
+            "the torch matmul probe needs torch: pip install 'gaitmil-edge[train]' or use --probe numpy"
+        ) from exc
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -182,7 +201,8 @@ def _probe_onnxruntime(size: int, threads: int, repeats: int) -> list[float]:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul_probe",
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul_probe",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in ("a", "b")],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
     )
@@ -191,7 +211,9 @@ def _probe_onnxruntime(size: int, threads: int, repeats: int) -> list[float]:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     onnx.checker.check_model(model)
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     rng = np.random.default_rng(0)
     feed = {n: rng.standard_normal((size, size), dtype=np.float32) for n in ("a", "b")}
     session.run(None, feed)
@@ -210,12 +232,16 @@ PROBES: dict[str, Callable[[int, int, int], list[float]]] = {
 }
 
 
-def matmul_probe(size: int = 2048, threads: int = 1, repeats: int = 5, probe: str = "numpy") -> dict:
+def matmul_probe(
+    size: int = 2048, threads: int = 1, repeats: int = 5, probe: str = "numpy"
+) -> dict:
     """FP32 GFLOP/s of a size x size matrix product on `threads` threads: best and median of `repeats`."""
     if probe not in PROBES:
         raise BenchmarkError(f"unknown matmul probe {probe!r}: choose one of {sorted(PROBES)}")
     if size < 1 or threads < 1 or repeats < 1:
-        raise BenchmarkError(f"matmul probe needs positive size, threads and repeats (got {size}, {threads}, {repeats})")
+        raise BenchmarkError(
+            f"matmul probe needs positive size, threads and repeats (got {size}, {threads}, {repeats})"
+        )
     times = sorted(PROBES[probe](size, threads, repeats))
     flops = 2.0 * size**3
     return {

@@ -27,7 +27,9 @@ def percentile(sorted_samples: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) of already sorted samples by linear interpolation between ranks."""
     n = len(sorted_samples)
     if n == 0:
-        raise BenchmarkError("cannot take a percentile of no samples: run at least one iteration (--iters >= 1)")
+        raise BenchmarkError(
+            "cannot take a percentile of no samples: run at least one iteration (--iters >= 1)"
+        )
     if not 0.0 <= q <= 100.0:
         raise BenchmarkError(f"percentile q={q} is out of range: use a value from 0 to 100")
     rank = (n - 1) * q / 100.0
@@ -61,11 +63,16 @@ def summarize(samples: Iterable[float]) -> dict[str, float]:
 def is_ordered(summary: dict[str, float]) -> bool:
     """True when min <= median <= p90 <= p95 <= p99 <= max and min <= mean <= max (a sanity check)."""
     chain = [summary[k] for k in ("min", "median", "p90", "p95", "p99", "max")]
-    return all(a <= b for a, b in zip(chain, chain[1:])) and summary["min"] <= summary["mean"] <= summary["max"]
+    return (
+        all(a <= b for a, b in zip(chain, chain[1:]))
+        and summary["min"] <= summary["mean"] <= summary["max"]
+    )
 
 
 def throughput_per_s(count: int, total_seconds: float) -> float:
     """Items per second: `count` items whose end-to-end times add up to `total_seconds`."""
     if total_seconds <= 0.0:
-        raise BenchmarkError(f"cannot compute a throughput over {total_seconds} s: need a positive total time")
+        raise BenchmarkError(
+            f"cannot compute a throughput over {total_seconds} s: need a positive total time"
+        )
     return count / total_seconds

@@ -43,8 +43,10 @@ def head_batchnorm(model: Any) -> Any:
     float op (only its inputs and outputs may be quantized), so its running mean is a float."""
     candidates = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
     if not candidates:
-        raise CalibrationError("bias correction needs a BatchNormalization after the quantized backbone "
-                               "(Gait-MIL's BNNeck), and this model has none; pass --no-bias-correction")
+        raise CalibrationError(
+            "bias correction needs a BatchNormalization after the quantized backbone "
+            "(Gait-MIL's BNNeck), and this model has none; pass --no-bias-correction"
+        )
     return candidates[-1]
 
 
@@ -59,7 +61,9 @@ def _embedding_means(model: Any, tensor: str, walks: np.ndarray) -> np.ndarray:
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     if tensor not in {o.name for o in probe.graph.output}:
-        probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+        probe.graph.output.append(
+            onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
+        )
     values = run_batched(ort_session(probe.SerializeToString()), walks, (tensor,))[tensor]
     return values.reshape(len(walks), -1).astype(np.float64).mean(0)
 
@@ -77,7 +81,9 @@ def _constant(model: Any, name: str, owner: str) -> np.ndarray:
         if node is not None and node.op_type == "Identity":
             name = node.input[0]
         else:
-            raise CalibrationError(f"{owner}: input {name!r} is not a constant; pass --no-bias-correction")
+            raise CalibrationError(
+                f"{owner}: input {name!r} is not a constant; pass --no-bias-correction"
+            )
     return numpy_helper.to_array(initializers[name])
 
 
@@ -94,8 +100,10 @@ def correct_head_bias(fp32: Any, quantized: Any, walks: np.ndarray) -> BiasCorre
     mean = _constant(quantized, node.input[3], node.name).astype(np.float64)
     var = _constant(quantized, node.input[4], node.name).astype(np.float64)
     if mean.shape != shift.shape:
-        raise CalibrationError(f"{node.name}: running mean has shape {mean.shape}, its input {tensor} has "
-                               f"{shift.shape[0]} channels per walk; pass --no-bias-correction")
+        raise CalibrationError(
+            f"{node.name}: running mean has shape {mean.shape}, its input {tensor} has "
+            f"{shift.shape[0]} channels per walk; pass --no-bias-correction"
+        )
     corrected = (mean + shift).astype(np.float32)
     initializers = {init.name: init for init in quantized.graph.initializer}
     mean_name = node.input[3]
@@ -108,4 +116,6 @@ def correct_head_bias(fp32: Any, quantized: Any, walks: np.ndarray) -> BiasCorre
         node.input[3] = own.name
     epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
     relative = np.abs(shift) / np.sqrt(var + epsilon)
-    return BiasCorrection(node.name, tensor, int(len(walks)), float(relative.mean()), float(relative.max()))
+    return BiasCorrection(
+        node.name, tensor, int(len(walks)), float(relative.mean()), float(relative.max())
+    )

@@ -20,8 +20,10 @@ from gaitmil import metrics, spec
 INT8_MIN_AGREEMENT = 0.99
 INT8_MAX_ACCURACY_DROP = 0.01
 FP16_MIN_AGREEMENT = 0.995
-SIMULATED_NOTE = ("Held-out walks from the simulator: these numbers check the pipeline and the precision "
-                  "conversion; the demo model is not a screening tool.")
+SIMULATED_NOTE = (
+    "Held-out walks from the simulator: these numbers check the pipeline and the precision "
+    "conversion; the demo model is not a screening tool."
+)
 BLOCKS = {
     "stem": ["/model/encoder/stem/*"],
     "layer1": ["/model/encoder/layers/layers.0/*"],
@@ -49,12 +51,16 @@ def name_model(path: Path) -> tuple[str, str]:
     return (f"int8-{target}" if precision == "int8" and target else precision), precision
 
 
-def evaluate(entries: list[ModelEntry], held_out: CalibrationSet, threshold: float = 0.5) -> dict[str, Any]:
+def evaluate(
+    entries: list[ModelEntry], held_out: CalibrationSet, threshold: float = 0.5
+) -> dict[str, Any]:
     """Metrics of every model on the held-out walks, with agreement against the first (FP32) entry."""
     labels = held_out.labels
     if (labels < 0).any():
-        raise CalibrationError("the held-out set has walks without labels; report needs labelled walks "
-                               "(collect it with --sim or --dataset, not --walks)")
+        raise CalibrationError(
+            "the held-out set has walks without labels; report needs labelled walks "
+            "(collect it with --sim or --dataset, not --walks)"
+        )
     walks = held_out.model_input()
     for entry in entries:
         entry.outputs = run_batched(ort_session(entry.path), walks)
@@ -74,12 +80,21 @@ def evaluate(entries: list[ModelEntry], held_out: CalibrationSet, threshold: flo
             "mean_abs_dprob": parity.mean_abs_dprob,
             "max_abs_dprob": parity.max_abs_dprob,
         }
-        row["meets_target"] = meets_target(entry.precision, row, rows.get(reference.name, row), len(labels))
+        row["meets_target"] = meets_target(
+            entry.precision, row, rows.get(reference.name, row), len(labels)
+        )
         rows[entry.name] = row
-    return {"walks": int(len(labels)), "held_out": held_out.describe(), "note": SIMULATED_NOTE,
-            "targets": {"int8_min_agreement": INT8_MIN_AGREEMENT, "int8_max_accuracy_drop": INT8_MAX_ACCURACY_DROP,
-                        "fp16_min_agreement": FP16_MIN_AGREEMENT},
-            "models": rows}
+    return {
+        "walks": int(len(labels)),
+        "held_out": held_out.describe(),
+        "note": SIMULATED_NOTE,
+        "targets": {
+            "int8_min_agreement": INT8_MIN_AGREEMENT,
+            "int8_max_accuracy_drop": INT8_MAX_ACCURACY_DROP,
+            "fp16_min_agreement": FP16_MIN_AGREEMENT,
+        },
+        "models": rows,
+    }
 
 
 def _binomial_cdf(k: int, n: int, p: float) -> float:
@@ -105,7 +120,9 @@ def agreement_bounds(agree: int, walks: int, confidence: float = 0.95) -> tuple[
     return lower, upper
 
 
-def meets_target(precision: str, row: dict[str, Any], fp32: dict[str, Any], walks: int) -> bool | None:
+def meets_target(
+    precision: str, row: dict[str, Any], fp32: dict[str, Any], walks: int
+) -> bool | None:
     """INT8 >= 99 % agreement and accuracy within 1 point; FP16 >= 99.5 % agreement.
 
     Three answers, because a sample too small to tell is not a failure: True when
@@ -136,24 +153,37 @@ def _pct(value: float) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table (sensitivity/specificity one-vs-rest per class, in %)."""
-    head = ("| model | accuracy % | sens neg/neu/pos % | spec neg/neu/pos % | agreement vs FP32 % "
-            "| mean abs dprob | max abs dprob | target |")
+    head = (
+        "| model | accuracy % | sens neg/neu/pos % | spec neg/neu/pos % | agreement vs FP32 % "
+        "| mean abs dprob | max abs dprob | target |"
+    )
     lines = [f"Held-out walks: {report['walks']}. {report['note']}", "", head, "|" + "---|" * 8]
     for name, row in report["models"].items():
         per = [row["per_class"][c] for c in spec.CLASSES]
-        target = {True: "met", False: "MISSED", None: "reference" if name == "fp32" else "inconclusive"}[
-            row["meets_target"]]
+        target = {
+            True: "met",
+            False: "MISSED",
+            None: "reference" if name == "fp32" else "inconclusive",
+        }[row["meets_target"]]
         lines.append(
             f"| {name} | {_pct(row['accuracy'])} | {'/'.join(_pct(p['sensitivity']) for p in per)} | "
             f"{'/'.join(_pct(p['specificity']) for p in per)} | {_pct(row['agreement_vs_fp32'])} | "
-            f"{row['mean_abs_dprob']:.2e} | {row['max_abs_dprob']:.2e} | {target} |")
+            f"{row['mean_abs_dprob']:.2e} | {row['max_abs_dprob']:.2e} | {target} |"
+        )
     if report.get("sensitivity"):
         target = report.get("sensitivity_target", "cpu")
-        lines += ["", f"Quantizing one block at a time ({target} target), most harmful first:", "",
-                  "| block | agreement vs FP32 % | mean abs dprob | max abs dprob |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Quantizing one block at a time ({target} target), most harmful first:",
+            "",
+            "| block | agreement vs FP32 % | mean abs dprob | max abs dprob |",
+            "|---|---|---|---|",
+        ]
         for item in report["sensitivity"]:
-            lines.append(f"| {item['block']} | {_pct(item['agreement_vs_fp32'])} | "
-                         f"{item['mean_abs_dprob']:.2e} | {item['max_abs_dprob']:.2e} |")
+            lines.append(
+                f"| {item['block']} | {_pct(item['agreement_vs_fp32'])} | "
+                f"{item['mean_abs_dprob']:.2e} | {item['max_abs_dprob']:.2e} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -178,8 +208,10 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     axes[2].set_title("max |dprob| vs FP32")
     for axis in axes:
         axis.tick_params(axis="x", rotation=20)
-    fig.suptitle(f"{report['walks']} simulated held-out walks: a pipeline check, not a screening result",
-                 fontsize=9)
+    fig.suptitle(
+        f"{report['walks']} simulated held-out walks: a pipeline check, not a screening result",
+        fontsize=9,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -187,8 +219,13 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def sensitivity(fp32: Path, calib: CalibrationSet, held_out: CalibrationSet, target: str = "cpu",
-                blocks: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+def sensitivity(
+    fp32: Path,
+    calib: CalibrationSet,
+    held_out: CalibrationSet,
+    target: str = "cpu",
+    blocks: dict[str, list[str]] | None = None,
+) -> list[dict[str, Any]]:
     """Quantize one block at a time and rank blocks by the damage they do (worst first)."""
     from calibration.quantize import QuantizeConfig, quantize
 
@@ -198,21 +235,33 @@ def sensitivity(fp32: Path, calib: CalibrationSet, held_out: CalibrationSet, tar
     with tempfile.TemporaryDirectory() as tmp:
         for block, patterns in (blocks or BLOCKS).items():
             out = Path(tmp) / f"{block}.onnx"
-            quantize(QuantizeConfig(fp32, Path("<in memory>"), target, out=out, only=patterns), calib=calib)
+            quantize(
+                QuantizeConfig(fp32, Path("<in memory>"), target, out=out, only=patterns),
+                calib=calib,
+            )
             parity = compare_outputs(reference, run_batched(ort_session(out), walks), "fp32", block)
-            results.append({"block": block, "patterns": patterns, "agreement_vs_fp32": parity.argmax_agreement,
-                            "max_abs_dprob": parity.max_abs_dprob, "mean_abs_dprob": parity.mean_abs_dprob})
+            results.append(
+                {
+                    "block": block,
+                    "patterns": patterns,
+                    "agreement_vs_fp32": parity.argmax_agreement,
+                    "max_abs_dprob": parity.max_abs_dprob,
+                    "mean_abs_dprob": parity.mean_abs_dprob,
+                }
+            )
     return sorted(results, key=lambda r: (r["agreement_vs_fp32"], -r["max_abs_dprob"]))
 
 
-def write_report(report: dict[str, Any], json_path: Path | None, md_path: Path | None,
-                 png_path: Path | None) -> list[Path]:
+def write_report(
+    report: dict[str, Any], json_path: Path | None, md_path: Path | None, png_path: Path | None
+) -> list[Path]:
     written = []
     try:
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(report, indent=2, sort_keys=True, default=float) + "\n",
-                                 encoding="utf-8")
+            json_path.write_text(
+                json.dumps(report, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8"
+            )
             written.append(json_path)
         if md_path:
             md_path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,24 +274,38 @@ def write_report(report: dict[str, Any], json_path: Path | None, md_path: Path |
     return written
 
 
-def build_report(fp32: Path, fp16: Path | None, int8: list[Path], data: Path, threshold: float = 0.5,
-                 with_sensitivity: bool = False, calib: Path | None = None,
-                 sensitivity_target: str = "cpu") -> dict[str, Any]:
+def build_report(
+    fp32: Path,
+    fp16: Path | None,
+    int8: list[Path],
+    data: Path,
+    threshold: float = 0.5,
+    with_sensitivity: bool = False,
+    calib: Path | None = None,
+    sensitivity_target: str = "cpu",
+) -> dict[str, Any]:
     entries = [ModelEntry("fp32", Path(fp32), "fp32")]
     if name_model(Path(fp32))[1] != "fp32":
         raise CalibrationError(f"--fp32 {fp32} is not an FP32 model")
     for path in ([fp16] if fp16 else []) + list(int8):
         name, precision = name_model(Path(path))
         if any(e.name == name for e in entries):
-            raise CalibrationError(f"two models are both {name}: name each INT8 model by a different target")
+            raise CalibrationError(
+                f"two models are both {name}: name each INT8 model by a different target"
+            )
         entries.append(ModelEntry(name, Path(path), precision))
     frames = ort_session(fp32).get_inputs()[0].shape[1]
     held_out = load_set(data, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH))
     report = evaluate(entries, held_out, threshold)
     if with_sensitivity:
-        calib_set = load_set(calib, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)) if calib \
+        calib_set = (
+            load_set(calib, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH))
+            if calib
             else held_out
-        report["sensitivity"] = sensitivity(Path(fp32), calib_set, held_out, target=sensitivity_target)
+        )
+        report["sensitivity"] = sensitivity(
+            Path(fp32), calib_set, held_out, target=sensitivity_target
+        )
         report["sensitivity_calibrated_on"] = str(calib or data)
         report["sensitivity_target"] = sensitivity_target
     return report

@@ -46,12 +46,18 @@ def _broker_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--topic-prefix", default="gaitmil/v1", help="the kiosks' mqtt.topic_prefix")
     p.add_argument("--mqtt-user", default=None, help="broker user name")
-    p.add_argument("--mqtt-password-file", type=Path, default=None, help="first line is the broker password")
-    p.add_argument("--ca-file", type=Path, default=None, help="CA certificate of an mqtts:// broker")
+    p.add_argument(
+        "--mqtt-password-file", type=Path, default=None, help="first line is the broker password"
+    )
+    p.add_argument(
+        "--ca-file", type=Path, default=None, help="CA certificate of an mqtts:// broker"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m central", description=__doc__, formatter_class=HelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m central", description=__doc__, formatter_class=HelpFormatter
+    )
     add_version_flag(ap)
     ap.add_argument(
         "--log-level",
@@ -62,11 +68,15 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
-        "serve", help="ingest MQTT into the database and serve the dashboard", formatter_class=HelpFormatter
+        "serve",
+        help="ingest MQTT into the database and serve the dashboard",
+        formatter_class=HelpFormatter,
     )
     _broker_args(serve)
     serve.add_argument("--database", default=DEFAULT_URL, help=DATABASE_HELP)
-    serve.add_argument("--listen", type=_listen, default="127.0.0.1:8080", help="HOST:PORT of the dashboard")
+    serve.add_argument(
+        "--listen", type=_listen, default="127.0.0.1:8080", help="HOST:PORT of the dashboard"
+    )
     serve.add_argument(
         "--no-web", action="store_true", help="ingest only (extra workers of a district)"
     )
@@ -76,13 +86,18 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)"
     )
-    user = sub.add_parser("user", help="add, list or remove dashboard users", formatter_class=HelpFormatter)
+    user = sub.add_parser(
+        "user", help="add, list or remove dashboard users", formatter_class=HelpFormatter
+    )
     user.add_argument("--database", default=DEFAULT_URL, help=DATABASE_HELP)
     usub = user.add_subparsers(dest="action", required=True)
     add = usub.add_parser("add", help="add a user", formatter_class=HelpFormatter)
     add.add_argument("username", help="the login name")
     add.add_argument(
-        "--role", required=True, choices=["nurse", "officer", "technician"], help="what the user may see and do"
+        "--role",
+        required=True,
+        choices=["nurse", "officer", "technician"],
+        help="what the user may see and do",
     )
     add.add_argument(
         "--school", action="append", default=[], help="a nurse's school (site id); repeatable"
@@ -97,7 +112,9 @@ def parser() -> argparse.ArgumentParser:
     rm = usub.add_parser("remove", help="remove a user", formatter_class=HelpFormatter)
     rm.add_argument("username", help="the login name")
     model = sub.add_parser(
-        "model", help="declare which models were trained on real children", formatter_class=HelpFormatter
+        "model",
+        help="declare which models were trained on real children",
+        formatter_class=HelpFormatter,
     )
     model.add_argument("--database", default=DEFAULT_URL, help=DATABASE_HELP)
     msub = model.add_subparsers(dest="action", required=True)
@@ -109,12 +126,18 @@ def parser() -> argparse.ArgumentParser:
     real.add_argument("model_id", help="the model_id in the results (the model's manifest)")
     real.add_argument("--by", required=True, help="who vouches for it (recorded)")
     msub.add_parser("list", help="list the models declared real", formatter_class=HelpFormatter)
-    mig = sub.add_parser("migrate", help="create or upgrade the database schema", formatter_class=HelpFormatter)
+    mig = sub.add_parser(
+        "migrate", help="create or upgrade the database schema", formatter_class=HelpFormatter
+    )
     mig.add_argument("--database", default=DEFAULT_URL, help=DATABASE_HELP)
     demo = sub.add_parser(
-        "demo", help="embedded broker + dashboard + a simulated kiosk process", formatter_class=HelpFormatter
+        "demo",
+        help="embedded broker + dashboard + a simulated kiosk process",
+        formatter_class=HelpFormatter,
     )
-    demo.add_argument("--listen", type=_listen, default="127.0.0.1:8080", help="HOST:PORT of the dashboard")
+    demo.add_argument(
+        "--listen", type=_listen, default="127.0.0.1:8080", help="HOST:PORT of the dashboard"
+    )
     demo.add_argument("--walks", type=int, default=100, help="simulated walks, one about every 8 s")
     demo.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"

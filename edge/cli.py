@@ -98,10 +98,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge.demo import DemoOptions, run_demo
 
-    return run_demo(DemoOptions(
-        walks=args.walks, broker=args.broker, seed=args.seed, model=args.model,
-        realtime=args.realtime, scenario=args.scenario,
-    ))
+    return run_demo(
+        DemoOptions(
+            walks=args.walks,
+            broker=args.broker,
+            seed=args.seed,
+            model=args.model,
+            realtime=args.realtime,
+            scenario=args.scenario,
+        )
+    )
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -146,7 +152,9 @@ def cmd_calibrate_site(args: argparse.Namespace) -> int:
     frames = []
     with open_source(args.source) as source:
         limit = max(1, int(round(args.seconds * source.fps)))
-        deadline = time.monotonic() + args.seconds + 10.0  # a camera that stops sending ends the wait
+        deadline = (
+            time.monotonic() + args.seconds + 10.0
+        )  # a camera that stops sending ends the wait
         for frame in source:
             frames.append(frame)
             if len(frames) >= limit or time.monotonic() > deadline:
@@ -157,14 +165,19 @@ def cmd_calibrate_site(args: argparse.Namespace) -> int:
         f"site model {path}: {site.frames} frames, {site.shape[1]}x{site.shape[0]}, "
         f"{site.valid_share:.0%} of pixels with background depth, range gate {site.near_mm}-{site.far_mm} mm"
     )
-    print(f"use it with: [segmentation] site_model = \"{path}\"")
+    print(f'use it with: [segmentation] site_model = "{path}"')
     return EXIT_OK
 
 
 # `subscribe` flags -> [mqtt] keys; a flag not given leaves the key at MqttConfig's default
 _SUBSCRIBE_FLAGS = {
-    "url": "--broker", "topic_prefix": "--topic-prefix", "protocol": "--protocol", "client_id": "--client-id",
-    "username": "--username", "password_file": "--password-file", "tls": "--ca-file",
+    "url": "--broker",
+    "topic_prefix": "--topic-prefix",
+    "protocol": "--protocol",
+    "client_id": "--client-id",
+    "username": "--username",
+    "password_file": "--password-file",
+    "tls": "--ca-file",
 }
 
 
@@ -174,20 +187,36 @@ def subscriber_config(args: argparse.Namespace) -> Any:
 
     from edge.settings import MqttConfig
 
-    given = {"url": args.broker, "topic_prefix": args.topic_prefix, "protocol": args.protocol,
-             "client_id": args.client_id, "username": args.username, "password_file": args.password_file,
-             "tls": {"ca_file": args.ca_file} if args.ca_file else None}
+    given = {
+        "url": args.broker,
+        "topic_prefix": args.topic_prefix,
+        "protocol": args.protocol,
+        "client_id": args.client_id,
+        "username": args.username,
+        "password_file": args.password_file,
+        "tls": {"ca_file": args.ca_file} if args.ca_file else None,
+    }
     try:
         # a subscriber publishes nothing, so 3.1.1's silent loss of refused publishes does not apply;
         # a dashboard retries every few seconds, not every minute
-        return MqttConfig(allow_protocol_311=True, reconnect_max_delay=5.0,
-                          **{key: value for key, value in given.items() if value is not None})
+        return MqttConfig(
+            allow_protocol_311=True,
+            reconnect_max_delay=5.0,
+            **{key: value for key, value in given.items() if value is not None},
+        )
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
-            where = _SUBSCRIBE_FLAGS.get(str(err["loc"][0]), str(err["loc"][0])) if err["loc"] else "flags"
+            where = (
+                _SUBSCRIBE_FLAGS.get(str(err["loc"][0]), str(err["loc"][0]))
+                if err["loc"]
+                else "flags"
+            )
             text = err["msg"].removeprefix("Value error, ")
-            for key, flag in _SUBSCRIBE_FLAGS.items():  # the config's key names -> the flags given here
+            for (
+                key,
+                flag,
+            ) in _SUBSCRIBE_FLAGS.items():  # the config's key names -> the flags given here
                 text = text.replace(f"mqtt.{key}", flag)
             problems.append(f"{where}: {text}")
         raise ConfigError(f"subscribe: {'; '.join(problems)}") from None
@@ -197,10 +226,18 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     from edge.subscriber import ResultSubscriber
 
     config = subscriber_config(args)
-    subscriber = ResultSubscriber(config, site=args.site, kiosk=args.kiosk, persistent=args.client_id is not None,
-                                  out=sys.stdout, jsonl=args.out)
+    subscriber = ResultSubscriber(
+        config,
+        site=args.site,
+        kiosk=args.kiosk,
+        persistent=args.client_id is not None,
+        out=sys.stdout,
+        jsonl=args.out,
+    )
     subscriber.start(wait=10.0)
-    print(f"listening on {subscriber.result_topic} at {args.broker} (Ctrl-C to stop)", file=sys.stderr)
+    print(
+        f"listening on {subscriber.result_topic} at {args.broker} (Ctrl-C to stop)", file=sys.stderr
+    )
     try:
         while args.count is None or len(subscriber.results) < args.count:
             time.sleep(0.2)
@@ -208,7 +245,10 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         pass
     finally:
         subscriber.stop()
-    print(f"{len(subscriber.results)} result(s), {subscriber.duplicates} duplicate(s) dropped", file=sys.stderr)
+    print(
+        f"{len(subscriber.results)} result(s), {subscriber.duplicates} duplicate(s) dropped",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -242,12 +282,18 @@ def _check_camera(cfg: Any, timeout: float) -> CheckResult:
     reader.start()
     reader.join(timeout)
     if errors:
-        return CheckResult("camera", False, f"{cfg.source.uri}: {errors[0] or 'no frame (source empty)'}", fix)
+        return CheckResult(
+            "camera", False, f"{cfg.source.uri}: {errors[0] or 'no frame (source empty)'}", fix
+        )
     if not got:
-        return CheckResult("camera", False, f"{cfg.source.uri}: no frame within {timeout:.0f} s", fix)
+        return CheckResult(
+            "camera", False, f"{cfg.source.uri}: no frame within {timeout:.0f} s", fix
+        )
     frame = got[0]
     image = next(a for a in (frame.depth, frame.color, frame.silhouette) if a is not None)
-    return CheckResult("camera", True, f"{cfg.source.uri}: frame {image.shape[1]}x{image.shape[0]} {image.dtype}")
+    return CheckResult(
+        "camera", True, f"{cfg.source.uri}: frame {image.shape[1]}x{image.shape[0]} {image.dtype}"
+    )
 
 
 def _check_model(cfg: Any) -> CheckResult:
@@ -256,15 +302,21 @@ def _check_model(cfg: Any) -> CheckResult:
     from gaitmil.spec import INPUT_NAME
 
     try:
-        with create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg)) as runner:
+        with create_runner(
+            cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg)
+        ) as runner:
             runner.infer({INPUT_NAME: np.zeros(runner.input_shape, np.float32)})
             ms = (runner.last_timing or {}).get("total_ms", 0.0)
             return CheckResult(
-                "model", True, f"{cfg.model.path}: {runner.name} {runner.precision} {runner.model_id}, "
+                "model",
+                True,
+                f"{cfg.model.path}: {runner.name} {runner.precision} {runner.model_id}, "
                 f"input {list(runner.input_shape)}, one inference {ms:.1f} ms",
             )
     except EdgeError as exc:
-        return CheckResult("model", False, f"{cfg.model.path}: {exc}", "rebuild or re-copy the model named above")
+        return CheckResult(
+            "model", False, f"{cfg.model.path}: {exc}", "rebuild or re-copy the model named above"
+        )
 
 
 def _check_broker(cfg: Any, timeout: float) -> CheckResult:
@@ -284,7 +336,9 @@ def _check_broker(cfg: Any, timeout: float) -> CheckResult:
     answer: list[Any] = []
     done = threading.Event()
 
-    def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+    def on_connect(
+        client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         answer.append(reason_code)  # list.append cannot raise: nothing escapes into paho's thread
         done.set()
 
@@ -295,7 +349,9 @@ def _check_broker(cfg: Any, timeout: float) -> CheckResult:
         client.loop_start()
         done.wait(timeout)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        return CheckResult("broker", False, f"{s.broker}: cannot connect: {describe_connect_error(exc, s)}", fix)
+        return CheckResult(
+            "broker", False, f"{s.broker}: cannot connect: {describe_connect_error(exc, s)}", fix
+        )
     finally:
         client.disconnect()
         client.loop_stop()
@@ -306,7 +362,9 @@ def _check_broker(cfg: Any, timeout: float) -> CheckResult:
         if is_auth_refusal(answer[0]):
             fix = "check mqtt.username, mqtt.password_file and the broker's password file and ACL"
         return CheckResult("broker", False, f"{s.broker} refused user {user}: {answer[0]}", fix)
-    return CheckResult("broker", True, f"{s.broker}: connected as {user}" + (" over TLS" if s.tls else ""))
+    return CheckResult(
+        "broker", True, f"{s.broker}: connected as {user}" + (" over TLS" if s.tls else "")
+    )
 
 
 def _check_outbox(cfg: Any) -> CheckResult:
@@ -317,13 +375,22 @@ def _check_outbox(cfg: Any) -> CheckResult:
             stats = outbox.stats()
     except EdgeError as exc:
         return CheckResult("outbox", False, str(exc), "make state_dir writable by the kiosk user")
-    return CheckResult("outbox", True, f"{cfg.outbox_path}: {stats['pending']} pending, {stats['parked']} parked, "
-                       f"{stats['used_fraction']:.0%} of budget")
+    return CheckResult(
+        "outbox",
+        True,
+        f"{cfg.outbox_path}: {stats['pending']} pending, {stats['parked']} parked, "
+        f"{stats['used_fraction']:.0%} of budget",
+    )
 
 
 def run_checks(cfg: Any, timeout: float = 10.0) -> list[CheckResult]:
     """Camera, model, broker and outbox, each OK or FAIL with the fix."""
-    return [_check_camera(cfg, timeout), _check_model(cfg), _check_broker(cfg, timeout), _check_outbox(cfg)]
+    return [
+        _check_camera(cfg, timeout),
+        _check_model(cfg),
+        _check_broker(cfg, timeout),
+        _check_outbox(cfg),
+    ]
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -335,7 +402,9 @@ def _positive_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (leave it out for no limit)")
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1, got {value} (leave it out for no limit)"
+        )
     return value
 
 
@@ -347,7 +416,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m edge", description="GaitMIL screening kiosk",
+        prog="python -m edge",
+        description="GaitMIL screening kiosk",
         formatter_class=HelpFormatter,
         epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 config, 4 model, 5 camera, 6 broker",
     )
@@ -355,8 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def kiosk_flags(p: argparse.ArgumentParser, config_required: bool = False) -> None:
-        p.add_argument("--config", required=config_required, help="kiosk TOML file (defaults apply without one)")
-        p.add_argument("--source", help="camera URI, e.g. sim://?walks=5, realsense://, /dev/video0")
+        p.add_argument(
+            "--config",
+            required=config_required,
+            help="kiosk TOML file (defaults apply without one)",
+        )
+        p.add_argument(
+            "--source", help="camera URI, e.g. sim://?walks=5, realsense://, /dev/video0"
+        )
         p.add_argument("--model", help="model file (ONNX, TensorRT engine or checkpoint)")
         p.add_argument("--runner", choices=("onnxruntime", "torch", "tensorrt"))
         p.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
@@ -368,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-walks", type=_positive_int, help="stop after N results (N >= 1)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", formatter_class=HelpFormatter, help="simulated camera, demo model, embedded broker, console dashboard")
+    p = sub.add_parser(
+        "demo",
+        formatter_class=HelpFormatter,
+        help="simulated camera, demo model, embedded broker, console dashboard",
+    )
     p.add_argument("--walks", type=int, default=5)
     p.add_argument("--broker", help="use this broker instead of the embedded one")
     p.add_argument("--seed", type=int, default=0)
@@ -377,26 +457,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace the simulated camera at 30 fps")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("check", formatter_class=HelpFormatter, help="check camera, model and broker; print OK/FAIL with the fix")
+    p = sub.add_parser(
+        "check",
+        formatter_class=HelpFormatter,
+        help="check camera, model and broker; print OK/FAIL with the fix",
+    )
     kiosk_flags(p)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("calibrate-site", formatter_class=HelpFormatter, help="learn the empty corridor's background depth")
+    p = sub.add_parser(
+        "calibrate-site",
+        formatter_class=HelpFormatter,
+        help="learn the empty corridor's background depth",
+    )
     p.add_argument("--source", required=True)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--out", required=True, help="site model file (.npz)")
     p.set_defaults(func=cmd_calibrate_site)
 
-    p = sub.add_parser("subscribe", formatter_class=HelpFormatter, help="reference dashboard client: print or record results")
+    p = sub.add_parser(
+        "subscribe",
+        formatter_class=HelpFormatter,
+        help="reference dashboard client: print or record results",
+    )
     p.add_argument("--broker", required=True)
     p.add_argument("--site", default="+")
     p.add_argument("--kiosk", default="+")
     p.add_argument("--out", help="append results to this JSON-lines file")
     p.add_argument("--topic-prefix", help="default: mqtt.topic_prefix's default")
-    p.add_argument("--protocol", choices=("5", "3.1.1"), help="default: mqtt.protocol's default (5)")
-    p.add_argument("--client-id", help="fixed client id: a persistent session that keeps results while away")
+    p.add_argument(
+        "--protocol", choices=("5", "3.1.1"), help="default: mqtt.protocol's default (5)"
+    )
+    p.add_argument(
+        "--client-id", help="fixed client id: a persistent session that keeps results while away"
+    )
     p.add_argument("--username")
     p.add_argument("--password-file")
     p.add_argument("--ca-file")
@@ -405,16 +501,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", formatter_class=HelpFormatter, help="configuration tools")
     config_sub = p.add_subparsers(dest="config_command", required=True)
-    c = config_sub.add_parser("check", formatter_class=HelpFormatter, help="validate FILE and print the effective config, secrets masked")
+    c = config_sub.add_parser(
+        "check",
+        formatter_class=HelpFormatter,
+        help="validate FILE and print the effective config, secrets masked",
+    )
     c.add_argument("file")
     c.set_defaults(func=cmd_config_check)
-    c = config_sub.add_parser("schema", formatter_class=HelpFormatter, help="print the configuration's JSON Schema (for editors), or its key table")
-    c.add_argument("--markdown", action="store_true", help="the Markdown key table of docs/CONFIG.md instead")
+    c = config_sub.add_parser(
+        "schema",
+        formatter_class=HelpFormatter,
+        help="print the configuration's JSON Schema (for editors), or its key table",
+    )
+    c.add_argument(
+        "--markdown", action="store_true", help="the Markdown key table of docs/CONFIG.md instead"
+    )
     c.add_argument("--output", type=Path, help="write here instead of stdout")
     c.set_defaults(func=cmd_config_schema)
 
     # the tool lives in edge.collect (its own flags and --help); listed here so `python -m edge` names it
-    p = sub.add_parser("collect", add_help=False, help="training data through the kiosk's own camera path")
+    p = sub.add_parser(
+        "collect", add_help=False, help="training data through the kiosk's own camera path"
+    )
     p.set_defaults(func=cmd_collect, collect_args=[])
 
     from edge.outbox_cli import add_parser as add_outbox_parser

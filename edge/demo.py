@@ -100,34 +100,56 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
         uri = f"sim://?seed={options.seed}&walks={options.walks}&realtime={int(options.realtime)}"
         if options.scenario:
             uri += f"&scenario={options.scenario}"
-        cfg = load_config(None, {
-            "source.uri": uri, "model.path": str(model), "model.runner": "onnxruntime",
-            "mqtt.url": url, "mqtt.protocol": protocol, "state_dir": str(state),
-            # the embedded broker has no ACL, so no publish is refused: 3.1.1 loses nothing there
-            "mqtt.allow_protocol_311": protocol == "3.1.1",
-            "kiosk.site_id": options.site_id, "kiosk.kiosk_id": options.kiosk_id,
-            "outbox.flush_seconds": 5.0,
-        }, env={})
+        cfg = load_config(
+            None,
+            {
+                "source.uri": uri,
+                "model.path": str(model),
+                "model.runner": "onnxruntime",
+                "mqtt.url": url,
+                "mqtt.protocol": protocol,
+                "state_dir": str(state),
+                # the embedded broker has no ACL, so no publish is refused: 3.1.1 loses nothing there
+                "mqtt.allow_protocol_311": protocol == "3.1.1",
+                "kiosk.site_id": options.site_id,
+                "kiosk.kiosk_id": options.kiosk_id,
+                "outbox.flush_seconds": 5.0,
+            },
+            env={},
+        )
         source = open_source(uri, config=cfg.source, keep_truth=True)
         truth = SimTruth(source)
         subscriber = ResultSubscriber(
-            cfg.mqtt.model_copy(update={"client_id": None}), site=options.site_id, kiosk=options.kiosk_id,
-            out=out, annotate=truth.annotate,
+            cfg.mqtt.model_copy(update={"client_id": None}),
+            site=options.site_id,
+            kiosk=options.kiosk_id,
+            out=out,
+            annotate=truth.annotate,
         )
         subscriber.start(wait=10.0)
         threshold = cfg.threshold()
-        print(f"gaitmil-edge demo: {options.walks} simulated walk(s), model {model}, broker {url}", file=out)
+        print(
+            f"gaitmil-edge demo: {options.walks} simulated walk(s), model {model}, broker {url}",
+            file=out,
+        )
         print(f"referral threshold {threshold.value:.2f} ({threshold.source})", file=out)
         print(DISCLAIMER, file=out)
         print("-" * 78, file=out)
-        kiosk = Kiosk(cfg, options=ServiceOptions(max_walks=options.walks),
-                      components=build_components(cfg, source=source), on_walk_result=truth.observe)
+        kiosk = Kiosk(
+            cfg,
+            options=ServiceOptions(max_walks=options.walks),
+            components=build_components(cfg, source=source),
+            on_walk_result=truth.observe,
+        )
         code = kiosk.run()
         arrived = subscriber.wait_for(kiosk.results, options.result_timeout_s)
         _summary(kiosk, subscriber, out)
         truth.summary(subscriber.results, out)
         if not arrived:
-            print(f"only {len(subscriber.results)} of {kiosk.results} result(s) reached the subscriber", file=out)
+            print(
+                f"only {len(subscriber.results)} of {kiosk.results} result(s) reached the subscriber",
+                file=out,
+            )
             return code or 1
         return code
     finally:
@@ -152,7 +174,11 @@ class SimTruth:
 
     def observe(self, walk: Any, result: dict) -> None:
         times = self.source.truth_by_time
-        seen = [times[t] for t in sorted(times) if walk.start_time <= t <= walk.end_time and times[t][0] >= 0]
+        seen = [
+            times[t]
+            for t in sorted(times)
+            if walk.start_time <= t <= walk.end_time and times[t][0] >= 0
+        ]
         if seen:
             walk_index = Counter(item[0] for item in seen).most_common(1)[0][0]
             _, label, severity = next(item for item in seen if item[0] == walk_index)
@@ -164,32 +190,45 @@ class SimTruth:
         if truth is None:
             return ""
         label, severity = truth
-        text = f"| truth: {CLASSES[label]}" + (f" ({severity:.1f} deg)" if severity is not None else "")
+        text = f"| truth: {CLASSES[label]}" + (
+            f" ({severity:.1f} deg)" if severity is not None else ""
+        )
         if result.get("outcome") == "retake":
             return text
         referred = result.get("outcome") == "refer_for_clinical_exam"
         return text + ("  ok" if referred == (label != NEGATIVE) else "  WRONG")
 
     def summary(self, results: list[dict], out: TextIO) -> None:
-        judged = [(self.by_walk[r["walk_id"]][0], r) for r in results
-                  if r.get("outcome") != "retake" and r.get("walk_id") in self.by_walk]
+        judged = [
+            (self.by_walk[r["walk_id"]][0], r)
+            for r in results
+            if r.get("outcome") != "retake" and r.get("walk_id") in self.by_walk
+        ]
         if not judged:
             return
         matrix = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
         for label, result in judged:
             probs = result["probabilities"]
             matrix[label, int(np.argmax([probs[c] for c in CLASSES]))] += 1
-        print("simulator truth (rows) against the model's most likely class (columns), judged walks:", file=out)
+        print(
+            "simulator truth (rows) against the model's most likely class (columns), judged walks:",
+            file=out,
+        )
         print("            " + " ".join(f"{c:>9}" for c in CLASSES), file=out)
         for i, name in enumerate(CLASSES):
             print(f"  {name:>9} " + " ".join(f"{v:>9d}" for v in matrix[i]), file=out)
-        refer = [(label != NEGATIVE, r["outcome"] == "refer_for_clinical_exam") for label, r in judged]
+        refer = [
+            (label != NEGATIVE, r["outcome"] == "refer_for_clinical_exam") for label, r in judged
+        ]
         pos = [got for truth, got in refer if truth]
         neg = [not got for truth, got in refer if not truth]
         sens = f"{sum(pos)}/{len(pos)}" if pos else "n/a"
         spec = f"{sum(neg)}/{len(neg)}" if neg else "n/a"
-        print(f"screening this run: sensitivity {sens} (neutral or positive referred), "
-              f"specificity {spec} (negative not referred); a few walks say little: see the model card", file=out)
+        print(
+            f"screening this run: sensitivity {sens} (neutral or positive referred), "
+            f"specificity {spec} (negative not referred); a few walks say little: see the model card",
+            file=out,
+        )
 
 
 def _summary(kiosk, subscriber, out: TextIO) -> None:  # noqa: ANN001 - Kiosk, ResultSubscriber
@@ -201,10 +240,19 @@ def _summary(kiosk, subscriber, out: TextIO) -> None:  # noqa: ANN001 - Kiosk, R
         f"retakes {snap['retakes']} ({reasons}); received by the dashboard: {len(subscriber.results)}",
         file=out,
     )
-    for stage, label in (("inference", "inference"), ("walk_to_result", "walk end -> result queued"),
-                         ("frame", "segmentation + walk assembly per frame")):
+    for stage, label in (
+        ("inference", "inference"),
+        ("walk_to_result", "walk end -> result queued"),
+        ("frame", "segmentation + walk assembly per frame"),
+    ):
         pct = snap["latency_ms"].get(stage)
         if pct and pct["p50"] is not None:
-            print(f"{label}: p50 {pct['p50']:.1f} ms, p95 {pct['p95']:.1f} ms, p99 {pct['p99']:.1f} ms", file=out)
-    print(f"frames seen {snap['frames_seen']}, dropped {snap['frames_dropped']}, bad {snap['frames_bad']}", file=out)
+            print(
+                f"{label}: p50 {pct['p50']:.1f} ms, p95 {pct['p95']:.1f} ms, p99 {pct['p99']:.1f} ms",
+                file=out,
+            )
+    print(
+        f"frames seen {snap['frames_seen']}, dropped {snap['frames_dropped']}, bad {snap['frames_bad']}",
+        file=out,
+    )
     print(DISCLAIMER, file=out)

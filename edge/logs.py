@@ -36,7 +36,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(level: str = "info", json_lines: bool = False, stream: TextIO | None = None) -> None:
+def setup_logging(
+    level: str = "info", json_lines: bool = False, stream: TextIO | None = None
+) -> None:
     """Configure the root logger once for the process (CLI entry points only)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):

@@ -33,7 +33,11 @@ def _say(text: str, err: bool = False) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("outbox", formatter_class=HelpFormatter, help="list, requeue or export the results waiting in the outbox")
+    p = sub.add_parser(
+        "outbox",
+        formatter_class=HelpFormatter,
+        help="list, requeue or export the results waiting in the outbox",
+    )
     commands = p.add_subparsers(dest="outbox_command", required=True)
 
     def where(q: argparse.ArgumentParser) -> None:
@@ -42,15 +46,21 @@ def add_parser(sub: Any) -> None:
         )
         q.add_argument("--path", help="the outbox file itself, instead of --config")
 
-    q = commands.add_parser("list", formatter_class=HelpFormatter, help="one line per waiting row (no payloads)")
+    q = commands.add_parser(
+        "list", formatter_class=HelpFormatter, help="one line per waiting row (no payloads)"
+    )
     where(q)
     q.add_argument("--state", choices=("pending", "parked"))
     q.set_defaults(func=cmd_list)
-    q = commands.add_parser("requeue", formatter_class=HelpFormatter, help="put parked rows back to pending")
+    q = commands.add_parser(
+        "requeue", formatter_class=HelpFormatter, help="put parked rows back to pending"
+    )
     where(q)
     q.add_argument("--row", type=int, action="append", help="only this row id (repeatable)")
     q.set_defaults(func=cmd_requeue)
-    q = commands.add_parser("export", formatter_class=HelpFormatter, help="write every row as JSON lines (mode 0600)")
+    q = commands.add_parser(
+        "export", formatter_class=HelpFormatter, help="write every row as JSON lines (mode 0600)"
+    )
     where(q)
     q.add_argument("--out", required=True, help="JSON-lines file to write (must not exist)")
     q.set_defaults(func=cmd_export)

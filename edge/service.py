@@ -74,7 +74,9 @@ class ServiceOptions:
     walk_queue: int = 4  # walks waiting for inference
     tick_s: float = 0.2  # main loop period (watchdog, health, stop checks)
     capture_join_s: float = 2.0  # how long a stop waits for a blocked camera read
-    stall_s: float | None = None  # no frame for this long = camera stalled (default source.timeout_seconds)
+    stall_s: float | None = (
+        None  # no frame for this long = camera stalled (default source.timeout_seconds)
+    )
     install_signals: bool = True  # off when run outside the main thread (tests)
 
 
@@ -94,11 +96,15 @@ class Kiosk:
         self.cfg = cfg
         self.options = options or ServiceOptions()
         if self.options.max_walks is not None and self.options.max_walks < 1:
-            raise ConfigError(f"max_walks must be at least 1 (or unset for no limit), got {self.options.max_walks}")
+            raise ConfigError(
+                f"max_walks must be at least 1 (or unset for no limit), got {self.options.max_walks}"
+            )
         self.health = Health(cfg.health.latency_window)
         self.notifier = notifier or Notifier()
         self.on_result = on_result
-        self.on_walk_result = on_walk_result  # (walk, result) before it is published: the demo's truth
+        self.on_walk_result = (
+            on_walk_result  # (walk, result) before it is published: the demo's truth
+        )
         self._components = components
         self._stop = threading.Event()
         self._stop_reason = ""
@@ -155,7 +161,9 @@ class Kiosk:
         parts = self._components or build_components(self.cfg)
         self._components = parts  # from here on self._parts
         self.notifier.status("starting: opening the camera and warming up the model")
-        inference = threading.Thread(target=self._guard(self._inference_loop), name="inference", daemon=True)
+        inference = threading.Thread(
+            target=self._guard(self._inference_loop), name="inference", daemon=True
+        )
         inference.start()
         try:
             parts.source.open()
@@ -174,15 +182,24 @@ class Kiosk:
             inference.join(timeout=10)
             parts.close()
             raise
-        capture = threading.Thread(target=self._guard(self._capture_loop), name="capture", daemon=True)
-        pipeline = threading.Thread(target=self._guard(self._pipeline_loop), name="pipeline", daemon=True)
+        capture = threading.Thread(
+            target=self._guard(self._capture_loop), name="capture", daemon=True
+        )
+        pipeline = threading.Thread(
+            target=self._guard(self._pipeline_loop), name="pipeline", daemon=True
+        )
         capture.start()
         pipeline.start()
         identity = parts.model_identity()
         self.notifier.ready(f"running: {identity.runner} {identity.precision} {identity.model_id}")
         log.info(
-            "kiosk %s/%s ready: source %s, model %s (%s, %s)", self.cfg.kiosk.site_id, self.cfg.kiosk.kiosk_id,
-            parts.source_name, identity.model_id, identity.runner, identity.precision,
+            "kiosk %s/%s ready: source %s, model %s (%s, %s)",
+            self.cfg.kiosk.site_id,
+            self.cfg.kiosk.kiosk_id,
+            parts.source_name,
+            identity.model_id,
+            identity.runner,
+            identity.precision,
         )
         self._main_loop(inference)
         return self._shutdown(capture, pipeline, inference)
@@ -213,7 +230,12 @@ class Kiosk:
                 stalled = False
                 log.info("camera frames flow again")
                 self.notifier.status("running")
-            elif not flowing and not stalled and silent_s >= stall_s and not self._capture_done.is_set():
+            elif (
+                not flowing
+                and not stalled
+                and silent_s >= stall_s
+                and not self._capture_done.is_set()
+            ):
                 stalled = True
                 # No WATCHDOG while stalled: systemd restarts the kiosk, which resets the camera.
                 log.warning("camera stalled: no frame for %.1f s; watchdog pings paused", stall_s)
@@ -228,13 +250,18 @@ class Kiosk:
                 next_health = now + cfg.health.interval_seconds
                 self._publish_health()
 
-    def _shutdown(self, capture: threading.Thread, pipeline: threading.Thread, inference: threading.Thread) -> int:
+    def _shutdown(
+        self, capture: threading.Thread, pipeline: threading.Thread, inference: threading.Thread
+    ) -> int:
         parts = self._parts
         log.info("stopping (%s)", self._stop_reason or "source ended")
         self.notifier.stopping(f"stopping: {self._stop_reason or 'source ended'}")
         capture.join(timeout=self.options.capture_join_s)
         if capture.is_alive():
-            log.warning("the camera read did not return within %.1f s; leaving it", self.options.capture_join_s)
+            log.warning(
+                "the camera read did not return within %.1f s; leaving it",
+                self.options.capture_join_s,
+            )
             self._capture_done.set()
         pipeline.join()
         inference.join()
@@ -243,7 +270,8 @@ class Kiosk:
         if not flushed:
             log.warning(
                 "%d result(s) still in the outbox after %.0f s; they will be sent after the next start",
-                parts.publisher.outbox.depth, self.cfg.outbox.flush_seconds,
+                parts.publisher.outbox.depth,
+                self.cfg.outbox.flush_seconds,
             )
         parts.close()
         if self._fatal is not None:
@@ -333,7 +361,9 @@ class Kiosk:
                     walk = walk_step(parts.segmenter, parts.assembler, frame)
                 except (SourceError, SegmentationError) as exc:
                     self.health.count("frames_bad")
-                    self._frame_log.warning(type(exc).__name__, "frame %d skipped: %s", frame.index, exc)
+                    self._frame_log.warning(
+                        type(exc).__name__, "frame %d skipped: %s", frame.index, exc
+                    )
                     continue
                 self.health.record_latency("frame", (time.perf_counter() - t0) * 1000.0)
                 if walk is not None:
@@ -407,10 +437,17 @@ class Kiosk:
         with self._results_lock:
             self._results += 1
         log.info(
-            "walk %s: %s%s", walk.walk_id, result["outcome"],
+            "walk %s: %s%s",
+            walk.walk_id,
+            result["outcome"],
             f" ({result['retake_reason']})" if result.get("retake_reason") else "",
-            extra={"walk_id": walk.walk_id, "result_id": result["result_id"], "outcome": result["outcome"],
-                   "retake_reason": result.get("retake_reason"), "latency_ms": result["latency_ms"]},
+            extra={
+                "walk_id": walk.walk_id,
+                "result_id": result["result_id"],
+                "outcome": result["outcome"],
+                "retake_reason": result.get("retake_reason"),
+                "latency_ms": result["latency_ms"],
+            },
         )
         if self.on_result is not None:
             self.on_result(result)

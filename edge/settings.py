@@ -26,11 +26,13 @@ class _Section(BaseModel):
 
 class KioskIdentity(_Section):
     site_id: str = Field(
-        "site-0", pattern=ID_PATTERN,
+        "site-0",
+        pattern=ID_PATTERN,
         description="The site (e.g. the school): letters, digits, `_ . -`; an MQTT topic level.",
     )
     kiosk_id: str = Field(
-        "kiosk-0", pattern=ID_PATTERN,
+        "kiosk-0",
+        pattern=ID_PATTERN,
         description="This kiosk (e.g. the corridor): letters, digits, `_ . -`; an MQTT topic level.",
     )
 
@@ -39,14 +41,19 @@ class RealSenseFilters(_Section):
     """librealsense post-processing of the depth stream, applied in the documented order."""
 
     decimation: int = Field(
-        1, ge=1, le=8,
+        1,
+        ge=1,
+        le=8,
         description="Decimation filter magnitude: 2 halves the depth resolution (and intrinsics); 1 = off.",
     )
     spatial: bool = Field(True, description="Edge-preserving spatial filter (in disparity space).")
     temporal: bool = Field(
-        False, description="Temporal filter; off because it smears a walking child across frames.",
+        False,
+        description="Temporal filter; off because it smears a walking child across frames.",
     )
-    hole_filling: bool = Field(True, description="Fill invalid (zero) depth pixels from their neighbours.")
+    hole_filling: bool = Field(
+        True, description="Fill invalid (zero) depth pixels from their neighbours."
+    )
 
 
 class SourceConfig(_Section):
@@ -57,7 +64,9 @@ class SourceConfig(_Section):
         "(e.g. realsense://?color=1) override the keys below.",
     )
     fps: float = Field(
-        30.0, gt=0, le=120,
+        30.0,
+        gt=0,
+        le=120,
         description="Frames per second: the rate the RealSense camera, the simulator and a silhouette "
         "replay run at, and the walk gate's frame arithmetic (rejoin_s, stop_s). Video files and "
         "devices keep their own rate.",
@@ -68,23 +77,32 @@ class SourceConfig(_Section):
         "(for segmentation.method person / fused).",
     )
     width: int = Field(
-        640, ge=16, le=4096,
+        640,
+        ge=16,
+        le=4096,
         description="RealSense stream width in pixels (depth, and colour when on); other sources deliver their own size.",
     )
     height: int = Field(
-        480, ge=16, le=4096,
+        480,
+        ge=16,
+        le=4096,
         description="RealSense stream height in pixels (depth, and colour when on); other sources deliver their own size.",
     )
     timeout_seconds: float = Field(
-        5.0, gt=0, le=120,
+        5.0,
+        gt=0,
+        le=120,
         description="Seconds without a frame before the kiosk counts a camera stall and says so.",
     )
     queue_frames: int = Field(
-        8, ge=1, le=1024,
+        8,
+        ge=1,
+        le=1024,
         description="Capture -> segmentation queue length in frames; when full, frames are dropped and counted.",
     )
     realsense: RealSenseFilters = Field(
-        default_factory=RealSenseFilters, description="RealSense depth post-processing filters.",
+        default_factory=RealSenseFilters,
+        description="RealSense depth post-processing filters.",
     )
 
 
@@ -96,13 +114,18 @@ class SegmentationConfig(_Section):
         "source cannot serve stops the kiosk at start-up.",
     )
     site_model: Path | None = Field(
-        None, description="The empty corridor's depth model from `python -m edge calibrate-site` (depth, fused).",
+        None,
+        description="The empty corridor's depth model from `python -m edge calibrate-site` (depth, fused).",
     )
     color_method: Literal["mog2", "knn"] = Field(
-        "mog2", description="Background subtractor for method = color.",
+        "mog2",
+        description="Background subtractor for method = color.",
     )
     person_threshold: float = Field(
-        0.5, gt=0, lt=1, description="person / fused: the network's probability above which a pixel is person.",
+        0.5,
+        gt=0,
+        lt=1,
+        description="person / fused: the network's probability above which a pixel is person.",
     )
     person_threads: int = Field(1, ge=1, le=64, description="person / fused: ONNX Runtime threads.")
     person_providers: list[str] = Field(
@@ -111,39 +134,57 @@ class SegmentationConfig(_Section):
         'Jetson with onnxruntime-gpu: ["CUDAExecutionProvider", "CPUExecutionProvider"].',
     )
     min_area: int = Field(
-        1500, ge=1,
+        1500,
+        ge=1,
         description="Pixels: smaller components are not a person, for the segmenter and for the walk gate "
         "(a child ~6 m from the camera is ~1,500 px).",
     )
     margin_mm: int = Field(
-        150, ge=0, le=5000,
+        150,
+        ge=0,
+        le=5000,
         description="Depth: how many millimetres closer than the empty corridor a pixel must be to be foreground.",
     )
     # What counts as a person-sized component and how it is cleaned (edge.segment.ComponentRules),
     # for the depth, color, person and fused segmenters; pixels are camera pixels unless marked
     # "working": the segmenters clean masks at half resolution.
     min_height_px: int = Field(
-        48, ge=1, le=4096, description="Pixels: a shorter component is not a person (a child ~6 m away).",
+        48,
+        ge=1,
+        le=4096,
+        description="Pixels: a shorter component is not a person (a child ~6 m away).",
     )
-    open_px: int = Field(3, ge=0, le=64, description="Working pixels: morphological opening that removes speckle.")
+    open_px: int = Field(
+        3, ge=0, le=64, description="Working pixels: morphological opening that removes speckle."
+    )
     close_px: int = Field(
-        7, ge=0, le=64,
+        7,
+        ge=0,
+        le=64,
         description="Working pixels: closing that joins parts split by depth holes (with depth it only adds "
         "pixels without a valid depth, so real gaps between the legs stay open).",
     )
     fill_holes: bool = Field(
-        True, description="Fill holes inside the person (with depth only holes without a valid depth).",
+        True,
+        description="Fill holes inside the person (with depth only holes without a valid depth).",
     )
     attach_px: int = Field(
-        4, ge=0, le=256,
+        4,
+        ge=0,
+        le=256,
         description="Working pixels: also keep pieces whose box lies this close to the person's (a head or foot "
         "cut off by a depth hole).",
     )
     min_piece_px: int = Field(
-        12, ge=0, le=100000, description="Working pixels: smaller pieces near the person are speckle.",
+        12,
+        ge=0,
+        le=100000,
+        description="Working pixels: smaller pieces near the person are speckle.",
     )
     behind_mm: int = Field(
-        1500, ge=0, le=20000,
+        1500,
+        ge=0,
+        le=20000,
         description="Depth: drop pixels this many millimetres behind the person's median depth (flying pixels); "
         "0 keeps them. 700 lost children at the far end of the corridor.",
     )
@@ -153,7 +194,9 @@ class SegmentationConfig(_Section):
         "left-reference camera such as RealSense).",
     )
     flying_mm: int = Field(
-        300, ge=0, le=20000,
+        300,
+        ge=0,
+        le=20000,
         description="Depth: edge pixels this many millimetres (or 10 % of the depth, if more) behind their "
         "nearest person neighbour are flying pixels and dropped; 0 keeps them.",
     )
@@ -163,61 +206,99 @@ class WalkConfig(_Section):
     """The walk gate (edge.walks.WalkAssembler; docs/PIPELINE.md)."""
 
     min_frames: int = Field(
-        30, ge=1, le=10000,
+        30,
+        ge=1,
+        le=10000,
         description="Kept frames a walk needs (about one gait cycle at 30 fps); fewer: retake/too_short.",
     )
     enter_frames: int = Field(
-        3, ge=1, le=1000, description="Consecutive frames with a person before a walk starts (hysteresis).",
+        3,
+        ge=1,
+        le=1000,
+        description="Consecutive frames with a person before a walk starts (hysteresis).",
     )
     exit_frames: int = Field(
-        5, ge=1, le=1000, description="Consecutive frames without a person before a walk ends (hysteresis).",
+        5,
+        ge=1,
+        le=1000,
+        description="Consecutive frames without a person before a walk ends (hysteresis).",
     )
     max_seconds: float = Field(
-        20.0, gt=0, le=600, description="Seconds: a longer walk gives retake/too_long.",
+        20.0,
+        gt=0,
+        le=600,
+        description="Seconds: a longer walk gives retake/too_long.",
     )
     cooldown_seconds: float = Field(
-        1.0, ge=0, le=600, description="Seconds after a walk before the next one may start.",
+        1.0,
+        ge=0,
+        le=600,
+        description="Seconds after a walk before the next one may start.",
     )
     short_coverage: float = Field(
-        0.52, ge=0, le=1,
+        0.52,
+        ge=0,
+        le=1,
         description="Visible share of a full walk below which the child took too few steps: retake/too_short.",
     )
     min_coverage: float = Field(
-        0.85, ge=0, le=1,
+        0.85,
+        ge=0,
+        le=1,
         description="Visible share of a full walk below which the child left the view midway: "
         "retake/partial_view (at least short_coverage).",
     )
     full_depth_travel_mm: float = Field(
-        4000.0, gt=0, le=20000,
+        4000.0,
+        gt=0,
+        le=20000,
         description="Site geometry, toward/away walks: millimetres of depth travel of a full walk.",
     )
     full_lateral_travel: float = Field(
-        0.6, gt=0, le=1, description="Site geometry, side-on walks: share of the image width a full walk crosses.",
+        0.6,
+        gt=0,
+        le=1,
+        description="Site geometry, side-on walks: share of the image width a full walk crosses.",
     )
     walk_axis: Literal["auto", "depth", "lateral"] = Field(
-        "auto", description="Which travel measures coverage; auto decides per walk by depth_axis_mm.",
+        "auto",
+        description="Which travel measures coverage; auto decides per walk by depth_axis_mm.",
     )
     depth_axis_mm: float = Field(
-        1000.0, gt=0, le=20000,
+        1000.0,
+        gt=0,
+        le=20000,
         description="auto: a depth change of this many millimetres makes a walk toward/away.",
     )
     max_border_share: float = Field(
-        0.6, ge=0, le=1, description="Share of frames touching the side border above which: retake/partial_view.",
+        0.6,
+        ge=0,
+        le=1,
+        description="Share of frames touching the side border above which: retake/partial_view.",
     )
     multiple_people_share: float = Field(
-        0.2, gt=0, le=1,
+        0.2,
+        gt=0,
+        le=1,
         description="Share of frames with two or more person-sized shapes at which: retake/multiple_people.",
     )
     stop_s: float = Field(
-        1.2, gt=0, le=60,
+        1.2,
+        gt=0,
+        le=60,
         description="Seconds of standing still (below stop_depth_mm and stop_lateral_px) that make a "
         "walk retake/stopped.",
     )
     stop_depth_mm: float = Field(
-        150.0, ge=0, le=5000, description="Stop test: less depth motion than this (millimetres) over stop_s is still.",
+        150.0,
+        ge=0,
+        le=5000,
+        description="Stop test: less depth motion than this (millimetres) over stop_s is still.",
     )
     stop_lateral_px: float = Field(
-        12.0, ge=0, le=4096,
+        12.0,
+        ge=0,
+        le=4096,
         description="Stop test: less image motion than this (pixels, sideways and of the feet) over stop_s is still.",
     )
     straight_only: bool = Field(
@@ -226,16 +307,22 @@ class WalkConfig(_Section):
         "`turning`): the model was trained on children walking along the corridor.",
     )
     rejoin_s: float = Field(
-        1.5, ge=0, le=60,
+        1.5,
+        ge=0,
+        le=60,
         description="Seconds a walk shorter than min_frames waits for the child to reappear, so one walk "
         "gives one result.",
     )
     straight_window_s: float = Field(
-        1.0, gt=0, le=10,
+        1.0,
+        gt=0,
+        le=10,
         description="Seconds over which the speed along the walk is fitted (about a stride).",
     )
     straight_speed_share: float = Field(
-        0.8, gt=0, le=1,
+        0.8,
+        gt=0,
+        le=1,
         description="Frames moving at least this share of the cruise speed are the straight part.",
     )
     on_shutdown: Literal["finish", "abandon"] = Field(
@@ -262,12 +349,18 @@ class ModelConfig(_Section):
         "(models/demo/report.md).",
     )
     runner: Literal["onnxruntime", "torch", "tensorrt"] = Field(
-        "onnxruntime", description="The inference runtime for model.path.",
+        "onnxruntime",
+        description="The inference runtime for model.path.",
     )
     threads: int | None = Field(
-        None, ge=1, le=256, description="Intra-op threads; unset: the runner's choice.",
+        None,
+        ge=1,
+        le=256,
+        description="Intra-op threads; unset: the runner's choice.",
     )
-    card: Path | None = Field(None, description="The model card; unset: card.json beside the model.")
+    card: Path | None = Field(
+        None, description="The model card; unset: card.json beside the model."
+    )
     require_manifest: bool = Field(
         True,
         description="Refuse a model without its manifest (nothing would say what it is); false accepts it "
@@ -287,7 +380,9 @@ class ModelConfig(_Section):
 
 class ScreeningConfig(_Section):
     threshold: float | None = Field(
-        None, gt=0, lt=1,
+        None,
+        gt=0,
+        lt=1,
         description="Refer when P(not negative) >= threshold; unset: the model card's referral_threshold, "
         "else 0.5.",
     )
@@ -297,52 +392,82 @@ class TLSConfig(_Section):
     """[mqtt.tls]: certificates for a TLS broker (mqtts://); a CA or client certificate turns TLS on."""
 
     ca_file: Path | None = Field(
-        None, description="PEM file of the CA that signed the broker's certificate; unset: the system's CAs"
+        None,
+        description="PEM file of the CA that signed the broker's certificate; unset: the system's CAs",
     )
     cert_file: Path | None = Field(
-        None, description="PEM client certificate, for brokers that require one (set key_file with it)"
+        None,
+        description="PEM client certificate, for brokers that require one (set key_file with it)",
     )
-    key_file: Path | None = Field(None, description="PEM private key of cert_file, readable by the kiosk user only")
+    key_file: Path | None = Field(
+        None, description="PEM private key of cert_file, readable by the kiosk user only"
+    )
     insecure: bool = Field(
-        False, description="skip the broker host-name check; for tests against self-signed brokers only"
+        False,
+        description="skip the broker host-name check; for tests against self-signed brokers only",
     )
 
     @model_validator(mode="after")
     def _pairs(self) -> TLSConfig:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+            raise ValueError(
+                "cert_file and key_file go together: set both for a client certificate, or neither"
+            )
         return self
 
 
 class MqttConfig(_Section):
     """[mqtt]: the broker connection, declared once for the publisher, the subscriber and `check`."""
 
-    url: str = Field("mqtt://127.0.0.1:1883", description="broker as mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)")
-    topic_prefix: str = Field(
-        "gaitmil/v1", description="first topic levels: <prefix>/<site_id>/<kiosk_id>/{result,status,health,session}"
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="broker as mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)",
     )
-    protocol: Literal["3.1.1", "5"] = Field("5", description="MQTT protocol version; 5 reports refused publishes")
+    topic_prefix: str = Field(
+        "gaitmil/v1",
+        description="first topic levels: <prefix>/<site_id>/<kiosk_id>/{result,status,health,session}",
+    )
+    protocol: Literal["3.1.1", "5"] = Field(
+        "5", description="MQTT protocol version; 5 reports refused publishes"
+    )
     allow_protocol_311: bool = Field(
         False,
         description="accept protocol 3.1.1, whose brokers acknowledge a publish the ACL refuses (the result is lost)",
     )
     client_id: str | None = Field(
-        None, min_length=1, max_length=256, description="MQTT client id; unset: gaitmil-<site_id>-<kiosk_id>"
+        None,
+        min_length=1,
+        max_length=256,
+        description="MQTT client id; unset: gaitmil-<site_id>-<kiosk_id>",
     )
     keepalive: int = Field(30, ge=5, le=3600, description="seconds between keep-alive pings")
     qos: Literal[1, 2] = Field(
-        1, description="QoS of results: 1 or 2, the outbox deletes a result only once the broker acknowledged it"
+        1,
+        description="QoS of results: 1 or 2, the outbox deletes a result only once the broker acknowledged it",
     )
-    username: str | None = Field(None, min_length=1, description="broker user name; unset: anonymous")
+    username: str | None = Field(
+        None, min_length=1, description="broker user name; unset: anonymous"
+    )
     password_file: Path | None = Field(
-        None, description="file whose first line is the password of username (inline passwords are refused)"
+        None,
+        description="file whose first line is the password of username (inline passwords are refused)",
     )
     tls: TLSConfig = Field(default_factory=TLSConfig, description="certificates for a TLS broker")
-    reconnect_min_delay: float = Field(1.0, gt=0, le=600, description="first wait before reconnecting, seconds")
-    reconnect_max_delay: float = Field(
-        60.0, gt=0, le=3600, description="longest wait between reconnect attempts (the wait doubles up to it), seconds"
+    reconnect_min_delay: float = Field(
+        1.0, gt=0, le=600, description="first wait before reconnecting, seconds"
     )
-    inflight: int = Field(20, ge=1, le=1000, description="results handed to the broker and not yet acknowledged, at most")
+    reconnect_max_delay: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="longest wait between reconnect attempts (the wait doubles up to it), seconds",
+    )
+    inflight: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="results handed to the broker and not yet acknowledged, at most",
+    )
     session_token_ttl_seconds: float = Field(
         300.0, gt=0, le=86400, description="longest time a dashboard's subject token stays valid"
     )
@@ -386,8 +511,10 @@ class MqttConfig(_Section):
     @classmethod
     def _prefix(cls, value: str) -> str:
         if not value or "" in value.split("/") or any(c in value for c in "+# \n\t\0"):
-            raise ValueError("topic_prefix must be '/'-separated non-empty levels (no leading, trailing or double '/'), "
-                             "without '+', '#' or spaces")
+            raise ValueError(
+                "topic_prefix must be '/'-separated non-empty levels (no leading, trailing or double '/'), "
+                "without '+', '#' or spaces"
+            )
         return value
 
     @model_validator(mode="after")
@@ -398,38 +525,56 @@ class MqttConfig(_Section):
             raise ValueError("password_file is set but username is not: set mqtt.username too")
         if self.protocol == "3.1.1" and not self.allow_protocol_311:
             raise ValueError(
-                "protocol = \"3.1.1\" is refused: on MQTT 3.1.1 a broker acknowledges a publish its ACL refuses, so "
-                "the kiosk deletes that result as delivered and it is lost without notice; use protocol = \"5\", or "
+                'protocol = "3.1.1" is refused: on MQTT 3.1.1 a broker acknowledges a publish its ACL refuses, so '
+                'the kiosk deletes that result as delivered and it is lost without notice; use protocol = "5", or '
                 "set mqtt.allow_protocol_311 = true to accept that risk (e.g. a broker without ACLs)"
             )
         return self
 
 
 class OutboxConfig(_Section):
-    path: Path | None = Field(None, description="The outbox database; unset: <state_dir>/outbox.sqlite3.")
+    path: Path | None = Field(
+        None, description="The outbox database; unset: <state_dir>/outbox.sqlite3."
+    )
     disk_budget_mb: float = Field(
-        256.0, gt=0, le=1_048_576, allow_inf_nan=False,
+        256.0,
+        gt=0,
+        le=1_048_576,
+        allow_inf_nan=False,
         description="Megabytes the outbox may use (finite, at most 1 TiB); when full, new results are "
         "refused and an alarm raised, nothing is dropped.",
     )
     alarm_fraction: float = Field(
-        0.8, gt=0, le=1, description="Health alarm above this fraction of disk_budget_mb.",
+        0.8,
+        gt=0,
+        le=1,
+        description="Health alarm above this fraction of disk_budget_mb.",
     )
     flush_seconds: float = Field(
-        10.0, ge=0, le=600, description="On shutdown, seconds to wait for the broker's acknowledgements.",
+        10.0,
+        ge=0,
+        le=600,
+        description="On shutdown, seconds to wait for the broker's acknowledgements.",
     )
     expire_days: float = Field(
-        14.0, gt=0, le=3650,
+        14.0,
+        gt=0,
+        le=3650,
         description="Undelivered results older than this many days are deleted (privacy) and counted.",
     )
 
 
 class HealthConfig(_Section):
     interval_seconds: float = Field(
-        60.0, gt=0, le=86400, description="Seconds between health messages.",
+        60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between health messages.",
     )
     latency_window: int = Field(
-        500, ge=1, le=1_000_000,
+        500,
+        ge=1,
+        le=1_000_000,
         description="Most recent walks kept for the latency percentiles (constant memory over months).",
     )
 
@@ -440,18 +585,23 @@ class PrivacyConfig(_Section):
         description="Write each walk's silhouettes to record_dir (on-site calibration only); nothing is "
         "written when off.",
     )
-    record_dir: Path | None = Field(None, description="Where record_walks writes; required when it is on.")
+    record_dir: Path | None = Field(
+        None, description="Where record_walks writes; required when it is on."
+    )
 
     @model_validator(mode="after")
     def _dir(self) -> PrivacyConfig:
         if self.record_walks and self.record_dir is None:
-            raise ValueError("record_walks is on but record_dir is not set: name the folder for the recordings")
+            raise ValueError(
+                "record_walks is on but record_dir is not set: name the folder for the recordings"
+            )
         return self
 
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", description="Log level (any case).",
+        "INFO",
+        description="Log level (any case).",
     )
     json_lines: bool = Field(False, alias="json", description="Log JSON lines for log collectors.")
 
@@ -467,15 +617,26 @@ class KioskConfig(_Section):
     kiosk: KioskIdentity = Field(default_factory=KioskIdentity, description="Who this kiosk is.")
     source: SourceConfig = Field(default_factory=SourceConfig, description="The camera.")
     segmentation: SegmentationConfig = Field(
-        default_factory=SegmentationConfig, description="Frames -> person masks.",
+        default_factory=SegmentationConfig,
+        description="Frames -> person masks.",
     )
-    walk: WalkConfig = Field(default_factory=WalkConfig, description="The walk gate: masks -> walks or retakes.")
+    walk: WalkConfig = Field(
+        default_factory=WalkConfig, description="The walk gate: masks -> walks or retakes."
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="The classifier.")
-    screening: ScreeningConfig = Field(default_factory=ScreeningConfig, description="The referral decision.")
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="The broker results are published to.")
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Results stored until acknowledged.")
+    screening: ScreeningConfig = Field(
+        default_factory=ScreeningConfig, description="The referral decision."
+    )
+    mqtt: MqttConfig = Field(
+        default_factory=MqttConfig, description="The broker results are published to."
+    )
+    outbox: OutboxConfig = Field(
+        default_factory=OutboxConfig, description="Results stored until acknowledged."
+    )
     health: HealthConfig = Field(default_factory=HealthConfig, description="The health topic.")
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What may be written to disk.")
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig, description="What may be written to disk."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
     state_dir: Path = Field(
         Path("state"),
@@ -489,7 +650,9 @@ class KioskConfig(_Section):
 
     @property
     def outbox_path(self) -> Path:
-        return self.outbox.path if self.outbox.path is not None else self.state_dir / "outbox.sqlite3"
+        return (
+            self.outbox.path if self.outbox.path is not None else self.state_dir / "outbox.sqlite3"
+        )
 
     @property
     def client_id(self) -> str:
@@ -497,7 +660,9 @@ class KioskConfig(_Section):
 
     @property
     def card_path(self) -> Path:
-        return self.model.card if self.model.card is not None else self.model.path.parent / CARD_NAME
+        return (
+            self.model.card if self.model.card is not None else self.model.path.parent / CARD_NAME
+        )
 
     def threshold(self) -> ResolvedThreshold:
         """The referral threshold in force and where it came from.

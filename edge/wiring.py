@@ -87,11 +87,15 @@ class Components:
         if self.runner.is_active:
             self.runner.deactivate()
 
-    def result_for(self, walk: Walk, ended_at: float, health: Any) -> tuple[dict, Prediction | None]:
+    def result_for(
+        self, walk: Walk, ended_at: float, health: Any
+    ) -> tuple[dict, Prediction | None]:
         """The result of one walk and its Prediction (None for a retake); failures counted in `health`."""
         context = self.context
         if context is None:
-            raise EdgeError("result_for before activate_runner: the result context is made with the runner")
+            raise EdgeError(
+                "result_for before activate_runner: the result context is made with the runner"
+            )
         prediction = None
         reason = None
         if walk.accepted:
@@ -108,13 +112,17 @@ class Components:
         # A retake keeps the token: the same child walks again. A classification uses it up.
         token = self.publisher.current_subject_token()
         try:
-            result = build_result(walk, prediction, context, latency, subject_token=token, retake_reason=reason)
+            result = build_result(
+                walk, prediction, context, latency, subject_token=token, retake_reason=reason
+            )
         except ResultError as exc:
             # e.g. NaN probabilities from a broken model: a retake, never a made-up outcome
             health.count("inference_errors")
             log.error("walk %s: model output unusable: %s", walk.walk_id, exc)
             prediction = None
-            result = build_result(walk, None, context, latency, subject_token=token, retake_reason=INFERENCE_FAILED)
+            result = build_result(
+                walk, None, context, latency, subject_token=token, retake_reason=INFERENCE_FAILED
+            )
         if token is not None and result["outcome"] != "retake":
             self.publisher.consume_subject_token()
         return result, prediction
@@ -129,15 +137,27 @@ class Components:
             health.set_gauge("outbox_depth", outbox["pending"])
             for alarm in OUTBOX_ALARMS:
                 if alarm in outbox["alarms"]:
-                    health.raise_alarm(alarm, f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked")
+                    health.raise_alarm(
+                        alarm,
+                        f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked",
+                    )
                 else:
                     health.clear_alarm(alarm)
             mqtt = self.publisher.stats()
             # results the outbox could not store wait in memory; the alarm clears once they are written
             health.set_gauge("results_in_memory", mqtt["held_in_memory"])
-            _alarm(health, "result_not_stored", mqtt["held_in_memory"] > 0,
-                   f"{mqtt['held_in_memory']} result(s) wait in memory: {mqtt['held_error']}")
-            _alarm(health, "outbox_unwritable", mqtt["outbox_error"] is not None, str(mqtt["outbox_error"]))
+            _alarm(
+                health,
+                "result_not_stored",
+                mqtt["held_in_memory"] > 0,
+                f"{mqtt['held_in_memory']} result(s) wait in memory: {mqtt['held_error']}",
+            )
+            _alarm(
+                health,
+                "outbox_unwritable",
+                mqtt["outbox_error"] is not None,
+                str(mqtt["outbox_error"]),
+            )
             extra["outbox"] = outbox
             extra["mqtt"] = mqtt
         return extra
@@ -179,12 +199,15 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
     from edge.mqtt_client import publisher_settings
     from edge.outbox import Outbox
     from edge.runners.registry import create_runner
+
     if source is None:
         source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
     assembler = make_assembler(cfg)
     if runner is None:
-        runner = create_runner(cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg))
+        runner = create_runner(
+            cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg)
+        )
     threshold = cfg.threshold().value
     outbox = Outbox.from_config(cfg)
     settings = publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id)
@@ -204,8 +227,11 @@ def runner_options(cfg: KioskConfig) -> dict[str, Any]:
     if "require_manifest" not in runner_class(cfg.model.runner).options_allowed:
         return {}
     if not cfg.model.require_manifest:
-        log.warning("model.require_manifest = false: %s is accepted without a manifest; nothing checks what "
-                    "model it is or that it is intact", cfg.model.path)
+        log.warning(
+            "model.require_manifest = false: %s is accepted without a manifest; nothing checks what "
+            "model it is or that it is intact",
+            cfg.model.path,
+        )
     return {"require_manifest": cfg.model.require_manifest}
 
 
@@ -258,8 +284,12 @@ def simulated_site(source: Any) -> Any:
     import gaitsim
     from edge.site import learn_site
 
-    empty = gaitsim.empty_corridor(seed=source.seed, frames=30, camera=source.camera, noise=source.noise)
-    return learn_site(Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty)
+    empty = gaitsim.empty_corridor(
+        seed=source.seed, frames=30, camera=source.camera, noise=source.noise
+    )
+    return learn_site(
+        Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty
+    )
 
 
 def record_for_calibration(cfg: KioskConfig, walk: Walk, result: dict) -> None:
@@ -268,9 +298,12 @@ def record_for_calibration(cfg: KioskConfig, walk: Walk, result: dict) -> None:
     if folder is None:  # the config refuses record_walks without record_dir
         raise EdgeError("privacy.record_walks is on but privacy.record_dir is not set")
     meta = {
-        "kiosk_id": cfg.kiosk.kiosk_id, "site_id": cfg.kiosk.site_id,
-        "quality": walk.quality.as_dict(), "model_id": result["model"]["id"],
-        "probs": result["probabilities"], "outcome": result["outcome"],
+        "kiosk_id": cfg.kiosk.kiosk_id,
+        "site_id": cfg.kiosk.site_id,
+        "quality": walk.quality.as_dict(),
+        "model_id": result["model"]["id"],
+        "probs": result["probabilities"],
+        "outcome": result["outcome"],
         "retake_reason": result.get("retake_reason"),
     }
     try:

@@ -71,7 +71,9 @@ class AuditReport:
 def supported_ops() -> frozenset[str]:
     """Operators of the TensorRT 10.3 parser list (comments and blank lines skipped)."""
     text = resources.files("export").joinpath("data", OPS_FILE).read_text(encoding="utf-8")
-    return frozenset(line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip())
+    return frozenset(
+        line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()
+    )
 
 
 def _constants(model: Any) -> dict[str, np.ndarray]:
@@ -99,8 +101,15 @@ def _check_static(model: Any, findings: list[Finding]) -> None:
                 continue
             dims = _dims(value)
             if not dims or any(not isinstance(d, int) or d <= 0 for d in dims):
-                findings.append(Finding("static-shapes", "", "", f"graph {kind} {value.name!r} has dims {dims}; "
-                                        "export with a fixed --batch and --frames"))
+                findings.append(
+                    Finding(
+                        "static-shapes",
+                        "",
+                        "",
+                        f"graph {kind} {value.name!r} has dims {dims}; "
+                        "export with a fixed --batch and --frames",
+                    )
+                )
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as exc:
@@ -109,34 +118,66 @@ def _check_static(model: Any, findings: list[Finding]) -> None:
     for value in inferred.graph.value_info:
         dims = _dims(value)
         if any(not isinstance(d, int) for d in dims):
-            findings.append(Finding("static-shapes", "", "", f"tensor {value.name!r} has dynamic dims {dims}"))
+            findings.append(
+                Finding("static-shapes", "", "", f"tensor {value.name!r} has dynamic dims {dims}")
+            )
 
 
 def _check_qdq(node: Any, constants: dict[str, np.ndarray], findings: list[Finding]) -> None:
     if len(node.input) < 3 or not node.input[2]:
-        findings.append(Finding("qdq-symmetric", node.name, node.op_type,
-                                "no zero point, which means UINT8; TensorRT needs signed INT8 "
-                                "with zero point 0: quantize with --target tensorrt"))
+        findings.append(
+            Finding(
+                "qdq-symmetric",
+                node.name,
+                node.op_type,
+                "no zero point, which means UINT8; TensorRT needs signed INT8 "
+                "with zero point 0: quantize with --target tensorrt",
+            )
+        )
         return
     zero_point = constants.get(node.input[2])
     if zero_point is None:
-        findings.append(Finding("qdq-symmetric", node.name, node.op_type,
-                                "zero point is computed at run time; it must be a constant 0"))
+        findings.append(
+            Finding(
+                "qdq-symmetric",
+                node.name,
+                node.op_type,
+                "zero point is computed at run time; it must be a constant 0",
+            )
+        )
         return
     if zero_point.dtype != np.int8:
-        findings.append(Finding("qdq-symmetric", node.name, node.op_type,
-                                f"zero point dtype {zero_point.dtype}, TensorRT needs int8 "
-                                "(symmetric signed): quantize with --target tensorrt"))
+        findings.append(
+            Finding(
+                "qdq-symmetric",
+                node.name,
+                node.op_type,
+                f"zero point dtype {zero_point.dtype}, TensorRT needs int8 "
+                "(symmetric signed): quantize with --target tensorrt",
+            )
+        )
     elif np.any(zero_point != 0):
-        findings.append(Finding("qdq-symmetric", node.name, node.op_type,
-                                f"zero point {zero_point.ravel()[:4].tolist()}... is not 0 (asymmetric); "
-                                "TensorRT requires symmetric quantization: quantize with --target tensorrt"))
+        findings.append(
+            Finding(
+                "qdq-symmetric",
+                node.name,
+                node.op_type,
+                f"zero point {zero_point.ravel()[:4].tolist()}... is not 0 (asymmetric); "
+                "TensorRT requires symmetric quantization: quantize with --target tensorrt",
+            )
+        )
     if node.op_type == "DequantizeLinear":
         source = constants.get(node.input[0])
         if source is not None and source.dtype != np.int8:
-            findings.append(Finding("qdq-symmetric", node.name, node.op_type,
-                                    f"dequantizes a {source.dtype} tensor; TensorRT's DequantizeLinear "
-                                    "takes INT8 only (leave biases in float)"))
+            findings.append(
+                Finding(
+                    "qdq-symmetric",
+                    node.name,
+                    node.op_type,
+                    f"dequantizes a {source.dtype} tensor; TensorRT's DequantizeLinear "
+                    "takes INT8 only (leave biases in float)",
+                )
+            )
 
 
 def resolve_target(model: Any, target: str) -> str:
@@ -159,24 +200,49 @@ def audit_model(model: Any, target: str = "auto", name: str = "model") -> AuditR
     findings: list[Finding] = []
     opset = opset_of(model)
     if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
-        findings.append(Finding("opset", "", "", f"opset {opset} is outside TensorRT 10.3's range "
-                                f"{OPSET_RANGE[0]}..{OPSET_RANGE[1]}; export with opset 17"))
+        findings.append(
+            Finding(
+                "opset",
+                "",
+                "",
+                f"opset {opset} is outside TensorRT 10.3's range "
+                f"{OPSET_RANGE[0]}..{OPSET_RANGE[1]}; export with opset 17",
+            )
+        )
     counts: Counter[str] = Counter()
     for node in model.graph.node:
         counts[node.op_type] += 1
         if node.domain not in ("", "ai.onnx"):
-            findings.append(Finding("unsupported-op", node.name, node.op_type,
-                                    f"custom domain {node.domain!r} needs a TensorRT plugin; "
-                                    "export without contrib ops (or disable ORT graph optimisations)"))
+            findings.append(
+                Finding(
+                    "unsupported-op",
+                    node.name,
+                    node.op_type,
+                    f"custom domain {node.domain!r} needs a TensorRT plugin; "
+                    "export without contrib ops (or disable ORT graph optimisations)",
+                )
+            )
         elif node.op_type in FORBIDDEN_OPS:
-            findings.append(Finding("forbidden-op", node.name, node.op_type,
-                                    "the shipped graph must have no Loop/If/Scan/NonZero/"
-                                    "DynamicQuantizeLinear (docs/DESIGN.md): rewrite the model code "
-                                    "with static tensor ops, or quantize statically"))
+            findings.append(
+                Finding(
+                    "forbidden-op",
+                    node.name,
+                    node.op_type,
+                    "the shipped graph must have no Loop/If/Scan/NonZero/"
+                    "DynamicQuantizeLinear (docs/DESIGN.md): rewrite the model code "
+                    "with static tensor ops, or quantize statically",
+                )
+            )
         elif node.op_type not in allowed:
-            findings.append(Finding("unsupported-op", node.name, node.op_type,
-                                    f"TensorRT 10.3's ONNX parser does not support {node.op_type} "
-                                    f"(see export/data/{OPS_FILE}); express it with supported ops"))
+            findings.append(
+                Finding(
+                    "unsupported-op",
+                    node.name,
+                    node.op_type,
+                    f"TensorRT 10.3's ONNX parser does not support {node.op_type} "
+                    f"(see export/data/{OPS_FILE}); express it with supported ops",
+                )
+            )
         if target == "tensorrt" and node.op_type in QDQ_OPS:
             _check_qdq(node, constants, findings)
     _check_static(model, findings)

@@ -23,7 +23,9 @@ def structured_frames(count: int, seed: int = 0) -> np.ndarray:
     return frames
 
 
-def make_random_checkpoint(preset: str, path: str | Path, seed: int = 0, phase_features: str | None = None) -> Path:
+def make_random_checkpoint(
+    preset: str, path: str | Path, seed: int = 0, phase_features: str | None = None
+) -> Path:
     """Write a random-init checkpoint of `preset` (centroids from structured frames) to `path`;
     `phase_features` picks the phase lookup (default: the model's default).
 
@@ -36,16 +38,24 @@ def make_random_checkpoint(preset: str, path: str | Path, seed: int = 0, phase_f
     from gaitmil.phases import fit_walk_centroids
 
     # ConfigError lists the presets and the phase features
-    config = GaitMILConfig.from_preset(preset, **({"phase_features": phase_features} if phase_features else {}))
+    config = GaitMILConfig.from_preset(
+        preset, **({"phase_features": phase_features} if phase_features else {})
+    )
     torch.manual_seed(seed)
     model = GaitMIL(config)
-    walks = structured_frames(256, seed).reshape(16, 16, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)  # 16 walks
-    model.set_centroids(fit_walk_centroids(walks, config.phase_features, k=config.phases, seed=seed))
+    walks = structured_frames(256, seed).reshape(
+        16, 16, spec.INPUT_HEIGHT, spec.INPUT_WIDTH
+    )  # 16 walks
+    model.set_centroids(
+        fit_walk_centroids(walks, config.phase_features, k=config.phases, seed=seed)
+    )
     model.eval()
     save_checkpoint(
         path,
         model,
-        data={"description": "none: random initialisation (untrained, for benchmarks and tests only)"},
+        data={
+            "description": "none: random initialisation (untrained, for benchmarks and tests only)"
+        },
         training={"iterations": 0, "seed": seed},
     )
     return Path(path)

@@ -18,8 +18,10 @@ from pathlib import Path
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 
 import gaitmil
 from gaitmil.errors import CheckpointError, ConfigError
@@ -45,15 +47,25 @@ def code_version() -> str:
     try:
         sha = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{gaitmil.__version__}+g{sha}" if sha else gaitmil.__version__
 
 
-def build_meta(model: GaitMIL, *, data: dict | None = None, metrics: dict | None = None,
-               training: dict | None = None, extra: dict | None = None, frames: int = DEFAULT_FRAMES) -> dict:
+def build_meta(
+    model: GaitMIL,
+    *,
+    data: dict | None = None,
+    metrics: dict | None = None,
+    training: dict | None = None,
+    extra: dict | None = None,
+    frames: int = DEFAULT_FRAMES,
+) -> dict:
     sha = weights_sha256(model)
     return {
         "format": FORMAT,
@@ -72,16 +84,26 @@ def build_meta(model: GaitMIL, *, data: dict | None = None, metrics: dict | None
     }
 
 
-def save_checkpoint(path, model: GaitMIL, *, data: dict | None = None, metrics: dict | None = None,
-                    training: dict | None = None, extra: dict | None = None,
-                    train_state: dict | None = None, frames: int = DEFAULT_FRAMES) -> None:
+def save_checkpoint(
+    path,
+    model: GaitMIL,
+    *,
+    data: dict | None = None,
+    metrics: dict | None = None,
+    training: dict | None = None,
+    extra: dict | None = None,
+    train_state: dict | None = None,
+    frames: int = DEFAULT_FRAMES,
+) -> None:
     """Write weights + description to `path` (atomically: a crash leaves the old file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": build_meta(model, data=data, metrics=metrics, training=training, extra=extra, frames=frames),
+        "meta": build_meta(
+            model, data=data, metrics=metrics, training=training, extra=extra, frames=frames
+        ),
     }
     if train_state is not None:
         payload["train_state"] = train_state
@@ -93,31 +115,53 @@ def save_checkpoint(path, model: GaitMIL, *, data: dict | None = None, metrics: 
 def _read(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist: train one with `python -m gaitmil.train` "
-                              "or pass the path of an existing checkpoint.pt")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist: train one with `python -m gaitmil.train` "
+            "or pass the path of an existing checkpoint.pt"
+        )
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic != b"PK\x03\x04":  # torch.save writes a zip archive since torch 1.6
-        raise CheckpointError(f"{path} is not a torch checkpoint (not a zip archive written by torch.save); "
-                              "pass the checkpoint.pt written by `python -m gaitmil.train`")
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint (not a zip archive written by torch.save); "
+            "pass the checkpoint.pt written by `python -m gaitmil.train`"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); re-download or re-train it") from exc
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        KeyError,
+        IndexError,
+    ) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); re-download or re-train it"
+        ) from exc
     if not isinstance(payload, dict) or "format" not in payload:
-        raise CheckpointError(f"{path} is a torch file but not a Gait-MIL checkpoint (no 'format' key); "
-                              f"expected one written by gaitmil.checkpoint.save_checkpoint ({FORMAT})")
+        raise CheckpointError(
+            f"{path} is a torch file but not a Gait-MIL checkpoint (no 'format' key); "
+            f"expected one written by gaitmil.checkpoint.save_checkpoint ({FORMAT})"
+        )
     if payload["format"] not in SUPPORTED_FORMATS:
-        raise CheckpointError(f"{path} has checkpoint format {payload['format']!r}; this code reads "
-                              f"{', '.join(SUPPORTED_FORMATS)}: upgrade gaitmil-edge or re-export the checkpoint")
+        raise CheckpointError(
+            f"{path} has checkpoint format {payload['format']!r}; this code reads "
+            f"{', '.join(SUPPORTED_FORMATS)}: upgrade gaitmil-edge or re-export the checkpoint"
+        )
     for key in ("state_dict", "meta"):
         if key not in payload:
-            raise CheckpointError(f"{path} lacks the {key!r} entry of a {FORMAT} checkpoint: the file is damaged")
+            raise CheckpointError(
+                f"{path} lacks the {key!r} entry of a {FORMAT} checkpoint: the file is damaged"
+            )
     meta = payload["meta"]
     if list(meta.get("classes", [])) != list(CLASSES):
-        raise CheckpointError(f"{path} was trained with class order {meta.get('classes')}, but this code uses "
-                              f"{list(CLASSES)}: its probabilities would be mislabelled; retrain it")
+        raise CheckpointError(
+            f"{path} was trained with class order {meta.get('classes')}, but this code uses "
+            f"{list(CLASSES)}: its probabilities would be mislabelled; retrain it"
+        )
     return payload
 
 
@@ -138,8 +182,10 @@ def load_checkpoint(path, map_location="cpu") -> tuple[GaitMIL, dict]:
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the {config.preset!r} config stored with them "
-                              f"({str(exc).splitlines()[0]}); the file is damaged or was edited") from exc
+        raise CheckpointError(
+            f"{path}: weights do not fit the {config.preset!r} config stored with them "
+            f"({str(exc).splitlines()[0]}); the file is damaged or was edited"
+        ) from exc
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     model.eval()

@@ -21,8 +21,10 @@ import numpy as np
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 from torch.utils.data import Dataset, Sampler
 
 from gaitmil.errors import DatasetError
@@ -34,16 +36,22 @@ SUBSETS = {"train": "TRAIN_SET", "test": "TEST_SET"}
 
 # what a pickled numpy array needs, in numpy 1.x and 2.x naming
 _ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
 }
 
 
 class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED_GLOBALS or (module == "numpy" and name.endswith("DType")) \
-                or module == "numpy.dtypes":
+        if (
+            (module, name) in _ALLOWED_GLOBALS
+            or (module == "numpy" and name.endswith("DType"))
+            or module == "numpy.dtypes"
+        ):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a silhouette pkl")
 
@@ -53,10 +61,23 @@ def load_pkl(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as fh:
             arr = _ArrayUnpickler(io.BytesIO(fh.read())).load()
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError) as exc:
-        raise DatasetError(f"{path}: cannot read the silhouette pkl ({type(exc).__name__}: {exc}); "
-                           "expected a pickled uint8 numpy array [T, 64, 64]") from exc
-    if not isinstance(arr, np.ndarray) or arr.ndim != 3 or arr.shape[1:] != (CANVAS_SIZE, CANVAS_SIZE):
+    except (
+        OSError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        AttributeError,
+        TypeError,
+    ) as exc:
+        raise DatasetError(
+            f"{path}: cannot read the silhouette pkl ({type(exc).__name__}: {exc}); "
+            "expected a pickled uint8 numpy array [T, 64, 64]"
+        ) from exc
+    if (
+        not isinstance(arr, np.ndarray)
+        or arr.ndim != 3
+        or arr.shape[1:] != (CANVAS_SIZE, CANVAS_SIZE)
+    ):
         got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
         raise DatasetError(f"{path}: expected silhouettes [T, 64, 64], got {got}")
     if arr.shape[0] == 0:
@@ -77,9 +98,11 @@ def resolve_split(root: Path, split: str | Path) -> Path:
     if path.is_file():
         return path
     found = sorted(p.name for p in root.glob("Scoliosis1K_*.json")) if root.is_dir() else []
-    raise DatasetError(f"split {split!r}: {path} does not exist (found {found or 'no split files'} in {root}); "
-                       "pass --split with a name of a Scoliosis1K_<name>.json in the data folder or a JSON path "
-                       "(OpenGait ships the real ones in datasets/Scoliosis1K/)")
+    raise DatasetError(
+        f"split {split!r}: {path} does not exist (found {found or 'no split files'} in {root}); "
+        "pass --split with a name of a Scoliosis1K_<name>.json in the data folder or a JSON path "
+        "(OpenGait ships the real ones in datasets/Scoliosis1K/)"
+    )
 
 
 def read_split(path: Path) -> dict[str, list[str]]:
@@ -88,17 +111,23 @@ def read_split(path: Path) -> dict[str, list[str]]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetError(f"split file {path} is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
-        raise DatasetError(f"split file {path}: expected an object with TRAIN_SET and TEST_SET lists")
+        raise DatasetError(
+            f"split file {path}: expected an object with TRAIN_SET and TEST_SET lists"
+        )
     out = {}
     for key in SUBSETS.values():
         ids = doc.get(key)
         if not isinstance(ids, list):
-            raise DatasetError(f"split file {path}: {key} must be a list of subject ids, got {type(ids).__name__}")
+            raise DatasetError(
+                f"split file {path}: {key} must be a list of subject ids, got {type(ids).__name__}"
+            )
         out[key] = [str(i) for i in ids]
     overlap = set(out["TRAIN_SET"]) & set(out["TEST_SET"])
     if overlap:
-        raise DatasetError(f"split file {path}: {len(overlap)} ids are in both TRAIN_SET and TEST_SET, "
-                           f"e.g. {sorted(overlap)[:3]}")
+        raise DatasetError(
+            f"split file {path}: {len(overlap)} ids are in both TRAIN_SET and TEST_SET, "
+            f"e.g. {sorted(overlap)[:3]}"
+        )
     return out
 
 
@@ -118,23 +147,31 @@ def _find_pkl(view_dir: Path) -> Path:
     pkls = sorted(view_dir.glob("*.pkl"))
     if len(pkls) == 1:
         return pkls[0]
-    raise DatasetError(f"{view_dir}: expected {named.name} (found {[p.name for p in pkls] or 'no pkl files'})")
+    raise DatasetError(
+        f"{view_dir}: expected {named.name} (found {[p.name for p in pkls] or 'no pkl files'})"
+    )
 
 
 def scan_sequences(root: Path, ids: list[str]) -> list[Sequence]:
     seqs: list[Sequence] = []
     missing = [i for i in ids if not (root / i).is_dir()]
     if missing:
-        raise DatasetError(f"{len(missing)} subject folders of the split are missing under {root}, "
-                           f"e.g. {missing[:3]}; is --data the folder that holds the 5-digit subject folders?")
+        raise DatasetError(
+            f"{len(missing)} subject folders of the split are missing under {root}, "
+            f"e.g. {missing[:3]}; is --data the folder that holds the 5-digit subject folders?"
+        )
     for sid in ids:
         class_dirs = sorted(p for p in (root / sid).iterdir() if p.is_dir())
         if not class_dirs:
-            raise DatasetError(f"{root / sid}: no class folder (expected one of {sorted(CLASS_INDEX)})")
+            raise DatasetError(
+                f"{root / sid}: no class folder (expected one of {sorted(CLASS_INDEX)})"
+            )
         for cdir in class_dirs:
             name = cdir.name.lower()
             if name not in CLASS_INDEX:
-                raise DatasetError(f"{cdir}: unknown class folder {cdir.name!r}; expected one of {sorted(CLASS_INDEX)}")
+                raise DatasetError(
+                    f"{cdir}: unknown class folder {cdir.name!r}; expected one of {sorted(CLASS_INDEX)}"
+                )
             views = sorted(p for p in cdir.iterdir() if p.is_dir())
             if not views:
                 raise DatasetError(f"{cdir}: no view folder with a pkl inside")
@@ -152,9 +189,15 @@ class Scoliosis1K(Dataset):
     (index, seed) to make the random draw reproducible (see PKBatchSampler).
     """
 
-    def __init__(self, root: str | Path, split: str | Path, subset: str = "train",
-                 frames: int | None = DEFAULT_FRAMES, train_sampling: bool = True,
-                 subjects: list[str] | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | Path,
+        subset: str = "train",
+        frames: int | None = DEFAULT_FRAMES,
+        train_sampling: bool = True,
+        subjects: list[str] | None = None,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"dataset folder {self.root} does not exist")
@@ -171,11 +214,15 @@ class Scoliosis1K(Dataset):
         if subjects is not None:  # a part of the subset, e.g. the validation subjects of TRAIN_SET
             outside = sorted(set(subjects) - set(ids))
             if outside:
-                raise DatasetError(f"subjects {outside[:3]} are not in {SUBSETS[subset]} of {self.split_path}")
+                raise DatasetError(
+                    f"subjects {outside[:3]} are not in {SUBSETS[subset]} of {self.split_path}"
+                )
             wanted = set(subjects)
             ids = [i for i in ids if i in wanted]
             if not ids:
-                raise DatasetError(f"no subject of {SUBSETS[subset]} of {self.split_path} was selected")
+                raise DatasetError(
+                    f"no subject of {SUBSETS[subset]} of {self.split_path} was selected"
+                )
         self.selected = subjects is not None
         self.subset, self.frames, self.train_sampling = subset, frames, train_sampling
         self.sequences = scan_sequences(self.root, ids)
@@ -202,17 +249,28 @@ class Scoliosis1K(Dataset):
         arr = load_pkl(seq.path)
         idx = self.frame_indices(len(arr), np.random.default_rng(seed))
         sil = torch.from_numpy(cut(arr[idx]).astype(np.float32) / np.float32(255.0))
-        info = {"subject": seq.subject, "class": seq.label_name, "view": seq.view,
-                "path": str(seq.path), "length": len(arr), "index": index}
+        info = {
+            "subject": seq.subject,
+            "class": seq.label_name,
+            "view": seq.view,
+            "path": str(seq.path),
+            "length": len(arr),
+            "index": index,
+        }
         return sil, seq.label, seq.subject, info
 
     def describe(self) -> dict:
         counts = np.bincount(self.labels, minlength=len(CLASS_INDEX)).tolist()
-        return {"root": str(self.root), "split": str(self.split_path.name), "subset": self.subset,
-                "part": "selected subjects" if self.selected else "all",
-                "sequences": len(self), "subjects": len(self.subject_index),
-                "class_counts": dict(zip(sorted(CLASS_INDEX, key=CLASS_INDEX.get), counts)),
-                "simulated": (self.root / "truth.json").is_file()}
+        return {
+            "root": str(self.root),
+            "split": str(self.split_path.name),
+            "subset": self.subset,
+            "part": "selected subjects" if self.selected else "all",
+            "sequences": len(self),
+            "subjects": len(self.subject_index),
+            "class_counts": dict(zip(sorted(CLASS_INDEX, key=CLASS_INDEX.get), counts)),
+            "simulated": (self.root / "truth.json").is_file(),
+        }
 
 
 def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[dict]]:
@@ -239,7 +297,9 @@ def validation_subjects(dataset: Scoliosis1K, fraction: float, seed: int) -> lis
         n = min(max(1, int(round(fraction * len(ids)))), len(ids) - 1)
         chosen += [ids[i] for i in rng.permutation(len(ids))[:n]]
     if not chosen:
-        raise DatasetError("too few subjects for a validation split: need two or more subjects of a class")
+        raise DatasetError(
+            "too few subjects for a validation split: need two or more subjects of a class"
+        )
     return sorted(chosen)
 
 
@@ -251,8 +311,16 @@ class PKBatchSampler(Sampler):
     the P subjects. Yields lists of (dataset index, frame-sampling seed).
     """
 
-    def __init__(self, subjects: list[str], p: int, k: int, seed: int = 0, start: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        subjects: list[str],
+        p: int,
+        k: int,
+        seed: int = 0,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.groups: dict[str, list[int]] = {}
         for i, s in enumerate(subjects):
             self.groups.setdefault(s, []).append(i)

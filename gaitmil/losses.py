@@ -8,13 +8,17 @@ from dataclasses import dataclass
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def batch_all_triplet(embeddings: Tensor, ids: Tensor, margin: float = 0.2) -> tuple[Tensor, Tensor]:
+def batch_all_triplet(
+    embeddings: Tensor, ids: Tensor, margin: float = 0.2
+) -> tuple[Tensor, Tensor]:
     """OpenGait's TripletLoss: every (anchor, positive, negative) of the batch, per part.
 
     embeddings [B, P, E], ids [B] -> (mean over the non-zero losses, fraction of
@@ -36,13 +40,19 @@ def batch_all_triplet(embeddings: Tensor, ids: Tensor, margin: float = 0.2) -> t
     return loss.sum() / nonzero.clamp(min=1.0), nonzero / valid.sum().clamp(min=1.0) / x.shape[0]
 
 
-def part_cross_entropy(part_logits: Tensor, labels: Tensor, label_smoothing: float = 0.1,
-                       class_weights: Tensor | None = None) -> Tensor:
+def part_cross_entropy(
+    part_logits: Tensor,
+    labels: Tensor,
+    label_smoothing: float = 0.1,
+    class_weights: Tensor | None = None,
+) -> Tensor:
     """Cross-entropy of every part's logits [B, P, C] against labels [B], averaged."""
     b, p, c = part_logits.shape
     return F.cross_entropy(
-        part_logits.float().reshape(b * p, c), labels.repeat_interleave(p),
-        weight=class_weights, label_smoothing=label_smoothing,
+        part_logits.float().reshape(b * p, c),
+        labels.repeat_interleave(p),
+        weight=class_weights,
+        label_smoothing=label_smoothing,
     )
 
 
@@ -55,8 +65,13 @@ class LossConfig:
     class_weights: tuple[float, ...] | None = None  # in gaitmil.spec.CLASSES order
 
 
-def gait_mil_loss(embeddings: Tensor, part_logits: Tensor, labels: Tensor, ids: Tensor,
-                  config: LossConfig | None = None) -> tuple[Tensor, dict[str, float]]:
+def gait_mil_loss(
+    embeddings: Tensor,
+    part_logits: Tensor,
+    labels: Tensor,
+    ids: Tensor,
+    config: LossConfig | None = None,
+) -> tuple[Tensor, dict[str, float]]:
     """Total loss and its parts for logging."""
     cfg = config or LossConfig()
     weights = None
@@ -65,12 +80,20 @@ def gait_mil_loss(embeddings: Tensor, part_logits: Tensor, labels: Tensor, ids: 
     triplet, active = batch_all_triplet(embeddings, ids, cfg.margin)
     ce = part_cross_entropy(part_logits, labels, cfg.label_smoothing, weights)
     total = cfg.triplet_weight * triplet + cfg.ce_weight * ce
-    return total, {"loss": float(total.detach()), "triplet": float(triplet.detach()),
-                   "ce": float(ce.detach()), "triplet_active": float(active.detach())}
+    return total, {
+        "loss": float(total.detach()),
+        "triplet": float(triplet.detach()),
+        "ce": float(ce.detach()),
+        "triplet_active": float(active.detach()),
+    }
 
 
 def inverse_frequency_weights(labels, num_classes: int) -> tuple[float, ...]:
     """Class weights n / (classes * count) for an imbalanced training set (absent classes get 0)."""
-    counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_classes).float()
-    w = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    counts = torch.bincount(
+        torch.as_tensor(labels, dtype=torch.long), minlength=num_classes
+    ).float()
+    w = torch.where(
+        counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts)
+    )
     return tuple(float(v) for v in w)

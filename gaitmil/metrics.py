@@ -16,7 +16,9 @@ def _check(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarra
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[0] != labels.shape[0] or labels.ndim != 1:
-        raise ValueError(f"expected labels [N] and probs [N, C], got {labels.shape} and {probs.shape}")
+        raise ValueError(
+            f"expected labels [N] and probs [N, C], got {labels.shape} and {probs.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
         raise ValueError(f"labels must be class indices 0..{probs.shape[1] - 1}")
     return labels, probs
@@ -50,9 +52,20 @@ def per_class(cm: np.ndarray) -> list[dict[str, float]]:
         fp = cm[:, i].sum() - tp
         tn = total - tp - fn - fp
         sens, prec = _ratio(tp, tp + fn), _ratio(tp, tp + fp)
-        f1 = _ratio(2 * prec * sens, prec + sens) if np.isfinite(prec) and np.isfinite(sens) else float("nan")
-        out.append({"sensitivity": sens, "specificity": _ratio(tn, tn + fp), "precision": prec,
-                    "f1": f1, "support": int(cm[i].sum())})
+        f1 = (
+            _ratio(2 * prec * sens, prec + sens)
+            if np.isfinite(prec) and np.isfinite(sens)
+            else float("nan")
+        )
+        out.append(
+            {
+                "sensitivity": sens,
+                "specificity": _ratio(tn, tn + fp),
+                "precision": prec,
+                "f1": f1,
+                "support": int(cm[i].sum()),
+            }
+        )
     return out
 
 
@@ -61,8 +74,10 @@ def macro_prf(cm: np.ndarray) -> dict[str, float]:
     rows = [r for r in per_class(cm) if r["support"] > 0]
     if not rows:
         return {"precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
+
     def mean(key: str) -> float:
         return float(np.mean([0.0 if not np.isfinite(r[key]) else r[key] for r in rows]))
+
     return {"precision": mean("precision"), "recall": mean("sensitivity"), "f1": mean("f1")}
 
 
@@ -81,8 +96,16 @@ def screening(labels, probs, threshold: float = 0.5) -> dict[str, float]:
     fn = int((~referred & truth).sum())
     fp = int((referred & ~truth).sum())
     tn = int((~referred & ~truth).sum())
-    return {"threshold": float(threshold), "sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
-            "referral_rate": _ratio(tp + fp, labels.size), "tp": tp, "fn": fn, "fp": fp, "tn": tn}
+    return {
+        "threshold": float(threshold),
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "referral_rate": _ratio(tp + fp, labels.size),
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "tn": tn,
+    }
 
 
 def threshold_sweep(labels, probs, thresholds=None) -> list[dict[str, float]]:
@@ -129,26 +152,40 @@ def _pct(x) -> str:
 
 def format_report(report: dict) -> str:
     """A readable table of summarize()'s output (gaitmil.paper.paper_block adds the published figures)."""
-    lines = [f"walks: {report['count']}   accuracy: {_pct(report['accuracy'])}", "",
-             "confusion matrix (rows true, columns predicted):",
-             "            " + "".join(f"{c:>10}" for c in report["classes"])]
+    lines = [
+        f"walks: {report['count']}   accuracy: {_pct(report['accuracy'])}",
+        "",
+        "confusion matrix (rows true, columns predicted):",
+        "            " + "".join(f"{c:>10}" for c in report["classes"]),
+    ]
     for name, row in zip(report["classes"], report["confusion_matrix"]):
         lines.append(f"{name:>12}" + "".join(f"{v:>10d}" for v in row))
     lines += ["", f"{'class':>12}{'sens':>9}{'spec':>9}{'prec':>9}{'F1':>9}{'n':>6}"]
     for name, r in report["per_class"].items():
-        lines.append(f"{name:>12}{_pct(r['sensitivity']):>9}{_pct(r['specificity']):>9}"
-                     f"{_pct(r['precision']):>9}{_pct(r['f1']):>9}{r['support']:>6d}")
+        lines.append(
+            f"{name:>12}{_pct(r['sensitivity']):>9}{_pct(r['specificity']):>9}"
+            f"{_pct(r['precision']):>9}{_pct(r['f1']):>9}{r['support']:>6d}"
+        )
     m = report["macro"]
-    lines.append(f"{'macro':>12}{_pct(m['recall']):>9}{'':>9}{_pct(m['precision']):>9}{_pct(m['f1']):>9}")
+    lines.append(
+        f"{'macro':>12}{_pct(m['recall']):>9}{'':>9}{_pct(m['precision']):>9}{_pct(m['f1']):>9}"
+    )
     s = report["screening"]
-    lines += ["", f"screening (referred = P(not negative) >= {s['threshold']:.2f}): sensitivity {_pct(s['sensitivity'])}, "
-              f"specificity {_pct(s['specificity'])}, referral rate {_pct(s['referral_rate'])}"]
+    lines += [
+        "",
+        f"screening (referred = P(not negative) >= {s['threshold']:.2f}): sensitivity {_pct(s['sensitivity'])}, "
+        f"specificity {_pct(s['specificity'])}, referral rate {_pct(s['referral_rate'])}",
+    ]
     t = report.get("threshold_at_target")
     if t is not None:
         st = report["screening_at_target"]
-        lines.append(f"threshold for >= {100 * report['target_sensitivity']:.0f}% sensitivity: {t:.3f} "
-                     f"(sensitivity {_pct(st['sensitivity'])}, specificity {_pct(st['specificity'])})")
+        lines.append(
+            f"threshold for >= {100 * report['target_sensitivity']:.0f}% sensitivity: {t:.3f} "
+            f"(sensitivity {_pct(st['sensitivity'])}, specificity {_pct(st['specificity'])})"
+        )
     lines += ["", "threshold  sens    spec    referred"]
-    lines += [f"  {r['threshold']:.2f}   {_pct(r['sensitivity'])}  {_pct(r['specificity'])}  {_pct(r['referral_rate'])}"
-              for r in report["sweep"]]
+    lines += [
+        f"  {r['threshold']:.2f}   {_pct(r['sensitivity'])}  {_pct(r['specificity'])}  {_pct(r['referral_rate'])}"
+        for r in report["sweep"]
+    ]
     return "\n".join(lines)

@@ -19,8 +19,10 @@ import numpy as np
 try:
     import torch
 except ModuleNotFoundError as exc:  # a kiosk install has no torch
-    raise ModuleNotFoundError("gaitmil's model and training code need PyTorch: "
-                              "pip install 'gaitmil-edge[train]' (torch==2.13.0)") from exc
+    raise ModuleNotFoundError(
+        "gaitmil's model and training code need PyTorch: "
+        "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
+    ) from exc
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -84,12 +86,18 @@ class GaitMILConfig:
         if len(self.widths) != 4 or min(self.widths) < 1:
             raise ConfigError(f"widths must be 4 positive channel counts, got {self.widths}")
         if self.phase_features not in PHASE_FEATURES:
-            raise ConfigError(f"phase_features {self.phase_features!r} is unknown: use one of {', '.join(PHASE_FEATURES)}")
+            raise ConfigError(
+                f"phase_features {self.phase_features!r} is unknown: use one of {', '.join(PHASE_FEATURES)}"
+            )
         if self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling {self.pooling!r} is unknown: use one of {', '.join(POOLINGS)}")
+            raise ConfigError(
+                f"pooling {self.pooling!r} is unknown: use one of {', '.join(POOLINGS)}"
+            )
         # the encoder leaves 16 rows; HPP needs them to split evenly into parts
         if self.parts < 1 or (INPUT_HEIGHT // 4) % self.parts:
-            raise ConfigError(f"parts={self.parts} must divide the {INPUT_HEIGHT // 4} feature rows (1, 2, 4, 8 or 16)")
+            raise ConfigError(
+                f"parts={self.parts} must divide the {INPUT_HEIGHT // 4} feature rows (1, 2, 4, 8 or 16)"
+            )
         for name in ("phases", "attn_hidden", "embed_dim", "num_classes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -112,7 +120,9 @@ class GaitMILConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"unknown model config keys {unknown}: expected some of {sorted(known)}")
+            raise ConfigError(
+                f"unknown model config keys {unknown}: expected some of {sorted(known)}"
+            )
         d = {"phase_features": LEGACY_PHASE_FEATURES, **d}
         try:
             return cls(**d)
@@ -137,7 +147,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -151,7 +163,9 @@ class ResNet9(nn.Module):
 
     def __init__(self, widths: tuple[int, int, int, int]):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         cins = (widths[0],) + tuple(widths[:3])
         self.layers = nn.Sequential(
             *[BasicBlock(cin, cout, s) for cin, cout, s in zip(cins, widths, (1, 2, 2, 1))]
@@ -207,16 +221,24 @@ class GaitMIL(nn.Module):
         # fan_in = in * out, fan_out = parts * out for a 3-D tensor)
         self.fc = nn.Parameter(nn.init.xavier_uniform_(torch.empty(p, c, e)))
         self.bnneck = nn.BatchNorm1d(p * e)
-        self.classifier = nn.Parameter(nn.init.xavier_uniform_(torch.empty(p, e, config.num_classes)))
+        self.classifier = nn.Parameter(
+            nn.init.xavier_uniform_(torch.empty(p, e, config.num_classes))
+        )
         # K centroids of the phase features of 4x4-pooled silhouettes; set from k-means before training
         self.register_buffer("centroids", torch.zeros(config.phases, PHASE_DIM))
         self.phase_feature_fn = PHASE_FEATURES[config.phase_features]
 
     def set_centroids(self, centroids: Tensor | np.ndarray) -> None:
-        t = torch.as_tensor(np.asarray(centroids, dtype=np.float32) if isinstance(centroids, np.ndarray) else centroids)
+        t = torch.as_tensor(
+            np.asarray(centroids, dtype=np.float32)
+            if isinstance(centroids, np.ndarray)
+            else centroids
+        )
         expected = (self.config.phases, PHASE_DIM)
         if tuple(t.shape) != expected:
-            raise ConfigError(f"centroids must have shape {expected} (phases x 16*11), got {tuple(t.shape)}")
+            raise ConfigError(
+                f"centroids must have shape {expected} (phases x 16*11), got {tuple(t.shape)}"
+            )
         if not torch.isfinite(t).all():
             raise ConfigError("centroids must be finite")
         self.centroids.copy_(t.to(self.centroids))
@@ -271,7 +293,9 @@ class GaitMIL(nn.Module):
         b, p, _ = walk.shape
         emb = (walk.transpose(0, 1) @ self.fc).transpose(0, 1)  # [B, P, E]
         bn = self.bnneck(emb.reshape(b, -1)).reshape(b, p, -1)
-        cos = l2_normalize(bn, -1).transpose(0, 1) @ l2_normalize(self.classifier, 1)  # [P, B, classes]
+        cos = l2_normalize(bn, -1).transpose(0, 1) @ l2_normalize(
+            self.classifier, 1
+        )  # [P, B, classes]
         return emb, cos.transpose(0, 1) * self.config.logit_scale
 
     # -- forward ----------------------------------------------------------------

@@ -29,12 +29,18 @@ def pool_frames(frames: np.ndarray) -> np.ndarray:
     """[N, 64, 44] uint8 (0..255) or float in [0, 1] -> float32 [N, 176] of 4x4 means."""
     frames = np.asarray(frames)
     if frames.ndim != 3 or frames.shape[1:] != (INPUT_HEIGHT, INPUT_WIDTH):
-        raise ConfigError(f"frames must have shape [N, {INPUT_HEIGHT}, {INPUT_WIDTH}], got {frames.shape}")
+        raise ConfigError(
+            f"frames must have shape [N, {INPUT_HEIGHT}, {INPUT_WIDTH}], got {frames.shape}"
+        )
     x = frames.astype(np.float32)
     if frames.dtype == np.uint8:
         x /= np.float32(255.0)
     n = x.shape[0]
-    return x.reshape(n, INPUT_HEIGHT // POOL, POOL, INPUT_WIDTH // POOL, POOL).mean(axis=(2, 4)).reshape(n, DIM)
+    return (
+        x.reshape(n, INPUT_HEIGHT // POOL, POOL, INPUT_WIDTH // POOL, POOL)
+        .mean(axis=(2, 4))
+        .reshape(n, DIM)
+    )
 
 
 def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -110,9 +116,13 @@ def kmeans(features: np.ndarray, k: int = 4, seed: int = 0, iters: int = 50) -> 
 
 def assign(frames: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Nearest-centroid phase index of each frame [N] (the numpy twin of the model's lookup)."""
-    return _sq_dist(pool_frames(frames).astype(np.float64), np.asarray(centroids, np.float64)).argmin(1)
+    return _sq_dist(
+        pool_frames(frames).astype(np.float64), np.asarray(centroids, np.float64)
+    ).argmin(1)
 
 
 def assign_walk(walk: np.ndarray, centroids: np.ndarray, kind: str) -> np.ndarray:
     """Nearest-centroid phase index [T] of each frame of one walk, on `kind` phase features."""
-    return _sq_dist(phase_features(walk, kind).astype(np.float64), np.asarray(centroids, np.float64)).argmin(1)
+    return _sq_dist(
+        phase_features(walk, kind).astype(np.float64), np.asarray(centroids, np.float64)
+    ).argmin(1)

@@ -95,7 +95,9 @@ def normalize(mask: np.ndarray, size: int = CANVAS_SIZE) -> Normalized:
 def cut(silhouettes: np.ndarray) -> np.ndarray:
     """Cut ScoNet's side columns: [..., 64, 64] -> [..., 64, 44]."""
     if silhouettes.shape[-1] != CANVAS_SIZE:
-        raise ValueError(f"expected silhouettes [..., {CANVAS_SIZE}, {CANVAS_SIZE}], got {silhouettes.shape}")
+        raise ValueError(
+            f"expected silhouettes [..., {CANVAS_SIZE}, {CANVAS_SIZE}], got {silhouettes.shape}"
+        )
     return silhouettes[..., CUT_COLUMNS : CANVAS_SIZE - CUT_COLUMNS]
 
 

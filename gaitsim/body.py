@@ -72,12 +72,19 @@ class Primitives:
 
     def transformed(self, rotation: np.ndarray, translation: np.ndarray) -> Primitives:
         """p -> rotation @ p + translation for every primitive."""
+
         def move(p: np.ndarray) -> np.ndarray:
             return p @ rotation.T + translation
 
         return Primitives(
-            move(self.cap_a), move(self.cap_b), self.cap_r, self.cap_part,
-            move(self.ell_c), np.einsum("ij,njk->nik", rotation, self.ell_axes), self.ell_r, self.ell_part,
+            move(self.cap_a),
+            move(self.cap_b),
+            self.cap_r,
+            self.cap_part,
+            move(self.ell_c),
+            np.einsum("ij,njk->nik", rotation, self.ell_axes),
+            self.ell_r,
+            self.ell_part,
         )
 
     @staticmethod
@@ -89,7 +96,9 @@ _FIELDS = ("cap_a", "cap_b", "cap_r", "cap_part", "ell_c", "ell_axes", "ell_r", 
 
 
 def _cross(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    return np.array([p[1] * q[2] - p[2] * q[1], p[2] * q[0] - p[0] * q[2], p[0] * q[1] - p[1] * q[0]])
+    return np.array(
+        [p[1] * q[2] - p[2] * q[1], p[2] * q[0] - p[0] * q[2], p[0] * q[1] - p[1] * q[0]]
+    )
 
 
 def _rot_yaw(a: float) -> np.ndarray:
@@ -141,7 +150,10 @@ def _foot_extent_y(axes: np.ndarray, radii: np.ndarray) -> float:
 
 
 def pose(
-    subject: Subject, phase: float, motion: float = 1.0, stride_gain: float = 1.0,
+    subject: Subject,
+    phase: float,
+    motion: float = 1.0,
+    stride_gain: float = 1.0,
     step_offsets: tuple[float, float] = (0.0, 0.0),
 ) -> Primitives:
     """Body primitives at a gait phase; `motion` in [0, 1] blends from standing to full gait.
@@ -174,7 +186,9 @@ def pose(
         hip_a = math.radians(amp * curve(_HIP, ph) + (1 - amp) * 0.0)
         knee_a = math.radians(amp * curve(_KNEE, ph) + (1 - amp) * 4.0)
         ank_a = math.radians(amp * curve(_ANKLE, ph))
-        hip = pelvis + r_pelvis @ np.array([sgn * hip_half, sgn * hip_half * math.sin(pelvis_roll), 0.0])
+        hip = pelvis + r_pelvis @ np.array(
+            [sgn * hip_half, sgn * hip_half * math.sin(pelvis_roll), 0.0]
+        )
         # step width: the foot sits outward of the hip by the subject's offset plus this step's variation
         outward = r_pelvis @ np.array([sgn * (subject.step_width_m + offset), 0.0, 0.0])
         knee = hip + 0.245 * h * (r_pelvis @ _sagittal(hip_a)) + 0.5 * outward
@@ -192,7 +206,10 @@ def pose(
         # the capsule ends above the ankle by its radius less 0.03 H, so its round end stays off the floor
         shank_r = 0.029 * h * g + leg_cloth + 0.8 * subject.trousers_loose_m
         hem = ankle + (knee - ankle) / np.linalg.norm(knee - ankle) * max(0.0, shank_r - 0.03 * h)
-        caps += [(hip, knee, 0.043 * h * g + leg_cloth, PART_TROUSERS), (knee, hem, shank_r, PART_TROUSERS)]
+        caps += [
+            (hip, knee, 0.043 * h * g + leg_cloth, PART_TROUSERS),
+            (knee, hem, shank_r, PART_TROUSERS),
+        ]
         ells.append((foot_c, foot_axes, foot_r, PART_SHOES))
 
     # spine: lateral scoliosis profile, natural lean, forward lean, axial counter-rotation
@@ -203,7 +220,9 @@ def pose(
     lat += math.tan(math.radians(post.natural_trunk_lean_deg)) * s * spine_len
     # waist asymmetry: the waist is pushed toward the convex side
     lat += side * 0.0006 * sev * h * np.sin(np.pi * np.clip(s / 0.45, 0, 1)) ** 2 * (s < 0.45)
-    fwd = math.tan(math.radians(subject.trunk_forward_lean_deg)) * s * spine_len - 0.012 * h * np.sin(np.pi * s)
+    fwd = math.tan(
+        math.radians(subject.trunk_forward_lean_deg)
+    ) * s * spine_len - 0.012 * h * np.sin(np.pi * s)
     seg = spine_len / SPINE_SEGMENTS
     thorax_yaw = -0.6 * pelvis_yaw
     rib_yaw = side * math.radians(0.25 * sev)
@@ -222,25 +241,52 @@ def pose(
         right = right - up * (right @ up)
         right /= np.linalg.norm(right)
         axes = np.stack([right, up, _cross(right, up)], axis=1)
-        radii = np.array([_TRUNK_HALF_WIDTH[j] * h * g + top_cloth, 1.15 * seg, _TRUNK_HALF_DEPTH[j] * h * g + top_cloth])
+        radii = np.array(
+            [
+                _TRUNK_HALF_WIDTH[j] * h * g + top_cloth,
+                1.15 * seg,
+                _TRUNK_HALF_DEPTH[j] * h * g + top_cloth,
+            ]
+        )
         ells.append(((a + b) / 2.0, axes, radii, PART_SHIRT))
     # the waistband is snug: loose trousers widen the legs, not the pelvis
-    ells.append((pelvis + np.array([0.0, 0.03 * h, 0.0]), r_pelvis, np.array([0.098 * h * g, 0.07 * h, 0.068 * h * g]) + cloth, PART_TROUSERS))
+    ells.append(
+        (
+            pelvis + np.array([0.0, 0.03 * h, 0.0]),
+            r_pelvis,
+            np.array([0.098 * h * g, 0.07 * h, 0.068 * h * g]) + cloth,
+            PART_TROUSERS,
+        )
+    )
 
     # shoulder girdle: tilt from the curve (convex side up) plus natural tilt
     top = pts[-1]
     tilt_gain = 0.3 if post.curve_type != "thoracolumbar" else 0.15
     girdle_roll = math.radians(side * tilt_gain * sev + post.natural_shoulder_tilt_deg)
-    girdle_right = _rot_yaw(thorax_yaw) @ np.array([math.cos(girdle_roll), math.sin(girdle_roll), 0.0])
-    girdle_up = _rot_yaw(thorax_yaw) @ np.array([-math.sin(girdle_roll), math.cos(girdle_roll), 0.0])
+    girdle_right = _rot_yaw(thorax_yaw) @ np.array(
+        [math.cos(girdle_roll), math.sin(girdle_roll), 0.0]
+    )
+    girdle_up = _rot_yaw(thorax_yaw) @ np.array(
+        [-math.sin(girdle_roll), math.cos(girdle_roll), 0.0]
+    )
     centre = top - np.array([0.0, 0.022 * h, 0.0])
-    shoulders = {"right": centre + 0.112 * h * girdle_right, "left": centre - 0.112 * h * girdle_right}
+    shoulders = {
+        "right": centre + 0.112 * h * girdle_right,
+        "left": centre - 0.112 * h * girdle_right,
+    }
     # the shoulder line slopes down from the neck to each arm (trapezius), one capsule per side
     reach = 0.07 * h
     neck_base = centre + 0.01 * h * girdle_up
     drop = (0.01 * h - math.tan(math.radians(subject.shoulder_slope_deg)) * reach) * girdle_up
     for sgn in (1.0, -1.0):
-        caps.append((neck_base, centre + sgn * reach * girdle_right + drop, 0.04 * h * g + top_cloth, PART_SHIRT))
+        caps.append(
+            (
+                neck_base,
+                centre + sgn * reach * girdle_right + drop,
+                0.04 * h * g + top_cloth,
+                PART_SHIRT,
+            )
+        )
 
     # neck and head: the head compensates, staying closer to upright and to the midline
     head_roll = -0.6 * girdle_roll
@@ -248,10 +294,19 @@ def pose(
     caps.append((top, neck_top, 0.03 * h * g, PART_SKIN))
     head_up = np.array([-math.sin(head_roll), math.cos(head_roll), 0.0])
     head_c = neck_top + 0.062 * h * head_up + np.array([0.0, 0.0, 0.008 * h])
-    head_axes = _rot_yaw(thorax_yaw) @ np.stack([_cross(head_up, np.array([0.0, 0.0, 1.0])), head_up, [0.0, 0.0, 1.0]], axis=1)
+    head_axes = _rot_yaw(thorax_yaw) @ np.stack(
+        [_cross(head_up, np.array([0.0, 0.0, 1.0])), head_up, [0.0, 0.0, 1.0]], axis=1
+    )
     # hair adds volume at the sides and back, and a little on top
     hair = subject.hair_m
-    ells.append((head_c, head_axes, np.array([0.05 * h + hair, 0.068 * h + 0.25 * hair, 0.06 * h + hair]), PART_HAIR))
+    ells.append(
+        (
+            head_c,
+            head_axes,
+            np.array([0.05 * h + hair, 0.068 * h + 0.25 * hair, 0.06 * h + hair]),
+            PART_HAIR,
+        )
+    )
 
     # arms swing opposite to the legs; the convex side swings more
     asym = side * 0.006 * sev + post.natural_arm_asymmetry
@@ -262,18 +317,26 @@ def pose(
         flex = math.radians(amp * subject.arm_swing_deg * gain * swing + 2.0)
         elbow = math.radians(12.0 + amp * 10.0 * max(0.0, swing))
         abduct = math.radians(subject.arm_abduction_deg)
-        d_upper = r_thorax @ np.array([sgn * math.sin(abduct), -math.cos(flex) * math.cos(abduct), math.sin(flex)])
-        d_fore = r_thorax @ np.array([sgn * math.sin(abduct) * 0.6, -math.cos(flex + elbow), math.sin(flex + elbow)])
+        d_upper = r_thorax @ np.array(
+            [sgn * math.sin(abduct), -math.cos(flex) * math.cos(abduct), math.sin(flex)]
+        )
+        d_fore = r_thorax @ np.array(
+            [sgn * math.sin(abduct) * 0.6, -math.cos(flex + elbow), math.sin(flex + elbow)]
+        )
         sh = shoulders[name]
         el = sh + 0.186 * h * d_upper
         wr = el + 0.2 * h * d_fore
         caps += [(sh, el, 0.026 * h * g + top_cloth, PART_SHIRT), (el, wr, 0.02 * h * g, PART_SKIN)]
 
     prims = Primitives(
-        np.array([c[0] for c in caps]), np.array([c[1] for c in caps]),
-        np.array([c[2] for c in caps]), np.array([c[3] for c in caps]),
-        np.array([e[0] for e in ells]), np.array([e[1] for e in ells]),
-        np.array([e[2] for e in ells]), np.array([e[3] for e in ells]),
+        np.array([c[0] for c in caps]),
+        np.array([c[1] for c in caps]),
+        np.array([c[2] for c in caps]),
+        np.array([c[3] for c in caps]),
+        np.array([e[0] for e in ells]),
+        np.array([e[1] for e in ells]),
+        np.array([e[2] for e in ells]),
+        np.array([e[3] for e in ells]),
     )
     # stand the body on the floor: the lowest foot point touches y = 0
     return prims.transformed(np.eye(3), np.array([0.0, -lowest, 0.0]))

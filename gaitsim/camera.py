@@ -37,7 +37,9 @@ class CameraConfig:
 
     def __post_init__(self) -> None:
         if self.width < 16 or self.height < 16:
-            raise SimConfigError(f"camera size {self.width}x{self.height} is too small: use at least 16x16")
+            raise SimConfigError(
+                f"camera size {self.width}x{self.height} is too small: use at least 16x16"
+            )
         if self.fx <= 0 or self.fy <= 0:
             raise SimConfigError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
         if not 0.2 <= self.height_m <= 3.0:
@@ -64,7 +66,10 @@ class CameraConfig:
     def project(self, points_world: np.ndarray) -> np.ndarray:
         """World points [..., 3] to pixel coordinates [..., 2] (u, v)."""
         p = self.to_camera(points_world)
-        return np.stack([self.fx * p[..., 0] / p[..., 2] + self.cx, self.fy * p[..., 1] / p[..., 2] + self.cy], -1)
+        return np.stack(
+            [self.fx * p[..., 0] / p[..., 2] + self.cx, self.fy * p[..., 1] / p[..., 2] + self.cy],
+            -1,
+        )
 
     def depth_noise_sigma_mm(self, depth_mm: np.ndarray | float) -> np.ndarray | float:
         """Stereo depth RMS error: z^2 * subpixel / (f * baseline), growing with distance squared."""
@@ -116,7 +121,9 @@ def pixel_rays(camera: CameraConfig) -> tuple[np.ndarray, np.ndarray]:
     return dx, dy
 
 
-def scene_depth(camera: CameraConfig, scene: SceneConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scene_depth(
+    camera: CameraConfig, scene: SceneConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Analytic depth (metres, inf where nothing is hit) of the empty scene, and
     the world X and Z of each hit (used for textures)."""
     dx, dy = pixel_rays(camera)

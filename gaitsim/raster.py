@@ -68,7 +68,9 @@ def _dot(p: list[float], q: list[float]) -> float:
     return p[0] * q[0] + p[1] * q[1] + p[2] * q[2]
 
 
-def _sphere_t(c: list[float], r: float, dx: np.ndarray, dy: np.ndarray, rdrd: np.ndarray) -> np.ndarray:
+def _sphere_t(
+    c: list[float], r: float, dx: np.ndarray, dy: np.ndarray, rdrd: np.ndarray
+) -> np.ndarray:
     # ray from the origin: t = (d.c - sqrt((d.c)^2 - |d|^2 (|c|^2 - r^2))) / |d|^2
     b = (c[0] * dx + c[2]) + c[1] * dy
     h = b * b - rdrd * (_dot(c, c) - r * r)
@@ -76,7 +78,9 @@ def _sphere_t(c: list[float], r: float, dx: np.ndarray, dy: np.ndarray, rdrd: np
     return np.where((h > 0) & (t > 0), t, np.inf)
 
 
-def _capsule_t(a: list[float], b: list[float], r: float, dx: np.ndarray, dy: np.ndarray, rdrd: np.ndarray) -> np.ndarray:
+def _capsule_t(
+    a: list[float], b: list[float], r: float, dx: np.ndarray, dy: np.ndarray, rdrd: np.ndarray
+) -> np.ndarray:
     """Nearest hit of a capsule: the union of its cylinder body and its two end spheres."""
     t = np.minimum(_sphere_t(a, r, dx, dy, rdrd), _sphere_t(b, r, dx, dy, rdrd))
     ba = [b[0] - a[0], b[1] - a[1], b[2] - a[2]]
@@ -97,7 +101,9 @@ def _capsule_t(a: list[float], b: list[float], r: float, dx: np.ndarray, dy: np.
     return np.where(ok, np.minimum(tc, t), t)
 
 
-def _ellipsoid_t(c: np.ndarray, axes: np.ndarray, radii: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _ellipsoid_t(
+    c: np.ndarray, axes: np.ndarray, radii: np.ndarray, dx: np.ndarray, dy: np.ndarray
+) -> np.ndarray:
     m64 = axes.T / radii[:, None]  # camera -> unit sphere
     o = (-(m64 @ c)).tolist()
     m = m64.tolist()
@@ -145,8 +151,11 @@ def rasterize(
         if partbuf is not None:
             np.copyto(partbuf[v0:v1, u0:u1], part, where=t < region)
         np.minimum(region, t, out=region)
-        union = (u0, v0, u1, v1) if union is None else (
-            min(union[0], u0), min(union[1], v0), max(union[2], u1), max(union[3], v1))
+        union = (
+            (u0, v0, u1, v1)
+            if union is None
+            else (min(union[0], u0), min(union[1], v0), max(union[2], u1), max(union[3], v1))
+        )
     return None if union is None else tuple(int(x) for x in union)
 
 
@@ -163,6 +172,7 @@ def person_box(prims: Primitives, intr: Intrinsics) -> tuple[float, float, float
 
 def _batch_depth(prims: Primitives, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Nearest depth over all primitives at once, for small images (float32 [H, W])."""
+
     def col(v: np.ndarray) -> np.ndarray:
         return v.astype(np.float32)[:, None, None]
 
@@ -174,7 +184,11 @@ def _batch_depth(prims: Primitives, dx: np.ndarray, dy: np.ndarray) -> np.ndarra
         # mapped and unmapped on every call, which cost a third of the time in page faults
         step = max(1, _CHUNK_BYTES // (4 * best.size))
         for i in range(0, len(prims.cap_r), step):
-            a, b, r = prims.cap_a[i : i + step], prims.cap_b[i : i + step], prims.cap_r[i : i + step]
+            a, b, r = (
+                prims.cap_a[i : i + step],
+                prims.cap_b[i : i + step],
+                prims.cap_r[i : i + step],
+            )
             for c in (a, b):
                 bb = (col(c[:, 0]) * dx + col(c[:, 2])) + col(c[:, 1]) * dy
                 h = bb * bb - rdrd * col((c * c).sum(1) - r * r)
@@ -206,7 +220,9 @@ def _batch_depth(prims: Primitives, dx: np.ndarray, dy: np.ndarray) -> np.ndarra
     return best
 
 
-def render_mask_crop(prims: Primitives, intr: Intrinsics, target_height_px: int = 88) -> np.ndarray | None:
+def render_mask_crop(
+    prims: Primitives, intr: Intrinsics, target_height_px: int = 88
+) -> np.ndarray | None:
     """The person's mask alone, rendered in a tight crop scaled so it is about
     `target_height_px` tall (never upscaled): the fast path for training data.
     Same rays as the full camera, so the perspective is unchanged."""
@@ -217,7 +233,14 @@ def render_mask_crop(prims: Primitives, intr: Intrinsics, target_height_px: int 
     scale = min(1.0, target_height_px / max(v1 - v0, 1.0))
     width = int(np.ceil((u1 - u0) * scale)) + 2
     height = int(np.ceil((v1 - v0) * scale)) + 2
-    crop = Intrinsics(intr.fx * scale, intr.fy * scale, (intr.cx - u0) * scale + 1, (intr.cy - v0) * scale + 1, width, height)
+    crop = Intrinsics(
+        intr.fx * scale,
+        intr.fy * scale,
+        (intr.cx - u0) * scale + 1,
+        (intr.cy - v0) * scale + 1,
+        width,
+        height,
+    )
     if width * height <= 40000:
         return np.isfinite(_batch_depth(prims, *crop.rays()))
     zbuf = np.full((height, width), np.inf, dtype=np.float32)

@@ -42,9 +42,13 @@ def record_realsense(
     """Record `walks` simulated walks (with the empty-corridor gaps around them) to `path` (.db3)."""
     path = Path(path)
     if path.suffix != ".db3":
-        raise RecordingError(f"recording path {path} must end in .db3 (pyrealsense2 2.59 writes ROS 2 SQLite files)")
+        raise RecordingError(
+            f"recording path {path} must end in .db3 (pyrealsense2 2.59 writes ROS 2 SQLite files)"
+        )
     if path.exists():
-        raise RecordingError(f"recording path {path} already exists: remove it or pick another name")
+        raise RecordingError(
+            f"recording path {path} already exists: remove it or pick another name"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     rs = _import_rs()
     camera = camera or CameraConfig()
@@ -70,8 +74,17 @@ def record_realsense(
     sensor.start(lambda frame: None)
     kept = []  # pixel buffers stay alive until the sensor stops
     try:
-        for frame in iter_frames(seed=seed, walks=walks, view=view, fps=float(fps), gap_s=gap_s,
-                                 scenario=scenario, camera=camera, color=False, noise=noise):
+        for frame in iter_frames(
+            seed=seed,
+            walks=walks,
+            view=view,
+            fps=float(fps),
+            gap_s=gap_s,
+            scenario=scenario,
+            camera=camera,
+            color=False,
+            noise=noise,
+        ):
             sw = rs.software_video_frame()  # a new one per frame: reusing one crashes librealsense
             pixels = frame.depth.copy()
             kept.append(pixels)

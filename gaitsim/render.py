@@ -50,8 +50,15 @@ class FrameRenderer:
     pixel rectangle around the people, so its cost follows the people's size.
     """
 
-    def __init__(self, camera: CameraConfig, scene: SceneConfig, color: bool = True, noise: bool = True, seed: int = 0,
-                 reflect: float = 0.0):
+    def __init__(
+        self,
+        camera: CameraConfig,
+        scene: SceneConfig,
+        color: bool = True,
+        noise: bool = True,
+        seed: int = 0,
+        reflect: float = 0.0,
+    ):
         if not 0.0 <= reflect < 1.0:
             raise SimConfigError(f"reflect={reflect!r}: the floor's reflectance must be in [0, 1)")
         self.camera, self.scene, self.color, self.noise = camera, scene, color, noise
@@ -70,9 +77,13 @@ class FrameRenderer:
         if noise:
             sigma = camera.depth_noise_sigma_mm(bg_mm)
             for _ in range(_BANK):
-                field = cv2.GaussianBlur(gen.standard_normal((h + _PAD, w + _PAD)).astype(np.float32), (3, 3), 0.8)
+                field = cv2.GaussianBlur(
+                    gen.standard_normal((h + _PAD, w + _PAD)).astype(np.float32), (3, 3), 0.8
+                )
                 self._noise_bank.append(field / field.std())
-                blobs = cv2.GaussianBlur(gen.standard_normal((h + _PAD, w + _PAD)).astype(np.float32), (0, 0), 3.0)
+                blobs = cv2.GaussianBlur(
+                    gen.standard_normal((h + _PAD, w + _PAD)).astype(np.float32), (0, 0), 3.0
+                )
                 self._hole_bank.append(blobs > np.quantile(blobs, 1.0 - _HOLE_FRACTION))
             for _ in range(_BG_BANK):
                 noisy = bg_mm + self._shift(self._noise_bank, gen, h, w) * sigma
@@ -86,11 +97,16 @@ class FrameRenderer:
         bad = invalid | (depth_mm > cam.max_depth_mm) | (depth_mm < cam.min_depth_mm)
         return np.where(bad, 0, np.rint(depth_mm)).astype(np.uint16)
 
-    def _background_texture(self, gen: np.random.Generator, hit_x: np.ndarray, hit_z: np.ndarray) -> np.ndarray:
+    def _background_texture(
+        self, gen: np.random.Generator, hit_x: np.ndarray, hit_z: np.ndarray
+    ) -> np.ndarray:
         """Floor tiles, painted walls, a dado stripe and grain, lit darker with distance."""
         cam = self.camera
         dx, dy = self.rays
-        rays = np.stack(np.broadcast_arrays(dx[None, :], dy[:, None], np.float32(1.0)), -1) @ cam.world_to_camera()
+        rays = (
+            np.stack(np.broadcast_arrays(dx[None, :], dy[:, None], np.float32(1.0)), -1)
+            @ cam.world_to_camera()
+        )
         hit_y = np.where(np.isfinite(self.bg_z), cam.height_m + self.bg_z * rays[..., 1], 0.0)
         floor = hit_y < 0.01
         self._floor = floor
@@ -99,7 +115,9 @@ class FrameRenderer:
         img[hit_y < 0.9] = (120, 150, 160)  # dado
         tiles = ((np.floor(hit_x / 0.4) + np.floor(hit_z / 0.4)) % 2)[..., None]
         img[floor] = ((95, 105, 115) + 25 * tiles)[floor]
-        grain = cv2.GaussianBlur(gen.standard_normal(img.shape[:2]).astype(np.float32), (0, 0), 1.2)[..., None]
+        grain = cv2.GaussianBlur(
+            gen.standard_normal(img.shape[:2]).astype(np.float32), (0, 0), 1.2
+        )[..., None]
         img += 10.0 * grain
         falloff = 1.0 / (1.0 + 0.05 * np.nan_to_num(self.bg_z, posinf=10.0))[..., None]
         return np.clip(img * falloff * 1.1, 0, 255).astype(np.uint8)
@@ -112,26 +130,46 @@ class FrameRenderer:
         return field[oy : oy + h, ox : ox + w]
 
     def render(
-        self, subject: Body | None, others: list[Body] | tuple = (), rng: np.random.Generator | None = None, flicker_t: float = 0.0
+        self,
+        subject: Body | None,
+        others: list[Body] | tuple = (),
+        rng: np.random.Generator | None = None,
+        flicker_t: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Depth uint16 [H, W] mm (0 invalid), colour uint8 [H, W, 3] BGR or None, truth mask bool [H, W]
         (the subject's visible pixels; `others` are drawn but not in the mask)."""
         cam = self.camera
         rng = rng if rng is not None else np.random.default_rng(0)
         bodies = ([subject] if subject is not None else []) + list(others)
-        depth = self._bg_bank[int(rng.integers(_BG_BANK))].copy() if self.noise else self._bg_clean.copy()
+        depth = (
+            self._bg_bank[int(rng.integers(_BG_BANK))].copy()
+            if self.noise
+            else self._bg_clean.copy()
+        )
         mask = np.zeros((cam.height, cam.width), bool)
         cam_bodies = []
         box = None
         for i, body in enumerate(bodies):
             p = to_camera(body.primitives, cam)
             offset = len(PART_NAMES) * i
-            p = Primitives(p.cap_a, p.cap_b, p.cap_r, p.cap_part + offset, p.ell_c, p.ell_axes, p.ell_r, p.ell_part + offset)
+            p = Primitives(
+                p.cap_a,
+                p.cap_b,
+                p.cap_r,
+                p.cap_part + offset,
+                p.ell_c,
+                p.ell_axes,
+                p.ell_r,
+                p.ell_part + offset,
+            )
             cam_bodies.append(p)
             for u0, v0, u1, v1 in pixel_boxes(p, self.intr):
                 if u1 > u0 and v1 > v0:
-                    box = (u0, v0, u1, v1) if box is None else (
-                        min(box[0], u0), min(box[1], v0), max(box[2], u1), max(box[3], v1))
+                    box = (
+                        (u0, v0, u1, v1)
+                        if box is None
+                        else (min(box[0], u0), min(box[1], v0), max(box[2], u1), max(box[3], v1))
+                    )
         part = z = None
         if box is not None:
             # margins: flying pixels one pixel out, the stereo shadow up to 30 px to the left
@@ -160,11 +198,15 @@ class FrameRenderer:
         color = self._color(part, z, box, bodies, flicker_t, rng) if self.color else None
         return depth, color, mask
 
-    def _person_effects(self, person_mm: np.ndarray, fg: np.ndarray, out: np.ndarray, rng: np.random.Generator) -> None:
+    def _person_effects(
+        self, person_mm: np.ndarray, fg: np.ndarray, out: np.ndarray, rng: np.random.Generator
+    ) -> None:
         """Noise, holes, flying pixels and the stereo shadow around the people, written into `out` (uint16)."""
         cam = self.camera
         h, w = person_mm.shape
-        noisy = person_mm + self._shift(self._noise_bank, rng, h, w) * cam.depth_noise_sigma_mm(person_mm)
+        noisy = person_mm + self._shift(self._noise_bank, rng, h, w) * cam.depth_noise_sigma_mm(
+            person_mm
+        )
         holes = self._shift(self._hole_bank, rng, h, w)
         np.copyto(out, self._to_uint16(noisy, holes | ~fg), where=fg)
         f = fg.astype(np.uint8)
@@ -182,7 +224,16 @@ class FrameRenderer:
         z_fg = float(np.median(person_mm[fg])) / 1000.0
         bg_vals = back[~fg & (back > 0)]
         z_bg = float(np.median(bg_vals)) / 1000.0 if bg_vals.size else 2.0 * z_fg
-        width = int(np.clip(cam.fx * cam.baseline_mm / 1000.0 * (1.0 / max(z_fg, 0.3) - 1.0 / max(z_bg, z_fg + 0.1)), 0, 30))
+        width = int(
+            np.clip(
+                cam.fx
+                * cam.baseline_mm
+                / 1000.0
+                * (1.0 / max(z_fg, 0.3) - 1.0 / max(z_bg, z_fg + 0.1)),
+                0,
+                30,
+            )
+        )
         if width > 0:
             shadow = (cv2.dilate(f, np.ones((1, width + 1), np.uint8), anchor=(0, 0)) > 0) & ~fg
             out[shadow] = 0
@@ -201,14 +252,30 @@ class FrameRenderer:
         lut = np.zeros((len(PART_NAMES) * len(bodies), 3), np.float32)
         for i, (body, prims) in enumerate(zip(bodies, mirrored)):
             offset = len(PART_NAMES) * i
-            rasterize(Primitives(prims.cap_a, prims.cap_b, prims.cap_r, prims.cap_part + offset, prims.ell_c,
-                                 prims.ell_axes, prims.ell_r, prims.ell_part + offset), self.intr, z, part, self.rays)
+            rasterize(
+                Primitives(
+                    prims.cap_a,
+                    prims.cap_b,
+                    prims.cap_r,
+                    prims.cap_part + offset,
+                    prims.ell_c,
+                    prims.ell_axes,
+                    prims.ell_r,
+                    prims.ell_part + offset,
+                ),
+                self.intr,
+                z,
+                part,
+                self.rays,
+            )
             for j, name in enumerate(PART_NAMES):
                 lut[offset + j] = body.palette.get(name, (128, 128, 128))
         seen = (part >= 0) & self._floor
         if seen.any():
             mirror = 0.8 * lut[part[seen]]  # a reflection is dimmer than the body
-            img[seen] = np.clip((1.0 - self.reflect) * img[seen] + self.reflect * mirror, 0, 255).astype(np.uint8)
+            img[seen] = np.clip(
+                (1.0 - self.reflect) * img[seen] + self.reflect * mirror, 0, 255
+            ).astype(np.uint8)
 
     def _color(self, part, z, box, bodies, flicker_t, rng) -> np.ndarray:
         img = self.bg_color.copy()
@@ -227,11 +294,15 @@ class FrameRenderer:
                 scale = self.camera.fx / np.maximum(zz, 0.1)
                 nx = -cv2.Sobel(zz, cv2.CV_32F, 1, 0, ksize=3) / 8.0 * scale
                 ny = -cv2.Sobel(zz, cv2.CV_32F, 0, 1, ksize=3) / 8.0 * scale
-                shade = np.clip((0.4 * nx + 0.5 * ny + 0.75) / np.sqrt(nx * nx + ny * ny + 1.0), 0.25, 1.0)
+                shade = np.clip(
+                    (0.4 * nx + 0.5 * ny + 0.75) / np.sqrt(nx * nx + ny * ny + 1.0), 0.25, 1.0
+                )
                 shade = np.where(np.abs(nx) + np.abs(ny) > 6.0, 0.5, shade)  # silhouette edges
                 person = person * shade[..., None]
             region = img[v0:v1, u0:u1]
             region[part >= 0] = np.clip(person[part >= 0], 0, 255).astype(np.uint8)
         # lighting flicker (a slow beat of fluorescent tubes) and sensor gain wobble
-        gain = 1.0 + 0.04 * np.sin(2 * np.pi * 7.0 * flicker_t) + 0.01 * float(rng.standard_normal())
+        gain = (
+            1.0 + 0.04 * np.sin(2 * np.pi * 7.0 * flicker_t) + 0.01 * float(rng.standard_normal())
+        )
         return cv2.convertScaleAbs(img, alpha=gain)

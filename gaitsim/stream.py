@@ -55,7 +55,9 @@ def scene_for_view(view: str) -> SceneConfig:
     return SceneConfig(kind="hall" if view == "side" else "corridor")
 
 
-def plan_walk(seed: int, walk_index: int, view: str, scenario: str | None, fps: float, scene: SceneConfig) -> WalkPlan:
+def plan_walk(
+    seed: int, walk_index: int, view: str, scenario: str | None, fps: float, scene: SceneConfig
+) -> WalkPlan:
     """The deterministic plan of walk `walk_index` of a stream with `seed`."""
     rng = np.random.default_rng([seed, walk_index, 0xA11])
     if view == "mixed":
@@ -68,31 +70,58 @@ def plan_walk(seed: int, walk_index: int, view: str, scenario: str | None, fps: 
     child = Walker(subject, path, fps, stop_at=stop_at, stop_s=stop_s)
     others: list[Walker] = []
     if scenario == "two_people":
-        other = sample_subject(rng, subject_id=f"stream-{seed}-{walk_index}-b", height_range=(1.45, 1.9))
+        other = sample_subject(
+            rng, subject_id=f"stream-{seed}-{walk_index}-b", height_range=(1.45, 1.9)
+        )
         lane_shift = 0.7 if float(path.points[len(path.points) // 2, 0]) < 0 else -0.7
         pts = path.points + np.array([lane_shift, 0.0])
-        others.append(Walker(other, Path(pts, path.arclen, path.straight), fps, start_frame=int(rng.integers(5, 30))))
+        others.append(
+            Walker(
+                other,
+                Path(pts, path.arclen, path.straight),
+                fps,
+                start_frame=int(rng.integers(5, 30)),
+            )
+        )
     elif scenario == "occlusion":
         # an adult crosses the corridor between the camera and the child, mid-walk
-        crosser = sample_subject(rng, subject_id=f"stream-{seed}-{walk_index}-x", height_range=(1.6, 1.9))
+        crosser = sample_subject(
+            rng, subject_id=f"stream-{seed}-{walk_index}-x", height_range=(1.6, 1.9)
+        )
         half = scene.corridor_width / 2.0 + 0.4
         z = float(rng.uniform(1.9, 2.5))
-        cross = Path.from_waypoints([(-half, z), (-half + 0.1, z), (half - 0.1, z), (half, z)], (1, 2))
+        cross = Path.from_waypoints(
+            [(-half, z), (-half + 0.1, z), (half - 0.1, z), (half, z)], (1, 2)
+        )
         k_mid = int(np.searchsorted(child.states[:, 0], np.mean(path.straight)))
         to_centre = int(half / crosser.speed_mps * fps)
         others.append(Walker(crosser, cross, fps, start_frame=max(k_mid - to_centre, 0)))
     return WalkPlan(child, others, view, scenario)
 
 
-def _frame(index, timestamp, rendered, walk_index, camera, plan: WalkPlan | None = None, k: int = 0) -> SimFrame:
+def _frame(
+    index, timestamp, rendered, walk_index, camera, plan: WalkPlan | None = None, k: int = 0
+) -> SimFrame:
     depth, color, mask = rendered
     if plan is None:
         return SimFrame(index, timestamp, depth, color, mask, -1, None, camera)
     posture = plan.subject.posture
     state = plan.child.state(k)
-    return SimFrame(index, timestamp, depth, color, mask, walk_index, label_for_severity(posture.severity), camera,
-                    view=plan.view, severity=posture.severity, in_straight=plan.child.in_straight(k),
-                    curve_type=posture.curve_type, phase=None if state is None else state[1])
+    return SimFrame(
+        index,
+        timestamp,
+        depth,
+        color,
+        mask,
+        walk_index,
+        label_for_severity(posture.severity),
+        camera,
+        view=plan.view,
+        severity=posture.severity,
+        in_straight=plan.child.in_straight(k),
+        curve_type=posture.curve_type,
+        phase=None if state is None else state[1],
+    )
 
 
 def iter_frames(
@@ -141,7 +170,11 @@ def iter_frames(
             rng = np.random.default_rng([seed, index, 0xF00])
             prims = plan.child.primitives(k)
             child = Body(prims, palette) if prims is not None else None
-            others = [Body(p, w.subject.palette) for w in plan.others if (p := w.primitives(k)) is not None]
+            others = [
+                Body(p, w.subject.palette)
+                for w in plan.others
+                if (p := w.primitives(k)) is not None
+            ]
             t = start_time + index / fps
             rendered = renderer.render(child, others, rng, t)
             yield _frame(index, t, rendered, walk_index, camera, plan, k)
@@ -152,7 +185,11 @@ def iter_frames(
 
 
 def empty_corridor(
-    seed: int = 0, frames: int = 60, camera: CameraConfig | None = None, noise: bool = True, view: str = "toward"
+    seed: int = 0,
+    frames: int = 60,
+    camera: CameraConfig | None = None,
+    noise: bool = True,
+    view: str = "toward",
 ) -> list[SimFrame]:
     """Frames of the empty scene, e.g. for learning a kiosk's background depth."""
     if frames < 1:

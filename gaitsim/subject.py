@@ -20,7 +20,15 @@ MAX_SEVERITY = 45.0
 DEFAULT_THRESHOLDS = (10.0, 20.0)
 
 # BGR clothing colours a school corridor might show
-_SHIRTS = ((40, 40, 180), (160, 80, 30), (50, 140, 40), (200, 200, 200), (30, 30, 30), (30, 150, 220), (150, 60, 140))
+_SHIRTS = (
+    (40, 40, 180),
+    (160, 80, 30),
+    (50, 140, 40),
+    (200, 200, 200),
+    (30, 30, 30),
+    (30, 150, 220),
+    (150, 60, 140),
+)
 _TROUSERS = ((70, 40, 20), (40, 40, 40), (120, 110, 100), (90, 60, 40), (160, 130, 70))
 _SKIN = ((140, 170, 220), (110, 140, 190), (70, 100, 150), (160, 190, 235))
 _HAIR = ((20, 20, 30), (30, 60, 110), (60, 110, 160), (20, 30, 50))
@@ -35,7 +43,9 @@ def check_thresholds(thresholds: tuple[float, float]) -> tuple[float, float]:
     return low, high
 
 
-def label_for_severity(cobb_deg: float, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS) -> int:
+def label_for_severity(
+    cobb_deg: float, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS
+) -> int:
     """Class index (gaitmil.spec order) of a Cobb-like severity: negative < low <= neutral <= high < positive."""
     low, high = check_thresholds(thresholds)
     if not np.isfinite(cobb_deg) or cobb_deg < 0:
@@ -47,7 +57,9 @@ def label_for_severity(cobb_deg: float, thresholds: tuple[float, float] = DEFAUL
     return POSITIVE
 
 
-def severity_for_label(rng: np.random.Generator, label: int, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS) -> float:
+def severity_for_label(
+    rng: np.random.Generator, label: int, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS
+) -> float:
     """Draw a severity inside the class's range (negatives mostly small, with a tail toward the threshold)."""
     low, high = check_thresholds(thresholds)
     if label == NEGATIVE:
@@ -73,7 +85,9 @@ class Posture:
 
     def __post_init__(self) -> None:
         if self.curve_type not in CURVE_TYPES:
-            raise SimConfigError(f"curve type {self.curve_type!r} is unknown: use one of {CURVE_TYPES}")
+            raise SimConfigError(
+                f"curve type {self.curve_type!r} is unknown: use one of {CURVE_TYPES}"
+            )
         if self.side not in (-1, 1):
             raise SimConfigError(f"curve side must be +1 (right) or -1 (left), got {self.side!r}")
         if not 0.0 <= self.severity <= MAX_SEVERITY:
@@ -150,7 +164,12 @@ def sample_subject(
         if label is None:
             label = int(rng.choice(3, p=[0.5, 0.25, 0.25]))
         severity = severity_for_label(rng, label, thresholds)
-    height = float(np.clip(rng.normal(np.mean(height_range), (height_range[1] - height_range[0]) / 5), *height_range))
+    height = float(
+        np.clip(
+            rng.normal(np.mean(height_range), (height_range[1] - height_range[0]) / 5),
+            *height_range,
+        )
+    )
     cadence = float(np.clip(rng.normal(112.0, 9.0), 90.0, 130.0))
     # taller children walk faster at a given cadence; keep speed inside 0.8..1.5 m/s
     speed = float(np.clip(rng.normal(0.72 * height * cadence / 110.0, 0.1), 0.8, 1.5))
@@ -179,8 +198,15 @@ def sample_subject(
 
 
 APPEARANCE_FIELDS = (
-    "hair_m", "shoulder_slope_deg", "arm_abduction_deg", "shirt_loose_m", "trousers_loose_m", "shoe_width",
-    "toe_out_deg", "step_width_m", "step_width_sd_m",
+    "hair_m",
+    "shoulder_slope_deg",
+    "arm_abduction_deg",
+    "shirt_loose_m",
+    "trousers_loose_m",
+    "shoe_width",
+    "toe_out_deg",
+    "step_width_m",
+    "step_width_sd_m",
 )
 
 

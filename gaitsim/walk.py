@@ -14,7 +14,9 @@ from gaitsim.errors import SimConfigError
 from gaitsim.subject import Subject
 
 VIEWS = ("toward", "away", "side", "mixed")
-APPROACH_ANGLE_DEG = 6.0  # largest angle between a corridor walk's straight part and the corridor axis
+APPROACH_ANGLE_DEG = (
+    6.0  # largest angle between a corridor walk's straight part and the corridor axis
+)
 SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "too_short")
 
 
@@ -26,7 +28,9 @@ def check_view(view: str) -> str:
 
 def check_scenario(scenario: str | None) -> str | None:
     if scenario not in SCENARIOS:
-        raise SimConfigError(f"scenario {scenario!r} is unknown: use None or one of {SCENARIOS[1:]}")
+        raise SimConfigError(
+            f"scenario {scenario!r} is unknown: use None or one of {SCENARIOS[1:]}"
+        )
     return scenario
 
 
@@ -56,7 +60,9 @@ class Path:
         seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
         arclen = np.concatenate([[0.0], np.cumsum(seg)])
         # the straight section: arc length nearest to its two waypoints
-        near = [float(arclen[np.argmin(np.linalg.norm(pts - raw[i], axis=1))]) for i in straight_idx]
+        near = [
+            float(arclen[np.argmin(np.linalg.norm(pts - raw[i], axis=1))]) for i in straight_idx
+        ]
         return Path(pts, arclen, (min(near), max(near)))
 
     @property
@@ -70,18 +76,28 @@ class Path:
         z = float(np.interp(s, self.arclen, self.points[:, 1]))
         ahead = min(s + 0.15, self.length)
         behind = max(ahead - 0.3, 0.0)
-        dx = float(np.interp(ahead, self.arclen, self.points[:, 0]) - np.interp(behind, self.arclen, self.points[:, 0]))
-        dz = float(np.interp(ahead, self.arclen, self.points[:, 1]) - np.interp(behind, self.arclen, self.points[:, 1]))
+        dx = float(
+            np.interp(ahead, self.arclen, self.points[:, 0])
+            - np.interp(behind, self.arclen, self.points[:, 0])
+        )
+        dz = float(
+            np.interp(ahead, self.arclen, self.points[:, 1])
+            - np.interp(behind, self.arclen, self.points[:, 1])
+        )
         return x, z, math.atan2(dx, dz)
 
 
-def make_path(rng: np.random.Generator, view: str, scene: SceneConfig, scenario: str | None = None) -> Path:
+def make_path(
+    rng: np.random.Generator, view: str, scene: SceneConfig, scenario: str | None = None
+) -> Path:
     """A child's path for one walk. Toward: enter from the cross corridor, walk to
     about 1.2-1.6 m from the camera, turn out through a side door. Away: the same reversed."""
     if view == "side":
         z = float(rng.uniform(2.7, 3.3))
         sgn = float(rng.choice([-1.0, 1.0]))
-        return Path.from_waypoints([(-3.2 * sgn, z), (-2.0 * sgn, z), (2.0 * sgn, z), (3.2 * sgn, z)], (1, 2))
+        return Path.from_waypoints(
+            [(-3.2 * sgn, z), (-2.0 * sgn, z), (2.0 * sgn, z), (3.2 * sgn, z)], (1, 2)
+        )
     half = scene.corridor_width / 2.0
     lane = float(rng.uniform(-0.35, 0.35))
     enter_side = float(rng.choice([-1.0, 1.0]))
@@ -95,18 +111,32 @@ def make_path(rng: np.random.Generator, view: str, scene: SceneConfig, scenario:
     def lane_at(z: float) -> float:
         return float(np.clip(lane + drift * (z_far - z), -0.6, 0.6))
 
-    entry = [(enter_side * (half + 1.0), scene.junction_z + 0.7), (lane + enter_side * 0.3, scene.junction_z - 0.1)]
+    entry = [
+        (enter_side * (half + 1.0), scene.junction_z + 0.7),
+        (lane + enter_side * 0.3, scene.junction_z - 0.1),
+    ]
     straight = [(lane, z_far), (lane_at(z_near), z_near)]
     leave = [(exit_side * (half + 0.4), z_near - 0.7)]
     if scenario == "too_short":
         # the child steps out of a side door into view and straight back: under a gait cycle in view
         z = float(rng.uniform(2.0, 2.6))
         reach = half - float(rng.uniform(0.5, 0.8))
-        door = [(exit_side * (half + 0.3), z + 0.4), (exit_side * reach, z + 0.15), (exit_side * reach, z - 0.15),
-                (exit_side * (half + 0.3), z - 0.4)]
+        door = [
+            (exit_side * (half + 0.3), z + 0.4),
+            (exit_side * reach, z + 0.15),
+            (exit_side * reach, z - 0.15),
+            (exit_side * (half + 0.3), z - 0.4),
+        ]
         path = Path.from_waypoints(door, (1, 2))
-        return path if view != "away" else Path(path.points[::-1].copy(), path.length - path.arclen[::-1],
-                                                (path.length - path.straight[1], path.length - path.straight[0]))
+        return (
+            path
+            if view != "away"
+            else Path(
+                path.points[::-1].copy(),
+                path.length - path.arclen[::-1],
+                (path.length - path.straight[1], path.length - path.straight[0]),
+            )
+        )
     if scenario == "partial_exit":
         z_turn = float(rng.uniform(2.6, 3.4))
         straight = [(lane, z_far), (lane_at(z_turn + 0.8), z_turn + 0.8)]
@@ -137,7 +167,9 @@ class Walker:
         states = []
         ramp = 0.4  # seconds to stop or start
         while s < self.path.length:
-            stopping = self.stop_at is not None and s >= self.stop_at and t_stopped < self.stop_s + ramp
+            stopping = (
+                self.stop_at is not None and s >= self.stop_at and t_stopped < self.stop_s + ramp
+            )
             if stopping:
                 t_stopped += dt
                 target = 0.0 if t_stopped < self.stop_s else 1.0
@@ -151,7 +183,9 @@ class Walker:
                 raise SimConfigError("a walk did not finish within 60 s: check the path and speed")
         self.states = np.array(states)
         # per-stride amplitude variation, fixed per walker
-        gen = np.random.default_rng([zlib.crc32(self.subject.subject_id.encode()), int(self.subject.phase0 * 1e9)])
+        gen = np.random.default_rng(
+            [zlib.crc32(self.subject.subject_id.encode()), int(self.subject.phase0 * 1e9)]
+        )
         self._noise = gen.normal(0.0, self.subject.step_noise, 64)
         # per-step lateral foot placement (step-width variability), drawn after the stride noise
         self._step_width = gen.normal(0.0, self.subject.step_width_sd_m, (64, 2))

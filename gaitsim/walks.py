@@ -49,15 +49,30 @@ def _fully_visible(walker: Walker, k: int, camera: CameraConfig, reach_m: float 
     """Cheap test on the box around the body (arm and leg reach `reach_m`), without posing it."""
     x, z, _ = walker.path.at(walker.state(k)[0])
     top = 1.02 * walker.subject.height_m
-    corners = np.array([[x + dx, y, z + dz] for dx in (-reach_m, reach_m) for dz in (-reach_m, reach_m) for y in (0.0, top)])
+    corners = np.array(
+        [
+            [x + dx, y, z + dz]
+            for dx in (-reach_m, reach_m)
+            for dz in (-reach_m, reach_m)
+            for y in (0.0, top)
+        ]
+    )
     if (camera.to_camera(corners)[:, 2] <= 0.1).any():
         return False
     uv = camera.project(corners)
-    return bool((uv[:, 0] >= 0).all() and (uv[:, 0] <= camera.width).all() and (uv[:, 1] >= 0).all() and (uv[:, 1] <= camera.height).all())
+    return bool(
+        (uv[:, 0] >= 0).all()
+        and (uv[:, 0] <= camera.width).all()
+        and (uv[:, 1] >= 0).all()
+        and (uv[:, 1] <= camera.height).all()
+    )
 
 
 def walk_frames(
-    subject: Subject, view: str, rng: np.random.Generator, camera: CameraConfig | None = None,
+    subject: Subject,
+    view: str,
+    rng: np.random.Generator,
+    camera: CameraConfig | None = None,
 ) -> tuple[Walker, list[int], CameraConfig]:
     """One walk's walker, its fully visible straight frames and the camera that sees them.
 
@@ -67,7 +82,11 @@ def walk_frames(
     scene = scene_for_view(view)
     walker = Walker(subject, make_path(rng, view, scene), FPS)
     camera = camera or vary_camera(rng)
-    visible = [k for k in range(walker.frames) if walker.in_straight(k) and _fully_visible(walker, k, camera)]
+    visible = [
+        k
+        for k in range(walker.frames)
+        if walker.in_straight(k) and _fully_visible(walker, k, camera)
+    ]
     if len(visible) < MIN_VISIBLE_FRAMES:
         raise SimConfigError(
             f"walk of {subject.subject_id} ({view}) is fully visible in only {len(visible)} frames: "
@@ -77,7 +96,11 @@ def walk_frames(
 
 
 def walk_silhouettes(
-    subject: Subject, view: str, rng: np.random.Generator, frames: int | None = 30, max_frames: int = 120,
+    subject: Subject,
+    view: str,
+    rng: np.random.Generator,
+    frames: int | None = 30,
+    max_frames: int = 120,
     camera: CameraConfig | None = None,
 ) -> np.ndarray:
     """uint8 [T, 64, 64] OpenGait silhouettes (not cut) of one walk's fully visible straight part.
@@ -89,7 +112,11 @@ def walk_silhouettes(
 
 
 def walk_sequence(
-    subject: Subject, view: str, rng: np.random.Generator, frames: int | None = 30, max_frames: int = 120,
+    subject: Subject,
+    view: str,
+    rng: np.random.Generator,
+    frames: int | None = 30,
+    max_frames: int = 120,
     camera: CameraConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """walk_silhouettes plus the true gait phase of each frame: float32 [T] in [0, 1), the
@@ -102,16 +129,22 @@ def walk_sequence(
     for i, k in enumerate(chosen):
         result = normalize(render_mask_crop(to_camera(walker.primitives(k), camera), intr))
         if not result.ok:
-            raise SimConfigError(f"frame {k} of {subject.subject_id} normalised to nothing ({result.reason})")
+            raise SimConfigError(
+                f"frame {k} of {subject.subject_id} normalised to nothing ({result.reason})"
+            )
         out[i] = result.silhouette
     phases = np.array([walker.state(k)[1] % 1.0 for k in chosen], np.float32)
     return out, phases
 
 
-def labels_for_ratio(count: int, ratio: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+def labels_for_ratio(
+    count: int, ratio: tuple[int, int, int], rng: np.random.Generator
+) -> np.ndarray:
     """`count` class indices in the proportions negative:neutral:positive = ratio, shuffled."""
     if len(ratio) != 3 or min(ratio) < 0 or sum(ratio) == 0:
-        raise SimConfigError(f"ratio {ratio} must be three non-negative integers (negative:neutral:positive), not all 0")
+        raise SimConfigError(
+            f"ratio {ratio} must be three non-negative integers (negative:neutral:positive), not all 0"
+        )
     pattern = np.repeat(np.arange(3), ratio)
     labels = pattern[np.arange(count) % len(pattern)]
     return rng.permutation(labels).astype(np.int64)
@@ -120,7 +153,9 @@ def labels_for_ratio(count: int, ratio: tuple[int, int, int], rng: np.random.Gen
 def _one_walk(args: tuple) -> tuple[np.ndarray, float, str, str]:
     seed, i, label, frames, view, thresholds = args
     rng = np.random.default_rng([seed, i, 0x5A3])
-    subject = sample_subject(rng, int(label), subject_id=f"sim{seed}-{i:05d}", thresholds=thresholds)
+    subject = sample_subject(
+        rng, int(label), subject_id=f"sim{seed}-{i:05d}", thresholds=thresholds
+    )
     chosen = pick_view(rng, view)
     sil = cut(walk_silhouettes(subject, chosen, rng, frames=frames))
     return sil, subject.posture.severity, chosen, subject.subject_id

@@ -24,7 +24,9 @@ def _mosquitto_binary() -> str:
         "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
     )
     if found is None:
-        pytest.fail("mosquitto is not installed: run scripts/system-deps.sh (apt-get install mosquitto)")
+        pytest.fail(
+            "mosquitto is not installed: run scripts/system-deps.sh (apt-get install mosquitto)"
+        )
     return found
 
 
@@ -71,7 +73,9 @@ class MosquittoBroker:
     def start(self, timeout: float = 10.0) -> None:
         conf = self._write_config()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=self._log, stderr=self._log
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -21,10 +21,14 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-def _login_page(request: Request, target: str, status: int = 200, error: str | None = None) -> Response:
+def _login_page(
+    request: Request, target: str, status: int = 200, error: str | None = None
+) -> Response:
     """The login form with a fresh double-submit CSRF token in its cookie."""
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", None, status, login_csrf=token, next=target, error=error)
+    response = render(
+        request, "login.html", None, status, login_csrf=token, next=target, error=error
+    )
     response.set_cookie(
         websessions.LOGIN_CSRF_COOKIE,
         token,

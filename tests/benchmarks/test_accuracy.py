@@ -32,8 +32,22 @@ def variants(tiny_models, tmp_path_factory):
 def test_three_precisions_on_held_out_walks(variants, tmp_path, capsys):
     fp32, fp16, int8 = variants
     out = tmp_path / "acc.json"
-    code = main(["--models", str(fp32), str(fp16), str(int8), "--walks", "9", "--threshold", "0.4",
-                 "--json", str(out), "--plot", str(tmp_path / "acc.png")])
+    code = main(
+        [
+            "--models",
+            str(fp32),
+            str(fp16),
+            str(int8),
+            "--walks",
+            "9",
+            "--threshold",
+            "0.4",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "acc.png"),
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     validate(report, "accuracy")

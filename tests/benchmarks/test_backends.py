@@ -11,14 +11,23 @@ from benchmarks.errors import BenchmarkError
 
 
 def test_inline_models_win_and_labels_are_name_and_file():
-    specs = resolve_backends(["onnxruntime:a/model.onnx", "torch:b/checkpoint.pt"], ["ignored-never-used.onnx"])
-    assert specs == [BackendSpec("onnxruntime", Path("a/model.onnx")), BackendSpec("torch", Path("b/checkpoint.pt"))]
+    specs = resolve_backends(
+        ["onnxruntime:a/model.onnx", "torch:b/checkpoint.pt"], ["ignored-never-used.onnx"]
+    )
+    assert specs == [
+        BackendSpec("onnxruntime", Path("a/model.onnx")),
+        BackendSpec("torch", Path("b/checkpoint.pt")),
+    ]
     assert [s.label for s in specs] == ["onnxruntime:model.onnx", "torch:checkpoint.pt"]
 
 
 def test_models_pair_in_order_with_bare_backends():
     specs = resolve_backends(["torch", "onnxruntime:x.onnx", "onnxruntime"], ["c.pt", "y.onnx"])
-    assert [(s.name, str(s.model)) for s in specs] == [("torch", "c.pt"), ("onnxruntime", "x.onnx"), ("onnxruntime", "y.onnx")]
+    assert [(s.name, str(s.model)) for s in specs] == [
+        ("torch", "c.pt"),
+        ("onnxruntime", "x.onnx"),
+        ("onnxruntime", "y.onnx"),
+    ]
 
 
 def test_one_model_is_shared():
@@ -32,7 +41,9 @@ def test_wrong_number_of_models_is_refused():
 
 
 def test_demo_defaults_by_precision(tmp_path):
-    assert resolve_backends([], [], demo_dir=tmp_path)[0] == BackendSpec("onnxruntime", tmp_path / "model.onnx")
+    assert resolve_backends([], [], demo_dir=tmp_path)[0] == BackendSpec(
+        "onnxruntime", tmp_path / "model.onnx"
+    )
     assert default_model("onnxruntime", "int8", tmp_path) == tmp_path / "model.int8-cpu.onnx"
     assert default_model("onnxruntime", "fp16", tmp_path) == tmp_path / "model.fp16.onnx"
     assert default_model("torch", None, tmp_path) == tmp_path / "checkpoint.pt"
@@ -43,8 +54,11 @@ def test_demo_defaults_by_precision(tmp_path):
 def test_suite_demo_lists_the_results_table(tmp_path):
     specs = resolve_backends([], [], suite="demo", demo_dir=tmp_path)
     assert [s.label for s in specs] == [
-        "torch:checkpoint.pt", "onnxruntime:model.onnx", "onnxruntime:model.fp16.onnx",
-        "onnxruntime:model.int8.onnx", "onnxruntime:model.int8-cpu.onnx",
+        "torch:checkpoint.pt",
+        "onnxruntime:model.onnx",
+        "onnxruntime:model.fp16.onnx",
+        "onnxruntime:model.int8.onnx",
+        "onnxruntime:model.int8-cpu.onnx",
     ]
     assert all(s.model.parent == tmp_path for s in specs)
 

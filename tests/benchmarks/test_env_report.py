@@ -55,7 +55,14 @@ def test_gpu_and_jetson_tools_are_read_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(envmod, "L4T_RELEASE_FILE", release)
 
     gpus = envmod.gpu_block()
-    assert gpus == [{"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15", "memory": "81559 MiB", "max_sm_clock": "1980 MHz"}]
+    assert gpus == [
+        {
+            "name": "NVIDIA H100 80GB HBM3",
+            "driver": "550.54.15",
+            "memory": "81559 MiB",
+            "max_sm_clock": "1980 MHz",
+        }
+    ]
     jetson = envmod.jetson_block()
     assert jetson["board"] == "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super"
     assert jetson["l4t"].startswith("# R36")

@@ -15,8 +15,26 @@ from benchmarks.stats import is_ordered
 @pytest.mark.slow
 def test_five_kiosks_two_seconds_against_mosquitto(mosquitto, tmp_path, capsys):
     out = tmp_path / "fanin.json"
-    code = main(["--kiosks", "5", "--rate", "2", "--seconds", "2", "--broker", mosquitto.url, "--kiosks-per-worker", "2",
-                 "--drain-seconds", "20", "--json", str(out), "--plot", str(tmp_path / "f.png")])
+    code = main(
+        [
+            "--kiosks",
+            "5",
+            "--rate",
+            "2",
+            "--seconds",
+            "2",
+            "--broker",
+            mosquitto.url,
+            "--kiosks-per-worker",
+            "2",
+            "--drain-seconds",
+            "20",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "f.png"),
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     validate(report, "fanin")
@@ -33,7 +51,9 @@ def test_five_kiosks_two_seconds_against_mosquitto(mosquitto, tmp_path, capsys):
 
 def test_embedded_broker_when_no_url_is_given():
     body = run_fanin(FaninSettings(kiosks=2, rate=2, seconds=1, drain_seconds=20), None)
-    assert body["settings"]["protocol"] == "3.1.1" and body["settings"]["broker"].startswith("embedded")
+    assert body["settings"]["protocol"] == "3.1.1" and body["settings"]["broker"].startswith(
+        "embedded"
+    )
     assert body["sent"] == 4 and body["lost"] == 0 and body["delivered"] == 4
 
 
@@ -59,14 +79,37 @@ def postgres_server():
 @pytest.mark.slow
 def test_kiosks_into_two_central_ingest_workers_and_postgres(mosquitto, postgres_server, tmp_path):
     out = tmp_path / "fanin-central.json"
-    code = main(["--kiosks", "6", "--rate", "2", "--seconds", "3", "--broker", mosquitto.url, "--kiosks-per-worker",
-                 "3", "--central-workers", "2", "--database", postgres_server.create_database(), "--drain-seconds",
-                 "30", "--json", str(out)])
+    code = main(
+        [
+            "--kiosks",
+            "6",
+            "--rate",
+            "2",
+            "--seconds",
+            "3",
+            "--broker",
+            mosquitto.url,
+            "--kiosks-per-worker",
+            "3",
+            "--central-workers",
+            "2",
+            "--database",
+            postgres_server.create_database(),
+            "--drain-seconds",
+            "30",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     validate(report, "fanin")
     assert report["sent"] == 6 * 6 and report["delivered"] == report["sent"] and report["lost"] == 0
     central = report["central"]
-    assert central["workers"] == 2 and central["duplicated_rows"] == 0 and central["rows"] == report["sent"]
+    assert (
+        central["workers"] == 2
+        and central["duplicated_rows"] == 0
+        and central["rows"] == report["sent"]
+    )
     assert sum(central["per_worker_new"]) == report["sent"]
     assert report["latency_ms"]["count"] == report["sent"] and report["latency_ms"]["min"] > 0

@@ -11,8 +11,14 @@ def test_every_walk_is_counted_and_both_rows_are_reported(kiosk_model):
     report = run(kiosk_model, walks=2, seeds=(9100,))
     assert report["simulated_walks"] == 2 and report["results"] >= 2
     assert sum(int(k) * v for k, v in report["results_per_walk"].items()) >= 2
-    assert set(report["outcomes"]) <= {"judged", "too_short", "partial_view", "multiple_people", "stopped",
-                                       "too_long"}
+    assert set(report["outcomes"]) <= {
+        "judged",
+        "too_short",
+        "partial_view",
+        "multiple_people",
+        "stopped",
+        "too_long",
+    }
     if report["outcomes"].get("judged"):
         for row in ("kiosk", "clean"):
             assert report[row]["walks"] == report["outcomes"]["judged"]

@@ -14,20 +14,49 @@ from benchmarks.stats import is_ordered
 
 def _cli(tiny_models, tmp_path, *extra):
     return [
-        "--backend", f"torch:{tiny_models.checkpoint}", "--backend", f"onnxruntime:{tiny_models.onnx}",
-        "--frames", str(tiny_models.frames), "--iters", "6", "--warmup", "1", "--walks", "2", "--walk-frames", "24",
-        "--probe-size", "256", *extra,
+        "--backend",
+        f"torch:{tiny_models.checkpoint}",
+        "--backend",
+        f"onnxruntime:{tiny_models.onnx}",
+        "--frames",
+        str(tiny_models.frames),
+        "--iters",
+        "6",
+        "--warmup",
+        "1",
+        "--walks",
+        "2",
+        "--walk-frames",
+        "24",
+        "--probe-size",
+        "256",
+        *extra,
     ]
 
 
 def test_two_backends_report_is_complete_and_valid(tiny_models, tmp_path, capsys):
     out_json, out_png, out_md = tmp_path / "lat.json", tmp_path / "lat.png", tmp_path / "lat.md"
-    code = main(_cli(tiny_models, tmp_path, "--json", str(out_json), "--plot", str(out_png), "--markdown", str(out_md),
-                     "--idle-ms", "1"))
+    code = main(
+        _cli(
+            tiny_models,
+            tmp_path,
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+            "--markdown",
+            str(out_md),
+            "--idle-ms",
+            "1",
+        )
+    )
     assert code == 0
     report = json.loads(out_json.read_text())
     validate(report, "latency")
-    assert [b["label"] for b in report["backends"]] == ["torch:checkpoint.pt", "onnxruntime:model.onnx"]
+    assert [b["label"] for b in report["backends"]] == [
+        "torch:checkpoint.pt",
+        "onnxruntime:model.onnx",
+    ]
     assert report["baseline"] == "torch:checkpoint.pt"
     assert report["settings"]["interleaved"] is True and report["settings"]["idle_ms"] == 1.0
     for backend in report["backends"]:
@@ -42,16 +71,25 @@ def test_two_backends_report_is_complete_and_valid(tiny_models, tmp_path, capsys
         # end to end contains every stage of the same iteration
         assert stages["end_to_end"]["min"] >= stages["compute"]["min"]
         assert sum(backend["outcomes"].values()) == 6
-        assert backend["throughput_walks_per_s"] == pytest.approx(6 / (sum(backend["samples_ms"]["end_to_end"]) / 1e3))
+        assert backend["throughput_walks_per_s"] == pytest.approx(
+            6 / (sum(backend["samples_ms"]["end_to_end"]) / 1e3)
+        )
         limit = backend["limit"]
-        assert limit["macs_per_walk"] > 0 and limit["achieved_gflops"] > 0 and limit["fraction_of_peak"] > 0
+        assert (
+            limit["macs_per_walk"] > 0
+            and limit["achieved_gflops"] > 0
+            and limit["fraction_of_peak"] > 0
+        )
         assert limit["peak_gflops"] == pytest.approx(report["probe"]["best_gflops"])
     torch_b, ort_b = report["backends"]
     assert torch_b["relative_to_baseline"] == 1.0
     # the torch checkpoint borrows the MACs of the ONNX exported from it (same model id and shape)
     assert torch_b["limit"]["macs_per_walk"] == ort_b["limit"]["macs_per_walk"]
     assert torch_b["model_id"] == ort_b["model_id"] == tiny_models.model_id
-    assert set(report["environment"]["models"]) == {str(tiny_models.checkpoint), str(tiny_models.onnx)}
+    assert set(report["environment"]["models"]) == {
+        str(tiny_models.checkpoint),
+        str(tiny_models.onnx),
+    }
     printed = capsys.readouterr().out
     assert "End-to-end host latency" in printed and "onnxruntime:model.onnx" in printed
     assert out_md.read_text().strip() == printed.strip()
@@ -59,7 +97,9 @@ def test_two_backends_report_is_complete_and_valid(tiny_models, tmp_path, capsys
 
 
 def test_backends_are_interleaved_round_robin(tiny_models, walks):
-    specs = resolve_backends([f"torch:{tiny_models.checkpoint}", f"onnxruntime:{tiny_models.onnx}"], [])
+    specs = resolve_backends(
+        [f"torch:{tiny_models.checkpoint}", f"onnxruntime:{tiny_models.onnx}"], []
+    )
     calls: list[str] = []
     from edge.runners import registry
 
@@ -78,26 +118,61 @@ def test_backends_are_interleaved_round_robin(tiny_models, walks):
 
     registry.create_runner = recording_runner
     try:
-        measure(specs, LatencySettings(iters=3, warmup=1, frames=tiny_models.frames, probe=None), walks)
+        measure(
+            specs, LatencySettings(iters=3, warmup=1, frames=tiny_models.frames, probe=None), walks
+        )
     finally:
         registry.create_runner = original
     # iteration i starts with backend i mod 2: drift hits both equally
-    assert calls == ["torch", "onnxruntime", "onnxruntime", "torch", "torch", "onnxruntime", "onnxruntime", "torch"]
+    assert calls == [
+        "torch",
+        "onnxruntime",
+        "onnxruntime",
+        "torch",
+        "torch",
+        "onnxruntime",
+        "onnxruntime",
+        "torch",
+    ]
 
 
 def test_precision_mismatch_is_refused(tiny_models, tmp_path, capsys):
-    code = main(["--backend", f"onnxruntime:{tiny_models.onnx}", "--precision", "int8", "--iters", "1", "--probe", "none"])
+    code = main(
+        [
+            "--backend",
+            f"onnxruntime:{tiny_models.onnx}",
+            "--precision",
+            "int8",
+            "--iters",
+            "1",
+            "--probe",
+            "none",
+        ]
+    )
     assert code == 2
     assert "runs at fp32, but --precision int8 was asked" in capsys.readouterr().err
 
 
 def test_frames_mismatch_is_refused(tiny_models, capsys):
-    code = main(["--backend", f"onnxruntime:{tiny_models.onnx}", "--frames", "30", "--iters", "1", "--probe", "none"])
+    code = main(
+        [
+            "--backend",
+            f"onnxruntime:{tiny_models.onnx}",
+            "--frames",
+            "30",
+            "--iters",
+            "1",
+            "--probe",
+            "none",
+        ]
+    )
     assert code == 2
     assert f"exported for T={tiny_models.frames} frames" in capsys.readouterr().err
 
 
 def test_missing_model_names_how_to_build_it(tmp_path, capsys):
-    code = main(["--backend", f"onnxruntime:{tmp_path / 'absent.onnx'}", "--iters", "1", "--probe", "none"])
+    code = main(
+        ["--backend", f"onnxruntime:{tmp_path / 'absent.onnx'}", "--iters", "1", "--probe", "none"]
+    )
     assert code == 2
     assert "does not exist" in capsys.readouterr().err

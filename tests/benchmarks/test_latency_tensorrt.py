@@ -17,11 +17,34 @@ def test_tensorrt_engine_beside_onnxruntime(tiny_models, tmp_path):
     pytest.importorskip("tensorrt")
     from export.engine import EngineConfig, build_engine
 
-    engine = build_engine(EngineConfig(onnx=tiny_models.onnx, out=tmp_path / "model.engine")).engine_path
+    engine = build_engine(
+        EngineConfig(onnx=tiny_models.onnx, out=tmp_path / "model.engine")
+    ).engine_path
     out = tmp_path / "lat.json"
-    code = main(["--backend", f"tensorrt:{engine}", "--backend", f"onnxruntime:{tiny_models.onnx}",
-                 "--onnx", str(tiny_models.onnx), "--iters", "20", "--warmup", "5", "--walks", "2",
-                 "--walk-frames", "24", "--probe-size", "256", "--peak-gflops", "1000", "--json", str(out)])
+    code = main(
+        [
+            "--backend",
+            f"tensorrt:{engine}",
+            "--backend",
+            f"onnxruntime:{tiny_models.onnx}",
+            "--onnx",
+            str(tiny_models.onnx),
+            "--iters",
+            "20",
+            "--warmup",
+            "5",
+            "--walks",
+            "2",
+            "--walk-frames",
+            "24",
+            "--probe-size",
+            "256",
+            "--peak-gflops",
+            "1000",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     validate(report, "latency")

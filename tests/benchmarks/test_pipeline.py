@@ -19,8 +19,25 @@ def test_pipeline_fast_and_realtime_against_mosquitto(tiny_models, mosquitto, tm
     config = tmp_path / "kiosk.toml"
     # the kiosk's own settings; source/model/broker are the benchmark's (the tiny test model has no manifest)
     config.write_text("[outbox]\ndisk_budget_mb = 64\n[model]\nrequire_manifest = false\n")
-    code = main(["--pipeline", "--config", str(config), "--backend", f"onnxruntime:{tiny_models.onnx}", "--broker", mosquitto.url,
-                 "--sim-walks", "1", "--modes", "fast,realtime", "--json", str(out), "--plot", str(tmp_path / "p.png")])
+    code = main(
+        [
+            "--pipeline",
+            "--config",
+            str(config),
+            "--backend",
+            f"onnxruntime:{tiny_models.onnx}",
+            "--broker",
+            mosquitto.url,
+            "--sim-walks",
+            "1",
+            "--modes",
+            "fast,realtime",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     validate(report, "pipeline")
@@ -38,10 +55,16 @@ def test_pipeline_fast_and_realtime_against_mosquitto(tiny_models, mosquitto, tm
         ack = mode["walk_end_to_ack_ms"]
         assert ack["count"] == 1 and ack["min"] > 0
         # the broker acknowledges after the result exists, and the result after inference
-        assert ack["min"] >= mode["stages_ms"]["walk_to_outbox"]["min"] >= mode["stages_ms"]["inference"]["min"]
+        assert (
+            ack["min"]
+            >= mode["stages_ms"]["walk_to_outbox"]["min"]
+            >= mode["stages_ms"]["inference"]["min"]
+        )
     fast, realtime = report["modes"]
     assert "source" in fast["stages_ms"] and "source" not in realtime["stages_ms"]
-    assert realtime["frames_per_s"] < 35  # paced like a 30 fps camera (frames late after warm-up catch up)
+    assert (
+        realtime["frames_per_s"] < 35
+    )  # paced like a 30 fps camera (frames late after warm-up catch up)
     assert fast["frames_dropped"] == 0  # unpaced sources wait for the kiosk instead of dropping
     assert "walk end to broker ack" in capsys.readouterr().out
 
@@ -58,6 +81,14 @@ def test_non_loopback_brokers_are_refused():
 
 
 def test_pipeline_needs_exactly_one_backend(tiny_models, capsys):
-    code = main(["--pipeline", "--backend", f"onnxruntime:{tiny_models.onnx}", "--backend", f"torch:{tiny_models.checkpoint}"])
+    code = main(
+        [
+            "--pipeline",
+            "--backend",
+            f"onnxruntime:{tiny_models.onnx}",
+            "--backend",
+            f"torch:{tiny_models.checkpoint}",
+        ]
+    )
     assert code == 2
     assert "one --backend" in capsys.readouterr().err

@@ -32,10 +32,16 @@ def _hand_model(path, batch=1):
         helper.make_node("MatMul", ["y1", "m"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "hand",
+        nodes,
+        "hand",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [_init("w1", (4, 3, 3, 3)), _init("w2", (4, 1, 3, 3)), _init("g", (10, 256)), _init("m", (10, 5))],
+        [
+            _init("w1", (4, 3, 3, 3)),
+            _init("w2", (4, 1, 3, 3)),
+            _init("g", (10, 256)),
+            _init("m", (10, 5)),
+        ],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
@@ -82,7 +88,10 @@ def test_missing_or_corrupt_onnx(tmp_path):
 
 
 def test_declared_peaks_by_board_string():
-    assert board_key("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super") == "Orin Nano Super"
+    assert (
+        board_key("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super")
+        == "Orin Nano Super"
+    )
     assert board_key("NVIDIA Jetson AGX Orin Developer Kit") == "AGX Orin"
     assert board_key("Raspberry Pi 5") is None and board_key(None) is None
     assert declared_peak("NVIDIA Jetson AGX Orin Developer Kit", "fp16") == pytest.approx(42_600.0)

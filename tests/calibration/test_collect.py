@@ -31,27 +31,48 @@ def test_sim_set_is_stratified_by_class_and_view():
     assert sorted(set(calib.labels.tolist())) == [0, 1, 2]
     assert all("/" in s for s in calib.strata)
     assert calib.warnings and "fewer than 20" in calib.warnings[0]
-    assert calib.content_hash() == collect_sim("seed=5,oversample=2", count=9, frames=8).content_hash()
+    assert (
+        calib.content_hash() == collect_sim("seed=5,oversample=2", count=9, frames=8).content_hash()
+    )
 
 
 def _record(directory, walk_id, frames, probs, site="school-1"):
     """A kiosk recording in edge.record's format, written here (record_walks on)."""
     rng = np.random.default_rng(len(walk_id) + frames)
     silhouettes = (rng.random((frames, 64, 44)) > 0.6).astype(np.uint8) * 255
-    meta = {"walk_id": walk_id, "kiosk_id": "k1", "site_id": site, "quality": {"frames_kept": frames},
-            "model_id": "gaitmil-tiny-x", "probs": probs, "outcome": "no_referral_indicated"}
-    np.savez_compressed(directory / f"{walk_id}.npz", silhouettes=silhouettes,
-                        timestamps=np.arange(frames) / 30.0, meta=np.array(json.dumps(meta)))
+    meta = {
+        "walk_id": walk_id,
+        "kiosk_id": "k1",
+        "site_id": site,
+        "quality": {"frames_kept": frames},
+        "model_id": "gaitmil-tiny-x",
+        "probs": probs,
+        "outcome": "no_referral_indicated",
+    }
+    np.savez_compressed(
+        directory / f"{walk_id}.npz",
+        silhouettes=silhouettes,
+        timestamps=np.arange(frames) / 30.0,
+        meta=np.array(json.dumps(meta)),
+    )
 
 
 def test_site_recordings_stratified_by_prediction(tmp_path):
     for i in range(6):
-        probs = np.eye(3)[i % 3].tolist() if i < 5 else {"negative": 0.1, "neutral": 0.2, "positive": 0.7}
+        probs = (
+            np.eye(3)[i % 3].tolist()
+            if i < 5
+            else {"negative": 0.1, "neutral": 0.2, "positive": 0.7}
+        )
         _record(tmp_path, f"walk-{i}", 40 + i, probs)
     calib = collect_walks(tmp_path, count=6, frames=16)
     assert calib.silhouettes.shape == (6, 16, 64, 44)
     assert (calib.labels == -1).all()  # no labels on site
-    assert sorted(set(calib.strata)) == ["predicted-negative", "predicted-neutral", "predicted-positive"]
+    assert sorted(set(calib.strata)) == [
+        "predicted-negative",
+        "predicted-neutral",
+        "predicted-positive",
+    ]
     assert any("predicted" in w for w in calib.warnings)
     assert calib.source["sites"] == ["school-1"]
 
@@ -88,8 +109,25 @@ def test_cli_collect_writes_set_and_description(tmp_path, capsys):
     for i in range(3):
         _record(tmp_path, f"w{i}", 30, np.eye(3)[i].tolist())
     out = tmp_path / "out" / "calib.npz"
-    assert main(["collect", "--walks", str(tmp_path), "--count", "3", "--frames", "8", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "--walks",
+                str(tmp_path),
+                "--count",
+                "3",
+                "--frames",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "content hash" in captured.out and "fewer than 20" in captured.err
     assert load_set(out).count == 3 and out.with_suffix(".json").is_file()
-    assert main(["collect", "--walks", str(tmp_path / "none"), "--count", "3", "--out", str(out)]) == 2
+    assert (
+        main(["collect", "--walks", str(tmp_path / "none"), "--count", "3", "--out", str(out)]) == 2
+    )

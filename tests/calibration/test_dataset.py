@@ -21,7 +21,9 @@ from calibration.errors import CalibrationSetError
 
 def _walks(n=6, t=8, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.random((n, t, 64, 44)) > 0.5).astype(np.uint8) * 255, np.arange(n, dtype=np.int64) % 3
+    return (rng.random((n, t, 64, 44)) > 0.5).astype(np.uint8) * 255, np.arange(
+        n, dtype=np.int64
+    ) % 3
 
 
 def test_hash_changes_with_the_data_and_not_otherwise():
@@ -56,7 +58,9 @@ def test_empty_set_is_refused(tmp_path):
     with pytest.raises(CalibrationSetError, match="empty"):
         load_set(path)
     with pytest.raises(CalibrationSetError, match="empty"):
-        build_set(np.zeros((0, 8, 64, 44), np.uint8), np.zeros(0, np.int64), [], 5, 0, {"kind": "test"})
+        build_set(
+            np.zeros((0, 8, 64, 44), np.uint8), np.zeros(0, np.int64), [], 5, 0, {"kind": "test"}
+        )
 
 
 def test_shape_mismatch_names_both_shapes(tmp_path):

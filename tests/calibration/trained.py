@@ -13,7 +13,9 @@ import numpy as np
 from gaitmil import spec
 
 
-def train_tiny(walks_u8: np.ndarray, labels: np.ndarray, path: Path, steps: int = 40, seed: int = 0) -> Path:
+def train_tiny(
+    walks_u8: np.ndarray, labels: np.ndarray, path: Path, steps: int = 40, seed: int = 0
+) -> Path:
     import torch
     import torch.nn.functional as F
 
@@ -36,6 +38,10 @@ def train_tiny(walks_u8: np.ndarray, labels: np.ndarray, path: Path, steps: int 
         loss.backward()
         optimizer.step()
     model.eval()
-    save_checkpoint(path, model, data={"description": f"{len(x)} simulated walks (test fixture)"},
-                    training={"iterations": steps, "seed": seed})
+    save_checkpoint(
+        path,
+        model,
+        data={"description": f"{len(x)} simulated walks (test fixture)"},
+        training={"iterations": steps, "seed": seed},
+    )
     return path

@@ -41,7 +41,9 @@ def corridor(rng: np.random.Generator | None = None, noise_mm: int = 14) -> np.n
     return noisy.astype(np.uint16)
 
 
-def draw_person(depth: np.ndarray, z_mm: float, x_m: float, phase: float = 0.0, height_m: float = 1.4) -> None:
+def draw_person(
+    depth: np.ndarray, z_mm: float, x_m: float, phase: float = 0.0, height_m: float = 1.4
+) -> None:
     """Paint a person standing on the floor at distance z (mm), lateral offset x (m)."""
     s = FY / z_mm * 1000.0  # px per metre at that distance
     foot_v = CY + CAM_H_MM / 1000.0 * s
@@ -57,13 +59,25 @@ def draw_person(depth: np.ndarray, z_mm: float, x_m: float, phase: float = 0.0, 
     leg = max(int(0.07 * s), 1)
     for offset in (-0.08 * s + swing, 0.08 * s - swing):
         c = int(round(cu + offset))
-        depth[max(hip, 0) : min(bottom, H), max(c - leg, 0) : max(min(c + leg, W), 0)] = np.uint16(z_mm)
+        depth[max(hip, 0) : min(bottom, H), max(c - leg, 0) : max(min(c + leg, W), 0)] = np.uint16(
+            z_mm
+        )
 
 
 def walk_frames(
-    n_frames: int, *, z_start: float = 6000.0, z_end: float = 1800.0, x_start: float = 0.0, x_end: float = 0.0,
-    second_person: bool = False, gap_before: int = 10, gap_after: int = 12, start_index: int = 0,
-    seed: int = 0, stop: tuple[int, int] | None = None, fps: float = 30.0,
+    n_frames: int,
+    *,
+    z_start: float = 6000.0,
+    z_end: float = 1800.0,
+    x_start: float = 0.0,
+    x_end: float = 0.0,
+    second_person: bool = False,
+    gap_before: int = 10,
+    gap_after: int = 12,
+    start_index: int = 0,
+    seed: int = 0,
+    stop: tuple[int, int] | None = None,
+    fps: float = 30.0,
 ) -> list[Frame]:
     """Empty frames, a walk of n_frames, empty frames. `stop=(a, b)`: stand still from frame a to b."""
     rng = np.random.default_rng(seed)
@@ -75,12 +89,20 @@ def walk_frames(
     positions = np.linspace(0.0, 1.0, n_frames)
     if stop is not None:
         a, b = stop
-        positions = np.concatenate([positions[:a], np.full(b - a, positions[a]), np.linspace(positions[a], 1.0, n_frames - b)])
+        positions = np.concatenate(
+            [
+                positions[:a],
+                np.full(b - a, positions[a]),
+                np.linspace(positions[a], 1.0, n_frames - b),
+            ]
+        )
     for t, p in enumerate(positions):
         depth = corridor(rng)
         if second_person:
             draw_person(depth, z_start + (z_end - z_start) * p + 600, x_start + 0.9, phase=t * 0.4)
-        draw_person(depth, z_start + (z_end - z_start) * p, x_start + (x_end - x_start) * p, phase=t * 0.42)
+        draw_person(
+            depth, z_start + (z_end - z_start) * p, x_start + (x_end - x_start) * p, phase=t * 0.42
+        )
         frames.append(Frame(index, index / fps, depth, intrinsics=INTR))
         index += 1
     for _ in range(gap_after):

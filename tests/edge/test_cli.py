@@ -48,8 +48,8 @@ def test_config_check_prints_the_effective_config_with_secrets_masked(tmp_path, 
     ("text", "needle"),
     [
         ("[walk]\nmin_frames = -3\n", "walk.min_frames"),
-        ("[mqtt]\npassword = \"inline\"\n", "password_file"),
-        ("[modle]\npath = \"x\"\n", "modle"),
+        ('[mqtt]\npassword = "inline"\n', "password_file"),
+        ('[modle]\npath = "x"\n', "modle"),
         ("this is not toml", "not valid TOML"),
     ],
 )
@@ -63,8 +63,19 @@ def test_bad_config_exits_3_naming_the_key(tmp_path, capsys, text, needle):
 def test_corrupt_model_exits_4(tmp_path, capsys, mosquitto):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"\x08\x07not an onnx model" * 10)
-    code = main(["run", "--config", str(_config(tmp_path)), "--model", str(model), "--broker", mosquitto.url,
-                 "--source", "sim://?walks=1"])
+    code = main(
+        [
+            "run",
+            "--config",
+            str(_config(tmp_path)),
+            "--model",
+            str(model),
+            "--broker",
+            mosquitto.url,
+            "--source",
+            "sim://?walks=1",
+        ]
+    )
     assert code == EXIT_MODEL
     err = capsys.readouterr().err
     assert str(model) in err
@@ -77,26 +88,76 @@ def test_mismatched_manifest_exits_4(tmp_path, capsys, mosquitto, kiosk_model):
     data = json.loads(manifest.read_text())
     data["files"]["model.onnx"] = "0" * 64  # the manifest describes another file
     manifest.write_text(json.dumps(data))
-    code = main(["run", "--config", str(_config(tmp_path)), "--model", str(folder / "model.onnx"),
-                 "--broker", mosquitto.url, "--source", "sim://?walks=1"])
+    code = main(
+        [
+            "run",
+            "--config",
+            str(_config(tmp_path)),
+            "--model",
+            str(folder / "model.onnx"),
+            "--broker",
+            mosquitto.url,
+            "--source",
+            "sim://?walks=1",
+        ]
+    )
     assert code == EXIT_MODEL
     assert "manifest" in capsys.readouterr().err.lower()
 
 
 def test_missing_model_and_unknown_source_exit_codes(tmp_path, capsys, mosquitto, kiosk_model):
     config = str(_config(tmp_path))
-    assert main(["run", "--config", config, "--model", str(tmp_path / "nope.onnx"), "--broker", mosquitto.url,
-                 "--source", "sim://?walks=1"]) == EXIT_MODEL
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                config,
+                "--model",
+                str(tmp_path / "nope.onnx"),
+                "--broker",
+                mosquitto.url,
+                "--source",
+                "sim://?walks=1",
+            ]
+        )
+        == EXIT_MODEL
+    )
     assert "does not exist" in capsys.readouterr().err
-    assert main(["run", "--config", config, "--model", str(kiosk_model), "--broker", mosquitto.url,
-                 "--source", "ftp://camera"]) == EXIT_SOURCE
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                config,
+                "--model",
+                str(kiosk_model),
+                "--broker",
+                mosquitto.url,
+                "--source",
+                "ftp://camera",
+            ]
+        )
+        == EXIT_SOURCE
+    )
     assert "unknown source scheme" in capsys.readouterr().err
 
 
 def test_run_from_flags_alone(tmp_path, mosquitto, kiosk_model, monkeypatch):
     monkeypatch.chdir(tmp_path)  # state/ (the outbox) goes here without a config file
-    code = main(["run", "--model", str(kiosk_model), "--broker", mosquitto.url,
-                 "--source", "sim://?seed=1&walks=1", "--max-walks", "1"])
+    code = main(
+        [
+            "run",
+            "--model",
+            str(kiosk_model),
+            "--broker",
+            mosquitto.url,
+            "--source",
+            "sim://?seed=1&walks=1",
+            "--max-walks",
+            "1",
+        ]
+    )
     assert code == EXIT_OK
     assert (tmp_path / "state" / "outbox.sqlite3").exists()
 
@@ -105,8 +166,20 @@ def test_calibrate_site_learns_the_empty_corridor(tmp_path, capsys):
     from edge.site import SiteModel
 
     out = tmp_path / "site.npz"
-    assert main(["calibrate-site", "--source", "sim://?seed=0&walks=0&gap_s=2", "--seconds", "1",
-                 "--out", str(out)]) == EXIT_OK
+    assert (
+        main(
+            [
+                "calibrate-site",
+                "--source",
+                "sim://?seed=0&walks=0&gap_s=2",
+                "--seconds",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == EXIT_OK
+    )
     site = SiteModel.load(out)
     assert site.frames == 30
     assert site.valid_share > 0.5
@@ -120,7 +193,11 @@ def test_check_reports_each_part(tmp_path, capsys, mosquitto, kiosk_model):
     assert main([*args, "--broker", mosquitto.url]) == EXIT_OK
     out = capsys.readouterr().out
     assert [line.split()[0:2] for line in out.splitlines()] == [
-        ["camera", "OK"], ["model", "OK"], ["broker", "OK"], ["outbox", "OK"]]
+        ["camera", "OK"],
+        ["model", "OK"],
+        ["broker", "OK"],
+        ["outbox", "OK"],
+    ]
     dead = f"mqtt://127.0.0.1:{free_port()}"
     assert main([*args, "--broker", dead, "--timeout", "2"]) == EXIT_FAILED
     out = capsys.readouterr().out
@@ -130,8 +207,25 @@ def test_check_reports_each_part(tmp_path, capsys, mosquitto, kiosk_model):
 def test_subscribe_records_results(tmp_path, mosquitto, kiosk_model):
     out = tmp_path / "results.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "subscribe", "--broker", mosquitto.url, "--site", "test-site",
-         "--out", str(out), "--count", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "subscribe",
+            "--broker",
+            mosquitto.url,
+            "--site",
+            "test-site",
+            "--out",
+            str(out),
+            "--count",
+            "2",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = threading.Event()
         lines: list[str] = []
@@ -144,7 +238,12 @@ def test_subscribe_records_results(tmp_path, mosquitto, kiosk_model):
 
         threading.Thread(target=read_err, daemon=True).start()
         assert ready.wait(30), lines
-        assert run_kiosk(kiosk_config(tmp_path, mosquitto.url, kiosk_model), source=Corridor(walks=2)).results == 2
+        assert (
+            run_kiosk(
+                kiosk_config(tmp_path, mosquitto.url, kiosk_model), source=Corridor(walks=2)
+            ).results
+            == 2
+        )
         stdout, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -36,7 +36,7 @@ def _config_file(tmp_path, broker_url, model, record_dir):
         f'[source]\nuri = "{SIM}"\n'
         f'[model]\npath = "{model}"\n'
         f'[mqtt]\nurl = "{broker_url}"\n'
-        f'[outbox]\nflush_seconds = 5.0\n'
+        f"[outbox]\nflush_seconds = 5.0\n"
         f'[privacy]\nrecord_walks = true\nrecord_dir = "{record_dir}"\n'
     )
     return path
@@ -62,13 +62,19 @@ def test_dataset_silhouettes_equal_what_the_kiosk_infers_on(tmp_path, mosquitto,
     accepted = [c for c in collected if c.walk.retake_reason is None]
     assert len(collected) == 3 and len(accepted) == len(recorded) >= 2
     for item in accepted:
-        np.testing.assert_array_equal(item.walk.silhouettes, recorded[float(item.walk.timestamps[0])])
+        np.testing.assert_array_equal(
+            item.walk.silhouettes, recorded[float(item.walk.timestamps[0])]
+        )
         assert item.truth["label"] in (0, 1, 2) and item.truth["view"] in ("toward", "away")
-        assert item.clean.shape == item.walk.silhouettes.shape and len(item.phases) == len(item.walk.timestamps)
+        assert item.clean.shape == item.walk.silhouettes.shape and len(item.phases) == len(
+            item.walk.timestamps
+        )
     # and the written data set gives back the same arrays through the training loader
     out = tmp_path / "data"
     summary = collect_sim(str(config), [SIM], out, tmp_path / "clean", "kiosk", 0.0, seed=0)
-    assert summary["sequences"] == len(accepted) and summary["verdicts"].get("accepted") == len(accepted)
+    assert summary["sequences"] == len(accepted) and summary["verdicts"].get("accepted") == len(
+        accepted
+    )
     truth = json.loads((out / "truth.json").read_text())["sequences"]
     by_frames = {len(c.walk.silhouettes): c for c in accepted}
     for rel, info in truth.items():
@@ -90,10 +96,24 @@ def test_recorded_walks_join_labels_from_follow_up(tmp_path):
     rec = tmp_path / "rec"
     sil = np.zeros((40, 64, 44), np.uint8)
     sil[:, 10:60, 15:30] = 255
-    for walk_id, outcome in (("w1", "refer_for_clinical_exam"), ("w2", "no_referral_indicated"),
-                             ("w3", "retake"), ("w4", "no_referral_indicated")):
-        record_walk(rec, walk_id, sil, np.arange(40, dtype=np.float64),
-                    {"outcome": outcome, "quality": {"direction": "toward"}, "site_id": "s", "kiosk_id": "k"})
+    for walk_id, outcome in (
+        ("w1", "refer_for_clinical_exam"),
+        ("w2", "no_referral_indicated"),
+        ("w3", "retake"),
+        ("w4", "no_referral_indicated"),
+    ):
+        record_walk(
+            rec,
+            walk_id,
+            sil,
+            np.arange(40, dtype=np.float64),
+            {
+                "outcome": outcome,
+                "quality": {"direction": "toward"},
+                "site_id": "s",
+                "kiosk_id": "k",
+            },
+        )
     labels = tmp_path / "labels.csv"
     labels.write_text("walk_id,label,severity\nw1,positive,24\nw2,negative,\nw3,neutral,12\n")
     summary = collect_recordings(rec, labels, tmp_path / "out", "site", 0.0, seed=0)

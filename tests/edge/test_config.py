@@ -407,7 +407,9 @@ def test_the_config_md_key_table_is_current():
 
 def test_every_key_is_documented_in_its_field():
     rows = [line for line in key_table().splitlines()[2:]]
-    missing = [row.split("|")[1].strip() for row in rows if not row.rstrip(" |").split("|")[-1].strip()]
+    missing = [
+        row.split("|")[1].strip() for row in rows if not row.rstrip(" |").split("|")[-1].strip()
+    ]
     assert not missing, f"keys without Field(description=...): {missing}"
 
 

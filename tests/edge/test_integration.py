@@ -37,8 +37,12 @@ REPO = Path(__file__).resolve().parents[2]
 )
 def test_simulated_walks_give_one_result_each(tmp_path, mosquitto, kiosk_model, scenario, expected):
     uri = "sim://?seed=3&walks=1" + (f"&scenario={scenario}" if scenario else "")
-    cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model,
-                       **{"source.uri": uri, "walk.min_frames": 30, "segmentation.min_area": 1500})
+    cfg = kiosk_config(
+        tmp_path,
+        mosquitto.url,
+        kiosk_model,
+        **{"source.uri": uri, "walk.min_frames": 30, "segmentation.min_area": 1500},
+    )
     sub = subscriber_for(mosquitto)
     try:
         kiosk = run_kiosk(cfg)
@@ -50,7 +54,11 @@ def test_simulated_walks_give_one_result_each(tmp_path, mosquitto, kiosk_model, 
     result = sub.results[0]
     validate_result(result)
     got = result["retake_reason"] if scenario else result["outcome"]
-    assert got in expected, (result["outcome"], result["retake_reason"], json.dumps(result["quality"]))
+    assert got in expected, (
+        result["outcome"],
+        result["retake_reason"],
+        json.dumps(result["quality"]),
+    )
 
 
 def _pending_rows(db: Path) -> int:
@@ -64,18 +72,31 @@ def _pending_rows(db: Path) -> int:
 
 
 def _kiosk_process(spec: dict) -> subprocess.Popen:
-    code = ("import sys; from tests.edge.kiosk_support import corridor_process_main as m; "
-            f"sys.exit(m({json.dumps(spec)!r}))")
-    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    code = (
+        "import sys; from tests.edge.kiosk_support import corridor_process_main as m; "
+        f"sys.exit(m({json.dumps(spec)!r}))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.slow
 def test_results_in_the_outbox_survive_sigkill(tmp_path, mosquitto, kiosk_model):
     state = tmp_path / "state"
-    config = {"model.path": str(kiosk_model), "mqtt.url": mosquitto.url, "state_dir": str(state),
-              "kiosk.site_id": "test-site", "kiosk.kiosk_id": "test-kiosk", "segmentation.min_area": 600,
-              "walk.min_frames": 20, "outbox.flush_seconds": 10.0}
+    config = {
+        "model.path": str(kiosk_model),
+        "mqtt.url": mosquitto.url,
+        "state_dir": str(state),
+        "kiosk.site_id": "test-site",
+        "kiosk.kiosk_id": "test-kiosk",
+        "segmentation.min_area": 600,
+        "walk.min_frames": 20,
+        "outbox.flush_seconds": 10.0,
+    }
     mosquitto.stop()  # the broker is down: results can only wait in the outbox
     # 3 walks, then the camera hangs, so the process is alive when it is killed
     stall_after = GAP_FRAMES + 3 * (WALK_FRAMES + GAP_FRAMES)

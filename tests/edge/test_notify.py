@@ -62,7 +62,10 @@ def test_missing_socket_is_reported_not_raised(tmp_path, caplog):
     [
         ({"WATCHDOG_USEC": "10000000"}, 5.0),
         ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": str(os.getpid())}, 1.5),
-        ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"}, DEFAULT_WATCHDOG_INTERVAL_S),  # another process's
+        (
+            {"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"},
+            DEFAULT_WATCHDOG_INTERVAL_S,
+        ),  # another process's
         ({"WATCHDOG_USEC": "junk"}, DEFAULT_WATCHDOG_INTERVAL_S),
         ({}, DEFAULT_WATCHDOG_INTERVAL_S),
     ],

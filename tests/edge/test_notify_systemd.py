@@ -54,7 +54,9 @@ class Listener:
                     return t
             seen = len(self.messages)
             self.pump(0.2)
-        raise AssertionError(f"no {key}{'~' + contains if contains else ''} within {timeout} s: {self.messages}")
+        raise AssertionError(
+            f"no {key}{'~' + contains if contains else ''} within {timeout} s: {self.messages}"
+        )
 
     def times(self, key: str, after: float = 0.0, before: float = float("inf")) -> list[float]:
         return [t for t, m in self.messages if key in m and after <= t < before]
@@ -72,20 +74,40 @@ def test_ready_watchdog_stall_stopping(tmp_path, mosquitto, kiosk_model):
         "[health]\ninterval_seconds = 1.0\n"
     )
     # PYTHONPATH: the `edge` of this checkout, whatever else is installed
-    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": str(WATCHDOG_USEC),
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(sock_path),
+        "WATCHDOG_USEC": str(WATCHDOG_USEC),
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("WATCHDOG_PID", None)
     source = f"sim://?seed=0&walks=3&realtime=1&stall_after={STALL_AFTER}"
-    argv = [sys.executable, "-m", "edge", "run", "--config", str(config), "--model", str(kiosk_model),
-            "--broker", mosquitto.url, "--source", source]
+    argv = [
+        sys.executable,
+        "-m",
+        "edge",
+        "run",
+        "--config",
+        str(config),
+        "--model",
+        str(kiosk_model),
+        "--broker",
+        mosquitto.url,
+        "--source",
+        source,
+    ]
     started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         ready = listener.wait_for("READY", timeout=90)
         # before READY: only STATUS (starting, warming up); no watchdog ping during warm-up
         assert listener.times("WATCHDOG", before=ready) == []
         assert any("starting" in m.get("STATUS", "") for t, m in listener.messages if t <= ready)
-        assert "running: onnxruntime" in next(m for t, m in listener.messages if "READY" in m).get("STATUS", "")
+        assert "running: onnxruntime" in next(m for t, m in listener.messages if "READY" in m).get(
+            "STATUS", ""
+        )
         stalled = listener.wait_for("STATUS", timeout=30, contains="camera stalled")
         pings_while_flowing = listener.times("WATCHDOG", after=ready, before=stalled)
         # up to ~5 s of frames plus STALL_SECONDS of grace, pinged every 0.5 s

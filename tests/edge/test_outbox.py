@@ -27,7 +27,9 @@ class FakeClock:
 
 def test_put_pending_ack_in_order(tmp_path):
     with Outbox(tmp_path / "o.db") as box:
-        ids = [box.put("t/result", f"payload {i}".encode(), 1, message_id=f"m{i}") for i in range(5)]
+        ids = [
+            box.put("t/result", f"payload {i}".encode(), 1, message_id=f"m{i}") for i in range(5)
+        ]
         assert ids == sorted(ids)
         assert [r.payload for r in box.pending()] == [f"payload {i}".encode() for i in range(5)]
         assert box.depth == 5
@@ -157,7 +159,9 @@ CHILD = textwrap.dedent(
 
 def test_committed_rows_survive_sigkill(tmp_path):
     path = tmp_path / "o.db"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
     reported: list[int] = []
     try:
         deadline = time.monotonic() + 60

@@ -14,8 +14,13 @@ from edge.record import RecordError, read_walk, record_walk
 def test_round_trip_has_the_calibration_format(tmp_path):
     sil = (np.random.default_rng(0).random((5, 64, 44)) > 0.5).astype(np.uint8) * 255
     ts = np.arange(5, dtype=np.float64) / 30
-    path = record_walk(tmp_path / "walks", "walk-1", sil, ts, {"outcome": "retake", "probs": None,
-                                                              "quality": {"frames_kept": 5}})
+    path = record_walk(
+        tmp_path / "walks",
+        "walk-1",
+        sil,
+        ts,
+        {"outcome": "retake", "probs": None, "quality": {"frames_kept": 5}},
+    )
     assert path == tmp_path / "walks" / "walk-1.npz"
     with np.load(path, allow_pickle=False) as data:
         assert set(data.files) == {"silhouettes", "timestamps", "meta"}
@@ -23,7 +28,12 @@ def test_round_trip_has_the_calibration_format(tmp_path):
         assert data["timestamps"].dtype == np.float64
         assert data["meta"].shape == ()
         meta = json.loads(str(data["meta"]))
-    assert meta == {"walk_id": "walk-1", "outcome": "retake", "probs": None, "quality": {"frames_kept": 5}}
+    assert meta == {
+        "walk_id": "walk-1",
+        "outcome": "retake",
+        "probs": None,
+        "quality": {"frames_kept": 5},
+    }
     sil2, ts2, meta2 = read_walk(path)
     np.testing.assert_array_equal(sil2, sil)
     np.testing.assert_array_equal(ts2, ts)

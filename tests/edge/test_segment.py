@@ -137,7 +137,9 @@ def test_gate_settings_are_checked():
 def _color_scene(rng, person_x=None, shadow=False):
     image = np.full((240, 320, 3), 120, np.uint8)
     image[:, :, 0] = 110 + (np.arange(320) % 40).astype(np.uint8)  # some texture
-    image = np.clip(image.astype(np.int16) + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
+    image = np.clip(image.astype(np.int16) + rng.integers(-3, 4, image.shape), 0, 255).astype(
+        np.uint8
+    )
     if shadow:
         image[200:240, 0:160] = (image[200:240, 0:160] * 0.6).astype(np.uint8)
     if person_x is not None:
@@ -148,7 +150,9 @@ def _color_scene(rng, person_x=None, shadow=False):
 @pytest.mark.parametrize("method", ["mog2", "knn"])
 def test_color_segmenter_finds_a_person_and_drops_shadows(method):
     rng = np.random.default_rng(0)
-    seg = ColorSegmenter(method, history=50, rules=ComponentRules(min_area_px=800, min_height_px=40))
+    seg = ColorSegmenter(
+        method, history=50, rules=ComponentRules(min_area_px=800, min_height_px=40)
+    )
     for i in range(60):
         seg.segment(Frame(i, i / 30, color=_color_scene(rng)))
     seg.freeze(True)
@@ -163,7 +167,9 @@ def test_color_freeze_keeps_a_standing_child_in_the_foreground():
     rng = np.random.default_rng(1)
     results = {}
     for frozen in (False, True):
-        seg = ColorSegmenter("mog2", history=20, rules=ComponentRules(min_area_px=800, min_height_px=40))
+        seg = ColorSegmenter(
+            "mog2", history=20, rules=ComponentRules(min_area_px=800, min_height_px=40)
+        )
         for i in range(40):
             seg.segment(Frame(i, i / 30, color=_color_scene(rng)))
         seg.freeze(frozen)

@@ -32,7 +32,9 @@ def mean_iou(gaitsim, seed: int, view: str) -> tuple[float, int]:
     empty = gaitsim.empty_corridor(seed=seed, frames=30, view=view)
     site = learn_site(Frame(f.index, f.timestamp, f.depth) for f in empty)
     cfg = SegmentationConfig()  # the kiosk's defaults
-    segmenter = DepthSegmenter(site, margin_mm=cfg.margin_mm, rules=ComponentRules(min_area_px=cfg.min_area))
+    segmenter = DepthSegmenter(
+        site, margin_mm=cfg.margin_mm, rules=ComponentRules(min_area_px=cfg.min_area)
+    )
     ious = []
     for f in gaitsim.iter_frames(seed=seed, walks=1, view=view, color=False):
         mask = segmenter.segment(Frame(f.index, f.timestamp, f.depth)).mask > 0
@@ -83,7 +85,9 @@ def test_stereo_shadow_between_the_legs_stays_background():
     mask = DepthSegmenter(site).segment(Frame(0, 0.0, depth)).mask > 0
     assert not mask[260:400, 314:326].any()  # the gap, shadowed or not, is not the child
     assert mask[300:310, 295:305].all()  # the dropout is
-    legacy = DepthSegmenter(site, rules=ComponentRules(stereo_shadow_left=False)).segment(Frame(0, 0.0, depth))
+    legacy = DepthSegmenter(site, rules=ComponentRules(stereo_shadow_left=False)).segment(
+        Frame(0, 0.0, depth)
+    )
     assert (legacy.mask[260:400, 318:326] > 0).mean() > 0.5  # what filling every dropout did
 
 

@@ -31,7 +31,10 @@ def _health_listener(broker):
     got: list[dict] = []
     connected = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_connect = lambda c, u, f, rc, p: (c.subscribe("gaitmil/v1/+/+/health"), connected.set())
+    client.on_connect = lambda c, u, f, rc, p: (
+        c.subscribe("gaitmil/v1/+/+/health"),
+        connected.set(),
+    )
     client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -73,7 +76,9 @@ def _bad(kind):
         if kind == "zeros":
             frame.depth = np.zeros_like(frame.depth)
         elif kind == "noise":
-            frame.depth = np.random.default_rng(frame.index).integers(0, 65535, frame.depth.shape, dtype=np.uint16)
+            frame.depth = np.random.default_rng(frame.index).integers(
+                0, 65535, frame.depth.shape, dtype=np.uint16
+            )
         elif kind == "nan":
             depth = frame.depth.astype(np.float32)
             depth[::7] = np.nan
@@ -89,11 +94,21 @@ def _bad(kind):
     return corrupt
 
 
-def test_bad_frames_are_counted_and_the_loop_keeps_running(tmp_path, mosquitto, kiosk_model, caplog):
+def test_bad_frames_are_counted_and_the_loop_keeps_running(
+    tmp_path, mosquitto, kiosk_model, caplog
+):
     # frames before GAP_FRAMES are empty corridor, then walk 1; bad frames in the gap and mid-walk
     mid = GAP_FRAMES + WALK_FRAMES // 2
-    bad = {2: _bad("zeros"), 4: _bad("noise"), 6: _bad("nan"), 8: _bad("dtype"), 10: _bad("shape"),
-           12: _bad("empty"), mid: _bad("nan"), mid + 1: _bad("dtype")}
+    bad = {
+        2: _bad("zeros"),
+        4: _bad("noise"),
+        6: _bad("nan"),
+        8: _bad("dtype"),
+        10: _bad("shape"),
+        12: _bad("empty"),
+        mid: _bad("nan"),
+        mid + 1: _bad("dtype"),
+    }
     sub = subscriber_for(mosquitto)
     try:
         cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
@@ -132,7 +147,9 @@ class FlakyRunner:
 @pytest.mark.parametrize("mode", ["raise", "nan"])
 def test_inference_failure_becomes_a_retake(tmp_path, mosquitto, kiosk_model, mode):
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
-    runner = FlakyRunner(create_runner("onnxruntime", kiosk_model), fail_on=2, mode=mode)  # 1 = warm-up
+    runner = FlakyRunner(
+        create_runner("onnxruntime", kiosk_model), fail_on=2, mode=mode
+    )  # 1 = warm-up
     sub = subscriber_for(mosquitto)
     try:
         kiosk = run_kiosk(cfg, source=Corridor(walks=2), runner=runner)
@@ -160,8 +177,12 @@ def test_privacy_nothing_is_written_unless_record_walks(tmp_path, mosquitto, kio
 
 def test_record_walks_writes_the_calibration_format(tmp_path, mosquitto, kiosk_model):
     record_dir = tmp_path / "walks"
-    cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model,
-                       **{"privacy.record_walks": True, "privacy.record_dir": str(record_dir)})
+    cfg = kiosk_config(
+        tmp_path,
+        mosquitto.url,
+        kiosk_model,
+        **{"privacy.record_walks": True, "privacy.record_dir": str(record_dir)},
+    )
     sub = subscriber_for(mosquitto)
     try:
         assert run_kiosk(cfg, source=Corridor(walks=2)).results == 2
@@ -174,7 +195,9 @@ def test_record_walks_writes_the_calibration_format(tmp_path, mosquitto, kiosk_m
         assert data["silhouettes"].dtype == np.uint8 and data["silhouettes"].shape[1:] == (64, 44)
         assert data["timestamps"].shape == (data["silhouettes"].shape[0],)
         meta = json.loads(str(data["meta"]))
-    assert {"walk_id", "kiosk_id", "site_id", "quality", "model_id", "probs", "outcome"} <= set(meta)
+    assert {"walk_id", "kiosk_id", "site_id", "quality", "model_id", "probs", "outcome"} <= set(
+        meta
+    )
     assert meta["kiosk_id"] == "test-kiosk"
 
 
@@ -191,8 +214,11 @@ def test_abandon_on_shutdown_publishes_an_interrupted_retake(tmp_path, mosquitto
     from edge.service import Kiosk, ServiceOptions
     from edge.wiring import build_components
 
-    kiosk = Kiosk(cfg, components=build_components(cfg, source=source),
-                  options=ServiceOptions(install_signals=False, max_walks=None))
+    kiosk = Kiosk(
+        cfg,
+        components=build_components(cfg, source=source),
+        options=ServiceOptions(install_signals=False, max_walks=None),
+    )
     results: list[dict] = []
     kiosk.on_result = results.append
 
@@ -218,8 +244,11 @@ def test_session_token_survives_a_retake_and_is_used_once(tmp_path, mosquitto, k
     from edge.wiring import build_components
 
     source = Corridor(walks=3, realtime=True)
-    kiosk = Kiosk(cfg, components=build_components(cfg, runner=runner, source=source),
-                  options=ServiceOptions(install_signals=False))
+    kiosk = Kiosk(
+        cfg,
+        components=build_components(cfg, runner=runner, source=source),
+        options=ServiceOptions(install_signals=False),
+    )
     thread = threading.Thread(target=kiosk.run)
     dashboard = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     dashboard.connect(mosquitto.host, mosquitto.port)
@@ -231,8 +260,12 @@ def test_session_token_survives_a_retake_and_is_used_once(tmp_path, mosquitto, k
             if status.get("state") == "online" and source.counters["frames"] > 0:
                 break
             threading.Event().wait(0.05)
-        assert source.counters["frames"] < GAP_FRAMES, "the first walk started before the token was set"
-        dashboard.publish("gaitmil/v1/test-site/test-kiosk/session", "pseudo-token-0042", qos=1).wait_for_publish(5)
+        assert source.counters["frames"] < GAP_FRAMES, (
+            "the first walk started before the token was set"
+        )
+        dashboard.publish(
+            "gaitmil/v1/test-site/test-kiosk/session", "pseudo-token-0042", qos=1
+        ).wait_for_publish(5)
         thread.join(timeout=60)
         assert sub.wait_for(3, timeout=10)
     finally:

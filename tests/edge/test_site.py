@@ -20,7 +20,9 @@ def test_learn_site_recovers_the_background_and_suggests_a_gate():
     error = np.abs(site.background_mm[known].astype(np.float32) - truth[known])
     assert np.median(error) < 5.0  # noise sigma 8 mm, median of 20 samples
     assert site.near_mm == 300
-    assert WALL_MM - 50 <= site.far_mm <= WALL_MM + 50  # 95th percentile of background = the back wall
+    assert (
+        WALL_MM - 50 <= site.far_mm <= WALL_MM + 50
+    )  # 95th percentile of background = the back wall
     assert site.frames == 20
     assert 0.95 < float(site.valid_fraction.mean()) <= 1.0
 
@@ -41,7 +43,11 @@ def test_save_and_load_round_trip(tmp_path):
     assert path.suffix == ".npz"
     loaded = SiteModel.load(path)
     np.testing.assert_array_equal(loaded.background_mm, site.background_mm)
-    assert (loaded.near_mm, loaded.far_mm, loaded.frames) == (site.near_mm, site.far_mm, site.frames)
+    assert (loaded.near_mm, loaded.far_mm, loaded.frames) == (
+        site.near_mm,
+        site.far_mm,
+        site.frames,
+    )
     np.testing.assert_allclose(loaded.valid_fraction, site.valid_fraction, atol=1e-3)
 
 
@@ -65,13 +71,16 @@ def test_load_refuses_missing_foreign_and_other_versions(tmp_path):
         SiteModel.load(broken)
 
 
-@pytest.mark.parametrize("frames, message", [
-    (lambda: empty_frames(3), "needs at least 5"),
-    (lambda: [Frame(0, 0.0, color=np.zeros((4, 4, 3), np.uint8))] * 6, "no depth"),
-    (lambda: [Frame(0, 0.0, np.zeros((480, 640), np.float32))] * 6, "uint16"),
-    (lambda: [Frame(0, 0.0, np.zeros((480, 640), np.uint16))] * 6, "no valid depth"),
-    (lambda: empty_frames(5) + [Frame(9, 0.3, np.ones((240, 320), np.uint16))], "differs"),
-])
+@pytest.mark.parametrize(
+    "frames, message",
+    [
+        (lambda: empty_frames(3), "needs at least 5"),
+        (lambda: [Frame(0, 0.0, color=np.zeros((4, 4, 3), np.uint8))] * 6, "no depth"),
+        (lambda: [Frame(0, 0.0, np.zeros((480, 640), np.float32))] * 6, "uint16"),
+        (lambda: [Frame(0, 0.0, np.zeros((480, 640), np.uint16))] * 6, "no valid depth"),
+        (lambda: empty_frames(5) + [Frame(9, 0.3, np.ones((240, 320), np.uint16))], "differs"),
+    ],
+)
 def test_learn_site_refusals(frames, message):
     with pytest.raises(SegmentationError, match=message):
         learn_site(frames())

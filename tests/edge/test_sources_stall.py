@@ -67,7 +67,9 @@ def test_without_stall_after_the_stream_flows_past_any_count():
         assert sum(1 for _ in zip(range(40), source)) == 40
 
 
-@pytest.mark.parametrize("value, message", [("-1", "stall_after=-1 must be 0 or more"), ("x", "stall_after='x'")])
+@pytest.mark.parametrize(
+    "value, message", [("-1", "stall_after=-1 must be 0 or more"), ("x", "stall_after='x'")]
+)
 def test_bad_stall_after_is_refused(value, message):
     with pytest.raises(SourceError, match=message):
         open_source(f"sim://?stall_after={value}")

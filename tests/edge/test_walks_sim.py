@@ -34,19 +34,24 @@ def run_stream(uri, site):
     return walks, truth_frames
 
 
-@pytest.mark.parametrize("view, scenario, expected", [
-    ("toward", None, None),
-    ("away", None, None),
-    ("side", None, None),
-    ("toward", "two_people", MULTIPLE_PEOPLE),
-    ("toward", "too_short", TOO_SHORT),
-    ("toward", "partial_exit", PARTIAL_VIEW),
-    ("away", "partial_exit", PARTIAL_VIEW),
-    ("toward", "stop_midway", STOPPED),
-    ("toward", "occlusion", MULTIPLE_PEOPLE),  # an adult crossing in front: retake, not a guess
-])
+@pytest.mark.parametrize(
+    "view, scenario, expected",
+    [
+        ("toward", None, None),
+        ("away", None, None),
+        ("side", None, None),
+        ("toward", "two_people", MULTIPLE_PEOPLE),
+        ("toward", "too_short", TOO_SHORT),
+        ("toward", "partial_exit", PARTIAL_VIEW),
+        ("away", "partial_exit", PARTIAL_VIEW),
+        ("toward", "stop_midway", STOPPED),
+        ("toward", "occlusion", MULTIPLE_PEOPLE),  # an adult crossing in front: retake, not a guess
+    ],
+)
 def test_simulated_walk_gate(sites, view, scenario, expected):
-    uri = f"sim://?seed=21&walks=1&view={view}&color=0" + (f"&scenario={scenario}" if scenario else "")
+    uri = f"sim://?seed=21&walks=1&view={view}&color=0" + (
+        f"&scenario={scenario}" if scenario else ""
+    )
     walks, truth_frames = run_stream(uri, sites["side" if view == "side" else "toward"])
     assert len(walks) == 1, [w.retake_reason for w in walks]
     walk = walks[0]
@@ -54,7 +59,9 @@ def test_simulated_walk_gate(sites, view, scenario, expected):
     if expected is None:
         assert walk.quality.frames_kept >= 30
         assert walk.quality.frames_kept <= truth_frames
-        assert walk.quality.direction == {"toward": "toward", "away": "away", "side": "lateral"}[view]
+        assert (
+            walk.quality.direction == {"toward": "toward", "away": "away", "side": "lateral"}[view]
+        )
         assert walk.silhouettes.shape[1:] == (64, 44) and walk.silhouettes.max() == 255
 
 

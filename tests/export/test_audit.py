@@ -25,8 +25,10 @@ def _io(name, shape, dtype=TensorProto.FLOAT):
 def _qdq_model(zero_point: np.ndarray):
     scale = numpy_helper.from_array(np.array(0.02, np.float32), "scale")
     zp = numpy_helper.from_array(zero_point, "zp")
-    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="q"),
-             helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], name="dq")]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], name="dq"),
+    ]
     return _model(nodes, [_io("x", [1, 4])], [_io("y", [1, 4])], [scale, zp])
 
 
@@ -41,15 +43,22 @@ def test_op_list_names_its_source_and_holds_the_model_ops():
 
 
 def test_clean_graph_passes():
-    model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [_io("x", [1, 4])], [_io("y", [1, 4])])
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        [_io("x", [1, 4])],
+        [_io("y", [1, 4])],
+    )
     report = audit_model(model)
     assert report.ok, report.format()
     assert report.op_counts == {"Relu": 1}
 
 
 def test_planted_unsupported_op_is_caught():
-    model = _model([helper.make_node("Unique", ["x"], ["y"], name="planted_unique")],
-                   [_io("x", [4])], [_io("y", [4])])
+    model = _model(
+        [helper.make_node("Unique", ["x"], ["y"], name="planted_unique")],
+        [_io("x", [4])],
+        [_io("y", [4])],
+    )
     report = audit_model(model)
     assert "unsupported-op" in report.rules_broken()
     assert "planted_unique" in report.format()
@@ -64,8 +73,11 @@ def test_custom_domain_is_caught():
 
 @pytest.mark.parametrize("op", ["NonZero"])
 def test_forbidden_ops(op):
-    model = _model([helper.make_node(op, ["x"], ["y"], name="bad")],
-                   [_io("x", [4])], [_io("y", [1, 4], TensorProto.INT64)])
+    model = _model(
+        [helper.make_node(op, ["x"], ["y"], name="bad")],
+        [_io("x", [4])],
+        [_io("y", [1, 4], TensorProto.INT64)],
+    )
     assert op in FORBIDDEN_OPS
     assert "forbidden-op" in audit_model(model).rules_broken()
 
@@ -98,14 +110,21 @@ def test_target_from_metadata():
 
 
 def test_dynamic_input_is_caught():
-    model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
-                   [_io("x", ["batch", 4])], [_io("y", ["batch", 4])])
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        [_io("x", ["batch", 4])],
+        [_io("y", ["batch", 4])],
+    )
     assert "static-shapes" in audit_model(model).rules_broken()
 
 
 def test_opset_out_of_range():
-    model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
-                   [_io("x", [1, 4])], [_io("y", [1, 4])], opset=21)
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        [_io("x", [1, 4])],
+        [_io("y", [1, 4])],
+        opset=21,
+    )
     model.ir_version = 10
     assert "opset" in audit_model(model).rules_broken()
 
@@ -118,8 +137,14 @@ def test_exported_model_passes(tiny_onnx):
 
 def test_cli_exit_codes(tmp_path, tiny_onnx, capsys):
     bad = tmp_path / "bad.onnx"
-    onnx.save(_model([helper.make_node("Unique", ["x"], ["y"], name="planted")],
-                     [_io("x", [4])], [_io("y", [4])]), bad)
+    onnx.save(
+        _model(
+            [helper.make_node("Unique", ["x"], ["y"], name="planted")],
+            [_io("x", [4])],
+            [_io("y", [4])],
+        ),
+        bad,
+    )
     assert main(["audit", str(tiny_onnx.onnx_path)]) == 0
     assert main(["audit", str(bad), "--json", str(tmp_path / "a.json")]) == 1
     captured = capsys.readouterr()

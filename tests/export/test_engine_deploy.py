@@ -107,7 +107,9 @@ def _extras() -> dict[str, list[str]]:
     """setup.py's EXTRAS, from its top-level assignments (setup() itself is not run)."""
     tree = ast.parse((REPO / "setup.py").read_text())
     namespace: dict = {"__file__": str(REPO / "setup.py")}
-    body = [node for node in tree.body if isinstance(node, (ast.Assign, ast.Import, ast.ImportFrom))]
+    body = [
+        node for node in tree.body if isinstance(node, (ast.Assign, ast.Import, ast.ImportFrom))
+    ]
     exec(compile(ast.Module(body=body, type_ignores=[]), "setup.py", "exec"), namespace)  # noqa: S102
     return namespace["EXTRAS"]
 

@@ -22,9 +22,14 @@ from gaitmil.manifest import (
 def _manifest(tmp_path, payload: bytes = b"weights") -> Manifest:
     model = tmp_path / "model.onnx"
     model.write_bytes(payload)
-    return Manifest(model_id="gaitmil-tiny-abc", kind="onnx", precision="fp32",
-                    files={"model.onnx": sha256_file(model)},
-                    input_shapes={"silhouettes": [1, 30, 64, 44]}, opset=17)
+    return Manifest(
+        model_id="gaitmil-tiny-abc",
+        kind="onnx",
+        precision="fp32",
+        files={"model.onnx": sha256_file(model)},
+        input_shapes={"silhouettes": [1, 30, 64, 44]},
+        opset=17,
+    )
 
 
 def test_round_trip_and_verify(tmp_path):

@@ -21,8 +21,10 @@ from tests.export.conftest import simulated
 @pytest.mark.parametrize("batch", [1, 4])
 def test_parity_frames_and_batch(tiny_checkpoint, tmp_path, frames, batch):
     walks = simulated(10, frames, seed=frames + batch)
-    result = export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0),
-                         walks=walks)
+    result = export_onnx(
+        ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0),
+        walks=walks,
+    )
     report = result.parity
     assert report.walks == 10
     assert report.argmax_agreement == 1.0
@@ -43,7 +45,9 @@ def test_both_phase_lookups_export_with_parity(tmp_path, kind):
 
     ckpt = make_random_checkpoint("tiny", tmp_path / "c.pt", seed=4, phase_features=kind)
     assert describe_checkpoint(ckpt)["config"]["phase_features"] == kind
-    result = export_onnx(ExportConfig(ckpt, tmp_path / "onnx", frames=16, parity_walks=0), walks=simulated(6, 16))
+    result = export_onnx(
+        ExportConfig(ckpt, tmp_path / "onnx", frames=16, parity_walks=0), walks=simulated(6, 16)
+    )
     assert result.parity.argmax_agreement == 1.0 and result.parity.max_abs_dprob <= 1e-4
     assert result.parity.max_abs_diff["phase_attention"] <= 1e-5  # the same frames in the same bags
     ops = {node.op_type for node in load_onnx(result.onnx_path).graph.node}
@@ -103,11 +107,15 @@ def test_foreign_checkpoint(tmp_path):
         export_onnx(ExportConfig(path, tmp_path / "out", parity_walks=0))
 
 
-@pytest.mark.parametrize(("frames", "batch", "message"), [(4, 1, "out of range"), (301, 1, "out of range"),
-                                                          (30, 0, "--batch"), (30, 65, "--batch")])
+@pytest.mark.parametrize(
+    ("frames", "batch", "message"),
+    [(4, 1, "out of range"), (301, 1, "out of range"), (30, 0, "--batch"), (30, 65, "--batch")],
+)
 def test_shape_arguments_out_of_range(tiny_checkpoint, tmp_path, frames, batch, message):
     with pytest.raises(ExportError, match=message):
-        export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0))
+        export_onnx(
+            ExportConfig(tiny_checkpoint, tmp_path, frames=frames, batch=batch, parity_walks=0)
+        )
 
 
 def test_unwritable_output_folder(tiny_checkpoint, tmp_path):
@@ -137,8 +145,10 @@ def test_failed_parity_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
 
     monkeypatch.setattr(module, "torch_outputs", shifted)
     with pytest.raises(ParityError, match="argmax agreement"):
-        export_onnx(ExportConfig(tiny_checkpoint, tmp_path, frames=16, parity_walks=0),
-                    walks=simulated(6, 16))
+        export_onnx(
+            ExportConfig(tiny_checkpoint, tmp_path, frames=16, parity_walks=0),
+            walks=simulated(6, 16),
+        )
     assert not (tmp_path / "model.onnx").exists()
     assert not list(Path(tmp_path).glob("*.manifest.json"))
 
@@ -154,7 +164,9 @@ def test_weight_comparison_tolerates_rounding_not_changes(tiny_onnx):
         model = load_onnx(tiny_onnx.onnx_path)
         init = max(model.graph.initializer, key=lambda i: numpy_helper.to_array(i).size)
         array = numpy_helper.to_array(init).astype(np.float32)
-        array = array * np.float32(1 + relative)  # what another CPU's float kernels do, or a real change
+        array = array * np.float32(
+            1 + relative
+        )  # what another CPU's float kernels do, or a real change
         init.CopyFrom(numpy_helper.from_array(array, init.name))
         return model
 

@@ -16,7 +16,9 @@ SMALL = {"widths": (4, 8, 8, 16), "attn_hidden": 8, "embed_dim": 16}
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("synth"), per_class_train=4, per_class_test=2, frames=20)
+    return write_dataset(
+        tmp_path_factory.mktemp("synth"), per_class_train=4, per_class_test=2, frames=20
+    )
 
 
 @pytest.fixture(scope="session")

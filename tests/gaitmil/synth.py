@@ -38,8 +38,14 @@ def walk(label: int, frames: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([figure(label, (start + t / 15.0) % 1.0, rng) for t in range(frames)])
 
 
-def write_dataset(root: Path, per_class_train: int = 4, per_class_test: int = 2, frames: int = 20,
-                  seed: int = 0, split_name: str = "118") -> Path:
+def write_dataset(
+    root: Path,
+    per_class_train: int = 4,
+    per_class_test: int = 2,
+    frames: int = 20,
+    seed: int = 0,
+    split_name: str = "118",
+) -> Path:
     """OpenGait layout with one sequence per subject; returns root."""
     rng = np.random.default_rng(seed)
     train, test = [], []
@@ -55,5 +61,7 @@ def write_dataset(root: Path, per_class_train: int = 4, per_class_test: int = 2,
                     pickle.dump(walk(label, frames, rng), fh)
                 subset.append(name)
                 sid += 1
-    (root / f"Scoliosis1K_{split_name}.json").write_text(json.dumps({"TRAIN_SET": train, "TEST_SET": test}))
+    (root / f"Scoliosis1K_{split_name}.json").write_text(
+        json.dumps({"TRAIN_SET": train, "TEST_SET": test})
+    )
     return root

@@ -22,8 +22,14 @@ from tests.gaitmil.conftest import make_model, walk_batch
 def saved(tmp_path, synth_frames):
     model = make_model(synth_frames, seed=3)
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, model, data={"name": "synthetic"}, metrics={"accuracy": 0.5},
-                    training={"iterations": 1}, extra={"note": "test"})
+    save_checkpoint(
+        path,
+        model,
+        data={"name": "synthetic"},
+        metrics={"accuracy": 0.5},
+        training={"iterations": 1},
+        extra={"note": "test"},
+    )
     return model, path
 
 
@@ -59,7 +65,9 @@ def test_model_id_follows_the_weights(tmp_path, synth_frames):
 def test_train_state_round_trip(tmp_path, synth_frames):
     model = make_model(synth_frames)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    save_checkpoint(tmp_path / "last.pt", model, train_state={"iteration": 7, "optimizer": opt.state_dict()})
+    save_checkpoint(
+        tmp_path / "last.pt", model, train_state={"iteration": 7, "optimizer": opt.state_dict()}
+    )
     state = load_train_state(tmp_path / "last.pt")
     assert state["iteration"] == 7 and "param_groups" in state["optimizer"]
 

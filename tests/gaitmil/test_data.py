@@ -31,10 +31,17 @@ def _tree(root, subjects, frames=12):
 
 @pytest.fixture
 def tree(tmp_path):
-    _tree(tmp_path, {"00001": ("positive", "000_180"), "00002": ("negative", "000_000"),
-                     "00003": ("neutral", "000_180")})
-    (tmp_path / "Scoliosis1K_118.json").write_text(json.dumps({"TRAIN_SET": ["00001", "00002"],
-                                                               "TEST_SET": ["00003"]}))
+    _tree(
+        tmp_path,
+        {
+            "00001": ("positive", "000_180"),
+            "00002": ("negative", "000_000"),
+            "00003": ("neutral", "000_180"),
+        },
+    )
+    (tmp_path / "Scoliosis1K_118.json").write_text(
+        json.dumps({"TRAIN_SET": ["00001", "00002"], "TEST_SET": ["00003"]})
+    )
     return tmp_path
 
 
@@ -75,25 +82,32 @@ def test_split_as_json_path(tree, tmp_path_factory):
 def test_collate_stacks_a_batch(tree):
     ds = Scoliosis1K(tree, "118", "train", frames=6)
     sils, labels, subjects, infos = collate([ds[(0, 1)], ds[(1, 2)]])
-    assert sils.shape == (2, 6, 64, 44) and labels.tolist() == [2, 0] and subjects == ["00001", "00002"]
+    assert (
+        sils.shape == (2, 6, 64, 44)
+        and labels.tolist() == [2, 0]
+        and subjects == ["00001", "00002"]
+    )
     assert len(infos) == 2
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("no_split", r"Scoliosis1K_118.json does not exist"),
-    ("bad_json", "not valid JSON"),
-    ("no_train_key", "TRAIN_SET must be a list"),
-    ("overlap", "in both TRAIN_SET and TEST_SET"),
-    ("missing_subject", "subject folders of the split are missing"),
-    ("bad_class", "unknown class folder 'scoliotic'"),
-    ("no_view", "no view folder"),
-    ("no_pkl", "expected 000_180.pkl"),
-    ("garbage_pkl", "cannot read the silhouette pkl"),
-    ("wrong_shape", r"expected silhouettes \[T, 64, 64\], got \(5, 64, 44\)"),
-    ("wrong_dtype", "expected dtype uint8"),
-    ("empty_seq", "holds no frames"),
-    ("evil_pkl", "not allowed in a silhouette pkl"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no_split", r"Scoliosis1K_118.json does not exist"),
+        ("bad_json", "not valid JSON"),
+        ("no_train_key", "TRAIN_SET must be a list"),
+        ("overlap", "in both TRAIN_SET and TEST_SET"),
+        ("missing_subject", "subject folders of the split are missing"),
+        ("bad_class", "unknown class folder 'scoliotic'"),
+        ("no_view", "no view folder"),
+        ("no_pkl", "expected 000_180.pkl"),
+        ("garbage_pkl", "cannot read the silhouette pkl"),
+        ("wrong_shape", r"expected silhouettes \[T, 64, 64\], got \(5, 64, 44\)"),
+        ("wrong_dtype", "expected dtype uint8"),
+        ("empty_seq", "holds no frames"),
+        ("evil_pkl", "not allowed in a silhouette pkl"),
+    ],
+)
 def test_broken_trees_raise_dataset_error_naming_the_problem(tree, breakage, message):
     pkl = tree / "00001" / "positive" / "000_180" / "000_180.pkl"
     split = tree / "Scoliosis1K_118.json"
@@ -116,8 +130,11 @@ def test_broken_trees_raise_dataset_error_naming_the_problem(tree, breakage, mes
     elif breakage == "garbage_pkl":
         pkl.write_bytes(b"this is not a pickle")
     else:
-        arr = {"wrong_shape": np.zeros((5, 64, 44), np.uint8), "wrong_dtype": np.zeros((5, 64, 64), np.float32),
-               "empty_seq": np.zeros((0, 64, 64), np.uint8)}.get(breakage)
+        arr = {
+            "wrong_shape": np.zeros((5, 64, 44), np.uint8),
+            "wrong_dtype": np.zeros((5, 64, 64), np.float32),
+            "empty_seq": np.zeros((0, 64, 64), np.uint8),
+        }.get(breakage)
         if breakage == "evil_pkl":
             arr = _Evil()
         pkl.write_bytes(pickle.dumps(arr))
@@ -164,9 +181,18 @@ def test_validation_subjects_are_stratified_seeded_and_selectable(tmp_path):
     root = write_dataset(tmp_path / "d", per_class_train=6, per_class_test=2, frames=10)
     whole = Scoliosis1K(root, "118", "train", frames=4)
     val = validation_subjects(whole, 0.34, seed=0)
-    assert val == validation_subjects(whole, 0.34, seed=0) != validation_subjects(whole, 0.34, seed=1)
+    assert (
+        val == validation_subjects(whole, 0.34, seed=0) != validation_subjects(whole, 0.34, seed=1)
+    )
     labels = {s.subject: s.label for s in whole.sequences}
-    assert sorted(labels[v] for v in val) == [0, 0, 1, 1, 2, 2]  # 2 of the 6 subjects of every class
+    assert sorted(labels[v] for v in val) == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]  # 2 of the 6 subjects of every class
     part = Scoliosis1K(root, "118", "train", frames=4, subjects=val)
     assert sorted(part.subject_index) == val and part.describe()["part"] == "selected subjects"
     test_ids = json.loads((root / "Scoliosis1K_118.json").read_text())["TEST_SET"]

@@ -90,8 +90,13 @@ def two_ranks(tmp_path_factory):
     # rendezvous retried once in a fresh folder, so the suite never hangs on it.
     for attempt in range(2):
         d = tmp_path_factory.mktemp(f"ddp{attempt}")
-        context = mp.start_processes(_rank_main, args=(str(d / "init"), str(d)), nprocs=WORLD, join=False,
-                                     start_method="spawn")
+        context = mp.start_processes(
+            _rank_main,
+            args=(str(d / "init"), str(d)),
+            nprocs=WORLD,
+            join=False,
+            start_method="spawn",
+        )
         deadline = time.monotonic() + RANKS_TIMEOUT_S
         while not context.join(timeout=2):
             if time.monotonic() > deadline:

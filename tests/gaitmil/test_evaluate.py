@@ -14,8 +14,20 @@ def test_evaluate_cli_writes_json_and_table(synth_root, synth_frames, tmp_path, 
     ckpt = tmp_path / "c.pt"
     save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})
     out = tmp_path / "report.json"
-    rc = main(["--checkpoint", str(ckpt), "--data", str(synth_root), "--json", str(out), "--frames", "8",
-               "--threshold", "0.4"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(synth_root),
+            "--json",
+            str(out),
+            "--frames",
+            "8",
+            "--threshold",
+            "0.4",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "confusion matrix" in text and "screening (referred = P(not negative) >= 0.40)" in text
@@ -39,11 +51,15 @@ def test_evaluate_all_frames_on_simulated_data(synth_frames, tmp_path, capsys):
 
 
 def test_evaluate_errors_are_reported_not_raised(synth_root, tmp_path, capsys):
-    rc = main(["--checkpoint", str(tmp_path / "none.pt"), "--data", str(synth_root), "--split", "118"])
+    rc = main(
+        ["--checkpoint", str(tmp_path / "none.pt"), "--data", str(synth_root), "--split", "118"]
+    )
     assert rc == 2 and "does not exist" in capsys.readouterr().err
 
 
-def test_default_protocol_is_all_frames_on_real_layout_and_named(synth_root, synth_frames, tmp_path, capsys):
+def test_default_protocol_is_all_frames_on_real_layout_and_named(
+    synth_root, synth_frames, tmp_path, capsys
+):
     """Without truth.json the tree is treated as real Scoliosis1K: every frame, the split named."""
     ckpt = tmp_path / "c.pt"
     save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})

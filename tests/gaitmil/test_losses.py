@@ -16,7 +16,9 @@ from gaitmil.losses import (
 
 def test_triplet_is_zero_when_ids_are_far_apart_and_positive_when_mixed():
     ids = torch.tensor([0, 0, 1, 1])
-    far = torch.tensor([[0.0, 0.0], [0.0, 0.1], [5.0, 5.0], [5.0, 5.1]]).unsqueeze(1)  # [B, P=1, E=2]
+    far = torch.tensor([[0.0, 0.0], [0.0, 0.1], [5.0, 5.0], [5.0, 5.1]]).unsqueeze(
+        1
+    )  # [B, P=1, E=2]
     loss, active = batch_all_triplet(far, ids, margin=0.2)
     assert loss.item() == 0.0 and active.item() == 0.0
     mixed = far[[0, 2, 1, 3]]  # each id now holds one point of each blob
@@ -45,7 +47,9 @@ def test_part_cross_entropy_equals_mean_over_parts():
     torch.manual_seed(0)
     logits = torch.randn(3, 4, 3)
     labels = torch.tensor([0, 2, 1])
-    expected = torch.stack([F.cross_entropy(logits[:, p], labels, label_smoothing=0.1) for p in range(4)]).mean()
+    expected = torch.stack(
+        [F.cross_entropy(logits[:, p], labels, label_smoothing=0.1) for p in range(4)]
+    ).mean()
     torch.testing.assert_close(part_cross_entropy(logits, labels, 0.1), expected)
     w = torch.tensor([1.0, 0.0, 0.0])  # only walks of class 0 count
     only0 = F.cross_entropy(logits[0], labels[:1].repeat(4))
@@ -54,8 +58,12 @@ def test_part_cross_entropy_equals_mean_over_parts():
 
 def test_total_loss_and_class_weights():
     torch.manual_seed(0)
-    total, parts = gait_mil_loss(torch.randn(4, 2, 8), torch.randn(4, 2, 3), torch.tensor([0, 1, 2, 0]),
-                                 torch.tensor([0, 0, 1, 1]))
+    total, parts = gait_mil_loss(
+        torch.randn(4, 2, 8),
+        torch.randn(4, 2, 3),
+        torch.tensor([0, 1, 2, 0]),
+        torch.tensor([0, 0, 1, 1]),
+    )
     assert total.item() == pytest.approx(parts["triplet"] + parts["ce"], rel=1e-5)
     w = inverse_frequency_weights([0, 0, 0, 0, 1, 2], 3)
     assert w[0] == pytest.approx(0.5) and w[1] == pytest.approx(2.0) and w[2] == pytest.approx(2.0)

@@ -20,14 +20,16 @@ from gaitmil.metrics import (
 
 # 6 walks; labels negative, negative, negative, neutral, positive, positive
 LABELS = np.array([0, 0, 0, 1, 2, 2])
-PROBS = np.array([
-    [0.8, 0.1, 0.1],  # neg -> neg
-    [0.6, 0.3, 0.1],  # neg -> neg (referral score 0.4)
-    [0.3, 0.6, 0.1],  # neg -> neutral (referral 0.7)
-    [0.5, 0.4, 0.1],  # neutral -> neg (referral 0.5)
-    [0.1, 0.2, 0.7],  # pos -> pos (0.9)
-    [0.2, 0.7, 0.1],  # pos -> neutral (0.8)
-])
+PROBS = np.array(
+    [
+        [0.8, 0.1, 0.1],  # neg -> neg
+        [0.6, 0.3, 0.1],  # neg -> neg (referral score 0.4)
+        [0.3, 0.6, 0.1],  # neg -> neutral (referral 0.7)
+        [0.5, 0.4, 0.1],  # neutral -> neg (referral 0.5)
+        [0.1, 0.2, 0.7],  # pos -> pos (0.9)
+        [0.2, 0.7, 0.1],  # pos -> neutral (0.8)
+    ]
+)
 
 
 def test_confusion_matrix_and_accuracy():
@@ -42,7 +44,11 @@ def test_one_vs_rest_and_macro():
     assert neg["sensitivity"] == pytest.approx(2 / 3) and neg["specificity"] == pytest.approx(2 / 3)
     assert neu["sensitivity"] == 0 and neu["specificity"] == pytest.approx(3 / 5)
     assert pos["sensitivity"] == pytest.approx(1 / 2) and pos["specificity"] == 1.0
-    assert neg["precision"] == pytest.approx(2 / 3) and pos["precision"] == 1.0 and neu["precision"] == 0.0
+    assert (
+        neg["precision"] == pytest.approx(2 / 3)
+        and pos["precision"] == 1.0
+        and neu["precision"] == 0.0
+    )
     m = macro_prf(confusion_matrix(LABELS, PROBS))
     assert m["recall"] == pytest.approx((2 / 3 + 0 + 1 / 2) / 3)
     assert m["precision"] == pytest.approx((2 / 3 + 0 + 1) / 3)

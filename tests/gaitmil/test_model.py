@@ -98,7 +98,9 @@ def test_padded_frames_change_nothing(synth_frames, pooling):
     assert all(torch.isfinite(t).all() for t in out)
     torch.testing.assert_close(out.logits, ref.logits, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out.phase_attention, ref.phase_attention, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(out.frame_attention[:, :10], ref.frame_attention, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        out.frame_attention[:, :10], ref.frame_attention, rtol=1e-4, atol=1e-6
+    )
     assert (out.frame_attention[:, 10:] == 0).all()
 
 
@@ -138,8 +140,10 @@ def test_max_and_mean_pooling_give_uniform_attention(synth_frames):
             out = model(walk_batch(1, 8), mask)
         torch.testing.assert_close(out.frame_attention[0, :6], torch.full((6,), 1 / 6))
         nonempty = out.phase_attention[0] > 0
-        torch.testing.assert_close(out.phase_attention[0][nonempty],
-                                   torch.full((int(nonempty.sum()),), 1 / float(nonempty.sum())))
+        torch.testing.assert_close(
+            out.phase_attention[0][nonempty],
+            torch.full((int(nonempty.sum()),), 1 / float(nonempty.sum())),
+        )
 
 
 def test_mil_and_max_pooling_differ(synth_frames):
@@ -185,9 +189,13 @@ def test_phase_assignment_has_no_gradient_and_matches_numpy(synth_frames, kind):
     onehot = model.assign_phases(x, torch.ones(1, 10, dtype=torch.bool))
     assert not onehot.requires_grad
     assert (onehot.sum(-1) == 1).all()
-    expected = assign_walk((x[0].detach().numpy() * 255).round().astype("uint8"), model.centroids.numpy(), kind)
+    expected = assign_walk(
+        (x[0].detach().numpy() * 255).round().astype("uint8"), model.centroids.numpy(), kind
+    )
     assert onehot[0].argmax(-1).tolist() == expected.tolist()
-    assert len(set(expected.tolist())) > 1  # the swinging legs spread the frames over several phases
+    assert (
+        len(set(expected.tolist())) > 1
+    )  # the swinging legs spread the frames over several phases
 
 
 def test_walk_residual_phases_ignore_padded_frames_and_appearance(synth_frames):
@@ -203,7 +211,9 @@ def test_walk_residual_phases_ignore_padded_frames_and_appearance(synth_frames):
     pooled = torch.rand(2, 10, 176)
     offset = torch.rand(2, 1, 176)
     full = torch.ones(2, 10, dtype=torch.bool)
-    torch.testing.assert_close(walk_residual_features(pooled + offset, full), walk_residual_features(pooled, full))
+    torch.testing.assert_close(
+        walk_residual_features(pooled + offset, full), walk_residual_features(pooled, full)
+    )
 
 
 def test_old_checkpoints_keep_the_appearance_lookup():
@@ -226,7 +236,9 @@ def test_gradients_reach_every_parameter(synth_frames):
     model = make_model(synth_frames).train()
     out, part_logits = model.forward_with_part_logits(walk_batch(4, 8))
     (part_logits.sum() + out.embeddings.sum()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+    ]
     assert missing == []
 
 

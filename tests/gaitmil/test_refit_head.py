@@ -21,21 +21,51 @@ def test_refit_keeps_the_backbone_and_chooses_on_validation_only(tmp_path):
     root = write_dataset(tmp_path / "data", per_class_train=4, per_class_test=2, frames=20, seed=2)
     train(_cfg(root, tmp_path / "run", iterations=4, eval_every=2))
     assert _corrupt_test_split(root) == 6  # refit must never read the test walks
-    assert main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(root), "--split", "118",
-                 "--out", str(tmp_path / "refit"), "--epochs", "3", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(tmp_path / "run" / "checkpoint.pt"),
+                "--data",
+                str(root),
+                "--split",
+                "118",
+                "--out",
+                str(tmp_path / "refit"),
+                "--epochs",
+                "3",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     before, _ = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     after, meta = load_checkpoint(tmp_path / "refit" / "checkpoint.pt")
     old, new = before.state_dict(), after.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("encoder."))
     extra = meta["extra"]
-    head_moved = any(not torch.equal(old[k], new[k]) for k in old if k.startswith(("fc", "classifier", "inter", "intra")))
+    head_moved = any(
+        not torch.equal(old[k], new[k])
+        for k in old
+        if k.startswith(("fc", "classifier", "inter", "intra"))
+    )
     # kept only when it is no worse on the validation walks; otherwise the trained head stays
     assert head_moved == extra["head_refit"]["kept"]
-    assert extra["head_refit"]["best_val_accuracy"] >= extra["head_refit"]["trained_head_val_accuracy"] or not head_moved
+    assert (
+        extra["head_refit"]["best_val_accuracy"] >= extra["head_refit"]["trained_head_val_accuracy"]
+        or not head_moved
+    )
     val_ids = describe_checkpoint(tmp_path / "run" / "checkpoint.pt")["data"]["validation_subjects"]
     val = Scoliosis1K(root, "118", "train", frames=30, train_sampling=False, subjects=val_ids)
     labels, logits = predict_logits(after, val)
     assert extra["threshold_chosen_on"] == "validation subjects of TRAIN_SET"
-    assert extra["referral_threshold"] == pytest.approx(threshold_for_sensitivity(labels, softmax(logits), 0.95))
+    assert extra["referral_threshold"] == pytest.approx(
+        threshold_for_sensitivity(labels, softmax(logits), 0.95)
+    )
     rows = [json.loads(x) for x in (tmp_path / "refit" / "refit.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3] and extra["head_refit"]["best_epoch"] in (1, 2, 3)
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and extra["head_refit"]["best_epoch"] in (
+        1,
+        2,
+        3,
+    )

@@ -21,7 +21,9 @@ from gaitmil.silhouette import (
 )
 
 
-def bar(width: int, cols: tuple[int, int], height: int = 64, rows: tuple[int, int] | None = None) -> np.ndarray:
+def bar(
+    width: int, cols: tuple[int, int], height: int = 64, rows: tuple[int, int] | None = None
+) -> np.ndarray:
     """A uint8 0/255 image with a filled block over rows x [cols[0], cols[1])."""
     img = np.zeros((height, width), np.uint8)
     r0, r1 = rows or (0, 64)
@@ -101,8 +103,12 @@ def test_empty_and_degenerate_masks_give_reasons():
 def test_mask_dtypes_agree():
     img = bar(100, (50, 54))
     ref = normalize(img).silhouette
-    for variant in (img > 0, (img > 0).astype(np.uint8), (img > 0).astype(np.float32),
-                    (img > 0).astype(np.int32)):
+    for variant in (
+        img > 0,
+        (img > 0).astype(np.uint8),
+        (img > 0).astype(np.float32),
+        (img > 0).astype(np.int32),
+    ):
         np.testing.assert_array_equal(normalize(variant).silhouette, ref)
     with pytest.raises(ValueError, match="finite"):
         normalize(np.full((10, 10), np.nan, np.float32))

@@ -23,9 +23,23 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(root, out, **kw) -> TrainConfig:
-    base = dict(data=str(root), split="118", out=str(out), preset="tiny", iterations=4, batch_p=3, batch_k=2,
-                frames=6, seed=0, log_every=1, save_every=1000, eval_at_end=False, model_overrides=dict(SMALL),
-                centroid_sequences=20, threads=1)
+    base = dict(
+        data=str(root),
+        split="118",
+        out=str(out),
+        preset="tiny",
+        iterations=4,
+        batch_p=3,
+        batch_k=2,
+        frames=6,
+        seed=0,
+        log_every=1,
+        save_every=1000,
+        eval_at_end=False,
+        model_overrides=dict(SMALL),
+        centroid_sequences=20,
+        threads=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -51,7 +65,9 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert all(a >= b for a, b in zip(factors[50:], factors[51:]))  # then never rising
     assert factors[-1] == pytest.approx(0.01, abs=1e-4)
     step = _cfg(".", ".", iterations=100, schedule="step")
-    assert [lr_factor(step, i) for i in (0, 49, 50, 70, 95)] == pytest.approx([1, 1, 0.1, 0.01, 0.001])
+    assert [lr_factor(step, i) for i in (0, 49, 50, 70, 95)] == pytest.approx(
+        [1, 1, 0.1, 0.01, 0.001]
+    )
 
 
 def _corrupt_test_split(root, split="118") -> int:
@@ -81,7 +97,9 @@ def test_threshold_and_temperature_come_from_validation_subjects_only(tmp_path):
     model, _ = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     val = Scoliosis1K(root, "118", "train", frames=30, train_sampling=False, subjects=val_ids)
     labels, logits = predict_logits(model, val)
-    assert extra["referral_threshold"] == pytest.approx(threshold_for_sensitivity(labels, softmax(logits), 0.95))
+    assert extra["referral_threshold"] == pytest.approx(
+        threshold_for_sensitivity(labels, softmax(logits), 0.95)
+    )
     # fitted on validation walks only: the validation and fitting subjects are disjoint
     fitted = Scoliosis1K(root, "118", "train", subjects=sorted(set(model_ids(root)) - set(val_ids)))
     assert not set(fitted.subject_index) & set(val_ids)
@@ -89,7 +107,9 @@ def test_threshold_and_temperature_come_from_validation_subjects_only(tmp_path):
 
 def test_time_budget_stops_and_decays_the_lr(synth_root, tmp_path):
     """A budget far shorter than the iterations stops the run after validating; the last LR is the floor."""
-    metrics = train(_cfg(synth_root, tmp_path / "run", iterations=5000, eval_every=1000, max_minutes=0.001))
+    metrics = train(
+        _cfg(synth_root, tmp_path / "run", iterations=5000, eval_every=1000, max_minutes=0.001)
+    )
     assert metrics["stopped_early"] and metrics["stop_reason"].startswith("time budget")
     assert metrics["iterations_run"] < 5000 and metrics["referral_threshold"] > 0
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -103,10 +123,14 @@ def model_ids(root, split="118") -> list[str]:
 
 
 def test_early_stopping_keeps_the_best_validated_weights(synth_root, tmp_path):
-    metrics = train(_cfg(synth_root, tmp_path / "run", iterations=40, eval_every=1, patience=1, lr=0.0))
+    metrics = train(
+        _cfg(synth_root, tmp_path / "run", iterations=40, eval_every=1, patience=1, lr=0.0)
+    )
     # lr 0 freezes the weights; only the batch-norm running statistics move, so validation soon stops
     # improving: the run stops one stale evaluation after the best one
-    assert metrics["stopped_early"] and metrics["iterations_run"] == metrics["best_iteration"] + 1 < 40
+    assert (
+        metrics["stopped_early"] and metrics["iterations_run"] == metrics["best_iteration"] + 1 < 40
+    )
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r.get("kind") == "validation"]
     assert [r["iteration"] for r in evals] == list(range(1, metrics["iterations_run"] + 1))
@@ -126,13 +150,21 @@ def test_seeded_run_is_reproducible_and_writes_its_outputs(synth_root, tmp_path)
     assert [r["iteration"] for r in steps] == [1, 2, 3, 4]
     assert all(r["loss"] > 0 and 0 <= r["accuracy"] <= 1 and r["clips_per_s"] > 0 for r in steps)
     assert [r["iteration"] for r in evals] == [4]  # eval_every > iterations: validated at the end
-    assert 0 <= evals[0]["val_accuracy"] <= 1 and evals[0]["val_nll"] > 0 and evals[0]["train_loss"] > 0
+    assert (
+        0 <= evals[0]["val_accuracy"] <= 1
+        and evals[0]["val_nll"] > 0
+        and evals[0]["train_loss"] > 0
+    )
     assert (tmp_path / "a" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     meta = describe_checkpoint(tmp_path / "a" / "checkpoint.pt")
-    assert meta["data"]["split_name"] == "118" and meta["data"]["sequences"] == 9  # 12 less 3 validation
+    assert (
+        meta["data"]["split_name"] == "118" and meta["data"]["sequences"] == 9
+    )  # 12 less 3 validation
     assert meta["data"]["validation_sequences"] == 3
     assert meta["training"]["iteration"] == 4 and meta["training"]["lr"] == 0.02
-    assert meta["training"]["frames"] == 6 and meta["input"]["frames"] == 30  # ships with the kiosk's T
+    assert (
+        meta["training"]["frames"] == 6 and meta["input"]["frames"] == 30
+    )  # ships with the kiosk's T
     model, _ = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
     assert model.centroids.abs().sum() > 0  # k-means centroids were fitted and stored
 
@@ -142,13 +174,42 @@ def test_resume_continues_exactly(synth_root, tmp_path):
     train(_cfg(synth_root, tmp_path / "part", stop_at=2))
     assert not (tmp_path / "part" / "checkpoint.pt").exists()
     train(_cfg(synth_root, tmp_path / "part", resume=str(tmp_path / "part" / "last.pt")))
-    assert _same(_weights(tmp_path / "full" / "checkpoint.pt"), _weights(tmp_path / "part" / "checkpoint.pt"))
+    assert _same(
+        _weights(tmp_path / "full" / "checkpoint.pt"), _weights(tmp_path / "part" / "checkpoint.pt")
+    )
 
 
 def test_cli_arguments():
-    cfg = parse_args(["--data", "D", "--split", "112", "--preset", "edge", "--out", "O", "--iterations", "50",
-                      "--batch-p", "4", "--batch-k", "2", "--seed", "3", "--workers", "1"])
-    assert (cfg.preset, cfg.iterations, cfg.batch_p, cfg.batch_k, cfg.seed, cfg.workers) == ("edge", 50, 4, 2, 3, 1)
+    cfg = parse_args(
+        [
+            "--data",
+            "D",
+            "--split",
+            "112",
+            "--preset",
+            "edge",
+            "--out",
+            "O",
+            "--iterations",
+            "50",
+            "--batch-p",
+            "4",
+            "--batch-k",
+            "2",
+            "--seed",
+            "3",
+            "--workers",
+            "1",
+        ]
+    )
+    assert (cfg.preset, cfg.iterations, cfg.batch_p, cfg.batch_k, cfg.seed, cfg.workers) == (
+        "edge",
+        50,
+        4,
+        2,
+        3,
+        1,
+    )
     with pytest.raises(SystemExit):
         parse_args(["--data", "D", "--split", "1", "--out", "O", "--preset", "huge"])
 
@@ -159,8 +220,18 @@ def test_learns_a_small_separable_problem(tmp_path):
     root = write_dataset(tmp_path / "data", per_class_train=8, per_class_test=8, frames=16, seed=4)
     threads = torch.get_num_threads()
     try:
-        metrics = train(_cfg(root, tmp_path / "run", iterations=80, batch_p=6, batch_k=2, frames=8,
-                             eval_at_end=True, lr=0.05))
+        metrics = train(
+            _cfg(
+                root,
+                tmp_path / "run",
+                iterations=80,
+                batch_p=6,
+                batch_k=2,
+                frames=8,
+                eval_at_end=True,
+                lr=0.05,
+            )
+        )
     finally:
         torch.set_num_threads(threads)
     assert metrics["test_accuracy"] > 0.9, metrics
@@ -170,10 +241,35 @@ def test_learns_a_small_separable_problem(tmp_path):
 def test_ddp_two_processes_on_cpu(synth_root, tmp_path):
     """torchrun with 2 gloo processes trains and writes one checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "gaitmil.train", "--data", str(synth_root), "--split", "118", "--preset", "tiny",
-           "--out", str(tmp_path / "ddp"), "--iterations", "2", "--batch-p", "2", "--batch-k", "2",
-           "--frames", "4", "--no-eval", "--log-every", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "gaitmil.train",
+        "--data",
+        str(synth_root),
+        "--split",
+        "118",
+        "--preset",
+        "tiny",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--iterations",
+        "2",
+        "--batch-p",
+        "2",
+        "--batch-k",
+        "2",
+        "--frames",
+        "4",
+        "--no-eval",
+        "--log-every",
+        "1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = describe_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
@@ -192,4 +288,6 @@ def test_mixed_precision_path_runs_on_cpu(synth_root, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "amp" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     train(_cfg(synth_root, tmp_path / "fp32", iterations=1, val_fraction=0.0))
-    assert torch.load(tmp_path / "fp32" / "last.pt", weights_only=True)["train_state"]["scaler"] == {}
+    assert (
+        torch.load(tmp_path / "fp32" / "last.pt", weights_only=True)["train_state"]["scaler"] == {}
+    )

@@ -12,15 +12,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_setup_reads_the_one_version():
-    out = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            [sys.executable, "setup.py", "--version"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert out == gaitmil.__version__
 
 
 def test_command_line_tools_print_it():
     for module in ("edge", "export", "calibration", "edge.collect"):
-        out = subprocess.run([sys.executable, "-m", module, "--version"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", module, "--version"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert gaitmil.__version__ in out, module
 
 

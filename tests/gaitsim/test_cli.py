@@ -22,4 +22,6 @@ def test_bench_prints_numbers(capsys):
     assert bench.main(["--frames", "10", "--walks", "1"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     numbers = json.loads(last)
-    assert numbers["depth+mask fps (cpu)"] > 0 and numbers["sample_walks 30-frame walks/s (cpu)"] > 0
+    assert (
+        numbers["depth+mask fps (cpu)"] > 0 and numbers["sample_walks 30-frame walks/s (cpu)"] > 0
+    )

@@ -13,7 +13,9 @@ from gaitsim.dataset import build_dataset, main, parse_ratio
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim")
-    summary = build_dataset(root, walks=16, seed=3, ratio="1:1:2", view="mixed", frames_per_seq=60, workers=2)
+    summary = build_dataset(
+        root, walks=16, seed=3, ratio="1:1:2", view="mixed", frames_per_seq=60, workers=2
+    )
     return root, summary
 
 
@@ -62,7 +64,9 @@ def test_truth_sidecar_matches_the_files(dataset):
         steps = np.diff(phase) % 1.0
         assert 0 < np.median(steps) < 0.5 and len(np.unique(np.round(phase, 2))) > 4
     # ratio 1:1:2 (positive:neutral:negative) by subject: negatives are the largest class
-    counts = {c: sum(e["class"] == c for e in seqs.values()) for c in ("negative", "neutral", "positive")}
+    counts = {
+        c: sum(e["class"] == c for e in seqs.values()) for c in ("negative", "neutral", "positive")
+    }
     assert counts["negative"] >= max(counts["neutral"], counts["positive"])
 
 

@@ -39,7 +39,9 @@ def measure(severity, curve_type="thoracic", side=1):
     chest = centre(bottom - 0.72 * height, bottom - 0.62 * height)
     hips = centre(bottom - 0.55 * height, bottom - 0.48 * height)
     off = int(0.8 * 0.112 * 1.5 * CAM.fx / 2.5)
-    right_top = np.flatnonzero(mask[:, int(head) + off])[0]  # seen from behind, image right = body right
+    right_top = np.flatnonzero(mask[:, int(head) + off])[
+        0
+    ]  # seen from behind, image right = body right
     left_top = np.flatnonzero(mask[:, int(head) - off])[0]
     return left_top - right_top, chest - hips
 

@@ -9,7 +9,9 @@ from gaitsim import CameraConfig, RecordingError, iter_frames, record_realsense
 
 def test_recording_plays_back_through_a_pipeline(tmp_path):
     path = record_realsense(tmp_path / "walk.db3", seed=2, walks=1, gap_s=0.3, scenario="too_short")
-    expected = [f.depth for f in iter_frames(seed=2, walks=1, gap_s=0.3, scenario="too_short", color=False)]
+    expected = [
+        f.depth for f in iter_frames(seed=2, walks=1, gap_s=0.3, scenario="too_short", color=False)
+    ]
 
     pipe = rs.pipeline()
     cfg = rs.config()

@@ -28,7 +28,9 @@ def test_walks_are_separated_by_empty_corridor(two_walks):
     runs = [(k, len(list(g))) for k, g in itertools.groupby(ids)]
     assert [k for k, _ in runs] == [-1, 0, -1, 1, -1]
     assert all(n == 15 for k, n in runs if k == -1)  # gap_s 0.5 at 30 fps
-    assert all(60 <= n <= 300 for k, n in runs if k >= 0)  # about 2-5 s of walking, plus entry and exit
+    assert all(
+        60 <= n <= 300 for k, n in runs if k >= 0
+    )  # about 2-5 s of walking, plus entry and exit
     for f in two_walks:
         if f.walk_index == -1:
             assert f.label is None and not f.mask.any()
@@ -52,14 +54,20 @@ def test_stream_is_deterministic_for_a_seed():
         return list(itertools.islice(iter_frames(seed=seed, view="mixed", gap_s=0.2), 40))
 
     a, b, c = take(11), take(11), take(12)
-    assert all(np.array_equal(x.depth, y.depth) and np.array_equal(x.mask, y.mask) and np.array_equal(x.color, y.color)
-               for x, y in zip(a, b))
+    assert all(
+        np.array_equal(x.depth, y.depth)
+        and np.array_equal(x.mask, y.mask)
+        and np.array_equal(x.color, y.color)
+        for x, y in zip(a, b)
+    )
     assert any(not np.array_equal(x.depth, y.depth) for x, y in zip(a, c))
 
 
 def test_endless_stream_keeps_going():
     seen = set()
-    for f in iter_frames(seed=1, walks=None, gap_s=0.0, color=False, noise=False, scenario="too_short"):
+    for f in iter_frames(
+        seed=1, walks=None, gap_s=0.0, color=False, noise=False, scenario="too_short"
+    ):
         seen.add(f.walk_index)
         if len(seen) == 4:
             break
@@ -97,8 +105,13 @@ def _plan(scenario, seed=5, view="toward"):
 def test_too_short_walk_is_short():
     short = _plan("too_short")
     assert short.frames < 75  # under 2.5 s from appearing to leaving
-    frames = [f for f in iter_frames(seed=5, walks=1, gap_s=0.0, scenario="too_short", color=False, noise=False)
-              if f.walk_index == 0]
+    frames = [
+        f
+        for f in iter_frames(
+            seed=5, walks=1, gap_s=0.0, scenario="too_short", color=False, noise=False
+        )
+        if f.walk_index == 0
+    ]
     assert 0 < sum(f.mask.any() for f in frames) < 60
 
 
@@ -111,9 +124,15 @@ def test_stop_midway_stands_still():
 
 @pytest.mark.parametrize("scenario", ["two_people", "occlusion"])
 def test_other_people_are_in_depth_but_not_in_the_truth_mask(scenario):
-    frames = list(iter_frames(seed=4, walks=1, gap_s=0.1, scenario=scenario, color=False, noise=False))
+    frames = list(
+        iter_frames(seed=4, walks=1, gap_s=0.1, scenario=scenario, color=False, noise=False)
+    )
     bg = frames[0].depth.astype(np.int32)
-    extra = [((np.abs(f.depth.astype(np.int32) - bg) > 100) & ~f.mask).sum() for f in frames if f.walk_index == 0]
+    extra = [
+        ((np.abs(f.depth.astype(np.int32) - bg) > 100) & ~f.mask).sum()
+        for f in frames
+        if f.walk_index == 0
+    ]
     assert max(extra) > 2000  # a whole other person, not just edge pixels
 
 
@@ -136,7 +155,16 @@ def test_occlusion_hides_part_of_the_walk():
 
 
 def test_partial_exit_leaves_through_the_side():
-    frames = [f for f in iter_frames(seed=6, walks=1, gap_s=0.1, scenario="partial_exit", color=False, noise=False)
-              if f.walk_index == 0 and f.mask.any()]
+    frames = [
+        f
+        for f in iter_frames(
+            seed=6, walks=1, gap_s=0.1, scenario="partial_exit", color=False, noise=False
+        )
+        if f.walk_index == 0 and f.mask.any()
+    ]
     last = frames[-1].mask
-    assert last[:, :3].any() or last[:, -3:].any() or last.sum() < 0.3 * max(f.mask.sum() for f in frames)
+    assert (
+        last[:, :3].any()
+        or last[:, -3:].any()
+        or last.sum() < 0.3 * max(f.mask.sum() for f in frames)
+    )

@@ -10,7 +10,15 @@ from gaitsim.subject import Posture, sample_subject, severity_for_label
 
 @pytest.mark.parametrize(
     ("cobb", "label"),
-    [(0.0, NEGATIVE), (9.99, NEGATIVE), (10.0, NEUTRAL), (15.0, NEUTRAL), (20.0, NEUTRAL), (20.01, POSITIVE), (45.0, POSITIVE)],
+    [
+        (0.0, NEGATIVE),
+        (9.99, NEGATIVE),
+        (10.0, NEUTRAL),
+        (15.0, NEUTRAL),
+        (20.0, NEUTRAL),
+        (20.01, POSITIVE),
+        (45.0, POSITIVE),
+    ],
 )
 def test_default_mapping_boundaries(cobb, label):
     assert label_for_severity(cobb) == label

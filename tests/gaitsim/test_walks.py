@@ -30,7 +30,9 @@ def test_silhouettes_look_like_a_person(batch):
     sil = batch.silhouettes > 127
     fill = sil.mean(axis=(2, 3))
     assert (fill > 0.15).all() and (fill < 0.6).all()
-    assert sil[:, :, 0, :].any() and sil[:, :, -1, :].any()  # OpenGait crop: head at the top row, feet at the bottom
+    assert (
+        sil[:, :, 0, :].any() and sil[:, :, -1, :].any()
+    )  # OpenGait crop: head at the top row, feet at the bottom
     # legs separate and close over the gait cycle: the width of the lower body changes
     lower_width = sil[:, :, 56, :].sum(axis=2).astype(float)
     assert (lower_width.std(axis=1) > 1.0).all()

@@ -24,7 +24,9 @@ def render(template: Path, values: dict[str, str]) -> str:
 def _analyze() -> str:
     found = shutil.which("systemd-analyze")
     if found is None:
-        pytest.fail("systemd-analyze is not installed: run scripts/system-deps.sh (apt-get install systemd)")
+        pytest.fail(
+            "systemd-analyze is not installed: run scripts/system-deps.sh (apt-get install systemd)"
+        )
     return found
 
 
@@ -33,9 +35,14 @@ def rendered(tmp_path) -> Path:
     """Both units rendered with paths that exist here (verify fails on a missing ExecStart binary)."""
     (tmp_path / "kiosk.toml").write_text("")
     (tmp_path / "model.onnx").write_bytes(b"")
-    values = {"PREFIX": str(tmp_path), "PYTHON": sys.executable, "USER": "root",
-              "CONFIG": str(tmp_path / "kiosk.toml"), "ONNX": str(tmp_path / "model.onnx"),
-              "ENGINE": str(tmp_path / "model.engine")}
+    values = {
+        "PREFIX": str(tmp_path),
+        "PYTHON": sys.executable,
+        "USER": "root",
+        "CONFIG": str(tmp_path / "kiosk.toml"),
+        "ONNX": str(tmp_path / "model.onnx"),
+        "ENGINE": str(tmp_path / "model.engine"),
+    }
     out = tmp_path / "units"
     out.mkdir()
     for unit in UNITS:
@@ -44,8 +51,12 @@ def rendered(tmp_path) -> Path:
 
 
 def test_systemd_analyze_verify_prints_nothing(rendered):
-    done = subprocess.run([_analyze(), "verify", *(str(rendered / u) for u in UNITS)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [_analyze(), "verify", *(str(rendered / u) for u in UNITS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # verify exits 0 on parse warnings: any output at all is a failure
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
@@ -53,7 +64,9 @@ def test_systemd_analyze_verify_prints_nothing(rendered):
 def test_verify_would_catch_a_typo(rendered):
     unit = rendered / "gaitmil-edge.service"
     unit.write_text(unit.read_text().replace("WatchdogSec=", "WatchdogSecs="))
-    done = subprocess.run([_analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [_analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert "WatchdogSecs" in done.stdout + done.stderr
 
 
@@ -89,11 +102,21 @@ def test_kiosk_unit_has_the_settings_of_issue_8(rendered):
     assert int(service["WatchdogSec"]) > 0
     assert service["Restart"] == "on-failure"
     assert "StartLimitIntervalSec" in unit["Unit"] and "StartLimitBurst" in unit["Unit"]
-    assert "StartLimitIntervalSec" not in service  # systemd ignores it in [Service]; it belongs in [Unit]
+    assert (
+        "StartLimitIntervalSec" not in service
+    )  # systemd ignores it in [Service]; it belongs in [Unit]
     assert set(service["SupplementaryGroups"].split()) == {"video", "render", "plugdev"}
-    assert service["StateDirectory"] == "gaitmil-edge" and service["ConfigurationDirectory"] == "gaitmil-edge"
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                       "PrivateTmp": "yes", "DevicePolicy": "closed"}.items():
+    assert (
+        service["StateDirectory"] == "gaitmil-edge"
+        and service["ConfigurationDirectory"] == "gaitmil-edge"
+    )
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "DevicePolicy": "closed",
+    }.items():
         assert service[key] == value, key
     assert "PrivateDevices" not in service  # it would hide the cameras
     allowed = {v.split()[0] for k, v in service.items() if k.split("#")[0] == "DeviceAllow"}
