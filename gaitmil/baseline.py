@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import add_version_flag
+from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.data import load_pkl, read_split, resolve_split, scan_sequences
 from gaitmil.errors import GaitMILError
 from gaitmil.spec import CLASSES, NEGATIVE
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gaitmil.baseline",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--data", type=Path, required=True, help="training data (Scoliosis1K layout)"
@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0.2,
         help="training subjects held out to pick the strength",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the validation draw and the bootstrap"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_version_flag(parser)
     args = parser.parse_args(argv)

@@ -32,9 +32,13 @@ class Listener:
         self.health: list[dict] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = lambda c, u, m: self.health.append(json.loads(m.payload))
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(broker.host, broker.port)
         self.client.subscribe(HEALTH, qos=0)
         self.client.loop_start()
+        if not subscribed.wait(10):  # health published after this returns must reach the listener
+            raise TimeoutError(f"no SUBACK for {HEALTH} within 10 s")
 
     def close(self) -> None:
         self.client.disconnect()
