@@ -12,8 +12,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "gaitmil-edge.service.in"
 EXAMPLE = REPO / "edge" / "data" / "kiosk.example.toml"
-# the docs this worktree keeps in step with systemd/ (CONFIG.md has its own owner)
-DOCS = (REPO / "README.md", REPO / "docs" / "DEPLOY.md", EXAMPLE)
+# every doc, the example config and the settings' descriptions name the installed folders
+DOCS = (
+    REPO / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    EXAMPLE,
+    REPO / "edge" / "settings.py",
+)
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:
