@@ -22,14 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitmil import HelpFormatter, add_version_flag, metrics
 from gaitmil.data import load_pkl, read_split, resolve_split, scan_sequences
 from gaitmil.errors import GaitMILError
-from gaitmil.spec import CLASSES, NEGATIVE
+from gaitmil.screening_report import bootstrap
+from gaitmil.spec import CLASSES
 
 POOL = 2  # 64x64 -> 32x32: 1,024 features, few enough for the few hundred walks of a site
 STRENGTHS = (0.01, 0.1, 1.0, 10.0, 100.0)
 BOOTSTRAP_SAMPLES = 2000
+REFERRAL_THRESHOLD = 0.5  # on one-hot predictions: referred exactly when the class is not negative
 
 
 @dataclass(frozen=True)
@@ -111,24 +113,29 @@ def choose_strength(
     return max(scores, key=lambda s: (scores[s], s)), scores
 
 
+def one_hot(predicted: np.ndarray) -> np.ndarray:
+    """Class predictions as probabilities, so the project's screening metrics apply to them:
+    a walk is referred (P(not negative) = 1) exactly when its class is not negative."""
+    return np.eye(len(CLASSES))[predicted]
+
+
 def figures(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    referred, referable = predicted != NEGATIVE, labels != NEGATIVE
+    screen = metrics.screening(labels, one_hot(predicted), REFERRAL_THRESHOLD)
     return {
-        "accuracy": float((predicted == labels).mean()),
-        "sensitivity": float((referred & referable).sum() / max(1, referable.sum())),
-        "specificity": float((~referred & ~referable).sum() / max(1, (~referable).sum())),
+        "accuracy": metrics.accuracy(labels, one_hot(predicted)),
+        "sensitivity": screen["sensitivity"],
+        "specificity": screen["specificity"],
     }
 
 
 def intervals(labels: np.ndarray, predicted: np.ndarray, seed: int) -> dict[str, list[float]]:
-    """95 % percentile bootstrap intervals over walks."""
-    rng = np.random.default_rng(seed)
-    draws = [
-        figures(labels[rows], predicted[rows])
-        for rows in (rng.integers(0, len(labels), len(labels)) for _ in range(BOOTSTRAP_SAMPLES))
-    ]
+    """95 % percentile bootstrap intervals over walks (gaitmil.screening_report.bootstrap)."""
+    drawn = bootstrap(
+        labels, one_hot(predicted), REFERRAL_THRESHOLD, samples=BOOTSTRAP_SAMPLES, seed=seed
+    )
     return {
-        k: [float(np.percentile([d[k] for d in draws], q)) for q in (2.5, 97.5)] for k in draws[0]
+        key: [drawn["figures"][key]["low"], drawn["figures"][key]["high"]]
+        for key in figures(labels, predicted)
     }
 
 

@@ -28,16 +28,58 @@ GAP_FRAMES = 45  # empty corridor between walks: longer than walk.cooldown_secon
 WALK_FRAMES = 60
 
 
+def export_test_onnx(model: Any, meta: dict, path: Path, frames: int) -> Path:
+    """`model` (a GaitMIL from load_checkpoint) as FP32 ONNX at `path` with T=`frames`, plus the
+    manifest beside it: the shipped outputs, in gaitmil.spec.OUTPUT_NAMES order."""
+    import torch
+
+    from gaitmil.manifest import Manifest, sha256_file, write_manifest
+    from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES, input_shape
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, silhouettes: Any) -> tuple:
+            out = self.inner(silhouettes)
+            return out.logits, out.probs, out.phase_attention, out.frame_attention
+
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # dynamo=False is the documented choice here
+        torch.onnx.export(
+            Wrapped(model).eval(),
+            (torch.zeros(input_shape(1, frames)),),
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+        )
+    write_manifest(
+        path.parent / f"{path.stem}.manifest.json",
+        Manifest(
+            model_id=meta["model_id"],
+            kind="onnx",
+            precision="fp32",
+            files={path.name: sha256_file(path)},
+            input_shapes={INPUT_NAME: list(input_shape(1, frames))},
+            opset=17,
+        ),
+    )
+    return path
+
+
 def build_kiosk_model(out_dir: Path) -> Path:
     """Write model.onnx + model.manifest.json + card.json of a tiny untrained Gait-MIL (T=16)
     into `out_dir`; returns the model.onnx path. The `kiosk_model` fixture (conftest) calls it."""
     import torch
 
     from gaitmil.checkpoint import load_checkpoint, save_checkpoint
-    from gaitmil.manifest import Manifest, sha256_file, write_manifest
     from gaitmil.model import GaitMIL, GaitMILConfig
     from gaitmil.phases import fit_centroids
-    from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES, input_shape
 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -49,40 +91,7 @@ def build_kiosk_model(out_dir: Path) -> Path:
     save_checkpoint(ckpt, model, frames=FRAMES)
     model, meta = load_checkpoint(ckpt)
 
-    class Wrapped(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, silhouettes):
-            out = self.inner(silhouettes)
-            return out.logits, out.probs, out.phase_attention, out.frame_attention
-
-    path = out_dir / "model.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", DeprecationWarning
-        )  # dynamo=False is the documented choice here
-        torch.onnx.export(
-            Wrapped(model).eval(),
-            (torch.zeros(input_shape(1, FRAMES)),),
-            str(path),
-            opset_version=17,
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-        )
-    write_manifest(
-        out_dir / "model.manifest.json",
-        Manifest(
-            model_id=meta["model_id"],
-            kind="onnx",
-            precision="fp32",
-            files={path.name: sha256_file(path)},
-            input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))},
-            opset=17,
-        ),
-    )
+    path = export_test_onnx(model, meta, out_dir / "model.onnx", FRAMES)
     (out_dir / "card.json").write_text(json.dumps({"referral_threshold": 0.4}))
     ckpt.unlink()
     return path

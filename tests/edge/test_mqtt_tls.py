@@ -21,26 +21,7 @@ from tests.edge.tls_support import kiosk_settings
 
 
 def test_tls_with_client_certificate_and_password_from_file(tls_broker, pki, tmp_path):
-    password_file = tmp_path / "kiosk.password"
-    password_file.write_text("correct horse\n")
-    password_file.chmod(0o600)
-    cfg = load_config(
-        None,
-        env={},
-        overrides={
-            "mqtt": {
-                "url": f"mqtts://127.0.0.1:{tls_broker.port}",
-                "username": "kiosk-a",
-                "password_file": str(password_file),
-                "tls": {
-                    "ca_file": str(pki / "ca.crt"),
-                    "cert_file": str(pki / "client.crt"),
-                    "key_file": str(pki / "client.key"),
-                },
-            },
-            "kiosk": {"site_id": "site-t", "kiosk_id": "kiosk-a"},
-        },
-    )
+    cfg = tls_kiosk_config(tls_broker, pki, tmp_path, "correct horse")
     settings = publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id)
     assert settings.endpoint.tls and settings.endpoint.password == "correct horse"
     sub = ResultSubscriber(
@@ -112,7 +93,8 @@ def test_missing_client_certificate_file_is_a_clear_error(tls_broker, pki, tmp_p
             publisher.start()
 
 
-def _tls_check_config(broker, pki: Path, tmp_path: Path, password: str):
+def tls_kiosk_config(broker, pki: Path, tmp_path: Path, password: str):
+    """The kiosk's config for kiosk-a on the TLS broker: certificates, password from a 0600 file."""
     password_file = tmp_path / "kiosk.password"
     password_file.write_text(password + "\n")
     password_file.chmod(0o600)
@@ -138,9 +120,7 @@ def _tls_check_config(broker, pki: Path, tmp_path: Path, password: str):
 def test_check_connects_to_a_tls_broker_with_the_configured_certificates(tls_broker, pki, tmp_path):
     from edge.cli import _check_broker
 
-    result = _check_broker(
-        _tls_check_config(tls_broker, pki, tmp_path, "correct horse"), timeout=10
-    )
+    result = _check_broker(tls_kiosk_config(tls_broker, pki, tmp_path, "correct horse"), timeout=10)
     assert result.ok, result
     assert result.detail == f"mqtts://127.0.0.1:{tls_broker.port}: connected as kiosk-a over TLS"
 
@@ -149,7 +129,7 @@ def test_check_names_a_refused_login_on_a_tls_broker(tls_broker, pki, tmp_path):
     from edge.cli import _check_broker
 
     result = _check_broker(
-        _tls_check_config(tls_broker, pki, tmp_path, "wrong password"), timeout=10
+        tls_kiosk_config(tls_broker, pki, tmp_path, "wrong password"), timeout=10
     )
     assert not result.ok and "refused user kiosk-a" in result.detail
     assert "mqtt.password_file" in result.fix

@@ -29,56 +29,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-class _Wrapper:
-    """Exports exactly the shipped outputs, in gaitmil.spec.OUTPUT_NAMES order."""
-
-    def __new__(cls, model):
-        import torch
-
-        class Wrapped(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, silhouettes):
-                out = self.inner(silhouettes)
-                return out.logits, out.probs, out.phase_attention, out.frame_attention
-
-        return Wrapped(model).eval()
-
-
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    import torch
-
     from gaitmil.checkpoint import load_checkpoint
-    from gaitmil.manifest import Manifest, sha256_file, write_manifest
-    from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES, input_shape
+    from tests.edge.kiosk_support import export_test_onnx
 
     model, meta = load_checkpoint(tiny_checkpoint)
-    out_dir = tmp_path_factory.mktemp("onnx")
-    path = out_dir / "model.onnx"
-    example = torch.zeros(input_shape(1, FRAMES))
-    torch.onnx.export(
-        _Wrapper(model),
-        (example,),
-        str(path),
-        opset_version=17,
-        dynamo=False,
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
-    )
-    write_manifest(
-        out_dir / "model.manifest.json",
-        Manifest(
-            model_id=meta["model_id"],
-            kind="onnx",
-            precision="fp32",
-            files={path.name: sha256_file(path)},
-            input_shapes={INPUT_NAME: list(input_shape(1, FRAMES))},
-            opset=17,
-        ),
-    )
+    path = export_test_onnx(model, meta, tmp_path_factory.mktemp("onnx") / "model.onnx", FRAMES)
     return path
 
 
