@@ -147,12 +147,16 @@ class ContractKiosk:
 
 def wait_for_text(browser, css: str, text: str, timeout: float = 20.0, reload: bool = True) -> bool:  # noqa: ANN001
     """Reload until an element matching css contains text (server-rendered pages: no live push)."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(text in e.text for e in browser.find_elements(By.CSS_SELECTOR, css)):
-            return True
+        try:
+            if any(text in e.text for e in browser.find_elements(By.CSS_SELECTOR, css)):
+                return True
+        except WebDriverException:
+            pass  # the page was replaced while it was read: read the next one
         time.sleep(0.3)
         if reload:
             browser.refresh()
@@ -165,11 +169,25 @@ def screenshot(browser, path: Path) -> None:  # noqa: ANN001
 
 
 def click_and_wait(browser, element) -> None:  # noqa: ANN001
-    """Click a submit button and wait for the next page (a form post navigates)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
+    """Click a submit button and wait until the next page has loaded.
+
+    A form post navigates to a new document. The old page is marked with a
+    window property; the new document does not carry it. This avoids
+    ``staleness_of``, whose element probe can fail with Chrome's "Node with
+    given id does not belong to the document" (a plain WebDriverException,
+    not a StaleElementReferenceException) while the navigation is half done.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    page = browser.find_element(By.TAG_NAME, "html")
+    browser.execute_script("window.__gaitmilOldPage = true;")
     element.click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+
+    def new_page_loaded(driver) -> bool:  # noqa: ANN001
+        return bool(
+            driver.execute_script(
+                "return window.__gaitmilOldPage !== true && document.readyState === 'complete';"
+            )
+        )
+
+    WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(new_page_loaded)
