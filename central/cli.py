@@ -233,7 +233,8 @@ def run_server(args: argparse.Namespace, stop: threading.Event | None = None) ->
     )
     broker.check()
     engine, sessions = open_store(args.database)
-    ingest = publisher = None
+    ingest: Ingest | None = None
+    publisher: Ingest | TokenPublisher | None = None
     try:
         if not args.no_ingest:
             ingest = Ingest(broker, sessions)

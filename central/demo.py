@@ -20,7 +20,7 @@ from typing import Any
 from central.errors import CentralError
 
 SITE, KIOSK = "demo-school", "corridor-1"
-DEMO_USERS = (
+DEMO_USERS: tuple[tuple[str, str, list[str]], ...] = (
     ("demo-nurse", "nurse", [SITE]),
     ("demo-officer", "officer", []),
     ("demo-tech", "technician", []),

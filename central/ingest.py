@@ -222,7 +222,7 @@ class Ingest:
             self._ack(batch)
 
     def _store(self, batch: list[Message]) -> list[Stored]:
-        kinds: list[Stored | None] = [None] * len(batch)
+        kinds: dict[int, Stored] = {}
         # Kiosk rows (status, health) are locked in one order by every worker, after the results,
         # so concurrent workers cannot deadlock on them; a stable sort keeps each kiosk's order.
         order = sorted(range(len(batch)), key=lambda i: _kiosk_key(batch[i].topic))
@@ -236,7 +236,7 @@ class Ingest:
                 if outcome.kind is Stored.QUARANTINED:
                     log.warning("ingest: message on %s quarantined: %s", m.topic, outcome.reason)
                 kinds[i] = outcome.kind
-        return kinds
+        return [kinds[i] for i in range(len(batch))]
 
     def _ack(self, batch: list[Message]) -> None:
         client = self._client

@@ -86,7 +86,7 @@ def build_client(settings: BrokerSettings, client_id: str, *, manual_ack: bool) 
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         manual_ack=manual_ack,
-        **({} if v5 else {"clean_session": False}),
+        clean_session=None if v5 else False,  # MQTT 5 keeps the session by its expiry instead
     )
     if settings.username:
         password = None

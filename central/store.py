@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from central.contract import REFER, ContractError, Topic, decode, parse_topic
+from central.errors import CentralError
 from central.models import FollowUp, Kiosk, Quarantine, Result
 
 
@@ -59,6 +60,11 @@ def _kiosk(session: Session, site_id: str, kiosk_id: str) -> Kiosk:
             session.add(row)
     except IntegrityError:  # another worker created it first
         row = session.get(Kiosk, (site_id, kiosk_id), populate_existing=True)
+        if row is None:
+            raise CentralError(
+                f"kiosk {site_id}/{kiosk_id}: its row could neither be created nor read; "
+                "check the database's constraints (run `python -m central migrate`)"
+            ) from None
     return row
 
 

@@ -7,8 +7,10 @@ Every function takes `labels` (int [N]) and `probs` (float [N, 3]) like gaitmil.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from gaitmil.metrics import accuracy, confusion_matrix, macro_prf, referral_scores, screening
 from gaitmil.spec import NEGATIVE
@@ -24,6 +26,22 @@ PREVALENCE_SOURCE = (
 )
 BOOTSTRAP_SAMPLES = 2000
 CALIBRATION_BINS = 10
+
+
+class Interval(TypedDict):
+    """One figure's point value and 95 % percentile interval."""
+
+    value: float
+    low: float
+    high: float
+    samples_used: int  # resamples in which the figure was defined
+
+
+class BootstrapReport(TypedDict):
+    samples: int
+    resampled: str  # "subjects" or "walks"
+    seed: int
+    figures: dict[str, Interval]
 
 
 def school_population(
@@ -58,14 +76,14 @@ def _figures(
 
 
 def bootstrap(
-    labels,
-    probs,
+    labels: ArrayLike,
+    probs: ArrayLike,
     threshold: float,
-    groups=None,
+    groups: ArrayLike | None = None,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
     prevalence: float = SCHOOL_PREVALENCE,
-) -> dict[str, dict[str, float]]:
+) -> BootstrapReport:
     """95 % percentile intervals of accuracy, macro F1, the screening pair and the school figures.
 
     Resamples `groups` (subject ids: walks of one child are not independent) with replacement,
@@ -82,7 +100,7 @@ def bootstrap(
         idx = np.concatenate([members[g] for g in rng.integers(0, len(keys), size=len(keys))])
         rows.append(_figures(labels[idx], probs[idx], threshold, prevalence))
     point = _figures(labels, probs, threshold, prevalence)
-    out = {}
+    out: dict[str, Interval] = {}
     for key, value in point.items():
         values = np.array([r[key] for r in rows], np.float64)
         values = values[np.isfinite(values)]
