@@ -66,5 +66,5 @@ bench:
 	$(PY) -m benchmarks.results
 
 bench-quick:
-	$(PY) -m benchmarks.results --iters 20 --warmup 3 --kiosks 20 --seconds 5 --walks 60 --sim-walks 2 \
+	$(PY) -m benchmarks.results --iters 20 --warmup 3 --kiosks 20 --seconds 5 --walks 60 --kiosk-walks 20 --sim-walks 2 \
 		--out-dir /tmp/gaitmil-bench --results /tmp/gaitmil-bench/RESULTS.md

@@ -24,7 +24,7 @@ from benchmarks.env import describe_machine
 from gaitmil import HelpFormatter, add_version_flag
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("latency", "pipeline", "fanin", "accuracy")
+PARTS = ("kiosk_path", "latency", "pipeline", "fanin", "accuracy")
 # issue 7's targets on the 2-core development machine
 FASTEST_CPU = "onnxruntime:model.int8-cpu.onnx"
 ORT_FP32 = "onnxruntime:model.onnx"
@@ -38,6 +38,18 @@ def commands(args: argparse.Namespace, out: Path, broker: str) -> dict[str, list
     py = [sys.executable, "-m"]
     common = ["--threads", str(args.threads)]
     return {
+        "kiosk_path": [
+            *py,
+            "benchmarks.kiosk_path",
+            "--walks",
+            str(args.kiosk_walks),
+            "--threads",
+            "1",
+            "--json",
+            str(out / "kiosk_path.json"),
+            "--md",
+            str(out / "kiosk_path.md"),
+        ],
         "latency": [
             *py,
             "benchmarks.latency",
@@ -62,7 +74,7 @@ def commands(args: argparse.Namespace, out: Path, broker: str) -> dict[str, list
             "--backend",
             "onnxruntime",
             "--precision",
-            "int8",
+            "fp32",  # the kiosk's configured default (edge/data/kiosk.example.toml)
             "--sim-walks",
             str(args.sim_walks),
             "--broker",
@@ -149,8 +161,49 @@ def _md(out: Path, name: str) -> str:
     return path.read_text().strip() if path.is_file() else f"_Not run: no {path.name}._"
 
 
+def kiosk_path_targets(report: dict | None) -> list[list[str]]:
+    """Issue 13's targets on the kiosk path, from `python -m benchmarks.kiosk_path --json`."""
+    if report is None or "kiosk" not in report:
+        return [["kiosk path: 3-class accuracy, screening pair, retakes", "-", "not run", "-"]]
+    t, k = report["targets"], report["kiosk"]
+    per_walk = report["results_per_walk"]
+    one_each = set(per_walk) == {"1"}
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f} %"
+
+    def ci(pair: list[float]) -> str:
+        return f"[{100 * pair[0]:.1f}, {100 * pair[1]:.1f}]"
+
+    walks = f"{k['walks']} fresh simulated walks, threshold {report['threshold']:.3f}"
+    return [
+        [
+            f"kiosk path 3-class accuracy >= {pct(t['accuracy'])} (simulated walks)",
+            f"{pct(k['accuracy'])} {ci(k['accuracy_ci'])}",
+            "met" if k["accuracy"] >= t["accuracy"] else "MISSED",
+            walks,
+        ],
+        [
+            f"kiosk path screening sensitivity >= {pct(t['sensitivity'])} with specificity >= "
+            f"{pct(t['specificity'])}",
+            f"{pct(k['sensitivity'])} {ci(k['sensitivity_ci'])} / {pct(k['specificity'])} "
+            f"{ci(k['specificity_ci'])}",
+            "met"
+            if k["sensitivity"] >= t["sensitivity"] and k["specificity"] >= t["specificity"]
+            else "MISSED",
+            walks,
+        ],
+        [
+            f"kiosk path retakes <= {pct(t['retake_rate'])}, exactly one result per walk",
+            f"{pct(report['retake_rate'])} retakes; results per walk {per_walk}",
+            "met" if report["retake_rate"] <= t["retake_rate"] and one_each else "MISSED",
+            f"{report['simulated_walks']} walks gave {report['results']} results",
+        ],
+    ]
+
+
 def targets(latency: dict | None, fanin: dict | None) -> list[list[str]]:
-    """Rows of the targets table: target, measured, status, what limits it (facts only)."""
+    """Rows of the latency and fan-in targets: target, measured, status, what limits it (facts only)."""
     rows = []
     by_label = {b["label"]: b for b in (latency or {}).get("backends", [])}
     if FASTEST_CPU in by_label and TORCH in by_label:
@@ -280,13 +333,15 @@ def render(
         "## Targets",
         "",
         markdown_table(
-            ["target", "measured", "status", "facts behind it"], targets(latency, fanin)
+            ["target", "measured", "status", "facts behind it"],
+            kiosk_path_targets(_load(out, "kiosk_path")) + targets(latency, fanin),
         ),
         "",
         _limits_section(results),
         "",
     ]
     titles = {
+        "kiosk_path": "Kiosk path: the shipped model on what the kiosk infers on",
         "latency": "Latency per backend and precision (demo model)",
         "pipeline": "Kiosk pipeline",
         "fanin": "Broker fan-in",
@@ -339,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kiosks", type=int, default=200, help="fan-in: simulated kiosks")
     p.add_argument("--seconds", type=float, default=60.0, help="fan-in: publishing time")
     p.add_argument("--walks", type=int, default=300, help="accuracy: simulated held-out walks")
+    p.add_argument("--kiosk-walks", type=int, default=200, help="kiosk path: fresh simulated walks")
     p.add_argument("--broker", help="loopback broker URL (default: a throw-away mosquitto)")
     p.add_argument(
         "--render-only",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.results import main, render, targets
+from benchmarks.results import kiosk_path_targets, main, render, targets
 from benchmarks.stats import summarize
 
 
@@ -100,3 +100,49 @@ def test_rerun_of_some_parts_keeps_recorded_commands_and_the_leads_text(tmp_path
     )  # no record yet: the command line given
     assert "What limits: the CPU has no VNNI.\n" in text and "_the lead fills this in" not in text
     assert "_the lead fills this in" in render(out, None, tmp_path / "absent.md")
+
+
+def _kiosk_path(accuracy, retakes=0.0, per_walk=None):
+    row = {
+        "walks": 200,
+        "accuracy": accuracy,
+        "accuracy_ci": [accuracy - 0.05, accuracy + 0.05],
+        "sensitivity": 0.96,
+        "sensitivity_ci": [0.93, 0.99],
+        "specificity": 0.5,
+        "specificity_ci": [0.4, 0.6],
+    }
+    return {
+        "targets": {
+            "accuracy": 0.85,
+            "sensitivity": 0.95,
+            "specificity": 0.80,
+            "retake_rate": 0.05,
+        },
+        "kiosk": row,
+        "threshold": 0.313,
+        "retake_rate": retakes,
+        "results_per_walk": per_walk or {"1": 200},
+        "simulated_walks": 200,
+        "results": 200,
+    }
+
+
+def test_kiosk_path_targets_from_its_report():
+    rows = kiosk_path_targets(_kiosk_path(0.86))
+    assert [r[2] for r in rows] == ["met", "MISSED", "met"]  # specificity 50 % < 80 %
+    assert rows[0][1] == "86.0 % [81.0, 91.0]"
+    split = kiosk_path_targets(_kiosk_path(0.70, per_walk={"1": 198, "2": 1}))
+    assert split[0][2] == "MISSED" and split[2][2] == "MISSED"  # one walk gave two results
+    assert kiosk_path_targets(None)[0][2] == "not run"
+
+
+def test_render_puts_the_kiosk_path_first(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "kiosk_path.json").write_text(json.dumps(_kiosk_path(0.7)))
+    (out / "kiosk_path.md").write_text("KIOSK TABLE\n")
+    text = render(out, None, tmp_path / "RESULTS.md")
+    assert text.index("kiosk path 3-class accuracy") < text.index("ONNX Runtime `cpu` INT8")
+    assert text.index("## Kiosk path") < text.index("## Latency per backend")
+    assert "KIOSK TABLE" in text
