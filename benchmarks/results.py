@@ -165,15 +165,15 @@ def kiosk_path_targets(report: dict | None) -> list[list[str]]:
     """Issue 13's targets on the kiosk path, from `python -m benchmarks.kiosk_path --json`."""
     if report is None or "kiosk" not in report:
         return [["kiosk path: 3-class accuracy, screening pair, retakes", "-", "not run", "-"]]
+    from benchmarks.kiosk_path import _ci as ci
+    from benchmarks.kiosk_path import _pct
+
     t, k = report["targets"], report["kiosk"]
     per_walk = report["results_per_walk"]
     one_each = set(per_walk) == {"1"}
 
     def pct(x: float) -> str:
-        return f"{100 * x:.1f} %"
-
-    def ci(pair: list[float]) -> str:
-        return f"[{100 * pair[0]:.1f}, {100 * pair[1]:.1f}]"
+        return f"{_pct(x)} %"
 
     walks = f"{k['walks']} fresh simulated walks, threshold {report['threshold']:.3f}"
     return [
