@@ -208,6 +208,7 @@ class Publisher(OutboxDelivery):
         client.loop_stop()
         self._client = None
         self.connected = False
+        self.session.summarise()
         lost = self.held.abandon()
         if lost:
             log.error(
