@@ -15,6 +15,7 @@ import os
 import sqlite3
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tests.edge.kiosk_support import (
     Corridor,
     kiosk_config,
     run_kiosk,
+    subscriber_for,
 )
 from tests.edge.test_faults_session import ResultCounter
 from tests.edge.test_mqtt import results, settings_for, wait_until
@@ -339,3 +341,113 @@ def test_a_full_disk_at_start_up_is_named_disk_full_not_corrupt(tmp_path):
         ) as refused:
             Outbox(disk / "state" / "outbox.sqlite3")
     assert "corrupt" not in str(refused.value) and exit_code_for(refused.value) == EXIT_BROKER
+
+
+# -- a disk full to the end of the run, broker connected ------------------------------------------
+
+
+def fill_completely(box: Outbox) -> None:
+    """The disk is full and so is every page: not even a small result fits anywhere.
+
+    `fill_to_the_limit` alone leaves room in the pages the file already has (an empty outbox has
+    a whole free page), so rows of shrinking size fill them; they are parked rows, parked too
+    often to be put back automatically, so nothing of them is published or freed."""
+    fill_to_the_limit(box)
+    for size in (3000, 1000, 300, 100, 30, 1):
+        with contextlib.suppress(sqlite3.OperationalError):
+            while True:
+                box._conn.execute(
+                    "INSERT INTO outbox (topic, payload, qos, created, attempts, state) "
+                    "VALUES ('filler', ?, 1, ?, 1000, 'parked')",
+                    (
+                        os.urandom(size),
+                        time.time(),
+                    ),  # recent: the privacy expiry must not free them
+                )
+
+
+def test_a_full_disk_while_connected_publishes_directly_and_loses_nothing(mosquitto, tmp_path):
+    counter = ResultCounter(mosquitto)
+    box = Outbox(tmp_path / "o.db")
+    publisher = Publisher(settings_for(mosquitto), box)
+    publisher.start()
+    try:
+        assert wait_until(lambda: publisher.connected, 10)
+        fill_completely(box)  # and it stays full: nothing is ever stored
+        batch = results(5)
+        rows = [publisher.publish_result(r) for r in batch]
+        assert rows == [None] * 5, "the outbox should have refused every write on a full disk"
+        assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 15), (
+            counter.ids
+        )
+        assert publisher.flush(10), publisher.stats()
+        assert publisher.stats()["held_in_memory"] == 0
+        assert publisher.counters["published_direct"] == 5
+    finally:
+        publisher.stop()
+        box.close()
+        counter.close()
+    assert publisher.lost_total == 0
+    assert len(counter.ids) == len(set(counter.ids)) == 5, "a result was published twice"
+
+
+def test_results_lost_at_exit_are_counted_and_logged(mosquitto_factory, tmp_path, caplog):
+    broker = mosquitto_factory()  # never started: nothing can be acknowledged
+    box = Outbox(tmp_path / "o.db")
+    publisher = Publisher(settings_for(broker), box)
+    publisher.start()
+    try:
+        fill_completely(box)
+        for result in results(5):
+            publisher.publish_result(result)
+        assert not publisher.flush(1)
+    finally:
+        publisher.stop()
+        box.close()
+    assert publisher.lost_total == 5
+    assert "5 result(s) held in memory were neither stored" in caplog.text
+
+
+@pytest.fixture
+def full_outbox(monkeypatch):
+    """The kiosk's own outbox (real SQLite) on a disk that is full from start to end of the run."""
+    made: list[Outbox] = []
+    original = Outbox.from_config.__func__
+
+    def full(cls, cfg):
+        box = original(cls, cfg)
+        fill_completely(box)
+        made.append(box)
+        return box
+
+    monkeypatch.setattr(Outbox, "from_config", classmethod(full))
+    return made
+
+
+def test_the_kiosk_delivers_every_result_while_connected_with_a_full_disk(
+    tmp_path, mosquitto, kiosk_model, full_outbox
+):
+    sub = subscriber_for(mosquitto)
+    try:
+        cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
+        kiosk = run_kiosk(cfg, source=Corridor(walks=5))
+        assert sub.wait_for(5, timeout=10), f"{len(sub.results)} of 5 results reached the broker"
+    finally:
+        sub.stop()
+    box = full_outbox[0]
+    assert (
+        box.acked_total == 0 and box.refused_total == 0
+    )  # none went through the outbox; SQLite refused
+    assert kiosk.exit_code == 0 and kiosk.results == 5
+    assert len({r["result_id"] for r in sub.results}) == 5
+
+
+def test_the_kiosk_exits_non_zero_naming_the_results_it_lost(
+    tmp_path, mosquitto_factory, kiosk_model, full_outbox, caplog
+):
+    broker = mosquitto_factory()  # down for the whole run
+    cfg = kiosk_config(tmp_path, broker.url, kiosk_model, **{"outbox.flush_seconds": 1.0})
+    kiosk = run_kiosk(cfg, source=Corridor(walks=3))
+    assert kiosk.results == 3
+    assert kiosk.exit_code == 1
+    assert "3 of 3 result(s) of this run were lost" in caplog.text
