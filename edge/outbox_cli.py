@@ -50,7 +50,7 @@ def add_parser(sub: Any) -> None:
         "list", formatter_class=HelpFormatter, help="one line per waiting row (no payloads)"
     )
     where(q)
-    q.add_argument("--state", choices=("pending", "parked"))
+    q.add_argument("--state", choices=("pending", "parked", "corrupt"))
     q.set_defaults(func=cmd_list)
     q = commands.add_parser(
         "requeue", formatter_class=HelpFormatter, help="put parked rows back to pending"
@@ -104,7 +104,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{r[0]:>8}  {r[8]:<7}  attempts {r[7]}  {age_h:7.1f} h  {r[2]}  {r[1] or '-'}{reason}"
         )
     pending = sum(1 for r in rows if r[8] == "pending")
-    _say(f"{path}: {len(rows)} row(s), {pending} pending, {len(rows) - pending} parked", err=True)
+    corrupt = sum(1 for r in rows if r[8] == "corrupt")  # damaged on disk: never published
+    _say(
+        f"{path}: {len(rows)} row(s), {pending} pending, {len(rows) - pending - corrupt} parked, "
+        f"{corrupt} corrupt",
+        err=True,
+    )
     return 0
 
 

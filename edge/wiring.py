@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
 
-OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked")
+OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked", "outbox_corrupt_row")
 
 
 @dataclass
@@ -139,7 +139,10 @@ class Components:
                 if alarm in outbox["alarms"]:
                     health.raise_alarm(
                         alarm,
-                        f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked",
+                        f"{outbox['corrupt']} outbox row(s) damaged on disk, parked as corrupt and not "
+                        "published: `python -m edge outbox list --state corrupt`"
+                        if alarm == "outbox_corrupt_row"
+                        else f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked",
                     )
                 else:
                     health.clear_alarm(alarm)

@@ -451,3 +451,132 @@ def test_the_kiosk_exits_non_zero_naming_the_results_it_lost(
     assert kiosk.results == 3
     assert kiosk.exit_code == 1
     assert "3 of 3 result(s) of this run were lost" in caplog.text
+
+
+# -- a damaged row, an old format, a truncated file -----------------------------------------------
+
+
+def damage_row(path: Path, n: int) -> None:
+    """Random bytes inside row n's payload, in place: the page structure stays valid."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b'{"n": %d, "pad": "' % n) + 30
+    data[at : at + 16] = os.urandom(16)
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_row_is_parked_as_corrupt_with_an_alarm_and_never_published(mosquitto, tmp_path):
+    path = tmp_path / "o.db"
+    ids = fill_outbox(path, rows=20)
+    damage_row(path, 7)
+    counter = ResultCounterAll(mosquitto, "gaitmil/v1/site-t/kiosk-t/result")
+    box = Outbox(path)  # SQLite's quick check passes: it cannot see bytes inside a payload
+    publisher = Publisher(settings_for(mosquitto), box)
+    publisher.start()
+    try:
+        assert wait_until(lambda: len(counter.payloads) == 19 and box.depth == 0, 15), (
+            len(counter.payloads),
+            box.stats(),
+        )
+        stats = box.stats()
+        assert stats["corrupt"] == 1 and "outbox_corrupt_row" in stats["alarms"]
+        [row] = box.rows(state="corrupt")
+        assert row.message_id == ids[7] and "checksum mismatch" in (row.reason or "")
+        assert publisher.failure() is None
+    finally:
+        publisher.stop()
+        box.close()
+        counter.close()
+    assert sorted(json.loads(p)["n"] for p in counter.payloads) == [n for n in range(20) if n != 7]
+    with Outbox(path) as again:  # still parked after a restart, still never published
+        assert again.stats()["corrupt"] == 1 and again.pending() == []
+
+
+class ResultCounterAll:
+    """Every payload that reached the broker on `topic` (the rows of fill_outbox are not results)."""
+
+    def __init__(self, broker, topic: str) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.payloads: list[bytes] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda client, userdata, message: self.payloads.append(
+            message.payload
+        )
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise TimeoutError(f"no SUBACK for {topic} within 10 s")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+VERSION_1_SCHEMA = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT UNIQUE,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT
+);
+CREATE INDEX outbox_state_id ON outbox (state, id);
+CREATE TABLE outbox_clock (id INTEGER PRIMARY KEY CHECK (id = 1), wall REAL NOT NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_outbox_is_upgraded_and_its_rows_still_published(mosquitto, tmp_path):
+    path = tmp_path / "o.db"
+    batch = results(4)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(VERSION_1_SCHEMA)
+        for r in batch:
+            conn.execute(
+                "INSERT INTO outbox (message_id, topic, payload, qos, created) VALUES (?, ?, ?, 1, ?)",
+                (
+                    r["result_id"],
+                    "gaitmil/v1/site-t/kiosk-t/result",
+                    json.dumps(r).encode(),
+                    time.time(),
+                ),
+            )
+        conn.commit()
+    counter = ResultCounter(mosquitto)
+    box = Outbox(path)
+    publisher = Publisher(settings_for(mosquitto), box)
+    try:
+        assert all(row.checksum for row in box.rows())
+        assert box._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        publisher.start()
+        assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 15)
+        assert wait_until(lambda: box.depth == 0, 5) and box.stats()["corrupt"] == 0
+    finally:
+        publisher.stop()
+        box.close()
+        counter.close()
+
+
+def test_a_0_byte_outbox_is_refused_as_corrupt_with_what_to_do(
+    tmp_path, capsys, mosquitto, kiosk_model
+):
+    path = tmp_path / "o.db"
+    fill_outbox(path, rows=3)
+    path.write_bytes(b"")  # truncated: a failed copy or restore
+    with pytest.raises(OutboxCorruptError, match=r"empty \(0 bytes\).*move it aside"):
+        Outbox(path)
+    assert path.stat().st_size == 0, "the refusal must not turn the file into a new outbox"
+    cfg = _cli_config(tmp_path, kiosk_model, path, mosquitto.url)
+    assert main(["run", "--config", str(cfg), "--max-walks", "1"]) == 6
+    err = capsys.readouterr().err
+    assert "0 bytes" in err and "Traceback" not in err
