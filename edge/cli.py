@@ -149,6 +149,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_calibrate_site(args: argparse.Namespace) -> int:
     from edge.site import learn_site
     from edge.sources import open_source
+    from edge.sources.base import good_frames
 
     if args.seconds <= 0:
         raise SourceError(f"--seconds must be positive, got {args.seconds}")
@@ -158,7 +159,7 @@ def cmd_calibrate_site(args: argparse.Namespace) -> int:
         deadline = (
             time.monotonic() + args.seconds + 10.0
         )  # a camera that stops sending ends the wait
-        for frame in source:
+        for frame in good_frames(source):  # an undecodable frame is skipped, not fatal
             frames.append(frame)
             if len(frames) >= limit or time.monotonic() > deadline:
                 break

@@ -154,6 +154,20 @@ class Source(ABC):
         return None
 
 
+def good_frames(source: Source) -> Iterator[Frame]:
+    """The source's frames without the bad ones (counted in `source.counters["invalid"]`): for the
+    tools that read a source outside the kiosk loop (collect, calibrate-site), which must not end on
+    one undecodable frame either. A SourceError that is not a bad frame still ends the iteration."""
+    iterator = iter(source)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except BadFrameError:
+            continue
+
+
 def redact_uri(uri: str) -> str:
     """Drop a password from a URI (rtsp://user:pass@host) before it is logged or published."""
     parts = urlsplit(uri)

@@ -100,6 +100,18 @@ def test_every_undecodable_png_is_a_counted_bad_frame_and_the_replay_goes_on(tmp
             assert "8192x8192" in reasons[1] and "max_frame_pixels" in reasons[1]
 
 
+def test_tools_outside_the_kiosk_loop_skip_bad_frames_too(tmp_path):
+    from edge.sources.base import good_frames
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    count = bad_files(folder, 0)
+    cv2.imwrite(str(folder / f"{count:05d}.png"), np.full((64, 44), 255, np.uint8))
+    with open_source(f"silhouettes://{folder}") as source:
+        assert [f.index for f in good_frames(source)] == [count]
+        assert source.counters["invalid"] == count
+
+
 class Stubborn(Corridor):
     """A source whose every frame fails to decode (as a camera whose decoder broke for good)."""
 
