@@ -580,3 +580,19 @@ def test_a_0_byte_outbox_is_refused_as_corrupt_with_what_to_do(
     assert main(["run", "--config", str(cfg), "--max-walks", "1"]) == 6
     err = capsys.readouterr().err
     assert "0 bytes" in err and "Traceback" not in err
+
+
+def test_the_kiosks_health_carries_the_corrupt_row_alarm(tmp_path, mosquitto, kiosk_model):
+    cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
+    fill_outbox(cfg.outbox_path, rows=5)
+    damage_row(cfg.outbox_path, 2)
+    kiosk = run_kiosk(cfg, source=Corridor(walks=1))
+    assert kiosk.exit_code == 0 and kiosk.results == 1
+    alarms = kiosk.health.alarms
+    assert (
+        "outbox_corrupt_row" in alarms and "1 outbox row(s) damaged" in alarms["outbox_corrupt_row"]
+    )
+    with Outbox(cfg.outbox_path) as box:
+        assert [r.state for r in box.rows()] == [
+            "corrupt"
+        ]  # the other rows and the result went out
