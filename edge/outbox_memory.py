@@ -78,9 +78,12 @@ class HeldResults:
         with self._lock:
             if not self._queue:
                 try:
-                    return self.outbox.put(topic, payload, qos, message_id=message_id)
+                    row = self.outbox.put(topic, payload, qos, message_id=message_id)
                 except PublishError as exc:
                     self._failed(exc)
+                else:
+                    self.last_error = None  # the outbox stores results again
+                    return row
             if len(self._queue) >= self.limit:
                 self.lost_total += 1
                 raise ResultLostError(
@@ -153,8 +156,7 @@ class HeldResults:
             except ValueError:
                 return False
             self.delivered_total += 1
-            if not self._queue:
-                self.last_error = None
+            # last_error stays: the outbox still cannot store; the next stored result clears it
             return True
 
     def refused(self, entry: HeldResult, reason: str) -> None:

@@ -147,13 +147,15 @@ class Components:
                 else:
                     health.clear_alarm(alarm)
             mqtt = self.publisher.stats()
-            # results the outbox could not store wait in memory; the alarm clears once they are written
+            # results the outbox could not store wait in memory (published directly while connected);
+            # the alarm stays until the outbox stores a result again, even when none waits any more
             health.set_gauge("results_in_memory", mqtt["held_in_memory"])
             _alarm(
                 health,
                 "result_not_stored",
-                mqtt["held_in_memory"] > 0,
-                f"{mqtt['held_in_memory']} result(s) wait in memory: {mqtt['held_error']}",
+                mqtt["held_in_memory"] > 0 or mqtt["held_error"] is not None,
+                f"{mqtt['held_in_memory']} result(s) wait in memory, {mqtt['published_direct']} "
+                f"published directly: {mqtt['held_error']}",
             )
             _alarm(
                 health,
