@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, PublishError
+from edge.outbox_checksum import check_not_truncated
 from edge.outbox_storage import storage_error
 from gaitmil import HelpFormatter
 
@@ -80,6 +81,7 @@ def _read_rows(path: Path, state: str | None = None) -> list[tuple]:
         raise PublishError(
             f"outbox {path} does not exist; check --path or the config's outbox.path / state_dir"
         )
+    check_not_truncated(path)  # a 0-byte file holds no rows to list or save: say so, by name
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:

@@ -580,6 +580,9 @@ def test_a_0_byte_outbox_is_refused_as_corrupt_with_what_to_do(
     assert main(["run", "--config", str(cfg), "--max-walks", "1"]) == 6
     err = capsys.readouterr().err
     assert "0 bytes" in err and "Traceback" not in err
+    for command in (["list"], ["export", "--out", str(tmp_path / "saved.jsonl")]):
+        assert main(["outbox", *command, "--path", str(path)]) == 6
+        assert "is empty (0 bytes)" in capsys.readouterr().err
 
 
 def test_the_kiosks_health_carries_the_corrupt_row_alarm(tmp_path, mosquitto, kiosk_model):
