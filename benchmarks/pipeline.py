@@ -171,14 +171,14 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
 
     from edge.config import load_config
     from edge.service import Kiosk, ServiceOptions
-    from edge.topic_guard import test_prefix
+    from edge.topic_guard import guarded_prefix
     from edge.wiring import build_components
 
     if mode not in MODES:
         raise BenchmarkError(f"--modes: unknown mode {mode!r}; choose from {', '.join(MODES)}")
     realtime = int(mode == "realtime")
     # fake results never under the production prefix unless asked (a local broker may bridge to central)
-    prefix = test_prefix(
+    prefix = guarded_prefix(
         getattr(args, "topic_prefix", None),
         getattr(args, "production_topics", False),
         "python -m benchmarks.latency --pipeline",
@@ -353,10 +353,10 @@ def pipeline_markdown(report: dict) -> str:
 def main_pipeline(args: argparse.Namespace, command: str) -> int:
     """Entry from benchmarks.latency when --pipeline is given."""
     from benchmarks.backends import resolve_backends
-    from edge.topic_guard import test_prefix
+    from edge.topic_guard import guarded_prefix
 
     # refused before any model is loaded or broker started; run_mode applies it to each kiosk
-    test_prefix(
+    guarded_prefix(
         args.topic_prefix, args.production_topics, "python -m benchmarks.latency --pipeline"
     )
     specs = resolve_backends(args.backend, args.model, args.precision, None)

@@ -88,10 +88,10 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     from edge.service import Kiosk, ServiceOptions
     from edge.sources import open_source
     from edge.subscriber import ResultSubscriber
-    from edge.topic_guard import test_prefix
+    from edge.topic_guard import guarded_prefix
     from edge.wiring import build_components
 
-    prefix = test_prefix(options.topic_prefix, options.production_topics, "python -m edge demo")
+    prefix = guarded_prefix(options.topic_prefix, options.production_topics, "python -m edge demo")
     out = out or sys.stdout
     setup_logging("WARNING")
     model = find_demo_model(options.model)

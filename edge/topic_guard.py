@@ -24,7 +24,7 @@ def is_production(prefix: str) -> bool:
     return prefix.strip("/").split("/", 1)[0] == PRODUCTION_ROOT
 
 
-def test_prefix(prefix: str | None, allow_production: bool, tool: str) -> str:
+def guarded_prefix(prefix: str | None, allow_production: bool, tool: str) -> str:
     """The prefix `tool` publishes under: `prefix`, or TEST_PREFIX when None.
 
     ConfigError naming the flag when it is a production prefix and `allow_production` is False."""
@@ -51,6 +51,3 @@ def add_topic_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -
         action="store_true",
         help="allow publishing under the production prefix, into real records (never for tests)",
     )
-
-
-test_prefix.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite the name

@@ -12,7 +12,7 @@ import pytest
 
 from edge.cli import main
 from edge.errors import ConfigError
-from edge.topic_guard import TEST_PREFIX, is_production, test_prefix
+from edge.topic_guard import TEST_PREFIX, guarded_prefix, is_production
 from tests.edge.test_mqtt import wait_until
 
 
@@ -37,12 +37,12 @@ class Everything:
 
 
 def test_the_production_prefix_needs_the_named_flag():
-    assert test_prefix(None, False, "tool") == TEST_PREFIX and not is_production(TEST_PREFIX)
-    assert test_prefix("lab/v1", False, "tool") == "lab/v1"
+    assert guarded_prefix(None, False, "tool") == TEST_PREFIX and not is_production(TEST_PREFIX)
+    assert guarded_prefix("lab/v1", False, "tool") == "lab/v1"
     for production in ("gaitmil/v1", "gaitmil/v2", "/gaitmil/v1"):
         with pytest.raises(ConfigError, match=r"tool: topic prefix .* --production-topics"):
-            test_prefix(production, False, "tool")
-    assert test_prefix("gaitmil/v1", True, "tool") == "gaitmil/v1"
+            guarded_prefix(production, False, "tool")
+    assert guarded_prefix("gaitmil/v1", True, "tool") == "gaitmil/v1"
 
 
 def test_the_demo_publishes_under_the_test_prefix_only(mosquitto, kiosk_model, capsys):
