@@ -34,6 +34,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.roofline import PROBES, achieved_gflops, count_macs, declared_peak, matmul_probe
 from benchmarks.stats import summarize, throughput_per_s
 from edge.errors import EdgeError
+from edge.topic_guard import add_topic_flags
 from gaitmil import HelpFormatter, add_version_flag, spec
 from gaitmil.errors import GaitMILError
 
@@ -457,6 +458,9 @@ def parser() -> argparse.ArgumentParser:
         "--broker", help="mqtt://127.0.0.1:PORT of a local broker (default: the embedded broker)"
     )
     pipe.add_argument("--sim-walks", type=int, default=5, help="simulated walks per pipeline mode")
+    add_topic_flags(
+        pipe
+    )  # results go out under the test prefix: a bridged broker must not store them
     pipe.add_argument(
         "--modes",
         default="fast,realtime",

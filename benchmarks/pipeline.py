@@ -171,11 +171,18 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
 
     from edge.config import load_config
     from edge.service import Kiosk, ServiceOptions
+    from edge.topic_guard import guarded_prefix
     from edge.wiring import build_components
 
     if mode not in MODES:
         raise BenchmarkError(f"--modes: unknown mode {mode!r}; choose from {', '.join(MODES)}")
     realtime = int(mode == "realtime")
+    # fake results never under the production prefix unless asked (a local broker may bridge to central)
+    prefix = guarded_prefix(
+        getattr(args, "topic_prefix", None),
+        getattr(args, "production_topics", False),
+        "python -m benchmarks.latency --pipeline",
+    )
     overrides = {
         "kiosk.kiosk_id": f"bench-{mode}",
         "kiosk.site_id": "bench",
@@ -185,6 +192,7 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
         "model.threads": args.threads,
         "mqtt.url": broker.url,
         "mqtt.protocol": broker.protocol,
+        "mqtt.topic_prefix": prefix,
         "mqtt.allow_protocol_311": broker.protocol
         == "3.1.1",  # the embedded broker has no ACL to refuse with
         "state_dir": str(state_dir / mode),
@@ -345,7 +353,12 @@ def pipeline_markdown(report: dict) -> str:
 def main_pipeline(args: argparse.Namespace, command: str) -> int:
     """Entry from benchmarks.latency when --pipeline is given."""
     from benchmarks.backends import resolve_backends
+    from edge.topic_guard import guarded_prefix
 
+    # refused before any model is loaded or broker started; run_mode applies it to each kiosk
+    guarded_prefix(
+        args.topic_prefix, args.production_topics, "python -m benchmarks.latency --pipeline"
+    )
     specs = resolve_backends(args.backend, args.model, args.precision, None)
     if len(specs) != 1:
         raise BenchmarkError(f"--pipeline runs one kiosk: give one --backend (got {len(specs)})")

@@ -33,6 +33,7 @@ from edge.errors import (
     SegmentationError,
     SourceError,
 )
+from edge.topic_guard import add_topic_flags
 from gaitmil import HelpFormatter, add_version_flag
 
 EXIT_OK = 0
@@ -106,6 +107,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             model=args.model,
             realtime=args.realtime,
             scenario=args.scenario,
+            topic_prefix=args.topic_prefix,
+            production_topics=args.production_topics,
         )
     )
 
@@ -146,6 +149,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_calibrate_site(args: argparse.Namespace) -> int:
     from edge.site import learn_site
     from edge.sources import open_source
+    from edge.sources.base import good_frames
 
     if args.seconds <= 0:
         raise SourceError(f"--seconds must be positive, got {args.seconds}")
@@ -155,7 +159,7 @@ def cmd_calibrate_site(args: argparse.Namespace) -> int:
         deadline = (
             time.monotonic() + args.seconds + 10.0
         )  # a camera that stops sending ends the wait
-        for frame in source:
+        for frame in good_frames(source):  # an undecodable frame is skipped, not fatal
             frames.append(frame)
             if len(frames) >= limit or time.monotonic() > deadline:
                 break
@@ -455,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model to use instead of models/demo/")
     p.add_argument("--scenario", help="simulator scenario for every walk (e.g. two_people)")
     p.add_argument("--realtime", action="store_true", help="pace the simulated camera at 30 fps")
+    add_topic_flags(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(

@@ -131,6 +131,7 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
 
     The source, segmenter and gate are built exactly as `edge run` builds them.
     """
+    from edge.sources.base import good_frames
     from edge.sources.sim import SimSource
     from edge.wiring import make_assembler, make_segmenter, open_configured_source, walk_step
 
@@ -142,7 +143,7 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
     )  # the simulator knows each frame's truth
     truth = _SimTruth(with_clean) if sim is not None else None
     with source:
-        for frame in source:
+        for frame in good_frames(source):  # an undecodable frame is skipped, as the kiosk does
             if truth is not None and sim is not None:
                 truth.add(float(frame.timestamp), sim.last_truth)
             walk = walk_step(segmenter, assembler, frame)

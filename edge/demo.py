@@ -6,6 +6,10 @@ than FP32 on every x86 CPU measured, see docs/CALIBRATION.md), an embedded MQTT 
 loopback (unless --broker), and a console subscriber that prints each result
 the way a dashboard lists it, then a summary. The demo model was trained on
 simulated walks: its outputs check the pipeline, they screen nobody.
+
+Its results go out under the test topic prefix (edge.topic_guard, `gaitmil-test/v1`),
+so a demo pointed at a real broker with --broker never lands in real records;
+the production prefix is refused unless --production-topics is given.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class DemoOptions:
     site_id: str = "demo-school"
     kiosk_id: str = "demo-kiosk"
     result_timeout_s: float = 15.0
+    topic_prefix: str | None = None  # None: edge.topic_guard.TEST_PREFIX
+    production_topics: bool = False  # allow a production prefix (gaitmil/...): real records
 
 
 def demo_model_dirs() -> list[Path]:
@@ -82,8 +88,10 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     from edge.service import Kiosk, ServiceOptions
     from edge.sources import open_source
     from edge.subscriber import ResultSubscriber
+    from edge.topic_guard import guarded_prefix
     from edge.wiring import build_components
 
+    prefix = guarded_prefix(options.topic_prefix, options.production_topics, "python -m edge demo")
     out = out or sys.stdout
     setup_logging("WARNING")
     model = find_demo_model(options.model)
@@ -108,6 +116,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
                 "model.runner": "onnxruntime",
                 "mqtt.url": url,
                 "mqtt.protocol": protocol,
+                "mqtt.topic_prefix": prefix,
                 "state_dir": str(state),
                 # the embedded broker has no ACL, so no publish is refused: 3.1.1 loses nothing there
                 "mqtt.allow_protocol_311": protocol == "3.1.1",
@@ -129,7 +138,8 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
         subscriber.start(wait=10.0)
         threshold = cfg.threshold()
         print(
-            f"gaitmil-edge demo: {options.walks} simulated walk(s), model {model}, broker {url}",
+            f"gaitmil-edge demo: {options.walks} simulated walk(s), model {model}, broker {url}, "
+            f"topics {prefix}/...",
             file=out,
         )
         print(f"referral threshold {threshold.value:.2f} ({threshold.source})", file=out)

@@ -8,6 +8,7 @@ most recent walks, so a kiosk that runs for months keeps constant memory.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -125,7 +126,11 @@ class Health:
 
 
 class RateLimitedLog:
-    """Log a repeated per-frame problem at most once per interval, with the count."""
+    """Log a repeated per-frame (or per-message) line at most once per interval, with the count.
+
+    Lines held back are counted per key; the next line of that key says how many, and
+    `summarise()` (at shutdown) logs the counts no later line reported.
+    """
 
     def __init__(self, logger, interval_s: float = 10.0) -> None:  # noqa: ANN001 - logging.Logger
         self.logger = logger
@@ -135,6 +140,13 @@ class RateLimitedLog:
         self._lock = threading.Lock()
 
     def warning(self, key: str, message: str, *args: object) -> bool:
+        return self.log(logging.WARNING, key, message, *args)
+
+    def info(self, key: str, message: str, *args: object) -> bool:
+        return self.log(logging.INFO, key, message, *args)
+
+    def log(self, level: int, key: str, message: str, *args: object) -> bool:
+        """Log at `level` unless a line of `key` went out within the interval; True when logged."""
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)
@@ -145,5 +157,14 @@ class RateLimitedLog:
             self._last[key] = now
         if suppressed:
             message += f" ({suppressed} similar messages suppressed)"
-        self.logger.warning(message, *args)
+        self.logger.log(level, message, *args)
         return True
+
+    def summarise(self) -> int:
+        """Log, once per key, how many lines were held back and not yet reported; returns the total."""
+        with self._lock:
+            pending = dict(self._suppressed)
+            self._suppressed.clear()
+        for key, count in pending.items():
+            self.logger.info("%d further %r line(s) were suppressed by the rate limit", count, key)
+        return sum(pending.values())

@@ -45,7 +45,7 @@ from edge.mqtt_client import (
 )
 from edge.mqtt_delivery import OutboxDelivery
 from edge.outbox import Outbox
-from edge.outbox_memory import HeldResults
+from edge.outbox_memory import HeldResult, HeldResults
 from edge.result import ModelIdentity, encode_result, utc_now_iso
 from edge.session_tokens import SessionTokens
 from edge.topics import HEALTH_SCHEMA, STATUS_SCHEMA
@@ -90,6 +90,7 @@ class Publisher(OutboxDelivery):
         # owned by the owner thread only
         self._by_mid: dict[int, int] = {}
         self._handed: dict[int, int] = {}  # row id -> mid
+        self._held_mids: dict[int, HeldResult] = {}  # mid -> result published directly from memory
         self._last_row = 0
         self._expire_every = expire_every_seconds
         self._next_expiry = 0.0  # first check right after start
@@ -108,7 +109,9 @@ class Publisher(OutboxDelivery):
             "session_tokens": 0,
             "session_rejected": 0,
         }
-        self.counters.update(callback_errors=0, network_restarts=0, outbox_errors=0)
+        self.counters.update(
+            callback_errors=0, network_restarts=0, outbox_errors=0, published_direct=0
+        )
         self.session = SessionTokens(settings.mqtt.session_token_ttl_seconds, clock, self.counters)
         self.held = HeldResults(outbox)
         self._failure: PublishError | None = None
@@ -150,6 +153,7 @@ class Publisher(OutboxDelivery):
             )
         self._stopping.clear()
         self._failure = None
+        self._held_mids.clear()  # message ids of an earlier client mean nothing to the new one
         self._connect_client()
         self._requeued = False
         self._owner = threading.Thread(target=self._own, name="mqtt-outbox", daemon=True)
@@ -208,14 +212,21 @@ class Publisher(OutboxDelivery):
         client.loop_stop()
         self._client = None
         self.connected = False
+        self.session.summarise()
         lost = self.held.abandon()
         if lost:
             log.error(
-                "%d result(s) held in memory were never stored (outbox: %s) and are lost with this exit",
+                "%d result(s) held in memory were neither stored (outbox: %s) nor acknowledged by the "
+                "broker and are lost with this exit; free space on the outbox disk",
                 lost,
                 self.held.last_error,
             )
         return delivered
+
+    @property
+    def lost_total(self) -> int:
+        """Results lost in this run: refused with memory full, and (after stop) abandoned at exit."""
+        return self.held.lost_total
 
     def __enter__(self) -> Publisher:
         self.start()
@@ -230,7 +241,8 @@ class Publisher(OutboxDelivery):
         """Commit the result to the outbox and wake the owner; returns the row id.
 
         When the outbox cannot store it (disk full, read-only, budget used up) the result waits in
-        memory and None is returned; ResultLostError (a PublishError) when that queue is full too.
+        memory, is published directly while connected, and None is returned; ResultLostError (a
+        PublishError) when that queue is full too.
         """
         row = self.held.store(
             self.topics.result,
@@ -290,7 +302,7 @@ class Publisher(OutboxDelivery):
             "auth_failed": self.auth_failed,
             "last_error": self.last_error,
             "broker": self.settings.broker,
-            "inflight": len(self._handed),
+            "inflight": len(self._handed) + len(self._held_mids),
             **self.counters,
             "held_in_memory": len(self.held),
             "held_error": self.held.last_error,

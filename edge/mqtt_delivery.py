@@ -8,6 +8,10 @@ back once per start and per (re)connection (rows parked fewer than
 AUTO_REQUEUE_MAX_PARKS times), and watches paho's network thread: should it end, a new
 client is connected and what was in flight is published again, at most
 NETWORK_RESTARTS times in NETWORK_RESTART_WINDOW_S, after which `failure()` is set.
+Results the outbox could not store (edge.outbox_memory) are published directly
+while connected (QoS 1, at most `inflight` in flight together with outbox rows)
+and leave memory when the broker acknowledges them, so a disk that stays full
+to the end of a run loses nothing while the broker is reachable.
 An outbox write that fails (full or read-only disk) is retried on the next tick
 with the same acknowledgement; a corrupt outbox ends the thread with `failure()`
 set, and the kiosk loop ends the run.
@@ -31,7 +35,7 @@ from edge.outbox import AUTO_REQUEUE_MAX_PARKS, Outbox, OutboxCorruptError
 if TYPE_CHECKING:
     from edge.health import RateLimitedLog
     from edge.mqtt_client import PublisherSettings
-    from edge.outbox_memory import HeldResults
+    from edge.outbox_memory import HeldResult, HeldResults
 
 log = logging.getLogger("edge.mqtt")
 
@@ -62,6 +66,7 @@ class OutboxDelivery:
     _requeued: bool
     _by_mid: dict[int, int]
     _handed: dict[int, int]
+    _held_mids: dict[int, HeldResult]  # mid -> a result published directly from memory
     _last_row: int
     _expire_every: float
     _next_expiry: float
@@ -103,6 +108,7 @@ class OutboxDelivery:
                 self.held.retry,
                 self._expire_when_due,
                 self._hand_rows,
+                self._hand_held,
             )
             if all([self._step(step) for step in steps]):
                 self._outbox_error = None
@@ -172,6 +178,8 @@ class OutboxDelivery:
         self.last_error = "network thread ended; reconnecting"
         self._by_mid.clear()
         self._handed.clear()
+        self._held_mids.clear()
+        self.held.forget_mids()
         self._ack_retry.clear()
         try:
             old.disconnect()
@@ -180,6 +188,15 @@ class OutboxDelivery:
         self._connect_client()
 
     def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
+        entry = self._held_mids.pop(mid, None)
+        if entry is not None:  # a result the outbox could not store, published directly
+            if failed:
+                self.held.refused(entry, reason)
+                self.counters["parked"] += 1
+            else:
+                self.held.delivered(entry)
+                self.counters["acked"] += 1
+            return
         row = self._by_mid.get(mid)
         if row is None:
             return  # status/health or a message of an earlier connection
@@ -216,3 +233,23 @@ class OutboxDelivery:
             self._handed[row.row_id] = info.mid
             self._last_row = row.row_id
             self.counters["published"] += 1
+
+    def _hand_held(self) -> None:
+        """Publish results waiting in memory directly while connected: the disk may stay full to the end."""
+        client = self._client
+        if client is None or not self.connected or len(self.held) == 0:
+            return
+        room = self.settings.mqtt.inflight - len(self._handed) - len(self._held_mids)
+        for entry in self.held.to_publish(room):
+            # QoS 1 at least: only the broker's acknowledgement lets a result leave memory
+            info = client.publish(entry.topic, entry.payload, qos=max(entry.qos, 1), retain=False)
+            if info.rc not in (0, 4):
+                log.warning(
+                    "MQTT: direct publish of held result %s failed (%s); will retry",
+                    entry.message_id,
+                    info.rc,
+                )
+                break
+            self._held_mids[info.mid] = entry
+            self.held.handed(entry, info.mid)
+            self.counters["published_direct"] += 1

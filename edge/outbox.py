@@ -27,6 +27,11 @@ AUTO_REQUEUE_MAX_PARKS times (the `attempts` column counts the parkings).
 SQLite failures raise the named errors of edge.outbox_storage (corrupt,
 read-only, disk full), at opening and on every later read or write.
 
+Every row carries a SHA-256 checksum of its topic and payload (format version 2,
+edge.outbox_checksum), verified by `pending` before a row can be published: a
+damaged row is set to state `corrupt` (alarm `outbox_corrupt_row`) and never
+published. A 0-byte outbox file is refused as corrupt, with what to do.
+
 All methods take one internal lock for a short SQLite transaction, so the
 service thread (put) and the publisher's owner thread (ack/park) may share an
 Outbox; no callback ever runs under that lock.
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import PublishError
+from edge.outbox_checksum import CORRUPT, check_not_truncated, damage, migrate, row_checksum
 from edge.outbox_clock import ExpiryClock
 from edge.outbox_storage import (
     OutboxCorruptError,
@@ -66,7 +72,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum column (a version-1 file is upgraded in place at opening)
+READABLE_VERSIONS = (0, 1, 2)  # 0: a file SQLite has just created
 ROW_OVERHEAD_BYTES = 128  # index entries, row header and page slack per row, roughly
 PENDING = "pending"
 PARKED = "parked"
@@ -85,12 +92,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'pending',
-    reason TEXT
+    reason TEXT,
+    checksum TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
 CREATE TABLE IF NOT EXISTS outbox_clock (id INTEGER PRIMARY KEY CHECK (id = 1), wall REAL NOT NULL);
 """
-_COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason"
+_COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason, checksum"
 
 
 class OutboxFullError(PublishError):
@@ -109,6 +117,7 @@ class OutboxRow:
     attempts: int
     state: str
     reason: str | None
+    checksum: str | None = None
 
 
 class Outbox(ExpiryClock):
@@ -144,10 +153,13 @@ class Outbox(ExpiryClock):
         self.refused_total = 0
         self.parked_total = 0
         self.acked_total = 0
+        self.corrupt_total = 0  # rows found damaged by their checksum in this run
+        self._corrupt_ids: set[int] = set()  # damaged rows whose state could not be written yet
+        self._corrupt = 0
         self._full = False  # the last put was refused; cleared by the next accepted put
         self._conn = self._open(check)
         try:
-            self._used_bytes, self._pending, self._parked = self._measure()
+            self._used_bytes, self._pending, self._parked, self._corrupt = self._measure()
             self._rebase_clock_at_open()
         except sqlite3.Error as exc:
             self._conn.close()
@@ -174,6 +186,7 @@ class Outbox(ExpiryClock):
             raise PublishError(
                 f"outbox folder {self.path.parent} cannot be created: {exc}; fix outbox.path or state_dir"
             ) from None
+        check_not_truncated(self.path)  # SQLite would take a 0-byte file for a new, empty outbox
         conn = None
         try:
             # isolation_level=None: explicit BEGIN/COMMIT, so a commit is exactly where we say
@@ -185,7 +198,7 @@ class Outbox(ExpiryClock):
                 "PRAGMA synchronous=FULL"
             )  # a kiosk may lose power; NORMAL would survive SIGKILL only
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, FORMAT_VERSION):
+            if version not in READABLE_VERSIONS:
                 conn.close()
                 raise PublishError(
                     f"outbox {self.path} has format version {version}, this kiosk reads {FORMAT_VERSION}; "
@@ -195,6 +208,8 @@ class Outbox(ExpiryClock):
                 # a damaged page (data or index) is found now, not at the first read of a running kiosk
                 check_integrity(conn, self.path)
             conn.executescript(_SCHEMA)
+            # a version-1 file: its rows get their checksums, nothing is lost
+            upgraded = migrate(conn)
             conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
             conn.execute("SELECT count(*) FROM outbox").fetchone()
         except sqlite3.Error as exc:
@@ -205,6 +220,13 @@ class Outbox(ExpiryClock):
             if conn is not None:
                 conn.close()
             raise
+        if upgraded:
+            log.info(
+                "outbox %s: upgraded to format %d (row checksums); %d stored row(s) kept",
+                self.path,
+                FORMAT_VERSION,
+                upgraded,
+            )
         if str(mode).lower() != "wal":
             log.warning(
                 "outbox %s: journal mode is %s, not WAL (file system without shared memory?)",
@@ -213,13 +235,14 @@ class Outbox(ExpiryClock):
             )
         return conn
 
-    def _measure(self) -> tuple[int, int, int]:
+    def _measure(self) -> tuple[int, int, int, int]:
         row = self._conn.execute(
             "SELECT coalesce(sum(length(payload) + length(topic)), 0) + count(*) * ?, "
-            "coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'parked'), 0) FROM outbox",
+            "coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'parked'), 0), "
+            "coalesce(sum(state = 'corrupt'), 0) FROM outbox",
             (ROW_OVERHEAD_BYTES,),
         ).fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -261,8 +284,17 @@ class Outbox(ExpiryClock):
                     )
                 self._conn.execute("PRAGMA synchronous=FULL")
                 cur = self._conn.execute(
-                    "INSERT INTO outbox (message_id, topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (message_id, topic, bytes(payload), int(qos), int(bool(retain)), self._clock()),
+                    "INSERT INTO outbox (message_id, topic, payload, qos, retain, created, checksum) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message_id,
+                        topic,
+                        bytes(payload),
+                        int(qos),
+                        int(bool(retain)),
+                        self._clock(),
+                        row_checksum(topic, bytes(payload)),
+                    ),
                 )
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc, f"storing message {message_id}") from None
@@ -369,18 +401,69 @@ class Outbox(ExpiryClock):
         self._used_bytes -= payload_topic_bytes + ROW_OVERHEAD_BYTES
         if state == PENDING:
             self._pending -= 1
+        elif state == CORRUPT:
+            self._corrupt -= 1
         else:
             self._parked -= 1
 
     # -- reading --------------------------------------------------------------------------------
 
     def pending(self, limit: int = 100, after_id: int = 0) -> list[OutboxRow]:
-        """Pending rows in insertion order, with ids above `after_id`."""
-        return self._rows(
+        """Pending rows in insertion order, with ids above `after_id`, each verified by its checksum.
+
+        A damaged row is not returned: it is set aside as `corrupt` (see `_set_corrupt`)."""
+        rows = self._rows(
             "state = 'pending' AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
             "reading pending rows",
         )
+        intact = []
+        for row in rows:
+            reason = (
+                "damaged earlier in this run"
+                if row.row_id in self._corrupt_ids
+                else damage(row.topic, row.payload, row.checksum)
+            )
+            if reason is None:
+                intact.append(row)
+            else:
+                self._set_corrupt(row.row_id, reason)
+        return intact
+
+    def _set_corrupt(self, row_id: int, reason: str) -> None:
+        """Park a damaged row as `corrupt`: never published, kept for the operator, alarmed."""
+        with self._lock:
+            first = row_id not in self._corrupt_ids
+            self._corrupt_ids.add(row_id)  # skipped even if the state cannot be written (full disk)
+            try:
+                changed = self._conn.execute(
+                    "UPDATE outbox SET state = 'corrupt', reason = ? WHERE id = ? AND state = 'pending'",
+                    (reason[:500], row_id),
+                ).rowcount
+            except sqlite3.Error as exc:
+                if first:
+                    log.error(
+                        "outbox %s: row %d is damaged (%s) and is not published; its state could not "
+                        "be written yet: %s",
+                        self.path,
+                        row_id,
+                        reason,
+                        exc,
+                    )
+                return
+            self._corrupt_ids.discard(row_id)
+            if changed:
+                self._pending -= 1
+                self._corrupt += 1
+                self.corrupt_total += 1
+        if changed:
+            log.error(
+                "outbox %s: row %d is damaged (%s); parked as corrupt, never published. "
+                "`python -m edge outbox list --state corrupt` shows it, `export --out FILE` saves it",
+                self.path,
+                row_id,
+                reason,
+            )
 
     def parked(self, limit: int = 100) -> list[OutboxRow]:
         return self._rows("state = 'parked' ORDER BY id LIMIT ?", (limit,), "reading parked rows")
@@ -405,7 +488,9 @@ class Outbox(ExpiryClock):
             except sqlite3.Error as exc:
                 raise storage_error(self.path, exc, doing) from None
         return [
-            OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9])
+            OutboxRow(
+                r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9], r[10]
+            )
             for r in rows
         ]
 
@@ -423,6 +508,8 @@ class Outbox(ExpiryClock):
             out.append("outbox_full")
         if self._parked:
             out.append("outbox_parked")
+        if self._corrupt or self._corrupt_ids:
+            out.append("outbox_corrupt_row")
         return out
 
     def stats(self) -> dict:
@@ -432,6 +519,7 @@ class Outbox(ExpiryClock):
             return {
                 "pending": self._pending,
                 "parked": self._parked,
+                "corrupt": self._corrupt,
                 "used_bytes": self._used_bytes,
                 "budget_bytes": self.disk_budget_bytes,
                 "used_fraction": round(self._used_bytes / self.disk_budget_bytes, 4),
@@ -439,6 +527,7 @@ class Outbox(ExpiryClock):
                 "acked_total": self.acked_total,
                 "parked_total": self.parked_total,
                 "expired_total": self.expired_total,
+                "corrupt_total": self.corrupt_total,
                 "refused_total": self.refused_total,
                 "alarms": self.alarms(),
             }

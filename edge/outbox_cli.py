@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, PublishError
+from edge.outbox_checksum import check_not_truncated
 from edge.outbox_storage import storage_error
 from gaitmil import HelpFormatter
 
@@ -50,7 +51,7 @@ def add_parser(sub: Any) -> None:
         "list", formatter_class=HelpFormatter, help="one line per waiting row (no payloads)"
     )
     where(q)
-    q.add_argument("--state", choices=("pending", "parked"))
+    q.add_argument("--state", choices=("pending", "parked", "corrupt"))
     q.set_defaults(func=cmd_list)
     q = commands.add_parser(
         "requeue", formatter_class=HelpFormatter, help="put parked rows back to pending"
@@ -80,6 +81,7 @@ def _read_rows(path: Path, state: str | None = None) -> list[tuple]:
         raise PublishError(
             f"outbox {path} does not exist; check --path or the config's outbox.path / state_dir"
         )
+    check_not_truncated(path)  # a 0-byte file holds no rows to list or save: say so, by name
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -104,7 +106,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{r[0]:>8}  {r[8]:<7}  attempts {r[7]}  {age_h:7.1f} h  {r[2]}  {r[1] or '-'}{reason}"
         )
     pending = sum(1 for r in rows if r[8] == "pending")
-    _say(f"{path}: {len(rows)} row(s), {pending} pending, {len(rows) - pending} parked", err=True)
+    corrupt = sum(1 for r in rows if r[8] == "corrupt")  # damaged on disk: never published
+    _say(
+        f"{path}: {len(rows)} row(s), {pending} pending, {len(rows) - pending - corrupt} parked, "
+        f"{corrupt} corrupt",
+        err=True,
+    )
     return 0
 
 

@@ -273,9 +273,20 @@ class Kiosk:
                 parts.publisher.outbox.depth,
                 self.cfg.outbox.flush_seconds,
             )
-        parts.close()
+        publisher = parts.publisher
+        parts.close()  # stops the publisher: results still only in memory are counted as lost there
+        lost = getattr(publisher, "lost_total", 0) if publisher is not None else 0
         if self._fatal is not None:
             log.error("kiosk stopped after an internal error: %s", self._fatal)
+            return 1
+        if lost:
+            # never a quiet exit 0 with a child's result gone: systemd restarts us and the journal says why
+            log.error(
+                "kiosk stopped: %d of %d result(s) of this run were lost (the outbox could not store "
+                "them and the broker did not acknowledge them); free space on the outbox disk",
+                lost,
+                self.results,
+            )
             return 1
         log.info("kiosk stopped: %d result(s)", self.results)
         return 0

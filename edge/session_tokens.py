@@ -4,7 +4,10 @@ Messages arrive on paho's network thread; the inference thread reads and uses th
 token. A retained message is ignored (the broker would hand it out again after
 every reconnect, to another child) and anything `edge.topics.parse_session`
 refuses is counted; both are logged at most once per 10 s, because anyone who
-may write the topic could otherwise flood the journal.
+may write the topic could otherwise flood the journal. Accepted tokens are
+rate-limited the same way (a flood of 245 valid tokens gave 245 INFO lines):
+the next line carries the count held back, and `summarise()` at the
+publisher's stop logs what no later line reported.
 """
 
 from __future__ import annotations
@@ -57,7 +60,10 @@ class SessionTokens:
             self._token = (token, expires) if token is not None else None
         if token is not None:
             self.counters["session_tokens"] += 1
-        log.info("session: %s", "subject token set" if token else "subject token cleared")
+        if token is not None:
+            self._limited.info("session set", "session: subject token set")
+        else:
+            self._limited.info("session cleared", "session: subject token cleared")
 
     def current(self) -> str | None:
         """The token for the child walking now, if one was set and has not expired."""
@@ -67,9 +73,13 @@ class SessionTokens:
             token, expires = self._token
             if self._clock() >= expires:
                 self._token = None
-                log.info("session token expired unused")
+                self._limited.info("session expired", "session token expired unused")
                 return None
             return token
+
+    def summarise(self) -> int:
+        """At stop: log the session lines the rate limit held back; returns how many."""
+        return self._limited.summarise()
 
     def consume(self) -> str | None:
         """Take the token for a classified walk: a token names one child, so it is used once."""

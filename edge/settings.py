@@ -100,6 +100,15 @@ class SourceConfig(_Section):
         le=1024,
         description="Capture -> segmentation queue length in frames; when full, frames are dropped and counted.",
     )
+    max_frame_pixels: int = Field(
+        16_777_216,
+        ge=256,
+        le=1 << 30,
+        description="Largest frame, in pixels (width x height), any source may deliver; larger frames are "
+        "counted as bad (health frames_bad) and skipped, and a silhouette PNG is checked from its header "
+        "before it is decoded, so a decompression bomb costs no memory. 16,777,216 = 4096 x 4096; "
+        "raise it only for a camera that really delivers more.",
+    )
     realsense: RealSenseFilters = Field(
         default_factory=RealSenseFilters,
         description="RealSense depth post-processing filters.",

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
 
-OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked")
+OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked", "outbox_corrupt_row")
 
 
 @dataclass
@@ -139,18 +139,23 @@ class Components:
                 if alarm in outbox["alarms"]:
                     health.raise_alarm(
                         alarm,
-                        f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked",
+                        f"{outbox['corrupt']} outbox row(s) damaged on disk, parked as corrupt and not "
+                        "published: `python -m edge outbox list --state corrupt`"
+                        if alarm == "outbox_corrupt_row"
+                        else f"outbox {outbox['used_fraction']:.0%} of its disk budget, {outbox['parked']} parked",
                     )
                 else:
                     health.clear_alarm(alarm)
             mqtt = self.publisher.stats()
-            # results the outbox could not store wait in memory; the alarm clears once they are written
+            # results the outbox could not store wait in memory (published directly while connected);
+            # the alarm stays until the outbox stores a result again, even when none waits any more
             health.set_gauge("results_in_memory", mqtt["held_in_memory"])
             _alarm(
                 health,
                 "result_not_stored",
-                mqtt["held_in_memory"] > 0,
-                f"{mqtt['held_in_memory']} result(s) wait in memory: {mqtt['held_error']}",
+                mqtt["held_in_memory"] > 0 or mqtt["held_error"] is not None,
+                f"{mqtt['held_in_memory']} result(s) wait in memory, {mqtt['published_direct']} "
+                f"published directly: {mqtt['held_error']}",
             )
             _alarm(
                 health,

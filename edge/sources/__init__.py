@@ -12,7 +12,8 @@ pyrealsense2 is needed only for realsense:// URIs.
 
 The kiosk opens its source with the [source] section (`open_source(uri, config=...)`,
 edge.wiring.open_configured_source): each kind takes the keys it can honour
-(`Source.config_options`), and options in the URI's query override them.
+(`Source.config_options`), and options in the URI's query override them. Every
+kind takes `source.max_frame_pixels`: a bigger frame is a counted bad frame.
 """
 
 from __future__ import annotations
@@ -75,7 +76,12 @@ def open_source(uri: str, config: SourceConfig | None = None, **options: Any) ->
         in_uri = query_options(uri)
         merged.update({k: v for k, v in cls.config_options(config).items() if k not in in_uri})
     merged.update(options)
-    return cls(uri, **merged)
+    source = cls(uri, **merged)
+    if config is not None:
+        source.max_frame_pixels = (
+            config.max_frame_pixels
+        )  # every kind: bigger frames are bad frames
+    return source
 
 
 __all__ = ["SOURCES", "Source", "open_source", "scheme_of", "source_class", "validate_frame"]

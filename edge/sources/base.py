@@ -1,4 +1,12 @@
-"""The Source interface every camera, recording or replay implements, and frame validation."""
+"""The Source interface every camera, recording or replay implements, and frame validation.
+
+Every frame a source cannot decode is a bad frame, never the end of the capture
+thread: `__next__` turns a BadFrameError, an OpenCV error (cv2.error) and a frame
+above the pixel cap (`max_frame_pixels`, from source.max_frame_pixels) into a
+counted BadFrameError the kiosk skips. Only MAX_BAD_IN_ROW bad frames in a row
+end the source with a SourceError, so a source that can no longer make progress
+does not spin the capture loop for ever.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,15 @@ from collections.abc import Iterator
 from typing import Any, overload
 from urllib.parse import parse_qs, urlsplit
 
+import cv2
 import numpy as np
 
-from edge.errors import SourceError
+from edge.errors import BadFrameError, SourceError
 from edge.settings import SourceConfig
 from edge.types import Frame, Intrinsics
+
+MAX_BAD_IN_ROW = 1000  # consecutive undecodable frames after which a source is treated as failed
+DEFAULT_MAX_FRAME_PIXELS = SourceConfig().max_frame_pixels
 
 
 class Source(ABC):
@@ -31,6 +43,9 @@ class Source(ABC):
         # frames it cannot keep up with); False for recordings/replays read as fast as possible.
         self.live = True
         self.counters: dict[str, int] = {"frames": 0, "timeouts": 0, "reconnects": 0, "invalid": 0}
+        # source.max_frame_pixels; open_source sets it from the [source] section
+        self.max_frame_pixels = DEFAULT_MAX_FRAME_PIXELS
+        self._bad_in_row = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> Source:
@@ -61,11 +76,36 @@ class Source(ABC):
             raise SourceError(
                 f"source {self.uri!r} is not open: call open() or use it as a context manager"
             )
-        frame = self._read()
+        try:
+            frame = self._read()
+        except BadFrameError as exc:
+            raise self._bad(str(exc)) from None
+        except cv2.error as exc:
+            # OpenCV's decoders raise this (e.g. an image above its own 2^30-pixel limit)
+            reason = " ".join(str(exc).split())[:300]
+            raise self._bad(f"OpenCV could not decode a frame: {reason}") from None
         if frame is None:
             raise StopIteration
+        too_big = _oversized(frame, self.max_frame_pixels)
+        if too_big is not None:
+            raise self._bad(
+                f"frame {frame.index}: {too_big} is above source.max_frame_pixels = "
+                f"{self.max_frame_pixels}; skipped (raise the setting only for a camera that delivers it)"
+            )
+        self._bad_in_row = 0
         self.counters["frames"] += 1
         return frame
+
+    def _bad(self, reason: str) -> SourceError:
+        """Count one bad frame; the error to raise (a SourceError once too many came in a row)."""
+        self.counters["invalid"] += 1
+        self._bad_in_row += 1
+        if self._bad_in_row >= MAX_BAD_IN_ROW:
+            return SourceError(
+                f"source {redact_uri(self.uri)!r} delivered {self._bad_in_row} unusable frames in a row "
+                f"(the last: {reason}); check the camera or the recording"
+            )
+        return BadFrameError(reason)
 
     # -- facts ------------------------------------------------------------------------------
     @property
@@ -112,6 +152,20 @@ class Source(ABC):
 
     def _intrinsics(self) -> Intrinsics | None:
         return None
+
+
+def good_frames(source: Source) -> Iterator[Frame]:
+    """The source's frames without the bad ones (counted in `source.counters["invalid"]`): for the
+    tools that read a source outside the kiosk loop (collect, calibrate-site), which must not end on
+    one undecodable frame either. A SourceError that is not a bad frame still ends the iteration."""
+    iterator = iter(source)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except BadFrameError:
+            continue
 
 
 def redact_uri(uri: str) -> str:
@@ -223,6 +277,19 @@ def validate_frame(frame: Frame) -> Frame:
     if not np.isfinite(frame.timestamp):
         raise SourceError(f"frame {frame.index}: timestamp {frame.timestamp!r} is not finite")
     return frame
+
+
+def _oversized(frame: Frame, limit: int) -> str | None:
+    """'colour 5000x4000 (20000000 pixels)' for the first image of `frame` above `limit` pixels, or None."""
+    for name, image in (
+        ("depth", frame.depth),
+        ("colour", frame.color),
+        ("silhouette", frame.silhouette),
+    ):
+        shape = getattr(image, "shape", None)
+        if shape is not None and len(shape) >= 2 and int(shape[0]) * int(shape[1]) > limit:
+            return f"{name} {shape[1]}x{shape[0]} ({int(shape[0]) * int(shape[1])} pixels)"
+    return None
 
 
 def _describe(value: object) -> str:

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from edge.errors import SourceError
+from edge.errors import BadFrameError, SourceError
 from edge.settings import SourceConfig
 from edge.sources.base import Source, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
@@ -261,44 +261,55 @@ class RealSenseSource(Source):
                 self._on_timeout()
                 continue
             self._timeouts_in_row = 0
-            if self._align is not None:
-                if frames.size() < 2:
-                    continue  # the first synced frameset can hold one stream only
-                frames = self._align.process(frames)
-            depth = frames.get_depth_frame()
-            if not depth:
-                continue
-            number = depth.get_frame_number()
-            if (
-                self._last_frame_number is not None
-                and number <= self._last_frame_number
-                and self.recording is None
-            ):
-                continue  # a repeated frame after a hiccup
-            self._last_frame_number = number
-            for block in self._filters:
-                depth = block.process(depth)
-            depth = depth.as_depth_frame()
-            if self._intr is None:
-                i = depth.profile.as_video_stream_profile().get_intrinsics()
-                self._intr = Intrinsics(i.width, i.height, i.fx, i.fy, i.ppx, i.ppy)
-            color = None
-            if self._align is not None:
-                color_frame = frames.get_color_frame()
-                color = (
-                    np.array(np.asanyarray(color_frame.get_data()), copy=True)
-                    if color_frame
-                    else None
-                )
-            frame = Frame(
-                index=self._index,
-                timestamp=depth.get_timestamp() / 1000.0,
-                depth=depth_to_mm(np.asanyarray(depth.get_data()), self._scale),
-                color=color,
-                intrinsics=self._intr,
+            try:
+                frame = self._frame_from(frames)
+            except RuntimeError as exc:
+                # librealsense failed on this frameset (align, a filter, a damaged recorded frame):
+                # a bad frame, counted by edge.sources.base; the next frameset is read as usual
+                raise BadFrameError(
+                    f"RealSense frame after #{self._last_frame_number} cannot be processed: {exc}; skipped"
+                ) from None
+            if frame is not None:
+                return frame
+
+    def _frame_from(self, frames: Any) -> Frame | None:
+        """One frameset as a Frame, or None to skip it (incomplete or repeated); RuntimeError from librealsense."""
+        if self._align is not None:
+            if frames.size() < 2:
+                return None  # the first synced frameset can hold one stream only
+            frames = self._align.process(frames)
+        depth = frames.get_depth_frame()
+        if not depth:
+            return None
+        number = depth.get_frame_number()
+        if (
+            self._last_frame_number is not None
+            and number <= self._last_frame_number
+            and self.recording is None
+        ):
+            return None  # a repeated frame after a hiccup
+        self._last_frame_number = number
+        for block in self._filters:
+            depth = block.process(depth)
+        depth = depth.as_depth_frame()
+        if self._intr is None:
+            i = depth.profile.as_video_stream_profile().get_intrinsics()
+            self._intr = Intrinsics(i.width, i.height, i.fx, i.fy, i.ppx, i.ppy)
+        color = None
+        if self._align is not None:
+            color_frame = frames.get_color_frame()
+            color = (
+                np.array(np.asanyarray(color_frame.get_data()), copy=True) if color_frame else None
             )
-            self._index += 1
-            return frame
+        frame = Frame(
+            index=self._index,
+            timestamp=depth.get_timestamp() / 1000.0,
+            depth=depth_to_mm(np.asanyarray(depth.get_data()), self._scale),
+            color=color,
+            intrinsics=self._intr,
+        )
+        self._index += 1
+        return frame
 
     def _on_timeout(self) -> None:
         self.counters["timeouts"] += 1

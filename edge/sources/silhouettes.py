@@ -2,11 +2,17 @@
 
 Frames carry `Frame.silhouette`; the PassthroughSegmenter turns them into masks, so
 segmentation is skipped. Useful to run Scoliosis1K sequences through the kiosk.
+
+A PNG's size is read from its header before it is decoded: one above
+source.max_frame_pixels (a decompression bomb: a few KB that inflate to 2^30
+pixels and more) is a bad frame that costs no memory, and a file that is not a
+PNG, or that OpenCV fails on, is a bad frame too; the replay goes on.
 """
 
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -18,6 +24,23 @@ from edge.errors import BadFrameError, SourceError
 from edge.settings import SourceConfig
 from edge.sources.base import Source, query_options
 from edge.types import Frame
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, without decoding; BadFrameError if it is not a PNG."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(24)
+    except OSError as exc:
+        raise BadFrameError(f"cannot read silhouette image {path}: {exc}; skipped") from None
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise BadFrameError(
+            f"silhouette image {path} is not a PNG (no PNG signature and IHDR header); skipped"
+        )
+    width, height = struct.unpack(">II", head[16:24])
+    return int(width), int(height)
 
 
 def _load_pkl(path: Path) -> np.ndarray:
@@ -85,13 +108,28 @@ class SilhouetteSource(Source):
         else:
             if i >= len(self._files):
                 return None
-            image = cv2.imread(str(self._files[i]), cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                self._index += 1  # skip it: the next read goes on with the next file
-                self.counters["invalid"] += 1
+            path = self._files[i]
+            self._index += (
+                1  # whatever happens to this file, the next read goes on with the next one
+            )
+            width, height = png_size(path)
+            if width * height > self.max_frame_pixels:
                 raise BadFrameError(
-                    f"cannot read silhouette image {self._files[i]} (not a PNG, or damaged); skipped"
+                    f"silhouette image {path} is {width}x{height} ({width * height} pixels), above "
+                    f"source.max_frame_pixels = {self.max_frame_pixels}; not decoded, skipped"
                 )
+            try:
+                image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            except (cv2.error, MemoryError) as exc:
+                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                raise BadFrameError(
+                    f"cannot decode silhouette image {path} ({reason}); skipped"
+                ) from None
+            if image is None:
+                raise BadFrameError(
+                    f"cannot read silhouette image {path} (not a PNG, or damaged); skipped"
+                )
+            return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
         self._index += 1
         return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
 

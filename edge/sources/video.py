@@ -1,4 +1,8 @@
-"""video:///file.mp4, /dev/videoN and rtsp:// through OpenCV (colour frames only)."""
+"""video:///file.mp4, /dev/videoN and rtsp:// through OpenCV (colour frames only).
+
+A frame OpenCV's decoder fails on (cv2.error) is a bad frame, counted and skipped
+(edge.sources.base); so is a decoded frame above source.max_frame_pixels.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
-from edge.errors import SourceError
+from edge.errors import BadFrameError, SourceError
 from edge.sources.base import Source, option_int, query_options, redact_uri
 from edge.types import Frame
 
@@ -101,7 +105,16 @@ class VideoSource(Source):
             return None
         attempts = 0
         while True:
-            ok, image = self._cap.read() if self._cap is not None else (False, None)
+            try:
+                ok, image = self._cap.read() if self._cap is not None else (False, None)
+            except cv2.error as exc:
+                # the decoder failed on this frame: a bad frame; the next read goes on after it
+                self._index += 1
+                reason = " ".join(str(exc).split())[:200]
+                raise BadFrameError(
+                    f"video source {redact_uri(self.uri)!r}: frame {self._index - 1} cannot be decoded "
+                    f"({reason}); skipped"
+                ) from None
             if ok and image is not None:
                 break
             if not self.live:

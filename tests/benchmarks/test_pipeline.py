@@ -92,3 +92,41 @@ def test_pipeline_needs_exactly_one_backend(tiny_models, capsys):
     )
     assert code == 2
     assert "one --backend" in capsys.readouterr().err
+
+
+def test_the_pipeline_refuses_the_production_prefix_before_it_starts(tiny_models, capsys):
+    args = ["--pipeline", "--backend", f"onnxruntime:{tiny_models.onnx}", "--modes", "fast"]
+    assert main([*args, "--topic-prefix", "gaitmil/v1"]) == 2
+    err = capsys.readouterr().err
+    assert "'gaitmil/v1' is where real kiosks publish" in err and "--production-topics" in err
+
+
+@pytest.mark.slow
+def test_the_pipeline_publishes_under_the_test_prefix(tiny_models, mosquitto, tmp_path):
+    from tests.edge.test_faults_test_topics import Everything
+
+    config = tmp_path / "kiosk.toml"
+    # a kiosk config naming the production prefix: the benchmark still publishes under its own
+    config.write_text('[model]\nrequire_manifest = false\n[mqtt]\ntopic_prefix = "gaitmil/v1"\n')
+    seen = Everything(mosquitto)
+    try:
+        code = main(
+            [
+                "--pipeline",
+                "--config",
+                str(config),
+                "--backend",
+                f"onnxruntime:{tiny_models.onnx}",
+                "--broker",
+                mosquitto.url,
+                "--sim-walks",
+                "1",
+                "--modes",
+                "fast",
+            ]
+        )
+        assert code == 0
+    finally:
+        seen.close()
+    assert any(t.endswith("/result") for t in seen.topics), seen.topics
+    assert all(t.startswith("gaitmil-test/v1/bench/") for t in seen.topics), seen.topics

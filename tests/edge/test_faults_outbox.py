@@ -15,6 +15,7 @@ import os
 import sqlite3
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tests.edge.kiosk_support import (
     Corridor,
     kiosk_config,
     run_kiosk,
+    subscriber_for,
 )
 from tests.edge.test_faults_session import ResultCounter
 from tests.edge.test_mqtt import results, settings_for, wait_until
@@ -339,3 +341,261 @@ def test_a_full_disk_at_start_up_is_named_disk_full_not_corrupt(tmp_path):
         ) as refused:
             Outbox(disk / "state" / "outbox.sqlite3")
     assert "corrupt" not in str(refused.value) and exit_code_for(refused.value) == EXIT_BROKER
+
+
+# -- a disk full to the end of the run, broker connected ------------------------------------------
+
+
+def fill_completely(box: Outbox) -> None:
+    """The disk is full and so is every page: not even a small result fits anywhere.
+
+    `fill_to_the_limit` alone leaves room in the pages the file already has (an empty outbox has
+    a whole free page), so rows of shrinking size fill them; they are parked rows, parked too
+    often to be put back automatically, so nothing of them is published or freed."""
+    fill_to_the_limit(box)
+    for size in (3000, 1000, 300, 100, 30, 1):
+        with contextlib.suppress(sqlite3.OperationalError):
+            while True:
+                box._conn.execute(
+                    "INSERT INTO outbox (topic, payload, qos, created, attempts, state) "
+                    "VALUES ('filler', ?, 1, ?, 1000, 'parked')",
+                    (
+                        os.urandom(size),
+                        time.time(),
+                    ),  # recent: the privacy expiry must not free them
+                )
+
+
+def test_a_full_disk_while_connected_publishes_directly_and_loses_nothing(mosquitto, tmp_path):
+    counter = ResultCounter(mosquitto)
+    box = Outbox(tmp_path / "o.db")
+    publisher = Publisher(settings_for(mosquitto), box)
+    publisher.start()
+    try:
+        assert wait_until(lambda: publisher.connected, 10)
+        fill_completely(box)  # and it stays full: nothing is ever stored
+        batch = results(5)
+        rows = [publisher.publish_result(r) for r in batch]
+        assert rows == [None] * 5, "the outbox should have refused every write on a full disk"
+        assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 15), (
+            counter.ids
+        )
+        assert publisher.flush(10), publisher.stats()
+        assert publisher.stats()["held_in_memory"] == 0
+        assert publisher.counters["published_direct"] == 5
+    finally:
+        publisher.stop()
+        box.close()
+        counter.close()
+    assert publisher.lost_total == 0
+    assert len(counter.ids) == len(set(counter.ids)) == 5, "a result was published twice"
+
+
+def test_results_lost_at_exit_are_counted_and_logged(mosquitto_factory, tmp_path, caplog):
+    broker = mosquitto_factory()  # never started: nothing can be acknowledged
+    box = Outbox(tmp_path / "o.db")
+    publisher = Publisher(settings_for(broker), box)
+    publisher.start()
+    try:
+        fill_completely(box)
+        for result in results(5):
+            publisher.publish_result(result)
+        assert not publisher.flush(1)
+    finally:
+        publisher.stop()
+        box.close()
+    assert publisher.lost_total == 5
+    assert "5 result(s) held in memory were neither stored" in caplog.text
+
+
+@pytest.fixture
+def full_outbox(monkeypatch):
+    """The kiosk's own outbox (real SQLite) on a disk that is full from start to end of the run."""
+    made: list[Outbox] = []
+    original = Outbox.from_config.__func__
+
+    def full(cls, cfg):
+        box = original(cls, cfg)
+        fill_completely(box)
+        made.append(box)
+        return box
+
+    monkeypatch.setattr(Outbox, "from_config", classmethod(full))
+    return made
+
+
+def test_the_kiosk_delivers_every_result_while_connected_with_a_full_disk(
+    tmp_path, mosquitto, kiosk_model, full_outbox
+):
+    sub = subscriber_for(mosquitto)
+    try:
+        cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
+        kiosk = run_kiosk(cfg, source=Corridor(walks=5))
+        assert sub.wait_for(5, timeout=10), f"{len(sub.results)} of 5 results reached the broker"
+    finally:
+        sub.stop()
+    box = full_outbox[0]
+    assert (
+        box.acked_total == 0 and box.refused_total == 0
+    )  # none went through the outbox; SQLite refused
+    assert kiosk.exit_code == 0 and kiosk.results == 5
+    assert len({r["result_id"] for r in sub.results}) == 5
+
+
+def test_the_kiosk_exits_non_zero_naming_the_results_it_lost(
+    tmp_path, mosquitto_factory, kiosk_model, full_outbox, caplog
+):
+    broker = mosquitto_factory()  # down for the whole run
+    cfg = kiosk_config(tmp_path, broker.url, kiosk_model, **{"outbox.flush_seconds": 1.0})
+    kiosk = run_kiosk(cfg, source=Corridor(walks=3))
+    assert kiosk.results == 3
+    assert kiosk.exit_code == 1
+    assert "3 of 3 result(s) of this run were lost" in caplog.text
+
+
+# -- a damaged row, an old format, a truncated file -----------------------------------------------
+
+
+def damage_row(path: Path, n: int) -> None:
+    """Random bytes inside row n's payload, in place: the page structure stays valid."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b'{"n": %d, "pad": "' % n) + 30
+    data[at : at + 16] = os.urandom(16)
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_row_is_parked_as_corrupt_with_an_alarm_and_never_published(mosquitto, tmp_path):
+    path = tmp_path / "o.db"
+    ids = fill_outbox(path, rows=20)
+    damage_row(path, 7)
+    counter = ResultCounterAll(mosquitto, "gaitmil/v1/site-t/kiosk-t/result")
+    box = Outbox(path)  # SQLite's quick check passes: it cannot see bytes inside a payload
+    publisher = Publisher(settings_for(mosquitto), box)
+    publisher.start()
+    try:
+        assert wait_until(lambda: len(counter.payloads) == 19 and box.depth == 0, 15), (
+            len(counter.payloads),
+            box.stats(),
+        )
+        stats = box.stats()
+        assert stats["corrupt"] == 1 and "outbox_corrupt_row" in stats["alarms"]
+        [row] = box.rows(state="corrupt")
+        assert row.message_id == ids[7] and "checksum mismatch" in (row.reason or "")
+        assert publisher.failure() is None
+    finally:
+        publisher.stop()
+        box.close()
+        counter.close()
+    assert sorted(json.loads(p)["n"] for p in counter.payloads) == [n for n in range(20) if n != 7]
+    with Outbox(path) as again:  # still parked after a restart, still never published
+        assert again.stats()["corrupt"] == 1 and again.pending() == []
+
+
+class ResultCounterAll:
+    """Every payload that reached the broker on `topic` (the rows of fill_outbox are not results)."""
+
+    def __init__(self, broker, topic: str) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.payloads: list[bytes] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda client, userdata, message: self.payloads.append(
+            message.payload
+        )
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise TimeoutError(f"no SUBACK for {topic} within 10 s")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+VERSION_1_SCHEMA = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT UNIQUE,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT
+);
+CREATE INDEX outbox_state_id ON outbox (state, id);
+CREATE TABLE outbox_clock (id INTEGER PRIMARY KEY CHECK (id = 1), wall REAL NOT NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_outbox_is_upgraded_and_its_rows_still_published(mosquitto, tmp_path):
+    path = tmp_path / "o.db"
+    batch = results(4)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(VERSION_1_SCHEMA)
+        for r in batch:
+            conn.execute(
+                "INSERT INTO outbox (message_id, topic, payload, qos, created) VALUES (?, ?, ?, 1, ?)",
+                (
+                    r["result_id"],
+                    "gaitmil/v1/site-t/kiosk-t/result",
+                    json.dumps(r).encode(),
+                    time.time(),
+                ),
+            )
+        conn.commit()
+    counter = ResultCounter(mosquitto)
+    box = Outbox(path)
+    publisher = Publisher(settings_for(mosquitto), box)
+    try:
+        assert all(row.checksum for row in box.rows())
+        assert box._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        publisher.start()
+        assert wait_until(lambda: set(counter.ids) == {r["result_id"] for r in batch}, 15)
+        assert wait_until(lambda: box.depth == 0, 5) and box.stats()["corrupt"] == 0
+    finally:
+        publisher.stop()
+        box.close()
+        counter.close()
+
+
+def test_a_0_byte_outbox_is_refused_as_corrupt_with_what_to_do(
+    tmp_path, capsys, mosquitto, kiosk_model
+):
+    path = tmp_path / "o.db"
+    fill_outbox(path, rows=3)
+    path.write_bytes(b"")  # truncated: a failed copy or restore
+    with pytest.raises(OutboxCorruptError, match=r"empty \(0 bytes\).*move it aside"):
+        Outbox(path)
+    assert path.stat().st_size == 0, "the refusal must not turn the file into a new outbox"
+    cfg = _cli_config(tmp_path, kiosk_model, path, mosquitto.url)
+    assert main(["run", "--config", str(cfg), "--max-walks", "1"]) == 6
+    err = capsys.readouterr().err
+    assert "0 bytes" in err and "Traceback" not in err
+    for command in (["list"], ["export", "--out", str(tmp_path / "saved.jsonl")]):
+        assert main(["outbox", *command, "--path", str(path)]) == 6
+        assert "is empty (0 bytes)" in capsys.readouterr().err
+
+
+def test_the_kiosks_health_carries_the_corrupt_row_alarm(tmp_path, mosquitto, kiosk_model):
+    cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
+    fill_outbox(cfg.outbox_path, rows=5)
+    damage_row(cfg.outbox_path, 2)
+    kiosk = run_kiosk(cfg, source=Corridor(walks=1))
+    assert kiosk.exit_code == 0 and kiosk.results == 1
+    alarms = kiosk.health.alarms
+    assert (
+        "outbox_corrupt_row" in alarms and "1 outbox row(s) damaged" in alarms["outbox_corrupt_row"]
+    )
+    with Outbox(cfg.outbox_path) as box:
+        assert [r.state for r in box.rows()] == [
+            "corrupt"
+        ]  # the other rows and the result went out

@@ -161,6 +161,33 @@ def test_a_flood_of_junk_is_counted_but_logged_at_a_limited_rate(running, caplog
     )
 
 
+def test_a_flood_of_accepted_tokens_is_logged_at_a_limited_rate(running, caplog):
+    publisher, box, counter, attacker = running
+    before = publisher.counters["session_tokens"]
+    with caplog.at_level(logging.INFO, logger="edge.mqtt"):
+        for i in range(245):
+            attacker.publish(SESSION, f"flood-token-{i:04d}", qos=1)
+        assert wait_until(lambda: publisher.counters["session_tokens"] - before == 245, 20), (
+            publisher.counters
+        )
+        publisher.publish_result(results(1)[0])
+        assert wait_until(lambda: len(counter.ids) == 1, 10)
+        assert publisher.current_subject_token() == "flood-token-0244"  # the last one still wins
+        publisher.session.summarise()
+    session = [r.getMessage() for r in caplog.records if "session" in r.getMessage()]
+    assert 1 <= len(session) <= 3, f"{len(session)} INFO lines for 245 tokens: {session}"
+    # every token is accounted for: logged, or counted in a "suppressed" summary (the fixture's
+    # probe tokens, sent before this test's capture, may be counted too)
+    logged = sum("subject token set" in m and "suppressed" not in m for m in session)
+    counted = 0
+    for message in session:
+        if "similar messages suppressed" in message:
+            counted += int(message.rsplit("(", 1)[1].split()[0]) + 1
+        elif "further 'session set'" in message:
+            counted += int(message.split()[0])
+    assert logged + counted >= 245, session
+
+
 def test_the_reference_subscriber_survives_hostile_messages_on_the_result_topic(mosquitto):
     from edge.subscriber import ResultSubscriber
     from tests.edge.mqtt_support import broker_config
