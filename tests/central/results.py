@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 PREFIX = "gaitmil/v1"
+TEST_SITES = ("school-a", "school-b", "school-c")
 DEMO_MODEL = {
     "id": "gaitmil-tiny-test",
     "sha256": "unknown",
@@ -113,3 +114,12 @@ def encode(data: dict) -> bytes:
 
 def days_ago(n: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(days=n)
+
+
+def register_sites(sessions, sites: tuple[str, ...] = TEST_SITES) -> None:
+    """Make the tests' schools known to central (results of unknown sites are quarantined)."""
+    from central.sites import add_site
+
+    with sessions() as db, db.begin():
+        for site in sites:
+            add_site(db, site, test=True, by="tests")
