@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.contract import subscriptions
+from central.db import begin_write
 from central.errors import CentralError
 from central.mqtt_link import BrokerSettings, build_client, is_auth_refusal
 from central.plausibility import IngestPolicy
@@ -318,6 +319,7 @@ class Ingest:
         # so concurrent workers cannot deadlock on them; a stable sort keeps each kiosk's order.
         order = sorted(range(len(batch)), key=lambda i: _kiosk_key(batch[i].topic))
         with self.sessions() as session, session.begin():
+            begin_write(session)
             now = datetime.now(timezone.utc)
             for i in order:
                 m = batch[i]
