@@ -22,6 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -89,6 +90,8 @@ class Ingest:
         self._stop = threading.Event()
         self._client: Any = None
         self._writer: threading.Thread | None = None
+        # called by the writer after each commit, before the acks (benchmarks time commits by it)
+        self.on_committed: Callable[[list[tuple[Message, StoreOutcome]]], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -241,6 +244,8 @@ class Ingest:
                 time.sleep(0.5 + random.random())  # jitter: two workers that collided retry apart
                 continue
             done = time.monotonic()
+            if self.on_committed is not None:
+                self.on_committed(outcomes)
             for message, outcome in outcomes:
                 kind = outcome.kind
                 self.counts[kind.value] += 1
