@@ -164,6 +164,16 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--walks", type=int, default=100, help="simulated walks, one about every 8 s")
     demo.add_argument(
+        "--topic-prefix",
+        default="gaitmil-demo/v1",
+        help="topic prefix of the demo's simulated kiosk (not the production gaitmil/v1)",
+    )
+    demo.add_argument(
+        "--allow-production-prefix",
+        action="store_true",
+        help="allow --topic-prefix gaitmil/v1 (the simulated results then look like real ones)",
+    )
+    demo.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"
     )
     return ap
