@@ -14,6 +14,10 @@ from datetime import datetime, timedelta
 FUTURE = "future_time"
 TOO_OLD = "too_old"
 FLAGS = (FUTURE, TOO_OLD)
+FLAG_TEXT = {
+    FUTURE: "made later than it was received (is the kiosk's clock ahead?)",
+    TOO_OLD: "older than the kiosks' outbox expiry when received (a kiosk clock behind, or a replay?)",
+}
 
 DEFAULT_MAX_SKEW_S = 300.0  # kiosks sync by NTP; five minutes ahead is a wrong clock, not drift
 DEFAULT_MAX_AGE_DAYS = 14.0  # the kiosk's [outbox] expire_days default
