@@ -43,7 +43,8 @@ BATCH = 200
 BATCH_WAIT_S = 0.02
 LATENCY_WINDOW = 5000
 BATCH_TRIES = 3  # commits of a whole batch while the database answers, before it is split
-PART_TRIES = 2  # commits of each half (a deadlock between workers may fail one once)
+PART_TRIES = 2
+QUARANTINE_LOG_S = 10.0  # commits of each half (a deadlock between workers may fail one once)
 
 
 class DatabaseDown(CentralError):
@@ -91,6 +92,8 @@ class Ingest:
         self._client: Any = None
         self._writer: threading.Thread | None = None
         # called by the writer after each commit, before the acks (benchmarks time commits by it)
+        self._quarantine_logged_at = -QUARANTINE_LOG_S
+        self._quarantine_unlogged = 0
         self.on_committed: Callable[[list[tuple[Message, StoreOutcome]]], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -332,14 +335,26 @@ class Ingest:
                     session, m.topic, m.payload, now, self.settings.topic_prefix, self.policy
                 )
                 if outcome.kind is Stored.QUARANTINED:
-                    log.warning(
-                        "ingest: message on %s quarantined (%s): %s",
-                        m.topic,
-                        outcome.quarantine_kind,
-                        outcome.reason,
-                    )
+                    self._log_quarantine(m.topic, outcome)
                 outcomes[i] = outcome
         return [outcomes[i] for i in range(len(batch))]
+
+    def _log_quarantine(self, topic: str, outcome: StoreOutcome) -> None:
+        """One warning per QUARANTINE_LOG_S at most: a flood of junk must not flood the log too
+        (the quarantine table and the counts keep every one)."""
+        now = time.monotonic()
+        if now - self._quarantine_logged_at < QUARANTINE_LOG_S:
+            self._quarantine_unlogged += 1
+            return
+        more = self._quarantine_unlogged
+        self._quarantine_logged_at, self._quarantine_unlogged = now, 0
+        log.warning(
+            "ingest: message on %s quarantined (%s): %s%s",
+            topic,
+            outcome.quarantine_kind,
+            outcome.reason,
+            f" (and {more} more since the last such line)" if more else "",
+        )
 
     def _ack(self, batch: list[Message]) -> None:
         client = self._client
