@@ -149,19 +149,12 @@ def _store_result(
         payload=data,
         flags=flags,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-            if row.outcome == REFER:
-                session.add(FollowUp(result_id=rid, updated_at=now))
-                session.flush()
-    except IntegrityError:
-        # the same result_id committed by another worker meanwhile; any other conflict is a bug
-        known = _same_or_conflict(session, rid, data)
-        if known is None:
-            raise
-        return known
+    # runs in store_message's savepoint: an IntegrityError rolls it back and is judged there
+    session.add(row)
+    session.flush()
+    if row.outcome == REFER:
+        session.add(FollowUp(result_id=rid, updated_at=now))
+        session.flush()
     return StoreOutcome(Stored.NEW, rid, flags=flags)
 
 
@@ -197,10 +190,20 @@ def store_message(
         )
         return _quarantine(session, topic_name, payload, reason, now, UNKNOWN_SITE)
     try:
+        # one savepoint per message: whatever it raises rolls back this message only
         with session.begin_nested():
             outcome = _store_valid(session, topic, data, now, policy)
     except UNAVAILABLE:
         raise
+    except IntegrityError as exc:
+        # the same result_id committed by another worker meanwhile (or with other content)
+        known = (
+            _same_or_conflict(session, data["result_id"], data) if topic.kind == "result" else None
+        )
+        if known is None:
+            reason = f"could not store: {exc.__class__.__name__}: {exc}"
+            return _quarantine(session, topic_name, payload, reason, now, STORE_FAILED)
+        outcome = known
     except Exception as exc:  # noqa: BLE001 - its savepoint is rolled back; quarantine it
         reason = f"could not store: {exc.__class__.__name__}: {exc}"
         return _quarantine(session, topic_name, payload, reason, now, STORE_FAILED)
