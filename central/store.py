@@ -165,11 +165,15 @@ def store_message(
     now: datetime | None = None,
     prefix: str = DEFAULT_PREFIX,
     policy: IngestPolicy | None = None,
+    isolate: bool = True,
 ) -> StoreOutcome:
     """Validate and store one MQTT message in `session` (the caller commits).
 
-    Raises only `UNAVAILABLE` errors (the database, not the message); everything else this
-    message causes ends in a quarantine row.
+    isolate=True (the default): raises only `UNAVAILABLE` errors (the database, not the
+    message); everything else this message causes ends in a quarantine row. isolate=False is
+    the ingest's fast path: no savepoint, so a database error while writing this message
+    propagates and spoils the caller's transaction (the ingest then redoes the batch isolated).
+    Decoding and contract errors are quarantined either way.
     """
     now = now or datetime.now(timezone.utc)
     policy = policy or IngestPolicy()
@@ -189,6 +193,13 @@ def store_message(
             f"`python -m central site add {topic.site_id}` (or serve with --accept-unknown-sites)"
         )
         return _quarantine(session, topic_name, payload, reason, now, UNKNOWN_SITE)
+    if not isolate:
+        outcome = _store_valid(session, topic, data, now, policy)
+        if outcome.quarantine_kind is not None:
+            return _quarantine(
+                session, topic_name, payload, outcome.reason or "", now, outcome.quarantine_kind
+            )
+        return outcome
     try:
         # one savepoint per message: whatever it raises rolls back this message only
         with session.begin_nested():

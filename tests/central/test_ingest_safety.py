@@ -287,3 +287,20 @@ def test_plausibility_flags_a_future_or_too_old_result_but_stores_it(db):
 def test_uuid_helper_is_not_reused_across_examples():
     # check_mix relies on fresh ids per example: make_result draws uuid4
     assert len({make_result()["result_id"] for _ in range(100)}) == 100 and uuid.uuid4()
+
+
+def test_a_message_the_database_refuses_sends_its_batch_down_the_isolated_path(pg_store):
+    _, sessions = pg_store
+    results = [make_result() for _ in range(20)]
+    bad = make_result()
+    bad["walk_id"] = "nul\u0000walk"  # PostgreSQL text refuses NUL: the fast path's INSERT fails
+    items = results[:7] + [bad] + results[7:]
+    ingest = writer(sessions)
+    outcomes = ingest._commit(
+        [as_message(topic("result"), encode(r), i) for i, r in enumerate(items)], BATCH_TRIES
+    )
+    assert [o.kind for _, o in outcomes].count(Stored.NEW) == 20
+    assert outcomes[7][1].quarantine_kind == "store_failed"
+    assert ingest.counts["isolated_batches"] == 1 and ingest.counts["batch_splits"] == 0
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Result)) == 20
