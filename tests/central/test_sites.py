@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from central.cli import main
 from central.db import open_store
@@ -170,3 +170,40 @@ def test_quarantine_rows_have_a_kind(store):
         store_message(s, topic("result"), b"{")
     with sessions() as s:
         assert s.scalar(select(Quarantine.kind)) == "contract"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0002_downgrades_and_upgrades_keeping_known_sites(request, tmp_path, backend):
+    from alembic import command
+
+    from central.db import _alembic_config, make_engine, migrate
+    from central.models import Site
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    engine = make_engine(url)
+    try:
+        migrate(engine, "0001")
+        with engine.begin() as c:  # a result stored before the upgrade
+            c.execute(
+                text(
+                    "INSERT INTO results (result_id, walk_id, site_id, kiosk_id, time, received_at,"
+                    " outcome, threshold, model_id, runner, precision, payload) VALUES ('r1', 'w',"
+                    " 'old-school', 'k', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'retake', 0.5, 'm',"
+                    " 'onnxruntime', 'fp32', '{}')"
+                )
+            )
+        migrate(engine)
+        upgraded, sessions = open_store(url)
+        with sessions() as s:
+            assert s.get(Site, "old-school") is not None  # known: not quarantined after upgrade
+        upgraded.dispose()
+        cfg = _alembic_config(engine)
+        with engine.begin() as c:
+            cfg.attributes["connection"] = c
+            command.downgrade(cfg, "0001")
+        migrate(engine)
+    finally:
+        engine.dispose()
