@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
@@ -137,6 +138,7 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
 
     periods = max(1, int(round(settings.rate * settings.seconds)))
     ctx = multiprocessing.get_context("spawn")  # no paho threads or sockets inherited
+    subscriber: Any  # a ResultSubscriber, or CentralSink (same start/wait_for/stop)
     with local_broker(broker_url, settings.protocol) as broker:
         if database_url is not None:
             from benchmarks.fanin_central import CentralSink

@@ -90,7 +90,7 @@ class CentralSink:
         self._procs: list[subprocess.Popen] = []
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self._engine = None
+        self._engine: Any = None  # the Engine, once started
 
     def start(self, wait: float = 30.0) -> None:
         from central.db import open_store
@@ -130,7 +130,7 @@ class CentralSink:
             )
         # a worker prints its first line once it runs; then give its subscription a moment
         for proc in self._procs:
-            if not proc.stdout.readline():
+            if proc.stdout is None or not proc.stdout.readline():
                 raise BenchmarkError(
                     f"a central ingest worker exited at start (code {proc.wait()})"
                 )
