@@ -50,8 +50,10 @@ BATCH = 200
 BATCH_WAIT_S = 0.02
 LATENCY_WINDOW = 5000
 BATCH_TRIES = 3  # commits of a whole batch while the database answers, before it is split
-PART_TRIES = 2
-QUARANTINE_LOG_S = 10.0  # commits of each half (a deadlock between workers may fail one once)
+PART_TRIES = 2  # commits of each half (a deadlock between workers may fail one once)
+# while the database answers but reports a lock, a deadlock or a lost connection
+TRANSIENT_TRIES = 10
+QUARANTINE_LOG_S = 10.0  # at most one quarantine warning per this many seconds
 
 
 class DatabaseDown(CentralError):
@@ -255,7 +257,10 @@ class Ingest:
                 continue
             done = time.monotonic()
             if self.on_committed is not None:
-                self.on_committed(outcomes)
+                try:
+                    self.on_committed(outcomes)
+                except Exception:  # noqa: BLE001 - an observer must not cost the acks
+                    log.exception("ingest: the on_committed observer failed")
             for message, outcome in outcomes:
                 kind = outcome.kind
                 self.counts[kind.value] += 1
@@ -281,7 +286,8 @@ class Ingest:
         Raises DatabaseDown when the database does not answer (nothing is then acknowledged).
         """
         failure: Exception | None = None
-        for attempt in range(tries):
+        attempt = 0
+        while True:
             try:
                 return list(zip(batch, self._store(batch)))
             except Exception as exc:  # noqa: BLE001 - judged below: the database or the batch
@@ -292,15 +298,23 @@ class Ingest:
                     raise DatabaseDown(
                         f"the database does not answer ({exc.__class__.__name__}: {exc})"
                     ) from exc
-                log.warning(
-                    "ingest: committing %d message(s) failed (%s: %s), try %d of %d",
-                    len(batch),
-                    exc.__class__.__name__,
-                    exc,
-                    attempt + 1,
-                    tries,
-                )
-                time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+            attempt += 1
+            # A lock, a deadlock or a dropped connection is the database's state, not the
+            # batch's: it gets more tries (and longer pauses) before the batch is split.
+            transient = isinstance(failure, UNAVAILABLE)
+            limit = TRANSIENT_TRIES if transient else tries
+            log.warning(
+                "ingest: committing %d message(s) failed (%s: %s), try %d of %d",
+                len(batch),
+                failure.__class__.__name__,
+                failure,
+                attempt,
+                limit,
+            )
+            if attempt >= limit:
+                break
+            pause = random.uniform(0.5, 1.5) if transient else random.uniform(0.02, 0.1) * attempt
+            time.sleep(pause)
         if len(batch) == 1:
             return [(batch[0], self._quarantine_alone(batch[0], failure))]
         self.counts["batch_splits"] += 1

@@ -304,3 +304,21 @@ def test_a_message_the_database_refuses_sends_its_batch_down_the_isolated_path(p
     assert ingest.counts["isolated_batches"] == 1 and ingest.counts["batch_splits"] == 0
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Result)) == 20
+
+
+def test_an_unreachable_database_keeps_the_batch_and_quarantines_nothing(tmp_path):
+    from sqlalchemy.orm import sessionmaker
+
+    from central.db import make_engine
+    from central.ingest import DatabaseDown
+    from tests.conftest import free_port
+
+    engine = make_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    try:
+        ingest = writer(sessionmaker(engine))
+        batch = [as_message(topic("result"), encode(make_result()))]
+        with pytest.raises(DatabaseDown, match="does not answer"):
+            ingest._commit(batch, BATCH_TRIES)
+        assert ingest.counts["batch_splits"] == 0  # kept whole, for the writer loop to retry
+    finally:
+        engine.dispose()
