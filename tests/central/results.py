@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 PREFIX = "gaitmil/v1"
 TEST_SITES = ("school-a", "school-b", "school-c")
@@ -33,7 +34,7 @@ def make_result(
 ) -> dict:
     moment = when or datetime.now(timezone.utc)
     outcome = outcome or ("refer_for_clinical_exam" if p >= threshold else "no_referral_indicated")
-    result = {
+    result: dict[str, Any] = {
         "schema": "gaitmil.result/1",
         "result_id": str(uuid.uuid4()),
         "walk_id": uuid.uuid4().hex,

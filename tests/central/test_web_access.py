@@ -29,7 +29,7 @@ def routes(app) -> list[tuple[str, str]]:
     out = []
     for route in app.routes:
         if isinstance(route, Route):
-            out += [(m, route.path) for m in sorted(route.methods - {"HEAD"})]
+            out += [(m, route.path) for m in sorted((route.methods or set()) - {"HEAD"})]
         elif isinstance(route, Mount):
             out.append(("GET", route.path + "/style.css"))
     return out
