@@ -81,6 +81,7 @@ EXTRAS["dev"] = sorted(
         + ["selenium>=4.20", "httpx>=0.27"]
         + [
             "pytest>=8",
+            "hypothesis>=6.100",
             "pytest-timeout>=2.3",
             "ruff>=0.6",
             "mypy==2.4.1",

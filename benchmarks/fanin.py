@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
@@ -30,6 +31,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.fanin_worker import SITE, cpu_seconds
 from benchmarks.localbroker import local_broker
 from benchmarks.stats import summarize
+from benchmarks.topics import ALLOW_FLAG, BENCH_PREFIX, PRODUCTION_PREFIX, check_prefix
 from gaitmil import HelpFormatter, add_version_flag
 
 SCHEMA_ID = "gaitmil.bench.fanin/1"
@@ -51,8 +53,12 @@ class FaninSettings:
         0  # > 0: central ingest workers + PostgreSQL are the sink (benchmarks/fanin_central.py)
     )
     database: str | None = None  # PostgreSQL URL for them; None: a throwaway local server
+    # benchmark results never go out on the production prefix unless asked (benchmarks/topics.py)
+    topic_prefix: str = BENCH_PREFIX
+    allow_production_prefix: bool = False
 
     def check(self) -> None:
+        check_prefix(self.topic_prefix, self.allow_production_prefix)
         if not 1 <= self.kiosks <= MAX_KIOSKS:
             raise BenchmarkError(f"--kiosks {self.kiosks}: use 1 to {MAX_KIOSKS}")
         if not 0 < self.seconds <= MAX_SECONDS:
@@ -105,6 +111,7 @@ class Mailbox:
 
 def run_fanin(settings: FaninSettings, broker_url: str | None) -> dict:
     """Subscriber here, kiosks in worker processes; publish on schedule, drain, count; the report body."""
+    settings.check()  # before a throwaway PostgreSQL is started for nothing
     if settings.central_workers:
         from benchmarks.fanin_central import postgres_database
 
@@ -131,6 +138,7 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
 
     periods = max(1, int(round(settings.rate * settings.seconds)))
     ctx = multiprocessing.get_context("spawn")  # no paho threads or sockets inherited
+    subscriber: Any  # a ResultSubscriber, or CentralSink (same start/wait_for/stop)
     with local_broker(broker_url, settings.protocol) as broker:
         if database_url is not None:
             from benchmarks.fanin_central import CentralSink
@@ -139,7 +147,13 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
                 raise BenchmarkError(
                     "central ingest workers share a $share subscription: MQTT 5 (give --broker)"
                 )
-            subscriber = CentralSink(broker.url, database_url, settings.central_workers, on_result)
+            subscriber = CentralSink(
+                broker.url,
+                database_url,
+                settings.central_workers,
+                on_result,
+                settings.topic_prefix,
+            )
         else:
             # a subscriber publishes nothing: 3.1.1's silent loss of refused publishes does not apply
             mqtt = MqttConfig(
@@ -147,6 +161,7 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
                 protocol=broker.protocol,
                 allow_protocol_311=True,
                 reconnect_max_delay=5.0,
+                topic_prefix=settings.topic_prefix,
             )
             subscriber = ResultSubscriber(mqtt, site=SITE, on_result=on_result)
         subscriber.start(wait=30.0)
@@ -173,6 +188,7 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
                         periods,
                         settings.connect_seconds,
                         settings.drain_seconds,
+                        settings.topic_prefix,
                     ),
                     start_at,
                     go,
@@ -340,6 +356,16 @@ def parser() -> argparse.ArgumentParser:
         "--database",
         help="PostgreSQL URL for --central-workers (default: a throwaway local server)",
     )
+    p.add_argument(
+        "--topic-prefix",
+        default=BENCH_PREFIX,
+        help="topic prefix the simulated kiosks publish under",
+    )
+    p.add_argument(
+        ALLOW_FLAG,
+        action="store_true",
+        help=f"allow --topic-prefix {PRODUCTION_PREFIX} (the production prefix: results mix with real records)",
+    )
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--markdown", type=Path, help="write the Markdown report here")
     p.add_argument("--plot", type=Path, help="PNG of the end-to-end latency distribution")
@@ -362,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         kiosks_per_worker=args.kiosks_per_worker,
         central_workers=args.central_workers,
         database=args.database,
+        topic_prefix=args.topic_prefix,
+        allow_production_prefix=args.allow_production_prefix,
     )
     try:
         body = run_fanin(settings, args.broker)

@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from benchmarks.errors import BenchmarkError
+from benchmarks.topics import BENCH_PREFIX
 
 POLL_S = 0.01
 # Ids come from a sequence at insert time but workers commit in any order, so a row with a lower id
@@ -52,16 +54,33 @@ def postgres_database(url: str | None) -> Iterator[str]:
         server.stop()
 
 
+def _register_bench_site(sessions: Any) -> None:
+    """Central quarantines unknown sites: the benchmark's site is added once, marked as a test site."""
+    from benchmarks.fanin_worker import SITE
+    from central.models import Site
+    from central.sites import add_site
+
+    with sessions() as db, db.begin():
+        if db.get(Site, SITE) is None:
+            add_site(db, SITE, test=True, by="benchmarks.fanin")
+
+
 class CentralSink:
     """Stands where the benchmark's subscriber stands: start, wait_for, stop, duplicates, invalid."""
 
     def __init__(
-        self, broker_url: str, database_url: str, workers: int, on_result: Callable[[dict], None]
+        self,
+        broker_url: str,
+        database_url: str,
+        workers: int,
+        on_result: Callable[[dict], None],
+        topic_prefix: str = BENCH_PREFIX,
     ) -> None:
         if not 1 <= workers <= 16:
             raise BenchmarkError(f"--central-workers {workers}: use 1 to 16")
         self.broker_url, self.database_url, self.workers = broker_url, database_url, workers
         self.on_result = on_result
+        self.topic_prefix = topic_prefix
         self.seen: set[str] = set()
         self.duplicates = 0
         self.invalid = 0
@@ -71,12 +90,15 @@ class CentralSink:
         self._procs: list[subprocess.Popen] = []
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self._engine = None
+        self._engine: Any = None  # the Engine, once started
 
     def start(self, wait: float = 30.0) -> None:
         from central.db import open_store
 
-        self._engine, _ = open_store(self.database_url)  # migrate once, before the workers race to
+        self._engine, sessions = open_store(
+            self.database_url
+        )  # migrate once, before the workers race to
+        _register_bench_site(sessions)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         for i in range(self.workers):
             self._procs.append(
@@ -97,6 +119,8 @@ class CentralSink:
                         GROUP,
                         "--client-id",
                         f"bench-central-{i}",
+                        "--topic-prefix",
+                        self.topic_prefix,
                     ],
                     cwd=ROOT,
                     env=env,
@@ -106,7 +130,7 @@ class CentralSink:
             )
         # a worker prints its first line once it runs; then give its subscription a moment
         for proc in self._procs:
-            if not proc.stdout.readline():
+            if proc.stdout is None or not proc.stdout.readline():
                 raise BenchmarkError(
                     f"a central ingest worker exited at start (code {proc.wait()})"
                 )

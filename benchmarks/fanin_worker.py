@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.topics import BENCH_PREFIX
+
 SITE = "bench"
 
 
@@ -36,6 +38,9 @@ class WorkerPlan:
     periods: int
     connect_seconds: float
     drain_seconds: float
+    topic_prefix: str = (
+        BENCH_PREFIX  # never the production prefix by default (benchmarks/topics.py)
+    )
 
 
 def _fake_walk_and_prediction(rng: np.random.Generator):
@@ -76,6 +81,7 @@ def _make_kiosks(plan: WorkerPlan, workdir: Path):
         allow_protocol_311=plan.protocol == "3.1.1",  # the benchmark's broker has no ACL
         reconnect_min_delay=1.0,
         reconnect_max_delay=5.0,
+        topic_prefix=plan.topic_prefix,
     )
 
     identity = ModelIdentity("fanin-benchmark", "0" * 64, "onnxruntime", "int8")

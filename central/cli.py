@@ -1,4 +1,4 @@
-"""`python -m central serve|user|model|demo|migrate`: the central side's command line."""
+"""`python -m central serve|user|model|site|purge|demo|migrate`: the central side's command line."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import getpass
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from central import cli_records
 from central.db import DEFAULT_URL
 from central.errors import CentralError
+from central.plausibility import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SKEW_S
 from gaitmil import HelpFormatter, add_version_flag
 
 log = logging.getLogger("central")
@@ -86,6 +86,29 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)"
     )
+    serve.add_argument(
+        "--max-skew-s",
+        type=float,
+        default=DEFAULT_MAX_SKEW_S,
+        help="flag results whose time is more than this far ahead of their receipt",
+    )
+    serve.add_argument(
+        "--max-age-days",
+        type=float,
+        default=DEFAULT_MAX_AGE_DAYS,
+        help="flag results older than this on receipt (the kiosks' [outbox] expire_days)",
+    )
+    serve.add_argument(
+        "--accept-unknown-sites",
+        action="store_true",
+        help="store results of sites not added with `site add` (default: quarantine them)",
+    )
+    serve.add_argument(
+        "--retention-days",
+        type=float,
+        default=None,
+        help="delete results received more than this many days ago, at start and daily",
+    )
     user = sub.add_parser(
         "user", help="add, list or remove dashboard users", formatter_class=HelpFormatter
     )
@@ -126,6 +149,7 @@ def parser() -> argparse.ArgumentParser:
     real.add_argument("model_id", help="the model_id in the results (the model's manifest)")
     real.add_argument("--by", required=True, help="who vouches for it (recorded)")
     msub.add_parser("list", help="list the models declared real", formatter_class=HelpFormatter)
+    cli_records.add_commands(sub, DEFAULT_URL, DATABASE_HELP)
     mig = sub.add_parser(
         "migrate", help="create or upgrade the database schema", formatter_class=HelpFormatter
     )
@@ -139,6 +163,16 @@ def parser() -> argparse.ArgumentParser:
         "--listen", type=_listen, default="127.0.0.1:8080", help="HOST:PORT of the dashboard"
     )
     demo.add_argument("--walks", type=int, default=100, help="simulated walks, one about every 8 s")
+    demo.add_argument(
+        "--topic-prefix",
+        default="gaitmil-demo/v1",
+        help="topic prefix of the demo's simulated kiosk (not the production gaitmil/v1)",
+    )
+    demo.add_argument(
+        "--allow-production-prefix",
+        action="store_true",
+        help="allow --topic-prefix gaitmil/v1 (the simulated results then look like real ones)",
+    )
     demo.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"
     )
@@ -213,70 +247,6 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_server(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    """Ingest and/or dashboard until SIGTERM/SIGINT (or `stop`)."""
-    from central.db import open_store
-    from central.ingest import Ingest
-    from central.mqtt_link import BrokerSettings, TokenPublisher
-
-    if args.no_web and args.no_ingest:
-        raise CentralError("--no-web and --no-ingest together leave nothing to run")
-    broker = BrokerSettings(
-        url=args.broker,
-        protocol=args.mqtt_protocol,
-        client_id=args.client_id,
-        topic_prefix=args.topic_prefix,
-        share_group=args.share_group,
-        username=args.mqtt_user,
-        password_file=args.mqtt_password_file,
-        ca_file=args.ca_file,
-    )
-    broker.check()
-    engine, sessions = open_store(args.database)
-    ingest: Ingest | None = None
-    publisher: Ingest | TokenPublisher | None = None
-    try:
-        if not args.no_ingest:
-            ingest = Ingest(broker, sessions)
-            ingest.start(wait=None)  # paho keeps retrying in the background if the broker is down
-            publisher = ingest
-        else:
-            publisher = TokenPublisher(broker)
-            publisher.start()
-        if args.no_web:
-            print(
-                f"central ingest: {args.broker} as {args.client_id} -> {engine.url.render_as_string()}",
-                flush=True,
-            )
-            done = stop or threading.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: done.set())
-            done.wait()
-            return 0
-        import uvicorn
-
-        from central.web.app import WebSettings, create_app
-
-        app = create_app(
-            sessions, publisher, WebSettings(args.topic_prefix, args.secure_cookies), ingest
-        )
-        host, port = args.listen
-        print(
-            f"central dashboard on http://{host}:{port}/ (database {engine.url.render_as_string()})",
-            flush=True,
-        )
-        uvicorn.run(app, host=host, port=port, log_level="warning")
-        return 0
-    finally:
-        if ingest is not None:
-            ingest.stop()
-            counts = " ".join(f"{k}={v}" for k, v in sorted(ingest.counts.items()))
-            print(f"central ingest stopped: {counts}", flush=True)  # read by benchmarks.fanin
-        elif publisher is not None:
-            publisher.stop()
-        engine.dispose()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
@@ -284,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "serve":
+            from central.serve import run_server
+
             return run_server(args)
+        if args.command == "site":
+            return cli_records.cmd_site(args)
+        if args.command == "purge":
+            return cli_records.cmd_purge(args)
         if args.command == "user":
             return cmd_user(args)
         if args.command == "model":

@@ -9,6 +9,7 @@ Topics: `<prefix>/<site>/<kiosk>/{result,status,health,session}`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -112,18 +113,47 @@ def _check_health(data: Any) -> None:
         )
 
 
+def _refuse_constant(name: str) -> float:
+    # JSON has no NaN or Infinity; Python's json accepts them, PostgreSQL's json type does not
+    # (a batch holding one failed forever) and SQLite stores them as NULL (pages answered 500)
+    raise ContractError(f"non-finite number {name} (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to inf without passing through parse_constant
+        raise ContractError(f"number {text[:40]} is out of range for a double")
+    return value
+
+
+def parse_json(payload: bytes) -> Any:
+    """UTF-8 JSON with finite numbers only; ContractError for anything else, deep nesting included."""
+    try:
+        return json.loads(
+            payload.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+        )
+    except ContractError:
+        raise
+    except RecursionError:
+        raise ContractError("JSON nested too deeply to parse") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ContractError(f"not UTF-8 JSON: {exc}") from None
+
+
 def decode(payload: bytes, topic: Topic) -> dict:
     """Parse and validate one message; ContractError with the reason when it breaks the contract."""
     if len(payload) > MAX_PAYLOAD:
         raise ContractError(f"payload of {len(payload)} bytes is larger than {MAX_PAYLOAD}")
+    data = parse_json(payload)
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ContractError(f"not UTF-8 JSON: {exc}") from None
-    if topic.kind == "health":
-        _check_health(data)
-    else:
-        _check_schema(data, topic.kind)
+        if topic.kind == "health":
+            _check_health(data)
+        else:
+            _check_schema(data, topic.kind)
+    except RecursionError:  # a shallow parse but a schema walk that recursed too far
+        raise ContractError("JSON nested too deeply to validate") from None
     if topic.kind in ("result", "status") and (data["site_id"], data["kiosk_id"]) != (
         topic.site_id,
         topic.kiosk_id,

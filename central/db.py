@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +44,19 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def begin_write(session: Session) -> None:
+    """Open the session's transaction for writing; call it first in a `session.begin()` block.
+
+    On SQLite, Python's sqlite3 module opens a transaction only before INSERT/UPDATE/DELETE, so
+    a SAVEPOINT issued first started one of its own and its RELEASE committed it: a batch was
+    not one transaction, and a failed commit could not be taken back. BEGIN IMMEDIATE makes the
+    batch one transaction (and takes the one write lock at once instead of on upgrade).
+    PostgreSQL needs nothing.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
 
 
 def make_engine(url: str = DEFAULT_URL) -> Engine:

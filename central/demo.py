@@ -20,6 +20,24 @@ from typing import Any
 from central.errors import CentralError
 
 SITE, KIOSK = "demo-school", "corridor-1"
+# the demo's results are simulated: they travel under a prefix of their own (issue 23), never
+# gaitmil/v1 unless asked for with --topic-prefix and --allow-production-prefix
+DEMO_PREFIX = "gaitmil-demo/v1"
+PRODUCTION_PREFIX = "gaitmil/v1"
+
+
+def check_demo_prefix(prefix: str, allow_production: bool) -> str:
+    clean = prefix.strip().rstrip("/")
+    if not clean:
+        raise CentralError(f"--topic-prefix {prefix!r}: use a topic path like {DEMO_PREFIX}")
+    if clean.split("/")[0] == PRODUCTION_PREFIX.split("/")[0] and not allow_production:
+        raise CentralError(
+            f"--topic-prefix {prefix!r} is the production prefix: the demo's simulated results "
+            f"would mix with real records; use the default {DEMO_PREFIX} or add --allow-production-prefix"
+        )
+    return clean
+
+
 DEMO_USERS: tuple[tuple[str, str, list[str]], ...] = (
     ("demo-nurse", "nurse", [SITE]),
     ("demo-officer", "officer", []),
@@ -38,7 +56,9 @@ def find_demo_model() -> Path:
     )
 
 
-def kiosk_command(workdir: Path, broker_url: str, walks: int) -> list[str]:
+def kiosk_command(
+    workdir: Path, broker_url: str, walks: int, prefix: str = DEMO_PREFIX
+) -> list[str]:
     if importlib.util.find_spec("edge") is None:
         raise CentralError(
             "the demo's simulated kiosk is the edge package: pip install gaitmil-edge"
@@ -48,6 +68,7 @@ def kiosk_command(workdir: Path, broker_url: str, walks: int) -> list[str]:
         f'state_dir = "{workdir / "kiosk-state"}"\n'
         f'[kiosk]\nsite_id = "{SITE}"\nkiosk_id = "{KIOSK}"\n'
         '[mqtt]\nprotocol = "3.1.1"\nallow_protocol_311 = true\n'  # the embedded amqtt broker speaks only 3.1.1 (no ACL to refuse a publish)
+        f'topic_prefix = "{prefix}"\n'
         "[health]\ninterval_seconds = 10\n",
         encoding="utf-8",
     )
@@ -81,8 +102,12 @@ def run_demo(args: Any) -> int:
     from central.demo_broker import DemoBroker
     from central.ingest import Ingest
     from central.mqtt_link import BrokerSettings
-    from central.web.app import create_app
+    from central.sites import add_site
+    from central.web.app import WebSettings, create_app
 
+    prefix = check_demo_prefix(
+        getattr(args, "topic_prefix", DEMO_PREFIX), getattr(args, "allow_production_prefix", False)
+    )
     workdir = Path(tempfile.mkdtemp(prefix="gaitmil-central-demo-"))
     broker = DemoBroker()
     ingest = kiosk = None
@@ -95,18 +120,22 @@ def run_demo(args: Any) -> int:
         with sessions() as db, db.begin():
             for name, role, schools in DEMO_USERS:
                 users.add_user(db, name, password, role, schools)
+            add_site(db, SITE, test=True, by="demo")
         ingest = Ingest(
-            BrokerSettings(url=url, protocol="3.1.1", client_id="gaitmil-central-demo"), sessions
+            BrokerSettings(
+                url=url, protocol="3.1.1", client_id="gaitmil-central-demo", topic_prefix=prefix
+            ),
+            sessions,
         )
         ingest.start(wait=15)
         log_file = open(workdir / "kiosk.log", "ab")  # noqa: SIM115 - closed below
         kiosk = subprocess.Popen(
-            kiosk_command(workdir, url, args.walks), stdout=log_file, stderr=log_file
+            kiosk_command(workdir, url, args.walks, prefix), stdout=log_file, stderr=log_file
         )
         host, port = args.listen
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(sessions, ingest, ingest=ingest),
+                create_app(sessions, ingest, WebSettings(topic_prefix=prefix), ingest=ingest),
                 host=host,
                 port=port,
                 log_level="warning",

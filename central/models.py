@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -90,6 +91,8 @@ class Result(Base):
     payload: Mapped[dict] = mapped_column(
         JSON, nullable=False
     )  # the validated message as published
+    # implausible but stored: comma-separated (central/plausibility.py), None when plausible
+    flags: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index("ix_results_site_time", "site_id", "time"),
@@ -106,7 +109,9 @@ class Quarantine(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     topic: Mapped[str] = mapped_column(String(512), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
-    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # capped (central/store.py)
+    # contract, conflict, unknown_site, store_failed (None: rows from before migration 0002)
+    kind: Mapped[str | None] = mapped_column(String(32))
 
 
 class Kiosk(Base):
@@ -208,3 +213,25 @@ class RealDataModel(Base):
     model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     declared_by: Mapped[str] = mapped_column(String(64), nullable=False)
     declared_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class Site(Base):
+    """The schools (sites) central accepts results from; `test` marks benchmark and demo sites."""
+
+    __tablename__ = "sites"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    test: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    added_by: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class LoginThrottle(Base):
+    """Failed logins per account (`user:NAME`) and per client address (`addr:IP`)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_failure: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,12 +7,14 @@ from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from central.web import fleet, login, referrals, results, stats
+from central.web import fleet, login, people, referrals, results, stats
 from central.web.framework import templates
 from central.web.metrics import make_metrics
+from central.web.security import SecurityHeaders
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ def create_app(
             Route("/stats", stats.stats_page),
             Route("/export-labels.csv", stats.export_labels),
             Route("/metrics", make_metrics(sessions, ingest)),
+            Route("/users", people.user_list),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
-        ]
+        ],
+        middleware=[Middleware(SecurityHeaders)],
     )
     app.state.sessions = sessions
     app.state.publisher = publisher

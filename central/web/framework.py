@@ -25,9 +25,18 @@ SIMULATED_NOTE = (
 )
 
 
+def num(value: Any, fmt: str = "%.3f") -> str:
+    """A stored number formatted, or a dash: a page never fails on a NULL or a non-number in a row."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt % value
+    return "—"
+
+
 def templates() -> Jinja2Templates:
     folder = resources.files("central").joinpath("web", "templates")
-    return Jinja2Templates(directory=str(folder))
+    found = Jinja2Templates(directory=str(folder))
+    found.env.filters["num"] = num
+    return found
 
 
 def render(

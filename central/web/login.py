@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from central import audit
+from central import audit, throttle
 from central.models import TECHNICIAN
 from central.web import sessions as websessions
 from central.web.framework import render
@@ -58,15 +58,47 @@ async def login_submit(request: Request) -> Response:
             message="The login form expired: reload it and try again.",
         )
 
-    def check() -> str | None:
-        with request.app.state.sessions() as db, db.begin():
-            session_id = websessions.login(db, username, password)
-            audit.record(db, username[:64] or "-", "login" if session_id else "login_failed")
-            return session_id
+    client = request.client.host if request.client else None
+    keys = [throttle.user_key(username), throttle.addr_key(client)]
 
-    session_id = await run_in_threadpool(check)
-    if session_id is None:
+    def check() -> str | throttle.Lock | None:
+        """The new session id; the lock that refuses this login; or None for a wrong password."""
+        with request.app.state.sessions() as db, db.begin():
+            who = username[:64] or "-"
+            lock = throttle.locked(db, keys)
+            if lock is not None:  # refused before the password is even checked
+                audit.record(
+                    db, who, "login_throttled", detail=f"{lock.key} {lock.seconds:.0f} s left"
+                )
+                return lock
+            session_id = websessions.login(db, username, password)
+            if session_id is not None:
+                audit.record(db, who, "login")
+                throttle.clear(db, keys[0])
+                return session_id
+            audit.record(db, who, "login_failed", detail=keys[1])
+            for key in keys:
+                started = throttle.record_failure(db, key)
+                if started is not None:
+                    audit.record(
+                        db, who, "login_locked", detail=f"{key} for {started.seconds:.0f} s"
+                    )
+            return None
+
+    outcome = await run_in_threadpool(check)
+    if isinstance(outcome, throttle.Lock):
+        response = _login_page(
+            request,
+            target,
+            429,
+            "Too many failed logins for this account or from this address: "
+            f"try again in {outcome.seconds:.0f} s.",
+        )
+        response.headers["Retry-After"] = str(max(1, round(outcome.seconds)))
+        return response
+    if outcome is None:
         return _login_page(request, target, 401, "Wrong user name or password.")
+    session_id = outcome
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         websessions.COOKIE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -16,7 +15,9 @@ from central.authz import NotVisible, Viewer
 from central.contract import OUTCOMES
 from central.errors import CentralError
 from central.models import NURSE, OFFICER, FollowUp, Result
+from central.plausibility import FLAG_TEXT
 from central.web.framework import SIMULATED_NOTE, page, render, simulated
+from central.web.security import SafeWriter
 
 PAGE_ROWS = 200
 
@@ -36,7 +37,8 @@ def day_start(day: date) -> datetime:
 
 def filtered(viewer: Viewer, params: Any) -> tuple[Any, dict]:
     """The viewer-scoped result query for the list's filters, and the filters as given."""
-    f = {k: (params.get(k) or "").strip() for k in ("site", "kiosk", "outcome", "from", "to")}
+    names = ("site", "kiosk", "outcome", "from", "to", "flagged")
+    f = {k: (params.get(k) or "").strip() for k in names}
     query = viewer.scope(select(Result))
     if f["site"]:
         viewer.require_site(f["site"])
@@ -47,6 +49,10 @@ def filtered(viewer: Viewer, params: Any) -> tuple[Any, dict]:
         if f["outcome"] not in OUTCOMES:
             raise CentralError(f"outcome {f['outcome']!r}: use one of {', '.join(OUTCOMES)}")
         query = query.where(Result.outcome == f["outcome"])
+    if f["flagged"]:
+        if f["flagged"] != "yes":
+            raise CentralError(f"flagged {f['flagged']!r}: use yes, or leave it out")
+        query = query.where(Result.flags.is_not(None))
     start, end = parse_day(f["from"], "from"), parse_day(f["to"], "to")
     if start:
         query = query.where(Result.time >= day_start(start))
@@ -104,6 +110,7 @@ def result_detail(request: Request, db: Any, viewer: Viewer) -> Response:
         r=row,
         p=row.payload,
         follow=follow,
+        flag_text=FLAG_TEXT,
         show_note=simulated(db, {row.model_id}),
     )
 
@@ -141,7 +148,7 @@ def export_school(request: Request, db: Any, viewer: Viewer) -> Response:
     ).all()
     sim = {m: simulated(db, {m}) for m in {r.model_id for r, _ in rows}}
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)  # cells from kiosks (tokens, ids) must not become formulas
     writer.writerow(CSV_COLUMNS)
     for r, f in rows:
         writer.writerow(

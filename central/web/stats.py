@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from central.authz import Viewer
 from central.contract import REFER, RETAKE
 from central.models import CONFIRMED, EXAMINED, LOST, NOT_CONFIRMED, OFFICER, FollowUp, Result
 from central.web.framework import SIMULATED_NOTE, page, render, simulated
+from central.web.security import SafeWriter
 
 
 @dataclass
@@ -112,7 +112,7 @@ def export_labels(request: Request, db: Any, viewer: Viewer) -> Response:
         .order_by(Result.time)
     ).all()
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)  # cells from kiosks (tokens, ids) must not become formulas
     writer.writerow(LABEL_COLUMNS)
     any_sim = False
     for r, f in rows:

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from central.db import open_store
+from tests.central.results import register_sites
 
 
 @pytest.fixture
 def store(tmp_path: Path):
-    """(engine, session factory) of a fresh, migrated SQLite file."""
+    """(engine, session factory) of a fresh, migrated SQLite file; the test schools known."""
     engine, sessions = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+    register_sites(sessions)
     try:
         yield engine, sessions
     finally:
@@ -36,6 +38,7 @@ def postgres_server():
 def pg_store(postgres_server):
     """(engine, session factory) of a fresh, migrated PostgreSQL database."""
     engine, sessions = open_store(postgres_server.create_database())
+    register_sites(sessions)
     try:
         yield engine, sessions
     finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 PREFIX = "gaitmil/v1"
+TEST_SITES = ("school-a", "school-b", "school-c")
 DEMO_MODEL = {
     "id": "gaitmil-tiny-test",
     "sha256": "unknown",
@@ -32,7 +34,7 @@ def make_result(
 ) -> dict:
     moment = when or datetime.now(timezone.utc)
     outcome = outcome or ("refer_for_clinical_exam" if p >= threshold else "no_referral_indicated")
-    result = {
+    result: dict[str, Any] = {
         "schema": "gaitmil.result/1",
         "result_id": str(uuid.uuid4()),
         "walk_id": uuid.uuid4().hex,
@@ -113,3 +115,12 @@ def encode(data: dict) -> bytes:
 
 def days_ago(n: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(days=n)
+
+
+def register_sites(sessions, sites: tuple[str, ...] = TEST_SITES) -> None:
+    """Make the tests' schools known to central (results of unknown sites are quarantined)."""
+    from central.sites import add_site
+
+    with sessions() as db, db.begin():
+        for site in sites:
+            add_site(db, site, test=True, by="tests")

@@ -18,7 +18,15 @@ from central.models import FollowUp
 from central.store import store_message
 from central.web.app import create_app
 from tests.central.browser import _free_port, chrome, click_and_wait, close
-from tests.central.results import days_ago, encode, make_health, make_result, make_status, topic
+from tests.central.results import (
+    days_ago,
+    encode,
+    make_health,
+    make_result,
+    make_status,
+    register_sites,
+    topic,
+)
 from tests.central.webfixtures import PASSWORD, RecordingPublisher, add_users
 
 PAGES = [
@@ -96,6 +104,7 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="central-shots-"))
     engine, sessions = open_store(f"sqlite:///{workdir / 'central.db'}")
     add_users(sessions)
+    register_sites(sessions)
     shown = seed(sessions)
     port = _free_port()
     server = uvicorn.Server(

@@ -15,7 +15,7 @@ from central.cli import main
 from central.db import open_store
 from central.models import AuditEntry, Result
 from tests.central.publisher import KioskPublisher
-from tests.central.results import encode, make_result, topic
+from tests.central.results import encode, make_result, register_sites, topic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,6 +151,7 @@ def count(sessions) -> int:
 def test_serve_killed_mid_stream_loses_and_duplicates_nothing(mosquitto, tmp_path):
     db = f"sqlite:///{tmp_path / 'c.db'}"
     engine, sessions = open_store(db)
+    register_sites(sessions)
     proc = start_serve(mosquitto.url, db)
     pub = KioskPublisher(mosquitto.host, mosquitto.port)
     sent, probes = [], set()

@@ -29,7 +29,7 @@ def routes(app) -> list[tuple[str, str]]:
     out = []
     for route in app.routes:
         if isinstance(route, Route):
-            out += [(m, route.path) for m in sorted(route.methods - {"HEAD"})]
+            out += [(m, route.path) for m in sorted((route.methods or set()) - {"HEAD"})]
         elif isinstance(route, Mount):
             out.append(("GET", route.path + "/style.css"))
     return out
@@ -66,6 +66,7 @@ def test_every_route_is_covered_by_this_test(site):
         "/stats",
         "/export-labels.csv",
         "/metrics",
+        "/users",
         "/static/style.css",
     }
     assert {p for _, p in routes(create_app(sessions, RecordingPublisher()))} == known
@@ -139,6 +140,7 @@ def test_technician_sees_the_fleet_and_no_result(site):
         "/export/school-a.csv",
         "/stats",
         "/export-labels.csv",
+        "/users",
     ):
         response = client.get(path)
         assert response.status_code == 403, path
@@ -154,6 +156,7 @@ def test_only_the_officer_sees_statistics_and_labels(site):
         login(client, name)
         assert client.get("/stats").status_code == code
         assert client.get("/export-labels.csv").status_code == code
+        assert client.get("/users").status_code == code
 
 
 def test_pages_need_a_login_and_a_wrong_password_is_refused(site):
