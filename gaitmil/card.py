@@ -80,6 +80,10 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
         "input": meta.get("input"),
         "phase_features": meta.get("config", {}).get("phase_features", "appearance"),
         "simulated": bool(evaluation.get("data", {}).get("simulated", True)),
+        # required by the kiosk's model store: what the model learned from, in one word
+        "trained_on": "simulated"
+        if bool(evaluation.get("data", {}).get("simulated", True))
+        else "real",
         "statement": SIMULATED_STATEMENT,
         "referral_threshold": round(float(threshold), 4),
         "referral_rule": "refer_for_clinical_exam when P(neutral) + P(positive) >= referral_threshold",
