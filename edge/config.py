@@ -199,12 +199,14 @@ def load_config(
 
 def _resolve_store(cfg: KioskConfig) -> None:
     from edge.model_store import ModelStore
+    from edge.model_store.store import engine_path_for
 
     if cfg.model.store is None:
         return
     active = ModelStore(cfg.model.store).resolve(cfg.model.pin)
-    # model.card stays unset: card_path is then card.json beside the model, in the store folder
-    cfg.model.path = active.path
+    # model.card stays unset: card_path is then card.json beside the model, in the store folder.
+    # TensorRT runs the engine gaitmil-engine.service built beside the ONNX (never a copied one).
+    cfg.model.path = engine_path_for(active) if cfg.model.runner == "tensorrt" else active.path
     cfg.set_active_model(active)
 
 

@@ -68,7 +68,23 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="development only: accept a bundle without a valid signature (logged)",
     )
+    q.add_argument(
+        "--trusted-key",
+        action="append",
+        type=Path,
+        default=[],
+        help="an Ed25519 public key (PEM) that may sign bundles, besides the config's model.trusted_keys",
+    )
     q.set_defaults(func=cmd_install)
+
+    q = msub.add_parser(
+        "build-engine",
+        formatter_class=HelpFormatter,
+        help="build (or reuse) the TensorRT engine of the active model on this machine (the engine unit)",
+    )
+    store_flags(q)
+    q.add_argument("--timing-cache", help="TensorRT timing-cache folder, passed to export engine")
+    q.set_defaults(func=cmd_build_engine)
 
     q = msub.add_parser("list", formatter_class=HelpFormatter, help="the installed models")
     store_flags(q)
@@ -131,7 +147,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     if source.is_file():
         from edge.model_store.bundle import unpacked_bundle
 
-        with unpacked_bundle(source, settings.trusted_keys, store.root, args.allow_unsigned) as (
+        keys = [*settings.trusted_keys, *args.trusted_key]
+        with unpacked_bundle(source, keys, store.root, args.allow_unsigned) as (
             folder,
             signer,
         ):
@@ -182,6 +199,31 @@ def _gate_text(entry: StoreEntry, file: str) -> str:
         f"max|dP| {figures.get('max_abs_dprob', float('nan')):.4f} "
         f"(tolerance {figures.get('tolerance')}, {figures.get('walks')} walks)"
     )
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    """Run `python -m export engine` for the active (or pinned) model's ONNX, into its folder."""
+    import subprocess
+
+    from edge.model_store.store import engine_path_for
+
+    settings = _Settings(args)
+    active = ModelStore(settings.store).resolve(settings.pin)  # type: ignore[arg-type]
+    command = [
+        sys.executable,
+        "-m",
+        "export",
+        "engine",
+        "--onnx",
+        str(active.path),
+        "--out",
+        str(engine_path_for(active)),
+        "--reuse-if-current",
+    ]
+    if args.timing_cache:
+        command += ["--timing-cache", args.timing_cache]
+    _say(f"engine for {active.model_id} {active.file}: {' '.join(command[1:])}", err=True)
+    return subprocess.run(command, check=False).returncode
 
 
 def cmd_list(args: argparse.Namespace) -> int:

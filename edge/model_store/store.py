@@ -123,6 +123,11 @@ class ActiveModel:
         return self.entry.forms.get(self.file, "unknown")
 
 
+def engine_path_for(active: ActiveModel) -> Path:
+    """Where the engine built on this kiosk from the active ONNX form lives: beside it."""
+    return active.entry.folder / f"{Path(active.file).stem}.engine"
+
+
 # (entry, ONNX file) -> gate figures with "passed": bool; raises nothing, the store records it
 Gate = Callable[[StoreEntry, str], Mapping[str, Any]]
 
@@ -278,6 +283,9 @@ class ModelStore:
                         "the previous model stays active (figures: `python -m edge model list`)"
                     )
             state = self._active_state() or {}
+            if (state.get("model_id"), state.get("file")) == (model_id, chosen):
+                # already active: nothing changes, not even the pointer's bytes (idempotent upgrades)
+                return ActiveModel(entry, chosen, str(state.get("activated_at")))
             history = list(state.get("history", []))
             if state.get("model_id") and (state["model_id"], state.get("file")) != (
                 model_id,
