@@ -274,6 +274,11 @@ class ModelStore:
                 raise ModelError(
                     f"model {model_id} has no ONNX form {chosen!r}; it has: {', '.join(sorted(entry.forms))}"
                 )
+            state = self._active_state() or {}
+            if (state.get("model_id"), state.get("file")) == (model_id, chosen):
+                # already active (it passed the gate then): nothing changes, not even a byte of
+                # the pointer or the entry, so a repeated install is idempotent
+                return ActiveModel(entry, chosen, str(state.get("activated_at")))
             if gate is not None:
                 figures = dict(gate(entry, chosen))
                 self._record_gate(entry, chosen, figures)
@@ -282,10 +287,6 @@ class ModelStore:
                         f"release gate refused {model_id} {chosen}: {figures.get('reason', 'failed')}; "
                         "the previous model stays active (figures: `python -m edge model list`)"
                     )
-            state = self._active_state() or {}
-            if (state.get("model_id"), state.get("file")) == (model_id, chosen):
-                # already active: nothing changes, not even the pointer's bytes (idempotent upgrades)
-                return ActiveModel(entry, chosen, str(state.get("activated_at")))
             history = list(state.get("history", []))
             if state.get("model_id") and (state["model_id"], state.get("file")) != (
                 model_id,

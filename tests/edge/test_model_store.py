@@ -209,3 +209,22 @@ def test_the_gate_refuses_a_damaged_int8_model_and_the_previous_one_keeps_screen
     listing = capsys.readouterr().out
     assert "model.onnx: gate: passed agreement 1.000" in listing
     assert "model.int8-cpu.onnx: gate: REFUSED" in listing
+
+
+def test_build_engine_builds_from_the_active_onnx_into_its_store_folder(tmp_path, monkeypatch):
+    store = ModelStore(tmp_path / "store")
+    store.install_folder(model_folder(tmp_path, "a", "site-a"))
+    store.activate("site-a")
+    seen: list[list[str]] = []
+
+    def fake_run(command, check=False):  # noqa: ANN001, ANN202 - subprocess.run's shape
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert model_main(["build-engine", "--store", str(store.root), "--timing-cache", "/tc/"]) == 0
+    folder = store.root / "site-a"
+    assert seen[0][1:] == [
+        "-m", "export", "engine", "--onnx", str(folder / "model.onnx"),
+        "--out", str(folder / "model.engine"), "--reuse-if-current", "--timing-cache", "/tc/",
+    ]  # fmt: skip
