@@ -208,7 +208,7 @@ if [ -n "$model" ]; then
     key_args=()
     for key in "$conf_dir"/keys/*.pub; do [ -f "$key" ] && key_args+=(--trusted-key "$key"); done
     store_cmd install --store "$store" "$model" "${file_args[@]}" "${unsigned_args[@]}" "${key_args[@]}" --activate \
-        || die "the model was not installed (the previous active model, if any, stays active)"
+        || die "the model was not activated (the message above says why); the previous active model, if any, stays active"
 elif [ -f "$store/active.json" ]; then
     say "kept the active model in $store (install another with --model; see DEPLOY.md)"
 elif [ -f "$conf_dir/kiosk.toml" ]; then
@@ -222,6 +222,13 @@ install -m 0644 "$repo/edge/data/kiosk.example.toml" "$conf_dir/kiosk.example.to
 as_root chown -R "$uid:$gid" "$state_dir"
 
 # 5. The config: written once, never overwritten (it holds the operator's edits).
+# the district's public keys put in /etc/gaitmil-edge/keys/ before the first install (DEPLOY.md)
+trusted=""
+for key in "$conf_dir"/keys/*.pub; do
+    [ -f "$key" ] && trusted="${trusted:+$trusted, }\"/etc/gaitmil-edge/keys/$(basename "$key")\""
+done
+trusted_line="trusted_keys = [$trusted]"
+[ -n "$trusted" ] || trusted_line='# trusted_keys = ["/etc/gaitmil-edge/keys/district.pub"]'
 simulated_note=""
 if [ "$demo_model" -eq 1 ]; then
     simulated_note='
@@ -251,8 +258,8 @@ method = "depth"
 # The kiosk runs the store's active model: python -m edge model list | activate | rollback (DEPLOY.md).
 store = "/var/lib/gaitmil-edge/models"
 runner = "$runner"
-# Bundles must be signed by one of these Ed25519 public keys (put the district's key there).
-# trusted_keys = ["/etc/gaitmil-edge/keys/district.pub"]
+# Bundles must be signed by one of these Ed25519 public keys (the district's; DEPLOY.md step 3).
+$trusted_line
 
 [screening]$simulated_note
 

@@ -59,11 +59,13 @@ def run_gate(
             "skipped": True,
             "reason": "tensorrt: the gate runs on the engine once gaitmil-engine.service built it",
         }
-    import numpy as np
+    try:
+        import numpy as np
 
-    from edge.runners.registry import create_runner
-    from gaitmil.spec import INPUT_NAME
-
+        from edge.runners.registry import create_runner
+        from gaitmil.spec import INPUT_NAME
+    except ImportError as exc:
+        return _cannot_run(runner, file, exc)
     card: dict[str, Any] = {}
     if (entry.folder / CARD_NAME).is_file():
         card = json.loads((entry.folder / CARD_NAME).read_text(encoding="utf-8"))
@@ -80,6 +82,8 @@ def run_gate(
                 got[i] = float(p_not_negative(probs)[0])
     except EdgeError as exc:
         return {"passed": False, "reason": f"{runner} cannot run {file}: {exc}", "walks": 0}
+    except ImportError as exc:
+        return _cannot_run(runner, file, exc)
     agreement = float(np.mean((got >= threshold) == (reference >= threshold)))
     max_abs = float(np.max(np.abs(got - reference))) if len(got) else 0.0
     passed = agreement >= min_agreement and max_abs <= tolerance
@@ -99,6 +103,16 @@ def run_gate(
         )
     log.info("release gate %s %s: %s", entry.model_id, file, figures)
     return figures
+
+
+def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, Any]:
+    # e.g. install.sh --no-pip: the venv has no numpy or ONNX Runtime yet
+    return {
+        "passed": False,
+        "walks": 0,
+        "reason": f"the gate cannot run {file} on {runner} ({exc}): install the package with its "
+        "dependencies into this venv first (install.sh without --no-pip)",
+    }
 
 
 def make_gate(runner: str, threads: int | None = None) -> Gate:
