@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ModelError
 from edge.model_store import ModelStore
 from edge.model_store.facts import refuse_simulated_model, status_facts, trained_on
 
@@ -99,3 +99,28 @@ def test_the_status_message_with_store_facts_matches_both_schemas(tmp_path):
         REPO / "central/schemas/status.schema.json",
     ):
         jsonschema.validate(message, json.loads(schema.read_text()))
+
+
+def test_a_gate_refusal_since_the_activation_is_a_health_alarm(tmp_path):
+    from edge.model_store.facts import gate_alarm
+    from edge.service import Kiosk
+
+    store = ModelStore(tmp_path / "store")
+    for model_id in ("site-a", "site-b"):
+        folder = tmp_path / model_id
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes((DEMO / "model.onnx").read_bytes())
+        card = json.loads((DEMO / "card.json").read_text())
+        card.update(model_id=model_id, trained_on="real")
+        (folder / "card.json").write_text(json.dumps(card))
+        store.install_folder(folder)
+    store.activate("site-a")
+    with pytest.raises(ModelError, match="release gate refused site-b"):
+        store.activate("site-b", gate=lambda entry, file: {"passed": False, "reason": "damaged"})
+    cfg = load_config(config(tmp_path, f'[model]\nstore = "{store.root}"\n'), env={})
+    assert cfg.active_model.model_id == "site-a"
+    assert "release gate refused site-b model.onnx: damaged; site-a stays active" == gate_alarm(cfg)
+    kiosk = Kiosk(cfg)
+    assert "model_gate_refused" in kiosk.health.alarms
+    snapshot = kiosk.health.snapshot()
+    assert "site-a" in json.dumps(snapshot) and '"real"' in json.dumps(snapshot)
