@@ -26,7 +26,7 @@
 #   --no-pip          create the venv but do not pip-install the package (offline images, tests)
 #   --no-start        enable the units but do not start them
 #   --uninstall       stop, disable and remove units, venv and program folder
-#   --purge           with --uninstall: also delete the outbox/state and the config
+#   --purge           with --uninstall: also delete the outbox, the model store and the config
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,7 +70,7 @@ while [ $# -gt 0 ]; do
         --no-start) start=0; shift ;;
         --uninstall) uninstall=1; shift ;;
         --purge) purge=1; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -133,9 +133,9 @@ if [ "$uninstall" -eq 1 ]; then
     rm -f "$sysusers_file"
     if [ "$purge" -eq 1 ]; then
         rm -rf "$state_dir" "$conf_dir"
-        say "removed units, $prefix, outbox/state and config; the user '$user' is kept (userdel $user to remove it)"
+        say "removed units, $prefix, outbox, model store and config; the user '$user' is kept (userdel $user to remove it)"
     else
-        say "removed units and $prefix; kept $state_dir (outbox) and $conf_dir (use --purge to delete them)"
+        say "removed units and $prefix; kept $state_dir (outbox, model store) and $conf_dir (use --purge to delete them)"
     fi
     exit 0
 fi

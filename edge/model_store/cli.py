@@ -201,14 +201,11 @@ def _gate_text(entry: StoreEntry, file: str) -> str:
     )
 
 
-def cmd_build_engine(args: argparse.Namespace) -> int:
-    """Run `python -m export engine` for the active (or pinned) model's ONNX, into its folder."""
+def _build_engine(active: Any, timing_cache: str | None) -> int:
     import subprocess
 
     from edge.model_store.store import engine_path_for
 
-    settings = _Settings(args)
-    active = ModelStore(settings.store).resolve(settings.pin)  # type: ignore[arg-type]
     command = [
         sys.executable,
         "-m",
@@ -220,10 +217,48 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
         str(engine_path_for(active)),
         "--reuse-if-current",
     ]
-    if args.timing_cache:
-        command += ["--timing-cache", args.timing_cache]
+    if timing_cache:
+        command += ["--timing-cache", timing_cache]
     _say(f"engine for {active.model_id} {active.file}: {' '.join(command[1:])}", err=True)
     return subprocess.run(command, check=False).returncode
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    """Build (or reuse) the active model's engine, then gate the engine itself.
+
+    The gate of a TensorRT form can only run once its engine exists, so it runs here, in the
+    engine unit: an engine that fails it puts the previous model back (its engine is reused or
+    rebuilt) and the unit fails visibly, so the kiosk starts with the previous model.
+    """
+    from edge.model_store import gate as gates
+    from edge.model_store.store import engine_path_for
+
+    settings = _Settings(args)
+    store = ModelStore(settings.store)  # type: ignore[arg-type]
+    active = store.resolve(settings.pin)
+    built = _build_engine(active, args.timing_cache)
+    if built != 0:
+        return built
+    figures = gates.run_gate(
+        active.entry, active.file, "tensorrt", settings.threads, model_path=engine_path_for(active)
+    )
+    store.record_gate(active.model_id, f"{active.file}@tensorrt", figures)
+    if figures.get("passed"):
+        return EXIT_OK
+    _say(
+        f"error: release gate refused the engine of {active.model_id}: {figures.get('reason')}",
+        err=True,
+    )
+    if active.pinned:
+        _say("model.pin names it: unpin or pin another model; nothing was rolled back", err=True)
+        return EXIT_MODEL
+    previous = store.rollback(
+        refused=f"release gate refused the engine of {active.model_id} {active.file}: "
+        f"{figures.get('reason')}"
+    )
+    _say(f"rolled back to {previous.model_id} {previous.file}; building its engine", err=True)
+    _build_engine(previous, args.timing_cache)
+    return EXIT_MODEL
 
 
 def cmd_list(args: argparse.Namespace) -> int:

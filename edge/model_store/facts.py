@@ -42,7 +42,12 @@ def status_facts(cfg: Any) -> dict[str, Any]:
     active = cfg.active_model
     facts: dict[str, Any] = {"trained_on": trained_on(cfg)}
     if active is not None:
-        gate = active.entry.gate.get(active.file) or {}
+        # an engine's own gate (run by the engine unit) outranks its ONNX form's
+        gate = (
+            active.entry.gate.get(f"{active.file}@{cfg.model.runner}")
+            or active.entry.gate.get(active.file)
+            or {}
+        )
         facts.update(
             store_id=active.model_id,
             signer=active.entry.signer,
@@ -78,7 +83,11 @@ def gate_alarm(cfg: Any) -> str | None:
         return None
     from edge.model_store import ModelStore
 
-    for entry in ModelStore(cfg.model.store).entries():
+    store = ModelStore(cfg.model.store)
+    refused = store.refusal()
+    if refused is not None:
+        return refused
+    for entry in store.entries():
         for file, figures in entry.gate.items():
             if not figures.get("passed") and str(figures.get("at", "")) >= active.activated_at:
                 return (

@@ -44,15 +44,20 @@ def p_not_negative(probs: Any) -> Any:
 
 
 def run_gate(
-    entry: StoreEntry, file: str, runner: str = "onnxruntime", threads: int | None = None
+    entry: StoreEntry,
+    file: str,
+    runner: str = "onnxruntime",
+    threads: int | None = None,
+    model_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the check set through `runner` on entry's `file`; the figures, with "passed"."""
+    """Run the check set through `runner` on entry's `file` (or `model_path`, e.g. the engine
+    built from it); the figures, with "passed"."""
     checkset = entry.folder / CHECKSET_NAME
     if not checkset.is_file():
         # a folder a developer installs by hand has no check set; a bundle always has one
         log.warning("%s: no %s, the release gate is skipped", entry.model_id, CHECKSET_NAME)
         return {"passed": True, "skipped": True, "reason": f"no {CHECKSET_NAME} in the model"}
-    if runner == "tensorrt":
+    if runner == "tensorrt" and model_path is None:
         # the engine is built from this ONNX by gaitmil-engine.service; the gate runs there
         return {
             "passed": True,
@@ -76,7 +81,7 @@ def run_gate(
         reference = data["reference_p_not_negative"].astype(np.float64)
     got = np.empty(len(walks), np.float64)
     try:
-        with create_runner(runner, entry.folder / file, threads=threads) as model:
+        with create_runner(runner, model_path or entry.folder / file, threads=threads) as model:
             for i, walk in enumerate(walks):
                 probs = model.infer({INPUT_NAME: walk[None]})["probs"]
                 got[i] = float(p_not_negative(probs)[0])

@@ -296,8 +296,12 @@ class ModelStore:
             self._write_active(model_id, chosen, history)
             return ActiveModel(self.entry(model_id), chosen, now_text())
 
-    def rollback(self, gate: Gate | None = None) -> ActiveModel:
-        """Activate the previously active model again (walking back one step per call)."""
+    def rollback(self, gate: Gate | None = None, refused: str | None = None) -> ActiveModel:
+        """Activate the previously active model again (walking back one step per call).
+
+        `refused`: why the current model was put back (the engine's gate); kept in the pointer
+        so health keeps the alarm until an operator activates a model.
+        """
         with self.locked():
             state = self._active_state() or {}
             history = list(state.get("history", []))
@@ -322,8 +326,14 @@ class ModelStore:
                         f"release gate refused {model_id} {chosen}: {figures.get('reason', 'failed')}; "
                         "the current model stays active"
                     )
-            self._write_active(model_id, chosen, history)
+            note = f"{refused}; {model_id} put back" if refused else None
+            self._write_active(model_id, chosen, history, refused=note)
             return ActiveModel(self.entry(model_id), chosen, now_text())
+
+    def refusal(self) -> str | None:
+        """Why the engine unit last put the previous model back, until the next activation."""
+        state = self._active_state() or {}
+        return str(state["refused"]) if state.get("refused") else None
 
     def remove(self, model_id: str, pinned: str | None = None) -> None:
         """Delete an installed model; never the active one (nor the config's pinned one)."""
@@ -347,17 +357,24 @@ class ModelStore:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _write_active(self, model_id: str, file: str, history: list[dict[str, Any]]) -> None:
-        write_json_atomic(
-            self.root / ACTIVE_NAME,
-            {
-                "format": ACTIVE_FORMAT,
-                "model_id": model_id,
-                "file": file,
-                "activated_at": now_text(),
-                "history": history[-HISTORY_KEPT:],
-            },
-        )
+    def _write_active(
+        self, model_id: str, file: str, history: list[dict[str, Any]], refused: str | None = None
+    ) -> None:
+        state: dict[str, Any] = {
+            "format": ACTIVE_FORMAT,
+            "model_id": model_id,
+            "file": file,
+            "activated_at": now_text(),
+            "history": history[-HISTORY_KEPT:],
+        }
+        if refused:
+            state["refused"] = refused
+        write_json_atomic(self.root / ACTIVE_NAME, state)
+
+    def record_gate(self, model_id: str, key: str, figures: Mapping[str, Any]) -> None:
+        """Keep a gate's figures in the entry (e.g. an engine's, under "FORM@tensorrt")."""
+        with self.locked():
+            self._record_gate(self.entry(model_id), key, figures)
 
     def _record_gate(self, entry: StoreEntry, file: str, figures: Mapping[str, Any]) -> None:
         path = entry.folder / ENTRY_NAME

@@ -228,3 +228,35 @@ def test_build_engine_builds_from_the_active_onnx_into_its_store_folder(tmp_path
         "-m", "export", "engine", "--onnx", str(folder / "model.onnx"),
         "--out", str(folder / "model.engine"), "--reuse-if-current", "--timing-cache", "/tc/",
     ]  # fmt: skip
+
+
+def test_an_engine_that_fails_its_gate_puts_the_previous_model_back_and_fails_the_unit(
+    tmp_path, monkeypatch, capsys
+):
+    from edge.model_store import gate as gates
+
+    store = ModelStore(tmp_path / "store")
+    for model_id in ("site-a", "site-b"):
+        store.install_folder(model_folder(tmp_path, model_id, model_id))
+        store.activate(model_id)  # site-b is the new model, its engine not built yet
+    built: list[str] = []
+
+    def fake_run(command, check=False):  # noqa: ANN001, ANN202 - subprocess.run's shape
+        built.append(command[command.index("--out") + 1])
+        return subprocess.CompletedProcess(command, 0)
+
+    def refuse(entry, file, runner, threads=None, model_path=None):  # noqa: ANN001, ANN202
+        assert runner == "tensorrt" and model_path == entry.folder / "model.engine"
+        return {"passed": False, "walks": 200, "agreement": 0.9, "reason": "agreement 0.900"}
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(gates, "run_gate", refuse)
+    assert model_main(["build-engine", "--store", str(store.root)]) == 4
+    assert "release gate refused the engine of site-b" in capsys.readouterr().err
+    assert built == [str(store.root / m / "model.engine") for m in ("site-b", "site-a")]
+    active = store.active()
+    assert active is not None and active.model_id == "site-a"
+    assert store.entry("site-b").gate["model.onnx@tensorrt"]["passed"] is False
+    assert "site-a put back" in (store.refusal() or "")
+    store.activate("site-b")  # an operator's choice clears it
+    assert store.refusal() is None
