@@ -140,6 +140,12 @@ if [ "$uninstall" -eq 1 ]; then
     exit 0
 fi
 
+# A fresh machine needs a model named before anything is created: no half install to undo.
+if [ -z "$model" ] && [ "$demo_model" -eq 0 ] && [ ! -f "$state_dir/models/active.json" ] \
+    && [ ! -f "$conf_dir/kiosk.toml" ]; then
+    die "no model on this machine: pass --model BUNDLE|FOLDER (the site's model) or --demo-model (the simulated-data demo, for trials only)"
+fi
+
 # 1. The system user (systemd-sysusers is idempotent and works offline with --root).
 mkdir -p "$(dirname "$sysusers_file")"
 cat > "$sysusers_file.tmp" <<SYSUSERS

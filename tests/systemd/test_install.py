@@ -236,7 +236,7 @@ def test_a_fresh_machine_without_a_model_is_refused_naming_both_flags(tmp_path):
     done = install(tmp_path / "root", "--runner", "onnxruntime")
     assert done.returncode != 0
     assert "--model" in done.stderr and "--demo-model" in done.stderr
-    assert not (tmp_path / "root" / STORE / "active.json").exists()
+    assert not (tmp_path / "root" / "etc" / "passwd").exists()  # refused before creating anything
 
 
 def test_demo_model_installs_the_demo_and_allows_it_in_a_new_config(tmp_path):
