@@ -33,6 +33,8 @@ BASE = [
     "pydantic>=2.6,<3",
     "tomli>=2.0; python_version < '3.11'",
     "psutil>=5.9",
+    # Ed25519 signatures of model bundles (edge.model_store.bundle): never hand-written crypto
+    "cryptography>=42",
 ]
 
 EXTRAS = {

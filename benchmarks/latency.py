@@ -31,7 +31,14 @@ from benchmarks import report as rep
 from benchmarks.backends import SUITES, BackendSpec, device_of, resolve_backends
 from benchmarks.env import describe_machine, environment
 from benchmarks.errors import BenchmarkError
-from benchmarks.roofline import PROBES, achieved_gflops, count_macs, declared_peak, matmul_probe
+from benchmarks.roofline import (
+    PROBES,
+    achieved_gflops,
+    count_macs,
+    declared_peak,
+    matmul_probe,
+    onnx_available,
+)
 from benchmarks.stats import summarize, throughput_per_s
 from edge.errors import EdgeError
 from edge.topic_guard import add_topic_flags
@@ -188,7 +195,13 @@ def _one_iteration(
 
 
 def _macs_per_walk(runs: list[BackendRun], settings: LatencySettings) -> dict[str, int | None]:
-    """MACs per walk for each backend: its own ONNX, else a same-model ONNX in the run, else --onnx."""
+    """MACs per walk for each backend: its own ONNX, else a same-model ONNX in the run, else --onnx.
+
+    Without onnx (the kiosk's own venv) every count is None: the report leaves the roofline
+    columns out instead of losing the minutes of measurements taken before this point.
+    """
+    if not onnx_available():
+        return {run.spec.label: None for run in runs}
     own: dict[str, int] = {}
     for run in runs:
         if run.spec.model.suffix == ".onnx":
@@ -495,6 +508,13 @@ def main(argv: list[str] | None = None) -> int:
             onnx=args.onnx,
             idle_ms=args.idle_ms,
         )
+        if not onnx_available():
+            # said before measuring, so nobody waits minutes to learn it
+            print(
+                "note: onnx is not installed (a kiosk venv): latencies are measured, the MAC count "
+                "and roofline columns are left out (pip install onnx for them)",
+                file=sys.stderr,
+            )
         report = build_report(measure(specs, settings), settings, command)
     except (BenchmarkError, EdgeError, GaitMILError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -190,6 +190,8 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
         "model.path": str(args.model_path),
         "model.runner": args.runner_name,
         "model.threads": args.threads,
+        # benchmarks measure the pipeline, not screening: the demo model is simulated-data
+        "screening.allow_simulated_model": True,
         "mqtt.url": broker.url,
         "mqtt.protocol": broker.protocol,
         "mqtt.topic_prefix": prefix,

@@ -98,6 +98,15 @@ def _node_macs(node, shapes: dict[str, tuple[int, ...]]) -> int | None:
     return _prod(out) * int(k)
 
 
+def onnx_available() -> bool:
+    """Whether `onnx` can be imported: a kiosk venv has only the base install (no onnx, no torch)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def count_macs(onnx_path: str | Path) -> MacCount:
     """Count the MACs of Conv/Gemm/MatMul nodes (and quantized forms) in an ONNX model with static shapes."""
     import onnx  # export extra; only the limit computation needs it

@@ -44,7 +44,7 @@ import numpy as np
 from calibration.bias import BiasCorrection, correct_head_bias
 from calibration.dataset import CalibrationSet, load_set
 from calibration.errors import CalibrationError
-from export.artifact import ArtifactFacts, save_onnx_artifact
+from export.artifact import ArtifactFacts, save_onnx_artifact, trained_on_of
 from export.batches import padded_batches
 from export.onnx_utils import (
     get_metadata,
@@ -290,6 +290,7 @@ def quantize(config: QuantizeConfig, calib: CalibrationSet | None = None) -> Qua
             model_id=str(meta.get("model_id")),
             precision="int8",
             target=config.target,
+            trained_on=trained_on_of(config.model),
             calibration=calibration,
             source={
                 "onnx": Path(config.model).name,

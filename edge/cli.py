@@ -93,6 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     _setup_logging(cfg, args)
+    if args.service:
+        from edge.model_store.facts import refuse_simulated_model
+
+        refuse_simulated_model(cfg)
     return Kiosk(cfg, options=ServiceOptions(max_walks=args.max_walks)).run()
 
 
@@ -446,6 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", formatter_class=HelpFormatter, help="run the kiosk loop")
     kiosk_flags(p)
     p.add_argument("--max-walks", type=_positive_int, help="stop after N results (N >= 1)")
+    p.add_argument(
+        "--service",
+        action="store_true",
+        help="started as the screening service (the systemd unit): refuse a model trained on "
+        "simulated walks unless screening.allow_simulated_model = true",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -533,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.outbox_cli import add_parser as add_outbox_parser
 
     add_outbox_parser(sub)
+    from edge.model_store.cli import add_parser as add_model_parser
+
+    add_model_parser(sub)
     return parser
 
 

@@ -153,8 +153,14 @@ def load_config(
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = os.environ,
+    resolve_model: bool = True,
 ) -> KioskConfig:
-    """Read, merge and validate the kiosk configuration; raise ConfigError naming every bad key."""
+    """Read, merge and validate the kiosk configuration; raise ConfigError naming every bad key.
+
+    `resolve_model`: with model.store set, point model.path at the store's active (or pinned)
+    model, so a store without one fails here, at start-up; the `model` commands read the
+    config without it (they are how a store gets its first model).
+    """
     data: dict = {}
     origins: dict[str, str] = {}
     source_name = "defaults"
@@ -185,8 +191,23 @@ def load_config(
             f"invalid kiosk configuration ({source_name}):\n{_format_errors(exc, origins, data)}"
         ) from None
     _check_files(cfg)
+    if resolve_model and cfg.model.store is not None:
+        _resolve_store(cfg)
     cfg.threshold()  # the model card is read once, here: a broken card fails at start-up, not at the first walk
     return cfg
+
+
+def _resolve_store(cfg: KioskConfig) -> None:
+    from edge.model_store import ModelStore
+    from edge.model_store.store import engine_path_for
+
+    if cfg.model.store is None:
+        return
+    active = ModelStore(cfg.model.store).resolve(cfg.model.pin)
+    # model.card stays unset: card_path is then card.json beside the model, in the store folder.
+    # TensorRT runs the engine gaitmil-engine.service built beside the ONNX (never a copied one).
+    cfg.model.path = engine_path_for(active) if cfg.model.runner == "tensorrt" else active.path
+    cfg.set_active_model(active)
 
 
 def _check_files(cfg: KioskConfig) -> None:

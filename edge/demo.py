@@ -114,6 +114,8 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
                 "source.uri": uri,
                 "model.path": str(model),
                 "model.runner": "onnxruntime",
+                # the demo model learned from simulated walks: fine for showing the pipeline
+                "screening.allow_simulated_model": True,
                 "mqtt.url": url,
                 "mqtt.protocol": protocol,
                 "mqtt.topic_prefix": prefix,

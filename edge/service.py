@@ -100,6 +100,7 @@ class Kiosk:
                 f"max_walks must be at least 1 (or unset for no limit), got {self.options.max_walks}"
             )
         self.health = Health(cfg.health.latency_window)
+        self._model_health()
         self.notifier = notifier or Notifier()
         self.on_result = on_result
         self.on_walk_result = (
@@ -473,6 +474,17 @@ class Kiosk:
         if parts is None:
             return self.health.snapshot()
         return self.health.snapshot(parts.health_extra(self.health))
+
+    def _model_health(self) -> None:
+        """Health says which model screens and what it learned from; a gate refusal is an alarm."""
+        from edge.model_store.facts import gate_alarm, trained_on
+
+        active = self.cfg.active_model
+        self.health.set_gauge("model_trained_on", trained_on(self.cfg))
+        self.health.set_gauge("model_store_id", active.model_id if active is not None else None)
+        alarm = gate_alarm(self.cfg)
+        if alarm is not None:
+            self.health.raise_alarm("model_gate_refused", alarm)
 
     def _publish_health(self) -> None:
         if self._components is None or self._components.publisher is None:

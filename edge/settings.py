@@ -6,6 +6,7 @@ is in edge.config; these models only say what each key is and what is allowed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from edge.broker_url import parse_broker_url
 from edge.threshold import CARD_NAME, ResolvedThreshold, threshold_from_card
+
+# the checkout (or install prefix) that holds edge/ and models/
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+STATE_FOLDER = "gaitmil-edge"
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """systemd's StateDirectory=, else the per-user XDG state folder; never the working directory."""
+    env = os.environ if env is None else env
+    if env.get("STATE_DIRECTORY"):
+        # systemd sets it (several folders are ':'-separated; the unit names one)
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / STATE_FOLDER
+
 
 # ids go into MQTT topic levels: no '/', '+', '#' or spaces
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -375,6 +391,23 @@ class ModelConfig(_Section):
         description="Refuse a model without its manifest (nothing would say what it is); false accepts it "
         "with a warning. For the runners that read manifests (onnxruntime, tensorrt).",
     )
+    store: Path | None = Field(
+        None,
+        description="The model store folder (`python -m edge model ...`; systemd: "
+        "/var/lib/gaitmil-edge/models). Set: the kiosk runs the store's active model (or model.pin) "
+        "with its card, and model.path and model.card must not be set.",
+    )
+    pin: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="With model.store: run this installed model id instead of the active one "
+        "(`model activate` then changes nothing until the pin is removed).",
+    )
+    trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="The district's Ed25519 public keys (PEM files): `model install BUNDLE` accepts only "
+        "bundles signed by one of them.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -386,6 +419,23 @@ class ModelConfig(_Section):
             )
         return data
 
+    @model_validator(mode="after")
+    def _store_or_path(self) -> ModelConfig:
+        named = {"path", "card"} & self.model_fields_set
+        if self.store is not None and named:
+            keys = " and ".join(f"model.{key}" for key in sorted(named))
+            raise ValueError(
+                f"model.store and {keys} are both set: with a store the kiosk runs the store's "
+                f"active model and its card; remove {keys} (or model.store)"
+            )
+        if self.pin is not None and self.store is None:
+            raise ValueError("model.pin names a model in the store: set model.store too")
+        if "path" not in self.model_fields_set and not self.path.is_absolute():
+            # the default names the checkout's demo model: found from the package, never the
+            # working directory (a kiosk started elsewhere would not find it)
+            self.path = PACKAGE_ROOT / self.path
+        return self
+
 
 class ScreeningConfig(_Section):
     threshold: float | None = Field(
@@ -394,6 +444,12 @@ class ScreeningConfig(_Section):
         lt=1,
         description="Refer when P(not negative) >= threshold; unset: the model card's referral_threshold, "
         "else 0.5.",
+    )
+    allow_simulated_model: bool = Field(
+        False,
+        description="Let the service (`edge run --service`) screen with a model whose card says "
+        "trained_on = simulated (or says nothing). Only for demos and benchmarks: such a model has "
+        "never seen a real child walk.",
     )
 
 
@@ -647,20 +703,37 @@ class KioskConfig(_Section):
         default_factory=PrivacyConfig, description="What may be written to disk."
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
-    state_dir: Path = Field(
-        Path("state"),
-        description="Where the kiosk keeps its outbox and other state (systemd: /var/lib/gaitmil-edge).",
+    state_dir: Path | None = Field(
+        None,
+        description="Where the kiosk keeps its outbox and other state; unset: $STATE_DIRECTORY (the "
+        "systemd unit's /var/lib/gaitmil-edge), else $XDG_STATE_HOME/gaitmil-edge, else "
+        "~/.local/state/gaitmil-edge. Never the working directory.",
     )
 
     # the threshold resolved from the model card, with what it was resolved from (read once)
     _threshold: tuple[tuple[float | None, Path, bool], ResolvedThreshold] | None = PrivateAttr(None)
+    # the store's active (or pinned) model when model.store is set (edge.config resolves it)
+    _active_model: Any = PrivateAttr(None)
+
+    def set_active_model(self, active: Any) -> None:
+        self._active_model = active
+
+    @property
+    def active_model(self) -> Any:
+        """The model store's ActiveModel the kiosk runs, or None without model.store."""
+        return self._active_model
 
     # -- derived values the service needs -------------------------------------------------
 
     @property
+    def state_path(self) -> Path:
+        """state_dir, or its default (see default_state_dir) when unset."""
+        return self.state_dir if self.state_dir is not None else default_state_dir()
+
+    @property
     def outbox_path(self) -> Path:
         return (
-            self.outbox.path if self.outbox.path is not None else self.state_dir / "outbox.sqlite3"
+            self.outbox.path if self.outbox.path is not None else self.state_path / "outbox.sqlite3"
         )
 
     @property

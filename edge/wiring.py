@@ -217,8 +217,13 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
     outbox = Outbox.from_config(cfg)
     settings = publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id)
 
+    from edge.model_store.facts import status_facts
+
+    # the retained status says what the kiosk screens with: trained_on, store id, signer, gate
+    status_model = status_facts(cfg)
+
     def make_publisher(identity: ModelIdentity) -> Any:
-        return Publisher(settings, outbox, model=identity.as_dict())
+        return Publisher(settings, outbox, model={**identity.as_dict(), **status_model})
 
     parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
     parts.closers.append(outbox.close)

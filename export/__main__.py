@@ -1,4 +1,4 @@
-"""python -m export {onnx,audit,fp16,engine,verify}: see docs/EXPORT.md.
+"""python -m export {onnx,audit,fp16,engine,verify,bundle,keygen}: see docs/EXPORT.md.
 
 Exit codes: 0 success; 1 a check failed (audit findings, parity below target);
 2 bad input (missing or foreign checkpoint, bad option, unwritable folder,
@@ -224,7 +224,60 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-agreement", type=float, default=0.99, help="exit 1 below this argmax agreement"
     )
     p.set_defaults(func=_verify)
+
+    p = add_command(
+        sub, "bundle", help="model folder -> one signed bundle for the kiosk's model store"
+    )
+    p.add_argument(
+        "--model-dir", required=True, help="the model folder (model.onnx, forms, card.json)"
+    )
+    p.add_argument("--out", required=True, help="the bundle file to write")
+    p.add_argument("--sign-key", help="Ed25519 private key (PEM) from `python -m export keygen`")
+    p.add_argument(
+        "--signer", help="the signer's name written into the bundle (default: the key file's name)"
+    )
+    p.add_argument(
+        "--check-walks", type=int, default=200, help="simulated held-out walks in the check set"
+    )
+    p.add_argument("--check-seed", type=int, default=7, help="seed of the simulated check walks")
+    p.add_argument("--check-set", help="an .npz of held-out silhouettes (`silhouettes`) instead")
+    p.set_defaults(func=_bundle)
+
+    p = add_command(sub, "keygen", help="a new Ed25519 signing key pair for bundles")
+    p.add_argument(
+        "--out", required=True, help="the private key file (KEY.pub is written beside it)"
+    )
+    p.set_defaults(func=_keygen)
     return parser
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from export.bundle import BundleConfig, make_bundle
+
+    out = make_bundle(
+        BundleConfig(
+            Path(args.model_dir),
+            Path(args.out),
+            Path(args.sign_key) if args.sign_key else None,
+            args.signer or (Path(args.sign_key).stem if args.sign_key else None),
+            args.check_walks,
+            args.check_seed,
+            Path(args.check_set) if args.check_set else None,
+        )
+    )
+    signed = f"signed by {args.signer or Path(args.sign_key).stem}" if args.sign_key else "UNSIGNED"
+    print(f"wrote {out} ({signed}); install it with: python -m edge model install {out}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from edge.model_store.bundle import write_keypair
+
+    public = write_keypair(Path(args.out))
+    print(
+        f"wrote {args.out} (private, mode 0600: keep it off the kiosks) and {public} (for the kiosks)"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

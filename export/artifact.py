@@ -15,7 +15,13 @@ from typing import Any
 from export.errors import ExportError
 from export.onnx_utils import io_shapes, opset_of, weights_sha256
 from gaitmil.errors import GaitMILError
-from gaitmil.manifest import Manifest, manifest_path_for, sha256_file, write_manifest
+from gaitmil.manifest import (
+    Manifest,
+    manifest_path_for,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,15 @@ class ArtifactFacts:
     extra: dict[str, Any] = field(default_factory=dict)
     target: str | None = None  # int8 only: "tensorrt" | "cpu"
     calibration: dict[str, Any] | None = None  # int8 only: {hash, method, walks, set}
+    trained_on: str | None = (
+        None  # "simulated" | "real" (the kiosk refuses simulated unless allowed)
+    )
+
+
+def trained_on_of(source_onnx: str | Path) -> str | None:
+    """The trained_on of the manifest beside a source ONNX: a converted form inherits it."""
+    path = manifest_path_for(source_onnx)
+    return read_manifest(path).trained_on if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -67,5 +82,6 @@ def save_onnx_artifact(
         source=facts.source,
         weights_sha256=weights_sha256(model),
         extra=facts.extra,
+        trained_on=facts.trained_on,
     )
     return SavedArtifact(out, write_manifest(manifest_path_for(out), manifest), manifest)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from export._deps import require
-from export.artifact import ArtifactFacts, save_onnx_artifact
+from export.artifact import ArtifactFacts, save_onnx_artifact, trained_on_of
 from export.errors import ExportError
 from export.onnx_export import check_graph
 from export.onnx_utils import (
@@ -104,6 +104,7 @@ def convert_fp16(
         ArtifactFacts(
             model_id=str(meta.get("model_id")),
             precision="fp16",
+            trained_on=trained_on_of(source),
             source={
                 "onnx": source.name,
                 "onnx_sha256": sha256_file(source),

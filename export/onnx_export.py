@@ -144,6 +144,12 @@ def describe(meta: dict[str, Any], checkpoint_sha: str, frames: int, batch: int)
     }
 
 
+def _trained_on(meta: dict[str, Any]) -> str | None:
+    """ "simulated" | "real" from the checkpoint's data description; None if it does not say."""
+    simulated = (meta.get("data") or {}).get("simulated")
+    return None if simulated is None else "simulated" if simulated else "real"
+
+
 def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> ExportResult:
     """Export a checkpoint; check graph, parity and audit; write the model and its manifest.
 
@@ -202,6 +208,7 @@ def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> Export
                 "parity": parity.to_dict() if parity else None,
                 "trained_on": (meta.get("data") or {}).get("description"),
             },
+            trained_on=_trained_on(meta),
         ),
     )
     return ExportResult(saved.path, saved.manifest_path, saved.manifest, parity)

@@ -80,6 +80,14 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
         "input": meta.get("input"),
         "phase_features": meta.get("config", {}).get("phase_features", "appearance"),
         "simulated": bool(evaluation.get("data", {}).get("simulated", True)),
+        # required by the kiosk's model store: what the model learned from, in one word
+        "trained_on": "simulated"
+        if bool(evaluation.get("data", {}).get("simulated", True))
+        else "real",
+        # the kiosk's release gate (edge.model_store.gate): a form (INT8, FP16, an engine) becomes
+        # active only if it agrees with FP32 on this share of the bundle's check walks and moves
+        # P(not negative) by at most this much
+        "release_gate": {"min_agreement": 0.99, "max_abs_dprob": 0.05},
         "statement": SIMULATED_STATEMENT,
         "referral_threshold": round(float(threshold), 4),
         "referral_rule": "refer_for_clinical_exam when P(neutral) + P(positive) >= referral_threshold",

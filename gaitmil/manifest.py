@@ -56,6 +56,8 @@ class Manifest:
     )  # checkpoint sha256 / model_id / onnx sha256
     weights_sha256: str | None = None  # hash of the initializers only (deterministic export check)
     extra: dict[str, Any] = field(default_factory=dict)
+    # "simulated" | "real": the data the model was trained on; None in manifests written before it
+    trained_on: str | None = None
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,8 +9,14 @@
 #   --prefix DIR      program folder (default /opt/gaitmil-edge): venv, models, docs
 #   --user NAME       system user the kiosk runs as (default gaitmil)
 #   --runner NAME     tensorrt (default on Jetson) or onnxruntime
-#   --model FILE      ONNX model to ship (default: models/demo/model.int8.onnx for tensorrt,
-#                     models/demo/model.int8-cpu.onnx for onnxruntime, else models/demo/model.onnx)
+#   --model PATH      the site's model: a signed bundle (python -m export bundle), a model folder,
+#                     or an ONNX file in its folder (card.json and manifests beside it); installed
+#                     into the model store (/var/lib/gaitmil-edge/models/<model id>) and activated
+#   --demo-model      install and activate the simulated-data demo (models/demo; trials only):
+#                     a new config then allows it (screening.allow_simulated_model = true)
+#   --allow-unsigned  accept an unsigned bundle (development only; logged)
+#                     Without --model or --demo-model the active model is kept as it is; a machine
+#                     without one is refused.
 #   --extras LIST     pip extras to install, e.g. realsense (default: realsense); with --runner
 #                     tensorrt the cuda-python extra of this CUDA major is added (cuda12 or cuda13)
 #   --cuda MAJOR      12 (JetPack 6) or 13 (JetPack 7); default: read from /etc/nv_tegra_release
@@ -20,7 +26,7 @@
 #   --no-pip          create the venv but do not pip-install the package (offline images, tests)
 #   --no-start        enable the units but do not start them
 #   --uninstall       stop, disable and remove units, venv and program folder
-#   --purge           with --uninstall: also delete the outbox/state and the config
+#   --purge           with --uninstall: also delete the outbox, the model store and the config
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +45,8 @@ pip=1
 start=1
 uninstall=0
 purge=0
+demo_model=0
+allow_unsigned=0
 
 die() { echo "install.sh: error: $*" >&2; exit 1; }
 say() { echo "install.sh: $*" >&2; }
@@ -50,6 +58,8 @@ while [ $# -gt 0 ]; do
         --user) user="${2:?}"; shift 2 ;;
         --runner) runner="${2:?}"; shift 2 ;;
         --model) model="${2:?}"; shift 2 ;;
+        --demo-model) demo_model=1; shift ;;
+        --allow-unsigned) allow_unsigned=1; shift ;;
         --extras) extras="${2-}"; shift 2 ;;
         --cuda) cuda_major="${2:?--cuda needs 12 or 13}"; shift 2 ;;
         --site) site="${2:?}"; shift 2 ;;
@@ -60,7 +70,7 @@ while [ $# -gt 0 ]; do
         --no-start) start=0; shift ;;
         --uninstall) uninstall=1; shift ;;
         --purge) purge=1; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -123,11 +133,17 @@ if [ "$uninstall" -eq 1 ]; then
     rm -f "$sysusers_file"
     if [ "$purge" -eq 1 ]; then
         rm -rf "$state_dir" "$conf_dir"
-        say "removed units, $prefix, outbox/state and config; the user '$user' is kept (userdel $user to remove it)"
+        say "removed units, $prefix, outbox, model store and config; the user '$user' is kept (userdel $user to remove it)"
     else
-        say "removed units and $prefix; kept $state_dir (outbox) and $conf_dir (use --purge to delete them)"
+        say "removed units and $prefix; kept $state_dir (outbox, model store) and $conf_dir (use --purge to delete them)"
     fi
     exit 0
+fi
+
+# A fresh machine needs a model named before anything is created: no half install to undo.
+if [ -z "$model" ] && [ "$demo_model" -eq 0 ] && [ ! -f "$state_dir/models/active.json" ] \
+    && [ ! -f "$conf_dir/kiosk.toml" ]; then
+    die "no model on this machine: pass --model BUNDLE|FOLDER (the site's model) or --demo-model (the simulated-data demo, for trials only)"
 fi
 
 # 1. The system user (systemd-sysusers is idempotent and works offline with --root).
@@ -144,8 +160,8 @@ mv "$sysusers_file.tmp" "$sysusers_file"
 if [ -n "$root" ]; then systemd-sysusers --root="$root" "$sysusers_file" >/dev/null
 else systemd-sysusers "$sysusers_file" >/dev/null; fi
 
-# 2. Folders. The state folder holds the outbox and the engine cache.
-mkdir -p "$root$prefix/models" "$root$prefix/docs" "$conf_dir" "$state_dir/engines"
+# 2. Folders. The state folder holds the outbox and the model store (models and their engines).
+mkdir -p "$root$prefix/docs" "$conf_dir" "$state_dir"
 uid="$(awk -F: -v u="$user" '$1 == u {print $3}' "$root/etc/passwd")"
 gid="$(awk -F: -v u="$user" '$1 == u {print $4}' "$root/etc/passwd")"
 [ -n "$uid" ] || die "user '$user' was not created in $root/etc/passwd"
@@ -171,28 +187,60 @@ else
     say "not installing $spec (--no-pip)"
 fi
 
-# 4. Model and docs.
-if [ -z "$model" ]; then
-    for candidate in \
-        "$repo/models/demo/model.int8$([ "$runner" = onnxruntime ] && echo -cpu).onnx" \
-        "$repo/models/demo/model.onnx"; do
-        if [ -f "$candidate" ]; then model="$candidate"; break; fi
-    done
+# 4. The model, into the store: one folder per model id, one active pointer (docs/DEPLOY.md).
+#    An upgrade without --model never touches the active model: a site's model and its card stay
+#    byte-identical. edge.model_store needs only the standard library, so it runs from this
+#    checkout with the venv's interpreter even before (or without) pip.
+store="$state_dir/models"
+[ -n "$model" ] && [ "$demo_model" -eq 1 ] && die "give --model or --demo-model, not both"
+store_cmd() { PYTHONPATH="$repo" "$venv/bin/python" -m edge.model_store "$@"; }
+if [ "$demo_model" -eq 1 ]; then
+    model="$repo/models/demo"
+    # TensorRT builds its INT8 engine (gated after the build); on the CPU the FP32 form, because
+    # the demo's CPU INT8 form misses the gate's 99 % referral agreement (models/demo/report.md)
+    demo_file="model.onnx"
+    [ "$runner" = tensorrt ] && [ -f "$model/model.int8.onnx" ] && demo_file="model.int8.onnx"
+    file_args=(--file "$demo_file")
+elif [ -n "$model" ]; then
+    [ -e "$model" ] || die "no ONNX model found at '$model': pass --model BUNDLE|FOLDER|FILE.onnx (export one with 'python -m export onnx' or 'python -m export bundle')"
+    file_args=()
+    case "$model" in
+        *.onnx) file_args=(--file "$(basename "$model")"); model="$(dirname "$model")" ;;
+    esac
 fi
-[ -n "$model" ] && [ -f "$model" ] || die "no ONNX model found: pass --model FILE (export one with 'python -m export onnx')"
-model_name="$(basename "$model")"
-install -m 0644 "$model" "$root$prefix/models/$model_name"
-for side in "${model%.onnx}.manifest.json" "$(dirname "$model")/manifest.json" "$(dirname "$model")/card.json"; do
-    [ -f "$side" ] && install -m 0644 "$side" "$root$prefix/models/$(basename "$side")"
-done
+if [ -n "$model" ]; then
+    unsigned_args=()
+    [ "$allow_unsigned" -eq 1 ] && unsigned_args=(--allow-unsigned)
+    key_args=()
+    for key in "$conf_dir"/keys/*.pub; do [ -f "$key" ] && key_args+=(--trusted-key "$key"); done
+    store_cmd install --store "$store" "$model" "${file_args[@]}" "${unsigned_args[@]}" "${key_args[@]}" --activate \
+        || die "the model was not activated (the message above says why); the previous active model, if any, stays active"
+elif [ -f "$store/active.json" ]; then
+    say "kept the active model in $store (install another with --model; see DEPLOY.md)"
+elif [ -f "$conf_dir/kiosk.toml" ]; then
+    say "kept the model named in $conf_dir/kiosk.toml (no model store yet: see DEPLOY.md, Upgrade)"
+else
+    die "no model on this machine: pass --model BUNDLE|FOLDER (the site's model) or --demo-model (the simulated-data demo, for trials only)"
+fi
 [ -f "$repo/docs/DEPLOY.md" ] && install -m 0644 "$repo/docs/DEPLOY.md" "$root$prefix/docs/DEPLOY.md"
 install -m 0644 "$repo/edge/data/kiosk.example.toml" "$conf_dir/kiosk.example.toml"
+# the store belongs to the kiosk user: the engine unit builds engines into it
+as_root chown -R "$uid:$gid" "$state_dir"
 
 # 5. The config: written once, never overwritten (it holds the operator's edits).
-if [ "$runner" = tensorrt ]; then
-    model_path="/var/lib/gaitmil-edge/engines/${model_name%.onnx}.engine"
-else
-    model_path="$prefix/models/$model_name"
+# the district's public keys put in /etc/gaitmil-edge/keys/ before the first install (DEPLOY.md)
+trusted=""
+for key in "$conf_dir"/keys/*.pub; do
+    [ -f "$key" ] && trusted="${trusted:+$trusted, }\"/etc/gaitmil-edge/keys/$(basename "$key")\""
+done
+trusted_line="trusted_keys = [$trusted]"
+[ -n "$trusted" ] || trusted_line='# trusted_keys = ["/etc/gaitmil-edge/keys/district.pub"]'
+simulated_note=""
+if [ "$demo_model" -eq 1 ]; then
+    simulated_note='
+# --demo-model: the demo model learned from simulated walks only. The service refuses such a
+# model unless this is true; set it back to false (and install a real model) before screening.
+allow_simulated_model = true'
 fi
 if [ ! -f "$conf_dir/kiosk.toml" ]; then
     cat > "$conf_dir/kiosk.toml" <<CONFIG
@@ -213,9 +261,13 @@ method = "depth"
 # site_model = "/var/lib/gaitmil-edge/site.npz"
 
 [model]
-path = "$model_path"
+# The kiosk runs the store's active model: python -m edge model list | activate | rollback (DEPLOY.md).
+store = "/var/lib/gaitmil-edge/models"
 runner = "$runner"
-card = "$prefix/models/card.json"
+# Bundles must be signed by one of these Ed25519 public keys (the district's; DEPLOY.md step 3).
+$trusted_line
+
+[screening]$simulated_note
 
 [mqtt]
 url = "$broker"
@@ -228,16 +280,17 @@ record_walks = false
 CONFIG
     chmod 0640 "$conf_dir/kiosk.toml"
     as_root chown "0:$gid" "$conf_dir/kiosk.toml"
-    [ -f "$root$prefix/models/card.json" ] || sed -i '/^card = /d' "$conf_dir/kiosk.toml"
 else
     say "kept the existing $conf_dir/kiosk.toml"
+    if [ "$demo_model" -eq 1 ] && ! grep -q '^allow_simulated_model *= *true' "$conf_dir/kiosk.toml"; then
+        say "note: the kept config does not allow a simulated-data model; the service refuses the demo until [screening] allow_simulated_model = true"
+    fi
 fi
 
 # 6. Units, rendered with this install's paths.
 render() {
     sed -e "s#@PREFIX@#$prefix#g" -e "s#@PYTHON@#$prefix/venv/bin/python#g" -e "s#@USER@#$user#g" \
-        -e "s#@CONFIG@#/etc/gaitmil-edge/kiosk.toml#g" -e "s#@ONNX@#$prefix/models/$model_name#g" \
-        -e "s#@ENGINE@#$model_path#g" "$1"
+        -e "s#@CONFIG@#/etc/gaitmil-edge/kiosk.toml#g" "$1"
 }
 mkdir -p "$unit_dir"
 for unit in "${units[@]}"; do

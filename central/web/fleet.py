@@ -31,6 +31,37 @@ def ago(moment: datetime | None, now: datetime) -> str:
     return f"{seconds} s ago"
 
 
+def _moment(text: Any) -> datetime | None:
+    """An ISO time from a kiosk's status, or None if it sent none (or garbage)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def model_cells(model: dict, now: datetime) -> dict[str, Any]:
+    """What the Fleet page says about a kiosk's model, from its retained status (no extra table).
+
+    Kiosks older than the model store send only id/runner/precision: the rest shows as "?".
+    """
+    trained_on = model.get("trained_on")
+    return {
+        "model_id": model.get("store_id") or model.get("id") or "?",
+        "precision": f"{model.get('runner', '?')}/{model.get('precision', '?')}",
+        "trained_on": trained_on or "?",
+        # a simulated-data model (or one whose card does not say) is marked: it has never seen a child
+        "simulated": trained_on != "real",
+        "signer": model.get("signer") or ("unsigned" if "signer" in model else "?"),
+        "gate": model.get("gate") or "?",
+        "changed_ago": ago(_moment(model.get("activated_at")), now)
+        if model.get("activated_at")
+        else "?",
+    }
+
+
 def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
     now = utcnow()
     last = dict(
@@ -60,6 +91,7 @@ def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
                 "model": f"{model.get('id', '?')} ({model.get('runner', '?')}/{model.get('precision', '?')})"
                 if model
                 else "?",
+                "model_facts": model_cells(model, now) if model else None,
                 "software": k.software or "?",
                 "last_result_ago": ago(last.get((k.site_id, k.kiosk_id)), now),
             }

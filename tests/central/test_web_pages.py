@@ -213,3 +213,32 @@ def test_viewing_a_result_is_audited(site):
         entries = [(a.username, a.action, a.result_id) for a in db.scalars(select(AuditEntry))]
     assert ("nurse-a", "view_result", rid) in entries
     assert ("nurse-a", "export_csv", None) in entries
+
+
+def test_fleet_shows_the_store_model_and_marks_a_simulated_data_model(site):
+    from tests.central.results import make_status
+
+    sessions, _ = site
+    status = make_status("school-a", "kiosk-9")
+    status["model"].update(
+        trained_on="simulated",
+        store_id="gaitmil-tiny-test",
+        signer="district.key:0c03d38dcc053396",
+        gate="passed",
+        activated_at="2026-01-01T08:00:00+00:00",
+    )
+    real = make_status("school-a", "kiosk-8")
+    real["model"].update(trained_on="real", store_id="site-model-2", signer=None, gate="skipped")
+    with sessions() as db, db.begin():
+        store_message(db, topic("status", "school-a", "kiosk-9"), encode(status))
+        store_message(db, topic("status", "school-a", "kiosk-8"), encode(real))
+    client = client_for(sessions)
+    login(client, "officer")
+    page = client.get("/fleet").text
+    row9 = page.split("school-a / kiosk-9", 1)[1].split("</tr>", 1)[0]
+    assert "gaitmil-tiny-test" in row9 and "simulated data" in row9
+    assert "signer district.key:0c03d38dcc053396 · gate passed · changed" in row9
+    assert "changed ?" not in row9
+    row8 = page.split("school-a / kiosk-8", 1)[1].split("</tr>", 1)[0]
+    assert "site-model-2" in row8 and "real data" in row8 and "simulated data" not in row8
+    assert "signer unsigned · gate skipped · changed ?" in row8

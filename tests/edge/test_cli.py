@@ -144,7 +144,10 @@ def test_missing_model_and_unknown_source_exit_codes(tmp_path, capsys, mosquitto
 
 
 def test_run_from_flags_alone(tmp_path, mosquitto, kiosk_model, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # state/ (the outbox) goes here without a config file
+    # without a config the outbox goes to the per-user XDG state folder, never ./state
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     code = main(
         [
             "run",
@@ -159,7 +162,8 @@ def test_run_from_flags_alone(tmp_path, mosquitto, kiosk_model, monkeypatch):
         ]
     )
     assert code == EXIT_OK
-    assert (tmp_path / "state" / "outbox.sqlite3").exists()
+    assert (tmp_path / "xdg" / "gaitmil-edge" / "outbox.sqlite3").exists()
+    assert not (tmp_path / "state").exists()
 
 
 def test_calibrate_site_learns_the_empty_corridor(tmp_path, capsys):

@@ -34,13 +34,12 @@ def _kiosk_env(tensorrt: str = "10.3.0.30", bindings: str = "12") -> dict[str, s
     return env
 
 
-def _exec_start(onnx: Path, engine: Path, state: Path) -> list[str]:
+def _exec_start(config: Path, state: Path) -> list[str]:
     text = (REPO / "systemd" / "gaitmil-engine.service.in").read_text()
     line = next(x for x in text.splitlines() if x.startswith("ExecStart="))[len("ExecStart=") :]
     for key, value in {
         "@PYTHON@": sys.executable,
-        "@ONNX@": str(onnx),
-        "@ENGINE@": str(engine),
+        "@CONFIG@": str(config),
         "%S": str(state),
     }.items():
         line = line.replace(key, value)
@@ -64,15 +63,26 @@ def test_the_shim_really_hides_torch_and_onnx(tmp_path):
 def test_engine_unit_command_builds_then_reuses_without_torch_or_onnx(
     tiny_onnx, tmp_path, monkeypatch, tensorrt, bindings
 ):
-    models = tmp_path / "opt" / "models"
-    models.mkdir(parents=True)
-    onnx = models / "model.onnx"
-    shutil.copy(tiny_onnx.onnx_path, onnx)
-    shutil.copy(tiny_onnx.manifest_path, models / "model.manifest.json")
+    from edge.model_store import ModelStore
+
+    folder = tmp_path / "site-model"
+    folder.mkdir()
+    shutil.copy(tiny_onnx.onnx_path, folder / "model.onnx")
+    shutil.copy(tiny_onnx.manifest_path, folder / "model.manifest.json")
+    (folder / "card.json").write_text('{"referral_threshold": 0.5, "trained_on": "real"}')
     state = tmp_path / "var-lib"
-    engine = state / "gaitmil-edge" / "engines" / "model.engine"
-    command = _exec_start(onnx, engine, state)
-    assert "--reuse-if-current" in command
+    # the store as install.sh leaves it: the model installed and active, the config naming it
+    store = ModelStore(state / "gaitmil-edge" / "models")
+    entry, _ = store.install_folder(folder)
+    store.activate(entry.model_id)
+    onnx = entry.folder / "model.onnx"
+    engine = entry.folder / "model.engine"  # built beside its ONNX, in the store
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'state_dir = "{state / "gaitmil-edge"}"\n[model]\nstore = "{store.root}"\nrunner = "tensorrt"\n'
+    )
+    command = _exec_start(config, state)
+    assert "build-engine" in command  # which runs export engine --reuse-if-current
     run = [
         subprocess.run(
             command,

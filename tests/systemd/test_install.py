@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -44,8 +45,22 @@ def model(tmp_path) -> Path:
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "model.int8.onnx").write_bytes(b"onnx bytes")
-    (folder / "card.json").write_text('{"referral_threshold": 0.4}')
+    (folder / "card.json").write_text('{"referral_threshold": 0.4, "trained_on": "real"}')
     return folder / "model.int8.onnx"
+
+
+STORE = "var/lib/gaitmil-edge/models"
+
+
+def active_files(root: Path) -> dict[str, bytes]:
+    """The store's active pointer, and the active model's files, as bytes."""
+    store = root / STORE
+    pointer = json.loads((store / "active.json").read_text())
+    folder = store / pointer["model_id"]
+    return {
+        "active.json": (store / "active.json").read_bytes(),
+        **{p.name: p.read_bytes() for p in sorted(folder.iterdir())},
+    }
 
 
 L4T_36 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 2025\n"
@@ -104,13 +119,15 @@ def test_install_produces_the_expected_files_and_is_idempotent(tmp_path, model):
         "etc/sysusers.d/gaitmil-edge.conf",
         "etc/gaitmil-edge/kiosk.toml",
         "etc/gaitmil-edge/kiosk.example.toml",
-        "opt/gaitmil-edge/models/model.int8.onnx",
-        "opt/gaitmil-edge/models/card.json",
+        f"{STORE}/active.json",
         "opt/gaitmil-edge/docs/DEPLOY.md",
     ):
         assert expected in files, expected
+    model_id = json.loads((root / STORE / "active.json").read_text())["model_id"]
+    assert model_id.startswith("model.int8-")  # no manifest, no card id: name and hash
+    assert {f"{STORE}/{model_id}/model.int8.onnx", f"{STORE}/{model_id}/card.json"} <= set(files)
+    assert not (root / "opt/gaitmil-edge/models").exists()  # nothing flat any more
     assert (root / "opt/gaitmil-edge/venv/bin/python").exists()
-    assert (root / "var/lib/gaitmil-edge/engines").is_dir()
     passwd = (root / "etc/passwd").read_text()
     assert passwd.count("gaitmil:") == 1
     for unit in ("gaitmil-edge.service", "gaitmil-engine.service"):
@@ -118,10 +135,8 @@ def test_install_produces_the_expected_files_and_is_idempotent(tmp_path, model):
         assert "@" not in text.replace("@@", ""), unit  # every placeholder rendered
         assert "/opt/gaitmil-edge/venv/bin/python" in text
     engine = (root / "etc/systemd/system/gaitmil-engine.service").read_text()
-    assert (
-        "--onnx /opt/gaitmil-edge/models/model.int8.onnx --out /var/lib/gaitmil-edge/engines/model.int8.engine"
-        in engine
-    )
+    # the engine is built from the store's active ONNX, beside it; never copied in
+    assert "-m edge.model_store build-engine --config /etc/gaitmil-edge/kiosk.toml" in engine
     config = (root / "etc/gaitmil-edge/kiosk.toml").read_text()
     assert (
         'runner = "tensorrt"' in config
@@ -133,9 +148,10 @@ def test_install_produces_the_expected_files_and_is_idempotent(tmp_path, model):
     from edge.config import load_config
 
     rooted = tmp_path / "rooted.toml"  # its absolute paths point into the temporary root
-    rooted.write_text(config.replace('"/opt/', f'"{root}/opt/'))
+    rooted.write_text(config.replace('"/opt/', f'"{root}/opt/').replace('"/var/', f'"{root}/var/'))
     cfg = load_config(rooted, env={})
     assert cfg.model.runner == "tensorrt"
+    assert cfg.model.path == root / STORE / model_id / "model.int8.engine"
     assert cfg.threshold().value == 0.4  # the installed model card is found
 
     # a second run changes nothing, and keeps the operator's config edits
@@ -192,3 +208,44 @@ def test_bad_options_are_refused(tmp_path, model):
     assert done.returncode != 0 and "--runner must be tensorrt or onnxruntime" in done.stderr
     done = install(tmp_path / "root", "--model", str(tmp_path / "missing.onnx"))
     assert done.returncode != 0 and "no ONNX model found" in done.stderr
+    done = install(tmp_path / "root", "--model", str(model), "--demo-model")
+    assert done.returncode != 0 and "not both" in done.stderr
+
+
+def test_an_upgrade_keeps_the_site_model_and_its_card_byte_identical(tmp_path, model):
+    _need_tools()
+    root = tmp_path / "root"
+    first = install(root, "--model", str(model), "--runner", "onnxruntime")
+    assert first.returncode == 0, first.stderr
+    installed = active_files(root)
+    for _ in range(2):  # the documented upgrade, twice: no --model
+        again = install(root, "--runner", "onnxruntime")
+        assert again.returncode == 0, again.stderr
+        assert "kept the active model" in again.stderr
+        assert active_files(root) == installed
+    # the demo was never installed next to it
+    assert [
+        p.name for p in (root / STORE).iterdir() if p.is_dir() and not p.name.startswith(".")
+    ] == [json.loads(installed["active.json"])["model_id"]]
+    assert "allow_simulated_model" not in (
+        root / "etc/gaitmil-edge/kiosk.toml"
+    ).read_text().replace("# allow_simulated_model", "")
+
+
+def test_a_fresh_machine_without_a_model_is_refused_naming_both_flags(tmp_path):
+    done = install(tmp_path / "root", "--runner", "onnxruntime")
+    assert done.returncode != 0
+    assert "--model" in done.stderr and "--demo-model" in done.stderr
+    assert not (tmp_path / "root" / "etc" / "passwd").exists()  # refused before creating anything
+
+
+def test_demo_model_installs_the_demo_and_allows_it_in_a_new_config(tmp_path):
+    _need_tools()
+    root = tmp_path / "root"
+    done = install(root, "--runner", "onnxruntime", "--demo-model")
+    assert done.returncode == 0, done.stderr
+    pointer = json.loads((root / STORE / "active.json").read_text())
+    assert pointer["model_id"] == "gaitmil-tiny-7ac05affda25"
+    assert pointer["file"] == "model.onnx"  # the CPU INT8 form misses the gate's 99 %
+    config = (root / "etc/gaitmil-edge/kiosk.toml").read_text()
+    assert "allow_simulated_model = true" in config and "simulated walks only" in config

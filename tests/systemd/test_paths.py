@@ -79,6 +79,7 @@ def test_installed_config_keeps_state_and_recordings_where_the_unit_can_write(tm
     model = tmp_path / "model" / "model.onnx"
     model.parent.mkdir()
     model.write_bytes(b"onnx bytes")
+    (model.parent / "card.json").write_text('{"referral_threshold": 0.4, "trained_on": "real"}')
     root = tmp_path / "root"
     done = subprocess.run(
         [

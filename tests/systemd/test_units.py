@@ -130,5 +130,5 @@ def test_engine_unit_is_a_oneshot_before_the_kiosk(rendered):
     unit = _unit(rendered, "gaitmil-engine.service")
     assert unit["Service"]["Type"] == "oneshot"
     assert unit["Unit"]["Before"] == "gaitmil-edge.service"
-    assert "--reuse-if-current" in unit["Service"]["ExecStart"]
-    assert "-m export engine" in unit["Service"]["ExecStart"]
+    # the store's active ONNX -> `python -m export engine --reuse-if-current` (tests/edge/test_model_store.py)
+    assert "-m edge.model_store build-engine --config" in unit["Service"]["ExecStart"]

@@ -1,0 +1,147 @@
+"""The release gate: a model form becomes active only if it screens the bundle's check set as
+the FP32 reference did, run through exactly the runner (and so the precision) the kiosk uses.
+
+The check set (CHECKSET_NAME in the model's folder, written by `python -m export bundle`) holds
+held-out walks as silhouettes (uint8, 0..255) and the FP32 model's P(not negative) on them. The
+gate passes when the referral decisions agree on at least `min_agreement` of the walks and the
+largest |delta P(not negative)| is within the card's tolerance (card.json "release_gate").
+numpy and the runner are imported only when the gate runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edge.errors import EdgeError
+from edge.model_store.store import CARD_NAME, Gate, StoreEntry
+
+log = logging.getLogger("edge.model_store.gate")
+
+CHECKSET_NAME = "checkset.npz"
+DEFAULT_MIN_AGREEMENT = 0.99
+# On 200 simulated check walks the demo's sound forms move P(not negative) by at most 0.03
+# (TensorRT INT8 0.029, FP16 0.004); a card states its own in "release_gate": {"max_abs_dprob": ...}
+DEFAULT_MAX_ABS_DPROB = 0.05
+
+
+def gate_limits(card: Mapping[str, Any]) -> tuple[float, float]:
+    """(min_agreement, max_abs_dprob) from the card's release_gate, else the defaults."""
+    limits = card.get("release_gate") or {}
+    return (
+        float(limits.get("min_agreement", DEFAULT_MIN_AGREEMENT)),
+        float(limits.get("max_abs_dprob", DEFAULT_MAX_ABS_DPROB)),
+    )
+
+
+def p_not_negative(probs: Any) -> Any:
+    from gaitmil.spec import NEGATIVE
+
+    return 1.0 - probs[..., NEGATIVE]
+
+
+def run_gate(
+    entry: StoreEntry,
+    file: str,
+    runner: str = "onnxruntime",
+    threads: int | None = None,
+    model_path: Path | None = None,
+) -> dict[str, Any]:
+    """Run the check set through `runner` on entry's `file` (or `model_path`, e.g. the engine
+    built from it); the figures, with "passed"."""
+    checkset = entry.folder / CHECKSET_NAME
+    if not checkset.is_file():
+        # a folder a developer installs by hand has no check set; a bundle always has one
+        log.warning("%s: no %s, the release gate is skipped", entry.model_id, CHECKSET_NAME)
+        return {"passed": True, "skipped": True, "reason": f"no {CHECKSET_NAME} in the model"}
+    if runner == "tensorrt" and model_path is None:
+        # the engine is built from this ONNX by gaitmil-engine.service; the gate runs there
+        return {
+            "passed": True,
+            "skipped": True,
+            "reason": "tensorrt: the gate runs on the engine once gaitmil-engine.service built it",
+        }
+    try:
+        import numpy as np
+
+        from edge.runners.registry import create_runner
+        from gaitmil.spec import INPUT_NAME
+    except ImportError as exc:
+        return _cannot_run(runner, file, exc)
+    card: dict[str, Any] = {}
+    if (entry.folder / CARD_NAME).is_file():
+        card = json.loads((entry.folder / CARD_NAME).read_text(encoding="utf-8"))
+    min_agreement, tolerance = gate_limits(card)
+    threshold = float(card.get("referral_threshold", 0.5))
+    with np.load(checkset) as data:
+        walks = data["silhouettes"].astype(np.float32) / 255.0
+        reference = data["reference_p_not_negative"].astype(np.float64)
+    got = np.empty(len(walks), np.float64)
+    try:
+        with create_runner(runner, model_path or entry.folder / file, threads=threads) as model:
+            for i, walk in enumerate(walks):
+                probs = model.infer({INPUT_NAME: walk[None]})["probs"]
+                got[i] = float(p_not_negative(probs)[0])
+    except EdgeError as exc:
+        return {"passed": False, "reason": f"{runner} cannot run {file}: {exc}", "walks": 0}
+    except ImportError as exc:
+        return _cannot_run(runner, file, exc)
+    agreement = float(np.mean((got >= threshold) == (reference >= threshold)))
+    max_abs = float(np.max(np.abs(got - reference))) if len(got) else 0.0
+    passed = agreement >= min_agreement and max_abs <= tolerance
+    figures: dict[str, Any] = {
+        "passed": bool(passed),
+        "runner": runner,
+        "walks": int(len(got)),
+        "agreement": agreement,
+        "min_agreement": min_agreement,
+        "max_abs_dprob": max_abs,
+        "tolerance": tolerance,
+    }
+    if not passed:
+        figures["reason"] = (
+            f"referral agreement {agreement:.3f} (needs >= {min_agreement}), max |delta P(not negative)| "
+            f"{max_abs:.4f} (needs <= {tolerance}) on {len(got)} check walks"
+        )
+    log.info("release gate %s %s: %s", entry.model_id, file, figures)
+    return figures
+
+
+def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, Any]:
+    # e.g. install.sh --no-pip: the venv has no numpy or ONNX Runtime yet
+    return {
+        "passed": False,
+        "walks": 0,
+        "reason": f"the gate cannot run {file} on {runner} ({exc}): install the package with its "
+        "dependencies into this venv first (install.sh without --no-pip)",
+    }
+
+
+def make_gate(runner: str, threads: int | None = None) -> Gate:
+    def gate(entry: StoreEntry, file: str) -> Mapping[str, Any]:
+        return run_gate(entry, file, runner, threads)
+
+    return gate
+
+
+def checkset_arrays(walks: Any, reference_model: Path) -> dict[str, Any]:
+    """The check set for a bundle: walks [N, T, H, W] in [0, 1] and the FP32 reference outputs.
+
+    The reference runs on the walks as the kiosk will read them back (uint8), so the stored
+    rounding is not counted against the candidate.
+    """
+    import numpy as np
+
+    from edge.runners.registry import create_runner
+    from gaitmil.spec import INPUT_NAME
+
+    stored = np.clip(np.rint(np.asarray(walks, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    decoded = stored.astype(np.float32) / 255.0
+    with create_runner("onnxruntime", reference_model) as model:
+        reference = np.array(
+            [float(p_not_negative(model.infer({INPUT_NAME: w[None]})["probs"])[0]) for w in decoded]
+        )
+    return {"silhouettes": stored, "reference_p_not_negative": reference}

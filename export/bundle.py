@@ -1,0 +1,86 @@
+"""`python -m export bundle`: a model folder -> one signed bundle file for the kiosk's model store.
+
+The bundle holds the ONNX forms, their manifests, the card, the calibration report and a check
+set: held-out walks as silhouettes with the FP32 model's outputs on them, which the kiosk's
+release gate replays through its own runner and precision before it activates a form.
+Engines and checkpoints are never bundled: engines are built on the kiosk (a serialized
+engine is code for one GPU), checkpoints are pickles. The format is edge.model_store.bundle's.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.errors import ExportError
+
+# what goes into a bundle from the model folder (the check set is made here)
+BUNDLED_SUFFIXES = (".onnx", ".json", ".md")
+REFERENCE_FORM = "model.onnx"
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    model_dir: Path
+    out: Path
+    sign_key: Path | None
+    signer: str | None
+    check_walks: int = 200
+    check_seed: int = 7
+    check_set: Path | None = None  # an .npz with `silhouettes` [N, T, 64, 44] in [0, 1]
+
+
+def _check_walks(config: BundleConfig):  # noqa: ANN202 - numpy array
+    import numpy as np
+
+    if config.check_set is not None:
+        with np.load(config.check_set) as data:
+            return np.asarray(data["silhouettes"], np.float32)
+    from export.walks import simulated_walks
+
+    walks, _ = simulated_walks(config.check_walks, seed=config.check_seed)
+    return walks
+
+
+def make_bundle(config: BundleConfig) -> Path:
+    import numpy as np
+
+    from edge.errors import ModelError
+    from edge.model_store.bundle import write_bundle
+    from edge.model_store.gate import CHECKSET_NAME, checkset_arrays
+    from edge.model_store.store import describe_folder
+
+    folder = config.model_dir
+    if not (folder / REFERENCE_FORM).is_file():
+        raise ExportError(
+            f"{folder}: no {REFERENCE_FORM}: the check set's reference outputs come from the FP32 "
+            "model; export it with `python -m export onnx`"
+        )
+    try:
+        described = describe_folder(folder, REFERENCE_FORM)
+    except ModelError as exc:  # say it in export's terms (exit 2, bad input)
+        raise ExportError(str(exc)) from None
+    card = (
+        json.loads((folder / "card.json").read_text()) if (folder / "card.json").is_file() else {}
+    )
+    if card.get("trained_on") not in ("simulated", "real"):
+        raise ExportError(
+            f'{folder / "card.json"}: trained_on must be "simulated" or "real" in a bundled card'
+        )
+    files = [
+        folder / name
+        for name in described.files
+        if name.endswith(BUNDLED_SUFFIXES) and name != CHECKSET_NAME
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        checkset = Path(tmp) / CHECKSET_NAME
+        np.savez_compressed(
+            checkset, **checkset_arrays(_check_walks(config), folder / REFERENCE_FORM)
+        )
+        config.out.parent.mkdir(parents=True, exist_ok=True)
+        write_bundle(
+            config.out, [*files, checkset], described.model_id, config.sign_key, config.signer
+        )
+    return config.out
