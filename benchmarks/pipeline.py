@@ -180,7 +180,7 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
     # fake results never under the production prefix unless asked (a local broker may bridge to central)
     prefix = guarded_prefix(
         getattr(args, "topic_prefix", None),
-        getattr(args, "production_topics", False),
+        getattr(args, "allow_production_prefix", False),
         "python -m benchmarks.latency --pipeline",
     )
     overrides = {
@@ -359,7 +359,7 @@ def main_pipeline(args: argparse.Namespace, command: str) -> int:
 
     # refused before any model is loaded or broker started; run_mode applies it to each kiosk
     guarded_prefix(
-        args.topic_prefix, args.production_topics, "python -m benchmarks.latency --pipeline"
+        args.topic_prefix, args.allow_production_prefix, "python -m benchmarks.latency --pipeline"
     )
     specs = resolve_backends(args.backend, args.model, args.precision, None)
     if len(specs) != 1:

@@ -14,6 +14,7 @@ from central.db import DEFAULT_URL
 from central.errors import CentralError
 from central.plausibility import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SKEW_S
 from gaitmil import HelpFormatter, add_version_flag
+from gaitmil.topic_guard import TEST_PREFIX
 
 log = logging.getLogger("central")
 
@@ -165,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--walks", type=int, default=100, help="simulated walks, one about every 8 s")
     demo.add_argument(
         "--topic-prefix",
-        default="gaitmil-demo/v1",
+        default=TEST_PREFIX,
         help="topic prefix of the demo's simulated kiosk (not the production gaitmil/v1)",
     )
     demo.add_argument(

@@ -18,24 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from central.errors import CentralError
+from gaitmil.topic_guard import TEST_PREFIX, production_refusal
 
 SITE, KIOSK = "demo-school", "corridor-1"
-# the demo's results are simulated: they travel under a prefix of their own (issue 23), never
+# the demo's results are simulated: they travel under the test prefix (issue 23), never
 # gaitmil/v1 unless asked for with --topic-prefix and --allow-production-prefix
-DEMO_PREFIX = "gaitmil-demo/v1"
-PRODUCTION_PREFIX = "gaitmil/v1"
+DEMO_PREFIX = TEST_PREFIX
 
 
 def check_demo_prefix(prefix: str, allow_production: bool) -> str:
-    clean = prefix.strip().rstrip("/")
-    if not clean:
-        raise CentralError(f"--topic-prefix {prefix!r}: use a topic path like {DEMO_PREFIX}")
-    if clean.split("/")[0] == PRODUCTION_PREFIX.split("/")[0] and not allow_production:
-        raise CentralError(
-            f"--topic-prefix {prefix!r} is the production prefix: the demo's simulated results "
-            f"would mix with real records; use the default {DEMO_PREFIX} or add --allow-production-prefix"
-        )
-    return clean
+    """`prefix` when the demo may publish under it; CentralError naming the flag otherwise."""
+    why = production_refusal(prefix, allow_production, "central demo")
+    if why is not None:
+        raise CentralError(why)
+    return prefix.strip().strip("/")
 
 
 DEMO_USERS: tuple[tuple[str, str, list[str]], ...] = (

@@ -112,7 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             realtime=args.realtime,
             scenario=args.scenario,
             topic_prefix=args.topic_prefix,
-            production_topics=args.production_topics,
+            allow_production_prefix=args.allow_production_prefix,
         )
     )
 

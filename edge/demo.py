@@ -9,7 +9,7 @@ simulated walks: its outputs check the pipeline, they screen nobody.
 
 Its results go out under the test topic prefix (edge.topic_guard, `gaitmil-test/v1`),
 so a demo pointed at a real broker with --broker never lands in real records;
-the production prefix is refused unless --production-topics is given.
+the production prefix is refused unless --allow-production-prefix is given.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class DemoOptions:
     kiosk_id: str = "demo-kiosk"
     result_timeout_s: float = 15.0
     topic_prefix: str | None = None  # None: edge.topic_guard.TEST_PREFIX
-    production_topics: bool = False  # allow a production prefix (gaitmil/...): real records
+    allow_production_prefix: bool = False  # allow a production prefix (gaitmil/...): real records
 
 
 def demo_model_dirs() -> list[Path]:
@@ -91,7 +91,9 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     from edge.topic_guard import guarded_prefix
     from edge.wiring import build_components
 
-    prefix = guarded_prefix(options.topic_prefix, options.production_topics, "python -m edge demo")
+    prefix = guarded_prefix(
+        options.topic_prefix, options.allow_production_prefix, "python -m edge demo"
+    )
     out = out or sys.stdout
     setup_logging("WARNING")
     model = find_demo_model(options.model)

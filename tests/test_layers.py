@@ -3,7 +3,7 @@
 Every import in every .py file of the packages counts, at any depth (inside
 functions too: a lazy import is still a dependency). `central` is the
 central server; of the other packages it imports only the base layer
-(gaitmil: the one version and the help format), and only the benchmarks may
+(gaitmil: the one version, the help format and the test-topic rule), and only the benchmarks may
 import it.
 """
 

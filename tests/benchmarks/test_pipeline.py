@@ -98,7 +98,7 @@ def test_the_pipeline_refuses_the_production_prefix_before_it_starts(tiny_models
     args = ["--pipeline", "--backend", f"onnxruntime:{tiny_models.onnx}", "--modes", "fast"]
     assert main([*args, "--topic-prefix", "gaitmil/v1"]) == 2
     err = capsys.readouterr().err
-    assert "'gaitmil/v1' is where real kiosks publish" in err and "--production-topics" in err
+    assert "'gaitmil/v1' is where real kiosks publish" in err and "--allow-production-prefix" in err
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ def test_the_production_prefix_needs_the_named_flag():
     assert guarded_prefix(None, False, "tool") == TEST_PREFIX and not is_production(TEST_PREFIX)
     assert guarded_prefix("lab/v1", False, "tool") == "lab/v1"
     for production in ("gaitmil/v1", "gaitmil/v2", "/gaitmil/v1"):
-        with pytest.raises(ConfigError, match=r"tool: topic prefix .* --production-topics"):
+        with pytest.raises(ConfigError, match=r"tool: topic prefix .* --allow-production-prefix"):
             guarded_prefix(production, False, "tool")
     assert guarded_prefix("gaitmil/v1", True, "tool") == "gaitmil/v1"
 
@@ -70,4 +70,4 @@ def test_the_demo_refuses_the_production_prefix_and_publishes_nothing(
         seen.close()
     assert seen.topics == []
     err = capsys.readouterr().err
-    assert "'gaitmil/v1' is where real kiosks publish" in err and "--production-topics" in err
+    assert "'gaitmil/v1' is where real kiosks publish" in err and "--allow-production-prefix" in err
