@@ -334,19 +334,23 @@ class Publisher(OutboxDelivery):
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             text = str(reason_code)
+            auth = is_auth_refusal(reason_code)
+            repeated = text == self.last_error
             self.connected = False
-            self.auth_failed = is_auth_refusal(reason_code)
-            if text != self.last_error:
+            # the reason before the flag: health readers on other threads that see auth_failed
+            # must also see why
+            self.last_error = text
+            self.auth_failed = auth
+            if not repeated:
                 log.error(
                     "MQTT: broker %s refused the connection for user %s: %s%s",
                     self.settings.broker,
                     self.settings.mqtt.username or "(anonymous)",
                     text,
                     "; check mqtt.username, mqtt.password_file and the broker's ACL"
-                    if self.auth_failed
+                    if auth
                     else "",
                 )
-            self.last_error = text
             self._refused = True  # the disconnect that follows is this refusal, not a silent close
             return
         self.connected = True
