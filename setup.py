@@ -69,6 +69,8 @@ EXTRAS = {
         "jsonschema>=4.20",
         "prometheus-client>=0.20",
         "paho-mqtt>=2.1,<3",
+        # QR codes on the class's code cards: pure Python, SVG out, no image library
+        "segno>=1.6",
     ],
 }
 EXTRAS["dev"] = sorted(

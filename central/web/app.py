@@ -11,8 +11,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from central.web import fleet, login, people, referrals, results, stats
+from central.web import classes, fleet, login, people, referrals, results, station, stats
 from central.web.framework import templates
+from central.web.live import LiveHub
 from central.web.metrics import make_metrics
 from central.web.security import SecurityHeaders
 
@@ -48,6 +49,15 @@ def create_app(
             Route("/export-labels.csv", stats.export_labels),
             Route("/metrics", make_metrics(sessions, ingest)),
             Route("/users", people.user_list),
+            Route("/classes", classes.class_lists),
+            Route("/classes/import", classes.import_class_list, methods=["POST"]),
+            Route("/classes/generate", classes.generate_codes, methods=["POST"]),
+            Route("/classes/{site_id}/{class_name}", classes.class_detail),
+            Route("/classes/{site_id}/{class_name}/cards", classes.code_cards),
+            Route("/station", station.station_pick),
+            Route("/station/{site_id}/{kiosk_id}", station.station),
+            Route("/station/{site_id}/{kiosk_id}/send", station.station_send, methods=["POST"]),
+            Route("/station/{site_id}/{kiosk_id}/events", station.station_events),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         middleware=[Middleware(SecurityHeaders)],
@@ -57,4 +67,7 @@ def create_app(
     app.state.topic_prefix = settings.topic_prefix
     app.state.secure_cookies = settings.secure_cookies
     app.state.templates = templates()
+    app.state.live = LiveHub(settings.topic_prefix)
+    if ingest is not None:  # the station's live updates come from the ingest's commits
+        app.state.live.attach(ingest)
     return app

@@ -7,11 +7,11 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from central import audit
+from central import audit, plain
 from central.authz import Viewer
 from central.contract import check_token, session_topic
 from central.errors import CentralError
@@ -79,13 +79,18 @@ def fleet(request: Request, db: Any, viewer: Viewer) -> Response:
     )
 
 
-@action(NURSE, OFFICER)
-def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
-    site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]
+def send_token(request: Request, db: Any, viewer: Viewer, site: str, kiosk: str, raw: str) -> str:
+    """Publish a session token on the kiosk's session topic; refused for a kiosk that is not online."""
     viewer.require_site(site)
-    if db.get(Kiosk, (site, kiosk)) is None:
+    row = db.get(Kiosk, (site, kiosk))
+    if row is None:
         raise CentralError(f"no kiosk {site}/{kiosk} has reported yet")
-    raw = str(form.get("token") or "").strip()
+    if row.state != "online":
+        raise CentralError(
+            f"kiosk {site}/{kiosk} is {plain.kiosk_state(row.state)}; the token was not sent "
+            "(it would never reach a child's walk)"
+        )
+    raw = raw.strip()
     token = check_token(raw) if raw else "s-" + secrets.token_urlsafe(12)  # a fresh pseudonym
     payload = json.dumps({"subject_token": token, "expires_in": TOKEN_TTL_S}).encode()
     request.app.state.publisher.publish(
@@ -95,4 +100,14 @@ def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> 
     audit.record(
         db, viewer.username, "session_token", site_id=site, detail=f"kiosk {kiosk} token {token}"
     )
+    hub = getattr(request.app.state, "live", None)
+    if hub is not None:  # after the commit: the streams then read the token back
+        event.listen(db, "after_commit", lambda _s: hub.notify(site, kiosk, "token"), once=True)
+    return token
+
+
+@action(NURSE, OFFICER)
+def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+    site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]
+    token = send_token(request, db, viewer, site, kiosk, str(form.get("token") or ""))
     return RedirectResponse(f"/fleet?sent={token}&to={site}/{kiosk}", status_code=303)
