@@ -1,0 +1,259 @@
+"""Issue 24's screening day, page by page: class lists without names, code cards, the station
+(tokens, refusals, plain words, retakes, live events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from central import classlists, plain
+from central.models import AuditEntry, ClassCode
+from central.store import Stored, StoreOutcome, store_message
+from central.web.live import LiveHub
+from central.web.station import MANUAL_CHECK_AFTER, station_state
+from tests.central.results import encode, make_result, make_status, topic
+from tests.central.webfixtures import (
+    RecordingPublisher,
+    add_users,
+    client_for,
+    csrf_of,
+    login,
+    seed,
+)
+
+
+@pytest.fixture
+def site(store):
+    _, sessions = store
+    add_users(sessions)
+    return sessions, seed(sessions)
+
+
+# -- class lists --------------------------------------------------------------------------------
+
+
+def test_a_class_list_of_codes_is_read():
+    entries = classlists.parse_csv("\ufeffclass,code\r\n4B,c-7K2M9QXA\r\n4B,c-8P3N4RYB\r\n\r\n")
+    assert entries == [classlists.Entry("4B", "c-7K2M9QXA"), classlists.Entry("4B", "c-8P3N4RYB")]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("class,code,name\n4B,c-7K2M9QXA,Anna\n", "column 'name' looks like names"),
+        ("class,first name,code\n", "column 'first name' looks like names"),
+        ("class,code,date of birth\n", "looks like names or dates of birth"),
+        ("class,code,DOB\n", "column 'dob'"),
+        ("class,code\n4B,Anna Maria\n", "line 2: 'Anna Maria' looks like a name"),
+        ("class,code\n4B,Annabelle\n", "'Annabelle' looks like a name"),
+        ("class,code\n4B,2016-03-14\n", "looks like a date of birth"),
+        ("class,code\n4B,14/03/2016\n", "looks like a date of birth"),
+        ("class,code\n4B,c-1\n", "must be 8-128"),
+        ("class,code\n4B,c-7K2M9QXA\n4C,c-7K2M9QXA\n", "appears twice"),
+        ("code,class\n", "exactly the columns class,code"),
+        ("", "empty"),
+        ("class,code\n4 B,c-7K2M9QXA\n", "class '4 B'"),
+    ],
+)
+def test_a_class_list_with_names_or_birth_dates_is_refused(text, says):
+    with pytest.raises(classlists.ClassListError, match=None) as caught:
+        classlists.parse_csv(text)
+    assert says in str(caught.value)
+
+
+def test_import_shows_its_error_beside_the_form_and_stores_nothing(site):
+    sessions, _ = site
+    client = client_for(sessions)
+    login(client, "nurse-a")
+    csrf = csrf_of(client, "/classes")
+    bad = client.post(
+        "/classes/import",
+        data={"csrf": csrf, "site": "school-a"},
+        files={"file": ("register.csv", b"class,code,surname\n5A,c-7K2M9QXA,Smith\n", "text/csv")},
+    )
+    assert bad.status_code == 400
+    assert (
+        'id="import-error"' in bad.text and "column &#39;surname&#39; looks like names" in bad.text
+    )
+    assert 'id="import-form"' in bad.text  # the form itself, not an error page
+    good = client.post(
+        "/classes/import",
+        data={"csrf": csrf, "site": "school-a"},
+        files={"file": ("5A.csv", b"class,code\n5A,c-7K2M9QXA\n5A,c-8P3N4RYB\n", "text/csv")},
+    )
+    assert good.status_code == 303 and good.headers["location"] == "/classes?added=2"
+    with sessions() as db:
+        codes = db.scalars(
+            select(ClassCode.code).where(ClassCode.class_name == "5A").order_by(ClassCode.position)
+        ).all()
+        assert codes == ["c-7K2M9QXA", "c-8P3N4RYB"]
+        assert "class_list" in [a.action for a in db.scalars(select(AuditEntry))]
+    again = client.post(
+        "/classes/import",
+        data={"csrf": csrf, "site": "school-a", "text": "class,code\n5A,c-7K2M9QXA\n"},
+    )
+    assert again.status_code == 400 and "already on a class list" in again.text
+
+
+def test_generated_codes_print_as_cards_with_a_qr_code(site):
+    sessions, _ = site
+    client = client_for(sessions)
+    login(client, "nurse-a")
+    csrf = csrf_of(client, "/classes")
+    made = client.post(
+        "/classes/generate",
+        data={"csrf": csrf, "site": "school-a", "class_name": "3C", "count": "12"},
+    )
+    assert made.status_code == 303 and made.headers["location"] == "/classes/school-a/3C?added=12"
+    with sessions() as db:
+        codes = classlists.codes_of(db, "school-a", "3C")
+    assert len(codes) == len(set(codes)) == 12
+    assert all(c.startswith("c-") and len(c) == 10 for c in codes)
+    cards = client.get("/classes/school-a/3C/cards")
+    assert cards.status_code == 200
+    assert cards.text.count('<svg xmlns="http://www.w3.org/2000/svg"') == 12
+    assert all(c in cards.text for c in codes)
+    assert "style=" not in cards.text  # the CSP allows no inline style
+    too_many = client.post(
+        "/classes/generate",
+        data={"csrf": csrf, "site": "school-a", "class_name": "3C", "count": "5000"},
+    )
+    assert too_many.status_code == 400 and 'id="generate-error"' in too_many.text
+
+
+# -- the station ------------------------------------------------------------------------------
+
+
+def _result(sessions, site="school-a", **kwargs) -> dict:
+    r = make_result(site, **kwargs)
+    with sessions() as db, db.begin():
+        store_message(db, topic("result", site), encode(r))
+    return r
+
+
+def _status(sessions, state: str, site="school-a") -> None:
+    with sessions() as db, db.begin():
+        store_message(db, topic("status", site), encode(make_status(site, state=state)))
+
+
+def test_the_station_sends_the_next_code_and_shows_the_outcome_in_plain_words(site):
+    sessions, _ = site
+    publisher = RecordingPublisher()
+    client = client_for(sessions, publisher)
+    login(client, "nurse-a")
+    page = client.get("/station/school-a/kiosk-1?class=4B")
+    assert page.status_code == 200
+    assert "Next child: c-school-a-01" in page.text and "Ready: send the next child" in page.text
+    assert '<script src="/static/station.js" defer></script>' in page.text
+    csrf = csrf_of(client, "/station/school-a/kiosk-1?class=4B")
+    sent = client.post(
+        "/station/school-a/kiosk-1/send",
+        data={"csrf": csrf, "class": "4B", "code": "c-school-a-01"},
+    )
+    assert sent.status_code == 303
+    assert publisher.sent[-1][0] == "gaitmil/v1/school-a/kiosk-1/session"
+    assert json.loads(publisher.sent[-1][1])["subject_token"] == "c-school-a-01"
+    with sessions() as db:
+        s = station_state(db, "school-a", "kiosk-1", "4B")
+    assert s["stage"] == "walking" and s["waiting_for"] == "c-school-a-01"
+
+    _result(sessions, outcome="retake", token="c-school-a-01")
+    with sessions() as db:
+        s = station_state(db, "school-a", "kiosk-1", "4B")
+    assert s["stage"] == "ready"
+    assert s["last"]["text"] == "Please walk again: the walk was too short; walk the whole corridor"
+    assert s["next"] == "c-school-a-01"  # a retake walks again
+    assert s["codes"][0]["retakes"] == 1
+
+    _result(sessions, p=0.9, token="c-school-a-01")
+    with sessions() as db:
+        s = station_state(db, "school-a", "kiosk-1", "4B")
+    assert s["last"]["text"] == "Referral advised: clinical examination"
+    assert s["next"] == "c-school-a-02"
+    assert s["codes"][0]["status"] == "Referral advised: clinical examination"
+    page = client.get("/station/school-a/kiosk-1?class=4B")
+    assert "Referral advised: clinical examination" in page.text
+    assert "refer_for_clinical_exam</" not in page.text  # no raw code where she reads
+
+
+def test_a_child_who_walks_again_too_often_is_marked_for_a_manual_check(site):
+    sessions, _ = site
+    for _ in range(MANUAL_CHECK_AFTER):
+        _result(sessions, outcome="retake", token="c-school-a-02")
+    with sessions() as db:
+        s = station_state(db, "school-a", "kiosk-1", "4B")
+    row = [r for r in s["codes"] if r["code"] == "c-school-a-02"][0]
+    assert row["manual_check"] and row["status"] == "manual check: walked again too often"
+    assert s["next"] == "c-school-a-01"
+
+
+@pytest.mark.parametrize(
+    ("state", "why"), [("offline", "lost its connection"), ("stopped", "shut down")]
+)
+def test_an_offline_or_stopped_kiosk_refuses_tokens_saying_why(site, state, why):
+    sessions, _ = site
+    _status(sessions, state)
+    publisher = RecordingPublisher()
+    client = client_for(sessions, publisher)
+    login(client, "nurse-a")
+    page = client.get("/station/school-a/kiosk-1?class=4B")
+    assert why in page.text and 'id="send-next" class="big" disabled' in page.text
+    csrf = csrf_of(client, "/station/school-a/kiosk-1?class=4B")
+    refused = client.post(
+        "/station/school-a/kiosk-1/send",
+        data={"csrf": csrf, "class": "4B", "code": "c-school-a-01"},
+    )
+    assert refused.status_code == 409
+    assert 'id="send-error"' in refused.text and why in refused.text
+    assert "the token was not sent" in refused.text
+    fleet = client.post("/kiosks/school-a/kiosk-1/session", data={"csrf": csrf, "token": ""})
+    assert fleet.status_code == 400 and why in fleet.text
+    assert publisher.sent == []
+
+
+def test_a_nurse_cannot_open_another_schools_station_or_its_stream(site):
+    sessions, _ = site
+    client = client_for(sessions)
+    login(client, "nurse-b")
+    assert client.get("/station/school-a/kiosk-1").status_code == 404
+    assert client.get("/station/school-a/kiosk-1/events").status_code == 404
+    assert "school-a" not in client.get("/station").text
+    assert "school-a" not in client.get("/classes").text
+    anonymous = client_for(sessions)
+    assert anonymous.get("/station/school-a/kiosk-1/events").status_code == 401
+
+
+def test_plain_words_for_every_retake_reason_the_kiosk_sends():
+    from edge.result import INFERENCE_FAILED
+    from edge.walks import RETAKE_REASONS
+
+    for code in (*RETAKE_REASONS, INFERENCE_FAILED):
+        assert code in plain.RETAKE_REASONS, code
+    assert plain.outcome("retake", "multiple_people").startswith(
+        "Please walk again: two people were in view"
+    )
+
+
+def test_the_hub_wakes_the_streams_of_the_kiosk_that_changed():
+    hub = LiveHub("gaitmil/v1")
+
+    async def run() -> list[str]:
+        mine = hub.subscribe("school-a", "kiosk-1")
+        other = hub.subscribe("school-b", "kiosk-1")
+        message = SimpleNamespace(topic="gaitmil/v1/school-a/kiosk-1/result")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            None, hub.observe, [(message, StoreOutcome(Stored.NEW, result_id="x"))]
+        )
+        got = [await asyncio.wait_for(mine.get(), 2)]
+        assert other.empty()
+        hub.unsubscribe("school-a", "kiosk-1", mine)
+        hub.unsubscribe("school-b", "kiosk-1", other)
+        return got
+
+    assert asyncio.run(run()) == ["new"]
+    assert hub.streams() == 0
