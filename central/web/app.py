@@ -11,7 +11,17 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from central.web import classes, fleet, login, people, referrals, results, station, stats
+from central.web import (
+    classes,
+    fleet,
+    login,
+    people,
+    referrals,
+    results,
+    schools,
+    station,
+    stats,
+)
 from central.web.framework import templates
 from central.web.live import LiveHub
 from central.web.metrics import make_metrics
@@ -49,6 +59,8 @@ def create_app(
             Route("/export-labels.csv", stats.export_labels),
             Route("/metrics", make_metrics(sessions, ingest)),
             Route("/users", people.user_list),
+            Route("/schools", schools.school_list),
+            Route("/schools/{site_id}/time-zone", schools.set_time_zone, methods=["POST"]),
             Route("/classes", classes.class_lists),
             Route("/classes/import", classes.import_class_list, methods=["POST"]),
             Route("/classes/generate", classes.generate_codes, methods=["POST"]),

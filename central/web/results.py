@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from central import audit
+from central import audit, localtime
 from central.authz import NotVisible, Viewer
 from central.contract import OUTCOMES
 from central.errors import CentralError
@@ -31,12 +31,11 @@ def parse_day(text: str | None, name: str) -> date | None:
         raise CentralError(f"{name} {text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
-
-
-def filtered(viewer: Viewer, params: Any) -> tuple[Any, dict]:
-    """The viewer-scoped result query for the list's filters, and the filters as given."""
+def filtered(
+    viewer: Viewer, params: Any, sites: list[str] | None = None, zones: dict[str, str] | None = None
+) -> tuple[Any, dict]:
+    """The viewer-scoped result query for the list's filters, and the filters as given; from/to
+    are each school's local days (`zones`: site -> IANA name; a school without one: UTC)."""
     names = ("site", "kiosk", "outcome", "from", "to", "flagged")
     f = {k: (params.get(k) or "").strip() for k in names}
     query = viewer.scope(select(Result))
@@ -54,10 +53,11 @@ def filtered(viewer: Viewer, params: Any) -> tuple[Any, dict]:
             raise CentralError(f"flagged {f['flagged']!r}: use yes, or leave it out")
         query = query.where(Result.flags.is_not(None))
     start, end = parse_day(f["from"], "from"), parse_day(f["to"], "to")
-    if start:
-        query = query.where(Result.time >= day_start(start))
-    if end:
-        query = query.where(Result.time < day_start(end + timedelta(days=1)))
+    days = localtime.local_days(
+        [f["site"]] if f["site"] else (sites or []), zones or {}, start, end
+    )
+    if days is not None:
+        query = query.where(days)
     return query, f
 
 
@@ -69,7 +69,9 @@ def visible_sites(db: Any, viewer: Viewer) -> list[str]:
 
 @page(NURSE, OFFICER)
 def results_list(request: Request, db: Any, viewer: Viewer) -> Response:
-    query, f = filtered(viewer, request.query_params)
+    query, f = filtered(
+        viewer, request.query_params, visible_sites(db, viewer), localtime.zones_of(db)
+    )
     rows = db.scalars(query.order_by(Result.time.desc()).limit(PAGE_ROWS)).all()
     audit.record(
         db,

@@ -257,3 +257,43 @@ def test_the_hub_wakes_the_streams_of_the_kiosk_that_changed():
 
     assert asyncio.run(run()) == ["new"]
     assert hub.streams() == 0
+
+
+# -- plain words and local time -------------------------------------------------------------------
+
+
+def test_the_officer_sets_a_schools_time_zone_and_every_time_is_shown_in_it(site):
+    from datetime import datetime, timezone
+
+    sessions, _ = site
+    officer = client_for(sessions)
+    login(officer, "officer")
+    csrf = csrf_of(officer, "/schools")
+    wrong = officer.post("/schools/school-a/time-zone", data={"csrf": csrf, "time_zone": "CEST+2"})
+    assert wrong.status_code == 400 and 'id="tz-error"' in wrong.text
+    assert "is not an IANA time zone name" in wrong.text
+    saved = officer.post(
+        "/schools/school-a/time-zone", data={"csrf": csrf, "time_zone": "Pacific/Auckland"}
+    )
+    assert saved.status_code == 303
+    # 11:30 UTC on 6 December is 00:30 on 7 December in Auckland (NZDT, +13)
+    late = _result(
+        sessions,
+        p=0.9,
+        token="c-school-a-01",
+        when=datetime(2026, 12, 6, 11, 30, 5, tzinfo=timezone.utc),
+    )
+    nurse = client_for(sessions)
+    login(nurse, "nurse-a")
+    detail = nurse.get(f"/results/{late['result_id']}").text
+    assert "2026-12-07 00:30:05 NZDT" in detail
+    assert "Referral advised: clinical examination" in detail
+    assert '<details id="technical">' in detail  # probabilities and phases folded away
+    on_7th = nurse.get("/results?site=school-a&from=2026-12-07&to=2026-12-07").text
+    on_6th = nurse.get("/results?site=school-a&from=2026-12-06&to=2026-12-06").text
+    assert late["result_id"] in on_7th and late["result_id"] not in on_6th
+    listed = nurse.get("/results").text
+    assert "2026-12-07 00:30:05 NZDT" in listed and "refer_for_clinical_exam</td>" not in listed
+    # school-b has no zone: UTC, labelled so (the officer sees both)
+    assert " UTC</a>" in officer.get("/results?site=school-b").text
+    assert nurse.get("/schools").status_code == 403

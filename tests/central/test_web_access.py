@@ -68,6 +68,8 @@ def test_every_route_is_covered_by_this_test(site):
         "/export-labels.csv",
         "/metrics",
         "/users",
+        "/schools",
+        "/schools/{site_id}/time-zone",
         "/classes",
         "/classes/import",
         "/classes/generate",
@@ -162,6 +164,7 @@ def test_technician_sees_the_fleet_and_no_result(site):
         "/stats",
         "/export-labels.csv",
         "/users",
+        "/schools",
     ):
         response = client.get(path)
         assert response.status_code == 403, path

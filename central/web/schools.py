@@ -1,0 +1,47 @@
+"""The officer's schools page: each school's IANA time zone (every time a nurse reads is shown in it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from central import audit, localtime
+from central.authz import Viewer
+from central.errors import CentralError
+from central.models import OFFICER, Site
+from central.web.framework import action, page, render
+
+
+def _page(request: Request, db: Any, viewer: Viewer, status: int = 200, **extra: Any) -> Response:
+    return render(
+        request,
+        "schools.html",
+        viewer,
+        status,
+        sites=list(db.scalars(select(Site).order_by(Site.site_id))),
+        zone_names=localtime.zone_names(),
+        saved=request.query_params.get("saved"),
+        **extra,
+    )
+
+
+@page(OFFICER)
+def school_list(request: Request, db: Any, viewer: Viewer) -> Response:
+    return _page(request, db, viewer)
+
+
+@action(OFFICER)
+def set_time_zone(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+    site = db.get(Site, request.path_params["site_id"])
+    if site is None:
+        raise CentralError(f"no school {request.path_params['site_id']!r}")
+    try:
+        name = localtime.check_zone(str(form.get("time_zone") or ""))
+    except CentralError as exc:
+        return _page(request, db, viewer, 400, error_site=site.site_id, error=str(exc))
+    site.time_zone = name
+    audit.record(db, viewer.username, "time_zone", site_id=site.site_id, detail=name)
+    return RedirectResponse(f"/schools?saved={site.site_id}", status_code=303)
