@@ -142,6 +142,18 @@ class FollowUp(Base):
     examined_on: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)  # the nurse's note (pseudonymous; audit-logged)
+
+
+class DistrictSetting(Base):
+    """The district's settings the officer sets (follow-up deadlines); central/followup.py."""
+
+    __tablename__ = "district_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class User(Base):

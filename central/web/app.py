@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from central.models import utcnow
 from central.web import (
     classes,
     fleet,
@@ -60,6 +61,7 @@ def create_app(
             Route("/metrics", make_metrics(sessions, ingest)),
             Route("/users", people.user_list),
             Route("/schools", schools.school_list),
+            Route("/schools/settings", schools.set_deadlines, methods=["POST"]),
             Route("/schools/{site_id}/time-zone", schools.set_time_zone, methods=["POST"]),
             Route("/classes", classes.class_lists),
             Route("/classes/import", classes.import_class_list, methods=["POST"]),
@@ -79,6 +81,7 @@ def create_app(
     app.state.topic_prefix = settings.topic_prefix
     app.state.secure_cookies = settings.secure_cookies
     app.state.templates = templates()
+    app.state.clock = utcnow  # what "today" is for overdue follow-ups (tests move it)
     app.state.live = LiveHub(settings.topic_prefix)
     if ingest is not None:  # the station's live updates come from the ingest's commits
         app.state.live.attach(ingest)

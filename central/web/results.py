@@ -10,7 +10,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from central import audit, localtime
+from central import audit, followup, localtime
 from central.authz import NotVisible, Viewer
 from central.contract import OUTCOMES
 from central.errors import CentralError
@@ -100,21 +100,48 @@ def visible_result(db: Any, viewer: Viewer, result_id: str) -> Result:
     return row
 
 
-@page(NURSE, OFFICER)
-def result_detail(request: Request, db: Any, viewer: Viewer) -> Response:
-    row = visible_result(db, viewer, request.path_params["result_id"])
-    audit.record(db, viewer.username, "view_result", site_id=row.site_id, result_id=row.result_id)
+def result_page(
+    request: Request,
+    db: Any,
+    viewer: Viewer,
+    row: Result,
+    status: int = 200,
+    error: str | None = None,
+    entered: dict | None = None,
+) -> Response:
+    from central.web.referrals import now
+
     follow = db.get(FollowUp, row.result_id)
+    state = None
+    if follow is not None:
+        zone = request.state.zones.get(row.site_id)
+        state = followup.due(
+            follow,
+            followup.referred_local_day(row, zone),
+            followup.today_in(now(request), zone),
+            followup.deadlines(db),
+        )
     return render(
         request,
         "result.html",
         viewer,
+        status,
         r=row,
         p=row.payload,
         follow=follow,
+        due=state,
+        error=error,
+        entered=entered or {},
         flag_text=FLAG_TEXT,
         show_note=simulated(db, {row.model_id}),
     )
+
+
+@page(NURSE, OFFICER)
+def result_detail(request: Request, db: Any, viewer: Viewer) -> Response:
+    row = visible_result(db, viewer, request.path_params["result_id"])
+    audit.record(db, viewer.username, "view_result", site_id=row.site_id, result_id=row.result_id)
+    return result_page(request, db, viewer, row)
 
 
 CSV_COLUMNS = [

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from central import audit, localtime
+from central import audit, followup, localtime
 from central.authz import Viewer
 from central.errors import CentralError
 from central.models import OFFICER, Site
@@ -24,6 +24,8 @@ def _page(request: Request, db: Any, viewer: Viewer, status: int = 200, **extra:
         sites=list(db.scalars(select(Site).order_by(Site.site_id))),
         zone_names=localtime.zone_names(),
         saved=request.query_params.get("saved"),
+        deadlines=followup.deadlines(db),
+        deadline_labels=followup.LABELS,
         **extra,
     )
 
@@ -45,3 +47,14 @@ def set_time_zone(request: Request, db: Any, viewer: Viewer, form: dict) -> Resp
     site.time_zone = name
     audit.record(db, viewer.username, "time_zone", site_id=site.site_id, detail=name)
     return RedirectResponse(f"/schools?saved={site.site_id}", status_code=303)
+
+
+@action(OFFICER)
+def set_deadlines(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+    try:
+        with db.begin_nested():
+            for key in followup.DEFAULTS:
+                followup.set_deadline(db, key, str(form.get(key) or ""), viewer.username)
+    except CentralError as exc:
+        return _page(request, db, viewer, 400, deadline_error=str(exc))
+    return RedirectResponse("/schools?saved=follow-up+deadlines", status_code=303)

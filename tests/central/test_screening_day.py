@@ -297,3 +297,73 @@ def test_the_officer_sets_a_schools_time_zone_and_every_time_is_shown_in_it(site
     # school-b has no zone: UTC, labelled so (the officer sees both)
     assert " UTC</a>" in officer.get("/results?site=school-b").text
     assert nurse.get("/schools").status_code == 403
+
+
+# -- follow-up ----------------------------------------------------------------------------------
+
+
+def test_a_follow_up_goes_overdue_when_the_clock_moves_and_notes_are_audited(site):
+    from datetime import timedelta
+
+    from central.models import utcnow
+
+    sessions, made = site
+    client = client_for(sessions)
+    login(client, "nurse-a")
+    rid = made["school-a:refer"]["result_id"]
+    queue = client.get("/referrals").text
+    assert "exam to book by" in queue and 'id="overdue-count"' not in queue
+    client.app.state.clock = lambda: utcnow() + timedelta(days=15)  # past the default N = 14
+    queue = client.get("/referrals?show=overdue").text
+    assert rid in queue and "overdue: no exam booked 15 days after the referral" in queue
+    assert "1 overdue" in queue
+    assert rid in client.get("/referrals?show=due").text
+    assert rid in client.get("/referrals?q=tok_school").text
+    assert rid not in client.get("/referrals?q=nothing-like-it").text
+    assert client.get("/referrals?sort=token").status_code == 200
+
+    # a wrong date is shown beside the form, with what she typed kept
+    csrf = csrf_of(client, f"/results/{rid}")
+    bad = client.post(
+        f"/results/{rid}/follow-up",
+        data={"csrf": csrf, "status": "exam_booked", "booked_on": "", "note": "parents called"},
+    )
+    assert bad.status_code == 400 and 'id="follow-up-error"' in bad.text
+    assert "needs its date" in bad.text and "parents called</textarea>" in bad.text
+    booked_on = (utcnow() + timedelta(days=15)).date().isoformat()
+    good = client.post(
+        f"/results/{rid}/follow-up",
+        data={
+            "csrf": csrf,
+            "status": "exam_booked",
+            "booked_on": booked_on,
+            "note": "parents called",
+        },
+    )
+    assert good.status_code == 303
+    page = client.get(f"/results/{rid}").text
+    assert "parents called" in page and "exam result expected by" in page
+    with sessions() as db:
+        details = [a.detail for a in db.scalars(select(AuditEntry)) if a.action == "follow_up"]
+    assert details == ["referred -> exam_booked; note: 'parents called'"]
+    client.app.state.clock = lambda: utcnow() + timedelta(days=15 + 31)  # past M = 30
+    assert "overdue: booked 31 days ago and not examined yet" in client.get("/referrals").text
+
+    # the officer shortens N: a fresh referral is overdue sooner
+    officer = client_for(sessions)
+    login(officer, "officer")
+    ocsrf = csrf_of(officer, "/schools")
+    refused = officer.post(
+        "/schools/settings",
+        data={"csrf": ocsrf, "book_within_days": "0", "examine_within_days": "30"},
+    )
+    assert refused.status_code == 400 and 'id="deadline-error"' in refused.text
+    assert (
+        officer.post(
+            "/schools/settings",
+            data={"csrf": ocsrf, "book_within_days": "3", "examine_within_days": "30"},
+        ).status_code
+        == 303
+    )
+    officer.app.state.clock = lambda: utcnow() + timedelta(days=4)
+    assert made["school-b:refer"]["result_id"] in officer.get("/referrals?show=overdue").text

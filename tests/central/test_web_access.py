@@ -69,6 +69,7 @@ def test_every_route_is_covered_by_this_test(site):
         "/metrics",
         "/users",
         "/schools",
+        "/schools/settings",
         "/schools/{site_id}/time-zone",
         "/classes",
         "/classes/import",

@@ -1,4 +1,5 @@
-"""screening day: class lists of pseudonymous codes, a time zone per school (issue 24)
+"""screening day: class lists of pseudonymous codes, a time zone per school, follow-up notes
+and the district's follow-up settings (issue 24)
 
 Revision ID: 0003_screening_day
 Revises: 0002_ingest_safety
@@ -27,9 +28,22 @@ def upgrade() -> None:
     op.create_index("ix_class_codes_class", "class_codes", ["site_id", "class_name", "position"])
     with op.batch_alter_table("sites", schema=None) as batch_op:
         batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("follow_ups", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("note", sa.Text(), nullable=True))
+    op.create_table(
+        "district_settings",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=256), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_by", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("district_settings")
+    with op.batch_alter_table("follow_ups", schema=None) as batch_op:
+        batch_op.drop_column("note")
     with op.batch_alter_table("sites", schema=None) as batch_op:
         batch_op.drop_column("time_zone")
     op.drop_index("ix_class_codes_class", table_name="class_codes")
