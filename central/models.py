@@ -237,6 +237,8 @@ class Site(Base):
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     added_by: Mapped[str] = mapped_column(String(64), nullable=False)
     time_zone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
+    language: Mapped[str | None] = mapped_column(String(16))  # letters to parents; None: en
+    letter_text: Mapped[str | None] = mapped_column(Text)  # the school's own paragraph on letters
 
 
 class ClassCode(Base):

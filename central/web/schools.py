@@ -8,7 +8,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from central import audit, followup, localtime
+from central import audit, followup, i18n, localtime
 from central.authz import Viewer
 from central.errors import CentralError
 from central.models import OFFICER, Site
@@ -25,6 +25,7 @@ def _page(request: Request, db: Any, viewer: Viewer, status: int = 200, **extra:
         zone_names=localtime.zone_names(),
         saved=request.query_params.get("saved"),
         deadlines=followup.deadlines(db),
+        languages=i18n.LANGUAGES,
         deadline_labels=followup.LABELS,
         **extra,
     )
@@ -36,16 +37,27 @@ def school_list(request: Request, db: Any, viewer: Viewer) -> Response:
 
 
 @action(OFFICER)
-def set_time_zone(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def set_school(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+    """A school's time zone, the language of its letters and its own paragraph on them."""
     site = db.get(Site, request.path_params["site_id"])
     if site is None:
         raise CentralError(f"no school {request.path_params['site_id']!r}")
+    text = str(form.get("letter_text") or "").strip()
     try:
         name = localtime.check_zone(str(form.get("time_zone") or ""))
+        language = i18n.check_language(str(form.get("language") or i18n.DEFAULT))
+        if len(text) > 2000:
+            raise CentralError(f"the school's text is {len(text)} characters: keep it under 2000")
     except CentralError as exc:
         return _page(request, db, viewer, 400, error_site=site.site_id, error=str(exc))
-    site.time_zone = name
-    audit.record(db, viewer.username, "time_zone", site_id=site.site_id, detail=name)
+    site.time_zone, site.language, site.letter_text = name, language, text or None
+    audit.record(
+        db,
+        viewer.username,
+        "school_settings",
+        site_id=site.site_id,
+        detail=f"time zone {name}, language {language}, letter text {len(text)} characters",
+    )
     return RedirectResponse(f"/schools?saved={site.site_id}", status_code=303)
 
 

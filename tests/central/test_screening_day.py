@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -31,6 +32,9 @@ def site(store):
     _, sessions = store
     add_users(sessions)
     return sessions, seed(sessions)
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- class lists --------------------------------------------------------------------------------
@@ -269,12 +273,10 @@ def test_the_officer_sets_a_schools_time_zone_and_every_time_is_shown_in_it(site
     officer = client_for(sessions)
     login(officer, "officer")
     csrf = csrf_of(officer, "/schools")
-    wrong = officer.post("/schools/school-a/time-zone", data={"csrf": csrf, "time_zone": "CEST+2"})
-    assert wrong.status_code == 400 and 'id="tz-error"' in wrong.text
+    wrong = officer.post("/schools/school-a", data={"csrf": csrf, "time_zone": "CEST+2"})
+    assert wrong.status_code == 400 and 'id="school-error"' in wrong.text
     assert "is not an IANA time zone name" in wrong.text
-    saved = officer.post(
-        "/schools/school-a/time-zone", data={"csrf": csrf, "time_zone": "Pacific/Auckland"}
-    )
+    saved = officer.post("/schools/school-a", data={"csrf": csrf, "time_zone": "Pacific/Auckland"})
     assert saved.status_code == 303
     # 11:30 UTC on 6 December is 00:30 on 7 December in Auckland (NZDT, +13)
     late = _result(
@@ -367,3 +369,64 @@ def test_a_follow_up_goes_overdue_when_the_clock_moves_and_notes_are_audited(sit
     )
     officer.app.state.clock = lambda: utcnow() + timedelta(days=4)
     assert made["school-b:refer"]["result_id"] in officer.get("/referrals?show=overdue").text
+
+
+# -- letters to parents -------------------------------------------------------------------------
+
+
+def test_referral_letters_in_both_languages_with_the_code_and_the_schools_text(site):
+    sessions, made = site
+    officer = client_for(sessions)
+    login(officer, "officer")
+    csrf = csrf_of(officer, "/schools")
+    school_text = "Questions? School nurse Room 12, Tuesdays 9-12, phone 0301 234 567."
+    assert (
+        officer.post(
+            "/schools/school-a",
+            data={
+                "csrf": csrf,
+                "time_zone": "Europe/Berlin",
+                "language": "de",
+                "letter_text": school_text,
+            },
+        ).status_code
+        == 303
+    )
+    nurse = client_for(sessions)
+    login(nurse, "nurse-a")
+    rid = made["school-a:refer"]["result_id"]
+    german = nurse.get(f"/results/{rid}/letter").text  # the school's language by default
+    assert 'lang="de"' in german and "Überweisung zu einer ärztlichen Untersuchung" in german
+    assert "tok_school-a_1" in german and school_text in german
+    assert "Rückmeldung der Ärztin / des Arztes" in german
+    english = nurse.get(f"/results/{rid}/letter?lang=en").text
+    assert "Referral for a clinical examination of the back" in english
+    assert "tok_school-a_1" in english and school_text in english
+    assert "Return slip for the physician" in english
+    assert nurse.get(f"/results/{rid}/letter?lang=xx").status_code == 400
+    retake = made["school-a:retake"]["result_id"]
+    assert nurse.get(f"/results/{retake}/letter").status_code == 400
+    # a batch: the class's referred children, and the school's open referrals
+    _result(sessions, p=0.9, token="c-school-a-02")
+    batch = nurse.get("/classes/school-a/4B/letters?lang=en").text
+    assert batch.count('class="letter"') == 1 and "c-school-a-02" in batch
+    school = nurse.get("/referrals/letters?site=school-a").text
+    assert school.count('class="letter"') == 2
+    assert nurse.get("/referrals/letters?site=school-b").status_code == 404
+    with sessions() as db:
+        assert [a.action for a in db.scalars(select(AuditEntry))].count("letters") >= 3
+
+
+def test_the_catalogues_translate_every_message_of_the_letter():
+    from babel.messages.pofile import read_po
+
+    from central import i18n
+
+    template = read_po(open(ROOT / "central/locale/central.pot", "rb"))
+    wanted = {m.id for m in template if m.id}
+    assert wanted
+    for code in i18n.LANGUAGES:
+        with open(ROOT / f"central/locale/{code}/LC_MESSAGES/central.po", "rb") as f:
+            catalog = read_po(f, locale=code)
+        done = {m.id for m in catalog if m.id and m.string}
+        assert wanted <= done, (code, wanted - done)

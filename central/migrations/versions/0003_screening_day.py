@@ -1,4 +1,5 @@
-"""screening day: class lists of pseudonymous codes, a time zone per school, follow-up notes
+"""screening day: class lists of pseudonymous codes, a time zone, language and letter
+text per school, follow-up notes
 and the district's follow-up settings (issue 24)
 
 Revision ID: 0003_screening_day
@@ -28,6 +29,8 @@ def upgrade() -> None:
     op.create_index("ix_class_codes_class", "class_codes", ["site_id", "class_name", "position"])
     with op.batch_alter_table("sites", schema=None) as batch_op:
         batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("language", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("letter_text", sa.Text(), nullable=True))
     with op.batch_alter_table("follow_ups", schema=None) as batch_op:
         batch_op.add_column(sa.Column("note", sa.Text(), nullable=True))
     op.create_table(
@@ -45,6 +48,8 @@ def downgrade() -> None:
     with op.batch_alter_table("follow_ups", schema=None) as batch_op:
         batch_op.drop_column("note")
     with op.batch_alter_table("sites", schema=None) as batch_op:
+        batch_op.drop_column("letter_text")
+        batch_op.drop_column("language")
         batch_op.drop_column("time_zone")
     op.drop_index("ix_class_codes_class", table_name="class_codes")
     op.drop_table("class_codes")
