@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from central import audit, plain
 from central.authz import Viewer
 from central.contract import check_token, session_topic
+from central.drift import kiosk_drift
 from central.errors import CentralError
 from central.models import NURSE, OFFICER, TECHNICIAN, Kiosk, Result, SessionToken, utcnow
 from central.web.framework import action, page, render
@@ -33,6 +34,7 @@ def ago(moment: datetime | None, now: datetime) -> str:
 
 def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
     now = utcnow()
+    drift = kiosk_drift(db, now) if viewer.sees_results else {}
     last = dict(
         ((s, k), t)
         for s, k, t in db.execute(
@@ -62,6 +64,7 @@ def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
                 else "?",
                 "software": k.software or "?",
                 "last_result_ago": ago(last.get((k.site_id, k.kiosk_id)), now),
+                "drift": [d.text for d in drift.get((k.site_id, k.kiosk_id), [])],
             }
         )
     return rows

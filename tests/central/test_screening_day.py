@@ -430,3 +430,59 @@ def test_the_catalogues_translate_every_message_of_the_letter():
             catalog = read_po(f, locale=code)
         done = {m.id for m in catalog if m.id and m.string}
         assert wanted <= done, (code, wanted - done)
+
+
+# -- the officer's charts and the drift flag ----------------------------------------------------
+
+
+def test_the_officers_charts_show_the_day_as_svg(site):
+    sessions, _ = site
+    officer = client_for(sessions)
+    login(officer, "officer")
+    page = officer.get("/stats?days=7")
+    assert page.status_code == 200
+    for chart in ("chart-results", "chart-referral", "chart-retake", "chart-ppv"):
+        assert f'id="{chart}"' in page.text
+    from datetime import datetime, timezone
+
+    today = datetime.now(timezone.utc).strftime("%m-%d")
+    # seed(): three results per school today, one a retake and one a referral of two judged
+    assert f"{today}: 6" in page.text  # the results chart's description
+    assert f"{today}: 50%" in page.text and f"{today}: 33%" in page.text
+    assert "school-a / kiosk-1" in page.text
+    assert officer.get("/stats?days=0").status_code == 400
+    nurse = client_for(sessions)
+    login(nurse, "nurse-a")
+    assert nurse.get("/stats").status_code == 403
+
+
+def test_the_binomial_test_agrees_with_scipy():
+    from scipy.stats import binomtest
+
+    from central.drift import binomial_p
+
+    for k, n, p in [(3, 50, 0.1), (15, 50, 0.1), (0, 30, 0.2), (40, 100, 0.35), (200, 1000, 0.15)]:
+        assert binomial_p(k, n, p) == pytest.approx(binomtest(k, n, p).pvalue, rel=1e-9)
+
+
+def test_a_kiosk_whose_referral_rate_departs_from_the_districts_is_flagged_on_fleet(store):
+    _, sessions = store
+    add_users(sessions)
+    with sessions() as db, db.begin():
+        kiosks = [f"kiosk-{i}" for i in range(1, 7)]
+        for kiosk in kiosks:
+            store_message(
+                db, topic("status", "school-a", kiosk), encode(make_status("school-a", kiosk))
+            )
+        # kiosk-1 refers 20 of 40 children; the five others 2 of 40 each (5 %)
+        for kiosk in kiosks:
+            referred, total = (20, 40) if kiosk == "kiosk-1" else (2, 40)
+            for i in range(total):
+                r = make_result("school-a", kiosk, p=0.9 if i < referred else 0.1)
+                store_message(db, topic("result", "school-a", kiosk), encode(r))
+    officer = client_for(sessions)
+    login(officer, "officer")
+    fleet = officer.get("/fleet").text
+    assert fleet.count('class="alarm drift"') == 1
+    assert "referral rate 50% (20 of 40) is higher than the district&#39;s 5%" in fleet
+    assert "binomial test p = " in fleet
