@@ -85,6 +85,7 @@ class LiveDashboard:
         app = create_app(
             sessions, self.ingest, WebSettings(topic_prefix=prefix), ingest=self.ingest
         )
+        self.app = app  # a test moves app.state.clock
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )

@@ -11,11 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from central.models import Kiosk
 from tests.central.browser import LiveDashboard, chrome, click_and_wait, close, screenshot
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "gaitmil-test/v1"  # simulated results never travel under the production prefix
 SITE, KIOSK = "school-a", "kiosk-1"
 LIVE_LIMIT_S = 2.0
+SCHOOL_TEXT = "Fragen: Schulgesundheitsfachkraft, Raum 12, dienstags 9-12 Uhr."
 SHOTS = (
     Path(os.environ.get("CENTRAL_SCREENSHOTS", ""))
     if os.environ.get("CENTRAL_SCREENSHOTS")
@@ -61,7 +65,7 @@ class ResultClock:
 
 
 def start_kiosk(
-    tmp_path: Path, broker_url: str, name: str, scenario: str | None
+    tmp_path: Path, broker_url: str, name: str, scenario: str | None, seed: int
 ) -> subprocess.Popen:
     """One real kiosk process on the simulator: one walk, 6 s after it starts."""
     config = tmp_path / f"{name}.toml"
@@ -74,7 +78,9 @@ def start_kiosk(
         "[walk]\nmin_frames = 30\n[segmentation]\nmin_area = 1500\n",
         encoding="utf-8",
     )
-    uri = "sim://?seed=3&walks=1&realtime=1&gap_s=6" + (f"&scenario={scenario}" if scenario else "")
+    uri = f"sim://?seed={seed}&walks=1&realtime=1&gap_s=6" + (
+        f"&scenario={scenario}" if scenario else ""
+    )
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it
     return subprocess.Popen(
         [
@@ -96,6 +102,14 @@ def start_kiosk(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+
+
+def log_in(browser, url: str, username: str) -> None:  # noqa: ANN001
+    browser.delete_all_cookies()
+    browser.get(f"{url}/login")
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    click_and_wait(browser, browser.find_element(By.ID, "login"))
 
 
 def wait_until(check, timeout: float, what: str, poll: float = 0.05):  # noqa: ANN001, ANN201
@@ -126,7 +140,7 @@ def shots(browser, name: str) -> None:  # noqa: ANN001
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
         )
         time.sleep(0.3)
-        screenshot(browser, SHOTS / f"central-{name}{suffix}.png")
+        screenshot(browser, SHOTS / f"central-day-{name}{suffix}.png")
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
         {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False},
@@ -163,10 +177,16 @@ def test_a_screening_day_at_the_station(mosquitto, store, tmp_path):
     kiosks: list[subprocess.Popen] = []
     try:
         url = dashboard.url
-        browser.get(f"{url}/login")
-        browser.find_element(By.ID, "username").send_keys("nurse-a")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        click_and_wait(browser, browser.find_element(By.ID, "login"))
+        # the officer's setup: school-a's time zone, its letters' language and its own text
+        log_in(browser, url, "officer")
+        browser.get(f"{url}/schools")
+        browser.find_element(By.ID, "tz-school-a").send_keys("Europe/Berlin")
+        Select(browser.find_element(By.ID, "lang-school-a")).select_by_value("de")
+        browser.find_element(By.ID, "text-school-a").send_keys(SCHOOL_TEXT)
+        click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "#school-school-a button"))
+        assert "school-a" in browser.find_element(By.ID, "saved").text
+
+        log_in(browser, url, "nurse-a")
 
         # a class list with names is refused beside the form; a list of codes is imported
         register = tmp_path / "register.csv"
@@ -186,7 +206,7 @@ def test_a_screening_day_at_the_station(mosquitto, store, tmp_path):
         shots(browser, "cards")
 
         # the kiosk starts; the station opens on it and the class
-        kiosks.append(start_kiosk(tmp_path, mosquitto.url, "first", "two_people"))
+        kiosks.append(start_kiosk(tmp_path, mosquitto.url, "first", "two_people", 3))
         wait_until(lambda: kiosk_state(sessions) == "online", 60, "the kiosk's status")
         browser.get(f"{url}/station/{SITE}/{KIOSK}?class=5A")
         assert "Ready" in browser.find_element(By.ID, "stage").text
@@ -221,7 +241,7 @@ def test_a_screening_day_at_the_station(mosquitto, store, tmp_path):
         assert "the token was not sent" in browser.find_element(By.ID, "send-error").text
 
         # the kiosk runs again; the same child walks again and gets an outcome
-        kiosks.append(start_kiosk(tmp_path, mosquitto.url, "second", None))
+        kiosks.append(start_kiosk(tmp_path, mosquitto.url, "second", None, 8))
         wait_until(
             lambda: "Ready" in browser.find_element(By.ID, "stage").text, 60, "the kiosk ready"
         )
@@ -240,6 +260,49 @@ def test_a_screening_day_at_the_station(mosquitto, store, tmp_path):
         shots(browser, "station-result")
         browser.get(f"{url}/classes/{SITE}/5A")
         shots(browser, "class")
+        assert result["outcome"] == "refer_for_clinical_exam", (
+            "seed 8 simulates a child with a marked curve"
+        )
+        rid = result["result_id"]
+
+        # the referral letter, in the school's language and in English, with code and school text
+        browser.get(f"{url}/results/{rid}/letter")
+        letter = browser.find_element(By.CSS_SELECTOR, "article.letter")
+        assert letter.get_attribute("lang") == "de"
+        assert "Überweisung zu einer ärztlichen Untersuchung des Rückens" in letter.text
+        assert "c-7K2M9QXA" in letter.find_element(By.CSS_SELECTOR, ".letter-code").text
+        assert SCHOOL_TEXT in letter.text and "Rückmeldung der Ärztin" in letter.text
+        printed = browser.print_page()  # the browser prints it (print stylesheet), as a PDF
+        assert len(printed) > 1000
+        Select(browser.find_element(By.ID, "lang")).select_by_value("en")
+        click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.filters button"))
+        letter = browser.find_element(By.CSS_SELECTOR, "article.letter")
+        assert "Referral for a clinical examination of the back" in letter.text
+        assert "c-7K2M9QXA" in letter.text and SCHOOL_TEXT in letter.text
+        shots(browser, "letter-day")
+
+        # the follow-up: due now, overdue when the clock moves past the district's 14 days
+        browser.get(f"{url}/referrals")
+        row = browser.find_element(By.CSS_SELECTOR, "#referrals tbody tr")
+        assert "c-7K2M9QXA" in row.text and "exam to book by" in row.text
+        dashboard.app.state.clock = lambda: datetime.now(timezone.utc) + timedelta(days=15)
+        browser.get(f"{url}/referrals?show=overdue")
+        row = browser.find_element(By.CSS_SELECTOR, "#referrals tbody tr.overdue")
+        assert "c-7K2M9QXA" in row.text and "overdue: no exam booked 15 days" in row.text
+        shots(browser, "referrals-overdue")
+        dashboard.app.state.clock = lambda: datetime.now(timezone.utc)
+
+        # the officer's chart shows the day: two results, one retake, one referral
+        log_in(browser, url, "officer")
+        browser.get(f"{url}/stats?days=7&site={SITE}")
+        today = datetime.now(ZoneInfo("Europe/Berlin")).strftime("%m-%d")
+        described = browser.execute_script(
+            "return [...document.querySelectorAll('#charts svg desc')].map(d => d.textContent);"
+        )
+        assert f"{today}: 2" in described[0]  # results
+        assert f"{today}: 100%" in described[1]  # referral rate of judged walks
+        assert f"{today}: 50%" in described[2]  # retake rate
+        shots(browser, "stats-day")
     finally:
         for kiosk in kiosks:
             if kiosk.poll() is None:

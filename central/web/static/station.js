@@ -20,6 +20,8 @@
 
   function apply(s) {
     stage.textContent = s.stage_text;
+    var sent = document.getElementById("sent");
+    if (sent && s.stage !== "walking") { sent.hidden = true; }  // that child has walked
     stage.className = "stage " + s.stage;
     if (s.last) {
       lastCode.textContent = s.last.code;
