@@ -86,7 +86,7 @@ def create_app(
     app.state.secure_cookies = settings.secure_cookies
     app.state.templates = templates()
     app.state.clock = utcnow  # what "today" is for overdue follow-ups (tests move it)
-    app.state.live = LiveHub(settings.topic_prefix)
-    if ingest is not None:  # the station's live updates come from the ingest's commits
+    app.state.live = LiveHub(settings.topic_prefix, sessions)
+    if ingest is not None:  # at once from this process's ingest; else from the hub's watcher
         app.state.live.attach(ingest)
     return app

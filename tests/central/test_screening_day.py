@@ -486,3 +486,20 @@ def test_a_kiosk_whose_referral_rate_departs_from_the_districts_is_flagged_on_fl
     assert fleet.count('class="alarm drift"') == 1
     assert "referral rate 50% (20 of 40) is higher than the district&#39;s 5%" in fleet
     assert "binomial test p = " in fleet
+
+
+def test_results_another_process_commits_wake_the_stream_through_the_watcher(site):
+    """A `--no-ingest` web front (or another $share worker): no observe() call, the watcher sees it."""
+    sessions, _ = site
+    hub = LiveHub("gaitmil/v1", sessions)
+
+    async def run() -> list[str]:
+        queue = hub.subscribe("school-a", "kiosk-1")
+        first = await asyncio.wait_for(queue.get(), 5)  # its first look
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: _result(sessions, p=0.9, token="c-school-a-01"))
+        second = await asyncio.wait_for(queue.get(), 5)
+        hub.unsubscribe("school-a", "kiosk-1", queue)
+        return [first, second]
+
+    assert asyncio.run(run()) == ["changed", "changed"]
