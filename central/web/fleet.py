@@ -112,5 +112,20 @@ def send_token(request: Request, db: Any, viewer: Viewer, site: str, kiosk: str,
 @action(NURSE, OFFICER)
 def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
     site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]
-    token = send_token(request, db, viewer, site, kiosk, str(form.get("token") or ""))
+    viewer.require_site(site)
+    try:
+        token = send_token(request, db, viewer, site, kiosk, str(form.get("token") or ""))
+    except CentralError as exc:  # shown in the kiosk's row, beside the field
+        rows = fleet_rows(db, viewer)
+        return render(
+            request,
+            "fleet.html",
+            viewer,
+            400,
+            rows=rows,
+            error_in_row=any(f"{r['site_id']}/{r['kiosk_id']}" == f"{site}/{kiosk}" for r in rows),
+            error_at=f"{site}/{kiosk}",
+            error=str(exc),
+            typed=str(form.get("token") or ""),
+        )
     return RedirectResponse(f"/fleet?sent={token}&to={site}/{kiosk}", status_code=303)

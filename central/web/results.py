@@ -89,6 +89,7 @@ def results_list(request: Request, db: Any, viewer: Viewer) -> Response:
         outcomes=OUTCOMES,
         sites=visible_sites(db, viewer),
         limit=PAGE_ROWS,
+        technical=viewer.role == OFFICER,  # a nurse reads outcomes; the officer also the model's
         show_note=simulated(db, {r.model_id for r in rows}),
     )
 

@@ -87,3 +87,33 @@ def test_every_page_passes_axe_and_fits_a_phone(dashboard, width, height, suffix
         close(browser)
     assert seen == [name for name, _, _ in PAGES]
     assert not problems, "\n".join(f"{k}: {v}" for k, v in problems.items())
+
+
+def test_every_table_sorts_and_searches_in_the_page(dashboard):
+    from selenium.webdriver.common.by import By
+
+    from tests.central.screenshots import log_in
+
+    url, _ = dashboard
+    browser = chrome()
+    try:
+        log_in(browser, url, "nurse-a")
+        browser.get(f"{url}/results")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+        codes = [r.find_element(By.CSS_SELECTOR, "td.token").text for r in rows]
+        header = browser.find_element(By.XPATH, "//table[@id='results']/thead/tr/th[3]")
+        header.find_element(By.CSS_SELECTOR, "button.sort").click()
+        assert header.get_attribute("aria-sort") == "ascending"
+        shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results tbody td.token")]
+        assert shown == sorted(codes, key=str.lower)
+        header.find_element(By.CSS_SELECTOR, "button.sort").click()
+        assert header.get_attribute("aria-sort") == "descending"
+        browser.find_element(By.ID, "results-search").send_keys(codes[0])
+        visible = [
+            r
+            for r in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+            if r.is_displayed()
+        ]
+        assert len(visible) == 1 and codes[0] in visible[0].text
+    finally:
+        close(browser)

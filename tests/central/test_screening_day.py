@@ -503,3 +503,30 @@ def test_results_another_process_commits_wake_the_stream_through_the_watcher(sit
         return [first, second]
 
     assert asyncio.run(run()) == ["changed", "changed"]
+
+
+def test_a_name_typed_as_a_token_on_fleet_is_refused_beside_the_field(site):
+    sessions, _ = site
+    publisher = RecordingPublisher()
+    client = client_for(sessions, publisher)
+    login(client, "nurse-a")
+    csrf = csrf_of(client, "/fleet")
+    refused = client.post(
+        "/kiosks/school-a/kiosk-1/session", data={"csrf": csrf, "token": "Anna Berg"}
+    )
+    assert refused.status_code == 400 and 'id="token-error"' in refused.text
+    assert "a pseudonym, never a name" in refused.text and 'value="Anna Berg"' in refused.text
+    assert publisher.sent == []
+
+
+def test_nurses_read_no_model_internals_in_the_results_list(site):
+    sessions, _ = site
+    nurse = client_for(sessions)
+    login(nurse, "nurse-a")
+    listed = nurse.get("/results").text
+    assert "P(not neg.)" not in listed and "Threshold" not in listed
+    assert "Referral advised: clinical examination" in listed
+    assert '<script src="/static/tables.js" defer></script>' in listed
+    officer = client_for(sessions)
+    login(officer, "officer")
+    assert "P(not neg.)" in officer.get("/results").text
