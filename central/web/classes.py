@@ -9,7 +9,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from central import classlists
+from central import audit, classlists
 from central.authz import Viewer
 from central.models import NURSE, OFFICER, Site
 from central.web.framework import action, page, render
@@ -94,6 +94,7 @@ def class_detail(request: Request, db: Any, viewer: Viewer) -> Response:
     site, class_name = request.path_params["site_id"], request.path_params["class_name"]
     viewer.require_site(site)
     codes = classlists.codes_of(db, site, class_name)
+    audit.record(db, viewer.username, "view_class", site_id=site, detail=class_name)
     return render(
         request,
         "class.html",

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from central import classlists, plain
+from central import audit, classlists, plain
 from central.authz import Forbidden, NotVisible, Viewer
 from central.contract import REFER, RETAKE
 from central.errors import CentralError
@@ -146,6 +146,9 @@ def _station_page(
     viewer.require_site(site)
     if db.get(Kiosk, (site, kiosk)) is None:
         raise NotVisible(kiosk)
+    audit.record(
+        db, viewer.username, "view_station", site_id=site, detail=f"{kiosk} class {class_name}"
+    )
     return render(
         request,
         "station.html",

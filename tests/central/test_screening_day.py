@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -530,3 +531,42 @@ def test_nurses_read_no_model_internals_in_the_results_list(site):
     officer = client_for(sessions)
     login(officer, "officer")
     assert "P(not neg.)" in officer.get("/results").text
+
+
+def test_the_screening_day_on_postgresql(pg_store):
+    """Migration 0003's tables and the new queries (local days, overdue, class lists) on PostgreSQL."""
+    from datetime import timedelta
+
+    from central.models import utcnow
+
+    _, sessions = pg_store
+    add_users(sessions)
+    made = seed(sessions)
+    officer = client_for(sessions)
+    login(officer, "officer")
+    csrf = csrf_of(officer, "/schools")
+    saved = officer.post(
+        "/schools/school-a",
+        data={"csrf": csrf, "time_zone": "America/Santiago", "language": "de", "letter_text": "x"},
+    )
+    assert saved.status_code == 303
+    ok = officer.post(
+        "/schools/settings",
+        data={"csrf": csrf, "book_within_days": "2", "examine_within_days": "5"},
+    )
+    assert ok.status_code == 303
+    nurse = client_for(sessions)
+    login(nurse, "nurse-a")
+    ncsrf = csrf_of(nurse, "/classes")
+    made_codes = nurse.post(
+        "/classes/generate",
+        data={"csrf": ncsrf, "site": "school-a", "class_name": "2A", "count": "3"},
+    )
+    assert made_codes.status_code == 303
+    assert "Next child: c-school-a-01" in nurse.get("/station/school-a/kiosk-1?class=4B").text
+    today = utcnow().astimezone(ZoneInfo("America/Santiago")).date().isoformat()
+    listed = nurse.get(f"/results?from={today}&to={today}").text
+    assert made["school-a:refer"]["result_id"] in listed
+    nurse.app.state.clock = lambda: utcnow() + timedelta(days=3)
+    assert "overdue: no exam booked 3 days" in nurse.get("/referrals?show=overdue").text
+    assert "Überweisung" in nurse.get(f"/results/{made['school-a:refer']['result_id']}/letter").text
