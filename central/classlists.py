@@ -59,8 +59,20 @@ def _check_class(name: str, where: str) -> str:
 
 
 def _looks_like_a_name(cell: str) -> bool:
-    letters = cell.replace("-", "").replace("_", "")
-    return bool(letters) and letters.isalpha() and cell[:1].isupper() and not cell.isupper()
+    """Letters only (a pseudonym has a digit somewhere: c-7K2M9QXA, child_0042)."""
+    letters = cell.replace("-", "").replace("_", "").replace("'", "")
+    return bool(letters) and letters.isalpha()
+
+
+def _looks_like_a_date(cell: str) -> bool:
+    """2016-03-14, 14/03/2016, 14.3.2016, or 8 digits that read as YYYYMMDD or DDMMYYYY."""
+    if DATE_CELL.match(cell):
+        return True
+    if len(cell) == 8 and cell.isdigit():
+        for year, month, day in ((cell[:4], cell[4:6], cell[6:]), (cell[4:], cell[2:4], cell[:2])):
+            if 1990 <= int(year) <= 2035 and 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
+                return True
+    return False
 
 
 def parse_csv(text: str) -> list[Entry]:
@@ -91,7 +103,7 @@ def parse_csv(text: str) -> list[Entry]:
         if len(row) != 2:
             raise ClassListError(f"{where}: {len(row)} cells; a row is class,code")
         class_name, code = _check_class(row[0], where), row[1].strip()
-        if DATE_CELL.match(code):
+        if _looks_like_a_date(code):
             raise ClassListError(
                 f"{where}: {code!r} looks like a date of birth: import pseudonymous codes only"
             )

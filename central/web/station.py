@@ -213,8 +213,11 @@ async def station_events(request: Request) -> Response:
     if viewer is None:
         return Response("log in first", status_code=401, media_type="text/plain")
 
-    def snapshot() -> dict:
+    def snapshot() -> dict | None:
+        """The state, or None once the login has ended (logout, expiry): the stream then ends."""
         with request.app.state.sessions() as db, db.begin():
+            if _current(request, db) is None:
+                return None
             return station_state(db, site, kiosk, class_name)
 
     hub = request.app.state.live
@@ -223,7 +226,10 @@ async def station_events(request: Request) -> Response:
     async def stream() -> AsyncIterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
-            yield _event(await run_in_threadpool(snapshot))
+            state = await run_in_threadpool(snapshot)
+            if state is None:
+                return
+            yield _event(state)
             while True:
                 try:
                     await asyncio.wait_for(queue.get(), HEARTBEAT_S)
@@ -234,7 +240,10 @@ async def station_events(request: Request) -> Response:
                     continue
                 while not queue.empty():  # one snapshot covers every change so far
                     queue.get_nowait()
-                yield _event(await run_in_threadpool(snapshot))
+                state = await run_in_threadpool(snapshot)
+                if state is None:
+                    return
+                yield _event(state)
         finally:
             hub.unsubscribe(site, kiosk, queue)
 
