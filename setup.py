@@ -71,6 +71,10 @@ EXTRAS = {
         "jsonschema>=4.20",
         "prometheus-client>=0.20",
         "paho-mqtt>=2.1,<3",
+        # QR codes on the class's code cards: pure Python, SVG out, no image library
+        "segno>=1.6",
+        # letters to parents: gettext catalogues (.po compiled in memory) and the pybabel tools
+        "Babel>=2.14",
     ],
 }
 EXTRAS["dev"] = sorted(
@@ -123,6 +127,9 @@ setup(
             "migrations/versions/*.py",
             "web/templates/*.html",
             "web/static/*",
+            "locale/*.pot",
+            "locale/*/LC_MESSAGES/*.po",
+            "babel.cfg",
         ],
     },
     include_package_data=True,

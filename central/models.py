@@ -142,6 +142,18 @@ class FollowUp(Base):
     examined_on: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)  # the nurse's note (pseudonymous; audit-logged)
+
+
+class DistrictSetting(Base):
+    """The district's settings the officer sets (follow-up deadlines); central/followup.py."""
+
+    __tablename__ = "district_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class User(Base):
@@ -224,6 +236,24 @@ class Site(Base):
     test: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     added_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    time_zone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
+    language: Mapped[str | None] = mapped_column(String(16))  # letters to parents; None: en
+    letter_text: Mapped[str | None] = mapped_column(Text)  # the school's own paragraph on letters
+
+
+class ClassCode(Base):
+    """One child's pseudonymous code on a class list (the school keeps the names, never central)."""
+
+    __tablename__ = "class_codes"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code: Mapped[str] = mapped_column(String(128), primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)  # order on the list
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    added_by: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (Index("ix_class_codes_class", "site_id", "class_name", "position"),)
 
 
 class LoginThrottle(Base):

@@ -11,8 +11,21 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from central.web import fleet, login, people, referrals, results, stats
+from central.models import utcnow
+from central.web import (
+    classes,
+    fleet,
+    letters,
+    login,
+    people,
+    referrals,
+    results,
+    schools,
+    station,
+    stats,
+)
 from central.web.framework import templates
+from central.web.live import LiveHub
 from central.web.metrics import make_metrics
 from central.web.security import SecurityHeaders
 
@@ -48,6 +61,21 @@ def create_app(
             Route("/export-labels.csv", stats.export_labels),
             Route("/metrics", make_metrics(sessions, ingest)),
             Route("/users", people.user_list),
+            Route("/schools", schools.school_list),
+            Route("/schools/settings", schools.set_deadlines, methods=["POST"]),
+            Route("/schools/{site_id}", schools.set_school, methods=["POST"]),
+            Route("/classes", classes.class_lists),
+            Route("/classes/import", classes.import_class_list, methods=["POST"]),
+            Route("/classes/generate", classes.generate_codes, methods=["POST"]),
+            Route("/classes/{site_id}/{class_name}", classes.class_detail),
+            Route("/classes/{site_id}/{class_name}/cards", classes.code_cards),
+            Route("/classes/{site_id}/{class_name}/letters", letters.class_letters),
+            Route("/results/{result_id}/letter", letters.result_letter),
+            Route("/referrals/letters", letters.open_referral_letters),
+            Route("/station", station.station_pick),
+            Route("/station/{site_id}/{kiosk_id}", station.station),
+            Route("/station/{site_id}/{kiosk_id}/send", station.station_send, methods=["POST"]),
+            Route("/station/{site_id}/{kiosk_id}/events", station.station_events),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ],
         middleware=[Middleware(SecurityHeaders)],
@@ -57,4 +85,8 @@ def create_app(
     app.state.topic_prefix = settings.topic_prefix
     app.state.secure_cookies = settings.secure_cookies
     app.state.templates = templates()
+    app.state.clock = utcnow  # what "today" is for overdue follow-ups (tests move it)
+    app.state.live = LiveHub(settings.topic_prefix, sessions)
+    if ingest is not None:  # at once from this process's ingest; else from the hub's watcher
+        app.state.live.attach(ingest)
     return app

@@ -7,13 +7,14 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from central import audit
+from central import audit, plain
 from central.authz import Viewer
 from central.contract import check_token, session_topic
+from central.drift import kiosk_drift
 from central.errors import CentralError
 from central.models import NURSE, OFFICER, TECHNICIAN, Kiosk, Result, SessionToken, utcnow
 from central.web.framework import action, page, render
@@ -64,6 +65,7 @@ def model_cells(model: dict, now: datetime) -> dict[str, Any]:
 
 def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
     now = utcnow()
+    drift = kiosk_drift(db, now) if viewer.sees_results else {}
     last = dict(
         ((s, k), t)
         for s, k, t in db.execute(
@@ -94,6 +96,7 @@ def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
                 "model_facts": model_cells(model, now) if model else None,
                 "software": k.software or "?",
                 "last_result_ago": ago(last.get((k.site_id, k.kiosk_id)), now),
+                "drift": [d.text for d in drift.get((k.site_id, k.kiosk_id), [])],
             }
         )
     return rows
@@ -111,13 +114,18 @@ def fleet(request: Request, db: Any, viewer: Viewer) -> Response:
     )
 
 
-@action(NURSE, OFFICER)
-def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
-    site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]
+def send_token(request: Request, db: Any, viewer: Viewer, site: str, kiosk: str, raw: str) -> str:
+    """Publish a session token on the kiosk's session topic; refused for a kiosk that is not online."""
     viewer.require_site(site)
-    if db.get(Kiosk, (site, kiosk)) is None:
+    row = db.get(Kiosk, (site, kiosk))
+    if row is None:
         raise CentralError(f"no kiosk {site}/{kiosk} has reported yet")
-    raw = str(form.get("token") or "").strip()
+    if row.state != "online":
+        raise CentralError(
+            f"kiosk {site}/{kiosk} is {plain.kiosk_state(row.state)}; the token was not sent "
+            "(it would never reach a child's walk)"
+        )
+    raw = raw.strip()
     token = check_token(raw) if raw else "s-" + secrets.token_urlsafe(12)  # a fresh pseudonym
     payload = json.dumps({"subject_token": token, "expires_in": TOKEN_TTL_S}).encode()
     request.app.state.publisher.publish(
@@ -127,4 +135,29 @@ def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> 
     audit.record(
         db, viewer.username, "session_token", site_id=site, detail=f"kiosk {kiosk} token {token}"
     )
+    hub = getattr(request.app.state, "live", None)
+    if hub is not None:  # after the commit: the streams then read the token back
+        event.listen(db, "after_commit", lambda _s: hub.notify(site, kiosk, "token"), once=True)
+    return token
+
+
+@action(NURSE, OFFICER)
+def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+    site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]
+    viewer.require_site(site)
+    try:
+        token = send_token(request, db, viewer, site, kiosk, str(form.get("token") or ""))
+    except CentralError as exc:  # shown in the kiosk's row, beside the field
+        rows = fleet_rows(db, viewer)
+        return render(
+            request,
+            "fleet.html",
+            viewer,
+            400,
+            rows=rows,
+            error_in_row=any(f"{r['site_id']}/{r['kiosk_id']}" == f"{site}/{kiosk}" for r in rows),
+            error_at=f"{site}/{kiosk}",
+            error=str(exc),
+            typed=str(form.get("token") or ""),
+        )
     return RedirectResponse(f"/fleet?sent={token}&to={site}/{kiosk}", status_code=303)

@@ -8,12 +8,14 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
+from jinja2 import pass_context
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from central import localtime, plain
 from central.authz import Forbidden, NotVisible, Viewer
 from central.errors import CentralError
 from central.models import RealDataModel
@@ -32,10 +34,21 @@ def num(value: Any, fmt: str = "%.3f") -> str:
     return "—"
 
 
+@pass_context
+def local(context: Any, moment: Any, site_id: str | None = None) -> str:
+    """A stored time in its school's zone, to the second, with the zone (`{{ local(r.time, r.site_id) }}`)."""
+    zones = context.get("zones") or {}
+    return localtime.show(moment, zones.get(site_id) if site_id else None)
+
+
 def templates() -> Jinja2Templates:
     folder = resources.files("central").joinpath("web", "templates")
     found = Jinja2Templates(directory=str(folder))
     found.env.filters["num"] = num
+    found.env.globals["local"] = local
+    found.env.globals["say_outcome"] = plain.outcome
+    found.env.globals["retake_words"] = plain.retake_reason
+    found.env.globals["outcome_words"] = plain.OUTCOMES
     return found
 
 
@@ -43,6 +56,7 @@ def render(
     request: Request, name: str, viewer: Viewer | None, status_code: int = 200, **context: Any
 ) -> Response:
     context.update(viewer=viewer, simulated_note=SIMULATED_NOTE)
+    context.setdefault("zones", getattr(request.state, "zones", {}))
     return request.app.state.templates.TemplateResponse(
         request, name, context, status_code=status_code
     )
@@ -88,6 +102,7 @@ def page(*roles: str) -> Callable:
                     return _login_redirect(request)
                 try:
                     viewer.require_role(*roles)
+                    request.state.zones = localtime.zones_of(db)
                     return handler(request, db, viewer)
                 except (Forbidden, NotVisible, CentralError) as exc:
                     return _refuse(request, viewer, exc)
@@ -122,6 +137,7 @@ def action(*roles: str) -> Callable:
                 try:
                     viewer.require_role(*roles)
                     with db.begin():
+                        request.state.zones = localtime.zones_of(db)
                         return handler(request, db, viewer, form)
                 except (Forbidden, NotVisible, CentralError) as exc:
                     return _refuse(request, viewer, exc)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from central import audit
+from central import audit, followup, localtime
 from central.authz import NotVisible, Viewer
 from central.contract import OUTCOMES
 from central.errors import CentralError
@@ -31,12 +31,11 @@ def parse_day(text: str | None, name: str) -> date | None:
         raise CentralError(f"{name} {text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
-
-
-def filtered(viewer: Viewer, params: Any) -> tuple[Any, dict]:
-    """The viewer-scoped result query for the list's filters, and the filters as given."""
+def filtered(
+    viewer: Viewer, params: Any, sites: list[str] | None = None, zones: dict[str, str] | None = None
+) -> tuple[Any, dict]:
+    """The viewer-scoped result query for the list's filters, and the filters as given; from/to
+    are each school's local days (`zones`: site -> IANA name; a school without one: UTC)."""
     names = ("site", "kiosk", "outcome", "from", "to", "flagged")
     f = {k: (params.get(k) or "").strip() for k in names}
     query = viewer.scope(select(Result))
@@ -54,10 +53,11 @@ def filtered(viewer: Viewer, params: Any) -> tuple[Any, dict]:
             raise CentralError(f"flagged {f['flagged']!r}: use yes, or leave it out")
         query = query.where(Result.flags.is_not(None))
     start, end = parse_day(f["from"], "from"), parse_day(f["to"], "to")
-    if start:
-        query = query.where(Result.time >= day_start(start))
-    if end:
-        query = query.where(Result.time < day_start(end + timedelta(days=1)))
+    days = localtime.local_days(
+        [f["site"]] if f["site"] else (sites or []), zones or {}, start, end
+    )
+    if days is not None:
+        query = query.where(days)
     return query, f
 
 
@@ -69,7 +69,9 @@ def visible_sites(db: Any, viewer: Viewer) -> list[str]:
 
 @page(NURSE, OFFICER)
 def results_list(request: Request, db: Any, viewer: Viewer) -> Response:
-    query, f = filtered(viewer, request.query_params)
+    query, f = filtered(
+        viewer, request.query_params, visible_sites(db, viewer), localtime.zones_of(db)
+    )
     rows = db.scalars(query.order_by(Result.time.desc()).limit(PAGE_ROWS)).all()
     audit.record(
         db,
@@ -87,6 +89,7 @@ def results_list(request: Request, db: Any, viewer: Viewer) -> Response:
         outcomes=OUTCOMES,
         sites=visible_sites(db, viewer),
         limit=PAGE_ROWS,
+        technical=viewer.role == OFFICER,  # a nurse reads outcomes; the officer also the model's
         show_note=simulated(db, {r.model_id for r in rows}),
     )
 
@@ -98,21 +101,48 @@ def visible_result(db: Any, viewer: Viewer, result_id: str) -> Result:
     return row
 
 
-@page(NURSE, OFFICER)
-def result_detail(request: Request, db: Any, viewer: Viewer) -> Response:
-    row = visible_result(db, viewer, request.path_params["result_id"])
-    audit.record(db, viewer.username, "view_result", site_id=row.site_id, result_id=row.result_id)
+def result_page(
+    request: Request,
+    db: Any,
+    viewer: Viewer,
+    row: Result,
+    status: int = 200,
+    error: str | None = None,
+    entered: dict | None = None,
+) -> Response:
+    from central.web.referrals import now
+
     follow = db.get(FollowUp, row.result_id)
+    state = None
+    if follow is not None:
+        zone = request.state.zones.get(row.site_id)
+        state = followup.due(
+            follow,
+            followup.referred_local_day(row, zone),
+            followup.today_in(now(request), zone),
+            followup.deadlines(db),
+        )
     return render(
         request,
         "result.html",
         viewer,
+        status,
         r=row,
         p=row.payload,
         follow=follow,
+        due=state,
+        error=error,
+        entered=entered or {},
         flag_text=FLAG_TEXT,
         show_note=simulated(db, {row.model_id}),
     )
+
+
+@page(NURSE, OFFICER)
+def result_detail(request: Request, db: Any, viewer: Viewer) -> Response:
+    row = visible_result(db, viewer, request.path_params["result_id"])
+    audit.record(db, viewer.username, "view_result", site_id=row.site_id, result_id=row.result_id)
+    return result_page(request, db, viewer, row)
 
 
 CSV_COLUMNS = [

@@ -1,10 +1,11 @@
 """Security headers on every response, and CSV cells a spreadsheet cannot run.
 
 The templates hold no inline script or style (a test checks), so the policy
-allows only this origin's own files: `'self'` for styles, no scripts at all,
-no frames, forms only to this origin. connect-src 'self' costs nothing while
-no script runs, and lets a browser's devtools (and the browser test) fetch the
-CSV exports with the page's session.
+allows only this origin's own files: `'self'` for styles and for scripts (the
+station's static/station.js, loaded by src; no inline script, no eval), no
+frames, forms only to this origin. connect-src 'self' lets the station's
+EventSource reach its event stream (and the browser test fetch the CSV
+exports with the page's session).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS: tuple[tuple[bytes, bytes], ...] = (

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from central import audit
 from central.authz import Viewer
 from central.contract import REFER, RETAKE
+from central.errors import CentralError
 from central.models import CONFIRMED, EXAMINED, LOST, NOT_CONFIRMED, OFFICER, FollowUp, Result
 from central.web.framework import SIMULATED_NOTE, page, render, simulated
 from central.web.security import SafeWriter
@@ -76,13 +77,28 @@ def statistics(db: Any) -> list[Row]:
 
 @page(OFFICER)
 def stats_page(request: Request, db: Any, viewer: Viewer) -> Response:
+    from central.web.daycharts import chart_data
+    from central.web.referrals import now
+
     rows = statistics(db)
+    try:
+        days = int(request.query_params.get("days") or 14)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 366:
+        raise CentralError("days: show 1 to 366 days")
+    site = (request.query_params.get("site") or "").strip()
+    kiosk = (request.query_params.get("kiosk") or "").strip()
     audit.record(db, viewer.username, "view_statistics")
     return render(
         request,
         "stats.html",
         viewer,
         rows=rows,
+        days=days,
+        site=site,
+        kiosk=kiosk,
+        charts=chart_data(db, request.state.zones, now(request), days, site, kiosk),
         show_note=simulated(db, {r.model_id for r in rows}),
     )
 

@@ -72,13 +72,20 @@ def _free_port() -> int:
 class LiveDashboard:
     """`central serve` in-process: ingest on a real broker plus uvicorn on a free port."""
 
-    def __init__(self, broker_url: str, sessions) -> None:  # noqa: ANN001
+    def __init__(self, broker_url: str, sessions, prefix: str = "gaitmil/v1") -> None:  # noqa: ANN001
         import uvicorn
 
-        self.ingest = Ingest(BrokerSettings(url=broker_url, client_id="central-e2e"), sessions)
+        from central.web.app import WebSettings
+
+        self.ingest = Ingest(
+            BrokerSettings(url=broker_url, client_id="central-e2e", topic_prefix=prefix), sessions
+        )
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(sessions, self.ingest, ingest=self.ingest)
+        app = create_app(
+            sessions, self.ingest, WebSettings(topic_prefix=prefix), ingest=self.ingest
+        )
+        self.app = app  # a test moves app.state.clock
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )

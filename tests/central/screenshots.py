@@ -12,9 +12,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from selenium.webdriver.common.by import By
+from sqlalchemy import select
 
+from central import classlists
 from central.db import open_store
-from central.models import FollowUp
+from central.models import FollowUp, Result, Site
 from central.store import store_message
 from central.web.app import create_app
 from tests.central.browser import _free_port, chrome, click_and_wait, close
@@ -29,13 +31,25 @@ from tests.central.results import (
 )
 from tests.central.webfixtures import PASSWORD, RecordingPublisher, add_users
 
+# (name, path, who): every page of the dashboard, as the role that uses it; {result} is a referral
 PAGES = [
-    ("referrals", "/referrals"),
-    ("results", "/results"),
-    ("fleet", "/fleet"),
-    ("stats", "/stats"),
+    ("login", "/login", None),
+    ("station-pick", "/station", "nurse-a"),
+    ("station", "/station/school-a/corridor-1?class=4B", "nurse-a"),
+    ("classes", "/classes", "nurse-a"),
+    ("class", "/classes/school-a/4B", "nurse-a"),
+    ("cards", "/classes/school-a/4B/cards", "nurse-a"),
+    ("referrals", "/referrals", "nurse-a"),
+    ("results", "/results", "nurse-a"),
+    ("result", "/results/{result}", "nurse-a"),
+    ("letter", "/results/{result}/letter", "nurse-a"),
+    ("letter-de", "/results/{result}/letter?lang=de", "nurse-a"),
+    ("fleet", "/fleet", "officer"),
+    ("stats", "/stats", "officer"),
+    ("schools", "/schools", "officer"),
+    ("users", "/users", "officer"),
 ]
-PHONE = ("referrals", "fleet", "results")
+SIZES = ((1280, 800, ""), (390, 844, "-phone"))
 
 
 def seed(sessions) -> str:  # noqa: ANN001
@@ -94,55 +108,98 @@ def seed(sessions) -> str:  # noqa: ANN001
                         follow.booked_on = None
                 if follow is not None and site == "school-a":
                     shown = r["result_id"]
+        # a class list of school-a: the codes of its last few children, one still to walk
+        school_a = [
+            t
+            for t in db.scalars(
+                select(Result.subject_token)
+                .where(Result.site_id == "school-a", Result.kiosk_id == "corridor-1")
+                .order_by(Result.time.desc())
+                .limit(6)
+            )
+            if t
+        ]
+        entries = [classlists.Entry("4B", t) for t in reversed(school_a)]
+        classlists.add_entries(
+            db, "school-a", entries + [classlists.Entry("4B", "c-7K2M9QXA")], "seed"
+        )
+        site_a = db.get(Site, "school-a")
+        site_a.time_zone, site_a.language = "Europe/Berlin", "de"
+        site_a.letter_text = "Questions: school nurse, room 12, Tuesdays 9-12 (phone 0301 234 567)."
+        db.get(Site, "school-b").time_zone = "Africa/Nairobi"
     return shown
 
 
-def main(argv: list[str]) -> int:
-    import uvicorn
+class Server:
+    """The dashboard on a free port in a thread (a recording publisher: no broker needed)."""
 
+    def __init__(self, sessions) -> None:  # noqa: ANN001
+        import uvicorn
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(sessions, RecordingPublisher()),
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def log_in(browser, url: str, who: str | None) -> None:  # noqa: ANN001
+    browser.delete_all_cookies()
+    if who is None:
+        return
+    browser.get(f"{url}/login")
+    browser.find_element(By.ID, "username").send_keys(who)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    click_and_wait(browser, browser.find_element(By.ID, "login"))
+
+
+def visit(browser, url: str, shown: str):  # noqa: ANN001, ANN201
+    """Each page as its role: yields (name, path) after the page has loaded."""
+    who_now: object = object()
+    for name, path, who in PAGES:
+        if who != who_now:
+            log_in(browser, url, who)
+            who_now = who
+        browser.get(url + path.replace("{result}", shown))
+        yield name, path
+
+
+def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else "docs/img")
     workdir = Path(tempfile.mkdtemp(prefix="central-shots-"))
     engine, sessions = open_store(f"sqlite:///{workdir / 'central.db'}")
     add_users(sessions)
     register_sites(sessions)
     shown = seed(sessions)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(sessions, RecordingPublisher()),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
     try:
-        for width, height, suffix, names in (
-            (1280, 800, "", [p for p, _ in PAGES] + ["result"]),
-            (390, 844, "-phone", list(PHONE)),
-        ):
-            browser = chrome(width, height)
-            try:
-                browser.get(f"{url}/login")
-                browser.find_element(By.ID, "username").send_keys("officer")
-                browser.find_element(By.ID, "password").send_keys(PASSWORD)
-                click_and_wait(browser, browser.find_element(By.ID, "login"))
-                paths = dict(PAGES, result=f"/results/{shown}")
-                for name in names:
-                    browser.get(url + paths[name])
-                    target = out / f"central-{name}{suffix}.png"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    browser.save_screenshot(str(target))
-                    print(target)
-            finally:
-                close(browser)
+        with Server(sessions) as server:
+            for width, height, suffix in SIZES:
+                browser = chrome(width, height)
+                try:
+                    for name, _ in visit(browser, server.url, shown):
+                        target = out / f"central-{name}{suffix}.png"
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        browser.save_screenshot(str(target))
+                        print(target)
+                finally:
+                    close(browser)
     finally:
-        server.should_exit = True
-        thread.join(10)
         engine.dispose()
     return 0
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from starlette.routing import Mount, Route
 
-from central.models import AuditEntry, FollowUp
+from central.models import AuditEntry, ClassCode, FollowUp
 from central.web.app import create_app
 from tests.central.webfixtures import (
     RecordingPublisher,
@@ -39,6 +39,7 @@ def fill(path: str, made: dict, site: str) -> str:
     return (
         path.replace("{site_id}", site)
         .replace("{kiosk_id}", "kiosk-1")
+        .replace("{class_name}", "4B")
         .replace("{result_id}", made[f"{site}:refer"]["result_id"])
     )
 
@@ -67,6 +68,21 @@ def test_every_route_is_covered_by_this_test(site):
         "/export-labels.csv",
         "/metrics",
         "/users",
+        "/schools",
+        "/schools/settings",
+        "/schools/{site_id}",
+        "/classes/{site_id}/{class_name}/letters",
+        "/results/{result_id}/letter",
+        "/referrals/letters",
+        "/classes",
+        "/classes/import",
+        "/classes/generate",
+        "/classes/{site_id}/{class_name}",
+        "/classes/{site_id}/{class_name}/cards",
+        "/station",
+        "/station/{site_id}/{kiosk_id}",
+        "/station/{site_id}/{kiosk_id}/send",
+        "/station/{site_id}/{kiosk_id}/events",
         "/static/style.css",
     }
     assert {p for _, p in routes(create_app(sessions, RecordingPublisher()))} == known
@@ -88,6 +104,8 @@ def test_nurse_of_school_a_sees_nothing_of_school_b_by_any_url(site):
             fill(path, made, "school-b") + "?site=school-b",
             fill(path, made, "school-a") + "?site=school-b",
         }:
+            if path.endswith("/events") and "/school-a/" in url:
+                continue  # her own school's live stream never ends; school-b's is checked
             if method == "GET":
                 response = client.get(url)
             else:
@@ -98,6 +116,11 @@ def test_nurse_of_school_a_sees_nothing_of_school_b_by_any_url(site):
                         "status": "confirmed",
                         "examined_on": "",
                         "token": "tok_intruder_1",
+                        "site": "school-b",
+                        "class_name": "4B",
+                        "count": "2",
+                        "code": "c-INTRUDER1",
+                        "text": "class,code\n4B,c-INTRUDER2\n",
                     },
                 )
             if path == "/metrics":  # aggregate counts per school for Prometheus, no result or token
@@ -117,6 +140,10 @@ def test_nurse_of_school_a_sees_nothing_of_school_b_by_any_url(site):
     )
     with sessions() as db:
         assert db.get(FollowUp, made["school-b:refer"]["result_id"]).status == "referred"
+        assert db.scalars(select(ClassCode.code).where(ClassCode.site_id == "school-b")).all() == [
+            "c-school-b-01",
+            "c-school-b-02",
+        ], "a code was added to another school's class list"
     # and her own school is there
     assert made["school-a:refer"]["result_id"] in client.get("/results").text
     assert client.get("/export/school-a.csv").status_code == 200
@@ -141,6 +168,7 @@ def test_technician_sees_the_fleet_and_no_result(site):
         "/stats",
         "/export-labels.csv",
         "/users",
+        "/schools",
     ):
         response = client.get(path)
         assert response.status_code == 403, path

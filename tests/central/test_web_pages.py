@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -158,8 +159,9 @@ def test_statistics_referral_rate_and_ppv_from_follow_ups(site):
     login(client, "officer")
     page = client.get("/stats").text
     # school-a: judged 5 (4 referred + 1 clear), referral rate 80 %; examined 2, confirmed 1: PPV 50 %
-    row = page.split("<tr><td>school-a</td>")[1].split("</tr>")[0]
-    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    # the table's cells carry data-label (stacked rows at phone width)
+    row = page.split('<table id="stats"')[1].split('<td data-label="School">school-a</td>')[1]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.split("</tr>")[0], re.S)
     assert cells == ["gaitmil-tiny-test", "5", "4", "80.0 %", "2", "1", "50.0 %", "1", "1"]
     labels = list(csv.DictReader(io.StringIO(client.get("/export-labels.csv").text)))
     labelled = [r for r in labels if not r["walk_id"].startswith("#")]

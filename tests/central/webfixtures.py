@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from starlette.testclient import TestClient
 
-from central import users
+from central import classlists, users
 from central.store import store_message
 from central.web.app import create_app
 from tests.central.results import encode, make_health, make_result, make_status, topic
@@ -55,6 +55,8 @@ def seed(sessions) -> dict[str, dict]:
                 r = make_result(site, **kwargs)
                 store_message(db, topic("result", site), encode(r))
                 made[f"{site}:{kind}"] = r
+            entries = [classlists.Entry("4B", f"c-{site}-0{i}") for i in (1, 2)]
+            classlists.add_entries(db, site, entries, "seed")
     return made
 
 
