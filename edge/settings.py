@@ -325,6 +325,35 @@ class WalkConfig(_Section):
         le=1,
         description="Frames moving at least this share of the cruise speed are the straight part.",
     )
+    track_max_jump: float = Field(
+        0.6,
+        gt=0,
+        le=10,
+        description="Tracker: box heights a person's centre may move from its predicted place per frame "
+        "and stay the same person (a queue's next child is a new walk).",
+    )
+    track_max_size_change: float = Field(
+        0.35,
+        gt=0,
+        le=10,
+        description="Tracker: relative change of a person's box height per frame beyond which it is "
+        "another person (not applied to boxes cut by the image border).",
+    )
+    track_depth_jump_mm: float = Field(
+        500.0,
+        gt=0,
+        le=20000,
+        description="Tracker: change of a person's median depth per frame (millimetres) beyond which it "
+        "is another person.",
+    )
+    fragment_frames: int = Field(
+        15,
+        ge=1,
+        le=10000,
+        description="A track seen in fewer frames than this, or only ever at the border, is a fragment: "
+        "dropped and counted (health fragments_dropped), never a retake unless a session token saw "
+        "nothing else.",
+    )
     on_shutdown: Literal["finish", "abandon"] = Field(
         "finish",
         description="On SIGTERM: finish (judge) the walk in progress, or abandon it (retake/interrupted).",
