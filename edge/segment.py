@@ -16,7 +16,7 @@ resolution so edges are not 2x2 blocks (tests/edge/test_segment_fidelity.py meas
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import cv2
@@ -494,5 +494,10 @@ class PassthroughSegmenter:
         )
         if mask.bbox is not None and sil.dtype == np.uint8:
             mask.mask = np.where(mask.mask, sil, 0).astype(np.uint8)
-        mask.aligned = frame.aligned
+        if frame.aligned and mask.bbox is not None:
+            # the crop that aligned it put the person against the frame's edges: that is not
+            # a child cut off by the camera's view
+            mask.aligned = True
+            mask.touches_border = False
+            mask.people = tuple(replace(p, touches_border=False) for p in mask.people)
         return mask

@@ -333,11 +333,12 @@ class WalkConfig(_Section):
         "and stay the same person (a queue's next child is a new walk).",
     )
     track_max_size_change: float = Field(
-        0.35,
+        1.0,
         gt=0,
         le=10,
         description="Tracker: relative change of a person's box height per frame beyond which it is "
-        "another person (not applied to boxes cut by the image border).",
+        "another person (1: twice or half as tall; not applied to boxes cut by the image border). "
+        "Loose on purpose: a colour mask that loses the legs for a frame is a third shorter.",
     )
     track_depth_jump_mm: float = Field(
         500.0,

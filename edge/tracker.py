@@ -10,9 +10,12 @@ tracker of our own (tests/edge/test_tracker.py):
 - a component may continue a track when its centre lies within `max_jump` box heights of
   the prediction, its height changed by less than `max_size_change` (ignored at the
   border, where a box is cut), and its depth by less than `depth_jump_mm` (when both are
-  known); the gates widen with each frame the track went unseen;
+  known); the gates widen with each frame the track went unseen (the jump gate at most
+  threefold: the prediction carries the walk on, and a wide gate would take the next
+  child for the last one);
 - pairs are matched greedily, cheapest first (there are rarely more than two people);
-- an unmatched component starts a new track; a track unseen for `max_missed` frames ends.
+- an unmatched component starts a new track; a track unseen for `max_missed` frames ends,
+  one last seen at the image border after `border_missed` (a person there left the view).
 
 Ids count up from 1 for the life of the tracker (the kiosk run): they are local to the
 kiosk and say nothing about the child.
@@ -32,9 +35,10 @@ class TrackerConfig:
     """Gates of the association; the [walk] section's track_* keys (edge.settings)."""
 
     max_jump: float = 0.6  # box heights between the predicted and the seen centre, per frame
-    max_size_change: float = 0.35  # relative change of the box height, per frame
+    max_size_change: float = 1.0  # relative change of the box height, per frame (1: x2 or /2)
     depth_jump_mm: float = 500.0  # change of the median depth, per frame
     max_missed: int = 10  # frames a track survives unseen
+    border_missed: int = 5  # the same for a track last seen at the image border: it left
 
 
 @dataclass
@@ -83,7 +87,7 @@ class BoxTracker:
         scale = max(track.height, height, 1.0)
         px, py = track.cx + track.vx * steps, track.cy + track.vy * steps
         jump = math.hypot(cx - px, cy - py) / scale
-        if jump > cfg.max_jump * steps:
+        if jump > cfg.max_jump * min(steps, 3):
             return None
         size = abs(math.log(height / max(track.height, 1.0)))
         if not (person.touches_border or track.border) and size > math.log1p(
@@ -117,7 +121,7 @@ class BoxTracker:
         for ti, track in enumerate(self._live):
             if ti not in used:
                 track.missed += 1
-        self._live = [t for t in self._live if t.missed <= self.config.max_missed]
+        self._live = [t for t in self._live if t.missed <= self._patience(t)]
         out = []
         for pi, person in enumerate(people):
             track_id = ids[pi]
@@ -125,6 +129,10 @@ class BoxTracker:
                 track_id = self._start(person)
             out.append(track_id)
         return out
+
+    def _patience(self, track: _Live) -> int:
+        cfg = self.config
+        return min(cfg.border_missed, cfg.max_missed) if track.border else cfg.max_missed
 
     def _follow(self, track: _Live, person: Person) -> None:
         cx, cy = _centre(person)

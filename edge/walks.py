@@ -140,6 +140,7 @@ class WalkAssembler:
                 max_size_change=cfg.track_max_size_change,
                 depth_jump_mm=cfg.track_depth_jump_mm,
                 max_missed=cfg.exit_frames + round(cfg.rejoin_s * self.fps),
+                border_missed=cfg.exit_frames,
             )
         )
         self.state = IDLE
@@ -157,7 +158,9 @@ class WalkAssembler:
         return self.state != IDLE
 
     def _present(self, mask: Mask) -> bool:
-        return mask.bbox is not None and mask.area >= self.min_area_px
+        # min_area is a person's size in camera pixels; an aligned silhouette was resized
+        # (64x64 in Scoliosis1K), so its size says nothing: the segmenter's blob is the person
+        return mask.bbox is not None and (mask.aligned or mask.area >= self.min_area_px)
 
     def _people(self, mask: Mask, present: bool) -> list[Person]:
         """The frame's people, the kept one first (only it, when the segmenter lists none)."""
@@ -206,7 +209,16 @@ class WalkAssembler:
         walk.last_time = mask.timestamp
         walk.tracks.update(seen)
         ours = seen.get(walk.track_id) if walk.track_id is not None else None
-        occluded = ours is None and kept is not None and _overlaps(seen[kept].bbox, walk.last_box)
+        # hidden behind, or merged with, another person: only mid-view (a child last seen at
+        # the border has left) and while the tracker still expects the child back
+        occluded = (
+            ours is None
+            and kept is not None
+            and bool(walk.border)
+            and not walk.border[-1]
+            and walk.track_id in self.tracker.live_ids
+            and _overlaps(seen[kept].bbox, walk.last_box)
+        )
         if ours is not None or (occluded and self.state != ENTERING):
             self._absent_run = 0
             self._present_run += 1

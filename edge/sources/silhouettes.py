@@ -2,6 +2,14 @@
 
 Frames carry `Frame.silhouette`; the PassthroughSegmenter turns them into masks, so
 segmentation is skipped. Useful to run Scoliosis1K sequences through the kiosk.
+
+Aligned silhouettes (OpenGait's pretreatment: each frame cropped to the person and
+centred, as in every OpenGait pkl and in size-normalised PNG sequences) do not move in
+their frame, so the walk gate must not read the position as the child standing still:
+frames carry `Frame.aligned` and the gate then applies its motion-free checks only
+(docs/PIPELINE.md). `aligned=1` / `aligned=0` in the URI says so; by default (`auto`) a
+pkl is aligned and a PNG folder is aligned when its silhouettes fill the frame's height,
+centred, in every sampled frame.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import numpy as np
 
 from edge.errors import BadFrameError, SourceError
 from edge.settings import SourceConfig
-from edge.sources.base import Source, query_options
+from edge.sources.base import Source, option_bool, query_options
 from edge.types import Frame
 
 
@@ -35,8 +43,33 @@ def _load_pkl(path: Path) -> np.ndarray:
     return array
 
 
+# a size-normalised silhouette spans (nearly) the whole height, centred across the width
+_ALIGNED_HEIGHT = 0.85  # share of the frame height the person's box spans at least
+_ALIGNED_CENTRE = 0.1  # largest offset of the box centre from the middle, share of the width
+_ALIGNED_SAMPLES = 12  # frames looked at to decide
+
+
+def looks_aligned(frames: list[np.ndarray]) -> bool:
+    """True when every non-empty frame holds a person filling its height, centred: the
+    output of OpenGait's pretreatment, not a camera's view of a walk."""
+    checked = 0
+    for image in frames:
+        rows = np.flatnonzero(image.max(axis=1) > 127)
+        cols = np.flatnonzero(image.max(axis=0) > 127)
+        if rows.size == 0:
+            continue
+        height, width = image.shape
+        span = (rows[-1] - rows[0] + 1) / height
+        centre = (cols[0] + cols[-1] + 1) / 2.0 / width
+        if span < _ALIGNED_HEIGHT or abs(centre - 0.5) > _ALIGNED_CENTRE:
+            return False
+        checked += 1
+    return checked > 0
+
+
 class SilhouetteSource(Source):
-    """Options: fps (default: source.fps, the replay's timestamps), loop=0."""
+    """Options: fps (default: source.fps, the replay's timestamps), aligned (1, 0 or auto:
+    whether the frames are already cropped and centred), loop=0."""
 
     scheme = "silhouettes"
 
@@ -53,6 +86,11 @@ class SilhouetteSource(Source):
             self._fps_value = float(merged["fps"])
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps must be a number") from None
+        aligned = str(merged.get("aligned", "auto")).lower()
+        self._aligned_option: bool | None = (
+            None if aligned == "auto" else option_bool(merged, "aligned", False, uri)
+        )
+        self.aligned = False  # decided at open
         self._files: list[Path] = []
         self._stack: np.ndarray | None = None
         self._index = 0
@@ -75,6 +113,16 @@ class SilhouetteSource(Source):
                 f"silhouette source {path} does not exist: give a folder of PNGs or a .pkl file"
             )
         self._index = 0
+        self.aligned = (
+            self._aligned_option if self._aligned_option is not None else self._detect_aligned()
+        )
+
+    def _detect_aligned(self) -> bool:
+        if self._stack is not None:
+            return True  # OpenGait's pkls hold pretreated (cropped, centred) silhouettes
+        step = max(1, len(self._files) // _ALIGNED_SAMPLES)
+        images = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in self._files[::step]]
+        return looks_aligned([im for im in images if im is not None])
 
     def _read(self) -> Frame | None:
         i = self._index
@@ -93,7 +141,7 @@ class SilhouetteSource(Source):
                     f"cannot read silhouette image {self._files[i]} (not a PNG, or damaged); skipped"
                 )
         self._index += 1
-        return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
+        return Frame(index=i, timestamp=i / self._fps_value, silhouette=image, aligned=self.aligned)
 
     def _close(self) -> None:
         self._stack = None
