@@ -280,7 +280,8 @@ class WalkConfig(_Section):
         0.2,
         gt=0,
         le=1,
-        description="Share of frames with two or more person-sized shapes at which: retake/multiple_people.",
+        description="Share of a walk's frames with someone else in the gate's zone too (both off the image "
+        "border) at which: retake/multiple_people; below it those frames are left out.",
     )
     stop_s: float = Field(
         1.2,
