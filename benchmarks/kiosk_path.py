@@ -13,7 +13,7 @@ kiosk's segmentation stays visible.
     python -m benchmarks.kiosk_path --model models/demo/model.onnx --walks 300
 
 The queue scenario (issue 28) sends simulated children one after another, the next
-starting -0.5 s (both in view) to 3 s after the one before left its path, toward, away
+coming into view -0.5 s (both in view) to 3 s after the one before was last in view, toward, away
 and side-on, depth and colour, through the same segmenters and gate, and checks every
 walk against the simulator's truth of which child each pixel shows (benchmarks.queues):
 results per child (target: exactly one, or a share in a multiple_people retake), merged
@@ -44,7 +44,7 @@ from gaitmil.spec import CLASSES
 SEEDS = (9100, 9101)  # fresh simulated children: no data set of the project uses these seeds
 QUEUE_SEED = 9200  # the queue scenario's children: fresh too
 QUEUE_VIEWS = ("toward", "away", "side")
-QUEUE_GAPS = (-0.5, 0.0, 0.5, 1.0, 2.0, 3.0)  # seconds from one child's path end to the next start
+QUEUE_GAPS = (-0.5, 0.0, 0.5, 1.0, 2.0, 3.0)  # seconds from one child last in view to the next in view
 TARGETS = {"accuracy": 0.85, "sensitivity": 0.95, "specificity": 0.80, "retake_rate": 0.05}
 NOTE = (
     "Simulated walks through the kiosk's own segmenter and gate: a pipeline check of a model trained "

@@ -1,7 +1,7 @@
 """Simulated queues through the kiosk's segmenter and walk gate, checked per child.
 
 A queue (sim:// with queue_gap_s) sends children one after another, the next one
-starting `gap_s` after the one before left its path (negative: both in view). The
+coming into view `gap_s` after the one before was last in view (negative: both in view). The
 simulator knows which child every pixel shows, so each walk the kiosk assembles is
 checked frame by frame: whose pixels its kept silhouettes are (a walk with two
 children's frames is `merged`), which child each published result is for, whether a

@@ -130,6 +130,15 @@ class BoxTracker:
             out.append(track_id)
         return out
 
+    def rename(self, track_id: int) -> int:
+        """Give live track `track_id` a new id (the walk gate found it is someone else now)."""
+        for track in self._live:
+            if track.track_id == track_id:
+                track.track_id = self._next_id
+                self._next_id += 1
+                return track.track_id
+        return track_id
+
     def _patience(self, track: _Live) -> int:
         cfg = self.config
         return min(cfg.border_missed, cfg.max_missed) if track.border else cfg.max_missed

@@ -75,6 +75,7 @@ __all__ = [
 ]
 
 IDLE, ENTERING, WALKING, LEAVING = "idle", "entering", "walking", "leaving"
+_TURN_BACK_SHARE = 0.05  # image width moved into the border, then back out: someone else
 
 
 def person_band(mask: Mask) -> np.ndarray | None:
@@ -151,6 +152,7 @@ class WalkAssembler:
         self._last_track: int | None = None
         self._await_clear = False
         self._grouped: set[int] = set()  # people already in a multiple_people retake
+        self._renamed: tuple[int, int] | None = None  # a track found to be someone else
 
     @property
     def active(self) -> bool:
@@ -178,6 +180,11 @@ class WalkAssembler:
         kept = ids[0] if people else None
         self._grouped &= self.tracker.live_ids
         walk = self._step(mask, kept, seen)
+        if self._renamed is not None:
+            old, new = self._renamed
+            self._renamed = None
+            seen = {new if tid == old else tid: p for tid, p in seen.items()}
+            kept = new if kept == old else kept
         if walk is not None and kept is not None and kept != walk.quality.track_id:
             # the next person is already in view: their walk starts with this frame
             self._step(mask, kept, seen)
@@ -219,6 +226,11 @@ class WalkAssembler:
             and walk.track_id in self.tracker.live_ids
             and _overlaps(seen[kept].bbox, walk.last_box)
         )
+        if ours is not None and walk.track_id is not None and self._came_back(walk, ours):
+            # someone entering where the child left, merged with them at the image border
+            # for a moment: the child's walk ends, the newcomer's track gets a new id
+            self._renamed = (walk.track_id, self.tracker.rename(walk.track_id))
+            return self._finish(None)
         if ours is not None or (occluded and self.state != ENTERING):
             self._absent_run = 0
             self._present_run += 1
@@ -257,6 +269,34 @@ class WalkAssembler:
             self._await_clear = True
             return self._finish(TOO_LONG)
         return None
+
+    def _came_back(self, walk: WalkFrames, ours: Person) -> bool:
+        """True when the walk's box leaves the image border back the way it came.
+
+        A child reaching the side of the view and someone entering there at the same moment
+        are one blob at the border; the tracker cannot tell them apart by position. What
+        tells is the motion: the child went into the border, the newcomer comes out of it.
+        """
+        if ours.touches_border:
+            return False
+        end = len(walk.border)  # just after the latest run of frames at the border
+        while end > 0 and not walk.border[end - 1]:
+            end -= 1
+        if end == 0 or len(walk.border) - end > round(self.fps):
+            return False  # never at the border, or back in view for a while: the same child
+        start = end
+        while start > 0 and walk.border[start - 1]:
+            start -= 1
+        if start == 0:
+            return False  # at the border since the walk began: entering, nothing came before
+        before = walk.center_x[max(0, start - round(self.fps)) : start]
+        if len(before) < 2:
+            return False
+        travel = _TURN_BACK_SHARE * walk.width
+        towards = before[-1] - before[0]
+        x, _, w, _ = ours.bbox
+        back = x + w / 2.0 - walk.center_x[start]
+        return abs(towards) >= travel and abs(back) >= travel / 2 and towards * back < 0
 
     def flush(self) -> Walk | None:
         """At the end of a recording or on shutdown: finish the current walk, or None if none

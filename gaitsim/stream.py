@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -148,10 +149,10 @@ def iter_frames(
     `walks=None` streams forever. Deterministic for a seed. `reflect` (0..1) makes the floor
     mirror the people in the colour image (a polished school floor).
 
-    `queue_gap_s`: a queue instead: after the first gap, each child starts walking
-    `queue_gap_s` after the one before finished its path (negative: while it is still on
-    it, so both are in view), with no empty corridor between them; frames carry `owners`
-    and `in_view`, the truth of which child is where."""
+    `queue_gap_s`: a queue instead: after the first gap, each child comes into view
+    `queue_gap_s` after the one before was last in view (negative: while it is still in
+    view, so both are), with no empty corridor between them; frames carry `owners` and
+    `in_view`, the truth of which child is where."""
     check_view(view)
     check_scenario(scenario)
     if fps <= 0 or gap_s < 0:
@@ -208,6 +209,38 @@ def iter_frames(
         yield from empty()
 
 
+class _Preview:
+    """Which frames of a plan show its child, from a small noise-free render of the child
+    alone (an eighth of the camera's size: the same view, 1/64 of the pixels)."""
+
+    SCALE = 8
+
+    def __init__(self, camera: CameraConfig, scene: SceneConfig) -> None:
+        k = self.SCALE
+        small = dataclasses.replace(
+            camera,
+            width=max(16, camera.width // k),
+            height=max(16, camera.height // k),
+            fx=camera.fx / k,
+            fy=camera.fy / k,
+            cx=camera.cx / k,
+            cy=camera.cy / k,
+        )
+        self.renderer = FrameRenderer(small, scene, color=False, noise=False)
+
+    def span(self, plan: WalkPlan) -> tuple[int, int]:
+        """First and last frame (of the plan) with any of its child's pixels in view."""
+        seen = []
+        for k in range(plan.frames):
+            prims = plan.child.primitives(k)
+            if prims is None:
+                continue
+            _, _, mask = self.renderer.render(Body(prims, plan.subject.palette), ())
+            if mask.any():
+                seen.append(k)
+        return (seen[0], seen[-1]) if seen else (0, plan.frames - 1)
+
+
 def queue_frames(
     plans: Iterator[WalkPlan],
     renderer: FrameRenderer,
@@ -217,20 +250,33 @@ def queue_frames(
     index: int,
     start_time: float,
 ) -> Iterator[SimFrame]:
-    """A queue: plan i+1 starts round(queue_gap_s * fps) frames after plan i ends (earlier
-    when negative); the earliest child in view is the frame's subject. Ends after the last
-    plan; `plans` may be endless."""
+    """A queue: child i+1 comes into view round(queue_gap_s * fps) frames after child i was
+    last in view (earlier when negative: both in view); the earliest child in view is the
+    frame's subject. Ends after the last plan; `plans` may be endless.
+
+    The gap is measured in view, not along the paths: a path starts and ends out of sight
+    (the cross corridor, a side door), so a gap between paths would leave the corridor empty
+    for a while even when "negative"."""
     camera = renderer.camera
+    preview = _Preview(camera, renderer.scene)
     shift = int(round(queue_gap_s * fps))
     active: list[tuple[int, WalkPlan, int]] = []  # walk index, plan, first frame
     upcoming = enumerate(plans)
     following = next(upcoming, None)
     next_start = index
+    spans: dict[int, tuple[int, int]] = {}  # walk index -> first, last frame in view
     while True:
         while following is not None and index >= next_start:
-            active.append((following[0], following[1], index))
-            next_start = index + max(1, following[1].frames + shift)
+            walk_index, plan = following
+            last = spans.pop(walk_index, None) or preview.span(plan)
+            start = index
+            active.append((walk_index, plan, start))
             following = next(upcoming, None)
+            if following is not None:
+                spans[following[0]] = preview.span(following[1])
+                coming = spans[following[0]][0]
+                # the next child's first frame in view = this child's last one + the gap
+                next_start = max(start + 1, start + last[1] + 1 + shift - coming)
         active = [a for a in active if index - a[2] < a[1].frames]
         if not active and following is None:
             return

@@ -26,8 +26,8 @@ SCENARIOS = (
 
 class SimSource(Source):
     """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
-    scenario, fps, gap_s, queue_gap_s (a queue: each child starts this many seconds after the one
-    before left its path, negative = both in view; truth `owners`/`in_view`), realtime (pace frames at fps: for the demo), color, noise, reflect
+    scenario, fps, gap_s, queue_gap_s (a queue: each child comes into view this many seconds after
+    the one before was last in view, negative = both in view; truth `owners`/`in_view`), realtime (pace frames at fps: for the demo), color, noise, reflect
     (floor reflectance 0..1: people mirrored in the colour image),
     camera_seed (a camera mount drawn by gaitsim.vary_camera instead of the default one),
     stall_after (after this many frames the camera hangs: the next read blocks, yielding

@@ -4,7 +4,7 @@ Checked against the simulator's truth of which child every pixel shows
 (benchmarks.queues): exactly one result per child, or a share in a multiple_people
 retake; never a walk whose kept frames show two children; never a retake of a child after
 that child's judged result. Two children per queue keep it short; the >= 100-child figure
-is `python -m benchmarks.kiosk_path --queues` (benchmarks/RESULTS.md).
+is `python -m benchmarks.kiosk_path --queues-only --queue-children 108` (docs/PIPELINE.md).
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ def test_a_colour_queue_gives_one_result_per_child(view, gap_s):
 
 
 def test_back_to_back_children_are_each_judged():
-    """The issue's footage: the next child enters as the first leaves; formerly one walk."""
-    run = run_queue("toward", 0.0, children=2, seed=5)
+    """The issue's footage: the next child comes into view half a second before the one
+    before leaves. The gate before issue 28 made two walks of these four children, each
+    judged on two children's frames; now each child is judged on their own."""
+    run = run_queue("toward", -0.5, children=4, seed=5)
     check(run)
-    assert run.per_child == {0: [JUDGED], 1: [JUDGED]}
+    assert run.per_child == {0: [JUDGED], 1: [JUDGED], 2: [JUDGED], 3: [JUDGED]}
     assert summarise([run])["merged_walks"] == 0
 
 

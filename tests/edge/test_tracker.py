@@ -64,3 +64,11 @@ def test_a_person_unseen_for_a_few_frames_comes_back_but_not_after_max_missed():
         tracker.update([])
     assert tracker.live_ids == set()
     assert tracker.update([person(100 + 5 * 21)]) == [2]
+
+
+def test_rename_gives_a_live_track_a_new_id():
+    tracker = BoxTracker()
+    tracker.update([person(100)])
+    assert tracker.rename(1) == 2
+    assert tracker.update([person(104)]) == [2]
+    assert tracker.rename(9) == 9  # not live: nothing to rename
