@@ -44,7 +44,14 @@ from gaitmil.spec import CLASSES
 SEEDS = (9100, 9101)  # fresh simulated children: no data set of the project uses these seeds
 QUEUE_SEED = 9200  # the queue scenario's children: fresh too
 QUEUE_VIEWS = ("toward", "away", "side")
-QUEUE_GAPS = (-0.5, 0.0, 0.5, 1.0, 2.0, 3.0)  # seconds from one child last in view to the next in view
+QUEUE_GAPS = (
+    -0.5,
+    0.0,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+)  # seconds from one child last in view to the next in view
 TARGETS = {"accuracy": 0.85, "sensitivity": 0.95, "specificity": 0.80, "retake_rate": 0.05}
 NOTE = (
     "Simulated walks through the kiosk's own segmenter and gate: a pipeline check of a model trained "
