@@ -1,6 +1,7 @@
 """The walk gate: what was collected for one walk, and whether it may be classified.
 
-edge.walks.WalkAssembler collects a walk's frames (WalkFrames) for one tracked person;
+edge.walks.WalkAssembler collects a walk's frames (WalkFrames) for one tracked person,
+each kept frame's person cut out by `person_band` before normalising;
 `judge` measures coverage and direction, keeps the straight part and applies the gate.
 Aligned silhouettes (replays already cropped and centred) show no motion in the frame,
 so for them only the motion-free checks apply (people, length, frames).
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edge.settings import WalkConfig
-from edge.types import WalkQuality
+from edge.types import Mask, WalkQuality
 
 # Retake reason codes (a fixed, documented set: dashboards switch on them).
 TOO_SHORT = "too_short"  # fewer usable frames than about one gait cycle
@@ -74,6 +76,40 @@ class WalkFrames:
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+
+def person_band(mask: Mask) -> np.ndarray | None:
+    """The mask's rows of the kept component, full width, with only the largest blob left.
+
+    OpenGait's centring uses every column, so a stray blob would move the centre: keep only
+    the largest component. Cutting rows to the bbox is exact (normalisation crops rows to the
+    silhouette anyway); keeping the full width keeps the resize identical to normalising the
+    whole mask.
+    """
+    if mask.bbox is None:
+        return None
+    x, y, w, h = mask.bbox
+    band = mask.mask[y : y + h]
+    crop = band[:, x : x + w]
+    binary = crop.view(np.uint8) if crop.dtype == np.bool_ else (crop > 0).view(np.uint8)
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(binary), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    if not contours:
+        return None
+    if len(contours) == 1 and np.count_nonzero(band) == np.count_nonzero(crop):
+        return band  # the usual case: one blob, nothing outside its box
+    best = max(
+        range(len(contours)),
+        key=lambda i: cv2.contourArea(contours[i]) + cv2.arcLength(contours[i], True),
+    )
+    keep = np.zeros(crop.shape, np.uint8)
+    cv2.drawContours(keep, contours, best, 1, thickness=cv2.FILLED)
+    cleaned = np.zeros_like(band)
+    cleaned[:, x : x + w] = np.where(
+        keep.view(np.bool_), crop, 0
+    )  # holes inside the blob stay holes
+    return cleaned
 
 
 def _coverage(track: WalkFrames, cfg: WalkConfig) -> tuple[float, str]:

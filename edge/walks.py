@@ -32,7 +32,6 @@ a refused walk still comes back, with `retake_reason` set to one of RETAKE_REASO
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from edge.errors import EdgeError
@@ -55,6 +54,7 @@ from edge.walk_gate import (
     gate,
     is_fragment,
     judge,
+    person_band,
     straight_part,
 )
 from gaitmil.silhouette import normalize_for_model
@@ -76,40 +76,6 @@ __all__ = [
 
 IDLE, ENTERING, WALKING, LEAVING = "idle", "entering", "walking", "leaving"
 _TURN_BACK_SHARE = 0.05  # image width moved into the border, then back out: someone else
-
-
-def person_band(mask: Mask) -> np.ndarray | None:
-    """The mask's rows of the kept component, full width, with only the largest blob left.
-
-    OpenGait's centring uses every column, so a stray blob would move the centre: keep only
-    the largest component. Cutting rows to the bbox is exact (normalisation crops rows to the
-    silhouette anyway); keeping the full width keeps the resize identical to normalising the
-    whole mask.
-    """
-    if mask.bbox is None:
-        return None
-    x, y, w, h = mask.bbox
-    band = mask.mask[y : y + h]
-    crop = band[:, x : x + w]
-    binary = crop.view(np.uint8) if crop.dtype == np.bool_ else (crop > 0).view(np.uint8)
-    contours, _ = cv2.findContours(
-        np.ascontiguousarray(binary), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    if not contours:
-        return None
-    if len(contours) == 1 and np.count_nonzero(band) == np.count_nonzero(crop):
-        return band  # the usual case: one blob, nothing outside its box
-    best = max(
-        range(len(contours)),
-        key=lambda i: cv2.contourArea(contours[i]) + cv2.arcLength(contours[i], True),
-    )
-    keep = np.zeros(crop.shape, np.uint8)
-    cv2.drawContours(keep, contours, best, 1, thickness=cv2.FILLED)
-    cleaned = np.zeros_like(band)
-    cleaned[:, x : x + w] = np.where(
-        keep.view(np.bool_), crop, 0
-    )  # holes inside the blob stay holes
-    return cleaned
 
 
 class WalkAssembler:
