@@ -84,7 +84,9 @@ class BoxTracker:
         steps = track.missed + 1
         cx, cy = _centre(person)
         height = float(max(person.bbox[3], 1))
-        scale = max(track.height, height, 1.0)
+        # the smaller box sets the scale: a child leaving close to the camera is a tall box,
+        # and the next child appearing far away a short one, however near in the image
+        scale = max(min(track.height, height), 1.0)
         px, py = track.cx + track.vx * steps, track.cy + track.vy * steps
         jump = math.hypot(cx - px, cy - py) / scale
         if jump > cfg.max_jump * min(steps, 3):
