@@ -179,7 +179,9 @@ def queue_markdown(q: dict[str, Any]) -> str:
         f"{q['gaps_s'][0]:+.1f} to {q['gaps_s'][-1]:+.1f} s after the one before): "
         f"{q['children_ok']} of {q['children']} children got exactly one result or a share in a "
         f"multiple_people retake (results per child: {q['results_per_child']}); outcomes "
-        f"{q['outcomes']}; merged walks {q['merged_walks']} (target 0); stray retakes after a "
+        f"{q['outcomes']}; merged walks {q['merged_walks']} (target 0; walks with any own "
+        f"frame showing another child, silhouette or not: {q.get('mixed_walks', '-')}); "
+        f"stray retakes after a "
         f"judged walk {q['stray_retakes']} (target 0); fragments dropped {q['fragments_dropped']}; "
         f"{q['seconds']} s.\n"
     )

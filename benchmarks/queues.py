@@ -4,7 +4,8 @@ A queue (sim:// with queue_gap_s) sends children one after another, the next one
 coming into view `gap_s` after the one before was last in view (negative: both in view). The
 simulator knows which child every pixel shows, so each walk the kiosk assembles is
 checked frame by frame: whose pixels its kept silhouettes are (a walk with two
-children's frames is `merged`), which child each published result is for, whether a
+children's silhouettes is `merged`; `mixed` counts walks where any frame the walk took as
+its own person, with or without a silhouette, shows another child), which child each published result is for, whether a
 child got exactly one result (or was in a `multiple_people` retake), and whether a
 retake followed a judged walk of the same child (`stray`). Fragments (edge.walks)
 are what the kiosk drops without a session token; they are counted, not published.
@@ -36,6 +37,7 @@ class QueueRun:
     per_child: dict[int, list[str]] = field(default_factory=dict)  # child -> outcomes, in order
     covered: set[int] = field(default_factory=set)  # children in a multiple_people retake
     merged: int = 0  # walks whose kept frames show two children
+    mixed: int = 0  # walks whose own frames (kept or not: border, turning) show two children
     fragments: int = 0
     stray: int = 0  # a retake of a child after that child's judged result
 
@@ -101,6 +103,8 @@ def run_queue(view: str, gap_s: float, children: int, seed: int, color: bool = F
         kept = [owner_at.get(float(t), -1) for t in walk.timestamps]
         shown = {c for c in kept if c >= 0}
         run.merged += len(shown) > 1
+        own = walk.own_times if walk.own_times is not None else walk.timestamps
+        run.mixed += len({owner_at.get(float(t), -1) for t in own} - {-1}) > 1
         if walk.fragment:
             run.fragments += 1
             continue
@@ -139,6 +143,7 @@ def summarise(runs: list[QueueRun]) -> dict[str, Any]:
         "results_per_child": dict(sorted(per_child.items())),
         "outcomes": dict(outcomes),
         "merged_walks": sum(r.merged for r in runs),
+        "mixed_walks": sum(r.mixed for r in runs),
         "fragments_dropped": sum(r.fragments for r in runs),
         "stray_retakes": sum(r.stray for r in runs),
         "failures": [

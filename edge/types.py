@@ -110,6 +110,9 @@ class Walk:
     # a track too short to be a walk, or only ever at the border: not a child to ask to walk
     # again, so the kiosk drops it (counted) unless nothing else answered the session token
     fragment: bool = False
+    # timestamps of every frame whose kept mask was the walk's own person (border and turning
+    # frames included, silhouettes or not): what a check against ground truth needs
+    own_times: np.ndarray | None = None
     walk_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property

@@ -54,6 +54,7 @@ class WalkFrames:
     start_time: float
     silhouettes: list[np.ndarray] = field(default_factory=list)
     kept_times: list[float] = field(default_factory=list)
+    own_times: list[float] = field(default_factory=list)  # frames whose kept mask was this track's
     kept_at: list[int] = field(default_factory=list)  # index into `times` of each kept silhouette
     times: list[float] = field(default_factory=list)  # present frames
     depth: list[float] = field(default_factory=list)  # NaN when unknown

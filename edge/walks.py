@@ -316,6 +316,7 @@ class WalkAssembler:
         if not is_kept:
             walk.drop(DROP_HIDDEN)  # another person is the kept component: no own silhouette
             return
+        walk.own_times.append(mask.timestamp)
         if ours.touches_border:
             walk.drop(DROP_BORDER)
             return
@@ -363,6 +364,7 @@ class WalkAssembler:
             end_time=end_time,
             silhouettes=sils,
             timestamps=np.asarray(walk.kept_times, np.float64),
+            own_times=np.asarray(walk.own_times, np.float64),
             quality=quality,
             retake_reason=TOO_SHORT if fragment and reason != MULTIPLE_PEOPLE else reason,
             fragment=fragment,
