@@ -12,6 +12,16 @@ kiosk's segmentation stays visible.
 
     python -m benchmarks.kiosk_path --model models/demo/model.onnx --walks 300
 
+The queue scenario (issue 28) sends simulated children one after another, the next
+coming into view -0.5 s (both in view) to 3 s after the one before was last in view, toward, away
+and side-on, depth and colour, through the same segmenters and gate, and checks every
+walk against the simulator's truth of which child each pixel shows (benchmarks.queues):
+results per child (target: exactly one, or a share in a multiple_people retake), merged
+walks (kept frames of two children: must be 0), stray retakes after a child's judged walk
+(must be 0) and fragments dropped. The gate decides these, not the model:
+
+    python -m benchmarks.kiosk_path --queues-only --queue-children 108
+
 The demo model was trained on simulated walks: these figures check the
 pipeline, they say nothing about screening real children.
 """
@@ -32,6 +42,16 @@ from gaitmil import HelpFormatter, add_version_flag, metrics
 from gaitmil.spec import CLASSES
 
 SEEDS = (9100, 9101)  # fresh simulated children: no data set of the project uses these seeds
+QUEUE_SEED = 9200  # the queue scenario's children: fresh too
+QUEUE_VIEWS = ("toward", "away", "side")
+QUEUE_GAPS = (
+    -0.5,
+    0.0,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+)  # seconds from one child last in view to the next in view
 TARGETS = {"accuracy": 0.85, "sensitivity": 0.95, "specificity": 0.80, "retake_rate": 0.05}
 NOTE = (
     "Simulated walks through the kiosk's own segmenter and gate: a pipeline check of a model trained "
@@ -82,12 +102,16 @@ def run(
     threshold = cfg.threshold()
     runner = create_runner("onnxruntime", model, threads=threads)
     labels, kiosk_probs, clean_probs, reasons, per_walk = [], [], [], Counter(), Counter()
+    reasons_dropped = 0
     start = time.perf_counter()
     with runner:
         classifier = Classifier(runner)
         for n, uri in enumerate(uris):
             stream_cfg = load_config(None, {"source.uri": uri, "model.path": str(model)}, env={})
             for item in kiosk_walks(stream_cfg, with_clean=True):
+                if item.walk.fragment:  # the kiosk drops it (no session token here): no result
+                    reasons_dropped += 1
+                    continue
                 for walk_index in item.truth.get("sim_walks", []):
                     per_walk[(n, walk_index)] += 1
                 reasons[item.walk.retake_reason or "judged"] += 1
@@ -118,6 +142,7 @@ def run(
         "results": int(sum(reasons.values())),
         "results_per_walk": {str(k): v for k, v in sorted(results_per_walk.items())},
         "outcomes": dict(reasons),
+        "fragments_dropped": reasons_dropped,
         "retake_rate": 1.0 - reasons.get("judged", 0) / max(sum(reasons.values()), 1),
         "seconds": round(time.perf_counter() - start, 1),
         "targets": TARGETS,
@@ -126,6 +151,40 @@ def run(
         report["kiosk"] = figures(y, np.asarray(kiosk_probs, np.float64), threshold.value)
         report["clean"] = figures(y, np.asarray(clean_probs, np.float64), threshold.value)
     return report
+
+
+def run_queues(children: int, per_queue: int = 3, seed: int = QUEUE_SEED) -> dict[str, Any]:
+    """The queue scenario: `children` split over views x depth/colour x gaps, `per_queue` each."""
+    from benchmarks.queues import run_queue, summarise
+
+    combos = [(v, c, g) for c in (False, True) for v in QUEUE_VIEWS for g in QUEUE_GAPS]
+    queues = max(1, -(-children // per_queue))
+    start = time.perf_counter()
+    runs = [
+        run_queue(v, g, per_queue, seed + i, color=c)
+        for i, (v, c, g) in ((i, combos[i % len(combos)]) for i in range(queues))
+    ]
+    report = summarise(runs)
+    report["per_queue"] = per_queue
+    report["gaps_s"] = list(QUEUE_GAPS)
+    report["views"] = list(QUEUE_VIEWS)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    return report
+
+
+def queue_markdown(q: dict[str, Any]) -> str:
+    return (
+        f"Queues (issue 28): {q['children']} simulated children in {q['queues']} queues of "
+        f"{q['per_queue']} ({', '.join(q['views'])}; depth and colour; next child "
+        f"{q['gaps_s'][0]:+.1f} to {q['gaps_s'][-1]:+.1f} s after the one before): "
+        f"{q['children_ok']} of {q['children']} children got exactly one result or a share in a "
+        f"multiple_people retake (results per child: {q['results_per_child']}); outcomes "
+        f"{q['outcomes']}; merged walks {q['merged_walks']} (target 0; walks with any own "
+        f"frame showing another child, silhouette or not: {q.get('mixed_walks', '-')}); "
+        f"stray retakes after a "
+        f"judged walk {q['stray_retakes']} (target 0); fragments dropped {q['fragments_dropped']}; "
+        f"{q['seconds']} s.\n"
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -191,13 +250,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--threads", type=int, default=None, help="ONNX Runtime threads (default: its own choice)"
     )
+    ap.add_argument(
+        "--queue-children",
+        type=int,
+        default=108,
+        help="children in the queue scenario (0: leave it out)",
+    )
+    ap.add_argument(
+        "--queues-only", action="store_true", help="only the queue scenario (no model needed)"
+    )
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--md", help="write the Markdown table here")
     args = ap.parse_args(argv)
-    report = run(
-        Path(args.model), args.walks, tuple(int(s) for s in args.seeds.split(",")), args.threads
-    )
-    text = to_markdown(report)
+    report: dict[str, Any] = {}
+    text = ""
+    if not args.queues_only:
+        report = run(
+            Path(args.model),
+            args.walks,
+            tuple(int(s) for s in args.seeds.split(",")),
+            args.threads,
+        )
+        text = to_markdown(report)
+    if args.queue_children > 0:
+        report["queues"] = run_queues(args.queue_children)
+        text += ("\n" if text else "") + queue_markdown(report["queues"])
     sys.stdout.write(text)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float) + "\n")

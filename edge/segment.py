@@ -16,7 +16,7 @@ resolution so edges are not 2x2 blocks (tests/edge/test_segment_fidelity.py meas
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import cv2
@@ -26,7 +26,7 @@ from edge.errors import SegmentationError
 from edge.settings import SegmentationConfig
 from edge.site import SiteModel
 from edge.sources.base import validate_frame
-from edge.types import Frame, Mask
+from edge.types import Frame, Mask, Person
 
 
 class Segmenter(Protocol):
@@ -138,7 +138,7 @@ class _Components:
         if not contours:
             return empty_mask(frame, full_shape)
         best, best_area, person_sized = -1, -1.0, 0
-        areas = []
+        areas, sized = [], []
         for i, contour in enumerate(contours):
             # polygon area + half the perimeter ~ pixel count of the blob (Pick's theorem)
             area = cv2.contourArea(contour) + cv2.arcLength(contour, True) / 2.0 + 1.0
@@ -146,6 +146,7 @@ class _Components:
             height = int(contour[:, 0, 1].max() - contour[:, 0, 1].min()) + 1
             if area >= self.min_area and height >= self.min_height:
                 person_sized += 1
+                sized.append(i)
             if area > best_area:
                 best, best_area = i, area
         x, y, w, h = cv2.boundingRect(contours[best])
@@ -196,6 +197,8 @@ class _Components:
         # Any border: a child cut off at the top or bottom (close to the camera) gives a
         # silhouette the model never saw in training, as much as one cut at the side.
         touches = x <= 0 or y <= 0 or x + w >= fg.shape[1] or y + h >= fg.shape[0]
+        kept_person = Person((fx, fy, fw, fh), full_area, bool(touches), depth_mm)
+        others = _other_people(contours, areas, [i for i in sized if i not in kept], fg, depth, s)
         return Mask(
             frame.index,
             frame.timestamp,
@@ -205,6 +208,7 @@ class _Components:
             person_sized,
             bool(touches),
             depth_mm,
+            people=(kept_person, *others),
         )
 
     def _attached(
@@ -223,6 +227,31 @@ class _Components:
             if cx < x1 and cx + cw > x0 and cy < y1 and cy + ch > y0:
                 pieces.append(i)
         return pieces
+
+
+def _other_people(
+    contours,
+    areas: list[float],
+    indices: list[int],
+    fg: np.ndarray,
+    depth: np.ndarray | None,
+    s: int,
+) -> list[Person]:
+    """The other person-sized components as boxes (camera pixels), for the walk tracker: cheap,
+    no mask at camera resolution (only the kept component's silhouette goes into a walk)."""
+    people = []
+    for i in indices:
+        x, y, w, h = cv2.boundingRect(contours[i])
+        touches = x <= 0 or y <= 0 or x + w >= fg.shape[1] or y + h >= fg.shape[0]
+        depth_mm = None
+        if depth is not None:
+            window = depth[y : y + h, x : x + w]
+            values = window[(fg[y : y + h, x : x + w] > 0) & (window > 0)]
+            depth_mm = float(np.median(values)) if values.size else None
+        people.append(
+            Person((x * s, y * s, w * s, h * s), int(areas[i] * s * s), bool(touches), depth_mm)
+        )
+    return people
 
 
 class DepthSegmenter:
@@ -465,4 +494,10 @@ class PassthroughSegmenter:
         )
         if mask.bbox is not None and sil.dtype == np.uint8:
             mask.mask = np.where(mask.mask, sil, 0).astype(np.uint8)
+        if frame.aligned and mask.bbox is not None:
+            # the crop that aligned it put the person against the frame's edges: that is not
+            # a child cut off by the camera's view
+            mask.aligned = True
+            mask.touches_border = False
+            mask.people = tuple(replace(p, touches_border=False) for p in mask.people)
         return mask

@@ -14,7 +14,9 @@ frames flow, STOPPING), publishes health and handles SIGTERM/SIGINT: stop
 taking frames, finish or abandon the current walk (`walk.on_shutdown`), flush
 the outbox for `outbox.flush_seconds`, publish `stopped` and return 0.
 
-Per-walk problems (gate failures, inference errors) become `retake` results;
+Per-walk problems (gate failures, inference errors) become `retake` results, except
+fragments (edge.walks: a track too short, or only at the border), which are dropped and
+counted (health `fragments_dropped`) unless nothing else answered the session token;
 per-frame problems (bad arrays, an unreadable image in a replay) are counted and
 logged at a limited rate. Only start-up problems (config, model, camera, broker
 set-up) end the run with an EdgeError, which the CLI turns into an exit code.
@@ -119,6 +121,7 @@ class Kiosk:
         self._frames: queue.Queue = queue.Queue(maxsize=cfg.source.queue_frames)
         self._walks: queue.Queue = queue.Queue(maxsize=self.options.walk_queue)
         self._frame_log = RateLimitedLog(log)
+        self._token_answered: str | None = None  # the session token the last result carried
 
     # -- control ------------------------------------------------------------------------------
 
@@ -421,9 +424,34 @@ class Kiosk:
         finally:
             parts.deactivate_runner()
 
+    def _drop_fragment(self, walk: Walk) -> bool:
+        """True when `walk` is a fragment nobody needs to hear about (counted and logged).
+
+        A fragment (a track too short to be a walk, or only ever at the border: edge.walks)
+        is not a child to ask to walk again, except when it is all a session token saw:
+        then the dashboard waiting on that token gets its `too_short` retake.
+        """
+        if not walk.fragment:
+            return False
+        token = self._parts.publisher.current_subject_token()
+        if token is not None and token != self._token_answered:
+            return False
+        self.health.count("fragments_dropped")
+        log.debug(
+            "walk %s: fragment dropped (track %s, %d frame(s) seen, %s)",
+            walk.walk_id,
+            walk.quality.track_id,
+            walk.quality.frames_seen,
+            walk.quality.dropped,
+        )
+        return True
+
     def _handle_walk(self, walk: Walk, ended_at: float) -> None:
         parts = self._parts
+        if self._drop_fragment(walk):
+            return
         result, prediction = parts.result_for(walk, ended_at, self.health)
+        self._token_answered = result.get("subject_token")
         if self.on_walk_result is not None:
             try:
                 self.on_walk_result(walk, result)

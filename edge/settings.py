@@ -305,7 +305,8 @@ class WalkConfig(_Section):
         0.2,
         gt=0,
         le=1,
-        description="Share of frames with two or more person-sized shapes at which: retake/multiple_people.",
+        description="Share of a walk's frames with someone else in the gate's zone too (both off the image "
+        "border) at which: retake/multiple_people; below it those frames are left out.",
     )
     stop_s: float = Field(
         1.2,
@@ -349,6 +350,36 @@ class WalkConfig(_Section):
         gt=0,
         le=1,
         description="Frames moving at least this share of the cruise speed are the straight part.",
+    )
+    track_max_jump: float = Field(
+        0.6,
+        gt=0,
+        le=10,
+        description="Tracker: box heights a person's centre may move from its predicted place per frame "
+        "and stay the same person (a queue's next child is a new walk).",
+    )
+    track_max_size_change: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="Tracker: relative change of a person's box height per frame beyond which it is "
+        "another person (1: twice or half as tall; not applied to boxes cut by the image border). "
+        "Loose on purpose: a colour mask that loses the legs for a frame is a third shorter.",
+    )
+    track_depth_jump_mm: float = Field(
+        500.0,
+        gt=0,
+        le=20000,
+        description="Tracker: change of a person's median depth per frame (millimetres) beyond which it "
+        "is another person.",
+    )
+    fragment_frames: int = Field(
+        15,
+        ge=1,
+        le=10000,
+        description="A track seen in fewer frames than this, or only ever at the border, is a fragment: "
+        "dropped and counted (health fragments_dropped), never a retake unless a session token saw "
+        "nothing else.",
     )
     on_shutdown: Literal["finish", "abandon"] = Field(
         "finish",

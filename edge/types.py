@@ -34,6 +34,19 @@ class Frame:
     color: np.ndarray | None = None  # uint8 [H, W, 3], BGR
     intrinsics: Intrinsics | None = None
     silhouette: np.ndarray | None = None  # uint8 [H, W] mask from a silhouette source
+    # silhouettes already cropped and centred (OpenGait pkl, size-normalised PNGs): the
+    # person does not move in the frame, so the walk gate cannot judge motion from it
+    aligned: bool = False
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person-sized component of a frame: what the tracker follows (camera pixels)."""
+
+    bbox: tuple[int, int, int, int]  # x, y, w, h
+    area: int
+    touches_border: bool
+    depth_mm: float | None = None  # median depth, when known
 
 
 @dataclass
@@ -48,6 +61,10 @@ class Mask:
     components: int  # person-sized components in view
     touches_border: bool  # kept component touches any image border
     depth_mm: float | None = None  # median depth of the person, when known
+    # every person-sized component, the kept one first; empty when the segmenter does not
+    # list them (the walk assembler then follows the kept component alone)
+    people: tuple[Person, ...] = ()
+    aligned: bool = False  # from Frame.aligned
 
 
 @dataclass
@@ -60,8 +77,15 @@ class WalkQuality:
     direction: str = "unknown"  # "toward", "away", "lateral" or "unknown"
     coverage: float = 0.0  # fraction of the frame height spanned, or walk span
     max_components: int = 1
+    track_id: int | None = None  # the tracker's id of the walk's person (local to the kiosk)
+    tracks_seen: int | None = None  # tracks in view during the walk, its own included
 
     def as_dict(self) -> dict:
+        extra: dict = {}
+        if self.track_id is not None:
+            extra["track_id"] = self.track_id
+        if self.tracks_seen is not None:
+            extra["tracks_seen"] = self.tracks_seen
         return {
             "frames_seen": self.frames_seen,
             "frames_kept": self.frames_kept,
@@ -69,6 +93,7 @@ class WalkQuality:
             "direction": self.direction,
             "coverage": round(float(self.coverage), 4),
             "max_components": self.max_components,
+            **extra,
         }
 
 
@@ -82,6 +107,12 @@ class Walk:
     timestamps: np.ndarray  # float64 [N]
     quality: WalkQuality
     retake_reason: str | None = None  # set when the walk gate refused it
+    # a track too short to be a walk, or only ever at the border: not a child to ask to walk
+    # again, so the kiosk drops it (counted) unless nothing else answered the session token
+    fragment: bool = False
+    # timestamps of every frame whose kept mask was the walk's own person (border and turning
+    # frames included, silhouettes or not): what a check against ground truth needs
+    own_times: np.ndarray | None = None
     walk_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property

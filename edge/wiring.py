@@ -294,8 +294,10 @@ def simulated_site(source: Any) -> Any:
     import gaitsim
     from edge.site import learn_site
 
+    # the scene of the source's view: side-on walks cross a hall, not the corridor (without
+    # it the hall's far wall was a person-sized blob in every frame of sim://?view=side)
     empty = gaitsim.empty_corridor(
-        seed=source.seed, frames=30, camera=source.camera, noise=source.noise
+        seed=source.seed, frames=30, camera=source.camera, noise=source.noise, view=source.view
     )
     return learn_site(
         Frame(index=f.index, timestamp=float(f.timestamp), depth=f.depth) for f in empty

@@ -64,6 +64,7 @@ class FrameRenderer:
         self.camera, self.scene, self.color, self.noise = camera, scene, color, noise
         self.reflect = float(reflect)  # polished floor: people are mirrored in it (colour only)
         self._floor: np.ndarray | None = None
+        self.last_owner = np.full((camera.height, camera.width), -1, np.int8)
         self.intr = camera_intrinsics(camera)
         self.rays = self.intr.rays()
         self.bg_z, hit_x, hit_z = scene_depth(camera, scene)
@@ -147,6 +148,9 @@ class FrameRenderer:
             else self._bg_clean.copy()
         )
         mask = np.zeros((cam.height, cam.width), bool)
+        # the body index (subject 0, then `others`) each foreground pixel shows, -1 none: truth
+        # of who is where when several people are drawn (a queue); never part of the image
+        self.last_owner = np.full((cam.height, cam.width), -1, np.int8)
         cam_bodies = []
         box = None
         for i, body in enumerate(bodies):
@@ -181,12 +185,17 @@ class FrameRenderer:
             z = np.full((v1 - v0, u1 - u0), np.inf, np.float32)
             part = np.full(z.shape, -1, np.int16) if self.color else None
             z_subject = None
+            owner = np.full(z.shape, -1, np.int8)
             for i, prims in enumerate(cam_bodies):
+                before = z.copy() if len(cam_bodies) > 1 else None
                 rasterize(prims, region, z, part, rays)
+                # which body each pixel shows (the nearest one drawn so far): queue truth
+                owner[z < before if before is not None else np.isfinite(z)] = i
                 if i == 0 and subject is not None:
                     z_subject = z.copy()
             bg = self.bg_z[v0:v1, u0:u1]
             fg = z < bg
+            self.last_owner[v0:v1, u0:u1] = np.where(fg, owner, -1)
             if z_subject is not None:
                 mask[v0:v1, u0:u1] = (z_subject < bg) & (z_subject <= z)
             person_mm = np.where(fg, z * 1000.0, 0.0).astype(np.float32)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +33,10 @@ class SimFrame:
     in_straight: bool = False  # the child is on the straight, fully visible part of the walk
     curve_type: str | None = None  # the child's curve type (truth)
     phase: float | None = None  # the child's gait phase in [0, 1) (truth)
+    # queues (iter_frames(queue_gap_s=...)): the walk index each pixel shows, -1 none, and
+    # the walks with a child in this frame (truth of who is where; never part of an image)
+    owners: np.ndarray | None = None
+    in_view: tuple[int, ...] = ()
 
 
 @dataclass
@@ -136,17 +142,27 @@ def iter_frames(
     noise: bool = True,
     start_time: float = 0.0,
     reflect: float = 0.0,
+    queue_gap_s: float | None = None,
 ) -> Iterator[SimFrame]:
     """Frames of simulated walks, each preceded by `gap_s` of empty corridor (and one
     more gap after the last walk when `walks` is finite, so a kiosk sees it end).
     `walks=None` streams forever. Deterministic for a seed. `reflect` (0..1) makes the floor
-    mirror the people in the colour image (a polished school floor)."""
+    mirror the people in the colour image (a polished school floor).
+
+    `queue_gap_s`: a queue instead: after the first gap, each child comes into view
+    `queue_gap_s` after the one before was last in view (negative: while it is still in
+    view, so both are), with no empty corridor between them; frames carry `owners` and
+    `in_view`, the truth of which child is where."""
     check_view(view)
     check_scenario(scenario)
     if fps <= 0 or gap_s < 0:
         raise SimConfigError(f"fps must be > 0 and gap_s >= 0, got fps={fps}, gap_s={gap_s}")
     if walks is not None and walks < 0:
         raise SimConfigError(f"walks must be >= 0 or None (endless), got {walks}")
+    if queue_gap_s is not None and scenario in ("two_people", "occlusion"):
+        raise SimConfigError(
+            f"a queue's children walk alone: scenario {scenario!r} adds another person"
+        )
     camera = camera or CameraConfig()
     scene = scene_for_view(view)
     renderer = FrameRenderer(camera, scene, color=color, noise=noise, seed=seed, reflect=reflect)
@@ -161,6 +177,15 @@ def iter_frames(
             yield _frame(index, t, renderer.render(None, (), rng, t), -1, camera)
             index += 1
 
+    if queue_gap_s is not None:
+        yield from empty()
+        numbers = itertools.count() if walks is None else iter(range(walks))
+        plans = (plan_walk(seed, i, view, scenario, fps, scene) for i in numbers)
+        for sim in queue_frames(plans, renderer, seed, fps, queue_gap_s, index, start_time):
+            index = sim.index + 1
+            yield sim
+        yield from empty()
+        return
     walk_index = 0
     while walks is None or walk_index < walks:
         yield from empty()
@@ -182,6 +207,99 @@ def iter_frames(
         walk_index += 1
     if walks is not None:
         yield from empty()
+
+
+class _Preview:
+    """Which frames of a plan show its child, from a small noise-free render of the child
+    alone (an eighth of the camera's size: the same view, 1/64 of the pixels)."""
+
+    SCALE = 8
+
+    def __init__(self, camera: CameraConfig, scene: SceneConfig) -> None:
+        k = self.SCALE
+        small = dataclasses.replace(
+            camera,
+            width=max(16, camera.width // k),
+            height=max(16, camera.height // k),
+            fx=camera.fx / k,
+            fy=camera.fy / k,
+            cx=camera.cx / k,
+            cy=camera.cy / k,
+        )
+        self.renderer = FrameRenderer(small, scene, color=False, noise=False)
+
+    def span(self, plan: WalkPlan) -> tuple[int, int]:
+        """First and last frame (of the plan) with any of its child's pixels in view."""
+        seen = []
+        for k in range(plan.frames):
+            prims = plan.child.primitives(k)
+            if prims is None:
+                continue
+            _, _, mask = self.renderer.render(Body(prims, plan.subject.palette), ())
+            if mask.any():
+                seen.append(k)
+        return (seen[0], seen[-1]) if seen else (0, plan.frames - 1)
+
+
+def queue_frames(
+    plans: Iterator[WalkPlan],
+    renderer: FrameRenderer,
+    seed: int,
+    fps: float,
+    queue_gap_s: float,
+    index: int,
+    start_time: float,
+) -> Iterator[SimFrame]:
+    """A queue: child i+1 comes into view round(queue_gap_s * fps) frames after child i was
+    last in view (earlier when negative: both in view); the earliest child in view is the
+    frame's subject. Ends after the last plan; `plans` may be endless.
+
+    The gap is measured in view, not along the paths: a path starts and ends out of sight
+    (the cross corridor, a side door), so a gap between paths would leave the corridor empty
+    for a while even when "negative"."""
+    camera = renderer.camera
+    preview = _Preview(camera, renderer.scene)
+    shift = int(round(queue_gap_s * fps))
+    active: list[tuple[int, WalkPlan, int]] = []  # walk index, plan, first frame
+    upcoming = enumerate(plans)
+    following = next(upcoming, None)
+    next_start = index
+    spans: dict[int, tuple[int, int]] = {}  # walk index -> first, last frame in view
+    while True:
+        while following is not None and index >= next_start:
+            walk_index, plan = following
+            last = spans.pop(walk_index, None) or preview.span(plan)
+            start = index
+            active.append((walk_index, plan, start))
+            following = next(upcoming, None)
+            if following is not None:
+                spans[following[0]] = preview.span(following[1])
+                coming = spans[following[0]][0]
+                # the next child's first frame in view = this child's last one + the gap
+                next_start = max(start + 1, start + last[1] + 1 + shift - coming)
+        active = [a for a in active if index - a[2] < a[1].frames]
+        if not active and following is None:
+            return
+        bodies: list[tuple[int, Body]] = []
+        for walk_index, plan, first in active:
+            prims = plan.child.primitives(index - first)
+            if prims is not None:
+                bodies.append((walk_index, Body(prims, plan.subject.palette)))
+        rng = np.random.default_rng([seed, index, 0xF00])
+        t = start_time + index / fps
+        subject = bodies[0][1] if bodies else None
+        rendered = renderer.render(subject, [b for _, b in bodies[1:]], rng, t)
+        lookup = np.array([w for w, _ in bodies] + [-1], np.int16)
+        owners = lookup[renderer.last_owner.astype(np.int16)]  # -1 indexes the trailing -1
+        if active:
+            walk_index, plan, first = active[0]
+            sim = _frame(index, t, rendered, walk_index, camera, plan, index - first)
+        else:
+            sim = _frame(index, t, rendered, -1, camera)
+        sim.owners = owners
+        sim.in_view = tuple(int(w) for w in np.unique(owners) if w >= 0)
+        yield sim
+        index += 1
 
 
 def empty_corridor(

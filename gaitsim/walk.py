@@ -17,7 +17,15 @@ VIEWS = ("toward", "away", "side", "mixed")
 APPROACH_ANGLE_DEG = (
     6.0  # largest angle between a corridor walk's straight part and the corridor axis
 )
-SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "too_short")
+SCENARIOS = (
+    None,
+    "two_people",
+    "occlusion",
+    "partial_exit",  # leaves through the side of the view midway
+    "stop_midway",
+    "too_short",
+    "close_end",  # walks on until very close to the camera, cut off by the image border
+)
 
 
 def check_view(view: str) -> str:
@@ -141,6 +149,12 @@ def make_path(
         z_turn = float(rng.uniform(2.6, 3.4))
         straight = [(lane, z_far), (lane_at(z_turn + 0.8), z_turn + 0.8)]
         leave = [(exit_side * (half + 0.8), z_turn - 0.2)]
+    if scenario == "close_end":
+        # the child keeps walking past the usual turn, to 0.5-0.8 m from the camera (cut off
+        # at the top and bottom of the image), then steps aside
+        z_close = float(rng.uniform(0.5, 0.8))
+        straight = [(lane, z_far), (lane_at(z_near), z_near)]
+        leave = [(lane_at(z_close), z_close), (exit_side * (half + 0.4), max(z_close - 0.4, 0.2))]
     waypoints = entry + straight + leave
     path = Path.from_waypoints(waypoints, (2, 3))
     if view == "away":

@@ -16,8 +16,8 @@ from central.authz import Viewer
 from central.contract import REFER
 from central.errors import CentralError
 from central.models import NURSE, OFFICER, FollowUp, Result, Site
-from central.web.framework import page, render
-from central.web.referrals import OPEN_STATES, now
+from central.web.framework import now, page, render
+from central.web.referrals import OPEN_STATES
 from central.web.results import visible_result
 from central.web.station import code_progress
 

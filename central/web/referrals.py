@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -22,7 +22,7 @@ from central.models import (
     Result,
     utcnow,
 )
-from central.web.framework import action, page, render, simulated
+from central.web.framework import action, now, page, render, simulated
 from central.web.results import parse_day, result_page, visible_result, visible_sites
 
 STATE_LABELS = {
@@ -45,12 +45,6 @@ SORTS = {
     "status": "follow-up",
 }
 SHOWS = {"open": "open", "due": "due this week", "overdue": "overdue", "all": "all"}
-
-
-def now(request: Request) -> datetime:
-    """The dashboard's clock (a test moves it to see a follow-up go overdue)."""
-    clock = getattr(request.app.state, "clock", None)
-    return clock() if clock is not None else utcnow()
 
 
 @page(NURSE, OFFICER)

@@ -16,7 +16,7 @@ from central.contract import OUTCOMES
 from central.errors import CentralError
 from central.models import NURSE, OFFICER, FollowUp, Result
 from central.plausibility import FLAG_TEXT
-from central.web.framework import SIMULATED_NOTE, page, render, simulated
+from central.web.framework import SIMULATED_NOTE, now, page, render, simulated
 from central.web.security import SafeWriter
 
 PAGE_ROWS = 200
@@ -110,7 +110,6 @@ def result_page(
     error: str | None = None,
     entered: dict | None = None,
 ) -> Response:
-    from central.web.referrals import now
 
     follow = db.get(FollowUp, row.result_id)
     state = None

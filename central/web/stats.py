@@ -15,7 +15,7 @@ from central.authz import Viewer
 from central.contract import REFER, RETAKE
 from central.errors import CentralError
 from central.models import CONFIRMED, EXAMINED, LOST, NOT_CONFIRMED, OFFICER, FollowUp, Result
-from central.web.framework import SIMULATED_NOTE, page, render, simulated
+from central.web.framework import SIMULATED_NOTE, now, page, render, simulated
 from central.web.security import SafeWriter
 
 
@@ -78,7 +78,6 @@ def statistics(db: Any) -> list[Row]:
 @page(OFFICER)
 def stats_page(request: Request, db: Any, viewer: Viewer) -> Response:
     from central.web.daycharts import chart_data
-    from central.web.referrals import now
 
     rows = statistics(db)
     try:

@@ -7,6 +7,14 @@ A PNG's size is read from its header before it is decoded: one above
 source.max_frame_pixels (a decompression bomb: a few KB that inflate to 2^30
 pixels and more) is a bad frame that costs no memory, and a file that is not a
 PNG, or that OpenCV fails on, is a bad frame too; the replay goes on.
+
+Aligned silhouettes (OpenGait's pretreatment: each frame cropped to the person and
+centred, as in every OpenGait pkl and in size-normalised PNG sequences) do not move in
+their frame, so the walk gate must not read the position as the child standing still:
+frames carry `Frame.aligned` and the gate then applies its motion-free checks only
+(docs/PIPELINE.md). `aligned=1` / `aligned=0` in the URI says so; by default (`auto`) a
+pkl is aligned and a PNG folder is aligned when its silhouettes fill the frame's height,
+centred, in every sampled frame.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import numpy as np
 
 from edge.errors import BadFrameError, SourceError
 from edge.settings import SourceConfig
-from edge.sources.base import Source, query_options
+from edge.sources.base import Source, option_bool, query_options
 from edge.types import Frame
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -58,8 +66,33 @@ def _load_pkl(path: Path) -> np.ndarray:
     return array
 
 
+# a size-normalised silhouette spans (nearly) the whole height, centred across the width
+_ALIGNED_HEIGHT = 0.85  # share of the frame height the person's box spans at least
+_ALIGNED_CENTRE = 0.1  # largest offset of the box centre from the middle, share of the width
+_ALIGNED_SAMPLES = 12  # frames looked at to decide
+
+
+def looks_aligned(frames: list[np.ndarray]) -> bool:
+    """True when every non-empty frame holds a person filling its height, centred: the
+    output of OpenGait's pretreatment, not a camera's view of a walk."""
+    checked = 0
+    for image in frames:
+        rows = np.flatnonzero(image.max(axis=1) > 127)
+        cols = np.flatnonzero(image.max(axis=0) > 127)
+        if rows.size == 0:
+            continue
+        height, width = image.shape
+        span = (rows[-1] - rows[0] + 1) / height
+        centre = (cols[0] + cols[-1] + 1) / 2.0 / width
+        if span < _ALIGNED_HEIGHT or abs(centre - 0.5) > _ALIGNED_CENTRE:
+            return False
+        checked += 1
+    return checked > 0
+
+
 class SilhouetteSource(Source):
-    """Options: fps (default: source.fps, the replay's timestamps), loop=0."""
+    """Options: fps (default: source.fps, the replay's timestamps), aligned (1, 0 or auto:
+    whether the frames are already cropped and centred), loop=0."""
 
     scheme = "silhouettes"
 
@@ -76,6 +109,11 @@ class SilhouetteSource(Source):
             self._fps_value = float(merged["fps"])
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps must be a number") from None
+        aligned = str(merged.get("aligned", "auto")).lower()
+        self._aligned_option: bool | None = (
+            None if aligned == "auto" else option_bool(merged, "aligned", False, uri)
+        )
+        self.aligned = False  # decided at open
         self._files: list[Path] = []
         self._stack: np.ndarray | None = None
         self._index = 0
@@ -98,6 +136,42 @@ class SilhouetteSource(Source):
                 f"silhouette source {path} does not exist: give a folder of PNGs or a .pkl file"
             )
         self._index = 0
+        self.aligned = (
+            self._aligned_option if self._aligned_option is not None else self._detect_aligned()
+        )
+
+    def _detect_aligned(self) -> bool:
+        if self._stack is not None:
+            return True  # OpenGait's pkls hold pretreated (cropped, centred) silhouettes
+        step = max(1, len(self._files) // _ALIGNED_SAMPLES)
+        images = []
+        for path in self._files[::step]:
+            try:  # the same checks as a replayed frame: a bomb among the samples is not decoded
+                images.append(self._decode(path))
+            except BadFrameError:
+                continue
+        return looks_aligned(images)
+
+    def _decode(self, path: Path) -> np.ndarray:
+        """One PNG as a grey image; BadFrameError for a bomb, a non-PNG or a damaged file."""
+        width, height = png_size(path)
+        if width * height > self.max_frame_pixels:
+            raise BadFrameError(
+                f"silhouette image {path} is {width}x{height} ({width * height} pixels), above "
+                f"source.max_frame_pixels = {self.max_frame_pixels}; not decoded, skipped"
+            )
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        except (cv2.error, MemoryError) as exc:
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise BadFrameError(
+                f"cannot decode silhouette image {path} ({reason}); skipped"
+            ) from None
+        if image is None:
+            raise BadFrameError(
+                f"cannot read silhouette image {path} (not a PNG, or damaged); skipped"
+            )
+        return image
 
     def _read(self) -> Frame | None:
         i = self._index
@@ -112,26 +186,12 @@ class SilhouetteSource(Source):
             self._index += (
                 1  # whatever happens to this file, the next read goes on with the next one
             )
-            width, height = png_size(path)
-            if width * height > self.max_frame_pixels:
-                raise BadFrameError(
-                    f"silhouette image {path} is {width}x{height} ({width * height} pixels), above "
-                    f"source.max_frame_pixels = {self.max_frame_pixels}; not decoded, skipped"
-                )
-            try:
-                image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            except (cv2.error, MemoryError) as exc:
-                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-                raise BadFrameError(
-                    f"cannot decode silhouette image {path} ({reason}); skipped"
-                ) from None
-            if image is None:
-                raise BadFrameError(
-                    f"cannot read silhouette image {path} (not a PNG, or damaged); skipped"
-                )
-            return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
+            image = self._decode(path)
+            return Frame(
+                index=i, timestamp=i / self._fps_value, silhouette=image, aligned=self.aligned
+            )
         self._index += 1
-        return Frame(index=i, timestamp=i / self._fps_value, silhouette=image)
+        return Frame(index=i, timestamp=i / self._fps_value, silhouette=image, aligned=self.aligned)
 
     def _close(self) -> None:
         self._stack = None

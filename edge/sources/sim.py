@@ -13,12 +13,21 @@ from edge.sources.base import Source, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
 VIEWS = ("toward", "away", "side", "mixed")
-SCENARIOS = (None, "two_people", "occlusion", "partial_exit", "stop_midway", "too_short")
+SCENARIOS = (
+    None,
+    "two_people",
+    "occlusion",
+    "partial_exit",
+    "stop_midway",
+    "too_short",
+    "close_end",
+)
 
 
 class SimSource(Source):
     """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
-    scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise, reflect
+    scenario, fps, gap_s, queue_gap_s (a queue: each child comes into view this many seconds after
+    the one before was last in view, negative = both in view; truth `owners`/`in_view`), realtime (pace frames at fps: for the demo), color, noise, reflect
     (floor reflectance 0..1: people mirrored in the colour image),
     camera_seed (a camera mount drawn by gaitsim.vary_camera instead of the default one),
     stall_after (after this many frames the camera hangs: the next read blocks, yielding
@@ -70,8 +79,12 @@ class SimSource(Source):
         try:
             self._fps_value = float(merged["fps"])
             self.gap_s = float(merged.get("gap_s", 1.0))
+            queue = merged.get("queue_gap_s")
+            self.queue_gap_s = None if queue in (None, "") else float(queue)
         except (TypeError, ValueError):
-            raise SourceError(f"source {uri!r}: fps and gap_s must be numbers") from None
+            raise SourceError(
+                f"source {uri!r}: fps, gap_s and queue_gap_s must be numbers"
+            ) from None
         self.stall_after = option_int(merged, "stall_after", None, uri)
         if self.stall_after is not None and self.stall_after < 0:
             raise SourceError(
@@ -117,6 +130,7 @@ class SimSource(Source):
             color=self.color,
             noise=self.noise,
             reflect=self.reflect,
+            queue_gap_s=self.queue_gap_s,
         )
         self._t0 = time.monotonic()
         self._delivered = 0
@@ -150,6 +164,8 @@ class SimSource(Source):
             "curve_type": sim.curve_type,
             "in_straight": sim.in_straight,
             "phase": sim.phase,
+            "owners": sim.owners,
+            "in_view": sim.in_view,
         }
         if self.keep_truth:
             self.truth_by_time[float(sim.timestamp)] = (sim.walk_index, sim.label, sim.severity)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.kiosk_path import figures, run, to_markdown
+from benchmarks.kiosk_path import figures, queue_markdown, run, run_queues, to_markdown
+from benchmarks.results import queue_targets
 
 
 def test_every_walk_is_counted_and_both_rows_are_reported(kiosk_model):
@@ -37,3 +38,12 @@ def test_interval_narrows_with_more_walks():
         return high - low
 
     assert width(400) < width(25)
+
+
+def test_the_queue_scenario_reports_children_merged_walks_and_fragments():
+    report = run_queues(children=2, per_queue=2)  # one queue: toward, depth, both in view
+    assert report["children"] == 2 and report["queues"] == 1
+    assert report["merged_walks"] == 0 and report["stray_retakes"] == 0
+    assert report["children_ok"] == 2, report["failures"]
+    assert "merged walks 0" in queue_markdown(report)
+    assert queue_targets({"queues": report})[0][2] == "met"

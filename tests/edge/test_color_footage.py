@@ -4,7 +4,11 @@ The clip is read where Debian's `opencv-doc` package installs it (scripts/system
 installs that package); docs/PIPELINE.md ("Real footage") says where it comes from and why
 the repository keeps no copy. 768x576, 10 fps, a static camera over a campus path and lawn.
 
-- frames 0-59: several people on the path: one walk, refused as multiple_people;
+- frames 0-59: several people on the path: one result, a retake, never a judgement. Since
+  the walk gate follows one tracked person per walk (issue 28) the people are no longer
+  pooled into one multiple_people walk: the short tracks are fragments (dropped) and the one
+  person seen long enough, crowded in under a fifth of their frames, is judged on their own
+  frames alone, which are too few (too_short);
 - frames 640-701 in the lower-left window roi=0,240,420,336: one woman crosses the lawn
   alone, in view from the first frame, walking left and away from the camera: one judged
   walk. The window holds her whole body in every frame (at least 28 px from each edge) because
@@ -74,7 +78,11 @@ def test_people_are_segmented_and_counted_in_a_crowd(vtest, segmenter):
     people = np.array([m.components for m in masks])
     assert np.mean(people >= 1) > 0.9  # someone is found in (nearly) every frame
     assert np.mean(people >= 2) >= 0.2  # and more than one person in a good part of them
-    assert [w.retake_reason for w in walks] == [MULTIPLE_PEOPLE]
+    published = [w for w in walks if not w.fragment]  # what the kiosk publishes
+    assert len(published) == 1 and not published[0].accepted, [
+        (w.retake_reason, w.quality.as_dict()) for w in walks
+    ]
+    assert any(w.retake_reason == MULTIPLE_PEOPLE for w in walks)  # a crowded track was seen
 
 
 def test_one_person_crossing_is_one_judged_walk(vtest, segmenter):
@@ -122,7 +130,8 @@ def test_kiosk_defaults_publish_one_result_per_clip(tmp_path, mosquitto, kiosk_m
         ["no_referral_indicated"],
     ), one
     crowd = kiosk_on(tmp_path / "crowd", mosquitto.url, kiosk_model, f"video://{vtest}{CROWD}")
-    assert [(r["outcome"], r["retake_reason"]) for r in crowd] == [("retake", MULTIPLE_PEOPLE)]
+    # one retake, never a judgement (see the module's docstring for which reason and why)
+    assert [r["outcome"] for r in crowd] == ["retake"], crowd
 
 
 def test_a_recording_that_ends_mid_walk_is_judged_by_the_gate(vtest, segmenter):

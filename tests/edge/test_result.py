@@ -210,3 +210,19 @@ def test_schema_requires_a_reason_for_a_retake():
     result["retake_reason"] = None
     with pytest.raises(ResultError, match="retake_reason"):
         validate_result(result)
+
+
+def test_quality_says_which_track_the_walk_followed_and_older_results_stay_valid():
+    """Issue 28: track_id (local to the kiosk) and tracks_seen are optional in the contract."""
+    walk = make_walk()
+    walk.quality.track_id, walk.quality.tracks_seen = 7, 2
+    result = build_result(walk, make_prediction(), CONTEXT, {"total": 1.0})
+    assert result["quality"]["track_id"] == 7 and result["quality"]["tracks_seen"] == 2
+    validate_result(result)
+    older = build_result(make_walk(), make_prediction(), CONTEXT, {"total": 1.0})
+    assert "track_id" not in older["quality"] and "tracks_seen" not in older["quality"]
+    validate_result(older)  # a kiosk without a tracker, or an older one
+    bad = copy.deepcopy(result)
+    bad["quality"]["track_id"] = 0
+    with pytest.raises(ResultError, match="track_id"):
+        validate_result(bad)
