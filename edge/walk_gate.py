@@ -236,6 +236,13 @@ def _drop_crowded(track: WalkFrames) -> None:
     track.kept_at = [track.kept_at[i] for i in keep]
 
 
+def _crowded_out(track: WalkFrames, quality: WalkQuality, cfg: WalkConfig) -> bool:
+    """True when the frames left out for another person are what made the walk too short:
+    the child should hear that someone else was in view, not that the walk was short."""
+    crowded = quality.dropped.get(DROP_CROWDED, 0)
+    return crowded > 0 and quality.frames_kept + crowded >= cfg.min_frames
+
+
 def crowded_share(track: WalkFrames) -> float:
     """Share of the walk's frames with another person in the gate's zone at the same time."""
     frames = len(track.times) + track.occluded
@@ -280,6 +287,8 @@ def gate(track: WalkFrames, quality: WalkQuality, cfg: WalkConfig, fps: float) -
     if present == 0:
         return TOO_SHORT
     if crowded_share(track) >= cfg.multiple_people_share:
+        return MULTIPLE_PEOPLE
+    if quality.frames_kept < cfg.min_frames and _crowded_out(track, quality, cfg):
         return MULTIPLE_PEOPLE
     if track.aligned:
         return TOO_SHORT if quality.frames_kept < cfg.min_frames else None
