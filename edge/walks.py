@@ -17,6 +17,7 @@ a refused walk still comes back, with `retake_reason` set to one of RETAKE_REASO
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -143,6 +144,9 @@ class WalkAssembler:
         self._absent_run = 0
         self._cooldown_until = -np.inf
         self._await_clear = False
+        # called with (timestamp, silhouette) for each silhouette accepted into a walk
+        # (streaming inference encodes it then, edge.streaming); must not block
+        self.on_silhouette: Callable[[float, np.ndarray], object] | None = None
 
     @property
     def active(self) -> bool:
@@ -250,6 +254,8 @@ class WalkAssembler:
         track.silhouettes.append(result.silhouette)
         track.kept_times.append(mask.timestamp)
         track.kept_at.append(len(track.times) - 1)
+        if self.on_silhouette is not None:
+            self.on_silhouette(mask.timestamp, result.silhouette)
 
     def _reset(self) -> None:
         self.state = IDLE
