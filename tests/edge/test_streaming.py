@@ -207,3 +207,58 @@ def test_a_split_of_another_model_is_refused(demo_split, kiosk_model):
 def test_a_missing_split_says_how_to_make_it(tmp_path):
     with pytest.raises(ModelError, match="export split"):
         SplitSessions(tmp_path)
+
+
+# -- the kiosk in streaming mode ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def split_kiosk_model(tmp_path_factory):
+    """A tiny untrained model (T=16): model.onnx + manifest + card.json + its split."""
+    import json
+
+    from export.onnx_export import ExportConfig, export_onnx
+    from export.random_model import make_random_checkpoint
+    from export.split import export_split
+
+    folder = tmp_path_factory.mktemp("split_kiosk")
+    ckpt = make_random_checkpoint("tiny", folder / "tiny.pt", seed=4)
+    export_onnx(ExportConfig(ckpt, folder, frames=16, parity_walks=0))
+    export_split(ckpt, folder, frames=16, parity_walks=0)
+    (folder / "card.json").write_text(json.dumps({"referral_threshold": 0.4}))
+    return folder / "model.onnx"
+
+
+def _kiosk_results(tmp_path, broker, model, inference):
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
+    from tests.edge.kiosk_support import Corridor, kiosk_config
+
+    cfg = kiosk_config(tmp_path / inference, broker.url, model, **{"model.inference": inference})
+    parts = build_components(cfg, source=Corridor(walks=3))
+    got: list[tuple[dict, dict]] = []
+    kiosk = Kiosk(
+        cfg,
+        components=parts,
+        options=ServiceOptions(install_signals=False),
+        on_result=lambda r: got.append((r, kiosk.health_snapshot())),
+    )
+    assert kiosk.run() == 0
+    return got
+
+
+def test_the_kiosk_gives_the_same_results_in_streaming_mode(tmp_path, mosquitto, split_kiosk_model):
+    whole = _kiosk_results(tmp_path, mosquitto, split_kiosk_model, "whole_walk")
+    stream = _kiosk_results(tmp_path, mosquitto, split_kiosk_model, "streaming")
+    assert len(whole) == len(stream) == 3
+    for (a, _), (b, health) in zip(whole, stream):
+        assert a["outcome"] == b["outcome"]
+        for name, p in a["probabilities"].items():
+            assert b["probabilities"][name] == pytest.approx(p, abs=1e-5)
+        # the same model (id, whole-graph sha256, precision); the runner names the split
+        assert {**b["model"], "runner": a["model"]["runner"]} == a["model"]
+        assert b["model"]["runner"] == "onnxruntime-split"
+        assert "streaming" in health and health["streaming"]["worker_alive"]
+    last = stream[-1][1]["streaming"]
+    assert last["head_runs"] == 3 and last["frames_encoded"] > 0
+    assert last["frames_refused"] == last["frames_encoded_at_end"] == 0
