@@ -69,10 +69,15 @@ class StreamStats:
     features_bytes: int = 0
     features_peak_bytes: int = 0
     worker_error: str | None = None
+    # the last walk end: waiting for the queue, encoding what was missing, the head (ms)
+    last_wait_ms: float = 0.0
+    last_encode_at_end_ms: float = 0.0
+    last_head_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["encoder_ms"] = round(self.encoder_ms, 3)
+        for key in ("encoder_ms", "last_wait_ms", "last_encode_at_end_ms", "last_head_ms"):
+            out[key] = round(out[key], 3)
         return out
 
 
@@ -227,7 +232,10 @@ class EncoderWorker:
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Features [T, P, C] and pooled [T, 176] of these frames; the ones not held (refused,
         evicted, still queued) are encoded now. Returns also how many were encoded now."""
+        t0 = time.perf_counter()
         self.wait_idle()
+        t1 = time.perf_counter()
+        self.stats.last_wait_ms = (t1 - t0) * 1000.0
         found: list[tuple[np.ndarray, np.ndarray] | None] = []
         with self._lock:
             for ts, sil in zip(timestamps, silhouettes):
@@ -239,6 +247,7 @@ class EncoderWorker:
             for i, f, p in zip(missing, feats, pooled):
                 found[i] = (f, p)
             self.stats.frames_encoded_at_end += len(missing)
+        self.stats.last_encode_at_end_ms = (time.perf_counter() - t1) * 1000.0
         pairs = [f for f in found if f is not None]
         return np.stack([f for f, _ in pairs]), np.stack([p for _, p in pairs]), len(missing)
 
@@ -378,7 +387,9 @@ class StreamingClassifier:
         start = time.perf_counter()
         indices = even_indices(count, self.sessions.frames)
         feats, pooled, _ = self.worker.features(walk.timestamps[indices], walk.silhouettes[indices])
+        t0 = time.perf_counter()
         outputs = self.sessions.run_head(feats, pooled)
+        self.worker.stats.last_head_ms = (time.perf_counter() - t0) * 1000.0
         self.worker.stats.head_runs += 1
         elapsed = (time.perf_counter() - start) * 1000.0
         return Prediction(
