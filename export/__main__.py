@@ -64,23 +64,6 @@ def _split(args: argparse.Namespace) -> int:
     if args.fp16:
         path, parity = encoder_fp16(args.out, args.walks, args.seed + 1)
         print(f"wrote {path}" + (f"; {parity.format()}" if parity else ""))
-    if args.int8_sim:
-        from calibration.collect import collect_sim
-        from calibration.demo_artifacts import CPU_FLOAT_BLOCKS, TENSORRT_FLOAT_BLOCKS
-        from calibration.split import encoder_int8
-
-        calib = collect_sim(args.int8_sim, args.int8_walks, args.frames)
-        for target, blocks in (("tensorrt", TENSORRT_FLOAT_BLOCKS), ("cpu", CPU_FLOAT_BLOCKS)):
-            path, parity = encoder_int8(
-                args.out,
-                calib,
-                target,
-                f"sim:{args.int8_sim}",
-                list(blocks),
-                args.walks,
-                args.seed + 1,
-            )
-            print(f"wrote {path}" + (f"; {parity.format()}" if parity else ""))
     return 0
 
 
@@ -210,13 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated parity walks")
     p.add_argument("--fp16", action="store_true", help="also write encoder.fp16.onnx")
-    p.add_argument(
-        "--int8-sim",
-        metavar="SPEC",
-        help="also write both INT8 encoders, calibrated on simulated walks (calibration collect's "
-        "sim spec, e.g. seed=101,view=mixed,ratio=1:1:1,oversample=2)",
-    )
-    p.add_argument("--int8-walks", type=int, default=100, help="calibration walks for --int8-sim")
     p.set_defaults(func=_split)
 
     p = add_command(
