@@ -146,3 +146,28 @@ def test_tensorrt_engines_for_both_graphs(monkeypatch, tiny_checkpoint, tiny_onn
         assert built.decision.action == "build"
         manifest = read_manifest(built.manifest_path)
         assert manifest.model_id == read_split_manifest(folder)["model_id"]
+
+
+def test_the_commands(tiny_checkpoint, tiny_onnx, tmp_path, capsys):
+    from calibration.__main__ import main as calibration_main
+    from export.__main__ import main as export_main
+
+    shutil.copy(tiny_onnx.onnx_path, tmp_path / "model.onnx")
+    code = export_main(
+        ["split", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), "--frames", "16"]
+        + ["--walks", "4", "--fp16"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "encoder+head vs whole-walk: 4 walks" in out and "encoder.fp16.onnx" in out
+    code = calibration_main(
+        ["split-encoders", "--out", str(tmp_path), "--sim", "seed=5,view=mixed,oversample=1"]
+        + ["--count", "4", "--frames", "16", "--walks", "2"]
+    )
+    assert code == 0
+    assert set(read_split_manifest(tmp_path)["encoders"]) == {"fp32", "fp16", "int8", "int8-cpu"}
+    # a missing checkpoint is bad input: exit 2
+    assert (
+        export_main(["split", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path)])
+        == 2
+    )
