@@ -86,14 +86,20 @@ class Components:
             self.runner.infer({INPUT_NAME: np.zeros(self.runner.input_shape, np.float32)})
         self.classifier = Classifier(self.runner)
         if self.inference == "streaming":
-            self.classifier = self._start_streaming(warmup)
+            try:
+                self.classifier = self._start_streaming(warmup)
+            except Exception:
+                self.runner.deactivate()  # a start-up failure leaves nothing active
+                raise
         self.identity = ModelIdentity.from_runner(self.runner)
         self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
 
     def _start_streaming(self, warmup: bool) -> Any:
         from edge.streaming import SplitSessions, StreamingClassifier
 
-        sessions = SplitSessions(Path(self.runner.model_path).parent, threads=self.runner.threads)
+        sessions = SplitSessions(
+            Path(self.runner.model_path).parent, threads=getattr(self.runner, "threads", None)
+        )
         streaming = StreamingClassifier(
             self.runner, sessions, self.stream_queue_frames, self.stream_max_frames
         )

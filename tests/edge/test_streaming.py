@@ -262,3 +262,17 @@ def test_the_kiosk_gives_the_same_results_in_streaming_mode(tmp_path, mosquitto,
     last = stream[-1][1]["streaming"]
     assert last["head_runs"] == 3 and last["frames_encoded"] > 0
     assert last["frames_refused"] == last["frames_encoded_at_end"] == 0
+
+
+def test_streaming_without_a_split_is_a_start_up_error(tmp_path, mosquitto, kiosk_model):
+    from edge.errors import EdgeError
+    from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components
+    from tests.edge.kiosk_support import Corridor, kiosk_config
+
+    cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model, **{"model.inference": "streaming"})
+    parts = build_components(cfg, source=Corridor(walks=1))
+    kiosk = Kiosk(cfg, components=parts, options=ServiceOptions(install_signals=False))
+    with pytest.raises(EdgeError, match="export split"):
+        kiosk.run()
+    assert not parts.runner.is_active
