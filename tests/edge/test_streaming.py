@@ -276,3 +276,26 @@ def test_streaming_without_a_split_is_a_start_up_error(tmp_path, mosquitto, kios
     with pytest.raises(EdgeError, match="export split"):
         kiosk.run()
     assert not parts.runner.is_active
+
+
+def test_a_retake_runs_no_head_and_its_features_go(demo_split):
+    from edge.errors import RunnerError
+
+    with create_runner("onnxruntime", demo_split / "model.onnx", threads=1) as runner:
+        stream = StreamingClassifier(runner, SplitSessions(demo_split, threads=1))
+        stream.start()
+        try:
+            walk = _walks(1, seed=3)[0]
+            walk.retake_reason = "stopped"
+            for ts, s in zip(walk.timestamps, walk.silhouettes):
+                stream.submit(ts, s)
+            assert stream.worker.wait_idle(10.0)
+            with pytest.raises(RunnerError, match="retake"):
+                stream.classify(walk)
+            stream.forget(walk)
+            health = stream.health()
+        finally:
+            stream.stop()
+    assert health["head_runs"] == 0 and health["features_frames"] == 0
+    # submitted in a burst: what the queue refused is counted, the rest encoded
+    assert health["frames_encoded"] + health["frames_refused"] == len(walk.timestamps)
