@@ -210,6 +210,28 @@ def split_parity(
     )
 
 
+def whole_reference(out: Path, model: Any, checkpoint_sha: str, frames: int) -> Any:
+    """The whole graph to check the split against: the folder's model.onnx when its manifest says
+    it came from the same checkpoint with the same T (what the kiosk runs), else a fresh trace."""
+    from gaitmil.manifest import ManifestError, read_manifest
+
+    shipped = out / "model.onnx"
+    try:
+        manifest = read_manifest(out / "model.manifest.json")
+        same = (
+            shipped.is_file()
+            and manifest.source.get("checkpoint_sha256") == checkpoint_sha
+            and manifest.input_shapes.get(spec.INPUT_NAME, [0, 0])[1] == frames
+        )
+    except (ManifestError, OSError):
+        same = False
+    if same:
+        return ort_session(shipped)
+    whole = trace_to_onnx(model, frames, 1)
+    inline_identity_initializers(whole)
+    return ort_session(whole.SerializeToString())
+
+
 def export_split(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -220,8 +242,9 @@ def export_split(
 ) -> SplitResult:
     """Write encoder.onnx, head.onnx (each with its manifest) and model.split.json.
 
-    Parity is checked against the whole graph traced from the same checkpoint; the files
-    are written only when encoder + head agree with it on every walk."""
+    Parity is checked against the folder's model.onnx when it comes from the same checkpoint
+    (else the whole graph traced from it); the files are written only when encoder + head
+    agree with it on every walk."""
     from export.audit import audit_model
     from export.onnx_export import describe
     from gaitmil.checkpoint import load_checkpoint
@@ -253,10 +276,8 @@ def export_split(
         from export.walks import simulated_walks
 
         walks, _ = simulated_walks(parity_walks, frames=frames, seed=seed)
-        whole = trace_to_onnx(model, frames, 1)
-        inline_identity_initializers(whole)
         parity = split_parity(
-            ort_session(whole.SerializeToString()),
+            whole_reference(out, model, checkpoint_sha, frames),
             ort_session(enc.SerializeToString()),
             ort_session(hd.SerializeToString()),
             walks,

@@ -47,6 +47,7 @@ def test_pieces_compose_to_the_shipped_forward():
 def test_demo_model_split_agrees_with_the_whole_graph_on_200_walks(tmp_path, capsys):
     """Issue 27's parity: 100 % decision agreement on 200 walks; max |delta p| reported."""
     shutil.copy(DEMO / "model.onnx", tmp_path / "model.onnx")
+    shutil.copy(DEMO / "model.manifest.json", tmp_path / "model.manifest.json")
     result = export_split(DEMO / "checkpoint.pt", tmp_path, frames=30, parity_walks=200)
     parity = result.parity
     assert parity is not None and parity.walks == 200
