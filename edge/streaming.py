@@ -2,7 +2,8 @@
 
 The walk assembler hands every silhouette it accepts into a walk to `EncoderWorker.submit`
 (WalkAssembler.on_silhouette), on the pipeline thread. The worker thread takes them from a
-bounded queue in small batches (the split encoder's static batch, export/split.py), runs
+bounded queue in small batches (the split encoder's static batch, export/split.py; the
+worker waits up to LINGER_S to fill one), runs
 the per-frame encoder and keeps each frame's features keyed by the frame's timestamp.
 `submit` never blocks: when the queue is full the frame is refused and counted
 (`frames_refused`), and it stays in the walk (the assembler keeps every silhouette), so at
@@ -52,6 +53,9 @@ FEATURES = "frame_features"
 POOLED = "phase_pooled"
 
 Encode = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# How long the worker waits to fill a batch: 4 frames at 30 fps arrive within 0.1 s, and a walk
+# ends walk.exit_frames (5: 0.17 s) after its last frame, so the last batch is encoded by then.
+LINGER_S = 0.12
 
 
 @dataclass
@@ -89,12 +93,18 @@ class EncoderWorker:
     """Bounded queue + one thread running `encode` on small batches; a timestamp-keyed store."""
 
     def __init__(
-        self, encode: Encode, batch: int, queue_frames: int = 64, max_frames: int = 1024
+        self,
+        encode: Encode,
+        batch: int,
+        queue_frames: int = 64,
+        max_frames: int = 1024,
+        linger_s: float = LINGER_S,
     ) -> None:
-        if batch < 1 or queue_frames < 1 or max_frames < 1:
-            raise ValueError("batch, queue_frames and max_frames must be positive")
+        if batch < 1 or queue_frames < 1 or max_frames < 1 or linger_s < 0:
+            raise ValueError("batch, queue_frames and max_frames must be positive, linger_s >= 0")
         self.encode = encode
         self.batch = batch
+        self.linger_s = linger_s
         self.max_frames = max_frames
         self.stats = StreamStats()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
@@ -149,9 +159,15 @@ class EncoderWorker:
                 except queue.Empty:
                     continue
                 items = [first]
+                # fill the batch for up to linger_s: at 30 fps frames come one at a time, and a
+                # static batch of 4 run for one frame would cost 4 frames' compute
+                deadline = time.monotonic() + self.linger_s
                 while len(items) < self.batch:
+                    left = deadline - time.monotonic()
                     try:
-                        items.append(self._queue.get_nowait())
+                        items.append(
+                            self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                        )
                     except queue.Empty:
                         break
                 self._encode_items(items)

@@ -60,6 +60,21 @@ def test_worker_encodes_in_small_batches_and_serves_by_timestamp():
     assert worker.stats.features_bytes == 10 * worker.frame_bytes
 
 
+def test_frames_arriving_at_camera_pace_are_batched():
+    """One frame per call would run the static batch of 4 for one frame: the worker lingers."""
+    worker = EncoderWorker(fake_encode, batch=4)
+    worker.start()
+    try:
+        for i in range(12):
+            worker.submit(float(i), sil(i))
+            time.sleep(1 / 30)
+        assert worker.wait_idle(5.0)
+    finally:
+        worker.stop()
+    assert worker.stats.frames_encoded == 12
+    assert worker.stats.batches <= 8  # about 3 at 30 fps; a loaded machine may split some
+
+
 def test_a_full_queue_refuses_without_blocking_and_the_frame_is_encoded_at_walk_end():
     gate = threading.Event()
 
