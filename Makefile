@@ -56,6 +56,9 @@ demo-model: demo-data
 models:
 	bash scripts/venv.sh dev
 	$(PY) -m calibration.demo_artifacts --checkpoint models/demo/checkpoint.pt --out models/demo
+	# the streaming kiosk's encoder + head (FP32, FP16 and both INT8 encoders) beside model.onnx
+	$(PY) -m export split --checkpoint models/demo/checkpoint.pt --out models/demo --fp16
+	$(PY) -m calibration split-encoders --out models/demo --sim seed=101,view=mixed,ratio=1:1:1,oversample=2 --count 300
 
 models-check:
 	$(PY) -m calibration.demo_artifacts --check

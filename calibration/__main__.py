@@ -1,4 +1,4 @@
-"""python -m calibration {collect,quantize,report,latency}: see docs/CALIBRATION.md.
+"""python -m calibration {collect,quantize,report,latency,split-encoders}: see docs/CALIBRATION.md.
 
 Exit codes: 0 success; 1 a model missed its precision target (report);
 2 bad input (empty or mismatched set, NaN, bad option, unwritable output);
@@ -214,7 +214,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=20, help="timed runs per model (after warm-up)")
     p.add_argument("--json", help="also write the timings as JSON")
     p.set_defaults(func=_latency)
+
+    p = add_command(
+        sub,
+        "split-encoders",
+        help="both INT8 forms of a split model's encoder (export split), recorded in model.split.json",
+    )
+    p.add_argument("--out", required=True, help="the folder of encoder.onnx and model.split.json")
+    p.add_argument(
+        "--sim", required=True, help="calibration walks: collect's sim spec (seed=...,view=...)"
+    )
+    p.add_argument("--count", type=int, default=300, help="calibration walks (every frame is used)")
+    p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES, help="frames per walk")
+    p.add_argument(
+        "--walks", type=int, default=200, help="simulated walks for the parity (0: skip)"
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of the parity walks")
+    p.set_defaults(func=_split_encoders)
     return parser
+
+
+def _split_encoders(args: argparse.Namespace) -> int:
+    from calibration.collect import collect_sim
+    from calibration.demo_artifacts import CPU_FLOAT_BLOCKS, TENSORRT_FLOAT_BLOCKS
+    from calibration.split import encoder_int8
+
+    calib = collect_sim(args.sim, args.count, args.frames)
+    for target, blocks in (("tensorrt", TENSORRT_FLOAT_BLOCKS), ("cpu", CPU_FLOAT_BLOCKS)):
+        path, parity = encoder_int8(
+            args.out, calib, target, f"sim:{args.sim}", list(blocks), args.walks, args.seed
+        )
+        print(f"wrote {path}" + (f"; {parity.format()}" if parity else ""))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -439,6 +439,20 @@ class ModelConfig(_Section):
         description="The district's Ed25519 public keys (PEM files): `model install BUNDLE` accepts only "
         "bundles signed by one of them.",
     )
+    inference: Literal["whole_walk", "streaming"] = Field(
+        "whole_walk",
+        description="whole_walk: the model runs on the walk's frames when the walk ends. streaming: "
+        "a worker encodes each accepted frame while the child walks and only the walk head runs "
+        "at walk end (encoder.onnx + head.onnx + model.split.json beside model.path, from "
+        "`python -m export split`; onnxruntime only; docs/PIPELINE.md).",
+    )
+    stream_queue_frames: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="streaming: accepted frames waiting for the encoder worker; a frame the full "
+        "queue refuses is counted and encoded at walk end.",
+    )
 
     @model_validator(mode="before")
     @classmethod

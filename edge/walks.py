@@ -32,6 +32,8 @@ a refused walk still comes back, with `retake_reason` set to one of RETAKE_REASO
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from edge.errors import EdgeError
@@ -119,6 +121,9 @@ class WalkAssembler:
         self._await_clear = False
         self._grouped: set[int] = set()  # people already in a multiple_people retake
         self._renamed: tuple[int, int] | None = None  # a track found to be someone else
+        # called with (timestamp, silhouette) for each silhouette accepted into a walk
+        # (streaming inference encodes it then, edge.streaming); must not block
+        self.on_silhouette: Callable[[float, np.ndarray], object] | None = None
 
     @property
     def active(self) -> bool:
@@ -331,6 +336,8 @@ class WalkAssembler:
         walk.silhouettes.append(result.silhouette)
         walk.kept_times.append(mask.timestamp)
         walk.kept_at.append(len(walk.times) - 1)
+        if self.on_silhouette is not None:
+            self.on_silhouette(mask.timestamp, result.silhouette)
 
     def _reset(self) -> None:
         self.state = IDLE

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +55,10 @@ class Components:
     context: ResultContext | None = None
     identity: ModelIdentity | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # model.inference: "streaming" encodes frames as the gate accepts them (edge.streaming)
+    inference: str = "whole_walk"
+    stream_queue_frames: int = 64
+    stream_max_frames: int = 1024  # features held at most (the longest walk + the queue)
 
     def model_identity(self) -> ModelIdentity:
         """What model the active runner holds (set by activate_runner)."""
@@ -80,10 +85,35 @@ class Components:
             # The first inference allocates and tunes; do it before READY, not on a child's walk.
             self.runner.infer({INPUT_NAME: np.zeros(self.runner.input_shape, np.float32)})
         self.classifier = Classifier(self.runner)
+        if self.inference == "streaming":
+            try:
+                self.classifier = self._start_streaming(warmup)
+            except Exception:
+                self.runner.deactivate()  # a start-up failure leaves nothing active
+                raise
         self.identity = ModelIdentity.from_runner(self.runner)
         self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
 
+    def _start_streaming(self, warmup: bool) -> Any:
+        from edge.streaming import SplitSessions, StreamingClassifier
+
+        sessions = SplitSessions(
+            Path(self.runner.model_path).parent, threads=getattr(self.runner, "threads", None)
+        )
+        streaming = StreamingClassifier(
+            self.runner, sessions, self.stream_queue_frames, self.stream_max_frames
+        )
+        if warmup:
+            streaming.warmup()
+        streaming.start()
+        self.assembler.on_silhouette = streaming.submit
+        return streaming
+
     def deactivate_runner(self) -> None:
+        stop = getattr(self.classifier, "stop", None)
+        if stop is not None:
+            self.assembler.on_silhouette = None
+            stop()
         if self.runner.is_active:
             self.runner.deactivate()
 
@@ -125,6 +155,9 @@ class Components:
             )
         if token is not None and result["outcome"] != "retake":
             self.publisher.consume_subject_token()
+        forget = getattr(self.classifier, "forget", None)
+        if forget is not None:  # streaming: the walk's frame features go, retakes' too
+            forget(walk)
         return result, prediction
 
     def health_extra(self, health: Any) -> dict[str, Any]:
@@ -132,6 +165,9 @@ class Components:
         source_counters = self.source.health()
         health.set_gauge("camera_timeouts", int(source_counters.get("timeouts", 0)))
         extra: dict[str, Any] = {"source": source_counters}
+        streaming = getattr(self.classifier, "health", None)
+        if streaming is not None:
+            extra["streaming"] = streaming()
         if self.publisher is not None:
             outbox = self.publisher.outbox.stats()
             health.set_gauge("outbox_depth", outbox["pending"])
@@ -226,6 +262,11 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
         return Publisher(settings, outbox, model={**identity.as_dict(), **status_model})
 
     parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
+    parts.inference = cfg.model.inference
+    parts.stream_queue_frames = cfg.model.stream_queue_frames
+    parts.stream_max_frames = (
+        int(cfg.walk.max_seconds * cfg.source.fps) + cfg.model.stream_queue_frames
+    )
     parts.closers.append(outbox.close)
     return parts
 

@@ -1,4 +1,4 @@
-"""python -m export {onnx,audit,fp16,engine,verify,bundle,keygen}: see docs/EXPORT.md.
+"""python -m export {onnx,split,audit,fp16,engine,verify,bundle,keygen}: see docs/EXPORT.md.
 
 Exit codes: 0 success; 1 a check failed (audit findings, parity below target);
 2 bad input (missing or foreign checkpoint, bad option, unwritable folder,
@@ -49,6 +49,21 @@ def _onnx(args: argparse.Namespace) -> int:
     print("ONNX checker: full check passed; audit (TensorRT 10.3 ops, graph rules): PASS")
     if result.parity:
         print(result.parity.format())
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from export.split import encoder_fp16, export_split
+
+    result = export_split(
+        args.checkpoint, args.out, args.frames, args.encoder_batch, args.walks, args.seed
+    )
+    print(f"wrote {result.encoder_path}, {result.head_path} and {result.manifest_path}")
+    if result.parity:
+        print(result.parity.format())
+    if args.fp16:
+        path, parity = encoder_fp16(args.out, args.walks, args.seed + 1)
+        print(f"wrote {path}" + (f"; {parity.format()}" if parity else ""))
     return 0
 
 
@@ -165,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated parity walks")
     p.set_defaults(func=_onnx)
+
+    p = add_command(
+        sub, "split", help="checkpoint -> encoder.onnx + head.onnx + model.split.json, with parity"
+    )
+    p.add_argument("--checkpoint", required=True, help="a Gait-MIL checkpoint (MIL pooling)")
+    p.add_argument("--out", required=True, help="output folder (the whole graph's, for parity)")
+    p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES, help="T of the head")
+    p.add_argument("--encoder-batch", type=int, default=4, help="frames per encoder call")
+    p.add_argument(
+        "--walks", type=int, default=200, help="simulated walks for the parity checks (0: skip)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated parity walks")
+    p.add_argument("--fp16", action="store_true", help="also write encoder.fp16.onnx")
+    p.set_defaults(func=_split)
 
     p = add_command(
         sub, "audit", help="check ONNX models against TensorRT 10.3's parser and the graph rules"

@@ -65,23 +65,76 @@ def upstream_nodes(model: Any, op_type: str) -> list[str]:
     return sorted(names)
 
 
+def upstream_of_outputs(model: Any, outputs: tuple[str, ...]) -> list[str]:
+    """Names of the nodes that produce the tensors `outputs` and every node they depend on."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    names: set[str] = set()
+    stack = [producer[o] for o in outputs if o in producer]
+    while stack:
+        node = stack.pop()
+        if node.name in names:
+            continue
+        names.add(node.name)
+        stack.extend(producer[i] for i in node.input if i in producer)
+    return sorted(names)
+
+
+def drop_fp16_roundtrips(model: Any) -> int:
+    """Turn Cast(to FP32) of a Cast(to FP16) of an FP32 tensor X into Identity(X), then drop
+    the casts nobody reads; returns how many round trips were removed."""
+    onnx = require("onnx")
+    fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    producer = {out: node for node in model.graph.node for out in node.output}
+
+    def cast_to(node: Any) -> int | None:
+        if node.op_type != "Cast":
+            return None
+        return next((int(a.i) for a in node.attribute if a.name == "to"), None)
+
+    removed = 0
+    for node in model.graph.node:
+        first = producer.get(node.input[0]) if node.input else None
+        if cast_to(node) == fp32 and first is not None and cast_to(first) == fp16:
+            node.op_type = "Identity"
+            del node.attribute[:]
+            node.input[0] = first.input[0]
+            removed += 1
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [n for n in model.graph.node if n.op_type == "Cast" and not set(n.output) & used]
+        if not dead:
+            return removed
+        for n in dead:
+            model.graph.node.remove(n)
+
+
 def convert_fp16(
     source: str | Path,
     out: str | Path,
     keep_fp32_ops: tuple[str, ...] = KEEP_FP32_OPS,
     walks: np.ndarray | None = None,
+    keep_fp32_outputs: tuple[str, ...] = (),
 ) -> Fp16Result:
-    """Write an FP16 copy of `source` to `out` (with manifest); compare it with FP32 on `walks`."""
+    """Write an FP16 copy of `source` to `out` (with manifest); compare it with FP32 on `walks`.
+
+    `keep_fp32_outputs`: graph outputs computed in FP32 with every node upstream of them (the
+    split encoder's `phase_pooled`, which the head's phase lookup reads)."""
     float16 = require("onnxruntime.transformers.float16")
     source, out = Path(source), Path(out)
     model = load_onnx(source)
     if get_metadata(model).get("precision", "fp32") != "fp32":
         raise ExportError(f"{source} is not an FP32 model; convert the FP32 export (model.onnx)")
     blocked_nodes = upstream_nodes(model, "ArgMin")  # the phase lookup
+    blocked_nodes += upstream_of_outputs(model, keep_fp32_outputs)
     blocked_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
     converted = float16.convert_float_to_float16(
         model, keep_io_types=True, op_block_list=blocked_ops, node_block_list=blocked_nodes
     )
+    if keep_fp32_outputs:
+        # the converter casts the input to FP16 once and back to FP32 for the kept nodes: that
+        # rounds the silhouettes the phase lookup pools; read the FP32 tensor itself instead
+        drop_fp16_roundtrips(converted)
     topological_sort(converted)  # the converter appends its Casts at the end
     meta = get_metadata(model)
     set_metadata(

@@ -245,19 +245,56 @@ class GaitMIL(nn.Module):
 
     # -- pieces -----------------------------------------------------------------
 
+    def phase_pool(self, silhouettes: Tensor) -> Tensor:
+        """4x4-pooled silhouettes, flattened: [..., 64, 44] -> [..., 176] (per frame)."""
+        lead = silhouettes.shape[:-2]
+        pooled = F.avg_pool2d(silhouettes.reshape(-1, 1, INPUT_HEIGHT, INPUT_WIDTH), PHASE_POOL)
+        return pooled.reshape(*lead, PHASE_DIM)
+
     def assign_phases(self, silhouettes: Tensor, frame_mask: Tensor) -> Tensor:
         """One-hot phase of each valid frame [B, T, K]; all-zero rows for padded frames."""
-        b, t = silhouettes.shape[:2]
-        pooled = F.avg_pool2d(silhouettes.reshape(b * t, 1, INPUT_HEIGHT, INPUT_WIDTH), PHASE_POOL)
+        return self.assign_pooled(self.phase_pool(silhouettes), frame_mask)
+
+    def assign_pooled(self, pooled: Tensor, frame_mask: Tensor) -> Tensor:
+        """assign_phases from the per-frame pooled silhouettes [B, T, 176] (phase_pool)."""
         # explicit differences in fp32: elementwise ops, so autocast and FP16 runs cannot
         # move a frame to another phase through a low-precision matmul
-        x = self.phase_feature_fn(pooled.reshape(b, t, PHASE_DIM).float(), frame_mask)
+        x = self.phase_feature_fn(pooled.float(), frame_mask)
         diff = x.unsqueeze(2) - self.centroids.float()  # [B, T, K, 176]
         dist = (diff * diff).sum(-1)  # [B, T, K]
         nearest = dist.argmin(-1, keepdim=True)  # [B, T, 1]
-        phases = torch.arange(self.config.phases, device=silhouettes.device)
-        onehot = (nearest == phases).to(silhouettes.dtype)  # Equal, not OneHot: plain for TensorRT
-        return onehot * frame_mask.unsqueeze(-1).to(silhouettes.dtype)
+        phases = torch.arange(self.config.phases, device=pooled.device)
+        onehot = (nearest == phases).to(pooled.dtype)  # Equal, not OneHot: plain for TensorRT
+        return onehot * frame_mask.unsqueeze(-1).to(pooled.dtype)
+
+    def frame_features(self, silhouettes: Tensor) -> Tensor:
+        """The per-frame part of the MIL model: [N, 64, 44] -> part features [N, P, C].
+
+        Each frame independently (backbone + horizontal pyramid pooling); in eval mode
+        a frame's features do not depend on the other frames, so they can be computed
+        while the walk is under way (export/split.py's encoder graph)."""
+        n, h, w = silhouettes.shape
+        return hpp(self.encoder(silhouettes.reshape(n, 1, h, w)), self.config.parts)
+
+    def walk_from_features(
+        self, feats: Tensor, pooled: Tensor, frame_mask: Tensor | None = None
+    ) -> GaitMILOutput:
+        """The walk part of the MIL model: part features [B, T, P, C] and pooled silhouettes
+        [B, T, 176] (frame_features and phase_pool of the same frames) -> the outputs of
+        forward() on those frames (export/split.py's head graph). MIL pooling only."""
+        if self.config.pooling != "mil":
+            raise ConfigError(
+                f"the walk head works on per-frame features: pooling {self.config.pooling!r} "
+                "pools feature maps over time before HPP and has no per-frame split"
+            )
+        b, t = feats.shape[:2]
+        if frame_mask is None:
+            frame_mask = torch.ones(b, t, dtype=torch.bool, device=feats.device)
+        assign = self.assign_pooled(pooled, frame_mask)
+        walk, phase_attn, frame_attn = self.mil_pool(feats, assign)
+        emb, part_logits = self.head(walk)
+        logits = part_logits.mean(1)
+        return GaitMILOutput(logits, torch.softmax(logits, -1), phase_attn, frame_attn, emb)
 
     def encode(self, silhouettes: Tensor) -> Tensor:
         """[B, T, 64, 44] -> frame feature maps [B, T, C, 16, 11]."""

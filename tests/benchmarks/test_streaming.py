@@ -1,0 +1,57 @@
+"""benchmarks.streaming (model costs, the side-by-side table) and benchmarks.op_profile, on a tiny split."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from benchmarks import op_profile
+from benchmarks import streaming as bench
+from benchmarks.env import environment
+
+
+@pytest.fixture(scope="module")
+def split_folder(tiny_models, tmp_path_factory):
+    from export.split import export_split
+
+    folder = tmp_path_factory.mktemp("bench_split")
+    shutil.copy(tiny_models.onnx, folder / "model.onnx")
+    export_split(tiny_models.checkpoint, folder, frames=tiny_models.frames, parity_walks=0)
+    return folder
+
+
+def test_model_costs_and_the_table(split_folder):
+    costs = bench.model_costs(split_folder, iters=3, warmup=1, threads=1)
+    assert set(costs["encoder"]) == {"fp32"} and costs["encoder_batch"] == 4
+    assert costs["head"]["per_walk_ms"]["count"] == 3
+    assert set(costs["whole_walk"]) == {"fp32"}
+    row = {
+        "inference": "streaming",
+        "results": 2,
+        "frames_dropped": 0,
+        "stages_ms": {
+            "walk_to_outbox": {"median": 7.0, "p95": 9.0},
+            "inference": {"median": 0.8, "p95": 1.0},
+        },
+        "walk_end_to_ack_ms": {"median": 14.0, "p95": 17.0},
+        "streaming": {"frames_refused": 0},
+        "walk_end_parts_ms": {"head": {"median": 0.5, "p95": 0.6}},
+    }
+    report = {
+        "command": "python -m benchmarks.streaming",
+        "environment": environment([]),
+        "model_costs": costs,
+        "pipeline": [row],
+    }
+    text = bench.to_markdown(report)
+    assert "| encoder | fp32 | frame |" in text and "| head | fp32 | walk |" in text
+    assert "| streaming | 2 | 0 | 7.0 / 9.0 | 14.0 / 17.0 | 0.80 | 0 |" in text
+    assert "head 0.50 / 0.60" in text
+
+
+def test_op_profile_sums_kernel_time_by_op(split_folder):
+    profile = op_profile.profile(split_folder / "encoder.onnx", iters=3, threads=1)
+    assert profile["runs"] == 3
+    assert "Conv" in profile["ops"] and profile["total_ms_per_run"] > 0
+    assert "| Conv |" in op_profile.to_markdown([profile])
