@@ -33,7 +33,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.hostile import VALID, Message, mix
 from benchmarks.stats import percentile
 from benchmarks.topics import ALLOW_FLAG, BENCH_PREFIX, check_prefix
-from gaitmil import HelpFormatter
+from gaitmil import HelpFormatter, add_version_flag
 
 SITE = "hostile-bench"
 KIOSK = "kiosk-1"
@@ -251,6 +251,7 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=HelpFormatter,
     )
+    add_version_flag(p)
     p.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"], help="store")
     p.add_argument(
         "--database-url", default=None, help="an existing database (default: a throwaway one)"
@@ -261,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--broker", default=None, help="mqtt://127.0.0.1:PORT (default: a throwaway mosquitto)"
     )
-    p.add_argument("--topic-prefix", default=BENCH_PREFIX, help="topic prefix of the messages")
+    p.add_argument("--topic-prefix", default=BENCH_PREFIX, help="topic prefix")
     p.add_argument(ALLOW_FLAG, action="store_true", help="allow the production prefix gaitmil/v1")
     p.add_argument("--seed", type=int, default=0, help="seed of the mix and its order")
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")

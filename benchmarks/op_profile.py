@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from gaitmil import HelpFormatter, add_version_flag
+
 
 def profile(model: Path, iters: int, threads: int) -> dict[str, Any]:
     """{op_type: {"ms_per_run": float, "nodes": int}} and the total, from ORT's profiler."""
@@ -119,11 +121,16 @@ def to_markdown(profiles: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.op_profile", description=__doc__)
-    parser.add_argument("models", nargs="+", type=Path)
-    parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", type=Path)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.op_profile", description=__doc__, formatter_class=HelpFormatter
+    )
+    add_version_flag(parser)
+    parser.add_argument(
+        "models", nargs="+", type=Path, help="ONNX models, the first is the yardstick"
+    )
+    parser.add_argument("--iters", type=int, default=50, help="timed runs per model")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--json", type=Path, help="write the profiles as JSON here")
     args = parser.parse_args(argv)
     profiles = [profile(m, args.iters, args.threads) for m in args.models]
     turns = interleaved(args.models, args.iters, args.threads)

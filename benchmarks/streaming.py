@@ -34,6 +34,7 @@ import numpy as np
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
 from benchmarks.stats import summarize
+from gaitmil import HelpFormatter, add_version_flag
 
 SCHEMA_ID = "gaitmil.bench.streaming/1"
 WHOLE_FORMS = {
@@ -247,20 +248,28 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.streaming", description=__doc__)
-    p.add_argument("--model", type=Path, default=Path("models/demo/model.onnx"))
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.streaming", description=__doc__, formatter_class=HelpFormatter
+    )
+    add_version_flag(p)
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/demo/model.onnx"),
+        help="whole-walk model; encoder.onnx, head.onnx and model.split.json beside it",
+    )
     p.add_argument(
         "--split-from", type=Path, help="a checkpoint: export the split into a temporary folder"
     )
-    p.add_argument("--iters", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--iters", type=int, default=100, help="timed runs per graph")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     p.add_argument(
         "--sim-walks", type=int, default=6, help="walks per kiosk run (0: no kiosk runs)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--markdown", type=Path)
+    p.add_argument("--seed", type=int, default=0, help="simulator seed of the kiosk runs")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the report as Markdown here")
     return p
 
 
