@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ class SimFrame:
     in_straight: bool = False  # the child is on the straight, fully visible part of the walk
     curve_type: str | None = None  # the child's curve type (truth)
     phase: float | None = None  # the child's gait phase in [0, 1) (truth)
+    subject_index: int = -1  # which simulated child walks (walk_index // repeats); -1 = none
 
 
 @dataclass
@@ -41,6 +43,7 @@ class WalkPlan:
     others: list[Walker]
     view: str
     scenario: str | None
+    subject_index: int = -1
 
     @property
     def frames(self) -> int:
@@ -56,13 +59,36 @@ def scene_for_view(view: str) -> SceneConfig:
 
 
 def plan_walk(
-    seed: int, walk_index: int, view: str, scenario: str | None, fps: float, scene: SceneConfig
+    seed: int,
+    walk_index: int,
+    view: str,
+    scenario: str | None,
+    fps: float,
+    scene: SceneConfig,
+    repeats: int = 1,
 ) -> WalkPlan:
-    """The deterministic plan of walk `walk_index` of a stream with `seed`."""
+    """The deterministic plan of walk `walk_index` of a stream with `seed`.
+
+    With `repeats` > 1 the same simulated child walks `repeats` times in a row (walks
+    i * repeats ... (i + 1) * repeats - 1 are child i): same body, posture and gait, a new
+    path, start phase and sensor noise each time; with view "mixed" the walks alternate between
+    toward and away (the first drawn per child), as a child walking to the kiosk and back.
+    `repeats=1` is the one-child-per-walk stream of before, bit for bit."""
     rng = np.random.default_rng([seed, walk_index, 0xA11])
-    if view == "mixed":
-        view = str(rng.choice(["toward", "away"]))
-    subject = sample_subject(rng, subject_id=f"stream-{seed}-{walk_index}")
+    subject_index = walk_index // repeats
+    if repeats == 1:
+        if view == "mixed":
+            view = str(rng.choice(["toward", "away"]))
+        subject = sample_subject(rng, subject_id=f"stream-{seed}-{walk_index}")
+    else:
+        child_rng = np.random.default_rng([seed, subject_index, 0x5B1])
+        first = str(child_rng.choice(["toward", "away"]))
+        subject = sample_subject(child_rng, subject_id=f"stream-{seed}-child-{subject_index}")
+        # a new walk starts at another point of the stride (its step noise follows from it)
+        subject = dataclasses.replace(subject, phase0=float(rng.uniform(0.0, 1.0)))
+        if view == "mixed":
+            other = "away" if first == "toward" else "toward"
+            view = first if (walk_index % repeats) % 2 == 0 else other
     path = make_path(rng, view, scene, scenario)
     stop_at, stop_s = None, 0.0
     if scenario == "stop_midway":
@@ -96,7 +122,7 @@ def plan_walk(
         k_mid = int(np.searchsorted(child.states[:, 0], np.mean(path.straight)))
         to_centre = int(half / crosser.speed_mps * fps)
         others.append(Walker(crosser, cross, fps, start_frame=max(k_mid - to_centre, 0)))
-    return WalkPlan(child, others, view, scenario)
+    return WalkPlan(child, others, view, scenario, subject_index)
 
 
 def _frame(
@@ -121,6 +147,7 @@ def _frame(
         in_straight=plan.child.in_straight(k),
         curve_type=posture.curve_type,
         phase=None if state is None else state[1],
+        subject_index=plan.subject_index,
     )
 
 
@@ -136,15 +163,19 @@ def iter_frames(
     noise: bool = True,
     start_time: float = 0.0,
     reflect: float = 0.0,
+    repeats: int = 1,
 ) -> Iterator[SimFrame]:
     """Frames of simulated walks, each preceded by `gap_s` of empty corridor (and one
     more gap after the last walk when `walks` is finite, so a kiosk sees it end).
     `walks=None` streams forever. Deterministic for a seed. `reflect` (0..1) makes the floor
-    mirror the people in the colour image (a polished school floor)."""
+    mirror the people in the colour image (a polished school floor). `repeats` > 1: each
+    simulated child walks that many times in a row (see plan_walk); `walks` counts walks."""
     check_view(view)
     check_scenario(scenario)
     if fps <= 0 or gap_s < 0:
         raise SimConfigError(f"fps must be > 0 and gap_s >= 0, got fps={fps}, gap_s={gap_s}")
+    if repeats < 1:
+        raise SimConfigError(f"repeats must be >= 1 walks per child, got {repeats}")
     if walks is not None and walks < 0:
         raise SimConfigError(f"walks must be >= 0 or None (endless), got {walks}")
     camera = camera or CameraConfig()
@@ -164,7 +195,7 @@ def iter_frames(
     walk_index = 0
     while walks is None or walk_index < walks:
         yield from empty()
-        plan = plan_walk(seed, walk_index, view, scenario, fps, scene)
+        plan = plan_walk(seed, walk_index, view, scenario, fps, scene, repeats)
         palette = plan.subject.palette
         for k in range(plan.frames):
             rng = np.random.default_rng([seed, index, 0xF00])

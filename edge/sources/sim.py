@@ -21,6 +21,8 @@ class SimSource(Source):
     scenario, fps, gap_s, realtime (pace frames at fps: for the demo), color, noise, reflect
     (floor reflectance 0..1: people mirrored in the colour image),
     camera_seed (a camera mount drawn by gaitsim.vary_camera instead of the default one),
+    repeats (walks per simulated child, default 1: each child walks that many times in a row,
+    toward and away alternating with view=mixed, new path and noise each time),
     stall_after (after this many frames the camera hangs: the next read blocks, yielding
     nothing, until the source is closed; for watchdog and stall tests).
 
@@ -72,6 +74,9 @@ class SimSource(Source):
             self.gap_s = float(merged.get("gap_s", 1.0))
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps and gap_s must be numbers") from None
+        self.repeats = option_int(merged, "repeats", 1, uri)
+        if self.repeats < 1:
+            raise SourceError(f"source {uri!r}: repeats={self.repeats} must be 1 or more")
         self.stall_after = option_int(merged, "stall_after", None, uri)
         if self.stall_after is not None and self.stall_after < 0:
             raise SourceError(
@@ -117,6 +122,7 @@ class SimSource(Source):
             color=self.color,
             noise=self.noise,
             reflect=self.reflect,
+            repeats=self.repeats,
         )
         self._t0 = time.monotonic()
         self._delivered = 0
@@ -150,6 +156,7 @@ class SimSource(Source):
             "curve_type": sim.curve_type,
             "in_straight": sim.in_straight,
             "phase": sim.phase,
+            "subject_index": sim.subject_index,
         }
         if self.keep_truth:
             self.truth_by_time[float(sim.timestamp)] = (sim.walk_index, sim.label, sim.severity)
