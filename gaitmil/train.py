@@ -737,15 +737,35 @@ def calibrate_on_validation(
     temperature = fit_temperature(labels, logits)
     trained_scale = model.config.logit_scale
     model.config.logit_scale = trained_scale / temperature
+    chooser = threshold_set if threshold_set is not None else val
     if threshold_set is not None:
         labels, logits = predict_logits(model, threshold_set, device=device)
         logits = logits * temperature  # the model already divides by T: back to trained logits
     probs = softmax(logits, temperature)
     threshold = choose_referral_threshold(labels, probs, target)
     from gaitmil.metrics import summarize
+    from gaitmil.screening_report import SCHOOL_PREVALENCE, bootstrap
 
     report = summarize(labels, probs, threshold, target)
     split = threshold_set is not None
+    # at a school prevalence, on the walks that chose the threshold (so optimistic for sensitivity)
+    school = bootstrap(
+        labels,
+        probs,
+        threshold,
+        groups=[seq.subject for seq in chooser.sequences],
+        samples=1000,
+        prevalence=SCHOOL_PREVALENCE,
+    )
+    school_figures = {
+        "prevalence": SCHOOL_PREVALENCE,
+        "resampled": school["resampled"],
+        "samples": school["samples"],
+        **{
+            k: school["figures"][k]
+            for k in ("sensitivity", "specificity", "school_referral_rate", "school_ppv")
+        },
+    }
     return {
         "best_iteration": best.get("iteration"),
         "temperature": temperature,
@@ -771,6 +791,7 @@ def calibrate_on_validation(
             "nll_before": validation_scores(labels, logits)["val_nll"],
             "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
             "screening": report["screening"],
+            "school_population": school_figures,
         },
     }
 
