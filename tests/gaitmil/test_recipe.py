@@ -175,3 +175,22 @@ def test_recipe_options_parse_with_previous_defaults():
         "iterations",
         64,
     )
+
+
+def test_resume_with_the_new_options_continues_exactly(synth_root, tmp_path):
+    """The EMA and the head's parameter group travel in last.pt: an interrupted run ends with
+    the same weights as an uninterrupted one."""
+    opts = dict(
+        optimizer="adamw", lr=1e-3, head_lr_mult=0.1, ema=0.9, clip_grad=1.0, supcon_weight=0.5
+    )
+    train(_cfg(synth_root, tmp_path / "full", **opts))
+    train(_cfg(synth_root, tmp_path / "part", stop_at=2, **opts))
+    train(_cfg(synth_root, tmp_path / "part", resume=str(tmp_path / "part" / "last.pt"), **opts))
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["state_dict"]
+    part = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert full.keys() == part.keys() and all(torch.equal(full[k], part[k]) for k in full)
+    # the checkpoint holds the EMA, not the last raw weights
+    last = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    assert last["train_state"]["ema"]["updates"] == 4
+    raw = last["state_dict"]  # last.pt: the trained weights themselves, to resume from
+    assert not all(torch.equal(raw[k], full[k]) for k in full if k.endswith("weight"))
