@@ -743,35 +743,22 @@ def calibrate_on_validation(
         logits = logits * temperature  # the model already divides by T: back to trained logits
     probs = softmax(logits, temperature)
     threshold = choose_referral_threshold(labels, probs, target)
-    from gaitmil.metrics import summarize
-    from gaitmil.screening_report import SCHOOL_PREVALENCE, bootstrap
-
-    report = summarize(labels, probs, threshold, target)
-    split = threshold_set is not None
-    # at a school prevalence, on the walks that chose the threshold (so optimistic for sensitivity)
-    school = bootstrap(
-        labels,
-        probs,
-        threshold,
-        groups=[seq.subject for seq in chooser.sequences],
-        samples=1000,
-        prevalence=SCHOOL_PREVALENCE,
-    )
-    school_figures = {
-        "prevalence": SCHOOL_PREVALENCE,
-        "resampled": school["resampled"],
-        "samples": school["samples"],
-        **{
-            k: school["figures"][k]
-            for k in ("sensitivity", "specificity", "school_referral_rate", "school_ppv")
-        },
-    }
     return {
         "best_iteration": best.get("iteration"),
         "temperature": temperature,
         "trained_logit_scale": trained_scale,
         "referral_threshold": threshold,
         "target_sensitivity": target,
+        **calibration_description(threshold_set is not None),
+        "validation": validation_block(
+            labels, logits, temperature, threshold, target, [s.subject for s in chooser.sequences]
+        ),
+    }
+
+
+def calibration_description(split: bool) -> dict:
+    """Which validation walks chose what (meta["extra"] keys; the card prints them)."""
+    return {
         "threshold_chosen_on": (
             "third part of the validation subjects of TRAIN_SET (not used for model selection or "
             "the temperature)"
@@ -784,14 +771,41 @@ def calibrate_on_validation(
             else "validation subjects of TRAIN_SET"
         ),
         "calibration": "split" if split else "shared",
-        "validation": {
-            "walks": report["count"],
-            "accuracy": report["accuracy"],
-            "macro_f1": report["macro"]["f1"],
-            "nll_before": validation_scores(labels, logits)["val_nll"],
-            "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
-            "screening": report["screening"],
-            "school_population": school_figures,
+    }
+
+
+def validation_block(
+    labels: np.ndarray,
+    logits: np.ndarray,
+    temperature: float,
+    threshold: float,
+    target: float,
+    subjects: list[str],
+) -> dict:
+    """meta["extra"]["validation"]: the figures of the walks that chose the threshold, with the
+    referral rate and PPV at a school prevalence (subject-bootstrap intervals; optimistic, since
+    these walks chose the threshold)."""
+    from gaitmil.metrics import summarize
+    from gaitmil.screening_report import SCHOOL_PREVALENCE, bootstrap
+
+    probs = softmax(logits, temperature)
+    report = summarize(labels, probs, threshold, target)
+    school = bootstrap(
+        labels, probs, threshold, groups=subjects, samples=1000, prevalence=SCHOOL_PREVALENCE
+    )
+    keys = ("sensitivity", "specificity", "school_referral_rate", "school_ppv")
+    return {
+        "walks": report["count"],
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro"]["f1"],
+        "nll_before": validation_scores(labels, logits)["val_nll"],
+        "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
+        "screening": report["screening"],
+        "school_population": {
+            "prevalence": SCHOOL_PREVALENCE,
+            "resampled": school["resampled"],
+            "samples": school["samples"],
+            **{k: school["figures"][k] for k in keys},
         },
     }
 
