@@ -18,13 +18,13 @@ TEST_SOURCES = --source 'sim://?seed=900&walks=150&view=mixed' \
 	--source 'sim://?seed=901&walks=150&view=mixed&camera_seed=901'
 # issue 25's recipe (docs/MODEL.md, "Recipe options"; measured better than the previous SGD
 # recipe on a short budget, not yet run at this size): AdamW with the head at 0.1 x the LR, weight
-# EMA, gradient clipping, a class-level contrastive term, an LR schedule on iterations only
+# EMA, gradient clipping, an LR schedule on iterations only
 # (--max-minutes only stops a run), a fitting curve on training walks, and model selection,
 # temperature and threshold each on their own third of the validation subjects
 TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split $(DEMO_DATA)/Scoliosis1K_kiosk.json --preset tiny \
 	--out $(DEMO_RUN) --iterations 600 --max-minutes 58 --batch-p 16 --batch-k 2 --frames 16 \
 	--optimizer adamw --lr 0.001 --weight-decay 0.05 --head-lr-mult 0.1 --ema 0.98 --clip-grad 5 \
-	--supcon-weight 0.5 --schedule-clock iterations --train-eval-walks 100 --calibration split \
+	--schedule-clock iterations --train-eval-walks 100 --calibration split \
 	--warmup 0.05 --val-fraction 0.15 --eval-every 50 --patience 6 --threads 2 --balance-classes --seed 0 --no-eval
 # second stage: MIL pooling and head refitted on the frozen backbone's features (same validation subjects)
 REFIT_CMD = $(PY) -m gaitmil.refit_head --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) \
