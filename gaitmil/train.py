@@ -5,6 +5,9 @@
         [--val-fraction F] [--eval-every N] [--patience N] [--resume CKPT] [--seed S]
         [--device cpu|cuda] [--amp auto|off|fp16|bf16] [--workers N] [--frames T] [--pooling mil|max|mean]
         [--phase-features walk_residual|appearance]
+        [--optimizer sgd|adamw] [--weight-decay W] [--head-lr-mult M] [--clip-grad N] [--ema D]
+        [--triplet-weight W] [--supcon-weight W] [--schedule-clock either|iterations]
+        [--train-eval-walks N] [--calibration shared|split]
     torchrun --nproc_per_node 2 -m gaitmil.train ...   (DDP; gloo on CPU, nccl on CUDA)
 
 Recipe: SGD (momentum 0.9, weight decay 5e-4), P x K batches, batch-all
@@ -21,6 +24,11 @@ validation walks only and stored in the checkpoint; the test split is read
 only by the final evaluation. Phase centroids are fitted by k-means++ on
 training walks before the first step. Writes to DIR: checkpoint.pt (best,
 calibrated), last.pt (resumable), metrics.jsonl, curves.png, test_report.json.
+
+Issue 25's options (defaults: the recipe above): AdamW, a lower LR for the head, a weight EMA,
+gradient clipping, a class-level supervised contrastive term, an LR clock on iterations only, a
+fitting curve on training walks, and split calibration (model selection, temperature and
+threshold each on their own third of the validation subjects). docs/MODEL.md has the measurements.
 """
 
 from __future__ import annotations
