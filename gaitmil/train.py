@@ -150,10 +150,9 @@ class TrainConfig:
     triplet_weight: float = 1.0
     supcon_weight: float = 0.0  # class-level supervised contrastive term (0: off)
     supcon_temperature: float = 0.1
-    schedule_clock: str = (
-        "either"  # either: the cosine follows --max-minutes too; iterations: never
-    )
-    train_eval_walks: int = 0  # training walks scored in eval mode at each validation (0: none)
+    # either: the cosine follows --max-minutes too; iterations: the LR depends on the step only
+    schedule_clock: str = "either"
+    train_eval_walks: int = 0  # training subjects scored like validation at each one (0: none)
     calibration: str = "shared"  # shared: one validation set for all; split: three disjoint parts
     model_overrides: dict | None = None  # GaitMILConfig fields over the preset (tests, ablations)
 
