@@ -94,6 +94,7 @@ class _SimTruth:
                 "curve_type",
                 "in_straight",
                 "phase",
+                "subject_index",
             )
         }
         if self.with_clean:
@@ -111,7 +112,10 @@ class _SimTruth:
             return {}, None, None
         walk_index = Counter(f["walk_index"] for f in frames).most_common(1)[0][0]
         first = next(f for f in frames if f["walk_index"] == walk_index)
-        truth = {k: first[k] for k in ("walk_index", "label", "severity", "view", "curve_type")}
+        truth = {
+            k: first.get(k)
+            for k in ("walk_index", "subject_index", "label", "severity", "view", "curve_type")
+        }
         truth["straight_share"] = float(np.mean([bool(f["in_straight"]) for f in frames]))
         truth["sim_walks"] = sorted({f["walk_index"] for f in frames})
         clean = phases = None
@@ -270,7 +274,10 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[s
         )
         if walk.retake_reason is not None or truth.get("label") is None:
             continue
-        subject = f"{prefix}{int(truth['walk_index']):05d}"  # one simulated child per walk
+        # one folder per simulated child: a child walks once, or `repeats` times (sim:// option)
+        child = truth.get("subject_index")
+        child = int(truth["walk_index"]) if child is None or int(child) < 0 else int(child)
+        subject = f"{prefix}{child:05d}"
         info = {k: truth.get(k) for k in ("severity", "curve_type", "view", "straight_share")}
         info["source"] = uri
         if item.phases is not None:  # the true gait phase (stride fraction) of each stored frame

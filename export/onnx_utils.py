@@ -178,13 +178,19 @@ def session_batch_frames(session: Any) -> tuple[int, int]:
 def run_batched(
     session: Any, walks: np.ndarray, names: tuple[str, ...] = spec.OUTPUT_NAMES
 ) -> dict[str, np.ndarray]:
-    """Run float32 walks [N, T, 64, 44] through a static-batch session, padding the last chunk;
+    """Run float32 walks [N, T, H, W] (64x44 or the graph's own size) through a static-batch session, padding the last chunk;
     returns the tensors `names` (the model outputs by default)."""
     batch, frames = session_batch_frames(session)
-    if walks.ndim != 4 or walks.shape[1:] != (frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH):
+    # the graph's own resolution (gaitmil.spec.INPUT_RESOLUTIONS; 64x44 unless exported otherwise)
+    shape = next(v.shape for v in session.get_inputs() if v.name == spec.INPUT_NAME)
+    height, width = (
+        (int(shape[2]), int(shape[3]))
+        if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:])
+        else (spec.INPUT_HEIGHT, spec.INPUT_WIDTH)
+    )
+    if walks.ndim != 4 or walks.shape[1:] != (frames, height, width):
         raise ExportError(
-            f"walks have shape {walks.shape}, the model expects [N, {frames}, "
-            f"{spec.INPUT_HEIGHT}, {spec.INPUT_WIDTH}]"
+            f"walks have shape {walks.shape}, the model expects [N, {frames}, {height}, {width}]"
         )
     from export.batches import run_in_batches
 

@@ -24,7 +24,11 @@ def structured_frames(count: int, seed: int = 0) -> np.ndarray:
 
 
 def make_random_checkpoint(
-    preset: str, path: str | Path, seed: int = 0, phase_features: str | None = None
+    preset: str,
+    path: str | Path,
+    seed: int = 0,
+    phase_features: str | None = None,
+    input_height: int = spec.INPUT_HEIGHT,
 ) -> Path:
     """Write a random-init checkpoint of `preset` (centroids from structured frames) to `path`;
     `phase_features` picks the phase lookup (default: the model's default).
@@ -39,13 +43,15 @@ def make_random_checkpoint(
 
     # ConfigError lists the presets and the phase features
     config = GaitMILConfig.from_preset(
-        preset, **({"phase_features": phase_features} if phase_features else {})
+        preset,
+        input_height=input_height,
+        **({"phase_features": phase_features} if phase_features else {}),
     )
     torch.manual_seed(seed)
     model = GaitMIL(config)
     walks = structured_frames(256, seed).reshape(
         16, 16, spec.INPUT_HEIGHT, spec.INPUT_WIDTH
-    )  # 16 walks
+    )  # 16 walks (centroids of 176 pooled features at any contract resolution)
     model.set_centroids(
         fit_walk_centroids(walks, config.phase_features, k=config.phases, seed=seed)
     )

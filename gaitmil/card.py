@@ -94,6 +94,10 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
         "target_sensitivity": extra.get("target_sensitivity"),
         "threshold_chosen_on": extra.get("threshold_chosen_on"),
         "temperature": extra.get("temperature"),
+        "temperature_fitted_on": extra.get(
+            "temperature_fitted_on", extra.get("threshold_chosen_on")
+        ),
+        "calibration": extra.get("calibration", "shared"),
         "validation": extra.get("validation"),
         "held_out": _row(evaluation),
         "held_out_clean_masks": _row(clean) if clean else None,
@@ -183,9 +187,9 @@ def render_readme(card: dict, evaluation: dict) -> str:
             f"{', '.join(card['classes'] or [])}; input {card['input']}. The kiosk refers a walk when "
             f"P(neutral) + P(positive) >= **{card['referral_threshold']}**: the highest threshold that kept "
             f"screening sensitivity at {100 * (card['target_sensitivity'] or 0):.0f} % or more on "
-            f"{val.get('walks', '?')} validation walks of training subjects (never on the test walks below). "
-            f"Probabilities are temperature-scaled on the same validation walks (T = "
-            f"{card['temperature']:.3f}, folded into the exported logit scale).",
+            f"{val.get('walks', '?')} validation walks of training subjects (never on the test walks below).",
+            "",
+            *_validation_lines(card),
             "",
             "## Held-out figures (fresh simulated subjects)",
             "",
@@ -251,6 +255,40 @@ def render_readme(card: dict, evaluation: dict) -> str:
             "",
         ]
     )
+
+
+def _validation_lines(card: dict) -> list[str]:
+    """How the validation walks were used, and the threshold's school figures on them."""
+    val = card.get("validation") or {}
+    if card.get("calibration") == "split":
+        lines = [
+            "Model selection, the temperature and the threshold each used their own third of the "
+            "validation subjects (`--calibration split`): the temperature "
+            f"(T = {card['temperature']:.3f}, folded into the exported logit scale) on "
+            f"{card.get('temperature_fitted_on')}; the threshold on {card.get('threshold_chosen_on')}.",
+        ]
+    else:
+        lines = [
+            "Probabilities are temperature-scaled on the same validation walks (T = "
+            f"{card['temperature']:.3f}, folded into the exported logit scale); the same walks chose "
+            "the best checkpoint, so the validation figures are optimistic.",
+        ]
+    school = val.get("school_population")
+    if school:
+
+        def ci(key: str) -> str:
+            f = school[key]
+            return f"{100 * f['value']:.1f} % [{100 * f['low']:.1f}, {100 * f['high']:.1f}]"
+
+        lines += [
+            "",
+            f"At the threshold, on the {val.get('walks', '?')} walks that chose it (95 % bootstrap "
+            f"intervals over {school['resampled']}): at a school prevalence of "
+            f"{100 * school['prevalence']:.1f} % the referral rate would be {ci('school_referral_rate')} "
+            f"and the PPV {ci('school_ppv')} (sensitivity {ci('sensitivity')}, specificity "
+            f"{ci('specificity')}). The held-out figures below are the ones to quote.",
+        ]
+    return lines
 
 
 def _class_mix(data: dict) -> str:

@@ -26,7 +26,7 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
 import gaitmil
 from gaitmil.errors import CheckpointError, ConfigError
 from gaitmil.model import GaitMIL, GaitMILConfig
-from gaitmil.spec import CLASSES, DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH
+from gaitmil.spec import CLASSES, DEFAULT_FRAMES
 
 FORMAT = "gaitmil-checkpoint/1"
 SUPPORTED_FORMATS = (FORMAT,)
@@ -71,7 +71,12 @@ def build_meta(
         "format": FORMAT,
         "config": model.config.to_dict(),
         "classes": list(CLASSES),
-        "input": {"height": INPUT_HEIGHT, "width": INPUT_WIDTH, "frames": frames, "range": [0, 1]},
+        "input": {
+            "height": model.config.input_height,
+            "width": model.config.input_width,
+            "frames": frames,
+            "range": [0, 1],
+        },
         "phases": model.config.phases,
         "data": data or {},
         "metrics": metrics or {},

@@ -303,6 +303,30 @@ def validation_subjects(dataset: Scoliosis1K, fraction: float, seed: int) -> lis
     return sorted(chosen)
 
 
+def split_subjects_in_parts(
+    dataset: Scoliosis1K, subjects: list[str], parts: int, seed: int
+) -> list[list[str]]:
+    """`subjects` (of `dataset`) dealt into `parts` disjoint, class-stratified, seeded groups:
+    each class's subjects are shuffled and dealt round-robin, so every group gets a share of
+    every class with at least `parts` subjects."""
+    if parts < 1:
+        raise DatasetError(f"parts must be >= 1, got {parts}")
+    wanted = set(subjects)
+    label_of: dict[str, int] = {}
+    for seq in dataset.sequences:  # a subject's class is that of its first sequence
+        if seq.subject in wanted and seq.subject not in label_of:
+            label_of[seq.subject] = seq.label
+    rng = np.random.default_rng([seed, 0x3A9])
+    groups: list[list[str]] = [[] for _ in range(parts)]
+    offset = 0
+    for label in sorted(set(label_of.values())):
+        ids = sorted(s for s, lab in label_of.items() if lab == label)
+        for n, i in enumerate(rng.permutation(len(ids))):
+            groups[(n + offset) % parts].append(ids[i])
+        offset += len(ids)  # the next class starts where this one stopped: balanced sizes
+    return [sorted(g) for g in groups]
+
+
 class PKBatchSampler(Sampler):
     """Endless P x K batches: P subjects, K sequences of each (with replacement).
 

@@ -38,7 +38,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
-from gaitmil.losses import LossConfig, batch_all_triplet, part_cross_entropy
+from gaitmil.losses import (
+    LossConfig,
+    batch_all_triplet,
+    part_cross_entropy,
+    supervised_contrastive,
+)
 
 
 def world_size() -> int:
@@ -81,10 +86,19 @@ def distributed_gait_mil_loss(
     ce = part_cross_entropy(part_logits, labels, cfg.label_smoothing, weights)
     total = cfg.triplet_weight * triplet * world + cfg.ce_weight * ce
     logged = cfg.triplet_weight * triplet + cfg.ce_weight * ce
+    parts = {"triplet": float(triplet.detach()), "ce": float(ce.detach())}
+    if cfg.supcon_weight > 0:  # like the triplet: over every rank's walks, scaled by W
+        supcon, _ = supervised_contrastive(
+            gather_with_local_grad(embeddings),
+            gather_with_local_grad(labels),
+            cfg.supcon_temperature,
+        )
+        total = total + cfg.supcon_weight * supcon * world
+        logged = logged + cfg.supcon_weight * supcon
+        parts["supcon"] = float(supcon.detach())
     return total, {
         "loss": float(logged.detach()),
-        "triplet": float(triplet.detach()),
-        "ce": float(ce.detach()),
+        **parts,
         "triplet_active": float(active.detach()),
     }
 

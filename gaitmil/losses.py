@@ -40,6 +40,32 @@ def batch_all_triplet(
     return loss.sum() / nonzero.clamp(min=1.0), nonzero / valid.sum().clamp(min=1.0) / x.shape[0]
 
 
+def supervised_contrastive(
+    embeddings: Tensor, labels: Tensor, temperature: float = 0.1
+) -> tuple[Tensor, Tensor]:
+    """Class-level supervised contrastive loss (Khosla et al. 2020, L_out), per part.
+
+    embeddings [B, P, E], labels [B] -> (mean loss over anchors that have a positive, fraction
+    of anchors with a positive). Positives are the other walks of the same class, so the term
+    works when every subject has a single walk, where the subject-level triplet has no positive.
+    """
+    x = embeddings.float()
+    x = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-4)
+    x = x.transpose(0, 1)  # [P, B, E]
+    sim = x @ x.transpose(1, 2) / temperature  # [P, B, B]
+    b = len(labels)
+    eye = torch.eye(b, dtype=torch.bool, device=labels.device)
+    pos = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~eye
+    sim = sim.masked_fill(eye, -1e4)  # the anchor is not its own candidate
+    log_prob = sim - torch.logsumexp(sim, dim=2, keepdim=True)
+    counts = pos.sum(1)  # [B]
+    has = counts > 0
+    if not bool(has.any()):
+        return embeddings.sum() * 0.0, torch.zeros((), device=embeddings.device)
+    per_anchor = -(log_prob * pos.float()).sum(2) / counts.clamp(min=1).float()  # [P, B]
+    return per_anchor[:, has].mean(), has.float().mean()
+
+
 def part_cross_entropy(
     part_logits: Tensor,
     labels: Tensor,
@@ -63,6 +89,8 @@ class LossConfig:
     triplet_weight: float = 1.0
     ce_weight: float = 1.0
     class_weights: tuple[float, ...] | None = None  # in gaitmil.spec.CLASSES order
+    supcon_weight: float = 0.0  # class-level supervised contrastive term (0: off)
+    supcon_temperature: float = 0.1
 
 
 def gait_mil_loss(
@@ -80,10 +108,14 @@ def gait_mil_loss(
     triplet, active = batch_all_triplet(embeddings, ids, cfg.margin)
     ce = part_cross_entropy(part_logits, labels, cfg.label_smoothing, weights)
     total = cfg.triplet_weight * triplet + cfg.ce_weight * ce
+    logged = {"triplet": float(triplet.detach()), "ce": float(ce.detach())}
+    if cfg.supcon_weight > 0:
+        supcon, _ = supervised_contrastive(embeddings, labels, cfg.supcon_temperature)
+        total = total + cfg.supcon_weight * supcon
+        logged["supcon"] = float(supcon.detach())
     return total, {
         "loss": float(total.detach()),
-        "triplet": float(triplet.detach()),
-        "ce": float(ce.detach()),
+        **logged,
         "triplet_active": float(active.detach()),
     }
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaitmil.errors import ConfigError
-from gaitmil.spec import DEFAULT_PHASES, INPUT_HEIGHT, INPUT_WIDTH, NUM_CLASSES
+from gaitmil.spec import DEFAULT_PHASES, INPUT_HEIGHT, INPUT_RESOLUTIONS, INPUT_WIDTH, NUM_CLASSES
 
 # A finite "minus infinity" for masked softmaxes: exp(-1e4) is exactly 0 in
 # float32 and float16, and -1e4 is representable in float16 (max 65504),
@@ -80,8 +80,26 @@ class GaitMILConfig:
     num_classes: int = NUM_CLASSES
     logit_scale: float = 16.0
     preset: str = "edge"
+    # rows of the input silhouettes (gaitmil.spec.INPUT_RESOLUTIONS): 64 (x44, the Scoliosis1K
+    # protocol) or 128 (x88). The phase lookup pools 4 * height / 64 pixels, so it keeps its
+    # 176 features; HPP's strips are taller. Checkpoints without the key are 64.
+    input_height: int = INPUT_HEIGHT
+
+    @property
+    def input_width(self) -> int:
+        return INPUT_RESOLUTIONS[self.input_height]
+
+    @property
+    def phase_pool(self) -> int:
+        return PHASE_POOL * self.input_height // INPUT_HEIGHT
 
     def __post_init__(self) -> None:
+        self.input_height = int(self.input_height)
+        if self.input_height not in INPUT_RESOLUTIONS:
+            raise ConfigError(
+                f"input_height {self.input_height} is not in the model contract: use one of "
+                + ", ".join(f"{h} ({h}x{w})" for h, w in INPUT_RESOLUTIONS.items())
+            )
         self.widths = tuple(int(w) for w in self.widths)  # JSON gives lists
         if len(self.widths) != 4 or min(self.widths) < 1:
             raise ConfigError(f"widths must be 4 positive channel counts, got {self.widths}")
@@ -94,10 +112,9 @@ class GaitMILConfig:
                 f"pooling {self.pooling!r} is unknown: use one of {', '.join(POOLINGS)}"
             )
         # the encoder leaves 16 rows; HPP needs them to split evenly into parts
-        if self.parts < 1 or (INPUT_HEIGHT // 4) % self.parts:
-            raise ConfigError(
-                f"parts={self.parts} must divide the {INPUT_HEIGHT // 4} feature rows (1, 2, 4, 8 or 16)"
-            )
+        rows = self.input_height // 4
+        if self.parts < 1 or rows % self.parts:
+            raise ConfigError(f"parts={self.parts} must divide the {rows} feature rows")
         for name in ("phases", "attn_hidden", "embed_dim", "num_classes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -246,9 +263,11 @@ class GaitMIL(nn.Module):
     # -- pieces -----------------------------------------------------------------
 
     def phase_pool(self, silhouettes: Tensor) -> Tensor:
-        """4x4-pooled silhouettes, flattened: [..., 64, 44] -> [..., 176] (per frame)."""
+        """Pooled silhouettes, flattened: [..., H, W] -> [..., 176] (per frame; 4x4 at 64x44)."""
         lead = silhouettes.shape[:-2]
-        pooled = F.avg_pool2d(silhouettes.reshape(-1, 1, INPUT_HEIGHT, INPUT_WIDTH), PHASE_POOL)
+        h, w = self.config.input_height, self.config.input_width
+        # the pool scales with the resolution, so every resolution gives the same 176 features
+        pooled = F.avg_pool2d(silhouettes.reshape(-1, 1, h, w), self.config.phase_pool)
         return pooled.reshape(*lead, PHASE_DIM)
 
     def assign_phases(self, silhouettes: Tensor, frame_mask: Tensor) -> Tensor:

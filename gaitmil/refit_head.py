@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,6 +38,7 @@ from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate, validation_subjects
 from gaitmil.model import GaitMIL, hpp
 from gaitmil.spec import DEFAULT_FRAMES
+from gaitmil.train import calibration_description, validation_block
 from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
 
 HEAD_PARTS = ("intra", "inter", "fc", "bnneck", "classifier")
@@ -206,7 +208,20 @@ def main(argv: list[str] | None = None) -> int:
         "(backbone frozen)\n"
     )
     train_feats = walk_features(model, fit, args.draws)
-    val_feats = walk_features(model, val, 1)
+    all_val_feats = walk_features(model, val, 1)
+    # a run trained with --calibration split keeps its parts: the epoch and refit-or-not on the
+    # model-selection part, the temperature and the threshold each on their own part
+    parts = (meta.get("data") or {}).get("validation_parts")
+    walk_subjects = [seq.subject for seq in val.sequences]
+
+    def part(name: str) -> tuple[Tensor, Tensor, Tensor]:
+        if not parts:
+            return all_val_feats
+        keep = set(parts[name])
+        idx = torch.tensor([i for i, s in enumerate(walk_subjects) if s in keep], dtype=torch.long)
+        return all_val_feats[0][idx], all_val_feats[1][idx], all_val_feats[2][idx]
+
+    val_feats = part("model_selection")
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "refit.jsonl"
     with open(log_path, "w", encoding="utf-8") as log:
@@ -239,23 +254,36 @@ def main(argv: list[str] | None = None) -> int:
     result["kept"] = kept
     result["trained_head_val_accuracy"] = old_accuracy
     result["trained_run_val_accuracy"] = previous
-    with torch.no_grad():
-        logits, _ = head_logits(model, val_feats[0], val_feats[1])
-    labels = val_feats[2].numpy()
-    logits_np = logits.double().numpy()
+
+    def logits_of(feats: tuple[Tensor, Tensor, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            logits, _ = head_logits(model, feats[0], feats[1])
+        return feats[2].numpy(), logits.double().numpy()
+
+    labels, logits_np = logits_of(part("temperature"))
     temperature = fit_temperature(labels, logits_np)
+    labels, logits_np = logits_of(part("threshold"))  # before the scale changes below
     trained_scale = model.config.logit_scale
     model.config.logit_scale = trained_scale / temperature
     threshold = choose_referral_threshold(
         labels, softmax(logits_np, temperature), args.target_sensitivity
     )
+    chooser = set(parts["threshold"]) if parts else set(val_ids)
     extra.update(
         {
             "temperature": temperature,
             "trained_logit_scale": trained_scale,
             "referral_threshold": threshold,
             "target_sensitivity": args.target_sensitivity,
-            "threshold_chosen_on": "validation subjects of TRAIN_SET",
+            **calibration_description(bool(parts)),
+            "validation": validation_block(
+                labels,
+                logits_np,
+                temperature,
+                threshold,
+                args.target_sensitivity,
+                [s for s in walk_subjects if s in chooser],
+            ),
             "head_refit": {k: v for k, v in result.items() if k != "epochs"},
         }
     )

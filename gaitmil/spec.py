@@ -14,6 +14,11 @@ CANVAS_SIZE = 64
 CUT_COLUMNS = 10
 INPUT_HEIGHT = 64
 INPUT_WIDTH = CANVAS_SIZE - 2 * CUT_COLUMNS  # 44
+# Input resolutions a model may declare (height -> width, GaitMILConfig.input_height). 64x44 is
+# the default and the Scoliosis1K / paper protocol; 128x88 (OpenGait's pretreatment also makes
+# 128-px silhouettes) is allowed for the kiosk's own models, whose trunk cues are then larger
+# than a pixel. A 128-px silhouette must be made from the camera frame, never by upsampling.
+INPUT_RESOLUTIONS: dict[int, int] = {64: 44, 128: 88}
 
 CLASSES: tuple[str, ...] = ("negative", "neutral", "positive")
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
@@ -31,9 +36,21 @@ INPUT_NAME = "silhouettes"
 OUTPUT_NAMES: tuple[str, ...] = ("logits", "probs", "phase_attention", "frame_attention")
 
 
-def input_shape(batch: int = 1, frames: int = DEFAULT_FRAMES) -> tuple[int, int, int, int]:
-    """Shape of the model input `silhouettes` for a batch of walks."""
-    return (batch, frames, INPUT_HEIGHT, INPUT_WIDTH)
+def input_width(height: int = INPUT_HEIGHT) -> int:
+    """Width of a model input of `height` rows; ValueError for a resolution the contract lacks."""
+    if height not in INPUT_RESOLUTIONS:
+        raise ValueError(
+            f"input height {height!r} is not in the model contract: use one of "
+            + ", ".join(f"{h} ({h}x{w})" for h, w in INPUT_RESOLUTIONS.items())
+        )
+    return INPUT_RESOLUTIONS[height]
+
+
+def input_shape(
+    batch: int = 1, frames: int = DEFAULT_FRAMES, height: int = INPUT_HEIGHT
+) -> tuple[int, int, int, int]:
+    """Shape of the model input `silhouettes` for a batch of walks (64x44 unless `height`)."""
+    return (batch, frames, height, input_width(height))
 
 
 def check_frames(frames: int) -> int:
@@ -60,12 +77,12 @@ def even_indices(length: int, frames: int) -> np.ndarray:
     return np.floor((np.arange(frames) + 0.5) * length / frames).astype(np.int64)
 
 
-def to_model_input(silhouettes: np.ndarray) -> np.ndarray:
-    """uint8 silhouettes [..., 64, 44] (0-255) to float32 in [0, 1]."""
-    if silhouettes.shape[-2:] != (INPUT_HEIGHT, INPUT_WIDTH):
-        raise ValueError(
-            f"silhouettes must end in ({INPUT_HEIGHT}, {INPUT_WIDTH}), got {silhouettes.shape}"
-        )
+def to_model_input(silhouettes: np.ndarray, height: int = INPUT_HEIGHT) -> np.ndarray:
+    """uint8 silhouettes [..., 64, 44] (or [..., height, width] of another contract resolution)
+    (0-255) to float32 in [0, 1]."""
+    width = input_width(height)
+    if silhouettes.shape[-2:] != (height, width):
+        raise ValueError(f"silhouettes must end in ({height}, {width}), got {silhouettes.shape}")
     if silhouettes.dtype == np.uint8:
         return silhouettes.astype(np.float32) / np.float32(255.0)
     out = np.asarray(silhouettes, dtype=np.float32)

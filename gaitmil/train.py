@@ -5,6 +5,9 @@
         [--val-fraction F] [--eval-every N] [--patience N] [--resume CKPT] [--seed S]
         [--device cpu|cuda] [--amp auto|off|fp16|bf16] [--workers N] [--frames T] [--pooling mil|max|mean]
         [--phase-features walk_residual|appearance]
+        [--optimizer sgd|adamw] [--weight-decay W] [--head-lr-mult M] [--clip-grad N] [--ema D]
+        [--triplet-weight W] [--supcon-weight W] [--schedule-clock either|iterations]
+        [--train-eval-walks N] [--calibration shared|split]
     torchrun --nproc_per_node 2 -m gaitmil.train ...   (DDP; gloo on CPU, nccl on CUDA)
 
 Recipe: SGD (momentum 0.9, weight decay 5e-4), P x K batches, batch-all
@@ -21,11 +24,17 @@ validation walks only and stored in the checkpoint; the test split is read
 only by the final evaluation. Phase centroids are fitted by k-means++ on
 training walks before the first step. Writes to DIR: checkpoint.pt (best,
 calibrated), last.pt (resumable), metrics.jsonl, curves.png, test_report.json.
+
+Issue 25's options (defaults: the recipe above): AdamW, a lower LR for the head, a weight EMA,
+gradient clipping, a class-level supervised contrastive term, an LR clock on iterations only, a
+fitting curve on training walks, and split calibration (model selection, temperature and
+threshold each on their own third of the validation subjects). docs/MODEL.md has the measurements.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -48,7 +57,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from gaitmil.checkpoint import load_checkpoint, load_train_state, save_checkpoint
-from gaitmil.data import PKBatchSampler, Scoliosis1K, collate, load_pkl, validation_subjects
+from gaitmil.data import (
+    PKBatchSampler,
+    Scoliosis1K,
+    collate,
+    load_pkl,
+    split_subjects_in_parts,
+    validation_subjects,
+)
 from gaitmil.distributed import convert_batchnorm, distributed_gait_mil_loss
 from gaitmil.errors import ConfigError, GaitMILError
 from gaitmil.evaluate import SIMULATED_NOTE, evaluate
@@ -68,6 +84,11 @@ from gaitmil.validation import (
 )
 
 SCHEDULES = ("cosine", "step")
+OPTIMIZERS = ("sgd", "adamw")
+CALIBRATIONS = ("shared", "split")
+SCHEDULE_CLOCKS = ("either", "iterations")
+# the head: part FCs, BNNeck and cosine classifier (--head-lr-mult scales their LR)
+HEAD_PARAMETERS = ("fc", "classifier", "bnneck.weight", "bnneck.bias")
 # mixed precision: autocast dtype, or None for FP32; "auto" is FP16 on CUDA (OpenGait's
 # enable_float16) and FP32 on CPU. "fp16" on CPU runs the CUDA path's code (autocast + GradScaler).
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -121,6 +142,18 @@ class TrainConfig:
     resume: str | None = None
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     stop_at: int | None = None  # stop after this iteration as if interrupted (resume with last.pt)
+    # recipe options (issue 25); the defaults are the previous recipe
+    optimizer: str = "sgd"  # sgd (momentum, weight decay) or adamw (decoupled weight decay)
+    head_lr_mult: float = 1.0  # LR of the part FCs, BNNeck and cosine classifier, x the peak
+    clip_grad: float = 0.0  # clip the global gradient norm to this (0: off)
+    ema: float = 0.0  # weight EMA decay (0: off); validation and checkpoint use the EMA weights
+    triplet_weight: float = 1.0
+    supcon_weight: float = 0.0  # class-level supervised contrastive term (0: off)
+    supcon_temperature: float = 0.1
+    # either: the cosine follows --max-minutes too; iterations: the LR depends on the step only
+    schedule_clock: str = "either"
+    train_eval_walks: int = 0  # training subjects scored like validation at each one (0: none)
+    calibration: str = "shared"  # shared: one validation set for all; split: three disjoint parts
     model_overrides: dict | None = None  # GaitMILConfig fields over the preset (tests, ablations)
 
 
@@ -163,9 +196,12 @@ def fit_phase_centroids(
 
 
 def lr_factor(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
-    """Multiplier of the peak LR at optimizer step `step` (0-based). With a time budget the
-    cosine follows whichever runs out first, iterations or time, so a run cut short by
-    --max-minutes still ends at the low LR."""
+    """Multiplier of the peak LR at optimizer step `step` (0-based). With a time budget and
+    `schedule_clock="either"` the cosine follows whichever runs out first, iterations or time,
+    so a run cut short by --max-minutes still ends at the low LR; with "iterations" the LR is
+    a pure function of the step (a run cut by the clock stops where it is)."""
+    if cfg.schedule_clock == "iterations":
+        time_fraction = 0.0
     if cfg.schedule == "step":
         return 0.1 ** sum(step >= m for m in milestones(cfg))
     warm = max(1, int(round(cfg.warmup * cfg.iterations)))
@@ -179,6 +215,56 @@ def lr_factor(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
 
 def milestones(cfg: TrainConfig) -> list[int]:
     return sorted({max(1, int(round(f * cfg.iterations))) for f in cfg.milestones})
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum, L2 weight decay) or AdamW; the head's parameters (HEAD_PARAMETERS) in a
+    second group whose `lr_mult` (the scheduler applies it) is `head_lr_mult`; one group, as
+    before the option existed, when it is 1."""
+    groups: list[dict] = [{"params": list(model.parameters()), "lr_mult": 1.0}]
+    if cfg.head_lr_mult != 1.0:
+        head, body = [], []
+        for name, param in model.named_parameters():
+            (head if name in HEAD_PARAMETERS else body).append(param)
+        groups = [
+            {"params": body, "lr_mult": 1.0},
+            {"params": head, "lr_mult": cfg.head_lr_mult},
+        ]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+class WeightEMA:
+    """Exponential moving average of a model's state (parameters and batch-norm statistics).
+
+    decay_n = min(decay, (1 + n) / (10 + n)) at update n, so the early average is not pinned to
+    the random initialisation. Integer buffers (num_batches_tracked) are copied."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ConfigError(f"--ema {decay} must be in (0, 1) (0 turns it off)")
+        self.decay = decay
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for k, v in model.state_dict().items():
+            ema = self.state[k]
+            if ema.dtype.is_floating_point:
+                ema.mul_(d).add_(v.detach().to(ema.dtype), alpha=1.0 - d)
+            else:
+                ema.copy_(v)
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "state": self.state}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.updates = int(saved["updates"])
+        self.state = {k: v.clone() for k, v in saved["state"].items()}
 
 
 def dist_info() -> tuple[int, int]:
@@ -198,8 +284,9 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
         return
     it = [r["iteration"] for r in steps]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
-    for key in ("loss", "triplet", "ce"):
-        axes[0].plot(it, [r[key] for r in steps], label=key, lw=0.8)
+    for key in ("loss", "triplet", "ce", "supcon"):
+        if key in steps[0]:
+            axes[0].plot(it, [r[key] for r in steps], label=key, lw=0.8)
     axes[0].set_title("training loss")
     axes[0].legend()
     axes[1].plot(it, [r["accuracy"] for r in steps], lw=0.6, alpha=0.5, label="training batch")
@@ -210,6 +297,13 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
             "o-",
             label="validation",
         )
+        if "train_eval_accuracy" in evals[0]:
+            axes[1].plot(
+                [r["iteration"] for r in evals],
+                [r["train_eval_accuracy"] for r in evals],
+                "s-",
+                label="training walks (eval mode)",
+            )
         axes[3].plot(
             [r["iteration"] for r in evals],
             [r["val_nll"] for r in evals],
@@ -271,8 +365,28 @@ def train(cfg: TrainConfig) -> dict:
         raise ConfigError(
             f"schedule {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}"
         )
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer {cfg.optimizer!r} is unknown: use {', '.join(OPTIMIZERS)}")
+    if cfg.calibration not in CALIBRATIONS:
+        raise ConfigError(
+            f"calibration {cfg.calibration!r} is unknown: use {', '.join(CALIBRATIONS)}"
+        )
+    if cfg.schedule_clock not in SCHEDULE_CLOCKS:
+        raise ConfigError(
+            f"schedule clock {cfg.schedule_clock!r} is unknown: use {', '.join(SCHEDULE_CLOCKS)}"
+        )
     whole = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=False)
     val_ids = validation_subjects(whole, cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else []
+    # calibration "split": model selection, temperature and threshold each on their own subjects
+    val_parts = (
+        split_subjects_in_parts(whole, val_ids, 3, cfg.seed)
+        if val_ids and cfg.calibration == "split"
+        else [val_ids, val_ids, val_ids]
+    )
+    if cfg.calibration == "split" and val_ids and not all(val_parts):
+        raise ConfigError(
+            "--calibration split needs at least 3 validation subjects: raise --val-fraction"
+        )
     fit_ids = sorted(set(whole.subject_index) - set(val_ids))
     data = Scoliosis1K(
         cfg.data,
@@ -282,19 +396,20 @@ def train(cfg: TrainConfig) -> dict:
         train_sampling=True,
         subjects=fit_ids if val_ids else None,
     )
+
     # validation walks are sampled as the kiosk samples them: DEFAULT_FRAMES evenly spaced frames
-    val = (
-        Scoliosis1K(
-            cfg.data,
-            cfg.split,
-            "train",
-            frames=DEFAULT_FRAMES,
-            train_sampling=False,
-            subjects=val_ids,
+    def kiosk_sampled(ids: list[str]) -> Scoliosis1K:
+        return Scoliosis1K(
+            cfg.data, cfg.split, "train", frames=DEFAULT_FRAMES, train_sampling=False, subjects=ids
         )
-        if val_ids
-        else None
-    )
+
+    val = kiosk_sampled(val_parts[0]) if val_ids else None  # model selection
+    val_temperature = kiosk_sampled(val_parts[1]) if val_ids else None
+    val_threshold = kiosk_sampled(val_parts[2]) if val_ids else None
+    train_eval = None
+    if cfg.train_eval_walks > 0:  # a fixed, seeded set of training subjects scored like validation
+        pick = np.random.default_rng([cfg.seed, 0x7E1]).permutation(len(fit_ids))
+        train_eval = kiosk_sampled(sorted(fit_ids[i] for i in pick[: cfg.train_eval_walks]))
     start = 0
     state = None
     if cfg.resume:
@@ -332,13 +447,16 @@ def train(cfg: TrainConfig) -> dict:
             step_module, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    optimizer = make_optimizer(cfg, model)
     clock = {"fraction": 0.0}  # of --max-minutes used; drives the cosine when time runs out first
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(cfg, step, clock["fraction"])
+        optimizer,
+        [
+            (lambda step, m=g["lr_mult"]: m * lr_factor(cfg, step, clock["fraction"]))
+            for g in optimizer.param_groups
+        ],
     )
+    ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
     autocast_dtype = amp_dtype(cfg.amp, device.type)
     use_amp = autocast_dtype is not None
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -347,10 +465,17 @@ def train(cfg: TrainConfig) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         if use_amp and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
+    if ema is not None and state is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
+    # validation scores the EMA weights when there are any, in a copy that is never trained
+    eval_model = copy.deepcopy(model) if ema is not None else model
     loss_cfg = LossConfig(
         class_weights=inverse_frequency_weights(data.labels, NUM_CLASSES)
         if cfg.balance_classes
-        else None
+        else None,
+        triplet_weight=cfg.triplet_weight,
+        supcon_weight=cfg.supcon_weight,
+        supcon_temperature=cfg.supcon_temperature,
     )
 
     subjects = [s.subject for s in data.sequences]
@@ -367,8 +492,15 @@ def train(cfg: TrainConfig) -> dict:
         **data.describe(),
         "split_name": cfg.split,
         "validation_subjects": val_ids,
-        "validation_sequences": len(val) if val else 0,
+        "validation_sequences": len(kiosk_sampled(val_ids)) if val_ids else 0,
+        "calibration": cfg.calibration,
     }
+    if cfg.calibration == "split" and val_ids:
+        data_desc["validation_parts"] = {
+            "model_selection": val_parts[0],
+            "temperature": val_parts[1],
+            "threshold": val_parts[2],
+        }
     # early stopping state: the best validated weights so far (saved with last.pt to resume)
     best = dict(state.get("best") or {}) if state is not None else {}
     recent_losses: list[float] = []
@@ -394,6 +526,7 @@ def train(cfg: TrainConfig) -> dict:
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
                 "best": best,
+                "ema": ema.state_dict() if ema is not None else None,
             }
             if with_state
             else None
@@ -441,9 +574,16 @@ def train(cfg: TrainConfig) -> dict:
             )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if cfg.clip_grad > 0:
+                scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
+                parts["grad_norm"] = float(
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                )
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update(model)
             clips_seen += len(labels) * world
             done = completed = iteration + 1
             recent_losses.append(parts["loss"])
@@ -455,7 +595,19 @@ def train(cfg: TrainConfig) -> dict:
                 done % cfg.eval_every == 0 or done == cfg.iterations or out_of_time
             ):
                 # every rank scores the same walks, so every rank takes the same stopping decision
-                scores = validation_scores(*predict_logits(model, val, device=device))
+                if ema is not None:
+                    eval_model.load_state_dict(ema.state)
+                scores = validation_scores(*predict_logits(eval_model, val, device=device))
+                if train_eval is not None:
+                    fit_scores = validation_scores(
+                        *predict_logits(eval_model, train_eval, device=device)
+                    )
+                    scores_fit = {
+                        "train_eval_accuracy": fit_scores["val_accuracy"],
+                        "train_eval_nll": fit_scores["val_nll"],
+                    }
+                else:
+                    scores_fit = {}
                 improved = better(scores, best.get("scores"))
                 if improved:
                     best = {
@@ -463,7 +615,7 @@ def train(cfg: TrainConfig) -> dict:
                         "iteration": done,
                         "stale": 0,
                         "state_dict": {
-                            k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                            k: v.detach().cpu().clone() for k, v in eval_model.state_dict().items()
                         },
                     }
                 else:
@@ -473,6 +625,7 @@ def train(cfg: TrainConfig) -> dict:
                         "iteration": done,
                         "kind": "validation",
                         **scores,
+                        **scores_fit,
                         "train_loss": float(np.mean(recent_losses)) if recent_losses else None,
                         "lr": optimizer.param_groups[0]["lr"],
                         "best_iteration": best["iteration"],
@@ -524,8 +677,17 @@ def train(cfg: TrainConfig) -> dict:
             "stopped_early": stopped_early,
             "stop_reason": stop_reason,
         }
-        if val is not None:
-            extra = calibrate_on_validation(model, val, best, cfg.target_sensitivity, device)
+        if ema is not None and not best.get("state_dict"):
+            model.load_state_dict(ema.state)  # no validation: the checkpoint holds the EMA weights
+        if val is not None and val_temperature is not None and val_threshold is not None:
+            extra = calibrate_on_validation(
+                model,
+                val_temperature,
+                best,
+                cfg.target_sensitivity,
+                device,
+                threshold_set=val_threshold if cfg.calibration == "split" else None,
+            )
             metrics.update(
                 {k: extra[k] for k in ("best_iteration", "temperature", "referral_threshold")}
             )
@@ -564,36 +726,93 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def calibrate_on_validation(
-    model: GaitMIL, val: Scoliosis1K, best: dict, target: float, device
+    model: GaitMIL,
+    val: Scoliosis1K,
+    best: dict,
+    target: float,
+    device,
+    threshold_set: Scoliosis1K | None = None,
 ) -> dict:
-    """Load the best validated weights, fit the temperature and choose the referral threshold on
-    the validation walks. The temperature is folded into the model's logit scale, so the exported
-    graph's probs are the calibrated ones. Returns what the checkpoint stores under meta["extra"]."""
+    """Load the best validated weights, fit the temperature on `val` and choose the referral
+    threshold on `threshold_set` (default: the same walks). The temperature is folded into the
+    model's logit scale, so the exported graph's probs are the calibrated ones. Returns what
+    the checkpoint stores under meta["extra"]; its "validation" figures are those of the walks
+    the threshold was chosen on."""
     if best.get("state_dict"):
         model.load_state_dict(best["state_dict"])
     labels, logits = predict_logits(model, val, device=device)
     temperature = fit_temperature(labels, logits)
     trained_scale = model.config.logit_scale
     model.config.logit_scale = trained_scale / temperature
+    chooser = threshold_set if threshold_set is not None else val
+    if threshold_set is not None:
+        labels, logits = predict_logits(model, threshold_set, device=device)
+        logits = logits * temperature  # the model already divides by T: back to trained logits
     probs = softmax(logits, temperature)
     threshold = choose_referral_threshold(labels, probs, target)
-    from gaitmil.metrics import summarize
-
-    report = summarize(labels, probs, threshold, target)
     return {
         "best_iteration": best.get("iteration"),
         "temperature": temperature,
         "trained_logit_scale": trained_scale,
         "referral_threshold": threshold,
         "target_sensitivity": target,
-        "threshold_chosen_on": "validation subjects of TRAIN_SET",
-        "validation": {
-            "walks": report["count"],
-            "accuracy": report["accuracy"],
-            "macro_f1": report["macro"]["f1"],
-            "nll_before": validation_scores(labels, logits)["val_nll"],
-            "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
-            "screening": report["screening"],
+        **calibration_description(threshold_set is not None),
+        "validation": validation_block(
+            labels, logits, temperature, threshold, target, [s.subject for s in chooser.sequences]
+        ),
+    }
+
+
+def calibration_description(split: bool) -> dict:
+    """Which validation walks chose what (meta["extra"] keys; the card prints them)."""
+    return {
+        "threshold_chosen_on": (
+            "third part of the validation subjects of TRAIN_SET (not used for model selection or "
+            "the temperature)"
+            if split
+            else "validation subjects of TRAIN_SET"
+        ),
+        "temperature_fitted_on": (
+            "second part of the validation subjects (not used for model selection)"
+            if split
+            else "validation subjects of TRAIN_SET"
+        ),
+        "calibration": "split" if split else "shared",
+    }
+
+
+def validation_block(
+    labels: np.ndarray,
+    logits: np.ndarray,
+    temperature: float,
+    threshold: float,
+    target: float,
+    subjects: list[str],
+) -> dict:
+    """meta["extra"]["validation"]: the figures of the walks that chose the threshold, with the
+    referral rate and PPV at a school prevalence (subject-bootstrap intervals; optimistic, since
+    these walks chose the threshold)."""
+    from gaitmil.metrics import summarize
+    from gaitmil.screening_report import SCHOOL_PREVALENCE, bootstrap
+
+    probs = softmax(logits, temperature)
+    report = summarize(labels, probs, threshold, target)
+    school = bootstrap(
+        labels, probs, threshold, groups=subjects, samples=1000, prevalence=SCHOOL_PREVALENCE
+    )
+    keys = ("sensitivity", "specificity", "school_referral_rate", "school_ppv")
+    return {
+        "walks": report["count"],
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro"]["f1"],
+        "nll_before": validation_scores(labels, logits)["val_nll"],
+        "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
+        "screening": report["screening"],
+        "school_population": {
+            "prevalence": SCHOOL_PREVALENCE,
+            "resampled": school["resampled"],
+            "samples": school["samples"],
+            **{k: school["figures"][k] for k in keys},
         },
     }
 
@@ -688,6 +907,63 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument(
         "--no-eval", action="store_true", help="skip the test-set evaluation at the end"
     )
+    recipe = ap.add_argument_group("recipe (issue 25; defaults: the previous recipe)")
+    recipe.add_argument(
+        "--optimizer", default="sgd", choices=list(OPTIMIZERS), help="sgd (momentum 0.9) or adamw"
+    )
+    recipe.add_argument(
+        "--weight-decay",
+        type=float,
+        default=5e-4,
+        help="weight decay (SGD: L2 5e-4 as ScoNet; AdamW: decoupled, e.g. 0.05)",
+    )
+    recipe.add_argument(
+        "--head-lr-mult",
+        type=float,
+        default=1.0,
+        help="LR of the part FCs, BNNeck and cosine classifier as a multiple of --lr",
+    )
+    recipe.add_argument(
+        "--clip-grad", type=float, default=0.0, help="clip the gradient norm to this (0: off)"
+    )
+    recipe.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="weight EMA decay, e.g. 0.99 (0: off); validation and checkpoint use the EMA",
+    )
+    recipe.add_argument(
+        "--triplet-weight", type=float, default=1.0, help="weight of the subject triplet"
+    )
+    recipe.add_argument(
+        "--supcon-weight",
+        type=float,
+        default=0.0,
+        help="weight of a class-level supervised contrastive term (0: off)",
+    )
+    recipe.add_argument(
+        "--supcon-temperature", type=float, default=0.1, help="its softmax temperature"
+    )
+    recipe.add_argument(
+        "--schedule-clock",
+        default="either",
+        choices=list(SCHEDULE_CLOCKS),
+        help="either: the cosine follows --max-minutes when time runs out first; "
+        "iterations: the LR depends on the iteration only",
+    )
+    recipe.add_argument(
+        "--train-eval-walks",
+        type=int,
+        default=0,
+        help="training subjects scored in eval mode at each validation (the fitting curve)",
+    )
+    recipe.add_argument(
+        "--calibration",
+        default="shared",
+        choices=list(CALIBRATIONS),
+        help="shared: model selection, temperature and threshold on the same validation walks; "
+        "split: each on its own third of the validation subjects",
+    )
     a = ap.parse_args(argv)
     if a.iterations < 1:
         ap.error("--iterations must be positive")
@@ -724,6 +1000,17 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         resume=a.resume,
         stop_at=a.stop_at,
         threads=a.threads,
+        optimizer=a.optimizer,
+        weight_decay=a.weight_decay,
+        head_lr_mult=a.head_lr_mult,
+        clip_grad=a.clip_grad,
+        ema=a.ema,
+        triplet_weight=a.triplet_weight,
+        supcon_weight=a.supcon_weight,
+        supcon_temperature=a.supcon_temperature,
+        schedule_clock=a.schedule_clock,
+        train_eval_walks=a.train_eval_walks,
+        calibration=a.calibration,
     )
 
 

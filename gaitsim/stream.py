@@ -37,6 +37,7 @@ class SimFrame:
     # the walks with a child in this frame (truth of who is where; never part of an image)
     owners: np.ndarray | None = None
     in_view: tuple[int, ...] = ()
+    subject_index: int = -1  # which simulated child walks (walk_index // repeats); -1 = none
 
 
 @dataclass
@@ -47,6 +48,7 @@ class WalkPlan:
     others: list[Walker]
     view: str
     scenario: str | None
+    subject_index: int = -1
 
     @property
     def frames(self) -> int:
@@ -62,13 +64,36 @@ def scene_for_view(view: str) -> SceneConfig:
 
 
 def plan_walk(
-    seed: int, walk_index: int, view: str, scenario: str | None, fps: float, scene: SceneConfig
+    seed: int,
+    walk_index: int,
+    view: str,
+    scenario: str | None,
+    fps: float,
+    scene: SceneConfig,
+    repeats: int = 1,
 ) -> WalkPlan:
-    """The deterministic plan of walk `walk_index` of a stream with `seed`."""
+    """The deterministic plan of walk `walk_index` of a stream with `seed`.
+
+    With `repeats` > 1 the same simulated child walks `repeats` times in a row (walks
+    i * repeats ... (i + 1) * repeats - 1 are child i): same body, posture and gait, a new
+    path, start phase and sensor noise each time; with view "mixed" the walks alternate between
+    toward and away (the first drawn per child), as a child walking to the kiosk and back.
+    `repeats=1` is the one-child-per-walk stream of before, bit for bit."""
     rng = np.random.default_rng([seed, walk_index, 0xA11])
-    if view == "mixed":
-        view = str(rng.choice(["toward", "away"]))
-    subject = sample_subject(rng, subject_id=f"stream-{seed}-{walk_index}")
+    subject_index = walk_index // repeats
+    if repeats == 1:
+        if view == "mixed":
+            view = str(rng.choice(["toward", "away"]))
+        subject = sample_subject(rng, subject_id=f"stream-{seed}-{walk_index}")
+    else:
+        child_rng = np.random.default_rng([seed, subject_index, 0x5B1])
+        first = str(child_rng.choice(["toward", "away"]))
+        subject = sample_subject(child_rng, subject_id=f"stream-{seed}-child-{subject_index}")
+        # a new walk starts at another point of the stride (its step noise follows from it)
+        subject = dataclasses.replace(subject, phase0=float(rng.uniform(0.0, 1.0)))
+        if view == "mixed":
+            other = "away" if first == "toward" else "toward"
+            view = first if (walk_index % repeats) % 2 == 0 else other
     path = make_path(rng, view, scene, scenario)
     stop_at, stop_s = None, 0.0
     if scenario == "stop_midway":
@@ -102,7 +127,7 @@ def plan_walk(
         k_mid = int(np.searchsorted(child.states[:, 0], np.mean(path.straight)))
         to_centre = int(half / crosser.speed_mps * fps)
         others.append(Walker(crosser, cross, fps, start_frame=max(k_mid - to_centre, 0)))
-    return WalkPlan(child, others, view, scenario)
+    return WalkPlan(child, others, view, scenario, subject_index)
 
 
 def _frame(
@@ -127,6 +152,7 @@ def _frame(
         in_straight=plan.child.in_straight(k),
         curve_type=posture.curve_type,
         phase=None if state is None else state[1],
+        subject_index=plan.subject_index,
     )
 
 
@@ -143,6 +169,7 @@ def iter_frames(
     start_time: float = 0.0,
     reflect: float = 0.0,
     queue_gap_s: float | None = None,
+    repeats: int = 1,
 ) -> Iterator[SimFrame]:
     """Frames of simulated walks, each preceded by `gap_s` of empty corridor (and one
     more gap after the last walk when `walks` is finite, so a kiosk sees it end).
@@ -152,13 +179,23 @@ def iter_frames(
     `queue_gap_s`: a queue instead: after the first gap, each child comes into view
     `queue_gap_s` after the one before was last in view (negative: while it is still in
     view, so both are), with no empty corridor between them; frames carry `owners` and
-    `in_view`, the truth of which child is where."""
+    `in_view`, the truth of which child is where.
+
+    `repeats` > 1: each simulated child walks that many times in a row (see plan_walk);
+    `walks` counts walks."""
     check_view(view)
     check_scenario(scenario)
     if fps <= 0 or gap_s < 0:
         raise SimConfigError(f"fps must be > 0 and gap_s >= 0, got fps={fps}, gap_s={gap_s}")
+    if repeats < 1:
+        raise SimConfigError(f"repeats must be >= 1 walks per child, got {repeats}")
     if walks is not None and walks < 0:
         raise SimConfigError(f"walks must be >= 0 or None (endless), got {walks}")
+    if queue_gap_s is not None and queue_gap_s < 0 and repeats > 1:
+        raise SimConfigError(
+            "a child cannot be in view twice: repeats > 1 needs queue_gap_s >= 0 "
+            f"(got {queue_gap_s})"
+        )
     if queue_gap_s is not None and scenario in ("two_people", "occlusion"):
         raise SimConfigError(
             f"a queue's children walk alone: scenario {scenario!r} adds another person"
@@ -180,7 +217,7 @@ def iter_frames(
     if queue_gap_s is not None:
         yield from empty()
         numbers = itertools.count() if walks is None else iter(range(walks))
-        plans = (plan_walk(seed, i, view, scenario, fps, scene) for i in numbers)
+        plans = (plan_walk(seed, i, view, scenario, fps, scene, repeats) for i in numbers)
         for sim in queue_frames(plans, renderer, seed, fps, queue_gap_s, index, start_time):
             index = sim.index + 1
             yield sim
@@ -189,7 +226,7 @@ def iter_frames(
     walk_index = 0
     while walks is None or walk_index < walks:
         yield from empty()
-        plan = plan_walk(seed, walk_index, view, scenario, fps, scene)
+        plan = plan_walk(seed, walk_index, view, scenario, fps, scene, repeats)
         palette = plan.subject.palette
         for k in range(plan.frames):
             rng = np.random.default_rng([seed, index, 0xF00])

@@ -30,6 +30,8 @@ class SimSource(Source):
     the one before was last in view, negative = both in view; truth `owners`/`in_view`), realtime (pace frames at fps: for the demo), color, noise, reflect
     (floor reflectance 0..1: people mirrored in the colour image),
     camera_seed (a camera mount drawn by gaitsim.vary_camera instead of the default one),
+    repeats (walks per simulated child, default 1: each child walks that many times in a row,
+    toward and away alternating with view=mixed, new path and noise each time),
     stall_after (after this many frames the camera hangs: the next read blocks, yielding
     nothing, until the source is closed; for watchdog and stall tests).
 
@@ -85,6 +87,9 @@ class SimSource(Source):
             raise SourceError(
                 f"source {uri!r}: fps, gap_s and queue_gap_s must be numbers"
             ) from None
+        self.repeats = option_int(merged, "repeats", 1, uri)
+        if self.repeats < 1:
+            raise SourceError(f"source {uri!r}: repeats={self.repeats} must be 1 or more")
         self.stall_after = option_int(merged, "stall_after", None, uri)
         if self.stall_after is not None and self.stall_after < 0:
             raise SourceError(
@@ -131,6 +136,7 @@ class SimSource(Source):
             noise=self.noise,
             reflect=self.reflect,
             queue_gap_s=self.queue_gap_s,
+            repeats=self.repeats,
         )
         self._t0 = time.monotonic()
         self._delivered = 0
@@ -166,6 +172,7 @@ class SimSource(Source):
             "phase": sim.phase,
             "owners": sim.owners,
             "in_view": sim.in_view,
+            "subject_index": sim.subject_index,
         }
         if self.keep_truth:
             self.truth_by_time[float(sim.timestamp)] = (sim.walk_index, sim.label, sim.severity)

@@ -131,3 +131,22 @@ def test_bad_labels_are_named(tmp_path):
         read_labels(bad)
     with pytest.raises(CollectError, match="no recorded walks"):
         collect_recordings(tmp_path, bad, tmp_path / "out", "site", 0.0, seed=0)
+
+
+def test_repeated_walks_of_one_child_share_a_subject_folder(tmp_path):
+    """sim:// repeats=2: each simulated child walks toward and away; both walks land under one
+    subject (so gaitmil's P x K sampler and triplet see two walks of that child)."""
+    out = tmp_path / "kiosk"
+    summary = collect_sim(
+        None, ["sim://?seed=500&walks=4&view=mixed&repeats=2"], out, None, "kiosk", 0.0, seed=0
+    )
+    seqs = json.loads((out / "truth.json").read_text())["sequences"]
+    by_subject: dict[str, list[dict]] = {}
+    for s in seqs.values():
+        by_subject.setdefault(s["subject_id"], []).append(s)
+    assert summary["sequences"] >= 3 and len(by_subject) <= 2
+    two = [walks for walks in by_subject.values() if len(walks) == 2]
+    assert two, by_subject  # at least one child kept both walks through the gate
+    for walks in two:
+        assert {w["view"] for w in walks} == {"toward", "away"}
+        assert len({w["class"] for w in walks}) == 1 and len({w["severity"] for w in walks}) == 1

@@ -174,3 +174,18 @@ def test_weight_comparison_tolerates_rounding_not_changes(tiny_onnx):
     assert weight_differences(nudged(1e-6), reference, rtol=1e-4, atol=1e-6) == []
     problems = weight_differences(nudged(1e-2), reference, rtol=1e-4, atol=1e-6)
     assert len(problems) == 1 and "differ by up to" in problems[0]
+
+
+def test_a_128_pixel_checkpoint_exports_at_its_resolution(tmp_path):
+    """The graph's input follows the checkpoint's input_height (128x88), with parity."""
+    from export.random_model import make_random_checkpoint
+
+    ckpt = make_random_checkpoint("tiny", tmp_path / "c.pt", seed=5, input_height=128)
+    walks = simulated(4, 16).repeat(2, axis=-2).repeat(2, axis=-1)  # shape only: a parity input
+    result = export_onnx(
+        ExportConfig(ckpt, tmp_path / "onnx", frames=16, parity_walks=0), walks=walks
+    )
+    assert result.parity.argmax_agreement == 1.0 and result.parity.max_abs_dprob <= 1e-4
+    inputs, _ = io_shapes(load_onnx(result.onnx_path))
+    assert inputs == {spec.INPUT_NAME: [1, 16, 128, 88]}
+    assert get_metadata(load_onnx(result.onnx_path))["input"]["shape"] == [1, 16, 128, 88]

@@ -203,3 +203,33 @@ def test_clean_data_must_hold_the_same_walks(trained, tmp_path, capsys):
         == 2
     )
     assert "do not hold the same walks" in capsys.readouterr().err
+
+
+def test_card_says_which_validation_walks_chose_what(tmp_path, capsys):
+    """--calibration split: the card names the three parts and reports, on the threshold's own
+    walks, the school referral rate and PPV at 2.5 % with bootstrap intervals."""
+    data = write_dataset(tmp_path / "data", per_class_train=6, per_class_test=2, frames=20, seed=5)
+    (data / "truth.json").write_text("{}")
+    run = tmp_path / "run"
+    train(_cfg(data, run, iterations=4, eval_every=2, val_fraction=0.5, calibration="split"))
+    evaluation = tmp_path / "evaluation.json"
+    args = ["--checkpoint", str(run / "checkpoint.pt"), "--data", str(data)]
+    assert (
+        evaluate_main([*args, "--json", str(evaluation), "--bootstrap", "20", "--frames", "8"]) == 0
+    )
+    card_args = ["--evaluation", str(evaluation), "--out", str(tmp_path / "card"), "--command", "x"]
+    assert card_main(["--checkpoint", str(run / "checkpoint.pt"), *card_args]) == 0
+    capsys.readouterr()
+    card = json.loads((tmp_path / "card" / "card.json").read_text())
+    assert card["calibration"] == "split"
+    assert card["threshold_chosen_on"].startswith("third part")
+    assert card["temperature_fitted_on"].startswith("second part")
+    school = card["validation"]["school_population"]
+    assert school["prevalence"] == 0.025
+    for key in ("school_referral_rate", "school_ppv"):
+        f = school[key]
+        assert f["low"] <= f["value"] <= f["high"] or f["value"] != f["value"]  # NaN: no referral
+    readme = (tmp_path / "card" / "README.md").read_text()
+    assert (
+        "own third of the validation subjects" in readme and "school prevalence of 2.5 %" in readme
+    )

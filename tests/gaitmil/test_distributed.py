@@ -18,7 +18,7 @@ from gaitmil.distributed import (
     distributed_gait_mil_loss,
     gather_with_local_grad,
 )
-from gaitmil.losses import batch_all_triplet, gait_mil_loss
+from gaitmil.losses import LossConfig, batch_all_triplet, gait_mil_loss
 from gaitmil.model import GaitMIL, GaitMILConfig
 from gaitmil.train import TrainStep
 from tests.gaitmil.conftest import SMALL, walk_batch
@@ -28,6 +28,10 @@ BATCH, FRAMES = (
     8,
     6,
 )  # 4 subjects x 2 walks; each rank takes 2 subjects, as PKBatchSampler shares them
+
+
+# with the class-level contrastive term on, so its gather-and-scale is checked as the triplet's
+LOSS = LossConfig(supcon_weight=0.5)
 
 
 def _batch():
@@ -46,7 +50,7 @@ def _model() -> GaitMIL:
 
 def _step(model: nn.Module, loss_fn, sils, labels, ids):
     out, part_logits = model(sils)
-    loss, parts = loss_fn(out.embeddings, part_logits, labels, ids)
+    loss, parts = loss_fn(out.embeddings, part_logits, labels, ids, LOSS)
     loss.backward()
     return out, parts
 
@@ -63,7 +67,7 @@ def _rank_main(rank: int, init_file: str, out_dir: str) -> None:
         local_only = batch_all_triplet(out.embeddings.detach(), ids[share])[0].item()
         # the gathered embeddings, as every rank sees them
         gathered = gather_with_local_grad(out.embeddings.detach())
-        loss = torch.tensor([parts["loss"], parts["triplet"], parts["ce"]])
+        loss = torch.tensor([parts["loss"], parts["triplet"], parts["ce"], parts["supcon"]])
         dist.all_reduce(loss)
         torch.save(
             {
@@ -114,7 +118,7 @@ def one_process():
     model = _model()
     out, parts = _step(TrainStep(model), gait_mil_loss, sils, labels, ids)
     return {
-        "loss": [parts["loss"], parts["triplet"], parts["ce"]],
+        "loss": [parts["loss"], parts["triplet"], parts["ce"], parts["supcon"]],
         "embeddings": out.embeddings.detach(),
         "grads": {n: p.grad.clone() for n, p in model.named_parameters()},
         "buffers": {n: b.clone() for n, b in model.named_buffers()},
@@ -157,9 +161,10 @@ def test_one_process_is_exactly_the_plain_loss():
     sils, labels, ids = _batch()
     model = _model()
     out, part_logits = model.forward_with_part_logits(sils)
-    a, pa = gait_mil_loss(out.embeddings, part_logits, labels, ids)
-    b, pb = distributed_gait_mil_loss(out.embeddings, part_logits, labels, ids)
-    assert torch.equal(a, b) and pa == pb
+    for cfg in (None, LOSS):
+        a, pa = gait_mil_loss(out.embeddings, part_logits, labels, ids, cfg)
+        b, pb = distributed_gait_mil_loss(out.embeddings, part_logits, labels, ids, cfg)
+        assert torch.equal(a, b) and pa == pb
     assert gather_with_local_grad(ids) is ids
     # without a process group the converted norm is plain batch norm
     bn = nn.BatchNorm2d(3).train()

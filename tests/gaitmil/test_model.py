@@ -251,3 +251,31 @@ def test_macs_per_frame_match_the_reference_backbones(preset, reference_mmac):
     per_frame = count_macs(model, 1)
     assert reference_mmac * 1e6 <= per_frame <= reference_mmac * 1.03e6
     assert count_macs(model, 4) == pytest.approx(4 * per_frame, rel=0.01)
+
+
+def test_a_128_pixel_model_keeps_the_phase_lookup_and_round_trips(synth_frames, tmp_path):
+    """input_height=128 (128x88): the phase lookup pools 8x8, so a walk drawn at twice the size
+    falls in the same bags as at 64 px; the checkpoint says its input; 64-px input is refused."""
+    from gaitmil.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
+
+    small = make_model(synth_frames)
+    big = make_model(synth_frames, input_height=128)
+    assert big.config.input_width == 88 and torch.equal(big.centroids, small.centroids)
+    x = walk_batch(2, 10)
+    x2 = x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)  # [2, 10, 128, 88]
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    assert torch.equal(small.assign_phases(x, mask), big.assign_phases(x2, mask))
+    out = big(x2)
+    assert out.probs.shape == (2, 3) and torch.isfinite(out.logits).all()
+    with pytest.raises(RuntimeError):
+        big(x)  # a 64-px walk is not a 128-px model's input
+    save_checkpoint(tmp_path / "big.pt", big)
+    meta = describe_checkpoint(tmp_path / "big.pt")
+    assert (meta["input"]["height"], meta["input"]["width"]) == (128, 88)
+    loaded, _ = load_checkpoint(tmp_path / "big.pt")
+    assert loaded.config.input_height == 128
+    assert torch.allclose(loaded(x2).probs, out.probs, atol=1e-6)
+    old = {k: v for k, v in small.config.to_dict().items() if k != "input_height"}
+    assert GaitMILConfig.from_dict(old).input_height == 64  # checkpoints from before the key
+    with pytest.raises(ConfigError, match="model contract"):
+        GaitMILConfig.from_preset("tiny", input_height=96)

@@ -69,3 +69,27 @@ def test_refit_keeps_the_backbone_and_chooses_on_validation_only(tmp_path):
         2,
         3,
     )
+
+
+def test_refit_of_a_split_calibrated_run_keeps_its_parts(tmp_path):
+    """A run trained with --calibration split: the refit's threshold comes from the threshold
+    part alone, and its validation block (with the school figures) is rewritten, not stale."""
+    root = write_dataset(tmp_path / "data", per_class_train=6, per_class_test=1, frames=20, seed=4)
+    cfg = _cfg(root, tmp_path / "run", iterations=4, eval_every=2, val_fraction=0.5)
+    cfg.calibration = "split"
+    train(cfg)
+    args = ["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(root)]
+    out = ["--split", "118", "--out", str(tmp_path / "refit"), "--epochs", "2", "--threads", "1"]
+    assert main([*args, *out]) == 0
+    after, meta = load_checkpoint(tmp_path / "refit" / "checkpoint.pt")
+    extra, parts = meta["extra"], meta["data"]["validation_parts"]
+    assert extra["calibration"] == "split" and extra["threshold_chosen_on"].startswith("third")
+    walks = Scoliosis1K(
+        root, "118", "train", frames=30, train_sampling=False, subjects=parts["threshold"]
+    )
+    labels, logits = predict_logits(after, walks)
+    assert extra["referral_threshold"] == pytest.approx(
+        threshold_for_sensitivity(labels, softmax(logits), 0.95)
+    )
+    assert extra["validation"]["walks"] == len(walks)
+    assert extra["validation"]["school_population"]["prevalence"] == 0.025

@@ -46,3 +46,16 @@ def test_to_model_input():
         spec.to_model_input(out * 2)
     with pytest.raises(ValueError, match="64, 44"):
         spec.to_model_input(np.zeros((64, 64), np.uint8))
+
+
+def test_input_resolutions_of_the_contract():
+    from gaitmil import spec
+
+    assert spec.input_shape(2, 30) == (2, 30, 64, 44)  # the default: Scoliosis1K's protocol
+    assert spec.input_shape(2, 30, 128) == (2, 30, 128, 88)
+    with pytest.raises(ValueError, match="not in the model contract"):
+        spec.input_shape(1, 30, 96)
+    big = np.zeros((3, 128, 88), np.uint8)
+    assert spec.to_model_input(big, height=128).shape == (3, 128, 88)
+    with pytest.raises(ValueError):
+        spec.to_model_input(big)  # a 64-px model refuses 128-px silhouettes

@@ -168,3 +168,26 @@ def test_partial_exit_leaves_through_the_side():
         or last[:, -3:].any()
         or last.sum() < 0.3 * max(f.mask.sum() for f in frames)
     )
+
+
+def test_repeats_walk_one_child_several_times():
+    scene = SceneConfig()
+    plans = [plan_walk(5, i, "mixed", None, 30.0, scene, repeats=2) for i in range(4)]
+    assert [p.subject_index for p in plans] == [0, 0, 1, 1]
+    a, b = plans[0].subject, plans[1].subject
+    assert a.posture == b.posture and a.height_m == b.height_m  # the same child
+    assert a.speed_mps == b.speed_mps and a.palette == b.palette
+    assert plans[0].view != plans[1].view  # toward, then away (or the reverse)
+    assert not np.array_equal(plans[0].child.path.points, plans[1].child.path.points)
+    assert plans[2].subject.posture != a.posture  # the next child is another one
+    # repeats=1 is the one-child-per-walk stream of before
+    single = plan_walk(5, 1, "mixed", None, 30.0, scene)
+    assert single.subject_index == 1 and single.subject.subject_id == "stream-5-1"
+
+
+def test_repeats_reach_the_frames_and_are_checked():
+    frames = [f for f in iter_frames(seed=2, walks=2, gap_s=0.1, color=False, repeats=2)]
+    assert {f.subject_index for f in frames if f.walk_index >= 0} == {0}
+    assert {f.subject_index for f in frames if f.walk_index < 0} == {-1}
+    with pytest.raises(SimConfigError):
+        next(iter_frames(seed=2, walks=2, repeats=0))
