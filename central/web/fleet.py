@@ -46,20 +46,25 @@ def _moment(text: Any) -> datetime | None:
 def model_cells(model: dict, now: datetime) -> dict[str, Any]:
     """What the Fleet page says about a kiosk's model, from its retained status (no extra table).
 
-    Kiosks older than the model store send only id/runner/precision: the rest shows as "?".
+    Kiosks older than the model store send only id/runner/precision: the rest reads "not reported".
     """
     trained_on = model.get("trained_on")
+    unknown = "not reported"
     return {
         "model_id": model.get("store_id") or model.get("id") or "?",
         "precision": f"{model.get('runner', '?')}/{model.get('precision', '?')}",
-        "trained_on": trained_on or "?",
+        "trained_on": trained_on or "unknown",
+        # plain words for the officer: what the model learned from
+        "data_label": {"real": "real data", "simulated": "simulated data"}.get(
+            trained_on or "", "training data unknown"
+        ),
         # a simulated-data model (or one whose card does not say) is marked: it has never seen a child
         "simulated": trained_on != "real",
-        "signer": model.get("signer") or ("unsigned" if "signer" in model else "?"),
-        "gate": model.get("gate") or "?",
+        "signer": model.get("signer") or ("unsigned" if "signer" in model else unknown),
+        "gate": model.get("gate") or unknown,
         "changed_ago": ago(_moment(model.get("activated_at")), now)
         if model.get("activated_at")
-        else "?",
+        else unknown,
     }
 
 

@@ -239,8 +239,14 @@ def test_fleet_shows_the_store_model_and_marks_a_simulated_data_model(site):
     page = client.get("/fleet").text
     row9 = page.split("school-a / kiosk-9", 1)[1].split("</tr>", 1)[0]
     assert "gaitmil-tiny-test" in row9 and "simulated data" in row9
-    assert "signer district.key:0c03d38dcc053396 · gate passed · changed" in row9
-    assert "changed ?" not in row9
+    assert "signer: district.key:0c03d38dcc053396 · release gate: passed · changed:" in row9
+    assert "changed: not reported" not in row9
     row8 = page.split("school-a / kiosk-8", 1)[1].split("</tr>", 1)[0]
     assert "site-model-2" in row8 and "real data" in row8 and "simulated data" not in row8
-    assert "signer unsigned · gate skipped · changed ?" in row8
+    assert "signer: unsigned · release gate: skipped · changed: not reported" in row8
+    # a kiosk older than the model store says nothing of its training data: marked, in words
+    old = make_status("school-a", "kiosk-7")
+    with sessions() as db, db.begin():
+        store_message(db, topic("status", "school-a", "kiosk-7"), encode(old))
+    row7 = client.get("/fleet").text.split("school-a / kiosk-7", 1)[1].split("</tr>", 1)[0]
+    assert "training data unknown" in row7 and "real data" not in row7
