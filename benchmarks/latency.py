@@ -338,9 +338,10 @@ def split_costs(specs: list[BackendSpec], settings: LatencySettings) -> list[dic
                     folder, settings.iters, settings.warmup, settings.threads, whole=False
                 )
                 row["status"] = "measured"
-            except EdgeError as exc:  # a split that does not match its manifest: said, not fatal
+            except Exception as exc:  # noqa: BLE001 - said, never losing the backends' figures
+                # e.g. a split that does not match its manifest, or one ORT cannot load
                 row["status"] = "unusable"
-                row["note"] = str(exc)
+                row["note"] = f"{type(exc).__name__}: {exc}"
         out.append(row)
     return out
 

@@ -225,3 +225,22 @@ def test_no_split_leaves_the_section_out(tiny_models, tmp_path):
     args = ["--backend", f"onnxruntime:{tiny_models.onnx}", "--iters", "1", "--warmup", "0"]
     assert main([*args, "--probe", "none", "--no-split", "--json", str(out_json)]) == 0
     assert "split" not in json.loads(out_json.read_text())
+
+
+def test_a_split_that_does_not_match_its_manifest_is_reported_unusable(
+    split_folder, tmp_path, capsys
+):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(split_folder, folder)
+    head = bytearray((folder / "head.onnx").read_bytes())
+    head[-10] ^= 0x01
+    (folder / "head.onnx").write_bytes(bytes(head))
+    out_json = tmp_path / "lat.json"
+    args = ["--backend", f"onnxruntime:{folder / 'model.onnx'}", "--iters", "1", "--warmup", "0"]
+    assert main([*args, "--probe", "none", "--json", str(out_json)]) == 0
+    (row,) = json.loads(out_json.read_text())["split"]
+    assert row["status"] == "unusable" and row["costs"] is None
+    assert "does not match" in row["note"]
+    assert "does not match" in capsys.readouterr().out
