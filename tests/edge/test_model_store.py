@@ -312,9 +312,12 @@ def _damaged_head(folder: Path) -> None:
 
 
 def test_the_split_is_installed_gated_and_found_by_a_streaming_kiosk(tmp_path, capsys):
+    from types import SimpleNamespace
+
     from edge.config import load_config
     from edge.runners.registry import create_runner
-    from edge.streaming import SplitSessions, StreamingClassifier
+    from edge.streaming import StreamingClassifier
+    from edge.wiring import Components
 
     folder = model_folder(tmp_path, "a", "site-a")
     graphs = _with_split(folder, "site-a")
@@ -344,10 +347,23 @@ def test_the_split_is_installed_gated_and_found_by_a_streaming_kiosk(tmp_path, c
     )
     cfg = load_config(config, env={})
     assert cfg.model.path == entry.folder / "model.onnx" and cfg.model.inference == "streaming"
-    with create_runner("onnxruntime", cfg.model.path) as runner:
-        # what edge.wiring's _start_streaming does with the active model's folder
-        stream = StreamingClassifier(runner, SplitSessions(Path(runner.model_path).parent))
-        assert stream.sessions.model_id == "site-a"
+    parts = Components(
+        source=None,
+        segmenter=None,
+        assembler=SimpleNamespace(on_silhouette=None),
+        runner=create_runner(cfg.model.runner, cfg.model.path),
+        make_publisher=lambda identity: None,
+        threshold=0.5,
+        inference=cfg.model.inference,
+    )
+    parts.activate_runner("site", "kiosk", warmup=False)  # what the kiosk does at start-up
+    try:
+        assert isinstance(parts.classifier, StreamingClassifier)
+        assert parts.classifier.sessions.folder == entry.folder
+        assert parts.classifier.sessions.model_id == "site-a"
+        assert parts.assembler.on_silhouette == parts.classifier.submit
+    finally:
+        parts.deactivate_runner()
 
 
 def test_a_folder_whose_split_is_another_model_is_refused(tmp_path):
