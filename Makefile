@@ -68,7 +68,8 @@ models:
 models-check:
 	$(PY) -m calibration.demo_artifacts --check
 
-# All benchmarks -> benchmarks/RESULTS.md (run on a quiet machine)
+# All benchmarks -> benchmarks/RESULTS.md (run on a quiet machine): kiosk path, latency (with the
+# split's encoder/head costs), pipeline, streaming (both kiosk modes side by side), fan-in, accuracy
 bench:
 	bash scripts/venv.sh dev
 	$(PY) -m benchmarks.results

@@ -11,6 +11,12 @@ them equally. Stages, in trtexec's terms:
 - postprocess: probabilities to the screening decision and the most-attended walk frames
 - end_to_end: host latency from walk to decision; throughput = walks / sum of end-to-end times
 
+Split models (issue 27): when encoder.onnx, head.onnx and model.split.json (`python -m export
+split`) lie beside a measured model, the report also gives the streaming kiosk's costs on ONNX
+Runtime CPU, measured by benchmarks.streaming.model_costs: the per-frame encoder cost for every
+encoder precision in model.split.json and the per-walk head cost; a folder without them is
+reported as such ("split": absent).
+
 `--pipeline` runs the whole kiosk loop instead (benchmarks/pipeline.py).
 """
 
@@ -310,6 +316,47 @@ def build_report(runs: list[BackendRun], settings: LatencySettings, command: str
     }
 
 
+def split_costs(specs: list[BackendSpec], settings: LatencySettings) -> list[dict]:
+    """Per model folder measured: the split's encoder (per frame) and head (per walk) costs on
+    ONNX Runtime CPU (benchmarks.streaming.model_costs), or why there are none."""
+    from benchmarks.streaming import model_costs
+    from edge.streaming import SPLIT_MANIFEST
+
+    out = []
+    for folder in dict.fromkeys(s.model.parent for s in specs):
+        row: dict = {"folder": str(folder), "costs": None}
+        if not (folder / SPLIT_MANIFEST).is_file():
+            row["status"] = "absent"
+            row["note"] = (
+                f"no {SPLIT_MANIFEST} (encoder.onnx + head.onnx) beside the model: make them with "
+                f"`python -m export split --checkpoint CKPT --out {folder}`"
+            )
+        else:
+            try:
+                # the whole-walk graphs are this report's backends already
+                row["costs"] = model_costs(
+                    folder, settings.iters, settings.warmup, settings.threads, whole=False
+                )
+                row["status"] = "measured"
+            except Exception as exc:  # noqa: BLE001 - said, never losing the backends' figures
+                # e.g. a split that does not match its manifest, or one ORT cannot load
+                row["status"] = "unusable"
+                row["note"] = f"{type(exc).__name__}: {exc}"
+        out.append(row)
+    return out
+
+
+def split_markdown(rows: list[dict]) -> list[str]:
+    from benchmarks.streaming import costs_table
+
+    out = ["", "### Streaming split: per-frame encoder and per-walk head (issue 27)"]
+    for row in rows:
+        out += ["", f"`{row['folder']}`: " + (row.get("note") or "split measured.")]
+        if row["costs"]:
+            out += ["", *costs_table(row["costs"])]
+    return out
+
+
 def to_markdown(report: dict) -> str:
     """Readable summary: environment, end-to-end table, per-backend stage tables, throughput and limit."""
     s = report["settings"]
@@ -373,6 +420,8 @@ def to_markdown(report: dict) -> str:
             "",
             rep.stats_table([(stage, b["stages"][stage]) for stage in STAGES]),
         ]
+    if report.get("split") is not None:
+        out += split_markdown(report["split"])
     out += ["", "### Environment", "", rep.environment_markdown(report["environment"]), ""]
     out += [f"Note: {n}" for n in report["notes"]]
     return "\n".join(out)
@@ -451,6 +500,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--onnx", type=Path, help="ONNX to count MACs from for backends whose model is not ONNX"
     )
+    p.add_argument(
+        "--no-split",
+        action="store_true",
+        help="skip the split models' encoder and head costs (measured when model.split.json "
+        "is beside a model)",
+    )
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument("--plot", type=Path, help="write a PNG of the latency distributions here")
@@ -516,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         report = build_report(measure(specs, settings), settings, command)
+        if not args.no_split:
+            report["split"] = split_costs(specs, settings)
     except (BenchmarkError, EdgeError, GaitMILError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

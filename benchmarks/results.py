@@ -24,7 +24,7 @@ from benchmarks.env import describe_machine
 from gaitmil import HelpFormatter, add_version_flag
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("kiosk_path", "latency", "pipeline", "fanin", "accuracy")
+PARTS = ("kiosk_path", "latency", "pipeline", "streaming", "fanin", "accuracy")
 # issue 7's targets on the 2-core development machine
 FASTEST_CPU = "onnxruntime:model.int8-cpu.onnx"
 ORT_FP32 = "onnxruntime:model.onnx"
@@ -86,6 +86,24 @@ def commands(args: argparse.Namespace, out: Path, broker: str) -> dict[str, list
             str(out / "pipeline.md"),
             "--plot",
             str(out / "pipeline.png"),
+        ],
+        # issue 27: split encoder per frame, head per walk, and the kiosk loop in both modes
+        "streaming": [
+            *py,
+            "benchmarks.streaming",
+            "--model",
+            "models/demo/model.onnx",
+            "--iters",
+            str(args.iters),
+            "--warmup",
+            str(args.warmup),
+            *common,
+            "--sim-walks",
+            str(args.sim_walks),
+            "--json",
+            str(out / "streaming.json"),
+            "--markdown",
+            str(out / "streaming.md"),
         ],
         "fanin": [
             *py,
@@ -367,6 +385,7 @@ def render(
         "kiosk_path": "Kiosk path: the shipped model on what the kiosk infers on",
         "latency": "Latency per backend and precision (demo model)",
         "pipeline": "Kiosk pipeline",
+        "streaming": "Streaming inference: encoder per frame, head per walk, both kiosk modes",
         "fanin": "Broker fan-in",
         "accuracy": "Accuracy of the precision variants",
     }
@@ -410,10 +429,27 @@ def main(argv: list[str] | None = None) -> int:
         help="the rendered results file",
     )
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
-    p.add_argument("--iters", type=int, default=200, help="latency: timed iterations per backend")
-    p.add_argument("--warmup", type=int, default=20, help="latency: untimed iterations first")
-    p.add_argument("--threads", type=int, default=2, help="latency: intra-op threads per runner")
-    p.add_argument("--sim-walks", type=int, default=5, help="pipeline: simulated walks per mode")
+    p.add_argument(
+        "--iters",
+        type=int,
+        default=200,
+        help="latency and streaming: timed iterations per backend or graph",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=20, help="latency and streaming: untimed iterations first"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="latency, pipeline and streaming: intra-op threads per runner",
+    )
+    p.add_argument(
+        "--sim-walks",
+        type=int,
+        default=5,
+        help="pipeline and streaming: simulated walks per mode",
+    )
     p.add_argument("--kiosks", type=int, default=200, help="fan-in: simulated kiosks")
     p.add_argument("--seconds", type=float, default=60.0, help="fan-in: publishing time")
     p.add_argument("--walks", type=int, default=300, help="accuracy: simulated held-out walks")

@@ -66,8 +66,10 @@ def _time(run: Any, iters: int, warmup: int) -> list[float]:
     return samples
 
 
-def model_costs(folder: Path, iters: int, warmup: int, threads: int) -> dict[str, Any]:
-    """Per-frame encoder, per-walk head and per-walk whole-graph costs (ms) on ORT CPU."""
+def model_costs(
+    folder: Path, iters: int, warmup: int, threads: int, whole: bool = True
+) -> dict[str, Any]:
+    """Per-frame encoder, per-walk head and (`whole`) per-walk whole-graph costs (ms) on ORT CPU."""
     from edge.streaming import FEATURES, POOLED, read_split_manifest
     from export.walks import simulated_walks
     from gaitmil import spec
@@ -98,20 +100,20 @@ def model_costs(folder: Path, iters: int, warmup: int, threads: int) -> dict[str
         POOLED: np.concatenate(pooled)[:frames_t][None],
     }
     head_ms = _time(lambda: head.run(None, feed), iters, warmup)
-    whole = {}
+    whole_costs = {}
     walk = np.ascontiguousarray(walks[:1])
     for precision, name in WHOLE_FORMS.items():
-        if (folder / name).is_file():
+        if whole and (folder / name).is_file():
             session = _session(folder / name, threads)
             ms = _time(lambda s=session: s.run(None, {spec.INPUT_NAME: walk}), iters, warmup)
-            whole[precision] = {"file": name, "per_walk_ms": summarize(ms)}
+            whole_costs[precision] = {"file": name, "per_walk_ms": summarize(ms)}
     return {
         "frames_per_walk": frames_t,
         "encoder_batch": batch,
         "threads": threads,
         "encoder": encoders,
         "head": {"file": body["head"], "per_walk_ms": summarize(head_ms)},
-        "whole_walk": whole,
+        "whole_walk": whole_costs,
     }
 
 
@@ -192,13 +194,10 @@ def pipeline_side_by_side(model: Path, args: argparse.Namespace) -> list[dict[st
     return rows
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    costs = report["model_costs"]
+def costs_table(costs: dict[str, Any]) -> list[str]:
+    """model_costs as Markdown lines: the setting, then one row per graph and precision
+    (also benchmarks.latency's split section)."""
     lines = [
-        "## Streaming inference (issue 27)",
-        "",
-        f"Machine: {describe_machine(report['environment'])}. Command: `{report['command']}`.",
-        "",
         f"ONNX Runtime CPU, {costs['threads']} thread(s); encoder batches of "
         f"{costs['encoder_batch']} frames (cost per frame = batch time / batch); "
         f"T = {costs['frames_per_walk']} frames per walk.",
@@ -214,6 +213,17 @@ def to_markdown(report: dict[str, Any]) -> str:
     for precision, row in costs["whole_walk"].items():
         s = row["per_walk_ms"]
         lines.append(f"| whole walk | {precision} | walk | {s['median']:.3f} | {s['p95']:.3f} |")
+    return lines
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "## Streaming inference (issue 27)",
+        "",
+        f"Machine: {describe_machine(report['environment'])}. Command: `{report['command']}`.",
+        "",
+        *costs_table(report["model_costs"]),
+    ]
     if report.get("pipeline"):
         lines += [
             "",

@@ -1,7 +1,9 @@
 """`python -m export bundle`: a model folder -> one signed bundle file for the kiosk's model store.
 
-The bundle holds the ONNX forms, their manifests, the card, the calibration report and a check
-set: held-out walks as silhouettes with the FP32 model's outputs on them, which the kiosk's
+The bundle holds the ONNX forms, their manifests, the card, the calibration report, the
+streaming split when the folder has one (encoder*.onnx, head.onnx, their manifests and
+model.split.json: the kiosk's model.inference = "streaming" runs them, and the release gate checks
+them too) and a check set: held-out walks as silhouettes with the FP32 model's outputs on them, which the kiosk's
 release gate replays through its own runner and precision before it activates a form.
 Engines and checkpoints are never bundled: engines are built on the kiosk (a serialized
 engine is code for one GPU), checkpoints are pickles. The format is edge.model_store.bundle's.

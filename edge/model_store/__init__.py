@@ -2,7 +2,9 @@
 
 Layout (STORE is `model.store` in the kiosk config, /var/lib/gaitmil-edge/models under systemd):
 
-    STORE/<model id>/      the ONNX forms, manifests, card, calibration report, entry.json
+    STORE/<model id>/      the ONNX forms, manifests, card, calibration report, entry.json,
+                           and the streaming split when the model has one (encoder*.onnx,
+                           head.onnx, model.split.json: not forms, gated with the model)
     STORE/active.json      which id and form the kiosk runs, and the activation history
     STORE/.incoming/       half-copied installs; a kiosk killed mid-install leaves them here
 

@@ -194,11 +194,19 @@ def _gate_text(entry: StoreEntry, file: str) -> str:
     if figures.get("skipped"):
         return f"gate: skipped ({figures.get('reason')})"
     verdict = "passed" if figures.get("passed") else "REFUSED"
-    return (
+    text = (
         f"gate: {verdict} agreement {figures.get('agreement', float('nan')):.3f} "
         f"max|dP| {figures.get('max_abs_dprob', float('nan')):.4f} "
         f"(tolerance {figures.get('tolerance')}, {figures.get('walks')} walks)"
     )
+    split = figures.get("split")
+    if split:  # the streaming split (encoder + head), gated beside the whole-walk form
+        text += f"; split {split.get('encoder', '?')}+{split.get('head', '?')}: " + (
+            f"agreement {split['agreement']:.3f} max|dP| {split['max_abs_dprob']:.4f}"
+            if "agreement" in split
+            else str(split.get("reason"))
+        )
+    return text
 
 
 def _build_engine(active: Any, timing_cache: str | None) -> int:

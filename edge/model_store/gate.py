@@ -6,6 +6,12 @@ held-out walks as silhouettes (uint8, 0..255) and the FP32 model's P(not negativ
 gate passes when the referral decisions agree on at least `min_agreement` of the walks and the
 largest |delta P(not negative)| is within the card's tolerance (card.json "release_gate").
 numpy and the runner are imported only when the gate runs.
+
+A model installed with its streaming split (encoder*.onnx + head.onnx + model.split.json, for
+model.inference = "streaming") is also gated as the streaming kiosk runs it: the check set goes
+through edge.streaming's SplitSessions (the FP32 encoder the kiosk loads, in its static batches,
+then the head, on the frames the kiosk would pick) under the same agreement and tolerance rule.
+Both must pass; the split's figures are kept under "split".
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.model_store.store import CARD_NAME, Gate, StoreEntry
+from edge.model_store.store import CARD_NAME, SPLIT_MANIFEST, Gate, StoreEntry
 
 log = logging.getLogger("edge.model_store.gate")
 
@@ -77,7 +83,8 @@ def run_gate(
     min_agreement, tolerance = gate_limits(card)
     threshold = float(card.get("referral_threshold", 0.5))
     with np.load(checkset) as data:
-        walks = data["silhouettes"].astype(np.float32) / 255.0
+        stored = data["silhouettes"]  # uint8: what the streaming encoder reads
+        walks = stored.astype(np.float32) / 255.0
         reference = data["reference_p_not_negative"].astype(np.float64)
     got = np.empty(len(walks), np.float64)
     try:
@@ -89,12 +96,34 @@ def run_gate(
         return {"passed": False, "reason": f"{runner} cannot run {file}: {exc}", "walks": 0}
     except ImportError as exc:
         return _cannot_run(runner, file, exc)
+    figures: dict[str, Any] = {
+        "runner": runner,
+        **_agreement(got, reference, threshold, min_agreement, tolerance),
+    }
+    if (entry.folder / SPLIT_MANIFEST).is_file():
+        split = _split_figures(
+            entry, stored, reference, threshold, min_agreement, tolerance, threads
+        )
+        figures["split"] = split
+        if figures["passed"] and not split["passed"]:
+            figures["passed"] = False
+            figures["reason"] = f"streaming split: {split['reason']}"
+    log.info("release gate %s %s: %s", entry.model_id, file, figures)
+    return figures
+
+
+def _agreement(
+    got: Any, reference: Any, threshold: float, min_agreement: float, tolerance: float
+) -> dict[str, Any]:
+    """The gate's rule: referral decisions agree on >= min_agreement of the walks and the largest
+    |delta P(not negative)| <= tolerance."""
+    import numpy as np
+
     agreement = float(np.mean((got >= threshold) == (reference >= threshold)))
     max_abs = float(np.max(np.abs(got - reference))) if len(got) else 0.0
     passed = agreement >= min_agreement and max_abs <= tolerance
     figures: dict[str, Any] = {
         "passed": bool(passed),
-        "runner": runner,
         "walks": int(len(got)),
         "agreement": agreement,
         "min_agreement": min_agreement,
@@ -106,8 +135,59 @@ def run_gate(
             f"referral agreement {agreement:.3f} (needs >= {min_agreement}), max |delta P(not negative)| "
             f"{max_abs:.4f} (needs <= {tolerance}) on {len(got)} check walks"
         )
-    log.info("release gate %s %s: %s", entry.model_id, file, figures)
     return figures
+
+
+def _split_figures(
+    entry: StoreEntry,
+    walks: Any,
+    reference: Any,
+    threshold: float,
+    min_agreement: float,
+    tolerance: float,
+    threads: int | None,
+) -> dict[str, Any]:
+    """The check set through encoder + head as the streaming kiosk runs them."""
+    import numpy as np
+
+    from edge.errors import ModelError
+    from edge.streaming import EncoderWorker, SplitSessions
+    from gaitmil.spec import even_indices
+
+    try:
+        sessions = SplitSessions(entry.folder, threads=threads)
+    except ModelError as exc:
+        return {"passed": False, "walks": 0, "reason": f"cannot load it: {exc}"}
+    described = {
+        "encoder": sessions.manifest["encoders"]["fp32"],
+        "head": sessions.manifest["head"],
+    }
+    if sessions.model_id != entry.model_id:
+        return {
+            **described,
+            "passed": False,
+            "walks": 0,
+            "reason": f"{SPLIT_MANIFEST} is model {sessions.model_id}, not {entry.model_id}: "
+            "export the split from the same checkpoint",
+        }
+    if len(walks) and walks.shape[1] != sessions.frames:
+        return {
+            **described,
+            "passed": False,
+            "walks": 0,
+            "reason": f"the head takes T={sessions.frames} frames, the model {walks.shape[1]}",
+        }
+    # encode_frames only: the kiosk's static batches and scaling, without the worker thread
+    encoder = EncoderWorker(sessions.encode, sessions.encoder_batch)
+    got = np.empty(len(walks), np.float64)
+    try:
+        for i, walk in enumerate(walks):
+            picked = walk[even_indices(len(walk), sessions.frames)]
+            feats, pooled = encoder.encode_frames(picked)
+            got[i] = float(p_not_negative(sessions.run_head(feats, pooled)["probs"])[0])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+        return {**described, "passed": False, "walks": 0, "reason": f"cannot run it: {exc}"}
+    return {**described, **_agreement(got, reference, threshold, min_agreement, tolerance)}
 
 
 def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, Any]:

@@ -36,6 +36,10 @@ MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Engines are code for the GPU they were built on (NVIDIA: never load an untrusted engine) and
 # checkpoints are pickles: neither is copied into the store; engines are built on the kiosk.
 NOT_COPIED = (".engine", ".plan", ".pt", ".pth", ".tmp")
+# The streaming split (python -m export split): encoder*.onnx + head.onnx, tied by this manifest.
+# They are copied with the model (the kiosk's model.inference = "streaming" finds them beside
+# the active form) and gated with it, but they are not forms the kiosk can activate.
+SPLIT_MANIFEST = "model.split.json"
 HISTORY_KEPT = 20
 
 
@@ -417,7 +421,15 @@ def describe_folder(source: Path, file: str | None = None) -> DescribedFolder:
         raise ModelError(
             f"{source}: not a model folder (expected ONNX files, manifests, card.json)"
         )
-    onnx = sorted(p.name for p in source.glob("*.onnx") if p.is_file())
+    split = (
+        _read_json(source / SPLIT_MANIFEST, "split manifest")
+        if (source / SPLIT_MANIFEST).is_file()
+        else {}
+    )
+    split_files = split_graphs(source, split)
+    onnx = sorted(
+        p.name for p in source.glob("*.onnx") if p.is_file() and p.name not in split_files
+    )
     if not onnx:
         raise ModelError(
             f"{source}: no .onnx model in this folder; export one with `python -m export onnx`"
@@ -428,6 +440,11 @@ def describe_folder(source: Path, file: str | None = None) -> DescribedFolder:
             raise ModelError(
                 f"{source}: several ONNX forms ({', '.join(onnx)}); name one with --file"
             )
+    if file in split_files:
+        raise ModelError(
+            f"{source}: {file} is part of the streaming split ({SPLIT_MANIFEST}), not a whole-walk "
+            f"form the kiosk can run; choose one of: {', '.join(onnx)}"
+        )
     if file not in onnx:
         raise ModelError(f"{source}: no ONNX form {file!r}; it has: {', '.join(onnx)}")
     card = _read_json(source / CARD_NAME, "model card") if (source / CARD_NAME).is_file() else {}
@@ -437,6 +454,14 @@ def describe_folder(source: Path, file: str | None = None) -> DescribedFolder:
         if (source / f"{Path(name).stem}.manifest.json").is_file()
     }
     ids = {str(m["model_id"]) for m in manifests.values() if m.get("model_id")}
+    # the split's own manifests are read too: encoder and head must be the same model
+    for name in sorted(split_files):
+        manifest = source / f"{Path(name).stem}.manifest.json"
+        said_id = _read_json(manifest, "manifest").get("model_id") if manifest.is_file() else None
+        if said_id:
+            ids.add(str(said_id))
+    if split.get("model_id"):
+        ids.add(str(split["model_id"]))
     if card.get("model_id"):
         ids.add(str(card["model_id"]))
     if len(ids) > 1:
@@ -469,6 +494,24 @@ def describe_folder(source: Path, file: str | None = None) -> DescribedFolder:
         and p.name != ENTRY_NAME
     )
     return DescribedFolder(source, model_id, file, forms, said.pop(), files)
+
+
+def split_graphs(folder: Path, split: Mapping[str, Any] | None = None) -> set[str]:
+    """The ONNX files of the streaming split in `folder`: the encoders and the head named by
+    model.split.json, and any ONNX whose manifest gives it a split_role."""
+    if split is None:
+        path = folder / SPLIT_MANIFEST
+        split = _read_json(path, "split manifest") if path.is_file() else {}
+    names = {str(n) for n in dict(split.get("encoders") or {}).values()}
+    if split.get("head"):
+        names.add(str(split["head"]))
+    for onnx in folder.glob("*.onnx"):
+        manifest = folder / f"{onnx.stem}.manifest.json"
+        if manifest.is_file():
+            extra = _read_json(manifest, "manifest").get("extra") or {}
+            if isinstance(extra, dict) and extra.get("split_role"):
+                names.add(onnx.name)
+    return names
 
 
 def _copy_durably(source: Path, target: Path) -> None:

@@ -82,6 +82,19 @@ def tiny_models(tmp_path_factory) -> TinyModels:
 
 
 @pytest.fixture(scope="session")
+def split_folder(tiny_models, tmp_path_factory) -> Path:
+    """The tiny model.onnx with its split beside (encoder.onnx, head.onnx, model.split.json)."""
+    import shutil
+
+    from export.split import export_split
+
+    folder = tmp_path_factory.mktemp("bench_split")
+    shutil.copy(tiny_models.onnx, folder / "model.onnx")
+    export_split(tiny_models.checkpoint, folder, frames=tiny_models.frames, parity_walks=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def kiosk_model(tmp_path_factory) -> Path:
     """The kiosk tests' tiny untrained model (model.onnx + manifest + card.json, T=16)."""
     return build_kiosk_model(tmp_path_factory.mktemp("kiosk_model"))

@@ -176,3 +176,71 @@ def test_missing_model_names_how_to_build_it(tmp_path, capsys):
     )
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_split_beside_the_model_is_measured_and_its_absence_is_said(
+    tiny_models, split_folder, tmp_path, capsys
+):
+    out_json = tmp_path / "lat.json"
+    code = main(
+        [
+            "--backend",
+            f"onnxruntime:{split_folder / 'model.onnx'}",
+            "--backend",
+            f"torch:{tiny_models.checkpoint}",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--walks",
+            "2",
+            "--walk-frames",
+            "24",
+            "--probe",
+            "none",
+            "--json",
+            str(out_json),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    validate(report, "latency")
+    measured, absent = report["split"]
+    assert measured["folder"] == str(split_folder) and measured["status"] == "measured"
+    costs = measured["costs"]
+    assert (
+        set(costs["encoder"]) == {"fp32"} and costs["encoder"]["fp32"]["per_frame_ms"]["count"] == 3
+    )
+    assert costs["head"]["per_walk_ms"]["count"] == 3 and costs["whole_walk"] == {}
+    assert absent["status"] == "absent" and absent["costs"] is None
+    assert "python -m export split" in absent["note"]
+    printed = capsys.readouterr().out
+    assert "### Streaming split: per-frame encoder and per-walk head" in printed
+    assert "| encoder | fp32 | frame |" in printed and "| head | fp32 | walk |" in printed
+    assert f"`{tiny_models.checkpoint.parent}`: no model.split.json" in printed
+
+
+def test_no_split_leaves_the_section_out(tiny_models, tmp_path):
+    out_json = tmp_path / "lat.json"
+    args = ["--backend", f"onnxruntime:{tiny_models.onnx}", "--iters", "1", "--warmup", "0"]
+    assert main([*args, "--probe", "none", "--no-split", "--json", str(out_json)]) == 0
+    assert "split" not in json.loads(out_json.read_text())
+
+
+def test_a_split_that_does_not_match_its_manifest_is_reported_unusable(
+    split_folder, tmp_path, capsys
+):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(split_folder, folder)
+    head = bytearray((folder / "head.onnx").read_bytes())
+    head[-10] ^= 0x01
+    (folder / "head.onnx").write_bytes(bytes(head))
+    out_json = tmp_path / "lat.json"
+    args = ["--backend", f"onnxruntime:{folder / 'model.onnx'}", "--iters", "1", "--warmup", "0"]
+    assert main([*args, "--probe", "none", "--json", str(out_json)]) == 0
+    (row,) = json.loads(out_json.read_text())["split"]
+    assert row["status"] == "unusable" and row["costs"] is None
+    assert "does not match" in row["note"]
+    assert "does not match" in capsys.readouterr().out

@@ -164,3 +164,33 @@ def test_render_puts_the_kiosk_path_first(tmp_path):
     assert text.index("kiosk path 3-class accuracy") < text.index("ONNX Runtime `cpu` INT8")
     assert text.index("## Kiosk path") < text.index("## Latency per backend")
     assert "KIOSK TABLE" in text
+
+
+def test_the_streaming_part_runs_at_tiny_scale_and_is_rendered(tmp_path, capsys, monkeypatch):
+    """`make bench` runs benchmarks.streaming as its own part; its command, run here at tiny
+    scale (2 timed runs, no kiosk walks), writes the files RESULTS.md is rendered from."""
+    import argparse
+    from pathlib import Path
+
+    from benchmarks import streaming
+    from benchmarks.results import PARTS, commands
+
+    assert "streaming" in PARTS
+    args = argparse.Namespace(
+        iters=2, warmup=0, threads=1, sim_walks=0, kiosks=1, seconds=1.0, walks=1, kiosk_walks=1
+    )
+    out = tmp_path / "results"
+    out.mkdir()
+    line = commands(args, out, "mqtt://127.0.0.1:1")["streaming"]
+    assert line[1:3] == ["-m", "benchmarks.streaming"]
+    assert line[line.index("--sim-walks") + 1] == "0" and line[line.index("--iters") + 1] == "2"
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # make bench runs in the repository
+    assert streaming.main(line[3:]) == 0
+    report = json.loads((out / "streaming.json").read_text())
+    assert report["model_costs"]["encoder"]["fp32"]["per_frame_ms"]["count"] == 2
+    assert report["model_costs"]["head"]["per_walk_ms"]["count"] == 2
+    capsys.readouterr()
+    text = render(out, None, tmp_path / "RESULTS.md")
+    assert "## Streaming inference: encoder per frame, head per walk, both kiosk modes" in text
+    assert "### Streaming inference (issue 27)" in text  # the part's heading, one level down
+    assert "| encoder | fp32 | frame |" in text and "| head | fp32 | walk |" in text

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from benchmarks import op_profile
 from benchmarks import streaming as bench
 from benchmarks.env import environment
-
-
-@pytest.fixture(scope="module")
-def split_folder(tiny_models, tmp_path_factory):
-    from export.split import export_split
-
-    folder = tmp_path_factory.mktemp("bench_split")
-    shutil.copy(tiny_models.onnx, folder / "model.onnx")
-    export_split(tiny_models.checkpoint, folder, frames=tiny_models.frames, parity_walks=0)
-    return folder
 
 
 def test_model_costs_and_the_table(split_folder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,20 @@ def test_a_signed_bundle_installs_passes_the_gate_and_names_its_signer(tmp_path,
         active.entry.folder.glob("*.pt")
     )
     assert active.entry.gate["model.onnx"]["passed"] is True
+    # the streaming split travels in the bundle and is gated with the model (issue 27)
+    split = json.loads((DEMO / "model.split.json").read_text())
+    for name in [*split["encoders"].values(), split["head"]]:
+        assert (active.entry.folder / name).read_bytes() == (DEMO / name).read_bytes(), name
+        assert (active.entry.folder / f"{Path(name).stem}.manifest.json").is_file(), name
+    assert (active.entry.folder / "model.split.json").is_file()
+    assert set(active.entry.forms) == {
+        "model.onnx",
+        "model.fp16.onnx",
+        "model.int8.onnx",
+        "model.int8-cpu.onnx",
+    }
+    assert active.entry.gate["model.onnx"]["split"]["passed"] is True
+    assert active.entry.gate["model.onnx"]["split"]["walks"] == 30
     capsys.readouterr()
     assert model_main(["list", "--store", str(store)]) == 0
     print(capsys.readouterr().out)

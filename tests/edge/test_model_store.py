@@ -260,3 +260,152 @@ def test_an_engine_that_fails_its_gate_puts_the_previous_model_back_and_fails_th
     assert "site-a put back" in (store.refusal() or "")
     store.activate("site-b")  # an operator's choice clears it
     assert store.refusal() is None
+
+
+# -- the streaming split (encoder + head) travels with the model and is gated with it ------
+
+SPLIT_FILES = ("encoder.onnx", "head.onnx", "model.split.json")
+
+
+def _with_split(folder: Path, model_id: str) -> list[str]:
+    """The demo's split (every encoder form, the head, their manifests) under `model_id`."""
+    split = json.loads((DEMO / "model.split.json").read_text())
+    graphs = [*split["encoders"].values(), split["head"]]
+    for name in graphs:
+        shutil.copyfile(DEMO / name, folder / name)
+        manifest = json.loads((DEMO / f"{Path(name).stem}.manifest.json").read_text())
+        manifest["model_id"] = model_id
+        (folder / f"{Path(name).stem}.manifest.json").write_text(json.dumps(manifest))
+    split["model_id"] = model_id
+    (folder / "model.split.json").write_text(json.dumps(split))
+    return graphs
+
+
+def _damaged_head(folder: Path) -> None:
+    """head.onnx with its float weights scrambled, re-described by its manifests (a consistent
+    but wrong head: only running it can tell)."""
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from gaitmil.manifest import sha256_file
+
+    model = onnx.load(str(folder / "head.onnx"))
+    rng = np.random.default_rng(0)
+    for init in model.graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype == np.float32 and values.size > 16:
+            init.CopyFrom(
+                numpy_helper.from_array(
+                    rng.permutation(values.ravel()).reshape(values.shape), init.name
+                )
+            )
+    onnx.save(model, str(folder / "head.onnx"))
+    digest = sha256_file(folder / "head.onnx")
+    split = json.loads((folder / "model.split.json").read_text())
+    split["files"]["head.onnx"] = digest
+    (folder / "model.split.json").write_text(json.dumps(split))
+    manifest = json.loads((folder / "head.manifest.json").read_text())
+    manifest["files"] = {"head.onnx": digest}
+    (folder / "head.manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_split_is_installed_gated_and_found_by_a_streaming_kiosk(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from edge.config import load_config
+    from edge.runners.registry import create_runner
+    from edge.streaming import StreamingClassifier
+    from edge.wiring import Components
+
+    folder = model_folder(tmp_path, "a", "site-a")
+    graphs = _with_split(folder, "site-a")
+    _checkset(folder, walks=20)
+    store = tmp_path / "store"
+    assert model_main(["install", "--store", str(store), str(folder), "--activate"]) == 0
+    entry = ModelStore(store).entry("site-a")
+    for name in [*graphs, "model.split.json"]:
+        assert (entry.folder / name).read_bytes() == (folder / name).read_bytes(), name
+        manifest = f"{Path(name).stem}.manifest.json"
+        assert name.endswith(".json") or (entry.folder / manifest).is_file(), manifest
+    # encoder and head are not whole-walk forms: they cannot be activated on their own
+    assert set(entry.forms) == {"model.onnx"}
+    with pytest.raises(ModelError, match="no ONNX form 'head.onnx'"):
+        ModelStore(store).activate("site-a", "head.onnx")
+    figures = entry.gate["model.onnx"]
+    assert figures["passed"] and figures["split"]["passed"], figures
+    assert figures["split"]["walks"] == 20 and figures["split"]["head"] == "head.onnx"
+    assert figures["split"]["max_abs_dprob"] < 1e-3  # the split is the same computation
+    capsys.readouterr()
+    assert model_main(["list", "--store", str(store)]) == 0
+    assert "split encoder.onnx+head.onnx: agreement 1.000" in capsys.readouterr().out
+    # a kiosk with model.store and model.inference = "streaming" finds them beside the model
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[model]\nstore = "{store}"\ninference = "streaming"\n'
+    )
+    cfg = load_config(config, env={})
+    assert cfg.model.path == entry.folder / "model.onnx" and cfg.model.inference == "streaming"
+    parts = Components(
+        source=None,
+        segmenter=None,
+        assembler=SimpleNamespace(on_silhouette=None),
+        runner=create_runner(cfg.model.runner, cfg.model.path),
+        make_publisher=lambda identity: None,
+        threshold=0.5,
+        inference=cfg.model.inference,
+    )
+    parts.activate_runner("site", "kiosk", warmup=False)  # what the kiosk does at start-up
+    try:
+        assert isinstance(parts.classifier, StreamingClassifier)
+        assert parts.classifier.sessions.folder == entry.folder
+        assert parts.classifier.sessions.model_id == "site-a"
+        assert parts.assembler.on_silhouette == parts.classifier.submit
+    finally:
+        parts.deactivate_runner()
+
+
+def test_a_folder_whose_split_is_another_model_is_refused(tmp_path):
+    folder = model_folder(tmp_path, "a", "site-a")
+    _with_split(folder, "site-other")
+    with pytest.raises(ModelError, match="different model ids"):
+        ModelStore(tmp_path / "store").install_folder(folder)
+
+
+def test_the_gate_refuses_a_damaged_head_and_the_previous_model_keeps_screening(tmp_path, capsys):
+    store = tmp_path / "store"
+    good = model_folder(tmp_path, "good", "site-good")
+    _with_split(good, "site-good")
+    _checkset(good, walks=20)
+    assert model_main(["install", "--store", str(store), str(good), "--activate"]) == 0
+    bad = model_folder(tmp_path, "bad", "site-bad")
+    _with_split(bad, "site-bad")
+    _damaged_head(bad)
+    shutil.copyfile(good / "checkset.npz", bad / "checkset.npz")
+    capsys.readouterr()
+    code = model_main(["install", "--store", str(store), str(bad), "--activate"])
+    err = capsys.readouterr().err
+    assert code == 4 and "release gate refused site-bad model.onnx: streaming split" in err, err
+    active = ModelStore(store).active()
+    assert active is not None and active.model_id == "site-good"
+    figures = ModelStore(store).entry("site-bad").gate["model.onnx"]
+    assert figures["agreement"] == 1.0  # the whole-walk form is sound: the head alone is refused
+    assert not figures["split"]["passed"] and figures["split"]["max_abs_dprob"] > 0.05
+
+
+def test_the_gate_refuses_a_head_that_does_not_match_its_split_manifest(tmp_path):
+    from edge.model_store.gate import run_gate
+
+    store = ModelStore(tmp_path / "store")
+    folder = model_folder(tmp_path, "a", "site-a")
+    _with_split(folder, "site-a")
+    _checkset(folder, walks=4)
+    entry, _ = store.install_folder(folder)
+    head = bytearray((entry.folder / "head.onnx").read_bytes())
+    head[-100] ^= 0x01  # one bit, after installation
+    (entry.folder / "head.onnx").write_bytes(bytes(head))
+    figures = run_gate(entry, "model.onnx")
+    assert not figures["passed"] and "is missing or does not match" in figures["reason"]
+    with pytest.raises(ModelError, match="streaming split: cannot load it"):
+        store.activate("site-a", gate=lambda e, f: run_gate(e, f))
