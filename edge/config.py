@@ -325,6 +325,9 @@ def _allowed(field: Any) -> str:
     args = typing.get_args(ann)
     if typing.get_origin(ann) is typing.Literal:
         return " \\| ".join(f"`{json.dumps(a)}`" for a in args)
+    literal = [a for a in args if typing.get_origin(a) is typing.Literal]
+    if literal and len(args) == 2 and type(None) in args:  # an optional choice: its values or unset
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in typing.get_args(literal[0])) + " or unset"
     if typing.get_origin(ann) is list:
         kind = f"list of {args[0].__name__}"
     else:
