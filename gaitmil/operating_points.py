@@ -100,7 +100,10 @@ def rescreen_band(probs: ArrayLike, threshold: float, rate: float) -> dict:
     # stored to 4 decimals, rounded inwards so that the stored band holds no more walks
     low = max(0.0, math.ceil((threshold - half) * 1e4 + 1e-7) / 1e4)
     high = min(1.0, math.floor((threshold + half) * 1e4) / 1e4)
-    high = max(high, low)
+    # the band always holds the threshold as the card stores it (4 decimals): the kiosk checks
+    # low <= threshold <= high; an empty band [t, t) rescreens nobody
+    shown = round(float(threshold), 4)
+    low, high = min(low, shown), max(high, shown)
     inside = (scores >= low) & (scores < high)
     return {
         "low": low,

@@ -71,6 +71,9 @@ def test_rescreen_band_holds_at_most_the_stated_share() -> None:
     assert band["validation_rescreen_rate"] > 0.05  # not needlessly narrow
     zero = rescreen_band(probs, 0.5, 0.0)
     assert zero["validation_rescreen_rate"] == 0.0
+    # the stored band holds the stored (4-decimal) threshold, as the kiosk requires
+    odd = rescreen_band(probs, 0.716573, 0.0)
+    assert odd["low"] <= round(0.716573, 4) <= odd["high"]
     with pytest.raises(ValueError):
         rescreen_band(probs, 0.5, 1.0)
 
