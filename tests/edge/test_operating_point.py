@@ -208,3 +208,13 @@ def test_old_results_stay_valid_and_a_bad_block_is_refused():
         validate_result(bad)
     del result["child_decision"]
     validate_result(result)
+
+
+def test_the_subscriber_prints_a_rescreen_and_the_child_decision():
+    from edge.subscriber import format_result
+
+    parts = _parts([0.42, 0.9], 1, band=(0.35, 0.45))
+    assert "RESCREEN (walk again)" in format_result(_walk(parts))
+    parts = _parts([0.5, 0.2], 2)
+    _walk(parts)
+    assert "child (2 walks, mean 0.35): no referral" in format_result(_walk(parts))
