@@ -266,6 +266,8 @@ def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
     resolved = cfg.threshold()
     data["screening"]["threshold"] = resolved.value
     data["screening"]["threshold_source"] = resolved.source
+    if resolved.rescreen is not None:
+        data["screening"]["rescreen_band"] = list(resolved.rescreen)
     data["mqtt"]["client_id"] = cfg.client_id
     data["outbox"]["path"] = str(cfg.outbox_path)
     data["model"]["card"] = str(cfg.card_path)

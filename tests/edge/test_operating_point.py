@@ -98,6 +98,10 @@ def test_target_settings_go_together_and_exclude_a_fixed_threshold(tmp_path):
 def test_rescreen_band_from_the_card(tmp_path):
     model = _model(tmp_path)
     assert _cfg(model, rescreen=True).threshold().rescreen == (0.27, 0.36)
+    assert effective_config(_cfg(model, rescreen=True))["screening"]["rescreen_band"] == [
+        0.27,
+        0.36,
+    ]
     point = _cfg(model, rescreen=True, target="referral_rate", target_value=0.05).threshold()
     assert point.rescreen == (0.66, 0.78)
     with pytest.raises(ConfigError, match="rescreen_band"):
