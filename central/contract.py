@@ -23,7 +23,12 @@ KINDS = ("result", "status", "health")
 REFER = "refer_for_clinical_exam"
 NO_REFERRAL = "no_referral_indicated"
 RETAKE = "retake"
-OUTCOMES = (REFER, NO_REFERRAL, RETAKE)
+RESCREEN = "rescreen"  # P(not negative) in the card's band around the threshold: walk again
+OUTCOMES = (REFER, NO_REFERRAL, RETAKE, RESCREEN)
+WALK_AGAIN = (
+    RETAKE,
+    RESCREEN,
+)  # outcomes that decide nothing: never counted as screened or referred
 HEALTH_SCHEMA_ID = "gaitmil.health/1"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")

@@ -6,12 +6,13 @@ on the result page; these strings are what the station and the lists show.
 
 from __future__ import annotations
 
-from central.contract import NO_REFERRAL, REFER, RETAKE
+from central.contract import NO_REFERRAL, REFER, RESCREEN, RETAKE
 
 OUTCOMES = {
     REFER: "Referral advised: clinical examination",
     NO_REFERRAL: "No referral",
     RETAKE: "Please walk again",
+    RESCREEN: "Please walk again: the result was close to the line",
 }
 RETAKE_REASONS = {
     "too_short": "the walk was too short; walk the whole corridor",
@@ -42,6 +43,15 @@ def outcome(code: str, reason: str | None = None) -> str:
     if code == RETAKE:
         return f"{text}: {retake_reason(reason)}"
     return text
+
+
+def child_outcome(decision: dict | None) -> str | None:
+    """The per-child decision over several walks (the result's child_decision), in plain words."""
+    if not decision:
+        return None
+    return (
+        f"{OUTCOMES.get(decision['outcome'], decision['outcome'])} (from {decision['walks']} walks)"
+    )
 
 
 def kiosk_state(state: str | None) -> str:

@@ -266,6 +266,8 @@ def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
     resolved = cfg.threshold()
     data["screening"]["threshold"] = resolved.value
     data["screening"]["threshold_source"] = resolved.source
+    if resolved.rescreen is not None:
+        data["screening"]["rescreen_band"] = list(resolved.rescreen)
     data["mqtt"]["client_id"] = cfg.client_id
     data["outbox"]["path"] = str(cfg.outbox_path)
     data["model"]["card"] = str(cfg.card_path)
@@ -325,6 +327,9 @@ def _allowed(field: Any) -> str:
     args = typing.get_args(ann)
     if typing.get_origin(ann) is typing.Literal:
         return " \\| ".join(f"`{json.dumps(a)}`" for a in args)
+    literal = [a for a in args if typing.get_origin(a) is typing.Literal]
+    if literal and len(args) == 2 and type(None) in args:  # an optional choice: its values or unset
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in typing.get_args(literal[0])) + " or unset"
     if typing.get_origin(ann) is list:
         kind = f"list of {args[0].__name__}"
     else:

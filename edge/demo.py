@@ -207,7 +207,7 @@ class SimTruth:
         text = f"| truth: {CLASSES[label]}" + (
             f" ({severity:.1f} deg)" if severity is not None else ""
         )
-        if result.get("outcome") == "retake":
+        if result.get("outcome") in ("retake", "rescreen"):
             return text
         referred = result.get("outcome") == "refer_for_clinical_exam"
         return text + ("  ok" if referred == (label != NEGATIVE) else "  WRONG")
@@ -216,7 +216,8 @@ class SimTruth:
         judged = [
             (self.by_walk[r["walk_id"]][0], r)
             for r in results
-            if r.get("outcome") != "retake" and r.get("walk_id") in self.by_walk
+            if r.get("outcome") in ("refer_for_clinical_exam", "no_referral_indicated")
+            and r.get("walk_id") in self.by_walk
         ]
         if not judged:
             return

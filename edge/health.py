@@ -50,6 +50,7 @@ class Health:
             "referrals": 0,
             "no_referrals": 0,
             "retakes": 0,
+            "rescreens": 0,
             "inference_errors": 0,
             "results_refused": 0,  # the outbox could not store a result (alarm raised)
             "fragments_dropped": 0,  # tracks too short or only at the border: no result (edge.walks)
@@ -75,6 +76,10 @@ class Health:
                 self._counters["retakes"] += 1
                 key = reason or "unknown"
                 self._retake_reasons[key] = self._retake_reasons.get(key, 0) + 1
+            elif (
+                outcome == "rescreen"
+            ):  # in the card's band: walked again, neither referral nor not
+                self._counters["rescreens"] += 1
             elif outcome == "refer_for_clinical_exam":
                 self._counters["referrals"] += 1
             else:

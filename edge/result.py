@@ -28,7 +28,11 @@ SCHEMA_ID = "gaitmil.result/1"
 REFER = "refer_for_clinical_exam"
 NO_REFERRAL = "no_referral_indicated"
 RETAKE = "retake"
-OUTCOMES = (REFER, NO_REFERRAL, RETAKE)
+# P(not negative) in the card's rescreen band around the threshold: walk again (screening.rescreen)
+RESCREEN = "rescreen"
+OUTCOMES = (REFER, NO_REFERRAL, RETAKE, RESCREEN)
+JUDGED = (REFER, NO_REFERRAL)  # the outcomes that decide for a walk (and use a session token up)
+CHILD_RULE = "mean_p_not_negative"
 NOTE = "Screening aid, not a diagnosis: a referral means a clinical examination is advised."
 KEY_FRAMES = 5  # how many most-attended frames a result names
 # retake reasons raised after the walk gate (the gate's own codes come from edge.walks)
@@ -72,6 +76,7 @@ class ResultContext:
     kiosk_id: str
     threshold: float
     model: ModelIdentity
+    rescreen: tuple[float, float] | None = None  # [low, high) on P(not negative); None: off
 
 
 def check_threshold(threshold: float) -> float:
@@ -107,9 +112,32 @@ def p_not_negative(probs: Sequence[float] | np.ndarray) -> float:
     return float(1.0 - check_probs(probs)[NEGATIVE])
 
 
-def screen(probs: Sequence[float] | np.ndarray, threshold: float) -> str:
-    """Refer for a clinical exam when P(not negative) >= threshold, else no referral."""
-    return REFER if p_not_negative(probs) >= check_threshold(threshold) else NO_REFERRAL
+def screen(
+    probs: Sequence[float] | np.ndarray,
+    threshold: float,
+    rescreen: tuple[float, float] | None = None,
+) -> str:
+    """Refer for a clinical exam when P(not negative) >= threshold, else no referral; with a
+    rescreen band [low, high), a walk inside it is `rescreen` (walk again)."""
+    p = p_not_negative(probs)
+    if rescreen is not None and rescreen[0] <= p < rescreen[1]:
+        return RESCREEN
+    return REFER if p >= check_threshold(threshold) else NO_REFERRAL
+
+
+def child_decision(walks: Sequence[tuple[str, float]], threshold: float) -> dict:
+    """The per-child decision over one session token's judged walks ((walk_id, P(not negative))):
+    the mean P(not negative) against the threshold (docs/MODEL.md, "Several walks per child")."""
+    if not walks:
+        raise ResultError("a child decision needs at least one judged walk")
+    mean = float(np.mean([p for _, p in walks]))
+    return {
+        "walks": len(walks),
+        "walk_ids": [walk_id for walk_id, _ in walks],
+        "rule": CHILD_RULE,
+        "p_not_negative": round(mean, 6),
+        "outcome": REFER if mean >= check_threshold(threshold) else NO_REFERRAL,
+    }
 
 
 def _weights(values: np.ndarray) -> list[float]:
@@ -194,7 +222,7 @@ def build_result(
     }
     if reason is None and prediction is not None:
         probs = check_probs(prediction.probs)
-        result["outcome"] = screen(probs, threshold)
+        result["outcome"] = screen(probs, threshold, context.rescreen)
         result["probabilities"] = {name: round(float(p), 6) for name, p in zip(CLASSES, probs)}
         result["p_not_negative"] = round(float(1.0 - probs[NEGATIVE]), 6)
         result["key_phases"] = _key_phases(prediction)

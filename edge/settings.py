@@ -490,12 +490,55 @@ class ScreeningConfig(_Section):
         description="Refer when P(not negative) >= threshold; unset: the model card's referral_threshold, "
         "else 0.5.",
     )
+    target: Literal["sensitivity", "referral_rate"] | None = Field(
+        None,
+        description="A district's operating point instead of the card's default threshold: "
+        "sensitivity (keep screening sensitivity >= target_value) or referral_rate (refer at most "
+        "target_value of the children screened, at a 2.5 % prevalence). The threshold is the model "
+        "card's operating point for it, chosen on validation walks; a card without that point is a "
+        "start-up error. Unset: the card's referral_threshold (95 % sensitivity).",
+    )
+    target_value: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="The value of screening.target, as a fraction (0.95 sensitivity, 0.05 "
+        "referral rate); must match a row of the card's operating_points.",
+    )
+    rescreen: bool = Field(
+        False,
+        description="Ask the child to walk again (outcome rescreen) when P(not negative) lies in "
+        "the model card's rescreen band around the threshold, instead of deciding on an uncertain "
+        "walk. The band is chosen on validation walks for a stated rescreen rate.",
+    )
+    walks_per_child: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="Walks judged per session token: the token is kept until this many walks were "
+        "judged (refer/no referral); the result of the last carries child_decision, the mean "
+        "P(not negative) of the token's walks against the threshold. 1: one walk, no block.",
+    )
     allow_simulated_model: bool = Field(
         False,
         description="Let the service (`edge run --service`) screen with a model whose card says "
         "trained_on = simulated (or says nothing). Only for demos and benchmarks: such a model has "
         "never seen a real child walk.",
     )
+
+    @model_validator(mode="after")
+    def _target_pairs(self) -> ScreeningConfig:
+        if (self.target is None) != (self.target_value is None):
+            raise ValueError(
+                "screening.target and screening.target_value go together: set both "
+                '(e.g. target = "referral_rate", target_value = 0.05), or neither'
+            )
+        if self.target is not None and self.threshold is not None:
+            raise ValueError(
+                "screening.threshold and screening.target are both set: a fixed threshold or a "
+                "target whose threshold the model card holds; remove one"
+            )
+        return self
 
 
 class TLSConfig(_Section):
@@ -756,7 +799,7 @@ class KioskConfig(_Section):
     )
 
     # the threshold resolved from the model card, with what it was resolved from (read once)
-    _threshold: tuple[tuple[float | None, Path, bool], ResolvedThreshold] | None = PrivateAttr(None)
+    _threshold: tuple[tuple[Any, ...], ResolvedThreshold] | None = PrivateAttr(None)
     # the store's active (or pinned) model when model.store is set (edge.config resolves it)
     _active_model: Any = PrivateAttr(None)
 
@@ -797,7 +840,15 @@ class KioskConfig(_Section):
         The model card is read on the first call (edge.config.load_config makes that call, at
         start-up) and the answer kept; it is read again only if the keys it depends on changed.
         """
-        key = (self.screening.threshold, self.card_path, self.model.card is not None)
+        s = self.screening
+        key = (
+            s.threshold,
+            self.card_path,
+            self.model.card is not None,
+            s.target,
+            s.target_value,
+            s.rescreen,
+        )
         if self._threshold is None or self._threshold[0] != key:
             self._threshold = (key, threshold_from_card(*key))
         return self._threshold[1]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from edge.errors import PublishError
 from edge.mqtt_client import build_client, is_auth_refusal, mqtt_endpoint
-from edge.result import REFER, RETAKE, ResultError, schema_validator, validate_result
+from edge.result import REFER, RESCREEN, RETAKE, ResultError, schema_validator, validate_result
 from edge.settings import MqttConfig
 
 if TYPE_CHECKING:
@@ -43,9 +43,11 @@ def format_result(result: dict) -> str:
     if outcome == RETAKE:
         return f"{head}: RETAKE ({result.get('retake_reason')})"
     probs = result.get("probabilities") or {}
-    verdict = "REFER for clinical exam" if outcome == REFER else "no referral indicated"
+    verdict = {REFER: "REFER for clinical exam", RESCREEN: "RESCREEN (walk again)"}.get(
+        str(outcome), "no referral indicated"
+    )
     p = result.get("p_not_negative")
-    cmp = ">=" if outcome == REFER else "<"
+    cmp = {REFER: ">=", RESCREEN: "near"}.get(str(outcome), "<")
     model = result.get("model") or {}
     latency = (result.get("latency_ms") or {}).get("total")
     parts = [
@@ -59,6 +61,12 @@ def format_result(result: dict) -> str:
     ]
     if result.get("subject_token"):
         parts.append(f"token {result['subject_token']}")
+    child = result.get("child_decision")
+    if isinstance(child, dict):
+        parts.append(
+            f"child ({child.get('walks')} walks, mean {child.get('p_not_negative')}): "
+            + ("REFER" if child.get("outcome") == REFER else "no referral")
+        )
     return "  ".join(p for p in parts if p)
 
 

@@ -22,7 +22,15 @@ import numpy as np
 
 from edge.errors import EdgeError, ModelError, RunnerError
 from edge.record import record_walk
-from edge.result import INFERENCE_FAILED, ModelIdentity, ResultContext, ResultError, build_result
+from edge.result import (
+    INFERENCE_FAILED,
+    JUDGED,
+    ModelIdentity,
+    ResultContext,
+    ResultError,
+    build_result,
+    child_decision,
+)
 from edge.settings import KioskConfig
 from edge.types import Frame, Prediction, Walk
 
@@ -51,10 +59,17 @@ class Components:
     make_publisher: Callable[[ModelIdentity], Any]  # identity -> edge.mqtt.Publisher (not started)
     threshold: float
     publisher: Any = None
+    # screening.rescreen: the card's band [low, high); screening.walks_per_child: walks per token
+    rescreen: tuple[float, float] | None = None
+    walks_per_child: int = 1
     classifier: Any = None
     context: ResultContext | None = None
     identity: ModelIdentity | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # the current token's judged walks (walk_id, P(not negative)) while walks_per_child > 1
+    child_walks: tuple[str | None, list[tuple[str, float]]] = field(
+        default_factory=lambda: (None, [])
+    )
     # model.inference: "streaming" encodes frames as the gate accepts them (edge.streaming)
     inference: str = "whole_walk"
     stream_queue_frames: int = 64
@@ -92,7 +107,9 @@ class Components:
                 self.runner.deactivate()  # a start-up failure leaves nothing active
                 raise
         self.identity = ModelIdentity.from_runner(self.runner)
-        self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
+        self.context = ResultContext(
+            site_id, kiosk_id, self.threshold, self.identity, self.rescreen
+        )
 
     def _start_streaming(self, warmup: bool) -> Any:
         from edge.streaming import SplitSessions, StreamingClassifier
@@ -153,12 +170,31 @@ class Components:
             result = build_result(
                 walk, None, context, latency, subject_token=token, retake_reason=INFERENCE_FAILED
             )
-        if token is not None and result["outcome"] != "retake":
-            self.publisher.consume_subject_token()
+        # A retake or a rescreen keeps the token: the same child walks again. A judged walk uses it
+        # up, or with walks_per_child > 1 the last of that many judged walks does.
+        if token is not None and result["outcome"] in JUDGED:
+            if self._child_walk_done(token, result):
+                self.publisher.consume_subject_token()
         forget = getattr(self.classifier, "forget", None)
         if forget is not None:  # streaming: the walk's frame features go, retakes' too
             forget(walk)
         return result, prediction
+
+    def _child_walk_done(self, token: str, result: dict) -> bool:
+        """Count one judged walk for `token`; True when the token is used up (and, with
+        walks_per_child > 1, `result` gains the child_decision block)."""
+        if self.walks_per_child <= 1:
+            return True
+        held, walks = self.child_walks
+        if held != token:  # a new child: walks of an earlier token are forgotten
+            walks = []
+        walks = [*walks, (str(result["walk_id"]), float(result["p_not_negative"]))]
+        if len(walks) < self.walks_per_child:
+            self.child_walks = (token, walks)
+            return False
+        self.child_walks = (None, [])
+        result["child_decision"] = child_decision(walks, result["threshold"])
+        return True
 
     def health_extra(self, health: Any) -> dict[str, Any]:
         """Camera, outbox and MQTT state for the health message; updates `health`'s gauges and alarms."""
@@ -262,6 +298,8 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
         return Publisher(settings, outbox, model={**identity.as_dict(), **status_model})
 
     parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
+    parts.rescreen = cfg.threshold().rescreen
+    parts.walks_per_child = cfg.screening.walks_per_child
     parts.inference = cfg.model.inference
     parts.stream_queue_frames = cfg.model.stream_queue_frames
     parts.stream_max_frames = (

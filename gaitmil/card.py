@@ -99,6 +99,12 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
         ),
         "calibration": extra.get("calibration", "shared"),
         "validation": extra.get("validation"),
+        # issue 25 item 4: thresholds for other targets (screening.target on the kiosk), the
+        # rescreen band around referral_threshold, both chosen on the validation walks; None on
+        # cards of checkpoints trained before them
+        "operating_points": extra.get("operating_points"),
+        "rescreen_band": extra.get("rescreen_band"),
+        "per_child": evaluation.get("per_child"),
         "held_out": _row(evaluation),
         "held_out_clean_masks": _row(clean) if clean else None,
         "data": meta.get("data"),
@@ -288,6 +294,59 @@ def _validation_lines(card: dict) -> list[str]:
             f"and the PPV {ci('school_ppv')} (sensitivity {ci('sensitivity')}, specificity "
             f"{ci('specificity')}). The held-out figures below are the ones to quote.",
         ]
+    return lines + _operating_point_lines(card)
+
+
+def _operating_point_lines(card: dict) -> list[str]:
+    """The operating-point table, the rescreen band and the per-child gain (when the card has them)."""
+    lines: list[str] = []
+    points = card.get("operating_points")
+    if points:
+
+        def pct(f: dict) -> str:
+            return f"{100 * f['value']:.1f} % [{100 * f['low']:.1f}, {100 * f['high']:.1f}]"
+
+        lines += [
+            "",
+            "Operating points a district can choose (`screening.target` and `screening.target_value` "
+            "in the kiosk's config), chosen on the same validation walks; referral rate and PPV at "
+            "the school prevalence with 95 % bootstrap intervals:",
+            "",
+            "| target | threshold | validation sensitivity | validation specificity | referral rate | PPV | rescreen band |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in points:
+            band = row.get("rescreen_band") or {}
+            lines.append(
+                f"| {row['key']} | {row['threshold']} | {100 * row['validation']['sensitivity']:.1f} % "
+                f"| {100 * row['validation']['specificity']:.1f} % | {pct(row['school']['referral_rate'])} "
+                f"| {pct(row['school']['ppv'])} | [{band.get('low')}, {band.get('high')}) |"
+            )
+    band = card.get("rescreen_band")
+    if band:
+        lines += [
+            "",
+            f"Rescreen band (`screening.rescreen = true`): a walk with {band['low']} <= P(not negative) "
+            f"< {band['high']} is asked to walk again; chosen for a rescreen rate of "
+            f"{100 * band['target_rescreen_rate']:.0f} % ({100 * band['validation_rescreen_rate']:.1f} % "
+            "of the validation walks fell inside).",
+        ]
+    child = card.get("per_child")
+    if child:
+        lines += [
+            "",
+            f"Several walks per child ({child['rule']}), on {child['children']} held-out children "
+            "with 3 or more walks:",
+            "",
+            "| walks | accuracy | sensitivity | specificity |",
+            "|---|---|---|---|",
+        ]
+        for row in child["rows"]:
+            cells = [
+                "-" if row[k] is None else f"{100 * row[k]:.1f} %"
+                for k in ("accuracy", "sensitivity", "specificity")
+            ]
+            lines.append(f"| {row['walks']} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -44,6 +44,7 @@ from gaitmil.data import STANDARD_SPLITS, Scoliosis1K, collate
 from gaitmil.errors import GaitMILError
 from gaitmil.metrics import format_report, summarize
 from gaitmil.model import GaitMIL
+from gaitmil.operating_points import per_child_gain
 from gaitmil.paper import default_eval_frames, paper_block, protocol_text
 from gaitmil.screening_report import (
     BOOTSTRAP_SAMPLES,
@@ -109,8 +110,10 @@ def evaluate(
         **school_population(s["sensitivity"], s["specificity"], prevalence),
         "source": PREVALENCE_SOURCE,
     }
+    subjects = [seq.subject for seq in dataset.sequences]
+    # several walks per subject (data collected with sim://...&repeats=N): the per-child decision
+    report["per_child"] = per_child_gain(labels, probs, subjects, threshold)
     if bootstrap_samples:
-        subjects = [seq.subject for seq in dataset.sequences]
         report["bootstrap"] = bootstrap(
             labels, probs, threshold, subjects, bootstrap_samples, prevalence=prevalence
         )

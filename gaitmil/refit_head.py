@@ -37,6 +37,7 @@ from gaitmil import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate, validation_subjects
 from gaitmil.model import GaitMIL, hpp
+from gaitmil.operating_points import validation_extras
 from gaitmil.spec import DEFAULT_FRAMES
 from gaitmil.train import calibration_description, validation_block
 from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
@@ -282,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
                 temperature,
                 threshold,
                 args.target_sensitivity,
+                [s for s in walk_subjects if s in chooser],
+            ),
+            **validation_extras(
+                labels,
+                softmax(logits_np, temperature),
+                threshold,
                 [s for s in walk_subjects if s in chooser],
             ),
             "head_refit": {k: v for k, v in result.items() if k != "epochs"},

@@ -70,6 +70,7 @@ from gaitmil.errors import ConfigError, GaitMILError
 from gaitmil.evaluate import SIMULATED_NOTE, evaluate
 from gaitmil.losses import LossConfig, inverse_frequency_weights
 from gaitmil.model import GaitMIL, GaitMILConfig, count_parameters
+from gaitmil.operating_points import validation_extras
 from gaitmil.paper import default_eval_frames
 from gaitmil.phases import fit_walk_centroids
 from gaitmil.silhouette import cut
@@ -760,6 +761,7 @@ def calibrate_on_validation(
         "validation": validation_block(
             labels, logits, temperature, threshold, target, [s.subject for s in chooser.sequences]
         ),
+        **validation_extras(labels, probs, threshold, [s.subject for s in chooser.sequences]),
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from central import charts
-from central.contract import REFER, RETAKE
+from central.contract import REFER, WALK_AGAIN
 from central.localtime import local_date
 from central.models import CONFIRMED, NOT_CONFIRMED, FollowUp, Result
 
@@ -26,7 +26,7 @@ class Tally:
 
     def add(self, outcome: str, status: str | None) -> None:
         self.results += 1
-        if outcome == RETAKE:
+        if outcome in WALK_AGAIN:  # a retake or a rescreen: walked again, not judged
             self.retakes += 1
         elif outcome == REFER:
             self.referred += 1

@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from central import audit, classlists, plain
 from central.authz import Forbidden, NotVisible, Viewer
-from central.contract import REFER, RETAKE
+from central.contract import REFER, RESCREEN, RETAKE, WALK_AGAIN
 from central.errors import CentralError
 from central.models import NURSE, OFFICER, Kiosk, Result, SessionToken
 from central.web.framework import _current, action, page, render
@@ -36,13 +36,15 @@ def code_progress(db: Any, site: str, codes: list[str]) -> list[dict]:
             .order_by(Result.time, Result.id)
         ):
             row = seen[r.subject_token]
-            if r.outcome == RETAKE:
+            if r.outcome in WALK_AGAIN:
                 row["retakes"] += 1
             row["outcome"] = r.outcome
-            row["text"] = plain.outcome(r.outcome, r.retake_reason)
+            row["text"] = plain.child_outcome(
+                (r.payload or {}).get("child_decision")
+            ) or plain.outcome(r.outcome, r.retake_reason)
             row["result_id"] = r.result_id
     for row in seen.values():
-        row["done"] = row["outcome"] not in (None, RETAKE)
+        row["done"] = row["outcome"] not in (None, *WALK_AGAIN)
         row["manual_check"] = not row["done"] and row["retakes"] >= MANUAL_CHECK_AFTER
         row["status"] = (
             "manual check: walked again too often"
@@ -52,7 +54,9 @@ def code_progress(db: Any, site: str, codes: list[str]) -> list[dict]:
         row["css"] = (
             "manual"
             if row["manual_check"]
-            else {REFER: "refer", RETAKE: "retake", None: "waiting"}.get(row["outcome"], "clear")
+            else {REFER: "refer", RETAKE: "retake", RESCREEN: "retake", None: "waiting"}.get(
+                row["outcome"], "clear"
+            )
         )
     return list(seen.values())
 
@@ -93,7 +97,8 @@ def station_state(db: Any, site: str, kiosk: str, class_name: str | None) -> dic
             "result_id": last.result_id,
             "code": last.subject_token or "no code",
             "outcome": last.outcome,
-            "text": plain.outcome(last.outcome, last.retake_reason),
+            "text": plain.child_outcome((last.payload or {}).get("child_decision"))
+            or plain.outcome(last.outcome, last.retake_reason),
             "received": last.received_at.isoformat(),
         }
     codes = classlists.codes_of(db, site, class_name) if class_name else []

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from central import audit
 from central.authz import Viewer
-from central.contract import REFER, RETAKE
+from central.contract import REFER, WALK_AGAIN
 from central.errors import CentralError
 from central.models import CONFIRMED, EXAMINED, LOST, NOT_CONFIRMED, OFFICER, FollowUp, Result
 from central.web.framework import SIMULATED_NOTE, now, page, render, simulated
@@ -51,7 +51,7 @@ def statistics(db: Any) -> list[Row]:
     rows: dict[tuple[str, str], Row] = {}
     judged = (
         select(Result.site_id, Result.model_id, Result.outcome, func.count())
-        .where(Result.outcome != RETAKE)
+        .where(Result.outcome.not_in(WALK_AGAIN))  # retakes and rescreens decide nothing
         .group_by(Result.site_id, Result.model_id, Result.outcome)
     )
     for site, model, outcome, n in db.execute(judged):

@@ -25,9 +25,11 @@ def test_outcomes_retake_reasons_and_alarms():
     health.record_outcome("no_referral_indicated")
     health.record_outcome("retake", "too_short")
     health.record_outcome("retake", "too_short")
+    health.record_outcome("rescreen")  # neither a referral nor a no-referral
     health.raise_alarm("outbox_near_full", "81 %")
     snap = health.snapshot({"outbox_depth": 7})
-    assert (snap["walks"], snap["referrals"], snap["no_referrals"], snap["retakes"]) == (4, 1, 1, 2)
+    assert (snap["walks"], snap["referrals"], snap["no_referrals"], snap["retakes"]) == (5, 1, 1, 2)
+    assert snap["rescreens"] == 1
     assert snap["retake_reasons"] == {"too_short": 2}
     assert snap["alarms"] == {"outbox_near_full": "81 %"}
     assert snap["outbox_depth"] == 7

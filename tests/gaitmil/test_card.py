@@ -84,6 +84,14 @@ def test_card_has_both_rows_intervals_and_the_validated_threshold(trained, tmp_p
     ci = card["held_out"]["confidence_intervals_95"]["sensitivity"]
     assert ci["low"] <= ci["value"] <= ci["high"]
     assert card["held_out"]["school_population"]["prevalence"] == 0.025
+    # issue 25 item 4: the operating-point table and the rescreen band chosen on validation walks;
+    # one walk per subject here, so no per-child gain
+    assert isinstance(card["operating_points"], list)
+    for row in card["operating_points"]:
+        assert row["key"] == f"{row['target']}={row['value']:g}" and 0 < row["threshold"] < 1
+    band = card["rescreen_band"]
+    assert band["low"] <= card["referral_threshold"] <= band["high"]
+    assert card["per_child"] is None
     readme = (tmp_path / "card" / "README.md").read_text()
     assert (
         "not a screening tool" in readme
@@ -91,6 +99,9 @@ def test_card_has_both_rows_intervals_and_the_validated_threshold(trained, tmp_p
         and "| clean masks |" in readme
     )
     assert "Du et al." in readme
+    assert "Rescreen band (`screening.rescreen = true`)" in readme
+    if card["operating_points"]:
+        assert "| target | threshold |" in readme
 
 
 def test_card_refuses_an_evaluation_at_another_threshold(trained, tmp_path, capsys):

@@ -71,3 +71,31 @@ def test_default_protocol_is_all_frames_on_real_layout_and_named(
     assert "class index 0 (negative)" in text and "arXiv:2507.02996" in text
     report = json.loads(out.read_text())
     assert report["frames"] == "all" and report["split_name"] == "118"
+
+
+def test_evaluate_reports_the_per_child_gain_with_several_walks_per_subject(
+    synth_frames, tmp_path, capsys
+):
+    """Each test subject walked three times (as data collected with sim://...&repeats=3)."""
+    import shutil
+
+    from tests.gaitmil.synth import write_dataset
+
+    root = write_dataset(tmp_path / "data", per_class_test=2, seed=3)
+    split = json.loads((root / "Scoliosis1K_118.json").read_text())
+    for subject in split["TEST_SET"]:
+        (seq,) = [p for p in (root / subject).glob("*/*") if p.is_dir()]
+        for view in ("000_090", "000_000"):
+            copy = seq.with_name(view)
+            shutil.copytree(seq, copy)
+            (copy / f"{seq.name}.pkl").rename(copy / f"{view}.pkl")
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})
+    out = tmp_path / "report.json"
+    args = ["--checkpoint", str(ckpt), "--data", str(root), "--json", str(out)]
+    assert main([*args, "--frames", "8", "--threshold", "0.4"]) == 0
+    report = json.loads(out.read_text())
+    assert report["count"] == 18
+    child = report["per_child"]
+    assert child["children"] == 6 and [r["walks"] for r in child["rows"]] == [1, 2, 3]
+    assert child["threshold"] == 0.4 and "mean of P(not negative)" in child["rule"]
