@@ -62,20 +62,42 @@ def weights_sha256(model: Any) -> str:
     return total.hexdigest()
 
 
+def _weights_by_use(model: Any) -> dict[str, tuple[str, np.ndarray]]:
+    """Every weight keyed by where the graph first uses it (node position, op, input slot).
+
+    torch names anonymous weights after its tracer's value numbering (`onnx::Conv_367`), which
+    moves when the Python around an op changes and the exported graph does not: keys by use
+    compare the same graph's weights whatever they are called."""
+    arrays = dict(tensor_arrays(model))
+    keyed: dict[str, tuple[str, np.ndarray]] = {}
+    for index, node in enumerate(model.graph.node):
+        if node.op_type == "Constant" and node.output and node.output[0] in arrays:
+            keyed.setdefault(f"node {index} Constant", (node.output[0], arrays[node.output[0]]))
+        for slot, name in enumerate(node.input):
+            if name in arrays and all(name != seen for seen, _ in keyed.values()):
+                keyed[f"node {index} {node.op_type} input {slot}"] = (name, arrays[name])
+    used = {name for name, _ in keyed.values()}
+    for name, array in arrays.items():  # weights no node reads (e.g. graph outputs) by name
+        if name not in used:
+            keyed[f"unused {name}"] = (name, array)
+    return keyed
+
+
 def weight_differences(model: Any, reference: Any, rtol: float, atol: float) -> list[str]:
-    """Weights of `model` that differ from `reference` beyond tolerance, by tensor name; [] when close.
+    """Weights of `model` that differ from `reference` beyond tolerance; [] when close.
 
     Exported weights are folded with the CPU's float kernels (BatchNorm fusion,
     constant folding), so the same checkpoint exports to slightly different
-    bytes on an AVX2 and an AVX-512 machine: compare values, not bytes.
+    bytes on an AVX2 and an AVX-512 machine: compare values, not bytes. Weights are
+    matched by where the graph uses them, not by their (tracer-numbered) names.
     """
-    ours, theirs = dict(tensor_arrays(model)), dict(tensor_arrays(reference))
+    ours, theirs = _weights_by_use(model), _weights_by_use(reference)
     if set(ours) != set(theirs):
         missing, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
         return [f"the graphs hold different weights (missing {missing[:3]}, extra {extra[:3]})"]
     problems = []
-    for name, array in ours.items():
-        other = theirs[name]
+    for key, (name, array) in ours.items():
+        other = theirs[key][1]
         if array.shape != other.shape or array.dtype != other.dtype:
             problems.append(
                 f"{name}: {array.dtype}{list(array.shape)} against {other.dtype}{list(other.shape)}"

@@ -265,9 +265,12 @@ class GaitMIL(nn.Module):
     def phase_pool(self, silhouettes: Tensor) -> Tensor:
         """Pooled silhouettes, flattened: [..., H, W] -> [..., 176] (per frame; 4x4 at 64x44)."""
         lead = silhouettes.shape[:-2]
+        frames = 1
+        for size in lead:  # an explicit count, not -1: the exported Reshape stays what it was
+            frames = frames * size
         h, w = self.config.input_height, self.config.input_width
         # the pool scales with the resolution, so every resolution gives the same 176 features
-        pooled = F.avg_pool2d(silhouettes.reshape(-1, 1, h, w), self.config.phase_pool)
+        pooled = F.avg_pool2d(silhouettes.reshape(frames, 1, h, w), self.config.phase_pool)
         return pooled.reshape(*lead, PHASE_DIM)
 
     def assign_phases(self, silhouettes: Tensor, frame_mask: Tensor) -> Tensor:

@@ -176,6 +176,21 @@ def test_weight_comparison_tolerates_rounding_not_changes(tiny_onnx):
     assert len(problems) == 1 and "differ by up to" in problems[0]
 
 
+def test_weight_comparison_ignores_the_tracer_s_names(tiny_onnx):
+    """The same graph with its weights renamed (torch numbers anonymous weights after its
+    tracer, which moves with the Python around an op) holds the same weights."""
+    from export.onnx_utils import weight_differences
+
+    reference = load_onnx(tiny_onnx.onnx_path)
+    renamed = load_onnx(tiny_onnx.onnx_path)
+    names = {init.name: f"renamed_{i}" for i, init in enumerate(renamed.graph.initializer)}
+    for init in renamed.graph.initializer:
+        init.name = names[init.name]
+    for node in renamed.graph.node:
+        node.input[:] = [names.get(name, name) for name in node.input]
+    assert weight_differences(renamed, reference, rtol=1e-4, atol=1e-6) == []
+
+
 def test_a_128_pixel_checkpoint_exports_at_its_resolution(tmp_path):
     """The graph's input follows the checkpoint's input_height (128x88), with parity."""
     from export.random_model import make_random_checkpoint
