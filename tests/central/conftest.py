@@ -8,6 +8,7 @@ import pytest
 
 from central.db import open_store
 from tests.central.results import register_sites
+from tests.central.webfixtures import add_users, seed
 
 
 @pytest.fixture
@@ -43,3 +44,11 @@ def pg_store(postgres_server):
         yield engine, sessions
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def site(store):
+    """(session factory, seeded ids) of a store with the dashboard's test users and rows."""
+    _, sessions = store
+    add_users(sessions)
+    return sessions, seed(sessions)

@@ -13,14 +13,7 @@ from central.errors import ContractError
 from central.store import store_message
 from central.web.daycharts import Tally
 from tests.central.results import encode, make_result, topic
-from tests.central.webfixtures import add_users, client_for, login, seed
-
-
-@pytest.fixture
-def site(store):
-    _, sessions = store
-    add_users(sessions)
-    return sessions, seed(sessions)
+from tests.central.webfixtures import client_for, login
 
 
 def validate_result(r: dict) -> None:

@@ -27,14 +27,6 @@ from tests.central.webfixtures import (
     seed,
 )
 
-
-@pytest.fixture
-def site(store):
-    _, sessions = store
-    add_users(sessions)
-    return sessions, seed(sessions)
-
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 from starlette.routing import Mount, Route
 
@@ -10,19 +9,10 @@ from central.models import AuditEntry, ClassCode, FollowUp
 from central.web.app import create_app
 from tests.central.webfixtures import (
     RecordingPublisher,
-    add_users,
     client_for,
     csrf_of,
     login,
-    seed,
 )
-
-
-@pytest.fixture
-def site(store):
-    _, sessions = store
-    add_users(sessions)
-    return sessions, seed(sessions)
 
 
 def routes(app) -> list[tuple[str, str]]:

@@ -8,7 +8,6 @@ import json
 import re
 from datetime import date, timedelta
 
-import pytest
 from sqlalchemy import select
 
 from central.models import AuditEntry, FollowUp, RealDataModel, SessionToken
@@ -17,19 +16,10 @@ from central.web.framework import SIMULATED_NOTE
 from tests.central.results import encode, make_result, topic
 from tests.central.webfixtures import (
     RecordingPublisher,
-    add_users,
     client_for,
     csrf_of,
     login,
-    seed,
 )
-
-
-@pytest.fixture
-def site(store):
-    _, sessions = store
-    add_users(sessions)
-    return sessions, seed(sessions)
 
 
 def test_follow_up_moves_through_its_states_with_dates(site):

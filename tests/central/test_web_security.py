@@ -17,15 +17,7 @@ from central.plausibility import IngestPolicy
 from central.store import store_message
 from central.web.security import CSP, neutralise
 from tests.central.results import days_ago, encode, make_result, topic
-from tests.central.webfixtures import add_users, client_for, login, seed
-
-
-@pytest.fixture
-def site(store):
-    _, sessions = store
-    add_users(sessions)
-    return sessions, seed(sessions)
-
+from tests.central.webfixtures import client_for, login
 
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
