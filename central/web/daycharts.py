@@ -66,7 +66,7 @@ def chart_data(
         query = query.where(Result.kiosk_id == kiosk)
     # the range ends on the latest local day of the schools shown, not the UTC date: a school
     # east of UTC is already on tomorrow in the last hours of a UTC day
-    names = [zones.get(site)] if site else (list(zones.values()) or [None])
+    names: list[str | None] = [zones.get(site)] if site else [*zones.values()] or [None]
     today = max(local_date(now, name) for name in names)
     first = today - timedelta(days=days - 1)
     per_day = {first + timedelta(days=i): Tally("") for i in range(days)}
