@@ -4,18 +4,19 @@
 PY := .venv/bin/python
 # Training and test data come from the kiosk's own camera path (edge collect): simulated
 # depth frames through the kiosk's segmenter and walk gate, with the clean truth masks of
-# the same frames beside. Eight streams of 140 walks (seven camera mounts and the default
-# one) for training and validation; two fresh streams of 150 walks for the card.
+# the same frames beside. Eight streams of 200 walks, two per simulated child (seven camera
+# mounts and the default one), for training and validation; two fresh streams of 200 walks
+# (100 children each walking twice) for the card and its per-child figures.
 DEMO_DATA ?= build/kiosk-train
 DEMO_CLEAN_DATA ?= build/kiosk-train-clean
 TEST_DATA ?= build/kiosk-test
 TEST_CLEAN_DATA ?= build/kiosk-test-clean
 DEMO_RUN ?= build/demo-run
 DEMO_REFIT ?= build/demo-refit
-TRAIN_SOURCES = $(foreach s,100 101 102 103 104 105 106,--source 'sim://?seed=$(s)&walks=140&view=mixed&camera_seed=$(s)') \
-	--source 'sim://?seed=107&walks=140&view=mixed'
-TEST_SOURCES = --source 'sim://?seed=900&walks=150&view=mixed' \
-	--source 'sim://?seed=901&walks=150&view=mixed&camera_seed=901'
+TRAIN_SOURCES = $(foreach s,100 101 102 103 104 105 106,--source 'sim://?seed=$(s)&walks=200&repeats=2&view=mixed&camera_seed=$(s)') \
+	--source 'sim://?seed=107&walks=200&repeats=2&view=mixed'
+TEST_SOURCES = --source 'sim://?seed=900&walks=200&repeats=2&view=mixed' \
+	--source 'sim://?seed=901&walks=200&repeats=2&view=mixed&camera_seed=901'
 # issue 25's recipe (docs/MODEL.md, "Recipe options"; measured better than the previous SGD
 # recipe on a short budget, not yet run at this size): AdamW with the head at 0.1 x the LR, weight
 # EMA, gradient clipping, an LR schedule on iterations only
