@@ -10,10 +10,10 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-# the one version source is gaitmil/__init__.py (read as text: setup.py must not import the package)
+# the one version source is gaitcontract/__init__.py (read as text: setup.py must not import the package)
 VERSION = re.search(
     r'^__version__ = "([^"]+)"',
-    (Path(__file__).resolve().parent / "gaitmil" / "__init__.py").read_text("utf-8"),
+    (Path(__file__).resolve().parent / "gaitcontract" / "__init__.py").read_text("utf-8"),
     re.M,
 ).group(1)
 
@@ -107,6 +107,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(
         include=[
+            "gaitcontract*",
             "gaitmil*",
             "gaitsim*",
             "export*",
@@ -118,10 +119,10 @@ setup(
     ),
     package_data={
         "export": ["data/*.txt", "data/*.json"],
-        "edge": ["schemas/*.json", "data/*.toml", "data/person/*"],
+        "gaitcontract": ["schemas/*.json"],
+        "edge": ["data/*.toml", "data/person/*"],
         "benchmarks": ["schemas/*.json"],
         "central": [
-            "schemas/*.json",
             "migrations/*.py",
             "migrations/*.mako",
             "migrations/versions/*.py",

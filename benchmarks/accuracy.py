@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
 from benchmarks.errors import BenchmarkError
-from gaitmil import HelpFormatter, add_version_flag, spec
+from gaitcontract import HelpFormatter, add_version_flag, spec
 
 SCHEMA_ID = "gaitmil.bench.accuracy/1"
 HELD_OUT_SEED = 101
@@ -189,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from calibration.errors import CalibrationError
     from edge.errors import EdgeError
-    from gaitmil.errors import GaitMILError
+    from gaitcontract.errors import GaitMILError
 
     args = parser().parse_args(argv)
     command = "python -m benchmarks.accuracy " + " ".join(

@@ -33,7 +33,7 @@ from edge.segment_color import FusedSegmenter, PersonSegmenter
 from edge.sources import open_source
 from edge.types import Frame
 from edge.walks import WalkAssembler
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 GFLOP_PER_CALL = 0.1184  # 59.2 M multiply-adds of the converted model's Conv/ConvTranspose nodes
 # Published: Jetson Orin Nano CPU 6x Arm Cortex-A78AE at 1.5 GHz (1.7 GHz in the "Super" mode),

@@ -19,7 +19,7 @@ import numpy as np
 import gaitsim
 from edge.segment_color import PersonSegmenter, ReflectionRules
 from edge.types import Frame
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 
 def evaluate(seed: int) -> list[dict]:

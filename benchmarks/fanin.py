@@ -32,7 +32,7 @@ from benchmarks.fanin_worker import SITE, cpu_seconds
 from benchmarks.localbroker import local_broker
 from benchmarks.stats import summarize
 from benchmarks.topics import ALLOW_FLAG, BENCH_PREFIX, PRODUCTION_PREFIX, check_prefix
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 SCHEMA_ID = "gaitmil.bench.fanin/1"
 MAX_KIOSKS = 1000

@@ -33,7 +33,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.hostile import VALID, Message, mix
 from benchmarks.stats import percentile
 from benchmarks.topics import ALLOW_FLAG, BENCH_PREFIX, check_prefix
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 SITE = "hostile-bench"
 KIOSK = "kiosk-1"

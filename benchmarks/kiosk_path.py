@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag, metrics
-from gaitmil.spec import CLASSES
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.spec import CLASSES
+from gaitmil import metrics
 
 SEEDS = (9100, 9101)  # fresh simulated children: no data set of the project uses these seeds
 QUEUE_SEED = 9200  # the queue scenario's children: fresh too

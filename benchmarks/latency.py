@@ -48,8 +48,8 @@ from benchmarks.roofline import (
 from benchmarks.stats import summarize, throughput_per_s
 from edge.errors import EdgeError
 from edge.topic_guard import add_topic_flags
-from gaitmil import HelpFormatter, add_version_flag, spec
-from gaitmil.errors import GaitMILError
+from gaitcontract import HelpFormatter, add_version_flag, spec
+from gaitcontract.errors import GaitMILError
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "infer_host", "postprocess", "end_to_end")
 SCHEMA_ID = "gaitmil.bench.latency/1"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 
 def profile(model: Path, iters: int, threads: int) -> dict[str, Any]:

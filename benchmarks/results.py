@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.env import describe_machine
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 HERE = Path(__file__).resolve().parent
 PARTS = ("kiosk_path", "latency", "pipeline", "streaming", "fanin", "accuracy")

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gaitmil import SOFTWARE, HelpFormatter, add_version_flag
+from gaitcontract import SOFTWARE, HelpFormatter, add_version_flag
 
 TARGET_MS = 2.0
 

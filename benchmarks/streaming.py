@@ -34,7 +34,7 @@ import numpy as np
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
 from benchmarks.stats import summarize
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 SCHEMA_ID = "gaitmil.bench.streaming/1"
 WHOLE_FORMS = {
@@ -72,7 +72,7 @@ def model_costs(
     """Per-frame encoder, per-walk head and (`whole`) per-walk whole-graph costs (ms) on ORT CPU."""
     from edge.streaming import FEATURES, POOLED, read_split_manifest
     from export.walks import simulated_walks
-    from gaitmil import spec
+    from gaitcontract import spec
 
     body = read_split_manifest(folder)
     frames_t = int(body["contract"]["frames"])

@@ -3,13 +3,13 @@
 Issue 23: `python -m benchmarks.fanin` against the documented broker published
 fake results as site "bench" on `gaitmil/v1`, and they showed on a district's
 pages. Benchmarks publish under the test prefix by default and refuse the
-production prefix unless the operator says so (gaitmil.topic_guard's rule).
+production prefix unless the operator says so (gaitcontract.topic_guard's rule).
 """
 
 from __future__ import annotations
 
 from benchmarks.errors import BenchmarkError
-from gaitmil.topic_guard import ALLOW_FLAG, TEST_PREFIX, production_refusal
+from gaitcontract.topic_guard import ALLOW_FLAG, TEST_PREFIX, production_refusal
 
 PRODUCTION_PREFIX = "gaitmil/v1"
 BENCH_PREFIX = TEST_PREFIX

@@ -16,8 +16,8 @@ from pathlib import Path
 from calibration.quantize import METHODS, TARGETS
 from export.cli_help import add_command, command_parser
 from export.errors import DependencyError
-from gaitmil import spec
-from gaitmil.errors import GaitMILError
+from gaitcontract import spec
+from gaitcontract.errors import GaitMILError
 
 
 def _collect(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 
 from calibration.dataset import UNKNOWN, CalibrationSet, build_set
 from calibration.errors import CalibrationSetError
-from gaitmil import spec
+from gaitcontract import spec
 
 SIM_DEFAULTS = {"seed": 0, "view": "mixed", "ratio": "1:1:1", "oversample": 2}
 

@@ -1,7 +1,7 @@
 """Calibration sets: walks in the model's input form, stratified, content-hashed, described.
 
 File layout: `calib.npz` holds `silhouettes` (uint8 [N, T, 64, 44], 0/255,
-turned into the model's float input by gaitmil.spec.to_model_input),
+turned into the model's float input by gaitcontract.spec.to_model_input),
 `labels` (int64 [N], -1 where unknown) and `strata` (str [N], e.g.
 "positive/side"); `calib.json` beside it describes the set and carries its
 content hash (sha256 over the arrays, so it changes exactly when the data do).
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from calibration.errors import CalibrationSetError
-from gaitmil import spec
+from gaitcontract import spec
 
 FORMAT = "gaitmil-calibration-set/1"
 MIN_PER_CLASS = 20

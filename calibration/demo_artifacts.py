@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from export.cli_help import command_parser
-from gaitmil.errors import GaitMILError
-from gaitmil.manifest import ManifestError, read_manifest, sha256_file, verify_artifact
+from gaitcontract.errors import GaitMILError
+from gaitcontract.manifest import ManifestError, read_manifest, sha256_file, verify_artifact
 
 CALIB_SIM = "seed=101,view=mixed,ratio=1:1:1,oversample=2"
 HELD_OUT_SIM = "seed=202,view=mixed,ratio=2:1:1,oversample=1"

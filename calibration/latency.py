@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from export.onnx_utils import ort_session, session_batch_frames
-from gaitmil import spec
+from gaitcontract import spec
 
 
 @dataclass

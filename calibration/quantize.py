@@ -52,8 +52,8 @@ from export.onnx_utils import (
     load_onnx,
     set_metadata,
 )
-from gaitmil import spec
-from gaitmil.manifest import Manifest, sha256_file
+from gaitcontract import spec
+from gaitcontract.manifest import Manifest, sha256_file
 
 BACKBONE_PATTERNS = ("/model/encoder/*",)
 WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")

@@ -15,7 +15,8 @@ from calibration.dataset import CalibrationSet, load_set
 from calibration.errors import CalibrationError
 from export.onnx_utils import get_metadata, load_onnx, ort_session, run_batched
 from export.parity import compare_outputs
-from gaitmil import metrics, spec
+from gaitcontract import spec
+from gaitmil import metrics
 
 INT8_MIN_AGREEMENT = 0.99
 INT8_MAX_ACCURACY_DROP = 0.01

@@ -13,8 +13,8 @@ from central import cli_records
 from central.db import DEFAULT_URL
 from central.errors import CentralError
 from central.plausibility import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SKEW_S
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.topic_guard import TEST_PREFIX
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.topic_guard import TEST_PREFIX
 
 log = logging.getLogger("central")
 

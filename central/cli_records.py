@@ -7,7 +7,7 @@ import sys
 from datetime import date, datetime, timezone
 
 from central.errors import CentralError
-from gaitmil import HelpFormatter
+from gaitcontract import HelpFormatter
 
 
 def say(text: str) -> None:

@@ -1,8 +1,8 @@
 """The published kiosk contract, as data: JSON Schemas and the topic layout.
 
-central/schemas/*.json are copies of the kiosk's published schemas (a test
-checks they equal edge/schemas/): central reads them as package data and never
-imports the kiosk's code, so the two can be installed and upgraded apart.
+The JSON Schemas are the ground contract's (gaitcontract/schemas/, one copy for kiosk and
+central); central never imports the kiosk's code, so the two can be installed and upgraded
+apart.
 Topics: `<prefix>/<site>/<kiosk>/{result,status,health,session}`.
 """
 
@@ -13,10 +13,10 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from central.errors import ContractError
+from gaitcontract import published
 
 DEFAULT_PREFIX = "gaitmil/v1"
 KINDS = ("result", "status", "health")
@@ -83,15 +83,9 @@ def check_token(token: str) -> str:
     return token
 
 
-@cache
 def load_schema(name: str) -> dict:
-    """A schema shipped in central/schemas/ (`result`, `status`)."""
-    text = (
-        resources.files("central")
-        .joinpath("schemas", f"{name}.schema.json")
-        .read_text(encoding="utf-8")
-    )
-    return json.loads(text)
+    """A published schema (gaitcontract/schemas/: `result`, `status`)."""
+    return published.load_schema(name)
 
 
 @cache

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from central.errors import CentralError
-from gaitmil.topic_guard import TEST_PREFIX, production_refusal
+from gaitcontract.topic_guard import TEST_PREFIX, production_refusal
 
 SITE, KIOSK = "demo-school", "corridor-1"
 # the demo's results are simulated: they travel under the test prefix (issue 23), never

@@ -9,11 +9,11 @@ import numpy as np
 from edge.errors import RunnerError
 from edge.runners.base import Runner
 from edge.types import Prediction, Walk
-from gaitmil.spec import INPUT_NAME, even_indices, to_model_input
+from gaitcontract.spec import INPUT_NAME, even_indices, to_model_input
 
 
 class Classifier:
-    """Samples the runner's T frames evenly over the walk (gaitmil.spec.even_indices, as in
+    """Samples the runner's T frames evenly over the walk (gaitcontract.spec.even_indices, as in
     evaluation), runs the runner and maps the frame attention back to walk frame indices.
     The runner must already be active (activate it in the inference thread)."""
 

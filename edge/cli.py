@@ -34,7 +34,7 @@ from edge.errors import (
     SourceError,
 )
 from edge.topic_guard import add_topic_flags
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -307,7 +307,7 @@ def _check_camera(cfg: Any, timeout: float) -> CheckResult:
 def _check_model(cfg: Any) -> CheckResult:
     from edge.runners.registry import create_runner
     from edge.wiring import runner_options
-    from gaitmil.spec import INPUT_NAME
+    from gaitcontract.spec import INPUT_NAME
 
     try:
         with create_runner(

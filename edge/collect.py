@@ -49,9 +49,9 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.types import Walk
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.silhouette import normalize_for_model
-from gaitmil.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.silhouette import normalize_for_model
+from gaitcontract.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090", "lateral": "090", "unknown": "999"}
 NOTE = (
@@ -166,7 +166,7 @@ def _collected(walk: Walk, truth: _SimTruth | None) -> CollectedWalk:
 
 
 def pad_to_canvas(silhouettes: np.ndarray) -> np.ndarray:
-    """[T, 64, 44] -> [T, 64, 64] with zero columns, the inverse of gaitmil.silhouette.cut."""
+    """[T, 64, 44] -> [T, 64, 64] with zero columns, the inverse of gaitcontract.silhouette.cut."""
     out = np.zeros((silhouettes.shape[0], silhouettes.shape[1], CANVAS_SIZE), np.uint8)
     out[:, :, CUT_COLUMNS : CANVAS_SIZE - CUT_COLUMNS] = silhouettes
     return out

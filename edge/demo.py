@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.errors import ModelError
-from gaitmil.spec import CLASSES
+from gaitcontract.spec import CLASSES
 
 NEGATIVE = CLASSES.index("negative")
 

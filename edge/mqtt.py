@@ -49,7 +49,7 @@ from edge.outbox_memory import HeldResult, HeldResults
 from edge.result import ModelIdentity, encode_result, utc_now_iso
 from edge.session_tokens import SessionTokens
 from edge.topics import HEALTH_SCHEMA, STATUS_SCHEMA
-from gaitmil import SOFTWARE
+from gaitcontract import SOFTWARE
 
 __all__ = ["Publisher"]
 

@@ -24,7 +24,7 @@ from typing import Any
 from edge.errors import ConfigError, PublishError
 from edge.outbox_checksum import check_not_truncated
 from edge.outbox_storage import storage_error
-from gaitmil import HelpFormatter
+from gaitcontract import HelpFormatter
 
 _COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
-from gaitmil.spec import INPUT_HEIGHT, INPUT_WIDTH
+from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 

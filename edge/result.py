@@ -3,7 +3,7 @@
 A Result holds the outcome, the probabilities, the threshold used, which
 frames and phases the model attended to (indices and weights only), the walk
 quality, the model identity and the latency breakdown. Never pixels, never
-embeddings: the schema (edge/schemas/result.schema.json) forbids extra fields.
+embeddings: the schema (gaitcontract/schemas/result.schema.json) forbids extra fields.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from edge.errors import EdgeError
 from edge.types import Prediction, Walk
-from gaitmil.spec import CLASSES, NEGATIVE
+from gaitcontract import published
+from gaitcontract.spec import CLASSES, NEGATIVE
 
 SCHEMA_ID = "gaitmil.result/1"
 REFER = "refer_for_clinical_exam"
@@ -92,7 +92,7 @@ def check_threshold(threshold: float) -> float:
 
 
 def check_probs(probs: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Probabilities in gaitmil.spec.CLASSES order: finite, in [0, 1], summing to 1."""
+    """Probabilities in gaitcontract.spec.CLASSES order: finite, in [0, 1], summing to 1."""
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
     if p.shape != (len(CLASSES),):
         raise ResultError(
@@ -240,15 +240,9 @@ def encode_result(result: Mapping) -> bytes:
     )
 
 
-@cache
 def load_schema(name: str = "result") -> dict:
-    """A JSON Schema shipped in edge/schemas/ (`result`, `status`)."""
-    text = (
-        resources.files("edge")
-        .joinpath("schemas", f"{name}.schema.json")
-        .read_text(encoding="utf-8")
-    )
-    return json.loads(text)
+    """A published JSON Schema (gaitcontract/schemas/: `result`, `status`)."""
+    return published.load_schema(name)
 
 
 @cache

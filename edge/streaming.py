@@ -10,7 +10,7 @@ the per-frame encoder and keeps each frame's features keyed by the frame's times
 walk end its features are computed then (`frames_encoded_at_end`); nothing is lost.
 
 At walk end `StreamingClassifier.classify` picks the walk's frames exactly as the
-whole-walk Classifier does (gaitmil.spec.even_indices over the walk's silhouettes, which
+whole-walk Classifier does (gaitcontract.spec.even_indices over the walk's silhouettes, which
 are the accepted frames after the gate's trimming), looks their features up by timestamp
 (a checksum of the silhouette guards the key), and runs only the head. Every walk's end,
 accepted or not, discards the features of its frames and of anything older (frames the
@@ -43,7 +43,7 @@ import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.types import Prediction, Walk
-from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES, even_indices, to_model_input
+from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES, even_indices, to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def _session(path: Path, threads: int | None) -> Any:
 
 def read_split_manifest(folder: Path) -> dict[str, Any]:
     """model.split.json with every file it names checked against its sha256."""
-    from gaitmil.manifest import sha256_file
+    from gaitcontract.manifest import sha256_file
 
     path = folder / SPLIT_MANIFEST
     try:

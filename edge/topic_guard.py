@@ -1,4 +1,4 @@
-"""The kiosk's side of the test-topic rule (gaitmil.topic_guard): its flags and its error type.
+"""The kiosk's side of the test-topic rule (gaitcontract.topic_guard): its flags and its error type.
 
 `python -m edge demo` and the benchmarks that publish through the kiosk
 (benchmarks/pipeline.py, via `python -m benchmarks.latency --pipeline`) publish
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from edge.errors import ConfigError
-from gaitmil.topic_guard import ALLOW_FLAG, TEST_PREFIX, is_production, production_refusal
+from gaitcontract.topic_guard import ALLOW_FLAG, TEST_PREFIX, is_production, production_refusal
 
 __all__ = ["TEST_PREFIX", "add_topic_flags", "guarded_prefix", "is_production"]
 

@@ -122,7 +122,7 @@ class Walk:
 
 @dataclass
 class Prediction:
-    """What a runner said about one walk; probabilities in gaitmil.spec.CLASSES order."""
+    """What a runner said about one walk; probabilities in gaitcontract.spec.CLASSES order."""
 
     probs: np.ndarray  # float32 [3]
     phase_attention: np.ndarray  # float32 [K]

@@ -26,7 +26,7 @@ declaration of every key and its default), with the frame rate (source.fps) and 
 person-sized area (segmentation.min_area) from their own sections.
 
 Each present frame is checked (border contact, components) and its largest component
-normalised with gaitmil.silhouette.normalize_for_model. At the end the walk gate decides;
+normalised with gaitcontract.silhouette.normalize_for_model. At the end the walk gate decides;
 a refused walk still comes back, with `retake_reason` set to one of RETAKE_REASONS.
 """
 
@@ -59,8 +59,8 @@ from edge.walk_gate import (
     person_band,
     straight_part,
 )
-from gaitmil.silhouette import normalize_for_model
-from gaitmil.spec import INPUT_HEIGHT, INPUT_WIDTH
+from gaitcontract.silhouette import normalize_for_model
+from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
 
 __all__ = [
     "INTERRUPTED",

@@ -93,7 +93,7 @@ class Components:
 
     def activate_runner(self, site_id: str, kiosk_id: str, warmup: bool = True) -> None:
         from edge.classify import Classifier
-        from gaitmil.spec import INPUT_NAME
+        from gaitcontract.spec import INPUT_NAME
 
         self.runner.activate()
         if warmup:

@@ -16,8 +16,8 @@ from pathlib import Path
 from export.cli_help import add_command, command_parser
 from export.errors import AuditError, DependencyError, ParityError
 from export.fp16 import KEEP_FP32_OPS
-from gaitmil import spec
-from gaitmil.errors import GaitMILError
+from gaitcontract import spec
+from gaitcontract.errors import GaitMILError
 
 UNTRAINED_NOTE = (
     "note: --preset exports a randomly initialised model: its outputs mean nothing; "

@@ -14,8 +14,8 @@ from typing import Any
 
 from export.errors import ExportError
 from export.onnx_utils import io_shapes, opset_of, weights_sha256
-from gaitmil.errors import GaitMILError
-from gaitmil.manifest import (
+from gaitcontract.errors import GaitMILError
+from gaitcontract.manifest import (
     Manifest,
     manifest_path_for,
     read_manifest,

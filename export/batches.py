@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def padded_batches(walks: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, int]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gaitmil import HelpFormatter as DefaultsHelpFormatter
-from gaitmil import add_version_flag
+from gaitcontract import HelpFormatter as DefaultsHelpFormatter
+from gaitcontract import add_version_flag
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):

@@ -36,7 +36,7 @@ from export.engine_plan import (
     timing_cache_key,
 )
 from export.errors import EngineError
-from gaitmil.manifest import (
+from gaitcontract.manifest import (
     Manifest,
     ManifestError,
     manifest_path_for,

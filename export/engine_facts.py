@@ -15,7 +15,7 @@ from typing import Any
 from edge.runners.cuda_buffers import GpuFacts
 from export._deps import require
 from export.errors import DependencyError, EngineError
-from gaitmil.manifest import ManifestError, find_manifest, metadata_value, verify_artifact
+from gaitcontract.manifest import ManifestError, find_manifest, metadata_value, verify_artifact
 
 
 @dataclass

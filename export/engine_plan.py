@@ -167,7 +167,7 @@ ENGINE_SECTION = (
 
 
 def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The comparable facts of an engine manifest (dict form of gaitmil.manifest.Manifest)."""
+    """The comparable facts of an engine manifest (dict form of gaitcontract.manifest.Manifest)."""
     engine = manifest.get("engine") or {}
     facts = {key: engine.get(key) for key in ENGINE_SECTION}
     facts.update(

@@ -1,6 +1,6 @@
 """Exception hierarchy of the export package."""
 
-from gaitmil.errors import GaitMILError
+from gaitcontract.errors import GaitMILError
 
 
 class ExportError(GaitMILError):

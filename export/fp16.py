@@ -36,7 +36,7 @@ from export.onnx_utils import (
     topological_sort,
 )
 from export.parity import ParityReport, compare_outputs
-from gaitmil.manifest import Manifest, find_manifest, sha256_file
+from gaitcontract.manifest import Manifest, find_manifest, sha256_file
 
 KEEP_FP32_OPS = ("Softmax", "ReduceSum", "ReduceL2", "ArgMin", "ArgMax")
 MIN_AGREEMENT = 0.995

@@ -20,8 +20,8 @@ from export.onnx_utils import (
     set_metadata,
 )
 from export.parity import ParityReport, compare_outputs, torch_outputs
-from gaitmil import spec
-from gaitmil.manifest import Manifest, sha256_file
+from gaitcontract import spec
+from gaitcontract.manifest import Manifest, sha256_file
 
 OPSET = 17
 MAX_BATCH = 64
@@ -99,7 +99,7 @@ def trace_to_onnx(model: Any, frames: int, batch: int) -> Any:
     onnx = require("onnx")
     # Tracing input: fixed values so repeated exports trace identically.
     generator = torch.Generator().manual_seed(0)
-    height = model.config.input_height  # the checkpoint's resolution (gaitmil.spec)
+    height = model.config.input_height  # the checkpoint's resolution (gaitcontract.spec)
     dummy = torch.rand(spec.input_shape(batch, frames, height), generator=generator)
     buffer = io.BytesIO()
     with torch.inference_mode(False), torch.no_grad():

@@ -11,8 +11,8 @@ import numpy as np
 
 from export._deps import require
 from export.errors import ExportError
-from gaitmil import spec
-from gaitmil.manifest import METADATA_PREFIX
+from gaitcontract import spec
+from gaitcontract.manifest import METADATA_PREFIX
 
 
 def load_onnx(path: str | Path) -> Any:
@@ -203,7 +203,7 @@ def run_batched(
     """Run float32 walks [N, T, H, W] (64x44 or the graph's own size) through a static-batch session, padding the last chunk;
     returns the tensors `names` (the model outputs by default)."""
     batch, frames = session_batch_frames(session)
-    # the graph's own resolution (gaitmil.spec.INPUT_RESOLUTIONS; 64x44 unless exported otherwise)
+    # the graph's own resolution (gaitcontract.spec.INPUT_RESOLUTIONS; 64x44 unless exported otherwise)
     shape = next(v.shape for v in session.get_inputs() if v.name == spec.INPUT_NAME)
     height, width = (
         (int(shape[2]), int(shape[3]))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from export._deps import require
-from gaitmil import spec
+from gaitcontract import spec
 
 
 @dataclass
@@ -45,7 +45,7 @@ def compare_outputs(
     reference_name: str = "reference",
     candidate_name: str = "candidate",
 ) -> ParityReport:
-    """Compare output dicts keyed by gaitmil.spec.OUTPUT_NAMES (probs must be present)."""
+    """Compare output dicts keyed by gaitcontract.spec.OUTPUT_NAMES (probs must be present)."""
     ref_probs = np.asarray(reference["probs"], dtype=np.float64)
     cand_probs = np.asarray(candidate["probs"], dtype=np.float64)
     if ref_probs.shape != cand_probs.shape:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from export._deps import require
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def structured_frames(count: int, seed: int = 0) -> np.ndarray:

@@ -42,8 +42,8 @@ from export.onnx_export import (
 )
 from export.onnx_utils import inline_identity_initializers, ort_session, run_batched, set_metadata
 from export.parity import ParityReport, compare_outputs
-from gaitmil import spec
-from gaitmil.manifest import sha256_file
+from gaitcontract import spec
+from gaitcontract.manifest import sha256_file
 
 ENCODER_FILE = "encoder.onnx"
 HEAD_FILE = "head.onnx"
@@ -107,7 +107,7 @@ def feature_contract(model: Any, frames: int, encoder_batch: int) -> dict[str, A
         "features": {"name": FEATURES, "per_frame": [parts, channels]},
         "pooled": {"name": POOLED, "per_frame": [PHASE_DIM]},
         "head_outputs": list(spec.OUTPUT_NAMES),
-        "frame_selection": "gaitmil.spec.even_indices over the walk's accepted frames",
+        "frame_selection": "gaitcontract.spec.even_indices over the walk's accepted frames",
     }
 
 
@@ -213,7 +213,7 @@ def split_parity(
 def whole_reference(out: Path, model: Any, checkpoint_sha: str, frames: int) -> Any:
     """The whole graph to check the split against: the folder's model.onnx when its manifest says
     it came from the same checkpoint with the same T (what the kiosk runs), else a fresh trace."""
-    from gaitmil.manifest import ManifestError, read_manifest
+    from gaitcontract.manifest import ManifestError, read_manifest
 
     shipped = out / "model.onnx"
     try:

@@ -10,7 +10,7 @@ import numpy as np
 from export.batches import run_in_batches
 from export.errors import EngineError
 from export.parity import ParityReport, compare_outputs
-from gaitmil import spec
+from gaitcontract import spec
 
 if TYPE_CHECKING:
     from edge.runners.base import Runner

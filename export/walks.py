@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from export._deps import require
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def simulated_walks(

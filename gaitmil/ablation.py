@@ -22,8 +22,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.errors import GaitMILError
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.errors import GaitMILError
 
 # name -> (pooling, phase features)
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -36,10 +36,10 @@ VARIANTS: dict[str, tuple[str, str]] = {
 
 def run_variant(base, name: str, out: Path) -> dict:
     """Train and evaluate one variant; returns its table row."""
+    from gaitcontract.spec import DEFAULT_FRAMES
     from gaitmil.checkpoint import load_checkpoint
     from gaitmil.data import Scoliosis1K
     from gaitmil.evaluate import evaluate
-    from gaitmil.spec import DEFAULT_FRAMES
     from gaitmil.train import train
 
     pooling, features = VARIANTS[name]
@@ -77,7 +77,7 @@ def run_variant(base, name: str, out: Path) -> dict:
 
 def phase_information(root: Path, split: str, checkpoint: Path) -> float | None:
     """I(bag; true phase) of the checkpoint's lookup on TEST_SET walks, None without phase truth."""
-    from gaitmil.errors import DatasetError
+    from gaitcontract.errors import DatasetError
     from gaitmil.phase_info import bags_from_checkpoint, held_out_walks, report
 
     try:

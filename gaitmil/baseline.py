@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag, metrics
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.errors import GaitMILError
+from gaitcontract.spec import CLASSES
+from gaitmil import metrics
 from gaitmil.data import load_pkl, read_split, resolve_split, scan_sequences
-from gaitmil.errors import GaitMILError
 from gaitmil.screening_report import bootstrap
-from gaitmil.spec import CLASSES
 
 POOL = 2  # 64x64 -> 32x32: 1,024 features, few enough for the few hundred walks of a site
 STRENGTHS = (0.01, 0.1, 1.0, 10.0, 100.0)

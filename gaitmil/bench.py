@@ -27,10 +27,10 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
     ) from exc
 from torch.utils.flop_counter import FlopCounterMode
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH
 from gaitmil.losses import gait_mil_loss
 from gaitmil.model import PRESETS, GaitMIL, GaitMILConfig, count_parameters
-from gaitmil.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH
 
 
 def count_macs(model: GaitMIL, frames: int) -> int:

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import describe_checkpoint
 from gaitmil.metrics import format_report
 

@@ -23,10 +23,10 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
         "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
     ) from exc
 
-import gaitmil
-from gaitmil.errors import CheckpointError, ConfigError
+import gaitcontract
+from gaitcontract.errors import CheckpointError, ConfigError
+from gaitcontract.spec import CLASSES, DEFAULT_FRAMES
 from gaitmil.model import GaitMIL, GaitMILConfig
-from gaitmil.spec import CLASSES, DEFAULT_FRAMES
 
 FORMAT = "gaitmil-checkpoint/1"
 SUPPORTED_FORMATS = (FORMAT,)
@@ -54,7 +54,7 @@ def code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
-    return f"{gaitmil.__version__}+g{sha}" if sha else gaitmil.__version__
+    return f"{gaitcontract.__version__}+g{sha}" if sha else gaitcontract.__version__
 
 
 def build_meta(

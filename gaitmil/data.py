@@ -27,9 +27,9 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
     ) from exc
 from torch.utils.data import Dataset, Sampler
 
-from gaitmil.errors import DatasetError
-from gaitmil.silhouette import cut
-from gaitmil.spec import CANVAS_SIZE, CLASS_INDEX, DEFAULT_FRAMES, even_indices
+from gaitcontract.errors import DatasetError
+from gaitcontract.silhouette import cut
+from gaitcontract.spec import CANVAS_SIZE, CLASS_INDEX, DEFAULT_FRAMES, even_indices
 
 STANDARD_SPLITS = ("112", "114", "118", "1116")
 SUBSETS = {"train": "TRAIN_SET", "test": "TEST_SET"}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 try:
     import torch
@@ -39,9 +39,9 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
     ) from exc
 from torch.utils.data import DataLoader
 
+from gaitcontract.errors import GaitMILError
 from gaitmil.checkpoint import load_checkpoint
 from gaitmil.data import STANDARD_SPLITS, Scoliosis1K, collate
-from gaitmil.errors import GaitMILError
 from gaitmil.metrics import format_report, summarize
 from gaitmil.model import GaitMIL
 from gaitmil.operating_points import per_child_gain

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gaitcontract.errors import DatasetError
 from gaitmil.data import SUBSETS, resolve_split, scan_sequences
-from gaitmil.errors import DatasetError
 
 UNVERIFIABLE = (
     "ids are folder names; the split files cannot show whether two ids are the same child "

@@ -88,7 +88,7 @@ class LossConfig:
     label_smoothing: float = 0.1
     triplet_weight: float = 1.0
     ce_weight: float = 1.0
-    class_weights: tuple[float, ...] | None = None  # in gaitmil.spec.CLASSES order
+    class_weights: tuple[float, ...] | None = None  # in gaitcontract.spec.CLASSES order
     supcon_weight: float = 0.0  # class-level supervised contrastive term (0: off)
     supcon_temperature: float = 0.1
 

@@ -1,6 +1,6 @@
 """Classification and screening metrics (numpy only, reusable by calibration reports).
 
-Every function takes `labels` (int [N], gaitmil.spec.CLASSES indices) and
+Every function takes `labels` (int [N], gaitcontract.spec.CLASSES indices) and
 `probs` (float [N, 3]) as numpy arrays. "Referred" means the screening says
 "not negative": P(neutral) + P(positive) >= threshold.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gaitmil.spec import CLASSES, NEGATIVE
+from gaitcontract.spec import CLASSES, NEGATIVE
 
 
 def _check(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,8 +26,14 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaitmil.errors import ConfigError
-from gaitmil.spec import DEFAULT_PHASES, INPUT_HEIGHT, INPUT_RESOLUTIONS, INPUT_WIDTH, NUM_CLASSES
+from gaitcontract.errors import ConfigError
+from gaitcontract.spec import (
+    DEFAULT_PHASES,
+    INPUT_HEIGHT,
+    INPUT_RESOLUTIONS,
+    INPUT_WIDTH,
+    NUM_CLASSES,
+)
 
 # A finite "minus infinity" for masked softmaxes: exp(-1e4) is exactly 0 in
 # float32 and float16, and -1e4 is representable in float16 (max 65504),
@@ -80,7 +86,7 @@ class GaitMILConfig:
     num_classes: int = NUM_CLASSES
     logit_scale: float = 16.0
     preset: str = "edge"
-    # rows of the input silhouettes (gaitmil.spec.INPUT_RESOLUTIONS): 64 (x44, the Scoliosis1K
+    # rows of the input silhouettes (gaitcontract.spec.INPUT_RESOLUTIONS): 64 (x44, the Scoliosis1K
     # protocol) or 128 (x88). The phase lookup pools 4 * height / 64 pixels, so it keeps its
     # 176 features; HPP's strips are taller. Checkpoints without the key are 64.
     input_height: int = INPUT_HEIGHT

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from gaitcontract.spec import NEGATIVE
 from gaitmil.metrics import referral_scores, threshold_for_sensitivity
 from gaitmil.screening_report import SCHOOL_PREVALENCE, bootstrap, school_population
-from gaitmil.spec import NEGATIVE
 
 TARGETS = ("sensitivity", "referral_rate")
 # the operating points training reports by default: the 95 %-sensitivity rule and school referral rates

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil.spec import CLASS_INDEX, DEFAULT_FRAMES
+from gaitcontract.spec import CLASS_INDEX, DEFAULT_FRAMES
 
 SPLIT_RATIOS = {"112": "1:1:2", "114": "1:1:4", "118": "1:1:8", "1116": "1:1:16"}
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.errors import DatasetError, GaitMILError
-from gaitmil.spec import DEFAULT_FRAMES, DEFAULT_PHASES, even_indices
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.errors import DatasetError, GaitMILError
+from gaitcontract.spec import DEFAULT_FRAMES, DEFAULT_PHASES, even_indices
 
 
 def mutual_information(a, b) -> float:
@@ -58,8 +58,8 @@ def phase_bins(phase: np.ndarray, bins: int) -> np.ndarray:
 
 def held_out_walks(root: Path, split: str, subset: str = "test", frames: int = DEFAULT_FRAMES):
     """(walks [T, 64, 44] uint8, true phases [T], views, subject ids) of a subset, kiosk-sampled."""
+    from gaitcontract.silhouette import cut
     from gaitmil.data import load_pkl, read_split, resolve_split, scan_sequences
-    from gaitmil.silhouette import cut
 
     truth_path = root / "truth.json"
     if not truth_path.is_file():

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gaitmil.errors import ConfigError
-from gaitmil.spec import INPUT_HEIGHT, INPUT_WIDTH
+from gaitcontract.errors import ConfigError
+from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
 
 POOL = 4
 DIM = (INPUT_HEIGHT // POOL) * (INPUT_WIDTH // POOL)  # 176

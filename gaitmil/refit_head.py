@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.spec import DEFAULT_FRAMES
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate, validation_subjects
 from gaitmil.model import GaitMIL, hpp
 from gaitmil.operating_points import validation_extras
-from gaitmil.spec import DEFAULT_FRAMES
 from gaitmil.train import calibration_description, validation_block
 from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
 

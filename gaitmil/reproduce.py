@@ -33,8 +33,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.errors import GaitMILError
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.errors import GaitMILError
 from gaitmil.folds import audit_split, shared_test_ids, write_fold_files
 from gaitmil.paper import SPLIT_RATIOS, default_eval_frames, paper_block, protocol_text
 from gaitmil.results_table import (

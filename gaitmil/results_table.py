@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gaitcontract.spec import CLASSES, NEGATIVE
 from gaitmil.metrics import referral_scores
-from gaitmil.spec import CLASSES, NEGATIVE
 
 # metric key -> column label, in table order
 COLUMNS: dict[str, str] = {

@@ -12,8 +12,8 @@ from typing import TypedDict
 import numpy as np
 from numpy.typing import ArrayLike
 
+from gaitcontract.spec import NEGATIVE
 from gaitmil.metrics import accuracy, confusion_matrix, macro_prf, referral_scores, screening
-from gaitmil.spec import NEGATIVE
 
 # Prevalence of a Cobb angle of 10 degrees or more (the simulator's neutral + positive) among
 # school children, used for the referral rate and PPV a school would see.

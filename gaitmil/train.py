@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 
 try:
     import torch
@@ -56,6 +56,9 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from gaitcontract.errors import ConfigError, GaitMILError
+from gaitcontract.silhouette import cut
+from gaitcontract.spec import DEFAULT_FRAMES, NUM_CLASSES, even_indices
 from gaitmil.checkpoint import load_checkpoint, load_train_state, save_checkpoint
 from gaitmil.data import (
     PKBatchSampler,
@@ -66,15 +69,12 @@ from gaitmil.data import (
     validation_subjects,
 )
 from gaitmil.distributed import convert_batchnorm, distributed_gait_mil_loss
-from gaitmil.errors import ConfigError, GaitMILError
 from gaitmil.evaluate import SIMULATED_NOTE, evaluate
 from gaitmil.losses import LossConfig, inverse_frequency_weights
 from gaitmil.model import GaitMIL, GaitMILConfig, count_parameters
 from gaitmil.operating_points import validation_extras
 from gaitmil.paper import default_eval_frames
 from gaitmil.phases import fit_walk_centroids
-from gaitmil.silhouette import cut
-from gaitmil.spec import DEFAULT_FRAMES, NUM_CLASSES, even_indices
 from gaitmil.validation import (
     better,
     choose_referral_threshold,

@@ -18,8 +18,8 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
         "pip install 'gaitmil-edge[train]' (torch==2.13.0)"
     ) from exc
 
+from gaitcontract.errors import ConfigError
 from gaitmil.data import Scoliosis1K, collate
-from gaitmil.errors import ConfigError
 from gaitmil.metrics import accuracy, confusion_matrix, macro_prf, threshold_for_sensitivity
 from gaitmil.model import GaitMIL
 

@@ -16,7 +16,7 @@ import time
 
 import cv2
 
-from gaitmil import HelpFormatter, add_version_flag
+from gaitcontract import HelpFormatter, add_version_flag
 from gaitsim.stream import iter_frames
 from gaitsim.walks import sample_walks
 

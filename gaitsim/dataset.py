@@ -3,7 +3,7 @@
     python -m gaitsim.dataset --walks 1500 --seed 0 --out /tmp/sim1500 --ratio 1:1:2 --view mixed --workers 2
 
 Layout: DIR/<5-digit subject>/<class>/<seq>_<angle>/<seq>_<angle>.pkl, each a
-pickled uint8 [T, 64, 64] from gaitmil.silhouette.normalize; the split file
+pickled uint8 [T, 64, 64] from gaitcontract.silhouette.normalize; the split file
 DIR/Scoliosis1K_<name>.json ({"TRAIN_SET": [...], "TEST_SET": [...]}, subject
 ids as strings, disjoint); DIR/truth.json with per-sequence truth (label, severity, curve type,
 view and the gait phase of every frame). View
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.spec import CLASSES
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.spec import CLASSES
 from gaitsim.errors import SimConfigError
 from gaitsim.subject import DEFAULT_THRESHOLDS, check_thresholds, sample_subject
 from gaitsim.walk import check_view

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.silhouette import normalize
-from gaitmil.spec import CLASSES
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.silhouette import normalize
+from gaitcontract.spec import CLASSES
 from gaitsim.camera import CameraConfig
 from gaitsim.errors import SimConfigError
 from gaitsim.raster import render_mask_crop

@@ -21,8 +21,8 @@ import sys
 
 import numpy as np
 
-from gaitmil import HelpFormatter, add_version_flag
-from gaitmil.spec import even_indices
+from gaitcontract import HelpFormatter, add_version_flag
+from gaitcontract.spec import even_indices
 from gaitsim.errors import SimConfigError
 from gaitsim.raster import render_mask_crop
 from gaitsim.render import camera_intrinsics, to_camera

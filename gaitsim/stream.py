@@ -26,7 +26,7 @@ class SimFrame:
     color: np.ndarray | None  # uint8 [H, W, 3] BGR, None when colour is off
     mask: np.ndarray  # bool [H, W], truth: the walking child's visible pixels
     walk_index: int  # -1 = empty corridor
-    label: int | None  # gaitmil.spec class index of the walking child
+    label: int | None  # gaitcontract.spec class index of the walking child
     camera: CameraConfig = field(default_factory=CameraConfig)
     view: str | None = None  # direction of this walk ("toward", "away", "side")
     severity: float | None = None  # the child's Cobb-like severity (truth)

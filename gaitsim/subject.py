@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from gaitmil.spec import CLASSES, NEGATIVE, NEUTRAL, POSITIVE
+from gaitcontract.spec import CLASSES, NEGATIVE, NEUTRAL, POSITIVE
 from gaitsim.errors import SimConfigError
 
 CURVE_TYPES: tuple[str, ...] = ("thoracic", "thoracolumbar", "double")
@@ -46,7 +46,7 @@ def check_thresholds(thresholds: tuple[float, float]) -> tuple[float, float]:
 def label_for_severity(
     cobb_deg: float, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS
 ) -> int:
-    """Class index (gaitmil.spec order) of a Cobb-like severity: negative < low <= neutral <= high < positive."""
+    """Class index (gaitcontract.spec order) of a Cobb-like severity: negative < low <= neutral <= high < positive."""
     low, high = check_thresholds(thresholds)
     if not np.isfinite(cobb_deg) or cobb_deg < 0:
         raise SimConfigError(f"severity {cobb_deg!r} must be a finite angle >= 0 degrees")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gaitmil.silhouette import cut, normalize
-from gaitmil.spec import CANVAS_SIZE, even_indices
+from gaitcontract.silhouette import cut, normalize
+from gaitcontract.spec import CANVAS_SIZE, even_indices
 from gaitsim.camera import CameraConfig, vary_camera
 from gaitsim.errors import SimConfigError
 from gaitsim.raster import render_mask_crop

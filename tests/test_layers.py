@@ -1,10 +1,11 @@
 """The package import graph follows the declared layers: arrows point one way only.
 
 Every import in every .py file of the packages counts, at any depth (inside
-functions too: a lazy import is still a dependency). `central` is the
-central server; of the other packages it imports only the base layer
-(gaitmil: the one version, the help format and the test-topic rule), and only the benchmarks may
-import it.
+functions too: a lazy import is still a dependency). `gaitcontract` is the ground
+everything stands on. `central` is the central server; of the other packages it
+imports only the ground contract, and only the benchmarks may import it. The kiosk
+(`edge`) never imports gaitmil's training modules: only the network and its
+checkpoint format, for the PyTorch reference runner.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # lowest first: a package may import only the packages before it
-LAYERS = ("gaitmil", "gaitsim", "edge", "export", "calibration", "benchmarks")
+LAYERS = ("gaitcontract", "gaitsim", "gaitmil", "edge", "export", "calibration", "benchmarks")
 ALLOWED: dict[str, frozenset[str]] = {
     package: frozenset(LAYERS[:index]) for index, package in enumerate(LAYERS)
 }
-ALLOWED["central"] = frozenset({"gaitmil"})
+ALLOWED["central"] = frozenset({"gaitcontract"})
 ALLOWED["benchmarks"] = ALLOWED["benchmarks"] | {"central"}
 PACKAGES = tuple(ALLOWED)
+# (importer, imported) -> the only modules of `imported` it may use
+ONLY: dict[tuple[str, str], frozenset[str]] = {
+    ("edge", "gaitmil"): frozenset({"gaitmil.model", "gaitmil.checkpoint"}),
+}
 
 
 def imported_packages(path: Path) -> list[tuple[int, str, str]]:
@@ -48,17 +53,37 @@ def test_every_package_is_declared():
     assert on_disk <= set(PACKAGES), f"packages without a layer: {sorted(on_disk - set(PACKAGES))}"
 
 
+def layer_violations(package: str, path: Path) -> list[str]:
+    """Each import in `path` (a file of `package`) that the layers forbid, with why."""
+    found = []
+    for line, top, module in imported_packages(path):
+        if top != package and top not in ALLOWED[package]:
+            found.append(
+                f"{path}:{line}: imports {module} "
+                f"({package} may import only {sorted(ALLOWED[package]) or 'no other package'})"
+            )
+        elif (package, top) in ONLY and module not in ONLY[package, top]:
+            found.append(
+                f"{path}:{line}: imports {module} "
+                f"(of {top}, {package} may import only {sorted(ONLY[package, top])})"
+            )
+    return found
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_imports_follow_the_layers(package):
     violations = []
     for path in sorted((ROOT / package).rglob("*.py")):
-        for line, top, module in imported_packages(path):
-            if top != package and top not in ALLOWED[package]:
-                violations.append(
-                    f"{path.relative_to(ROOT)}:{line}: imports {module} "
-                    f"({package} may import only {sorted(ALLOWED[package]) or 'no other package'})"
-                )
+        violations += layer_violations(package, path)
     assert not violations, "import against the layer order:\n" + "\n".join(violations)
+
+
+def test_the_kiosk_and_central_never_import_training_modules(tmp_path):
+    path = tmp_path / "runner.py"
+    path.write_text("from gaitmil.model import GaitMIL\nfrom gaitmil.train import train\n")
+    found = layer_violations("edge", path)
+    assert len(found) == 1 and "gaitmil.train" in found[0]
+    assert len(layer_violations("central", path)) == 2
 
 
 def test_the_checker_sees_lazy_imports(tmp_path):

@@ -33,7 +33,7 @@ def _say(text: str, err: bool = False) -> None:
 
 def add_parser(sub: Any) -> None:
     """The `model` command and its subcommands, for edge.cli's parser (and this module's)."""
-    from gaitmil import HelpFormatter
+    from gaitcontract import HelpFormatter
 
     p = sub.add_parser(
         "model",

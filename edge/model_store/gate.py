@@ -44,7 +44,7 @@ def gate_limits(card: Mapping[str, Any]) -> tuple[float, float]:
 
 
 def p_not_negative(probs: Any) -> Any:
-    from gaitmil.spec import NEGATIVE
+    from gaitcontract.spec import NEGATIVE
 
     return 1.0 - probs[..., NEGATIVE]
 
@@ -74,7 +74,7 @@ def run_gate(
         import numpy as np
 
         from edge.runners.registry import create_runner
-        from gaitmil.spec import INPUT_NAME
+        from gaitcontract.spec import INPUT_NAME
     except ImportError as exc:
         return _cannot_run(runner, file, exc)
     card: dict[str, Any] = {}
@@ -152,7 +152,7 @@ def _split_figures(
 
     from edge.errors import ModelError
     from edge.streaming import EncoderWorker, SplitSessions
-    from gaitmil.spec import even_indices
+    from gaitcontract.spec import even_indices
 
     try:
         sessions = SplitSessions(entry.folder, threads=threads)
@@ -216,7 +216,7 @@ def checkset_arrays(walks: Any, reference_model: Path) -> dict[str, Any]:
     import numpy as np
 
     from edge.runners.registry import create_runner
-    from gaitmil.spec import INPUT_NAME
+    from gaitcontract.spec import INPUT_NAME
 
     stored = np.clip(np.rint(np.asarray(walks, np.float32) * 255.0), 0, 255).astype(np.uint8)
     decoded = stored.astype(np.float32) / 255.0

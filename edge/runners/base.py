@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
-from gaitmil.manifest import REGENERATE_HINT, find_manifest
-from gaitmil.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
+from gaitcontract.manifest import REGENERATE_HINT, find_manifest
+from gaitcontract.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
 
 if TYPE_CHECKING:
-    from gaitmil.manifest import Manifest
+    from gaitcontract.manifest import Manifest
 
 TIMING_KEYS = ("h2d_ms", "compute_ms", "d2h_ms", "total_ms")
 InputShape = tuple[int, int, int, int]
@@ -159,7 +159,7 @@ class Runner(ABC):
         return ModelFile(self.model_path, data, sha256, manifest)
 
     def _manifest(self, sha256: str) -> Manifest | None:
-        from gaitmil.manifest import ManifestError, verify_artifact
+        from gaitcontract.manifest import ManifestError, verify_artifact
 
         path = find_manifest(self.model_path)
         if not path.is_file():
@@ -237,7 +237,7 @@ class Runner(ABC):
     def model_sha256(self) -> str:
         """sha256 of the model file (of the bytes loaded, once active)."""
         if self._model_sha256 is None:
-            from gaitmil.manifest import sha256_file
+            from gaitcontract.manifest import sha256_file
 
             self._model_sha256 = sha256_file(self.model_path)
         return self._model_sha256
@@ -301,7 +301,7 @@ def check_feed(feed: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarra
     if array.dtype != np.float32:
         raise RunnerError(
             f"tensor '{INPUT_NAME}': expected dtype float32, got {array.dtype} "
-            "(convert uint8 silhouettes with gaitmil.spec.to_model_input)"
+            "(convert uint8 silhouettes with gaitcontract.spec.to_model_input)"
         )
     if tuple(array.shape) != tuple(shape):
         raise RunnerError(

@@ -9,8 +9,8 @@ import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.runners.base import InputShape, ModelFacts, ModelFile, Runner, check_model_input_shape
-from gaitmil.manifest import metadata_value
-from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
+from gaitcontract.manifest import metadata_value
+from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES
 
 REBUILD = (
     "rebuild it with `python -m export onnx --checkpoint CKPT --out DIR` "

@@ -28,10 +28,10 @@ from edge.runners.trt_plan import (
     numpy_dtype,
     plan_io,
 )
-from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
+from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES
 
 if TYPE_CHECKING:
-    from gaitmil.manifest import Manifest
+    from gaitcontract.manifest import Manifest
 
 
 class TensorRTRunner(Runner):
@@ -127,7 +127,7 @@ class TensorRTRunner(Runner):
         self, manifest: Manifest, trt_version: str, library: str, device: int
     ) -> None:
         """The engine's manifest must name this TensorRT, this GPU and (if given) this ONNX."""
-        from gaitmil.manifest import sha256_file
+        from gaitcontract.manifest import sha256_file
 
         facts = device_facts(library, device)
         onnx_path = self.options.get("onnx_path")

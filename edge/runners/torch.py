@@ -9,7 +9,7 @@ import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.runners.base import ModelFacts, ModelFile, Runner
-from gaitmil.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH, OUTPUT_NAMES, check_frames
+from gaitcontract.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH, OUTPUT_NAMES, check_frames
 
 if TYPE_CHECKING:
     from gaitmil.model import GaitMIL
@@ -30,8 +30,8 @@ class TorchRunner(Runner):
             raise RunnerError(
                 "the torch runner needs PyTorch: pip install 'gaitmil-edge[train]' (torch==2.13.0)"
             ) from err
+        from gaitcontract.errors import CheckpointError
         from gaitmil.checkpoint import load_checkpoint
-        from gaitmil.errors import CheckpointError
 
         try:
             network, meta = load_checkpoint(self.model_path, map_location="cpu")

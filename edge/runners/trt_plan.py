@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gaitmil.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
+from gaitcontract.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
 
 CUDA_LIBRARIES = ("cuda-python", "pycuda")
 # The module that proves a library is usable: `cuda` alone is a namespace package that any

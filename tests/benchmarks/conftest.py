@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from export.random_model import structured_frames
-from gaitmil import spec
+from gaitcontract import spec
 from tests.edge.kiosk_support import build_kiosk_model
 
 FRAMES = 16

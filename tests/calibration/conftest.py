@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calibration.dataset import CalibrationSet, build_set, save_set
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def sim_set(count: int, frames: int, seed: int) -> CalibrationSet:

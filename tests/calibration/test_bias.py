@@ -12,7 +12,7 @@ from calibration.bias import _embedding_means, head_batchnorm
 from calibration.dataset import load_set
 from calibration.errors import CalibrationError
 from calibration.quantize import QuantizeConfig, quantize
-from gaitmil.manifest import verify_artifact
+from gaitcontract.manifest import verify_artifact
 
 WALKS = 8  # of calib16's 24: two quantizations of all 24 took ~17 s on the shared machine
 

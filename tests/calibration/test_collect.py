@@ -12,7 +12,7 @@ from calibration.__main__ import main
 from calibration.collect import collect_dataset, collect_sim, collect_walks, parse_sim_spec
 from calibration.dataset import load_set
 from calibration.errors import CalibrationSetError
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def test_sim_spec_parsing():

@@ -13,8 +13,8 @@ from calibration.errors import CalibrationError, CalibrationSetError
 from calibration.quantize import QuantizeConfig, quantize, select_nodes
 from export.audit import audit_model
 from export.onnx_utils import get_metadata, ort_session
-from gaitmil import spec
-from gaitmil.manifest import verify_artifact
+from gaitcontract import spec
+from gaitcontract.manifest import verify_artifact
 from tests.calibration.conftest import zero_points_and_types
 
 

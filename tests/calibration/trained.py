@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def train_tiny(

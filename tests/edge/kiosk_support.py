@@ -30,11 +30,11 @@ WALK_FRAMES = 60
 
 def export_test_onnx(model: Any, meta: dict, path: Path, frames: int) -> Path:
     """`model` (a GaitMIL from load_checkpoint) as FP32 ONNX at `path` with T=`frames`, plus the
-    manifest beside it: the shipped outputs, in gaitmil.spec.OUTPUT_NAMES order."""
+    manifest beside it: the shipped outputs, in gaitcontract.spec.OUTPUT_NAMES order."""
     import torch
 
-    from gaitmil.manifest import Manifest, sha256_file, write_manifest
-    from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES, input_shape
+    from gaitcontract.manifest import Manifest, sha256_file, write_manifest
+    from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES, input_shape
 
     class Wrapped(torch.nn.Module):
         def __init__(self, inner: Any) -> None:

@@ -11,7 +11,7 @@ from edge.classify import Classifier
 from edge.errors import RunnerError
 from edge.runners.base import ModelFacts, Runner
 from edge.types import Prediction, Walk, WalkQuality
-from gaitmil.spec import NUM_CLASSES
+from gaitcontract.spec import NUM_CLASSES
 
 
 class _EchoRunner(Runner):

@@ -17,8 +17,8 @@ from edge.collect import (
     read_labels,
 )
 from edge.config import load_config
+from gaitcontract.silhouette import cut
 from gaitmil.data import load_pkl
-from gaitmil.silhouette import cut
 from tests.edge.kiosk_support import (
     run_kiosk,
     subscriber_for,

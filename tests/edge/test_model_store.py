@@ -136,7 +136,7 @@ def test_a_kill_during_install_keeps_the_old_model_active_and_loadable(tmp_path)
     import numpy as np
 
     from edge.runners.registry import create_runner
-    from gaitmil.spec import INPUT_NAME
+    from gaitcontract.spec import INPUT_NAME
 
     with create_runner("onnxruntime", active.path) as runner:
         assert runner.model_id == "site-a"
@@ -166,7 +166,7 @@ def _damaged_int8(folder: Path, model_id: str) -> None:
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    from gaitmil.manifest import sha256_file
+    from gaitcontract.manifest import sha256_file
 
     model = onnx.load(str(DEMO / "model.int8-cpu.onnx"))
     rng = np.random.default_rng(0)
@@ -289,7 +289,7 @@ def _damaged_head(folder: Path) -> None:
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    from gaitmil.manifest import sha256_file
+    from gaitcontract.manifest import sha256_file
 
     model = onnx.load(str(folder / "head.onnx"))
     rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ from edge.segment import PassthroughSegmenter
 from edge.sources import open_source
 from edge.sources.silhouettes import looks_aligned
 from edge.walks import STOPPED, TOO_SHORT, WalkAssembler
-from gaitmil.silhouette import normalize_for_model
+from gaitcontract.silhouette import normalize_for_model
 
 FPS = 15.0  # half the camera rate: fewer frames to render, still two gait cycles and more
 

@@ -20,7 +20,7 @@ from edge.walks import (
     WalkAssembler,
     person_band,
 )
-from gaitmil.silhouette import normalize_for_model
+from gaitcontract.silhouette import normalize_for_model
 
 from .pipeline_synth import empty_frames, walk_frames
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def simulated(count: int, frames: int, seed: int = 0) -> np.ndarray:

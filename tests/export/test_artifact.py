@@ -8,8 +8,8 @@ import pytest
 from export.artifact import ArtifactFacts, save_onnx_artifact
 from export.batches import padded_batches, run_in_batches
 from export.onnx_utils import load_onnx
-from gaitmil.errors import GaitMILError
-from gaitmil.manifest import verify_artifact
+from gaitcontract.errors import GaitMILError
+from gaitcontract.manifest import verify_artifact
 
 
 class CallersError(GaitMILError):

@@ -15,8 +15,8 @@ import pytest
 
 from edge.runners.registry import create_runner
 from export.engine import EngineConfig, build_engine
-from gaitmil.manifest import manifest_path_for
-from gaitmil.spec import INPUT_NAME
+from gaitcontract.manifest import manifest_path_for
+from gaitcontract.spec import INPUT_NAME
 from tests.fakes.cuda_fake import FakeGpu
 from tests.fakes.install import install
 
@@ -48,7 +48,7 @@ def _drop_manifest(fake, engine, model):
 def _new_onnx(fake, engine, model):
     import onnx
 
-    from gaitmil.manifest import sha256_file
+    from gaitcontract.manifest import sha256_file
 
     proto = onnx.load(str(model))
     proto.doc_string = "re-exported"

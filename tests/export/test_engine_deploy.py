@@ -103,7 +103,7 @@ def test_engine_unit_command_builds_then_reuses_without_torch_or_onnx(
 
     # the kiosk (this process, same fake GPU) accepts the pair the oneshot left
     from edge.runners.registry import create_runner
-    from gaitmil.spec import INPUT_NAME
+    from gaitcontract.spec import INPUT_NAME
     from tests.fakes.install import install
 
     install(monkeypatch, tensorrt=tensorrt, cuda_bindings=int(bindings))

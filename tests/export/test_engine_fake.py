@@ -18,8 +18,8 @@ from edge.runners.registry import create_runner
 from export.__main__ import main
 from export.engine import EngineConfig, build_engine
 from export.errors import EngineError
-from gaitmil.manifest import manifest_path_for, verify_artifact
-from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
+from gaitcontract.manifest import manifest_path_for, verify_artifact
+from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES
 from tests.fakes.install import install
 
 
@@ -117,7 +117,7 @@ def test_model_id_comes_from_the_onnx_manifest_when_metadata_lacks_it(monkeypatc
     _strip_metadata(model)
     manifest_path = model.parent / "model.manifest.json"
     data = json.loads(manifest_path.read_text())
-    from gaitmil.manifest import sha256_file
+    from gaitcontract.manifest import sha256_file
 
     data["files"] = {model.name: sha256_file(model)}
     manifest_path.write_text(json.dumps(data))

@@ -22,7 +22,7 @@ def test_build_reuse_and_refuse(tiny_onnx, tmp_path):
     pytest.importorskip("tensorrt")
     from export.engine import EngineConfig, build_engine
     from export.errors import EngineError
-    from gaitmil.manifest import verify_artifact
+    from gaitcontract.manifest import verify_artifact
 
     engine = tmp_path / "model.engine"
     built = build_engine(EngineConfig(tiny_onnx.onnx_path, engine, timing_cache=tmp_path))
@@ -63,7 +63,7 @@ def test_boot_rebuilds_a_truncated_engine_and_accepts_its_timing_cache(tiny_onnx
 
     from edge.runners.registry import create_runner
     from export.engine import EngineConfig, build_engine
-    from gaitmil.spec import INPUT_NAME
+    from gaitcontract.spec import INPUT_NAME
 
     engine = tmp_path / "model.engine"
     boot = EngineConfig(

@@ -10,8 +10,8 @@ from export.audit import audit_model
 from export.errors import ExportError
 from export.fp16 import convert_fp16, upstream_nodes
 from export.onnx_utils import get_metadata, load_onnx, ort_session
-from gaitmil import spec
-from gaitmil.manifest import verify_artifact
+from gaitcontract import spec
+from gaitcontract.manifest import verify_artifact
 from tests.export.conftest import simulated
 
 

@@ -1,4 +1,4 @@
-"""gaitmil.manifest: schema, round trip, artifact verification."""
+"""gaitcontract.manifest: schema, round trip, artifact verification."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gaitmil.manifest import (
+from gaitcontract.manifest import (
     FORMAT,
     Manifest,
     ManifestError,

@@ -10,9 +10,9 @@ import pytest
 from export.errors import ExportError
 from export.onnx_export import ExportConfig, export_onnx
 from export.onnx_utils import get_metadata, io_shapes, load_onnx, weights_sha256
-from gaitmil import spec
-from gaitmil.errors import CheckpointError, ConfigError
-from gaitmil.manifest import read_manifest, sha256_file, verify_artifact
+from gaitcontract import spec
+from gaitcontract.errors import CheckpointError, ConfigError
+from gaitcontract.manifest import read_manifest, sha256_file, verify_artifact
 from tests.export.conftest import simulated
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calibration.demo_artifacts import check_current, regenerate
-from gaitmil.manifest import sha256_file, verify_artifact
+from gaitcontract.manifest import sha256_file, verify_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo"

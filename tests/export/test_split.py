@@ -21,8 +21,8 @@ from export.split import (
     read_split_manifest,
     split_parity,
 )
-from gaitmil import spec
-from gaitmil.manifest import read_manifest
+from gaitcontract import spec
+from gaitcontract.manifest import read_manifest
 from tests.export.conftest import simulated
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo"

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gaitmil.spec import CLASSES
+from gaitcontract.spec import CLASSES
 
 TILT_DEG = {0: 0.0, 1: 9.0, 2: 18.0}
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from gaitcontract.errors import GaitMILError
 from gaitmil import baseline
-from gaitmil.errors import GaitMILError
 from tests.gaitmil.synth import write_dataset
 
 

@@ -7,14 +7,14 @@ import re
 import pytest
 import torch
 
+from gaitcontract.errors import CheckpointError
+from gaitcontract.spec import CLASSES
 from gaitmil.checkpoint import (
     describe_checkpoint,
     load_checkpoint,
     load_train_state,
     save_checkpoint,
 )
-from gaitmil.errors import CheckpointError
-from gaitmil.spec import CLASSES
 from tests.gaitmil.conftest import make_model, walk_batch
 
 

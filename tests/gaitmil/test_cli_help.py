@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gaitmil import SOFTWARE
+from gaitcontract import SOFTWARE
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("gaitmil", "gaitsim", "benchmarks", "central")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from gaitcontract.errors import DatasetError
+from gaitcontract.spec import CLASS_INDEX
 from gaitmil.data import PKBatchSampler, Scoliosis1K, collate, load_pkl
-from gaitmil.errors import DatasetError
-from gaitmil.spec import CLASS_INDEX
 
 
 def _tree(root, subjects, frames=12):
@@ -64,7 +64,7 @@ def test_loads_train_and_test_subsets(tree):
 def test_evaluation_sampling_is_even_and_training_sampling_is_seeded(tree):
     ev = Scoliosis1K(tree, "118", "test", frames=4, train_sampling=False)
     frames = (ev[0][0][:, 0, 22].numpy() * 255 / 10).round().astype(int)
-    assert frames.tolist() == [1, 4, 7, 10]  # gaitmil.spec.even_indices(12, 4)
+    assert frames.tolist() == [1, 4, 7, 10]  # gaitcontract.spec.even_indices(12, 4)
     tr = Scoliosis1K(tree, "118", "train", frames=30)  # longer than the sequence: with replacement
     a, b, c = tr[(0, 7)][0], tr[(0, 7)][0], tr[(0, 8)][0]
     assert a.shape[0] == 30

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from gaitcontract.errors import DatasetError
 from gaitmil.data import Scoliosis1K
-from gaitmil.errors import DatasetError
 from gaitmil.folds import (
     audit_split,
     kfold_splits,

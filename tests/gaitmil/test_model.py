@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gaitmil.errors import ConfigError
+from gaitcontract.errors import ConfigError
 from gaitmil.model import (
     MASK_FILL,
     PRESETS,

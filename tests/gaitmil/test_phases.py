@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaitmil.errors import ConfigError
+from gaitcontract.errors import ConfigError
 from gaitmil.phases import DIM, assign, fit_centroids, pool_frames
 
 

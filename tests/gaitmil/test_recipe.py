@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from gaitcontract.errors import ConfigError
 from gaitmil.checkpoint import describe_checkpoint, load_checkpoint
 from gaitmil.data import Scoliosis1K, split_subjects_in_parts
-from gaitmil.errors import ConfigError
 from gaitmil.losses import LossConfig, gait_mil_loss, supervised_contrastive
 from gaitmil.metrics import threshold_for_sensitivity
 from gaitmil.model import GaitMIL, GaitMILConfig

@@ -1,4 +1,4 @@
-"""gaitmil.silhouette against hand-worked cases (OpenGait pretreatment + ScoNet cut).
+"""gaitcontract.silhouette against hand-worked cases (OpenGait pretreatment + ScoNet cut).
 
 A mask exactly 64 rows tall keeps its width through the resize (int(64 * W / 64) = W,
 and cv2 copies an image resized to its own size), so these cases can be worked out
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaitmil.silhouette import (
+from gaitcontract.silhouette import (
     MIN_PIXEL_SUM,
     REASON_DEGENERATE,
     REASON_EMPTY,
@@ -137,7 +137,7 @@ def test_normalize_sequence_drops_empty_frames_with_reasons():
 
 def test_centre_on_first_column_is_degenerate_like_opengait():
     # OpenGait skips a frame whose x centre is column 0 ("if not x_center")
-    from gaitmil.silhouette import REASON_DEGENERATE, normalize
+    from gaitcontract.silhouette import REASON_DEGENERATE, normalize
 
     mask = np.zeros((64, 30), np.uint8)
     mask[:, 0] = 255

@@ -1,11 +1,11 @@
-"""gaitmil.spec: the model contract."""
+"""gaitcontract.spec: the model contract."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gaitmil import spec
+from gaitcontract import spec
 
 
 def test_geometry_and_classes():
@@ -49,7 +49,7 @@ def test_to_model_input():
 
 
 def test_input_resolutions_of_the_contract():
-    from gaitmil import spec
+    from gaitcontract import spec
 
     assert spec.input_shape(2, 30) == (2, 30, 64, 44)  # the default: Scoliosis1K's protocol
     assert spec.input_shape(2, 30, 128) == (2, 30, 128, 88)

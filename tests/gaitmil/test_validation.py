@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaitmil.errors import ConfigError
+from gaitcontract.errors import ConfigError
 from gaitmil.validation import better, choose_referral_threshold, fit_temperature, nll, softmax
 
 

@@ -1,4 +1,4 @@
-"""One version source: gaitmil.__version__ is what setup.py, every --version and the status name."""
+"""One version source: gaitcontract.__version__ is what setup.py, every --version and the status name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gaitmil
+import gaitcontract
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def test_setup_reads_the_one_version():
         .stdout.strip()
         .splitlines()[-1]
     )
-    assert out == gaitmil.__version__
+    assert out == gaitcontract.__version__
 
 
 def test_command_line_tools_print_it():
@@ -35,10 +35,10 @@ def test_command_line_tools_print_it():
             text=True,
             check=True,
         ).stdout
-        assert gaitmil.__version__ in out, module
+        assert gaitcontract.__version__ in out, module
 
 
 def test_the_status_message_names_it():
     from edge.mqtt import SOFTWARE
 
-    assert SOFTWARE == f"gaitmil-edge {gaitmil.__version__}"
+    assert SOFTWARE == f"gaitmil-edge {gaitcontract.__version__}"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gaitmil.spec import NEGATIVE, NEUTRAL, POSITIVE
+from gaitcontract.spec import NEGATIVE, NEUTRAL, POSITIVE
 from gaitsim import SimConfigError, label_for_severity
 from gaitsim.subject import Posture, sample_subject, severity_for_label
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gaitmil.spec import INPUT_HEIGHT, INPUT_WIDTH
+from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
 from gaitsim import SimConfigError, WalkBatch, label_for_severity, sample_walks
 
 

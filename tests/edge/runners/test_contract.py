@@ -14,7 +14,7 @@ from edge.errors import ModelError, RunnerError
 from edge.runners import available_runners, create_runner
 from edge.runners.base import TIMING_KEYS
 from edge.types import Walk, WalkQuality
-from gaitmil.spec import INPUT_NAME, NUM_CLASSES, OUTPUT_NAMES, even_indices, to_model_input
+from gaitcontract.spec import INPUT_NAME, NUM_CLASSES, OUTPUT_NAMES, even_indices, to_model_input
 
 from .conftest import FRAMES
 
@@ -120,8 +120,8 @@ EXPECTED_MANIFEST = {"onnxruntime": "onnx", "torch": None, "tensorrt": "engine"}
 
 @pytest.mark.parametrize("name", RUNNER_PARAMS)
 def test_facts_come_from_activate(name, model_for, tiny_checkpoint):
+    from gaitcontract.manifest import find_manifest, read_manifest, sha256_file
     from gaitmil.checkpoint import describe_checkpoint
-    from gaitmil.manifest import find_manifest, read_manifest, sha256_file
 
     path = model_for(name)
     runner = create_runner(backend(name), path)
@@ -348,7 +348,7 @@ DEMO = Path(__file__).resolve().parents[3] / "models" / "demo"
 )
 def test_a_bare_exported_model_states_its_own_facts(tmp_path, name, precision):
     """Without a manifest, the precision and id come from the model's `gaitmil.*` metadata."""
-    from gaitmil.manifest import find_manifest, read_manifest
+    from gaitcontract.manifest import find_manifest, read_manifest
 
     shipped = DEMO / name
     bare = tmp_path / name

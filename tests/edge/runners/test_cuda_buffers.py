@@ -13,7 +13,7 @@ import pytest
 
 from edge.runners.cuda_buffers import CudaPythonBuffers, device_facts
 from edge.runners.trt_plan import IOTensor, plan_io
-from gaitmil.spec import OUTPUT_NAMES
+from gaitcontract.spec import OUTPUT_NAMES
 
 
 def _plan(frames: int = 8):

@@ -15,8 +15,8 @@ import pytest
 
 from edge.errors import ModelError, RunnerError
 from edge.runners.registry import create_runner
-from gaitmil.manifest import Manifest, sha256_file, write_manifest
-from gaitmil.spec import INPUT_NAME, OUTPUT_NAMES
+from gaitcontract.manifest import Manifest, sha256_file, write_manifest
+from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES
 from tests.fakes.cuda_fake import FakeGpu, cudaError_t
 from tests.fakes.install import install
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gaitmil.spec import CANVAS_SIZE, CUT_COLUMNS
+from gaitcontract.spec import CANVAS_SIZE, CUT_COLUMNS
 
 # OpenGait's threshold: a frame whose 0/255 pixel sum is at most this is empty.
 MIN_PIXEL_SUM = 10000

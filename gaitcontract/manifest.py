@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gaitmil.errors import GaitMILError
+from gaitcontract.errors import GaitMILError
 
 FORMAT = "gaitmil-manifest/1"
 KINDS = ("onnx", "engine")
