@@ -2,7 +2,7 @@
 
     python -m benchmarks.color_path [--frames 150] [--threads 1] [--json out.json]
 
-1. the network alone (edge.person_model) on one frame, per call;
+1. the network alone (edge.segmentation.person_model) on one frame, per call;
 2. the per-frame pipeline at 640x480 and 1280x720: video decode (VideoSource on an MJPG file
    of simulated colour frames written to a temporary folder), the network, mask
    post-processing (threshold, reflections, components, camera-resolution edges) and walk
@@ -28,11 +28,11 @@ import cv2
 import numpy as np
 
 import gaitsim
-from edge.person_model import PersonModel
-from edge.segment_color import FusedSegmenter, PersonSegmenter
+from edge.segmentation.colour import FusedSegmenter, PersonSegmenter
+from edge.segmentation.person_model import PersonModel
 from edge.sources import open_source
 from edge.types import Frame
-from edge.walks import WalkAssembler
+from edge.walks.assembler import WalkAssembler
 from gaitcontract import HelpFormatter, add_version_flag
 
 GFLOP_PER_CALL = 0.1184  # 59.2 M multiply-adds of the converted model's Conv/ConvTranspose nodes
@@ -130,8 +130,8 @@ def pipeline(model: PersonModel, frames: list, size: tuple[int, int], folder: Pa
 
 
 def fusion_vs_depth(model: PersonModel, seeds: tuple[int, ...], every: int) -> dict:
-    from edge.segment import DepthSegmenter
-    from edge.site import learn_site
+    from edge.segmentation.depth import DepthSegmenter
+    from edge.segmentation.site import learn_site
 
     out: dict[str, dict] = {}
     for view in ("toward", "side"):

@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 
 import gaitsim
-from edge.segment_color import PersonSegmenter, ReflectionRules
+from edge.segmentation.colour import PersonSegmenter, ReflectionRules
 from edge.types import Frame
 from gaitcontract import HelpFormatter, add_version_flag
 

@@ -1,10 +1,10 @@
 """`python -m benchmarks.fanin --kiosks N --rate R --seconds S --broker URL`: many kiosks, one broker.
 
 Each simulated kiosk is the kiosk's own publishing path: its own SQLite outbox and its own
-edge.mqtt.Publisher (a real paho client with its network and outbox-owner threads), grouped
+edge.publishing.publisher.Publisher (a real paho client with its network and outbox-owner threads), grouped
 --kiosks-per-worker to a worker process (benchmarks/fanin_worker.py says why). One dashboard
-subscriber (edge.subscriber.ResultSubscriber, validating and de-duplicating like a real dashboard)
-receives everything. Kiosks publish schema-valid results (edge.result.build_result) on a fixed
+subscriber (edge.publishing.subscriber.ResultSubscriber, validating and de-duplicating like a real dashboard)
+receives everything. Kiosks publish schema-valid results (edge.screening.result.build_result) on a fixed
 schedule, spread evenly inside each period so the load is steady rather than in bursts.
 
 Counted: sent (committed to an outbox), delivered (unique results the subscriber accepted), lost
@@ -124,8 +124,8 @@ def _run_fanin(settings: FaninSettings, broker_url: str | None, database_url: st
     import multiprocessing
 
     from benchmarks.fanin_worker import WorkerPlan, run_worker
+    from edge.publishing.subscriber import ResultSubscriber
     from edge.settings import MqttConfig
-    from edge.subscriber import ResultSubscriber
 
     settings.check()
     received: dict[str, float] = {}

@@ -69,10 +69,10 @@ def _fake_walk_and_prediction(rng: np.random.Generator):
 
 
 def _make_kiosks(plan: WorkerPlan, workdir: Path):
-    from edge.mqtt import Publisher
-    from edge.mqtt_client import publisher_settings
-    from edge.outbox import Outbox
-    from edge.result import ModelIdentity, ResultContext
+    from edge.outbox.store import Outbox
+    from edge.publishing.client import publisher_settings
+    from edge.publishing.publisher import Publisher
+    from edge.screening.result import ModelIdentity, ResultContext
     from edge.settings import KioskIdentity, MqttConfig
 
     mqtt = MqttConfig(
@@ -121,7 +121,7 @@ def run_worker(plan: WorkerPlan, start_at, go, out) -> None:
     """Process body. Messages on `out`: ("ready", index, connect_s) | ("error", index, text) |
     ("sent", index, {result_id: t}, lag_ms) | ("done", index, counters)."""
     from edge.errors import EdgeError
-    from edge.result import build_result
+    from edge.screening.result import build_result
 
     try:
         with tempfile.TemporaryDirectory(prefix=f"gaitmil-fanin-{plan.index}-") as tmp:

@@ -91,10 +91,10 @@ def run(
     model: Path, walks: int, seeds: tuple[int, ...] = SEEDS, threads: int | None = None
 ) -> dict[str, Any]:
     """Every walk of the fresh streams through the kiosk path; the report as a dict."""
-    from edge.classify import Classifier
     from edge.collect import kiosk_walks
     from edge.config import load_config
     from edge.runners.registry import create_runner
+    from edge.screening.classify import Classifier
     from edge.types import Walk
 
     per_stream = max(1, walks // len(seeds))

@@ -47,7 +47,7 @@ from benchmarks.roofline import (
 )
 from benchmarks.stats import summarize, throughput_per_s
 from edge.errors import EdgeError
-from edge.topic_guard import add_topic_flags
+from edge.publishing.topic_guard import add_topic_flags
 from gaitcontract import HelpFormatter, add_version_flag, spec
 from gaitcontract.errors import GaitMILError
 
@@ -102,7 +102,7 @@ def postprocess(
     outputs: dict[str, np.ndarray], walk_lengths: list[int], frames: int, threshold: float
 ) -> list[tuple[str, np.ndarray]]:
     """Screening decision per walk plus the walk frame indices the model attended to most."""
-    from edge.result import screen
+    from edge.screening.result import screen
 
     decisions = []
     for b, length in enumerate(walk_lengths):
@@ -320,7 +320,7 @@ def split_costs(specs: list[BackendSpec], settings: LatencySettings) -> list[dic
     """Per model folder measured: the split's encoder (per frame) and head (per walk) costs on
     ONNX Runtime CPU (benchmarks.streaming.model_costs), or why there are none."""
     from benchmarks.streaming import model_costs
-    from edge.streaming import SPLIT_MANIFEST
+    from edge.screening.streaming import SPLIT_MANIFEST
 
     out = []
     for folder in dict.fromkeys(s.model.parent for s in specs):

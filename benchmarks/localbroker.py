@@ -41,7 +41,7 @@ def _is_loopback_host(host: str) -> bool:
 
 def require_loopback(url: str) -> tuple[str, int]:
     """(host, port) of a mqtt:// URL on loopback, or BenchmarkError saying why it is refused."""
-    from edge.broker_url import parse_broker_url
+    from edge.publishing.broker_url import parse_broker_url
 
     try:
         address = parse_broker_url(url)
@@ -64,7 +64,7 @@ def local_broker(url: str | None, protocol: str = "5") -> Iterator[LocalBroker]:
         host, port = require_loopback(url)
         yield LocalBroker(url, host, port, protocol, embedded=False)
         return
-    from edge.broker import EmbeddedBroker
+    from edge.publishing.broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     started = broker.start()

@@ -170,8 +170,8 @@ def run_mode(mode: str, args: argparse.Namespace, broker, state_dir: Path) -> di
     import psutil
 
     from edge.config import load_config
+    from edge.publishing.topic_guard import guarded_prefix
     from edge.service import Kiosk, ServiceOptions
-    from edge.topic_guard import guarded_prefix
     from edge.wiring import build_components
 
     if mode not in MODES:
@@ -355,7 +355,7 @@ def pipeline_markdown(report: dict) -> str:
 def main_pipeline(args: argparse.Namespace, command: str) -> int:
     """Entry from benchmarks.latency when --pipeline is given."""
     from benchmarks.backends import resolve_backends
-    from edge.topic_guard import guarded_prefix
+    from edge.publishing.topic_guard import guarded_prefix
 
     # refused before any model is loaded or broker started; run_mode applies it to each kiosk
     guarded_prefix(

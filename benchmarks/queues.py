@@ -7,7 +7,7 @@ checked frame by frame: whose pixels its kept silhouettes are (a walk with two
 children's silhouettes is `merged`; `mixed` counts walks where any frame the walk took as
 its own person, with or without a silhouette, shows another child), which child each published result is for, whether a
 child got exactly one result (or was in a `multiple_people` retake), and whether a
-retake followed a judged walk of the same child (`stray`). Fragments (edge.walks)
+retake followed a judged walk of the same child (`stray`). Fragments (edge.walks.assembler)
 are what the kiosk drops without a session token; they are counted, not published.
 
 Used by tests/edge/test_queues.py and the queue scenario of benchmarks.kiosk_path.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.walks import MULTIPLE_PEOPLE
+from edge.walks.assembler import MULTIPLE_PEOPLE
 
 JUDGED = "judged"
 

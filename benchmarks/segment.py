@@ -2,7 +2,7 @@
 
     python -m benchmarks.segment [--walks 1] [--repeats 5] [--threads 1] [--json out.json]
 
-Runs `edge.segment.DepthSegmenter` and `edge.walks.WalkAssembler` over the frames of simulated
+Runs `edge.segmentation.depth.DepthSegmenter` and `edge.walks.assembler.WalkAssembler` over the frames of simulated
 walks (gaitsim, depth only) `--repeats` times and prints per-frame times. For each frame the best
 of the repeats is kept, which removes most of the load other processes put on a shared machine;
 the mean over all runs is printed beside it. The kiosk's target is 2 ms per frame; it is reported,
@@ -38,10 +38,10 @@ def run(
 ) -> dict:
     """Time segmentation + walk assembly over `walks` simulated walks, `repeats` times."""
     import gaitsim
-    from edge.segment import DepthSegmenter
-    from edge.site import learn_site
+    from edge.segmentation.depth import DepthSegmenter
+    from edge.segmentation.site import learn_site
     from edge.types import Frame
-    from edge.walks import WalkAssembler
+    from edge.walks.assembler import WalkAssembler
 
     if walks < 1 or repeats < 1 or threads < 1:
         raise ValueError("--walks, --repeats and --threads must be at least 1")

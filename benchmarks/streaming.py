@@ -70,7 +70,7 @@ def model_costs(
     folder: Path, iters: int, warmup: int, threads: int, whole: bool = True
 ) -> dict[str, Any]:
     """Per-frame encoder, per-walk head and (`whole`) per-walk whole-graph costs (ms) on ORT CPU."""
-    from edge.streaming import FEATURES, POOLED, read_split_manifest
+    from edge.screening.streaming import FEATURES, POOLED, read_split_manifest
     from export.walks import simulated_walks
     from gaitcontract import spec
 
@@ -122,7 +122,7 @@ def pipeline_side_by_side(model: Path, args: argparse.Namespace) -> list[dict[st
     from benchmarks import pipeline
     from benchmarks.localbroker import local_broker
     from benchmarks.pipeline import run_mode
-    from edge import streaming
+    from edge.screening import streaming
 
     rows = []
     # the streaming worker's counters at the end of its run (run_mode returns its own fields only)

@@ -106,7 +106,7 @@ def _predicted_class(meta: dict[str, Any]) -> int:
 
 
 def read_recorded_walk(path: Path, frames: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """One kiosk recording (edge.record format) -> (uint8 [T, 64, 44] evenly sampled, meta)."""
+    """One kiosk recording (edge.walks.record format) -> (uint8 [T, 64, 44] evenly sampled, meta)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             silhouettes = data["silhouettes"]

@@ -33,7 +33,7 @@ from edge.errors import (
     SegmentationError,
     SourceError,
 )
-from edge.topic_guard import add_topic_flags
+from edge.publishing.topic_guard import add_topic_flags
 from gaitcontract import HelpFormatter, add_version_flag
 
 EXIT_OK = 0
@@ -151,7 +151,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_site(args: argparse.Namespace) -> int:
-    from edge.site import learn_site
+    from edge.segmentation.site import learn_site
     from edge.sources import open_source
     from edge.sources.base import good_frames
 
@@ -231,7 +231,7 @@ def subscriber_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    from edge.subscriber import ResultSubscriber
+    from edge.publishing.subscriber import ResultSubscriber
 
     config = subscriber_config(args)
     subscriber = ResultSubscriber(
@@ -328,7 +328,7 @@ def _check_model(cfg: Any) -> CheckResult:
 
 
 def _check_broker(cfg: Any, timeout: float) -> CheckResult:
-    from edge.mqtt_client import (
+    from edge.publishing.client import (
         build_client,
         describe_connect_error,
         is_auth_refusal,
@@ -376,7 +376,7 @@ def _check_broker(cfg: Any, timeout: float) -> CheckResult:
 
 
 def _check_outbox(cfg: Any) -> CheckResult:
-    from edge.outbox import Outbox
+    from edge.outbox.store import Outbox
 
     try:
         with Outbox.from_config(cfg) as outbox:
@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_collect, collect_args=[])
 
-    from edge.outbox_cli import add_parser as add_outbox_parser
+    from edge.outbox.cli import add_parser as add_outbox_parser
 
     add_outbox_parser(sub)
     from edge.model_store.cli import add_parser as add_model_parser

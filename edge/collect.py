@@ -375,7 +375,7 @@ def collect_recordings(
     recordings: Path, labels_csv: Path, out: Path, split_name: str, test_fraction: float, seed: int
 ) -> dict[str, Any]:
     """Walks recorded on site (privacy.record_walks) joined with labels from clinical follow-up."""
-    from edge.record import read_walk
+    from edge.walks.record import read_walk
 
     files = sorted(Path(recordings).glob("*.npz"))
     if not files:

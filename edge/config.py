@@ -8,8 +8,8 @@ where it came from and what is allowed. Relative paths are resolved against
 the current working directory (the systemd unit sets WorkingDirectory).
 
 One public path each: the models of the tree are in edge.settings, loading
-them is here, the referral threshold is edge.threshold and the broker URL
-edge.broker_url.
+them is here, the referral threshold is edge.screening.threshold and the broker URL
+edge.publishing.broker_url.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ loopback (unless --broker), and a console subscriber that prints each result
 the way a dashboard lists it, then a summary. The demo model was trained on
 simulated walks: its outputs check the pipeline, they screen nobody.
 
-Its results go out under the test topic prefix (edge.topic_guard, `gaitmil-test/v1`),
+Its results go out under the test topic prefix (edge.publishing.topic_guard, `gaitmil-test/v1`),
 so a demo pointed at a real broker with --broker never lands in real records;
 the production prefix is refused unless --allow-production-prefix is given.
 """
@@ -51,7 +51,7 @@ class DemoOptions:
     site_id: str = "demo-school"
     kiosk_id: str = "demo-kiosk"
     result_timeout_s: float = 15.0
-    topic_prefix: str | None = None  # None: edge.topic_guard.TEST_PREFIX
+    topic_prefix: str | None = None  # None: edge.publishing.topic_guard.TEST_PREFIX
     allow_production_prefix: bool = False  # allow a production prefix (gaitmil/...): real records
 
 
@@ -82,13 +82,13 @@ def find_demo_model(explicit: str | None = None) -> Path:
 
 def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     """Run the demo; returns 0 when every walk's result reached the console subscriber."""
-    from edge.broker import EmbeddedBroker
     from edge.config import load_config
     from edge.logs import setup_logging
+    from edge.publishing.broker import EmbeddedBroker
+    from edge.publishing.subscriber import ResultSubscriber
+    from edge.publishing.topic_guard import guarded_prefix
     from edge.service import Kiosk, ServiceOptions
     from edge.sources import open_source
-    from edge.subscriber import ResultSubscriber
-    from edge.topic_guard import guarded_prefix
     from edge.wiring import build_components
 
     prefix = guarded_prefix(

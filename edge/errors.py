@@ -46,7 +46,7 @@ class ConfigError(EdgeError):
 
 
 class PublishError(EdgeError):
-    """A result could not be queued or published (used by edge.outbox / edge.mqtt)."""
+    """A result could not be queued or published (used by edge.outbox.store / edge.publishing.publisher)."""
 
 
 __all__ = [

@@ -53,7 +53,7 @@ class Health:
             "rescreens": 0,
             "inference_errors": 0,
             "results_refused": 0,  # the outbox could not store a result (alarm raised)
-            "fragments_dropped": 0,  # tracks too short or only at the border: no result (edge.walks)
+            "fragments_dropped": 0,  # tracks too short or only at the border: no result (edge.walks.assembler)
         }
         self._retake_reasons: dict[str, int] = {}
         self._latency: dict[str, deque[float]] = {}

@@ -15,7 +15,7 @@ taking frames, finish or abandon the current walk (`walk.on_shutdown`), flush
 the outbox for `outbox.flush_seconds`, publish `stopped` and return 0.
 
 Per-walk problems (gate failures, inference errors) become `retake` results, except
-fragments (edge.walks: a track too short, or only at the border), which are dropped and
+fragments (edge.walks.assembler: a track too short, or only at the border), which are dropped and
 counted (health `fragments_dropped`) unless nothing else answered the session token;
 per-frame problems (bad arrays, an unreadable image in a replay) are counted and
 logged at a limited rate. Only start-up problems (config, model, camera, broker
@@ -52,7 +52,7 @@ from edge.errors import (
 from edge.health import Health, RateLimitedLog
 from edge.notify import Notifier
 from edge.types import Frame, Walk
-from edge.walks import INTERRUPTED
+from edge.walks.assembler import INTERRUPTED
 from edge.wiring import (
     Components,
     build_components,
@@ -427,7 +427,7 @@ class Kiosk:
     def _drop_fragment(self, walk: Walk) -> bool:
         """True when `walk` is a fragment nobody needs to hear about (counted and logged).
 
-        A fragment (a track too short to be a walk, or only ever at the border: edge.walks)
+        A fragment (a track too short to be a walk, or only ever at the border: edge.walks.assembler)
         is not a child to ask to walk again, except when it is all a session token saw:
         then the dashboard waiting on that token gets its `too_short` retake.
         """

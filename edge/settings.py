@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from edge.broker_url import parse_broker_url
-from edge.threshold import CARD_NAME, ResolvedThreshold, threshold_from_card
+from edge.publishing.broker_url import parse_broker_url
+from edge.screening.threshold import CARD_NAME, ResolvedThreshold, threshold_from_card
 
 # the checkout (or install prefix) that holds edge/ and models/
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ class SegmentationConfig(_Section):
         le=5000,
         description="Depth: how many millimetres closer than the empty corridor a pixel must be to be foreground.",
     )
-    # What counts as a person-sized component and how it is cleaned (edge.segment.ComponentRules),
+    # What counts as a person-sized component and how it is cleaned (edge.segmentation.depth.ComponentRules),
     # for the depth, color, person and fused segmenters; pixels are camera pixels unless marked
     # "working": the segmenters clean masks at half resolution.
     min_height_px: int = Field(
@@ -228,7 +228,7 @@ class SegmentationConfig(_Section):
 
 
 class WalkConfig(_Section):
-    """The walk gate (edge.walks.WalkAssembler; docs/PIPELINE.md)."""
+    """The walk gate (edge.walks.assembler.WalkAssembler; docs/PIPELINE.md)."""
 
     min_frames: int = Field(
         30,

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import EdgeError, ModelError, RunnerError
-from edge.record import record_walk
-from edge.result import (
+from edge.screening.result import (
     INFERENCE_FAILED,
     JUDGED,
     ModelIdentity,
@@ -33,10 +32,11 @@ from edge.result import (
 )
 from edge.settings import KioskConfig
 from edge.types import Frame, Prediction, Walk
+from edge.walks.record import record_walk
 
 if TYPE_CHECKING:
     from edge.sources.base import Source
-    from edge.walks import WalkAssembler
+    from edge.walks.assembler import WalkAssembler
 
 log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
 
@@ -53,10 +53,12 @@ class Components:
     """
 
     source: Any  # edge.sources.Source
-    segmenter: Any  # edge.segment.Segmenter
-    assembler: Any  # edge.walks.WalkAssembler
+    segmenter: Any  # edge.segmentation.depth.Segmenter
+    assembler: Any  # edge.walks.assembler.WalkAssembler
     runner: Any  # edge.runners.base.Runner (not yet active)
-    make_publisher: Callable[[ModelIdentity], Any]  # identity -> edge.mqtt.Publisher (not started)
+    make_publisher: Callable[
+        [ModelIdentity], Any
+    ]  # identity -> edge.publishing.publisher.Publisher (not started)
     threshold: float
     publisher: Any = None
     # screening.rescreen: the card's band [low, high); screening.walks_per_child: walks per token
@@ -70,7 +72,7 @@ class Components:
     child_walks: tuple[str | None, list[tuple[str, float]]] = field(
         default_factory=lambda: (None, [])
     )
-    # model.inference: "streaming" encodes frames as the gate accepts them (edge.streaming)
+    # model.inference: "streaming" encodes frames as the gate accepts them (edge.screening.streaming)
     inference: str = "whole_walk"
     stream_queue_frames: int = 64
     stream_max_frames: int = 1024  # features held at most (the longest walk + the queue)
@@ -92,7 +94,7 @@ class Components:
             freeze(active)
 
     def activate_runner(self, site_id: str, kiosk_id: str, warmup: bool = True) -> None:
-        from edge.classify import Classifier
+        from edge.screening.classify import Classifier
         from gaitcontract.spec import INPUT_NAME
 
         self.runner.activate()
@@ -112,7 +114,7 @@ class Components:
         )
 
     def _start_streaming(self, warmup: bool) -> Any:
-        from edge.streaming import SplitSessions, StreamingClassifier
+        from edge.screening.streaming import SplitSessions, StreamingClassifier
 
         sessions = SplitSessions(
             Path(self.runner.model_path).parent, threads=getattr(self.runner, "threads", None)
@@ -272,9 +274,9 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
 
     `runner` / `source` replace the configured ones (tests inject bad input this way).
     """
-    from edge.mqtt import Publisher
-    from edge.mqtt_client import publisher_settings
-    from edge.outbox import Outbox
+    from edge.outbox.store import Outbox
+    from edge.publishing.client import publisher_settings
+    from edge.publishing.publisher import Publisher
     from edge.runners.registry import create_runner
 
     if source is None:
@@ -338,16 +340,16 @@ def make_assembler(cfg: KioskConfig) -> WalkAssembler:
 
     The config already refused short_coverage > min_coverage naming both keys.
     """
-    from edge.walks import WalkAssembler
+    from edge.walks.assembler import WalkAssembler
 
     return WalkAssembler(cfg.walk, fps=cfg.source.fps, min_area_px=cfg.segmentation.min_area)
 
 
 def make_segmenter(cfg: KioskConfig, source: Any) -> Any:
-    """The segmenter for the configured method and the source's images (edge.segmenters: `auto`
+    """The segmenter for the configured method and the source's images (edge.segmentation.choice: `auto`
     picks by source, a method the source cannot serve is refused here, at start-up); a
     simulated camera without a site model learns its empty corridor."""
-    from edge.segmenters import build_segmenter
+    from edge.segmentation.choice import build_segmenter
 
     return build_segmenter(cfg, source, simulated_site)
 
@@ -371,7 +373,7 @@ def simulated_site(source: Any) -> Any:
     if not isinstance(source, SimSource):
         return None
     import gaitsim
-    from edge.site import learn_site
+    from edge.segmentation.site import learn_site
 
     # the scene of the source's view: side-on walks cross a hall, not the corridor (without
     # it the hall's far wall was a person-sized blob in every frame of sim://?view=side)

@@ -1,6 +1,6 @@
 """Operating points a school programme can choose, the rescreen band and the per-child decision
 (issue 25, item 4). numpy only: training, evaluation and the card call in; the kiosk reads what
-they wrote into card.json (edge.threshold).
+they wrote into card.json (edge.screening.threshold).
 
 - An operating point is a target (`sensitivity` with a value, or `referral_rate` with a value: the
   share of screened children referred at the school prevalence) and the threshold on

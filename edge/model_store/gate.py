@@ -9,7 +9,7 @@ numpy and the runner are imported only when the gate runs.
 
 A model installed with its streaming split (encoder*.onnx + head.onnx + model.split.json, for
 model.inference = "streaming") is also gated as the streaming kiosk runs it: the check set goes
-through edge.streaming's SplitSessions (the FP32 encoder the kiosk loads, in its static batches,
+through edge.screening.streaming's SplitSessions (the FP32 encoder the kiosk loads, in its static batches,
 then the head, on the frames the kiosk would pick) under the same agreement and tolerance rule.
 Both must pass; the split's figures are kept under "split".
 """
@@ -151,7 +151,7 @@ def _split_figures(
     import numpy as np
 
     from edge.errors import ModelError
-    from edge.streaming import EncoderWorker, SplitSessions
+    from edge.screening.streaming import EncoderWorker, SplitSessions
     from gaitcontract.spec import even_indices
 
     try:

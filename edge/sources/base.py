@@ -120,7 +120,7 @@ class Source(ABC):
     def images(self) -> frozenset[str]:
         """The images every frame carries: "depth", "color" and/or "silhouette".
 
-        The kiosk picks its segmenter from this (edge.segmenters) and refuses, at start-up,
+        The kiosk picks its segmenter from this (edge.segmentation.choice) and refuses, at start-up,
         a configured segmenter that needs an image the source never delivers."""
         return frozenset(self._images())
 

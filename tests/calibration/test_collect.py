@@ -37,7 +37,7 @@ def test_sim_set_is_stratified_by_class_and_view():
 
 
 def _record(directory, walk_id, frames, probs, site="school-1"):
-    """A kiosk recording in edge.record's format, written here (record_walks on)."""
+    """A kiosk recording in edge.walks.record's format, written here (record_walks on)."""
     rng = np.random.default_rng(len(walk_id) + frames)
     silhouettes = (rng.random((frames, 64, 44)) > 0.6).astype(np.uint8) * 255
     meta = {

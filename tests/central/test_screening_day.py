@@ -229,8 +229,8 @@ def test_a_nurse_cannot_open_another_schools_station_or_its_stream(site):
 
 
 def test_plain_words_for_every_retake_reason_the_kiosk_sends():
-    from edge.result import INFERENCE_FAILED
-    from edge.walks import RETAKE_REASONS
+    from edge.screening.result import INFERENCE_FAILED
+    from edge.walks.assembler import RETAKE_REASONS
 
     for code in (*RETAKE_REASONS, INFERENCE_FAILED):
         assert code in plain.RETAKE_REASONS, code

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_central_validates_with_the_one_published_schema_the_kiosk_uses():
-    from edge.result import load_schema as kiosk_schema
+    from edge.screening.result import load_schema as kiosk_schema
 
     for name in ("result", "status"):
         assert load_schema(name) is kiosk_schema(name)

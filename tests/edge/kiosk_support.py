@@ -226,7 +226,7 @@ def run_kiosk(cfg: Any, source: Source | None = None, runner: Any = None, **opti
 
 def subscriber_for(broker: Any, **kwargs: Any) -> Any:
     """A started ResultSubscriber on the test broker (validating results against the schema)."""
-    from edge.subscriber import ResultSubscriber
+    from edge.publishing.subscriber import ResultSubscriber
     from tests.edge.mqtt_support import broker_config
 
     sub = ResultSubscriber(broker_config(broker), **kwargs)

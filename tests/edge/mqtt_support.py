@@ -2,7 +2,7 @@
 
 `broker_config(broker, ...)` is an MqttConfig for a test broker (anything with .host and
 .port); `publisher_settings_for(broker, ...)` the Publisher's settings from it and a kiosk
-identity, built by edge.mqtt_client.publisher_settings as the service builds them.
+identity, built by edge.publishing.client.publisher_settings as the service builds them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.mqtt_client import PublisherSettings, publisher_settings
+from edge.publishing.client import PublisherSettings, publisher_settings
 from edge.settings import KioskIdentity, MqttConfig, TLSConfig
 
 

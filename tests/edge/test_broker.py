@@ -1,4 +1,4 @@
-"""edge.broker: the demo's embedded amqtt broker carries a kiosk's results to a subscriber."""
+"""edge.publishing.broker: the demo's embedded amqtt broker carries a kiosk's results to a subscriber."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import socket
 
 import pytest
 
-from edge.broker import EmbeddedBroker
 from edge.errors import PublishError
-from edge.mqtt import Publisher
-from edge.outbox import Outbox
-from edge.subscriber import ResultSubscriber
+from edge.outbox.store import Outbox
+from edge.publishing.broker import EmbeddedBroker
+from edge.publishing.publisher import Publisher
+from edge.publishing.subscriber import ResultSubscriber
 from tests.edge.mqtt_support import broker_config, publisher_settings_for
 from tests.edge.test_mqtt import results
 

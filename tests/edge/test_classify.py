@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from edge.classify import Classifier
 from edge.errors import RunnerError
 from edge.runners.base import ModelFacts, Runner
+from edge.screening.classify import Classifier
 from edge.types import Prediction, Walk, WalkQuality
 from gaitcontract.spec import NUM_CLASSES
 

@@ -167,7 +167,7 @@ def test_run_from_flags_alone(tmp_path, mosquitto, kiosk_model, monkeypatch):
 
 
 def test_calibrate_site_learns_the_empty_corridor(tmp_path, capsys):
-    from edge.site import SiteModel
+    from edge.segmentation.site import SiteModel
 
     out = tmp_path / "site.npz"
     assert (

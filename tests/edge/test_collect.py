@@ -91,7 +91,7 @@ def test_padding_is_the_inverse_of_the_model_cut():
 
 
 def test_recorded_walks_join_labels_from_follow_up(tmp_path):
-    from edge.record import record_walk
+    from edge.walks.record import record_walk
 
     rec = tmp_path / "rec"
     sil = np.zeros((40, 64, 44), np.uint8)

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.segment_color import PersonSegmenter
+from edge.segmentation.colour import PersonSegmenter
 from edge.settings import WalkConfig
 from edge.sources import open_source
-from edge.walks import MULTIPLE_PEOPLE, WalkAssembler
+from edge.walks.assembler import MULTIPLE_PEOPLE, WalkAssembler
 from tests.edge.kiosk_support import kiosk_config
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")

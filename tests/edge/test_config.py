@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from edge.broker_url import parse_broker_url
 from edge.config import (
     TABLE_BEGIN,
     TABLE_END,
@@ -19,8 +18,9 @@ from edge.config import (
     schema_text,
 )
 from edge.errors import ConfigError, EdgeError
+from edge.publishing.broker_url import parse_broker_url
+from edge.screening.threshold import DEFAULT_THRESHOLD
 from edge.settings import KioskConfig
-from edge.threshold import DEFAULT_THRESHOLD
 
 EXAMPLE = Path(str(resources.files("edge").joinpath("data", "kiosk.example.toml")))
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,8 +242,8 @@ def _absent_run_that_ends_a_walk(assembler, segmenter) -> int:
 
 
 def test_every_walk_key_reaches_the_kiosks_gate(tmp_path):
-    from edge.segment import DepthSegmenter
-    from edge.site import learn_site
+    from edge.segmentation.depth import DepthSegmenter
+    from edge.segmentation.site import learn_site
     from edge.wiring import build_components, make_assembler
 
     from .pipeline_synth import empty_frames
@@ -360,16 +360,20 @@ def test_model_frames_is_refused_with_the_reason(tmp_path):
 
 
 def test_the_model_card_is_read_once(tmp_path, monkeypatch):
-    import edge.threshold
+    import edge.screening.threshold
 
     model = tmp_path / "model.onnx"
     (tmp_path / "card.json").write_text(json.dumps({"referral_threshold": 0.3}))
     reads = []
-    real = edge.threshold.read_card
-    monkeypatch.setattr(edge.threshold, "read_card", lambda *a: reads.append(a) or real(*a))
+    real = edge.screening.threshold.read_card
+    monkeypatch.setattr(
+        edge.screening.threshold, "read_card", lambda *a: reads.append(a) or real(*a)
+    )
     import edge.settings
 
-    monkeypatch.setattr(edge.settings, "threshold_from_card", edge.threshold.threshold_from_card)
+    monkeypatch.setattr(
+        edge.settings, "threshold_from_card", edge.screening.threshold.threshold_from_card
+    )
     cfg = load_config(None, overrides={"model.path": str(model)}, env={})
     effective_config(cfg)
     assert cfg.threshold().value == 0.3 and len(reads) == 1
@@ -380,9 +384,9 @@ def test_the_model_card_is_read_once(tmp_path, monkeypatch):
 def test_threshold_resolution_does_not_know_the_config_tree():
     import ast
 
-    import edge.threshold
+    import edge.screening.threshold
 
-    tree = ast.parse(Path(edge.threshold.__file__).read_text())
+    tree = ast.parse(Path(edge.screening.threshold.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(name and name.startswith(("edge.settings", "edge.config")) for name in imported)

@@ -18,8 +18,8 @@ import pytest
 from edge.cli import main
 from edge.config import load_config
 from edge.errors import ConfigError
-from edge.mqtt import Publisher
-from edge.outbox import AUTO_REQUEUE_MAX_PARKS, Outbox
+from edge.outbox.store import AUTO_REQUEUE_MAX_PARKS, Outbox
+from edge.publishing.publisher import Publisher
 from tests.edge.test_faults_session import ResultCounter
 from tests.edge.test_mqtt import results, settings_for, wait_until
 
@@ -56,7 +56,7 @@ def test_mqtt_311_acl_refusal_is_acknowledged_and_lost_so_the_kiosk_warns(
     counter = ResultCounter(broker)
     with Outbox(tmp_path / "o.db") as box:
         publisher = Publisher(settings_for(broker, protocol="3.1.1"), box)
-        with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+        with caplog.at_level(logging.WARNING, logger="edge.publishing.publisher"):
             publisher.start()
         try:
             assert "MQTT 3.1.1" in caplog.text and "lost without notice" in caplog.text

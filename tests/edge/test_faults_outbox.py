@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from edge.cli import main
-from edge.mqtt import Publisher
-from edge.outbox import Outbox, OutboxCorruptError, OutboxDiskFullError, OutboxReadOnlyError
+from edge.outbox.store import Outbox, OutboxCorruptError, OutboxDiskFullError, OutboxReadOnlyError
+from edge.publishing.publisher import Publisher
 from tests.edge.kiosk_support import (
     Corridor,
     kiosk_config,
@@ -206,13 +206,13 @@ def test_index_only_corruption_is_found_at_start_and_export_saves_every_row(
 def test_an_outbox_thread_that_fails_ends_the_run_with_an_error(
     tmp_path, mosquitto, kiosk_model, monkeypatch, caplog
 ):
-    import edge.outbox
+    import edge.outbox.store
 
     cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
     fill_outbox(cfg.outbox_path, rows=50)
     overwrite_pages(cfg.outbox_path, [index_root_page(cfg.outbox_path)])
     # the start-up check would refuse this file; skip it to reach the first read of a running kiosk
-    monkeypatch.setattr(edge.outbox, "check_integrity", lambda conn, path: None)
+    monkeypatch.setattr(edge.outbox.store, "check_integrity", lambda conn, path: None)
     kiosk = run_kiosk(cfg, source=Corridor(walks=3, realtime=True))
     assert kiosk.exit_code == 1
     assert "the outbox thread stopped" in caplog.text and "corrupt" in caplog.text

@@ -12,9 +12,9 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.mqtt import Publisher
-from edge.outbox import Outbox
-from edge.result import ResultError, build_result, validate_result
+from edge.outbox.store import Outbox
+from edge.publishing.publisher import Publisher
+from edge.screening.result import ResultError, build_result, validate_result
 from tests.edge.test_mqtt import CONTEXT, results, settings_for, wait_until
 from tests.edge.test_result import make_prediction, make_walk
 
@@ -147,7 +147,7 @@ def test_the_result_schema_refuses_a_token_with_a_newline():
 
 def test_a_flood_of_junk_is_counted_but_logged_at_a_limited_rate(running, caplog):
     publisher, box, counter, attacker = running
-    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+    with caplog.at_level(logging.WARNING, logger="edge.publishing.publisher"):
         for i in range(2000):
             attacker.publish(SESSION, f"bad {i}", qos=0)
         assert wait_until(lambda: publisher.counters["session_rejected"] >= 1500, 20), (
@@ -164,7 +164,7 @@ def test_a_flood_of_junk_is_counted_but_logged_at_a_limited_rate(running, caplog
 def test_a_flood_of_accepted_tokens_is_logged_at_a_limited_rate(running, caplog):
     publisher, box, counter, attacker = running
     before = publisher.counters["session_tokens"]
-    with caplog.at_level(logging.INFO, logger="edge.mqtt"):
+    with caplog.at_level(logging.INFO, logger="edge.publishing.publisher"):
         for i in range(245):
             attacker.publish(SESSION, f"flood-token-{i:04d}", qos=1)
         assert wait_until(lambda: publisher.counters["session_tokens"] - before == 245, 20), (
@@ -189,7 +189,7 @@ def test_a_flood_of_accepted_tokens_is_logged_at_a_limited_rate(running, caplog)
 
 
 def test_the_reference_subscriber_survives_hostile_messages_on_the_result_topic(mosquitto):
-    from edge.subscriber import ResultSubscriber
+    from edge.publishing.subscriber import ResultSubscriber
     from tests.edge.mqtt_support import broker_config
 
     sub = ResultSubscriber(broker_config(mosquitto))

@@ -12,7 +12,7 @@ import pytest
 
 from edge.cli import main
 from edge.errors import ConfigError
-from edge.topic_guard import TEST_PREFIX, guarded_prefix, is_production
+from edge.publishing.topic_guard import TEST_PREFIX, guarded_prefix, is_production
 from tests.edge.test_mqtt import wait_until
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.mqtt import Publisher
-from edge.outbox import Outbox
+from edge.outbox.store import Outbox
+from edge.publishing.publisher import Publisher
 from tests.edge.test_mqtt import wait_until
 from tests.edge.tls_support import kiosk_settings
 

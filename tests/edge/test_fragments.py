@@ -1,4 +1,4 @@
-"""Fragments (edge.walks: tracks too short, or only ever at the border) are dropped and
+"""Fragments (edge.walks.assembler: tracks too short, or only ever at the border) are dropped and
 counted by the kiosk, unless they are all a session token saw (then retake: too_short)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from edge.config import load_config
 from edge.service import Kiosk
 from edge.types import Walk, WalkQuality
-from edge.walks import TOO_SHORT
+from edge.walks.assembler import TOO_SHORT
 
 
 class Tokens:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.result import validate_result
+from edge.screening.result import validate_result
 from tests.edge.kiosk_support import (
     GAP_FRAMES,
     WALK_FRAMES,

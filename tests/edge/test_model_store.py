@@ -316,7 +316,7 @@ def test_the_split_is_installed_gated_and_found_by_a_streaming_kiosk(tmp_path, c
 
     from edge.config import load_config
     from edge.runners.registry import create_runner
-    from edge.streaming import StreamingClassifier
+    from edge.screening.streaming import StreamingClassifier
     from edge.wiring import Components
 
     folder = model_folder(tmp_path, "a", "site-a")

@@ -1,4 +1,4 @@
-"""edge.mqtt against a real mosquitto: results, status, health, session, outages and refusals."""
+"""edge.publishing.publisher against a real mosquitto: results, status, health, session, outages and refusals."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.mqtt import Publisher
-from edge.mqtt_client import PublisherSettings
-from edge.outbox import Outbox
-from edge.result import ResultContext, build_result, validate_result
-from edge.subscriber import ResultSubscriber
-from edge.topics import Topics, parse_session
+from edge.outbox.store import Outbox
+from edge.publishing.client import PublisherSettings
+from edge.publishing.publisher import Publisher
+from edge.publishing.subscriber import ResultSubscriber
+from edge.publishing.topics import Topics, parse_session
+from edge.screening.result import ResultContext, build_result, validate_result
 from tests.edge.mqtt_support import broker_config, publisher_settings_for
 from tests.edge.test_result import MODEL, make_prediction, make_walk
 
@@ -149,8 +149,8 @@ def test_online_is_republished_after_a_broker_restart(mosquitto, tmp_path):
 KILLED_PUBLISHER = textwrap.dedent(
     """
     import sys, time
-    from edge.mqtt import Publisher
-    from edge.outbox import Outbox
+    from edge.publishing.publisher import Publisher
+    from edge.outbox.store import Outbox
     from tests.edge.mqtt_support import Address, publisher_settings_for
     settings = publisher_settings_for(Address("127.0.0.1", int(sys.argv[1])), kiosk_id="kiosk-w", client_id="will-test")
     p = Publisher(settings, Outbox(sys.argv[2]))
@@ -344,7 +344,7 @@ def test_parse_session_rejects_junk(payload):
 
 def test_publisher_settings_from_config(tmp_path):
     from edge.config import load_config
-    from edge.mqtt_client import publisher_settings
+    from edge.publishing.client import publisher_settings
 
     pw = tmp_path / "pw"
     pw.write_text("pa55\n")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.mqtt import Publisher
-from edge.outbox import Outbox
-from edge.subscriber import ResultSubscriber
+from edge.outbox.store import Outbox
+from edge.publishing.publisher import Publisher
+from edge.publishing.subscriber import ResultSubscriber
 from tests.edge.mqtt_support import broker_config
 from tests.edge.test_mqtt import results, settings_for, wait_until
 
@@ -95,8 +95,8 @@ def test_broker_down_for_30_seconds_mid_run_loses_nothing(mosquitto, tmp_path):
 KIOSK = textwrap.dedent(
     """
     import sys, time
-    from edge.mqtt import Publisher
-    from edge.outbox import Outbox
+    from edge.publishing.publisher import Publisher
+    from edge.outbox.store import Outbox
     from tests.edge.mqtt_support import Address, publisher_settings_for
     from tests.edge.test_mqtt import results
     settings = publisher_settings_for(Address("127.0.0.1", int(sys.argv[1])), client_id="kiosk-killed",

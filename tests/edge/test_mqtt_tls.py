@@ -11,10 +11,10 @@ import pytest
 
 from edge.config import load_config
 from edge.errors import PublishError
-from edge.mqtt import Publisher
-from edge.mqtt_client import publisher_settings
-from edge.outbox import Outbox
-from edge.subscriber import ResultSubscriber
+from edge.outbox.store import Outbox
+from edge.publishing.client import publisher_settings
+from edge.publishing.publisher import Publisher
+from edge.publishing.subscriber import ResultSubscriber
 from tests.edge.mqtt_support import broker_config, publisher_settings_for
 from tests.edge.test_mqtt import results, wait_until
 from tests.edge.tls_support import kiosk_settings
@@ -54,7 +54,7 @@ def test_tls_with_client_certificate_and_password_from_file(tls_broker, pki, tmp
 def test_wrong_password_is_reported_clearly_not_a_crash(tls_broker, pki, tmp_path, caplog):
     with Outbox(tmp_path / "o.db") as box:
         publisher = Publisher(kiosk_settings(tls_broker, pki, "wrong password"), box)
-        with caplog.at_level(logging.ERROR, logger="edge.mqtt"):
+        with caplog.at_level(logging.ERROR, logger="edge.publishing.publisher"):
             publisher.start()
             try:
                 publisher.publish_result(results(1)[0])
@@ -238,7 +238,7 @@ def test_auth_refusals_are_known_by_name_whatever_the_protocol():
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.reasoncodes import ReasonCode
 
-    from edge.mqtt_client import is_auth_refusal
+    from edge.publishing.client import is_auth_refusal
 
     # MQTT 3.1.1 CONNACK return codes 4 and 5 reach on_connect as MQTT 5 reason codes 0x86 / 0x87
     assert [is_auth_refusal(convert_connack_rc_to_reason_code(rc)) for rc in range(6)] == [

@@ -11,7 +11,7 @@ import pytest
 
 from edge.config import effective_config, load_config
 from edge.errors import ConfigError
-from edge.result import (
+from edge.screening.result import (
     NO_REFERRAL,
     REFER,
     RESCREEN,
@@ -215,7 +215,7 @@ def test_old_results_stay_valid_and_a_bad_block_is_refused():
 
 
 def test_the_subscriber_prints_a_rescreen_and_the_child_decision():
-    from edge.subscriber import format_result
+    from edge.publishing.subscriber import format_result
 
     parts = _parts([0.42, 0.9], 1, band=(0.35, 0.45))
     assert "RESCREEN (walk again)" in format_result(_walk(parts))

@@ -1,4 +1,4 @@
-"""edge.outbox: durable, ordered, budgeted, expiring, and safe to share between two threads."""
+"""edge.outbox.store: durable, ordered, budgeted, expiring, and safe to share between two threads."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 import pytest
 
 from edge.errors import PublishError
-from edge.outbox import ROW_OVERHEAD_BYTES, Outbox, OutboxFullError
+from edge.outbox.store import ROW_OVERHEAD_BYTES, Outbox, OutboxFullError
 
 
 class FakeClock:
@@ -97,7 +97,7 @@ def test_expiry_deletes_old_undelivered_rows_and_counts_them(tmp_path, caplog):
         box.park(box.put("t", b"old-parked", 1), "Not authorized")
         clock.now += 86400 + 1
         new = box.put("t", b"new", 1)
-        with caplog.at_level("WARNING", logger="edge.outbox"):
+        with caplog.at_level("WARNING", logger="edge.outbox.store"):
             assert box.expire() == 2
         assert "older than 1.0 days" in caplog.text
         assert [r.row_id for r in box.pending()] == [new] and old != new
@@ -144,7 +144,7 @@ def test_bad_arguments_are_refused(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from edge.outbox import Outbox
+    from edge.outbox.store import Outbox
     box = Outbox(sys.argv[1])
     i = 0
     while True:

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.queues import JUDGED, run_queue, summarise
 from edge.config import load_config
-from edge.walks import MULTIPLE_PEOPLE
+from edge.walks.assembler import MULTIPLE_PEOPLE
 from edge.wiring import make_assembler, make_segmenter, open_configured_source
 
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from edge.record import RecordError, read_walk, record_walk
+from edge.walks.record import RecordError, read_walk, record_walk
 
 
 def test_round_trip_has_the_calibration_format(tmp_path):

@@ -1,4 +1,4 @@
-"""edge.result: the screening rule, the Result dict and its JSON Schema."""
+"""edge.screening.result: the screening rule, the Result dict and its JSON Schema."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from edge.result import (
+from edge.screening.result import (
     INFERENCE_FAILED,
     NO_REFERRAL,
     REFER,

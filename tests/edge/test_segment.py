@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from edge.errors import SegmentationError, SourceError
-from edge.segment import ColorSegmenter, ComponentRules, DepthSegmenter, PassthroughSegmenter
-from edge.site import learn_site
+from edge.segmentation.depth import (
+    ColorSegmenter,
+    ComponentRules,
+    DepthSegmenter,
+    PassthroughSegmenter,
+)
+from edge.segmentation.site import learn_site
 from edge.types import Frame
 
 from .pipeline_synth import CAM_H_MM, CX, CY, FY, corridor, draw_person, empty_frames

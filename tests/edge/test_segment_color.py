@@ -15,13 +15,18 @@ import pytest
 import gaitsim
 from edge.config import load_config
 from edge.errors import SegmentationError
-from edge.person_model import PersonModel, shipped_model
-from edge.segment_color import FusedSegmenter, PersonSegmenter, ReflectionRules, reject_reflections
-from edge.segmenters import choose_method
+from edge.segmentation.choice import choose_method
+from edge.segmentation.colour import (
+    FusedSegmenter,
+    PersonSegmenter,
+    ReflectionRules,
+    reject_reflections,
+)
+from edge.segmentation.person_model import PersonModel, shipped_model
 from edge.settings import WalkConfig
 from edge.sources import open_source
 from edge.types import Frame
-from edge.walks import MULTIPLE_PEOPLE, WalkAssembler
+from edge.walks.assembler import MULTIPLE_PEOPLE, WalkAssembler
 from edge.wiring import make_segmenter
 
 
@@ -119,7 +124,7 @@ def test_two_people_on_a_reflective_floor_are_multiple_people(model):
 
 
 def test_fused_segmenter_keeps_the_child_and_drops_what_depth_puts_out_of_range(model):
-    from edge.site import learn_site
+    from edge.segmentation.site import learn_site
 
     empty = gaitsim.empty_corridor(seed=3, frames=10)
     site = learn_site(Frame(f.index, float(f.timestamp), depth=f.depth) for f in empty)
@@ -173,7 +178,7 @@ def test_a_method_the_source_cannot_serve_fails_at_start_up(uri, method, needs):
 
 
 def test_defaults_pick_colour_for_video_and_passthrough_for_silhouettes():
-    from edge.segment import PassthroughSegmenter
+    from edge.segmentation.depth import PassthroughSegmenter
 
     cfg = load_config(overrides={"source.uri": "video:///nowhere/walk.mp4"}, env={})
     assert cfg.segmentation.method == "auto"

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import gaitsim
-from edge.segment import ComponentRules, DepthSegmenter
+from edge.segmentation.depth import ComponentRules, DepthSegmenter
+from edge.segmentation.site import learn_site
 from edge.settings import SegmentationConfig
-from edge.site import learn_site
 from edge.types import Frame
 
 MIN_MEAN_IOU = 0.955

@@ -14,8 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.errors import RunnerError
-from edge.result import validate_result
 from edge.runners.registry import create_runner
+from edge.screening.result import validate_result
 from tests.edge.kiosk_support import (
     GAP_FRAMES,
     WALK_FRAMES,

@@ -17,10 +17,10 @@ import pytest
 
 import gaitsim
 from edge.collect import pad_to_canvas
-from edge.segment import PassthroughSegmenter
+from edge.segmentation.depth import PassthroughSegmenter
 from edge.sources import open_source
 from edge.sources.silhouettes import looks_aligned
-from edge.walks import STOPPED, TOO_SHORT, WalkAssembler
+from edge.walks.assembler import STOPPED, TOO_SHORT, WalkAssembler
 from gaitcontract.silhouette import normalize_for_model
 
 FPS = 15.0  # half the camera rate: fewer frames to render, still two gait cycles and more

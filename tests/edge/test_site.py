@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.errors import SegmentationError
-from edge.site import SITE_FORMAT, SiteModel, learn_site
+from edge.segmentation.site import SITE_FORMAT, SiteModel, learn_site
 from edge.types import Frame
 
 from .pipeline_synth import WALL_MM, corridor, empty_frames

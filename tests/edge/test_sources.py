@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from edge.errors import SourceError
-from edge.segment import PassthroughSegmenter
+from edge.segmentation.depth import PassthroughSegmenter
 from edge.settings import WalkConfig
 from edge.sources import SOURCES, open_source, scheme_of, source_class, validate_frame
 from edge.sources.base import redact_uri
 from edge.sources.realsense import FILTER_ORDER, backoff_s, depth_to_mm, filter_chain, parse_target
 from edge.types import Frame, Intrinsics
-from edge.walks import WalkAssembler
+from edge.walks.assembler import WalkAssembler
 
 
 def test_registry_maps_schemes_to_classes_lazily():
@@ -35,7 +35,7 @@ def test_registry_maps_schemes_to_classes_lazily():
 
 def test_importing_the_pipeline_pulls_in_no_heavy_library():
     code = (
-        "import sys, edge.sources, edge.segment, edge.walks, edge.site, edge.classify, edge.runners, edge.errors\n"
+        "import sys, edge.sources, edge.segmentation.depth, edge.walks.assembler, edge.segmentation.site, edge.screening.classify, edge.runners, edge.errors\n"
         "from edge.runners import create_runner\n"
         "heavy = [m for m in ('torch', 'tensorrt', 'pyrealsense2', 'pycuda', 'cuda', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

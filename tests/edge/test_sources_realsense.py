@@ -11,11 +11,11 @@ import pytest
 
 import gaitsim
 from edge.errors import SourceError
-from edge.segment import DepthSegmenter
-from edge.site import learn_site
+from edge.segmentation.depth import DepthSegmenter
+from edge.segmentation.site import learn_site
 from edge.sources import open_source
 from edge.types import Frame
-from edge.walks import WalkAssembler
+from edge.walks.assembler import WalkAssembler
 
 from .pipeline_synth import empty_frames, walk_frames
 

@@ -1,4 +1,4 @@
-"""Streaming inference (edge.streaming): the encoder worker, its back-pressure and its store,
+"""Streaming inference (edge.screening.streaming): the encoder worker, its back-pressure and its store,
 and streaming vs whole-walk decisions on the same walks."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import streaming
-from edge.classify import Classifier
 from edge.errors import ModelError
 from edge.runners.registry import create_runner
-from edge.streaming import EncoderWorker, SplitSessions, StreamingClassifier
+from edge.screening import streaming
+from edge.screening.classify import Classifier
+from edge.screening.streaming import EncoderWorker, SplitSessions, StreamingClassifier
 from edge.types import Walk, WalkQuality
 
 ROOT = Path(__file__).resolve().parents[2]

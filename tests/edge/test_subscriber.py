@@ -1,4 +1,4 @@
-"""edge.subscriber: the reference dashboard de-duplicates, validates, prints and records."""
+"""edge.publishing.subscriber: the reference dashboard de-duplicates, validates, prints and records."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.errors import PublishError
-from edge.result import build_result, encode_result
+from edge.publishing.subscriber import ResultSubscriber, format_result
+from edge.screening.result import build_result, encode_result
 from edge.settings import MqttConfig
-from edge.subscriber import ResultSubscriber, format_result
 from tests.edge.mqtt_support import broker_config
 from tests.edge.test_mqtt import CONTEXT, results
 from tests.edge.test_result import make_prediction, make_walk

@@ -1,9 +1,9 @@
-"""edge.tracker.BoxTracker: identity across frames by position, size and depth."""
+"""edge.walks.tracker.BoxTracker: identity across frames by position, size and depth."""
 
 from __future__ import annotations
 
-from edge.tracker import BoxTracker, TrackerConfig
 from edge.types import Person
+from edge.walks.tracker import BoxTracker, TrackerConfig
 
 
 def person(x: float, y: float = 100, h: int = 200, depth: float | None = None, border=False):

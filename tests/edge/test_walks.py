@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.segment import DepthSegmenter
+from edge.segmentation.depth import DepthSegmenter
+from edge.segmentation.site import learn_site
 from edge.settings import WalkConfig
-from edge.site import learn_site
 from edge.types import Mask
-from edge.walks import (
+from edge.walks.assembler import (
     MULTIPLE_PEOPLE,
     PARTIAL_VIEW,
     RETAKE_REASONS,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 import gaitsim
-from edge.segment import DepthSegmenter
-from edge.site import learn_site
+from edge.segmentation.depth import DepthSegmenter
+from edge.segmentation.site import learn_site
 from edge.sources import open_source
 from edge.types import Frame
-from edge.walks import MULTIPLE_PEOPLE, PARTIAL_VIEW, STOPPED, TOO_SHORT, WalkAssembler
+from edge.walks.assembler import MULTIPLE_PEOPLE, PARTIAL_VIEW, STOPPED, TOO_SHORT, WalkAssembler
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.mqtt_client import PublisherSettings
+from edge.publishing.client import PublisherSettings
 from tests.edge.mqtt_support import publisher_settings_for
 
 

@@ -39,6 +39,6 @@ def test_command_line_tools_print_it():
 
 
 def test_the_status_message_names_it():
-    from edge.mqtt import SOFTWARE
+    from edge.publishing.publisher import SOFTWARE
 
     assert SOFTWARE == f"gaitmil-edge {gaitcontract.__version__}"

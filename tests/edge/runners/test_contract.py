@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.classify import Classifier
 from edge.errors import ModelError, RunnerError
 from edge.runners import available_runners, create_runner
 from edge.runners.base import TIMING_KEYS
+from edge.screening.classify import Classifier
 from edge.types import Walk, WalkQuality
 from gaitcontract.spec import INPUT_NAME, NUM_CLASSES, OUTPUT_NAMES, even_indices, to_model_input
 

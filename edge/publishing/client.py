@@ -7,7 +7,7 @@ whether TLS is on, the client id, and the password read from
 mqtt.password_file. `build_client` turns an endpoint into a configured paho-mqtt
 2.x client (callback API version 2): protocol, client id, credentials, TLS,
 last will, reconnect backoff, and the keyword arguments for its connect. The
-publisher (edge.mqtt), the reference subscriber (edge.subscriber) and
+publisher (edge.publishing.publisher), the reference subscriber (edge.publishing.subscriber) and
 `python -m edge check` all build their clients here; central/ has its own
 (central imports nothing of edge).
 
@@ -23,10 +23,10 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edge.broker_url import parse_broker_url
 from edge.errors import PublishError
+from edge.publishing.broker_url import parse_broker_url
+from edge.publishing.topics import Topics
 from edge.settings import KioskIdentity, MqttConfig
-from edge.topics import Topics
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho_client

@@ -1,6 +1,6 @@
 """WalkAssembler: masks in, one Walk out per child crossing the view.
 
-A walk follows one person: edge.tracker.BoxTracker gives every person-sized component a
+A walk follows one person: edge.walks.tracker.BoxTracker gives every person-sized component a
 track id, and a walk collects only the frames of the track it started with, so a queue of
 children gives one walk each and no walk holds two children's frames (docs/PIPELINE.md,
 "How walks are cut").
@@ -38,9 +38,8 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.settings import SegmentationConfig, SourceConfig, WalkConfig
-from edge.tracker import BoxTracker, TrackerConfig
 from edge.types import Mask, Person, Walk
-from edge.walk_gate import (
+from edge.walks.gate import (
     DROP_ABSENT,
     DROP_BORDER,
     DROP_EMPTY,
@@ -59,6 +58,7 @@ from edge.walk_gate import (
     person_band,
     straight_part,
 )
+from edge.walks.tracker import BoxTracker, TrackerConfig
 from gaitcontract.silhouette import normalize_for_model
 from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
 
@@ -122,7 +122,7 @@ class WalkAssembler:
         self._grouped: set[int] = set()  # people already in a multiple_people retake
         self._renamed: tuple[int, int] | None = None  # a track found to be someone else
         # called with (timestamp, silhouette) for each silhouette accepted into a walk
-        # (streaming inference encodes it then, edge.streaming); must not block
+        # (streaming inference encodes it then, edge.screening.streaming); must not block
         self.on_silhouette: Callable[[float, np.ndarray], object] | None = None
 
     @property

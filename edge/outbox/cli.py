@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, PublishError
-from edge.outbox_checksum import check_not_truncated
-from edge.outbox_storage import storage_error
+from edge.outbox.checksum import check_not_truncated
+from edge.outbox.storage import storage_error
 from gaitcontract import HelpFormatter
 
 _COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason"
@@ -116,7 +116,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_requeue(args: argparse.Namespace) -> int:
-    from edge.outbox import Outbox
+    from edge.outbox.store import Outbox
 
     path = outbox_path(args)
     if not path.is_file():

@@ -2,7 +2,7 @@
 
 Used by `python -m edge subscribe` and by the demo's console subscriber; its
 connection settings are an [mqtt] section (edge.settings.MqttConfig) and its
-paho client comes from edge.mqtt_client.build_client. A dashboard that must
+paho client comes from edge.publishing.client.build_client. A dashboard that must
 not miss results while it is away uses a persistent session
 (`persistent=True` with mqtt.client_id set): QoS 1 and clean_start
 False with a session expiry (MQTT 5) or clean_session False (3.1.1).
@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from edge.errors import PublishError
-from edge.mqtt_client import build_client, is_auth_refusal, mqtt_endpoint
-from edge.result import REFER, RESCREEN, RETAKE, ResultError, schema_validator, validate_result
+from edge.publishing.client import build_client, is_auth_refusal, mqtt_endpoint
+from edge.screening.result import (
+    REFER,
+    RESCREEN,
+    RETAKE,
+    ResultError,
+    schema_validator,
+    validate_result,
+)
 from edge.settings import MqttConfig
 
 if TYPE_CHECKING:

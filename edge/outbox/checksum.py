@@ -4,7 +4,7 @@ SQLite's own checks (the quick check at start-up, page checks on read) see a
 damaged page structure, not random bytes inside a stored payload: such a row
 read back fine and was published as it was. Every row now stores the SHA-256 of
 what is published (topic and payload) in the `checksum` column, written with the
-row and verified before the row is handed to the broker (edge.outbox.Outbox.pending).
+row and verified before the row is handed to the broker (edge.outbox.store.Outbox.pending).
 A row that fails is set to state `corrupt` with the reason, raises the
 `outbox_corrupt_row` alarm and stays for an operator (`python -m edge outbox list
 --state corrupt`, `export`); it is never published.
@@ -25,7 +25,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from edge.outbox_storage import OutboxCorruptError
+from edge.outbox.storage import OutboxCorruptError
 
 CORRUPT = "corrupt"
 

@@ -15,12 +15,12 @@ republishes every pending row, so duplicates are possible and results carry
 Faults (docs/MQTT.md "Faults"): every paho callback is guarded, so no message,
 however hostile, can end paho's network thread. The owner thread's work, with
 its supervision of paho's thread and its retries of failed outbox writes, is in
-edge.mqtt_delivery; results the outbox cannot store wait in memory
-(edge.outbox_memory); the session token is held by edge.session_tokens.
+edge.publishing.delivery; results the outbox cannot store wait in memory
+(edge.outbox.memory); the session token is held by edge.publishing.session_tokens.
 
-Topic names and the session parser are in edge.topics; the settings (derived
+Topic names and the session parser are in edge.publishing.topics; the settings (derived
 from the pydantic [mqtt] and [kiosk] sections) and the paho client builder
-(credentials, TLS, last will) in edge.mqtt_client.
+(credentials, TLS, last will) in edge.publishing.client.
 """
 
 from __future__ import annotations
@@ -36,19 +36,19 @@ from typing import Any
 
 from edge.errors import PublishError
 from edge.health import RateLimitedLog
-from edge.mqtt_client import (
+from edge.outbox.memory import HeldResult, HeldResults
+from edge.outbox.store import Outbox
+from edge.publishing.client import (
     PublisherSettings,
     Will,
     build_client,
     describe_connect_error,
     is_auth_refusal,
 )
-from edge.mqtt_delivery import OutboxDelivery
-from edge.outbox import Outbox
-from edge.outbox_memory import HeldResult, HeldResults
-from edge.result import ModelIdentity, encode_result, utc_now_iso
-from edge.session_tokens import SessionTokens
-from edge.topics import HEALTH_SCHEMA, STATUS_SCHEMA
+from edge.publishing.delivery import OutboxDelivery
+from edge.publishing.session_tokens import SessionTokens
+from edge.publishing.topics import HEALTH_SCHEMA, STATUS_SCHEMA
+from edge.screening.result import ModelIdentity, encode_result, utc_now_iso
 from gaitcontract import SOFTWARE
 
 __all__ = ["Publisher"]
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 class Publisher(OutboxDelivery):
     """Publishes results from the outbox, retained status, health, and receives session tokens.
 
-    `settings` comes from edge.mqtt_client.publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id).
+    `settings` comes from edge.publishing.client.publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id).
     """
 
     def __init__(

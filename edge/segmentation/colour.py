@@ -1,8 +1,8 @@
 """Learned person segmentation for colour frames, floor reflections, and colour + depth fusion.
 
 PersonSegmenter (`[segmentation] method = "person"`): the shipped person network
-(edge.person_model) gives a per-pixel probability; it is thresholded at working resolution
-(`scale`), floor reflections are removed, and the usual component rules (edge.segment) keep
+(edge.segmentation.person_model) gives a per-pixel probability; it is thresholded at working resolution
+(`scale`), floor reflections are removed, and the usual component rules (edge.segmentation.depth) keep
 the largest person and count the person-sized ones for the multiple_people gate. Unlike
 background subtraction it needs no empty view to learn from, so a person in view from the
 first frame, a moving camera exposure or a new poster on the wall change nothing.
@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 
 from edge.errors import SegmentationError
-from edge.person_model import PersonModel
-from edge.segment import ComponentRules, DepthSegmenter, _Components, above, no_depth
-from edge.site import SiteModel
+from edge.segmentation.depth import ComponentRules, DepthSegmenter, _Components, above, no_depth
+from edge.segmentation.person_model import PersonModel
+from edge.segmentation.site import SiteModel
 from edge.sources.base import validate_frame
 from edge.types import Frame, Mask
 

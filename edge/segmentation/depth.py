@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from edge.errors import SegmentationError
+from edge.segmentation.site import SiteModel
 from edge.settings import SegmentationConfig
-from edge.site import SiteModel
 from edge.sources.base import validate_frame
 from edge.types import Frame, Mask, Person
 

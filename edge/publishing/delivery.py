@@ -1,6 +1,6 @@
 """The publisher's owner thread: outbox rows to paho in order, acknowledgements back to the outbox.
 
-One thread (started by edge.mqtt.Publisher) reads the events paho's callbacks
+One thread (started by edge.publishing.publisher.Publisher) reads the events paho's callbacks
 queue, hands pending rows to paho (at most `inflight` unacknowledged), maps each
 message id to its row and deletes or parks the row when the broker answers. It
 also retries results held in memory, runs the hourly expiry, puts parked rows
@@ -8,7 +8,7 @@ back once per start and per (re)connection (rows parked fewer than
 AUTO_REQUEUE_MAX_PARKS times), and watches paho's network thread: should it end, a new
 client is connected and what was in flight is published again, at most
 NETWORK_RESTARTS times in NETWORK_RESTART_WINDOW_S, after which `failure()` is set.
-Results the outbox could not store (edge.outbox_memory) are published directly
+Results the outbox could not store (edge.outbox.memory) are published directly
 while connected (QoS 1, at most `inflight` in flight together with outbox rows)
 and leave memory when the broker acknowledges them, so a disk that stays full
 to the end of a run loses nothing while the broker is reachable.
@@ -30,21 +30,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import PublishError
-from edge.outbox import AUTO_REQUEUE_MAX_PARKS, Outbox, OutboxCorruptError
+from edge.outbox.store import AUTO_REQUEUE_MAX_PARKS, Outbox, OutboxCorruptError
 
 if TYPE_CHECKING:
     from edge.health import RateLimitedLog
-    from edge.mqtt_client import PublisherSettings
-    from edge.outbox_memory import HeldResult, HeldResults
+    from edge.outbox.memory import HeldResult, HeldResults
+    from edge.publishing.client import PublisherSettings
 
-log = logging.getLogger("edge.mqtt")
+log = logging.getLogger("edge.publishing.publisher")
 
 NETWORK_RESTARTS = 5  # new paho clients allowed within the window before the run ends with an error
 NETWORK_RESTART_WINDOW_S = 600.0
 
 
 class OutboxDelivery:
-    """The owner thread's work, mixed into edge.mqtt.Publisher."""
+    """The owner thread's work, mixed into edge.publishing.publisher.Publisher."""
 
     # the Publisher's state this mixin reads and writes (set in Publisher.__init__)
     settings: PublisherSettings

@@ -11,7 +11,7 @@ monotonic clock by more than CLOCK_SLACK_S is treated the same way. Rows
 stamped in the future count as stored now. Shorter switch-offs (nights,
 weekends) count normally.
 
-A mixin of edge.outbox.Outbox: it uses the outbox's connection, clocks and path,
+A mixin of edge.outbox.store.Outbox: it uses the outbox's connection, clocks and path,
 and is called with the outbox's lock held (or before the outbox is shared).
 """
 
@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-log = logging.getLogger("edge.outbox")
+log = logging.getLogger("edge.outbox.store")
 
 CLOCK_SLACK_S = (
     600.0  # wall clock ahead of the monotonic clock by more than this = the clock was set
@@ -30,7 +30,7 @@ CLOCK_SLACK_S = (
 
 
 class ExpiryClock:
-    """Row ages that survive wall-clock jumps; mixed into edge.outbox.Outbox."""
+    """Row ages that survive wall-clock jumps; mixed into edge.outbox.store.Outbox."""
 
     # the Outbox's state this mixin uses (set in Outbox.__init__)
     path: Path

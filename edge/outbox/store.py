@@ -18,17 +18,17 @@ than `expire_seconds` are deleted (screening results are health data and must
 not linger) with a log line, and counted in `stats()["expired_total"]`.
 
 Expiry does not trust the wall clock blindly (a wall-clock jump is not age):
-see edge.outbox_clock.
+see edge.outbox.clock.
 
 A row the broker refused is parked; `requeue_parked` puts parked rows back,
 and the publisher does it once per start for rows parked fewer than
 AUTO_REQUEUE_MAX_PARKS times (the `attempts` column counts the parkings).
 
-SQLite failures raise the named errors of edge.outbox_storage (corrupt,
+SQLite failures raise the named errors of edge.outbox.storage (corrupt,
 read-only, disk full), at opening and on every later read or write.
 
 Every row carries a SHA-256 checksum of its topic and payload (format version 2,
-edge.outbox_checksum), verified by `pending` before a row can be published: a
+edge.outbox.checksum), verified by `pending` before a row can be published: a
 damaged row is set to state `corrupt` (alarm `outbox_corrupt_row`) and never
 published. A 0-byte outbox file is refused as corrupt, with what to do.
 
@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import PublishError
-from edge.outbox_checksum import CORRUPT, check_not_truncated, damage, migrate, row_checksum
-from edge.outbox_clock import ExpiryClock
-from edge.outbox_storage import (
+from edge.outbox.checksum import CORRUPT, check_not_truncated, damage, migrate, row_checksum
+from edge.outbox.clock import ExpiryClock
+from edge.outbox.storage import (
     OutboxCorruptError,
     OutboxDiskFullError,
     OutboxReadOnlyError,

@@ -28,13 +28,13 @@ class Method:
 
 
 def _rules(cfg: Any) -> Any:
-    from edge.segment import ComponentRules
+    from edge.segmentation.depth import ComponentRules
 
     return ComponentRules.from_config(cfg.segmentation)
 
 
 def _site(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
-    from edge.site import SiteModel
+    from edge.segmentation.site import SiteModel
 
     seg = cfg.segmentation
     if seg.site_model is not None:
@@ -49,7 +49,7 @@ def _site(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
 
 
 def _depth(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
-    from edge.segment import DepthSegmenter
+    from edge.segmentation.depth import DepthSegmenter
 
     return DepthSegmenter(
         _site(cfg, source, simulated_site), margin_mm=cfg.segmentation.margin_mm, rules=_rules(cfg)
@@ -57,13 +57,13 @@ def _depth(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
 
 
 def _color(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
-    from edge.segment import ColorSegmenter
+    from edge.segmentation.depth import ColorSegmenter
 
     return ColorSegmenter(cfg.segmentation.color_method, rules=_rules(cfg))
 
 
 def _person(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
-    from edge.segment_color import PersonSegmenter
+    from edge.segmentation.colour import PersonSegmenter
 
     seg = cfg.segmentation
     return PersonSegmenter(
@@ -75,7 +75,7 @@ def _person(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
 
 
 def _fused(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
-    from edge.segment_color import FusedSegmenter
+    from edge.segmentation.colour import FusedSegmenter
 
     seg = cfg.segmentation
     return FusedSegmenter(
@@ -89,7 +89,7 @@ def _fused(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
 
 
 def _passthrough(_cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
-    from edge.segment import PassthroughSegmenter
+    from edge.segmentation.depth import PassthroughSegmenter
 
     return PassthroughSegmenter()
 

@@ -2,7 +2,7 @@
 
 Messages arrive on paho's network thread; the inference thread reads and uses the
 token. A retained message is ignored (the broker would hand it out again after
-every reconnect, to another child) and anything `edge.topics.parse_session`
+every reconnect, to another child) and anything `edge.publishing.topics.parse_session`
 refuses is counted; both are logged at most once per 10 s, because anyone who
 may write the topic could otherwise flood the journal. Accepted tokens are
 rate-limited the same way (a flood of 245 valid tokens gave 245 INFO lines):
@@ -18,9 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.health import RateLimitedLog
-from edge.topics import parse_session
+from edge.publishing.topics import parse_session
 
-log = logging.getLogger("edge.mqtt")  # the publisher's logger: session lines sit with the MQTT ones
+log = logging.getLogger(
+    "edge.publishing.publisher"
+)  # the publisher's logger: session lines sit with the MQTT ones
 
 
 class SessionTokens:

@@ -1,6 +1,6 @@
 """The walk gate: what was collected for one walk, and whether it may be classified.
 
-edge.walks.WalkAssembler collects a walk's frames (WalkFrames) for one tracked person,
+edge.walks.assembler.WalkAssembler collects a walk's frames (WalkFrames) for one tracked person,
 each kept frame's person cut out by `person_band` before normalising;
 `judge` measures coverage and direction, keeps the straight part and applies the gate.
 Aligned silhouettes (replays already cropped and centred) show no motion in the frame,

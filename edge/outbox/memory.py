@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.errors import PublishError
-from edge.outbox import Outbox
+from edge.outbox.store import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ JUDGED = (REFER, NO_REFERRAL)  # the outcomes that decide for a walk (and use a 
 CHILD_RULE = "mean_p_not_negative"
 NOTE = "Screening aid, not a diagnosis: a referral means a clinical examination is advised."
 KEY_FRAMES = 5  # how many most-attended frames a result names
-# retake reasons raised after the walk gate (the gate's own codes come from edge.walks)
+# retake reasons raised after the walk gate (the gate's own codes come from edge.walks.assembler)
 INFERENCE_FAILED = "inference_failed"
 
 
