@@ -9,7 +9,7 @@ from typing import Any
 
 from edge.errors import SourceError
 from edge.settings import SourceConfig
-from edge.sources.base import Source, option_bool, option_int, query_options
+from edge.sources.base import DepthCamera, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
 VIEWS = ("toward", "away", "side", "mixed")
@@ -24,7 +24,7 @@ SCENARIOS = (
 )
 
 
-class SimSource(Source):
+class SimSource(DepthCamera):
     """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
     scenario, fps, gap_s, queue_gap_s (a queue: each child comes into view this many seconds after
     the one before was last in view, negative = both in view; truth `owners`/`in_view`), realtime (pace frames at fps: for the demo), color, noise, reflect
@@ -109,7 +109,7 @@ class SimSource(Source):
         self._delivered = 0
         self._closed = threading.Event()  # set by close(): ends a stalled read at once
         self._frames: Iterator[Any] | None = None
-        self._intr: Intrinsics | None = None
+        self._intr = None
         self._t0 = 0.0
         self.last_truth: dict[str, Any] = {}
         # keep_truth (keyword): timestamp -> (walk index, label, severity) of every frame, for the
@@ -188,12 +188,3 @@ class SimSource(Source):
     def _close(self) -> None:
         self._closed.set()
         self._frames = None
-
-    def _fps(self) -> float:
-        return self._fps_value
-
-    def _images(self) -> tuple[str, ...]:
-        return ("depth", "color") if self.color else ("depth",)
-
-    def _intrinsics(self) -> Intrinsics | None:
-        return self._intr
