@@ -10,6 +10,7 @@ from typing import Any
 from edge.errors import SourceError
 from edge.settings import SourceConfig
 from edge.sources.base import DepthCamera, option_bool, option_int, query_options
+from edge.sources.sim_truth import SimTruth
 from edge.types import Frame, Intrinsics
 
 VIEWS = ("toward", "away", "side", "mixed")
@@ -112,10 +113,13 @@ class SimSource(DepthCamera):
         self._intr = None
         self._t0 = 0.0
         self.last_truth: dict[str, Any] = {}
-        # keep_truth (keyword): timestamp -> (walk index, label, severity) of every frame, for the
-        # demo's agreement column; never part of a Frame or a result.
-        self.keep_truth = bool(merged.get("keep_truth", False))
-        self.truth_by_time: dict[float, tuple[int, int | None, float | None]] = {}
+        # truth (keyword): a SimTruth that records every frame's truth as the kiosk reads it, for
+        # the demo's agreement column; never part of a Frame or a result.
+        self.truth: SimTruth | None = merged.get("truth")
+        if self.truth is not None and not isinstance(self.truth, SimTruth):
+            raise SourceError(
+                f"source {uri!r}: truth must be an edge.sources.sim_truth.SimTruth (keyword only)"
+            )
 
     def _open(self) -> None:
         try:
@@ -174,8 +178,8 @@ class SimSource(DepthCamera):
             "in_view": sim.in_view,
             "subject_index": sim.subject_index,
         }
-        if self.keep_truth:
-            self.truth_by_time[float(sim.timestamp)] = (sim.walk_index, sim.label, sim.severity)
+        if self.truth is not None:
+            self.truth.add(float(sim.timestamp), self.last_truth)
         self._delivered += 1
         return Frame(
             index=sim.index,
