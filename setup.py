@@ -115,6 +115,7 @@ setup(
             "edge*",
             "benchmarks*",
             "central*",
+            "demobroker*",
         ]
     ),
     package_data={

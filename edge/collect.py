@@ -48,9 +48,9 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.sources.sim_truth import SimTruth
 from edge.types import Walk
 from gaitcontract import HelpFormatter, add_version_flag
-from gaitcontract.silhouette import normalize_for_model
 from gaitcontract.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090", "lateral": "090", "unknown": "999"}
@@ -74,62 +74,6 @@ class CollectedWalk:
     phases: np.ndarray | None = None  # true gait phase of each kept frame, [N]
 
 
-class _SimTruth:
-    """Per-frame simulator truth of the walk under way, keyed by frame timestamp."""
-
-    def __init__(self, with_clean: bool) -> None:
-        self.with_clean = with_clean
-        self.frames: dict[float, dict[str, Any]] = {}
-
-    def add(self, timestamp: float, truth: dict[str, Any]) -> None:
-        if truth.get("walk_index", -1) < 0:
-            return
-        item = {
-            k: truth.get(k)
-            for k in (
-                "walk_index",
-                "label",
-                "severity",
-                "view",
-                "curve_type",
-                "in_straight",
-                "phase",
-                "subject_index",
-            )
-        }
-        if self.with_clean:
-            result = normalize_for_model(np.asarray(truth["mask"]))
-            item["clean"] = result.silhouette if result.ok else None
-        self.frames[timestamp] = item
-
-    def take(self, walk: Walk) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
-        """Truth of a finished walk: the majority child among its kept frames, and its clean masks."""
-        kept = [self.frames.get(float(t)) for t in walk.timestamps]
-        during = [f for t, f in self.frames.items() if walk.start_time <= t <= walk.end_time]
-        frames = [f for f in kept if f is not None] or during  # a refused walk may keep no frame
-        self.frames = {t: f for t, f in self.frames.items() if t > walk.end_time}
-        if not frames:
-            return {}, None, None
-        walk_index = Counter(f["walk_index"] for f in frames).most_common(1)[0][0]
-        first = next(f for f in frames if f["walk_index"] == walk_index)
-        truth = {
-            k: first.get(k)
-            for k in ("walk_index", "subject_index", "label", "severity", "view", "curve_type")
-        }
-        truth["straight_share"] = float(np.mean([bool(f["in_straight"]) for f in frames]))
-        truth["sim_walks"] = sorted({f["walk_index"] for f in frames})
-        clean = phases = None
-        known = [f for f in kept if f is not None]
-        if kept and len(known) == len(kept):
-            phases = np.array(
-                [np.nan if f["phase"] is None else f["phase"] for f in known], np.float64
-            )
-            if self.with_clean:
-                blank = np.zeros((walk.silhouettes.shape[1], walk.silhouettes.shape[2]), np.uint8)
-                clean = np.stack([f["clean"] if f["clean"] is not None else blank for f in known])
-        return truth, clean, phases
-
-
 def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
     """Every walk the kiosk configured by `cfg` assembles from its source, in order.
 
@@ -145,7 +89,7 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
     sim = (
         source if isinstance(source, SimSource) else None
     )  # the simulator knows each frame's truth
-    truth = _SimTruth(with_clean) if sim is not None else None
+    truth = SimTruth(with_clean) if sim is not None else None
     with source:
         for frame in good_frames(source):  # an undecodable frame is skipped, as the kiosk does
             if truth is not None and sim is not None:
@@ -158,7 +102,7 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
             yield _collected(walk, truth)
 
 
-def _collected(walk: Walk, truth: _SimTruth | None) -> CollectedWalk:
+def _collected(walk: Walk, truth: SimTruth | None) -> CollectedWalk:
     if truth is None:
         return CollectedWalk(walk)
     info, clean, phases = truth.take(walk)

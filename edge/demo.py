@@ -18,14 +18,15 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 
 from edge.errors import ModelError
+from edge.sources.sim_truth import SimTruth
+from edge.types import Walk
 from gaitcontract.spec import CLASSES
 
 NEGATIVE = CLASSES.index("negative")
@@ -130,8 +131,9 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
             },
             env={},
         )
-        source = open_source(uri, config=cfg.source, keep_truth=True)
-        truth = SimTruth(source)
+        frames_truth = SimTruth()
+        source = open_source(uri, config=cfg.source, truth=frames_truth)
+        truth = TruthReport(frames_truth)
         subscriber = ResultSubscriber(
             cfg.mqtt.model_copy(update={"client_id": None}),
             site=options.site_id,
@@ -174,30 +176,22 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
         shutil.rmtree(state, ignore_errors=True)
 
 
-class SimTruth:
+class TruthReport:
     """What the simulator knows about each walk, beside (never inside) the published results.
 
     The kiosk's walk observer maps each walk to the simulated child seen in most of
-    its frames; the console subscriber prints that truth after the result line, with
-    a mark for agreement, and the summary gives the run's confusion matrix.
+    its frames (edge.sources.sim_truth); the console subscriber prints that truth after
+    the result line, with a mark for agreement, and the summary gives the run's confusion matrix.
     """
 
-    def __init__(self, source: Any) -> None:
-        self.source = source
+    def __init__(self, frames: SimTruth) -> None:
+        self.frames = frames
         self.by_walk: dict[str, tuple[int, float | None]] = {}
 
-    def observe(self, walk: Any, result: dict) -> None:
-        times = self.source.truth_by_time
-        seen = [
-            times[t]
-            for t in sorted(times)
-            if walk.start_time <= t <= walk.end_time and times[t][0] >= 0
-        ]
-        if seen:
-            walk_index = Counter(item[0] for item in seen).most_common(1)[0][0]
-            _, label, severity = next(item for item in seen if item[0] == walk_index)
-            if label is not None:
-                self.by_walk[result["walk_id"]] = (int(label), severity)
+    def observe(self, walk: Walk, result: dict) -> None:
+        truth, _, _ = self.frames.take(walk)
+        if truth.get("label") is not None:
+            self.by_walk[result["walk_id"]] = (int(truth["label"]), truth["severity"])
 
     def annotate(self, result: dict) -> str:
         truth = self.by_walk.get(result.get("walk_id", ""))

@@ -157,17 +157,6 @@ def get_metadata(model: Any) -> dict[str, Any]:
     return out
 
 
-def detect_precision(model: Any) -> str:
-    """'int8' when the graph holds Q/DQ nodes, 'fp16' when its weights are FP16, else 'fp32'."""
-    ops = {node.op_type for node in model.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        return "int8"
-    tensor_proto = require("onnx").TensorProto
-    if any(init.data_type == tensor_proto.FLOAT16 for init in model.graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
 def ort_session(path: str | Path | bytes, threads: int = 2) -> Any:
     """A CPU ONNX Runtime session (from a file or serialized bytes) with a fixed thread count."""
     ort = require("onnxruntime")

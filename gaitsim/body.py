@@ -53,10 +53,6 @@ def curve(table: tuple, phase: float) -> float:
     return float(values[i] + (x - i) * (values[i + 1] - values[i]))
 
 
-def hip_angle(phase: float) -> float:
-    return curve(_HIP, phase)
-
-
 @dataclass
 class Primitives:
     """Capsules (segment a-b, radius) and ellipsoids (centre, axes as columns, radii)."""
@@ -86,13 +82,6 @@ class Primitives:
             self.ell_r,
             self.ell_part,
         )
-
-    @staticmethod
-    def concat(items: list[Primitives]) -> Primitives:
-        return Primitives(*(np.concatenate([getattr(p, f) for p in items]) for f in _FIELDS))
-
-
-_FIELDS = ("cap_a", "cap_b", "cap_r", "cap_part", "ell_c", "ell_axes", "ell_r", "ell_part")
 
 
 def _cross(p: np.ndarray, q: np.ndarray) -> np.ndarray:

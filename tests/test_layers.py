@@ -2,8 +2,9 @@
 
 Every import in every .py file of the packages counts, at any depth (inside
 functions too: a lazy import is still a dependency). `gaitcontract` is the ground
-everything stands on. `central` is the central server; of the other packages it
-imports only the ground contract, and only the benchmarks may import it. The kiosk
+everything stands on; `demobroker` (the demos' embedded MQTT broker) is a leaf beside it
+that the kiosk and the central side may both use. `central` is the central server; of the
+other packages it imports only those two, and only the benchmarks may import it. The kiosk
 (`edge`) never imports gaitmil's training modules: only the network and its
 checkpoint format, for the PyTorch reference runner.
 """
@@ -23,6 +24,11 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 ALLOWED["central"] = frozenset({"gaitcontract"})
 ALLOWED["benchmarks"] = ALLOWED["benchmarks"] | {"central"}
+# the demos' embedded MQTT broker (amqtt): a leaf that imports none of ours, shared by the kiosk
+# and the central side, which may not import each other
+ALLOWED["demobroker"] = frozenset()
+for _user in (*LAYERS[LAYERS.index("edge") :], "central"):
+    ALLOWED[_user] = ALLOWED[_user] | {"demobroker"}
 PACKAGES = tuple(ALLOWED)
 # (importer, imported) -> the only modules of `imported` it may use
 ONLY: dict[tuple[str, str], frozenset[str]] = {

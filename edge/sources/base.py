@@ -154,6 +154,27 @@ class Source(ABC):
         return None
 
 
+class DepthCamera(Source):
+    """A depth camera whose colour, when asked for, is aligned to depth (realsense://, sim://).
+
+    Its rate, images and intrinsics are three fields the subclass sets (the intrinsics at the
+    first frame); the accessors that read them are written here once.
+    """
+
+    _fps_value: float
+    color: bool = False
+    _intr: Intrinsics | None = None
+
+    def _fps(self) -> float:
+        return self._fps_value
+
+    def _images(self) -> tuple[str, ...]:
+        return ("depth", "color") if self.color else ("depth",)
+
+    def _intrinsics(self) -> Intrinsics | None:
+        return self._intr
+
+
 def good_frames(source: Source) -> Iterator[Frame]:
     """The source's frames without the bad ones (counted in `source.counters["invalid"]`): for the
     tools that read a source outside the kiosk loop (collect, calibrate-site), which must not end on

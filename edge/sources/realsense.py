@@ -24,7 +24,7 @@ import numpy as np
 
 from edge.errors import BadFrameError, SourceError
 from edge.settings import SourceConfig
-from edge.sources.base import Source, option_bool, option_int, query_options
+from edge.sources.base import DepthCamera, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
 FILTER_ORDER = (
@@ -106,7 +106,7 @@ def _import_rs() -> Any:
     return rs
 
 
-class RealSenseSource(Source):
+class RealSenseSource(DepthCamera):
     """Options: width, height, fps, color, decimation (1 = off), spatial, temporal, hole_filling
     (defaults: the [source] section and its [source.realsense] filters, edge.settings), timeout_ms (5000 live, 1000 playback), max_timeouts (3 in a row
     before a restart), max_reconnects (5), backoff_s (0.5), context (a pyrealsense2.context: tests
@@ -157,7 +157,7 @@ class RealSenseSource(Source):
         self._filters: list[Any] = []
         self._align: Any = None
         self._scale = 0.001
-        self._intr: Intrinsics | None = None
+        self._intr = None
         self._index = 0
         self._timeouts_in_row = 0
         self._last_frame_number: int | None = None
@@ -343,12 +343,3 @@ class RealSenseSource(Source):
                 except RuntimeError:
                     pass  # a camera that cannot be reset is restarted anyway
                 return
-
-    def _fps(self) -> float:
-        return self._fps_value
-
-    def _images(self) -> tuple[str, ...]:
-        return ("depth", "color") if self.color else ("depth",)
-
-    def _intrinsics(self) -> Intrinsics | None:
-        return self._intr

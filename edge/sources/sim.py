@@ -9,7 +9,8 @@ from typing import Any
 
 from edge.errors import SourceError
 from edge.settings import SourceConfig
-from edge.sources.base import Source, option_bool, option_int, query_options
+from edge.sources.base import DepthCamera, option_bool, option_int, query_options
+from edge.sources.sim_truth import SimTruth
 from edge.types import Frame, Intrinsics
 
 VIEWS = ("toward", "away", "side", "mixed")
@@ -24,7 +25,7 @@ SCENARIOS = (
 )
 
 
-class SimSource(Source):
+class SimSource(DepthCamera):
     """Simulated corridor. Options (query or keyword): seed, walks (None = endless), view,
     scenario, fps, gap_s, queue_gap_s (a queue: each child comes into view this many seconds after
     the one before was last in view, negative = both in view; truth `owners`/`in_view`), realtime (pace frames at fps: for the demo), color, noise, reflect
@@ -109,13 +110,16 @@ class SimSource(Source):
         self._delivered = 0
         self._closed = threading.Event()  # set by close(): ends a stalled read at once
         self._frames: Iterator[Any] | None = None
-        self._intr: Intrinsics | None = None
+        self._intr = None
         self._t0 = 0.0
         self.last_truth: dict[str, Any] = {}
-        # keep_truth (keyword): timestamp -> (walk index, label, severity) of every frame, for the
-        # demo's agreement column; never part of a Frame or a result.
-        self.keep_truth = bool(merged.get("keep_truth", False))
-        self.truth_by_time: dict[float, tuple[int, int | None, float | None]] = {}
+        # truth (keyword): a SimTruth that records every frame's truth as the kiosk reads it, for
+        # the demo's agreement column; never part of a Frame or a result.
+        self.truth: SimTruth | None = merged.get("truth")
+        if self.truth is not None and not isinstance(self.truth, SimTruth):
+            raise SourceError(
+                f"source {uri!r}: truth must be an edge.sources.sim_truth.SimTruth (keyword only)"
+            )
 
     def _open(self) -> None:
         try:
@@ -174,8 +178,8 @@ class SimSource(Source):
             "in_view": sim.in_view,
             "subject_index": sim.subject_index,
         }
-        if self.keep_truth:
-            self.truth_by_time[float(sim.timestamp)] = (sim.walk_index, sim.label, sim.severity)
+        if self.truth is not None:
+            self.truth.add(float(sim.timestamp), self.last_truth)
         self._delivered += 1
         return Frame(
             index=sim.index,
@@ -188,12 +192,3 @@ class SimSource(Source):
     def _close(self) -> None:
         self._closed.set()
         self._frames = None
-
-    def _fps(self) -> float:
-        return self._fps_value
-
-    def _images(self) -> tuple[str, ...]:
-        return ("depth", "color") if self.color else ("depth",)
-
-    def _intrinsics(self) -> Intrinsics | None:
-        return self._intr
