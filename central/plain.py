@@ -54,5 +54,13 @@ def child_outcome(decision: dict | None) -> str | None:
     )
 
 
+def next_walk(judged: int, walks_per_child: int) -> str:
+    """A child part-way through a kiosk's walks_per_child walks: no decision yet, walk again."""
+    return (
+        f"Walk {judged} of {walks_per_child} done: please walk again (next walk); "
+        "no decision until the last walk"
+    )
+
+
 def kiosk_state(state: str | None) -> str:
     return KIOSK_STATES.get(state or "unknown", state or "unknown")

@@ -21,6 +21,7 @@ from pathlib import Path
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import describe_checkpoint
 from gaitmil.metrics import format_report
+from gaitmil.per_child import KIOSK_CHILD_RULE, interval_text, per_child_lines
 
 SIMULATED_STATEMENT = (
     "This model was trained and evaluated on simulated walks from gaitsim only. "
@@ -104,7 +105,11 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
         # cards of checkpoints trained before them
         "operating_points": extra.get("operating_points"),
         "rescreen_band": extra.get("rescreen_band"),
+        # the rule combining a child's walks (screening.walks_per_child), chosen on the validation
+        # children; the held-out per-child rows and the screening targets, intervals over children
+        "child_rule": extra.get("child_rule"),
         "per_child": evaluation.get("per_child"),
+        "screening_targets": evaluation.get("screening_targets"),
         "held_out": _row(evaluation),
         "held_out_clean_masks": _row(clean) if clean else None,
         "data": meta.get("data"),
@@ -331,22 +336,49 @@ def _operating_point_lines(card: dict) -> list[str]:
             f"{100 * band['target_rescreen_rate']:.0f} % ({100 * band['validation_rescreen_rate']:.1f} % "
             "of the validation walks fell inside).",
         ]
+    rule = card.get("child_rule")
+    if rule:
+        cands = rule["candidates"]
+        lines += [
+            "",
+            f"Several walks per child (`screening.walks_per_child`): the rule `{rule['rule']}` "
+            f"({rule['text']}), chosen on {rule['children']} validation children by the "
+            f"{rule['chosen_by']}: "
+            + "; ".join(
+                f"`{name}` {100 * c['balanced_accuracy']:.1f} %" for name, c in cands.items()
+            )
+            + ".",
+        ]
+        if rule["rule"] != KIOSK_CHILD_RULE:
+            lines.append(
+                f"The kiosk combines walks by `{KIOSK_CHILD_RULE}` (the result contract's "
+                "child_decision rule): its per-child decisions differ from the figures below."
+            )
+    targets = card.get("screening_targets")
+    if targets:
+        lines += ["", "Held-out children, 95 % intervals from resampling children:", "", "```"]
+        lines += per_child_lines({"screening_targets": targets})
+        lines.append("```")
     child = card.get("per_child")
     if child:
         lines += [
             "",
-            f"Several walks per child ({child['rule']}), on {child['children']} held-out children "
-            "with 3 or more walks:",
+            f"Several walks per child ({child['rule']}), on the same {child['children']} held-out "
+            f"children with {child.get('walks_each', 3)} walks in every row:",
             "",
-            "| walks | accuracy | sensitivity | specificity |",
-            "|---|---|---|---|",
+            "| walks | accuracy | sensitivity | specificity | accuracy gain over one walk |",
+            "|---|---|---|---|---|",
         ]
         for row in child["rows"]:
+            ci = row.get("intervals_95") or {}
             cells = [
-                "-" if row[k] is None else f"{100 * row[k]:.1f} %"
+                "-" if row[k] is None else interval_text(ci.get(k) or {"value": row[k]})
                 for k in ("accuracy", "sensitivity", "specificity")
             ]
+            gain = (row.get("gain_over_one_walk") or {}).get("accuracy")
+            cells.append(interval_text(gain) if gain else "-")
             lines.append(f"| {row['walks']} | " + " | ".join(cells) + " |")
+        lines += [f"- {missing}" for missing in child.get("missing", [])]
     return lines
 
 

@@ -44,8 +44,13 @@ from gaitmil.checkpoint import load_checkpoint
 from gaitmil.data import STANDARD_SPLITS, Scoliosis1K, collate
 from gaitmil.metrics import format_report, summarize
 from gaitmil.model import GaitMIL
-from gaitmil.operating_points import per_child_gain
 from gaitmil.paper import default_eval_frames, paper_block, protocol_text
+from gaitmil.per_child import (
+    KIOSK_CHILD_RULE,
+    per_child_gain,
+    per_child_lines,
+    screening_targets,
+)
 from gaitmil.screening_report import (
     BOOTSTRAP_SAMPLES,
     PREVALENCE_SOURCE,
@@ -98,9 +103,12 @@ def evaluate(
     device: str = "cpu",
     bootstrap_samples: int = 0,
     prevalence: float = SCHOOL_PREVALENCE,
+    child_rule: str = KIOSK_CHILD_RULE,
+    rescreen: tuple[float, float] | None = None,
 ) -> dict:
     """summarize() of the dataset, plus calibration, school-population figures and (with
-    bootstrap_samples > 0) 95 % intervals from resampling subjects."""
+    bootstrap_samples > 0) 95 % intervals from resampling subjects; the per-child decision with
+    `child_rule` and the screening targets, with the rescreen band `rescreen` when given."""
     labels, probs = predict(model, dataset, batch_size, device)
     report = summarize(labels, probs, threshold)
     report["data"] = dataset.describe()
@@ -112,7 +120,20 @@ def evaluate(
     }
     subjects = [seq.subject for seq in dataset.sequences]
     # several walks per subject (data collected with sim://...&repeats=N): the per-child decision
-    report["per_child"] = per_child_gain(labels, probs, subjects, threshold)
+    # with the rule chosen on validation children, and the figures issue 25 judges a model by
+    report["per_child"] = per_child_gain(
+        labels, probs, subjects, threshold, rule=child_rule, bootstrap_samples=bootstrap_samples
+    )
+    report["screening_targets"] = screening_targets(
+        labels,
+        probs,
+        subjects,
+        threshold,
+        rule=child_rule,
+        band=rescreen,
+        prevalence=prevalence,
+        bootstrap_samples=bootstrap_samples,
+    )
     if bootstrap_samples:
         report["bootstrap"] = bootstrap(
             labels, probs, threshold, subjects, bootstrap_samples, prevalence=prevalence
@@ -143,7 +164,20 @@ def format_extras(report: dict) -> str:
         f"{100 * school['referral_rate']:.1f} %, PPV {100 * school['ppv']:.1f} %"
     )
     lines.append(f"  prevalence source: {school['source']}")
-    return "\n".join(lines)
+    return "\n".join(lines + per_child_lines(report))
+
+
+def _child_rule_and_band(meta: dict, threshold: float) -> tuple[str, tuple[float, float] | None]:
+    """The per-child rule and the rescreen band the checkpoint's validation walks chose (the
+    kiosk's mean rule and no band for checkpoints without them). The band is kept only around
+    the threshold in use: another --threshold has no band chosen for it."""
+    extra = meta.get("extra") or {}
+    rule = (extra.get("child_rule") or {}).get("rule") or KIOSK_CHILD_RULE
+    stored = extra.get("rescreen_band")
+    band = None
+    if stored and float(stored["low"]) <= round(threshold, 4) <= float(stored["high"]):
+        band = (float(stored["low"]), float(stored["high"]))
+    return str(rule), band
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -245,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 < args.prevalence < 1.0:
             raise GaitMILError(f"--prevalence {args.prevalence} must be between 0 and 1")
         frames = default_eval_frames(args.data) if args.frames is None else (args.frames or None)
+        child_rule, band = _child_rule_and_band(meta, args.threshold)
         rows = {args.data_label: args.data}
         if args.clean_data is not None:
             rows["clean masks"] = args.clean_data
@@ -259,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.device,
                 args.bootstrap,
                 args.prevalence,
+                child_rule,
+                band,
             )
             reports[name]["row"] = name
     except GaitMILError as exc:

@@ -9,9 +9,10 @@ they wrote into card.json (edge.screening.threshold).
 - The rescreen band is [threshold - w, threshold + w): a walk scoring inside it is asked to walk
   again instead of being referred or not. w is the widest half-width whose share of validation
   walks inside the band stays <= the stated rescreen rate.
-- The per-child decision: the mean of P(not negative) over a child's judged walks, compared with
-  the same threshold (CHILD_RULE). `per_child_gain` reports it on held-out children with 1, 2
-  and 3 walks.
+- The per-child decision: a child's judged walks combined by a rule (the mean of P(not
+  negative), CHILD_RULE, or the max) chosen on the validation children with two walks, compared
+  with the same threshold (gaitmil.per_child). `per_child_gain` reports it on held-out children
+  with 1, 2 and 3 walks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from numpy.typing import ArrayLike
 
 from gaitcontract.spec import NEGATIVE
 from gaitmil.metrics import referral_scores, threshold_for_sensitivity
+from gaitmil.per_child import KIOSK_CHILD_RULE, RULE_TEXT, choose_child_rule
 from gaitmil.screening_report import SCHOOL_PREVALENCE, bootstrap, school_population
 
 TARGETS = ("sensitivity", "referral_rate")
@@ -35,10 +37,7 @@ DEFAULT_TARGETS: tuple[tuple[str, float], ...] = (
     ("referral_rate", 0.05),
 )
 DEFAULT_RESCREEN_RATE = 0.10
-CHILD_RULE = (
-    "mean of P(not negative) over the child's judged walks (one session token), "
-    ">= the referral threshold: refer_for_clinical_exam"
-)
+CHILD_RULE = RULE_TEXT[KIOSK_CHILD_RULE]
 
 
 def point_key(target: str, value: float) -> str:
@@ -180,53 +179,6 @@ def operating_points(
     return [row for row in rows if row is not None]
 
 
-def child_scores(scores: ArrayLike, walks: int) -> float:
-    """The per-child score: the mean of the first `walks` walks' P(not negative)."""
-    s = np.asarray(scores, np.float64).reshape(-1)[:walks]
-    return float(s.mean())
-
-
-def per_child_gain(
-    labels: ArrayLike,
-    probs: ArrayLike,
-    subjects: Sequence[str],
-    threshold: float,
-    walk_counts: Sequence[int] = (1, 2, 3),
-) -> dict | None:
-    """Accuracy (referral vs not), sensitivity and specificity of the per-child decision on the
-    children with at least max(walk_counts) walks, using their first 1, 2, 3 walks (the same
-    children in every row, so the rows compare). None when no child has that many walks."""
-    labels = np.asarray(labels, np.int64)
-    scores = referral_scores(np.asarray(probs, np.float64))
-    order: dict[str, list[int]] = {}
-    for i, subject in enumerate(subjects):
-        order.setdefault(str(subject), []).append(i)
-    most = max(walk_counts)
-    children = [idx for idx in order.values() if len(idx) >= most]
-    if not children:
-        return None
-    truth = np.array([labels[idx[0]] != NEGATIVE for idx in children])
-    rows = []
-    for k in walk_counts:
-        child = np.array([child_scores(scores[idx], k) for idx in children])
-        referred = child >= threshold
-        pos, neg = int(truth.sum()), int((~truth).sum())
-        rows.append(
-            {
-                "walks": int(k),
-                "accuracy": round(float((referred == truth).mean()), 4),
-                "sensitivity": round(float((referred & truth).sum() / pos), 4) if pos else None,
-                "specificity": round(float((~referred & ~truth).sum() / neg), 4) if neg else None,
-            }
-        )
-    return {
-        "rule": CHILD_RULE,
-        "threshold": round(float(threshold), 4),
-        "children": len(children),
-        "rows": rows,
-    }
-
-
 def validation_extras(
     labels: ArrayLike,
     probs: ArrayLike,
@@ -237,8 +189,9 @@ def validation_extras(
 ) -> dict:
     """What training stores beside referral_threshold (meta["extra"]; the card copies it): the
     operating-point table and the rescreen band around the default threshold, both chosen on the
-    walks the threshold was chosen on."""
-    return {
+    walks the threshold was chosen on, and (when those walks hold children with two walks) the
+    rule that combines a child's walks, chosen on those children."""
+    extra = {
         "operating_points": operating_points(
             labels,
             probs,
@@ -248,3 +201,7 @@ def validation_extras(
         ),
         "rescreen_band": rescreen_band(probs, threshold, rescreen_rate),
     }
+    rule = choose_child_rule(labels, probs, subjects, threshold) if subjects is not None else None
+    if rule is not None:
+        extra["child_rule"] = rule
+    return extra

@@ -26,25 +26,52 @@ MANUAL_CHECK_AFTER = 3  # retakes of one child before the station asks for a man
 HEARTBEAT_S = 15.0
 
 
+def walks_per_child(db: Any, site: str) -> dict[str, int]:
+    """Per kiosk of the site: how many judged walks make one child's decision (the kiosk's
+    screening.walks_per_child, from its retained status); kiosks that do not say count as 1."""
+    counts = {}
+    for kiosk in db.scalars(select(Kiosk).where(Kiosk.site_id == site)):
+        value = (kiosk.model or {}).get("walks_per_child")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            counts[kiosk.kiosk_id] = value
+    return counts
+
+
 def code_progress(db: Any, site: str, codes: list[str]) -> list[dict]:
-    """Per code: its last outcome in plain words, retakes, and whether it needs a manual check."""
-    seen: dict[str, dict] = {c: {"code": c, "retakes": 0, "outcome": None} for c in codes}
+    """Per code: its last outcome in plain words, retakes, and whether it needs a manual check.
+
+    A code is done when the child's decision is final: a result carrying `child_decision`, or
+    the kiosk's walks_per_child judged walks (one judged walk on a kiosk with 1). A judged walk
+    before that is pending: the same child walks again, and its outcome is no decision yet."""
+    seen: dict[str, dict] = {
+        c: {"code": c, "retakes": 0, "outcome": None, "pending": False, "judged": 0} for c in codes
+    }
     if codes:
+        needed = walks_per_child(db, site)
         for r in db.scalars(
             select(Result)
             .where(Result.site_id == site, Result.subject_token.in_(codes))
             .order_by(Result.time, Result.id)
         ):
             row = seen[r.subject_token]
+            decision = (r.payload or {}).get("child_decision")
+            row["outcome"] = r.outcome
+            row["result_id"] = r.result_id
+            row["pending"] = False
             if r.outcome in WALK_AGAIN:
                 row["retakes"] += 1
-            row["outcome"] = r.outcome
-            row["text"] = plain.child_outcome(
-                (r.payload or {}).get("child_decision")
-            ) or plain.outcome(r.outcome, r.retake_reason)
-            row["result_id"] = r.result_id
+                row["text"] = plain.outcome(r.outcome, r.retake_reason)
+                continue
+            row["judged"] += 1
+            need = needed.get(r.kiosk_id, 1)
+            if decision or row["judged"] >= need:
+                row["judged"] = 0  # final: a later walk of this code starts a new decision
+                row["text"] = plain.child_outcome(decision) or plain.outcome(r.outcome)
+            else:
+                row["pending"] = True
+                row["text"] = plain.next_walk(row["judged"], need)
     for row in seen.values():
-        row["done"] = row["outcome"] not in (None, *WALK_AGAIN)
+        row["done"] = row["outcome"] not in (None, *WALK_AGAIN) and not row["pending"]
         row["manual_check"] = not row["done"] and row["retakes"] >= MANUAL_CHECK_AFTER
         row["status"] = (
             "manual check: walked again too often"
@@ -54,6 +81,8 @@ def code_progress(db: Any, site: str, codes: list[str]) -> list[dict]:
         row["css"] = (
             "manual"
             if row["manual_check"]
+            else "pending"
+            if row["pending"]
             else {REFER: "refer", RETAKE: "retake", RESCREEN: "retake", None: "waiting"}.get(
                 row["outcome"], "clear"
             )
@@ -85,22 +114,34 @@ def station_state(db: Any, site: str, kiosk: str, class_name: str | None) -> dic
         .order_by(Result.received_at.desc(), Result.id.desc())
         .limit(1)
     )
-    waiting = token is not None and (last is None or last.received_at < token.time)
-    stage = state if state != "online" else ("walking" if waiting else "ready")
-    stage_text = {
-        "ready": "Ready: send the next child",
-        "walking": f"Waiting for {token.token if token else ''} to walk",
-    }.get(stage, plain.kiosk_state(state).capitalize())
-    last_view = None
+    last_view, pending = None, None
     if last is not None:
+        decision = (last.payload or {}).get("child_decision")
         last_view = {
             "result_id": last.result_id,
             "code": last.subject_token or "no code",
             "outcome": last.outcome,
-            "text": plain.child_outcome((last.payload or {}).get("child_decision"))
+            # coloured by what the station says: the child's decision over its walks, if any
+            "css": decision["outcome"] if decision else last.outcome,
+            "text": plain.child_outcome(decision)
             or plain.outcome(last.outcome, last.retake_reason),
             "received": last.received_at.isoformat(),
         }
+        if last.subject_token and last.outcome not in WALK_AGAIN:
+            progress = code_progress(db, site, [last.subject_token])[0]
+            if progress["pending"] and progress.get("result_id") == last.result_id:
+                # a judged walk that leaves its child's decision open: "walk again", not its outcome
+                pending = last.subject_token
+                last_view.update(css="pending", text=progress["text"])
+    waiting = token is not None and (last is None or last.received_at < token.time)
+    # the kiosk keeps the token until the child's last walk: that child walks again
+    waiting = waiting or (token is not None and pending == token.token)
+    stage = state if state != "online" else ("walking" if waiting else "ready")
+    stage_text = {
+        "ready": "Ready: send the next child",
+        "walking": f"Waiting for {token.token if token else ''} to walk"
+        + (" again (next walk)" if pending and token and pending == token.token else ""),
+    }.get(stage, plain.kiosk_state(state).capitalize())
     codes = classlists.codes_of(db, site, class_name) if class_name else []
     rows = code_progress(db, site, codes)
     return {

@@ -1,4 +1,5 @@
-"""What the kiosk says about the model it runs: trained_on, store id, signer, gate; and the
+"""What the kiosk says about the model it runs: trained_on, store id, signer, gate, and the
+judged walks it combines per child (screening.walks_per_child); and the
 service's refusal of a simulated-data model.
 
 The facts come from the store entry when model.store is set, else from the card (and the
@@ -41,6 +42,8 @@ def status_facts(cfg: Any) -> dict[str, Any]:
     """The status message's model keys beyond the runner's identity (all optional in the schema)."""
     active = cfg.active_model
     facts: dict[str, Any] = {"trained_on": trained_on(cfg)}
+    # central's station marks a child done only after this many judged walks (or child_decision)
+    facts["walks_per_child"] = int(cfg.screening.walks_per_child)
     if active is not None:
         # an engine's own gate (run by the engine unit) outranks its ONNX form's
         gate = (

@@ -192,6 +192,98 @@ def test_a_child_who_walks_again_too_often_is_marked_for_a_manual_check(site):
     assert s["next"] == "c-school-a-01"
 
 
+def _kiosk_combines(sessions, walks: int, site="school-a") -> None:
+    """The kiosk's retained status says screening.walks_per_child = walks."""
+    status = make_status(site)
+    status["model"]["walks_per_child"] = walks
+    with sessions() as db, db.begin():
+        store_message(db, topic("status", site), encode(status))
+
+
+def _walk(sessions, token: str, p: float, decision: dict | None = None) -> dict:
+    r = make_result("school-a", p=p, token=token)
+    if decision is not None:
+        r["child_decision"] = decision
+    with sessions() as db, db.begin():
+        store_message(db, topic("result", "school-a"), encode(r))
+    return r
+
+
+def _several_walks_per_child(sessions) -> None:
+    """A kiosk with walks_per_child = 2: a code is done after its child's decision, not after
+    its first judged walk; before that the station says "walk again" in plain words."""
+    _kiosk_combines(sessions, 2)
+    client = client_for(sessions, RecordingPublisher())
+    login(client, "nurse-a")
+    csrf = csrf_of(client, "/station/school-a/kiosk-1?class=4B")
+    sent = client.post(
+        "/station/school-a/kiosk-1/send",
+        data={"csrf": csrf, "class": "4B", "code": "c-school-a-01"},
+    )
+    assert sent.status_code == 303
+    first = _walk(sessions, "c-school-a-01", 0.9)
+    with sessions() as db:
+        s = station_state(db, "school-a", "kiosk-1", "4B")
+    row = s["codes"][0]
+    walk_again = "Walk 1 of 2 done: please walk again (next walk); no decision until the last walk"
+    assert not row["done"] and row["status"] == walk_again and row["css"] == "pending"
+    assert s["next"] == "c-school-a-01"  # the same child walks again
+    assert s["last"]["text"] == walk_again and s["last"]["css"] == "pending"
+    assert "Referral" not in s["last"]["text"]  # one walk of two decides nothing
+    assert s["stage"] == "walking"
+    assert s["stage_text"] == "Waiting for c-school-a-01 to walk again (next walk)"
+    page = client.get("/station/school-a/kiosk-1?class=4B").text
+    assert walk_again in page and 'class="last pending"' in page
+
+    decision = {
+        "walks": 2,
+        "walk_ids": [first["walk_id"], "w2"],
+        "rule": "mean_p_not_negative",
+        "p_not_negative": 0.6,
+        "outcome": "refer_for_clinical_exam",
+    }
+    _walk(sessions, "c-school-a-01", 0.3, decision)
+    with sessions() as db:
+        s = station_state(db, "school-a", "kiosk-1", "4B")
+    row = s["codes"][0]
+    assert row["done"] and row["status"] == "Referral advised: clinical examination (from 2 walks)"
+    assert s["next"] == "c-school-a-02" and s["stage"] == "ready"
+    assert s["last"]["css"] == "refer_for_clinical_exam"
+
+    # walks_per_child reached without a child_decision (e.g. a kiosk restarted between the
+    # walks): done after the second judged walk all the same
+    _walk(sessions, "c-school-a-02", 0.1)
+    with sessions() as db:
+        assert not station_state(db, "school-a", "kiosk-1", "4B")["codes"][1]["done"]
+    _walk(sessions, "c-school-a-02", 0.2)
+    with sessions() as db:
+        row = station_state(db, "school-a", "kiosk-1", "4B")["codes"][1]
+    assert row["done"] and row["status"] == "No referral"
+
+
+def test_with_several_walks_per_child_a_code_is_done_at_the_childs_decision(site):
+    sessions, _ = site
+    _several_walks_per_child(sessions)
+
+
+def test_with_several_walks_per_child_a_code_is_done_at_the_childs_decision_on_postgresql(
+    pg_store,
+):
+    _, sessions = pg_store
+    add_users(sessions)
+    seed(sessions)
+    _several_walks_per_child(sessions)
+
+
+def test_a_kiosk_that_does_not_say_decides_on_one_walk(site):
+    """Older kiosks send no walks_per_child: one judged walk is the child's outcome, as before."""
+    sessions, _ = site
+    _walk(sessions, "c-school-a-01", 0.1)
+    with sessions() as db:
+        row = station_state(db, "school-a", "kiosk-1", "4B")["codes"][0]
+    assert row["done"] and row["status"] == "No referral" and row["css"] == "clear"
+
+
 @pytest.mark.parametrize(
     ("state", "why"), [("offline", "lost its connection"), ("stopped", "shut down")]
 )

@@ -57,6 +57,7 @@ def test_the_setting_or_a_real_data_model_lets_the_service_start(tmp_path):
     facts = status_facts(cfg)
     assert facts["trained_on"] == "real" and facts["store_id"] == "site-real"
     assert facts["signer"] is None
+    assert facts["walks_per_child"] == 1  # central's station reads it from the status
 
 
 def test_a_model_that_does_not_say_is_refused_too(tmp_path):

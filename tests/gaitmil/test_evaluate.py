@@ -99,3 +99,12 @@ def test_evaluate_reports_the_per_child_gain_with_several_walks_per_subject(
     child = report["per_child"]
     assert child["children"] == 6 and [r["walks"] for r in child["rows"]] == [1, 2, 3]
     assert child["threshold"] == 0.4 and "mean of P(not negative)" in child["rule"]
+    # intervals over children, the gain over one walk, and the screening targets
+    assert child["resampled"] == "children" and child["missing"] == []
+    three = child["rows"][2]
+    assert three["intervals_95"]["accuracy"]["low"] <= three["accuracy"]
+    assert set(three["gain_over_one_walk"]) == {"accuracy", "sensitivity", "specificity"}
+    targets = report["screening_targets"]
+    assert targets["children"] == 6 and targets["two_walk"]["children"] == 6
+    assert targets["rescreen"] is None  # this checkpoint stores no band
+    assert "screening targets (6 children, 18 walks" in capsys.readouterr().out

@@ -7,11 +7,11 @@ import pytest
 
 from gaitmil.operating_points import (
     operating_points,
-    per_child_gain,
     rescreen_band,
     threshold_for_referral_rate,
     validation_extras,
 )
+from gaitmil.per_child import per_child_gain
 from gaitmil.screening_report import school_population
 
 

@@ -26,7 +26,7 @@
     if (s.last) {
       lastCode.textContent = s.last.code;
       lastText.textContent = s.last.text;
-      last.className = "last " + s.last.outcome;
+      last.className = "last " + s.last.css;
       last.setAttribute("data-result", s.last.result_id);
     }
     nextCode.value = s.next || "";
