@@ -11,8 +11,8 @@ does not spin the capture loop for ever.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import Any, overload
+from collections.abc import Iterator, Mapping
+from typing import SupportsFloat, SupportsIndex, SupportsInt, overload
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
@@ -24,6 +24,9 @@ from edge.types import Frame, Intrinsics
 
 MAX_BAD_IN_ROW = 1000  # consecutive undecodable frames after which a source is treated as failed
 DEFAULT_MAX_FRAME_PIXELS = SourceConfig().max_frame_pixels
+# A source's options: its [source] keys, the URI's query (strings) and keyword options (any
+# value, e.g. a pyrealsense2 context); each source reads them through option_int/_float/_bool.
+SourceOptions = Mapping[str, object]
 
 
 class Source(ABC):
@@ -128,12 +131,12 @@ class Source(ABC):
         return ("depth",)
 
     @classmethod
-    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+    def config_options(cls, config: SourceConfig) -> dict[str, object]:
         """The [source] keys this kind of source honours, as its options (none by default:
         a video file or device delivers its own size and rate)."""
         return {}
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, str | int]:
         """Counters for the health topic (a copy, safe to publish)."""
         return {"uri": redact_uri(self.uri), **self.counters}
 
@@ -182,22 +185,36 @@ def query_options(uri: str) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(urlsplit(uri).query).items()}
 
 
+def int_of(value: object) -> int:
+    """`int(value)` for an option of any type: TypeError where int() takes no such value."""
+    if isinstance(value, str | bytes | SupportsInt | SupportsIndex):
+        return int(value)
+    raise TypeError(f"int() cannot take a {type(value).__name__}")
+
+
+def float_of(value: object) -> float:
+    """`float(value)` for an option of any type: TypeError where float() takes no such value."""
+    if isinstance(value, str | bytes | SupportsFloat | SupportsIndex):
+        return float(value)
+    raise TypeError(f"float() cannot take a {type(value).__name__}")
+
+
 @overload
-def option_int(options: dict[str, Any], key: str, default: int, uri: str) -> int: ...
+def option_int(options: SourceOptions, key: str, default: int, uri: str) -> int: ...
 @overload
-def option_int(options: dict[str, Any], key: str, default: None, uri: str) -> int | None: ...
-def option_int(options: dict[str, Any], key: str, default: int | None, uri: str) -> int | None:
+def option_int(options: SourceOptions, key: str, default: None, uri: str) -> int | None: ...
+def option_int(options: SourceOptions, key: str, default: int | None, uri: str) -> int | None:
     """An integer option (query or keyword); an option given as None is the default."""
     value = options.get(key)
     if value is None:
         return default
     try:
-        return int(value)
+        return int_of(value)
     except (TypeError, ValueError):
         raise SourceError(f"source {uri!r}: option {key}={value!r} must be an integer") from None
 
 
-def option_bool(options: dict[str, Any], key: str, default: bool, uri: str) -> bool:
+def option_bool(options: SourceOptions, key: str, default: bool, uri: str) -> bool:
     value = options.get(key, default)
     if isinstance(value, bool):
         return value
