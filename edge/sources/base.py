@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from typing import SupportsFloat, SupportsIndex, SupportsInt, overload
+from typing import overload
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.options import int_of
 from edge.settings import SourceConfig
 from edge.types import Frame, Intrinsics
 
@@ -183,20 +184,6 @@ def redact_uri(uri: str) -> str:
 def query_options(uri: str) -> dict[str, str]:
     """`?a=1&b=x` of a URI as a dict of the last value of each key."""
     return {key: values[-1] for key, values in parse_qs(urlsplit(uri).query).items()}
-
-
-def int_of(value: object) -> int:
-    """`int(value)` for an option of any type: TypeError where int() takes no such value."""
-    if isinstance(value, str | bytes | SupportsInt | SupportsIndex):
-        return int(value)
-    raise TypeError(f"int() cannot take a {type(value).__name__}")
-
-
-def float_of(value: object) -> float:
-    """`float(value)` for an option of any type: TypeError where float() takes no such value."""
-    if isinstance(value, str | bytes | SupportsFloat | SupportsIndex):
-        return float(value)
-    raise TypeError(f"float() cannot take a {type(value).__name__}")
 
 
 @overload

@@ -23,11 +23,11 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.options import float_of
 from edge.settings import SourceConfig
 from edge.sources.base import (
     Source,
     SourceOptions,
-    float_of,
     option_bool,
     option_int,
     query_options,

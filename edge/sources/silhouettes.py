@@ -28,8 +28,9 @@ import cv2
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.options import float_of
 from edge.settings import SourceConfig
-from edge.sources.base import Source, float_of, option_bool, query_options
+from edge.sources.base import Source, option_bool, query_options
 from edge.types import Frame
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

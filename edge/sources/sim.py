@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import SourceError
+from edge.options import float_of
 from edge.settings import SourceConfig
-from edge.sources.base import Source, float_of, option_bool, option_int, query_options
+from edge.sources.base import Source, option_bool, option_int, query_options
 from edge.types import Frame, Intrinsics
 
 if TYPE_CHECKING:
