@@ -125,7 +125,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json(payload: bytes) -> Any:
+def parse_json(payload: bytes) -> object:
     """UTF-8 JSON with finite numbers only; ContractError for anything else, deep nesting included."""
     try:
         return json.loads(
@@ -153,6 +153,8 @@ def decode(payload: bytes, topic: Topic) -> dict:
             _check_schema(data, topic.kind)
     except RecursionError:  # a shallow parse but a schema walk that recursed too far
         raise ContractError("JSON nested too deeply to validate") from None
+    if not isinstance(data, dict):  # the schemas allow objects only; this tells the type checker
+        raise ContractError(f"payload is JSON {type(data).__name__}, not an object")
     if topic.kind in ("result", "status") and (data["site_id"], data["kiosk_id"]) != (
         topic.site_id,
         topic.kiosk_id,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from central.contract import REFER, RETAKE
 from central.models import Result
@@ -67,7 +67,7 @@ class Drift:
         )
 
 
-def kiosk_drift(db: Any, now: datetime) -> dict[tuple[str, str], list[Drift]]:
+def kiosk_drift(db: Session, now: datetime) -> dict[tuple[str, str], list[Drift]]:
     """(site, kiosk) -> the rates that depart from the other kiosks' over the window."""
     since = now - timedelta(days=WINDOW_DAYS)
     counts: dict[tuple[str, str], dict[str, int]] = {}

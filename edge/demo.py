@@ -190,8 +190,12 @@ class TruthReport:
 
     def observe(self, walk: Walk, result: dict) -> None:
         truth, _, _ = self.frames.take(walk)
-        if truth.get("label") is not None:
-            self.by_walk[result["walk_id"]] = (int(truth["label"]), truth["severity"])
+        label, severity = truth.get("label"), truth.get("severity")
+        if isinstance(label, int):
+            self.by_walk[result["walk_id"]] = (
+                label,
+                float(severity) if isinstance(severity, (int, float)) else None,
+            )
 
     def annotate(self, result: dict) -> str:
         truth = self.by_walk.get(result.get("walk_id", ""))

@@ -53,7 +53,7 @@ def input_shape(
     return (batch, frames, height, input_width(height))
 
 
-def check_frames(frames: int) -> int:
+def check_frames(frames: object) -> int:
     """Return `frames` if it is a valid T, else raise ValueError saying the range."""
     if not isinstance(frames, (int, np.integer)) or not MIN_FRAMES <= frames <= MAX_FRAMES:
         raise ValueError(

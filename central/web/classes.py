@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -16,7 +17,7 @@ from central.web.framework import action, page, render
 from central.web.station import code_progress
 
 
-def school_choices(db: Any, viewer: Viewer) -> list[str]:
+def school_choices(db: Session, viewer: Viewer) -> list[str]:
     """The schools this viewer may keep class lists for (a nurse: hers; an officer: every known)."""
     if not viewer.all_schools:
         return sorted(viewer.schools)
@@ -24,7 +25,7 @@ def school_choices(db: Any, viewer: Viewer) -> list[str]:
 
 
 def _classes_page(
-    request: Request, db: Any, viewer: Viewer, status: int = 200, **extra: Any
+    request: Request, db: Session, viewer: Viewer, status: int = 200, **extra: Any
 ) -> Response:
     sites = school_choices(db, viewer)
     return render(
@@ -41,7 +42,7 @@ def _classes_page(
 
 
 @page(NURSE, OFFICER)
-def class_lists(request: Request, db: Any, viewer: Viewer) -> Response:
+def class_lists(request: Request, db: Session, viewer: Viewer) -> Response:
     return _classes_page(request, db, viewer)
 
 
@@ -60,7 +61,7 @@ def _upload_text(value: Any) -> str:
 
 
 @action(NURSE, OFFICER)
-def import_class_list(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def import_class_list(request: Request, db: Session, viewer: Viewer, form: dict) -> Response:
     site = str(form.get("site") or "")
     viewer.require_site(site)
     try:
@@ -72,7 +73,7 @@ def import_class_list(request: Request, db: Any, viewer: Viewer, form: dict) -> 
 
 
 @action(NURSE, OFFICER)
-def generate_codes(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def generate_codes(request: Request, db: Session, viewer: Viewer, form: dict) -> Response:
     site = str(form.get("site") or "")
     viewer.require_site(site)
     class_name = str(form.get("class_name") or "").strip()
@@ -90,7 +91,7 @@ def generate_codes(request: Request, db: Any, viewer: Viewer, form: dict) -> Res
 
 
 @page(NURSE, OFFICER)
-def class_detail(request: Request, db: Any, viewer: Viewer) -> Response:
+def class_detail(request: Request, db: Session, viewer: Viewer) -> Response:
     site, class_name = request.path_params["site_id"], request.path_params["class_name"]
     viewer.require_site(site)
     codes = classlists.codes_of(db, site, class_name)
@@ -107,7 +108,7 @@ def class_detail(request: Request, db: Any, viewer: Viewer) -> Response:
 
 
 @page(NURSE, OFFICER)
-def code_cards(request: Request, db: Any, viewer: Viewer) -> Response:
+def code_cards(request: Request, db: Session, viewer: Viewer) -> Response:
     site, class_name = request.path_params["site_id"], request.path_params["class_name"]
     viewer.require_site(site)
     cards = [(c, classlists.qr_svg(c)) for c in classlists.codes_of(db, site, class_name)]

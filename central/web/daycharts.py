@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from central import charts
 from central.contract import REFER, WALK_AGAIN
@@ -52,7 +52,7 @@ class Tally:
 
 
 def chart_data(
-    db: Any, zones: dict[str, str], now: datetime, days: int, site: str = "", kiosk: str = ""
+    db: Session, zones: dict[str, str], now: datetime, days: int, site: str = "", kiosk: str = ""
 ) -> dict:
     since = now - timedelta(days=days + 1)
     query = (

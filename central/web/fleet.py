@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -68,7 +69,7 @@ def model_cells(model: dict, now: datetime) -> dict[str, Any]:
     }
 
 
-def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
+def fleet_rows(db: Session, viewer: Viewer) -> list[dict]:
     now = utcnow()
     drift = kiosk_drift(db, now) if viewer.sees_results else {}
     last = dict(
@@ -108,7 +109,7 @@ def fleet_rows(db: Any, viewer: Viewer) -> list[dict]:
 
 
 @page(NURSE, OFFICER, TECHNICIAN)
-def fleet(request: Request, db: Any, viewer: Viewer) -> Response:
+def fleet(request: Request, db: Session, viewer: Viewer) -> Response:
     return render(
         request,
         "fleet.html",
@@ -119,7 +120,9 @@ def fleet(request: Request, db: Any, viewer: Viewer) -> Response:
     )
 
 
-def send_token(request: Request, db: Any, viewer: Viewer, site: str, kiosk: str, raw: str) -> str:
+def send_token(
+    request: Request, db: Session, viewer: Viewer, site: str, kiosk: str, raw: str
+) -> str:
     """Publish a session token on the kiosk's session topic; refused for a kiosk that is not online."""
     viewer.require_site(site)
     row = db.get(Kiosk, (site, kiosk))
@@ -147,7 +150,7 @@ def send_token(request: Request, db: Any, viewer: Viewer, site: str, kiosk: str,
 
 
 @action(NURSE, OFFICER)
-def set_session_token(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def set_session_token(request: Request, db: Session, viewer: Viewer, form: dict) -> Response:
     site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]
     viewer.require_site(site)
     try:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from jinja2 import pass_context
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -28,7 +29,7 @@ SIMULATED_NOTE = (
 )
 
 
-def num(value: Any, fmt: str = "%.3f") -> str:
+def num(value: object, fmt: str = "%.3f") -> str:
     """A stored number formatted, or a dash: a page never fails on a NULL or a non-number in a row."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return fmt % value
@@ -63,7 +64,7 @@ def render(
     )
 
 
-def simulated(db: Any, model_ids: set[str]) -> bool:
+def simulated(db: Session, model_ids: set[str]) -> bool:
     """True when any of these models is not declared trained on real children."""
     if not model_ids:
         return False
@@ -75,7 +76,7 @@ def simulated(db: Any, model_ids: set[str]) -> bool:
     return bool(model_ids - real)
 
 
-def _current(request: Request, db: Any) -> Viewer | None:
+def _current(request: Request, db: Session) -> Viewer | None:
     return websessions.viewer(db, request.cookies.get(websessions.COOKIE))
 
 

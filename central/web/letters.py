@@ -5,9 +5,8 @@ own paragraph and a return slip for the physician. HTML with a print stylesheet:
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,7 +22,7 @@ from central.web.station import code_progress
 
 
 def _letters(
-    request: Request, db: Any, viewer: Viewer, site_id: str, results: list[Result], keep: dict
+    request: Request, db: Session, viewer: Viewer, site_id: str, results: list[Result], keep: dict
 ) -> Response:
     site = db.get(Site, site_id)
     zone = request.state.zones.get(site_id)
@@ -61,7 +60,7 @@ def _letters(
 
 
 @page(NURSE, OFFICER)
-def result_letter(request: Request, db: Any, viewer: Viewer) -> Response:
+def result_letter(request: Request, db: Session, viewer: Viewer) -> Response:
     row = visible_result(db, viewer, request.path_params["result_id"])
     if row.outcome != REFER:
         raise CentralError("a letter to parents is for a referral only")
@@ -69,7 +68,7 @@ def result_letter(request: Request, db: Any, viewer: Viewer) -> Response:
 
 
 @page(NURSE, OFFICER)
-def class_letters(request: Request, db: Any, viewer: Viewer) -> Response:
+def class_letters(request: Request, db: Session, viewer: Viewer) -> Response:
     site, class_name = request.path_params["site_id"], request.path_params["class_name"]
     viewer.require_site(site)
     rows = code_progress(db, site, classlists.codes_of(db, site, class_name))
@@ -81,7 +80,7 @@ def class_letters(request: Request, db: Any, viewer: Viewer) -> Response:
 
 
 @page(NURSE, OFFICER)
-def open_referral_letters(request: Request, db: Any, viewer: Viewer) -> Response:
+def open_referral_letters(request: Request, db: Session, viewer: Viewer) -> Response:
     site = (request.query_params.get("site") or "").strip()
     if not site:
         raise CentralError("choose a school: /referrals/letters?site=SCHOOL")

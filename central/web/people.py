@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,7 +13,7 @@ from central.web.framework import page, render
 
 
 @page(OFFICER)
-def user_list(request: Request, db: Any, viewer: Viewer) -> Response:
+def user_list(request: Request, db: Session, viewer: Viewer) -> Response:
     locks = throttle.locked_accounts(db)
     rows = [(u, locks.get(u.username.lower())) for u in users.list_users(db)]
     return render(request, "users.html", viewer, rows=rows)

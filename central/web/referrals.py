@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -48,7 +48,7 @@ SHOWS = {"open": "open", "due": "due this week", "overdue": "overdue", "all": "a
 
 
 @page(NURSE, OFFICER)
-def referral_queue(request: Request, db: Any, viewer: Viewer) -> Response:
+def referral_queue(request: Request, db: Session, viewer: Viewer) -> Response:
     sites = visible_sites(db, viewer)
     site = (request.query_params.get("site") or "").strip()
     show = request.query_params.get("show") or "open"
@@ -150,7 +150,7 @@ def apply_follow_up(
 
 
 @action(NURSE, OFFICER)
-def update_follow_up(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def update_follow_up(request: Request, db: Session, viewer: Viewer, form: dict) -> Response:
     result = visible_result(db, viewer, request.path_params["result_id"])
     follow = db.get(FollowUp, result.result_id)
     if follow is None:

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -61,14 +62,14 @@ def filtered(
     return query, f
 
 
-def visible_sites(db: Any, viewer: Viewer) -> list[str]:
+def visible_sites(db: Session, viewer: Viewer) -> list[str]:
     if not viewer.all_schools:
         return sorted(viewer.schools)
     return sorted(set(db.scalars(select(Result.site_id).distinct())))
 
 
 @page(NURSE, OFFICER)
-def results_list(request: Request, db: Any, viewer: Viewer) -> Response:
+def results_list(request: Request, db: Session, viewer: Viewer) -> Response:
     query, f = filtered(
         viewer, request.query_params, visible_sites(db, viewer), localtime.zones_of(db)
     )
@@ -94,7 +95,7 @@ def results_list(request: Request, db: Any, viewer: Viewer) -> Response:
     )
 
 
-def visible_result(db: Any, viewer: Viewer, result_id: str) -> Result:
+def visible_result(db: Session, viewer: Viewer, result_id: str) -> Result:
     row = db.scalar(select(Result).where(Result.result_id == result_id))
     if row is None or not viewer.can_see_site(row.site_id):
         raise NotVisible(result_id)
@@ -103,7 +104,7 @@ def visible_result(db: Any, viewer: Viewer, result_id: str) -> Result:
 
 def result_page(
     request: Request,
-    db: Any,
+    db: Session,
     viewer: Viewer,
     row: Result,
     status: int = 200,
@@ -138,7 +139,7 @@ def result_page(
 
 
 @page(NURSE, OFFICER)
-def result_detail(request: Request, db: Any, viewer: Viewer) -> Response:
+def result_detail(request: Request, db: Session, viewer: Viewer) -> Response:
     row = visible_result(db, viewer, request.path_params["result_id"])
     audit.record(db, viewer.username, "view_result", site_id=row.site_id, result_id=row.result_id)
     return result_page(request, db, viewer, row)
@@ -166,7 +167,7 @@ CSV_COLUMNS = [
 
 
 @page(NURSE, OFFICER)
-def export_school(request: Request, db: Any, viewer: Viewer) -> Response:
+def export_school(request: Request, db: Session, viewer: Viewer) -> Response:
     site = request.path_params["site_id"]
     viewer.require_site(site)
     rows = db.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -15,7 +16,9 @@ from central.models import OFFICER, Site
 from central.web.framework import action, page, render
 
 
-def _page(request: Request, db: Any, viewer: Viewer, status: int = 200, **extra: Any) -> Response:
+def _page(
+    request: Request, db: Session, viewer: Viewer, status: int = 200, **extra: Any
+) -> Response:
     return render(
         request,
         "schools.html",
@@ -32,12 +35,12 @@ def _page(request: Request, db: Any, viewer: Viewer, status: int = 200, **extra:
 
 
 @page(OFFICER)
-def school_list(request: Request, db: Any, viewer: Viewer) -> Response:
+def school_list(request: Request, db: Session, viewer: Viewer) -> Response:
     return _page(request, db, viewer)
 
 
 @action(OFFICER)
-def set_school(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def set_school(request: Request, db: Session, viewer: Viewer, form: dict) -> Response:
     """A school's time zone, the language of its letters and its own paragraph on them."""
     site = db.get(Site, request.path_params["site_id"])
     if site is None:
@@ -62,7 +65,7 @@ def set_school(request: Request, db: Any, viewer: Viewer, form: dict) -> Respons
 
 
 @action(OFFICER)
-def set_deadlines(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def set_deadlines(request: Request, db: Session, viewer: Viewer, form: dict) -> Response:
     try:
         with db.begin_nested():
             for key in followup.DEFAULTS:

@@ -52,7 +52,7 @@ class SecurityHeaders:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def neutralise(cell: Any) -> Any:
+def neutralise(cell: object) -> object:
     """A text cell that a spreadsheet would run as a formula, prefixed with a single quote."""
     if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
         return "'" + cell
@@ -65,5 +65,5 @@ class SafeWriter:
     def __init__(self, out: Any) -> None:
         self._writer = csv.writer(out)
 
-    def writerow(self, row: Iterable[Any]) -> None:
+    def writerow(self, row: Iterable[object]) -> None:
         self._writer.writerow([neutralise(cell) for cell in row])

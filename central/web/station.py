@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -26,7 +26,7 @@ MANUAL_CHECK_AFTER = 3  # retakes of one child before the station asks for a man
 HEARTBEAT_S = 15.0
 
 
-def walks_per_child(db: Any, site: str) -> dict[str, int]:
+def walks_per_child(db: Session, site: str) -> dict[str, int]:
     """Per kiosk of the site: how many judged walks make one child's decision (the kiosk's
     screening.walks_per_child, from its retained status); kiosks that do not say count as 1."""
     counts = {}
@@ -37,7 +37,7 @@ def walks_per_child(db: Any, site: str) -> dict[str, int]:
     return counts
 
 
-def code_progress(db: Any, site: str, codes: list[str]) -> list[dict]:
+def code_progress(db: Session, site: str, codes: list[str]) -> list[dict]:
     """Per code: its last outcome in plain words, retakes, and whether it needs a manual check.
 
     A code is done when the child's decision is final: a result carrying `child_decision`, or
@@ -53,6 +53,8 @@ def code_progress(db: Any, site: str, codes: list[str]) -> list[dict]:
             .where(Result.site_id == site, Result.subject_token.in_(codes))
             .order_by(Result.time, Result.id)
         ):
+            if r.subject_token is None:
+                continue  # never: the query selects the listed codes
             row = seen[r.subject_token]
             decision = (r.payload or {}).get("child_decision")
             row["outcome"] = r.outcome
@@ -98,7 +100,7 @@ def next_code(rows: list[dict]) -> str | None:
     return None
 
 
-def station_state(db: Any, site: str, kiosk: str, class_name: str | None) -> dict:
+def station_state(db: Session, site: str, kiosk: str, class_name: str | None) -> dict:
     """Everything the station shows, as JSON-able data (the page and the event stream)."""
     row = db.get(Kiosk, (site, kiosk))
     state = row.state if row is not None and row.state else "unknown"
@@ -158,7 +160,7 @@ def station_state(db: Any, site: str, kiosk: str, class_name: str | None) -> dic
     }
 
 
-def _kiosks(db: Any, viewer: Viewer) -> list[Kiosk]:
+def _kiosks(db: Session, viewer: Viewer) -> list[Kiosk]:
     return list(
         db.scalars(
             viewer.scope(select(Kiosk), Kiosk.site_id).order_by(Kiosk.site_id, Kiosk.kiosk_id)
@@ -167,7 +169,7 @@ def _kiosks(db: Any, viewer: Viewer) -> list[Kiosk]:
 
 
 @page(NURSE, OFFICER)
-def station_pick(request: Request, db: Any, viewer: Viewer) -> Response:
+def station_pick(request: Request, db: Session, viewer: Viewer) -> Response:
     kiosks = _kiosks(db, viewer)
     sites = sorted({k.site_id for k in kiosks})
     return render(
@@ -181,7 +183,7 @@ def station_pick(request: Request, db: Any, viewer: Viewer) -> Response:
 
 def _station_page(
     request: Request,
-    db: Any,
+    db: Session,
     viewer: Viewer,
     site: str,
     kiosk: str,
@@ -209,7 +211,7 @@ def _station_page(
 
 
 @page(NURSE, OFFICER)
-def station(request: Request, db: Any, viewer: Viewer) -> Response:
+def station(request: Request, db: Session, viewer: Viewer) -> Response:
     p = request.path_params
     return _station_page(
         request, db, viewer, p["site_id"], p["kiosk_id"], request.query_params.get("class", "")
@@ -217,7 +219,7 @@ def station(request: Request, db: Any, viewer: Viewer) -> Response:
 
 
 @action(NURSE, OFFICER)
-def station_send(request: Request, db: Any, viewer: Viewer, form: dict) -> Response:
+def station_send(request: Request, db: Session, viewer: Viewer, form: dict) -> Response:
     from central.web.fleet import send_token
 
     site, kiosk = request.path_params["site_id"], request.path_params["kiosk_id"]

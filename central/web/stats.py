@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -47,7 +47,7 @@ class Row:
         return self.referred - self.examined - self.lost
 
 
-def statistics(db: Any) -> list[Row]:
+def statistics(db: Session) -> list[Row]:
     rows: dict[tuple[str, str], Row] = {}
     judged = (
         select(Result.site_id, Result.model_id, Result.outcome, func.count())
@@ -76,7 +76,7 @@ def statistics(db: Any) -> list[Row]:
 
 
 @page(OFFICER)
-def stats_page(request: Request, db: Any, viewer: Viewer) -> Response:
+def stats_page(request: Request, db: Session, viewer: Viewer) -> Response:
     from central.web.daycharts import chart_data
 
     rows = statistics(db)
@@ -118,7 +118,7 @@ LABEL_COLUMNS = [
 
 
 @page(OFFICER)
-def export_labels(request: Request, db: Any, viewer: Viewer) -> Response:
+def export_labels(request: Request, db: Session, viewer: Viewer) -> Response:
     """Exam outcomes as labels keyed by walk_id (a kiosk that records walks names each file <walk_id>.npz)."""
     rows = db.execute(
         select(Result, FollowUp)

@@ -25,9 +25,15 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.errors import ModelError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 log = logging.getLogger("edge.model_store.bundle")
 
@@ -46,7 +52,7 @@ class BundleHeader:
     payload_size: int
 
 
-def key_id_of(public_key: Any) -> str:
+def key_id_of(public_key: Ed25519PublicKey) -> str:
     """A short, stable name for an Ed25519 public key: sha256 of its raw bytes, 16 hex digits."""
     from cryptography.hazmat.primitives import serialization
 
@@ -65,7 +71,7 @@ def _crypto() -> Any:
     return serialization
 
 
-def load_public_key(path: Path) -> Any:
+def load_public_key(path: Path) -> Ed25519PublicKey:
     serialization = _crypto()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -80,7 +86,7 @@ def load_public_key(path: Path) -> Any:
     return key
 
 
-def load_private_key(path: Path) -> Any:
+def load_private_key(path: Path) -> Ed25519PrivateKey:
     serialization = _crypto()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

@@ -17,10 +17,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from edge.errors import ConfigError, EdgeError, ModelError
-from edge.model_store.store import ModelStore, StoreEntry
+from edge.model_store.store import ActiveModel, Gate, ModelStore, StoreEntry
 
 log = logging.getLogger("edge.model_store")
 
@@ -31,7 +30,7 @@ def _say(text: str, err: bool = False) -> None:
     (sys.stderr if err else sys.stdout).write(text + "\n")
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `model` command and its subcommands, for edge.cli's parser (and this module's)."""
     from gaitcontract import HelpFormatter
 
@@ -133,7 +132,7 @@ class _Settings:
                 "no model store named: pass --store DIR, or --config FILE whose model.store names it"
             )
 
-    def gate(self) -> Any:
+    def gate(self) -> Gate:
         from edge.model_store.gate import make_gate
 
         return make_gate(self.runner, self.threads)
@@ -209,7 +208,7 @@ def _gate_text(entry: StoreEntry, file: str) -> str:
     return text
 
 
-def _build_engine(active: Any, timing_cache: str | None) -> int:
+def _build_engine(active: ActiveModel, timing_cache: str | None) -> int:
     import subprocess
 
     from edge.model_store.store import engine_path_for

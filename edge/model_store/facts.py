@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.settings import KioskConfig
 
 SIMULATED_SETTING = "screening.allow_simulated_model"
 
 
-def _json(path: Path) -> dict[str, Any]:
+def _json(path: Path) -> dict[str, object]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -26,7 +29,7 @@ def _json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def trained_on(cfg: Any) -> str | None:
+def trained_on(cfg: KioskConfig) -> str | None:
     """ "simulated" | "real" as the model's card (else its manifest) says; None if neither says."""
     active = cfg.active_model
     if active is not None:
@@ -38,10 +41,10 @@ def trained_on(cfg: Any) -> str | None:
     return str(said) if said is not None else None
 
 
-def status_facts(cfg: Any) -> dict[str, Any]:
+def status_facts(cfg: KioskConfig) -> dict[str, str | int | None]:
     """The status message's model keys beyond the runner's identity (all optional in the schema)."""
     active = cfg.active_model
-    facts: dict[str, Any] = {"trained_on": trained_on(cfg)}
+    facts: dict[str, str | int | None] = {"trained_on": trained_on(cfg)}
     # central's station marks a child done only after this many judged walks (or child_decision)
     facts["walks_per_child"] = int(cfg.screening.walks_per_child)
     if active is not None:
@@ -62,7 +65,7 @@ def status_facts(cfg: Any) -> dict[str, Any]:
     return facts
 
 
-def refuse_simulated_model(cfg: Any) -> None:
+def refuse_simulated_model(cfg: KioskConfig) -> None:
     """The service screens children: refuse a model not known to be trained on real walks."""
     said = trained_on(cfg)
     if said == "real" or cfg.screening.allow_simulated_model:
@@ -79,10 +82,10 @@ def refuse_simulated_model(cfg: Any) -> None:
     )
 
 
-def gate_alarm(cfg: Any) -> str | None:
+def gate_alarm(cfg: KioskConfig) -> str | None:
     """A release-gate refusal since the active model was activated, as the health alarm's text."""
     active = cfg.active_model
-    if active is None:
+    if active is None or cfg.model.store is None:  # an active model comes from a store
         return None
     from edge.model_store import ModelStore
 

@@ -20,10 +20,15 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, ModelError
 from edge.model_store.store import CARD_NAME, SPLIT_MANIFEST, Gate, StoreEntry
+from edge.options import float_of
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 log = logging.getLogger("edge.model_store.gate")
 
@@ -34,16 +39,18 @@ DEFAULT_MIN_AGREEMENT = 0.99
 DEFAULT_MAX_ABS_DPROB = 0.05
 
 
-def gate_limits(card: Mapping[str, Any]) -> tuple[float, float]:
+def gate_limits(card: Mapping[str, object]) -> tuple[float, float]:
     """(min_agreement, max_abs_dprob) from the card's release_gate, else the defaults."""
     limits = card.get("release_gate") or {}
+    if not isinstance(limits, Mapping):
+        raise ModelError(f"the card's release_gate is {limits!r}, not a table of limits")
     return (
-        float(limits.get("min_agreement", DEFAULT_MIN_AGREEMENT)),
-        float(limits.get("max_abs_dprob", DEFAULT_MAX_ABS_DPROB)),
+        float_of(limits.get("min_agreement", DEFAULT_MIN_AGREEMENT)),
+        float_of(limits.get("max_abs_dprob", DEFAULT_MAX_ABS_DPROB)),
     )
 
 
-def p_not_negative(probs: Any) -> Any:
+def p_not_negative(probs: np.ndarray) -> np.ndarray:
     from gaitcontract.spec import NEGATIVE
 
     return 1.0 - probs[..., NEGATIVE]
@@ -55,7 +62,7 @@ def run_gate(
     runner: str = "onnxruntime",
     threads: int | None = None,
     model_path: Path | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Run the check set through `runner` on entry's `file` (or `model_path`, e.g. the engine
     built from it); the figures, with "passed"."""
     checkset = entry.folder / CHECKSET_NAME
@@ -77,11 +84,11 @@ def run_gate(
         from gaitcontract.spec import INPUT_NAME
     except ImportError as exc:
         return _cannot_run(runner, file, exc)
-    card: dict[str, Any] = {}
+    card: dict[str, object] = {}
     if (entry.folder / CARD_NAME).is_file():
         card = json.loads((entry.folder / CARD_NAME).read_text(encoding="utf-8"))
     min_agreement, tolerance = gate_limits(card)
-    threshold = float(card.get("referral_threshold", 0.5))
+    threshold = float_of(card.get("referral_threshold", 0.5))
     with np.load(checkset) as data:
         stored = data["silhouettes"]  # uint8: what the streaming encoder reads
         walks = stored.astype(np.float32) / 255.0
@@ -96,7 +103,7 @@ def run_gate(
         return {"passed": False, "reason": f"{runner} cannot run {file}: {exc}", "walks": 0}
     except ImportError as exc:
         return _cannot_run(runner, file, exc)
-    figures: dict[str, Any] = {
+    figures: dict[str, object] = {
         "runner": runner,
         **_agreement(got, reference, threshold, min_agreement, tolerance),
     }
@@ -113,8 +120,8 @@ def run_gate(
 
 
 def _agreement(
-    got: Any, reference: Any, threshold: float, min_agreement: float, tolerance: float
-) -> dict[str, Any]:
+    got: np.ndarray, reference: np.ndarray, threshold: float, min_agreement: float, tolerance: float
+) -> dict[str, object]:
     """The gate's rule: referral decisions agree on >= min_agreement of the walks and the largest
     |delta P(not negative)| <= tolerance."""
     import numpy as np
@@ -122,7 +129,7 @@ def _agreement(
     agreement = float(np.mean((got >= threshold) == (reference >= threshold)))
     max_abs = float(np.max(np.abs(got - reference))) if len(got) else 0.0
     passed = agreement >= min_agreement and max_abs <= tolerance
-    figures: dict[str, Any] = {
+    figures: dict[str, object] = {
         "passed": bool(passed),
         "walks": int(len(got)),
         "agreement": agreement,
@@ -140,13 +147,13 @@ def _agreement(
 
 def _split_figures(
     entry: StoreEntry,
-    walks: Any,
-    reference: Any,
+    walks: np.ndarray,
+    reference: np.ndarray,
     threshold: float,
     min_agreement: float,
     tolerance: float,
     threads: int | None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The check set through encoder + head as the streaming kiosk runs them."""
     import numpy as np
 
@@ -190,7 +197,7 @@ def _split_figures(
     return {**described, **_agreement(got, reference, threshold, min_agreement, tolerance)}
 
 
-def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, Any]:
+def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, object]:
     # e.g. install.sh --no-pip: the venv has no numpy or ONNX Runtime yet
     return {
         "passed": False,
@@ -201,13 +208,13 @@ def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, Any]:
 
 
 def make_gate(runner: str, threads: int | None = None) -> Gate:
-    def gate(entry: StoreEntry, file: str) -> Mapping[str, Any]:
+    def gate(entry: StoreEntry, file: str) -> Mapping[str, object]:
         return run_gate(entry, file, runner, threads)
 
     return gate
 
 
-def checkset_arrays(walks: Any, reference_model: Path) -> dict[str, Any]:
+def checkset_arrays(walks: npt.ArrayLike, reference_model: Path) -> dict[str, np.ndarray]:
     """The check set for a bundle: walks [N, T, H, W] in [0, 1] and the FP32 reference outputs.
 
     The reference runs on the walks as the kiosk will read them back (uint8), so the stored

@@ -65,7 +65,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+def write_json_atomic(path: Path, data: Mapping[str, object]) -> None:
     """Write JSON so a reader (or a kill) sees the old file or the new one, never a mix."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with partial.open("w", encoding="utf-8") as handle:
@@ -133,7 +133,7 @@ def engine_path_for(active: ActiveModel) -> Path:
 
 
 # (entry, ONNX file) -> gate figures with "passed": bool; raises nothing, the store records it
-Gate = Callable[[StoreEntry, str], Mapping[str, Any]]
+Gate = Callable[[StoreEntry, str], Mapping[str, object]]
 
 
 class ModelStore:
@@ -375,12 +375,12 @@ class ModelStore:
             state["refused"] = refused
         write_json_atomic(self.root / ACTIVE_NAME, state)
 
-    def record_gate(self, model_id: str, key: str, figures: Mapping[str, Any]) -> None:
+    def record_gate(self, model_id: str, key: str, figures: Mapping[str, object]) -> None:
         """Keep a gate's figures in the entry (e.g. an engine's, under "FORM@tensorrt")."""
         with self.locked():
             self._record_gate(self.entry(model_id), key, figures)
 
-    def _record_gate(self, entry: StoreEntry, file: str, figures: Mapping[str, Any]) -> None:
+    def _record_gate(self, entry: StoreEntry, file: str, figures: Mapping[str, object]) -> None:
         path = entry.folder / ENTRY_NAME
         data = _read_json(path, "store entry")
         data.setdefault("gate", {})[file] = {**figures, "at": now_text()}
@@ -496,13 +496,16 @@ def describe_folder(source: Path, file: str | None = None) -> DescribedFolder:
     return DescribedFolder(source, model_id, file, forms, said.pop(), files)
 
 
-def split_graphs(folder: Path, split: Mapping[str, Any] | None = None) -> set[str]:
+def split_graphs(folder: Path, split: Mapping[str, object] | None = None) -> set[str]:
     """The ONNX files of the streaming split in `folder`: the encoders and the head named by
     model.split.json, and any ONNX whose manifest gives it a split_role."""
     if split is None:
         path = folder / SPLIT_MANIFEST
         split = _read_json(path, "split manifest") if path.is_file() else {}
-    names = {str(n) for n in dict(split.get("encoders") or {}).values()}
+    encoders = split.get("encoders") or {}
+    if not isinstance(encoders, Mapping):
+        raise ModelError(f"{folder / SPLIT_MANIFEST}: encoders is not a table of ONNX files")
+    names = {str(n) for n in encoders.values()}
     if split.get("head"):
         names.add(str(split["head"]))
     for onnx in folder.glob("*.onnx"):

@@ -67,7 +67,7 @@ class Publisher(OutboxDelivery):
         settings: PublisherSettings,
         outbox: Outbox,
         *,
-        model: Mapping[str, str] | ModelIdentity | None = None,
+        model: Mapping[str, str | int | None] | ModelIdentity | None = None,
         software: str = SOFTWARE,
         clock: Callable[[], float] = time.monotonic,
         expire_every_seconds: float = 3600.0,

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class Runner(ABC):
     manifest_required_by_default: ClassVar[bool] = False
 
     def __init__(
-        self, model_path: str | Path, *, threads: int | None = None, **options: Any
+        self, model_path: str | Path, *, threads: int | None = None, **options: object
     ) -> None:
         unknown = sorted(set(options) - self.options_allowed)
         if unknown:
@@ -319,18 +320,20 @@ def check_feed(feed: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarra
     return np.ascontiguousarray(array)
 
 
-def check_model_input_shape(shape: Any, where: str) -> InputShape:
-    """A model's declared input shape must be static [B, T, 64, 44]; raise ModelError otherwise."""
+def check_model_input_shape(shape: Iterable[object] | None, where: str) -> InputShape:
+    """A model's declared input shape must be static [B, T, 64, 44]; raise ModelError otherwise.
+
+    `shape` as the backend reports it: a dynamic dimension is a name (str) or None."""
     dims = list(shape) if shape is not None else []
-    static = all(isinstance(d, (int, np.integer)) and int(d) > 0 for d in dims)
+    static = [int(d) for d in dims if isinstance(d, int | np.integer) and int(d) > 0]
     if (
         len(dims) != 4
-        or not static
-        or tuple(int(d) for d in dims[2:]) != (INPUT_HEIGHT, INPUT_WIDTH)
+        or len(static) != len(dims)
+        or tuple(static[2:]) != (INPUT_HEIGHT, INPUT_WIDTH)
     ):
         raise ModelError(
             f"{where}: input '{INPUT_NAME}' has shape {dims}, expected static [B, T, {INPUT_HEIGHT}, {INPUT_WIDTH}]; "
             "re-export it with `python -m export onnx --checkpoint CKPT --out DIR`"
         )
-    batch, frames, height, width = (int(d) for d in dims)
+    batch, frames, height, width = static
     return batch, frames, height, width

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -100,7 +101,12 @@ class OnnxRuntimeRunner(Runner):
         return ModelFacts(input_shape, precision=precision, model_id=model_id)
 
     def _providers_asked(self, available: list[str]) -> list[str]:
-        providers = list(self.options.get("providers") or ["CPUExecutionProvider"])
+        asked = self.options.get("providers") or ["CPUExecutionProvider"]
+        if not isinstance(asked, Iterable):
+            raise RunnerError(
+                f"onnxruntime: providers={asked!r} must be a list of execution provider names"
+            )
+        providers = list(asked)
         missing = [p for p in providers if p not in available]
         if missing:
             raise RunnerError(

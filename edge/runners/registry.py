@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 from edge.errors import RunnerError
 from edge.runners.base import Runner
@@ -36,9 +35,11 @@ def runner_class(name: str) -> type[Runner]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def create_runner(name: str, model_path: str | Path, **options: Any) -> Runner:
+def create_runner(
+    name: str, model_path: str | Path, *, threads: int | None = None, **options: object
+) -> Runner:
     """Build (not activate) the runner `name` for `model_path`."""
-    return runner_class(name)(model_path, **options)
+    return runner_class(name)(model_path, threads=threads, **options)
 
 
 def available_runners() -> dict[str, bool | str]:

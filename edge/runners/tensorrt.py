@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
+from edge.options import int_of, text_or_none
 from edge.runners.base import ModelFacts, ModelFile, Runner, check_model_input_shape
 from edge.runners.cuda_buffers import BUFFERS, CudaBuffers, detect_cuda_major, device_facts
 from edge.runners.trt_plan import (
@@ -57,11 +58,13 @@ class TensorRTRunner(Runner):
         trt = _import_tensorrt()
         try:
             library = choose_cuda_library(
-                module_available, self.options.get("cuda_library"), detect_cuda_major()
+                module_available,
+                text_or_none(self.options.get("cuda_library")),
+                detect_cuda_major(),
             )
         except ValueError as err:
             raise RunnerError(str(err)) from err
-        device = int(self.options.get("device", 0))
+        device = int_of(self.options.get("device", 0))
         self._buffers = None
         self._trt_logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime and engine
         engine = context = None
@@ -130,7 +133,7 @@ class TensorRTRunner(Runner):
         from gaitcontract.manifest import sha256_file
 
         facts = device_facts(library, device)
-        onnx_path = self.options.get("onnx_path")
+        onnx_path = text_or_none(self.options.get("onnx_path"))
         problems = engine_mismatches(
             manifest.to_dict(),
             tensorrt_version=trt_version,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
+from edge.options import int_of
 from edge.runners.base import ModelFacts, ModelFile, Runner
 from gaitcontract.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH, OUTPUT_NAMES, check_frames
 
@@ -44,7 +45,7 @@ class TorchRunner(Runner):
             frames = check_frames(frames)
         except ValueError as err:
             raise RunnerError(f"torch runner: {err}") from err
-        batch = int(self.options.get("batch", 1))
+        batch = int_of(self.options.get("batch", 1))
         if batch < 1:
             raise RunnerError(f"torch runner: batch={batch} must be at least 1")
         if self.threads is not None:

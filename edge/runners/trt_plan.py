@@ -15,12 +15,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from edge.options import int_of
 from gaitcontract.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
 
 CUDA_LIBRARIES = ("cuda-python", "pycuda")
@@ -105,7 +105,7 @@ def choose_cuda_library(
     )
 
 
-def numpy_dtype(trt_dtype: Any) -> np.dtype:
+def numpy_dtype(trt_dtype: object) -> np.dtype:
     """numpy dtype for a tensorrt.DataType (or its name, e.g. 'FLOAT')."""
     name = getattr(trt_dtype, "name", str(trt_dtype)).split(".")[-1].upper()
     if name not in TRT_DTYPES:
@@ -185,21 +185,27 @@ def same_tensorrt_release(built: str, here: str) -> bool:
     return parse_version(built)[:3] == parse_version(here)[:3]
 
 
-def _capability(value: Any) -> tuple[int, int] | None:
+def _capability(value: object) -> tuple[int, int] | None:
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
         return (int(value[0]), int(value[1]))
-    parts = parse_version(value)
+    parts = parse_version(str(value))
     return (parts[0], parts[1] if len(parts) > 1 else 0)
 
 
+def _section(manifest: Mapping[str, object], key: str) -> Mapping[str, object]:
+    """A manifest's section (engine, source) as a mapping; empty when absent or not a table."""
+    section = manifest.get(key)
+    return section if isinstance(section, Mapping) else {}
+
+
 def engine_mismatches(
-    manifest: dict[str, Any],
+    manifest: Mapping[str, object],
     *,
     tensorrt_version: str,
     gpu_name: str,
-    compute_capability: Any,
+    compute_capability: object,
     onnx_sha256: str | None = None,
     sm_count: int | None = None,
     memory_gib: int | None = None,
@@ -213,11 +219,11 @@ def engine_mismatches(
     problems: list[str] = []
     if manifest.get("kind") != "engine":
         problems.append(f"manifest kind is {manifest.get('kind')!r}, expected 'engine'")
-    engine = manifest.get("engine") or {}
+    engine = _section(manifest, "engine")
     built = engine.get("tensorrt_version")
     if built is None:
         problems.append("manifest does not record the TensorRT version the engine was built with")
-    elif not same_tensorrt_release(built, tensorrt_version):
+    elif not same_tensorrt_release(str(built), tensorrt_version):
         problems.append(f"engine built with TensorRT {built}, this machine has {tensorrt_version}")
     if engine.get("gpu_name") and engine["gpu_name"] != gpu_name:
         problems.append(
@@ -236,10 +242,10 @@ def engine_mismatches(
         ("memory_gib", memory_gib, "GiB of GPU memory"),
     ):
         recorded = engine.get(key)
-        if recorded is not None and here is not None and int(recorded) != int(here):
+        if recorded is not None and here is not None and int_of(recorded) != here:
             problems.append(f"engine built for a GPU with {recorded} {what}, this one has {here}")
     if onnx_sha256 is not None:
-        source = manifest.get("source") or {}
+        source = _section(manifest, "source")
         built_from = source.get("onnx_sha256")
         if built_from != onnx_sha256:
             problems.append(

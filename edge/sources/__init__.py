@@ -19,7 +19,6 @@ kind takes `source.max_frame_pixels`: a bigger frame is a counted bad frame.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 from urllib.parse import urlsplit
 
 from edge.errors import SourceError
@@ -62,7 +61,7 @@ def source_class(uri: str) -> type[Source]:
     return getattr(module, class_name)
 
 
-def open_source(uri: str, config: SourceConfig | None = None, **options: Any) -> Source:
+def open_source(uri: str, config: SourceConfig | None = None, **options: object) -> Source:
     """Create the source for `uri` (not yet opened: use `with open_source(uri) as src:`).
 
     `config`: the [source] section; each source takes the keys it can honour
@@ -71,7 +70,7 @@ def open_source(uri: str, config: SourceConfig | None = None, **options: Any) ->
     query options, keyword options (e.g. realtime=True).
     """
     cls = source_class(uri)
-    merged: dict[str, Any] = {}
+    merged: dict[str, object] = {}
     if config is not None:
         in_uri = query_options(uri)
         merged.update({k: v for k, v in cls.config_options(config).items() if k not in in_uri})

@@ -11,19 +11,23 @@ does not spin the capture loop for ever.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import Any, overload
+from collections.abc import Iterator, Mapping
+from typing import overload
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.options import int_of
 from edge.settings import SourceConfig
 from edge.types import Frame, Intrinsics
 
 MAX_BAD_IN_ROW = 1000  # consecutive undecodable frames after which a source is treated as failed
 DEFAULT_MAX_FRAME_PIXELS = SourceConfig().max_frame_pixels
+# A source's options: its [source] keys, the URI's query (strings) and keyword options (any
+# value, e.g. a pyrealsense2 context); each source reads them through option_int/_float/_bool.
+SourceOptions = Mapping[str, object]
 
 
 class Source(ABC):
@@ -128,12 +132,12 @@ class Source(ABC):
         return ("depth",)
 
     @classmethod
-    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+    def config_options(cls, config: SourceConfig) -> dict[str, object]:
         """The [source] keys this kind of source honours, as its options (none by default:
         a video file or device delivers its own size and rate)."""
         return {}
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, str | int]:
         """Counters for the health topic (a copy, safe to publish)."""
         return {"uri": redact_uri(self.uri), **self.counters}
 
@@ -204,21 +208,21 @@ def query_options(uri: str) -> dict[str, str]:
 
 
 @overload
-def option_int(options: dict[str, Any], key: str, default: int, uri: str) -> int: ...
+def option_int(options: SourceOptions, key: str, default: int, uri: str) -> int: ...
 @overload
-def option_int(options: dict[str, Any], key: str, default: None, uri: str) -> int | None: ...
-def option_int(options: dict[str, Any], key: str, default: int | None, uri: str) -> int | None:
+def option_int(options: SourceOptions, key: str, default: None, uri: str) -> int | None: ...
+def option_int(options: SourceOptions, key: str, default: int | None, uri: str) -> int | None:
     """An integer option (query or keyword); an option given as None is the default."""
     value = options.get(key)
     if value is None:
         return default
     try:
-        return int(value)
+        return int_of(value)
     except (TypeError, ValueError):
         raise SourceError(f"source {uri!r}: option {key}={value!r} must be an integer") from None
 
 
-def option_bool(options: dict[str, Any], key: str, default: bool, uri: str) -> bool:
+def option_bool(options: SourceOptions, key: str, default: bool, uri: str) -> bool:
     value = options.get(key, default)
     if isinstance(value, bool):
         return value

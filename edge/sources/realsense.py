@@ -23,8 +23,15 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.options import float_of
 from edge.settings import SourceConfig
-from edge.sources.base import DepthCamera, option_bool, option_int, query_options
+from edge.sources.base import (
+    DepthCamera,
+    SourceOptions,
+    option_bool,
+    option_int,
+    query_options,
+)
 from edge.types import Frame, Intrinsics
 
 FILTER_ORDER = (
@@ -83,11 +90,11 @@ def depth_to_mm(depth: np.ndarray, depth_scale: float) -> np.ndarray:
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
-def _required_int(options: dict[str, Any], key: str, uri: str) -> int:
+def _required_int(options: SourceOptions, key: str, uri: str) -> int:
     """A whole-number option that always has a value (its default comes from the [source] section)."""
     value = options[key]
     try:
-        number = float(value)
+        number = float_of(value)
     except (TypeError, ValueError):
         number = float("nan")
     if isinstance(value, bool) or not number.is_integer():
@@ -115,7 +122,7 @@ class RealSenseSource(DepthCamera):
     scheme = "realsense"
 
     @classmethod
-    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+    def config_options(cls, config: SourceConfig) -> dict[str, object]:
         filters = config.realsense
         return {
             "width": config.width,
@@ -128,7 +135,7 @@ class RealSenseSource(DepthCamera):
             "hole_filling": filters.hole_filling,
         }
 
-    def __init__(self, uri: str, **options: Any) -> None:
+    def __init__(self, uri: str, **options: object) -> None:
         super().__init__(uri)
         # defaults: the [source] section's (edge.settings), so a bare URI opens what a default config opens
         merged = {**self.config_options(SourceConfig()), **query_options(uri), **options}
@@ -149,7 +156,7 @@ class RealSenseSource(DepthCamera):
         self.timeout_ms = option_int(merged, "timeout_ms", 5000 if live else 1000, uri)
         self.max_timeouts = option_int(merged, "max_timeouts", 3, uri)
         self.max_reconnects = option_int(merged, "max_reconnects", 5, uri)
-        self.backoff_base = float(merged.get("backoff_s", 0.5))
+        self.backoff_base = float_of(merged.get("backoff_s", 0.5))
         self.hardware_reset = option_bool(merged, "hardware_reset", True, uri)
         self.context = merged.get("context")
         self._rs: Any = None

@@ -22,13 +22,13 @@ from __future__ import annotations
 import pickle
 import struct
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import cv2
 import numpy as np
 
 from edge.errors import BadFrameError, SourceError
+from edge.options import float_of
 from edge.settings import SourceConfig
 from edge.sources.base import Source, option_bool, query_options
 from edge.types import Frame
@@ -97,16 +97,16 @@ class SilhouetteSource(Source):
     scheme = "silhouettes"
 
     @classmethod
-    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+    def config_options(cls, config: SourceConfig) -> dict[str, object]:
         return {"fps": config.fps}
 
-    def __init__(self, uri: str, **options: Any) -> None:
+    def __init__(self, uri: str, **options: object) -> None:
         super().__init__(uri)
         merged = {**self.config_options(SourceConfig()), **query_options(uri), **options}
         self.path = Path(unquote(urlsplit(uri).path))
         self.live = False
         try:
-            self._fps_value = float(merged["fps"])
+            self._fps_value = float_of(merged["fps"])
         except (TypeError, ValueError):
             raise SourceError(f"source {uri!r}: fps must be a number") from None
         aligned = str(merged.get("aligned", "auto")).lower()

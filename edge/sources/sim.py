@@ -5,13 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.errors import SourceError
+from edge.options import float_of
 from edge.settings import SourceConfig
 from edge.sources.base import DepthCamera, option_bool, option_int, query_options
 from edge.sources.sim_truth import SimTruth
 from edge.types import Frame, Intrinsics
+
+if TYPE_CHECKING:
+    from gaitsim import CameraConfig, SimFrame
 
 VIEWS = ("toward", "away", "side", "mixed")
 SCENARIOS = (
@@ -23,6 +27,19 @@ SCENARIOS = (
     "too_short",
     "close_end",
 )
+
+
+def _camera(value: object, uri: str) -> CameraConfig | None:
+    """The `camera` keyword option: a gaitsim.CameraConfig, or None for the default mount."""
+    if value is None:
+        return None
+    from gaitsim import CameraConfig
+
+    if not isinstance(value, CameraConfig):
+        raise SourceError(
+            f"source {uri!r}: camera= must be a gaitsim.CameraConfig, not {type(value).__name__}"
+        )
+    return value
 
 
 class SimSource(DepthCamera):
@@ -42,13 +59,13 @@ class SimSource(DepthCamera):
     scheme = "sim"
 
     @classmethod
-    def config_options(cls, config: SourceConfig) -> dict[str, Any]:
+    def config_options(cls, config: SourceConfig) -> dict[str, object]:
         return {"fps": config.fps, "color": config.color}
 
-    def __init__(self, uri: str, **options: Any) -> None:
+    def __init__(self, uri: str, **options: object) -> None:
         super().__init__(uri)
         # fps and color default to the [source] section's (edge.settings)
-        merged: dict[str, Any] = {
+        merged: dict[str, object] = {
             **self.config_options(SourceConfig()),
             **query_options(uri),
             **options,
@@ -66,13 +83,13 @@ class SimSource(DepthCamera):
                 f"source {uri!r}: scenario={scenario!r} is not one of "
                 f"{', '.join(s for s in SCENARIOS if s)} (or omit it)"
             )
-        self.scenario = scenario
+        self.scenario = scenario if isinstance(scenario, str) else None  # one of SCENARIOS
         self.realtime = option_bool(merged, "realtime", False, uri)
         self.live = self.realtime
         self.color = option_bool(merged, "color", False, uri)
         self.noise = option_bool(merged, "noise", True, uri)
         try:
-            self.reflect = float(
+            self.reflect = float_of(
                 merged.get("reflect", 0.0)
             )  # a polished floor mirrors people (colour)
         except (TypeError, ValueError):
@@ -80,10 +97,10 @@ class SimSource(DepthCamera):
         if not 0.0 <= self.reflect < 1.0:
             raise SourceError(f"source {uri!r}: reflect={self.reflect} must be in [0, 1)")
         try:
-            self._fps_value = float(merged["fps"])
-            self.gap_s = float(merged.get("gap_s", 1.0))
+            self._fps_value = float_of(merged["fps"])
+            self.gap_s = float_of(merged.get("gap_s", 1.0))
             queue = merged.get("queue_gap_s")
-            self.queue_gap_s = None if queue in (None, "") else float(queue)
+            self.queue_gap_s = None if queue in (None, "") else float_of(queue)
         except (TypeError, ValueError):
             raise SourceError(
                 f"source {uri!r}: fps, gap_s and queue_gap_s must be numbers"
@@ -96,7 +113,7 @@ class SimSource(DepthCamera):
             raise SourceError(
                 f"source {uri!r}: stall_after={self.stall_after} must be 0 or more frames"
             )
-        self.camera = merged.get("camera")  # a gaitsim.CameraConfig, keyword only
+        self.camera = _camera(merged.get("camera"), uri)  # keyword only
         # camera_seed: a camera mount (height, tilt) drawn by gaitsim.vary_camera, one per stream
         # as a real kiosk has one; training data use several streams with different mounts.
         self.camera_seed = option_int(merged, "camera_seed", None, uri)
@@ -109,17 +126,18 @@ class SimSource(DepthCamera):
             self.camera = vary_camera(np.random.default_rng([self.camera_seed, 0xCA3]))
         self._delivered = 0
         self._closed = threading.Event()  # set by close(): ends a stalled read at once
-        self._frames: Iterator[Any] | None = None
-        self._intr = None
+        self._frames: Iterator[SimFrame] | None = None
+        self._intr: Intrinsics | None = None
         self._t0 = 0.0
         self.last_truth: dict[str, Any] = {}
         # truth (keyword): a SimTruth that records every frame's truth as the kiosk reads it, for
         # the demo's agreement column; never part of a Frame or a result.
-        self.truth: SimTruth | None = merged.get("truth")
-        if self.truth is not None and not isinstance(self.truth, SimTruth):
+        truth = merged.get("truth")
+        if truth is not None and not isinstance(truth, SimTruth):
             raise SourceError(
                 f"source {uri!r}: truth must be an edge.sources.sim_truth.SimTruth (keyword only)"
             )
+        self.truth: SimTruth | None = truth
 
     def _open(self) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,10 @@ class SimTruth:
         self.frames: dict[float, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def add(self, timestamp: float, truth: dict[str, Any]) -> None:
-        if truth.get("walk_index", -1) < 0:
-            return
+    def add(self, timestamp: float, truth: Mapping[str, object]) -> None:
+        walk_index = truth.get("walk_index", -1)
+        if not isinstance(walk_index, int) or walk_index < 0:
+            return  # between walks: no child in view
         item = {
             k: truth.get(k)
             for k in (
@@ -53,7 +55,7 @@ class SimTruth:
         with self._lock:
             self.frames[timestamp] = item
 
-    def take(self, walk: Walk) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    def take(self, walk: Walk) -> tuple[dict[str, object], np.ndarray | None, np.ndarray | None]:
         """Truth of a finished walk: the majority child among its kept frames, and its clean masks."""
         with self._lock:
             kept = [self.frames.get(float(t)) for t in walk.timestamps]

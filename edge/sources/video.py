@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import cv2
@@ -21,7 +20,7 @@ from edge.types import Frame
 _DEVICE = re.compile(r"^/dev/video(\d+)$")
 
 
-def _roi(value: Any, uri: str) -> tuple[int, int, int, int] | None:
+def _roi(value: object, uri: str) -> tuple[int, int, int, int] | None:
     """`x,y,w,h` in pixels, or None."""
     if value is None or value == "":
         return None
@@ -65,7 +64,7 @@ class VideoSource(Source):
 
     scheme = "video"
 
-    def __init__(self, uri: str, **options: Any) -> None:
+    def __init__(self, uri: str, **options: object) -> None:
         super().__init__(uri)
         merged = {**query_options(uri), **options}
         self.target = capture_target(uri)
