@@ -59,7 +59,9 @@ from torch.utils.data import DataLoader
 from gaitcontract.errors import ConfigError, GaitMILError
 from gaitcontract.silhouette import cut
 from gaitcontract.spec import DEFAULT_FRAMES, NUM_CLASSES, even_indices
+from gaitmil.calibrate import calibrate_on_validation
 from gaitmil.checkpoint import load_checkpoint, load_train_state, save_checkpoint
+from gaitmil.curves import plot_curves
 from gaitmil.data import (
     PKBatchSampler,
     Scoliosis1K,
@@ -72,15 +74,11 @@ from gaitmil.distributed import convert_batchnorm, distributed_gait_mil_loss
 from gaitmil.evaluate import SIMULATED_NOTE, evaluate
 from gaitmil.losses import LossConfig, inverse_frequency_weights
 from gaitmil.model import GaitMIL, GaitMILConfig, count_parameters
-from gaitmil.operating_points import validation_extras
 from gaitmil.paper import default_eval_frames
 from gaitmil.phases import fit_walk_centroids
 from gaitmil.validation import (
     better,
-    choose_referral_threshold,
-    fit_temperature,
     predict_logits,
-    softmax,
     validation_scores,
 )
 
@@ -270,66 +268,6 @@ class WeightEMA:
 
 def dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def plot_curves(log_path: Path, png_path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    steps = [r for r in rows if "loss" in r]
-    evals = [r for r in rows if "val_accuracy" in r]
-    if not steps:
-        return
-    it = [r["iteration"] for r in steps]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
-    for key in ("loss", "triplet", "ce", "supcon"):
-        if key in steps[0]:
-            axes[0].plot(it, [r[key] for r in steps], label=key, lw=0.8)
-    axes[0].set_title("training loss")
-    axes[0].legend()
-    axes[1].plot(it, [r["accuracy"] for r in steps], lw=0.6, alpha=0.5, label="training batch")
-    if evals:
-        axes[1].plot(
-            [r["iteration"] for r in evals],
-            [r["val_accuracy"] for r in evals],
-            "o-",
-            label="validation",
-        )
-        if "train_eval_accuracy" in evals[0]:
-            axes[1].plot(
-                [r["iteration"] for r in evals],
-                [r["train_eval_accuracy"] for r in evals],
-                "s-",
-                label="training walks (eval mode)",
-            )
-        axes[3].plot(
-            [r["iteration"] for r in evals],
-            [r["val_nll"] for r in evals],
-            "o-",
-            label="validation NLL",
-        )
-        axes[3].plot(
-            [r["iteration"] for r in evals],
-            [r["train_loss"] for r in evals],
-            "s-",
-            label="training loss (mean since last eval)",
-        )
-        axes[3].legend()
-    axes[1].set_title("accuracy")
-    axes[1].legend()
-    axes[2].plot(it, [r["lr"] for r in steps])
-    if min(r["lr"] for r in steps) > 0:
-        axes[2].set_yscale("log")
-    axes[2].set_title("learning rate")
-    axes[3].set_title("validation")
-    for ax in axes:
-        ax.set_xlabel("iteration")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -724,99 +662,6 @@ def train(cfg: TrainConfig) -> dict:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return metrics
-
-
-def calibrate_on_validation(
-    model: GaitMIL,
-    val: Scoliosis1K,
-    best: dict,
-    target: float,
-    device,
-    threshold_set: Scoliosis1K | None = None,
-) -> dict:
-    """Load the best validated weights, fit the temperature on `val` and choose the referral
-    threshold on `threshold_set` (default: the same walks). The temperature is folded into the
-    model's logit scale, so the exported graph's probs are the calibrated ones. Returns what
-    the checkpoint stores under meta["extra"]; its "validation" figures are those of the walks
-    the threshold was chosen on."""
-    if best.get("state_dict"):
-        model.load_state_dict(best["state_dict"])
-    labels, logits = predict_logits(model, val, device=device)
-    temperature = fit_temperature(labels, logits)
-    trained_scale = model.config.logit_scale
-    model.config.logit_scale = trained_scale / temperature
-    chooser = threshold_set if threshold_set is not None else val
-    if threshold_set is not None:
-        labels, logits = predict_logits(model, threshold_set, device=device)
-        logits = logits * temperature  # the model already divides by T: back to trained logits
-    probs = softmax(logits, temperature)
-    threshold = choose_referral_threshold(labels, probs, target)
-    return {
-        "best_iteration": best.get("iteration"),
-        "temperature": temperature,
-        "trained_logit_scale": trained_scale,
-        "referral_threshold": threshold,
-        "target_sensitivity": target,
-        **calibration_description(threshold_set is not None),
-        "validation": validation_block(
-            labels, logits, temperature, threshold, target, [s.subject for s in chooser.sequences]
-        ),
-        **validation_extras(labels, probs, threshold, [s.subject for s in chooser.sequences]),
-    }
-
-
-def calibration_description(split: bool) -> dict:
-    """Which validation walks chose what (meta["extra"] keys; the card prints them)."""
-    return {
-        "threshold_chosen_on": (
-            "third part of the validation subjects of TRAIN_SET (not used for model selection or "
-            "the temperature)"
-            if split
-            else "validation subjects of TRAIN_SET"
-        ),
-        "temperature_fitted_on": (
-            "second part of the validation subjects (not used for model selection)"
-            if split
-            else "validation subjects of TRAIN_SET"
-        ),
-        "calibration": "split" if split else "shared",
-    }
-
-
-def validation_block(
-    labels: np.ndarray,
-    logits: np.ndarray,
-    temperature: float,
-    threshold: float,
-    target: float,
-    subjects: list[str],
-) -> dict:
-    """meta["extra"]["validation"]: the figures of the walks that chose the threshold, with the
-    referral rate and PPV at a school prevalence (subject-bootstrap intervals; optimistic, since
-    these walks chose the threshold)."""
-    from gaitmil.metrics import summarize
-    from gaitmil.screening_report import SCHOOL_PREVALENCE, bootstrap
-
-    probs = softmax(logits, temperature)
-    report = summarize(labels, probs, threshold, target)
-    school = bootstrap(
-        labels, probs, threshold, groups=subjects, samples=1000, prevalence=SCHOOL_PREVALENCE
-    )
-    keys = ("sensitivity", "specificity", "school_referral_rate", "school_ppv")
-    return {
-        "walks": report["count"],
-        "accuracy": report["accuracy"],
-        "macro_f1": report["macro"]["f1"],
-        "nll_before": validation_scores(labels, logits)["val_nll"],
-        "nll_after": validation_scores(labels, np.log(probs))["val_nll"],
-        "screening": report["screening"],
-        "school_population": {
-            "prevalence": SCHOOL_PREVALENCE,
-            "resampled": school["resampled"],
-            "samples": school["samples"],
-            **{k: school["figures"][k] for k in keys},
-        },
-    }
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
