@@ -38,12 +38,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
-from gaitmil.losses import (
-    LossConfig,
-    batch_all_triplet,
-    part_cross_entropy,
-    supervised_contrastive,
-)
+from gaitmil.losses import LossConfig, gait_mil_loss
 
 
 def world_size() -> int:
@@ -72,35 +67,16 @@ def distributed_gait_mil_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """gaitmil.losses.gait_mil_loss across ranks: the triplet over all ranks' embeddings and
     subject ids (scaled by the world size for DDP's gradient mean), the CE on the local batch.
-
-    The logged `triplet` is the unscaled value, equal to the single-process triplet of the whole
-    batch; `ce` is this rank's. With one process the result equals gait_mil_loss exactly."""
-    cfg = config or LossConfig()
-    world = world_size()
-    weights = None
-    if cfg.class_weights is not None:
-        weights = torch.tensor(cfg.class_weights, dtype=torch.float32, device=part_logits.device)
-    triplet, active = batch_all_triplet(
-        gather_with_local_grad(embeddings), gather_with_local_grad(ids), cfg.margin
+    With one process the result equals gait_mil_loss exactly."""
+    return gait_mil_loss(
+        embeddings,
+        part_logits,
+        labels,
+        ids,
+        config,
+        gather=gather_with_local_grad,
+        world=world_size(),
     )
-    ce = part_cross_entropy(part_logits, labels, cfg.label_smoothing, weights)
-    total = cfg.triplet_weight * triplet * world + cfg.ce_weight * ce
-    logged = cfg.triplet_weight * triplet + cfg.ce_weight * ce
-    parts = {"triplet": float(triplet.detach()), "ce": float(ce.detach())}
-    if cfg.supcon_weight > 0:  # like the triplet: over every rank's walks, scaled by W
-        supcon, _ = supervised_contrastive(
-            gather_with_local_grad(embeddings),
-            gather_with_local_grad(labels),
-            cfg.supcon_temperature,
-        )
-        total = total + cfg.supcon_weight * supcon * world
-        logged = logged + cfg.supcon_weight * supcon
-        parts["supcon"] = float(supcon.detach())
-    return total, {
-        "loss": float(logged.detach()),
-        **parts,
-        "triplet_active": float(active.detach()),
-    }
 
 
 class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -17,27 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from gaitcontract.errors import DatasetError
-from gaitmil.data import SUBSETS, resolve_split, scan_sequences
+from gaitmil.data import read_split, resolve_split, scan_sequences
 
 UNVERIFIABLE = (
     "ids are folder names; the split files cannot show whether two ids are the same child "
     "(the dataset paper reports 1,050 adolescents for 1,493 sequences)"
 )
-
-
-def _read_ids(path: Path) -> dict[str, list[str]]:
-    """TRAIN_SET / TEST_SET as lists of str, without refusing an overlap (the audit reports it)."""
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"split file {path} is not valid JSON: {exc}") from exc
-    out = {}
-    for key in SUBSETS.values():
-        ids = doc.get(key) if isinstance(doc, dict) else None
-        if not isinstance(ids, list):
-            raise DatasetError(f"split file {path}: {key} must be a list of subject ids")
-        out[key] = [str(i) for i in ids]
-    return out
 
 
 def subject_labels(root: Path, ids: list[str]) -> dict[str, int]:
@@ -53,7 +38,7 @@ def audit_split(root: str | Path, split: str | Path) -> dict:
     and class counts (from the tree), and what the files cannot tell."""
     root = Path(root)
     path = resolve_split(root, split)
-    ids = _read_ids(path)
+    ids = read_split(path, allow_overlap=True)
     train, test = ids["TRAIN_SET"], ids["TEST_SET"]
     out: dict = {
         "split": path.stem.replace("Scoliosis1K_", ""),
@@ -81,7 +66,9 @@ def shared_test_ids(root: str | Path, splits: list[str]) -> dict[str, int]:
     """Ids shared by the TEST_SETs of every pair of splits ('112&118': n): results on different
     splits are measured on different test walks."""
     root = Path(root)
-    tests = {s: set(_read_ids(resolve_split(root, s))["TEST_SET"]) for s in splits}
+    tests = {
+        s: set(read_split(resolve_split(root, s), allow_overlap=True)["TEST_SET"]) for s in splits
+    }
     return {
         f"{a}&{b}": len(tests[a] & tests[b]) for i, a in enumerate(splits) for b in splits[i + 1 :]
     }
@@ -93,7 +80,7 @@ def kfold_splits(
     """K subject-disjoint folds over TRAIN_SET + TEST_SET of `split`, stratified by class: fold i
     tests on its ids and trains on the others. Every id is tested exactly once."""
     root = Path(root)
-    ids = _read_ids(resolve_split(root, split))
+    ids = read_split(resolve_split(root, split), allow_overlap=True)
     union = sorted(set(ids["TRAIN_SET"]) | set(ids["TEST_SET"]))
     if k < 2:
         raise DatasetError(f"--folds {k}: cross-validation needs at least 2 folds")

@@ -3,6 +3,7 @@ embeddings plus label-smoothed cross-entropy on the cosine logits, per part."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 try:
@@ -93,29 +94,45 @@ class LossConfig:
     supcon_temperature: float = 0.1
 
 
+def _local(x: Tensor) -> Tensor:
+    return x
+
+
 def gait_mil_loss(
     embeddings: Tensor,
     part_logits: Tensor,
     labels: Tensor,
     ids: Tensor,
     config: LossConfig | None = None,
+    gather: Callable[[Tensor], Tensor] = _local,
+    world: int = 1,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Total loss and its parts for logging."""
+    """Total loss and its parts for logging.
+
+    Several processes (gaitmil.distributed passes `gather` and `world`): the triplet and the
+    contrastive term see every rank's walks through `gather` and are multiplied by `world`, since
+    DDP averages the ranks' gradients and each rank holds only its own slice's; the CE stays local.
+    The logged figures are unscaled: `triplet` equals the single-process triplet of the whole batch,
+    `ce` is this rank's. With one process (the defaults) nothing is gathered or scaled."""
     cfg = config or LossConfig()
     weights = None
     if cfg.class_weights is not None:
         weights = torch.tensor(cfg.class_weights, dtype=torch.float32, device=part_logits.device)
-    triplet, active = batch_all_triplet(embeddings, ids, cfg.margin)
+    triplet, active = batch_all_triplet(gather(embeddings), gather(ids), cfg.margin)
     ce = part_cross_entropy(part_logits, labels, cfg.label_smoothing, weights)
-    total = cfg.triplet_weight * triplet + cfg.ce_weight * ce
-    logged = {"triplet": float(triplet.detach()), "ce": float(ce.detach())}
+    total = cfg.triplet_weight * triplet * world + cfg.ce_weight * ce
+    logged = cfg.triplet_weight * triplet + cfg.ce_weight * ce
+    parts = {"triplet": float(triplet.detach()), "ce": float(ce.detach())}
     if cfg.supcon_weight > 0:
-        supcon, _ = supervised_contrastive(embeddings, labels, cfg.supcon_temperature)
-        total = total + cfg.supcon_weight * supcon
-        logged["supcon"] = float(supcon.detach())
+        supcon, _ = supervised_contrastive(
+            gather(embeddings), gather(labels), cfg.supcon_temperature
+        )
+        total = total + cfg.supcon_weight * supcon * world
+        logged = logged + cfg.supcon_weight * supcon
+        parts["supcon"] = float(supcon.detach())
     return total, {
-        "loss": float(total.detach()),
-        **logged,
+        "loss": float(logged.detach()),
+        **parts,
         "triplet_active": float(active.detach()),
     }
 

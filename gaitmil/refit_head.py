@@ -35,11 +35,11 @@ from torch import Tensor
 
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.spec import DEFAULT_FRAMES
+from gaitmil.calibrate import calibration_description, validation_block
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate, validation_subjects
 from gaitmil.model import GaitMIL, hpp
 from gaitmil.operating_points import validation_extras
-from gaitmil.train import calibration_description, validation_block
 from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
 
 HEAD_PARTS = ("intra", "inter", "fc", "bnneck", "classifier")

@@ -13,7 +13,8 @@ GPUs it launches `torchrun --nproc_per_node N` itself (triplet on all ranks'
 embeddings, cross-rank batch norm). `--folds K` adds subject-disjoint K-fold
 cross-validation on TRAIN_SET + TEST_SET of each split. A finished run
 (DIR/<split>/<pooling>/checkpoint.pt) is reused, an interrupted one resumed,
-so the command can be rerun after a crash.
+so the command can be rerun after a crash. Each run's settings are a TrainConfig, written
+to its folder as train_config.json (`python -m gaitmil.train --config` reads it back).
 
 Writes DIR/table.md (accuracy, per-class sensitivity/specificity, macro F1,
 the screening pair, each with a 95 % subject-bootstrap interval; the split
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.errors import GaitMILError
+from gaitmil.dataclass_cli import to_argv, write_config_file
 from gaitmil.folds import audit_split, shared_test_ids, write_fold_files
 from gaitmil.paper import SPLIT_RATIOS, default_eval_frames, paper_block, protocol_text
 from gaitmil.results_table import (
@@ -44,6 +46,7 @@ from gaitmil.results_table import (
     markdown_rows,
     point_metrics,
 )
+from gaitmil.train_config import TrainConfig
 
 # OpenGait's ScoNet recipe (configs/sconet/sconet_scoliosis1k.yaml), in gaitmil.train's terms
 OPENGAIT_RECIPE = {
@@ -95,23 +98,40 @@ def split_ref(plan: Plan, split: str) -> str:
     return str(plan.split_dir / f"Scoliosis1K_{split}.json")
 
 
-def train_argv(plan: Plan, split: str, pooling: str, run_dir: Path) -> list[str]:
+# what a reproduction run sets besides the defaults, in the order its command line shows them
+COMMAND_FIELDS = ("data", "split", "out", "preset", "pooling", "iterations", "batch_p", "batch_k",
+                  "frames", "lr", "schedule", "val_fraction", "patience", "device", "workers", "seed",
+                  "eval_at_end", "save_every", "log_every", "threads", "resume")  # fmt: skip
+
+
+def train_config(plan: Plan, split: str, pooling: str, run_dir: Path) -> TrainConfig:
+    """The settings of one training run: the recipe, no early stopping, no test evaluation (this
+    command evaluates), resumed from run_dir/last.pt when an earlier run left one."""
     r = plan.recipe
-    argv = [
-        "--data", str(plan.data), "--split", split, "--out", str(run_dir),
-        "--preset", r["preset"], "--pooling", pooling, "--iterations", str(r["iterations"]),
-        "--batch-p", str(r["batch_p"]), "--batch-k", str(r["batch_k"]), "--frames", str(r["frames"]),
-        "--lr", str(r["lr"]), "--schedule", r["schedule"], "--val-fraction", str(r["val_fraction"]),
-        "--patience", "0", "--device", plan.device, "--workers", str(plan.workers),
-        "--seed", str(plan.seed), "--no-eval",
-        "--save-every", str(max(1, min(1000, r["iterations"] // 10))),
-        "--log-every", str(max(1, min(100, r["iterations"] // 20))),
-    ]  # fmt: skip
-    if plan.threads:
-        argv += ["--threads", str(plan.threads)]
-    if (run_dir / "last.pt").is_file():
-        argv += ["--resume", str(run_dir / "last.pt")]
-    return argv
+    last = run_dir / "last.pt"
+    return TrainConfig(
+        data=str(plan.data),
+        split=split,
+        out=str(run_dir),
+        preset=r["preset"],
+        pooling=pooling,
+        iterations=r["iterations"],
+        batch_p=r["batch_p"],
+        batch_k=r["batch_k"],
+        frames=r["frames"],
+        lr=r["lr"],
+        schedule=r["schedule"],
+        val_fraction=r["val_fraction"],
+        patience=0,
+        device=plan.device,
+        workers=plan.workers,
+        seed=plan.seed,
+        eval_at_end=False,
+        save_every=max(1, min(1000, r["iterations"] // 10)),
+        log_every=max(1, min(100, r["iterations"] // 20)),
+        threads=plan.threads or None,
+        resume=str(last) if last.is_file() else None,
+    )
 
 
 def launch_command(plan: Plan, argv: list[str]) -> list[str]:
@@ -122,21 +142,31 @@ def launch_command(plan: Plan, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "gaitmil.train", *argv]
 
 
-def run_training(plan: Plan, argv: list[str]) -> None:
+def train_command(plan: Plan, cfg: TrainConfig) -> str:
+    """The run as a command a person can rerun (the flags of the settings it changes)."""
+    return " ".join(launch_command(plan, to_argv(cfg, COMMAND_FIELDS)))
+
+
+def run_training(plan: Plan, cfg: TrainConfig) -> None:
+    """Train `cfg`: in this interpreter with one process, through torchrun with several. Its
+    settings are written to OUT/train_config.json first, the file the ranks read (--config)."""
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "train_config.json"
+    write_config_file(cfg, config_file)
+    command = launch_command(plan, ["--config", str(config_file)])
     if plan.processes > 1:
         # the ranks import the same gaitmil as this process, installed or run from a checkout
         package_root = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         env = {**os.environ, "PYTHONPATH": path}
-        rc = subprocess.run(launch_command(plan, argv), check=False, env=env).returncode
+        rc = subprocess.run(command, check=False, env=env).returncode
     else:  # one process: in this interpreter (no second torch import)
-        from gaitmil.train import main as train_main
+        from gaitmil.train import run
 
-        rc = train_main(argv)
+        rc = run(cfg)
     if rc != 0:
-        raise ReproduceError(
-            f"training failed (exit status {rc}): {' '.join(launch_command(plan, argv))}"
-        )
+        raise ReproduceError(f"training failed (exit status {rc}): {' '.join(command)}")
 
 
 def evaluate_run(plan: Plan, split: str, run_dir: Path) -> dict:
@@ -174,8 +204,8 @@ def evaluate_run(plan: Plan, split: str, run_dir: Path) -> dict:
 
 
 def train_and_evaluate(plan: Plan, split: str, pooling: str, run_dir: Path, say) -> dict | None:
-    argv = train_argv(plan, split, pooling, run_dir)
-    command = " ".join(launch_command(plan, argv))
+    cfg = train_config(plan, split, pooling, run_dir)
+    command = train_command(plan, cfg)
     if plan.dry_run:
         say(command)
         return None
@@ -183,7 +213,7 @@ def train_and_evaluate(plan: Plan, split: str, pooling: str, run_dir: Path, say)
         say(f"{run_dir}: trained already, evaluating its checkpoint.pt")
     else:
         say(f"training {split} / {pooling}: {command}")
-        run_training(plan, argv)
+        run_training(plan, cfg)
     return {"command": command, **evaluate_run(plan, split, run_dir)}
 
 
