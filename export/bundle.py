@@ -6,7 +6,7 @@ model.split.json: the kiosk's model.inference = "streaming" runs them, and the r
 them too) and a check set: held-out walks as silhouettes with the FP32 model's outputs on them, which the kiosk's
 release gate replays through its own runner and precision before it activates a form.
 Engines and checkpoints are never bundled: engines are built on the kiosk (a serialized
-engine is code for one GPU), checkpoints are pickles. The format is edge.model_store.bundle's.
+engine is code for one GPU), checkpoints are pickles. The format is gaitcontract.bundle's.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def make_bundle(config: BundleConfig) -> Path:
     import numpy as np
 
     from edge.errors import ModelError
-    from edge.model_store.bundle import write_bundle
     from edge.model_store.gate import CHECKSET_NAME, checkset_arrays
     from edge.model_store.store import describe_folder
+    from gaitcontract.bundle import write_bundle
 
     folder = config.model_dir
     if not (folder / REFERENCE_FORM).is_file():

@@ -145,7 +145,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     source: Path = args.source
     signer: str | None = None
     if source.is_file():
-        from edge.model_store.bundle import BundleError, unpacked_bundle
+        from gaitcontract.bundle import BundleError, unpacked_bundle
 
         keys = [*settings.trusted_keys, *args.trusted_key]
         try:
