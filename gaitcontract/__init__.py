@@ -2,10 +2,11 @@
 publishes, and the one version.
 
 The model input spec and silhouette normalisation (`spec`, `silhouette`), model manifests
-(`manifest`), the shared errors (`errors`), the test-topic rule (`topic_guard`), the JSON
-Schemas of the published messages (`schemas/`), the project's version and the command-line
-help format. Only numpy and OpenCV (silhouette resizing) below this line, never torch: the
-kiosk, the central server, training, export and calibration all import it, as siblings.
+(`manifest`), the signed model bundle file (`bundle`), the shared errors (`errors`), the
+test-topic rule (`topic_guard`), the JSON Schemas of the published messages (`schemas/`), the
+project's version and the command-line help format. Only numpy and OpenCV (silhouette
+resizing) below this line, never torch: the kiosk, the central server, training, export and
+calibration all import it, as siblings.
 """
 
 import argparse

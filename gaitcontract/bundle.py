@@ -8,8 +8,10 @@ Layout (all of it one file):
 
 The signature (Ed25519, from the `cryptography` package) is over SIGNED_PREFIX + the payload's
 sha256 hex digest, so a changed byte anywhere in the payload, or a signature by a key the kiosk
-does not trust, is refused before the tar is opened. The writer is here too (export's
-`python -m export bundle` calls it), so both sides share one definition of the format.
+does not trust, is refused before the tar is opened. The writer (`python -m export bundle`) and
+the reader (the kiosk's `python -m edge model install`) both use this module: one definition of
+the format. Standard library only; `cryptography` is imported when a key is used, so the kiosk's
+model store still runs before its venv is installed (systemd/install.sh).
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from gaitcontract.errors import GaitMILError
 
-log = logging.getLogger("edge.model_store.bundle")
+if TYPE_CHECKING:  # `cryptography` is imported only when a key is used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+log = logging.getLogger("gaitcontract.bundle")
 
 MAGIC = b"gaitmil-bundle/1\n"
 SIGNED_PREFIX = b"gaitmil-bundle/1 payload sha256 "
@@ -52,7 +61,7 @@ class BundleHeader:
     payload_size: int
 
 
-def key_id_of(public_key: Any) -> str:
+def key_id_of(public_key: Ed25519PublicKey) -> str:
     """A short, stable name for an Ed25519 public key: sha256 of its raw bytes, 16 hex digits."""
     from cryptography.hazmat.primitives import serialization
 
@@ -60,7 +69,7 @@ def key_id_of(public_key: Any) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _crypto() -> Any:
+def _crypto() -> ModuleType:
     try:
         from cryptography.hazmat.primitives import serialization
     except ImportError:
@@ -71,7 +80,7 @@ def _crypto() -> Any:
     return serialization
 
 
-def load_public_key(path: Path) -> Any:
+def load_public_key(path: Path) -> Ed25519PublicKey:
     serialization = _crypto()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -86,7 +95,7 @@ def load_public_key(path: Path) -> Any:
     return key
 
 
-def load_private_key(path: Path) -> Any:
+def load_private_key(path: Path) -> Ed25519PrivateKey:
     serialization = _crypto()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
