@@ -49,10 +49,9 @@ def _check_walks(config: BundleConfig):  # noqa: ANN202 - numpy array
 def make_bundle(config: BundleConfig) -> Path:
     import numpy as np
 
-    from edge.errors import ModelError
     from edge.model_store.gate import CHECKSET_NAME, checkset_arrays
-    from edge.model_store.store import describe_folder
     from gaitcontract.bundle import write_bundle
+    from gaitcontract.model_folder import CARD_NAME, TRAINED_ON, ModelFolderError, describe_folder
 
     folder = config.model_dir
     if not (folder / REFERENCE_FORM).is_file():
@@ -62,14 +61,12 @@ def make_bundle(config: BundleConfig) -> Path:
         )
     try:
         described = describe_folder(folder, REFERENCE_FORM)
-    except ModelError as exc:  # say it in export's terms (exit 2, bad input)
+    except ModelFolderError as exc:  # say it in export's terms (exit 2, bad input)
         raise ExportError(str(exc)) from None
-    card = (
-        json.loads((folder / "card.json").read_text()) if (folder / "card.json").is_file() else {}
-    )
-    if card.get("trained_on") not in ("simulated", "real"):
+    card = json.loads((folder / CARD_NAME).read_text()) if (folder / CARD_NAME).is_file() else {}
+    if card.get("trained_on") not in TRAINED_ON:
         raise ExportError(
-            f'{folder / "card.json"}: trained_on must be "simulated" or "real" in a bundled card'
+            f'{folder / CARD_NAME}: trained_on must be "simulated" or "real" in a bundled card'
         )
     files = [
         folder / name

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.model_store.store import CARD_NAME, SPLIT_MANIFEST, Gate, StoreEntry
+from edge.model_store.store import Gate, StoreEntry
+from gaitcontract.model_folder import CARD_NAME, SPLIT_MANIFEST
 
 log = logging.getLogger("edge.model_store.gate")
 
