@@ -1,9 +1,9 @@
 """The release gate: a model form becomes active only if it screens the bundle's check set as
 the FP32 reference did, run through exactly the runner (and so the precision) the kiosk uses.
 
-The check set (CHECKSET_NAME in the model's folder, written by `python -m export bundle`) holds
-held-out walks as silhouettes (uint8, 0..255) and the FP32 model's P(not negative) on them. The
-gate passes when the referral decisions agree on at least `min_agreement` of the walks and the
+The check set (gaitcontract.checkset, in the model's folder, written by `python -m export
+bundle`) holds held-out walks as silhouettes (uint8, 0..255) and the FP32 model's P(not
+negative) on them. The gate passes when the referral decisions agree on at least `min_agreement` of the walks and the
 largest |delta P(not negative)| is within the card's tolerance (card.json "release_gate").
 numpy and the runner are imported only when the gate runs.
 
@@ -24,11 +24,11 @@ from typing import Any
 
 from edge.errors import EdgeError
 from edge.model_store.store import Gate, StoreEntry
+from gaitcontract.checkset import CHECKSET_NAME, p_not_negative, read_back, read_checkset
 from gaitcontract.model_folder import CARD_NAME, SPLIT_MANIFEST
 
 log = logging.getLogger("edge.model_store.gate")
 
-CHECKSET_NAME = "checkset.npz"
 DEFAULT_MIN_AGREEMENT = 0.99
 # On 200 simulated check walks the demo's sound forms move P(not negative) by at most 0.03
 # (TensorRT INT8 0.029, FP16 0.004); a card states its own in "release_gate": {"max_abs_dprob": ...}
@@ -42,12 +42,6 @@ def gate_limits(card: Mapping[str, Any]) -> tuple[float, float]:
         float(limits.get("min_agreement", DEFAULT_MIN_AGREEMENT)),
         float(limits.get("max_abs_dprob", DEFAULT_MAX_ABS_DPROB)),
     )
-
-
-def p_not_negative(probs: Any) -> Any:
-    from gaitcontract.spec import NEGATIVE
-
-    return 1.0 - probs[..., NEGATIVE]
 
 
 def run_gate(
@@ -83,10 +77,8 @@ def run_gate(
         card = json.loads((entry.folder / CARD_NAME).read_text(encoding="utf-8"))
     min_agreement, tolerance = gate_limits(card)
     threshold = float(card.get("referral_threshold", 0.5))
-    with np.load(checkset) as data:
-        stored = data["silhouettes"]  # uint8: what the streaming encoder reads
-        walks = stored.astype(np.float32) / 255.0
-        reference = data["reference_p_not_negative"].astype(np.float64)
+    stored, reference = read_checkset(checkset)  # uint8: what the streaming encoder reads
+    walks = read_back(stored)
     got = np.empty(len(walks), np.float64)
     try:
         with create_runner(runner, model_path or entry.folder / file, threads=threads) as model:
@@ -206,23 +198,3 @@ def make_gate(runner: str, threads: int | None = None) -> Gate:
         return run_gate(entry, file, runner, threads)
 
     return gate
-
-
-def checkset_arrays(walks: Any, reference_model: Path) -> dict[str, Any]:
-    """The check set for a bundle: walks [N, T, H, W] in [0, 1] and the FP32 reference outputs.
-
-    The reference runs on the walks as the kiosk will read them back (uint8), so the stored
-    rounding is not counted against the candidate.
-    """
-    import numpy as np
-
-    from edge.runners.registry import create_runner
-    from gaitcontract.spec import INPUT_NAME
-
-    stored = np.clip(np.rint(np.asarray(walks, np.float32) * 255.0), 0, 255).astype(np.uint8)
-    decoded = stored.astype(np.float32) / 255.0
-    with create_runner("onnxruntime", reference_model) as model:
-        reference = np.array(
-            [float(p_not_negative(model.infer({INPUT_NAME: w[None]})["probs"])[0]) for w in decoded]
-        )
-    return {"silhouettes": stored, "reference_p_not_negative": reference}
