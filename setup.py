@@ -33,7 +33,7 @@ BASE = [
     "pydantic>=2.6,<3",
     "tomli>=2.0; python_version < '3.11'",
     "psutil>=5.9",
-    # Ed25519 signatures of model bundles (edge.model_store.bundle): never hand-written crypto
+    # Ed25519 signatures of model bundles (gaitcontract.bundle): never hand-written crypto
     "cryptography>=42",
 ]
 

@@ -32,7 +32,7 @@ from typing import Any
 from benchmarks.errors import BenchmarkError
 from benchmarks.hostile import VALID, Message, mix
 from benchmarks.stats import percentile
-from benchmarks.topics import ALLOW_FLAG, BENCH_PREFIX, check_prefix
+from benchmarks.topics import ALLOW_FLAG, BENCH_PREFIX, PRODUCTION_PREFIX, check_prefix
 from gaitcontract import HelpFormatter, add_version_flag
 
 SITE = "hostile-bench"
@@ -263,7 +263,9 @@ def parser() -> argparse.ArgumentParser:
         "--broker", default=None, help="mqtt://127.0.0.1:PORT (default: a throwaway mosquitto)"
     )
     p.add_argument("--topic-prefix", default=BENCH_PREFIX, help="topic prefix")
-    p.add_argument(ALLOW_FLAG, action="store_true", help="allow the production prefix gaitmil/v1")
+    p.add_argument(
+        ALLOW_FLAG, action="store_true", help=f"allow the production prefix {PRODUCTION_PREFIX}"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the mix and its order")
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
     return p

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.runners.onnxruntime import session_options
 from gaitcontract import HelpFormatter, add_version_flag
 
 
@@ -28,12 +29,9 @@ def profile(model: Path, iters: int, threads: int) -> dict[str, Any]:
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        options = session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        options.log_severity_level = 3
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
         feed = {}
@@ -78,11 +76,9 @@ def interleaved(models: list[Path], iters: int, threads: int) -> dict[str, dict[
     rng = np.random.default_rng(0)
     sessions, feeds = [], []
     for model in models:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(model), session_options(threads), providers=["CPUExecutionProvider"]
+        )
         feed = {
             v.name: (rng.random([int(d) for d in v.shape]) > 0.5).astype(np.float32)
             for v in session.get_inputs()

@@ -209,6 +209,8 @@ def _probe_onnxruntime(size: int, threads: int, repeats: int) -> list[float]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    from edge.runners.onnxruntime import session_options
+
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])],
         "matmul_probe",
@@ -216,12 +218,9 @@ def _probe_onnxruntime(size: int, threads: int, repeats: int) -> list[float]:
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
     onnx.checker.check_model(model)
     session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
     )
     rng = np.random.default_rng(0)
     feed = {n: rng.standard_normal((size, size), dtype=np.float32) for n in ("a", "b")}

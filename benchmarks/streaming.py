@@ -34,6 +34,7 @@ import numpy as np
 from benchmarks import report as rep
 from benchmarks.env import describe_machine, environment
 from benchmarks.stats import summarize
+from edge.runners.onnxruntime import session_options
 from gaitcontract import HelpFormatter, add_version_flag
 
 SCHEMA_ID = "gaitmil.bench.streaming/1"
@@ -48,11 +49,9 @@ WHOLE_FORMS = {
 def _session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(path), session_options(threads), providers=["CPUExecutionProvider"]
+    )
 
 
 def _time(run: Any, iters: int, warmup: int) -> list[float]:

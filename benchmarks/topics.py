@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from benchmarks.errors import BenchmarkError
 from gaitcontract.topic_guard import ALLOW_FLAG, TEST_PREFIX, production_refusal
+from gaitcontract.topics import DEFAULT_PREFIX
 
-PRODUCTION_PREFIX = "gaitmil/v1"
+PRODUCTION_PREFIX = DEFAULT_PREFIX
 BENCH_PREFIX = TEST_PREFIX
 __all__ = ["ALLOW_FLAG", "BENCH_PREFIX", "PRODUCTION_PREFIX", "check_prefix"]
 

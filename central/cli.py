@@ -15,6 +15,7 @@ from central.errors import CentralError
 from central.plausibility import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_SKEW_S
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.topic_guard import TEST_PREFIX
+from gaitcontract.topics import DEFAULT_PREFIX
 
 log = logging.getLogger("central")
 
@@ -45,7 +46,7 @@ def _broker_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="MQTT 5 shared subscription group for several ingest workers",
     )
-    p.add_argument("--topic-prefix", default="gaitmil/v1", help="the kiosks' mqtt.topic_prefix")
+    p.add_argument("--topic-prefix", default=DEFAULT_PREFIX, help="the kiosks' mqtt.topic_prefix")
     p.add_argument("--mqtt-user", default=None, help="broker user name")
     p.add_argument(
         "--mqtt-password-file", type=Path, default=None, help="first line is the broker password"
@@ -167,12 +168,12 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--topic-prefix",
         default=TEST_PREFIX,
-        help="topic prefix of the demo's simulated kiosk (not the production gaitmil/v1)",
+        help=f"topic prefix of the demo's simulated kiosk (not the production {DEFAULT_PREFIX})",
     )
     demo.add_argument(
         "--allow-production-prefix",
         action="store_true",
-        help="allow --topic-prefix gaitmil/v1 (the simulated results then look like real ones)",
+        help=f"allow --topic-prefix {DEFAULT_PREFIX} (the simulated results then look like real ones)",
     )
     demo.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"

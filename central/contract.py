@@ -1,8 +1,8 @@
 """The published kiosk contract, as data: JSON Schemas and the topic layout.
 
-The JSON Schemas are the ground contract's (gaitcontract/schemas/, one copy for kiosk and
-central); central never imports the kiosk's code, so the two can be installed and upgraded
-apart.
+The JSON Schemas and the topic layout are the ground contract's (gaitcontract/schemas/,
+gaitcontract.topics: one definition for kiosk and central); central never imports the kiosk's
+code, so the two can be installed and upgraded apart.
 Topics: `<prefix>/<site>/<kiosk>/{result,status,health,session}`.
 """
 
@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from central.errors import ContractError
-from gaitcontract import published
+from gaitcontract import published, topics
+from gaitcontract.topics import DEFAULT_PREFIX, ID_PATTERN, PUBLISHED, SESSION, Topic, topic_of
 
-DEFAULT_PREFIX = "gaitmil/v1"
-KINDS = ("result", "status", "health")
 REFER = "refer_for_clinical_exam"
 NO_REFERRAL = "no_referral_indicated"
 RETAKE = "retake"
@@ -30,35 +28,21 @@ WALK_AGAIN = (
     RESCREEN,
 )  # outcomes that decide nothing: never counted as screened or referred
 HEALTH_SCHEMA_ID = "gaitmil.health/1"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 MAX_PAYLOAD = 256 * 1024  # a result is about 1 KB; anything this big is not a kiosk message
 
 
-@dataclass(frozen=True)
-class Topic:
-    site_id: str
-    kiosk_id: str
-    kind: str
-
-
 def parse_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> Topic:
     """`<prefix>/<site>/<kiosk>/<kind>` -> Topic; ContractError for anything else."""
-    head = prefix.rstrip("/") + "/"
-    if not topic.startswith(head):
-        raise ContractError(f"topic {topic!r} is not under {prefix!r}")
-    parts = topic[len(head) :].split("/")
-    if len(parts) != 3 or parts[2] not in KINDS:
-        raise ContractError(f"topic {topic!r} is not {prefix}/<site>/<kiosk>/{{{','.join(KINDS)}}}")
-    site, kiosk, kind = parts
-    if not ID_PATTERN.match(site) or not ID_PATTERN.match(kiosk):
-        raise ContractError(f"topic {topic!r} has a site or kiosk id outside [A-Za-z0-9_.-]")
-    return Topic(site, kiosk, kind)
+    try:
+        return topics.parse_topic(topic, prefix)
+    except topics.TopicError as exc:  # central's own error: ingest counts it as a broken message
+        raise ContractError(str(exc)) from None
 
 
 def subscriptions(prefix: str = DEFAULT_PREFIX, share_group: str | None = None) -> list[str]:
     """The topic filters the ingest subscribes to; `$share/<group>/` spreads them over workers."""
-    filters = [f"{prefix}/+/+/{kind}" for kind in KINDS]
+    filters = [topic_of(prefix, "+", "+", kind) for kind in PUBLISHED]
     if share_group:
         if not ID_PATTERN.match(share_group):
             raise ContractError(
@@ -71,7 +55,7 @@ def subscriptions(prefix: str = DEFAULT_PREFIX, share_group: str | None = None) 
 def session_topic(site_id: str, kiosk_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     if not ID_PATTERN.match(site_id) or not ID_PATTERN.match(kiosk_id):
         raise ContractError(f"site {site_id!r} / kiosk {kiosk_id!r}: not valid ids")
-    return f"{prefix}/{site_id}/{kiosk_id}/session"
+    return topic_of(prefix, site_id, kiosk_id, SESSION)
 
 
 def check_token(token: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from central.errors import CentralError
+from gaitcontract.topics import DEFAULT_PREFIX
 
 SESSION_EXPIRY_S = 7 * 86400  # a week of queued results if central is away
 
@@ -33,7 +34,7 @@ class BrokerSettings:
     url: str = "mqtt://127.0.0.1:1883"
     protocol: str = "5"  # "5" or "3.1.1" (the embedded demo broker speaks only 3.1.1)
     client_id: str = "gaitmil-central"
-    topic_prefix: str = "gaitmil/v1"
+    topic_prefix: str = DEFAULT_PREFIX
     share_group: str | None = None  # $share/<group>/... to spread messages over several workers
     session_expiry_s: int = SESSION_EXPIRY_S
     username: str | None = None

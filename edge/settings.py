@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from edge.publishing.broker_url import parse_broker_url
 from edge.screening.threshold import CARD_NAME, ResolvedThreshold, threshold_from_card
+from gaitcontract import topics
 
 # the checkout (or install prefix) that holds edge/ and models/
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 # ids go into MQTT topic levels: no '/', '+', '#' or spaces
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ID_PATTERN = topics.ID_PATTERN.pattern
 
 
 class _Section(BaseModel):
@@ -577,7 +578,7 @@ class MqttConfig(_Section):
         description="broker as mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)",
     )
     topic_prefix: str = Field(
-        "gaitmil/v1",
+        topics.DEFAULT_PREFIX,
         description="first topic levels: <prefix>/<site_id>/<kiosk_id>/{result,status,health,session}",
     )
     protocol: Literal["3.1.1", "5"] = Field(

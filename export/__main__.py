@@ -300,7 +300,7 @@ def _bundle(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from edge.model_store.bundle import write_keypair
+    from gaitcontract.bundle import write_keypair
 
     public = write_keypair(Path(args.out))
     print(

@@ -6,7 +6,8 @@ model.split.json: the kiosk's model.inference = "streaming" runs them, and the r
 them too) and a check set: held-out walks as silhouettes with the FP32 model's outputs on them, which the kiosk's
 release gate replays through its own runner and precision before it activates a form.
 Engines and checkpoints are never bundled: engines are built on the kiosk (a serialized
-engine is code for one GPU), checkpoints are pickles. The format is edge.model_store.bundle's.
+engine is code for one GPU), checkpoints are pickles. The file format is gaitcontract.bundle's,
+the check set's gaitcontract.checkset's.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.errors import ExportError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # what goes into a bundle from the model folder (the check set is made here)
 BUNDLED_SUFFIXES = (".onnx", ".json", ".md")
@@ -34,7 +39,7 @@ class BundleConfig:
     check_set: Path | None = None  # an .npz with `silhouettes` [N, T, 64, 44] in [0, 1]
 
 
-def _check_walks(config: BundleConfig):  # noqa: ANN202 - numpy array
+def _check_walks(config: BundleConfig) -> np.ndarray:
     import numpy as np
 
     if config.check_set is not None:
@@ -46,13 +51,30 @@ def _check_walks(config: BundleConfig):  # noqa: ANN202 - numpy array
     return walks
 
 
-def make_bundle(config: BundleConfig) -> Path:
+def write_reference_checkset(path: Path, walks: np.ndarray, reference_model: Path) -> None:
+    """The check set for a bundle: `walks` [N, T, H, W] in [0, 1] and the FP32 reference's
+    outputs on them, run on the walks as the kiosk will read them back (uint8)."""
     import numpy as np
 
-    from edge.errors import ModelError
-    from edge.model_store.bundle import write_bundle
-    from edge.model_store.gate import CHECKSET_NAME, checkset_arrays
-    from edge.model_store.store import describe_folder
+    from edge.runners.registry import create_runner
+    from gaitcontract.checkset import p_not_negative, read_back, stored_walks, write_checkset
+    from gaitcontract.spec import INPUT_NAME
+
+    stored = stored_walks(walks)
+    with create_runner("onnxruntime", reference_model) as model:
+        reference = np.array(
+            [
+                float(p_not_negative(model.infer({INPUT_NAME: w[None]})["probs"])[0])
+                for w in read_back(stored)
+            ]
+        )
+    write_checkset(path, stored, reference)
+
+
+def make_bundle(config: BundleConfig) -> Path:
+    from gaitcontract.bundle import write_bundle
+    from gaitcontract.checkset import CHECKSET_NAME
+    from gaitcontract.model_folder import CARD_NAME, TRAINED_ON, ModelFolderError, describe_folder
 
     folder = config.model_dir
     if not (folder / REFERENCE_FORM).is_file():
@@ -62,14 +84,12 @@ def make_bundle(config: BundleConfig) -> Path:
         )
     try:
         described = describe_folder(folder, REFERENCE_FORM)
-    except ModelError as exc:  # say it in export's terms (exit 2, bad input)
+    except ModelFolderError as exc:  # say it in export's terms (exit 2, bad input)
         raise ExportError(str(exc)) from None
-    card = (
-        json.loads((folder / "card.json").read_text()) if (folder / "card.json").is_file() else {}
-    )
-    if card.get("trained_on") not in ("simulated", "real"):
+    card = json.loads((folder / CARD_NAME).read_text()) if (folder / CARD_NAME).is_file() else {}
+    if card.get("trained_on") not in TRAINED_ON:
         raise ExportError(
-            f'{folder / "card.json"}: trained_on must be "simulated" or "real" in a bundled card'
+            f'{folder / CARD_NAME}: trained_on must be "simulated" or "real" in a bundled card'
         )
     files = [
         folder / name
@@ -78,9 +98,7 @@ def make_bundle(config: BundleConfig) -> Path:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         checkset = Path(tmp) / CHECKSET_NAME
-        np.savez_compressed(
-            checkset, **checkset_arrays(_check_walks(config), folder / REFERENCE_FORM)
-        )
+        write_reference_checkset(checkset, _check_walks(config), folder / REFERENCE_FORM)
         config.out.parent.mkdir(parents=True, exist_ok=True)
         write_bundle(
             config.out, [*files, checkset], described.model_id, config.sign_key, config.signer

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.runners.onnxruntime import session_options
 from export._deps import require
 from export.errors import ExportError
 from gaitcontract import spec
@@ -160,10 +161,7 @@ def get_metadata(model: Any) -> dict[str, Any]:
 def ort_session(path: str | Path | bytes, threads: int = 2) -> Any:
     """A CPU ONNX Runtime session (from a file or serialized bytes) with a fixed thread count."""
     ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options = session_options(threads)
     try:
         source = path if isinstance(path, bytes) else str(path)
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -2,10 +2,12 @@
 publishes, and the one version.
 
 The model input spec and silhouette normalisation (`spec`, `silhouette`), model manifests
-(`manifest`), the shared errors (`errors`), the test-topic rule (`topic_guard`), the JSON
-Schemas of the published messages (`schemas/`), the project's version and the command-line
-help format. Only numpy and OpenCV (silhouette resizing) below this line, never torch: the
-kiosk, the central server, training, export and calibration all import it, as siblings.
+(`manifest`), a model folder's files (`model_folder`), the signed model bundle file (`bundle`)
+and the release gate's check set in it (`checkset`), the shared errors (`errors`), the MQTT
+topic layout (`topics`) and the test-topic rule (`topic_guard`), the JSON Schemas of the
+published messages (`schemas/`), the project's version and the command-line help format. Only
+numpy and OpenCV (silhouette resizing) below this line, never torch: the kiosk, the central
+server, training, export and calibration all import it, as siblings.
 """
 
 import argparse

@@ -10,7 +10,10 @@ central and the benchmarks all import it.
 
 from __future__ import annotations
 
-PRODUCTION_ROOT = "gaitmil"  # gaitmil/v1 and any later gaitmil/vN are where real records live
+from gaitcontract.topics import DEFAULT_PREFIX
+
+# the production prefix's first level: gaitmil/v1 and any later gaitmil/vN hold real records
+PRODUCTION_ROOT = DEFAULT_PREFIX.split("/")[0]
 TEST_PREFIX = "gaitmil-test/v1"
 ALLOW_FLAG = "--allow-production-prefix"
 

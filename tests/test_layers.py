@@ -6,7 +6,8 @@ everything stands on; `demobroker` (the demos' embedded MQTT broker) is a leaf b
 that the kiosk and the central side may both use. `central` is the central server; of the
 other packages it imports only those two, and only the benchmarks may import it. The kiosk
 (`edge`) never imports gaitmil's training modules: only the network and its
-checkpoint format, for the PyTorch reference runner.
+checkpoint format, for the PyTorch reference runner. Export checks engines with the
+kiosk's runner contract (`edge.runners`, `edge.errors`) and nothing else of the kiosk.
 """
 
 from __future__ import annotations
@@ -30,10 +31,19 @@ ALLOWED["demobroker"] = frozenset()
 for _user in (*LAYERS[LAYERS.index("edge") :], "central"):
     ALLOWED[_user] = ALLOWED[_user] | {"demobroker"}
 PACKAGES = tuple(ALLOWED)
-# (importer, imported) -> the only modules of `imported` it may use
+# (importer, imported) -> the only modules of `imported` it may use, each with its submodules
 ONLY: dict[tuple[str, str], frozenset[str]] = {
     ("edge", "gaitmil"): frozenset({"gaitmil.model", "gaitmil.checkpoint"}),
+    # export checks engines with the kiosk's runners and nothing else of the kiosk: never its
+    # service, wiring, settings, sources, publishing or model store (the bundle, model folder
+    # and check set formats are gaitcontract's)
+    ("export", "edge"): frozenset({"edge.runners", "edge.errors"}),
 }
+
+
+def within(module: str, allowed: frozenset[str]) -> bool:
+    """True when `module` is one of `allowed` or inside one of them (a.b.c is inside a.b)."""
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in allowed)
 
 
 def imported_packages(path: Path) -> list[tuple[int, str, str]]:
@@ -68,7 +78,7 @@ def layer_violations(package: str, path: Path) -> list[str]:
                 f"{path}:{line}: imports {module} "
                 f"({package} may import only {sorted(ALLOWED[package]) or 'no other package'})"
             )
-        elif (package, top) in ONLY and module not in ONLY[package, top]:
+        elif (package, top) in ONLY and not within(module, ONLY[package, top]):
             found.append(
                 f"{path}:{line}: imports {module} "
                 f"(of {top}, {package} may import only {sorted(ONLY[package, top])})"
@@ -90,6 +100,26 @@ def test_the_kiosk_and_central_never_import_training_modules(tmp_path):
     found = layer_violations("edge", path)
     assert len(found) == 1 and "gaitmil.train" in found[0]
     assert len(layer_violations("central", path)) == 2
+
+
+def test_export_uses_only_the_kiosks_runner_contract(tmp_path):
+    path = tmp_path / "engine.py"
+    path.write_text(
+        "from edge.runners.trt_plan import same_tensorrt_release\n"
+        "import edge.runners\n"
+        "from edge.errors import RunnerError\n"
+        "def f():\n"
+        "    from edge.model_store.gate import run_gate\n"
+        "    from edge import wiring\n"
+        "    import edge.runnersx\n"
+    )
+    found = layer_violations("export", path)
+    assert [line.split(": imports ")[1].split(" ")[0] for line in found] == [
+        "edge.model_store.gate",
+        "edge",
+        "edge.runnersx",
+    ]
+    assert "export may import only ['edge.errors', 'edge.runners']" in found[0]
 
 
 def test_the_checker_sees_lazy_imports(tmp_path):

@@ -28,11 +28,12 @@ from central.web.framework import templates
 from central.web.live import LiveHub
 from central.web.metrics import make_metrics
 from central.web.security import SecurityHeaders
+from gaitcontract.topics import DEFAULT_PREFIX
 
 
 @dataclass(frozen=True)
 class WebSettings:
-    topic_prefix: str = "gaitmil/v1"
+    topic_prefix: str = DEFAULT_PREFIX
     secure_cookies: bool = False  # set behind HTTPS (the district's web front)
 
 

@@ -144,14 +144,17 @@ def cmd_install(args: argparse.Namespace) -> int:
     source: Path = args.source
     signer: str | None = None
     if source.is_file():
-        from edge.model_store.bundle import unpacked_bundle
+        from gaitcontract.bundle import BundleError, unpacked_bundle
 
         keys = [*settings.trusted_keys, *args.trusted_key]
-        with unpacked_bundle(source, keys, store.root, args.allow_unsigned) as (
-            folder,
-            signer,
-        ):
-            entry, new = store.install_folder(folder, args.file, signer=signer)
+        try:
+            with unpacked_bundle(source, keys, store.root, args.allow_unsigned) as (
+                folder,
+                signer,
+            ):
+                entry, new = store.install_folder(folder, args.file, signer=signer)
+        except BundleError as exc:  # a refused bundle is a model problem: the model exit code
+            raise ModelError(str(exc)) from None
     elif source.is_dir():
         entry, new = store.install_folder(source, args.file)
     else:

@@ -1,9 +1,9 @@
 """The release gate: a model form becomes active only if it screens the bundle's check set as
 the FP32 reference did, run through exactly the runner (and so the precision) the kiosk uses.
 
-The check set (CHECKSET_NAME in the model's folder, written by `python -m export bundle`) holds
-held-out walks as silhouettes (uint8, 0..255) and the FP32 model's P(not negative) on them. The
-gate passes when the referral decisions agree on at least `min_agreement` of the walks and the
+The check set (gaitcontract.checkset, in the model's folder, written by `python -m export
+bundle`) holds held-out walks as silhouettes (uint8, 0..255) and the FP32 model's P(not
+negative) on them. The gate passes when the referral decisions agree on at least `min_agreement` of the walks and the
 largest |delta P(not negative)| is within the card's tolerance (card.json "release_gate").
 numpy and the runner are imported only when the gate runs.
 
@@ -20,19 +20,16 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from edge.errors import EdgeError, ModelError
-from edge.model_store.store import CARD_NAME, SPLIT_MANIFEST, Gate, StoreEntry
+from edge.model_store.store import Gate, StoreEntry
 from edge.options import float_of
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+from gaitcontract.checkset import CHECKSET_NAME, p_not_negative, read_back, read_checkset
+from gaitcontract.model_folder import CARD_NAME, SPLIT_MANIFEST
 
 log = logging.getLogger("edge.model_store.gate")
 
-CHECKSET_NAME = "checkset.npz"
 DEFAULT_MIN_AGREEMENT = 0.99
 # On 200 simulated check walks the demo's sound forms move P(not negative) by at most 0.03
 # (TensorRT INT8 0.029, FP16 0.004); a card states its own in "release_gate": {"max_abs_dprob": ...}
@@ -48,12 +45,6 @@ def gate_limits(card: Mapping[str, object]) -> tuple[float, float]:
         float_of(limits.get("min_agreement", DEFAULT_MIN_AGREEMENT)),
         float_of(limits.get("max_abs_dprob", DEFAULT_MAX_ABS_DPROB)),
     )
-
-
-def p_not_negative(probs: np.ndarray) -> np.ndarray:
-    from gaitcontract.spec import NEGATIVE
-
-    return 1.0 - probs[..., NEGATIVE]
 
 
 def run_gate(
@@ -84,15 +75,13 @@ def run_gate(
         from gaitcontract.spec import INPUT_NAME
     except ImportError as exc:
         return _cannot_run(runner, file, exc)
-    card: dict[str, object] = {}
+    card: dict[str, Any] = {}
     if (entry.folder / CARD_NAME).is_file():
         card = json.loads((entry.folder / CARD_NAME).read_text(encoding="utf-8"))
     min_agreement, tolerance = gate_limits(card)
     threshold = float_of(card.get("referral_threshold", 0.5))
-    with np.load(checkset) as data:
-        stored = data["silhouettes"]  # uint8: what the streaming encoder reads
-        walks = stored.astype(np.float32) / 255.0
-        reference = data["reference_p_not_negative"].astype(np.float64)
+    stored, reference = read_checkset(checkset)  # uint8: what the streaming encoder reads
+    walks = read_back(stored)
     got = np.empty(len(walks), np.float64)
     try:
         with create_runner(runner, model_path or entry.folder / file, threads=threads) as model:
@@ -103,7 +92,7 @@ def run_gate(
         return {"passed": False, "reason": f"{runner} cannot run {file}: {exc}", "walks": 0}
     except ImportError as exc:
         return _cannot_run(runner, file, exc)
-    figures: dict[str, object] = {
+    figures: dict[str, Any] = {
         "runner": runner,
         **_agreement(got, reference, threshold, min_agreement, tolerance),
     }
@@ -120,8 +109,8 @@ def run_gate(
 
 
 def _agreement(
-    got: np.ndarray, reference: np.ndarray, threshold: float, min_agreement: float, tolerance: float
-) -> dict[str, object]:
+    got: Any, reference: Any, threshold: float, min_agreement: float, tolerance: float
+) -> dict[str, Any]:
     """The gate's rule: referral decisions agree on >= min_agreement of the walks and the largest
     |delta P(not negative)| <= tolerance."""
     import numpy as np
@@ -129,7 +118,7 @@ def _agreement(
     agreement = float(np.mean((got >= threshold) == (reference >= threshold)))
     max_abs = float(np.max(np.abs(got - reference))) if len(got) else 0.0
     passed = agreement >= min_agreement and max_abs <= tolerance
-    figures: dict[str, object] = {
+    figures: dict[str, Any] = {
         "passed": bool(passed),
         "walks": int(len(got)),
         "agreement": agreement,
@@ -147,13 +136,13 @@ def _agreement(
 
 def _split_figures(
     entry: StoreEntry,
-    walks: np.ndarray,
-    reference: np.ndarray,
+    walks: Any,
+    reference: Any,
     threshold: float,
     min_agreement: float,
     tolerance: float,
     threads: int | None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The check set through encoder + head as the streaming kiosk runs them."""
     import numpy as np
 
@@ -197,7 +186,7 @@ def _split_figures(
     return {**described, **_agreement(got, reference, threshold, min_agreement, tolerance)}
 
 
-def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, object]:
+def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, Any]:
     # e.g. install.sh --no-pip: the venv has no numpy or ONNX Runtime yet
     return {
         "passed": False,
@@ -208,27 +197,7 @@ def _cannot_run(runner: str, file: str, exc: ImportError) -> dict[str, object]:
 
 
 def make_gate(runner: str, threads: int | None = None) -> Gate:
-    def gate(entry: StoreEntry, file: str) -> Mapping[str, object]:
+    def gate(entry: StoreEntry, file: str) -> Mapping[str, Any]:
         return run_gate(entry, file, runner, threads)
 
     return gate
-
-
-def checkset_arrays(walks: npt.ArrayLike, reference_model: Path) -> dict[str, np.ndarray]:
-    """The check set for a bundle: walks [N, T, H, W] in [0, 1] and the FP32 reference outputs.
-
-    The reference runs on the walks as the kiosk will read them back (uint8), so the stored
-    rounding is not counted against the candidate.
-    """
-    import numpy as np
-
-    from edge.runners.registry import create_runner
-    from gaitcontract.spec import INPUT_NAME
-
-    stored = np.clip(np.rint(np.asarray(walks, np.float32) * 255.0), 0, 255).astype(np.uint8)
-    decoded = stored.astype(np.float32) / 255.0
-    with create_runner("onnxruntime", reference_model) as model:
-        reference = np.array(
-            [float(p_not_negative(model.infer({INPUT_NAME: w[None]})["probs"])[0]) for w in decoded]
-        )
-    return {"silhouettes": stored, "reference_p_not_negative": reference}

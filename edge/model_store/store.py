@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -22,24 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError
+from gaitcontract.manifest import sha256_file
+from gaitcontract.model_folder import (
+    CARD_NAME,
+    MODEL_ID,
+    STORE_ENTRY_NAME,
+    DescribedFolder,
+    ModelFolderError,
+    describe_folder,
+    read_json_object,
+)
 
-ENTRY_NAME = "entry.json"
+ENTRY_NAME = STORE_ENTRY_NAME  # the contract names it: describe_folder skips it
 ACTIVE_NAME = "active.json"
 INCOMING = ".incoming"
 LOCK_NAME = ".lock"
-CARD_NAME = "card.json"
 ACTIVE_FORMAT = "gaitmil-store-active/1"
 ENTRY_FORMAT = "gaitmil-store-entry/1"
-TRAINED_ON = ("simulated", "real")
-# the same rule as the kiosk's ids: a folder name without '/', spaces or a leading dot
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-# Engines are code for the GPU they were built on (NVIDIA: never load an untrusted engine) and
-# checkpoints are pickles: neither is copied into the store; engines are built on the kiosk.
-NOT_COPIED = (".engine", ".plan", ".pt", ".pth", ".tmp")
-# The streaming split (python -m export split): encoder*.onnx + head.onnx, tied by this manifest.
-# They are copied with the model (the kiosk's model.inference = "streaming" finds them beside
-# the active form) and gated with it, but they are not forms the kiosk can activate.
-SPLIT_MANIFEST = "model.split.json"
 HISTORY_KEPT = 20
 
 
@@ -47,22 +44,11 @@ def now_text() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{what} {path}: cannot read it ({exc}); fix or remove the file") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{what} {path}: not a JSON object; fix or remove the file")
-    return data
+        return read_json_object(path, what)
+    except ModelFolderError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def write_json_atomic(path: Path, data: Mapping[str, object]) -> None:
@@ -133,7 +119,7 @@ def engine_path_for(active: ActiveModel) -> Path:
 
 
 # (entry, ONNX file) -> gate figures with "passed": bool; raises nothing, the store records it
-Gate = Callable[[StoreEntry, str], Mapping[str, object]]
+Gate = Callable[[StoreEntry, str], Mapping[str, Any]]
 
 
 class ModelStore:
@@ -235,7 +221,10 @@ class ModelStore:
         kill mid-copy leaves the store as it was (plus a leftover that the next change removes).
         Installing the same files again changes nothing.
         """
-        described = describe_folder(Path(source), file)
+        try:
+            described = describe_folder(Path(source), file)
+        except ModelFolderError as exc:  # the model exit code, as for any unusable model
+            raise ModelError(str(exc)) from None
         with self.locked():
             self._clean_incoming()
             target = self.root / described.model_id
@@ -256,7 +245,7 @@ class ModelStore:
                     "trained_on": described.trained_on,
                     "signer": signer,
                     "installed_at": now_text(),
-                    "files": {name: sha256_of(partial / name) for name in described.files},
+                    "files": {name: sha256_file(partial / name) for name in described.files},
                     "gate": {},
                 },
             )
@@ -380,7 +369,7 @@ class ModelStore:
         with self.locked():
             self._record_gate(self.entry(model_id), key, figures)
 
-    def _record_gate(self, entry: StoreEntry, file: str, figures: Mapping[str, object]) -> None:
+    def _record_gate(self, entry: StoreEntry, file: str, figures: Mapping[str, Any]) -> None:
         path = entry.folder / ENTRY_NAME
         data = _read_json(path, "store entry")
         data.setdefault("gate", {})[file] = {**figures, "at": now_text()}
@@ -395,7 +384,7 @@ class ModelStore:
 
     def _same_or_refuse(self, target: Path, described: DescribedFolder) -> None:
         recorded = _read_json(target / ENTRY_NAME, "store entry").get("files") or {}
-        wanted = {name: sha256_of(described.source / name) for name in described.files}
+        wanted = {name: sha256_file(described.source / name) for name in described.files}
         if recorded != wanted:
             raise ModelError(
                 f"model store {self.root} already holds a different model with id "
@@ -403,118 +392,6 @@ class ModelStore:
                 f"one first (`python -m edge model remove {described.model_id}`, not while active) "
                 "or give the new model its own id"
             )
-
-
-@dataclass(frozen=True)
-class DescribedFolder:
-    source: Path
-    model_id: str
-    default_file: str
-    forms: dict[str, str]
-    trained_on: str
-    files: list[str]
-
-
-def describe_folder(source: Path, file: str | None = None) -> DescribedFolder:
-    """Read a model folder's card and manifests: its id, ONNX forms and training data."""
-    if not source.is_dir():
-        raise ModelError(
-            f"{source}: not a model folder (expected ONNX files, manifests, card.json)"
-        )
-    split = (
-        _read_json(source / SPLIT_MANIFEST, "split manifest")
-        if (source / SPLIT_MANIFEST).is_file()
-        else {}
-    )
-    split_files = split_graphs(source, split)
-    onnx = sorted(
-        p.name for p in source.glob("*.onnx") if p.is_file() and p.name not in split_files
-    )
-    if not onnx:
-        raise ModelError(
-            f"{source}: no .onnx model in this folder; export one with `python -m export onnx`"
-        )
-    if file is None:
-        file = onnx[0] if len(onnx) == 1 else "model.onnx" if "model.onnx" in onnx else None
-        if file is None:
-            raise ModelError(
-                f"{source}: several ONNX forms ({', '.join(onnx)}); name one with --file"
-            )
-    if file in split_files:
-        raise ModelError(
-            f"{source}: {file} is part of the streaming split ({SPLIT_MANIFEST}), not a whole-walk "
-            f"form the kiosk can run; choose one of: {', '.join(onnx)}"
-        )
-    if file not in onnx:
-        raise ModelError(f"{source}: no ONNX form {file!r}; it has: {', '.join(onnx)}")
-    card = _read_json(source / CARD_NAME, "model card") if (source / CARD_NAME).is_file() else {}
-    manifests = {
-        name: _read_json(source / f"{Path(name).stem}.manifest.json", "manifest")
-        for name in onnx
-        if (source / f"{Path(name).stem}.manifest.json").is_file()
-    }
-    ids = {str(m["model_id"]) for m in manifests.values() if m.get("model_id")}
-    # the split's own manifests are read too: encoder and head must be the same model
-    for name in sorted(split_files):
-        manifest = source / f"{Path(name).stem}.manifest.json"
-        said_id = _read_json(manifest, "manifest").get("model_id") if manifest.is_file() else None
-        if said_id:
-            ids.add(str(said_id))
-    if split.get("model_id"):
-        ids.add(str(split["model_id"]))
-    if card.get("model_id"):
-        ids.add(str(card["model_id"]))
-    if len(ids) > 1:
-        raise ModelError(
-            f"{source}: card and manifests name different model ids {sorted(ids)}; "
-            "one folder holds one model: re-export it"
-        )
-    model_id = ids.pop() if ids else f"{Path(file).stem}-{sha256_of(source / file)[:12]}"
-    if not MODEL_ID.match(model_id):
-        raise ModelError(
-            f"{source}: model id {model_id!r} is not usable as a folder name "
-            "(letters, digits, `_ . -`, at most 128)"
-        )
-    said = {str(m["trained_on"]) for m in manifests.values() if m.get("trained_on")}
-    if card.get("trained_on"):
-        said.add(str(card["trained_on"]))
-    if len(said) != 1 or not said <= set(TRAINED_ON):
-        where = f"{source / CARD_NAME}" if card else f"{source} (no card.json)"
-        raise ModelError(
-            f"{where}: trained_on is {sorted(said) or 'missing'}; every card must say what the "
-            'model was trained on: add "trained_on": "real" or "trained_on": "simulated" to card.json'
-        )
-    forms = {name: str(manifests.get(name, {}).get("precision") or "unknown") for name in onnx}
-    files = sorted(
-        p.name
-        for p in source.iterdir()
-        if p.is_file()
-        and not p.name.startswith(".")
-        and not p.name.endswith(NOT_COPIED)
-        and p.name != ENTRY_NAME
-    )
-    return DescribedFolder(source, model_id, file, forms, said.pop(), files)
-
-
-def split_graphs(folder: Path, split: Mapping[str, object] | None = None) -> set[str]:
-    """The ONNX files of the streaming split in `folder`: the encoders and the head named by
-    model.split.json, and any ONNX whose manifest gives it a split_role."""
-    if split is None:
-        path = folder / SPLIT_MANIFEST
-        split = _read_json(path, "split manifest") if path.is_file() else {}
-    encoders = split.get("encoders") or {}
-    if not isinstance(encoders, Mapping):
-        raise ModelError(f"{folder / SPLIT_MANIFEST}: encoders is not a table of ONNX files")
-    names = {str(n) for n in encoders.values()}
-    if split.get("head"):
-        names.add(str(split["head"]))
-    for onnx in folder.glob("*.onnx"):
-        manifest = folder / f"{onnx.stem}.manifest.json"
-        if manifest.is_file():
-            extra = _read_json(manifest, "manifest").get("extra") or {}
-            if isinstance(extra, dict) and extra.get("split_role"):
-                names.add(onnx.name)
-    return names
 
 
 def _copy_durably(source: Path, target: Path) -> None:

@@ -11,6 +11,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from gaitcontract.topics import KINDS, topic_of
+
 STATUS_SCHEMA = "gaitmil.status/1"
 HEALTH_SCHEMA = "gaitmil.health/1"
 # matched with fullmatch: `$` would also accept a trailing newline
@@ -27,8 +29,7 @@ class Topics:
 
     @classmethod
     def for_kiosk(cls, prefix: str, site_id: str, kiosk_id: str) -> Topics:
-        root = f"{prefix}/{site_id}/{kiosk_id}"
-        return cls(f"{root}/result", f"{root}/status", f"{root}/health", f"{root}/session")
+        return cls(**{kind: topic_of(prefix, site_id, kiosk_id, kind) for kind in KINDS})
 
 
 def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, float]:

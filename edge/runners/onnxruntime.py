@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,10 +13,27 @@ from edge.runners.base import InputShape, ModelFacts, ModelFile, Runner, check_m
 from gaitcontract.manifest import metadata_value
 from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES
 
+if TYPE_CHECKING:
+    import onnxruntime
+
 REBUILD = (
     "rebuild it with `python -m export onnx --checkpoint CKPT --out DIR` "
     "(or `make models` for the shipped demo model)"
 )
+
+
+def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
+    """The ONNX Runtime session options of every session in the project, kiosk, export and
+    benchmarks alike: `threads` intra-op threads and one inter-op thread (ORT's own choice when
+    None), and only ORT's errors logged (its warnings are noise in a kiosk's journal)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
 
 
 def _ort_errors() -> tuple[type[BaseException], ...]:
@@ -78,7 +95,7 @@ class OnnxRuntimeRunner(Runner):
         providers = self._providers_asked(ort.get_available_providers())
         try:
             session = ort.InferenceSession(
-                model.data, sess_options=self._session_options(ort), providers=providers
+                model.data, sess_options=session_options(self.threads), providers=providers
             )
         except _ort_errors() as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -115,14 +132,6 @@ class OnnxRuntimeRunner(Runner):
                 "providers=['CPUExecutionProvider']"
             )
         return providers
-
-    def _session_options(self, ort: Any) -> Any:
-        opts = ort.SessionOptions()
-        if self.threads is not None:
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        return opts
 
     def _check_io(self, session: Any) -> InputShape:
         """The model's I/O must be the shipped contract; returns its input shape."""

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
+from edge.runners.onnxruntime import session_options
 from edge.types import Prediction, Walk
 from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES, even_indices, to_model_input
 
@@ -312,13 +313,10 @@ class SplitSessions:
 def _session(path: Path, threads: int | None) -> Any:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path), session_options(threads), providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
         raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SegmentationError
+from edge.runners.onnxruntime import session_options
 
 INPUT_SIZE = 256  # the network's square input, RGB in [0, 1]
 _DATA = ("data", "person")
@@ -62,9 +63,7 @@ class PersonModel:
         path = Path(path)
         if not path.is_file():
             raise SegmentationError(f"person segmenter model {path} not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
+        options = session_options(max(1, int(threads)))
         wanted = providers or ["CPUExecutionProvider"]
         unknown = [p for p in wanted if p not in ort.get_available_providers()]
         if unknown:

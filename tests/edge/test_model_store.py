@@ -150,13 +150,12 @@ def test_a_kill_during_install_keeps_the_old_model_active_and_loadable(tmp_path)
 
 
 def _checkset(folder: Path, walks: int = 40) -> None:
-    import numpy as np
-
-    from edge.model_store.gate import CHECKSET_NAME, checkset_arrays
+    from export.bundle import write_reference_checkset
     from export.walks import simulated_walks
+    from gaitcontract.checkset import CHECKSET_NAME
 
     silhouettes, _ = simulated_walks(walks, seed=123)
-    np.savez_compressed(folder / CHECKSET_NAME, **checkset_arrays(silhouettes, DEMO / "model.onnx"))
+    write_reference_checkset(folder / CHECKSET_NAME, silhouettes, DEMO / "model.onnx")
 
 
 def _damaged_int8(folder: Path, model_id: str) -> None:

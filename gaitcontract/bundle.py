@@ -8,8 +8,10 @@ Layout (all of it one file):
 
 The signature (Ed25519, from the `cryptography` package) is over SIGNED_PREFIX + the payload's
 sha256 hex digest, so a changed byte anywhere in the payload, or a signature by a key the kiosk
-does not trust, is refused before the tar is opened. The writer is here too (export's
-`python -m export bundle` calls it), so both sides share one definition of the format.
+does not trust, is refused before the tar is opened. The writer (`python -m export bundle`) and
+the reader (the kiosk's `python -m edge model install`) both use this module: one definition of
+the format. Standard library only; `cryptography` is imported when a key is used, so the kiosk's
+model store still runs before its venv is installed (systemd/install.sh).
 """
 
 from __future__ import annotations
@@ -25,21 +27,28 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from edge.errors import ModelError
+from gaitcontract.errors import GaitMILError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `cryptography` is imported only when a key is used
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
         Ed25519PrivateKey,
         Ed25519PublicKey,
     )
 
-log = logging.getLogger("edge.model_store.bundle")
+log = logging.getLogger("gaitcontract.bundle")
 
 MAGIC = b"gaitmil-bundle/1\n"
 SIGNED_PREFIX = b"gaitmil-bundle/1 payload sha256 "
 MAX_HEADER = 1 << 16
+
+
+class BundleError(GaitMILError):
+    """A bundle or key is unreadable, damaged, unsigned or signed by a key not trusted.
+
+    The message names the file and what to do; the kiosk reports it as its ModelError."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +69,11 @@ def key_id_of(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _crypto() -> Any:
+def _crypto() -> ModuleType:
     try:
         from cryptography.hazmat.primitives import serialization
     except ImportError:
-        raise ModelError(
+        raise BundleError(
             "signed bundles need the `cryptography` package: pip install cryptography "
             "(it is in the kiosk's base install)"
         ) from None
@@ -78,11 +87,11 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except (OSError, ValueError) as exc:
-        raise ModelError(
+        raise BundleError(
             f"trusted key {path}: cannot read it as a PEM public key ({exc}); fix model.trusted_keys"
         ) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ModelError(f"trusted key {path}: not an Ed25519 public key; fix model.trusted_keys")
+        raise BundleError(f"trusted key {path}: not an Ed25519 public key; fix model.trusted_keys")
     return key
 
 
@@ -93,11 +102,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise ModelError(
+        raise BundleError(
             f"signing key {path}: cannot read it as an unencrypted PEM private key ({exc})"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ModelError(f"signing key {path}: not an Ed25519 private key")
+        raise BundleError(f"signing key {path}: not an Ed25519 private key")
     return key
 
 
@@ -109,7 +118,7 @@ def write_keypair(private_path: Path) -> Path:
     key = Ed25519PrivateKey.generate()
     private_path = Path(private_path)
     if private_path.exists():
-        raise ModelError(
+        raise BundleError(
             f"{private_path} exists: a signing key is never overwritten; choose another --out"
         )
     private_path.touch(mode=0o600)
@@ -167,16 +176,16 @@ def write_bundle(
 
 
 def read_header(path: Path) -> tuple[BundleHeader, int]:
-    """The bundle's header and the offset of its payload; ModelError naming the file if malformed."""
+    """The bundle's header and the offset of its payload; BundleError naming the file if malformed."""
     try:
         with path.open("rb") as handle:
             magic = handle.read(len(MAGIC))
             line = handle.readline(MAX_HEADER)
             offset = handle.tell()
     except OSError as exc:
-        raise ModelError(f"bundle {path}: cannot read it ({exc})") from None
+        raise BundleError(f"bundle {path}: cannot read it ({exc})") from None
     if magic != MAGIC:
-        raise ModelError(f"bundle {path}: not a gaitmil bundle (no {MAGIC!r} line); refused")
+        raise BundleError(f"bundle {path}: not a gaitmil bundle (no {MAGIC!r} line); refused")
     try:
         data = json.loads(line)
         signature = data.get("signature")
@@ -189,25 +198,25 @@ def read_header(path: Path) -> tuple[BundleHeader, int]:
             payload_size=int(data["payload_size"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelError(f"bundle {path}: its header is damaged ({exc}); refused") from None
+        raise BundleError(f"bundle {path}: its header is damaged ({exc}); refused") from None
     return header, offset
 
 
 def verify_bundle(
     path: Path, trusted_keys: Sequence[Path], allow_unsigned: bool = False
 ) -> tuple[BundleHeader, bytes, str | None]:
-    """(header, payload, signer) of a bundle that passed; ModelError naming the file and reason."""
+    """(header, payload, signer) of a bundle that passed; BundleError naming the file and reason."""
     header, offset = read_header(path)
     payload = path.read_bytes()[offset:]
     digest = hashlib.sha256(payload).hexdigest()
     if len(payload) != header.payload_size or digest != header.payload_sha256:
-        raise ModelError(
+        raise BundleError(
             f"bundle {path}: tampered or damaged: its contents do not match the hash in its header; "
             "refused, the store is unchanged. Get the bundle again from the model developer"
         )
     if header.signature is None:
         if not allow_unsigned:
-            raise ModelError(
+            raise BundleError(
                 f"bundle {path}: unsigned; refused, the store is unchanged. Ask for a bundle signed "
                 "with the district's key (python -m export bundle --sign-key KEY), or pass "
                 "--allow-unsigned on a development machine"
@@ -217,7 +226,7 @@ def verify_bundle(
         )
         return header, payload, None
     if not trusted_keys:
-        raise ModelError(
+        raise BundleError(
             f"bundle {path}: signed by {header.signer or header.key_id}, but this kiosk trusts no key; "
             "refused. Put the district's public key in model.trusted_keys (or --trusted-key)"
         )
@@ -233,7 +242,7 @@ def verify_bundle(
         signer = f"{Path(key_path).stem}:{key_id_of(key)}"
         log.info("bundle %s: signature verified with %s", path, key_path)
         return header, payload, signer
-    raise ModelError(
+    raise BundleError(
         f"bundle {path}: its signature (key {header.key_id}, says {header.signer!r}) does not verify "
         f"with any trusted key ({', '.join(str(k) for k in trusted_keys)}): wrongly signed or "
         "tampered; refused, the store is unchanged"
@@ -245,10 +254,10 @@ def _unpack(payload: bytes, folder: Path, path: Path) -> None:
         for member in tar.getmembers():
             # flat regular files only: no paths, links or devices can come out of a bundle
             if not member.isfile() or "/" in member.name or member.name.startswith("."):
-                raise ModelError(f"bundle {path}: unexpected entry {member.name!r}; refused")
+                raise BundleError(f"bundle {path}: unexpected entry {member.name!r}; refused")
             source = tar.extractfile(member)
             if source is None:
-                raise ModelError(f"bundle {path}: cannot read {member.name!r}; refused")
+                raise BundleError(f"bundle {path}: cannot read {member.name!r}; refused")
             (folder / member.name).write_bytes(source.read())
 
 
