@@ -96,7 +96,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     checksum TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
-CREATE TABLE IF NOT EXISTS outbox_clock (id INTEGER PRIMARY KEY CHECK (id = 1), wall REAL NOT NULL);
 """
 _COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason, checksum"
 
@@ -120,7 +119,7 @@ class OutboxRow:
     checksum: str | None = None
 
 
-class Outbox(ExpiryClock):
+class Outbox:
     """A SQLite outbox with a disk budget; see the module docstring for the rules."""
 
     def __init__(
@@ -147,7 +146,6 @@ class Outbox(ExpiryClock):
         self.alarm_fraction = float(alarm_fraction)
         self.expire_seconds = float(expire_seconds)
         self._clock = clock
-        self._monotonic = monotonic
         self._lock = threading.Lock()
         self.expired_total = 0
         self.refused_total = 0
@@ -160,7 +158,9 @@ class Outbox(ExpiryClock):
         self._conn = self._open(check)
         try:
             self._used_bytes, self._pending, self._parked, self._corrupt = self._measure()
-            self._rebase_clock_at_open()
+            # row ages that survive wall-clock jumps (edge.outbox.clock), in its own table
+            self._expiry = ExpiryClock(self._conn, self.path, clock, monotonic)
+            self._expiry.rebase_at_open(self.expire_seconds)
         except sqlite3.Error as exc:
             self._conn.close()
             raise storage_error(self.path, exc, "reading it at start-up") from None
@@ -374,7 +374,7 @@ class Outbox(ExpiryClock):
         """Delete undelivered rows older than expire_seconds; returns how many (logged and counted)."""
         with self._lock:
             try:
-                cutoff = self._track_clock() - self.expire_seconds
+                cutoff = self._expiry.now() - self.expire_seconds
                 rows = self._conn.execute(
                     "SELECT id, length(payload) + length(topic), state FROM outbox WHERE created < ?",
                     (cutoff,),
@@ -543,7 +543,7 @@ class Outbox(ExpiryClock):
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._save_wall(self._clock())  # the next start measures clock jumps from here
+                    self._expiry.save()  # the next start measures clock jumps from here
                 except sqlite3.Error as exc:
                     log.warning("outbox %s: last-seen time not saved at close: %s", self.path, exc)
                 self._conn.close()
