@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from edge.errors import PublishError
 from edge.outbox.checksum import CORRUPT, check_not_truncated, damage, migrate, row_checksum
@@ -59,6 +60,9 @@ from edge.outbox.storage import (
     storage_error,
 )
 
+if TYPE_CHECKING:
+    from edge.settings import KioskConfig
+
 __all__ = [
     "AUTO_REQUEUE_MAX_PARKS",
     "Outbox",
@@ -67,6 +71,7 @@ __all__ = [
     "OutboxFullError",
     "OutboxReadOnlyError",
     "OutboxRow",
+    "OutboxStats",
     "OutboxStorageError",
 ]
 
@@ -98,6 +103,24 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
 """
 _COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason, checksum"
+
+
+class OutboxStats(TypedDict):
+    """`Outbox.stats()`: rows by state, the disk budget, the counters of this run, the alarms."""
+
+    pending: int
+    parked: int
+    corrupt: int
+    used_bytes: int
+    budget_bytes: int
+    used_fraction: float
+    file_bytes: int
+    acked_total: int
+    parked_total: int
+    expired_total: int
+    corrupt_total: int
+    refused_total: int
+    alarms: list[str]
 
 
 class OutboxFullError(PublishError):
@@ -169,7 +192,7 @@ class Outbox:
             raise
 
     @classmethod
-    def from_config(cls, cfg) -> Outbox:  # cfg: edge.config.KioskConfig
+    def from_config(cls, cfg: KioskConfig) -> Outbox:
         return cls(
             cfg.outbox_path,
             disk_budget_bytes=int(cfg.outbox.disk_budget_mb * 1024 * 1024),
@@ -474,12 +497,14 @@ class Outbox:
         """Rows of any state (or of `state`) in id order, read by the table alone (NOT INDEXED), so a
         damaged index does not hide them: what `python -m edge outbox list/export` shows."""
         where = "id > ?" + (" AND state = ?" if state else "")
-        args: tuple = (after_id, state) if state else (after_id,)
+        args: tuple[object, ...] = (after_id, state) if state else (after_id,)
         return self._rows(
             where + " ORDER BY id LIMIT ?", (*args, limit), "listing rows", "outbox NOT INDEXED"
         )
 
-    def _rows(self, where: str, args: tuple, doing: str, table: str = "outbox") -> list[OutboxRow]:
+    def _rows(
+        self, where: str, args: tuple[object, ...], doing: str, table: str = "outbox"
+    ) -> list[OutboxRow]:
         with self._lock:
             try:
                 rows = self._conn.execute(
@@ -512,7 +537,7 @@ class Outbox:
             out.append("outbox_corrupt_row")
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> OutboxStats:
         """Counters for the health topic."""
         with self._lock:
             file_bytes = sum(p.stat().st_size for p in self._files() if p.exists())

@@ -12,9 +12,12 @@ import logging
 import socket
 import threading
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edge.errors import PublishError
+
+if TYPE_CHECKING:
+    from amqtt.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class EmbeddedBroker:
         self.start_timeout = start_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._broker: Any = None
+        self._broker: Broker | None = None
 
     @property
     def url(self) -> str:
@@ -78,8 +81,9 @@ class EmbeddedBroker:
         started: Future[bool] = Future()
 
         async def boot() -> None:
-            self._broker = Broker(config, loop=loop)
-            await self._broker.start()
+            broker = Broker(config, loop=loop)
+            self._broker = broker
+            await broker.start()
 
         def run() -> None:
             asyncio.set_event_loop(loop)
