@@ -31,7 +31,7 @@ ACCEPTED = ReasonCode(PacketTypes.PUBACK, "Success")
 REFUSED = ReasonCode(PacketTypes.PUBACK, "Not authorized")
 
 
-def wait_until(predicate, timeout: float = 5.0) -> bool:
+def wait_until(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
