@@ -19,7 +19,6 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from edge.errors import ConfigError, PublishError
 from edge.outbox.checksum import check_not_truncated
@@ -33,7 +32,7 @@ def _say(text: str, err: bool = False) -> None:
     (sys.stderr if err else sys.stdout).write(text + "\n")
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "outbox",
         formatter_class=HelpFormatter,
@@ -75,7 +74,9 @@ def outbox_path(args: argparse.Namespace) -> Path:
     return load_config(args.config).outbox_path
 
 
-def _read_rows(path: Path, state: str | None = None) -> list[tuple]:
+def _read_rows(
+    path: Path, state: str | None = None
+) -> list[tuple]:  # the columns of _COLUMNS, in order
     """Every row, read by the table alone (NOT INDEXED), read-only, without the integrity check."""
     if not path.is_file():
         raise PublishError(
@@ -131,7 +132,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _payload(raw: bytes) -> Any:
+def _payload(raw: bytes) -> object:
     try:
         return json.loads(raw)
     except ValueError:

@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from edge.errors import PublishError
 from edge.outbox.checksum import CORRUPT, check_not_truncated, damage, migrate, row_checksum
@@ -59,6 +60,9 @@ from edge.outbox.storage import (
     storage_error,
 )
 
+if TYPE_CHECKING:
+    from edge.settings import KioskConfig
+
 __all__ = [
     "AUTO_REQUEUE_MAX_PARKS",
     "Outbox",
@@ -67,6 +71,7 @@ __all__ = [
     "OutboxFullError",
     "OutboxReadOnlyError",
     "OutboxRow",
+    "OutboxStats",
     "OutboxStorageError",
 ]
 
@@ -96,9 +101,26 @@ CREATE TABLE IF NOT EXISTS outbox (
     checksum TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
-CREATE TABLE IF NOT EXISTS outbox_clock (id INTEGER PRIMARY KEY CHECK (id = 1), wall REAL NOT NULL);
 """
 _COLUMNS = "id, message_id, topic, payload, qos, retain, created, attempts, state, reason, checksum"
+
+
+class OutboxStats(TypedDict):
+    """`Outbox.stats()`: rows by state, the disk budget, the counters of this run, the alarms."""
+
+    pending: int
+    parked: int
+    corrupt: int
+    used_bytes: int
+    budget_bytes: int
+    used_fraction: float
+    file_bytes: int
+    acked_total: int
+    parked_total: int
+    expired_total: int
+    corrupt_total: int
+    refused_total: int
+    alarms: list[str]
 
 
 class OutboxFullError(PublishError):
@@ -120,7 +142,7 @@ class OutboxRow:
     checksum: str | None = None
 
 
-class Outbox(ExpiryClock):
+class Outbox:
     """A SQLite outbox with a disk budget; see the module docstring for the rules."""
 
     def __init__(
@@ -147,7 +169,6 @@ class Outbox(ExpiryClock):
         self.alarm_fraction = float(alarm_fraction)
         self.expire_seconds = float(expire_seconds)
         self._clock = clock
-        self._monotonic = monotonic
         self._lock = threading.Lock()
         self.expired_total = 0
         self.refused_total = 0
@@ -160,7 +181,9 @@ class Outbox(ExpiryClock):
         self._conn = self._open(check)
         try:
             self._used_bytes, self._pending, self._parked, self._corrupt = self._measure()
-            self._rebase_clock_at_open()
+            # row ages that survive wall-clock jumps (edge.outbox.clock), in its own table
+            self._expiry = ExpiryClock(self._conn, self.path, clock, monotonic)
+            self._expiry.rebase_at_open(self.expire_seconds)
         except sqlite3.Error as exc:
             self._conn.close()
             raise storage_error(self.path, exc, "reading it at start-up") from None
@@ -169,7 +192,7 @@ class Outbox(ExpiryClock):
             raise
 
     @classmethod
-    def from_config(cls, cfg) -> Outbox:  # cfg: edge.config.KioskConfig
+    def from_config(cls, cfg: KioskConfig) -> Outbox:
         return cls(
             cfg.outbox_path,
             disk_budget_bytes=int(cfg.outbox.disk_budget_mb * 1024 * 1024),
@@ -374,7 +397,7 @@ class Outbox(ExpiryClock):
         """Delete undelivered rows older than expire_seconds; returns how many (logged and counted)."""
         with self._lock:
             try:
-                cutoff = self._track_clock() - self.expire_seconds
+                cutoff = self._expiry.now() - self.expire_seconds
                 rows = self._conn.execute(
                     "SELECT id, length(payload) + length(topic), state FROM outbox WHERE created < ?",
                     (cutoff,),
@@ -474,12 +497,14 @@ class Outbox(ExpiryClock):
         """Rows of any state (or of `state`) in id order, read by the table alone (NOT INDEXED), so a
         damaged index does not hide them: what `python -m edge outbox list/export` shows."""
         where = "id > ?" + (" AND state = ?" if state else "")
-        args: tuple = (after_id, state) if state else (after_id,)
+        args: tuple[object, ...] = (after_id, state) if state else (after_id,)
         return self._rows(
             where + " ORDER BY id LIMIT ?", (*args, limit), "listing rows", "outbox NOT INDEXED"
         )
 
-    def _rows(self, where: str, args: tuple, doing: str, table: str = "outbox") -> list[OutboxRow]:
+    def _rows(
+        self, where: str, args: tuple[object, ...], doing: str, table: str = "outbox"
+    ) -> list[OutboxRow]:
         with self._lock:
             try:
                 rows = self._conn.execute(
@@ -512,7 +537,7 @@ class Outbox(ExpiryClock):
             out.append("outbox_corrupt_row")
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> OutboxStats:
         """Counters for the health topic."""
         with self._lock:
             file_bytes = sum(p.stat().st_size for p in self._files() if p.exists())
@@ -543,7 +568,7 @@ class Outbox(ExpiryClock):
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._save_wall(self._clock())  # the next start measures clock jumps from here
+                    self._expiry.save()  # the next start measures clock jumps from here
                 except sqlite3.Error as exc:
                     log.warning("outbox %s: last-seen time not saved at close: %s", self.path, exc)
                 self._conn.close()

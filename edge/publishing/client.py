@@ -21,7 +21,7 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from edge.errors import PublishError
 from edge.publishing.broker_url import parse_broker_url
@@ -30,6 +30,7 @@ from edge.settings import KioskIdentity, MqttConfig
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho_client
+    from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
 # CONNACK refusals that mean "fix the credentials or the ACL", by paho's names: MQTT 5 0x86 / 0x87,
@@ -104,14 +105,14 @@ def publisher_settings(
     return PublisherSettings(mqtt, identity, mqtt_endpoint(mqtt, client_id))
 
 
-def _paho() -> Any:
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise PublishError(
-            "the MQTT clients need paho-mqtt>=2.1: pip install gaitmil-edge"
-        ) from None
-    return mqtt
+class ConnectArgs(TypedDict):
+    """The keyword arguments of paho's connect() / connect_async() for one endpoint."""
+
+    host: str
+    port: int
+    keepalive: int
+    clean_start: NotRequired[bool]  # MQTT 5 only
+    properties: NotRequired[Properties]  # MQTT 5 only: the session expiry of a persistent session
 
 
 def describe_connect_error(exc: BaseException | None, s: MqttEndpoint) -> str:
@@ -150,14 +151,19 @@ class Will:
 
 def build_client(
     s: MqttEndpoint, *, will: Will | None = None, session_expiry_s: int | None = None
-) -> tuple[paho_client.Client, dict[str, Any]]:
+) -> tuple[paho_client.Client, ConnectArgs]:
     """A configured, not yet connected paho client and the keyword arguments for its connect().
 
     `session_expiry_s` None is a clean session; a number asks for a persistent one (MQTT 5:
     clean_start False and that session expiry; 3.1.1: clean_session False), which needs a fixed
     client id. PublishError if paho is missing or the TLS files are unusable.
     """
-    mqtt = _paho()
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise PublishError(
+            "the MQTT clients need paho-mqtt>=2.1: pip install gaitmil-edge"
+        ) from None
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
@@ -170,7 +176,7 @@ def build_client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=s.client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        **({} if v5 else {"clean_session": not persistent}),
+        clean_session=None if v5 else not persistent,  # MQTT 5 takes clean_start at connect
     )
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
@@ -194,7 +200,7 @@ def build_client(
         min_delay=max(1, round(cfg.reconnect_min_delay)),
         max_delay=max(1, round(cfg.reconnect_max_delay)),
     )
-    connect: dict[str, Any] = {"host": s.host, "port": s.port, "keepalive": cfg.keepalive}
+    connect: ConnectArgs = {"host": s.host, "port": s.port, "keepalive": cfg.keepalive}
     if v5:
         connect["clean_start"] = not persistent
         if session_expiry_s is not None:
@@ -206,6 +212,7 @@ def build_client(
 
 __all__ = [
     "AUTH_REFUSALS",
+    "ConnectArgs",
     "MqttEndpoint",
     "PublisherSettings",
     "Will",

@@ -12,10 +12,11 @@ unacknowledged messages it holds after a reconnect; after a restart the owner
 republishes every pending row, so duplicates are possible and results carry
 `result_id` for de-duplication.
 
-Faults (docs/MQTT.md "Faults"): every paho callback is guarded, so no message,
-however hostile, can end paho's network thread. The owner thread's work, with
-its supervision of paho's thread and its retries of failed outbox writes, is in
-edge.publishing.delivery; results the outbox cannot store wait in memory
+Faults (docs/MQTT.md "Faults"): every paho callback is guarded
+(edge.publishing.callback_guard), so no message, however hostile, can end paho's
+network thread. The publisher owns a DeliveryLoop (edge.publishing.delivery): the
+owner thread, with its supervision of paho's thread and its retries of failed
+outbox writes, and the paho client it publishes with; results the outbox cannot store wait in memory
 (edge.outbox.memory); the session token is held by edge.publishing.session_tokens.
 
 Topic names and the session parser are in edge.publishing.topics; the settings (derived
@@ -27,17 +28,16 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from edge.errors import PublishError
 from edge.health import RateLimitedLog
-from edge.outbox.memory import HeldResult, HeldResults
+from edge.outbox.memory import HeldResults
 from edge.outbox.store import Outbox
+from edge.publishing.callback_guard import guard_callback
 from edge.publishing.client import (
     PublisherSettings,
     Will,
@@ -45,21 +45,27 @@ from edge.publishing.client import (
     describe_connect_error,
     is_auth_refusal,
 )
-from edge.publishing.delivery import OutboxDelivery
+from edge.publishing.delivery import DeliveryLoop
+from edge.publishing.paho_types import PahoClient, ReceivedMessage
 from edge.publishing.session_tokens import SessionTokens
 from edge.publishing.topics import HEALTH_SCHEMA, STATUS_SCHEMA
 from edge.screening.result import ModelIdentity, encode_result, utc_now_iso
 from gaitcontract import SOFTWARE
 
-__all__ = ["Publisher"]
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
+
+__all__ = ["Publisher", "PublisherStats"]
 
 log = logging.getLogger(__name__)
 
 
-class Publisher(OutboxDelivery):
+class Publisher:
     """Publishes results from the outbox, retained status, health, and receives session tokens.
 
     `settings` comes from edge.publishing.client.publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id).
+    The rows travel through its `delivery` loop (edge.publishing.delivery), which owns the outbox
+    handle, the results held in memory and the paho client.
     """
 
     def __init__(
@@ -74,28 +80,13 @@ class Publisher(OutboxDelivery):
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
-        self.outbox = outbox
         self.model = (
             model.as_dict()
             if isinstance(model, ModelIdentity)
             else (dict(model) if model else None)
         )
         self.software = software
-        self._clock = clock
-        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self._owner: threading.Thread | None = None
-        self._client: Any = None
-        self._stopping = threading.Event()
-        self._idle = threading.Condition()
-        # owned by the owner thread only
-        self._by_mid: dict[int, int] = {}
-        self._handed: dict[int, int] = {}  # row id -> mid
-        self._held_mids: dict[int, HeldResult] = {}  # mid -> result published directly from memory
-        self._last_row = 0
-        self._expire_every = expire_every_seconds
-        self._next_expiry = 0.0  # first check right after start
         # read by any thread (plain values, replaced atomically)
-        self.connected = False
         self.auth_failed = False
         self.last_error: str | None = None
         self.counters = {
@@ -113,51 +104,51 @@ class Publisher(OutboxDelivery):
             callback_errors=0, network_restarts=0, outbox_errors=0, published_direct=0
         )
         self.session = SessionTokens(settings.mqtt.session_token_ttl_seconds, clock, self.counters)
-        self.held = HeldResults(outbox)
-        self._failure: PublishError | None = None
-        self._network: threading.Thread | None = None
-        self._restarts: list[float] = []
-        self._ack_retry: list[
-            tuple[int, bool, str]
-        ] = []  # acknowledgements the outbox could not record yet
-        self._outbox_error: str | None = None
-        self._refused = False  # the broker answered the last attempt with a refusal (CONNACK)
-        self._requeued = (
-            False  # parked rows are put back once per start and per connection, by the owner
+        self.delivery = DeliveryLoop(
+            outbox,
+            self._new_client,
+            inflight=settings.mqtt.inflight,
+            counters=self.counters,
+            expire_every_seconds=expire_every_seconds,
+            on_network_lost=self._on_network_lost,
         )
+        self._refused = False  # the broker answered the last attempt with a refusal (CONNACK)
         self._limited = RateLimitedLog(log)
 
     @property
     def outbox(self) -> Outbox:
-        return self._outbox
+        return self.delivery.outbox
 
     @outbox.setter
     def outbox(self, value: Outbox) -> None:
-        # a wrapped outbox (the pipeline benchmark times it) must also get the writes retried from memory
-        self._outbox = value
-        held = getattr(self, "held", None)
-        if held is not None:
-            held.outbox = value
+        # a wrapped outbox (the pipeline benchmark times it); the loop hands it to the held results too
+        self.delivery.outbox = value
+
+    @property
+    def held(self) -> HeldResults:
+        """Results the outbox could not store, waiting in memory (owned by the delivery loop)."""
+        return self.delivery.held
+
+    @property
+    def connected(self) -> bool:
+        return self.delivery.connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        # the loop hands rows to paho only while connected; paho's callbacks here keep the flag
+        self.delivery.connected = value
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect in the background (paho retries with backoff) and start the owner thread."""
-        if self._client is not None:
-            raise PublishError("publisher already started: call stop() before starting it again")
+        """Connect in the background (paho retries with backoff) and start the delivery loop."""
+        self.delivery.start()  # PublishError when already started
         s = self.settings
         if s.mqtt.protocol == "3.1.1":
             log.warning(
                 "MQTT 3.1.1: a broker that refuses a publish (ACL) still acknowledges it, so such results are "
                 'deleted from the outbox as delivered and lost without notice; use mqtt.protocol = "5"'
             )
-        self._stopping.clear()
-        self._failure = None
-        self._held_mids.clear()  # message ids of an earlier client mean nothing to the new one
-        self._connect_client()
-        self._requeued = False
-        self._owner = threading.Thread(target=self._own, name="mqtt-outbox", daemon=True)
-        self._owner.start()
         log.info(
             "MQTT: connecting to %s as %s (MQTT %s)",
             s.broker,
@@ -165,33 +156,45 @@ class Publisher(OutboxDelivery):
             s.mqtt.protocol,
         )
 
-    def _connect_client(self) -> None:
+    def _new_client(self) -> PahoClient:
+        """A paho client with this publisher's last will and callbacks, connecting in the background."""
         s = self.settings
         will = Will(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
         client, connect = build_client(s.endpoint, will=will)
         client.max_inflight_messages_set(s.mqtt.inflight)
         client.max_queued_messages_set(0)
-        client.on_connect = self._guard("on_connect", self._on_connect)
-        client.on_disconnect = self._guard("on_disconnect", self._on_disconnect)
-        client.on_publish = self._guard("on_publish", self._on_publish)
-        client.on_message = self._guard("on_message", self._on_message)
-        client.on_connect_fail = self._guard("on_connect_fail", self._on_connect_fail)
-        self._client = client
+        client.on_connect = guard_callback("on_connect", self._on_connect, self._callback_failed)
+        client.on_disconnect = guard_callback(
+            "on_disconnect", self._on_disconnect, self._callback_failed
+        )
+        client.on_publish = guard_callback("on_publish", self._on_publish, self._callback_failed)
+        client.on_message = guard_callback("on_message", self._on_message, self._callback_failed)
+        client.on_connect_fail = guard_callback(
+            "on_connect_fail", self._on_connect_fail, self._callback_failed
+        )
         client.connect_async(**connect)
         client.loop_start()
-        # paho offers no public handle on its network thread; this one is read once, right after it started
-        self._network = getattr(client, "_thread", None)
+        return client
+
+    def _on_network_lost(self) -> None:
+        """The delivery loop found paho's network thread dead and connects a new client."""
+        log.error(
+            "MQTT: paho's network thread ended unexpectedly; connecting a new client to %s "
+            "(unacknowledged rows are published again)",
+            self.settings.broker,
+        )
+        self.last_error = "network thread ended; reconnecting"
 
     def failure(self) -> PublishError | None:
         """Why the publisher stopped working (owner thread failed, network thread kept dying), or None."""
-        return self._failure
+        return self.delivery.failure
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Publish retained `stopped`, disconnect cleanly (no last will) and stop the threads.
 
         Returns True if `stopped` was acknowledged by the broker.
         """
-        client = self._client
+        client = self.delivery.client
         if client is None:
             return False
         delivered = False
@@ -203,15 +206,7 @@ class Publisher(OutboxDelivery):
             while not info.is_published() and time.monotonic() < deadline and self.connected:
                 time.sleep(0.01)
             delivered = info.is_published()
-        self._stopping.set()
-        self._events.put(("stop",))
-        if self._owner is not None:
-            self._owner.join(timeout=timeout)
-        client = self._client  # the owner may have replaced a dead client
-        client.disconnect()
-        client.loop_stop()
-        self._client = None
-        self.connected = False
+        self.delivery.stop(timeout)
         self.session.summarise()
         lost = self.held.abandon()
         if lost:
@@ -237,25 +232,23 @@ class Publisher(OutboxDelivery):
 
     # -- the API the service uses ---------------------------------------------------------------
 
-    def publish_result(self, result: Mapping[str, Any]) -> int | None:
-        """Commit the result to the outbox and wake the owner; returns the row id.
+    def publish_result(self, result: Mapping[str, object]) -> int | None:
+        """Commit the result to the outbox and wake the delivery loop; returns the row id.
 
         When the outbox cannot store it (disk full, read-only, budget used up) the result waits in
         memory, is published directly while connected, and None is returned; ResultLostError (a
         PublishError) when that queue is full too.
         """
-        row = self.held.store(
+        return self.delivery.submit(
             self.topics.result,
             encode_result(result),
             self.settings.mqtt.qos,
             str(result.get("result_id")) if result.get("result_id") else None,
         )
-        self._events.put(("wake",))
-        return row
 
-    def publish_health(self, metrics: Mapping[str, Any]) -> bool:
+    def publish_health(self, metrics: Mapping[str, object]) -> bool:
         """QoS 0, not retained, not stored: a missed health message is replaced by the next one."""
-        client = self._client
+        client = self.delivery.client
         if client is None or not self.connected:
             self.counters["health_skipped"] += 1
             return False
@@ -273,20 +266,12 @@ class Publisher(OutboxDelivery):
         return info.rc == 0
 
     def drain(self) -> None:
-        """Publish every pending row now (the owner does it; this only wakes it)."""
-        self._events.put(("wake",))
+        """Publish every pending row now (the delivery loop does it; this only wakes it)."""
+        self.delivery.notify_new_row()
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox has nothing pending and nothing in flight; False on timeout."""
-        deadline = time.monotonic() + timeout
-        self.drain()
-        with self._idle:
-            while self.outbox.depth > 0 or len(self.held) > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(min(left, 0.1))
-        return True
+        return self.delivery.flush(timeout)
 
     def current_subject_token(self) -> str | None:
         """The pseudonymous token for the child walking now, if a dashboard set one and it has not expired."""
@@ -296,42 +281,56 @@ class Publisher(OutboxDelivery):
         """Take the token for a classified walk: a token names one child, so it is used once."""
         return self.session.consume()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PublisherStats:
+        c = self.counters
+        failure = self.delivery.failure
         return {
             "connected": self.connected,
             "auth_failed": self.auth_failed,
             "last_error": self.last_error,
             "broker": self.settings.broker,
-            "inflight": len(self._handed) + len(self._held_mids),
-            **self.counters,
+            "inflight": self.delivery.in_flight,
+            "connects": c["connects"],
+            "disconnects": c["disconnects"],
+            "published": c["published"],
+            "acked": c["acked"],
+            "parked": c["parked"],
+            "health_sent": c["health_sent"],
+            "health_skipped": c["health_skipped"],
+            "session_tokens": c["session_tokens"],
+            "session_rejected": c["session_rejected"],
+            "callback_errors": c["callback_errors"],
+            "network_restarts": c["network_restarts"],
+            "outbox_errors": c["outbox_errors"],
+            "published_direct": c["published_direct"],
             "held_in_memory": len(self.held),
             "held_error": self.held.last_error,
             "lost": self.held.lost_total,
-            "outbox_error": self._outbox_error,
-            "failure": str(self._failure) if self._failure is not None else None,
+            "outbox_error": self.delivery.outbox_error,
+            "failure": str(failure) if failure is not None else None,
         }
 
     # -- paho callbacks: record and enqueue only -------------------------------------------------
 
-    def _guard(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
-        """paho's network thread ends on an exception from a callback: none may escape."""
+    def _callback_failed(self, name: str, exc: Exception) -> None:
+        """A callback raised (edge.publishing.callback_guard caught it): counted, logged, ignored."""
+        self.counters["callback_errors"] += 1
+        self._limited.warning(
+            f"callback {name}",
+            "MQTT: %s failed (%s: %s); ignored, delivery goes on",
+            name,
+            type(exc).__name__,
+            exc,
+        )
 
-        def guarded(*args: Any) -> None:
-            try:
-                callback(*args)
-            except Exception as exc:  # noqa: BLE001 - anything escaping would stop all delivery
-                self.counters["callback_errors"] += 1
-                self._limited.warning(
-                    f"callback {name}",
-                    "MQTT: %s failed (%s: %s); ignored, delivery goes on",
-                    name,
-                    type(exc).__name__,
-                    exc,
-                )
-
-        return guarded
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(
+        self,
+        client: PahoClient,
+        userdata: object,
+        flags: object,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
         if reason_code.is_failure:
             text = str(reason_code)
             auth = is_auth_refusal(reason_code)
@@ -361,9 +360,9 @@ class Publisher(OutboxDelivery):
         client.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)
         client.subscribe(self.topics.session, qos=1)
         log.info("MQTT: connected to %s", self.settings.broker)
-        self._events.put(("connected",))
+        self.delivery.on_connected()
 
-    def _on_connect_fail(self, client, userdata) -> None:
+    def _on_connect_fail(self, client: PahoClient, userdata: object) -> None:
         # paho calls this inside its `except OSError`: the exception in flight is the reason
         text = (
             f"cannot connect: {describe_connect_error(sys.exc_info()[1], self.settings.endpoint)}"
@@ -372,12 +371,19 @@ class Publisher(OutboxDelivery):
             log.warning("MQTT: %s: %s; retrying with backoff", self.settings.broker, text)
         self.last_error = text
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(
+        self,
+        client: PahoClient,
+        userdata: object,
+        flags: object,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
         was = self.connected
         self.connected = False
         if was:
             self.counters["disconnects"] += 1
-            if not self._stopping.is_set():
+            if not self.delivery.stopping:
                 self.last_error = f"disconnected: {reason_code}"
                 log.warning(
                     "MQTT: lost %s (%s); paho reconnects with backoff",
@@ -386,7 +392,7 @@ class Publisher(OutboxDelivery):
                 )
         elif self._refused:
             self._refused = False
-        elif not self._stopping.is_set():
+        elif not self.delivery.stopping:
             # closed before any CONNACK: typically plain MQTT spoken to a TLS port (or a TLS client to a plain one)
             text = (
                 f"the connection closed before the broker answered ({reason_code}); "
@@ -396,10 +402,17 @@ class Publisher(OutboxDelivery):
                 log.warning("MQTT: %s: %s; retrying with backoff", self.settings.broker, text)
             self.last_error = text
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._events.put(("ack", mid, reason_code.is_failure, str(reason_code)))
+    def _on_publish(
+        self,
+        client: PahoClient,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        self.delivery.on_publish_ack(mid, reason_code)
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: PahoClient, userdata: object, message: ReceivedMessage) -> None:
         if message.topic == self.topics.session:
             self.session.receive(message)
 
@@ -414,3 +427,31 @@ class Publisher(OutboxDelivery):
             "software": self.software,
         }
         return json.dumps(body)
+
+
+class PublisherStats(TypedDict):
+    """`Publisher.stats()`: the link, the counters, and what waits or failed (the health topic's `mqtt`)."""
+
+    connected: bool
+    auth_failed: bool
+    last_error: str | None
+    broker: str
+    inflight: int
+    connects: int
+    disconnects: int
+    published: int
+    acked: int
+    parked: int
+    health_sent: int
+    health_skipped: int
+    session_tokens: int
+    session_rejected: int
+    callback_errors: int
+    network_restarts: int
+    outbox_errors: int
+    published_direct: int
+    held_in_memory: int
+    held_error: str | None
+    lost: int
+    outbox_error: str | None
+    failure: str | None

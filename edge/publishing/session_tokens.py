@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from edge.health import RateLimitedLog
+from edge.publishing.paho_types import ReceivedMessage
 from edge.publishing.topics import parse_session
 
 log = logging.getLogger(
@@ -36,7 +36,7 @@ class SessionTokens:
         self._lock = threading.Lock()
         self._limited = RateLimitedLog(log)
 
-    def receive(self, message: Any) -> None:
+    def receive(self, message: ReceivedMessage) -> None:
         """A paho message on the session topic: set, clear or reject."""
         if message.retain:
             self.counters["session_rejected"] += 1

@@ -17,12 +17,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from edge.errors import PublishError
+from edge.publishing.callback_guard import guard_callback
 from edge.publishing.client import build_client, is_auth_refusal, mqtt_endpoint
+from edge.publishing.paho_types import PahoClient, ReceivedMessage
 from edge.screening.result import (
     REFER,
     RESCREEN,
@@ -42,21 +44,25 @@ SEEN_IDS = 100_000  # remembered result ids for de-duplication
 SESSION_EXPIRY_SECONDS = 7 * 86400
 
 
-def format_result(result: dict) -> str:
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def format_result(result: Mapping[str, object]) -> str:
     """One human-readable line per result, as a dashboard would list it."""
     where = f"{result.get('site_id')}/{result.get('kiosk_id')}"
     head = f"{result.get('time')} {where} walk {str(result.get('walk_id'))[:8]}"
     outcome = result.get("outcome")
     if outcome == RETAKE:
         return f"{head}: RETAKE ({result.get('retake_reason')})"
-    probs = result.get("probabilities") or {}
+    probs = _mapping(result.get("probabilities"))
     verdict = {REFER: "REFER for clinical exam", RESCREEN: "RESCREEN (walk again)"}.get(
         str(outcome), "no referral indicated"
     )
     p = result.get("p_not_negative")
     cmp = {REFER: ">=", RESCREEN: "near"}.get(str(outcome), "<")
-    model = result.get("model") or {}
-    latency = (result.get("latency_ms") or {}).get("total")
+    model = _mapping(result.get("model"))
+    latency = _mapping(result.get("latency_ms")).get("total")
     parts = [
         f"{head}: {verdict}",
         f"P(not negative)={p:.2f} {cmp} {result.get('threshold'):.2f}"
@@ -69,7 +75,7 @@ def format_result(result: dict) -> str:
     if result.get("subject_token"):
         parts.append(f"token {result['subject_token']}")
     child = result.get("child_decision")
-    if isinstance(child, dict):
+    if isinstance(child, Mapping):
         parts.append(
             f"child ({child.get('walks')} walks, mean {child.get('p_not_negative')}): "
             + ("REFER" if child.get("outcome") == REFER else "no referral")
@@ -90,8 +96,8 @@ class ResultSubscriber:
         validate: bool = True,
         out: TextIO | None = None,
         jsonl: str | Path | None = None,
-        on_result: Callable[[dict[str, Any]], None] | None = None,
-        annotate: Callable[[dict[str, Any]], str] | None = None,
+        on_result: Callable[[dict[str, object]], None] | None = None,
+        annotate: Callable[[dict[str, object]], str] | None = None,
     ) -> None:
         """`config` is an [mqtt] section (edge.settings.MqttConfig): broker, protocol, credentials, TLS.
 
@@ -116,8 +122,8 @@ class ResultSubscriber:
         self.jsonl = Path(jsonl) if jsonl else None
         self.on_result = on_result
         self.annotate = annotate  # extra text after each printed line (the demo's simulator truth)
-        self.results: list[dict[str, Any]] = []
-        self.statuses: dict[str, dict[str, Any]] = {}
+        self.results: list[dict[str, object]] = []
+        self.statuses: dict[str, object] = {}  # topic -> its last retained status (parsed JSON)
         self.duplicates = 0
         self.invalid = 0
         self.callback_errors = 0
@@ -126,7 +132,7 @@ class ResultSubscriber:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        self._client: Any = None
+        self._client: PahoClient | None = None
         self._file: TextIO | None = None
 
     @property
@@ -143,10 +149,14 @@ class ResultSubscriber:
         client, connect = build_client(
             s, session_expiry_s=SESSION_EXPIRY_SECONDS if self.persistent else None
         )
-        client.on_connect = self._guard("on_connect", self._on_connect)
-        client.on_disconnect = self._guard("on_disconnect", self._on_disconnect)
-        client.on_message = self._guard("on_message", self._on_message)
-        client.on_subscribe = self._guard("on_subscribe", self._on_subscribe)
+        client.on_connect = guard_callback("on_connect", self._on_connect, self._callback_failed)
+        client.on_disconnect = guard_callback(
+            "on_disconnect", self._on_disconnect, self._callback_failed
+        )
+        client.on_message = guard_callback("on_message", self._on_message, self._callback_failed)
+        client.on_subscribe = guard_callback(
+            "on_subscribe", self._on_subscribe, self._callback_failed
+        )
         self._client = client
         client.connect_async(**connect)
         client.loop_start()
@@ -186,22 +196,18 @@ class ResultSubscriber:
 
     # -- paho callbacks (paho's thread) -----------------------------------------------------------
 
-    def _guard(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
-        """paho's network thread ends on an exception from a callback: none may escape."""
-
-        def guarded(*args: Any) -> None:
-            try:
-                callback(*args)
-            except Exception as exc:  # noqa: BLE001 - anything escaping would end paho's network thread
-                self.callback_errors += 1
-                log.warning(
-                    "subscriber: %s failed (%s: %s); ignored", name, type(exc).__name__, exc
-                )
-
-        return guarded
+    def _callback_failed(self, name: str, exc: Exception) -> None:
+        """A callback raised (edge.publishing.callback_guard caught it): counted and logged."""
+        self.callback_errors += 1
+        log.warning("subscriber: %s failed (%s: %s); ignored", name, type(exc).__name__, exc)
 
     def _on_connect(
-        self, client: Any, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
+        self,
+        client: PahoClient,
+        userdata: object,
+        flags: object,
+        reason_code: ReasonCode,
+        properties: object,
     ) -> None:
         if reason_code.is_failure:
             self.last_error = str(reason_code)
@@ -217,12 +223,22 @@ class ResultSubscriber:
         client.subscribe([(self.result_topic, 1), (self.status_topic, 1)])
 
     def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+        self,
+        client: PahoClient,
+        userdata: object,
+        flags: object,
+        reason_code: ReasonCode,
+        properties: object,
     ) -> None:
         self.connected.clear()
 
     def _on_subscribe(
-        self, client: Any, userdata: Any, mid: int, reason_codes: list[ReasonCode], properties: Any
+        self,
+        client: PahoClient,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: object,
     ) -> None:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
@@ -235,7 +251,7 @@ class ResultSubscriber:
             return
         self.connected.set()
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+    def _on_message(self, client: PahoClient, userdata: object, message: ReceivedMessage) -> None:
         try:
             self._receive(message)
         except Exception as exc:  # noqa: BLE001 - an exception here would end paho's network thread
@@ -244,7 +260,7 @@ class ResultSubscriber:
                 "subscriber: message on %s dropped: %s: %s", message.topic, type(exc).__name__, exc
             )
 
-    def _receive(self, message: Any) -> None:
+    def _receive(self, message: ReceivedMessage) -> None:
         try:
             data = json.loads(message.payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -256,7 +272,7 @@ class ResultSubscriber:
             return
         self.accept(data)
 
-    def accept(self, result: Any) -> bool:
+    def accept(self, result: object) -> bool:
         """De-duplicate, validate, record and print one result; True if it was new and valid."""
         if self.validate:
             try:
@@ -265,7 +281,8 @@ class ResultSubscriber:
                 self.invalid += 1
                 log.warning("subscriber: invalid result dropped: %s", exc)
                 return False
-        elif not isinstance(result, dict) or "result_id" not in result:
+        # the schema asks for an object with result_id: this check drops only unvalidated junk
+        if not isinstance(result, dict) or "result_id" not in result:
             self.invalid += 1
             return False
         rid = str(result["result_id"])

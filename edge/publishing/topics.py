@@ -32,7 +32,7 @@ class Topics:
         return cls(**{kind: topic_of(prefix, site_id, kiosk_id, kind) for kind in KINDS})
 
 
-def parse_session(payload: bytes, now: float, ttl: float) -> tuple[str | None, float]:
+def parse_session(payload: bytes | bytearray, now: float, ttl: float) -> tuple[str | None, float]:
     """A session message -> (token or None to clear, expiry time). ValueError on junk.
 
     Accepted: a bare token (exactly the token: no spaces or newline around it), or JSON

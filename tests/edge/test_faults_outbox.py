@@ -122,7 +122,7 @@ def test_a_failed_delete_after_the_acknowledgement_is_retried_not_fatal(
         )  # every write fails from now on, as on a read-only remount
         broker.start()
         counter = ResultCounter(broker)
-        owner = publisher._owner
+        owner = publisher.delivery.thread
         assert wait_until(
             lambda: publisher.counters.get("outbox_errors", 0) > 0 or not owner.is_alive(), 15
         )

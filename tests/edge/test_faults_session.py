@@ -113,7 +113,7 @@ def test_a_dead_network_thread_is_replaced_and_delivery_resumes(running):
     def broken(client, userdata, message):
         raise RuntimeError("simulated bug in a paho callback")
 
-    publisher._client.on_message = broken
+    publisher.delivery.client.on_message = broken
     send(attacker, b"abcdefgh12")
     assert wait_until(lambda: publisher.counters["network_restarts"] == 1, 10), publisher.stats()
     batch = results(10)

@@ -20,8 +20,6 @@ EDGE = ROOT / "edge"
 # Folders and files whose Any another helper is removing on its own branch: removed when
 # issue 26's branches merge (the coordinator empties this set at merge time).
 PENDING = {
-    "edge/publishing",
-    "edge/outbox",
     "edge/segmentation",
     "edge/screening",
     "edge/walks",
