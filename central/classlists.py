@@ -51,7 +51,7 @@ def new_code() -> str:
 
 def _check_class(name: str, where: str) -> str:
     name = name.strip()
-    if not ID_PATTERN.match(name):
+    if not ID_PATTERN.fullmatch(name):
         raise ClassListError(
             f"{where}: class {name!r} must be 1-64 of A-Z a-z 0-9 _ . - (for example 4B or year-5)"
         )
@@ -112,7 +112,7 @@ def parse_csv(text: str) -> list[Entry]:
                 f"{where}: {code!r} looks like a name: import pseudonymous codes only "
                 "(letters and digits such as c-7K2M9QXA; or let central generate them)"
             )
-        if not TOKEN_PATTERN.match(code):
+        if not TOKEN_PATTERN.fullmatch(code):
             raise ClassListError(f"{where}: code {code!r} must be 8-128 of A-Z a-z 0-9 _ -")
         if code in seen:
             raise ClassListError(f"{where}: code {code!r} appears twice in the file")

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from functools import cache
 from typing import Any
 
 from central.errors import ContractError
 from gaitcontract import published, topics
-from gaitcontract.topics import DEFAULT_PREFIX, ID_PATTERN, PUBLISHED, SESSION, Topic, topic_of
+from gaitcontract.topics import (
+    DEFAULT_PREFIX,
+    ID_PATTERN,
+    PUBLISHED,
+    SESSION,
+    TOKEN_PATTERN,
+    Topic,
+    topic_of,
+)
 
 REFER = "refer_for_clinical_exam"
 NO_REFERRAL = "no_referral_indicated"
@@ -28,7 +35,6 @@ WALK_AGAIN = (
     RESCREEN,
 )  # outcomes that decide nothing: never counted as screened or referred
 HEALTH_SCHEMA_ID = "gaitmil.health/1"
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 MAX_PAYLOAD = 256 * 1024  # a result is about 1 KB; anything this big is not a kiosk message
 
 
@@ -44,7 +50,7 @@ def subscriptions(prefix: str = DEFAULT_PREFIX, share_group: str | None = None) 
     """The topic filters the ingest subscribes to; `$share/<group>/` spreads them over workers."""
     filters = [topic_of(prefix, "+", "+", kind) for kind in PUBLISHED]
     if share_group:
-        if not ID_PATTERN.match(share_group):
+        if not ID_PATTERN.fullmatch(share_group):
             raise ContractError(
                 f"shared subscription group {share_group!r}: use letters, digits, _ . -"
             )
@@ -53,14 +59,14 @@ def subscriptions(prefix: str = DEFAULT_PREFIX, share_group: str | None = None) 
 
 
 def session_topic(site_id: str, kiosk_id: str, prefix: str = DEFAULT_PREFIX) -> str:
-    if not ID_PATTERN.match(site_id) or not ID_PATTERN.match(kiosk_id):
+    if not ID_PATTERN.fullmatch(site_id) or not ID_PATTERN.fullmatch(kiosk_id):
         raise ContractError(f"site {site_id!r} / kiosk {kiosk_id!r}: not valid ids")
     return topic_of(prefix, site_id, kiosk_id, SESSION)
 
 
 def check_token(token: str) -> str:
     token = token.strip()
-    if not TOKEN_PATTERN.match(token):
+    if not TOKEN_PATTERN.fullmatch(token):
         raise ContractError(
             "a subject token is 8-128 characters of A-Z a-z 0-9 _ - (a pseudonym, never a name)"
         )

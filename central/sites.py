@@ -29,7 +29,7 @@ class SiteInfo:
 
 
 def add_site(db: Session, site_id: str, *, test: bool = False, by: str = "cli") -> SiteInfo:
-    if not ID_PATTERN.match(site_id):
+    if not ID_PATTERN.fullmatch(site_id):
         raise CentralError(
             f"site id {site_id!r}: use 1-64 of A-Z a-z 0-9 _ . - (the kiosks' site_id)"
         )

@@ -65,7 +65,7 @@ def add_user(
         raise AuthError(f"user name {username!r}: 2-64 characters of letters, digits, _ . @ -")
     if role not in ROLES:
         raise AuthError(f"role {role!r}: use one of {', '.join(ROLES)}")
-    bad = [s for s in schools if not ID_PATTERN.match(s)]
+    bad = [s for s in schools if not ID_PATTERN.fullmatch(s)]
     if bad:
         raise AuthError(f"school ids {bad}: use the kiosks' site ids (letters, digits, _ . -)")
     if role == NURSE and not schools:

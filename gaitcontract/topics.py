@@ -19,7 +19,10 @@ HEALTH = "health"
 SESSION = "session"
 PUBLISHED = (RESULT, STATUS, HEALTH)  # what a kiosk publishes and central ingests
 KINDS = (*PUBLISHED, SESSION)
+# always used with fullmatch: `$` alone lets a trailing newline through `match`
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# a pseudonymous subject token (class-list code) a dashboard puts on the session topic
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
 
 class TopicError(GaitMILError):
@@ -49,6 +52,6 @@ def parse_topic(
     if len(parts) != 3 or parts[2] not in kinds:
         raise TopicError(f"topic {topic!r} is not {prefix}/<site>/<kiosk>/{{{','.join(kinds)}}}")
     site, kiosk, kind = parts
-    if not ID_PATTERN.match(site) or not ID_PATTERN.match(kiosk):
+    if not ID_PATTERN.fullmatch(site) or not ID_PATTERN.fullmatch(kiosk):
         raise TopicError(f"topic {topic!r} has a site or kiosk id outside [A-Za-z0-9_.-]")
     return Topic(site, kiosk, kind)

@@ -8,15 +8,13 @@ token of the child about to walk).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
-from gaitcontract.topics import KINDS, topic_of
+from gaitcontract.topics import KINDS, TOKEN_PATTERN, topic_of
 
 STATUS_SCHEMA = "gaitmil.status/1"
 HEALTH_SCHEMA = "gaitmil.health/1"
 # matched with fullmatch: `$` would also accept a trailing newline
-TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 MAX_SESSION_PAYLOAD = 1024
 
 

@@ -38,3 +38,17 @@ def test_a_topic_outside_the_layout_is_refused_with_why(topic, reason):
     with pytest.raises(ContractError) as wrapped:  # central keeps its own error type
         parse_topic(topic)
     assert str(wrapped.value) == str(raised.value)
+
+
+def test_an_id_or_token_with_a_trailing_newline_is_refused():
+    # `$` matches before a final newline: the patterns are used with fullmatch everywhere
+    with pytest.raises(topics.TopicError):
+        topics.parse_topic("gaitmil/v1/school-a\n/kiosk-1/result")
+    from central.contract import session_topic
+    from central.errors import CentralError
+    from central.sites import add_site
+
+    with pytest.raises(ContractError):
+        session_topic("school-a\n", "kiosk-1")
+    with pytest.raises(CentralError, match="site id"):
+        add_site(None, "school-a\n")  # refused before the database is asked
