@@ -39,7 +39,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +156,13 @@ class TrainConfig:
     train_eval_walks: int = 0  # training subjects scored like validation at each one (0: none)
     calibration: str = "shared"  # shared: one validation set for all; split: three disjoint parts
     model_overrides: dict | None = None  # GaitMILConfig fields over the preset (tests, ablations)
+    input_height: int | None = field(
+        default=None,
+        metadata={
+            "help": "the model's input height: 64 (64x44) or 128 (128x88); default: the data's "
+            "(a data set of another height is refused, never resized)"
+        },
+    )
 
 
 class TrainStep(nn.Module):
@@ -376,7 +383,14 @@ def train(cfg: TrainConfig) -> dict:
         raise ConfigError(
             f"schedule clock {cfg.schedule_clock!r} is unknown: use {', '.join(SCHEDULE_CLOCKS)}"
         )
-    whole = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=False)
+    whole = Scoliosis1K(
+        cfg.data,
+        cfg.split,
+        "train",
+        frames=cfg.frames,
+        train_sampling=False,
+        input_height=cfg.input_height,
+    )
     val_ids = validation_subjects(whole, cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else []
     # calibration "split": model selection, temperature and threshold each on their own subjects
     val_parts = (
@@ -426,6 +440,7 @@ def train(cfg: TrainConfig) -> dict:
                 **{
                     "pooling": cfg.pooling,
                     "phase_features": cfg.phase_features,
+                    "input_height": whole.input_height,  # the data's (checked against the flag)
                     **(cfg.model_overrides or {}),
                 },
             )
@@ -966,6 +981,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="shared: model selection, temperature and threshold on the same validation walks; "
         "split: each on its own third of the validation subjects",
     )
+    ap.add_argument(
+        "--input-height",
+        type=int,
+        choices=[64, 128],
+        default=None,
+        help=TrainConfig.__dataclass_fields__["input_height"].metadata["help"],
+    )
     a = ap.parse_args(argv)
     if a.iterations < 1:
         ap.error("--iterations must be positive")
@@ -1013,6 +1035,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         schedule_clock=a.schedule_clock,
         train_eval_walks=a.train_eval_walks,
         calibration=a.calibration,
+        input_height=a.input_height,
     )
 
 
