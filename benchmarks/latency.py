@@ -337,6 +337,30 @@ def build_report(runs: list[BackendRun], settings: LatencySettings, command: str
     }
 
 
+def measure_resolutions(settings: LatencySettings, preset: str) -> dict:
+    """The `resolutions` section: a random-weight `preset` model at each contract resolution,
+    exported to ONNX and measured on ONNX Runtime like the backends (benchmarks.resolutions)."""
+    import tempfile
+
+    from benchmarks import resolutions
+
+    missing = resolutions.missing_modules()
+    if missing:
+        return resolutions.skipped(preset, missing)
+    with tempfile.TemporaryDirectory(prefix="gaitmil-resolutions-") as tmp:
+        models = resolutions.export_random_models(
+            Path(tmp), preset, settings.frames or spec.DEFAULT_FRAMES, settings.seed
+        )
+        runs = measure([BackendSpec("onnxruntime", path) for path in models.values()], settings)
+    rows = [
+        resolutions.row(
+            height, run.runner.name, run.runner.precision, list(run.runner.input_shape), run.samples
+        )
+        for height, run in zip(models, runs)
+    ]
+    return resolutions.measured(preset, rows)
+
+
 def split_costs(specs: list[BackendSpec], settings: LatencySettings) -> list[dict]:
     """Per model folder measured: the split's encoder (per frame) and head (per walk) costs on
     ONNX Runtime CPU (benchmarks.streaming.model_costs), or why there are none."""
@@ -611,8 +635,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_split:
             report["split"] = split_costs(specs, settings)
         if args.resolutions:
-            from benchmarks.resolutions import measure_resolutions
-
             report["resolutions"] = measure_resolutions(settings, args.resolution_preset)
     except (BenchmarkError, EdgeError, GaitMILError) as exc:
         print(f"error: {exc}", file=sys.stderr)

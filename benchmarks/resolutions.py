@@ -10,17 +10,11 @@ as `benchmarks.latency` runs every backend. Timing does not depend on the weight
 from __future__ import annotations
 
 import importlib.util
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from benchmarks import report as rep
-from benchmarks.backends import BackendSpec
 from benchmarks.stats import summarize, throughput_per_s
 from gaitcontract.spec import INPUT_RESOLUTIONS
-
-if TYPE_CHECKING:
-    from benchmarks.latency import LatencySettings
 
 NOTE = (
     "random-weight models (export/random_model.py): latency only, their outputs mean nothing; "
@@ -52,46 +46,46 @@ def export_random_models(folder: Path, preset: str, frames: int, seed: int) -> d
     return models
 
 
-def measure_resolutions(settings: LatencySettings, preset: str) -> dict:
-    """The `resolutions` section of the latency report: one row per contract resolution."""
-    from benchmarks.latency import measure
+def skipped(preset: str, missing: list[str]) -> dict:
+    """The section when the models cannot be made here (a kiosk venv)."""
+    return {
+        "status": "skipped",
+        "preset": preset,
+        "note": f"needs {', '.join(missing)} (pip install 'gaitmil-edge[train]'): a "
+        "random-weight checkpoint is made and exported at each resolution",
+        "rows": [],
+    }
 
-    missing = missing_modules()
-    if missing:
-        return {
-            "status": "skipped",
-            "preset": preset,
-            "note": f"needs {', '.join(missing)} (pip install 'gaitmil-edge[train]'): a "
-            "random-weight checkpoint is made and exported at each resolution",
-            "rows": [],
-        }
-    frames = settings.frames or 30
-    with tempfile.TemporaryDirectory(prefix="gaitmil-resolutions-") as tmp:
-        models = export_random_models(Path(tmp), preset, frames, settings.seed)
-        specs = [BackendSpec("onnxruntime", path) for path in models.values()]
-        runs = measure(specs, settings)
-    rows = []
-    for height, run in zip(models, runs):
-        shape = list(run.runner.input_shape)
-        end_to_end = run.samples["end_to_end"]
-        rows.append(
-            {
-                "height": height,
-                "width": INPUT_RESOLUTIONS[height],
-                "runner": run.runner.name,
-                "precision": run.runner.precision,
-                "input_shape": shape,
-                "end_to_end": summarize(end_to_end),
-                "compute": summarize(run.samples["compute"]),
-                "preprocess": summarize(run.samples["preprocess"]),
-                "throughput_walks_per_s": throughput_per_s(
-                    len(end_to_end) * shape[0], sum(end_to_end) / 1e3
-                ),
-            }
-        )
+
+def row(
+    height: int,
+    runner: str,
+    precision: str,
+    input_shape: list[int],
+    samples: dict[str, list[float]],
+) -> dict:
+    """One resolution's figures from its timed samples (ms per stage, as benchmarks.latency keeps them)."""
+    end_to_end = samples["end_to_end"]
+    return {
+        "height": height,
+        "width": INPUT_RESOLUTIONS[height],
+        "runner": runner,
+        "precision": precision,
+        "input_shape": input_shape,
+        "end_to_end": summarize(end_to_end),
+        "compute": summarize(samples["compute"]),
+        "preprocess": summarize(samples["preprocess"]),
+        "throughput_walks_per_s": throughput_per_s(
+            len(end_to_end) * input_shape[0], sum(end_to_end) / 1e3
+        ),
+    }
+
+
+def measured(preset: str, rows: list[dict]) -> dict:
+    """The section from one row per resolution (64x44 first), each also relative to 64x44."""
     base = rows[0]["end_to_end"]["median"]
-    for row in rows:
-        row["relative_to_64"] = row["end_to_end"]["median"] / base
+    for item in rows:
+        item["relative_to_64"] = item["end_to_end"]["median"] / base
     return {"status": "measured", "preset": preset, "note": NOTE, "rows": rows}
 
 
