@@ -69,3 +69,38 @@ def test_train_takes_the_height_from_the_flag():
     with pytest.raises(SystemExit):
         parse_args([*args, "--input-height", "96"])
     assert "never resized" in TrainConfig.__dataclass_fields__["input_height"].metadata["help"]
+
+
+def test_phase_pooling_of_a_128_px_walk_matches_the_model(tmp_path):
+    import torch
+
+    from gaitmil.model import GaitMIL, GaitMILConfig
+    from gaitmil.phases import DIM, pool_frames
+
+    walk = (np.random.default_rng(0).random((5, 128, 88)) > 0.5).astype(np.float32)
+    model = GaitMIL(GaitMILConfig.from_preset("tiny", input_height=128))
+    pooled = model.phase_pool(torch.from_numpy(walk[None])).detach().numpy()[0]
+    assert pool_frames(walk).shape == (5, DIM)
+    np.testing.assert_allclose(pool_frames(walk), pooled, atol=1e-6)
+
+
+def test_training_on_128_px_data_makes_a_128_px_model(tmp_path):
+    from gaitmil.checkpoint import describe_checkpoint
+    from gaitmil.train import TrainConfig, train
+
+    root = _tree(tmp_path / "data", {f"0000{i}": 128 for i in range(1, 5)})
+    cfg = TrainConfig(
+        data=str(root),
+        split="t",
+        out=str(tmp_path / "run"),
+        iterations=2,
+        batch_p=2,
+        batch_k=1,
+        frames=4,
+        val_fraction=0.0,
+        eval_at_end=False,
+        centroid_sequences=4,
+        threads=1,
+    )
+    train(cfg)
+    assert describe_checkpoint(tmp_path / "run" / "checkpoint.pt")["input"]["height"] == 128
