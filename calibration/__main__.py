@@ -248,8 +248,12 @@ def _split_encoders(args: argparse.Namespace) -> int:
     from calibration.collect import collect_sim
     from calibration.demo_artifacts import CPU_FLOAT_BLOCKS, TENSORRT_FLOAT_BLOCKS
     from calibration.split import encoder_int8
+    from export.split import read_split_manifest
 
-    calib = collect_sim(args.sim, args.count, args.frames)
+    # calibration frames at the encoder's own height (64x44 or 128x88)
+    contract = read_split_manifest(args.out)["contract"]
+    height = int(contract["encoder_input"]["shape"][1])
+    calib = collect_sim(args.sim, args.count, args.frames, height)
     for target, blocks in (("tensorrt", TENSORRT_FLOAT_BLOCKS), ("cpu", CPU_FLOAT_BLOCKS)):
         path, parity = encoder_int8(
             args.out, calib, target, f"sim:{args.sim}", list(blocks), args.walks, args.seed

@@ -274,7 +274,9 @@ def export_split(
     if parity_walks:
         from export.walks import simulated_walks
 
-        walks, _ = simulated_walks(parity_walks, frames=frames, seed=seed)
+        walks, _ = simulated_walks(
+            parity_walks, frames=frames, seed=seed, height=model.config.input_height
+        )
         parity = split_parity(
             whole_reference(out, model, checkpoint_sha, frames),
             ort_session(enc.SerializeToString()),
@@ -382,7 +384,13 @@ def add_encoder_form(
             )
         from export.walks import simulated_walks
 
-        walks, _ = simulated_walks(parity_walks, frames=int(body["contract"]["frames"]), seed=seed)
+        contract = body["contract"]
+        walks, _ = simulated_walks(
+            parity_walks,
+            frames=int(contract["frames"]),
+            seed=seed,
+            height=int(contract["encoder_input"]["shape"][1]),  # the encoder's frame height
+        )
         parity = split_parity(
             whole, folder / name, folder / body["head"], walks, f"encoder {precision}+head"
         )

@@ -20,7 +20,7 @@ def fp32_128(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fp32_128")
     checkpoint = make_random_checkpoint("tiny", root / "tiny.pt", seed=4, input_height=128)
-    return export_onnx(ExportConfig(checkpoint, root, frames=8, parity_walks=0)).onnx_path
+    return export_onnx(ExportConfig(checkpoint, root, frames=8, parity_walks=2)).onnx_path
 
 
 def test_both_int8_forms_of_a_128_px_model(fp32_128, tmp_path):
@@ -44,3 +44,19 @@ def test_a_recording_of_another_height_is_refused(tmp_path):
     assert read_recorded_walk(path, 8)[0].shape == (8, 64, 44)
     with pytest.raises(CalibrationSetError, match="never resized"):
         read_recorded_walk(path, 8, height=128)
+
+
+def test_the_split_encoder_of_a_128_px_model_and_its_int8_forms(fp32_128, capsys):
+    import json
+
+    from calibration.__main__ import main
+    from export.split import export_split
+
+    folder = fp32_128.parent
+    result = export_split(folder / "tiny.pt", folder, frames=8, parity_walks=2)
+    assert result.contract["encoder_input"]["shape"][1:] == [128, 88]
+    assert result.parity is not None  # checked on simulated 128-px walks
+    args = ["split-encoders", "--out", str(folder), "--sim", "default", "--count", "3"]
+    assert main([*args, "--frames", "8", "--walks", "2"]) == 0, capsys.readouterr().err
+    forms = json.loads((folder / "model.split.json").read_text())["encoders"]
+    assert {"int8", "int8-cpu"} <= set(forms)
