@@ -32,8 +32,15 @@ DEMO_VARIANTS = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8
 DEFAULT_THRESHOLD = 0.5
 
 
-def simulated_held_out(count: int, frames: int, seed: int = HELD_OUT_SEED, view: str = "mixed"):
-    """A labelled calibration.dataset.CalibrationSet of simulated walks (equal classes)."""
+def simulated_held_out(
+    count: int,
+    frames: int,
+    seed: int = HELD_OUT_SEED,
+    view: str = "mixed",
+    height: int = spec.INPUT_HEIGHT,
+):
+    """A labelled calibration.dataset.CalibrationSet of simulated walks (equal classes), at the
+    model's input `height` (64x44 or 128x88)."""
     import gaitsim
     from calibration.dataset import CalibrationSet
 
@@ -42,7 +49,7 @@ def simulated_held_out(count: int, frames: int, seed: int = HELD_OUT_SEED, view:
         1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     )
     batch = gaitsim.sample_walks(
-        count, seed=seed, frames=frames, view=view, ratio=(1, 1, 1), workers=workers
+        count, seed=seed, frames=frames, view=view, ratio=(1, 1, 1), workers=workers, height=height
     )
     strata = [f"{spec.CLASSES[int(label)]}/{v}" for label, v in zip(batch.labels, batch.views)]
     return CalibrationSet(
@@ -59,18 +66,22 @@ def simulated_held_out(count: int, frames: int, seed: int = HELD_OUT_SEED, view:
     )
 
 
-def model_frames(path: Path) -> int:
-    """T of an ONNX model's input (static)."""
+def model_walk_shape(path: Path) -> tuple[int, int, int]:
+    """(T, H, W) of an ONNX model's input (static): H x W is 64x44 or 128x88."""
     import onnxruntime as ort
 
     shape = (
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
     )
-    if len(shape) != 4 or not isinstance(shape[1], int):
+    if (
+        len(shape) != 4
+        or not all(isinstance(d, int) for d in shape[1:])
+        or not spec.is_input_geometry(shape[2], shape[3])
+    ):
         raise BenchmarkError(
-            f"{path}: input shape {shape} is not a static [B, T, 64, 44]; re-export it"
+            f"{path}: input shape {shape} is not a static {spec.input_geometries()}; re-export it"
         )
-    return int(shape[1])
+    return int(shape[1]), int(shape[2]), int(shape[3])
 
 
 def card_threshold(fp32: Path) -> tuple[float, str]:
@@ -197,17 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         models, notes = choose_models(list(args.models))
-        frames = model_frames(models[0])
+        frames, height, width = model_walk_shape(models[0])
         if args.data is not None:
             from calibration.dataset import load_set
 
-            held_out = load_set(
-                args.data, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH)
-            )
+            held_out = load_set(args.data, expected_shape=(frames, height, width))
         else:
             if args.walks < 3:
                 raise BenchmarkError(f"--walks {args.walks}: use at least 3 (one per class)")
-            held_out = simulated_held_out(args.walks, frames, args.seed, args.view)
+            held_out = simulated_held_out(args.walks, frames, args.seed, args.view, height)
         threshold, source = (
             (args.threshold, "--threshold")
             if args.threshold is not None

@@ -4,7 +4,7 @@ Each iteration runs one walk (a batch of walks when the model's batch is > 1) th
 rotating which backend goes first, so thermal drift, frequency scaling and other processes hit all of
 them equally. Stages, in trtexec's terms:
 
-- preprocess: walk silhouettes (uint8 [L, 64, 44]) to the feed (even frame sampling + scaling to [0, 1])
+- preprocess: walk silhouettes (uint8 [L, 64, 44], or [L, 128, 88] for a 128-px model) to the feed (even frame sampling + scaling to [0, 1])
 - h2d, compute, d2h: from the runner's `last_timing` (GPU time from CUDA events for TensorRT; on CPU
   h2d and d2h are 0 and compute is the session run)
 - infer_host: host wall time of `runner.infer` (input checks + copies + compute)
@@ -16,6 +16,10 @@ split`) lie beside a measured model, the report also gives the streaming kiosk's
 Runtime CPU, measured by benchmarks.streaming.model_costs: the per-frame encoder cost for every
 encoder precision in model.split.json and the per-walk head cost; a folder without them is
 reported as such ("split": absent).
+
+Input resolutions (issue 25): `--resolutions` also measures a random-weight model of
+`--resolution-preset` at each resolution of the model contract (64x44 and 128x88) on ONNX Runtime
+CPU, so the cost of the 128-px input is known per walk (benchmarks/resolutions.py).
 
 `--pipeline` runs the whole kiosk loop instead (benchmarks/pipeline.py).
 """
@@ -84,18 +88,23 @@ class BackendRun:
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
-def simulated_walks(count: int, walk_frames: int, seed: int) -> np.ndarray:
-    """uint8 [N, L, 64, 44] simulated walks from gaitsim (imported here: only benchmarks need it)."""
+def simulated_walks(
+    count: int, walk_frames: int, seed: int, height: int = spec.INPUT_HEIGHT
+) -> np.ndarray:
+    """uint8 [N, L, 64, 44] ([N, L, 128, 88] for `height` 128) simulated walks from gaitsim
+    (imported here: only benchmarks need it)."""
     import gaitsim
 
-    batch = gaitsim.sample_walks(count, seed=seed, frames=walk_frames, view="mixed")
+    batch = gaitsim.sample_walks(count, seed=seed, frames=walk_frames, view="mixed", height=height)
     return np.asarray(batch.silhouettes)
 
 
-def preprocess(walks: list[np.ndarray], frames: int) -> dict[str, np.ndarray]:
+def preprocess(
+    walks: list[np.ndarray], frames: int, height: int = spec.INPUT_HEIGHT
+) -> dict[str, np.ndarray]:
     """The kiosk's walk-to-feed step: T evenly spaced frames of each walk, scaled to [0, 1], stacked."""
     picked = [w[spec.even_indices(len(w), frames)] for w in walks]
-    return {spec.INPUT_NAME: spec.to_model_input(np.stack(picked))}
+    return {spec.INPUT_NAME: spec.to_model_input(np.stack(picked), height)}
 
 
 def postprocess(
@@ -139,7 +148,9 @@ def _check_runner(run: BackendRun, settings: LatencySettings) -> None:
 def measure(
     specs: list[BackendSpec], settings: LatencySettings, walks: np.ndarray | None = None
 ) -> list[BackendRun]:
-    """Activate every runner, run warm-up + timed iterations interleaved round-robin, deactivate."""
+    """Activate every runner, run warm-up + timed iterations interleaved round-robin, deactivate.
+
+    Without `walks`, each runner gets simulated walks at its own input height (64 or 128)."""
     from edge.runners.registry import create_runner
 
     if settings.iters < 1 or settings.warmup < 0:
@@ -154,8 +165,14 @@ def measure(
         for run in runs:
             stack.enter_context(run.runner)
             _check_runner(run, settings)
-        if walks is None:  # after the checks: a wrong model is reported before walks are simulated
-            walks = simulated_walks(settings.walks, settings.walk_frames, settings.seed)
+        # after the checks: a wrong model is reported before walks are simulated
+        heights = {int(run.runner.input_shape[2]) for run in runs}
+        by_height = {
+            h: walks
+            if walks is not None
+            else simulated_walks(settings.walks, settings.walk_frames, settings.seed, h)
+            for h in sorted(heights)
+        }
         gc.collect()
         gc.disable()  # a collection inside a timed region is noise, not the model's cost
         try:
@@ -163,7 +180,11 @@ def measure(
                 first = it % len(runs)
                 for run in runs[first:] + runs[:first]:
                     _one_iteration(
-                        run, walks, it, record=it >= settings.warmup, threshold=settings.threshold
+                        run,
+                        by_height[int(run.runner.input_shape[2])],
+                        it,
+                        record=it >= settings.warmup,
+                        threshold=settings.threshold,
                     )
                     if settings.idle_ms > 0:
                         time.sleep(settings.idle_ms / 1e3)
@@ -176,10 +197,10 @@ def _one_iteration(
     run: BackendRun, walks: np.ndarray, it: int, record: bool, threshold: float
 ) -> None:
     runner = run.runner
-    batch, frames = runner.input_shape[0], runner.input_shape[1]
+    batch, frames, height = runner.input_shape[0], runner.input_shape[1], runner.input_shape[2]
     chosen = [walks[(it * batch + j) % len(walks)] for j in range(batch)]
     t0 = time.perf_counter()
-    feed = preprocess(chosen, frames)
+    feed = preprocess(chosen, frames, height)
     t1 = time.perf_counter()
     outputs = runner.infer(feed)
     t2 = time.perf_counter()
@@ -316,6 +337,30 @@ def build_report(runs: list[BackendRun], settings: LatencySettings, command: str
     }
 
 
+def measure_resolutions(settings: LatencySettings, preset: str) -> dict:
+    """The `resolutions` section: a random-weight `preset` model at each contract resolution,
+    exported to ONNX and measured on ONNX Runtime like the backends (benchmarks.resolutions)."""
+    import tempfile
+
+    from benchmarks import resolutions
+
+    missing = resolutions.missing_modules()
+    if missing:
+        return resolutions.skipped(preset, missing)
+    with tempfile.TemporaryDirectory(prefix="gaitmil-resolutions-") as tmp:
+        models = resolutions.export_random_models(
+            Path(tmp), preset, settings.frames or spec.DEFAULT_FRAMES, settings.seed
+        )
+        runs = measure([BackendSpec("onnxruntime", path) for path in models.values()], settings)
+    rows = [
+        resolutions.row(
+            height, run.runner.name, run.runner.precision, list(run.runner.input_shape), run.samples
+        )
+        for height, run in zip(models, runs)
+    ]
+    return resolutions.measured(preset, rows)
+
+
 def split_costs(specs: list[BackendSpec], settings: LatencySettings) -> list[dict]:
     """Per model folder measured: the split's encoder (per frame) and head (per walk) costs on
     ONNX Runtime CPU (benchmarks.streaming.model_costs), or why there are none."""
@@ -422,6 +467,10 @@ def to_markdown(report: dict) -> str:
         ]
     if report.get("split") is not None:
         out += split_markdown(report["split"])
+    if report.get("resolutions") is not None:
+        from benchmarks.resolutions import markdown as resolutions_markdown
+
+        out += resolutions_markdown(report["resolutions"])
     out += ["", "### Environment", "", rep.environment_markdown(report["environment"]), ""]
     out += [f"Note: {n}" for n in report["notes"]]
     return "\n".join(out)
@@ -506,6 +555,18 @@ def parser() -> argparse.ArgumentParser:
         help="skip the split models' encoder and head costs (measured when model.split.json "
         "is beside a model)",
     )
+    p.add_argument(
+        "--resolutions",
+        action="store_true",
+        help="also measure a random-weight model at each input resolution of the contract "
+        "(64x44 and 128x88) on ONNX Runtime CPU (needs torch and onnx)",
+    )
+    p.add_argument(
+        "--resolution-preset",
+        default="tiny",
+        choices=["tiny", "edge", "base"],
+        help="model preset of the --resolutions models (the demo model is tiny)",
+    )
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--markdown", type=Path, help="also write the Markdown report here")
     p.add_argument("--plot", type=Path, help="write a PNG of the latency distributions here")
@@ -573,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
         report = build_report(measure(specs, settings), settings, command)
         if not args.no_split:
             report["split"] = split_costs(specs, settings)
+        if args.resolutions:
+            report["resolutions"] = measure_resolutions(settings, args.resolution_preset)
     except (BenchmarkError, EdgeError, GaitMILError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

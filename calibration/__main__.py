@@ -25,11 +25,13 @@ def _collect(args: argparse.Namespace) -> int:
     from calibration.dataset import save_set
 
     if args.sim:
-        calib = collect_sim(args.sim, args.count, args.frames)
+        calib = collect_sim(args.sim, args.count, args.frames, args.input_height)
     elif args.dataset:
-        calib = collect_dataset(args.dataset, args.split, args.count, args.frames, args.seed)
+        calib = collect_dataset(
+            args.dataset, args.split, args.count, args.frames, args.seed, args.input_height
+        )
     else:
-        calib = collect_walks(args.walks, args.count, args.frames, args.seed)
+        calib = collect_walks(args.walks, args.count, args.frames, args.seed, args.input_height)
     for warning in calib.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     npz, described = save_set(calib, args.out)
@@ -147,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="118", help="split name or JSON for --dataset")
     p.add_argument("--count", type=int, required=True, help="walks in the set")
     p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES, help="T of each walk")
+    p.add_argument(
+        "--input-height",
+        type=int,
+        choices=sorted(spec.INPUT_RESOLUTIONS),
+        default=spec.INPUT_HEIGHT,
+        help="the model's input height: 64 (64x44) or 128 (128x88); walks of another height "
+        "are refused, never resized",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified selection")
     p.add_argument("--out", required=True, help="calib.npz (its description goes to calib.json)")
     p.set_defaults(func=_collect)
@@ -238,8 +248,12 @@ def _split_encoders(args: argparse.Namespace) -> int:
     from calibration.collect import collect_sim
     from calibration.demo_artifacts import CPU_FLOAT_BLOCKS, TENSORRT_FLOAT_BLOCKS
     from calibration.split import encoder_int8
+    from export.split import read_split_manifest
 
-    calib = collect_sim(args.sim, args.count, args.frames)
+    # calibration frames at the encoder's own height (64x44 or 128x88)
+    contract = read_split_manifest(args.out)["contract"]
+    height = int(contract["encoder_input"]["shape"][1])
+    calib = collect_sim(args.sim, args.count, args.frames, height)
     for target, blocks in (("tensorrt", TENSORRT_FLOAT_BLOCKS), ("cpu", CPU_FLOAT_BLOCKS)):
         path, parity = encoder_int8(
             args.out, calib, target, f"sim:{args.sim}", list(blocks), args.walks, args.seed

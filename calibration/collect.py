@@ -44,8 +44,11 @@ def parse_sim_spec(text: str) -> dict[str, Any]:
         ) from exc
 
 
-def collect_sim(text: str, count: int, frames: int = spec.DEFAULT_FRAMES) -> CalibrationSet:
-    """Simulated walks, balanced over classes and stratified by class and view."""
+def collect_sim(
+    text: str, count: int, frames: int = spec.DEFAULT_FRAMES, height: int = spec.INPUT_HEIGHT
+) -> CalibrationSet:
+    """Simulated walks, balanced over classes and stratified by class and view, at the model's
+    input `height` (64x44 or 128x88, normalised from the rendered camera mask)."""
     import gaitsim
 
     options = parse_sim_spec(text)
@@ -55,6 +58,7 @@ def collect_sim(text: str, count: int, frames: int = spec.DEFAULT_FRAMES) -> Cal
         frames=frames,
         view=options["view"],
         ratio=options["ratio"],
+        height=height,
     )
     strata = [
         f"{spec.CLASSES[int(label)]}/{view}" for label, view in zip(batch.labels, batch.views)
@@ -69,12 +73,20 @@ def collect_sim(text: str, count: int, frames: int = spec.DEFAULT_FRAMES) -> Cal
 
 
 def collect_dataset(
-    root: str | Path, split: str, count: int, frames: int = spec.DEFAULT_FRAMES, seed: int = 0
+    root: str | Path,
+    split: str,
+    count: int,
+    frames: int = spec.DEFAULT_FRAMES,
+    seed: int = 0,
+    height: int | None = None,
 ) -> CalibrationSet:
-    """Training walks of a Scoliosis1K-layout dataset (evenly sampled frames), by class and view."""
+    """Training walks of a Scoliosis1K-layout dataset (evenly sampled frames), by class and view;
+    `height`: the model's input height, which the data must have (None: the data's)."""
     from gaitmil.data import Scoliosis1K
 
-    data = Scoliosis1K(root, split, subset="train", frames=frames, train_sampling=False)
+    data = Scoliosis1K(
+        root, split, subset="train", frames=frames, train_sampling=False, input_height=height
+    )
     strata = [f"{s.label_name}/{s.view}" for s in data.sequences]
     # read only the walks that will be kept: sequences are pickles, often many
     from calibration.dataset import stratified_indices
@@ -83,7 +95,7 @@ def collect_dataset(
     sil = (
         np.stack([np.round(data[int(i)][0].numpy() * 255).astype(np.uint8) for i in chosen])
         if len(chosen)
-        else np.zeros((0, frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH), np.uint8)
+        else np.zeros((0, frames, data.input_height, spec.input_width(data.input_height)), np.uint8)
     )
     labels = np.array([data.sequences[int(i)].label for i in chosen], np.int64)
     source = {
@@ -105,8 +117,11 @@ def _predicted_class(meta: dict[str, Any]) -> int:
     return int(np.argmax(np.asarray(probs, dtype=np.float64)))
 
 
-def read_recorded_walk(path: Path, frames: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """One kiosk recording (edge.walks.record format) -> (uint8 [T, 64, 44] evenly sampled, meta)."""
+def read_recorded_walk(
+    path: Path, frames: int, height: int = spec.INPUT_HEIGHT
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One kiosk recording (edge.walks.record format) -> (uint8 [T, 64, 44] evenly sampled, meta);
+    [T, 128, 88] for `height` 128 (a recording of another height is refused, never resized)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             silhouettes = data["silhouettes"]
@@ -118,11 +133,12 @@ def read_recorded_walk(path: Path, frames: int) -> tuple[np.ndarray, dict[str, A
     if (
         silhouettes.dtype != np.uint8
         or silhouettes.ndim != 3
-        or silhouettes.shape[1:] != (spec.INPUT_HEIGHT, spec.INPUT_WIDTH)
+        or silhouettes.shape[1:] != (height, spec.input_width(height))
     ):
         raise CalibrationSetError(
             f"{path}: silhouettes are {silhouettes.dtype} {list(silhouettes.shape)}, "
-            f"expected uint8 [N, {spec.INPUT_HEIGHT}, {spec.INPUT_WIDTH}]"
+            f"expected uint8 [N, {height}, {spec.input_width(height)}] (--input-height {height}; "
+            "silhouettes are never resized)"
         )
     if len(silhouettes) == 0:
         raise CalibrationSetError(f"{path}: the recorded walk has no frames")
@@ -130,7 +146,11 @@ def read_recorded_walk(path: Path, frames: int) -> tuple[np.ndarray, dict[str, A
 
 
 def collect_walks(
-    directory: str | Path, count: int, frames: int = spec.DEFAULT_FRAMES, seed: int = 0
+    directory: str | Path,
+    count: int,
+    frames: int = spec.DEFAULT_FRAMES,
+    seed: int = 0,
+    height: int = spec.INPUT_HEIGHT,
 ) -> CalibrationSet:
     """Walks a kiosk recorded on site (record_walks on), stratified by the model's predicted class.
 
@@ -147,7 +167,7 @@ def collect_walks(
     files = sorted(directory.glob("*.npz"))
     walks, predicted, sites = [], [], set()
     for path in files:
-        silhouettes, meta = read_recorded_walk(path, frames)
+        silhouettes, meta = read_recorded_walk(path, frames, height)
         walks.append(silhouettes)
         predicted.append(_predicted_class(meta))
         sites.add(str(meta.get("site_id")))

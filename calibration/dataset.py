@@ -1,6 +1,6 @@
 """Calibration sets: walks in the model's input form, stratified, content-hashed, described.
 
-File layout: `calib.npz` holds `silhouettes` (uint8 [N, T, 64, 44], 0/255,
+File layout: `calib.npz` holds `silhouettes` (uint8 [N, T, 64, 44] or [N, T, 128, 88], 0/255,
 turned into the model's float input by gaitcontract.spec.to_model_input),
 `labels` (int64 [N], -1 where unknown) and `strata` (str [N], e.g.
 "positive/side"); `calib.json` beside it describes the set and carries its
@@ -43,8 +43,8 @@ class CalibrationSet:
         return int(self.silhouettes.shape[1])
 
     def model_input(self) -> np.ndarray:
-        """float32 [N, T, 64, 44] in [0, 1], the model's input form."""
-        return spec.to_model_input(self.silhouettes)
+        """float32 [N, T, 64, 44] (or [N, T, 128, 88]) in [0, 1], the model's input form."""
+        return spec.to_model_input(self.silhouettes, int(self.silhouettes.shape[-2]))
 
     def content_hash(self) -> str:
         return content_hash(self.silhouettes, self.labels)
@@ -190,7 +190,8 @@ def load_set(
     input_name: str = spec.INPUT_NAME,
     expected_shape: tuple[int, ...] | None = None,
 ) -> CalibrationSet:
-    """Read and validate a calibration set; `expected_shape` is the model's per-walk input [T, 64, 44]."""
+    """Read and validate a calibration set; `expected_shape` is the model's per-walk input [T, 64, 44]
+    (or [T, 128, 88])."""
     path = Path(path)
     if not path.is_file():
         raise CalibrationSetError(
@@ -216,6 +217,7 @@ def load_set(
         raise CalibrationSetError(
             f"{path}: walks have shape {list(silhouettes.shape[1:])} but the model's input {input_name!r} "
             f"expects {list(expected_shape)} per walk; collect a set with --frames {expected_shape[0]}"
+            + (f" --input-height {expected_shape[1]}" if len(expected_shape) == 3 else "")
         )
     check_values(silhouettes, str(path))
     labels = arrays.get("labels", np.full(len(silhouettes), UNKNOWN, np.int64))

@@ -295,15 +295,12 @@ def build_report(
                 f"two models are both {name}: name each INT8 model by a different target"
             )
         entries.append(ModelEntry(name, Path(path), precision))
-    frames = ort_session(fp32).get_inputs()[0].shape[1]
-    held_out = load_set(data, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH))
+    # per walk [T, H, W] as the model takes it: 64x44 or 128x88 (the set must match)
+    walk_shape = tuple(int(d) for d in ort_session(fp32).get_inputs()[0].shape[1:])
+    held_out = load_set(data, expected_shape=walk_shape)
     report = evaluate(entries, held_out, threshold)
     if with_sensitivity:
-        calib_set = (
-            load_set(calib, expected_shape=(frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH))
-            if calib
-            else held_out
-        )
+        calib_set = load_set(calib, expected_shape=walk_shape) if calib else held_out
         report["sensitivity"] = sensitivity(
             Path(fp32), calib_set, held_out, target=sensitivity_target
         )

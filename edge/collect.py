@@ -5,14 +5,16 @@ frames through the kiosk's own segmenter and walk gate (`edge.wiring.walk_step`,
 with the same configuration the kiosk would load) and writes every accepted
 walk in the Scoliosis1K / OpenGait layout that `gaitmil.data` reads:
 
-    OUT/<subject>/<class>/<seq>_<angle>/<seq>_<angle>.pkl   uint8 [T, 64, 64]
+    OUT/<subject>/<class>/<seq>_<angle>/<seq>_<angle>.pkl   uint8 [T, 64, 64] ([T, 128, 128])
     OUT/Scoliosis1K_<split>.json                           subject-disjoint TRAIN_SET / TEST_SET
     OUT/truth.json                                         label, severity, curve type, view, gait phase per walk
     OUT/walks.json                                         every walk, accepted or not, with its gate verdict
 
 The kiosk's silhouettes are [T, 64, 44] (the model's 10-column cut already
 made); they are written zero-padded back to 64 columns, so the loader's cut
-gives back exactly what the kiosk infers on.
+gives back exactly what the kiosk infers on. `--input-height 128` makes them
+for a 128x88 model: the gate normalises the camera-resolution mask to 128 px
+(never a 64-px silhouette upsampled), written as [T, 128, 128].
 
 Two inputs:
 
@@ -51,7 +53,13 @@ from edge.errors import EdgeError
 from edge.sources.sim_truth import SimTruth
 from edge.types import Walk
 from gaitcontract import HelpFormatter, add_version_flag
-from gaitcontract.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
+from gaitcontract.spec import (
+    CLASSES,
+    INPUT_HEIGHT,
+    INPUT_RESOLUTIONS,
+    cut_columns,
+    input_width,
+)
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090", "lateral": "090", "unknown": "999"}
 NOTE = (
@@ -70,14 +78,17 @@ class CollectedWalk:
 
     walk: Walk
     truth: dict[str, Any] = field(default_factory=dict)  # label, severity, curve_type, view, ...
-    clean: np.ndarray | None = None  # truth masks of the same kept frames, uint8 [N, 64, 44]
+    clean: np.ndarray | None = None  # truth masks of the same kept frames, uint8 [N, H, W]
     phases: np.ndarray | None = None  # true gait phase of each kept frame, [N]
 
 
-def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
+def kiosk_walks(
+    cfg: Any, with_clean: bool = False, input_height: int = INPUT_HEIGHT
+) -> Iterator[CollectedWalk]:
     """Every walk the kiosk configured by `cfg` assembles from its source, in order.
 
-    The source, segmenter and gate are built exactly as `edge run` builds them.
+    The source, segmenter and gate are built exactly as `edge run` builds them, for a model
+    of `input_height` (64: walks [N, 64, 44]; 128: [N, 128, 88]).
     """
     from edge.sources.base import good_frames
     from edge.sources.sim import SimSource
@@ -85,11 +96,11 @@ def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
 
     source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
-    assembler = make_assembler(cfg)
+    assembler = make_assembler(cfg, input_height)
     sim = (
         source if isinstance(source, SimSource) else None
     )  # the simulator knows each frame's truth
-    truth = SimTruth(with_clean) if sim is not None else None
+    truth = SimTruth(with_clean, input_height) if sim is not None else None
     with source:
         for frame in good_frames(source):  # an undecodable frame is skipped, as the kiosk does
             if truth is not None and sim is not None:
@@ -110,17 +121,26 @@ def _collected(walk: Walk, truth: SimTruth | None) -> CollectedWalk:
 
 
 def pad_to_canvas(silhouettes: np.ndarray) -> np.ndarray:
-    """[T, 64, 44] -> [T, 64, 64] with zero columns, the inverse of gaitcontract.silhouette.cut."""
-    out = np.zeros((silhouettes.shape[0], silhouettes.shape[1], CANVAS_SIZE), np.uint8)
-    out[:, :, CUT_COLUMNS : CANVAS_SIZE - CUT_COLUMNS] = silhouettes
+    """[T, 64, 44] -> [T, 64, 64] ([T, 128, 88] -> [T, 128, 128]) with zero columns, the inverse
+    of gaitcontract.silhouette.cut."""
+    height = int(silhouettes.shape[1])
+    if INPUT_RESOLUTIONS.get(height) != silhouettes.shape[2]:
+        raise CollectError(
+            f"silhouettes {silhouettes.shape} are not a model input of the contract "
+            f"({', '.join(f'{h}x{w}' for h, w in INPUT_RESOLUTIONS.items())})"
+        )
+    columns = cut_columns(height)
+    out = np.zeros((silhouettes.shape[0], height, height), np.uint8)
+    out[:, :, columns : height - columns] = silhouettes
     return out
 
 
 class LayoutWriter:
     """Writes walks in the Scoliosis1K layout, one subject per walk unless told otherwise."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, input_height: int = INPUT_HEIGHT) -> None:
         self.out = Path(out)
+        self.input_height = input_height
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -131,6 +151,13 @@ class LayoutWriter:
         self.seq_per_subject: Counter[str] = Counter()
 
     def write(self, subject: str, label: int, silhouettes: np.ndarray, info: dict[str, Any]) -> str:
+        if silhouettes.shape[1:] != (self.input_height, input_width(self.input_height)):
+            # never resized: a 64-px silhouette upsampled to 128 px holds no finer trunk cues
+            raise CollectError(
+                f"walk of {subject} has silhouettes {silhouettes.shape[1:]}, this data set is "
+                f"{self.input_height}x{input_width(self.input_height)} (--input-height "
+                f"{self.input_height}): collect it again at that height from the camera"
+            )
         seq = self.seq_per_subject[subject]
         self.seq_per_subject[subject] += 1
         folder = f"{seq:03d}_{VIEW_ANGLE.get(str(info.get('view')), '999')}"
@@ -157,7 +184,14 @@ class LayoutWriter:
         )
         (self.out / "truth.json").write_text(
             json.dumps(
-                {"note": NOTE, **extra, "sequences": self.sequences}, indent=1, default=_jsonable
+                {
+                    "note": NOTE,
+                    **extra,
+                    "input_height": self.input_height,
+                    "sequences": self.sequences,
+                },
+                indent=1,
+                default=_jsonable,
             )
         )
         per_class = Counter(s["class"] for s in self.sequences.values())
@@ -166,6 +200,7 @@ class LayoutWriter:
             "sequences": len(self.sequences),
             "train_subjects": len(train),
             "test_subjects": len(test),
+            "input_height": self.input_height,
             "sequences_per_class": {c: per_class.get(c, 0) for c in CLASSES},
             "split": f"Scoliosis1K_{split_name}.json",
         }
@@ -194,18 +229,18 @@ def split_subjects(
     return sorted(train), sorted(test)
 
 
-def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[str, Any]:
+def _collect_stream(job: tuple[str | None, str, str, str | None, str, int]) -> dict[str, Any]:
     """One source's walks into `out` (a worker process runs one of these per source)."""
     from edge.config import load_config
 
-    config, uri, out, clean_out, prefix = job
+    config, uri, out, clean_out, prefix, height = job
     cfg = load_config(config, overrides={"source.uri": uri})
     writer, clean_writer = (
-        LayoutWriter(Path(out)),
-        (LayoutWriter(Path(clean_out)) if clean_out else None),
+        LayoutWriter(Path(out), height),
+        (LayoutWriter(Path(clean_out), height) if clean_out else None),
     )
     verdicts: list[dict[str, Any]] = []
-    for item in kiosk_walks(cfg, with_clean=clean_writer is not None):
+    for item in kiosk_walks(cfg, with_clean=clean_writer is not None, input_height=height):
         walk, truth = item.walk, item.truth
         verdicts.append(
             {
@@ -245,14 +280,17 @@ def collect_sim(
     test_fraction: float,
     seed: int,
     workers: int = 1,
+    input_height: int = INPUT_HEIGHT,
 ) -> dict[str, Any]:
-    """Simulated walks through the kiosk path into `out` (and their clean masks into `clean_out`).
+    """Simulated walks through the kiosk path into `out` (and their clean masks into `clean_out`),
+    at the model's `input_height` (64 or 128).
 
     Each source (one sim:// stream, e.g. one seed) runs in its own process when
     `workers` > 1; subject ids are prefixed by the source's position when there are several.
     """
     start = time.perf_counter()
-    writer, clean_writer = LayoutWriter(out), (LayoutWriter(clean_out) if clean_out else None)
+    writer = LayoutWriter(out, input_height)
+    clean_writer = LayoutWriter(clean_out, input_height) if clean_out else None
     jobs = [
         (
             config,
@@ -260,6 +298,7 @@ def collect_sim(
             str(out),
             str(clean_out) if clean_out else None,
             f"{i}" if len(sources) > 1 else "",
+            input_height,
         )
         for i, uri in enumerate(sources)
     ]
@@ -316,9 +355,16 @@ def read_labels(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def collect_recordings(
-    recordings: Path, labels_csv: Path, out: Path, split_name: str, test_fraction: float, seed: int
+    recordings: Path,
+    labels_csv: Path,
+    out: Path,
+    split_name: str,
+    test_fraction: float,
+    seed: int,
+    input_height: int = INPUT_HEIGHT,
 ) -> dict[str, Any]:
-    """Walks recorded on site (privacy.record_walks) joined with labels from clinical follow-up."""
+    """Walks recorded on site (privacy.record_walks) joined with labels from clinical follow-up;
+    every recording must be at `input_height` (a kiosk records at its model's height)."""
     from edge.walks.record import read_walk
 
     files = sorted(Path(recordings).glob("*.npz"))
@@ -328,7 +374,7 @@ def collect_recordings(
             "privacy.record_walks = true"
         )
     labels = read_labels(labels_csv)
-    writer = LayoutWriter(out)
+    writer = LayoutWriter(out, input_height)
     unlabelled = refused = 0
     for path in files:
         silhouettes, _, meta = read_walk(path)
@@ -399,6 +445,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--clean", help="with a sim:// source: also write the truth masks of the same frames here"
     )
+    ap.add_argument(
+        "--input-height",
+        type=int,
+        choices=sorted(INPUT_RESOLUTIONS),
+        default=INPUT_HEIGHT,
+        help="the model's input height: 64 (64x44, the Scoliosis1K protocol) or 128 (128x88, "
+        "made from the camera mask; .pkl files are [T, 128, 128])",
+    )
     ap.add_argument("--split-name", default="kiosk", help="split file Scoliosis1K_<name>.json")
     ap.add_argument("--test-fraction", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
@@ -417,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.split_name,
                 args.test_fraction,
                 args.seed,
+                args.input_height,
             )
         else:
             load_config(args.config)  # a bad config fails here, before any worker starts
@@ -429,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.test_fraction,
                 args.seed,
                 args.workers,
+                args.input_height,
             )
     except (CollectError, ConfigError, EdgeError) as exc:
         sys.stderr.write(f"error: {exc}\n")

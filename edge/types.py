@@ -103,7 +103,7 @@ class Walk:
 
     start_time: float
     end_time: float
-    silhouettes: np.ndarray  # uint8 [N, 64, 44]
+    silhouettes: np.ndarray  # uint8 [N, 64, 44] ([N, 128, 88] for a 128-px model)
     timestamps: np.ndarray  # float64 [N]
     quality: WalkQuality
     retake_reason: str | None = None  # set when the walk gate refused it

@@ -33,6 +33,7 @@ from edge.screening.result import (
 from edge.settings import KioskConfig
 from edge.types import Frame, Prediction, Walk
 from edge.walks.record import record_walk
+from gaitcontract.spec import INPUT_HEIGHT
 
 if TYPE_CHECKING:
     from edge.sources.base import Source
@@ -98,6 +99,14 @@ class Components:
         from gaitcontract.spec import INPUT_NAME
 
         self.runner.activate()
+        height = int(self.runner.input_shape[2])
+        if height != getattr(self.assembler, "input_height", height):
+            self.runner.deactivate()
+            raise ModelError(
+                f"{self.runner.model_path} takes {height}-px silhouettes but the walks are made "
+                f"at {self.assembler.input_height} px: give the model the manifest it was "
+                "exported with (its input shape says the height)"
+            )
         if warmup:
             # The first inference allocates and tunes; do it before READY, not on a child's walk.
             self.runner.infer({INPUT_NAME: np.zeros(self.runner.input_shape, np.float32)})
@@ -282,7 +291,10 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
     if source is None:
         source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
-    assembler = make_assembler(cfg)
+    from edge.runners.registry import declared_input_height
+
+    # walks of the model's resolution (64x44 or 128x88), as its manifest declares
+    assembler = make_assembler(cfg, declared_input_height(cfg.model.runner, cfg.model.path))
     if runner is None:
         runner = create_runner(
             cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg)
@@ -335,14 +347,20 @@ def open_configured_source(cfg: KioskConfig) -> Source:
     return open_source(cfg.source.uri, config=cfg.source)
 
 
-def make_assembler(cfg: KioskConfig) -> WalkAssembler:
-    """The walk gate from the [walk] section, with source.fps and segmentation.min_area.
+def make_assembler(cfg: KioskConfig, input_height: int = INPUT_HEIGHT) -> WalkAssembler:
+    """The walk gate from the [walk] section, with source.fps and segmentation.min_area, making
+    walks of the model's `input_height` (gaitcontract.spec.INPUT_RESOLUTIONS).
 
     The config already refused short_coverage > min_coverage naming both keys.
     """
     from edge.walks.assembler import WalkAssembler
 
-    return WalkAssembler(cfg.walk, fps=cfg.source.fps, min_area_px=cfg.segmentation.min_area)
+    return WalkAssembler(
+        cfg.walk,
+        fps=cfg.source.fps,
+        min_area_px=cfg.segmentation.min_area,
+        input_height=input_height,
+    )
 
 
 def make_segmenter(cfg: KioskConfig, source: Any) -> Any:

@@ -102,7 +102,7 @@ def feature_contract(model: Any, frames: int, encoder_batch: int) -> dict[str, A
         "dtype": "float32",
         "encoder_input": {
             "name": spec.INPUT_NAME,
-            "shape": [encoder_batch, *spec.input_shape()[2:]],
+            "shape": [encoder_batch, *spec.input_shape(height=model.config.input_height)[2:]],
         },
         "features": {"name": FEATURES, "per_frame": [parts, channels]},
         "pooled": {"name": POOLED, "per_frame": [PHASE_DIM]},
@@ -149,13 +149,12 @@ def trace_split(model: Any, frames: int, encoder_batch: int) -> tuple[Any, Any]:
         )
     encoder, head = _modules(model)
     generator = torch.Generator().manual_seed(0)
-    frames_in = torch.rand(
-        (encoder_batch, spec.INPUT_HEIGHT, spec.INPUT_WIDTH), generator=generator
-    )
+    height, width = model.config.input_height, model.config.input_width  # 64x44 or 128x88
+    frames_in = torch.rand((encoder_batch, height, width), generator=generator)
     with torch.no_grad():
         feats, pooled = encoder(
-            torch.rand(spec.input_shape(1, frames), generator=generator).reshape(
-                frames, spec.INPUT_HEIGHT, spec.INPUT_WIDTH
+            torch.rand(spec.input_shape(1, frames, height), generator=generator).reshape(
+                frames, height, width
             )
         )
     enc = _export(encoder, (frames_in,), [spec.INPUT_NAME], [FEATURES, POOLED])
@@ -275,7 +274,9 @@ def export_split(
     if parity_walks:
         from export.walks import simulated_walks
 
-        walks, _ = simulated_walks(parity_walks, frames=frames, seed=seed)
+        walks, _ = simulated_walks(
+            parity_walks, frames=frames, seed=seed, height=model.config.input_height
+        )
         parity = split_parity(
             whole_reference(out, model, checkpoint_sha, frames),
             ort_session(enc.SerializeToString()),
@@ -383,7 +384,13 @@ def add_encoder_form(
             )
         from export.walks import simulated_walks
 
-        walks, _ = simulated_walks(parity_walks, frames=int(body["contract"]["frames"]), seed=seed)
+        contract = body["contract"]
+        walks, _ = simulated_walks(
+            parity_walks,
+            frames=int(contract["frames"]),
+            seed=seed,
+            height=int(contract["encoder_input"]["shape"][1]),  # the encoder's frame height
+        )
         parity = split_parity(
             whole, folder / name, folder / body["head"], walks, f"encoder {precision}+head"
         )

@@ -47,7 +47,9 @@ def verify_engine(engine: Path, onnx: Path, walks: int = 200, seed: int = 0) -> 
     try:
         with create_runner("onnxruntime", onnx) as reference:
             frames = reference.input_shape[1]
-            data, _ = simulated_walks(walks, frames=frames, seed=seed)
+            data, _ = simulated_walks(
+                walks, frames=frames, seed=seed, height=reference.input_shape[2]
+            )
             expected = run_runner(reference, data)
         with create_runner("tensorrt", engine, onnx_path=str(onnx)) as candidate:
             got = run_runner(candidate, data)

@@ -12,7 +12,10 @@ training and in the corridor. It follows OpenGait's `pretreatment.py`:
 5. take a 64-wide window around it; if the window leaves the image, pad
    32 zero columns on both sides first.
 
-ScoNet then cuts 10 columns on each side, giving 64x44.
+ScoNet then cuts 10 columns on each side, giving 64x44. The contract's other resolution
+(gaitcontract.spec.INPUT_RESOLUTIONS) scales every step: a 128x128 canvas cut by 20 columns on
+each side to 128x88. It is made from the camera-resolution mask like the 64-px one, never by
+upsampling a 64-px silhouette: only then are trunk cues that are under a 64-px pixel kept.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gaitcontract.spec import CANVAS_SIZE, CUT_COLUMNS
+from gaitcontract.spec import CANVAS_SIZE, INPUT_HEIGHT, INPUT_RESOLUTIONS, cut_columns, input_width
 
 # OpenGait's threshold: a frame whose 0/255 pixel sum is at most this is empty.
 MIN_PIXEL_SUM = 10000
@@ -35,7 +38,7 @@ REASON_DEGENERATE = "degenerate"
 class Normalized:
     """A normalised silhouette, or the reason there is none."""
 
-    silhouette: np.ndarray | None  # uint8 [64, 64] when ok
+    silhouette: np.ndarray | None  # uint8 [size, size] (cut: [height, width]) when ok
     reason: str | None = None  # REASON_EMPTY or REASON_DEGENERATE when not ok
 
     @property
@@ -61,7 +64,11 @@ def _as_0_255(mask: np.ndarray) -> np.ndarray:
 
 
 def normalize(mask: np.ndarray, size: int = CANVAS_SIZE) -> Normalized:
-    """Normalise one binary person mask of any size to a `size`x`size` silhouette."""
+    """Normalise one binary person mask of any size to a `size`x`size` silhouette.
+
+    Give the mask at the camera's resolution: a person shorter than `size` pixels is upsampled
+    here, and a 128-px silhouette of a low-resolution mask holds no more than a 64-px one.
+    """
     img = _as_0_255(np.asarray(mask))
     if int(img.sum(dtype=np.int64)) <= MIN_PIXEL_SUM:
         return Normalized(None, REASON_EMPTY)
@@ -93,29 +100,35 @@ def normalize(mask: np.ndarray, size: int = CANVAS_SIZE) -> Normalized:
 
 
 def cut(silhouettes: np.ndarray) -> np.ndarray:
-    """Cut ScoNet's side columns: [..., 64, 64] -> [..., 64, 44]."""
-    if silhouettes.shape[-1] != CANVAS_SIZE:
-        raise ValueError(
-            f"expected silhouettes [..., {CANVAS_SIZE}, {CANVAS_SIZE}], got {silhouettes.shape}"
-        )
-    return silhouettes[..., CUT_COLUMNS : CANVAS_SIZE - CUT_COLUMNS]
+    """Cut ScoNet's side columns: [..., 64, 64] -> [..., 64, 44], [..., 128, 128] -> [..., 128, 88]."""
+    size = silhouettes.shape[-1] if silhouettes.ndim >= 2 else None
+    if size not in INPUT_RESOLUTIONS or silhouettes.shape[-2] != size:
+        canvases = " or ".join(f"[..., {h}, {h}]" for h in INPUT_RESOLUTIONS)
+        raise ValueError(f"expected silhouettes {canvases}, got {silhouettes.shape}")
+    columns = cut_columns(size)
+    return silhouettes[..., columns : size - columns]
 
 
-def normalize_for_model(mask: np.ndarray) -> Normalized:
-    """Normalise and cut in one step: the silhouette is uint8 [64, 44] when ok."""
-    result = normalize(mask)
+def normalize_for_model(mask: np.ndarray, height: int = INPUT_HEIGHT) -> Normalized:
+    """Normalise and cut in one step: the silhouette is uint8 [64, 44] when ok, [128, 88] for
+    `height` 128 (ValueError for a height the contract lacks)."""
+    input_width(height)  # refuse a resolution the contract lacks before any work
+    result = normalize(mask, height)
     return Normalized(cut(result.silhouette), None) if result.silhouette is not None else result
 
 
-def normalize_sequence(masks: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, list[str | None]]:
-    """Normalise a sequence of masks; returns the kept silhouettes [N, 64, 64] and
+def normalize_sequence(
+    masks: np.ndarray | list[np.ndarray], size: int = CANVAS_SIZE
+) -> tuple[np.ndarray, list[str | None]]:
+    """Normalise a sequence of masks; returns the kept silhouettes [N, size, size] and
     one reason per input frame (None for kept frames), as OpenGait drops empties."""
+    input_width(size)
     kept: list[np.ndarray] = []
     reasons: list[str | None] = []
     for mask in masks:
-        result = normalize(mask)
+        result = normalize(mask, size)
         reasons.append(result.reason)
         if result.silhouette is not None:
             kept.append(result.silhouette)
-    stack = np.stack(kept) if kept else np.zeros((0, CANVAS_SIZE, CANVAS_SIZE), np.uint8)
+    stack = np.stack(kept) if kept else np.zeros((0, size, size), np.uint8)
     return stack, reasons

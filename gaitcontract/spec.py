@@ -46,6 +46,21 @@ def input_width(height: int = INPUT_HEIGHT) -> int:
     return INPUT_RESOLUTIONS[height]
 
 
+def is_input_geometry(height: int, width: int) -> bool:
+    """True when (height, width) is one of the contract's input resolutions."""
+    return INPUT_RESOLUTIONS.get(int(height)) == int(width)
+
+
+def input_geometries(prefix: str = "B, T") -> str:
+    """The contract's input shapes as text for error messages: "[B, T, 64, 44] or [B, T, 128, 88]"."""
+    return " or ".join(f"[{prefix}, {h}, {w}]" for h, w in INPUT_RESOLUTIONS.items())
+
+
+def cut_columns(height: int = INPUT_HEIGHT) -> int:
+    """Columns cut on each side of a `height`x`height` canvas: 10 at 64, 20 at 128 (size*10/64)."""
+    return (height - input_width(height)) // 2
+
+
 def input_shape(
     batch: int = 1, frames: int = DEFAULT_FRAMES, height: int = INPUT_HEIGHT
 ) -> tuple[int, int, int, int]:

@@ -3,12 +3,18 @@
     root/<5-digit subject id>/<class>/<view>/<view>.pkl   pickled uint8 [T, 64, 64]
     root/Scoliosis1K_<name>.json  {"TRAIN_SET": [ids], "TEST_SET": [ids]}
 
+A data set for a 128x88 model holds [T, 128, 128] canvases instead (OpenGait's 128-px
+pretreatment; `python -m edge collect --input-height 128`). The height is read from the data,
+or given (`input_height`) and then checked: data of another height are refused, never resized
+(64-px silhouettes upsampled to 128 px would hold none of the finer trunk cues).
+
 The pkl files are unpickled with an allow-list (numpy arrays only), so a
 tampered file cannot run code.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import pickle
@@ -29,7 +35,7 @@ from torch.utils.data import Dataset, Sampler
 
 from gaitcontract.errors import DatasetError
 from gaitcontract.silhouette import cut
-from gaitcontract.spec import CANVAS_SIZE, CLASS_INDEX, DEFAULT_FRAMES, even_indices
+from gaitcontract.spec import CLASS_INDEX, DEFAULT_FRAMES, INPUT_RESOLUTIONS, even_indices
 
 STANDARD_SPLITS = ("112", "114", "118", "1116")
 SUBSETS = {"train": "TRAIN_SET", "test": "TEST_SET"}
@@ -56,8 +62,9 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a silhouette pkl")
 
 
-def load_pkl(path: Path) -> np.ndarray:
-    """Read one sequence: uint8 [T, 64, 64]; DatasetError saying what is wrong otherwise."""
+def load_pkl(path: Path, height: int | None = None) -> np.ndarray:
+    """Read one sequence: uint8 [T, 64, 64] or [T, 128, 128]; DatasetError saying what is wrong
+    otherwise, or when `height` is given and the sequence has another."""
     try:
         with open(path, "rb") as fh:
             arr = _ArrayUnpickler(io.BytesIO(fh.read())).load()
@@ -76,15 +83,53 @@ def load_pkl(path: Path) -> np.ndarray:
     if (
         not isinstance(arr, np.ndarray)
         or arr.ndim != 3
-        or arr.shape[1:] != (CANVAS_SIZE, CANVAS_SIZE)
+        or arr.shape[1] not in INPUT_RESOLUTIONS
+        or arr.shape[2] != arr.shape[1]
     ):
         got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
-        raise DatasetError(f"{path}: expected silhouettes [T, 64, 64], got {got}")
+        raise DatasetError(
+            f"{path}: expected silhouettes [T, 64, 64], got {got} "
+            "(or [T, 128, 128] for a 128x88 model's data)"
+        )
+    if height is not None and arr.shape[1] != height:
+        raise DatasetError(height_mismatch(path, int(arr.shape[1]), height))
     if arr.shape[0] == 0:
         raise DatasetError(f"{path}: the sequence holds no frames")
     if arr.dtype != np.uint8:
         raise DatasetError(f"{path}: expected dtype uint8 (0..255), got {arr.dtype}")
     return arr
+
+
+def height_mismatch(where: object, found: int, wanted: int) -> str:
+    """The one message for data of another input height than the model's."""
+    return (
+        f"{where}: the silhouettes are {found} px high, the model takes {wanted}-px input "
+        f"(--input-height {wanted}); silhouettes are never resized: collect the data at "
+        f"{wanted} px from the camera (`python -m edge collect --input-height {wanted}`)"
+        + (" or train a 64-px model" if wanted != 64 else "")
+    )
+
+
+def add_input_height_flag(parser: argparse.ArgumentParser) -> None:
+    """`--input-height` of the tools that read a checkpoint (evaluate, refit_head): a check."""
+    parser.add_argument(
+        "--input-height",
+        type=int,
+        choices=sorted(INPUT_RESOLUTIONS),
+        default=None,
+        help="the input height the data and checkpoint must have: 64 (64x44) or 128 (128x88); "
+        "default: the checkpoint's (data of another height are refused, never resized)",
+    )
+
+
+def checkpoint_height(model_height: int, flag: int | None, checkpoint: object) -> int:
+    """The checkpoint's input height; DatasetError when `--input-height` says another."""
+    if flag is not None and flag != model_height:
+        raise DatasetError(
+            f"--input-height {flag}, but {checkpoint} takes {model_height}-px input: drop the flag "
+            f"or pass a checkpoint trained at {flag} px"
+        )
+    return model_height
 
 
 def resolve_split(root: Path, split: str | Path) -> Path:
@@ -183,7 +228,9 @@ def scan_sequences(root: Path, ids: list[str]) -> list[Sequence]:
 
 
 class Scoliosis1K(Dataset):
-    """Items: (silhouettes float32 [T, 64, 44] in [0, 1], label, subject id, info dict).
+    """Items: (silhouettes float32 [T, 64, 44] in [0, 1], label, subject id, info dict);
+    [T, 128, 88] for a data set of 128-px canvases (`input_height`: None reads it from the
+    first sequence; given, a data set of another height is refused; mixed heights always are).
 
     Training draws `frames` random frames without order (with replacement when
     the sequence is shorter); evaluation takes `frames` evenly spaced frames,
@@ -199,8 +246,14 @@ class Scoliosis1K(Dataset):
         frames: int | None = DEFAULT_FRAMES,
         train_sampling: bool = True,
         subjects: list[str] | None = None,
+        input_height: int | None = None,
     ):
         self.root = Path(root)
+        if input_height is not None and input_height not in INPUT_RESOLUTIONS:
+            raise DatasetError(
+                f"input height {input_height} is not in the model contract: use one of "
+                f"{', '.join(str(h) for h in INPUT_RESOLUTIONS)}"
+            )
         if not self.root.is_dir():
             raise DatasetError(f"dataset folder {self.root} does not exist")
         if subset not in SUBSETS:
@@ -230,6 +283,11 @@ class Scoliosis1K(Dataset):
         self.sequences = scan_sequences(self.root, ids)
         subjects = sorted({s.subject for s in self.sequences})
         self.subject_index = {s: i for i, s in enumerate(subjects)}
+        # the data's own height (first sequence); every item is then checked against it
+        found = int(load_pkl(self.sequences[0].path).shape[1])
+        if input_height is not None and found != input_height:
+            raise DatasetError(height_mismatch(self.root, found, input_height))
+        self.input_height = found
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -248,7 +306,7 @@ class Scoliosis1K(Dataset):
     def __getitem__(self, item):
         index, seed = item if isinstance(item, tuple) else (item, None)
         seq = self.sequences[index]
-        arr = load_pkl(seq.path)
+        arr = load_pkl(seq.path, self.input_height)
         idx = self.frame_indices(len(arr), np.random.default_rng(seed))
         sil = torch.from_numpy(cut(arr[idx]).astype(np.float32) / np.float32(255.0))
         info = {
@@ -272,11 +330,13 @@ class Scoliosis1K(Dataset):
             "subjects": len(self.subject_index),
             "class_counts": dict(zip(sorted(CLASS_INDEX, key=CLASS_INDEX.get), counts)),
             "simulated": (self.root / "truth.json").is_file(),
+            "input_height": self.input_height,
         }
 
 
 def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[dict]]:
-    """Stack items into (silhouettes [B, T, 64, 44], labels [B], subject ids, infos)."""
+    """Stack items into (silhouettes [B, T, 64, 44] or [B, T, 128, 88], labels [B], subject ids,
+    infos)."""
     sils, labels, subjects, infos = zip(*batch)
     return torch.stack(sils), torch.tensor(labels, dtype=torch.long), list(subjects), list(infos)
 

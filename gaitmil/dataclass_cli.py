@@ -32,7 +32,9 @@ T = typing.TypeVar("T")
 Settings = typing.TypeVar("Settings")
 
 
-def option(default: T, help: str, *, choices: Sequence[str] = (), negative: str | None = None) -> T:
+def option(
+    default: T, help: str, *, choices: Sequence[object] = (), negative: str | None = None
+) -> T:
     """A settings field with its command-line help (and choices, or the spelling of a bool's
     `--no-...` flag)."""
     metadata = {"help": help, "choices": tuple(choices), "negative": negative}

@@ -41,7 +41,13 @@ from torch.utils.data import DataLoader
 
 from gaitcontract.errors import GaitMILError
 from gaitmil.checkpoint import load_checkpoint
-from gaitmil.data import STANDARD_SPLITS, Scoliosis1K, collate
+from gaitmil.data import (
+    STANDARD_SPLITS,
+    Scoliosis1K,
+    add_input_height_flag,
+    checkpoint_height,
+    collate,
+)
 from gaitmil.metrics import format_report, summarize
 from gaitmil.model import GaitMIL
 from gaitmil.paper import default_eval_frames, paper_block, protocol_text
@@ -247,6 +253,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="frames per walk, evenly sampled; 0 = all frames (one walk at a time); default: "
         "all on real Scoliosis1K (the paper's protocol), 30 on simulated data (the kiosk's T)",
     )
+    add_input_height_flag(ap)
     ap.add_argument("--batch-size", type=int, default=16, help="walks per forward pass")
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     return ap.parse_args(argv)
@@ -280,12 +287,20 @@ def main(argv: list[str] | None = None) -> int:
             raise GaitMILError(f"--prevalence {args.prevalence} must be between 0 and 1")
         frames = default_eval_frames(args.data) if args.frames is None else (args.frames or None)
         child_rule, band = _child_rule_and_band(meta, args.threshold)
+        height = checkpoint_height(model.config.input_height, args.input_height, args.checkpoint)
         rows = {args.data_label: args.data}
         if args.clean_data is not None:
             rows["clean masks"] = args.clean_data
         reports = {}
         for name, root in rows.items():
-            dataset = Scoliosis1K(root, split, args.subset, frames=frames, train_sampling=False)
+            dataset = Scoliosis1K(
+                root,
+                split,
+                args.subset,
+                frames=frames,
+                train_sampling=False,
+                input_height=height,
+            )
             reports[name] = evaluate(
                 model,
                 dataset,

@@ -19,28 +19,28 @@ from __future__ import annotations
 import numpy as np
 
 from gaitcontract.errors import ConfigError
-from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
+from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH, is_input_geometry
 
 POOL = 4
 DIM = (INPUT_HEIGHT // POOL) * (INPUT_WIDTH // POOL)  # 176
 
 
 def pool_frames(frames: np.ndarray) -> np.ndarray:
-    """[N, 64, 44] uint8 (0..255) or float in [0, 1] -> float32 [N, 176] of 4x4 means."""
+    """[N, 64, 44] uint8 (0..255) or float in [0, 1] -> float32 [N, 176] of 4x4 means; a
+    128x88 walk is pooled 8x8 (as GaitMIL.assign_phases does), so it has the same 176 features."""
     frames = np.asarray(frames)
-    if frames.ndim != 3 or frames.shape[1:] != (INPUT_HEIGHT, INPUT_WIDTH):
+    if frames.ndim != 3 or not is_input_geometry(*frames.shape[1:]):
         raise ConfigError(
-            f"frames must have shape [N, {INPUT_HEIGHT}, {INPUT_WIDTH}], got {frames.shape}"
+            f"frames must have shape [N, {INPUT_HEIGHT}, {INPUT_WIDTH}] (or [N, 128, 88]), "
+            f"got {frames.shape}"
         )
+    height, width = frames.shape[1:]
+    pool = POOL * height // INPUT_HEIGHT
     x = frames.astype(np.float32)
     if frames.dtype == np.uint8:
         x /= np.float32(255.0)
     n = x.shape[0]
-    return (
-        x.reshape(n, INPUT_HEIGHT // POOL, POOL, INPUT_WIDTH // POOL, POOL)
-        .mean(axis=(2, 4))
-        .reshape(n, DIM)
-    )
+    return x.reshape(n, height // pool, pool, width // pool, pool).mean(axis=(2, 4)).reshape(n, DIM)
 
 
 def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -37,7 +37,13 @@ from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.spec import DEFAULT_FRAMES
 from gaitmil.calibrate import calibration_description, validation_block
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
-from gaitmil.data import Scoliosis1K, collate, validation_subjects
+from gaitmil.data import (
+    Scoliosis1K,
+    add_input_height_flag,
+    checkpoint_height,
+    collate,
+    validation_subjects,
+)
 from gaitmil.model import GaitMIL, hpp
 from gaitmil.operating_points import validation_extras
 from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the threshold is chosen for this validation sensitivity",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed")
+    add_input_height_flag(ap)
     ap.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
     )
@@ -186,7 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     model.config.logit_scale = float(
         extra.get("trained_logit_scale", model.config.logit_scale)
     )  # undo the old temperature
-    whole = Scoliosis1K(args.data, args.split, "train", frames=DEFAULT_FRAMES, train_sampling=False)
+    height = checkpoint_height(model.config.input_height, args.input_height, args.checkpoint)
+    whole = Scoliosis1K(
+        args.data,
+        args.split,
+        "train",
+        frames=DEFAULT_FRAMES,
+        train_sampling=False,
+        input_height=height,
+    )
     # the training run's own validation subjects when it recorded them, else the same rule and seed
     val_ids = list(
         (meta.get("data") or {}).get("validation_subjects")

@@ -326,7 +326,14 @@ def start_process(cfg: TrainConfig) -> tuple[torch.device, int, int]:
 
 def load_data(cfg: TrainConfig) -> TrainData:
     """The fitting walks and the validation subjects held out of TRAIN_SET (never the test split)."""
-    whole = Scoliosis1K(cfg.data, cfg.split, "train", frames=cfg.frames, train_sampling=False)
+    whole = Scoliosis1K(
+        cfg.data,
+        cfg.split,
+        "train",
+        frames=cfg.frames,
+        train_sampling=False,
+        input_height=cfg.input_height,
+    )
     val_ids = validation_subjects(whole, cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else []
     # calibration "split": model selection, temperature and threshold each on their own subjects
     val_parts = (
@@ -396,6 +403,7 @@ def new_model(cfg: TrainConfig, fit: Scoliosis1K) -> GaitMIL:
             **{
                 "pooling": cfg.pooling,
                 "phase_features": cfg.phase_features,
+                "input_height": fit.input_height,  # the data's (checked against the flag)
                 **(cfg.model_overrides or {}),
             },
         )

@@ -126,6 +126,12 @@ class TrainConfig:
     model_overrides: dict | None = option(
         None, "GaitMILConfig fields over the preset, a JSON object (tests, ablations)"
     )
+    input_height: int | None = option(
+        None,
+        "the model's input height: 64 (64x44) or 128 (128x88); default: the data's "
+        "(a data set of another height is refused, never resized)",
+        choices=(64, 128),
+    )
 
 
 def check_config(cfg: TrainConfig) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaitcontract.silhouette import cut, normalize
-from gaitcontract.spec import CANVAS_SIZE, even_indices
+from gaitcontract.spec import CANVAS_SIZE, even_indices, input_width
 from gaitsim.camera import CameraConfig, vary_camera
 from gaitsim.errors import SimConfigError
 from gaitsim.raster import render_mask_crop
@@ -102,13 +102,15 @@ def walk_silhouettes(
     frames: int | None = 30,
     max_frames: int = 120,
     camera: CameraConfig | None = None,
+    height: int = CANVAS_SIZE,
 ) -> np.ndarray:
-    """uint8 [T, 64, 64] OpenGait silhouettes (not cut) of one walk's fully visible straight part.
+    """uint8 [T, 64, 64] OpenGait silhouettes (not cut) of one walk's fully visible straight part
+    ([T, 128, 128] for `height` 128: normalised from the rendered camera mask, not upsampled).
 
     `frames`: sample exactly this many frames evenly (sample_walks); None: every
     visible frame, evenly thinned to at most `max_frames` (dataset sequences).
     """
-    return walk_sequence(subject, view, rng, frames, max_frames, camera)[0]
+    return walk_sequence(subject, view, rng, frames, max_frames, camera, height)[0]
 
 
 def walk_sequence(
@@ -118,6 +120,7 @@ def walk_sequence(
     frames: int | None = 30,
     max_frames: int = 120,
     camera: CameraConfig | None = None,
+    height: int = CANVAS_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """walk_silhouettes plus the true gait phase of each frame: float32 [T] in [0, 1), the
     fraction of the stride cycle (used to measure how well phase bags follow the gait)."""
@@ -125,9 +128,9 @@ def walk_sequence(
     intr = camera_intrinsics(camera)
     count = frames if frames is not None else min(len(visible), max_frames)
     chosen = [visible[i] for i in even_indices(len(visible), count)]
-    out = np.zeros((len(chosen), CANVAS_SIZE, CANVAS_SIZE), np.uint8)
+    out = np.zeros((len(chosen), height, height), np.uint8)
     for i, k in enumerate(chosen):
-        result = normalize(render_mask_crop(to_camera(walker.primitives(k), camera), intr))
+        result = normalize(render_mask_crop(to_camera(walker.primitives(k), camera), intr), height)
         if not result.ok:
             raise SimConfigError(
                 f"frame {k} of {subject.subject_id} normalised to nothing ({result.reason})"
@@ -151,13 +154,13 @@ def labels_for_ratio(
 
 
 def _one_walk(args: tuple) -> tuple[np.ndarray, float, str, str]:
-    seed, i, label, frames, view, thresholds = args
+    seed, i, label, frames, view, thresholds, height = args
     rng = np.random.default_rng([seed, i, 0x5A3])
     subject = sample_subject(
         rng, int(label), subject_id=f"sim{seed}-{i:05d}", thresholds=thresholds
     )
     chosen = pick_view(rng, view)
-    sil = cut(walk_silhouettes(subject, chosen, rng, frames=frames))
+    sil = cut(walk_silhouettes(subject, chosen, rng, frames=frames, height=height))
     return sil, subject.posture.severity, chosen, subject.subject_id
 
 
@@ -169,17 +172,19 @@ def sample_walks(
     ratio: tuple[int, int, int] = (2, 1, 1),
     workers: int = 1,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
+    height: int = CANVAS_SIZE,
 ) -> WalkBatch:
-    """`count` walks of `frames` silhouettes each (uint8 [N, T, 64, 44]), one subject per walk,
-    classes in proportions negative:neutral:positive = `ratio`. Deterministic for a seed
-    (and independent of `workers`)."""
+    """`count` walks of `frames` silhouettes each (uint8 [N, T, 64, 44]; [N, T, 128, 88] for
+    `height` 128), one subject per walk, classes in proportions negative:neutral:positive =
+    `ratio`. Deterministic for a seed (and independent of `workers`)."""
     if count < 1:
         raise SimConfigError(f"count must be >= 1, got {count}")
     if frames < 1:
         raise SimConfigError(f"frames must be >= 1, got {frames}")
     check_view(view)
     labels = labels_for_ratio(count, ratio, np.random.default_rng([seed, 0x1AB]))
-    jobs = [(seed, i, int(labels[i]), frames, view, thresholds) for i in range(count)]
+    input_width(height)  # a height the contract lacks is refused here
+    jobs = [(seed, i, int(labels[i]), frames, view, thresholds, height) for i in range(count)]
     workers = max(1, min(int(workers), os.cpu_count() or 1, count))
     if workers == 1:
         results = [_one_walk(j) for j in jobs]

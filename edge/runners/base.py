@@ -22,8 +22,16 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
+from gaitcontract.errors import GaitMILError
 from gaitcontract.manifest import REGENERATE_HINT, find_manifest
-from gaitcontract.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
+from gaitcontract.spec import (
+    INPUT_HEIGHT,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    input_geometries,
+    input_width,
+    is_input_geometry,
+)
 
 if TYPE_CHECKING:
     from gaitcontract.manifest import Manifest
@@ -128,6 +136,23 @@ class Runner(ABC):
         self._facts: RunnerFacts | None = None
         self._model_sha256: str | None = None
         self._stage_ms: dict[str, float] = {}
+
+    @classmethod
+    def declared_input_height(cls, model_path: str | Path) -> int:
+        """The input height (64 or 128) the model's manifest declares, read before activation so
+        the walk assembler makes walks of the model's resolution; 64 when there is no manifest
+        to read (activation reports a missing or bad one, and the kiosk checks the activated
+        model's height against its walks). ModelError for a height the contract lacks."""
+        if cls.manifest_kind is None:
+            return INPUT_HEIGHT
+        path = find_manifest(model_path)
+        try:
+            from gaitcontract.manifest import read_manifest
+
+            shape = read_manifest(path).input_shapes.get(INPUT_NAME)
+        except GaitMILError:
+            return INPUT_HEIGHT
+        return checked_input_height(shape[2] if shape and len(shape) == 4 else None, str(path))
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -320,19 +345,27 @@ def check_feed(feed: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarra
     return np.ascontiguousarray(array)
 
 
+def checked_input_height(height: int | None, where: str) -> int:
+    """`height` if the contract has it (None: the default 64), else ModelError saying which exist."""
+    if height is None:
+        return INPUT_HEIGHT
+    try:
+        input_width(height)
+    except ValueError as err:
+        raise ModelError(f"{where}: the model's input: {err}") from err
+    return int(height)
+
+
 def check_model_input_shape(shape: Iterable[object] | None, where: str) -> InputShape:
-    """A model's declared input shape must be static [B, T, 64, 44]; raise ModelError otherwise.
+    """A model's declared input shape must be static [B, T, 64, 44] (or another resolution of
+    gaitcontract.spec.INPUT_RESOLUTIONS: [B, T, 128, 88]); raise ModelError otherwise.
 
     `shape` as the backend reports it: a dynamic dimension is a name (str) or None."""
     dims = list(shape) if shape is not None else []
     static = [int(d) for d in dims if isinstance(d, int | np.integer) and int(d) > 0]
-    if (
-        len(dims) != 4
-        or len(static) != len(dims)
-        or tuple(static[2:]) != (INPUT_HEIGHT, INPUT_WIDTH)
-    ):
+    if len(dims) != 4 or len(static) != len(dims) or not is_input_geometry(static[2], static[3]):
         raise ModelError(
-            f"{where}: input '{INPUT_NAME}' has shape {dims}, expected static [B, T, {INPUT_HEIGHT}, {INPUT_WIDTH}]; "
+            f"{where}: input '{INPUT_NAME}' has shape {dims}, expected static {input_geometries()}; "
             "re-export it with `python -m export onnx --checkpoint CKPT --out DIR`"
         )
     batch, frames, height, width = static

@@ -42,6 +42,12 @@ def create_runner(
     return runner_class(name)(model_path, threads=threads, **options)
 
 
+def declared_input_height(name: str, model_path: str | Path) -> int:
+    """The input height (64 or 128) of the model `model_path` for runner `name`, before
+    activation: the height of the walks the kiosk must make for it (Runner.declared_input_height)."""
+    return runner_class(name).declared_input_height(model_path)
+
+
 def available_runners() -> dict[str, bool | str]:
     """name -> True, or the reason it cannot run here (without importing the backends)."""
     result: dict[str, bool | str] = {}

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.options import int_of
-from edge.runners.base import ModelFacts, ModelFile, Runner
-from gaitcontract.spec import DEFAULT_FRAMES, INPUT_HEIGHT, INPUT_WIDTH, OUTPUT_NAMES, check_frames
+from edge.runners.base import ModelFacts, ModelFile, Runner, checked_input_height
+from gaitcontract.spec import DEFAULT_FRAMES, INPUT_HEIGHT, OUTPUT_NAMES, check_frames
 
 if TYPE_CHECKING:
     from gaitmil.model import GaitMIL
@@ -23,6 +24,18 @@ class TorchRunner(Runner):
     options_allowed = frozenset({"frames", "batch"})
     _model: GaitMIL | None = None
     _torch: Any = None  # the torch module, imported on activate()
+
+    @classmethod
+    def declared_input_height(cls, model_path: str | Path) -> int:
+        """A checkpoint carries no manifest: its own description says the input height."""
+        from gaitcontract.errors import CheckpointError
+        from gaitmil.checkpoint import describe_checkpoint
+
+        try:
+            height = describe_checkpoint(model_path).get("input", {}).get("height")
+        except CheckpointError:
+            return INPUT_HEIGHT  # activation names what is wrong with the file
+        return checked_input_height(height, str(model_path))
 
     def _activate(self, model: ModelFile) -> ModelFacts:
         try:
@@ -54,7 +67,8 @@ class TorchRunner(Runner):
         self._model = network
         model_id = meta.get("model_id")
         return ModelFacts(
-            (batch, frames, INPUT_HEIGHT, INPUT_WIDTH),
+            # the checkpoint's resolution (GaitMILConfig.input_height: 64x44 or 128x88)
+            (batch, frames, network.config.input_height, network.config.input_width),
             precision="fp32",  # a checkpoint runs as saved: float32
             model_id=str(model_id) if model_id else None,
         )

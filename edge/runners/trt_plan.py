@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.options import int_of
-from gaitcontract.spec import INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, OUTPUT_NAMES
+from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES, input_geometries, is_input_geometry
 
 CUDA_LIBRARIES = ("cuda-python", "pycuda")
 # The module that proves a library is usable: `cuda` alone is a namespace package that any
@@ -150,10 +150,10 @@ def plan_io(tensors: Iterable[IOTensor]) -> IOPlan:
     if (
         len(inp.shape) != 4
         or any(d <= 0 for d in inp.shape)
-        or tuple(inp.shape[2:]) != (INPUT_HEIGHT, INPUT_WIDTH)
+        or not is_input_geometry(inp.shape[2], inp.shape[3])
     ):
         raise ValueError(
-            f"engine input '{INPUT_NAME}' has shape {list(inp.shape)}, expected static [B, T, {INPUT_HEIGHT}, {INPUT_WIDTH}]"
+            f"engine input '{INPUT_NAME}' has shape {list(inp.shape)}, expected static {input_geometries()}"
         )
     if inp.dtype != np.float32:
         raise ValueError(

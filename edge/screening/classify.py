@@ -32,7 +32,9 @@ class Classifier:
         batch, frames = self.runner.input_shape[:2]
         start = time.perf_counter()
         indices = even_indices(count, frames)
-        clip = to_model_input(walk.silhouettes[indices])  # [T, 64, 44] float32
+        # [T, 64, 44] float32 (or [T, 128, 88]: the runner says which; a walk of the other
+        # resolution is refused here, never resized)
+        clip = to_model_input(walk.silhouettes[indices], height=self.runner.input_shape[2])
         feed = np.broadcast_to(clip, (batch, *clip.shape)).copy() if batch > 1 else clip[None]
         outputs = self.runner.infer({INPUT_NAME: feed})
         elapsed = (time.perf_counter() - start) * 1000.0

@@ -44,7 +44,14 @@ import numpy as np
 from edge.errors import ModelError, RunnerError
 from edge.runners.onnxruntime import session_options
 from edge.types import Prediction, Walk
-from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES, even_indices, to_model_input
+from gaitcontract.spec import (
+    INPUT_HEIGHT,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    even_indices,
+    input_width,
+    to_model_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +107,10 @@ class EncoderWorker:
         queue_frames: int = 64,
         max_frames: int = 1024,
         linger_s: float = LINGER_S,
+        input_height: int = INPUT_HEIGHT,
     ) -> None:
+        input_width(input_height)  # a resolution the contract lacks is refused at start-up
+        self.input_height = int(input_height)
         if batch < 1 or queue_frames < 1 or max_frames < 1 or linger_s < 0:
             raise ValueError("batch, queue_frames and max_frames must be positive, linger_s >= 0")
         self.encode = encode
@@ -135,7 +145,7 @@ class EncoderWorker:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def submit(self, timestamp: float, silhouette: np.ndarray) -> bool:
-        """Queue one accepted silhouette (uint8 [64, 44]); never blocks. False: refused, counted."""
+        """Queue one accepted silhouette (uint8 [64, 44] or [128, 88]); never blocks. False: refused, counted."""
         self.stats.frames_submitted += 1
         if not self.alive:
             self.stats.frames_refused += 1
@@ -203,8 +213,9 @@ class EncoderWorker:
             self._idle.notify_all()
 
     def encode_frames(self, silhouettes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 [M, 64, 44] -> (features [M, P, C], pooled [M, 176]) in static batches."""
-        x = to_model_input(silhouettes)
+        """uint8 [M, 64, 44] (or [M, 128, 88]) -> (features [M, P, C], pooled [M, 176]) in static
+        batches."""
+        x = to_model_input(silhouettes, self.input_height)
         feats, pooled = [], []
         for start in range(0, len(x), self.batch):
             chunk = x[start : start + self.batch]
@@ -366,14 +377,30 @@ class StreamingClassifier:
             )
         self.runner = runner
         self.sessions = sessions
+        # the runner's input height (64 or 128): the walks the assembler makes for this model
+        self.input_height = int(runner.input_shape[2])
+        frame_shape = list(runner.input_shape[2:])
+        encoder_input = sessions.manifest.get("contract", {}).get("encoder_input", {})
+        if encoder_input.get("shape", [0, *frame_shape])[1:] != frame_shape:
+            raise ModelError(
+                f"the split encoder in {sessions.folder} takes frames {encoder_input['shape'][1:]}, "
+                f"the model {frame_shape}: export the split from the same checkpoint"
+            )
         self.worker = EncoderWorker(
-            sessions.encode, sessions.encoder_batch, queue_frames, max_frames
+            sessions.encode,
+            sessions.encoder_batch,
+            queue_frames,
+            max_frames,
+            input_height=self.input_height,
         )
 
     def warmup(self) -> None:
         """First runs allocate and tune: do them before READY, not on a child's walk."""
         feats, pooled = self.worker.encode_frames(
-            np.zeros((self.sessions.encoder_batch, 64, 44), np.uint8)
+            np.zeros(
+                (self.sessions.encoder_batch, self.input_height, input_width(self.input_height)),
+                np.uint8,
+            )
         )
         self.sessions.run_head(
             np.repeat(feats[:1], self.sessions.frames, 0),

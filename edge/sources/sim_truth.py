@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.types import Walk
 from gaitcontract.silhouette import normalize_for_model
+from gaitcontract.spec import INPUT_HEIGHT
 
 
 class SimTruth:
@@ -27,8 +28,9 @@ class SimTruth:
     takes.
     """
 
-    def __init__(self, with_clean: bool = False) -> None:
+    def __init__(self, with_clean: bool = False, input_height: int = INPUT_HEIGHT) -> None:
         self.with_clean = with_clean
+        self.input_height = input_height  # the model's: clean masks are normalised to it
         self.frames: dict[float, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -50,7 +52,7 @@ class SimTruth:
             )
         }
         if self.with_clean:
-            result = normalize_for_model(np.asarray(truth["mask"]))
+            result = normalize_for_model(np.asarray(truth["mask"]), self.input_height)
             item["clean"] = result.silhouette if result.ok else None
         with self._lock:
             self.frames[timestamp] = item

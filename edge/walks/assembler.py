@@ -26,7 +26,9 @@ declaration of every key and its default), with the frame rate (source.fps) and 
 person-sized area (segmentation.min_area) from their own sections.
 
 Each present frame is checked (border contact, components) and its largest component
-normalised with gaitcontract.silhouette.normalize_for_model. At the end the walk gate decides;
+normalised with gaitcontract.silhouette.normalize_for_model at the model's input height (64x44
+by default, 128x88 for a 128-px model: made from the camera-resolution mask, never upsampled
+from 64 px). At the end the walk gate decides;
 a refused walk still comes back, with `retake_reason` set to one of RETAKE_REASONS.
 """
 
@@ -36,7 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, ModelError
 from edge.settings import SegmentationConfig, SourceConfig, WalkConfig
 from edge.types import Mask, Person, Walk
 from edge.walks.gate import (
@@ -60,7 +62,7 @@ from edge.walks.gate import (
 )
 from edge.walks.tracker import BoxTracker, TrackerConfig
 from gaitcontract.silhouette import normalize_for_model
-from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
+from gaitcontract.spec import INPUT_HEIGHT, input_width
 
 __all__ = [
     "INTERRUPTED",
@@ -89,12 +91,20 @@ class WalkAssembler:
         *,
         fps: float | None = None,
         min_area_px: int | None = None,
+        input_height: int = INPUT_HEIGHT,
     ) -> None:
-        """`config`: the [walk] section; `fps`: source.fps; `min_area_px`: segmentation.min_area.
+        """`config`: the [walk] section; `fps`: source.fps; `min_area_px`: segmentation.min_area;
+        `input_height`: the model's input height (gaitcontract.spec.INPUT_RESOLUTIONS), so walks
+        are [N, input_height, input_width(input_height)].
 
         Unset values are the config's defaults (edge.settings), so a gate made here without
         arguments is the kiosk's gate with a default configuration.
         """
+        try:
+            self.input_width = input_width(input_height)
+        except ValueError as err:
+            raise ModelError(f"the model's input: {err}") from err
+        self.input_height = int(input_height)
         self.config = config if config is not None else WalkConfig()
         cfg = self.config
         self.fps = float(fps if fps is not None else SourceConfig().fps)
@@ -329,7 +339,7 @@ class WalkAssembler:
         if band is None:
             walk.drop(DROP_EMPTY)
             return
-        result = normalize_for_model(band)
+        result = normalize_for_model(band, self.input_height)
         if not result.ok or result.silhouette is None:
             walk.drop(result.reason or DROP_EMPTY)
             return
@@ -362,7 +372,7 @@ class WalkAssembler:
         sils = (
             np.stack(walk.silhouettes)
             if walk.silhouettes
-            else np.zeros((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
+            else np.zeros((0, self.input_height, self.input_width), np.uint8)
         )
         # the walk ends with the last frame the child was seen in, not with the exit hysteresis
         end_time = walk.times[-1] if walk.times else walk.last_time

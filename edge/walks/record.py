@@ -1,6 +1,7 @@
 """Write walks to disk for on-site calibration, only when privacy.record_walks is on.
 
-Each walk becomes `DIR/<walk_id>.npz` with `silhouettes` uint8 [N, 64, 44],
+Each walk becomes `DIR/<walk_id>.npz` with `silhouettes` uint8 [N, 64, 44] ([N, 128, 88]
+from a 128-px model),
 `timestamps` float64 [N] and `meta`, a 0-d string array holding JSON (walk_id,
 kiosk_id, site_id, quality, model_id, probs, outcome). This is the format
 `python -m calibration collect --walks DIR` reads. Silhouettes are biometric
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
-from gaitcontract.spec import INPUT_HEIGHT, INPUT_WIDTH
+from gaitcontract.spec import input_geometries, is_input_geometry
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -38,9 +39,9 @@ def record_walk(
     if not _SAFE_ID.match(walk_id) or walk_id.startswith("."):
         raise RecordError(f"walk id {walk_id!r} is not a safe file name (letters, digits, _ . -)")
     sil = np.asarray(silhouettes)
-    if sil.dtype != np.uint8 or sil.ndim != 3 or sil.shape[1:] != (INPUT_HEIGHT, INPUT_WIDTH):
+    if sil.dtype != np.uint8 or sil.ndim != 3 or not is_input_geometry(*sil.shape[1:]):
         raise RecordError(
-            f"silhouettes must be uint8 [N, {INPUT_HEIGHT}, {INPUT_WIDTH}], got {sil.dtype} {sil.shape}"
+            f"silhouettes must be uint8 {input_geometries('N')}, got {sil.dtype} {sil.shape}"
         )
     ts = np.asarray(timestamps, dtype=np.float64)
     if ts.shape != (sil.shape[0],):

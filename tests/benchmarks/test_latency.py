@@ -244,3 +244,22 @@ def test_a_split_that_does_not_match_its_manifest_is_reported_unusable(
     assert row["status"] == "unusable" and row["costs"] is None
     assert "does not match" in row["note"]
     assert "does not match" in capsys.readouterr().out
+
+
+def test_resolutions_reports_latency_per_walk_at_64_and_128(tiny_models, tmp_path, capsys):
+    out_json = tmp_path / "lat.json"
+    args = ["--backend", f"onnxruntime:{tiny_models.onnx}", "--iters", "2", "--warmup", "0"]
+    args += ["--walks", "2", "--walk-frames", "24", "--frames", str(tiny_models.frames)]
+    code = main([*args, "--probe", "none", "--no-split", "--resolutions", "--json", str(out_json)])
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    validate(report, "latency")
+    section = report["resolutions"]
+    assert section["status"] == "measured" and "random-weight" in section["note"]
+    rows = {(r["height"], r["width"]): r for r in section["rows"]}
+    assert set(rows) == {(64, 44), (128, 88)}
+    assert rows[(128, 88)]["input_shape"] == [1, tiny_models.frames, 128, 88]
+    assert rows[(128, 88)]["end_to_end"]["count"] == 2
+    printed = capsys.readouterr().out
+    assert "### Latency per walk at each input resolution" in printed
+    assert "| 128x88 | onnxruntime fp32 |" in printed

@@ -150,3 +150,68 @@ def test_repeated_walks_of_one_child_share_a_subject_folder(tmp_path):
     for walks in two:
         assert {w["view"] for w in walks} == {"toward", "away"}
         assert len({w["class"] for w in walks}) == 1 and len({w["severity"] for w in walks}) == 1
+
+
+# -- --input-height 128 (issue 25: trunk cues bigger than a pixel) ---------------------------
+
+
+def test_collect_at_128_px_writes_canvases_the_loader_reads_at_128(tmp_path, capsys):
+    from edge.collect import main
+    from gaitcontract.errors import DatasetError
+    from gaitmil.data import Scoliosis1K
+
+    out, clean = tmp_path / "data128", tmp_path / "clean128"
+    code = main(
+        [
+            "--source",
+            "sim://?seed=3&walks=2&view=toward",
+            "--out",
+            str(out),
+            "--clean",
+            str(clean),
+            "--input-height",
+            "128",
+            "--test-fraction",
+            "0",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["input_height"] == 128 and summary["sequences"] >= 1
+    for folder in (out, clean):
+        pkls = sorted(folder.rglob("*.pkl"))
+        assert pkls and all(load_pkl(p).shape[1:] == (128, 128) for p in pkls)
+        assert json.loads((folder / "truth.json").read_text())["input_height"] == 128
+    data = Scoliosis1K(out, "kiosk", "train", frames=8, train_sampling=False)
+    assert data.input_height == 128
+    sil, *_ = data[0]
+    assert tuple(sil.shape) == (8, 128, 88) and float(sil.max()) == 1.0
+    # a 64-px model cannot train on it: refused, never resized
+    with pytest.raises(DatasetError, match="never resized"):
+        Scoliosis1K(out, "kiosk", "train", frames=8, train_sampling=False, input_height=64)
+
+
+def test_padding_is_the_inverse_of_the_model_cut_at_128():
+    sil = (np.random.default_rng(0).random((5, 128, 88)) > 0.5).astype(np.uint8) * 255
+    padded = pad_to_canvas(sil)
+    assert padded.shape == (5, 128, 128)
+    np.testing.assert_array_equal(cut(padded), sil)
+    with pytest.raises(CollectError, match="not a model input"):
+        pad_to_canvas(np.zeros((5, 128, 44), np.uint8))
+
+
+def test_recordings_of_another_height_are_refused_not_resized(tmp_path):
+    from edge.walks.record import record_walk
+
+    rec = tmp_path / "rec"
+    record_walk(
+        rec,
+        "w1",
+        np.zeros((40, 64, 44), np.uint8),
+        np.arange(40, dtype=np.float64),
+        {"outcome": "no_referral_indicated", "quality": {}},
+    )
+    labels = tmp_path / "labels.csv"
+    labels.write_text("walk_id,label\nw1,negative\n")
+    with pytest.raises(CollectError, match="collect it again at that height"):
+        collect_recordings(rec, labels, tmp_path / "out", "site", 0.0, seed=0, input_height=128)

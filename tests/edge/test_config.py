@@ -290,7 +290,7 @@ def test_collect_builds_the_kiosks_gate():
     import edge.collect
 
     source = inspect.getsource(edge.collect.kiosk_walks)
-    assert "make_assembler(cfg)" in source and "open_configured_source(cfg)" in source
+    assert "make_assembler(cfg, input_height)" in source and "open_configured_source(cfg)" in source
 
 
 def test_source_keys_reach_the_source():

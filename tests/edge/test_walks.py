@@ -250,3 +250,60 @@ def test_person_band_drops_stray_blobs_before_normalising():
     clean = normalize_for_model(band)
     image[12:15, 70:75] = False
     assert np.array_equal(clean.silhouette, normalize_for_model(image).silhouette)
+
+
+# -- the model's input height (issue 25: trunk cues bigger than a pixel) ---------------------
+
+
+def test_a_128_px_model_gets_128x88_walks_made_from_the_camera_mask(segmenter):
+    frames = walk_frames(40)
+    assembler = WalkAssembler(input_height=128)
+    walks = [w for f in frames if (w := assembler.push(segmenter.segment(f))) is not None]
+    assert len(walks) == 1 and walks[0].accepted
+    walk = walks[0]
+    assert walk.silhouettes.shape == (40, 128, 88) and walk.silhouettes.dtype == np.uint8
+    # each silhouette is the camera-resolution mask normalised to 128 px, not a 64-px one resized
+    mask = segmenter.segment(frames[30])
+    np.testing.assert_array_equal(
+        walk.silhouettes[20], normalize_for_model(person_band(mask), 128).silhouette
+    )
+
+
+def test_a_refused_128_px_walk_is_empty_at_128x88(segmenter):
+    assembler = WalkAssembler(input_height=128)
+    assembler.push(segmenter.segment(walk_frames(3)[0]))
+    walk = assembler.flush()
+    assert walk is None or walk.silhouettes.shape[1:] == (128, 88)
+
+
+def test_a_model_height_outside_the_contract_is_refused_at_start_up():
+    from edge.errors import ModelError
+
+    with pytest.raises(ModelError, match="not in the model contract"):
+        WalkAssembler(input_height=96)
+
+
+@pytest.mark.parametrize("gap", [340, 341])  # even and odd: sampled or skipped at half resolution
+def test_the_depth_segmenter_keeps_a_camera_pixel_gap_for_the_128_px_silhouette(gap):
+    # The segmenter works at half resolution but re-thresholds the kept person's box at camera
+    # resolution: a gap of one camera pixel between arm and trunk (the wall's depth behind it)
+    # stays in the mask, so the 128-px silhouette is made from a camera-resolution mask and
+    # shows it, whichever column the working resolution sampled.
+    from edge.types import Frame
+
+    depth = np.full((480, 640), 2800, np.uint16)  # a wall beyond the range gate
+    depth[100:356, 280:gap] = 1500  # a child 256 camera pixels tall
+    depth[130:150, 280 : gap + 13] = 1500  # the shoulder
+    depth[150:300, gap + 1 : gap + 13] = 1500  # the arm, one column of wall from the trunk
+    mask = DepthSegmenter(None, far_mm=2500, scale=2).segment(
+        Frame(index=0, timestamp=0.0, depth=depth)
+    )
+    assert len(mask.people) == 1  # one child, the arm attached at the shoulder
+    row = mask.mask[200, gap - 1 : gap + 2]
+    assert row.tolist() == [True, False, True]  # the gap, at camera resolution
+    silhouette = normalize_for_model(person_band(mask), 128).silhouette
+    gap_rows = 0
+    for line in silhouette:
+        bright = np.flatnonzero(line >= 128)
+        gap_rows += bool(bright.size and (line[bright[0] : bright[-1] + 1] < 128).any())
+    assert gap_rows >= 60  # the arm's 150 camera rows are 75 rows of the 128-px silhouette
