@@ -90,14 +90,17 @@ def _setup_logging(cfg: Any, args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components, screening_threshold
 
     cfg = _load(args)
+    threshold = screening_threshold(cfg)  # the model card, read once: a broken one stops us here
     _setup_logging(cfg, args)
     if args.service:
         from edge.model_store.facts import refuse_simulated_model
 
         refuse_simulated_model(cfg)
-    return Kiosk(cfg, options=ServiceOptions(max_walks=args.max_walks)).run()
+    parts = build_components(cfg, threshold=threshold)
+    return Kiosk(cfg, options=ServiceOptions(max_walks=args.max_walks), components=parts).run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -119,9 +122,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from edge.config import effective_config, load_config
+    from edge.wiring import screening_threshold
 
     cfg = load_config(args.file)
-    print(json.dumps(effective_config(cfg, mask_secrets=True), indent=2))
+    print(json.dumps(effective_config(cfg, screening_threshold(cfg), mask_secrets=True), indent=2))
     print(f"config OK: {args.file}", file=sys.stderr)
     return EXIT_OK
 
@@ -138,7 +142,10 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from edge.wiring import screening_threshold
+
     cfg = _load(args)
+    screening_threshold(cfg)  # a broken model card fails the check at once, as it fails `run`
     if args.verbose:
         _setup_logging(cfg, args)
     results = run_checks(cfg, timeout=args.timeout)

@@ -8,8 +8,8 @@ where it came from and what is allowed. Relative paths are resolved against
 the current working directory (the systemd unit sets WorkingDirectory).
 
 One public path each: the models of the tree are in edge.settings, loading
-them is here, the referral threshold is edge.screening.threshold and the broker URL
-edge.publishing.broker_url.
+them is here, the referral threshold is edge.screening.threshold (read from the model card
+once, by edge.wiring) and the broker URL edge.publishing.broker_url.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from edge.errors import ConfigError
+from edge.screening.threshold import Threshold
 from edge.settings import KioskConfig, MqttConfig
 
 if sys.version_info >= (3, 11):
@@ -193,7 +194,6 @@ def load_config(
     _check_files(cfg)
     if resolve_model and cfg.model.store is not None:
         _resolve_store(cfg)
-    cfg.threshold()  # the model card is read once, here: a broken card fails at start-up, not at the first walk
     return cfg
 
 
@@ -260,10 +260,11 @@ def _warn_if_others_can_read(path: Path) -> None:
         )
 
 
-def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
-    """The configuration in force as plain JSON-able data, with derived values and secrets masked."""
+def effective_config(cfg: KioskConfig, resolved: Threshold, mask_secrets: bool = True) -> dict:
+    """The configuration in force as plain JSON-able data, with derived values and secrets masked.
+
+    `resolved`: the threshold in force (edge.wiring.screening_threshold), shown with its source."""
     data = cfg.model_dump(mode="json", by_alias=True)
-    resolved = cfg.threshold()
     data["screening"]["threshold"] = resolved.value
     data["screening"]["threshold_source"] = resolved.source
     if resolved.rescreen is not None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from edge.publishing.broker_url import parse_broker_url
-from edge.screening.threshold import CARD_NAME, ResolvedThreshold, threshold_from_card
+from edge.screening.threshold import CARD_NAME
+
+if TYPE_CHECKING:
+    from edge.model_store.store import ActiveModel
 
 # the checkout (or install prefix) that holds edge/ and models/
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -798,16 +801,14 @@ class KioskConfig(_Section):
         "~/.local/state/gaitmil-edge. Never the working directory.",
     )
 
-    # the threshold resolved from the model card, with what it was resolved from (read once)
-    _threshold: tuple[tuple[Any, ...], ResolvedThreshold] | None = PrivateAttr(None)
     # the store's active (or pinned) model when model.store is set (edge.config resolves it)
-    _active_model: Any = PrivateAttr(None)
+    _active_model: ActiveModel | None = PrivateAttr(None)
 
-    def set_active_model(self, active: Any) -> None:
+    def set_active_model(self, active: ActiveModel) -> None:
         self._active_model = active
 
     @property
-    def active_model(self) -> Any:
+    def active_model(self) -> ActiveModel | None:
         """The model store's ActiveModel the kiosk runs, or None without model.store."""
         return self._active_model
 
@@ -833,22 +834,3 @@ class KioskConfig(_Section):
         return (
             self.model.card if self.model.card is not None else self.model.path.parent / CARD_NAME
         )
-
-    def threshold(self) -> ResolvedThreshold:
-        """The referral threshold in force and where it came from.
-
-        The model card is read on the first call (edge.config.load_config makes that call, at
-        start-up) and the answer kept; it is read again only if the keys it depends on changed.
-        """
-        s = self.screening
-        key = (
-            s.threshold,
-            self.card_path,
-            self.model.card is not None,
-            s.target,
-            s.target_value,
-            s.rescreen,
-        )
-        if self._threshold is None or self._threshold[0] != key:
-            self._threshold = (key, threshold_from_card(*key))
-        return self._threshold[1]

@@ -30,6 +30,7 @@ from edge.screening.result import (
     build_result,
     child_decision,
 )
+from edge.screening.threshold import Threshold, read_card, resolve_threshold
 from edge.settings import KioskConfig
 from edge.types import Frame, Prediction, Walk
 from edge.walks.record import record_walk
@@ -59,11 +60,9 @@ class Components:
     make_publisher: Callable[
         [ModelIdentity], Any
     ]  # identity -> edge.publishing.publisher.Publisher (not started)
-    threshold: float
+    threshold: Threshold  # with the rescreen band, if screening.rescreen
     publisher: Any = None
-    # screening.rescreen: the card's band [low, high); screening.walks_per_child: walks per token
-    rescreen: tuple[float, float] | None = None
-    walks_per_child: int = 1
+    walks_per_child: int = 1  # screening.walks_per_child: judged walks per session token
     classifier: Any = None
     context: ResultContext | None = None
     identity: ModelIdentity | None = None
@@ -87,12 +86,6 @@ class Components:
     def source_name(self) -> str:
         return str(self.source.health().get("uri", "?"))
 
-    def set_walk_active(self, active: bool) -> None:
-        # Colour background learning is frozen while a child is in view.
-        freeze = getattr(self.segmenter, "freeze", None)
-        if freeze is not None:
-            freeze(active)
-
     def activate_runner(self, site_id: str, kiosk_id: str, warmup: bool = True) -> None:
         from edge.screening.classify import Classifier
         from gaitcontract.spec import INPUT_NAME
@@ -109,9 +102,7 @@ class Components:
                 self.runner.deactivate()  # a start-up failure leaves nothing active
                 raise
         self.identity = ModelIdentity.from_runner(self.runner)
-        self.context = ResultContext(
-            site_id, kiosk_id, self.threshold, self.identity, self.rescreen
-        )
+        self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
 
     def _start_streaming(self, warmup: bool) -> Any:
         from edge.screening.streaming import SplitSessions, StreamingClassifier
@@ -195,7 +186,7 @@ class Components:
             self.child_walks = (token, walks)
             return False
         self.child_walks = (None, [])
-        result["child_decision"] = child_decision(walks, result["threshold"])
+        result["child_decision"] = child_decision(walks, self.threshold)
         return True
 
     def health_extra(self, health: Any) -> dict[str, Any]:
@@ -269,16 +260,34 @@ def _alarm(health: Any, name: str, active: bool, message: str) -> None:
         health.clear_alarm(name)
 
 
-def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -> Components:
+def screening_threshold(cfg: KioskConfig) -> Threshold:
+    """The referral threshold in force: screening.threshold, else the model card's (the card is
+    read here, once per call), else the default. Called once at start-up, so a broken card
+    stops the kiosk before its first walk; the value is then handed to whoever needs it."""
+    s = cfg.screening
+    card = None if s.threshold is not None else read_card(cfg.card_path, cfg.model.card is not None)
+    return resolve_threshold(s.threshold, card, cfg.card_path, s.target, s.target_value, s.rescreen)
+
+
+def build_components(
+    cfg: KioskConfig,
+    runner: Any = None,
+    source: Any = None,
+    threshold: Threshold | None = None,
+) -> Components:
     """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
 
-    `runner` / `source` replace the configured ones (tests inject bad input this way).
+    `runner` / `source` replace the configured ones (tests inject bad input this way);
+    `threshold`: the one screening_threshold(cfg) already made (else it is made here, first,
+    so a broken model card fails before anything is opened).
     """
     from edge.outbox.store import Outbox
     from edge.publishing.client import publisher_settings
     from edge.publishing.publisher import Publisher
     from edge.runners.registry import create_runner
 
+    if threshold is None:
+        threshold = screening_threshold(cfg)
     if source is None:
         source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
@@ -287,7 +296,6 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
         runner = create_runner(
             cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg)
         )
-    threshold = cfg.threshold().value
     outbox = Outbox.from_config(cfg)
     settings = publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id)
 
@@ -300,7 +308,6 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
         return Publisher(settings, outbox, model={**identity.as_dict(), **status_model})
 
     parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
-    parts.rescreen = cfg.threshold().rescreen
     parts.walks_per_child = cfg.screening.walks_per_child
     parts.inference = cfg.model.inference
     parts.stream_queue_frames = cfg.model.stream_queue_frames
