@@ -173,9 +173,9 @@ class SegmentationConfig(_Section):
         le=5000,
         description="Depth: how many millimetres closer than the empty corridor a pixel must be to be foreground.",
     )
-    # What counts as a person-sized component and how it is cleaned (edge.segmentation.depth.ComponentRules),
-    # for the depth, color, person and fused segmenters; pixels are camera pixels unless marked
-    # "working": the segmenters clean masks at half resolution.
+    # What counts as a person-sized component and how it is cleaned, for the depth, color, person
+    # and fused segmenters (they take this section itself: edge.segmentation.depth); pixels are
+    # camera pixels unless marked "working": the segmenters clean masks at half resolution.
     min_height_px: int = Field(
         48,
         ge=1,

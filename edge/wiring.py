@@ -31,11 +31,13 @@ from edge.screening.result import (
     child_decision,
 )
 from edge.screening.threshold import Threshold, read_card, resolve_threshold
-from edge.settings import KioskConfig
+from edge.settings import KioskConfig, SegmentationConfig
 from edge.types import Frame, Prediction, Walk
 from edge.walks.record import record_walk
 
 if TYPE_CHECKING:
+    from edge.segmentation.depth import Segmenter
+    from edge.segmentation.site import SiteModel
     from edge.sources.base import Source
     from edge.walks.assembler import WalkAssembler
 
@@ -352,13 +354,33 @@ def make_assembler(cfg: KioskConfig) -> WalkAssembler:
     return WalkAssembler(cfg.walk, fps=cfg.source.fps, min_area_px=cfg.segmentation.min_area)
 
 
-def make_segmenter(cfg: KioskConfig, source: Any) -> Any:
-    """The segmenter for the configured method and the source's images (edge.segmentation.choice: `auto`
-    picks by source, a method the source cannot serve is refused here, at start-up); a
-    simulated camera without a site model learns its empty corridor."""
-    from edge.segmentation.choice import build_segmenter
+def make_segmenter(cfg: KioskConfig, source: Any) -> Segmenter:
+    """The segmenter for the configured method and the source's images (edge.segmentation.choice:
+    `auto` picks by source, a method the source cannot serve is refused here, at start-up).
 
-    return build_segmenter(cfg, source, simulated_site)
+    In one pass: the method first, then (only for a method that compares depth with the empty
+    corridor) its site model, then the segmenter from the [segmentation] section and that site."""
+    from edge.segmentation.choice import method_for
+
+    method = method_for(cfg.segmentation, source)
+    site = site_background(cfg.segmentation, source) if method.uses_site else None
+    return method.make(cfg.segmentation, site)
+
+
+def site_background(seg: SegmentationConfig, source: Any) -> SiteModel | None:
+    """segmentation.site_model, else a simulated camera's empty corridor, else None (warned:
+    only the range gate then separates the child from floor and walls)."""
+    from edge.segmentation.site import SiteModel
+
+    if seg.site_model is not None:
+        return SiteModel.load(seg.site_model)
+    site = simulated_site(source)
+    if site is None:
+        log.warning(
+            "no segmentation.site_model: only the range gate separates the child from floor and "
+            "walls; run `python -m edge calibrate-site` in the empty corridor"
+        )
+    return site
 
 
 def source_is_live(source: Any) -> bool:
@@ -373,7 +395,7 @@ def source_is_live(source: Any) -> bool:
     return bool(live)
 
 
-def simulated_site(source: Any) -> Any:
+def simulated_site(source: object) -> SiteModel | None:
     """For sim:// sources: the site model of the simulator's empty corridor, else None."""
     from edge.sources.sim import SimSource
 

@@ -508,7 +508,7 @@ def test_segmentation_rules_reach_the_kiosks_segmenter():
     segmenter = make_segmenter(cfg, open_configured_source(cfg))
     rules = segmenter.components.rules
     assert (
-        rules.min_area_px,
+        rules.min_area,
         rules.flying_mm,
         rules.behind_mm,
         rules.stereo_shadow_left,
