@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -36,6 +36,10 @@ from edge.types import Frame, Prediction, Walk
 from edge.walks.record import record_walk
 
 if TYPE_CHECKING:
+    from edge.health import Health
+    from edge.publishing.publisher import Publisher
+    from edge.runners.base import Runner
+    from edge.screening.streaming import StreamingClassifier
     from edge.segmentation.depth import Segmenter
     from edge.segmentation.site import SiteModel
     from edge.sources.base import Source
@@ -44,6 +48,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
 
 OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked", "outbox_corrupt_row")
+
+
+class WalkClassifier(Protocol):
+    """A walk -> Prediction (edge.screening.classify.Classifier, or the streaming one)."""
+
+    def classify(self, walk: Walk) -> Prediction: ...
 
 
 @dataclass
@@ -55,17 +65,15 @@ class Components:
     CUDA objects belong to the thread that creates them.
     """
 
-    source: Any  # edge.sources.Source
-    segmenter: Any  # edge.segmentation.depth.Segmenter
-    assembler: Any  # edge.walks.assembler.WalkAssembler
-    runner: Any  # edge.runners.base.Runner (not yet active)
-    make_publisher: Callable[
-        [ModelIdentity], Any
-    ]  # identity -> edge.publishing.publisher.Publisher (not started)
+    source: Source
+    segmenter: Segmenter
+    assembler: WalkAssembler
+    runner: Runner  # not yet active
+    make_publisher: Callable[[ModelIdentity], Publisher]  # identity -> publisher (not started)
     threshold: Threshold  # with the rescreen band, if screening.rescreen
-    publisher: Any = None
+    publisher: Publisher | None = None
     walks_per_child: int = 1  # screening.walks_per_child: judged walks per session token
-    classifier: Any = None
+    classifier: WalkClassifier | None = None
     context: ResultContext | None = None
     identity: ModelIdentity | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -106,7 +114,7 @@ class Components:
         self.identity = ModelIdentity.from_runner(self.runner)
         self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
 
-    def _start_streaming(self, warmup: bool) -> Any:
+    def _start_streaming(self, warmup: bool) -> StreamingClassifier:
         from edge.screening.streaming import SplitSessions, StreamingClassifier
 
         sessions = SplitSessions(
@@ -130,19 +138,20 @@ class Components:
             self.runner.deactivate()
 
     def result_for(
-        self, walk: Walk, ended_at: float, health: Any
+        self, walk: Walk, ended_at: float, health: Health
     ) -> tuple[dict, Prediction | None]:
         """The result of one walk and its Prediction (None for a retake); failures counted in `health`."""
-        context = self.context
-        if context is None:
+        context, classifier, publisher = self.context, self.classifier, self.publisher
+        if context is None or classifier is None or publisher is None:
             raise EdgeError(
-                "result_for before activate_runner: the result context is made with the runner"
+                "result_for before activate_runner and the publisher: the result context and the "
+                "classifier are made with the runner, the publisher after it"
             )
         prediction = None
         reason = None
         if walk.accepted:
             try:
-                prediction = self.classifier.classify(walk)
+                prediction = classifier.classify(walk)
             except (RunnerError, ModelError, ValueError) as exc:
                 # One bad walk must not stop the kiosk: the child is asked to walk again.
                 health.count("inference_errors")
@@ -152,7 +161,7 @@ class Components:
         if prediction is not None:
             latency["inference"] = prediction.inference_ms
         # A retake keeps the token: the same child walks again. A classification uses it up.
-        token = self.publisher.current_subject_token()
+        token = publisher.current_subject_token()
         try:
             result = build_result(
                 walk, prediction, context, latency, subject_token=token, retake_reason=reason
@@ -169,8 +178,8 @@ class Components:
         # up, or with walks_per_child > 1 the last of that many judged walks does.
         if token is not None and result["outcome"] in JUDGED:
             if self._child_walk_done(token, result):
-                self.publisher.consume_subject_token()
-        forget = getattr(self.classifier, "forget", None)
+                publisher.consume_subject_token()
+        forget = getattr(classifier, "forget", None)
         if forget is not None:  # streaming: the walk's frame features go, retakes' too
             forget(walk)
         return result, prediction
@@ -191,11 +200,11 @@ class Components:
         result["child_decision"] = child_decision(walks, self.threshold)
         return True
 
-    def health_extra(self, health: Any) -> dict[str, Any]:
+    def health_extra(self, health: Health) -> dict[str, object]:
         """Camera, outbox and MQTT state for the health message; updates `health`'s gauges and alarms."""
         source_counters = self.source.health()
         health.set_gauge("camera_timeouts", int(source_counters.get("timeouts", 0)))
-        extra: dict[str, Any] = {"source": source_counters}
+        extra: dict[str, object] = {"source": source_counters}
         streaming = getattr(self.classifier, "health", None)
         if streaming is not None:
             extra["streaming"] = streaming()
@@ -244,7 +253,7 @@ class Components:
         self.closers.clear()
 
 
-def walk_step(segmenter: Any, assembler: Any, frame: Frame) -> Walk | None:
+def walk_step(segmenter: Segmenter, assembler: WalkAssembler, frame: Frame) -> Walk | None:
     """One frame through segmentation and the walk gate: the one path the kiosk and
     `python -m edge collect` (training data) share, so both see the same silhouettes."""
     mask = segmenter.segment(frame)
@@ -255,7 +264,7 @@ def walk_step(segmenter: Any, assembler: Any, frame: Frame) -> Walk | None:
     return walk
 
 
-def _alarm(health: Any, name: str, active: bool, message: str) -> None:
+def _alarm(health: Health, name: str, active: bool, message: str) -> None:
     if active:
         health.raise_alarm(name, message)
     else:
@@ -273,8 +282,8 @@ def screening_threshold(cfg: KioskConfig) -> Threshold:
 
 def build_components(
     cfg: KioskConfig,
-    runner: Any = None,
-    source: Any = None,
+    runner: Runner | None = None,
+    source: Source | None = None,
     threshold: Threshold | None = None,
 ) -> Components:
     """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
@@ -306,7 +315,7 @@ def build_components(
     # the retained status says what the kiosk screens with: trained_on, store id, signer, gate
     status_model = status_facts(cfg)
 
-    def make_publisher(identity: ModelIdentity) -> Any:
+    def make_publisher(identity: ModelIdentity) -> Publisher:
         return Publisher(settings, outbox, model={**identity.as_dict(), **status_model})
 
     parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
@@ -320,7 +329,7 @@ def build_components(
     return parts
 
 
-def runner_options(cfg: KioskConfig) -> dict[str, Any]:
+def runner_options(cfg: KioskConfig) -> dict[str, bool]:
     """Options from [model] for runners that take them (by what the runner declares, not by its name)."""
     from edge.runners.registry import runner_class
 
@@ -354,7 +363,7 @@ def make_assembler(cfg: KioskConfig) -> WalkAssembler:
     return WalkAssembler(cfg.walk, fps=cfg.source.fps, min_area_px=cfg.segmentation.min_area)
 
 
-def make_segmenter(cfg: KioskConfig, source: Any) -> Segmenter:
+def make_segmenter(cfg: KioskConfig, source: Source) -> Segmenter:
     """The segmenter for the configured method and the source's images (edge.segmentation.choice:
     `auto` picks by source, a method the source cannot serve is refused here, at start-up).
 
@@ -367,7 +376,7 @@ def make_segmenter(cfg: KioskConfig, source: Any) -> Segmenter:
     return method.make(cfg.segmentation, site)
 
 
-def site_background(seg: SegmentationConfig, source: Any) -> SiteModel | None:
+def site_background(seg: SegmentationConfig, source: Source) -> SiteModel | None:
     """segmentation.site_model, else a simulated camera's empty corridor, else None (warned:
     only the range gate then separates the child from floor and walls)."""
     from edge.segmentation.site import SiteModel
@@ -383,7 +392,7 @@ def site_background(seg: SegmentationConfig, source: Any) -> SiteModel | None:
     return site
 
 
-def source_is_live(source: Any) -> bool:
+def source_is_live(source: Source) -> bool:
     """A camera (or a simulation paced like one) is live: its frames are dropped, never waited for.
 
     A source says it is not live with `live = False`, or `realtime = False` (recordings
