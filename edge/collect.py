@@ -40,10 +40,10 @@ import pickle
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from edge.types import Walk
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.silhouette import normalize_for_model
 from gaitcontract.spec import CANVAS_SIZE, CLASSES, CUT_COLUMNS
+
+if TYPE_CHECKING:
+    from edge.settings import KioskConfig
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090", "lateral": "090", "unknown": "999"}
 NOTE = (
@@ -64,12 +67,73 @@ class CollectError(EdgeError):
     """Bad input to `edge collect` (labels file, recordings folder, output folder)."""
 
 
+class FrameTruth(TypedDict, total=False):
+    """What the simulator knew of one frame (its SimSource.last_truth, the keys kept)."""
+
+    walk_index: int
+    label: int | None
+    severity: float | None
+    view: str | None
+    curve_type: str | None
+    in_straight: bool | None
+    phase: float | None
+    subject_index: int | None
+    clean: np.ndarray | None  # with_clean: the frame's true mask, normalized as the model's input
+
+
+class WalkTruth(TypedDict, total=False):
+    """What the simulator knew of one assembled walk: the child seen in most of its frames."""
+
+    walk_index: int
+    subject_index: int | None
+    label: int | None
+    severity: float | None
+    view: str | None
+    curve_type: str | None
+    straight_share: float  # share of the walk's frames on the straight part
+    sim_walks: list[int]  # every simulated walk the frames came from
+
+
+class SequenceInfo(TypedDict, total=False):
+    """What truth.json says of a stored sequence beside its subject, class and length."""
+
+    severity: float | None
+    curve_type: str | None
+    view: str | None
+    straight_share: float | None
+    source: str
+    phase: list[float]  # the true gait phase of each stored frame
+    site_id: str | None
+    kiosk_id: str | None
+
+
+# a stored sequence in truth.json: who, which class, how many frames, and its SequenceInfo
+_SequenceHead = TypedDict(
+    "_SequenceHead", {"subject_id": str, "class": str, "label": int, "frames": int}
+)
+
+
+class SequenceRecord(_SequenceHead, SequenceInfo):
+    pass
+
+
+class Label(TypedDict):
+    label: int  # index into gaitcontract.spec.CLASSES
+    severity: float | None
+
+
+class _StreamPart(TypedDict):
+    sequences: dict[str, SequenceRecord]
+    clean: dict[str, SequenceRecord]
+    verdicts: list[dict[str, object]]
+
+
 @dataclass
 class CollectedWalk:
     """One walk as the kiosk assembled it, with what the simulator knows about it."""
 
     walk: Walk
-    truth: dict[str, Any] = field(default_factory=dict)  # label, severity, curve_type, view, ...
+    truth: WalkTruth = field(default_factory=lambda: WalkTruth())
     clean: np.ndarray | None = None  # truth masks of the same kept frames, uint8 [N, 64, 44]
     phases: np.ndarray | None = None  # true gait phase of each kept frame, [N]
 
@@ -79,58 +143,61 @@ class _SimTruth:
 
     def __init__(self, with_clean: bool) -> None:
         self.with_clean = with_clean
-        self.frames: dict[float, dict[str, Any]] = {}
+        self.frames: dict[float, FrameTruth] = {}
 
-    def add(self, timestamp: float, truth: dict[str, Any]) -> None:
+    def add(self, timestamp: float, truth: Mapping[str, Any]) -> None:
+        """`truth`: SimSource.last_truth of the frame at `timestamp`."""
         if truth.get("walk_index", -1) < 0:
             return
-        item = {
-            k: truth.get(k)
-            for k in (
-                "walk_index",
-                "label",
-                "severity",
-                "view",
-                "curve_type",
-                "in_straight",
-                "phase",
-                "subject_index",
-            )
-        }
+        item = FrameTruth(
+            walk_index=truth["walk_index"],
+            label=truth.get("label"),
+            severity=truth.get("severity"),
+            view=truth.get("view"),
+            curve_type=truth.get("curve_type"),
+            in_straight=truth.get("in_straight"),
+            phase=truth.get("phase"),
+            subject_index=truth.get("subject_index"),
+        )
         if self.with_clean:
             result = normalize_for_model(np.asarray(truth["mask"]))
             item["clean"] = result.silhouette if result.ok else None
         self.frames[timestamp] = item
 
-    def take(self, walk: Walk) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    def take(self, walk: Walk) -> tuple[WalkTruth, np.ndarray | None, np.ndarray | None]:
         """Truth of a finished walk: the majority child among its kept frames, and its clean masks."""
         kept = [self.frames.get(float(t)) for t in walk.timestamps]
         during = [f for t, f in self.frames.items() if walk.start_time <= t <= walk.end_time]
         frames = [f for f in kept if f is not None] or during  # a refused walk may keep no frame
         self.frames = {t: f for t, f in self.frames.items() if t > walk.end_time}
         if not frames:
-            return {}, None, None
+            return WalkTruth(), None, None
         walk_index = Counter(f["walk_index"] for f in frames).most_common(1)[0][0]
         first = next(f for f in frames if f["walk_index"] == walk_index)
-        truth = {
-            k: first.get(k)
-            for k in ("walk_index", "subject_index", "label", "severity", "view", "curve_type")
-        }
-        truth["straight_share"] = float(np.mean([bool(f["in_straight"]) for f in frames]))
-        truth["sim_walks"] = sorted({f["walk_index"] for f in frames})
+        truth = WalkTruth(
+            walk_index=first["walk_index"],
+            subject_index=first.get("subject_index"),
+            label=first.get("label"),
+            severity=first.get("severity"),
+            view=first.get("view"),
+            curve_type=first.get("curve_type"),
+            straight_share=float(np.mean([bool(f["in_straight"]) for f in frames])),
+            sim_walks=sorted({f["walk_index"] for f in frames}),
+        )
         clean = phases = None
         known = [f for f in kept if f is not None]
         if kept and len(known) == len(kept):
             phases = np.array(
-                [np.nan if f["phase"] is None else f["phase"] for f in known], np.float64
+                [np.nan if f.get("phase") is None else f.get("phase") for f in known], np.float64
             )
             if self.with_clean:
                 blank = np.zeros((walk.silhouettes.shape[1], walk.silhouettes.shape[2]), np.uint8)
-                clean = np.stack([f["clean"] if f["clean"] is not None else blank for f in known])
+                masks = [f.get("clean") for f in known]
+                clean = np.stack([m if m is not None else blank for m in masks])
         return truth, clean, phases
 
 
-def kiosk_walks(cfg: Any, with_clean: bool = False) -> Iterator[CollectedWalk]:
+def kiosk_walks(cfg: KioskConfig, with_clean: bool = False) -> Iterator[CollectedWalk]:
     """Every walk the kiosk configured by `cfg` assembles from its source, in order.
 
     The source, segmenter and gate are built exactly as `edge run` builds them.
@@ -183,10 +250,10 @@ class LayoutWriter:
             raise CollectError(
                 f"cannot create the output folder {self.out}: {exc.strerror}"
             ) from exc
-        self.sequences: dict[str, dict[str, Any]] = {}
+        self.sequences: dict[str, SequenceRecord] = {}
         self.seq_per_subject: Counter[str] = Counter()
 
-    def write(self, subject: str, label: int, silhouettes: np.ndarray, info: dict[str, Any]) -> str:
+    def write(self, subject: str, label: int, silhouettes: np.ndarray, info: SequenceInfo) -> str:
         seq = self.seq_per_subject[subject]
         self.seq_per_subject[subject] += 1
         folder = f"{seq:03d}_{VIEW_ANGLE.get(str(info.get('view')), '999')}"
@@ -205,8 +272,8 @@ class LayoutWriter:
         return rel
 
     def finish(
-        self, split_name: str, test_fraction: float, seed: int, extra: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, split_name: str, test_fraction: float, seed: int, extra: Mapping[str, object]
+    ) -> dict[str, object]:
         train, test = split_subjects(self.sequences, test_fraction, seed)
         (self.out / f"Scoliosis1K_{split_name}.json").write_text(
             json.dumps({"TRAIN_SET": train, "TEST_SET": test}, indent=1)
@@ -228,8 +295,8 @@ class LayoutWriter:
 
 
 def split_subjects(
-    sequences: dict[str, dict[str, Any]], test_fraction: float, seed: int
-) -> tuple[list, list]:
+    sequences: Mapping[str, SequenceRecord], test_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Subject-disjoint train/test lists, stratified by each subject's class."""
     if not 0.0 <= test_fraction <= 1.0:
         raise CollectError(
@@ -241,7 +308,8 @@ def split_subjects(
         ids = by_class.setdefault(seq["label"], [])
         if seq["subject_id"] not in ids:
             ids.append(seq["subject_id"])
-    train, test = [], []
+    train: list[str] = []
+    test: list[str] = []
     for label in sorted(by_class):
         ids = [str(i) for i in rng.permutation(sorted(by_class[label]))]
         n_test = int(round(test_fraction * len(ids)))
@@ -250,7 +318,7 @@ def split_subjects(
     return sorted(train), sorted(test)
 
 
-def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[str, Any]:
+def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> _StreamPart:
     """One source's walks into `out` (a worker process runs one of these per source)."""
     from edge.config import load_config
 
@@ -260,7 +328,7 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[s
         LayoutWriter(Path(out)),
         (LayoutWriter(Path(clean_out)) if clean_out else None),
     )
-    verdicts: list[dict[str, Any]] = []
+    verdicts: list[dict[str, object]] = []
     for item in kiosk_walks(cfg, with_clean=clean_writer is not None):
         walk, truth = item.walk, item.truth
         verdicts.append(
@@ -272,19 +340,25 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str]) -> dict[s
                 **truth,
             }
         )
-        if walk.retake_reason is not None or truth.get("label") is None:
+        label = truth.get("label")
+        if walk.retake_reason is not None or label is None:
             continue
         # one folder per simulated child: a child walks once, or `repeats` times (sim:// option)
         child = truth.get("subject_index")
         child = int(truth["walk_index"]) if child is None or int(child) < 0 else int(child)
         subject = f"{prefix}{child:05d}"
-        info = {k: truth.get(k) for k in ("severity", "curve_type", "view", "straight_share")}
-        info["source"] = uri
+        info = SequenceInfo(
+            severity=truth.get("severity"),
+            curve_type=truth.get("curve_type"),
+            view=truth.get("view"),
+            straight_share=truth.get("straight_share"),
+            source=uri,
+        )
         if item.phases is not None:  # the true gait phase (stride fraction) of each stored frame
             info["phase"] = [round(float(p), 4) for p in item.phases]
-        writer.write(subject, int(truth["label"]), walk.silhouettes, info)
+        writer.write(subject, int(label), walk.silhouettes, info)
         if clean_writer is not None and item.clean is not None:
-            clean_writer.write(subject, int(truth["label"]), item.clean, info)
+            clean_writer.write(subject, int(label), item.clean, info)
     return {
         "sequences": writer.sequences,
         "clean": clean_writer.sequences if clean_writer else {},
@@ -301,7 +375,7 @@ def collect_sim(
     test_fraction: float,
     seed: int,
     workers: int = 1,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Simulated walks through the kiosk path into `out` (and their clean masks into `clean_out`).
 
     Each source (one sim:// stream, e.g. one seed) runs in its own process when
@@ -326,7 +400,7 @@ def collect_sim(
             parts = list(pool.map(_collect_stream, jobs))
     else:
         parts = [_collect_stream(job) for job in jobs]
-    verdicts: list[dict[str, Any]] = []
+    verdicts: list[dict[str, object]] = []
     for part in parts:
         writer.sequences.update(part["sequences"])
         if clean_writer is not None:
@@ -346,13 +420,13 @@ def collect_sim(
     return summary
 
 
-def read_labels(path: Path) -> dict[str, dict[str, Any]]:
+def read_labels(path: Path) -> dict[str, Label]:
     """walk_id -> {label, severity} from a CSV with a header walk_id,label[,severity]."""
     try:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
     except OSError as exc:
         raise CollectError(f"cannot read the labels file {path}: {exc.strerror}") from exc
-    labels = {}
+    labels: dict[str, Label] = {}
     for n, row in enumerate(rows, start=2):
         if "walk_id" not in row or "label" not in row:
             raise CollectError(
@@ -364,16 +438,16 @@ def read_labels(path: Path) -> dict[str, dict[str, Any]]:
                 f"{path} line {n}: label {row['label']!r} is not one of {', '.join(CLASSES)}"
             )
         severity = row.get("severity")
-        labels[row["walk_id"].strip()] = {
-            "label": CLASSES.index(name),
-            "severity": float(severity) if severity not in (None, "") else None,
-        }
+        labels[row["walk_id"].strip()] = Label(
+            label=CLASSES.index(name),
+            severity=float(severity) if severity not in (None, "") else None,
+        )
     return labels
 
 
 def collect_recordings(
     recordings: Path, labels_csv: Path, out: Path, split_name: str, test_fraction: float, seed: int
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Walks recorded on site (privacy.record_walks) joined with labels from clinical follow-up."""
     from edge.walks.record import read_walk
 

@@ -22,9 +22,9 @@ import sys
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from edge.errors import ConfigError
 from edge.screening.threshold import Threshold
@@ -70,7 +70,7 @@ def _deep_merge(
             origins[dotted] = origin
 
 
-def _nest(flat: Mapping[str, Any]) -> dict:
+def _nest(flat: Mapping[str, object]) -> dict:
     """{'mqtt.url': x} or {'mqtt': {'url': x}} -> nested dict."""
     nested: dict = {}
     for key, value in flat.items():
@@ -152,7 +152,7 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
 
 def load_config(
     path: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, object] | None = None,
     env: Mapping[str, str] | None = os.environ,
     resolve_model: bool = True,
 ) -> KioskConfig:
@@ -288,7 +288,7 @@ TABLE_BEGIN = (
 TABLE_END = "<!-- END key table -->"
 
 
-def config_schema() -> dict[str, Any]:
+def config_schema() -> dict[str, object]:
     """The JSON Schema of the kiosk configuration, for editors (e.g. with a TOML language server)."""
     schema = KioskConfig.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -323,7 +323,7 @@ def _table_rows(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
         _table_rows(sub, key + ".", lines)
 
 
-def _allowed(field: Any) -> str:
+def _allowed(field: FieldInfo) -> str:
     ann = field.annotation
     args = typing.get_args(ann)
     if typing.get_origin(ann) is typing.Literal:

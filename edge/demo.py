@@ -21,12 +21,16 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from edge.errors import ModelError
+from edge.errors import EdgeError, ModelError
 from gaitcontract.spec import CLASSES
+
+if TYPE_CHECKING:
+    from edge.sources.sim import SimSource
+    from edge.types import Walk
 
 NEGATIVE = CLASSES.index("negative")
 
@@ -89,6 +93,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     from edge.publishing.topic_guard import guarded_prefix
     from edge.service import Kiosk, ServiceOptions
     from edge.sources import open_source
+    from edge.sources.sim import SimSource
     from edge.wiring import build_components, screening_threshold
 
     prefix = guarded_prefix(
@@ -131,6 +136,10 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
             env={},
         )
         source = open_source(uri, config=cfg.source, keep_truth=True)
+        if not isinstance(source, SimSource):  # sim:// always is: the truth comes from it
+            raise EdgeError(
+                f"the demo needs a simulated source, {uri} gave {type(source).__name__}"
+            )
         truth = SimTruth(source)
         subscriber = ResultSubscriber(
             cfg.mqtt.model_copy(update={"client_id": None}),
@@ -182,11 +191,11 @@ class SimTruth:
     a mark for agreement, and the summary gives the run's confusion matrix.
     """
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: SimSource) -> None:
         self.source = source
         self.by_walk: dict[str, tuple[int, float | None]] = {}
 
-    def observe(self, walk: Any, result: dict) -> None:
+    def observe(self, walk: Walk, result: dict) -> None:
         times = self.source.truth_by_time
         seen = [
             times[t]

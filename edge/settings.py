@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -459,7 +459,7 @@ class ModelConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_frames(cls, data: Any) -> Any:
+    def _no_frames(cls, data: object) -> object:
         if isinstance(data, Mapping) and "frames" in data:
             raise ValueError(
                 "model.frames was removed: the frames sampled per walk are the model's input length, "
@@ -630,7 +630,7 @@ class MqttConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_inline_password(cls, data: Any) -> Any:
+    def _no_inline_password(cls, data: object) -> object:
         if isinstance(data, Mapping) and "password" in data:
             raise ValueError(
                 "an inline `password` is not accepted: put the password in a file readable only by the "
@@ -640,7 +640,7 @@ class MqttConfig(_Section):
 
     @field_validator("protocol", mode="before")
     @classmethod
-    def _protocol_text(cls, value: Any) -> Any:
+    def _protocol_text(cls, value: object) -> object:
         # TOML `protocol = 5` arrives as an int; environment values as text
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return {5: "5", 3.1: "3.1.1"}.get(value, value)
@@ -652,7 +652,7 @@ class MqttConfig(_Section):
 
     @field_validator("qos", mode="before")
     @classmethod
-    def _qos_text(cls, value: Any) -> Any:
+    def _qos_text(cls, value: object) -> object:
         if isinstance(value, bool):
             raise ValueError("qos must be the number 1 or 2, not a boolean")
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
@@ -763,7 +763,7 @@ class LoggingConfig(_Section):
 
     @field_validator("level", mode="before")
     @classmethod
-    def _upper(cls, value: Any) -> Any:
+    def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,11 @@ from edge.screening.threshold import Threshold
 from edge.types import Prediction, Walk
 from gaitcontract import published
 from gaitcontract.spec import CLASSES, NEGATIVE
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+    from edge.runners.base import Runner
 
 SCHEMA_ID = "gaitmil.result/1"
 REFER = "refer_for_clinical_exam"
@@ -54,7 +59,7 @@ class ModelIdentity:
     precision: str
 
     @classmethod
-    def from_runner(cls, runner: Any) -> ModelIdentity:
+    def from_runner(cls, runner: Runner) -> ModelIdentity:
         """From an edge.runners Runner (model_id, model_sha256, name, precision)."""
         return cls(
             str(runner.model_id), str(runner.model_sha256), str(runner.name), str(runner.precision)
@@ -246,7 +251,7 @@ def load_schema(name: str = "result") -> dict:
 
 
 @cache
-def schema_validator(name: str = "result") -> Any:
+def schema_validator(name: str = "result") -> Validator:
     """A Draft 2020-12 validator for a shipped schema; needs the jsonschema package."""
     try:
         import jsonschema
@@ -257,7 +262,7 @@ def schema_validator(name: str = "result") -> Any:
     return jsonschema.Draft202012Validator(load_schema(name))
 
 
-def validate_result(result: Any, schema: str = "result") -> None:
+def validate_result(result: object, schema: str = "result") -> None:
     """Raise ResultError naming the first field that breaks the schema (needs jsonschema)."""
     errors = sorted(
         schema_validator(schema).iter_errors(result), key=lambda e: [str(p) for p in e.path]

@@ -37,13 +37,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.types import Prediction, Walk
 from gaitcontract.spec import INPUT_NAME, OUTPUT_NAMES, even_indices, to_model_input
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from edge.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +83,7 @@ class StreamStats:
     last_encode_at_end_ms: float = 0.0
     last_head_ms: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         out = asdict(self)
         for key in ("encoder_ms", "last_wait_ms", "last_encode_at_end_ms", "last_head_ms"):
             out[key] = round(out[key], 3)
@@ -309,7 +314,7 @@ class SplitSessions:
         return dict(zip(OUTPUT_NAMES, values))
 
 
-def _session(path: Path, threads: int | None) -> Any:
+def _session(path: Path, threads: int | None) -> onnxruntime.InferenceSession:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -323,7 +328,22 @@ def _session(path: Path, threads: int | None) -> Any:
         raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
 
 
-def read_split_manifest(folder: Path) -> dict[str, Any]:
+class SplitContract(TypedDict):
+    frames: int  # T: the frames the head pools over
+    encoder_batch: int  # frames per encoder run
+
+
+class SplitManifest(TypedDict, total=False):
+    """model.split.json as export.split writes it (the keys the kiosk reads)."""
+
+    model_id: str
+    head: str  # file name of head.onnx
+    encoders: dict[str, str]  # precision -> file name
+    contract: SplitContract
+    files: dict[str, str]  # file name -> sha256
+
+
+def read_split_manifest(folder: Path) -> SplitManifest:
     """model.split.json with every file it names checked against its sha256."""
     from gaitcontract.manifest import sha256_file
 
@@ -335,11 +355,15 @@ def read_split_manifest(folder: Path) -> dict[str, Any]:
             f"streaming inference needs {path} ({exc}); make it with "
             f"`python -m export split --checkpoint CKPT --out {folder}`"
         ) from exc
+    if not isinstance(body, dict):
+        raise ModelError(f"{path} is not a JSON object; re-run export split")
     for name, digest in body.get("files", {}).items():
         file = folder / name
         if not file.is_file() or sha256_file(file) != digest:
             raise ModelError(f"{file} is missing or does not match {path}; re-run export split")
-    return body
+    # the keys the kiosk reads are checked where they are used (a missing one is a KeyError
+    # naming it); every file the manifest names was checked against its sha256 above
+    return cast(SplitManifest, body)
 
 
 class StreamingClassifier:
@@ -352,7 +376,7 @@ class StreamingClassifier:
 
     def __init__(
         self,
-        runner: Any,
+        runner: Runner,
         sessions: SplitSessions,
         queue_frames: int = 64,
         max_frames: int = 1024,
@@ -422,7 +446,7 @@ class StreamingClassifier:
         """Every walk's end (retakes too): its frames' features and anything older go."""
         self.worker.forget_through(float(walk.end_time))
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         stats = self.worker.stats.as_dict()
         stats["frame_bytes"] = self.worker.frame_bytes
         stats["max_frames"] = self.worker.max_frames
