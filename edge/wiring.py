@@ -1,12 +1,16 @@
 """Component wiring: the parts of one kiosk run, made from a KioskConfig.
 
-`build_components` turns the configuration into a source (its [source] section,
-see `open_configured_source`), a segmenter, a walk assembler (its gate from the
-[walk] section, see `make_assembler`), a runner (not yet active) and a factory for
-the outbox-backed publisher; `Components.result_for` turns one walk into its
-result with them. The kiosk loop (edge.service) moves frames, walks and results
-between them on its threads. `python -m edge collect` builds its source, segmenter
-and gate with the same functions, so training data see the kiosk's gate.
+`build_components` turns the configuration into, in one pass: the referral threshold
+(`screening_threshold`: the model card is read there, once), a source (its [source]
+section, see `open_configured_source`), a segmenter (its method, then only if the method
+needs one the site model, then the segmenter from the [segmentation] section: see
+`make_segmenter`), a walk assembler (its gate from the [walk] section, see
+`make_assembler`), a runner (not yet active) and a factory for the outbox-backed
+publisher; `Components.result_for` turns one walk into its result with them. The
+segmenter and the gate get their own sections, results the plain Threshold. The kiosk
+loop (edge.service) moves frames, walks and results between them on its threads.
+`python -m edge collect` builds its source, segmenter and gate with the same functions,
+so training data see the kiosk's gate.
 """
 
 from __future__ import annotations
@@ -318,15 +322,20 @@ def build_components(
     def make_publisher(identity: ModelIdentity) -> Publisher:
         return Publisher(settings, outbox, model={**identity.as_dict(), **status_model})
 
-    parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
-    parts.walks_per_child = cfg.screening.walks_per_child
-    parts.inference = cfg.model.inference
-    parts.stream_queue_frames = cfg.model.stream_queue_frames
-    parts.stream_max_frames = (
-        int(cfg.walk.max_seconds * cfg.source.fps) + cfg.model.stream_queue_frames
+    return Components(
+        source,
+        segmenter,
+        assembler,
+        runner,
+        make_publisher,
+        threshold,
+        walks_per_child=cfg.screening.walks_per_child,
+        inference=cfg.model.inference,
+        stream_queue_frames=cfg.model.stream_queue_frames,
+        stream_max_frames=int(cfg.walk.max_seconds * cfg.source.fps)
+        + cfg.model.stream_queue_frames,
+        closers=[outbox.close],
     )
-    parts.closers.append(outbox.close)
-    return parts
 
 
 def runner_options(cfg: KioskConfig) -> dict[str, bool]:
