@@ -73,6 +73,7 @@ def _make_kiosks(plan: WorkerPlan, workdir: Path):
     from edge.publishing.client import publisher_settings
     from edge.publishing.publisher import Publisher
     from edge.screening.result import ModelIdentity, ResultContext
+    from edge.screening.threshold import Threshold
     from edge.settings import KioskIdentity, MqttConfig
 
     mqtt = MqttConfig(
@@ -96,7 +97,9 @@ def _make_kiosks(plan: WorkerPlan, workdir: Path):
             outbox,
             model=identity.as_dict(),
         )
-        kiosks.append((i, ResultContext(SITE, kiosk_id, 0.5, identity), outbox, publisher))
+        kiosks.append(
+            (i, ResultContext(SITE, kiosk_id, Threshold(0.5), identity), outbox, publisher)
+        )
     return kiosks
 
 

@@ -96,11 +96,12 @@ def run(
     from edge.runners.registry import create_runner
     from edge.screening.classify import Classifier
     from edge.types import Walk
+    from edge.wiring import screening_threshold
 
     per_stream = max(1, walks // len(seeds))
     uris = [f"sim://?seed={seed}&walks={per_stream}&view=mixed" for seed in seeds]
     cfg = load_config(None, {"source.uri": uris[0], "model.path": str(model)}, env={})
-    threshold = cfg.threshold()
+    threshold = screening_threshold(cfg)
     runner = create_runner("onnxruntime", model, threads=threads)
     labels, kiosk_probs, clean_probs, reasons, per_walk = [], [], [], Counter(), Counter()
     reasons_dropped = 0

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +35,12 @@ from edge.errors import (
 )
 from edge.publishing.topic_guard import add_topic_flags
 from gaitcontract import HelpFormatter, add_version_flag
+
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from edge.settings import KioskConfig, MqttConfig
+    from edge.types import Frame
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,7 +66,7 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
     """Command-line flags that override the config file (dotted keys)."""
     pairs = {
         "source.uri": getattr(args, "source", None),
@@ -71,13 +77,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in pairs.items() if value is not None}
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace) -> KioskConfig:
     from edge.config import load_config
 
     return load_config(getattr(args, "config", None), _overrides(args))
 
 
-def _setup_logging(cfg: Any, args: argparse.Namespace) -> None:
+def _setup_logging(cfg: KioskConfig, args: argparse.Namespace) -> None:
     from edge.logs import setup_logging
 
     level = getattr(args, "log_level", None) or cfg.logging.level
@@ -90,14 +96,17 @@ def _setup_logging(cfg: Any, args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.service import Kiosk, ServiceOptions
+    from edge.wiring import build_components, screening_threshold
 
     cfg = _load(args)
+    threshold = screening_threshold(cfg)  # the model card, read once: a broken one stops us here
     _setup_logging(cfg, args)
     if args.service:
         from edge.model_store.facts import refuse_simulated_model
 
         refuse_simulated_model(cfg)
-    return Kiosk(cfg, options=ServiceOptions(max_walks=args.max_walks)).run()
+    parts = build_components(cfg, threshold=threshold)
+    return Kiosk(cfg, options=ServiceOptions(max_walks=args.max_walks), components=parts).run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -119,9 +128,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from edge.config import effective_config, load_config
+    from edge.wiring import screening_threshold
 
     cfg = load_config(args.file)
-    print(json.dumps(effective_config(cfg, mask_secrets=True), indent=2))
+    print(json.dumps(effective_config(cfg, screening_threshold(cfg), mask_secrets=True), indent=2))
     print(f"config OK: {args.file}", file=sys.stderr)
     return EXIT_OK
 
@@ -138,7 +148,10 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from edge.wiring import screening_threshold
+
     cfg = _load(args)
+    screening_threshold(cfg)  # a broken model card fails the check at once, as it fails `run`
     if args.verbose:
         _setup_logging(cfg, args)
     results = run_checks(cfg, timeout=args.timeout)
@@ -189,7 +202,7 @@ _SUBSCRIBE_FLAGS = {
 }
 
 
-def subscriber_config(args: argparse.Namespace) -> Any:
+def subscriber_config(args: argparse.Namespace) -> MqttConfig:
     """The [mqtt] section (MqttConfig) the `subscribe` flags describe; ConfigError naming the flag."""
     from pydantic import ValidationError
 
@@ -271,12 +284,12 @@ class CheckResult:
     fix: str = ""
 
 
-def _check_camera(cfg: Any, timeout: float) -> CheckResult:
+def _check_camera(cfg: KioskConfig, timeout: float) -> CheckResult:
     from edge.sources import validate_frame
     from edge.wiring import open_configured_source
 
     fix = "check source.uri; for RealSense: USB 3 port and cable, `rs-enumerate-devices`; video: `v4l2-ctl --list-devices`"
-    got: list[Any] = []
+    got: list[Frame] = []
     errors: list[BaseException] = []
 
     def read_one() -> None:
@@ -304,7 +317,7 @@ def _check_camera(cfg: Any, timeout: float) -> CheckResult:
     )
 
 
-def _check_model(cfg: Any) -> CheckResult:
+def _check_model(cfg: KioskConfig) -> CheckResult:
     from edge.runners.registry import create_runner
     from edge.wiring import runner_options
     from gaitcontract.spec import INPUT_NAME
@@ -327,7 +340,7 @@ def _check_model(cfg: Any) -> CheckResult:
         )
 
 
-def _check_broker(cfg: Any, timeout: float) -> CheckResult:
+def _check_broker(cfg: KioskConfig, timeout: float) -> CheckResult:
     from edge.publishing.client import (
         build_client,
         describe_connect_error,
@@ -341,11 +354,15 @@ def _check_broker(cfg: Any, timeout: float) -> CheckResult:
         client, connect = build_client(s)
     except EdgeError as exc:  # unreadable password file, unusable TLS files, paho missing
         return CheckResult("broker", False, f"{cfg.mqtt.url}: {exc}", fix)
-    answer: list[Any] = []
+    answer: list[ReasonCode] = []
     done = threading.Event()
 
     def on_connect(
-        client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+        client: object,
+        userdata: object,
+        flags: object,
+        reason_code: ReasonCode,
+        properties: object,
     ) -> None:
         answer.append(reason_code)  # list.append cannot raise: nothing escapes into paho's thread
         done.set()
@@ -375,7 +392,7 @@ def _check_broker(cfg: Any, timeout: float) -> CheckResult:
     )
 
 
-def _check_outbox(cfg: Any) -> CheckResult:
+def _check_outbox(cfg: KioskConfig) -> CheckResult:
     from edge.outbox.store import Outbox
 
     try:
@@ -391,7 +408,7 @@ def _check_outbox(cfg: Any) -> CheckResult:
     )
 
 
-def run_checks(cfg: Any, timeout: float = 10.0) -> list[CheckResult]:
+def run_checks(cfg: KioskConfig, timeout: float = 10.0) -> list[CheckResult]:
     """Camera, model, broker and outbox, each OK or FAIL with the fix."""
     return [
         _check_camera(cfg, timeout),

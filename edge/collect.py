@@ -42,15 +42,15 @@ import pickle
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.sources.sim_truth import SimTruth
+from edge.sources.sim_truth import SimTruth, WalkTruth
 from edge.types import Walk
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.spec import (
@@ -60,6 +60,9 @@ from gaitcontract.spec import (
     cut_columns,
     input_width,
 )
+
+if TYPE_CHECKING:
+    from edge.settings import KioskConfig
 
 VIEW_ANGLE = {"toward": "180", "away": "000", "side": "090", "lateral": "090", "unknown": "999"}
 NOTE = (
@@ -72,18 +75,52 @@ class CollectError(EdgeError):
     """Bad input to `edge collect` (labels file, recordings folder, output folder)."""
 
 
+class SequenceInfo(TypedDict, total=False):
+    """What truth.json says of a stored sequence beside its subject, class and length."""
+
+    severity: float | None
+    curve_type: str | None
+    view: str | None
+    straight_share: float | None
+    source: str
+    phase: list[float]  # the true gait phase of each stored frame
+    site_id: str | None
+    kiosk_id: str | None
+
+
+# a stored sequence in truth.json: who, which class, how many frames, and its SequenceInfo
+_SequenceHead = TypedDict(
+    "_SequenceHead", {"subject_id": str, "class": str, "label": int, "frames": int}
+)
+
+
+class SequenceRecord(_SequenceHead, SequenceInfo):
+    pass
+
+
+class Label(TypedDict):
+    label: int  # index into gaitcontract.spec.CLASSES
+    severity: float | None
+
+
+class _StreamPart(TypedDict):
+    sequences: dict[str, SequenceRecord]
+    clean: dict[str, SequenceRecord]
+    verdicts: list[dict[str, object]]
+
+
 @dataclass
 class CollectedWalk:
     """One walk as the kiosk assembled it, with what the simulator knows about it."""
 
     walk: Walk
-    truth: dict[str, Any] = field(default_factory=dict)  # label, severity, curve_type, view, ...
+    truth: WalkTruth = field(default_factory=lambda: WalkTruth())
     clean: np.ndarray | None = None  # truth masks of the same kept frames, uint8 [N, H, W]
     phases: np.ndarray | None = None  # true gait phase of each kept frame, [N]
 
 
 def kiosk_walks(
-    cfg: Any, with_clean: bool = False, input_height: int = INPUT_HEIGHT
+    cfg: KioskConfig, with_clean: bool = False, input_height: int = INPUT_HEIGHT
 ) -> Iterator[CollectedWalk]:
     """Every walk the kiosk configured by `cfg` assembles from its source, in order.
 
@@ -147,10 +184,10 @@ class LayoutWriter:
             raise CollectError(
                 f"cannot create the output folder {self.out}: {exc.strerror}"
             ) from exc
-        self.sequences: dict[str, dict[str, Any]] = {}
+        self.sequences: dict[str, SequenceRecord] = {}
         self.seq_per_subject: Counter[str] = Counter()
 
-    def write(self, subject: str, label: int, silhouettes: np.ndarray, info: dict[str, Any]) -> str:
+    def write(self, subject: str, label: int, silhouettes: np.ndarray, info: SequenceInfo) -> str:
         if silhouettes.shape[1:] != (self.input_height, input_width(self.input_height)):
             # never resized: a 64-px silhouette upsampled to 128 px holds no finer trunk cues
             raise CollectError(
@@ -176,8 +213,8 @@ class LayoutWriter:
         return rel
 
     def finish(
-        self, split_name: str, test_fraction: float, seed: int, extra: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, split_name: str, test_fraction: float, seed: int, extra: Mapping[str, object]
+    ) -> dict[str, object]:
         train, test = split_subjects(self.sequences, test_fraction, seed)
         (self.out / f"Scoliosis1K_{split_name}.json").write_text(
             json.dumps({"TRAIN_SET": train, "TEST_SET": test}, indent=1)
@@ -207,8 +244,8 @@ class LayoutWriter:
 
 
 def split_subjects(
-    sequences: dict[str, dict[str, Any]], test_fraction: float, seed: int
-) -> tuple[list, list]:
+    sequences: Mapping[str, SequenceRecord], test_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Subject-disjoint train/test lists, stratified by each subject's class."""
     if not 0.0 <= test_fraction <= 1.0:
         raise CollectError(
@@ -220,7 +257,8 @@ def split_subjects(
         ids = by_class.setdefault(seq["label"], [])
         if seq["subject_id"] not in ids:
             ids.append(seq["subject_id"])
-    train, test = [], []
+    train: list[str] = []
+    test: list[str] = []
     for label in sorted(by_class):
         ids = [str(i) for i in rng.permutation(sorted(by_class[label]))]
         n_test = int(round(test_fraction * len(ids)))
@@ -229,7 +267,7 @@ def split_subjects(
     return sorted(train), sorted(test)
 
 
-def _collect_stream(job: tuple[str | None, str, str, str | None, str, int]) -> dict[str, Any]:
+def _collect_stream(job: tuple[str | None, str, str, str | None, str, int]) -> _StreamPart:
     """One source's walks into `out` (a worker process runs one of these per source)."""
     from edge.config import load_config
 
@@ -239,7 +277,7 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str, int]) -> d
         LayoutWriter(Path(out), height),
         (LayoutWriter(Path(clean_out), height) if clean_out else None),
     )
-    verdicts: list[dict[str, Any]] = []
+    verdicts: list[dict[str, object]] = []
     for item in kiosk_walks(cfg, with_clean=clean_writer is not None, input_height=height):
         walk, truth = item.walk, item.truth
         verdicts.append(
@@ -251,19 +289,25 @@ def _collect_stream(job: tuple[str | None, str, str, str | None, str, int]) -> d
                 **truth,
             }
         )
-        if walk.retake_reason is not None or truth.get("label") is None:
+        label = truth.get("label")
+        if walk.retake_reason is not None or label is None:
             continue
         # one folder per simulated child: a child walks once, or `repeats` times (sim:// option)
         child = truth.get("subject_index")
         child = int(truth["walk_index"]) if child is None or int(child) < 0 else int(child)
         subject = f"{prefix}{child:05d}"
-        info = {k: truth.get(k) for k in ("severity", "curve_type", "view", "straight_share")}
-        info["source"] = uri
+        info = SequenceInfo(
+            severity=truth.get("severity"),
+            curve_type=truth.get("curve_type"),
+            view=truth.get("view"),
+            straight_share=truth.get("straight_share"),
+            source=uri,
+        )
         if item.phases is not None:  # the true gait phase (stride fraction) of each stored frame
             info["phase"] = [round(float(p), 4) for p in item.phases]
-        writer.write(subject, int(truth["label"]), walk.silhouettes, info)
+        writer.write(subject, int(label), walk.silhouettes, info)
         if clean_writer is not None and item.clean is not None:
-            clean_writer.write(subject, int(truth["label"]), item.clean, info)
+            clean_writer.write(subject, int(label), item.clean, info)
     return {
         "sequences": writer.sequences,
         "clean": clean_writer.sequences if clean_writer else {},
@@ -281,7 +325,7 @@ def collect_sim(
     seed: int,
     workers: int = 1,
     input_height: int = INPUT_HEIGHT,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Simulated walks through the kiosk path into `out` (and their clean masks into `clean_out`),
     at the model's `input_height` (64 or 128).
 
@@ -309,7 +353,7 @@ def collect_sim(
             parts = list(pool.map(_collect_stream, jobs))
     else:
         parts = [_collect_stream(job) for job in jobs]
-    verdicts: list[dict[str, Any]] = []
+    verdicts: list[dict[str, object]] = []
     for part in parts:
         writer.sequences.update(part["sequences"])
         if clean_writer is not None:
@@ -329,13 +373,13 @@ def collect_sim(
     return summary
 
 
-def read_labels(path: Path) -> dict[str, dict[str, Any]]:
+def read_labels(path: Path) -> dict[str, Label]:
     """walk_id -> {label, severity} from a CSV with a header walk_id,label[,severity]."""
     try:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
     except OSError as exc:
         raise CollectError(f"cannot read the labels file {path}: {exc.strerror}") from exc
-    labels = {}
+    labels: dict[str, Label] = {}
     for n, row in enumerate(rows, start=2):
         if "walk_id" not in row or "label" not in row:
             raise CollectError(
@@ -347,10 +391,10 @@ def read_labels(path: Path) -> dict[str, dict[str, Any]]:
                 f"{path} line {n}: label {row['label']!r} is not one of {', '.join(CLASSES)}"
             )
         severity = row.get("severity")
-        labels[row["walk_id"].strip()] = {
-            "label": CLASSES.index(name),
-            "severity": float(severity) if severity not in (None, "") else None,
-        }
+        labels[row["walk_id"].strip()] = Label(
+            label=CLASSES.index(name),
+            severity=float(severity) if severity not in (None, "") else None,
+        )
     return labels
 
 
@@ -362,7 +406,7 @@ def collect_recordings(
     test_fraction: float,
     seed: int,
     input_height: int = INPUT_HEIGHT,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Walks recorded on site (privacy.record_walks) joined with labels from clinical follow-up;
     every recording must be at `input_height` (a kiosk records at its model's height)."""
     from edge.walks.record import read_walk

@@ -8,8 +8,8 @@ where it came from and what is allowed. Relative paths are resolved against
 the current working directory (the systemd unit sets WorkingDirectory).
 
 One public path each: the models of the tree are in edge.settings, loading
-them is here, the referral threshold is edge.screening.threshold and the broker URL
-edge.publishing.broker_url.
+them is here, the referral threshold is edge.screening.threshold (read from the model card
+once, by edge.wiring) and the broker URL edge.publishing.broker_url.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import sys
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from edge.errors import ConfigError
+from edge.screening.threshold import Threshold
 from edge.settings import KioskConfig, MqttConfig
 
 if sys.version_info >= (3, 11):
@@ -69,7 +70,7 @@ def _deep_merge(
             origins[dotted] = origin
 
 
-def _nest(flat: Mapping[str, Any]) -> dict:
+def _nest(flat: Mapping[str, object]) -> dict:
     """{'mqtt.url': x} or {'mqtt': {'url': x}} -> nested dict."""
     nested: dict = {}
     for key, value in flat.items():
@@ -151,7 +152,7 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
 
 def load_config(
     path: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, object] | None = None,
     env: Mapping[str, str] | None = os.environ,
     resolve_model: bool = True,
 ) -> KioskConfig:
@@ -193,7 +194,6 @@ def load_config(
     _check_files(cfg)
     if resolve_model and cfg.model.store is not None:
         _resolve_store(cfg)
-    cfg.threshold()  # the model card is read once, here: a broken card fails at start-up, not at the first walk
     return cfg
 
 
@@ -260,10 +260,11 @@ def _warn_if_others_can_read(path: Path) -> None:
         )
 
 
-def effective_config(cfg: KioskConfig, mask_secrets: bool = True) -> dict:
-    """The configuration in force as plain JSON-able data, with derived values and secrets masked."""
+def effective_config(cfg: KioskConfig, resolved: Threshold, mask_secrets: bool = True) -> dict:
+    """The configuration in force as plain JSON-able data, with derived values and secrets masked.
+
+    `resolved`: the threshold in force (edge.wiring.screening_threshold), shown with its source."""
     data = cfg.model_dump(mode="json", by_alias=True)
-    resolved = cfg.threshold()
     data["screening"]["threshold"] = resolved.value
     data["screening"]["threshold_source"] = resolved.source
     if resolved.rescreen is not None:
@@ -287,7 +288,7 @@ TABLE_BEGIN = (
 TABLE_END = "<!-- END key table -->"
 
 
-def config_schema() -> dict[str, Any]:
+def config_schema() -> dict[str, object]:
     """The JSON Schema of the kiosk configuration, for editors (e.g. with a TOML language server)."""
     schema = KioskConfig.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -322,7 +323,7 @@ def _table_rows(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
         _table_rows(sub, key + ".", lines)
 
 
-def _allowed(field: Any) -> str:
+def _allowed(field: FieldInfo) -> str:
     ann = field.annotation
     args = typing.get_args(ann)
     if typing.get_origin(ann) is typing.Literal:

@@ -90,7 +90,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     from edge.publishing.topic_guard import guarded_prefix
     from edge.service import Kiosk, ServiceOptions
     from edge.sources import open_source
-    from edge.wiring import build_components
+    from edge.wiring import build_components, screening_threshold
 
     prefix = guarded_prefix(
         options.topic_prefix, options.allow_production_prefix, "python -m edge demo"
@@ -142,7 +142,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
             annotate=truth.annotate,
         )
         subscriber.start(wait=10.0)
-        threshold = cfg.threshold()
+        threshold = screening_threshold(cfg)
         print(
             f"gaitmil-edge demo: {options.walks} simulated walk(s), model {model}, broker {url}, "
             f"topics {prefix}/...",
@@ -154,7 +154,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
         kiosk = Kiosk(
             cfg,
             options=ServiceOptions(max_walks=options.walks),
-            components=build_components(cfg, source=source),
+            components=build_components(cfg, source=source, threshold=threshold),
             on_walk_result=truth.observe,
         )
         code = kiosk.run()

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -60,6 +60,15 @@ from edge.wiring import (
     source_is_live,
     walk_step,
 )
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from edge.publishing.publisher import Publisher
+    from edge.settings import KioskConfig
+
+    # what signal.getsignal returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python)
+    SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 __all__ = ["Kiosk", "ServiceOptions"]
 
@@ -87,7 +96,7 @@ class Kiosk:
 
     def __init__(
         self,
-        cfg: Any,  # edge.config.KioskConfig
+        cfg: KioskConfig,  # the run is the whole kiosk: every section is its business
         *,
         options: ServiceOptions | None = None,
         components: Components | None = None,
@@ -136,8 +145,8 @@ class Kiosk:
         with self._results_lock:
             return self._results
 
-    def _install_signals(self) -> list[tuple[int, Any]]:
-        previous: list[tuple[int, Any]] = []
+    def _install_signals(self) -> list[tuple[int, SignalHandler]]:
+        previous: list[tuple[int, SignalHandler]] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous.append((signum, signal.getsignal(signum)))
             signal.signal(signum, lambda s, _f: self.request_stop(signal.Signals(s).name))
@@ -149,6 +158,14 @@ class Kiosk:
         if self._components is None:
             raise EdgeError("the kiosk's components are used before run() built them")
         return self._components
+
+    @property
+    def _publisher(self) -> Publisher:
+        """The run's publisher; made once the model is warm, before the first frame is read."""
+        publisher = self._parts.publisher
+        if publisher is None:
+            raise EdgeError("the kiosk's publisher is used before run() started it")
+        return publisher
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -221,7 +238,7 @@ class Kiosk:
             if not inference.is_alive():
                 self.request_stop("source ended" if self._fatal is None else "internal error")
                 break
-            failure = self._parts.publisher.failure()
+            failure = self._publisher.failure()
             if failure is not None:
                 log.error("the publisher failed: %s", failure)
                 self._fatal = failure
@@ -270,11 +287,11 @@ class Kiosk:
         pipeline.join()
         inference.join()
         self._publish_health()
-        flushed = parts.publisher.flush(self.cfg.outbox.flush_seconds)
+        flushed = self._publisher.flush(self.cfg.outbox.flush_seconds)
         if not flushed:
             log.warning(
                 "%d result(s) still in the outbox after %.0f s; they will be sent after the next start",
-                parts.publisher.outbox.depth,
+                self._publisher.outbox.depth,
                 self.cfg.outbox.flush_seconds,
             )
         publisher = parts.publisher
@@ -433,7 +450,7 @@ class Kiosk:
         """
         if not walk.fragment:
             return False
-        token = self._parts.publisher.current_subject_token()
+        token = self._publisher.current_subject_token()
         if token is not None and token != self._token_answered:
             return False
         self.health.count("fragments_dropped")
@@ -461,7 +478,7 @@ class Kiosk:
             record_for_calibration(self.cfg, walk, result)
         try:
             # an outbox that cannot store it (full disk) holds it in memory and retries: None comes back
-            parts.publisher.publish_result(result)
+            self._publisher.publish_result(result)
             stored = True
         except PublishError as exc:
             # the memory queue is full too: never silent. The alarm goes out with the next health message.

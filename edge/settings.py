@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from edge.publishing.broker_url import parse_broker_url
-from edge.screening.threshold import CARD_NAME, ResolvedThreshold, threshold_from_card
+from edge.screening.threshold import CARD_NAME
 from gaitcontract import topics
+
+if TYPE_CHECKING:
+    from edge.model_store.store import ActiveModel
 
 # the checkout (or install prefix) that holds edge/ and models/
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -171,9 +174,9 @@ class SegmentationConfig(_Section):
         le=5000,
         description="Depth: how many millimetres closer than the empty corridor a pixel must be to be foreground.",
     )
-    # What counts as a person-sized component and how it is cleaned (edge.segmentation.depth.ComponentRules),
-    # for the depth, color, person and fused segmenters; pixels are camera pixels unless marked
-    # "working": the segmenters clean masks at half resolution.
+    # What counts as a person-sized component and how it is cleaned, for the depth, color, person
+    # and fused segmenters (they take this section itself: edge.segmentation.depth); pixels are
+    # camera pixels unless marked "working": the segmenters clean masks at half resolution.
     min_height_px: int = Field(
         48,
         ge=1,
@@ -457,7 +460,7 @@ class ModelConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_frames(cls, data: Any) -> Any:
+    def _no_frames(cls, data: object) -> object:
         if isinstance(data, Mapping) and "frames" in data:
             raise ValueError(
                 "model.frames was removed: the frames sampled per walk are the model's input length, "
@@ -628,7 +631,7 @@ class MqttConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_inline_password(cls, data: Any) -> Any:
+    def _no_inline_password(cls, data: object) -> object:
         if isinstance(data, Mapping) and "password" in data:
             raise ValueError(
                 "an inline `password` is not accepted: put the password in a file readable only by the "
@@ -638,7 +641,7 @@ class MqttConfig(_Section):
 
     @field_validator("protocol", mode="before")
     @classmethod
-    def _protocol_text(cls, value: Any) -> Any:
+    def _protocol_text(cls, value: object) -> object:
         # TOML `protocol = 5` arrives as an int; environment values as text
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return {5: "5", 3.1: "3.1.1"}.get(value, value)
@@ -650,7 +653,7 @@ class MqttConfig(_Section):
 
     @field_validator("qos", mode="before")
     @classmethod
-    def _qos_text(cls, value: Any) -> Any:
+    def _qos_text(cls, value: object) -> object:
         if isinstance(value, bool):
             raise ValueError("qos must be the number 1 or 2, not a boolean")
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
@@ -761,7 +764,7 @@ class LoggingConfig(_Section):
 
     @field_validator("level", mode="before")
     @classmethod
-    def _upper(cls, value: Any) -> Any:
+    def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -799,16 +802,14 @@ class KioskConfig(_Section):
         "~/.local/state/gaitmil-edge. Never the working directory.",
     )
 
-    # the threshold resolved from the model card, with what it was resolved from (read once)
-    _threshold: tuple[tuple[Any, ...], ResolvedThreshold] | None = PrivateAttr(None)
     # the store's active (or pinned) model when model.store is set (edge.config resolves it)
-    _active_model: Any = PrivateAttr(None)
+    _active_model: ActiveModel | None = PrivateAttr(None)
 
-    def set_active_model(self, active: Any) -> None:
+    def set_active_model(self, active: ActiveModel) -> None:
         self._active_model = active
 
     @property
-    def active_model(self) -> Any:
+    def active_model(self) -> ActiveModel | None:
         """The model store's ActiveModel the kiosk runs, or None without model.store."""
         return self._active_model
 
@@ -834,22 +835,3 @@ class KioskConfig(_Section):
         return (
             self.model.card if self.model.card is not None else self.model.path.parent / CARD_NAME
         )
-
-    def threshold(self) -> ResolvedThreshold:
-        """The referral threshold in force and where it came from.
-
-        The model card is read on the first call (edge.config.load_config makes that call, at
-        start-up) and the answer kept; it is read again only if the keys it depends on changed.
-        """
-        s = self.screening
-        key = (
-            s.threshold,
-            self.card_path,
-            self.model.card is not None,
-            s.target,
-            s.target_value,
-            s.rescreen,
-        )
-        if self._threshold is None or self._threshold[0] != key:
-            self._threshold = (key, threshold_from_card(*key))
-        return self._threshold[1]

@@ -1,12 +1,16 @@
 """Component wiring: the parts of one kiosk run, made from a KioskConfig.
 
-`build_components` turns the configuration into a source (its [source] section,
-see `open_configured_source`), a segmenter, a walk assembler (its gate from the
-[walk] section, see `make_assembler`), a runner (not yet active) and a factory for
-the outbox-backed publisher; `Components.result_for` turns one walk into its
-result with them. The kiosk loop (edge.service) moves frames, walks and results
-between them on its threads. `python -m edge collect` builds its source, segmenter
-and gate with the same functions, so training data see the kiosk's gate.
+`build_components` turns the configuration into, in one pass: the referral threshold
+(`screening_threshold`: the model card is read there, once), a source (its [source]
+section, see `open_configured_source`), a segmenter (its method, then only if the method
+needs one the site model, then the segmenter from the [segmentation] section: see
+`make_segmenter`), a walk assembler (its gate from the [walk] section, see
+`make_assembler`), a runner (not yet active) and a factory for the outbox-backed
+publisher; `Components.result_for` turns one walk into its result with them. The
+segmenter and the gate get their own sections, results the plain Threshold. The kiosk
+loop (edge.service) moves frames, walks and results between them on its threads.
+`python -m edge collect` builds its source, segmenter and gate with the same functions,
+so training data see the kiosk's gate.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -30,18 +34,31 @@ from edge.screening.result import (
     build_result,
     child_decision,
 )
-from edge.settings import KioskConfig
+from edge.screening.threshold import Threshold, read_card, resolve_threshold
+from edge.settings import KioskConfig, SegmentationConfig
 from edge.types import Frame, Prediction, Walk
 from edge.walks.record import record_walk
 from gaitcontract.spec import INPUT_HEIGHT
 
 if TYPE_CHECKING:
+    from edge.health import Health
+    from edge.publishing.publisher import Publisher
+    from edge.runners.base import Runner
+    from edge.screening.streaming import StreamingClassifier
+    from edge.segmentation.depth import Segmenter
+    from edge.segmentation.site import SiteModel
     from edge.sources.base import Source
     from edge.walks.assembler import WalkAssembler
 
 log = logging.getLogger("edge.service")  # one logger for the whole loop, as before the split
 
 OUTBOX_ALARMS = ("outbox_near_full", "outbox_full", "outbox_parked", "outbox_corrupt_row")
+
+
+class WalkClassifier(Protocol):
+    """A walk -> Prediction (edge.screening.classify.Classifier, or the streaming one)."""
+
+    def classify(self, walk: Walk) -> Prediction: ...
 
 
 @dataclass
@@ -53,19 +70,15 @@ class Components:
     CUDA objects belong to the thread that creates them.
     """
 
-    source: Any  # edge.sources.Source
-    segmenter: Any  # edge.segmentation.depth.Segmenter
-    assembler: Any  # edge.walks.assembler.WalkAssembler
-    runner: Any  # edge.runners.base.Runner (not yet active)
-    make_publisher: Callable[
-        [ModelIdentity], Any
-    ]  # identity -> edge.publishing.publisher.Publisher (not started)
-    threshold: float
-    publisher: Any = None
-    # screening.rescreen: the card's band [low, high); screening.walks_per_child: walks per token
-    rescreen: tuple[float, float] | None = None
-    walks_per_child: int = 1
-    classifier: Any = None
+    source: Source
+    segmenter: Segmenter
+    assembler: WalkAssembler
+    runner: Runner  # not yet active
+    make_publisher: Callable[[ModelIdentity], Publisher]  # identity -> publisher (not started)
+    threshold: Threshold  # with the rescreen band, if screening.rescreen
+    publisher: Publisher | None = None
+    walks_per_child: int = 1  # screening.walks_per_child: judged walks per session token
+    classifier: WalkClassifier | None = None
     context: ResultContext | None = None
     identity: ModelIdentity | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -87,12 +100,6 @@ class Components:
     @property
     def source_name(self) -> str:
         return str(self.source.health().get("uri", "?"))
-
-    def set_walk_active(self, active: bool) -> None:
-        # Colour background learning is frozen while a child is in view.
-        freeze = getattr(self.segmenter, "freeze", None)
-        if freeze is not None:
-            freeze(active)
 
     def activate_runner(self, site_id: str, kiosk_id: str, warmup: bool = True) -> None:
         from edge.screening.classify import Classifier
@@ -118,11 +125,9 @@ class Components:
                 self.runner.deactivate()  # a start-up failure leaves nothing active
                 raise
         self.identity = ModelIdentity.from_runner(self.runner)
-        self.context = ResultContext(
-            site_id, kiosk_id, self.threshold, self.identity, self.rescreen
-        )
+        self.context = ResultContext(site_id, kiosk_id, self.threshold, self.identity)
 
-    def _start_streaming(self, warmup: bool) -> Any:
+    def _start_streaming(self, warmup: bool) -> StreamingClassifier:
         from edge.screening.streaming import SplitSessions, StreamingClassifier
 
         sessions = SplitSessions(
@@ -146,19 +151,20 @@ class Components:
             self.runner.deactivate()
 
     def result_for(
-        self, walk: Walk, ended_at: float, health: Any
+        self, walk: Walk, ended_at: float, health: Health
     ) -> tuple[dict, Prediction | None]:
         """The result of one walk and its Prediction (None for a retake); failures counted in `health`."""
-        context = self.context
-        if context is None:
+        context, classifier, publisher = self.context, self.classifier, self.publisher
+        if context is None or classifier is None or publisher is None:
             raise EdgeError(
-                "result_for before activate_runner: the result context is made with the runner"
+                "result_for before activate_runner and the publisher: the result context and the "
+                "classifier are made with the runner, the publisher after it"
             )
         prediction = None
         reason = None
         if walk.accepted:
             try:
-                prediction = self.classifier.classify(walk)
+                prediction = classifier.classify(walk)
             except (RunnerError, ModelError, ValueError) as exc:
                 # One bad walk must not stop the kiosk: the child is asked to walk again.
                 health.count("inference_errors")
@@ -168,7 +174,7 @@ class Components:
         if prediction is not None:
             latency["inference"] = prediction.inference_ms
         # A retake keeps the token: the same child walks again. A classification uses it up.
-        token = self.publisher.current_subject_token()
+        token = publisher.current_subject_token()
         try:
             result = build_result(
                 walk, prediction, context, latency, subject_token=token, retake_reason=reason
@@ -185,8 +191,8 @@ class Components:
         # up, or with walks_per_child > 1 the last of that many judged walks does.
         if token is not None and result["outcome"] in JUDGED:
             if self._child_walk_done(token, result):
-                self.publisher.consume_subject_token()
-        forget = getattr(self.classifier, "forget", None)
+                publisher.consume_subject_token()
+        forget = getattr(classifier, "forget", None)
         if forget is not None:  # streaming: the walk's frame features go, retakes' too
             forget(walk)
         return result, prediction
@@ -204,14 +210,14 @@ class Components:
             self.child_walks = (token, walks)
             return False
         self.child_walks = (None, [])
-        result["child_decision"] = child_decision(walks, result["threshold"])
+        result["child_decision"] = child_decision(walks, self.threshold)
         return True
 
-    def health_extra(self, health: Any) -> dict[str, Any]:
+    def health_extra(self, health: Health) -> dict[str, object]:
         """Camera, outbox and MQTT state for the health message; updates `health`'s gauges and alarms."""
         source_counters = self.source.health()
         health.set_gauge("camera_timeouts", int(source_counters.get("timeouts", 0)))
-        extra: dict[str, Any] = {"source": source_counters}
+        extra: dict[str, object] = {"source": source_counters}
         streaming = getattr(self.classifier, "health", None)
         if streaming is not None:
             extra["streaming"] = streaming()
@@ -260,7 +266,7 @@ class Components:
         self.closers.clear()
 
 
-def walk_step(segmenter: Any, assembler: Any, frame: Frame) -> Walk | None:
+def walk_step(segmenter: Segmenter, assembler: WalkAssembler, frame: Frame) -> Walk | None:
     """One frame through segmentation and the walk gate: the one path the kiosk and
     `python -m edge collect` (training data) share, so both see the same silhouettes."""
     mask = segmenter.segment(frame)
@@ -271,23 +277,41 @@ def walk_step(segmenter: Any, assembler: Any, frame: Frame) -> Walk | None:
     return walk
 
 
-def _alarm(health: Any, name: str, active: bool, message: str) -> None:
+def _alarm(health: Health, name: str, active: bool, message: str) -> None:
     if active:
         health.raise_alarm(name, message)
     else:
         health.clear_alarm(name)
 
 
-def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -> Components:
+def screening_threshold(cfg: KioskConfig) -> Threshold:
+    """The referral threshold in force: screening.threshold, else the model card's (the card is
+    read here, once per call), else the default. Called once at start-up, so a broken card
+    stops the kiosk before its first walk; the value is then handed to whoever needs it."""
+    s = cfg.screening
+    card = None if s.threshold is not None else read_card(cfg.card_path, cfg.model.card is not None)
+    return resolve_threshold(s.threshold, card, cfg.card_path, s.target, s.target_value, s.rescreen)
+
+
+def build_components(
+    cfg: KioskConfig,
+    runner: Runner | None = None,
+    source: Source | None = None,
+    threshold: Threshold | None = None,
+) -> Components:
     """Source, segmenter, walk assembler, runner and outbox/publisher from a KioskConfig.
 
-    `runner` / `source` replace the configured ones (tests inject bad input this way).
+    `runner` / `source` replace the configured ones (tests inject bad input this way);
+    `threshold`: the one screening_threshold(cfg) already made (else it is made here, first,
+    so a broken model card fails before anything is opened).
     """
     from edge.outbox.store import Outbox
     from edge.publishing.client import publisher_settings
     from edge.publishing.publisher import Publisher
     from edge.runners.registry import create_runner
 
+    if threshold is None:
+        threshold = screening_threshold(cfg)
     if source is None:
         source = open_configured_source(cfg)
     segmenter = make_segmenter(cfg, source)
@@ -299,7 +323,6 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
         runner = create_runner(
             cfg.model.runner, cfg.model.path, threads=cfg.model.threads, **runner_options(cfg)
         )
-    threshold = cfg.threshold().value
     outbox = Outbox.from_config(cfg)
     settings = publisher_settings(cfg.mqtt, cfg.kiosk, cfg.client_id)
 
@@ -308,22 +331,26 @@ def build_components(cfg: KioskConfig, runner: Any = None, source: Any = None) -
     # the retained status says what the kiosk screens with: trained_on, store id, signer, gate
     status_model = status_facts(cfg)
 
-    def make_publisher(identity: ModelIdentity) -> Any:
+    def make_publisher(identity: ModelIdentity) -> Publisher:
         return Publisher(settings, outbox, model={**identity.as_dict(), **status_model})
 
-    parts = Components(source, segmenter, assembler, runner, make_publisher, threshold)
-    parts.rescreen = cfg.threshold().rescreen
-    parts.walks_per_child = cfg.screening.walks_per_child
-    parts.inference = cfg.model.inference
-    parts.stream_queue_frames = cfg.model.stream_queue_frames
-    parts.stream_max_frames = (
-        int(cfg.walk.max_seconds * cfg.source.fps) + cfg.model.stream_queue_frames
+    return Components(
+        source,
+        segmenter,
+        assembler,
+        runner,
+        make_publisher,
+        threshold,
+        walks_per_child=cfg.screening.walks_per_child,
+        inference=cfg.model.inference,
+        stream_queue_frames=cfg.model.stream_queue_frames,
+        stream_max_frames=int(cfg.walk.max_seconds * cfg.source.fps)
+        + cfg.model.stream_queue_frames,
+        closers=[outbox.close],
     )
-    parts.closers.append(outbox.close)
-    return parts
 
 
-def runner_options(cfg: KioskConfig) -> dict[str, Any]:
+def runner_options(cfg: KioskConfig) -> dict[str, bool]:
     """Options from [model] for runners that take them (by what the runner declares, not by its name)."""
     from edge.runners.registry import runner_class
 
@@ -363,16 +390,36 @@ def make_assembler(cfg: KioskConfig, input_height: int = INPUT_HEIGHT) -> WalkAs
     )
 
 
-def make_segmenter(cfg: KioskConfig, source: Any) -> Any:
-    """The segmenter for the configured method and the source's images (edge.segmentation.choice: `auto`
-    picks by source, a method the source cannot serve is refused here, at start-up); a
-    simulated camera without a site model learns its empty corridor."""
-    from edge.segmentation.choice import build_segmenter
+def make_segmenter(cfg: KioskConfig, source: Source) -> Segmenter:
+    """The segmenter for the configured method and the source's images (edge.segmentation.choice:
+    `auto` picks by source, a method the source cannot serve is refused here, at start-up).
 
-    return build_segmenter(cfg, source, simulated_site)
+    In one pass: the method first, then (only for a method that compares depth with the empty
+    corridor) its site model, then the segmenter from the [segmentation] section and that site."""
+    from edge.segmentation.choice import method_for
+
+    method = method_for(cfg.segmentation, source)
+    site = site_background(cfg.segmentation, source) if method.uses_site else None
+    return method.make(cfg.segmentation, site)
 
 
-def source_is_live(source: Any) -> bool:
+def site_background(seg: SegmentationConfig, source: Source) -> SiteModel | None:
+    """segmentation.site_model, else a simulated camera's empty corridor, else None (warned:
+    only the range gate then separates the child from floor and walls)."""
+    from edge.segmentation.site import SiteModel
+
+    if seg.site_model is not None:
+        return SiteModel.load(seg.site_model)
+    site = simulated_site(source)
+    if site is None:
+        log.warning(
+            "no segmentation.site_model: only the range gate separates the child from floor and "
+            "walls; run `python -m edge calibrate-site` in the empty corridor"
+        )
+    return site
+
+
+def source_is_live(source: Source) -> bool:
     """A camera (or a simulation paced like one) is live: its frames are dropped, never waited for.
 
     A source says it is not live with `live = False`, or `realtime = False` (recordings
@@ -384,7 +431,7 @@ def source_is_live(source: Any) -> bool:
     return bool(live)
 
 
-def simulated_site(source: Any) -> Any:
+def simulated_site(source: object) -> SiteModel | None:
     """For sim:// sources: the site model of the simulator's empty corridor, else None."""
     from edge.sources.sim import SimSource
 

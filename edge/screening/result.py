@@ -15,14 +15,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError
+from edge.screening.threshold import Threshold
 from edge.types import Prediction, Walk
 from gaitcontract import published
 from gaitcontract.spec import CLASSES, NEGATIVE
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+    from edge.runners.base import Runner
 
 SCHEMA_ID = "gaitmil.result/1"
 REFER = "refer_for_clinical_exam"
@@ -53,7 +59,7 @@ class ModelIdentity:
     precision: str
 
     @classmethod
-    def from_runner(cls, runner: Any) -> ModelIdentity:
+    def from_runner(cls, runner: Runner) -> ModelIdentity:
         """From an edge.runners Runner (model_id, model_sha256, name, precision)."""
         return cls(
             str(runner.model_id), str(runner.model_sha256), str(runner.name), str(runner.precision)
@@ -74,21 +80,8 @@ class ResultContext:
 
     site_id: str
     kiosk_id: str
-    threshold: float
+    threshold: Threshold  # checked when it was made: results trust it
     model: ModelIdentity
-    rescreen: tuple[float, float] | None = None  # [low, high) on P(not negative); None: off
-
-
-def check_threshold(threshold: float) -> float:
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, (int, float))
-        or not 0 < threshold < 1
-    ):
-        raise ResultError(
-            f"referral threshold must be a number in (0, 1), got {threshold!r}; fix screening.threshold"
-        )
-    return float(threshold)
 
 
 def check_probs(probs: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -118,14 +111,26 @@ def screen(
     rescreen: tuple[float, float] | None = None,
 ) -> str:
     """Refer for a clinical exam when P(not negative) >= threshold, else no referral; with a
-    rescreen band [low, high), a walk inside it is `rescreen` (walk again)."""
-    p = p_not_negative(probs)
-    if rescreen is not None and rescreen[0] <= p < rescreen[1]:
+    rescreen band [low, high), a walk inside it is `rescreen` (walk again).
+
+    For callers holding bare numbers (benchmarks, tests): they are checked as the kiosk's
+    Threshold was, once; the kiosk's results use `decide` with the Threshold it made."""
+    try:
+        checked = Threshold(threshold, rescreen=rescreen)
+    except ConfigError as exc:
+        raise ResultError(str(exc)) from None
+    return decide(p_not_negative(probs), checked)
+
+
+def decide(p: float, threshold: Threshold) -> str:
+    """The outcome for P(not negative) = p under a Threshold (checked when it was made)."""
+    band = threshold.rescreen
+    if band is not None and band[0] <= p < band[1]:
         return RESCREEN
-    return REFER if p >= check_threshold(threshold) else NO_REFERRAL
+    return REFER if p >= threshold.value else NO_REFERRAL
 
 
-def child_decision(walks: Sequence[tuple[str, float]], threshold: float) -> dict:
+def child_decision(walks: Sequence[tuple[str, float]], threshold: Threshold) -> dict:
     """The per-child decision over one session token's judged walks ((walk_id, P(not negative))):
     the mean P(not negative) against the threshold (docs/MODEL.md, "Several walks per child")."""
     if not walks:
@@ -136,7 +141,7 @@ def child_decision(walks: Sequence[tuple[str, float]], threshold: float) -> dict
         "walk_ids": [walk_id for walk_id, _ in walks],
         "rule": CHILD_RULE,
         "p_not_negative": round(mean, 6),
-        "outcome": REFER if mean >= check_threshold(threshold) else NO_REFERRAL,
+        "outcome": REFER if mean >= threshold.value else NO_REFERRAL,
     }
 
 
@@ -195,7 +200,7 @@ def build_result(
     (e.g. inference failed) or a missing prediction gives a `retake` result
     without probabilities; otherwise the outcome comes from `screen()`.
     """
-    threshold = check_threshold(context.threshold)
+    threshold = context.threshold
     reason = retake_reason or walk.retake_reason
     if reason is None and prediction is None:
         reason = INFERENCE_FAILED
@@ -211,7 +216,7 @@ def build_result(
         "retake_reason": reason,
         "probabilities": None,
         "p_not_negative": None,
-        "threshold": threshold,
+        "threshold": threshold.value,
         "key_phases": [],
         "key_frames": [],
         "quality": walk.quality.as_dict(),
@@ -222,7 +227,7 @@ def build_result(
     }
     if reason is None and prediction is not None:
         probs = check_probs(prediction.probs)
-        result["outcome"] = screen(probs, threshold, context.rescreen)
+        result["outcome"] = decide(float(1.0 - probs[NEGATIVE]), threshold)
         result["probabilities"] = {name: round(float(p), 6) for name, p in zip(CLASSES, probs)}
         result["p_not_negative"] = round(float(1.0 - probs[NEGATIVE]), 6)
         result["key_phases"] = _key_phases(prediction)
@@ -246,7 +251,7 @@ def load_schema(name: str = "result") -> dict:
 
 
 @cache
-def schema_validator(name: str = "result") -> Any:
+def schema_validator(name: str = "result") -> Validator:
     """A Draft 2020-12 validator for a shipped schema; needs the jsonschema package."""
     try:
         import jsonschema
@@ -257,7 +262,7 @@ def schema_validator(name: str = "result") -> Any:
     return jsonschema.Draft202012Validator(load_schema(name))
 
 
-def validate_result(result: Any, schema: str = "result") -> None:
+def validate_result(result: object, schema: str = "result") -> None:
     """Raise ResultError naming the first field that breaks the schema (needs jsonschema)."""
     errors = sorted(
         schema_validator(schema).iter_errors(result), key=lambda e: [str(p) for p in e.path]

@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import numpy as np
 
@@ -52,6 +52,11 @@ from gaitcontract.spec import (
     input_width,
     to_model_input,
 )
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from edge.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +91,7 @@ class StreamStats:
     last_encode_at_end_ms: float = 0.0
     last_head_ms: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         out = asdict(self)
         for key in ("encoder_ms", "last_wait_ms", "last_encode_at_end_ms", "last_head_ms"):
             out[key] = round(out[key], 3)
@@ -321,7 +326,7 @@ class SplitSessions:
         return dict(zip(OUTPUT_NAMES, values))
 
 
-def _session(path: Path, threads: int | None) -> Any:
+def _session(path: Path, threads: int | None) -> onnxruntime.InferenceSession:
     import onnxruntime as ort
 
     try:
@@ -332,7 +337,22 @@ def _session(path: Path, threads: int | None) -> Any:
         raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
 
 
-def read_split_manifest(folder: Path) -> dict[str, Any]:
+class SplitContract(TypedDict):
+    frames: int  # T: the frames the head pools over
+    encoder_batch: int  # frames per encoder run
+
+
+class SplitManifest(TypedDict, total=False):
+    """model.split.json as export.split writes it (the keys the kiosk reads)."""
+
+    model_id: str
+    head: str  # file name of head.onnx
+    encoders: dict[str, str]  # precision -> file name
+    contract: SplitContract
+    files: dict[str, str]  # file name -> sha256
+
+
+def read_split_manifest(folder: Path) -> SplitManifest:
     """model.split.json with every file it names checked against its sha256."""
     from gaitcontract.manifest import sha256_file
 
@@ -344,11 +364,15 @@ def read_split_manifest(folder: Path) -> dict[str, Any]:
             f"streaming inference needs {path} ({exc}); make it with "
             f"`python -m export split --checkpoint CKPT --out {folder}`"
         ) from exc
+    if not isinstance(body, dict):
+        raise ModelError(f"{path} is not a JSON object; re-run export split")
     for name, digest in body.get("files", {}).items():
         file = folder / name
         if not file.is_file() or sha256_file(file) != digest:
             raise ModelError(f"{file} is missing or does not match {path}; re-run export split")
-    return body
+    # the keys the kiosk reads are checked where they are used (a missing one is a KeyError
+    # naming it); every file the manifest names was checked against its sha256 above
+    return cast(SplitManifest, body)
 
 
 class StreamingClassifier:
@@ -361,7 +385,7 @@ class StreamingClassifier:
 
     def __init__(
         self,
-        runner: Any,
+        runner: Runner,
         sessions: SplitSessions,
         queue_frames: int = 64,
         max_frames: int = 1024,
@@ -380,10 +404,12 @@ class StreamingClassifier:
         # the runner's input height (64 or 128): the walks the assembler makes for this model
         self.input_height = int(runner.input_shape[2])
         frame_shape = list(runner.input_shape[2:])
-        encoder_input = sessions.manifest.get("contract", {}).get("encoder_input", {})
-        if encoder_input.get("shape", [0, *frame_shape])[1:] != frame_shape:
+        contract = sessions.manifest.get("contract")
+        encoder_input = contract.get("encoder_input") if isinstance(contract, dict) else None
+        shape = encoder_input.get("shape") if isinstance(encoder_input, dict) else None
+        if isinstance(shape, list) and shape[1:] != frame_shape:
             raise ModelError(
-                f"the split encoder in {sessions.folder} takes frames {encoder_input['shape'][1:]}, "
+                f"the split encoder in {sessions.folder} takes frames {shape[1:]}, "
                 f"the model {frame_shape}: export the split from the same checkpoint"
             )
         self.worker = EncoderWorker(
@@ -447,7 +473,7 @@ class StreamingClassifier:
         """Every walk's end (retakes too): its frames' features and anything older go."""
         self.worker.forget_through(float(walk.end_time))
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         stats = self.worker.stats.as_dict()
         stats["frame_bytes"] = self.worker.frame_bytes
         stats["max_frames"] = self.worker.max_frames

@@ -5,9 +5,12 @@ the card's operating point for that target (card.json `operating_points`, chosen
 walks by gaitmil.operating_points); with `screening.rescreen` the rescreen band comes from the
 same card (the operating point's band, or `rescreen_band` around referral_threshold).
 
-Pure functions of plain values: nothing here knows the configuration tree (edge.settings
-calls in, never the other way round). `resolve_threshold` decides from values already read;
-`threshold_from_card` reads the card once and decides.
+`Threshold` is the value the kiosk screens with: made once at start-up (edge.wiring reads the
+card and calls `resolve_threshold`) and handed to the components. Its constructor is the one
+place a threshold and its band are checked, so nothing on the way to a result checks them again.
+
+Pure functions of plain values: nothing here knows the configuration tree (edge.wiring
+calls in, never the other way round). `read_card` is the only file access.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from edge.errors import ConfigError
 
@@ -26,14 +29,57 @@ CARD_THRESHOLD_KEY = "referral_threshold"
 CARD_POINTS_KEY = "operating_points"
 CARD_BAND_KEY = "rescreen_band"
 
+# where the threshold came from: screening.threshold, the model card, or DEFAULT_THRESHOLD
+ThresholdOrigin = Literal["config", "model card", "default"]
+# the card's JSON object as json.loads gives it: read, not trusted
+Card = Mapping[str, object]
+
 
 @dataclass(frozen=True)
-class ResolvedThreshold:
+class Threshold:
+    """Refer when P(not negative) >= value; with a band, walk again inside [low, high).
+
+    `card` is the model card the value came from, or (origin "default") the card that was
+    looked for and not found; `source` says all that in words.
+    """
+
     value: float
-    source: str  # "config", "model card <path>" or "default ..."
+    origin: ThresholdOrigin = "config"
+    card: Path | None = None
     # [low, high): a walk with low <= P(not negative) < high is asked to walk again (rescreen)
     rescreen: tuple[float, float] | None = None
-    target: str | None = None  # "sensitivity=0.95" when a screening.target chose the threshold
+    operating_point: str | None = None  # "sensitivity=0.95" when a screening.target chose it
+
+    def __post_init__(self) -> None:
+        value: object = self.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(_not_a_unit(self._where(CARD_THRESHOLD_KEY, "threshold"), value))
+        object.__setattr__(self, "value", float(value))
+        if self.rescreen is not None:
+            low, high = self.rescreen
+            if not 0 <= low <= self.value <= high <= 1:
+                where = self._where(CARD_BAND_KEY, CARD_BAND_KEY)
+                raise ConfigError(_not_a_band(where, self.rescreen, value))
+            object.__setattr__(self, "rescreen", (float(low), float(high)))
+
+    @property
+    def source(self) -> str:
+        """Where the value came from: "config", "model card <path>[, operating point <key>]" or
+        "default (no model card at <path>)"."""
+        if self.origin == "default":
+            return f"default (no model card at {self.card})"
+        if self.origin == "config":
+            return "config"
+        point = f", operating point {self.operating_point}" if self.operating_point else ""
+        return f"model card {self.card}{point}"
+
+    def _where(self, card_key: str, point_field: str) -> str:
+        """The key a bad value came from, as a person finds it: in the config or in the card."""
+        if self.origin != "model card":
+            return "screening.threshold"
+        if self.operating_point is not None:
+            return f"model card {self.card}: {CARD_POINTS_KEY} {self.operating_point} {point_field}"
+        return f"model card {self.card}: {card_key}"
 
 
 def point_key(target: str, value: float) -> str:
@@ -41,7 +87,7 @@ def point_key(target: str, value: float) -> str:
     return f"{target}={float(value):g}"
 
 
-def read_card(path: Path, required: bool) -> Mapping[str, Any] | None:
+def read_card(path: Path, required: bool) -> Card | None:
     """The model card's JSON object; None when there is no card and none was asked for.
 
     `required`: the card was named in the configuration (model.card), so a missing file is an error.
@@ -69,12 +115,12 @@ def read_card(path: Path, required: bool) -> Mapping[str, Any] | None:
 
 def resolve_threshold(
     configured: float | None,
-    card: Mapping[str, Any] | None,
+    card: Card | None,
     card_path: Path,
     target: str | None = None,
     target_value: float | None = None,
     rescreen: bool = False,
-) -> ResolvedThreshold:
+) -> Threshold:
     """Config value, else the card's operating point for `target`, else the card's
     referral_threshold, else DEFAULT_THRESHOLD (no card); with `rescreen`, the card's band."""
     if configured is not None:
@@ -83,7 +129,7 @@ def resolve_threshold(
                 "screening.rescreen takes its band from the model card, chosen around the card's "
                 "threshold; it cannot be used with screening.threshold: remove one of them"
             )
-        return ResolvedThreshold(float(configured), "config")
+        return Threshold(configured)
     if target is not None:
         return _from_operating_point(card, card_path, target, target_value, rescreen)
     if card is None:
@@ -92,27 +138,44 @@ def resolve_threshold(
                 f"screening.rescreen = true needs a model card with {CARD_BAND_KEY!r}; there is "
                 f"none at {card_path}: set model.card or turn screening.rescreen off"
             )
-        return ResolvedThreshold(DEFAULT_THRESHOLD, f"default (no model card at {card_path})")
+        return Threshold(DEFAULT_THRESHOLD, "default", card_path)
     if CARD_THRESHOLD_KEY not in card:
         raise ConfigError(
             f"model card {card_path}: cannot read {CARD_THRESHOLD_KEY!r} (key missing); expected a JSON object "
             f"with {CARD_THRESHOLD_KEY!r} in (0, 1). Fix the card or set screening.threshold"
         )
-    value = _unit(card[CARD_THRESHOLD_KEY], f"model card {card_path}: {CARD_THRESHOLD_KEY}")
+    value = _number(card[CARD_THRESHOLD_KEY], card_path, CARD_THRESHOLD_KEY)
     band = _band(card.get(CARD_BAND_KEY), card_path, CARD_BAND_KEY, value) if rescreen else None
-    return ResolvedThreshold(value, f"model card {card_path}", band)
+    return Threshold(value, "model card", card_path, band)
 
 
-def _unit(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ConfigError(
-            f"{where} = {value!r} is not a number in (0, 1); fix the card or set screening.threshold"
-        )
-    return float(value)
+def _not_a_unit(where: str, value: object) -> str:
+    fix = (
+        "fix screening.threshold"
+        if where == "screening.threshold"
+        else "fix the card or set screening.threshold"
+    )
+    return f"{where} = {value!r} is not a number in (0, 1); {fix}"
 
 
-def _band(band: Any, card_path: Path, where: str, threshold: float) -> tuple[float, float]:
-    """[low, high) from a card's band object; ConfigError naming the setting and the card."""
+def _not_a_band(where: str, band: object, threshold: object) -> str:
+    return (
+        f"{where} = {band!r} is not a band {{'low': ..., 'high': ...}} with "
+        f"0 <= low <= threshold ({threshold}) <= high <= 1; fix the card or turn "
+        "screening.rescreen off"
+    )
+
+
+def _number(value: object, card_path: Path, where: str) -> float:
+    """A card's number as it is, for Threshold to check its range; anything else is refused here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(_not_a_unit(f"model card {card_path}: {where}", value))
+    return value
+
+
+def _band(band: object, card_path: Path, where: str, threshold: object) -> tuple[float, float]:
+    """(low, high) from a card's band object, for Threshold to check; ConfigError naming the
+    setting and the card when the card has none or it is not two numbers."""
     if band is None:
         raise ConfigError(
             f"screening.rescreen = true but model card {card_path} has no {where!r} (cards "
@@ -120,25 +183,20 @@ def _band(band: Any, card_path: Path, where: str, threshold: float) -> tuple[flo
             "version of gaitmil, or turn screening.rescreen off"
         )
     low, high = (band.get("low"), band.get("high")) if isinstance(band, Mapping) else (None, None)
-    if (
-        any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (low, high))
-        or not 0 <= low <= threshold <= high <= 1  # type: ignore[operator]
-    ):
-        raise ConfigError(
-            f"model card {card_path}: {where} = {band!r} is not a band "
-            f"{{'low': ..., 'high': ...}} with 0 <= low <= threshold ({threshold}) <= high <= 1; "
-            "fix the card or turn screening.rescreen off"
-        )
-    return float(low), float(high)  # type: ignore[arg-type]
+    if isinstance(low, bool) or isinstance(high, bool):
+        low = high = None
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        raise ConfigError(_not_a_band(f"model card {card_path}: {where}", band, threshold))
+    return low, high
 
 
 def _from_operating_point(
-    card: Mapping[str, Any] | None,
+    card: Card | None,
     card_path: Path,
     target: str,
     target_value: float | None,
     rescreen: bool,
-) -> ResolvedThreshold:
+) -> Threshold:
     if target_value is None:
         raise ConfigError(f"screening.target = {target!r} needs screening.target_value")
     key = point_key(target, target_value)
@@ -155,7 +213,7 @@ def _from_operating_point(
         for r in rows
         if r.get("target") == target
         and isinstance(r.get("value"), (int, float))
-        and abs(float(r["value"]) - float(target_value)) < 1e-9
+        and abs(float(r["value"]) - float(target_value)) < 1e-9  # type: ignore[arg-type]
     ]
     if not match:
         offered = (
@@ -168,28 +226,8 @@ def _from_operating_point(
             f"{offered}); choose one it offers, retrain with that target, or unset screening.target"
         )
     row = match[0]
-    value = _unit(
-        row.get("threshold"), f"model card {card_path}: {CARD_POINTS_KEY} {key} threshold"
-    )
-    band = (
-        _band(row.get(CARD_BAND_KEY), card_path, f"{CARD_POINTS_KEY} {key} {CARD_BAND_KEY}", value)
-        if rescreen
-        else None
-    )
-    return ResolvedThreshold(value, f"model card {card_path}, operating point {key}", band, key)
-
-
-def threshold_from_card(
-    configured: float | None,
-    card_path: Path,
-    card_required: bool,
-    target: str | None = None,
-    target_value: float | None = None,
-    rescreen: bool = False,
-) -> ResolvedThreshold:
-    """Read the card (only when no threshold is configured) and resolve the threshold."""
-    if configured is not None:
-        return resolve_threshold(configured, None, card_path, target, target_value, rescreen)
-    return resolve_threshold(
-        None, read_card(card_path, card_required), card_path, target, target_value, rescreen
-    )
+    value_key = f"{CARD_POINTS_KEY} {key} threshold"
+    band_key = f"{CARD_POINTS_KEY} {key} {CARD_BAND_KEY}"
+    value = _number(row.get("threshold"), card_path, value_key)
+    band = _band(row.get(CARD_BAND_KEY), card_path, band_key, value) if rescreen else None
+    return Threshold(value, "model card", card_path, band, key)

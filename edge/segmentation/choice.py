@@ -6,6 +6,11 @@ colour-only camera or file (video://, /dev/videoN, rtsp://, a CSI pipeline) -> p
 learned colour segmenter. A configured method whose images the source never delivers is
 refused before the first frame with SegmentationError naming both and the fix: a kiosk
 that would skip every frame and publish nothing must not start.
+
+Each segmenter is made from the [segmentation] section and, for the methods that compare
+depth with the empty corridor (`Method.uses_site`), the site model the caller found
+(edge.wiring: the calibrated one, or a simulator's empty corridor); nothing here opens
+files or knows the rest of the configuration.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from edge.errors import SegmentationError
+from edge.segmentation.depth import Segmenter
+from edge.segmentation.site import SiteModel
+from edge.settings import SegmentationConfig
 
 log = logging.getLogger("edge.service")
 
@@ -23,89 +30,69 @@ log = logging.getLogger("edge.service")
 @dataclass(frozen=True)
 class Method:
     needs: frozenset[str]  # images every frame must carry
-    make: Callable[[Any, Any, Callable[[Any], Any]], Any]  # (config, source, site_for) -> segmenter
+    make: Callable[
+        [SegmentationConfig, SiteModel | None], Segmenter
+    ]  # (section, site) -> segmenter
     what: str
+    uses_site: bool = False  # compares depth with the empty corridor's site model
 
 
-def _rules(cfg: Any) -> Any:
-    from edge.segmentation.depth import ComponentRules
-
-    return ComponentRules.from_config(cfg.segmentation)
-
-
-def _site(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
-    from edge.segmentation.site import SiteModel
-
-    seg = cfg.segmentation
-    if seg.site_model is not None:
-        return SiteModel.load(seg.site_model)
-    site = simulated_site(source)
-    if site is None:
-        log.warning(
-            "no segmentation.site_model: only the range gate separates the child from floor and "
-            "walls; run `python -m edge calibrate-site` in the empty corridor"
-        )
-    return site
-
-
-def _depth(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
+def _depth(seg: SegmentationConfig, site: SiteModel | None) -> Segmenter:
     from edge.segmentation.depth import DepthSegmenter
 
-    return DepthSegmenter(
-        _site(cfg, source, simulated_site), margin_mm=cfg.segmentation.margin_mm, rules=_rules(cfg)
-    )
+    return DepthSegmenter(site, margin_mm=seg.margin_mm, rules=seg)
 
 
-def _color(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
+def _color(seg: SegmentationConfig, _site: SiteModel | None) -> Segmenter:
     from edge.segmentation.depth import ColorSegmenter
 
-    return ColorSegmenter(cfg.segmentation.color_method, rules=_rules(cfg))
+    return ColorSegmenter(seg.color_method, rules=seg)
 
 
-def _person(cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
+def _person(seg: SegmentationConfig, _site: SiteModel | None) -> Segmenter:
     from edge.segmentation.colour import PersonSegmenter
 
-    seg = cfg.segmentation
     return PersonSegmenter(
         threshold=seg.person_threshold,
         threads=seg.person_threads,
-        rules=_rules(cfg),
+        rules=seg,
         providers=seg.person_providers or None,
     )
 
 
-def _fused(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
+def _fused(seg: SegmentationConfig, site: SiteModel | None) -> Segmenter:
     from edge.segmentation.colour import FusedSegmenter
 
-    seg = cfg.segmentation
     return FusedSegmenter(
-        _site(cfg, source, simulated_site),
+        site,
         margin_mm=seg.margin_mm,
         threshold=seg.person_threshold,
         threads=seg.person_threads,
-        rules=_rules(cfg),
+        rules=seg,
         providers=seg.person_providers or None,
     )
 
 
-def _passthrough(_cfg: Any, _source: Any, _site_for: Callable[[Any], Any]) -> Any:
+def _passthrough(_seg: SegmentationConfig, _site: SiteModel | None) -> Segmenter:
     from edge.segmentation.depth import PassthroughSegmenter
 
     return PassthroughSegmenter()
 
 
 METHODS: dict[str, Method] = {
-    "depth": Method(frozenset({"depth"}), _depth, "depth against the empty corridor"),
+    "depth": Method(frozenset({"depth"}), _depth, "depth against the empty corridor", True),
     "color": Method(frozenset({"color"}), _color, "colour background subtraction"),
     "person": Method(frozenset({"color"}), _person, "learned person segmentation of colour frames"),
-    "fused": Method(frozenset({"color", "depth"}), _fused, "learned colour mask gated by depth"),
+    "fused": Method(
+        frozenset({"color", "depth"}), _fused, "learned colour mask gated by depth", True
+    ),
     "passthrough": Method(frozenset({"silhouette"}), _passthrough, "ready-made silhouettes"),
 }
 # auto: the first of these whose images the source delivers
 AUTO_ORDER = ("passthrough", "depth", "person")
 
 
-def source_images(source: Any) -> frozenset[str]:
+def source_images(source: object) -> frozenset[str]:
     """The images a source delivers; a source without the attribute is taken as depth-only."""
     images = getattr(source, "images", None)
     return frozenset(images) if images is not None else frozenset({"depth"})
@@ -145,17 +132,21 @@ def _hint(missing: frozenset[str]) -> str:
     return " (silhouettes come from a silhouettes:// source)"
 
 
-def build_segmenter(cfg: Any, source: Any, simulated_site: Callable[[Any], Any]) -> Any:
-    """The segmenter for this configuration and source (see the module docstring)."""
-    name = choose_method(cfg.segmentation.method, source_images(source), _name(source))
-    if name != cfg.segmentation.method:
+def method_for(seg: SegmentationConfig, source: object) -> Method:
+    """The method this section and source run (see the module docstring); `auto`'s pick is logged."""
+    name = choose_method(seg.method, source_images(source), source_name(source))
+    if name != seg.method:
         log.info(
-            "segmentation.method auto: %s (%s) for %s", name, METHODS[name].what, _name(source)
+            "segmentation.method auto: %s (%s) for %s",
+            name,
+            METHODS[name].what,
+            source_name(source),
         )
-    return METHODS[name].make(cfg, source, simulated_site)
+    return METHODS[name]
 
 
-def _name(source: Any) -> str:
+def source_name(source: object) -> str:
+    """ "source <uri>" for the messages, from the source's health; "the source" without one."""
     health = getattr(source, "health", None)
     uri = health().get("uri") if callable(health) else None
     return f"source {uri}" if uri else "the source"

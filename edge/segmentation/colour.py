@@ -30,9 +30,10 @@ import cv2
 import numpy as np
 
 from edge.errors import SegmentationError
-from edge.segmentation.depth import ComponentRules, DepthSegmenter, _Components, above, no_depth
+from edge.segmentation.depth import DepthSegmenter, _Components, above, no_depth
 from edge.segmentation.person_model import PersonModel
 from edge.segmentation.site import SiteModel
+from edge.settings import SegmentationConfig
 from edge.sources.base import validate_frame
 from edge.types import Frame, Mask
 
@@ -186,7 +187,7 @@ class PersonSegmenter:
         *,
         threshold: float = 0.5,
         scale: int = 2,
-        rules: ComponentRules | None = None,
+        rules: SegmentationConfig | None = None,
         reflections: ReflectionRules | None = None,
         threads: int = 1,
         providers: list[str] | None = None,
@@ -199,17 +200,8 @@ class PersonSegmenter:
         self.threshold = float(threshold)
         self.scale = scale
         # the network's mask is smooth: no speckle opening, no hole filling across real gaps
-        base = rules or ComponentRules()
-        self.rules = ComponentRules(
-            min_area_px=base.min_area_px,
-            min_height_px=base.min_height_px,
-            open_px=1,
-            close_px=3,
-            fill_holes=False,
-            attach_px=base.attach_px,
-            min_piece_px=base.min_piece_px,
-            behind_mm=base.behind_mm,
-        )
+        base = rules or SegmentationConfig()
+        self.rules = base.model_copy(update={"open_px": 1, "close_px": 3, "fill_holes": False})
         self.reflections = reflections or ReflectionRules()
         self.components = _Components(self.rules, scale)
         self.reflections_removed = 0  # reflections removed so far (all frames)

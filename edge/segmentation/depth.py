@@ -33,43 +33,6 @@ class Segmenter(Protocol):
     def segment(self, frame: Frame) -> Mask: ...
 
 
-_SEG = SegmentationConfig()  # the defaults: each rule is declared once, in edge.settings
-
-
-@dataclass
-class ComponentRules:
-    """What counts as a person-sized component, and how it is cleaned (camera pixels unless
-    marked working resolution). The fields and defaults are the [segmentation] keys of the same
-    name (`min_area_px` is `segmentation.min_area`), whose descriptions say what each does;
-    `from_config` takes them from a section."""
-
-    min_area_px: int = _SEG.min_area
-    min_height_px: int = _SEG.min_height_px
-    open_px: int = _SEG.open_px
-    close_px: int = _SEG.close_px
-    fill_holes: bool = _SEG.fill_holes
-    attach_px: int = _SEG.attach_px
-    min_piece_px: int = _SEG.min_piece_px
-    behind_mm: int = _SEG.behind_mm
-    stereo_shadow_left: bool = _SEG.stereo_shadow_left
-    flying_mm: int = _SEG.flying_mm
-
-    @classmethod
-    def from_config(cls, seg: SegmentationConfig) -> ComponentRules:
-        return cls(
-            min_area_px=seg.min_area,
-            min_height_px=seg.min_height_px,
-            open_px=seg.open_px,
-            close_px=seg.close_px,
-            fill_holes=seg.fill_holes,
-            attach_px=seg.attach_px,
-            min_piece_px=seg.min_piece_px,
-            behind_mm=seg.behind_mm,
-            stereo_shadow_left=seg.stereo_shadow_left,
-            flying_mm=seg.flying_mm,
-        )
-
-
 @dataclass(frozen=True)
 class DepthBounds:
     """Per-pixel inclusive foreground depth bounds (mm) of DepthSegmenter for one frame size."""
@@ -102,7 +65,9 @@ class _Components:
     findContours is ~10x cheaper here, and drawing the kept contour filled also fills its holes.
     """
 
-    def __init__(self, rules: ComponentRules, scale: int) -> None:
+    def __init__(self, rules: SegmentationConfig, scale: int) -> None:
+        # `rules`: the [segmentation] section's component keys (min_area, min_height_px,
+        # open_px, close_px, fill_holes, attach_px, min_piece_px, behind_mm), read as they are
         self.rules = rules
         self.scale = scale
         self.open_k = (
@@ -111,7 +76,7 @@ class _Components:
         self.close_k = (
             np.ones((rules.close_px, rules.close_px), np.uint8) if rules.close_px > 1 else None
         )
-        self.min_area = max(1, rules.min_area_px // (scale * scale))
+        self.min_area = max(1, rules.min_area // (scale * scale))
         self.min_height = max(1, rules.min_height_px // scale)
 
     def mask(
@@ -272,7 +237,7 @@ class DepthSegmenter:
         near_mm: int | None = None,
         far_mm: int | None = None,
         scale: int = 2,
-        rules: ComponentRules | None = None,
+        rules: SegmentationConfig | None = None,
     ) -> None:
         if scale not in (1, 2, 4):
             raise SegmentationError(f"DepthSegmenter scale={scale!r}: use 1, 2 or 4")
@@ -290,7 +255,7 @@ class DepthSegmenter:
             )
         self.margin_mm = margin_mm
         self.relative_margin = relative_margin
-        self.components = _Components(rules or ComponentRules(), scale)
+        self.components = _Components(rules or SegmentationConfig(), scale)
         self._grow_k = np.ones((3, 3), np.uint8)
         self._bounds: DepthBounds | None = None
 
@@ -436,7 +401,7 @@ class ColorSegmenter:
         history: int = 500,
         var_threshold: float = 16.0,
         scale: int = 2,
-        rules: ComponentRules | None = None,
+        rules: SegmentationConfig | None = None,
     ) -> None:
         factories = {
             "mog2": lambda: cv2.createBackgroundSubtractorMOG2(history, var_threshold, True),
@@ -450,7 +415,7 @@ class ColorSegmenter:
         self.scale = scale
         self.subtractor = factories[method]()
         self.frozen = False
-        self.components = _Components(rules or ComponentRules(), scale)
+        self.components = _Components(rules or SegmentationConfig(), scale)
 
     def freeze(self, frozen: bool) -> None:
         self.frozen = bool(frozen)
@@ -474,10 +439,10 @@ class ColorSegmenter:
 class PassthroughSegmenter:
     """Frame.silhouette (from a silhouettes:// source) -> Mask, keeping grey levels."""
 
-    def __init__(self, rules: ComponentRules | None = None) -> None:
+    def __init__(self, rules: SegmentationConfig | None = None) -> None:
         # replayed silhouettes are already cut to the person: any blob counts
-        self.rules = rules or ComponentRules(
-            min_area_px=50, min_height_px=8, open_px=1, close_px=1, fill_holes=False
+        self.rules = rules or SegmentationConfig(
+            min_area=50, min_height_px=8, open_px=1, close_px=1, fill_holes=False
         )
         self.components = _Components(self.rules, 1)
 

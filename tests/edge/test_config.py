@@ -21,6 +21,7 @@ from edge.errors import ConfigError, EdgeError
 from edge.publishing.broker_url import parse_broker_url
 from edge.screening.threshold import DEFAULT_THRESHOLD
 from edge.settings import KioskConfig
+from edge.wiring import build_components, screening_threshold
 
 EXAMPLE = Path(str(resources.files("edge").joinpath("data", "kiosk.example.toml")))
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,27 +157,32 @@ def test_threshold_from_config_card_or_default(tmp_path):
     model = tmp_path / "m" / "model.onnx"
     model.parent.mkdir()
     cfg = load_config(None, overrides={"model.path": str(model)}, env={})
-    assert cfg.threshold().value == DEFAULT_THRESHOLD and cfg.threshold().source.startswith(
-        "default"
-    )
+    resolved = screening_threshold(cfg)
+    assert resolved.value == DEFAULT_THRESHOLD and resolved.source.startswith("default")
+    assert resolved.origin == "default"
     (model.parent / "card.json").write_text(json.dumps({"referral_threshold": 0.37}))
     cfg = load_config(None, overrides={"model.path": str(model)}, env={})
-    assert cfg.threshold().value == pytest.approx(0.37)
-    eff = effective_config(cfg)
+    resolved = screening_threshold(cfg)
+    assert resolved.value == pytest.approx(0.37) and resolved.origin == "model card"
+    eff = effective_config(cfg, resolved)
     assert eff["screening"]["threshold"] == pytest.approx(0.37)
     assert "model card" in eff["screening"]["threshold_source"]
     cfg = load_config(
         None, overrides={"model.path": str(model), "screening.threshold": 0.6}, env={}
     )
-    assert (cfg.threshold().value, cfg.threshold().source) == (0.6, "config")
+    resolved = screening_threshold(cfg)
+    assert (resolved.value, resolved.source, resolved.origin) == (0.6, "config", "config")
 
 
 @pytest.mark.parametrize("card", ['{"referral_threshold": 1.5}', '{"other": 1}', "not json"])
-def test_broken_model_card_is_an_error_at_load(tmp_path, card):
+def test_broken_model_card_is_an_error_at_start_up(tmp_path, card):
     model = tmp_path / "model.onnx"
     (tmp_path / "card.json").write_text(card)
+    cfg = load_config(None, overrides={"model.path": str(model)}, env={})
     with pytest.raises(ConfigError, match="card.json"):
-        load_config(None, overrides={"model.path": str(model)}, env={})
+        screening_threshold(cfg)
+    with pytest.raises(ConfigError, match="card.json"):
+        build_components(cfg, runner=object())  # before anything is opened
 
 
 def test_password_file_is_read_and_masked(tmp_path):
@@ -186,10 +192,11 @@ def test_password_file_is_read_and_masked(tmp_path):
         None, overrides={"mqtt.username": "kiosk-7", "mqtt.password_file": str(secret)}, env={}
     )
     assert read_password(cfg) == "s3cret-pass"
-    text = json.dumps(effective_config(cfg))
+    text = json.dumps(effective_config(cfg, screening_threshold(cfg)))
     assert "s3cret-pass" not in text
     assert "kiosk-7" not in text  # username masked too
-    assert "kiosk-7" in json.dumps(effective_config(cfg, mask_secrets=False))
+    unmasked = effective_config(cfg, screening_threshold(cfg), mask_secrets=False)
+    assert "kiosk-7" in json.dumps(unmasked)
 
 
 def test_missing_secret_files_and_half_tls_pairs_are_errors(tmp_path):
@@ -220,7 +227,7 @@ def test_bad_toml_and_missing_file(tmp_path):
 
 def test_effective_config_is_json_with_derived_values(tmp_path):
     cfg = load_config(None, overrides={"state_dir": str(tmp_path)}, env={})
-    eff = effective_config(cfg)
+    eff = effective_config(cfg, screening_threshold(cfg))
     json.dumps(eff)  # plain data
     assert eff["outbox"]["path"] == str(tmp_path / "outbox.sqlite3")
     assert eff["mqtt"]["client_id"] == "gaitmil-site-0-kiosk-0"
@@ -361,24 +368,35 @@ def test_model_frames_is_refused_with_the_reason(tmp_path):
 
 def test_the_model_card_is_read_once(tmp_path, monkeypatch):
     import edge.screening.threshold
+    import edge.wiring
 
     model = tmp_path / "model.onnx"
     (tmp_path / "card.json").write_text(json.dumps({"referral_threshold": 0.3}))
     reads = []
     real = edge.screening.threshold.read_card
-    monkeypatch.setattr(
-        edge.screening.threshold, "read_card", lambda *a: reads.append(a) or real(*a)
-    )
+    monkeypatch.setattr(edge.wiring, "read_card", lambda *a: reads.append(a) or real(*a))
+    overrides = {"model.path": str(model), "state_dir": str(tmp_path / "state")}
+    cfg = load_config(None, overrides=overrides, env={})
+    assert not reads  # the configuration is data: loading it reads no card
+    resolved = screening_threshold(cfg)
+    effective_config(cfg, resolved)
+    parts = build_components(cfg, runner=object(), threshold=resolved)
+    parts.close()
+    assert parts.threshold.value == 0.3 and len(reads) == 1
+    cfg.screening.threshold = 0.7  # a changed key is honoured, not a stale answer
+    assert screening_threshold(cfg).value == 0.7
+
+
+def test_the_settings_model_reads_no_files():
+    import ast
+
     import edge.settings
 
-    monkeypatch.setattr(
-        edge.settings, "threshold_from_card", edge.screening.threshold.threshold_from_card
-    )
-    cfg = load_config(None, overrides={"model.path": str(model)}, env={})
-    effective_config(cfg)
-    assert cfg.threshold().value == 0.3 and len(reads) == 1
-    cfg.screening.threshold = 0.7  # a changed key is honoured, not a stale answer
-    assert cfg.threshold().value == 0.7
+    tree = ast.parse(Path(edge.settings.__file__).read_text())
+    file_access = {"open", "read_text", "read_bytes", "is_file", "exists", "stat"}
+    calls = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+    assert not file_access & set(calls)
+    assert not hasattr(KioskConfig, "threshold")  # resolved once, by edge.wiring
 
 
 def test_threshold_resolution_does_not_know_the_config_tree():
@@ -490,7 +508,7 @@ def test_segmentation_rules_reach_the_kiosks_segmenter():
     segmenter = make_segmenter(cfg, open_configured_source(cfg))
     rules = segmenter.components.rules
     assert (
-        rules.min_area_px,
+        rules.min_area,
         rules.flying_mm,
         rules.behind_mm,
         rules.stereo_shadow_left,

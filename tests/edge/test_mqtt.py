@@ -21,10 +21,11 @@ from edge.publishing.publisher import Publisher
 from edge.publishing.subscriber import ResultSubscriber
 from edge.publishing.topics import Topics, parse_session
 from edge.screening.result import ResultContext, build_result, validate_result
+from edge.screening.threshold import Threshold
 from tests.edge.mqtt_support import broker_config, publisher_settings_for
 from tests.edge.test_result import MODEL, make_prediction, make_walk
 
-CONTEXT = ResultContext("site-t", "kiosk-t", 0.5, MODEL)
+CONTEXT = ResultContext("site-t", "kiosk-t", Threshold(0.5), MODEL)
 
 
 def results(count: int) -> list[dict]:

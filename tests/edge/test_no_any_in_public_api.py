@@ -17,21 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 EDGE = ROOT / "edge"
 
-# Folders and files whose Any another helper is removing on its own branch: removed when
-# issue 26's branches merge (the coordinator empties this set at merge time).
-PENDING = {
-    "edge/segmentation",
-    "edge/screening",
-    "edge/walks",
-    "edge/settings.py",
-    "edge/config.py",
-    "edge/wiring.py",
-    "edge/service.py",
-    "edge/cli.py",
-    "edge/collect.py",
-    "edge/demo.py",
-}
-
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 
@@ -95,22 +80,11 @@ def any_in_public_signatures(path: Path, shown_as: str) -> list[str]:
     ]
 
 
-def _pending(relative: str) -> bool:
-    return any(relative == entry or relative.startswith(entry + "/") for entry in PENDING)
-
-
 def test_no_public_edge_signature_takes_or_returns_any():
     found = []
     for path in sorted(EDGE.rglob("*.py")):
-        relative = path.relative_to(ROOT).as_posix()
-        if not _pending(relative):
-            found += any_in_public_signatures(path, relative)
+        found += any_in_public_signatures(path, path.relative_to(ROOT).as_posix())
     assert not found, "public signatures with Any:\n" + "\n".join(found)
-
-
-def test_pending_entries_exist():
-    # a renamed or deleted entry would silently stop excluding anything
-    assert all((ROOT / entry).exists() for entry in PENDING)
 
 
 def test_finds_any_in_a_synthetic_module(tmp_path):

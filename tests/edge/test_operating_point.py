@@ -5,6 +5,7 @@ combine into child_decision."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from edge.screening.result import (
     screen,
     validate_result,
 )
-from edge.wiring import Components
+from edge.screening.threshold import Threshold
+from edge.wiring import Components, screening_threshold
 from tests.edge.test_result import CONTEXT, make_prediction, make_walk
 
 CARD = {
@@ -57,34 +59,39 @@ def _cfg(model: Path, **screening):
     return load_config(None, overrides=overrides, env={})
 
 
+def _resolved(model: Path, **screening) -> Threshold:
+    """The threshold the kiosk resolves at start-up (edge.wiring), from the config and the card."""
+    return screening_threshold(_cfg(model, **screening))
+
+
 def test_no_target_keeps_todays_threshold_and_no_band(tmp_path):
-    resolved = _cfg(_model(tmp_path)).threshold()
-    assert (resolved.value, resolved.rescreen, resolved.target) == (0.31, None, None)
+    resolved = _resolved(_model(tmp_path))
+    assert (resolved.value, resolved.rescreen, resolved.operating_point) == (0.31, None, None)
 
 
 def test_target_picks_the_cards_operating_point(tmp_path):
     cfg = _cfg(_model(tmp_path), target="referral_rate", target_value=0.05)
-    resolved = cfg.threshold()
+    resolved = screening_threshold(cfg)
     assert resolved.value == pytest.approx(0.72)
-    assert resolved.target == "referral_rate=0.05"
+    assert resolved.operating_point == "referral_rate=0.05"
     assert (
         "operating point referral_rate=0.05"
-        in effective_config(cfg)["screening"]["threshold_source"]
+        in effective_config(cfg, resolved)["screening"]["threshold_source"]
     )
 
 
 def test_a_target_the_card_lacks_names_the_setting_and_the_card(tmp_path):
     model = _model(tmp_path)
     with pytest.raises(ConfigError) as err:
-        _cfg(model, target="referral_rate", target_value=0.03)
+        _resolved(model, target="referral_rate", target_value=0.03)
     text = str(err.value)
     assert "screening.target" in text and "card.json" in text and "referral_rate=0.03" in text
     assert "sensitivity=0.95" in text  # what it offers
     old = _model(tmp_path, {"referral_threshold": 0.31})  # a card from before operating points
     with pytest.raises(ConfigError, match="operating_points"):
-        _cfg(old, target="sensitivity", target_value=0.95)
+        _resolved(old, target="sensitivity", target_value=0.95)
     with pytest.raises(ConfigError, match="no card"):
-        _cfg(tmp_path / "none" / "model.onnx", target="sensitivity", target_value=0.95)
+        _resolved(tmp_path / "none" / "model.onnx", target="sensitivity", target_value=0.95)
 
 
 def test_target_settings_go_together_and_exclude_a_fixed_threshold(tmp_path):
@@ -97,17 +104,18 @@ def test_target_settings_go_together_and_exclude_a_fixed_threshold(tmp_path):
 
 def test_rescreen_band_from_the_card(tmp_path):
     model = _model(tmp_path)
-    assert _cfg(model, rescreen=True).threshold().rescreen == (0.27, 0.36)
-    assert effective_config(_cfg(model, rescreen=True))["screening"]["rescreen_band"] == [
+    assert _resolved(model, rescreen=True).rescreen == (0.27, 0.36)
+    cfg = _cfg(model, rescreen=True)
+    assert effective_config(cfg, screening_threshold(cfg))["screening"]["rescreen_band"] == [
         0.27,
         0.36,
     ]
-    point = _cfg(model, rescreen=True, target="referral_rate", target_value=0.05).threshold()
+    point = _resolved(model, rescreen=True, target="referral_rate", target_value=0.05)
     assert point.rescreen == (0.66, 0.78)
     with pytest.raises(ConfigError, match="rescreen_band"):
-        _cfg(_model(tmp_path, {"referral_threshold": 0.31}), rescreen=True)
+        _resolved(_model(tmp_path, {"referral_threshold": 0.31}), rescreen=True)
     with pytest.raises(ConfigError, match="screening.rescreen"):
-        _cfg(model, rescreen=True, threshold=0.4)
+        _resolved(model, rescreen=True, threshold=0.4)
 
 
 @pytest.mark.parametrize(
@@ -149,10 +157,9 @@ class _Health:
 
 
 def _parts(scores: list[float], walks_per_child: int, band=None, token="tok_child_0001"):
-    parts = Components(None, None, None, None, lambda identity: None, 0.4)
-    parts.context = CONTEXT.__class__(
-        CONTEXT.site_id, CONTEXT.kiosk_id, CONTEXT.threshold, CONTEXT.model, band
-    )
+    threshold = Threshold(0.4, rescreen=band)
+    parts = Components(None, None, None, None, lambda identity: None, threshold)
+    parts.context = replace(CONTEXT, threshold=threshold)
     parts.classifier = _Classifier(scores)
     parts.publisher = _Publisher(token)
     parts.walks_per_child = walks_per_child

@@ -24,10 +24,11 @@ from edge.screening.result import (
     screen,
     validate_result,
 )
+from edge.screening.threshold import Threshold
 from edge.types import Prediction, Walk, WalkQuality
 
 MODEL = ModelIdentity("gaitmil-demo-1", "a" * 64, "onnxruntime", "int8")
-CONTEXT = ResultContext("school-1", "kiosk-a", 0.4, MODEL)
+CONTEXT = ResultContext("school-1", "kiosk-a", Threshold(0.4), MODEL)
 
 
 def make_walk(frames: int = 40, retake_reason: str | None = None) -> Walk:

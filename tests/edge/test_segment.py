@@ -8,11 +8,11 @@ import pytest
 from edge.errors import SegmentationError, SourceError
 from edge.segmentation.depth import (
     ColorSegmenter,
-    ComponentRules,
     DepthSegmenter,
     PassthroughSegmenter,
 )
 from edge.segmentation.site import learn_site
+from edge.settings import SegmentationConfig
 from edge.types import Frame
 
 from .pipeline_synth import CAM_H_MM, CX, CY, FY, corridor, draw_person, empty_frames
@@ -156,7 +156,7 @@ def _color_scene(rng, person_x=None, shadow=False):
 def test_color_segmenter_finds_a_person_and_drops_shadows(method):
     rng = np.random.default_rng(0)
     seg = ColorSegmenter(
-        method, history=50, rules=ComponentRules(min_area_px=800, min_height_px=40)
+        method, history=50, rules=SegmentationConfig(min_area=800, min_height_px=40)
     )
     for i in range(60):
         seg.segment(Frame(i, i / 30, color=_color_scene(rng)))
@@ -173,7 +173,7 @@ def test_color_freeze_keeps_a_standing_child_in_the_foreground():
     results = {}
     for frozen in (False, True):
         seg = ColorSegmenter(
-            "mog2", history=20, rules=ComponentRules(min_area_px=800, min_height_px=40)
+            "mog2", history=20, rules=SegmentationConfig(min_area=800, min_height_px=40)
         )
         for i in range(40):
             seg.segment(Frame(i, i / 30, color=_color_scene(rng)))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import gaitsim
-from edge.segmentation.depth import ComponentRules, DepthSegmenter
+from edge.segmentation.depth import DepthSegmenter
 from edge.segmentation.site import learn_site
 from edge.settings import SegmentationConfig
 from edge.types import Frame
@@ -33,7 +33,7 @@ def mean_iou(gaitsim, seed: int, view: str) -> tuple[float, int]:
     site = learn_site(Frame(f.index, f.timestamp, f.depth) for f in empty)
     cfg = SegmentationConfig()  # the kiosk's defaults
     segmenter = DepthSegmenter(
-        site, margin_mm=cfg.margin_mm, rules=ComponentRules(min_area_px=cfg.min_area)
+        site, margin_mm=cfg.margin_mm, rules=SegmentationConfig(min_area=cfg.min_area)
     )
     ious = []
     for f in gaitsim.iter_frames(seed=seed, walks=1, view=view, color=False):
@@ -85,7 +85,7 @@ def test_stereo_shadow_between_the_legs_stays_background():
     mask = DepthSegmenter(site).segment(Frame(0, 0.0, depth)).mask > 0
     assert not mask[260:400, 314:326].any()  # the gap, shadowed or not, is not the child
     assert mask[300:310, 295:305].all()  # the dropout is
-    legacy = DepthSegmenter(site, rules=ComponentRules(stereo_shadow_left=False)).segment(
+    legacy = DepthSegmenter(site, rules=SegmentationConfig(stereo_shadow_left=False)).segment(
         Frame(0, 0.0, depth)
     )
     assert (legacy.mask[260:400, 318:326] > 0).mean() > 0.5  # what filling every dropout did

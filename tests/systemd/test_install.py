@@ -146,13 +146,14 @@ def test_install_produces_the_expected_files_and_is_idempotent(tmp_path, model):
 
     # the installed config is valid for the kiosk's own checker
     from edge.config import load_config
+    from edge.wiring import screening_threshold
 
     rooted = tmp_path / "rooted.toml"  # its absolute paths point into the temporary root
     rooted.write_text(config.replace('"/opt/', f'"{root}/opt/').replace('"/var/', f'"{root}/var/'))
     cfg = load_config(rooted, env={})
     assert cfg.model.runner == "tensorrt"
     assert cfg.model.path == root / STORE / model_id / "model.int8.engine"
-    assert cfg.threshold().value == 0.4  # the installed model card is found
+    assert screening_threshold(cfg).value == 0.4  # the installed model card is found
 
     # a second run changes nothing, and keeps the operator's config edits
     (root / "etc/gaitmil-edge/kiosk.toml").write_text(config + "\n# edited by the operator\n")
