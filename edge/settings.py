@@ -520,8 +520,9 @@ class ScreeningConfig(_Section):
         ge=1,
         le=3,
         description="Walks judged per session token: the token is kept until this many walks were "
-        "judged (refer/no referral); the result of the last carries child_decision, the mean "
-        "P(not negative) of the token's walks against the threshold. 1: one walk, no block.",
+        "judged (refer/no referral); the result of the last carries child_decision, the mean (or, "
+        "by the model card's child_rule, the highest) P(not negative) of the token's walks "
+        "against the threshold. 1: one walk, no block.",
     )
     allow_simulated_model: bool = Field(
         False,

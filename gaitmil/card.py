@@ -21,7 +21,7 @@ from pathlib import Path
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitmil.checkpoint import describe_checkpoint
 from gaitmil.metrics import format_report
-from gaitmil.per_child import KIOSK_CHILD_RULE, interval_text, per_child_lines
+from gaitmil.per_child import interval_text, per_child_lines
 
 SIMULATED_STATEMENT = (
     "This model was trained and evaluated on simulated walks from gaitsim only. "
@@ -349,11 +349,10 @@ def _operating_point_lines(card: dict) -> list[str]:
             )
             + ".",
         ]
-        if rule["rule"] != KIOSK_CHILD_RULE:
-            lines.append(
-                f"The kiosk combines walks by `{KIOSK_CHILD_RULE}` (the result contract's "
-                "child_decision rule): its per-child decisions differ from the figures below."
-            )
+        lines.append(
+            "The kiosk combines a child's walks by this rule (read from this card's `child_rule`; "
+            "the result's child_decision names it)."
+        )
     targets = card.get("screening_targets")
     if targets:
         lines += ["", "Held-out children, 95 % intervals from resampling children:", "", "```"]

@@ -19,8 +19,8 @@ from gaitcontract.spec import NEGATIVE
 from gaitmil.metrics import referral_scores, threshold_for_sensitivity
 from gaitmil.screening_report import SCHOOL_PREVALENCE, calibration, school_population
 
-# the rule the kiosk implements (edge.screening.result.CHILD_RULE; the result contract's
-# child_decision.rule) first: it wins a tie on validation
+# the kiosk implements both (edge.screening.threshold.CHILD_RULES, taken from the card's
+# child_rule; the result contract's child_decision.rule); the mean first: it wins a tie
 KIOSK_CHILD_RULE = "mean_p_not_negative"
 CHILD_RULES: dict[str, Callable[[np.ndarray], float]] = {
     KIOSK_CHILD_RULE: lambda s: float(np.mean(s)),

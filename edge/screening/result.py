@@ -38,7 +38,6 @@ RETAKE = "retake"
 RESCREEN = "rescreen"
 OUTCOMES = (REFER, NO_REFERRAL, RETAKE, RESCREEN)
 JUDGED = (REFER, NO_REFERRAL)  # the outcomes that decide for a walk (and use a session token up)
-CHILD_RULE = "mean_p_not_negative"
 NOTE = "Screening aid, not a diagnosis: a referral means a clinical examination is advised."
 KEY_FRAMES = 5  # how many most-attended frames a result names
 # retake reasons raised after the walk gate (the gate's own codes come from edge.walks.assembler)
@@ -132,16 +131,20 @@ def decide(p: float, threshold: Threshold) -> str:
 
 def child_decision(walks: Sequence[tuple[str, float]], threshold: Threshold) -> dict:
     """The per-child decision over one session token's judged walks ((walk_id, P(not negative))):
-    the mean P(not negative) against the threshold (docs/MODEL.md, "Several walks per child")."""
+    the card's rule (the mean, or the highest, P(not negative)) against the threshold
+    (docs/MODEL.md, "Several walks per child")."""
     if not walks:
         raise ResultError("a child decision needs at least one judged walk")
-    mean = float(np.mean([p for _, p in walks]))
+    scores = [p for _, p in walks]
+    combined = float(
+        np.max(scores) if threshold.child_rule == "max_p_not_negative" else np.mean(scores)
+    )
     return {
         "walks": len(walks),
         "walk_ids": [walk_id for walk_id, _ in walks],
-        "rule": CHILD_RULE,
-        "p_not_negative": round(mean, 6),
-        "outcome": REFER if mean >= threshold.value else NO_REFERRAL,
+        "rule": threshold.child_rule,
+        "p_not_negative": round(combined, 6),
+        "outcome": REFER if combined >= threshold.value else NO_REFERRAL,
     }
 
 

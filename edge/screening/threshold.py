@@ -28,6 +28,11 @@ CARD_NAME = "card.json"
 CARD_THRESHOLD_KEY = "referral_threshold"
 CARD_POINTS_KEY = "operating_points"
 CARD_BAND_KEY = "rescreen_band"
+CARD_CHILD_RULE_KEY = "child_rule"
+# how one child's judged walks combine (card.json `child_rule`, chosen on validation children
+# by gaitmil.per_child): the mean or the highest P(not negative) against the threshold
+MEAN_RULE = "mean_p_not_negative"
+CHILD_RULES = (MEAN_RULE, "max_p_not_negative")
 
 # where the threshold came from: screening.threshold, the model card, or DEFAULT_THRESHOLD
 ThresholdOrigin = Literal["config", "model card", "default"]
@@ -49,8 +54,14 @@ class Threshold:
     # [low, high): a walk with low <= P(not negative) < high is asked to walk again (rescreen)
     rescreen: tuple[float, float] | None = None
     operating_point: str | None = None  # "sensitivity=0.95" when a screening.target chose it
+    child_rule: str = MEAN_RULE  # how screening.walks_per_child walks make one decision
 
     def __post_init__(self) -> None:
+        if self.child_rule not in CHILD_RULES:
+            raise ConfigError(
+                f"{self._where(CARD_CHILD_RULE_KEY, CARD_CHILD_RULE_KEY)}: rule "
+                f"{self.child_rule!r} is not one of {', '.join(CHILD_RULES)}; fix the card"
+            )
         value: object = self.value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise ConfigError(_not_a_unit(self._where(CARD_THRESHOLD_KEY, "threshold"), value))
@@ -146,7 +157,14 @@ def resolve_threshold(
         )
     value = _number(card[CARD_THRESHOLD_KEY], card_path, CARD_THRESHOLD_KEY)
     band = _band(card.get(CARD_BAND_KEY), card_path, CARD_BAND_KEY, value) if rescreen else None
-    return Threshold(value, "model card", card_path, band)
+    return Threshold(value, "model card", card_path, band, child_rule=_child_rule(card))
+
+
+def _child_rule(card: Card | None) -> str:
+    """The card's child rule (`{"rule": ...}` as gaitmil.card writes it), else the mean."""
+    said = card.get(CARD_CHILD_RULE_KEY) if card is not None else None
+    rule = said.get("rule") if isinstance(said, Mapping) else None
+    return str(rule) if rule is not None else MEAN_RULE
 
 
 def _not_a_unit(where: str, value: object) -> str:
@@ -230,4 +248,4 @@ def _from_operating_point(
     band_key = f"{CARD_POINTS_KEY} {key} {CARD_BAND_KEY}"
     value = _number(row.get("threshold"), card_path, value_key)
     band = _band(row.get(CARD_BAND_KEY), card_path, band_key, value) if rescreen else None
-    return Threshold(value, "model card", card_path, band, key)
+    return Threshold(value, "model card", card_path, band, key, _child_rule(card))

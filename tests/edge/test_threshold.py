@@ -54,3 +54,23 @@ def test_resolution_reads_nothing_and_prefers_config_then_card_then_default():
     assert resolve_threshold(0.6, card, CARD) == Threshold(0.6)
     assert resolve_threshold(None, card, CARD) == Threshold(0.31, "model card", CARD)
     assert resolve_threshold(None, None, CARD) == Threshold(0.5, "default", CARD)
+
+
+def test_the_cards_child_rule_decides_how_a_childs_walks_combine():
+    from edge.screening.result import NO_REFERRAL, REFER, child_decision
+
+    walks = [("w1", 0.2), ("w2", 0.7)]  # mean 0.45 < 0.5 <= max 0.7
+    mean = resolve_threshold(None, {"referral_threshold": 0.5}, CARD)
+    assert mean.child_rule == "mean_p_not_negative"
+    assert child_decision(walks, mean)["outcome"] == NO_REFERRAL
+    card = {"referral_threshold": 0.5, "child_rule": {"rule": "max_p_not_negative"}}
+    highest = resolve_threshold(None, card, CARD)
+    decision = child_decision(walks, highest)
+    assert decision["outcome"] == REFER and decision["rule"] == "max_p_not_negative"
+    assert decision["p_not_negative"] == 0.7
+
+
+def test_an_unknown_child_rule_in_the_card_is_refused_by_name():
+    card = {"referral_threshold": 0.5, "child_rule": {"rule": "median"}}
+    with pytest.raises(ConfigError, match=r"card.json: child_rule: rule 'median' is not one of"):
+        resolve_threshold(None, card, CARD)
