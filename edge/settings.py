@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from edge.publishing.broker_url import parse_broker_url
-from edge.screening.threshold import CARD_NAME
 from gaitcontract import topics
+from gaitcontract.model_folder import CARD_NAME
 
 if TYPE_CHECKING:
     from edge.model_store.store import ActiveModel

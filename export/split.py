@@ -44,10 +44,10 @@ from export.onnx_utils import inline_identity_initializers, ort_session, run_bat
 from export.parity import ParityReport, compare_outputs
 from gaitcontract import spec
 from gaitcontract.manifest import sha256_file
+from gaitcontract.model_folder import SPLIT_MANIFEST
 
 ENCODER_FILE = "encoder.onnx"
 HEAD_FILE = "head.onnx"
-SPLIT_MANIFEST = "model.split.json"
 FEATURES = "frame_features"
 POOLED = "phase_pooled"
 DEFAULT_ENCODER_BATCH = 4  # frames per encoder call: the kiosk's small batches

@@ -44,6 +44,7 @@ import numpy as np
 from edge.errors import ModelError, RunnerError
 from edge.runners.onnxruntime import session_options
 from edge.types import Prediction, Walk
+from gaitcontract.model_folder import SPLIT_MANIFEST
 from gaitcontract.spec import (
     INPUT_HEIGHT,
     INPUT_NAME,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # the contract of export/split.py (tests/edge/test_streaming.py checks they agree)
-SPLIT_MANIFEST = "model.split.json"
 FEATURES = "frame_features"
 POOLED = "phase_pooled"
 

@@ -24,7 +24,6 @@ from typing import Literal
 from edge.errors import ConfigError
 
 DEFAULT_THRESHOLD = 0.5
-CARD_NAME = "card.json"
 CARD_THRESHOLD_KEY = "referral_threshold"
 CARD_POINTS_KEY = "operating_points"
 CARD_BAND_KEY = "rescreen_band"
