@@ -43,6 +43,7 @@ import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.runners.onnxruntime import session_options
+from edge.screening.classify import classifiable_frames, prediction_from_outputs
 from edge.types import Prediction, Walk
 from gaitcontract.model_folder import SPLIT_MANIFEST
 from gaitcontract.spec import (
@@ -443,14 +444,7 @@ class StreamingClassifier:
         return self.worker.submit(timestamp, silhouette)
 
     def classify(self, walk: Walk) -> Prediction:
-        if not walk.accepted:
-            raise RunnerError(
-                f"walk {walk.walk_id} was refused by the walk gate ({walk.retake_reason}): "
-                "publish a retake instead of classifying it"
-            )
-        count = int(walk.silhouettes.shape[0])
-        if count == 0:
-            raise RunnerError(f"walk {walk.walk_id} holds no silhouettes")
+        count = classifiable_frames(walk)
         start = time.perf_counter()
         indices = even_indices(count, self.sessions.frames)
         feats, pooled, _ = self.worker.features(walk.timestamps[indices], walk.silhouettes[indices])
@@ -459,11 +453,9 @@ class StreamingClassifier:
         self.worker.stats.last_head_ms = (time.perf_counter() - t0) * 1000.0
         self.worker.stats.head_runs += 1
         elapsed = (time.perf_counter() - start) * 1000.0
-        return Prediction(
-            probs=np.asarray(outputs["probs"][0], np.float32),
-            phase_attention=np.asarray(outputs["phase_attention"][0], np.float32),
-            frame_attention=np.asarray(outputs["frame_attention"][0], np.float32),
-            frame_indices=indices.astype(np.int64),
+        return prediction_from_outputs(
+            outputs,
+            indices,
             runner=self.name,
             precision=self.sessions.precision,
             inference_ms=elapsed,
