@@ -37,7 +37,7 @@ from edge.errors import PublishError
 from edge.health import RateLimitedLog
 from edge.outbox.memory import HeldResults
 from edge.outbox.store import Outbox
-from edge.publishing.callback_guard import guard_callback
+from edge.publishing.callback_guard import connect_guarded
 from edge.publishing.client import (
     PublisherSettings,
     Will,
@@ -163,17 +163,16 @@ class Publisher:
         client, connect = build_client(s.endpoint, will=will)
         client.max_inflight_messages_set(s.mqtt.inflight)
         client.max_queued_messages_set(0)
-        client.on_connect = guard_callback("on_connect", self._on_connect, self._callback_failed)
-        client.on_disconnect = guard_callback(
-            "on_disconnect", self._on_disconnect, self._callback_failed
+        connect_guarded(
+            client,
+            connect,
+            self._callback_failed,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_message=self._on_message,
+            on_publish=self._on_publish,
+            on_connect_fail=self._on_connect_fail,
         )
-        client.on_publish = guard_callback("on_publish", self._on_publish, self._callback_failed)
-        client.on_message = guard_callback("on_message", self._on_message, self._callback_failed)
-        client.on_connect_fail = guard_callback(
-            "on_connect_fail", self._on_connect_fail, self._callback_failed
-        )
-        client.connect_async(**connect)
-        client.loop_start()
         return client
 
     def _on_network_lost(self) -> None:
