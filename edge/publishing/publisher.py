@@ -131,12 +131,9 @@ class Publisher:
 
     @property
     def connected(self) -> bool:
+        """The delivery loop's flag: it hands rows to paho only while connected; this
+        publisher's on_connect / on_disconnect keep it."""
         return self.delivery.connected
-
-    @connected.setter
-    def connected(self, value: bool) -> None:
-        # the loop hands rows to paho only while connected; paho's callbacks here keep the flag
-        self.delivery.connected = value
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -334,7 +331,7 @@ class Publisher:
             text = str(reason_code)
             auth = is_auth_refusal(reason_code)
             repeated = text == self.last_error
-            self.connected = False
+            self.delivery.connected = False
             # the reason before the flag: health readers on other threads that see auth_failed
             # must also see why
             self.last_error = text
@@ -351,7 +348,7 @@ class Publisher:
                 )
             self._refused = True  # the disconnect that follows is this refusal, not a silent close
             return
-        self.connected = True
+        self.delivery.connected = True
         self.auth_failed = False
         self.last_error = None
         self.counters["connects"] += 1
@@ -379,7 +376,7 @@ class Publisher:
         properties: object,
     ) -> None:
         was = self.connected
-        self.connected = False
+        self.delivery.connected = False
         if was:
             self.counters["disconnects"] += 1
             if not self.delivery.stopping:
