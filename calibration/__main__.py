@@ -149,12 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="118", help="split name or JSON for --dataset")
     p.add_argument("--count", type=int, required=True, help="walks in the set")
     p.add_argument("--frames", type=int, default=spec.DEFAULT_FRAMES, help="T of each walk")
-    p.add_argument(
-        "--input-height",
-        type=int,
-        choices=sorted(spec.INPUT_RESOLUTIONS),
-        default=spec.INPUT_HEIGHT,
-        help="the model's input height: 64 (64x44) or 128 (128x88); walks of another height "
+    spec.add_input_height_argument(
+        p,
+        spec.INPUT_HEIGHT,
+        "the model's input height: 64 (64x44) or 128 (128x88); walks of another height "
         "are refused, never resized",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified selection")

@@ -57,6 +57,7 @@ from gaitcontract.spec import (
     CLASSES,
     INPUT_HEIGHT,
     INPUT_RESOLUTIONS,
+    add_input_height_argument,
     cut_columns,
     input_width,
 )
@@ -489,12 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--clean", help="with a sim:// source: also write the truth masks of the same frames here"
     )
-    ap.add_argument(
-        "--input-height",
-        type=int,
-        choices=sorted(INPUT_RESOLUTIONS),
-        default=INPUT_HEIGHT,
-        help="the model's input height: 64 (64x44, the Scoliosis1K protocol) or 128 (128x88, "
+    add_input_height_argument(
+        ap,
+        INPUT_HEIGHT,
+        "the model's input height: 64 (64x44, the Scoliosis1K protocol) or 128 (128x88, "
         "made from the camera mask; .pkl files are [T, 128, 128])",
     )
     ap.add_argument("--split-name", default="kiosk", help="split file Scoliosis1K_<name>.json")

@@ -42,9 +42,9 @@ from export.onnx_export import (
 )
 from export.onnx_utils import inline_identity_initializers, ort_session, run_batched, set_metadata
 from export.parity import ParityReport, compare_outputs
-from gaitcontract import spec
+from gaitcontract import model_folder, spec
 from gaitcontract.manifest import sha256_file
-from gaitcontract.model_folder import SPLIT_MANIFEST
+from gaitcontract.model_folder import SPLIT_MANIFEST, ModelFolderError
 
 ENCODER_FILE = "encoder.onnx"
 HEAD_FILE = "head.onnx"
@@ -424,19 +424,7 @@ def encoder_fp16(
 
 def read_split_manifest(folder: str | Path) -> dict[str, Any]:
     """model.split.json of `folder`, its files checked against their recorded sha256."""
-    folder = Path(folder)
-    path = folder / SPLIT_MANIFEST
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ExportError(
-            f"cannot read {path} ({exc}); make it with `python -m export split`"
-        ) from exc
-    for name, digest in body.get("files", {}).items():
-        if not (folder / name).is_file():
-            raise ExportError(f"{path} names {name}, which is missing")
-        if sha256_file(folder / name) != digest:
-            raise ExportError(
-                f"{folder / name} does not match {path}: re-run `python -m export split`"
-            )
-    return body
+        return model_folder.read_split_manifest(Path(folder))
+    except ModelFolderError as exc:
+        raise ExportError(f"{exc}; make it again with `python -m export split`") from exc

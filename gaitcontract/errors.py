@@ -1,5 +1,9 @@
 """Exception hierarchy of the gaitmil package."""
 
+from __future__ import annotations
+
+from collections.abc import Collection
+
 
 class GaitMILError(Exception):
     """Base class for every error raised by gaitmil."""
@@ -15,3 +19,9 @@ class CheckpointError(GaitMILError):
 
 class ConfigError(GaitMILError):
     """A model or training setting is out of range or unknown."""
+
+
+def require_choice(setting: str, value: object, choices: Collection[str]) -> None:
+    """ConfigError naming `setting`, its `value` and the `choices` when the value is not one of them."""
+    if value not in choices:
+        raise ConfigError(f"{setting} {value!r} is unknown: use one of {', '.join(choices)}")

@@ -54,6 +54,19 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def read_split_manifest(folder: Path) -> dict[str, Any]:
+    """model.split.json of `folder` with every file it names checked against its recorded sha256.
+
+    ModelFolderError naming the file otherwise; the kiosk and export each add how to remake it."""
+    path = folder / SPLIT_MANIFEST
+    body = read_json_object(path, "split manifest")
+    for name, digest in dict(body.get("files") or {}).items():
+        file = folder / name
+        if not file.is_file() or sha256_file(file) != digest:
+            raise ModelFolderError(f"{file} is missing or does not match {path}")
+    return body
+
+
 @dataclass(frozen=True)
 class DescribedFolder:
     """What describe_folder read: the model's id, forms, training data and files."""

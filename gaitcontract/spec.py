@@ -7,6 +7,8 @@ tensor names and the default number of frames and phases.
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 # OpenGait silhouettes are 64x64; ScoNet cuts 10 columns on each side.
@@ -44,6 +46,15 @@ def input_width(height: int = INPUT_HEIGHT) -> int:
             + ", ".join(f"{h} ({h}x{w})" for h, w in INPUT_RESOLUTIONS.items())
         )
     return INPUT_RESOLUTIONS[height]
+
+
+def add_input_height_argument(
+    parser: argparse.ArgumentParser, default: int | None, help: str
+) -> None:
+    """`--input-height`, one of INPUT_RESOLUTIONS: what each tool makes or checks is its `help`."""
+    parser.add_argument(
+        "--input-height", type=int, choices=sorted(INPUT_RESOLUTIONS), default=default, help=help
+    )
 
 
 def is_input_geometry(height: int, width: int) -> bool:

@@ -35,7 +35,13 @@ from torch.utils.data import Dataset, Sampler
 
 from gaitcontract.errors import DatasetError
 from gaitcontract.silhouette import cut
-from gaitcontract.spec import CLASS_INDEX, DEFAULT_FRAMES, INPUT_RESOLUTIONS, even_indices
+from gaitcontract.spec import (
+    CLASS_INDEX,
+    DEFAULT_FRAMES,
+    INPUT_RESOLUTIONS,
+    add_input_height_argument,
+    even_indices,
+)
 
 STANDARD_SPLITS = ("112", "114", "118", "1116")
 SUBSETS = {"train": "TRAIN_SET", "test": "TEST_SET"}
@@ -112,12 +118,10 @@ def height_mismatch(where: object, found: int, wanted: int) -> str:
 
 def add_input_height_flag(parser: argparse.ArgumentParser) -> None:
     """`--input-height` of the tools that read a checkpoint (evaluate, refit_head): a check."""
-    parser.add_argument(
-        "--input-height",
-        type=int,
-        choices=sorted(INPUT_RESOLUTIONS),
-        default=None,
-        help="the input height the data and checkpoint must have: 64 (64x44) or 128 (128x88); "
+    add_input_height_argument(
+        parser,
+        None,
+        "the input height the data and checkpoint must have: 64 (64x44) or 128 (128x88); "
         "default: the checkpoint's (data of another height are refused, never resized)",
     )
 

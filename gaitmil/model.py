@@ -26,7 +26,7 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaitcontract.errors import ConfigError
+from gaitcontract.errors import ConfigError, require_choice
 from gaitcontract.spec import (
     DEFAULT_PHASES,
     INPUT_HEIGHT,
@@ -109,14 +109,8 @@ class GaitMILConfig:
         self.widths = tuple(int(w) for w in self.widths)  # JSON gives lists
         if len(self.widths) != 4 or min(self.widths) < 1:
             raise ConfigError(f"widths must be 4 positive channel counts, got {self.widths}")
-        if self.phase_features not in PHASE_FEATURES:
-            raise ConfigError(
-                f"phase_features {self.phase_features!r} is unknown: use one of {', '.join(PHASE_FEATURES)}"
-            )
-        if self.pooling not in POOLINGS:
-            raise ConfigError(
-                f"pooling {self.pooling!r} is unknown: use one of {', '.join(POOLINGS)}"
-            )
+        require_choice("phase_features", self.phase_features, PHASE_FEATURES)
+        require_choice("pooling", self.pooling, POOLINGS)
         # the encoder leaves 16 rows; HPP needs them to split evenly into parts
         rows = self.input_height // 4
         if self.parts < 1 or rows % self.parts:

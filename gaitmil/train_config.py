@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gaitcontract.errors import ConfigError
+from gaitcontract.errors import ConfigError, require_choice
 from gaitcontract.spec import DEFAULT_FRAMES
 from gaitmil.dataclass_cli import option, required
 
@@ -142,17 +142,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError("--eval-every must be positive")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ConfigError("--val-fraction must be in [0, 1)")
-    if cfg.schedule not in SCHEDULES:
-        raise ConfigError(
-            f"schedule {cfg.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}"
-        )
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer {cfg.optimizer!r} is unknown: use {', '.join(OPTIMIZERS)}")
-    if cfg.calibration not in CALIBRATIONS:
-        raise ConfigError(
-            f"calibration {cfg.calibration!r} is unknown: use {', '.join(CALIBRATIONS)}"
-        )
-    if cfg.schedule_clock not in SCHEDULE_CLOCKS:
-        raise ConfigError(
-            f"schedule clock {cfg.schedule_clock!r} is unknown: use {', '.join(SCHEDULE_CLOCKS)}"
-        )
+    require_choice("schedule", cfg.schedule, SCHEDULES)
+    require_choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    require_choice("calibration", cfg.calibration, CALIBRATIONS)
+    require_choice("schedule clock", cfg.schedule_clock, SCHEDULE_CLOCKS)

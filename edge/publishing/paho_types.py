@@ -8,7 +8,11 @@ connection, and its message id `mid`).
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
 
 # paho's MQTTErrorCode values the delivery loop tells apart
 MQTT_ERR_SUCCESS = 0
@@ -54,3 +58,13 @@ class ReceivedMessage(Protocol):
 
     @property
     def retain(self) -> bool: ...
+
+
+# paho's callback API version 2, as the publisher and the subscriber write their callbacks:
+# (client, userdata, flags or mid, reason code(s), properties); what they do not read is `object`
+OnConnect = Callable[[PahoClient, object, object, "ReasonCode", object], None]
+OnDisconnect = OnConnect  # (client, userdata, disconnect flags, reason code, properties)
+OnPublish = Callable[[PahoClient, object, int, "ReasonCode", object], None]
+OnSubscribe = Callable[[PahoClient, object, int, "list[ReasonCode]", object], None]
+OnMessage = Callable[[PahoClient, object, ReceivedMessage], None]
+OnConnectFail = Callable[[PahoClient, object], None]

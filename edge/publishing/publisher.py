@@ -37,7 +37,7 @@ from edge.errors import PublishError
 from edge.health import RateLimitedLog
 from edge.outbox.memory import HeldResults
 from edge.outbox.store import Outbox
-from edge.publishing.callback_guard import guard_callback
+from edge.publishing.callback_guard import connect_guarded
 from edge.publishing.client import (
     PublisherSettings,
     Will,
@@ -131,12 +131,9 @@ class Publisher:
 
     @property
     def connected(self) -> bool:
+        """The delivery loop's flag: it hands rows to paho only while connected; this
+        publisher's on_connect / on_disconnect keep it."""
         return self.delivery.connected
-
-    @connected.setter
-    def connected(self, value: bool) -> None:
-        # the loop hands rows to paho only while connected; paho's callbacks here keep the flag
-        self.delivery.connected = value
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -163,17 +160,16 @@ class Publisher:
         client, connect = build_client(s.endpoint, will=will)
         client.max_inflight_messages_set(s.mqtt.inflight)
         client.max_queued_messages_set(0)
-        client.on_connect = guard_callback("on_connect", self._on_connect, self._callback_failed)
-        client.on_disconnect = guard_callback(
-            "on_disconnect", self._on_disconnect, self._callback_failed
+        connect_guarded(
+            client,
+            connect,
+            self._callback_failed,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_message=self._on_message,
+            on_publish=self._on_publish,
+            on_connect_fail=self._on_connect_fail,
         )
-        client.on_publish = guard_callback("on_publish", self._on_publish, self._callback_failed)
-        client.on_message = guard_callback("on_message", self._on_message, self._callback_failed)
-        client.on_connect_fail = guard_callback(
-            "on_connect_fail", self._on_connect_fail, self._callback_failed
-        )
-        client.connect_async(**connect)
-        client.loop_start()
         return client
 
     def _on_network_lost(self) -> None:
@@ -335,7 +331,7 @@ class Publisher:
             text = str(reason_code)
             auth = is_auth_refusal(reason_code)
             repeated = text == self.last_error
-            self.connected = False
+            self.delivery.connected = False
             # the reason before the flag: health readers on other threads that see auth_failed
             # must also see why
             self.last_error = text
@@ -352,7 +348,7 @@ class Publisher:
                 )
             self._refused = True  # the disconnect that follows is this refusal, not a silent close
             return
-        self.connected = True
+        self.delivery.connected = True
         self.auth_failed = False
         self.last_error = None
         self.counters["connects"] += 1
@@ -380,7 +376,7 @@ class Publisher:
         properties: object,
     ) -> None:
         was = self.connected
-        self.connected = False
+        self.delivery.connected = False
         if was:
             self.counters["disconnects"] += 1
             if not self.delivery.stopping:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from edge.errors import PublishError
-from edge.publishing.callback_guard import guard_callback
+from edge.publishing.callback_guard import connect_guarded
 from edge.publishing.client import build_client, is_auth_refusal, mqtt_endpoint
 from edge.publishing.paho_types import PahoClient, ReceivedMessage
 from edge.screening.result import (
@@ -149,17 +149,16 @@ class ResultSubscriber:
         client, connect = build_client(
             s, session_expiry_s=SESSION_EXPIRY_SECONDS if self.persistent else None
         )
-        client.on_connect = guard_callback("on_connect", self._on_connect, self._callback_failed)
-        client.on_disconnect = guard_callback(
-            "on_disconnect", self._on_disconnect, self._callback_failed
-        )
-        client.on_message = guard_callback("on_message", self._on_message, self._callback_failed)
-        client.on_subscribe = guard_callback(
-            "on_subscribe", self._on_subscribe, self._callback_failed
-        )
         self._client = client
-        client.connect_async(**connect)
-        client.loop_start()
+        connect_guarded(
+            client,
+            connect,
+            self._callback_failed,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_message=self._on_message,
+            on_subscribe=self._on_subscribe,
+        )
         if wait is not None and not self.connected.wait(wait):
             raise PublishError(
                 f"subscriber could not connect to {s.broker} within {wait:.0f} s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -10,6 +11,43 @@ from edge.errors import RunnerError
 from edge.runners.base import Runner
 from edge.types import Prediction, Walk
 from gaitcontract.spec import INPUT_NAME, even_indices, to_model_input
+
+
+def classifiable_frames(walk: Walk) -> int:
+    """The walk's frame count; RunnerError for a walk the gate refused or one without frames.
+
+    Both classifiers (whole-walk here, streaming in edge.screening.streaming) refuse the same walks.
+    """
+    if not walk.accepted:
+        raise RunnerError(
+            f"walk {walk.walk_id} was refused by the walk gate ({walk.retake_reason}): "
+            "publish a retake instead of classifying it"
+        )
+    count = int(walk.silhouettes.shape[0])
+    if count == 0:
+        raise RunnerError(f"walk {walk.walk_id} holds no silhouettes")
+    return count
+
+
+def prediction_from_outputs(
+    outputs: Mapping[str, np.ndarray],
+    indices: np.ndarray,
+    *,
+    runner: str,
+    precision: str,
+    inference_ms: float,
+) -> Prediction:
+    """The Prediction of one walk from the model's batch-of-one outputs (copied: a runner may
+    reuse its output buffers), `indices` the walk frames the model saw."""
+    return Prediction(
+        probs=outputs["probs"][0].astype(np.float32),
+        phase_attention=outputs["phase_attention"][0].astype(np.float32),
+        frame_attention=outputs["frame_attention"][0].astype(np.float32),
+        frame_indices=indices.astype(np.int64),
+        runner=runner,
+        precision=precision,
+        inference_ms=inference_ms,
+    )
 
 
 class Classifier:
@@ -21,14 +59,7 @@ class Classifier:
         self.runner = runner
 
     def classify(self, walk: Walk) -> Prediction:
-        if not walk.accepted:
-            raise RunnerError(
-                f"walk {walk.walk_id} was refused by the walk gate ({walk.retake_reason}): "
-                "publish a retake instead of classifying it"
-            )
-        count = int(walk.silhouettes.shape[0])
-        if count == 0:
-            raise RunnerError(f"walk {walk.walk_id} holds no silhouettes")
+        count = classifiable_frames(walk)
         batch, frames = self.runner.input_shape[:2]
         start = time.perf_counter()
         indices = even_indices(count, frames)
@@ -39,11 +70,9 @@ class Classifier:
         outputs = self.runner.infer({INPUT_NAME: feed})
         elapsed = (time.perf_counter() - start) * 1000.0
         timing = self.runner.last_timing or {}
-        return Prediction(
-            probs=outputs["probs"][0].astype(np.float32),
-            phase_attention=outputs["phase_attention"][0].astype(np.float32),
-            frame_attention=outputs["frame_attention"][0].astype(np.float32),
-            frame_indices=indices.astype(np.int64),
+        return prediction_from_outputs(
+            outputs,
+            indices,
             runner=self.runner.name,
             precision=self.runner.precision,
             inference_ms=float(timing.get("total_ms", elapsed)),

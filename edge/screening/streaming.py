@@ -28,7 +28,6 @@ The kiosk selects this mode with `model.inference = "streaming"` (default "whole
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import queue
 import threading
@@ -43,8 +42,10 @@ import numpy as np
 
 from edge.errors import ModelError, RunnerError
 from edge.runners.onnxruntime import session_options
+from edge.screening.classify import classifiable_frames, prediction_from_outputs
 from edge.types import Prediction, Walk
-from gaitcontract.model_folder import SPLIT_MANIFEST
+from gaitcontract import model_folder
+from gaitcontract.model_folder import SPLIT_MANIFEST, ModelFolderError
 from gaitcontract.spec import (
     INPUT_HEIGHT,
     INPUT_NAME,
@@ -354,24 +355,15 @@ class SplitManifest(TypedDict, total=False):
 
 def read_split_manifest(folder: Path) -> SplitManifest:
     """model.split.json with every file it names checked against its sha256."""
-    from gaitcontract.manifest import sha256_file
-
-    path = folder / SPLIT_MANIFEST
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        body = model_folder.read_split_manifest(folder)
+    except ModelFolderError as exc:
         raise ModelError(
-            f"streaming inference needs {path} ({exc}); make it with "
+            f"streaming inference needs a usable {folder / SPLIT_MANIFEST}: {exc}; make it with "
             f"`python -m export split --checkpoint CKPT --out {folder}`"
         ) from exc
-    if not isinstance(body, dict):
-        raise ModelError(f"{path} is not a JSON object; re-run export split")
-    for name, digest in body.get("files", {}).items():
-        file = folder / name
-        if not file.is_file() or sha256_file(file) != digest:
-            raise ModelError(f"{file} is missing or does not match {path}; re-run export split")
     # the keys the kiosk reads are checked where they are used (a missing one is a KeyError
-    # naming it); every file the manifest names was checked against its sha256 above
+    # naming it); every file the manifest names was checked against its sha256
     return cast(SplitManifest, body)
 
 
@@ -443,14 +435,7 @@ class StreamingClassifier:
         return self.worker.submit(timestamp, silhouette)
 
     def classify(self, walk: Walk) -> Prediction:
-        if not walk.accepted:
-            raise RunnerError(
-                f"walk {walk.walk_id} was refused by the walk gate ({walk.retake_reason}): "
-                "publish a retake instead of classifying it"
-            )
-        count = int(walk.silhouettes.shape[0])
-        if count == 0:
-            raise RunnerError(f"walk {walk.walk_id} holds no silhouettes")
+        count = classifiable_frames(walk)
         start = time.perf_counter()
         indices = even_indices(count, self.sessions.frames)
         feats, pooled, _ = self.worker.features(walk.timestamps[indices], walk.silhouettes[indices])
@@ -459,11 +444,9 @@ class StreamingClassifier:
         self.worker.stats.last_head_ms = (time.perf_counter() - t0) * 1000.0
         self.worker.stats.head_runs += 1
         elapsed = (time.perf_counter() - start) * 1000.0
-        return Prediction(
-            probs=np.asarray(outputs["probs"][0], np.float32),
-            phase_attention=np.asarray(outputs["phase_attention"][0], np.float32),
-            frame_attention=np.asarray(outputs["frame_attention"][0], np.float32),
-            frame_indices=indices.astype(np.int64),
+        return prediction_from_outputs(
+            outputs,
+            indices,
             runner=self.name,
             precision=self.sessions.precision,
             inference_ms=elapsed,

@@ -30,11 +30,16 @@ import cv2
 import numpy as np
 
 from edge.errors import SegmentationError
-from edge.segmentation.depth import DepthSegmenter, _Components, above, no_depth
+from edge.segmentation.depth import (
+    DepthSegmenter,
+    _Components,
+    above,
+    no_depth,
+    required_image,
+)
 from edge.segmentation.person_model import PersonModel
 from edge.segmentation.site import SiteModel
 from edge.settings import SegmentationConfig
-from edge.sources.base import validate_frame
 from edge.types import Frame, Mask
 
 
@@ -208,13 +213,13 @@ class PersonSegmenter:
         self._grow_k = np.ones((3, 3), np.uint8)
 
     def _foreground(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        validate_frame(frame)
-        color = frame.color
-        if color is None:
-            raise SegmentationError(
-                f"frame {frame.index} has no colour image: the person segmenter needs a colour camera "
-                "(realsense://?color=1, video://, /dev/videoN, rtsp://)"
-            )
+        color = required_image(
+            frame,
+            frame.color,
+            "colour image",
+            "the person segmenter needs a colour camera "
+            "(realsense://?color=1, video://, /dev/videoN, rtsp://)",
+        )
         full = (int(color.shape[0]), int(color.shape[1]))
         small = (full[0] // self.scale, full[1] // self.scale)
         prob = self.model.probability(color)

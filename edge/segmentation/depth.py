@@ -54,6 +54,16 @@ def above(values: np.ndarray, threshold: float) -> np.ndarray:
     return (values > threshold).view(np.uint8) * np.uint8(255)
 
 
+def required_image(frame: Frame, image: np.ndarray | None, what: str, hint: str) -> np.ndarray:
+    """`image` of the validated `frame`; SegmentationError when the source did not deliver it.
+
+    Every segmenter needs one image of the frame (depth, colour or silhouette) and says which."""
+    validate_frame(frame)
+    if image is None:
+        raise SegmentationError(f"frame {frame.index} has no {what}: {hint}")
+    return image
+
+
 def empty_mask(frame: Frame, shape: tuple[int, int]) -> Mask:
     return Mask(frame.index, frame.timestamp, np.zeros(shape, np.bool_), None, 0, 0, False, None)
 
@@ -292,13 +302,13 @@ class DepthSegmenter:
         )
 
     def segment(self, frame: Frame) -> Mask:
-        validate_frame(frame)
-        depth = frame.depth
-        if depth is None:
-            raise SegmentationError(
-                f"frame {frame.index} has no depth: the depth segmenter needs a depth camera "
-                "(segmentation.method 'person' or 'auto' for colour-only sources)"
-            )
+        depth = required_image(
+            frame,
+            frame.depth,
+            "depth",
+            "the depth segmenter needs a depth camera "
+            "(segmentation.method 'person' or 'auto' for colour-only sources)",
+        )
         shape = (int(depth.shape[0]), int(depth.shape[1]))
         bounds = self.bounds(shape)
         s = self.scale
@@ -421,14 +431,9 @@ class ColorSegmenter:
         self.frozen = bool(frozen)
 
     def segment(self, frame: Frame) -> Mask:
-        validate_frame(frame)
-        if frame.color is None:
-            raise SegmentationError(
-                f"frame {frame.index} has no colour image: the colour segmenter needs one"
-            )
-        shape = frame.color.shape[:2]
+        image = required_image(frame, frame.color, "colour image", "the colour segmenter needs one")
+        shape = image.shape[:2]
         s = self.scale
-        image = frame.color
         if s > 1:
             image = cv2.resize(image, (shape[1] // s, shape[0] // s), interpolation=cv2.INTER_AREA)
         raw = self.subtractor.apply(image, learningRate=0.0 if self.frozen else -1.0)
@@ -447,12 +452,7 @@ class PassthroughSegmenter:
         self.components = _Components(self.rules, 1)
 
     def segment(self, frame: Frame) -> Mask:
-        validate_frame(frame)
-        sil = frame.silhouette
-        if sil is None:
-            raise SegmentationError(
-                f"frame {frame.index} has no silhouette: use a silhouettes:// source"
-            )
+        sil = required_image(frame, frame.silhouette, "silhouette", "use a silhouettes:// source")
         binary = (sil > 127).view(np.uint8) if sil.dtype == np.uint8 else sil.view(np.uint8)
         mask = self.components.mask(
             frame, np.ascontiguousarray(binary), (int(sil.shape[0]), int(sil.shape[1])), None
