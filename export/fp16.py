@@ -53,23 +53,20 @@ class Fp16Result:
 
 def upstream_nodes(model: Any, op_type: str) -> list[str]:
     """Names of the nodes of type `op_type` and every node they depend on (inside the graph)."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    names: set[str] = set()
-    stack = [node for node in model.graph.node if node.op_type == op_type]
-    while stack:
-        node = stack.pop()
-        if node.name in names:
-            continue
-        names.add(node.name)
-        stack.extend(producer[i] for i in node.input if i in producer)
-    return sorted(names)
+    return _upstream(model, [node for node in model.graph.node if node.op_type == op_type])
 
 
 def upstream_of_outputs(model: Any, outputs: tuple[str, ...]) -> list[str]:
     """Names of the nodes that produce the tensors `outputs` and every node they depend on."""
     producer = {out: node for node in model.graph.node for out in node.output}
+    return _upstream(model, [producer[o] for o in outputs if o in producer])
+
+
+def _upstream(model: Any, start: list[Any]) -> list[str]:
+    """Names of the nodes `start` and every node they depend on, sorted."""
+    producer = {out: node for node in model.graph.node for out in node.output}
     names: set[str] = set()
-    stack = [producer[o] for o in outputs if o in producer]
+    stack = list(start)
     while stack:
         node = stack.pop()
         if node.name in names:
