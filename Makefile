@@ -13,6 +13,11 @@ TEST_DATA ?= build/kiosk-test
 TEST_CLEAN_DATA ?= build/kiosk-test-clean
 DEMO_RUN ?= build/demo-run
 DEMO_REFIT ?= build/demo-refit
+# Silhouette height the kiosk-path data and the model use: 64 (64x44, the Scoliosis1K / paper
+# protocol, the shipped demo) or 128 (128x88, trunk cues twice as many pixels; about 2.5x the
+# latency per walk). Collect, train and evaluate must agree; use a separate build folder per height,
+# e.g. `make demo-model INPUT_HEIGHT=128 DEMO_DATA=build/kiosk-train-128 ...`.
+INPUT_HEIGHT ?= 64
 TRAIN_SOURCES = $(foreach s,100 101 102 103 104 105 106,--source 'sim://?seed=$(s)&walks=200&repeats=2&view=mixed&camera_seed=$(s)') \
 	--source 'sim://?seed=107&walks=200&repeats=2&view=mixed'
 TEST_SOURCES = --source 'sim://?seed=900&walks=200&repeats=2&view=mixed' \
@@ -23,10 +28,10 @@ TEST_SOURCES = --source 'sim://?seed=900&walks=200&repeats=2&view=mixed' \
 # temperature and threshold each on their own third of the validation subjects. Measured at this
 # size on 2026-12-07: 400 iterations in 36 min on 2 shared cores; validation 89 % at 350.
 TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split $(DEMO_DATA)/Scoliosis1K_kiosk.json --preset tiny \
-	--out $(DEMO_RUN) --iterations 400 --max-minutes 58 --batch-p 16 --batch-k 2 --frames 16 \
+	--input-height $(INPUT_HEIGHT) --out $(DEMO_RUN) --iterations 600 --max-minutes 65 --batch-p 16 --batch-k 2 --frames 16 \
 	--optimizer adamw --lr 0.001 --weight-decay 0.05 --head-lr-mult 0.1 --ema 0.98 --clip-grad 5 \
 	--schedule-clock iterations --train-eval-walks 100 --calibration split \
-	--warmup 0.05 --val-fraction 0.15 --eval-every 50 --patience 6 --threads 2 --balance-classes --seed 0 --no-eval
+	--warmup 0.05 --val-fraction 0.32 --eval-every 50 --patience 6 --threads 2 --balance-classes --seed 0 --no-eval
 # second stage: MIL pooling and head refitted on the frozen backbone's features (same validation subjects)
 REFIT_CMD = $(PY) -m gaitmil.refit_head --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) \
 	--split $(DEMO_DATA)/Scoliosis1K_kiosk.json --out $(DEMO_REFIT) --epochs 80 --threads 2
@@ -43,8 +48,8 @@ lint:
 # Kiosk-path data: training/validation streams, and fresh test streams for the card
 demo-data:
 	bash scripts/venv.sh dev
-	$(PY) -m edge.collect $(TRAIN_SOURCES) --workers 2 --test-fraction 0 --out $(DEMO_DATA) --clean $(DEMO_CLEAN_DATA)
-	$(PY) -m edge.collect $(TEST_SOURCES) --workers 2 --test-fraction 1 --out $(TEST_DATA) --clean $(TEST_CLEAN_DATA)
+	$(PY) -m edge.collect $(TRAIN_SOURCES) --workers 2 --test-fraction 0 --input-height $(INPUT_HEIGHT) --out $(DEMO_DATA) --clean $(DEMO_CLEAN_DATA)
+	$(PY) -m edge.collect $(TEST_SOURCES) --workers 2 --test-fraction 1 --input-height $(INPUT_HEIGHT) --out $(TEST_DATA) --clean $(TEST_CLEAN_DATA)
 
 # Train, evaluate on the fresh kiosk-path test walks (clean masks as a second row), write the card
 demo-model: demo-data

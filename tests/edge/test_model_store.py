@@ -85,8 +85,9 @@ def test_cli_lists_the_active_model(tmp_path, capsys):
     assert model_main(["install", "--store", str(store), str(DEMO), "--activate"]) == 0
     assert model_main(["list", "--store", str(store)]) == 0
     out = capsys.readouterr().out
-    assert "* gaitmil-tiny-7ac05affda25  model.onnx fp32  trained_on=simulated" in out
-    assert model_main(["remove", "--store", str(store), "gaitmil-tiny-7ac05affda25"]) == 4
+    demo_id = json.loads((DEMO / "model.manifest.json").read_text())["model_id"]
+    assert f"* {demo_id}  model.onnx fp32  trained_on=simulated" in out
+    assert model_main(["remove", "--store", str(store), demo_id]) == 4
     assert "is the active model" in capsys.readouterr().err
 
 

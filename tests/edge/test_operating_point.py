@@ -229,3 +229,21 @@ def test_the_subscriber_prints_a_rescreen_and_the_child_decision():
     parts = _parts([0.5, 0.2], 2)
     _walk(parts)
     assert "child (2 walks, mean 0.35): no referral" in format_result(_walk(parts))
+
+
+def test_the_shipped_demo_card_offers_every_item_4_setting():
+    """The demo model's card (models/demo) carries operating points, a rescreen band and a child
+    rule, and the kiosk resolves each of them: a district can run the demo with a referral-rate
+    target, the rescreen band and two walks per child."""
+    demo = Path(__file__).resolve().parents[2] / "models" / "demo" / "model.onnx"
+    card = json.loads((demo.parent / "card.json").read_text())
+    keys = [row["key"] for row in card["operating_points"]]
+    assert "sensitivity=0.95" in keys and any(k.startswith("referral_rate=") for k in keys)
+    for row in card["operating_points"]:
+        point = _resolved(demo, target=row["target"], target_value=row["value"], rescreen=True)
+        assert point.value == pytest.approx(row["threshold"])
+        low, high = point.rescreen
+        assert low <= point.value < high
+    default = _resolved(demo, rescreen=True, walks_per_child=2)
+    assert default.value == pytest.approx(card["referral_threshold"])
+    assert default.child_rule == card["child_rule"]["rule"]
