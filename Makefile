@@ -25,8 +25,9 @@ TEST_SOURCES = --source 'sim://?seed=900&walks=200&repeats=2&view=mixed' \
 # issue 25's recipe (docs/MODEL.md, "Recipe options" and "The recipe at size"): AdamW with the
 # head at 0.1 x the LR, weight EMA, gradient clipping, an LR schedule on iterations only
 # (--max-minutes only stops a run), a fitting curve on training walks, and model selection,
-# temperature and threshold each on their own third of the validation subjects. Measured at this
-# size on 2026-12-07: 400 iterations in 36 min on 2 shared cores; validation 89 % at 350.
+# temperature and threshold each on their own third of the validation subjects (32 % of the
+# children: 512 walks, about 170 per part). Measured on 2026-12-07 (the shipped demo): 600
+# iterations in 29 min on 2 cores; validation 79.7 % (172 walks) at 500, training walks 88 %.
 TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split $(DEMO_DATA)/Scoliosis1K_kiosk.json --preset tiny \
 	--input-height $(INPUT_HEIGHT) --out $(DEMO_RUN) --iterations 600 --max-minutes 65 --batch-p 16 --batch-k 2 --frames 16 \
 	--optimizer adamw --lr 0.001 --weight-decay 0.05 --head-lr-mult 0.1 --ema 0.98 --clip-grad 5 \

@@ -147,7 +147,10 @@ def test_the_flags_the_makefile_and_docs_use_still_exist():
 def test_the_makefile_training_command_parses_to_its_settings():
     makefile = (REPO / "Makefile").read_text()
     text = re.search(r"^TRAIN_CMD = (.*?)(?<!\\)\n", makefile, re.S | re.M).group(1)
-    argv = shlex.split(re.sub(r"\$\((\w+)\)", r"\1", text.replace("\\\n", " ")))
+    defaults = dict(re.findall(r"^(\w+) \?= (\S+)$", makefile, re.M))  # VAR ?= value
+    argv = shlex.split(
+        re.sub(r"\$\((\w+)\)", lambda m: defaults.get(m[1], m[1]), text.replace("\\\n", " "))
+    )
     cfg = parse_args(argv[argv.index("gaitmil.train") + 1 :])
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.head_lr_mult, cfg.ema, cfg.clip_grad) == (
         "adamw",
@@ -163,7 +166,9 @@ def test_the_makefile_training_command_parses_to_its_settings():
         100,
         6,
     )
-    assert cfg.balance_classes is True and cfg.eval_at_end is False and cfg.max_minutes == 58.0
+    assert cfg.balance_classes is True and cfg.eval_at_end is False and cfg.max_minutes == 65.0
+    # >= 500 validation walks of 1,600 (issue 25), at the Makefile's default INPUT_HEIGHT
+    assert (cfg.iterations, cfg.val_fraction, cfg.input_height) == (600, 0.32, 64)
 
 
 def test_reproduce_hands_a_train_config_and_shows_the_same_command(tmp_path):
