@@ -14,9 +14,9 @@ TEST_CLEAN_DATA ?= build/kiosk-test-clean
 DEMO_RUN ?= build/demo-run
 DEMO_REFIT ?= build/demo-refit
 # Silhouette height the kiosk-path data and the model use: 64 (64x44, the Scoliosis1K / paper
-# protocol, the shipped demo) or 128 (128x88, trunk cues twice as many pixels; about 2.5x the
-# latency per walk). Collect, train and evaluate must agree; use a separate build folder per height,
-# e.g. `make demo-model INPUT_HEIGHT=128 DEMO_DATA=build/kiosk-train-128 ...`.
+# protocol, the shipped demo) or 128 (128x88, trunk cues twice as many pixels; measured 2.4x the
+# latency per walk and 6x the training time). Collect, train and evaluate must agree; use a
+# separate build folder per height, e.g. `make demo-model INPUT_HEIGHT=128 DEMO_DATA=build/kiosk-train-128 ...`.
 INPUT_HEIGHT ?= 64
 TRAIN_SOURCES = $(foreach s,100 101 102 103 104 105 106,--source 'sim://?seed=$(s)&walks=200&repeats=2&view=mixed&camera_seed=$(s)') \
 	--source 'sim://?seed=107&walks=200&repeats=2&view=mixed'

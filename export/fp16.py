@@ -53,18 +53,18 @@ class Fp16Result:
 
 def upstream_nodes(model: Any, op_type: str) -> list[str]:
     """Names of the nodes of type `op_type` and every node they depend on (inside the graph)."""
-    return _upstream(model, [node for node in model.graph.node if node.op_type == op_type])
+    producer = {out: node for node in model.graph.node for out in node.output}
+    return _upstream(producer, [node for node in model.graph.node if node.op_type == op_type])
 
 
 def upstream_of_outputs(model: Any, outputs: tuple[str, ...]) -> list[str]:
     """Names of the nodes that produce the tensors `outputs` and every node they depend on."""
     producer = {out: node for node in model.graph.node for out in node.output}
-    return _upstream(model, [producer[o] for o in outputs if o in producer])
+    return _upstream(producer, [producer[o] for o in outputs if o in producer])
 
 
-def _upstream(model: Any, start: list[Any]) -> list[str]:
-    """Names of the nodes `start` and every node they depend on, sorted."""
-    producer = {out: node for node in model.graph.node for out in node.output}
+def _upstream(producer: dict[str, Any], start: list[Any]) -> list[str]:
+    """Names of the nodes `start` and every node they depend on (`producer`: tensor -> node), sorted."""
     names: set[str] = set()
     stack = list(start)
     while stack:

@@ -113,9 +113,8 @@ def test_bad_frames_are_counted_and_the_loop_keeps_running(
     try:
         cfg = kiosk_config(tmp_path, mosquitto.url, kiosk_model)
         kiosk = run_kiosk(cfg, source=Corridor(walks=2, bad_frames=bad))
-        assert sub.wait_for(
-            2, timeout=30
-        )  # generous: a loaded CI machine delivers late, never less
+        # generous: a loaded CI machine delivers late, never less
+        assert sub.wait_for(2, timeout=30)
     finally:
         sub.stop()
     assert kiosk.exit_code == 0
