@@ -108,9 +108,10 @@ def run(
     start = time.perf_counter()
     with runner:
         classifier = Classifier(runner)
+        height = runner.input_shape[2]  # walks at the model's height (64x44 or 128x88)
         for n, uri in enumerate(uris):
             stream_cfg = load_config(None, {"source.uri": uri, "model.path": str(model)}, env={})
-            for item in kiosk_walks(stream_cfg, with_clean=True):
+            for item in kiosk_walks(stream_cfg, with_clean=True, input_height=height):
                 if item.walk.fragment:  # the kiosk drops it (no session token here): no result
                     reasons_dropped += 1
                     continue

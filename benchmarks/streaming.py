@@ -76,7 +76,8 @@ def model_costs(
     body = read_split_manifest(folder)
     frames_t = int(body["contract"]["frames"])
     batch = int(body["contract"]["encoder_batch"])
-    walks, _ = simulated_walks(2, frames=frames_t, seed=7)
+    height = int(body["contract"]["encoder_input"]["shape"][1])  # the encoder's frame height
+    walks, _ = simulated_walks(2, frames=frames_t, seed=7, height=height)
     frames = np.ascontiguousarray(walks[0, :batch])
     encoders = {}
     for precision, name in sorted(body["encoders"].items()):

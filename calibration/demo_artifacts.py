@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from export.cli_help import command_parser
+from gaitcontract import spec
 from gaitcontract.errors import GaitMILError
 from gaitcontract.manifest import ManifestError, read_manifest, sha256_file, verify_artifact
 
@@ -62,19 +63,22 @@ def regenerate(
     from export.walks import simulated_walks
     from gaitmil.checkpoint import describe_checkpoint
 
-    frames = int(describe_checkpoint(checkpoint).get("input", {}).get("frames", 30))
+    described = describe_checkpoint(checkpoint).get("input", {})
+    frames = int(described.get("frames", 30))
+    # parity, calibration and held-out walks at the model's own height (64x44 or 128x88)
+    height = int(described.get("height", spec.INPUT_HEIGHT))
     result = export_onnx(
         ExportConfig(checkpoint, out, frames=frames, batch=1, parity_walks=parity_walks)
     )
     print(result.parity.format() if result.parity else "parity skipped")
-    walks, _ = simulated_walks(parity_walks, frames=frames, seed=1)
+    walks, _ = simulated_walks(parity_walks, frames=frames, seed=1, height=height)
     fp16 = convert_fp16(result.onnx_path, out / "model.fp16.onnx", walks=walks)
     print(fp16.parity.format())
 
-    calib = collect_sim(CALIB_SIM, calib_count, frames)
+    calib = collect_sim(CALIB_SIM, calib_count, frames, height)
     calib_npz, calib_json = save_set(calib, work / "calib.npz")
     shutil.copyfile(calib_json, out / "calibration.json")
-    held = collect_sim(HELD_OUT_SIM, held_out, frames)
+    held = collect_sim(HELD_OUT_SIM, held_out, frames, height)
     held_npz, _ = save_set(held, work / "held-out.npz")
     int8 = quantize(
         QuantizeConfig(

@@ -102,8 +102,10 @@ def _fp16(args: argparse.Namespace) -> int:
         from export.walks import simulated_walks
 
         load_onnx(args.model)  # a clear error for a missing or corrupt file first
-        _, frames = session_batch_frames(ort_session(args.model))
-        walks, _ = simulated_walks(args.walks, frames=frames, seed=args.seed)
+        session = ort_session(args.model)
+        _, frames = session_batch_frames(session)
+        height = session.get_inputs()[0].shape[2]  # the model's silhouette height (64 or 128)
+        walks, _ = simulated_walks(args.walks, frames=frames, seed=args.seed, height=height)
     keep = tuple(args.keep_fp32)
     result = convert_fp16(args.model, args.out, keep, walks)
     print(

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.errors import ExportError
+from gaitcontract import spec
+from gaitcontract.manifest import manifest_path_for, read_manifest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,18 +38,26 @@ class BundleConfig:
     signer: str | None
     check_walks: int = 200
     check_seed: int = 7
-    check_set: Path | None = None  # an .npz with `silhouettes` [N, T, 64, 44] in [0, 1]
+    check_set: Path | None = None  # an .npz with `silhouettes` [N, T, H, W] in [0, 1]
 
 
-def _check_walks(config: BundleConfig) -> np.ndarray:
+def _check_walks(config: BundleConfig, input_shape: list[int]) -> np.ndarray:
+    """The check set's walks, shaped as the reference model takes them ([_, T, H, W])."""
     import numpy as np
 
+    _, frames, height, width = input_shape
     if config.check_set is not None:
         with np.load(config.check_set) as data:
-            return np.asarray(data["silhouettes"], np.float32)
+            walks = np.asarray(data["silhouettes"], np.float32)
+        if walks.ndim != 4 or walks.shape[2:] != (height, width):
+            raise ExportError(
+                f"check set {config.check_set} holds walks of shape {list(walks.shape)}; the "
+                f"model takes [N, T, {height}, {width}]: make the set at the model's height"
+            )
+        return walks
     from export.walks import simulated_walks
 
-    walks, _ = simulated_walks(config.check_walks, seed=config.check_seed)
+    walks, _ = simulated_walks(config.check_walks, frames, seed=config.check_seed, height=height)
     return walks
 
 
@@ -98,7 +108,11 @@ def make_bundle(config: BundleConfig) -> Path:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         checkset = Path(tmp) / CHECKSET_NAME
-        write_reference_checkset(checkset, _check_walks(config), folder / REFERENCE_FORM)
+        input_shape = read_manifest(manifest_path_for(folder / REFERENCE_FORM)).input_shapes[
+            spec.INPUT_NAME
+        ]
+        walks = _check_walks(config, input_shape)
+        write_reference_checkset(checkset, walks, folder / REFERENCE_FORM)
         config.out.parent.mkdir(parents=True, exist_ok=True)
         write_bundle(
             config.out, [*files, checkset], described.model_id, config.sign_key, config.signer

@@ -184,10 +184,12 @@ def export_onnx(config: ExportConfig, walks: np.ndarray | None = None) -> Export
         if walks is None:
             from export.walks import simulated_walks
 
-            walks, _ = simulated_walks(config.parity_walks, frames=frames, seed=config.seed)
-            scale = model.config.input_height // spec.INPUT_HEIGHT
-            if scale > 1:  # parity is a numeric check of the graph: any input of the shape will do
-                walks = walks.repeat(scale, axis=-2).repeat(scale, axis=-1)
+            walks, _ = simulated_walks(
+                config.parity_walks,
+                frames=frames,
+                seed=config.seed,
+                height=model.config.input_height,  # walks as the kiosk makes them at this height
+            )
         session = ort_session(proto.SerializeToString())
         parity = compare_outputs(
             torch_outputs(model, walks), run_batched(session, walks), "pytorch", "onnxruntime"

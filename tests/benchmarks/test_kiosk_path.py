@@ -28,6 +28,21 @@ def test_every_walk_is_counted_and_both_rows_are_reported(kiosk_model):
     assert "not a screening figure" in to_markdown(report)
 
 
+def test_a_128_px_model_is_fed_walks_at_its_height(tmp_path):
+    """The kiosk path assembles walks at the model's height (a 128x88 model: 128-px walks)."""
+    import json
+
+    from export.onnx_export import ExportConfig, export_onnx
+    from export.random_model import make_random_checkpoint
+
+    ckpt = make_random_checkpoint("tiny", tmp_path / "tiny.pt", seed=9, input_height=128)
+    model = export_onnx(ExportConfig(ckpt, tmp_path, frames=8, parity_walks=0)).onnx_path
+    (tmp_path / "card.json").write_text(json.dumps({"referral_threshold": 0.4}))
+    report = run(model, walks=2, seeds=(9100,))
+    assert report["outcomes"].get("judged"), report["outcomes"]
+    assert report["kiosk"]["walks"] == report["clean"]["walks"] == report["outcomes"]["judged"]
+
+
 def test_interval_narrows_with_more_walks():
     rng = np.random.default_rng(0)
 

@@ -41,3 +41,17 @@ def test_op_profile_sums_kernel_time_by_op(split_folder):
     assert profile["runs"] == 3
     assert "Conv" in profile["ops"] and profile["total_ms_per_run"] > 0
     assert "| Conv |" in op_profile.to_markdown([profile])
+
+
+def test_model_costs_of_a_128_px_split_run_on_128_px_frames(tmp_path):
+    """The encoder is timed on frames at its own height (issue 25: 128x88 models)."""
+    from export.onnx_export import ExportConfig, export_onnx
+    from export.random_model import make_random_checkpoint
+    from export.split import export_split
+
+    ckpt = make_random_checkpoint("tiny", tmp_path / "tiny.pt", seed=8, input_height=128)
+    export_onnx(ExportConfig(ckpt, tmp_path, frames=8, parity_walks=0))
+    export_split(ckpt, tmp_path, frames=8, parity_walks=0)
+    costs = bench.model_costs(tmp_path, iters=2, warmup=0, threads=1)
+    assert costs["encoder"]["fp32"]["per_frame_ms"]["count"] == 2
+    assert costs["head"]["per_walk_ms"]["count"] == 2
