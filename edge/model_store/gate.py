@@ -173,8 +173,18 @@ def _split_figures(
             "walks": 0,
             "reason": f"the head takes T={sessions.frames} frames, the model {walks.shape[1]}",
         }
+    if len(walks) and walks.shape[2] != sessions.input_height:
+        return {
+            **described,
+            "passed": False,
+            "walks": 0,
+            "reason": f"the encoder takes {sessions.input_height}-px frames, "
+            f"the check set {walks.shape[2]}-px walks",
+        }
     # encode_frames only: the kiosk's static batches and scaling, without the worker thread
-    encoder = EncoderWorker(sessions.encode, sessions.encoder_batch)
+    encoder = EncoderWorker(
+        sessions.encode, sessions.encoder_batch, input_height=sessions.input_height
+    )
     got = np.empty(len(walks), np.float64)
     try:
         for i, walk in enumerate(walks):

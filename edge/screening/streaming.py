@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import numpy as np
 
@@ -316,6 +316,10 @@ class SplitSessions:
         contract = self.manifest["contract"]
         self.frames = int(contract["frames"])
         self.encoder_batch = int(contract["encoder_batch"])
+        # the encoder's frame height (64 or 128); a manifest without the shape predates 128 px
+        encoder_input = contract.get("encoder_input")
+        shape = encoder_input.get("shape") if isinstance(encoder_input, dict) else None
+        self.input_height = int(shape[1]) if isinstance(shape, list) else INPUT_HEIGHT
         self.model_id = str(self.manifest["model_id"])
 
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,6 +345,7 @@ def _session(path: Path, threads: int | None) -> onnxruntime.InferenceSession:
 class SplitContract(TypedDict):
     frames: int  # T: the frames the head pools over
     encoder_batch: int  # frames per encoder run
+    encoder_input: NotRequired[dict[str, Any]]  # name, shape [batch, H, W], dtype
 
 
 class SplitManifest(TypedDict, total=False):

@@ -108,3 +108,25 @@ def test_the_classifier_refuses_a_walk_of_another_height(model_128):
     with create_runner("onnxruntime", model_128 / "model.onnx") as runner:
         with pytest.raises(ValueError, match=r"must end in \(128, 88\)"):
             Classifier(runner).classify(walk)
+
+
+def test_the_release_gate_runs_a_128_px_split_on_its_own_height(model_128, tmp_path):
+    """The gate replays a bundle's 128-px check set through the whole graph and the split."""
+    import shutil
+
+    from edge.model_store.gate import run_gate
+    from edge.model_store.store import StoreEntry
+    from export.bundle import write_reference_checkset
+    from export.walks import simulated_walks
+    from gaitcontract.checkset import CHECKSET_NAME
+    from gaitcontract.manifest import read_manifest
+
+    folder = tmp_path / "entry"
+    shutil.copytree(model_128, folder)
+    walks, _ = simulated_walks(3, 16, seed=5, height=128)
+    write_reference_checkset(folder / CHECKSET_NAME, walks, folder / "model.onnx")
+    model_id = read_manifest(folder / "model.manifest.json").model_id
+    entry = StoreEntry(model_id, folder, "model.onnx", {}, "simulated", None, "now")
+    figures = run_gate(entry, "model.onnx", threads=1)
+    assert figures["passed"], figures
+    assert figures["split"]["passed"] and figures["split"]["walks"] == 3, figures["split"]

@@ -154,8 +154,11 @@ def _checkset(folder: Path, walks: int = 40) -> None:
     from export.bundle import write_reference_checkset
     from export.walks import simulated_walks
     from gaitcontract.checkset import CHECKSET_NAME
+    from gaitcontract.manifest import read_manifest
 
-    silhouettes, _ = simulated_walks(walks, seed=123)
+    # walks at the shipped demo's own height (64x44 or 128x88), as `export bundle` makes them
+    _, frames, height, _ = read_manifest(DEMO / "model.manifest.json").input_shapes["silhouettes"]
+    silhouettes, _ = simulated_walks(walks, frames, seed=123, height=height)
     write_reference_checkset(folder / CHECKSET_NAME, silhouettes, DEMO / "model.onnx")
 
 

@@ -10,11 +10,15 @@ import pytest
 from gaitcontract import spec
 
 
-def simulated(count: int, frames: int, seed: int = 0) -> np.ndarray:
-    """float32 walks [N, T, 64, 44] in [0, 1] from the gait simulator."""
+def simulated(
+    count: int, frames: int, seed: int = 0, height: int = spec.INPUT_HEIGHT
+) -> np.ndarray:
+    """float32 walks [N, T, 64, 44] ([N, T, 128, 88] for `height` 128) in [0, 1] from the gait
+    simulator."""
     import gaitsim
 
-    return spec.to_model_input(gaitsim.sample_walks(count, seed=seed, frames=frames).silhouettes)
+    batch = gaitsim.sample_walks(count, seed=seed, frames=frames, height=height)
+    return spec.to_model_input(batch.silhouettes, height)
 
 
 @pytest.fixture(scope="session")

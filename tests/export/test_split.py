@@ -28,12 +28,17 @@ from tests.export.conftest import simulated
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo"
 
 
+def demo_height() -> int:
+    """The shipped demo model's input height (64 or 128), as its manifest declares it."""
+    return read_manifest(DEMO / "model.manifest.json").input_shapes[spec.INPUT_NAME][2]
+
+
 def test_pieces_compose_to_the_shipped_forward():
     torch = pytest.importorskip("torch")
     from gaitmil.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(DEMO / "checkpoint.pt")
-    walks = torch.from_numpy(simulated(4, 30, seed=5))
+    walks = torch.from_numpy(simulated(4, 30, seed=5, height=demo_height()))
     with torch.no_grad():
         whole = model(walks)
         b, t = walks.shape[:2]
@@ -56,7 +61,7 @@ def test_demo_model_split_agrees_with_the_whole_graph_on_200_walks(tmp_path, cap
     with capsys.disabled():
         print(f"\n{parity.format()}")
     # the shipped model.onnx agrees the same way (a re-trace did not change the graph's maths)
-    walks = simulated(40, 30, seed=9)
+    walks = simulated(40, 30, seed=9, height=demo_height())
     shipped = split_parity(DEMO / "model.onnx", result.encoder_path, result.head_path, walks)
     assert shipped.argmax_agreement == 1.0 and shipped.max_abs_dprob <= 1e-4
 
@@ -71,7 +76,7 @@ def test_demo_model_split_agrees_with_the_whole_graph_on_200_walks(tmp_path, cap
         manifest = read_manifest(tmp_path / name.replace(".onnx", ".manifest.json"))
         assert manifest.model_id == demo_id and manifest.precision == "fp32"
     assert read_manifest(tmp_path / "encoder.manifest.json").input_shapes == {
-        spec.INPUT_NAME: [4, 64, 44]
+        spec.INPUT_NAME: [4, demo_height(), spec.input_width(demo_height())]
     }
     assert read_manifest(tmp_path / "head.manifest.json").input_shapes == {
         FEATURES: [1, 30, 16, 128],
