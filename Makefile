@@ -7,17 +7,30 @@ PY := .venv/bin/python
 # the same frames beside. Eight streams of 200 walks, two per simulated child (seven camera
 # mounts and the default one), for training and validation; two fresh streams of 200 walks
 # (100 children each walking twice) for the card and its per-child figures.
-DEMO_DATA ?= build/kiosk-train
-DEMO_CLEAN_DATA ?= build/kiosk-train-clean
-TEST_DATA ?= build/kiosk-test
-TEST_CLEAN_DATA ?= build/kiosk-test-clean
-DEMO_RUN ?= build/demo-run
-DEMO_REFIT ?= build/demo-refit
 # Silhouette height the kiosk-path data and the model use: 64 (64x44, the Scoliosis1K / paper
-# protocol, the shipped demo) or 128 (128x88, trunk cues twice as many pixels; measured 2.4x the
-# latency per walk and 6x the training time). Collect, train and evaluate must agree; use a
-# separate build folder per height, e.g. `make demo-model INPUT_HEIGHT=128 DEMO_DATA=build/kiosk-train-128 ...`.
+# protocol, the shipped demo) or 128 (128x88, trunk cues twice as many pixels; 2.4x the latency
+# per walk and about 6x the training time; its measured run did not beat 64, docs/MODEL.md).
+# Collect, train and evaluate must agree, so a 128-px run keeps its own build folders
+# (build/kiosk-train-128, ...): `make demo-model INPUT_HEIGHT=128`.
 INPUT_HEIGHT ?= 64
+HEIGHT_TAG_64 =
+HEIGHT_TAG_128 = -128
+DEMO_DATA ?= build/kiosk-train$(HEIGHT_TAG_$(INPUT_HEIGHT))
+DEMO_CLEAN_DATA ?= build/kiosk-train$(HEIGHT_TAG_$(INPUT_HEIGHT))-clean
+TEST_DATA ?= build/kiosk-test$(HEIGHT_TAG_$(INPUT_HEIGHT))
+TEST_CLEAN_DATA ?= build/kiosk-test$(HEIGHT_TAG_$(INPUT_HEIGHT))-clean
+DEMO_RUN ?= build/demo-run$(HEIGHT_TAG_$(INPUT_HEIGHT))
+DEMO_REFIT ?= build/demo-refit$(HEIGHT_TAG_$(INPUT_HEIGHT))
+# Iterations and wall-clock stop of each height's measured run on 2 cores: 600 in 29 min at
+# 64 px; 320 in 86 min at 128 px (the LR schedule runs on iterations; --max-minutes only stops
+# a run that would overrun, e.g. on a busy machine).
+ITERATIONS_64 = 600
+MAX_MINUTES_64 = 65
+ITERATIONS_128 = 320
+MAX_MINUTES_128 = 100
+ifeq ($(ITERATIONS_$(INPUT_HEIGHT)),)
+$(error INPUT_HEIGHT=$(INPUT_HEIGHT) has no measured recipe: use 64 or 128)
+endif
 TRAIN_SOURCES = $(foreach s,100 101 102 103 104 105 106,--source 'sim://?seed=$(s)&walks=200&repeats=2&view=mixed&camera_seed=$(s)') \
 	--source 'sim://?seed=107&walks=200&repeats=2&view=mixed'
 TEST_SOURCES = --source 'sim://?seed=900&walks=200&repeats=2&view=mixed' \
@@ -29,7 +42,7 @@ TEST_SOURCES = --source 'sim://?seed=900&walks=200&repeats=2&view=mixed' \
 # children: 512 walks, about 170 per part). Measured on 2026-12-07 (the shipped demo): 600
 # iterations in 29 min on 2 cores; validation 79.7 % (172 walks) at 500, training walks 88 %.
 TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split $(DEMO_DATA)/Scoliosis1K_kiosk.json --preset tiny \
-	--input-height $(INPUT_HEIGHT) --out $(DEMO_RUN) --iterations 600 --max-minutes 65 --batch-p 16 --batch-k 2 --frames 16 \
+	--input-height $(INPUT_HEIGHT) --out $(DEMO_RUN) --iterations $(ITERATIONS_$(INPUT_HEIGHT)) --max-minutes $(MAX_MINUTES_$(INPUT_HEIGHT)) --batch-p 16 --batch-k 2 --frames 16 \
 	--optimizer adamw --lr 0.001 --weight-decay 0.05 --head-lr-mult 0.1 --ema 0.98 --clip-grad 5 \
 	--schedule-clock iterations --train-eval-walks 100 --calibration split \
 	--warmup 0.05 --val-fraction 0.32 --eval-every 50 --patience 6 --threads 2 --balance-classes --seed 0 --no-eval
