@@ -11,7 +11,7 @@ from gaitmil.checkpoint import describe_checkpoint, load_checkpoint
 from gaitmil.data import Scoliosis1K
 from gaitmil.metrics import threshold_for_sensitivity
 from gaitmil.model import GaitMIL, GaitMILConfig
-from gaitmil.refit_head import head_logits, main, refit
+from gaitmil.refit_head import head_logits, main, refit, walk_features
 from gaitmil.train import train
 from gaitmil.validation import predict_logits, softmax
 from tests.gaitmil.synth import write_dataset
@@ -121,3 +121,16 @@ def test_the_refit_keeps_its_final_state_not_a_validation_peak():
         logits, _ = head_logits(model.eval(), feats, assign)
     final = float((logits.argmax(1) == contradicting).float().mean())
     assert final == pytest.approx(curve[-1]) and result["val_accuracy"] == curve[-1]
+
+
+def test_the_refit_features_follow_the_seed(tmp_path):
+    """Training walks are sampled at random frames; with the same seed the refit must see the
+    same features (unseeded, the same command refitted to different heads), with another seed
+    other frames."""
+    root = write_dataset(tmp_path / "data", per_class_train=3, per_class_test=1, frames=40, seed=5)
+    walks = Scoliosis1K(root, "118", "train", frames=30, train_sampling=True)
+    torch.manual_seed(0)
+    model = GaitMIL(GaitMILConfig(widths=(4, 4, 8, 8), parts=4, attn_hidden=8, embed_dim=8))
+    first, again, other = (walk_features(model, walks, 2, seed=s)[0] for s in (0, 0, 1))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
