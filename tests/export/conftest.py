@@ -38,3 +38,20 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
         ExportConfig(tiny_checkpoint, out, frames=16, batch=1, parity_walks=0),
         walks=simulated(8, 16),
     )
+
+
+def regenerate_small(checkpoint: Path, tmp_path: Path, walks: int) -> dict[str, Path]:
+    """`make models` on `walks` calibration and held-out walks (half as many parity walks), no
+    sensitivity sweep: every artifact, in seconds. Returns regenerate's paths; the folder is
+    tmp_path / "demo"."""
+    from calibration.demo_artifacts import regenerate
+
+    return regenerate(
+        checkpoint,
+        tmp_path / "demo",
+        tmp_path / "work",
+        calib_count=walks,
+        held_out=walks,
+        parity_walks=walks // 2,
+        with_sensitivity=False,
+    )

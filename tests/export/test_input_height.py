@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from export.random_model import make_random_checkpoint
+from tests.export.conftest import regenerate_small
 
 FRAMES = 8
 
@@ -62,19 +63,11 @@ def test_a_check_set_of_another_height_is_refused_with_both_shapes(folder_128, t
 
 @pytest.mark.slow
 def test_make_models_regenerates_a_128_px_checkpoint_at_its_height(folder_128, tmp_path):
-    from calibration.demo_artifacts import check_current, regenerate
+    from calibration.demo_artifacts import check_current
     from export.onnx_utils import ort_session
 
     out = tmp_path / "demo"
-    paths = regenerate(
-        folder_128 / "tiny.pt",
-        out,
-        tmp_path / "work",
-        calib_count=4,
-        held_out=4,
-        parity_walks=2,
-        with_sensitivity=False,
-    )
+    paths = regenerate_small(folder_128 / "tiny.pt", tmp_path, walks=4)
     for path in paths.values():
         assert ort_session(path).get_inputs()[0].shape[2:] == [128, 88], path.name
     with np.load(tmp_path / "work" / "calib.npz") as calib:

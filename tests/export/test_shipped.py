@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from calibration.demo_artifacts import check_current, regenerate
+from calibration.demo_artifacts import check_current
 from gaitcontract.manifest import sha256_file, verify_artifact
+from tests.export.conftest import regenerate_small
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo"
@@ -30,15 +31,7 @@ def test_shipped_demo_models_are_current():
 @pytest.mark.slow
 def test_regenerate_then_check(tiny_checkpoint, tmp_path):
     out = tmp_path / "demo"
-    paths = regenerate(
-        tiny_checkpoint,
-        out,
-        tmp_path / "work",
-        calib_count=6,
-        held_out=6,
-        parity_walks=3,
-        with_sensitivity=False,
-    )
+    paths = regenerate_small(tiny_checkpoint, tmp_path, walks=6)
     for path in paths.values():
         verify_artifact(path)
     for name in ("calibration.json", "report.json", "report.md", "report.png"):
