@@ -13,8 +13,8 @@ state; no epoch is picked on validation walks (see `refit`).
 The split is the training run's: the same validation subjects of TRAIN_SET
 (same fraction and seed) decide whether the refit replaces the trained head
 and give the softmax temperature and the referral threshold (each on its own
-part after `--calibration split`); the test split is never read. The graph is unchanged, so
-export, INT8 calibration and the kiosk work as before.
+part after `--calibration split`); the test split is never read. The graph
+is unchanged, so export, INT8 calibration and the kiosk work as before.
 
     python -m gaitmil.refit_head --checkpoint build/demo-run/checkpoint.pt --data build/kiosk-train \\
         --split build/kiosk-train/Scoliosis1K_kiosk.json --out build/demo-refit
@@ -154,7 +154,7 @@ def refit(
             log(json.dumps(row))
     for param in model.parameters():
         param.requires_grad = True
-    return {"epochs_run": epochs, "val_accuracy": rows[-1]["val_accuracy"], "epochs": rows}
+    return {"val_accuracy": rows[-1]["val_accuracy"], "epochs": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_feats = walk_features(model, fit, args.draws, seed=args.seed)
     all_val_feats = walk_features(model, val, 1, seed=args.seed)
-    # a run trained with --calibration split keeps its parts: the epoch and refit-or-not on the
+    # a run trained with --calibration split keeps its parts: refit-or-not on the
     # model-selection part, the temperature and the threshold each on their own part
     parts = (meta.get("data") or {}).get("validation_parts")
     walk_subjects = [seq.subject for seq in val.sequences]
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stderr.write(
         f"head refit: validation accuracy {100 * result['val_accuracy']:.1f} % after "
-        f"{result['epochs_run']} epochs ({'kept' if kept else 'trained head kept'}); "
+        f"{args.epochs} epochs ({'kept' if kept else 'trained head kept'}); "
         f"temperature {temperature:.3f}; referral threshold {threshold:.4f} "
         f"(validation walks only); wrote {args.out / 'checkpoint.pt'}\n"
     )

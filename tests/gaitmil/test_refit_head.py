@@ -65,7 +65,7 @@ def test_refit_keeps_the_backbone_and_chooses_on_validation_only(tmp_path):
         threshold_for_sensitivity(labels, softmax(logits), 0.95)
     )
     rows = [json.loads(x) for x in (tmp_path / "refit" / "refit.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3] and extra["head_refit"]["epochs_run"] == 3
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and meta["training"]["head_refit"]["epochs"] == 3
     assert extra["head_refit"]["val_accuracy"] == rows[-1]["val_accuracy"]
 
 
