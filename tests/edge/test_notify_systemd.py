@@ -79,6 +79,7 @@ def test_ready_watchdog_stall_stopping(tmp_path, mosquitto, kiosk_model):
         "NOTIFY_SOCKET": str(sock_path),
         "WATCHDOG_USEC": str(WATCHDOG_USEC),
         "PYTHONPATH": str(REPO),
+        "PYTHONFAULTHANDLER": "1",  # SIGABRT dumps every thread's stack (see below)
     }
     env.pop("WATCHDOG_PID", None)
     source = f"sim://?seed=0&walks=3&realtime=1&stall_after={STALL_AFTER}"
@@ -118,7 +119,13 @@ def test_ready_watchdog_stall_stopping(tmp_path, mosquitto, kiosk_model):
         assert listener.times("WATCHDOG", after=stalled + 0.01) == []
         assert proc.poll() is None  # stalled, not ended: the process waits for systemd to act
         proc.send_signal(signal.SIGTERM)
-        stopping = listener.wait_for("STOPPING", timeout=20)
+        try:
+            stopping = listener.wait_for("STOPPING", timeout=20)
+        except AssertionError as missing:
+            # seen once in CI under load: say where each of the kiosk's threads was
+            proc.send_signal(signal.SIGABRT)
+            stacks = proc.communicate(timeout=30)[0].decode(errors="replace")
+            raise AssertionError(f"{missing}\nkiosk output:\n{stacks[-6000:]}") from None
         assert stopping > stalled
         assert proc.wait(timeout=30) == 0
     finally:
