@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from edge.errors import (
 )
 from edge.health import Health, RateLimitedLog
 from edge.notify import Notifier
+from edge.stop_signals import StopSignals
 from edge.types import Frame, Walk
 from edge.walks.assembler import INTERRUPTED
 from edge.wiring import (
@@ -62,13 +62,8 @@ from edge.wiring import (
 )
 
 if TYPE_CHECKING:
-    from types import FrameType
-
     from edge.publishing.publisher import Publisher
     from edge.settings import KioskConfig
-
-    # what signal.getsignal returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python)
-    SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 __all__ = ["Kiosk", "ServiceOptions"]
 
@@ -120,6 +115,7 @@ class Kiosk:
         self._components = components
         self._stop = threading.Event()
         self._stop_reason = ""
+        self._signals = StopSignals()  # SIGTERM/SIGINT, turned into a stop by the main loop
         self._capture_done = threading.Event()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -135,7 +131,7 @@ class Kiosk:
     # -- control ------------------------------------------------------------------------------
 
     def request_stop(self, reason: str = "requested") -> None:
-        """Ask the loop to stop (thread- and signal-safe)."""
+        """Ask the loop to stop (thread-safe; never from a signal handler: edge.stop_signals)."""
         if not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
@@ -144,13 +140,6 @@ class Kiosk:
     def results(self) -> int:
         with self._results_lock:
             return self._results
-
-    def _install_signals(self) -> list[tuple[int, SignalHandler]]:
-        previous: list[tuple[int, SignalHandler]] = []
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous.append((signum, signal.getsignal(signum)))
-            signal.signal(signum, lambda s, _f: self.request_stop(signal.Signals(s).name))
-        return previous
 
     @property
     def _parts(self) -> Components:
@@ -170,12 +159,12 @@ class Kiosk:
     # -- the run ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        previous = self._install_signals() if self.options.install_signals else []
+        if self.options.install_signals:
+            self._signals.install()
         try:
             return self._run()
         finally:
-            for signum, handler in previous:
-                signal.signal(signum, handler)
+            self._signals.restore()
             self.notifier.close()
 
     def _run(self) -> int:
@@ -235,6 +224,10 @@ class Kiosk:
         started = time.monotonic()
         while not self._stop.wait(self.options.tick_s):
             now = time.monotonic()
+            signalled = self._signals.received()
+            if signalled is not None:
+                self.request_stop(signalled)
+                break
             if not inference.is_alive():
                 self.request_stop("source ended" if self._fatal is None else "internal error")
                 break
