@@ -98,9 +98,13 @@ def run_server(args: argparse.Namespace, stop: threading.Event | None = None) ->
                 f"central ingest: {args.broker} as {args.client_id} -> {engine.url.render_as_string()}",
             )
             done = stop or threading.Event()
+            # The handler only records: it runs in this thread, possibly while done.wait() holds
+            # the event's lock, so done.set() there could wait for itself forever.
+            received: list[int] = []
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: done.set())
-            done.wait()
+                signal.signal(sig, lambda signum, _frame: received.append(signum))
+            while not received and not done.wait(0.5):
+                pass
             return 0
         _serve_web(args, listener, sessions, publisher, ingest, engine)
         return 0

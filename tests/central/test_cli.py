@@ -148,6 +148,33 @@ def count(sessions) -> int:
         return s.scalar(select(func.count()).select_from(Result))
 
 
+def test_serve_stops_cleanly_on_sigterm_after_storing_what_it_received(mosquitto, tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    engine, sessions = open_store(db)
+    register_sites(sessions)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "central", "serve", "--broker", mosquitto.url]
+    argv += ["--database", db, "--no-web", "--client-id", "central-term-test"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    pub = KioskPublisher(mosquitto.host, mosquitto.port)
+    try:
+        deadline = time.monotonic() + 30
+        while count(sessions) == 0 and time.monotonic() < deadline:
+            pub.publish(topic("result"), encode(make_result()))
+            time.sleep(0.1)
+        assert count(sessions) > 0, "the ingest never stored a result"
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=20)[0]
+    finally:
+        pub.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        engine.dispose()
+    assert proc.returncode == 0, output
+    assert "central ingest stopped: " in output
+
+
 def test_serve_killed_mid_stream_loses_and_duplicates_nothing(mosquitto, tmp_path):
     db = f"sqlite:///{tmp_path / 'c.db'}"
     engine, sessions = open_store(db)
