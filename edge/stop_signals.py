@@ -5,17 +5,18 @@ can be while that thread holds a lock: the kiosk's main loop spends its life
 in `threading.Event.wait`, which holds the event's (non-reentrant) lock for a
 moment on every tick. A handler that calls `Event.set()` then waits for a lock
 its own thread holds, and the kiosk hangs with no STOPPING until systemd kills
-it. So the handler only stores the signal's name (no lock, no logging, no
-allocation worth the name) and the main loop turns it into a stop request.
+it. So the handler only stores which signal came (no lock, no logging) and
+the main loop turns it into a stop request.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import FrameType
 
     # what signal.getsignal returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python)
