@@ -1,5 +1,9 @@
 """Training losses of ScoNet-MT / Gait-MIL: batch-all triplet on the part
-embeddings plus label-smoothed cross-entropy on the cosine logits, per part."""
+embeddings plus label-smoothed cross-entropy on the cosine logits, per part.
+
+Two optional terms ask for the walk's decision, the one the kiosk scores (the
+mean of the part logits), rather than every part's: a cross-entropy on it and
+a binary cross-entropy of its screening probability P(not negative)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ except ModuleNotFoundError as exc:  # a kiosk install has no torch
     ) from exc
 import torch.nn.functional as F
 from torch import Tensor
+
+from gaitcontract.spec import NEGATIVE
 
 
 def batch_all_triplet(
@@ -83,6 +89,26 @@ def part_cross_entropy(
     )
 
 
+def walk_cross_entropy(part_logits: Tensor, labels: Tensor, label_smoothing: float = 0.1) -> Tensor:
+    """Cross-entropy of the walk's logits (the mean over parts of [B, P, C]) against labels [B].
+
+    The per-part CE asks every horizontal strip for the class, also the strips that cannot see
+    the trunk; this asks only for the walk's decision, which the informative parts may carry."""
+    return F.cross_entropy(part_logits.float().mean(1), labels, label_smoothing=label_smoothing)
+
+
+def screening_cross_entropy(part_logits: Tensor, labels: Tensor) -> Tensor:
+    """Binary cross-entropy of the walk's P(not negative) against label != NEGATIVE.
+
+    The log-odds of "not negative" under the walk's softmax is logsumexp of the other classes'
+    logits minus the negative class's, so the term trains the very score the referral threshold
+    cuts, without a new output: the model's contract stays three class logits."""
+    walk = part_logits.float().mean(1)  # [B, C]
+    others = torch.cat([walk[:, :NEGATIVE], walk[:, NEGATIVE + 1 :]], dim=1)
+    log_odds = torch.logsumexp(others, dim=1) - walk[:, NEGATIVE]
+    return F.binary_cross_entropy_with_logits(log_odds, (labels != NEGATIVE).float())
+
+
 @dataclass
 class LossConfig:
     margin: float = 0.2
@@ -92,6 +118,8 @@ class LossConfig:
     class_weights: tuple[float, ...] | None = None  # in gaitcontract.spec.CLASSES order
     supcon_weight: float = 0.0  # class-level supervised contrastive term (0: off)
     supcon_temperature: float = 0.1
+    walk_ce_weight: float = 0.0  # CE on the walk's logits (the mean over parts; 0: off)
+    screening_weight: float = 0.0  # binary CE of the walk's P(not negative) (0: off)
 
 
 def _local(x: Tensor) -> Tensor:
@@ -130,6 +158,17 @@ def gait_mil_loss(
         total = total + cfg.supcon_weight * supcon * world
         logged = logged + cfg.supcon_weight * supcon
         parts["supcon"] = float(supcon.detach())
+    # the walk-level terms are local, like the part CE: each rank's walks are its own
+    if cfg.walk_ce_weight > 0:
+        walk_ce = walk_cross_entropy(part_logits, labels, cfg.label_smoothing)
+        total = total + cfg.walk_ce_weight * walk_ce
+        logged = logged + cfg.walk_ce_weight * walk_ce
+        parts["walk_ce"] = float(walk_ce.detach())
+    if cfg.screening_weight > 0:
+        screening = screening_cross_entropy(part_logits, labels)
+        total = total + cfg.screening_weight * screening
+        logged = logged + cfg.screening_weight * screening
+        parts["screening"] = float(screening.detach())
     return total, {
         "loss": float(logged.detach()),
         **parts,

@@ -469,6 +469,8 @@ def setup(cfg: TrainConfig) -> TrainState:
         triplet_weight=cfg.triplet_weight,
         supcon_weight=cfg.supcon_weight,
         supcon_temperature=cfg.supcon_temperature,
+        walk_ce_weight=cfg.walk_ce_weight,
+        screening_weight=cfg.screening_weight,
     )
     subjects = [s.subject for s in data.fit.sequences]
     loader = DataLoader(

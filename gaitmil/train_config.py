@@ -7,6 +7,7 @@ No torch here: a config can be written and checked where training does not run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gaitcontract.errors import ConfigError, require_choice
@@ -108,6 +109,12 @@ class TrainConfig:
         0.0, "weight of a class-level supervised contrastive term (0: off)"
     )
     supcon_temperature: float = option(0.1, "its softmax temperature")
+    walk_ce_weight: float = option(
+        0.0, "weight of a CE on the walk's logits, the mean over parts the kiosk scores (0: off)"
+    )
+    screening_weight: float = option(
+        0.0, "weight of a binary CE of the walk's P(not negative), the screening score (0: off)"
+    )
     schedule_clock: str = option(
         "either",
         "either: the cosine follows --max-minutes when time runs out first; "
@@ -142,6 +149,14 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError("--eval-every must be positive")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ConfigError("--val-fraction must be in [0, 1)")
+    for flag, weight in (
+        ("--triplet-weight", cfg.triplet_weight),
+        ("--supcon-weight", cfg.supcon_weight),
+        ("--walk-ce-weight", cfg.walk_ce_weight),
+        ("--screening-weight", cfg.screening_weight),
+    ):
+        if not (weight >= 0.0 and math.isfinite(weight)):
+            raise ConfigError(f"{flag} must be a finite weight >= 0 (0 turns the term off)")
     require_choice("schedule", cfg.schedule, SCHEDULES)
     require_choice("optimizer", cfg.optimizer, OPTIMIZERS)
     require_choice("calibration", cfg.calibration, CALIBRATIONS)

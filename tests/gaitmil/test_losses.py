@@ -1,4 +1,4 @@
-"""Batch-all triplet and per-part cross-entropy."""
+"""Batch-all triplet, per-part cross-entropy and the walk-level terms."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from gaitmil.losses import (
+    LossConfig,
     batch_all_triplet,
     gait_mil_loss,
     inverse_frequency_weights,
     part_cross_entropy,
+    screening_cross_entropy,
+    walk_cross_entropy,
 )
 
 
@@ -68,3 +71,51 @@ def test_total_loss_and_class_weights():
     w = inverse_frequency_weights([0, 0, 0, 0, 1, 2], 3)
     assert w[0] == pytest.approx(0.5) and w[1] == pytest.approx(2.0) and w[2] == pytest.approx(2.0)
     assert inverse_frequency_weights([0, 0], 3)[1] == 0.0
+
+
+def test_walk_cross_entropy_scores_the_mean_over_parts_not_each_part():
+    labels = torch.tensor([0, 2])
+    # part 0 is sure and right, part 1 is sure and wrong: the walk (their mean) is undecided
+    logits = torch.tensor(
+        [
+            [[8.0, 0.0, 0.0], [0.0, 0.0, 8.0]],
+            [[0.0, 0.0, 8.0], [8.0, 0.0, 0.0]],
+        ]
+    )
+    walk = walk_cross_entropy(logits, labels, label_smoothing=0.0)
+    torch.testing.assert_close(walk, F.cross_entropy(logits.mean(1), labels))
+    assert walk.item() == pytest.approx(-torch.log_softmax(torch.tensor([4.0, 0.0, 4.0]), 0)[0])
+    # the part CE punishes the wrong part hard; the walk CE does not see parts at all
+    assert part_cross_entropy(logits, labels, 0.0) > walk + 1.0
+
+
+def test_screening_cross_entropy_is_the_binary_loss_of_p_not_negative():
+    torch.manual_seed(1)
+    logits = torch.randn(5, 4, 3) * 3
+    labels = torch.tensor([0, 1, 2, 0, 2])
+    p_not_negative = 1.0 - torch.softmax(logits.mean(1), -1)[:, 0]
+    referred = (labels != 0).float()
+    expected = F.binary_cross_entropy(p_not_negative, referred)
+    torch.testing.assert_close(screening_cross_entropy(logits, labels), expected)
+    # neutral and positive are one side of the screening cut: swapping them changes nothing
+    swapped = torch.tensor([0, 2, 1, 0, 1])
+    torch.testing.assert_close(
+        screening_cross_entropy(logits, swapped), screening_cross_entropy(logits, labels)
+    )
+
+
+def test_walk_terms_join_the_total_only_when_weighted():
+    torch.manual_seed(2)
+    args = (torch.randn(4, 2, 8), torch.randn(4, 2, 3), torch.tensor([0, 1, 2, 0]))
+    ids = torch.tensor([0, 0, 1, 1])
+    plain, plain_parts = gait_mil_loss(*args, ids)
+    assert "walk_ce" not in plain_parts and "screening" not in plain_parts
+    total, parts = gait_mil_loss(*args, ids, LossConfig(walk_ce_weight=0.5, screening_weight=2.0))
+    expected = plain + 0.5 * parts["walk_ce"] + 2.0 * parts["screening"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["loss"] == pytest.approx(total.item(), rel=1e-5)
+    # several processes scale the gathered terms by the world size, never the local walk terms
+    doubled, _ = gait_mil_loss(
+        *args, ids, LossConfig(walk_ce_weight=0.5, screening_weight=2.0), world=2
+    )
+    assert doubled.item() == pytest.approx(total.item() + parts["triplet"], rel=1e-5)

@@ -123,6 +123,8 @@ def test_split_calibration_uses_a_different_part_for_each_choice(tmp_path):
             ema=0.9,
             clip_grad=5.0,
             supcon_weight=0.5,
+            walk_ce_weight=1.0,
+            screening_weight=1.0,
             train_eval_walks=4,
             schedule_clock="iterations",
         )
@@ -145,6 +147,8 @@ def test_split_calibration_uses_a_different_part_for_each_choice(tmp_path):
     steps = [r for r in rows if "supcon" in r]
     assert evals and all(0 <= r["train_eval_accuracy"] <= 1 for r in evals)
     assert steps and all("grad_norm" in r for r in steps)
+    # the walk-level terms reach the loop and its log when weighted
+    assert all(r["walk_ce"] > 0 and r["screening"] > 0 for r in steps)
 
 
 def test_recipe_options_parse_with_previous_defaults():

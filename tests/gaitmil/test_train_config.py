@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from gaitcontract.errors import ConfigError
 from gaitmil.dataclass_cli import fields_of, flag, negative_flag, to_argv, write_config_file
 from gaitmil.reproduce import Plan, train_command, train_config
 from gaitmil.train import parse_args
-from gaitmil.train_config import TrainConfig
+from gaitmil.train_config import TrainConfig, check_config
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN_FLAGS = {"--nproc_per_node", "--standalone"}  # in the same lines, not ours
@@ -209,3 +210,14 @@ def test_reproduce_hands_a_train_config_and_shows_the_same_command(tmp_path):
     resumed = train_config(plan, "118", "mil", tmp_path / "118" / "mil")
     assert resumed.resume == str(tmp_path / "118" / "mil" / "last.pt")
     assert train_command(plan, resumed).endswith(f"--resume {tmp_path}/118/mil/last.pt")
+
+
+@pytest.mark.parametrize(
+    "name", ["triplet_weight", "supcon_weight", "walk_ce_weight", "screening_weight"]
+)
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
+def test_a_loss_weight_must_be_finite_and_not_negative(name, bad):
+    good = TrainConfig(data="D", split="118", out="O")
+    check_config(good)
+    with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')} must be a finite weight"):
+        check_config(dataclasses.replace(good, **{name: bad}))
