@@ -185,7 +185,7 @@ def per_child_gain(
     }
 
 
-def _auc(truth: np.ndarray, scores: np.ndarray) -> float:
+def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC of `scores` against `truth` (Mann-Whitney, ties counted half)."""
     pos, neg = scores[truth], scores[~truth]
     if not pos.size or not neg.size:
@@ -260,7 +260,7 @@ def screening_targets(
         "prevalence": prevalence,
         "bootstrap_samples": bootstrap_samples,
         "resampled": "children",
-        "one_walk_auc": per_walk(lambda w: _auc(truth_walk[w], scores[w])),
+        "one_walk_auc": per_walk(lambda w: roc_auc(truth_walk[w], scores[w])),
         "one_walk_specificity_at_95_sensitivity": per_walk(
             lambda w: _specificity_at(truth_walk[w], scores[w], 0.95)
         ),
