@@ -23,11 +23,13 @@ candidates are printed side by side:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gaitcontract.errors import DatasetError
 from gaitcontract.spec import CLASS_INDEX, DEFAULT_FRAMES
 
 SPLIT_RATIOS = {"112": "1:1:2", "114": "1:1:4", "118": "1:1:8", "1116": "1:1:16"}
@@ -71,6 +73,19 @@ def split_label(split: str | Path | None) -> str:
 def is_simulated(root: str | Path) -> bool:
     """The simulator writes truth.json beside the walks; real Scoliosis1K has none."""
     return (Path(root) / "truth.json").is_file()
+
+
+def simulated_truth(root: str | Path, wanted: str) -> dict[str, dict]:
+    """truth.json's per-sequence entries (keyed by ROOT-relative folder) of a simulated dataset.
+
+    `wanted` says what the caller reads from it, for the error on a real (or copied) dataset."""
+    path = Path(root) / "truth.json"
+    if not path.is_file():
+        raise DatasetError(
+            f"{path} does not exist: {wanted} comes from a simulated dataset "
+            "(python -m edge.collect on sim:// sources, or python -m gaitsim.dataset)"
+        )
+    return json.loads(path.read_text())["sequences"]
 
 
 def default_eval_frames(root: str | Path) -> int | None:

@@ -60,14 +60,10 @@ def held_out_walks(root: Path, split: str, subset: str = "test", frames: int = D
     """(walks [T, 64, 44] uint8, true phases [T], views, subject ids) of a subset, kiosk-sampled."""
     from gaitcontract.silhouette import cut
     from gaitmil.data import load_pkl, read_split, resolve_split, scan_sequences
+    from gaitmil.paper import simulated_truth
 
     truth_path = root / "truth.json"
-    if not truth_path.is_file():
-        raise DatasetError(
-            f"{truth_path} does not exist: the phase truth comes from a simulated dataset "
-            "(python -m gaitsim.dataset)"
-        )
-    truth = json.loads(truth_path.read_text())["sequences"]
+    truth = simulated_truth(root, "the phase truth")
     ids = read_split(resolve_split(root, split))["TEST_SET" if subset == "test" else "TRAIN_SET"]
     walks, phases, views, subjects = [], [], [], []
     for seq in scan_sequences(root, ids):

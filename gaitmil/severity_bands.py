@@ -31,7 +31,7 @@ from gaitcontract.spec import NEGATIVE
 from gaitmil.checkpoint import load_checkpoint
 from gaitmil.data import Scoliosis1K, checkpoint_height
 from gaitmil.evaluate import predict
-from gaitmil.paper import default_eval_frames
+from gaitmil.paper import default_eval_frames, simulated_truth
 from gaitmil.per_child import roc_auc
 
 # band edges in degrees; 10 and 20 are the simulator's class boundaries (gaitsim.subject)
@@ -50,17 +50,11 @@ class Band:
 
 def walk_severities(root: Path, rel_paths: list[str]) -> np.ndarray:
     """Severity in degrees of each walk (ROOT-relative folder), from ROOT/truth.json."""
-    truth_path = root / "truth.json"
-    if not truth_path.is_file():
-        raise DatasetError(
-            f"{truth_path} does not exist: severities come from a simulated dataset "
-            "(python -m edge.collect on sim:// sources, or python -m gaitsim.dataset)"
-        )
-    truth = json.loads(truth_path.read_text())["sequences"]
+    truth = simulated_truth(root, "the severity")
     missing = [rel for rel in rel_paths if "severity" not in truth.get(rel, {})]
     if missing:
         raise DatasetError(
-            f"{truth_path} has no severity for {len(missing)} walk(s), e.g. {missing[0]}: "
+            f"{root / 'truth.json'} has no severity for {len(missing)} walk(s), e.g. {missing[0]}: "
             "regenerate the dataset with this version"
         )
     return np.array([float(truth[rel]["severity"]) for rel in rel_paths])
