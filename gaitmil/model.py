@@ -34,6 +34,7 @@ from gaitcontract.spec import (
     INPUT_WIDTH,
     NUM_CLASSES,
 )
+from gaitmil.lateral_profile import LateralProfileClassifier
 
 # A finite "minus infinity" for masked softmaxes: exp(-1e4) is exactly 0 in
 # float32 and float16, and -1e4 is representable in float16 (max 65504),
@@ -90,6 +91,10 @@ class GaitMILConfig:
     # protocol) or 128 (x88). The phase lookup pools 4 * height / 64 pixels, so it keeps its
     # 176 features; HPP's strips are taller. Checkpoints without the key are 64.
     input_height: int = INPUT_HEIGHT
+    # a classifier on the walk's lateral profile (gaitmil.lateral_profile) as one more "part",
+    # weighted as all strips together: its logits join the part logits' mean and the per-part
+    # CE. HPP keeps no sideways position. Old checkpoints have none.
+    lateral_profile: bool = False
 
     @property
     def input_width(self) -> int:
@@ -244,6 +249,11 @@ class GaitMIL(nn.Module):
         # K centroids of the phase features of 4x4-pooled silhouettes; set from k-means before training
         self.register_buffer("centroids", torch.zeros(config.phases, PHASE_DIM))
         self.phase_feature_fn = PHASE_FEATURES[config.phase_features]
+        self.profile = (
+            LateralProfileClassifier(config.input_height, config.num_classes)
+            if config.lateral_profile
+            else None
+        )
 
     def set_centroids(self, centroids: Tensor | np.ndarray) -> None:
         t = torch.as_tensor(
@@ -308,6 +318,12 @@ class GaitMIL(nn.Module):
             raise ConfigError(
                 f"the walk head works on per-frame features: pooling {self.config.pooling!r} "
                 "pools feature maps over time before HPP and has no per-frame split"
+            )
+        if self.profile is not None:
+            raise ConfigError(
+                "the walk head works on per-frame features: a lateral-profile model also reads "
+                "the walk's mean silhouette, which the streaming split does not carry; export "
+                "the whole model (python -m export onnx) instead"
             )
         b, t = feats.shape[:2]
         if frame_mask is None:
@@ -378,6 +394,12 @@ class GaitMIL(nn.Module):
             phase_attn = nonempty / nonempty.sum(1, keepdim=True).clamp(min=1.0)
             frame_attn = valid / valid.sum(1, keepdim=True).clamp(min=1.0)
         emb, part_logits = self.head(walk)
+        if self.profile is not None:
+            # weighted as all P strips together: one part among P + 1 would add a 17th of its
+            # logits to the walk's, and its own CE bounds them like any part's
+            profile = self.profile(silhouettes, frame_mask).to(part_logits.dtype)  # [B, classes]
+            weighted = profile * self.config.parts
+            part_logits = torch.cat([part_logits, weighted.unsqueeze(1)], 1)  # [B, P + 1, classes]
         logits = part_logits.mean(1)
         out = GaitMILOutput(logits, torch.softmax(logits, -1), phase_attn, frame_attn, emb)
         return out, part_logits

@@ -196,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model, meta = load_checkpoint(args.checkpoint)
+    if model.profile is not None:
+        # the refit scores cached part features; the profile branch reads silhouettes
+        sys.stderr.write(
+            f"error: {args.checkpoint} has a lateral-profile branch, which the refit on cached "
+            "part features would leave out of the walk's logits: keep the trained head\n"
+        )
+        return 2
     extra = dict(meta.get("extra") or {})
     model.config.logit_scale = float(
         extra.get("trained_logit_scale", model.config.logit_scale)

@@ -204,3 +204,25 @@ def test_a_128_pixel_checkpoint_exports_at_its_resolution(tmp_path):
     inputs, _ = io_shapes(load_onnx(result.onnx_path))
     assert inputs == {spec.INPUT_NAME: [1, 16, 128, 88]}
     assert get_metadata(load_onnx(result.onnx_path))["input"]["shape"] == [1, 16, 128, 88]
+
+
+def test_a_lateral_profile_model_exports_with_parity(tmp_path):
+    """The profile branch (a masked mean over T, row centres of mass) is plain ONNX too."""
+    import torch
+
+    from export.random_model import make_random_checkpoint
+    from gaitmil.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
+    from gaitmil.model import GaitMIL, GaitMILConfig
+
+    plain, _ = load_checkpoint(make_random_checkpoint("tiny", tmp_path / "plain.pt", seed=5))
+    torch.manual_seed(5)
+    model = GaitMIL(GaitMILConfig.from_dict({**plain.config.to_dict(), "lateral_profile": True}))
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(key.startswith("profile.") for key in missing)
+    save_checkpoint(tmp_path / "c.pt", model.eval())
+    assert describe_checkpoint(tmp_path / "c.pt")["config"]["lateral_profile"] is True
+    result = export_onnx(
+        ExportConfig(tmp_path / "c.pt", tmp_path / "onnx", frames=16, parity_walks=0),
+        walks=simulated(6, 16),
+    )
+    assert result.parity.argmax_agreement == 1.0 and result.parity.max_abs_dprob <= 1e-4

@@ -134,3 +134,26 @@ def test_the_refit_features_follow_the_seed(tmp_path):
     first, again, other = (walk_features(model, walks, 2, seed=s)[0] for s in (0, 0, 1))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
+
+
+def test_a_lateral_profile_checkpoint_is_refused_not_refitted_without_its_branch(tmp_path, capsys):
+    from gaitmil.checkpoint import save_checkpoint
+
+    save_checkpoint(
+        tmp_path / "c.pt", GaitMIL(GaitMILConfig.from_preset("tiny", lateral_profile=True))
+    )
+    code = main(
+        [
+            "--checkpoint",
+            str(tmp_path / "c.pt"),
+            "--data",
+            str(tmp_path),
+            "--split",
+            "x",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 2
+    assert "keep the trained head" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
