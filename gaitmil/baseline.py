@@ -1,7 +1,10 @@
 """A linear baseline: what mean silhouettes alone tell about the class.
 
 Each walk becomes its gait energy image (the mean of its silhouettes, pooled to
-32x32); one ridge classifier per view maps it to the three classes. The ridge
+32x32), or with `--features profile` the sideways centre of each of its rows
+(|offset| and offset squared, 128 numbers; gaitmil.lateral_profile); one
+ridge classifier per view maps it to the three classes, and 1 - its
+negative-class score ranks walks for the screening AUC. The ridge
 strength is chosen on a validation part of the training subjects, never on the
 test walks. It is a yardstick for Gait-MIL on the same data: a network that
 does not beat it has learnt nothing a mean image does not show, and a baseline
@@ -24,9 +27,10 @@ import numpy as np
 
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.errors import GaitMILError
-from gaitcontract.spec import CLASSES
+from gaitcontract.spec import CLASSES, NEGATIVE
 from gaitmil import metrics
 from gaitmil.data import load_pkl, read_split, resolve_split, scan_sequences
+from gaitmil.per_child import roc_auc
 from gaitmil.screening_report import bootstrap
 
 POOL = 2  # 64x64 -> 32x32: 1,024 features, few enough for the few hundred walks of a site
@@ -50,13 +54,28 @@ def gait_energy(silhouettes: np.ndarray) -> np.ndarray:
     return mean.reshape(height // POOL, POOL, width // POOL, POOL).mean(axis=(1, 3)).ravel()
 
 
-def load_walks(root: Path, split: str | Path, subset: str) -> Walks:
+def lateral_profile(silhouettes: np.ndarray) -> np.ndarray:
+    """[T, H, W] uint8 -> [2H] float32: |offset| and offset squared of each row's sideways
+    centre in the mean silhouette (gaitmil.lateral_profile, the network's optional branch)."""
+    import torch
+
+    from gaitmil.lateral_profile import profile_features, row_offsets
+
+    mean = torch.from_numpy(silhouettes.astype(np.float32).mean(axis=0) / 255.0)
+    return profile_features(row_offsets(mean.unsqueeze(0)))[0].numpy()
+
+
+# what a walk becomes for the ridge: its mean image, or where its rows sit sideways
+FEATURES = {"gei": gait_energy, "profile": lateral_profile}
+
+
+def load_walks(root: Path, split: str | Path, subset: str, features: str = "gei") -> Walks:
     ids = read_split(resolve_split(root, split))[subset]
     sequences = scan_sequences(root, ids)
     if not sequences:
         raise GaitMILError(f"{root}: the split's {subset} holds no walks; check --data and --split")
     return Walks(
-        np.stack([gait_energy(load_pkl(s.path)) for s in sequences]),
+        np.stack([FEATURES[features](load_pkl(s.path)) for s in sequences]),
         np.array([s.label for s in sequences]),
         np.array([s.view for s in sequences]),
         np.array([s.subject for s in sequences]),
@@ -80,17 +99,40 @@ class RidgeClassifier:
             self.weights[view] = (x_mean, y_mean, np.linalg.solve(gram, xc.T @ (y - y_mean)))
         return self
 
-    def predict(self, walks: Walks) -> np.ndarray:
+    def scores(self, walks: Walks) -> np.ndarray:
+        """[N, classes] ridge outputs (estimates of the one-hot class)."""
         unknown = sorted(set(walks.views) - set(self.weights))
         if unknown:
             raise GaitMILError(
                 f"views {unknown} have no training walks; train on every view the test holds"
             )
-        out = np.empty(len(walks.labels), dtype=int)
+        out = np.empty((len(walks.labels), len(CLASSES)))
         for view, (x_mean, y_mean, w) in self.weights.items():
             rows = walks.views == view
-            out[rows] = np.argmax((walks.features[rows] - x_mean) @ w + y_mean, axis=1)
+            out[rows] = (walks.features[rows] - x_mean) @ w + y_mean
         return out
+
+    def predict(self, walks: Walks) -> np.ndarray:
+        return np.argmax(self.scores(walks), axis=1)
+
+
+def screening_auc(
+    labels: np.ndarray, scores: np.ndarray, subjects: np.ndarray, seed: int
+) -> tuple[float, list[float]]:
+    """AUC of 1 - the negative class's score for "not negative", and its 95 % interval over
+    resampled children (a child's walks go together)."""
+    truth, referral = labels != NEGATIVE, 1.0 - scores[:, NEGATIVE]
+    rng = np.random.default_rng(seed)
+    children = np.unique(subjects)
+    rows_of = {child: np.flatnonzero(subjects == child) for child in children}
+    drawn = []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        rows = np.concatenate([rows_of[c] for c in rng.choice(children, len(children))])
+        value = roc_auc(truth[rows], referral[rows])
+        if np.isfinite(value):
+            drawn.append(value)
+    low, high = np.percentile(drawn, [2.5, 97.5]) if drawn else (np.nan, np.nan)
+    return roc_auc(truth, referral), [float(low), float(high)]
 
 
 def subset(walks: Walks, rows: np.ndarray) -> Walks:
@@ -165,25 +207,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the validation draw and the bootstrap"
     )
+    parser.add_argument(
+        "--features",
+        choices=sorted(FEATURES),
+        default="gei",
+        help="gei: the mean silhouette, 2x2-pooled; profile: each row's sideways centre in it",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_version_flag(parser)
     args = parser.parse_args(argv)
     try:
-        train = load_walks(args.data, args.split, "TRAIN_SET")
-        test = load_walks(args.test_data, args.test_split, "TEST_SET")
+        train = load_walks(args.data, args.split, "TRAIN_SET", args.features)
+        test = load_walks(args.test_data, args.test_split, "TEST_SET", args.features)
         strength, val_scores = choose_strength(train, args.val_fraction, args.seed)
-        predicted = RidgeClassifier(strength).fit(train).predict(test)
+        scores = RidgeClassifier(strength).fit(train).scores(test)
     except GaitMILError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    predicted = np.argmax(scores, axis=1)
+    auc, auc_ci = screening_auc(test.labels, scores, test.subjects, args.seed)
     report = {
         "note": "linear baseline on mean silhouettes; on simulated walks a pipeline check, not a screening figure",
         "train_walks": len(train.labels),
         "test_walks": len(test.labels),
+        "features": args.features,
         "strength": strength,
         "validation_accuracy": val_scores,
         **figures(test.labels, predicted),
-        "ci95": intervals(test.labels, predicted, args.seed),
+        "screening_auc": auc,
+        "ci95": {**intervals(test.labels, predicted, args.seed), "screening_auc": auc_ci},
     }
     sys.stdout.write(json.dumps(report, indent=1) + "\n")
     if args.json:

@@ -91,3 +91,44 @@ def test_cli_prints_and_writes_figures(dataset, tmp_path, capsys):
     assert report["test_walks"] == 24 and report["strength"] in baseline.STRENGTHS
     low, high = report["ci95"]["accuracy"]
     assert low <= report["accuracy"] <= high and "not a screening figure" in report["note"]
+    low, high = report["ci95"]["screening_auc"]
+    assert low <= report["screening_auc"] <= high and report["features"] == "gei"
+
+
+def test_the_profile_is_blind_to_the_side_and_sees_a_shift():
+    walk = np.zeros((3, 64, 64), np.uint8)
+    walk[:, 8:60, 26:38] = 255
+    still = baseline.lateral_profile(walk)
+    assert still.shape == (128,) and np.abs(still).max() < 1e-5
+    walk[:, 8:32] = np.roll(walk[:, 8:32], 2, axis=2)  # the trunk 2 px to one side
+    shifted = baseline.lateral_profile(walk)
+    assert shifted[8:32].min() > 0.5
+    np.testing.assert_allclose(
+        baseline.lateral_profile(walk[:, :, ::-1].copy()), shifted, atol=1e-5
+    )
+
+
+def test_the_profile_ranks_walks_whose_rows_carry_the_class(tmp_path):
+    """Synthetic walks whose trunk sits sideways by the class: the profile ridge ranks them, the
+    screening AUC and its interval say so; the same walks with shuffled labels do not rank."""
+    rng = np.random.default_rng(0)
+
+    def walks(labels):
+        out = []
+        for label in labels:
+            w = np.zeros((4, 64, 64), np.uint8)
+            w[:, 8:60, 26:38] = 255
+            w[:, 8:32] = np.roll(w[:, 8:32], int(label) + int(rng.integers(0, 2)), axis=2)
+            out.append(baseline.lateral_profile(w))
+        return np.stack(out)
+
+    labels = np.repeat([0, 1, 2], 20)
+    views = np.array(["000_180"] * len(labels))
+    train = baseline.Walks(walks(labels), labels, views, np.arange(len(labels)).astype(str))
+    test = baseline.Walks(walks(labels), labels, views, np.arange(len(labels)).astype(str))
+    scores = baseline.RidgeClassifier(1.0).fit(train).scores(test)
+    auc, (low, high) = baseline.screening_auc(labels, scores, test.subjects, seed=0)
+    assert auc > 0.9 and low <= auc <= high
+    shuffled = baseline.Walks(train.features, rng.permutation(labels), views, train.subjects)
+    noise = baseline.RidgeClassifier(1.0).fit(shuffled).scores(test)
+    assert baseline.screening_auc(labels, noise, test.subjects, seed=0)[0] < 0.8
