@@ -30,7 +30,7 @@ from gaitcontract.errors import GaitMILError
 from gaitcontract.spec import CLASSES, NEGATIVE
 from gaitmil import metrics
 from gaitmil.data import load_pkl, read_split, resolve_split, scan_sequences
-from gaitmil.per_child import roc_auc
+from gaitmil.per_child import auc_interval
 from gaitmil.screening_report import bootstrap
 
 POOL = 2  # 64x64 -> 32x32: 1,024 features, few enough for the few hundred walks of a site
@@ -120,19 +120,11 @@ def screening_auc(
     labels: np.ndarray, scores: np.ndarray, subjects: np.ndarray, seed: int
 ) -> tuple[float, list[float]]:
     """AUC of 1 - the negative class's score for "not negative", and its 95 % interval over
-    resampled children (a child's walks go together)."""
-    truth, referral = labels != NEGATIVE, 1.0 - scores[:, NEGATIVE]
-    rng = np.random.default_rng(seed)
-    children = np.unique(subjects)
-    rows_of = {child: np.flatnonzero(subjects == child) for child in children}
-    drawn = []
-    for _ in range(BOOTSTRAP_SAMPLES):
-        rows = np.concatenate([rows_of[c] for c in rng.choice(children, len(children))])
-        value = roc_auc(truth[rows], referral[rows])
-        if np.isfinite(value):
-            drawn.append(value)
-    low, high = np.percentile(drawn, [2.5, 97.5]) if drawn else (np.nan, np.nan)
-    return roc_auc(truth, referral), [float(low), float(high)]
+    resampled children (gaitmil.per_child.auc_interval)."""
+    auc = auc_interval(
+        labels != NEGATIVE, 1.0 - scores[:, NEGATIVE], subjects.tolist(), BOOTSTRAP_SAMPLES, seed
+    )
+    return auc["value"], [auc["low"], auc["high"]]
 
 
 def subset(walks: Walks, rows: np.ndarray) -> Walks:

@@ -159,16 +159,20 @@ def gait_mil_loss(
         logged = logged + cfg.supcon_weight * supcon
         parts["supcon"] = float(supcon.detach())
     # the walk-level terms are local, like the part CE: each rank's walks are its own
-    if cfg.walk_ce_weight > 0:
-        walk_ce = walk_cross_entropy(part_logits, labels, cfg.label_smoothing)
-        total = total + cfg.walk_ce_weight * walk_ce
-        logged = logged + cfg.walk_ce_weight * walk_ce
-        parts["walk_ce"] = float(walk_ce.detach())
-    if cfg.screening_weight > 0:
-        screening = screening_cross_entropy(part_logits, labels)
-        total = total + cfg.screening_weight * screening
-        logged = logged + cfg.screening_weight * screening
-        parts["screening"] = float(screening.detach())
+    walk_terms = (
+        (
+            "walk_ce",
+            cfg.walk_ce_weight,
+            lambda: walk_cross_entropy(part_logits, labels, cfg.label_smoothing),
+        ),
+        ("screening", cfg.screening_weight, lambda: screening_cross_entropy(part_logits, labels)),
+    )
+    for name, weight, term in walk_terms:
+        if weight > 0:
+            value = term()
+            total = total + weight * value
+            logged = logged + weight * value
+            parts[name] = float(value.detach())
     return total, {
         "loss": float(logged.detach()),
         **parts,

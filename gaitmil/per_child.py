@@ -198,6 +198,25 @@ def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[truth].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
+def auc_interval(
+    truth: np.ndarray,
+    scores: np.ndarray,
+    subjects: Sequence[str],
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> dict:
+    """roc_auc of `scores` with its 95 % interval over resampled children (a child's walks go
+    together): {"value", "low", "high", "samples_used"}, as screening_targets reports it."""
+    groups = children_of(subjects)
+
+    def auc_of(draw: np.ndarray) -> float:
+        rows = np.concatenate([groups[g] for g in draw])
+        return roc_auc(truth[rows], scores[rows])
+
+    every = np.arange(len(groups))
+    return _interval(auc_of(every), [auc_of(d) for d in _resamples(len(groups), samples, seed)])
+
+
 def _specificity_at(truth: np.ndarray, scores: np.ndarray, sensitivity: float) -> float:
     """The best specificity whose sensitivity stays >= `sensitivity` (from these walks' ROC)."""
     if not truth.any() or truth.all():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "threshold": threshold,
         "threshold_source": source,
         "margin": args.margin,
-        "bands": [b.__dict__ for b in bands(severity, scores, threshold)],
+        "bands": [asdict(b) for b in bands(severity, scores, threshold)],
         "auc_all": roc_auc(truth, scores),
         "auc_away": roc_auc(truth[away], scores[away]),
         "walks_away": int(away.sum()),
