@@ -94,7 +94,7 @@ def feature_contract(model: Any, frames: int, encoder_batch: int) -> dict[str, A
     """What flows from the encoder to the head (names, per-frame shapes, dtype)."""
     from gaitmil.model import PHASE_DIM
 
-    parts, channels = int(model.config.parts), int(model.config.widths[-1])
+    parts, channels = int(model.config.pooled_parts), int(model.config.widths[-1])
     return {
         "frames": frames,
         "encoder_batch": encoder_batch,

@@ -95,6 +95,16 @@ class GaitMILConfig:
     # weighted as all strips together: its logits join the part logits' mean and the per-part
     # CE. HPP keeps no sideways position. Old checkpoints have none.
     lateral_profile: bool = False
+    # HPP pools each strip's left and right halves apart (2P parts). Pretreatment puts the body's
+    # centre on the middle column, so a strip that sits sideways reads differently in its two
+    # halves; plain HPP pools the whole width and keeps no sideways position. Old checkpoints:
+    # off.
+    hpp_sides: bool = False
+
+    @property
+    def pooled_parts(self) -> int:
+        """Parts after HPP: the P strips, or their 2P halves with hpp_sides."""
+        return self.parts * (2 if self.hpp_sides else 1)
 
     @property
     def input_width(self) -> int:
@@ -210,11 +220,20 @@ class GatedAttention(nn.Module):
         return self.w(torch.tanh(self.V(h)) * torch.sigmoid(self.U(h))).squeeze(-1)
 
 
-def hpp(fmap: Tensor, parts: int) -> Tensor:
-    """Horizontal pyramid pooling, one level: [N, C, H, W] -> [N, P, C] (mean + max per strip)."""
-    n, c = fmap.shape[:2]
-    strips = fmap.reshape(n, c, parts, -1)
-    return (strips.mean(-1) + strips.amax(-1)).transpose(1, 2)
+def hpp(fmap: Tensor, parts: int, sides: bool = False) -> Tensor:
+    """Horizontal pyramid pooling, one level: [N, C, H, W] -> [N, P, C] (mean + max per strip).
+
+    sides: [N, 2P, C], each strip's left half then its right half; with an odd width the
+    centre column belongs to both."""
+    n, c, h, w = fmap.shape
+    if not sides:
+        strips = fmap.reshape(n, c, parts, -1)
+        return (strips.mean(-1) + strips.amax(-1)).transpose(1, 2)
+    half = (w + 1) // 2
+    rows = fmap.reshape(n, c, parts, h // parts, w)
+    halves = [rows[..., :half], rows[..., w - half :]]  # [N, C, P, H/P, half] each
+    pooled = [s.flatten(3).mean(-1) + s.flatten(3).amax(-1) for s in halves]  # [N, C, P] each
+    return torch.stack(pooled, 3).reshape(n, c, 2 * parts).transpose(1, 2)
 
 
 def l2_normalize(x: Tensor, dim: int = -1) -> Tensor:
@@ -234,7 +253,7 @@ class GaitMIL(nn.Module):
     def __init__(self, config: GaitMILConfig):
         super().__init__()
         self.config = config
-        c, p, e = config.widths[-1], config.parts, config.embed_dim
+        c, p, e = config.widths[-1], config.pooled_parts, config.embed_dim
         self.encoder = ResNet9(config.widths)
         self.intra = GatedAttention(c, config.attn_hidden)
         self.inter = GatedAttention(c, config.attn_hidden)
@@ -299,6 +318,10 @@ class GaitMIL(nn.Module):
         onehot = (nearest == phases).to(pooled.dtype)  # Equal, not OneHot: plain for TensorRT
         return onehot * frame_mask.unsqueeze(-1).to(pooled.dtype)
 
+    def pool_strips(self, fmap: Tensor) -> Tensor:
+        """[N, C, H, W] feature maps -> [N, pooled_parts, C] (HPP as the config asks)."""
+        return hpp(fmap, self.config.parts, self.config.hpp_sides)
+
     def frame_features(self, silhouettes: Tensor) -> Tensor:
         """The per-frame part of the MIL model: [N, 64, 44] -> part features [N, P, C].
 
@@ -306,7 +329,7 @@ class GaitMIL(nn.Module):
         a frame's features do not depend on the other frames, so they can be computed
         while the walk is under way (export/split.py's encoder graph)."""
         n, h, w = silhouettes.shape
-        return hpp(self.encoder(silhouettes.reshape(n, 1, h, w)), self.config.parts)
+        return self.pool_strips(self.encoder(silhouettes.reshape(n, 1, h, w)))
 
     def walk_from_features(
         self, feats: Tensor, pooled: Tensor, frame_mask: Tensor | None = None
@@ -386,10 +409,12 @@ class GaitMIL(nn.Module):
         fmaps = self.encode(silhouettes)  # [B, T, C, 16, 11]
         valid = frame_mask.to(fmaps.dtype)
         if self.config.pooling == "mil":
-            feats = hpp(fmaps.flatten(0, 1), self.config.parts).reshape(b, t, self.config.parts, -1)
+            feats = self.pool_strips(fmaps.flatten(0, 1)).reshape(
+                b, t, self.config.pooled_parts, -1
+            )
             walk, phase_attn, frame_attn = self.mil_pool(feats, assign)
         else:
-            walk = hpp(self.temporal_pool(fmaps, frame_mask), self.config.parts)
+            walk = self.pool_strips(self.temporal_pool(fmaps, frame_mask))
             nonempty = assign.amax(1)
             phase_attn = nonempty / nonempty.sum(1, keepdim=True).clamp(min=1.0)
             frame_attn = valid / valid.sum(1, keepdim=True).clamp(min=1.0)
@@ -398,7 +423,7 @@ class GaitMIL(nn.Module):
             # weighted as all P strips together: one part among P + 1 would add a 17th of its
             # logits to the walk's, and its own CE bounds them like any part's
             profile = self.profile(silhouettes, frame_mask).to(part_logits.dtype)  # [B, classes]
-            weighted = profile * self.config.parts
+            weighted = profile * self.config.pooled_parts
             part_logits = torch.cat([part_logits, weighted.unsqueeze(1)], 1)  # [B, P + 1, classes]
         logits = part_logits.mean(1)
         out = GaitMILOutput(logits, torch.softmax(logits, -1), phase_attn, frame_attn, emb)

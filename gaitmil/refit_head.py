@@ -46,7 +46,7 @@ from gaitmil.data import (
     collate,
     validation_subjects,
 )
-from gaitmil.model import GaitMIL, hpp
+from gaitmil.model import GaitMIL
 from gaitmil.operating_points import validation_extras
 from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
 
@@ -78,7 +78,7 @@ def walk_features(
             assigns.append(model.assign_phases(sils, mask))
             fmaps = model.encode(sils)
             feats.append(
-                hpp(fmaps.flatten(0, 1), model.config.parts).reshape(b, t, model.config.parts, -1)
+                model.pool_strips(fmaps.flatten(0, 1)).reshape(b, t, model.config.pooled_parts, -1)
             )
             labels.append(labs)
     return torch.cat(feats), torch.cat(assigns), torch.cat(labels)

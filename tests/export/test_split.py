@@ -177,3 +177,31 @@ def test_the_commands(tiny_checkpoint, tiny_onnx, tmp_path, capsys):
         export_main(["split", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path)])
         == 2
     )
+
+
+def test_an_hpp_sides_model_splits_with_parity(tmp_path):
+    """Left/right HPP is per frame, so the streaming split carries it: the encoder hands the head
+    2P parts and the pieces agree with the whole graph."""
+    import torch
+
+    from export.onnx_export import ExportConfig, export_onnx
+    from export.random_model import make_random_checkpoint
+    from gaitmil.checkpoint import load_checkpoint, save_checkpoint
+    from gaitmil.model import GaitMIL, GaitMILConfig
+
+    plain, _ = load_checkpoint(make_random_checkpoint("tiny", tmp_path / "plain.pt", seed=6))
+    torch.manual_seed(6)
+    model = GaitMIL(GaitMILConfig.from_dict({**plain.config.to_dict(), "hpp_sides": True}))
+    model.set_centroids(plain.centroids)
+    save_checkpoint(tmp_path / "c.pt", model.eval())
+    whole = export_onnx(
+        ExportConfig(tmp_path / "c.pt", tmp_path / "out", frames=16, parity_walks=0),
+        walks=simulated(6, 16),
+    )
+    assert whole.parity.argmax_agreement == 1.0 and whole.parity.max_abs_dprob <= 1e-4
+    result = export_split(tmp_path / "c.pt", tmp_path / "out", frames=16, parity_walks=6)
+    assert result.parity.argmax_agreement == 1.0 and result.parity.max_abs_dprob <= 1e-4
+    assert read_split_manifest(tmp_path / "out")["contract"]["features"]["per_frame"] == [
+        2 * model.config.parts,
+        model.config.widths[-1],
+    ]

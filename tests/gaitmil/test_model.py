@@ -279,3 +279,40 @@ def test_a_128_pixel_model_keeps_the_phase_lookup_and_round_trips(synth_frames, 
     assert GaitMILConfig.from_dict(old).input_height == 64  # checkpoints from before the key
     with pytest.raises(ConfigError, match="model contract"):
         GaitMILConfig.from_preset("tiny", input_height=96)
+
+
+def test_hpp_sides_pools_the_left_and_right_half_of_each_strip_apart():
+    from gaitmil.model import hpp
+
+    fmap = torch.zeros(1, 1, 16, 11)  # one strip per row; 11 columns: 0-5 left, 5-10 right
+    fmap[0, 0, 0, 0] = 6.0  # strip 0, far left
+    fmap[0, 0, 3, 5] = 6.0  # strip 3, the centre column: in both halves
+    fmap[0, 0, 7, 10] = 6.0  # strip 7, far right
+    sides = hpp(fmap, 16, sides=True)[0, :, 0]  # [32]: left, right of strip 0, then strip 1 ...
+    assert sides.shape == (32,)
+    expected = torch.zeros(32)
+    expected[[0, 6, 7, 15]] = 6.0 / 6 + 6.0  # mean over the half's 6 columns + max
+    assert torch.allclose(sides, expected)
+    # plain HPP sees strips 0 and 7 alike: where the strip sits sideways is gone
+    plain = hpp(fmap, 16)[0, :, 0]
+    assert plain[0] == plain[7] == pytest.approx(6.0 / 11 + 6.0)
+
+
+def test_an_hpp_sides_model_has_twice_the_parts_and_round_trips(synth_frames, tmp_path):
+    from gaitmil.checkpoint import load_checkpoint, save_checkpoint
+
+    model = make_model(synth_frames, hpp_sides=True)
+    assert model.config.pooled_parts == 2 * model.config.parts
+    x = walk_batch(2, 10)
+    out, part_logits = model.forward_with_part_logits(x)
+    assert part_logits.shape == (2, 2 * model.config.parts, 3)
+    assert out.embeddings.shape[1] == 2 * model.config.parts
+    feats = model.frame_features(x.flatten(0, 1))
+    assert feats.shape == (20, 2 * model.config.parts, model.config.widths[-1])
+    split = model.walk_from_features(feats.reshape(2, 10, *feats.shape[1:]), model.phase_pool(x))
+    assert torch.allclose(split.probs, out.probs, atol=1e-6)  # the streaming pieces agree
+    save_checkpoint(tmp_path / "sides.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "sides.pt")
+    assert loaded.config.hpp_sides and torch.allclose(loaded(x).probs, out.probs, atol=1e-6)
+    old = {k: v for k, v in model.config.to_dict().items() if k != "hpp_sides"}
+    assert GaitMILConfig.from_dict(old).hpp_sides is False  # checkpoints from before the key
