@@ -10,6 +10,9 @@ What stays in FP32 and why:
 - the phase lookup (every node upstream of ArgMin: pooling, distances to the
   centroids): a near tie flipped by FP16 rounding would move a frame to another
   phase, which PyTorch would not do;
+- a lateral-profile model's branch (every node under PROFILE_SCOPE): its row centres of mass
+  are differences of sums of up to ~1,000 pixel-columns, and FP16's 11-bit mantissa would
+  round away the sub-pixel offsets the branch reads;
 - softmaxes and the reductions that feed normalisations (ReduceSum, ReduceL2):
   exp and sums of many terms lose the most in FP16;
 - the converter's own default block list (ops without FP16 kernels).
@@ -39,6 +42,7 @@ from export.parity import ParityReport, compare_outputs
 from gaitcontract.manifest import Manifest, find_manifest, sha256_file
 
 KEEP_FP32_OPS = ("Softmax", "ReduceSum", "ReduceL2", "ArgMin", "ArgMax")
+PROFILE_SCOPE = "/model/profile/"  # GaitMIL.profile's nodes in the traced whole graph
 MIN_AGREEMENT = 0.995
 
 
@@ -124,13 +128,16 @@ def convert_fp16(
         raise ExportError(f"{source} is not an FP32 model; convert the FP32 export (model.onnx)")
     blocked_nodes = upstream_nodes(model, "ArgMin")  # the phase lookup
     blocked_nodes += upstream_of_outputs(model, keep_fp32_outputs)
+    profile_nodes = [node.name for node in model.graph.node if node.name.startswith(PROFILE_SCOPE)]
+    blocked_nodes += profile_nodes
     blocked_ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
     converted = float16.convert_float_to_float16(
         model, keep_io_types=True, op_block_list=blocked_ops, node_block_list=blocked_nodes
     )
-    if keep_fp32_outputs:
+    if keep_fp32_outputs or profile_nodes:
         # the converter casts the input to FP16 once and back to FP32 for the kept nodes: that
-        # rounds the silhouettes the phase lookup pools; read the FP32 tensor itself instead
+        # rounds the silhouettes the phase lookup pools (and the profile's rows sum); read the
+        # FP32 tensor itself instead
         drop_fp16_roundtrips(converted)
     topological_sort(converted)  # the converter appends its Casts at the end
     meta = get_metadata(model)

@@ -9,8 +9,9 @@ while the child walks and keep only the walk part for the walk's end:
 
 - encoder.onnx: `silhouettes` [N, 64, 44] -> `frame_features` [N, P, C] (ResNet-9 +
   HPP) and `phase_pooled` [N, 176] (the 4x4-pooled silhouette the phase lookup needs:
-  the walk-residual lookup subtracts the walk's mean, so it can only run at walk end);
-- head.onnx: `frame_features` [B, T, P, C] + `phase_pooled` [B, T, 176] -> the four
+  the walk-residual lookup subtracts the walk's mean, so it can only run at walk end;
+  a lateral-profile model appends each frame's 2H row moments, [N, 176 + 2H]);
+- head.onnx: `frame_features` [B, T, P, C] + `phase_pooled` [B, T, 176 (+ 2H)] -> the four
   shipped outputs (logits, probs, phase_attention, frame_attention) of model.onnx for
   the same T frames: phase lookup, attention inside and across bags, MIL pooling, head.
 
@@ -76,7 +77,7 @@ def _modules(model: Any) -> tuple[Any, Any]:
             self.model = inner
 
         def forward(self, silhouettes: Any) -> tuple[Any, Any]:
-            return self.model.frame_features(silhouettes), self.model.phase_pool(silhouettes)
+            return self.model.frame_features(silhouettes), self.model.frame_pooled(silhouettes)
 
     class WalkHead(base):
         def __init__(self, inner: Any) -> None:
@@ -95,6 +96,8 @@ def feature_contract(model: Any, frames: int, encoder_batch: int) -> dict[str, A
     from gaitmil.model import PHASE_DIM
 
     parts, channels = int(model.config.pooled_parts), int(model.config.widths[-1])
+    # a lateral-profile model's frames also carry their 2H row moments (GaitMIL.frame_pooled)
+    pooled = PHASE_DIM + (2 * int(model.config.input_height) if model.profile is not None else 0)
     return {
         "frames": frames,
         "encoder_batch": encoder_batch,
@@ -105,7 +108,7 @@ def feature_contract(model: Any, frames: int, encoder_batch: int) -> dict[str, A
             "shape": [encoder_batch, *spec.input_shape(height=model.config.input_height)[2:]],
         },
         "features": {"name": FEATURES, "per_frame": [parts, channels]},
-        "pooled": {"name": POOLED, "per_frame": [PHASE_DIM]},
+        "pooled": {"name": POOLED, "per_frame": [pooled]},
         "head_outputs": list(spec.OUTPUT_NAMES),
         "frame_selection": "gaitcontract.spec.even_indices over the walk's accepted frames",
     }
@@ -141,7 +144,6 @@ def _export(module: Any, args: tuple[Any, ...], inputs: list[str], outputs: list
 def trace_split(model: Any, frames: int, encoder_batch: int) -> tuple[Any, Any]:
     """(encoder ModelProto, head ModelProto), static shapes, opset 17."""
     torch = require("torch")
-    from gaitmil.model import PHASE_DIM
 
     if model.config.pooling != "mil":
         raise ExportError(
@@ -160,7 +162,7 @@ def trace_split(model: Any, frames: int, encoder_batch: int) -> tuple[Any, Any]:
     enc = _export(encoder, (frames_in,), [spec.INPUT_NAME], [FEATURES, POOLED])
     hd = _export(
         head,
-        (feats.reshape(1, frames, *feats.shape[1:]), pooled.reshape(1, frames, PHASE_DIM)),
+        (feats.reshape(1, frames, *feats.shape[1:]), pooled.reshape(1, frames, pooled.shape[-1])),
         [FEATURES, POOLED],
         list(spec.OUTPUT_NAMES),
     )

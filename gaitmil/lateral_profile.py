@@ -24,18 +24,28 @@ def mean_silhouette(silhouettes: Tensor, frame_mask: Tensor) -> Tensor:
     return (silhouettes * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-def row_offsets(mean: Tensor) -> Tensor:
-    """[B, H, W] -> [B, H]: each row's centre of mass minus the whole image's, in pixels.
+def row_moments(frames: Tensor) -> Tensor:
+    """[N, H, W] in [0, 1] -> [N, 2H]: each row's mass (pixels of silhouette), then its first
+    moment about column 0. Both are linear in the frame, so their mean over a walk's frames is
+    the mean silhouette's: the streaming split carries them per frame (GaitMIL.frame_pooled)."""
+    cols = torch.arange(frames.shape[-1], device=frames.device, dtype=frames.dtype)
+    return torch.cat([frames.sum(-1), (frames * cols).sum(-1)], dim=-1)
 
-    Rows with (almost) no silhouette give 0, not a centre of noise."""
-    b, h, w = mean.shape
-    cols = torch.arange(w, device=mean.device, dtype=mean.dtype)
-    row_mass = mean.sum(-1)  # [B, H]
-    row_moment = (mean * cols).sum(-1)
+
+def offsets_from_moments(moments: Tensor) -> Tensor:
+    """[B, 2H] row masses and moments -> [B, H]: each row's centre of mass minus the whole
+    image's, in pixels. Rows with (almost) no silhouette give 0, not a centre of noise."""
+    height = moments.shape[-1] // 2
+    row_mass, row_moment = moments[..., :height], moments[..., height:]
     centre = row_moment.sum(-1) / row_mass.sum(-1).clamp(min=1e-6)  # [B]
     row_centre = row_moment / row_mass.clamp(min=1e-6)
-    present = (row_mass >= MIN_ROW_MASS).to(mean.dtype)
+    present = (row_mass >= MIN_ROW_MASS).to(moments.dtype)
     return (row_centre - centre.unsqueeze(-1)) * present
+
+
+def row_offsets(mean: Tensor) -> Tensor:
+    """[B, H, W] -> [B, H]: offsets_from_moments of the image's rows."""
+    return offsets_from_moments(row_moments(mean))
 
 
 def profile_features(offsets: Tensor) -> Tensor:
@@ -56,6 +66,14 @@ class LateralProfileClassifier(nn.Module):
         self.linear = nn.Linear(2 * height, num_classes)
 
     def forward(self, silhouettes: Tensor, frame_mask: Tensor) -> Tensor:
-        mean = mean_silhouette(silhouettes.float(), frame_mask)  # [B, H, W]
-        feats = profile_features(row_offsets(mean))  # [B, 2H]
-        return self.linear(self.norm(feats))
+        """silhouettes [B, T, H, W], frame_mask [B, T] -> logits [B, classes]."""
+        b, t, h, w = silhouettes.shape
+        moments = row_moments(silhouettes.float().reshape(b * t, h, w)).reshape(b, t, 2 * h)
+        return self.from_moments(moments, frame_mask)
+
+    def from_moments(self, moments: Tensor, frame_mask: Tensor) -> Tensor:
+        """Per-frame row moments [B, T, 2H] (row_moments) -> logits [B, classes]: their mean over
+        the valid frames is the mean silhouette's (the streaming head's path)."""
+        m = frame_mask.to(moments.dtype).unsqueeze(-1)  # [B, T, 1]
+        mean = (moments * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, 2H]
+        return self.linear(self.norm(profile_features(offsets_from_moments(mean))))

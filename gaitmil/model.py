@@ -34,7 +34,7 @@ from gaitcontract.spec import (
     INPUT_WIDTH,
     NUM_CLASSES,
 )
-from gaitmil.lateral_profile import LateralProfileClassifier
+from gaitmil.lateral_profile import LateralProfileClassifier, row_moments
 
 # A finite "minus infinity" for masked softmaxes: exp(-1e4) is exactly 0 in
 # float32 and float16, and -1e4 is representable in float16 (max 65504),
@@ -331,31 +331,45 @@ class GaitMIL(nn.Module):
         n, h, w = silhouettes.shape
         return self.pool_strips(self.encoder(silhouettes.reshape(n, 1, h, w)))
 
+    def frame_pooled(self, silhouettes: Tensor) -> Tensor:
+        """What the walk head needs of each frame besides its part features: [N, H, W] ->
+        [N, 176] pooled silhouette for the phase lookup, with a lateral profile followed by the
+        frame's 2H row moments ([N, 176 + 2H]; gaitmil.lateral_profile.row_moments)."""
+        pooled = self.phase_pool(silhouettes)
+        if self.profile is None:
+            return pooled
+        return torch.cat([pooled, row_moments(silhouettes.float())], dim=-1)
+
     def walk_from_features(
         self, feats: Tensor, pooled: Tensor, frame_mask: Tensor | None = None
     ) -> GaitMILOutput:
-        """The walk part of the MIL model: part features [B, T, P, C] and pooled silhouettes
-        [B, T, 176] (frame_features and phase_pool of the same frames) -> the outputs of
-        forward() on those frames (export/split.py's head graph). MIL pooling only."""
+        """The walk part of the MIL model: part features [B, T, P, C] and frame_pooled
+        [B, T, 176 (+ 2H)] of the same frames -> the outputs of forward() on those frames
+        (export/split.py's head graph). MIL pooling only."""
         if self.config.pooling != "mil":
             raise ConfigError(
                 f"the walk head works on per-frame features: pooling {self.config.pooling!r} "
                 "pools feature maps over time before HPP and has no per-frame split"
             )
-        if self.profile is not None:
-            raise ConfigError(
-                "the walk head works on per-frame features: a lateral-profile model also reads "
-                "the walk's mean silhouette, which the streaming split does not carry; export "
-                "the whole model (python -m export onnx) instead"
-            )
         b, t = feats.shape[:2]
         if frame_mask is None:
             frame_mask = torch.ones(b, t, dtype=torch.bool, device=feats.device)
-        assign = self.assign_pooled(pooled, frame_mask)
+        assign = self.assign_pooled(pooled[..., :PHASE_DIM], frame_mask)
         walk, phase_attn, frame_attn = self.mil_pool(feats, assign)
         emb, part_logits = self.head(walk)
+        if self.profile is not None:
+            profile = self.profile.from_moments(pooled[..., PHASE_DIM:].float(), frame_mask)
+            part_logits = self.join_profile(part_logits, profile)
         logits = part_logits.mean(1)
         return GaitMILOutput(logits, torch.softmax(logits, -1), phase_attn, frame_attn, emb)
+
+    def join_profile(self, part_logits: Tensor, profile: Tensor) -> Tensor:
+        """Part logits [B, P, classes] and the profile's [B, classes] -> [B, P + 1, classes].
+
+        Weighted as all P parts together: one part among P + 1 would add a 17th of its logits
+        to the walk's, and its own CE bounds them like any part's."""
+        weighted = profile.to(part_logits.dtype) * self.config.pooled_parts
+        return torch.cat([part_logits, weighted.unsqueeze(1)], 1)
 
     def encode(self, silhouettes: Tensor) -> Tensor:
         """[B, T, 64, 44] -> frame feature maps [B, T, C, 16, 11]."""
@@ -420,11 +434,7 @@ class GaitMIL(nn.Module):
             frame_attn = valid / valid.sum(1, keepdim=True).clamp(min=1.0)
         emb, part_logits = self.head(walk)
         if self.profile is not None:
-            # weighted as all P strips together: one part among P + 1 would add a 17th of its
-            # logits to the walk's, and its own CE bounds them like any part's
-            profile = self.profile(silhouettes, frame_mask).to(part_logits.dtype)  # [B, classes]
-            weighted = profile * self.config.pooled_parts
-            part_logits = torch.cat([part_logits, weighted.unsqueeze(1)], 1)  # [B, P + 1, classes]
+            part_logits = self.join_profile(part_logits, self.profile(silhouettes, frame_mask))
         logits = part_logits.mean(1)
         out = GaitMILOutput(logits, torch.softmax(logits, -1), phase_attn, frame_attn, emb)
         return out, part_logits

@@ -44,9 +44,9 @@ from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate
 from gaitmil.lateral_profile import (
     LateralProfileClassifier,
-    mean_silhouette,
+    offsets_from_moments,
     profile_features,
-    row_offsets,
+    row_moments,
 )
 from gaitmil.model import GaitMIL
 from gaitmil.operating_points import validation_extras
@@ -85,9 +85,12 @@ def walk_inputs(
         sils, labs, _, _ = collate(
             [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
         )
-        mask = torch.ones(sils.shape[:2], dtype=torch.bool)
+        b, t, h, w = sils.shape
+        mask = torch.ones(b, t, dtype=torch.bool)
         logits.append(model(sils, mask).logits.double().numpy())
-        features.append(profile_features(row_offsets(mean_silhouette(sils, mask))).double().numpy())
+        # as the branch computes them: per-frame row moments, their mean, the offsets
+        moments = row_moments(sils.reshape(b * t, h, w)).reshape(b, t, 2 * h).mean(1)
+        features.append(profile_features(offsets_from_moments(moments)).double().numpy())
         labels.append(labs.numpy())
     return np.concatenate(labels), np.concatenate(logits), np.concatenate(features)
 

@@ -219,7 +219,7 @@ class EncoderWorker:
             self._idle.notify_all()
 
     def encode_frames(self, silhouettes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 [M, 64, 44] (or [M, 128, 88]) -> (features [M, P, C], pooled [M, 176]) in static
+        """uint8 [M, 64, 44] (or [M, 128, 88]) -> (features [M, P, C], pooled [M, 176 (+ 2H)]) in static
         batches."""
         x = to_model_input(silhouettes, self.input_height)
         feats, pooled = [], []
@@ -264,7 +264,7 @@ class EncoderWorker:
     def features(
         self, timestamps: np.ndarray, silhouettes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Features [T, P, C] and pooled [T, 176] of these frames; the ones not held (refused,
+        """Features [T, P, C] and pooled [T, 176 (+ 2H)] of these frames; the ones not held (refused,
         evicted, still queued) are encoded now. Returns also how many were encoded now."""
         t0 = time.perf_counter()
         self.wait_idle()

@@ -205,3 +205,50 @@ def test_an_hpp_sides_model_splits_with_parity(tmp_path):
         2 * model.config.parts,
         model.config.widths[-1],
     ]
+
+
+def _profile_checkpoint(tmp_path: Path) -> Path:
+    """A random tiny lateral-profile checkpoint whose branch moves the logits: its batch norm
+    scales offsets by 10, so rounding them would show in the outputs."""
+    import torch
+
+    from export.random_model import make_random_checkpoint
+    from gaitmil.checkpoint import load_checkpoint, save_checkpoint
+    from gaitmil.model import GaitMIL, GaitMILConfig
+
+    plain, _ = load_checkpoint(make_random_checkpoint("tiny", tmp_path / "plain.pt", seed=7))
+    torch.manual_seed(7)
+    model = GaitMIL(GaitMILConfig.from_dict({**plain.config.to_dict(), "lateral_profile": True}))
+    model.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        model.profile.norm.running_var.fill_(0.01)
+        model.profile.linear.weight.normal_()
+    save_checkpoint(tmp_path / "profile.pt", model.eval())
+    return tmp_path / "profile.pt"
+
+
+def test_a_lateral_profile_model_streams_and_keeps_its_profile_in_fp32(tmp_path):
+    """The branch's row moments travel per frame in phase_pooled, so encoder + head agree with
+    the whole graph; FP16 keeps every node of the branch (and the encoder's moments) in FP32."""
+    from export.fp16 import PROFILE_SCOPE, convert_fp16
+    from export.onnx_export import ExportConfig, export_onnx
+    from export.onnx_utils import load_onnx, ort_session
+    from export.split import run_encoder
+
+    checkpoint = _profile_checkpoint(tmp_path)
+    out = tmp_path / "out"
+    whole = export_onnx(ExportConfig(checkpoint, out, frames=16, parity_walks=0), simulated(6, 16))
+    assert whole.parity.argmax_agreement == 1.0 and whole.parity.max_abs_dprob <= 1e-4
+    fp16 = convert_fp16(whole.onnx_path, out / "model.fp16.onnx", walks=simulated(6, 16, seed=3))
+    branch = [n.name for n in load_onnx(whole.onnx_path).graph.node]
+    branch = [name for name in branch if name.startswith(PROFILE_SCOPE)]
+    assert branch and set(branch) <= set(fp16.kept_fp32_nodes)
+    assert fp16.parity.argmax_agreement == 1.0
+    result = export_split(checkpoint, out, frames=16, parity_walks=6)
+    assert result.parity.argmax_agreement == 1.0 and result.parity.max_abs_dprob <= 1e-4
+    assert result.contract["pooled"]["per_frame"] == [176 + 2 * 64]
+    path, _ = encoder_fp16(out, parity_walks=4)
+    frames = simulated(2, 16).reshape(-1, 64, 44)
+    _, pooled32 = run_encoder(ort_session(out / ENCODER_FILE), frames)
+    _, pooled16 = run_encoder(ort_session(path), frames)
+    np.testing.assert_array_equal(pooled16, pooled32)  # the row moments, unrounded

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gaitcontract.errors import ConfigError
 from gaitmil.lateral_profile import (
     LateralProfileClassifier,
     mean_silhouette,
+    offsets_from_moments,
     profile_features,
+    row_moments,
     row_offsets,
 )
 from gaitmil.model import GaitMIL, GaitMILConfig
@@ -68,15 +69,44 @@ def test_the_branch_joins_the_part_logits_and_trains():
     assert isinstance(model.profile, LateralProfileClassifier)
 
 
-def test_old_configs_have_no_branch_and_the_streaming_split_refuses_one():
+def test_old_configs_have_no_branch():
     plain = GaitMILConfig.from_dict(GaitMILConfig.from_preset("tiny").to_dict() | {})
     assert plain.lateral_profile is False and GaitMIL(plain).profile is None
     legacy = {k: v for k, v in plain.to_dict().items() if k != "lateral_profile"}
     assert GaitMILConfig.from_dict(legacy).lateral_profile is False
-    model = GaitMIL(GaitMILConfig.from_preset("tiny", lateral_profile=True))
-    feats = torch.zeros(1, 4, model.config.parts, model.config.widths[-1])
-    with pytest.raises(ConfigError, match="export the whole model"):
-        model.walk_from_features(feats, torch.zeros(1, 4, 176))
+
+
+def test_the_mean_of_per_frame_row_moments_is_the_mean_silhouettes():
+    """Row mass and moment are linear in the frame: the streaming head can average them over the
+    walk and read the same offsets as the whole walk's mean silhouette."""
+    walks = (torch.rand(2, 7, 64, 44) > 0.6).float()
+    per_frame = row_moments(walks.reshape(14, 64, 44)).reshape(2, 7, 128)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mean = mean_silhouette(walks, mask)
+    assert torch.allclose(per_frame.mean(1), row_moments(mean), atol=1e-4)
+    assert torch.allclose(offsets_from_moments(per_frame.mean(1)), row_offsets(mean), atol=1e-5)
+
+
+def test_the_streaming_pieces_carry_the_branch(synth_frames):
+    """frame_features + frame_pooled per frame, then walk_from_features: the whole forward's
+    outputs, padded frames included (they add no row moments)."""
+    from tests.gaitmil.conftest import make_model, walk_batch
+
+    model = make_model(synth_frames, lateral_profile=True)
+    with torch.no_grad():
+        model.profile.linear.weight.normal_()  # a branch that moves the logits
+    walks = walk_batch(2, 8)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 5:] = False
+    with torch.no_grad():
+        whole = model(walks, mask)
+        flat = walks.flatten(0, 1)
+        feats = model.frame_features(flat).reshape(2, 8, *model.frame_features(flat).shape[1:])
+        pooled = model.frame_pooled(flat).reshape(2, 8, -1)
+        split = model.walk_from_features(feats, pooled, mask)
+    assert pooled.shape[-1] == 176 + 2 * 64
+    assert torch.allclose(split.probs, whole.probs, atol=1e-5)
+    assert torch.allclose(split.logits, whole.logits, atol=1e-4)
 
 
 def test_a_run_trains_and_stores_the_branch(synth_root, tmp_path):
