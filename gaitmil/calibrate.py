@@ -42,19 +42,42 @@ def calibrate_on_validation(
     if threshold_set is not None:
         labels, logits = predict_logits(model, threshold_set, device=device)
         logits = logits * temperature  # the model already divides by T: back to trained logits
-    probs = softmax(logits, temperature)
-    threshold = choose_referral_threshold(labels, probs, target)
+    threshold = choose_referral_threshold(labels, softmax(logits, temperature), target)
     return {
         "best_iteration": best.get("iteration"),
-        "temperature": temperature,
         "trained_logit_scale": trained_scale,
+        **calibration_extra(
+            labels,
+            logits,
+            temperature,
+            threshold,
+            target,
+            [s.subject for s in chooser.sequences],
+            split=threshold_set is not None,
+        ),
+    }
+
+
+def calibration_extra(
+    labels: np.ndarray,
+    logits: np.ndarray,
+    temperature: float,
+    threshold: float,
+    target: float,
+    subjects: list[str],
+    split: bool,
+) -> dict:
+    """The meta["extra"] keys every calibrating stage writes (training, the head refit, the
+    profile fusion): the temperature and threshold, which walks chose them, the validation
+    block, the operating points and the rescreen band. `labels`/`logits` (before the
+    temperature) are the walks that chose the threshold, `subjects` their children."""
+    return {
+        "temperature": temperature,
         "referral_threshold": threshold,
         "target_sensitivity": target,
-        **calibration_description(threshold_set is not None),
-        "validation": validation_block(
-            labels, logits, temperature, threshold, target, [s.subject for s in chooser.sequences]
-        ),
-        **validation_extras(labels, probs, threshold, [s.subject for s in chooser.sequences]),
+        **calibration_description(split),
+        "validation": validation_block(labels, logits, temperature, threshold, target, subjects),
+        **validation_extras(labels, softmax(logits, temperature), threshold, subjects),
     }
 
 

@@ -39,7 +39,7 @@ from torch import Tensor
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.errors import GaitMILError
 from gaitcontract.spec import DEFAULT_FRAMES
-from gaitmil.calibrate import calibration_description, validation_block
+from gaitmil.calibrate import calibration_extra
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate
 from gaitmil.lateral_profile import (
@@ -49,7 +49,6 @@ from gaitmil.lateral_profile import (
     row_moments,
 )
 from gaitmil.model import GaitMIL
-from gaitmil.operating_points import validation_extras
 from gaitmil.paper import default_eval_frames
 from gaitmil.validation import choose_referral_threshold, fit_temperature, nll, softmax
 
@@ -293,17 +292,17 @@ def fuse(args: argparse.Namespace, argv: list[str] | None) -> dict:
     trained_scale = float((meta.get("extra") or {}).get("trained_logit_scale", 0.0))
     install_branch(model, regression, a, b, temperature)
     extra = dict(meta.get("extra") or {})
-    subjects = thr_subjects.tolist()
     extra.update(
         {
-            "temperature": temperature,
-            "referral_threshold": threshold,
-            "target_sensitivity": args.target_sensitivity,
-            **calibration_description(True),
-            "validation": validation_block(
-                thr_labels, fused, temperature, threshold, args.target_sensitivity, subjects
+            **calibration_extra(
+                thr_labels,
+                fused,
+                temperature,
+                threshold,
+                args.target_sensitivity,
+                thr_subjects.tolist(),
+                split=True,
             ),
-            **validation_extras(thr_labels, softmax(fused, temperature), threshold, subjects),
             "profile_fusion": report,
         }
     )

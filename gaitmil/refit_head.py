@@ -37,7 +37,7 @@ from torch import Tensor
 
 from gaitcontract import HelpFormatter, add_version_flag
 from gaitcontract.spec import DEFAULT_FRAMES
-from gaitmil.calibrate import calibration_description, validation_block
+from gaitmil.calibrate import calibration_extra
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import (
     Scoliosis1K,
@@ -47,7 +47,6 @@ from gaitmil.data import (
     validation_subjects,
 )
 from gaitmil.model import GaitMIL
-from gaitmil.operating_points import validation_extras
 from gaitmil.validation import choose_referral_threshold, fit_temperature, softmax
 
 HEAD_PARTS = ("intra", "inter", "fc", "bnneck", "classifier")
@@ -301,24 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     chooser = set(parts["threshold"]) if parts else set(val_ids)
     extra.update(
         {
-            "temperature": temperature,
             "trained_logit_scale": trained_scale,
-            "referral_threshold": threshold,
-            "target_sensitivity": args.target_sensitivity,
-            **calibration_description(bool(parts)),
-            "validation": validation_block(
+            **calibration_extra(
                 labels,
                 logits_np,
                 temperature,
                 threshold,
                 args.target_sensitivity,
                 [s for s in walk_subjects if s in chooser],
-            ),
-            **validation_extras(
-                labels,
-                softmax(logits_np, temperature),
-                threshold,
-                [s for s in walk_subjects if s in chooser],
+                split=bool(parts),
             ),
             "head_refit": {k: v for k, v in result.items() if k != "epochs"},
         }
