@@ -39,9 +39,17 @@ class BiasCorrection:
 
 
 def head_batchnorm(model: Any) -> Any:
-    """The last BatchNormalization, the one nearest the logits. Q/DQ graphs keep BatchNorm a
-    float op (only its inputs and outputs may be quantized), so its running mean is a float."""
-    candidates = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    """The last BatchNormalization outside a lateral-profile branch, the one nearest the
+    logits (the branch's own batch norm standardises row offsets, not the walk embedding, and
+    reads no quantized tensor). Q/DQ graphs keep BatchNorm a float op (only its inputs and
+    outputs may be quantized), so its running mean is a float."""
+    from export.fp16 import PROFILE_SCOPE
+
+    candidates = [
+        n
+        for n in model.graph.node
+        if n.op_type == "BatchNormalization" and not n.name.startswith(PROFILE_SCOPE)
+    ]
     if not candidates:
         raise CalibrationError(
             "bias correction needs a BatchNormalization after the quantized backbone "

@@ -140,3 +140,31 @@ def test_constants_are_found_behind_identity_nodes():
     np.testing.assert_array_equal(_constant(model, "mean", "bn"), [0.0, 1.0, 2.0])
     with pytest.raises(CalibrationError, match="'y' is not a constant"):
         _constant(model, "y", "bn")
+
+
+def test_a_lateral_profile_model_corrects_the_bnneck_not_the_branchs_norm(tmp_path):
+    """The profile branch's batch norm comes after the BNNeck in the graph; correcting it would
+    add the embedding's shift (256 channels) to 2H row-offset statistics."""
+    import torch
+
+    from export.onnx_export import ExportConfig, export_onnx
+    from export.onnx_utils import load_onnx
+    from export.random_model import make_random_checkpoint
+    from gaitmil.checkpoint import load_checkpoint, save_checkpoint
+    from gaitmil.model import GaitMIL, GaitMILConfig
+    from tests.export.conftest import simulated
+
+    plain, _ = load_checkpoint(make_random_checkpoint("tiny", tmp_path / "plain.pt", seed=8))
+    torch.manual_seed(8)
+    model = GaitMIL(GaitMILConfig.from_dict({**plain.config.to_dict(), "lateral_profile": True}))
+    model.load_state_dict(plain.state_dict(), strict=False)
+    save_checkpoint(tmp_path / "c.pt", model.eval())
+    result = export_onnx(
+        ExportConfig(tmp_path / "c.pt", tmp_path / "onnx", frames=16, parity_walks=0),
+        walks=simulated(2, 16),
+    )
+    graph = load_onnx(result.onnx_path)
+    norms = [n.name for n in graph.graph.node if n.op_type == "BatchNormalization"]
+    assert norms[-1].startswith("/model/profile/")  # the trap: the last one is the branch's
+    chosen = head_batchnorm(graph)
+    assert "bnneck" in chosen.name and not chosen.name.startswith("/model/profile/")
