@@ -80,6 +80,7 @@ def build_card(meta: dict, evaluation: dict, command: str) -> dict:
         "classes": meta.get("classes"),
         "input": meta.get("input"),
         "phase_features": meta.get("config", {}).get("phase_features", "appearance"),
+        "lateral_profile": _lateral_profile(meta),
         "simulated": bool(evaluation.get("data", {}).get("simulated", True)),
         # required by the kiosk's model store: what the model learned from, in one word
         "trained_on": "simulated"
@@ -199,6 +200,7 @@ def render_readme(card: dict, evaluation: dict) -> str:
             f"P(neutral) + P(positive) >= **{card['referral_threshold']}**: the highest threshold that kept "
             f"screening sensitivity at {100 * (card['target_sensitivity'] or 0):.0f} % or more on "
             f"{val.get('walks', '?')} validation walks of training subjects (never on the test walks below).",
+            *_profile_lines(card),
             "",
             *_validation_lines(card),
             "",
@@ -266,6 +268,42 @@ def render_readme(card: dict, evaluation: dict) -> str:
             "",
         ]
     )
+
+
+def _lateral_profile(meta: dict) -> dict | None:
+    """The card's lateral_profile entry: None without the branch; with it, how it was fitted."""
+    if not (meta.get("config") or {}).get("lateral_profile"):
+        return None
+    fusion = (meta.get("extra") or {}).get("profile_fusion")
+    if not fusion:
+        return {"fitted": "trained with the network"}
+    return {
+        "fitted": "after training (python -m gaitmil.profile_fusion)",
+        "network_weight": fusion["a"],
+        "profile_weight": fusion["b"],
+        "regression_strength": fusion["strength"],
+        "regression_walks": fusion["fit_walks"],
+    }
+
+
+def _profile_lines(card: dict) -> list[str]:
+    profile = card.get("lateral_profile")
+    if not profile:
+        return []
+    if "profile_weight" not in profile:
+        return [
+            "",
+            "A lateral-profile branch (where each row of the walk's mean silhouette sits "
+            "sideways) joins the part logits; it was trained with the network.",
+        ]
+    return [
+        "",
+        "Its logits are the network's fused with a lateral-profile classifier (where each row of "
+        "the walk's mean silhouette sits sideways, which the network's strip pooling discards): a "
+        f"logistic regression fitted on the network's {profile['regression_walks']} training walks, "
+        f"weighted {profile['profile_weight']:.3f} against the network's {profile['network_weight']:.3f} "
+        "on the model-selection part (`python -m gaitmil.profile_fusion`).",
+    ]
 
 
 def _validation_lines(card: dict) -> list[str]:

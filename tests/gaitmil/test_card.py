@@ -244,3 +244,20 @@ def test_card_says_which_validation_walks_chose_what(tmp_path, capsys):
     assert (
         "own third of the validation subjects" in readme and "school prevalence of 2.5 %" in readme
     )
+
+
+def test_the_card_says_how_a_lateral_profile_was_fitted():
+    from gaitmil.card import _lateral_profile, _profile_lines
+
+    assert _lateral_profile({"config": {"lateral_profile": False}}) is None
+    assert _profile_lines({"lateral_profile": None}) == []
+    trained = _lateral_profile({"config": {"lateral_profile": True}, "extra": {}})
+    assert trained == {"fitted": "trained with the network"}
+    assert "trained with the network" in " ".join(_profile_lines({"lateral_profile": trained}))
+    fusion = {"a": 0.482, "b": 0.526, "strength": 0.1, "fit_walks": 1087}
+    fused = _lateral_profile(
+        {"config": {"lateral_profile": True}, "extra": {"profile_fusion": fusion}}
+    )
+    assert fused is not None and fused["profile_weight"] == 0.526
+    text = " ".join(_profile_lines({"lateral_profile": fused}))
+    assert "1087 training walks" in text and "weighted 0.526 against the network's 0.482" in text
