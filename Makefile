@@ -7,12 +7,12 @@ PY := .venv/bin/python
 # the same frames beside. Eight streams of 200 walks, two per simulated child (seven camera
 # mounts and the default one), for training and validation; two fresh streams of 200 walks
 # (100 children each walking twice) for the card and its per-child figures.
-# Silhouette height the kiosk-path data and the model use: 64 (64x44, the Scoliosis1K / paper
-# protocol, the shipped demo) or 128 (128x88, trunk cues twice as many pixels; 2.4x the latency
-# per walk and about 6x the training time; its measured run did not beat 64, docs/MODEL.md).
-# Collect, train and evaluate must agree, so a 128-px run keeps its own build folders
-# (build/kiosk-train-128, ...): `make demo-model INPUT_HEIGHT=128`.
-INPUT_HEIGHT ?= 64
+# Silhouette height the kiosk-path data and the model use: 128 (128x88, trunk cues twice as
+# many pixels; the shipped demo since 2026-12-07, with the lateral-profile fusion) or 64 (64x44,
+# the Scoliosis1K / paper protocol; 2.4x faster per walk, about 6x faster to train).
+# Collect, train and evaluate must agree, so each height keeps its own build folders
+# (build/kiosk-train-128, ... and build/kiosk-train, ...): `make demo-model INPUT_HEIGHT=64`.
+INPUT_HEIGHT ?= 128
 HEIGHT_TAG_64 =
 HEIGHT_TAG_128 = -128
 DEMO_DATA ?= build/kiosk-train$(HEIGHT_TAG_$(INPUT_HEIGHT))
@@ -21,6 +21,7 @@ TEST_DATA ?= build/kiosk-test$(HEIGHT_TAG_$(INPUT_HEIGHT))
 TEST_CLEAN_DATA ?= build/kiosk-test$(HEIGHT_TAG_$(INPUT_HEIGHT))-clean
 DEMO_RUN ?= build/demo-run$(HEIGHT_TAG_$(INPUT_HEIGHT))
 DEMO_REFIT ?= build/demo-refit$(HEIGHT_TAG_$(INPUT_HEIGHT))
+DEMO_FUSED ?= build/demo-fused$(HEIGHT_TAG_$(INPUT_HEIGHT))
 # Iterations and wall-clock stop of each height's measured run on 2 cores: 600 in 29 min at
 # 64 px; 320 in 86 min at 128 px (the LR schedule runs on iterations; --max-minutes only stops
 # a run that would overrun, e.g. on a busy machine).
@@ -49,6 +50,10 @@ TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split $(DEMO_DATA)/Scol
 # second stage: MIL pooling and head refitted on the frozen backbone's features (same validation subjects)
 REFIT_CMD = $(PY) -m gaitmil.refit_head --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) \
 	--split $(DEMO_DATA)/Scoliosis1K_kiosk.json --out $(DEMO_REFIT) --epochs 80 --threads 2
+# third stage: a logistic regression on the walk's lateral profile fused with the network
+# (weights, temperature and threshold each on their own validation part; docs/MODEL.md)
+FUSE_CMD = $(PY) -m gaitmil.profile_fusion --checkpoint $(DEMO_REFIT)/checkpoint.pt --data $(DEMO_DATA) \
+	--split $(DEMO_DATA)/Scoliosis1K_kiosk.json --out $(DEMO_FUSED) --threads 2
 
 demo:
 	bash scripts/demo.sh
@@ -69,13 +74,14 @@ demo-data:
 demo-model: demo-data
 	$(TRAIN_CMD)
 	$(REFIT_CMD)
-	$(PY) -m gaitmil.evaluate --checkpoint $(DEMO_REFIT)/checkpoint.pt --data $(TEST_DATA) \
+	$(FUSE_CMD)
+	$(PY) -m gaitmil.evaluate --checkpoint $(DEMO_FUSED)/checkpoint.pt --data $(TEST_DATA) \
 		--split $(TEST_DATA)/Scoliosis1K_kiosk.json --clean-data $(TEST_CLEAN_DATA) \
-		--reliability $(DEMO_REFIT)/reliability.png --json $(DEMO_REFIT)/evaluation.json
-	cp $(DEMO_REFIT)/checkpoint.pt $(DEMO_REFIT)/evaluation.json $(DEMO_REFIT)/reliability.png \
+		--reliability $(DEMO_FUSED)/reliability.png --json $(DEMO_FUSED)/evaluation.json
+	cp $(DEMO_FUSED)/checkpoint.pt $(DEMO_FUSED)/evaluation.json $(DEMO_FUSED)/reliability.png \
 		$(DEMO_REFIT)/refit.jsonl $(DEMO_RUN)/metrics.jsonl $(DEMO_RUN)/curves.png models/demo/
 	$(PY) -m gaitmil.card --checkpoint models/demo/checkpoint.pt --evaluation models/demo/evaluation.json \
-		--out models/demo --command "make demo-model  # $(TRAIN_CMD) && $(REFIT_CMD)"
+		--out models/demo --command "make demo-model  # $(TRAIN_CMD) && $(REFIT_CMD) && $(FUSE_CMD)"
 
 # ONNX FP32/FP16/INT8 forms, manifests, calibration description and precision report from the checkpoint
 models:

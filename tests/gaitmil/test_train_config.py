@@ -177,20 +177,20 @@ def test_the_makefile_training_command_parses_to_its_settings():
     )
     assert cfg.balance_classes is True and cfg.eval_at_end is False
     # >= 500 validation walks of 1,600 (issue 25), at the Makefile's default INPUT_HEIGHT: the
-    # shipped demo's 64x44, 600 iterations, in the plain build folders
+    # shipped demo's 128x88, 320 iterations, in the -128 build folders
     assert (cfg.iterations, cfg.max_minutes, cfg.val_fraction, cfg.input_height) == (
-        600,
-        65.0,
+        320,
+        100.0,
         0.32,
-        64,
+        128,
     )
-    assert str(cfg.data) == "build/kiosk-train" and str(cfg.out) == "build/demo-run"
-
-
-def test_the_makefile_keeps_the_128_px_recipe_in_its_own_folders():
-    cfg = makefile_train_config(INPUT_HEIGHT="128")
-    assert (cfg.iterations, cfg.max_minutes, cfg.input_height) == (320, 100.0, 128)
     assert str(cfg.data) == "build/kiosk-train-128" and str(cfg.out) == "build/demo-run-128"
+
+
+def test_the_makefile_keeps_the_64_px_recipe_in_its_own_folders():
+    cfg = makefile_train_config(INPUT_HEIGHT="64")
+    assert (cfg.iterations, cfg.max_minutes, cfg.input_height) == (600, 65.0, 64)
+    assert str(cfg.data) == "build/kiosk-train" and str(cfg.out) == "build/demo-run"
 
 
 def test_reproduce_hands_a_train_config_and_shows_the_same_command(tmp_path):
