@@ -165,12 +165,21 @@ def demo_split(tmp_path_factory):
     return folder
 
 
+def _demo_height() -> int:
+    """The demo model's input height (64 or 128), as its manifest declares it."""
+    from gaitcontract import spec
+    from gaitcontract.manifest import read_manifest
+
+    return read_manifest(DEMO / "model.manifest.json").input_shapes[spec.INPUT_NAME][2]
+
+
 def _walks(count: int, seed: int) -> list[Walk]:
-    """Simulated walks of 40..70 accepted frames at 30 fps, one after another in time."""
+    """Simulated walks of 40..70 accepted frames at 30 fps, one after another in time, at the
+    demo model's silhouette size."""
     import gaitsim
 
     rng = np.random.default_rng(seed)
-    batch = gaitsim.sample_walks(count, seed=seed, frames=70, view="mixed")
+    batch = gaitsim.sample_walks(count, seed=seed, frames=70, view="mixed", height=_demo_height())
     walks, t = [], 0.0
     for sils in batch.silhouettes:
         n = int(rng.integers(40, 71))

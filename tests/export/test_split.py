@@ -42,8 +42,9 @@ def test_pieces_compose_to_the_shipped_forward():
     with torch.no_grad():
         whole = model(walks)
         b, t = walks.shape[:2]
-        feats = model.frame_features(walks.reshape(b * t, *walks.shape[2:]))
-        pooled = model.phase_pool(walks)
+        flat = walks.reshape(b * t, *walks.shape[2:])
+        feats = model.frame_features(flat)
+        pooled = model.frame_pooled(flat).reshape(b, t, -1)
         split = model.walk_from_features(feats.reshape(b, t, *feats.shape[1:]), pooled)
     for name in spec.OUTPUT_NAMES:
         np.testing.assert_allclose(getattr(split, name), getattr(whole, name), atol=1e-5)
@@ -78,11 +79,17 @@ def test_demo_model_split_agrees_with_the_whole_graph_on_200_walks(tmp_path, cap
     assert read_manifest(tmp_path / "encoder.manifest.json").input_shapes == {
         spec.INPUT_NAME: [4, demo_height(), spec.input_width(demo_height())]
     }
+    # a lateral-profile demo's frames carry their 2H row moments after the 176 phase features
+    from gaitmil.checkpoint import describe_checkpoint
+
+    profile = describe_checkpoint(DEMO / "checkpoint.pt")["config"].get("lateral_profile")
+    pooled = 176 + (2 * demo_height() if profile else 0)
     assert read_manifest(tmp_path / "head.manifest.json").input_shapes == {
         FEATURES: [1, 30, 16, 128],
-        POOLED: [1, 30, 176],
+        POOLED: [1, 30, pooled],
     }
     assert body["contract"]["features"]["per_frame"] == [16, 128]
+    assert body["contract"]["pooled"]["per_frame"] == [pooled]
 
 
 def _split_tiny(tiny_checkpoint, tiny_onnx, folder: Path) -> Path:
