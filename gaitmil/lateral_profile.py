@@ -53,6 +53,21 @@ def profile_features(offsets: Tensor) -> Tensor:
     return torch.cat([offsets.abs(), offsets * offsets], dim=-1)
 
 
+def frame_moments(silhouettes: Tensor) -> Tensor:
+    """[B, T, H, W] -> [B, T, 2H]: row_moments of every frame."""
+    b, t, h, w = silhouettes.shape
+    return row_moments(silhouettes.float().reshape(b * t, h, w)).reshape(b, t, 2 * h)
+
+
+def walk_profile(moments: Tensor, frame_mask: Tensor) -> Tensor:
+    """Per-frame row moments [B, T, 2H], frame_mask [B, T] -> the walk's profile features
+    [B, 2H]: the moments' mean over the valid frames (the mean silhouette's), its row offsets,
+    profile_features of them. What the branch scores, and what a fitted probe reads."""
+    m = frame_mask.to(moments.dtype).unsqueeze(-1)  # [B, T, 1]
+    mean = (moments * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, 2H]
+    return profile_features(offsets_from_moments(mean))
+
+
 class LateralProfileClassifier(nn.Module):
     """Silhouettes -> class logits [B, classes] from the walk's lateral profile.
 
@@ -67,13 +82,9 @@ class LateralProfileClassifier(nn.Module):
 
     def forward(self, silhouettes: Tensor, frame_mask: Tensor) -> Tensor:
         """silhouettes [B, T, H, W], frame_mask [B, T] -> logits [B, classes]."""
-        b, t, h, w = silhouettes.shape
-        moments = row_moments(silhouettes.float().reshape(b * t, h, w)).reshape(b, t, 2 * h)
-        return self.from_moments(moments, frame_mask)
+        return self.from_moments(frame_moments(silhouettes), frame_mask)
 
     def from_moments(self, moments: Tensor, frame_mask: Tensor) -> Tensor:
         """Per-frame row moments [B, T, 2H] (row_moments) -> logits [B, classes]: their mean over
         the valid frames is the mean silhouette's (the streaming head's path)."""
-        m = frame_mask.to(moments.dtype).unsqueeze(-1)  # [B, T, 1]
-        mean = (moments * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, 2H]
-        return self.linear(self.norm(profile_features(offsets_from_moments(mean))))
+        return self.linear(self.norm(walk_profile(moments, frame_mask)))

@@ -42,12 +42,7 @@ from gaitcontract.spec import DEFAULT_FRAMES
 from gaitmil.calibrate import calibration_extra
 from gaitmil.checkpoint import load_checkpoint, save_checkpoint
 from gaitmil.data import Scoliosis1K, collate
-from gaitmil.lateral_profile import (
-    LateralProfileClassifier,
-    offsets_from_moments,
-    profile_features,
-    row_moments,
-)
+from gaitmil.lateral_profile import LateralProfileClassifier, frame_moments, walk_profile
 from gaitmil.model import GaitMIL
 from gaitmil.paper import default_eval_frames
 from gaitmil.validation import choose_referral_threshold, fit_temperature, nll, softmax
@@ -84,12 +79,10 @@ def walk_inputs(
         sils, labs, _, _ = collate(
             [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
         )
-        b, t, h, w = sils.shape
-        mask = torch.ones(b, t, dtype=torch.bool)
+        mask = torch.ones(sils.shape[:2], dtype=torch.bool)
         logits.append(model(sils, mask).logits.double().numpy())
-        # as the branch computes them: per-frame row moments, their mean, the offsets
-        moments = row_moments(sils.reshape(b * t, h, w)).reshape(b, t, 2 * h).mean(1)
-        features.append(profile_features(offsets_from_moments(moments)).double().numpy())
+        # exactly what the installed branch will read
+        features.append(walk_profile(frame_moments(sils), mask).double().numpy())
         labels.append(labs.numpy())
     return np.concatenate(labels), np.concatenate(logits), np.concatenate(features)
 
