@@ -1,1 +1,1 @@
-python -m benchmarks.fanin --kiosks 200 --rate 1 --seconds 60.0 --broker mqtt://127.0.0.1:52257 --json benchmarks/results/fanin.json --markdown benchmarks/results/fanin.md --plot benchmarks/results/fanin.png
+python -m benchmarks.fanin --kiosks 200 --rate 1 --seconds 60.0 --broker mqtt://127.0.0.1:42531 --json benchmarks/results/fanin.json --markdown benchmarks/results/fanin.md --plot benchmarks/results/fanin.png

@@ -1,1 +1,1 @@
-python -m benchmarks.latency --pipeline --backend onnxruntime --precision fp32 --sim-walks 5 --broker mqtt://127.0.0.1:52257 --threads 2 --json benchmarks/results/pipeline.json --markdown benchmarks/results/pipeline.md --plot benchmarks/results/pipeline.png
+python -m benchmarks.latency --pipeline --backend onnxruntime --precision fp32 --sim-walks 5 --broker mqtt://127.0.0.1:42531 --threads 2 --json benchmarks/results/pipeline.json --markdown benchmarks/results/pipeline.md --plot benchmarks/results/pipeline.png
