@@ -1,7 +1,9 @@
-"""Shared fixtures: a real mosquitto broker on a free loopback port."""
+"""Shared fixtures: a real mosquitto broker on a free loopback port, and the logging state
+restored after every test."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -11,6 +13,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The loggers a CLI entry point configures (edge.logs.setup_logging, logging.basicConfig).
+_CONFIGURED_LOGGERS = ("", "amqtt", "transitions", "paho")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what an in-process CLI did to the logging tree: a test that runs `edge run` with a
+    config whose level is "error" would otherwise leave the root at ERROR, and a later test's
+    caplog would miss a warning it asserts on, depending on which tests ran before it."""
+    loggers = [logging.getLogger(name) for name in _CONFIGURED_LOGGERS]
+    saved = [(lg, list(lg.handlers), lg.level) for lg in loggers]
+    yield
+    for lg, handlers, level in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
 
 
 def free_port() -> int:

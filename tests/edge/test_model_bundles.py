@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,7 @@ def test_a_signed_bundle_installs_passes_the_gate_and_names_its_signer(tmp_path,
 
 
 def test_allow_unsigned_accepts_an_unsigned_bundle_and_logs_it(tmp_path, bundles, caplog):
+    caplog.set_level(logging.WARNING, logger="gaitcontract.bundle")
     store = tmp_path / "store"
     assert (
         model_main(

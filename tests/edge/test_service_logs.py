@@ -11,15 +11,6 @@ import pytest
 from edge.logs import setup_logging
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def test_json_lines_carry_extras_and_exceptions():
     stream = io.StringIO()
     setup_logging("info", json_lines=True, stream=stream)
