@@ -250,7 +250,9 @@ def test_a_lateral_profile_model_streams_and_keeps_its_profile_in_fp32(tmp_path)
     branch = [n.name for n in load_onnx(whole.onnx_path).graph.node]
     branch = [name for name in branch if name.startswith(PROFILE_SCOPE)]
     assert branch and set(branch) <= set(fp16.kept_fp32_nodes)
-    assert fp16.parity.argmax_agreement == 1.0
+    # kept in FP32 the branch moves probabilities by about 1e-4; rounded to FP16, by about 0.25
+    # (measured on this random model): a bound between them, not argmax on 6 near-tie-prone walks
+    assert fp16.parity.max_abs_dprob <= 1e-2
     result = export_split(checkpoint, out, frames=16, parity_walks=6)
     assert result.parity.argmax_agreement == 1.0 and result.parity.max_abs_dprob <= 1e-4
     assert result.contract["pooled"]["per_frame"] == [176 + 2 * 64]
