@@ -7,8 +7,9 @@ and a branch trained inside the network did not keep that. This stage leaves the
 is and fits the profile classifier on its own, the way a probe is fitted, then weighs the two:
 
 1. on the network's training walks (TRAIN_SET minus the run's validation subjects) a
-   multinomial logistic regression on the standardised profile (its L2 strength by the NLL on a
-   held-out fifth of those subjects);
+   logistic regression on the standardised profile (its L2 strength by the NLL on a held-out
+   fifth of those subjects): multinomial, or with --form ordinal one severity direction whose
+   steps are the classes;
 2. on the model-selection part: the fused logits a * network + b * profile, (a, b) by NLL;
 3. on the temperature part: the temperature; on the threshold part: the referral threshold and
    the card's validation block, as `gaitmil.refit_head` does.
@@ -87,27 +88,51 @@ def walk_inputs(
     return np.concatenate(labels), np.concatenate(logits), np.concatenate(features)
 
 
+FORMS = ("multinomial", "ordinal")
+
+
+def per_class_weight(direction: Tensor, num_classes: int, form: str) -> Tensor:
+    """The regression's [classes, F] weight from its free parameters.
+
+    multinomial: `direction` is [classes, F], every class its own direction. ordinal (the
+    adjacent-category logit model): `direction` is [F], one severity direction w, class k gets
+    k * w, so log P(k + 1) / P(k) = w . z + (bias difference): the classes are steps along one
+    axis, in CLASSES order (negative, neutral, positive), and neutral lies between the others."""
+    if form == "multinomial":
+        return direction
+    steps = torch.arange(num_classes, dtype=direction.dtype).unsqueeze(1)  # [classes, 1]
+    return steps * direction.unsqueeze(0)
+
+
 def fit_regression(
-    features: np.ndarray, labels: np.ndarray, strength: float, num_classes: int
+    features: np.ndarray,
+    labels: np.ndarray,
+    strength: float,
+    num_classes: int,
+    form: str = "multinomial",
 ) -> ProfileRegression:
-    """The L2-penalised multinomial logistic regression (L-BFGS, full batch; the loss is convex)."""
+    """The L2-penalised logistic regression of the given form (per_class_weight; L-BFGS, full
+    batch; both losses are convex). The penalty is on the free parameters."""
+    if form not in FORMS:
+        raise ValueError(f"profile regression form {form!r} is not one of {FORMS}")
     mean, var = features.mean(0), features.var(0)
     z = torch.from_numpy((features - mean) / np.sqrt(var + BN_EPS))
     y = torch.from_numpy(labels).long()
-    weight = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, requires_grad=True)
+    shape = (num_classes, z.shape[1]) if form == "multinomial" else (z.shape[1],)
+    direction = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], max_iter=500, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([direction, bias], max_iter=500, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(z @ weight.T + bias, y) + 0.5 * strength * (weight**2).sum()
+        weight = per_class_weight(direction, num_classes, form)
+        loss = F.cross_entropy(z @ weight.T + bias, y) + 0.5 * strength * (direction**2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return ProfileRegression(
-        mean, var, weight.detach().numpy(), bias.detach().numpy(), float(strength)
-    )
+    weight = per_class_weight(direction.detach(), num_classes, form)
+    return ProfileRegression(mean, var, weight.numpy(), bias.detach().numpy(), float(strength))
 
 
 def choose_strength(
@@ -117,6 +142,7 @@ def choose_strength(
     num_classes: int,
     held_fraction: float = 0.2,
     seed: int = 0,
+    form: str = "multinomial",
 ) -> tuple[float, dict[float, float]]:
     """The L2 strength with the lowest NLL on a held-out fraction of these (training) subjects."""
     unique = np.unique(subjects)
@@ -131,7 +157,9 @@ def choose_strength(
     losses = {
         s: nll(
             labels[out],
-            fit_regression(features[~out], labels[~out], s, num_classes).logits(features[out]),
+            fit_regression(features[~out], labels[~out], s, num_classes, form).logits(
+                features[out]
+            ),
         )
         for s in STRENGTHS
     }
@@ -182,6 +210,32 @@ def install_branch(
     model.config.logit_scale = model.config.logit_scale * a * undo / temperature
 
 
+def remove_branch(model: GaitMIL, a: float, temperature: float) -> None:
+    """Undo install_branch(model, ..., a, b, temperature): drop the branch and give the network
+    back the logit scale it had, so its forward returns its own logits again."""
+    parts = model.config.pooled_parts
+    model.config.logit_scale = model.config.logit_scale * temperature * parts / (a * (parts + 1))
+    model.profile = None
+    model.config.lateral_profile = False
+
+
+def network_of(model: GaitMIL, meta: dict, checkpoint: Path, replace: bool) -> GaitMIL:
+    """The network the fusion starts from: the checkpoint's model, or with `replace` the network
+    inside a checkpoint this stage made (its report's a and the temperature undo the install)."""
+    if model.profile is None:
+        return model
+    report = (meta.get("extra") or {}).get("profile_fusion")
+    if not replace or not report:
+        why = (
+            "was fused by this stage: pass --replace-fusion to fit its fusion again"
+            if report
+            else "has a lateral-profile branch trained with the network; fuse a model without one"
+        )
+        raise GaitMILError(f"{checkpoint} {why}")
+    remove_branch(model, float(report["a"]), float(meta["metrics"]["temperature"]))
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m gaitmil.profile_fusion",
@@ -203,6 +257,19 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.95,
         help="the threshold is chosen for this validation sensitivity",
+    )
+    ap.add_argument(
+        "--form",
+        choices=FORMS,
+        default="multinomial",
+        help="the profile regression: one direction per class, or ordinal (one severity "
+        "direction, the classes steps along it)",
+    )
+    ap.add_argument(
+        "--replace-fusion",
+        action="store_true",
+        help="the checkpoint was made by this stage (e.g. a shipped model): remove its profile "
+        "branch, restore the network's own logits and fit the fusion again",
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the strength's held-out draw")
     ap.add_argument(
@@ -229,8 +296,7 @@ def fuse(args: argparse.Namespace, argv: list[str] | None) -> dict:
     """Fit, weigh, calibrate and save (main's work; GaitMILError on unusable inputs)."""
     start = time.perf_counter()
     model, meta = load_checkpoint(args.checkpoint)
-    if model.profile is not None:
-        raise GaitMILError(f"{args.checkpoint} already has a lateral-profile branch")
+    model = network_of(model, meta, args.checkpoint, args.replace_fusion)
     parts = (meta.get("data") or {}).get("validation_parts")
     if not parts:
         raise GaitMILError(
@@ -259,9 +325,9 @@ def fuse(args: argparse.Namespace, argv: list[str] | None) -> dict:
     classes = model.config.num_classes
     fit_labels, _, fit_features, fit_subjects = read(fit_ids)
     strength, strength_nll = choose_strength(
-        fit_features, fit_labels, fit_subjects, classes, seed=args.seed
+        fit_features, fit_labels, fit_subjects, classes, seed=args.seed, form=args.form
     )
-    regression = fit_regression(fit_features, fit_labels, strength, classes)
+    regression = fit_regression(fit_features, fit_labels, strength, classes, args.form)
     sel_labels, sel_net, sel_features, _ = read(sorted(parts["model_selection"]))
     a, b = fit_fusion(sel_net, regression.logits(sel_features), sel_labels)
     tem_labels, tem_net, tem_features, _ = read(sorted(parts["temperature"]))
@@ -274,6 +340,7 @@ def fuse(args: argparse.Namespace, argv: list[str] | None) -> dict:
     report = {
         "a": a,
         "b": b,
+        "form": args.form,
         "strength": strength,
         "strength_nll": {str(k): v for k, v in strength_nll.items()},
         "fit_walks": len(fit_labels),

@@ -22,6 +22,7 @@ from gaitmil.profile_fusion import (
     fit_regression,
     install_branch,
     main,
+    remove_branch,
 )
 from gaitmil.train import train
 from gaitmil.validation import nll, predict_logits, softmax
@@ -44,6 +45,37 @@ def test_the_regression_separates_classes_and_its_penalty_shrinks_the_weights():
     tight = fit_regression(x, y, 1.0, 3)
     assert (loose.logits(x_test).argmax(1) == y_test).mean() > 0.9
     assert np.linalg.norm(tight.weight) < np.linalg.norm(loose.weight)
+
+
+def _ordered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three ordered classes: a latent severity along one direction of 6 dimensions, cut at
+    two points, with the other dimensions noise."""
+    rng = np.random.default_rng(seed)
+    severity = rng.normal(size=n)
+    labels = np.digitize(severity, [-0.5, 0.5])
+    x = rng.normal(size=(n, 6))
+    x[:, 0] += 3.0 * severity
+    return x, labels
+
+
+def test_the_ordinal_form_is_one_direction_whose_steps_are_the_classes():
+    x, y = _ordered(600, seed=5)
+    x_test, y_test = _ordered(300, seed=6)
+    ordinal = fit_regression(x, y, 1e-3, 3, form="ordinal")
+    w = ordinal.weight
+    np.testing.assert_allclose(w[0], 0.0)
+    np.testing.assert_allclose(w[2], 2.0 * w[1])  # class k scores k times the direction
+    assert abs(w[1][0]) > 5 * np.abs(w[1][1:]).max()  # the direction is the severity's axis
+    assert (ordinal.logits(x_test).argmax(1) == y_test).mean() > 0.8
+    # the middle class is the most likely one only between the other two
+    middle = ordinal.logits(np.array([[0.0] * 6]))[0].argmax()
+    assert middle == 1
+
+
+def test_a_form_the_fusion_does_not_know_is_refused():
+    x, y = _ordered(30, seed=7)
+    with pytest.raises(ValueError, match="not one of"):
+        fit_regression(x, y, 1e-3, 3, form="cumulative")
 
 
 def test_the_strength_is_the_one_with_the_lowest_held_out_nll():
@@ -91,6 +123,10 @@ def test_the_installed_branch_computes_the_fused_tempered_logits():
         after = model(sils).logits.double().numpy()
     expected = (a * before + b * regression.logits(feats)) / temperature
     assert after == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    remove_branch(model, a, temperature)  # and the network inside is recovered
+    with torch.no_grad():
+        restored = model(sils).logits.double().numpy()
+    assert model.profile is None and restored == pytest.approx(before, rel=1e-5, abs=1e-5)
 
 
 def _split_run(tmp_path, seed: int = 4):
@@ -103,16 +139,22 @@ def _split_run(tmp_path, seed: int = 4):
     return root
 
 
-def test_a_split_calibrated_run_is_fused_on_its_own_parts_without_the_test_walks(tmp_path):
+@pytest.mark.parametrize("form", ["multinomial", "ordinal"])
+def test_a_split_calibrated_run_is_fused_on_its_own_parts_without_the_test_walks(tmp_path, form):
     root = _split_run(tmp_path)
     assert _corrupt_test_split(root) == 3  # the fusion must never read the test walks
     args = ["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(root)]
-    assert main([*args, "--split", "118", "--out", str(tmp_path / "fused"), "--threads", "1"]) == 0
+    args += ["--split", "118", "--out", str(tmp_path / "fused"), "--form", form]
+    assert main([*args, "--threads", "1"]) == 0
     fused, meta = load_checkpoint(tmp_path / "fused" / "checkpoint.pt")
     assert fused.profile is not None and meta["config"]["lateral_profile"] is True
     extra, parts = meta["extra"], meta["data"]["validation_parts"]
     report = extra["profile_fusion"]
-    assert report["strength"] in STRENGTHS
+    assert report["strength"] in STRENGTHS and report["form"] == form
+    if form == "ordinal":  # the installed branch keeps the form: class k scores k steps
+        w = fused.profile.linear.weight.detach().numpy()
+        np.testing.assert_allclose(w[0], 0.0)
+        np.testing.assert_allclose(w[2], 2.0 * w[1], rtol=1e-6)
     walks = Scoliosis1K(
         root,
         "118",
@@ -143,5 +185,31 @@ def test_a_run_without_validation_parts_or_with_a_branch_is_refused(tmp_path, ca
     assert main(["--checkpoint", str(plain), *common]) == 2
     assert "--calibration split" in capsys.readouterr().err
     assert main(["--checkpoint", str(branch), *common]) == 2
-    assert "already has a lateral-profile branch" in capsys.readouterr().err
+    assert "trained with the network" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fused_model_is_fused_again_only_when_asked_and_from_its_own_network(tmp_path, capsys):
+    """--replace-fusion starts from the network inside a fused checkpoint: fusing the fused
+    model again gives the same model as fusing the network it came from."""
+    root = _split_run(tmp_path)
+    common = ["--data", str(root), "--split", "118", "--threads", "1"]
+    first = tmp_path / "fused"
+    assert (
+        main(
+            ["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(first), *common]
+        )
+        == 0
+    )
+    again = ["--checkpoint", str(first / "checkpoint.pt"), "--out", str(tmp_path / "again")]
+    assert main([*again, *common]) == 2
+    assert "--replace-fusion" in capsys.readouterr().err
+    assert main([*again, *common, "--replace-fusion"]) == 0
+    one, meta_one = load_checkpoint(first / "checkpoint.pt")
+    two, meta_two = load_checkpoint(tmp_path / "again" / "checkpoint.pt")
+    assert two.config.logit_scale == pytest.approx(one.config.logit_scale, rel=1e-6)
+    for name, value in one.state_dict().items():
+        torch.testing.assert_close(two.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+    assert meta_two["extra"]["referral_threshold"] == pytest.approx(
+        meta_one["extra"]["referral_threshold"], rel=1e-5
+    )
