@@ -79,6 +79,7 @@ from gaitmil.distributed import convert_batchnorm, distributed_gait_mil_loss
 from gaitmil.evaluate import SIMULATED_NOTE, evaluate
 from gaitmil.losses import LossConfig, inverse_frequency_weights
 from gaitmil.model import GaitMIL, GaitMILConfig, count_parameters
+from gaitmil.optimization import WeightEMA, lr_factor, make_optimizer
 from gaitmil.paper import default_eval_frames
 from gaitmil.phases import fit_walk_centroids
 from gaitmil.train_config import TrainConfig, check_config
@@ -87,8 +88,6 @@ from gaitmil.validation import better, predict_logits, validation_scores
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-# the head: part FCs, BNNeck and cosine classifier (--head-lr-mult scales their LR)
-HEAD_PARAMETERS = ("fc", "classifier", "bnneck.weight", "bnneck.bias")
 # mixed precision: autocast dtype, or None for FP32; "auto" is FP16 on CUDA (OpenGait's
 # enable_float16) and FP32 on CPU. "fp16" on CPU runs the CUDA path's code (autocast + GradScaler).
 AMP_DTYPES: dict[str, torch.dtype | None] = {
@@ -142,78 +141,6 @@ def fit_phase_centroids(
         arr = load_pkl(dataset.sequences[i].path)
         walks.append(cut(arr[even_indices(len(arr), DEFAULT_FRAMES)]))
     return fit_walk_centroids(walks, kind, k=k, seed=seed)
-
-
-def lr_factor(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
-    """Multiplier of the peak LR at optimizer step `step` (0-based). With a time budget and
-    `schedule_clock="either"` the cosine follows whichever runs out first, iterations or time,
-    so a run cut short by --max-minutes still ends at the low LR; with "iterations" the LR is
-    a pure function of the step (a run cut by the clock stops where it is)."""
-    if cfg.schedule_clock == "iterations":
-        time_fraction = 0.0
-    if cfg.schedule == "step":
-        return 0.1 ** sum(step >= m for m in milestones(cfg))
-    warm = max(1, int(round(cfg.warmup * cfg.iterations)))
-    if step < warm:
-        return (step + 1) / warm
-    progress = max((step - warm) / max(1, cfg.iterations - warm), time_fraction)
-    return float(
-        cfg.final_lr + (1.0 - cfg.final_lr) * 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
-    )
-
-
-def milestones(cfg: TrainConfig) -> list[int]:
-    return sorted({max(1, int(round(f * cfg.iterations))) for f in cfg.milestones})
-
-
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, L2 weight decay) or AdamW; the head's parameters (HEAD_PARAMETERS) in a
-    second group whose `lr_mult` (the scheduler applies it) is `head_lr_mult`; one group, as
-    before the option existed, when it is 1."""
-    groups: list[dict] = [{"params": list(model.parameters()), "lr_mult": 1.0}]
-    if cfg.head_lr_mult != 1.0:
-        head, body = [], []
-        for name, param in model.named_parameters():
-            (head if name in HEAD_PARAMETERS else body).append(param)
-        groups = [
-            {"params": body, "lr_mult": 1.0},
-            {"params": head, "lr_mult": cfg.head_lr_mult},
-        ]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-class WeightEMA:
-    """Exponential moving average of a model's state (parameters and batch-norm statistics).
-
-    decay_n = min(decay, (1 + n) / (10 + n)) at update n, so the early average is not pinned to
-    the random initialisation. Integer buffers (num_batches_tracked) are copied."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ConfigError(f"--ema {decay} must be in (0, 1) (0 turns it off)")
-        self.decay = decay
-        self.updates = 0
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for k, v in model.state_dict().items():
-            ema = self.state[k]
-            if ema.dtype.is_floating_point:
-                ema.mul_(d).add_(v.detach().to(ema.dtype), alpha=1.0 - d)
-            else:
-                ema.copy_(v)
-
-    def state_dict(self) -> dict:
-        return {"updates": self.updates, "state": self.state}
-
-    def load_state_dict(self, saved: dict) -> None:
-        self.updates = int(saved["updates"])
-        self.state = {k: v.clone() for k, v in saved["state"].items()}
 
 
 def dist_info() -> tuple[int, int]:

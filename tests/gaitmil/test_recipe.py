@@ -14,7 +14,8 @@ from gaitmil.data import Scoliosis1K, split_subjects_in_parts
 from gaitmil.losses import LossConfig, gait_mil_loss, supervised_contrastive
 from gaitmil.metrics import threshold_for_sensitivity
 from gaitmil.model import GaitMIL, GaitMILConfig
-from gaitmil.train import WeightEMA, lr_factor, make_optimizer, parse_args, train
+from gaitmil.optimization import WeightEMA, lr_factor, make_optimizer
+from gaitmil.train import parse_args, train
 from gaitmil.validation import predict_logits, softmax
 from tests.gaitmil.conftest import SMALL
 from tests.gaitmil.synth import write_dataset

@@ -14,7 +14,8 @@ import torch
 from gaitmil.checkpoint import describe_checkpoint, load_checkpoint
 from gaitmil.data import Scoliosis1K
 from gaitmil.metrics import threshold_for_sensitivity
-from gaitmil.train import TrainConfig, lr_factor, milestones, parse_args, train
+from gaitmil.optimization import lr_factor, milestones
+from gaitmil.train import TrainConfig, parse_args, train
 from gaitmil.validation import predict_logits, softmax
 from tests.gaitmil.conftest import SMALL
 from tests.gaitmil.synth import write_dataset
