@@ -281,9 +281,17 @@ def _lateral_profile(meta: dict) -> dict | None:
         "fitted": "after training (python -m gaitmil.profile_fusion)",
         "network_weight": fusion["a"],
         "profile_weight": fusion["b"],
+        # fusions made before --form existed were multinomial
+        "regression_form": fusion.get("form", "multinomial"),
         "regression_strength": fusion["strength"],
         "regression_walks": fusion["fit_walks"],
     }
+
+
+FORM_WORDS = {
+    "multinomial": "a multinomial",
+    "ordinal": "an ordinal (one severity direction whose steps are the classes)",
+}
 
 
 def _profile_lines(card: dict) -> list[str]:
@@ -299,8 +307,9 @@ def _profile_lines(card: dict) -> list[str]:
     return [
         "",
         "Its logits are the network's fused with a lateral-profile classifier (where each row of "
-        "the walk's mean silhouette sits sideways, which the network's strip pooling discards): a "
-        f"logistic regression fitted on the network's {profile['regression_walks']} training walks, "
+        "the walk's mean silhouette sits sideways, which the network's strip pooling discards): "
+        f"{FORM_WORDS[profile.get('regression_form', 'multinomial')]} logistic regression fitted "
+        f"on the network's {profile['regression_walks']} training walks, "
         f"weighted {profile['profile_weight']:.3f} against the network's {profile['network_weight']:.3f} "
         "on the model-selection part (`python -m gaitmil.profile_fusion`).",
     ]

@@ -261,3 +261,14 @@ def test_the_card_says_how_a_lateral_profile_was_fitted():
     assert fused is not None and fused["profile_weight"] == 0.526
     text = " ".join(_profile_lines({"lateral_profile": fused}))
     assert "1087 training walks" in text and "weighted 0.526 against the network's 0.482" in text
+    assert fused["regression_form"] == "multinomial" and "a multinomial logistic" in text
+    ordinal = _lateral_profile(
+        {
+            "config": {"lateral_profile": True},
+            "extra": {"profile_fusion": {**fusion, "form": "ordinal"}},
+        }
+    )
+    assert ordinal is not None and ordinal["regression_form"] == "ordinal"
+    assert "an ordinal (one severity direction" in " ".join(
+        _profile_lines({"lateral_profile": ordinal})
+    )
