@@ -50,10 +50,10 @@ TRAIN_CMD = $(PY) -m gaitmil.train --data $(DEMO_DATA) --split $(DEMO_DATA)/Scol
 # second stage: MIL pooling and head refitted on the frozen backbone's features (same validation subjects)
 REFIT_CMD = $(PY) -m gaitmil.refit_head --checkpoint $(DEMO_RUN)/checkpoint.pt --data $(DEMO_DATA) \
 	--split $(DEMO_DATA)/Scoliosis1K_kiosk.json --out $(DEMO_REFIT) --epochs 80 --threads 2
-# third stage: a logistic regression on the walk's lateral profile fused with the network
+# third stage: an ordinal logistic regression on the walk's lateral profile fused with the network
 # (weights, temperature and threshold each on their own validation part; docs/MODEL.md)
 FUSE_CMD = $(PY) -m gaitmil.profile_fusion --checkpoint $(DEMO_REFIT)/checkpoint.pt --data $(DEMO_DATA) \
-	--split $(DEMO_DATA)/Scoliosis1K_kiosk.json --out $(DEMO_FUSED) --threads 2
+	--split $(DEMO_DATA)/Scoliosis1K_kiosk.json --out $(DEMO_FUSED) --form ordinal --threads 2
 
 demo:
 	bash scripts/demo.sh
