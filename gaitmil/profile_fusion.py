@@ -89,6 +89,7 @@ def walk_inputs(
 
 
 FORMS = ("multinomial", "ordinal")
+DEFAULT_FORM = "multinomial"  # what every fusion was before --form existed
 
 
 def per_class_weight(direction: Tensor, num_classes: int, form: str) -> Tensor:
@@ -109,7 +110,7 @@ def fit_regression(
     labels: np.ndarray,
     strength: float,
     num_classes: int,
-    form: str = "multinomial",
+    form: str = DEFAULT_FORM,
 ) -> ProfileRegression:
     """The L2-penalised logistic regression of the given form (per_class_weight; L-BFGS, full
     batch; both losses are convex). The penalty is on the free parameters."""
@@ -142,7 +143,7 @@ def choose_strength(
     num_classes: int,
     held_fraction: float = 0.2,
     seed: int = 0,
-    form: str = "multinomial",
+    form: str = DEFAULT_FORM,
 ) -> tuple[float, dict[float, float]]:
     """The L2 strength with the lowest NLL on a held-out fraction of these (training) subjects."""
     unique = np.unique(subjects)
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--form",
         choices=FORMS,
-        default="multinomial",
+        default=DEFAULT_FORM,
         help="the profile regression: one direction per class, or ordinal (one severity "
         "direction, the classes steps along it)",
     )
