@@ -88,6 +88,18 @@ def simulated_truth(root: str | Path, wanted: str) -> dict[str, dict]:
     return json.loads(path.read_text())["sequences"]
 
 
+def walk_severities(root: Path, rel_paths: list[str]) -> np.ndarray:
+    """Severity in degrees of each walk (ROOT-relative folder), from ROOT/truth.json."""
+    truth = simulated_truth(root, "the severity")
+    missing = [rel for rel in rel_paths if "severity" not in truth.get(rel, {})]
+    if missing:
+        raise DatasetError(
+            f"{root / 'truth.json'} has no severity for {len(missing)} walk(s), e.g. {missing[0]}: "
+            "regenerate the dataset with this version"
+        )
+    return np.array([float(truth[rel]["severity"]) for rel in rel_paths])
+
+
 def default_eval_frames(root: str | Path) -> int | None:
     """None (all frames, ScoNet's test protocol) on real data; the kiosk's T on simulated data."""
     return DEFAULT_FRAMES if is_simulated(root) else None

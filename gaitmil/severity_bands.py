@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from gaitcontract import HelpFormatter, add_version_flag
-from gaitcontract.errors import DatasetError, GaitMILError
+from gaitcontract.errors import GaitMILError
 from gaitcontract.spec import NEGATIVE
 from gaitmil.checkpoint import load_checkpoint
 from gaitmil.data import Scoliosis1K, checkpoint_height
 from gaitmil.evaluate import predict
-from gaitmil.paper import default_eval_frames, simulated_truth
+from gaitmil.paper import default_eval_frames, walk_severities
 from gaitmil.per_child import roc_auc
 
 # band edges in degrees; 10 and 20 are the simulator's class boundaries (gaitsim.subject)
@@ -46,18 +46,6 @@ class Band:
     walks: int
     mean_score: float  # mean P(not negative); nan without walks
     referred: float  # share with P(not negative) >= threshold; nan without walks
-
-
-def walk_severities(root: Path, rel_paths: list[str]) -> np.ndarray:
-    """Severity in degrees of each walk (ROOT-relative folder), from ROOT/truth.json."""
-    truth = simulated_truth(root, "the severity")
-    missing = [rel for rel in rel_paths if "severity" not in truth.get(rel, {})]
-    if missing:
-        raise DatasetError(
-            f"{root / 'truth.json'} has no severity for {len(missing)} walk(s), e.g. {missing[0]}: "
-            "regenerate the dataset with this version"
-        )
-    return np.array([float(truth[rel]["severity"]) for rel in rel_paths])
 
 
 def bands(

@@ -10,7 +10,8 @@ import pytest
 
 from gaitcontract.errors import DatasetError
 from gaitmil.checkpoint import save_checkpoint
-from gaitmil.severity_bands import away_from_boundary, bands, main, walk_severities
+from gaitmil.paper import walk_severities
+from gaitmil.severity_bands import away_from_boundary, bands, main
 from gaitsim.dataset import build_dataset
 from tests.gaitmil.conftest import make_model
 
