@@ -64,6 +64,7 @@ def distributed_gait_mil_loss(
     labels: Tensor,
     ids: Tensor,
     config: LossConfig | None = None,
+    severity: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """gaitmil.losses.gait_mil_loss across ranks: the triplet over all ranks' embeddings and
     subject ids (scaled by the world size for DDP's gradient mean), the CE on the local batch.
@@ -76,6 +77,7 @@ def distributed_gait_mil_loss(
         config,
         gather=gather_with_local_grad,
         world=world_size(),
+        severity=severity,
     )
 
 

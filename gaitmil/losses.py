@@ -103,10 +103,35 @@ def screening_cross_entropy(part_logits: Tensor, labels: Tensor) -> Tensor:
     The log-odds of "not negative" under the walk's softmax is logsumexp of the other classes'
     logits minus the negative class's, so the term trains the very score the referral threshold
     cuts, without a new output: the model's contract stays three class logits."""
+    return F.binary_cross_entropy_with_logits(
+        screening_log_odds(part_logits), (labels != NEGATIVE).float()
+    )
+
+
+def screening_log_odds(part_logits: Tensor) -> Tensor:
+    """The walk's log-odds of "not negative" [B] from part logits [B, P, C]: logsumexp of the
+    other classes' walk logits minus the negative class's (the walk's logits are the part mean)."""
     walk = part_logits.float().mean(1)  # [B, C]
     others = torch.cat([walk[:, :NEGATIVE], walk[:, NEGATIVE + 1 :]], dim=1)
-    log_odds = torch.logsumexp(others, dim=1) - walk[:, NEGATIVE]
-    return F.binary_cross_entropy_with_logits(log_odds, (labels != NEGATIVE).float())
+    return torch.logsumexp(others, dim=1) - walk[:, NEGATIVE]
+
+
+def severity_ranking(part_logits: Tensor, severity: Tensor, min_gap: float) -> Tensor:
+    """Pairwise logistic ranking loss (RankNet) of the walks' screening log-odds by severity.
+
+    For every pair of walks in the batch whose severities [B] (degrees) differ by at least
+    `min_gap`, softplus(-(s_hi - s_lo)) of their log-odds s: small when the more curved walk
+    scores higher. The class CE only says on which side of 10 and 20 degrees a walk lies, so a
+    12-degree walk and a 40-degree one are the same target; this asks the score to grow with the
+    curve, which is what the referral threshold cuts. Pairs closer than `min_gap` (a child's own
+    walks, equal severity) are left out; a batch without a pair gives a zero that keeps the graph."""
+    scores = screening_log_odds(part_logits)  # [B]
+    sev = severity.to(scores.device, torch.float32)
+    higher = (sev.unsqueeze(1) - sev.unsqueeze(0)) >= min_gap  # [B, B]: row i more curved than j
+    if not bool(higher.any()):
+        return scores.sum() * 0.0
+    margin = scores.unsqueeze(1) - scores.unsqueeze(0)  # [B, B]
+    return F.softplus(-margin[higher]).mean()
 
 
 @dataclass
@@ -120,6 +145,8 @@ class LossConfig:
     supcon_temperature: float = 0.1
     walk_ce_weight: float = 0.0  # CE on the walk's logits (the mean over parts; 0: off)
     screening_weight: float = 0.0  # binary CE of the walk's P(not negative) (0: off)
+    severity_rank_weight: float = 0.0  # ranking of the screening log-odds by severity (0: off)
+    severity_rank_gap: float = 2.0  # degrees two walks' severities must differ by to be a pair
 
 
 def _local(x: Tensor) -> Tensor:
@@ -134,8 +161,11 @@ def gait_mil_loss(
     config: LossConfig | None = None,
     gather: Callable[[Tensor], Tensor] = _local,
     world: int = 1,
+    severity: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Total loss and its parts for logging.
+
+    `severity` [B] (degrees, simulated data) is needed only by the severity ranking term.
 
     Several processes (gaitmil.distributed passes `gather` and `world`): the triplet and the
     contrastive term see every rank's walks through `gather` and are multiplied by `world`, since
@@ -143,6 +173,8 @@ def gait_mil_loss(
     The logged figures are unscaled: `triplet` equals the single-process triplet of the whole batch,
     `ce` is this rank's. With one process (the defaults) nothing is gathered or scaled."""
     cfg = config or LossConfig()
+    if cfg.severity_rank_weight > 0 and severity is None:
+        raise ValueError("the severity ranking term needs each walk's severity: pass severity=")
     weights = None
     if cfg.class_weights is not None:
         weights = torch.tensor(cfg.class_weights, dtype=torch.float32, device=part_logits.device)
@@ -166,6 +198,11 @@ def gait_mil_loss(
             lambda: walk_cross_entropy(part_logits, labels, cfg.label_smoothing),
         ),
         ("screening", cfg.screening_weight, lambda: screening_cross_entropy(part_logits, labels)),
+        (
+            "severity_rank",
+            cfg.severity_rank_weight,
+            lambda: severity_ranking(part_logits, severity, cfg.severity_rank_gap),
+        ),
     )
     for name, weight, term in walk_terms:
         if weight > 0:

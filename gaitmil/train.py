@@ -80,7 +80,7 @@ from gaitmil.evaluate import SIMULATED_NOTE, evaluate
 from gaitmil.losses import LossConfig, inverse_frequency_weights
 from gaitmil.model import GaitMIL, GaitMILConfig, count_parameters
 from gaitmil.optimization import WeightEMA, lr_factor, make_optimizer
-from gaitmil.paper import default_eval_frames
+from gaitmil.paper import default_eval_frames, walk_severities
 from gaitmil.phases import fit_walk_centroids
 from gaitmil.train_config import TrainConfig, check_config
 from gaitmil.validation import better, predict_logits, validation_scores
@@ -168,6 +168,7 @@ class TrainData:
     val_temperature: Scoliosis1K | None
     val_threshold: Scoliosis1K | None
     train_eval: Scoliosis1K | None
+    fit_severity: torch.Tensor | None = None  # [len(fit)] degrees, for the severity ranking term
 
 
 @dataclass
@@ -285,8 +286,13 @@ def load_data(cfg: TrainConfig) -> TrainData:
     if cfg.train_eval_walks > 0:  # a fixed, seeded set of training subjects scored like validation
         pick = np.random.default_rng([cfg.seed, 0x7E1]).permutation(len(fit_ids))
         train_eval = kiosk_sampled(cfg, sorted(fit_ids[i] for i in pick[: cfg.train_eval_walks]))
+    fit_severity = None
+    if cfg.severity_rank_weight > 0:  # simulated data only: truth.json knows each walk's curve
+        rel = [seq.path.parent.relative_to(fit.root).as_posix() for seq in fit.sequences]
+        fit_severity = torch.from_numpy(walk_severities(fit.root, rel)).float()
     return TrainData(
         fit=fit,
+        fit_severity=fit_severity,
         val_ids=val_ids,
         val_parts=val_parts,
         val=kiosk_sampled(cfg, val_parts[0]) if val_ids else None,  # model selection
@@ -398,6 +404,8 @@ def setup(cfg: TrainConfig) -> TrainState:
         supcon_temperature=cfg.supcon_temperature,
         walk_ce_weight=cfg.walk_ce_weight,
         screening_weight=cfg.screening_weight,
+        severity_rank_weight=cfg.severity_rank_weight,
+        severity_rank_gap=cfg.severity_rank_gap,
     )
     subjects = [s.subject for s in data.fit.sequences]
     loader = DataLoader(
@@ -486,16 +494,22 @@ def save(
 def step(state: TrainState, batch: tuple) -> StepOutcome:
     """One optimizer step on a P x K batch (and the EMA update, the clock)."""
     cfg, device, data = state.cfg, state.device, state.data.fit
-    sils, labels, subj, _ = batch
+    sils, labels, subj, infos = batch
     sils, labels = sils.to(device, non_blocking=True), labels.to(device)
     ids = torch.tensor([data.subject_index[s] for s in subj], device=device)
+    fit_severity = state.data.fit_severity
+    severity = (
+        fit_severity[[info["index"] for info in infos]].to(device)
+        if fit_severity is not None
+        else None
+    )
     with torch.autocast(
         device.type, dtype=state.autocast_dtype, enabled=state.autocast_dtype is not None
     ):
         output, part_logits = state.step_module(sils)
     # the triplet sees every rank's embeddings (gaitmil.distributed); plain loss with one process
     loss, parts = distributed_gait_mil_loss(
-        output.embeddings, part_logits, labels, ids, state.loss_cfg
+        output.embeddings, part_logits, labels, ids, state.loss_cfg, severity=severity
     )
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()

@@ -115,6 +115,14 @@ class TrainConfig:
     screening_weight: float = option(
         0.0, "weight of a binary CE of the walk's P(not negative), the screening score (0: off)"
     )
+    severity_rank_weight: float = option(
+        0.0,
+        "weight of a pairwise ranking of the walks' screening log-odds by their simulated "
+        "severity (truth.json; 0: off)",
+    )
+    severity_rank_gap: float = option(
+        2.0, "degrees two walks' severities must differ by to form a ranking pair"
+    )
     schedule_clock: str = option(
         "either",
         "either: the cosine follows --max-minutes when time runs out first; "
@@ -154,9 +162,12 @@ def check_config(cfg: TrainConfig) -> None:
         ("--supcon-weight", cfg.supcon_weight),
         ("--walk-ce-weight", cfg.walk_ce_weight),
         ("--screening-weight", cfg.screening_weight),
+        ("--severity-rank-weight", cfg.severity_rank_weight),
     ):
         if not (weight >= 0.0 and math.isfinite(weight)):
             raise ConfigError(f"{flag} must be a finite weight >= 0 (0 turns the term off)")
+    if not (cfg.severity_rank_gap >= 0.0 and math.isfinite(cfg.severity_rank_gap)):
+        raise ConfigError("--severity-rank-gap must be a finite number of degrees >= 0")
     require_choice("schedule", cfg.schedule, SCHEDULES)
     require_choice("optimizer", cfg.optimizer, OPTIMIZERS)
     require_choice("calibration", cfg.calibration, CALIBRATIONS)

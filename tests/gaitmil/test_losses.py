@@ -13,6 +13,8 @@ from gaitmil.losses import (
     inverse_frequency_weights,
     part_cross_entropy,
     screening_cross_entropy,
+    screening_log_odds,
+    severity_ranking,
     walk_cross_entropy,
 )
 
@@ -119,3 +121,63 @@ def test_walk_terms_join_the_total_only_when_weighted():
         *args, ids, LossConfig(walk_ce_weight=0.5, screening_weight=2.0), world=2
     )
     assert doubled.item() == pytest.approx(total.item() + parts["triplet"], rel=1e-5)
+
+
+def _walks_scoring(scores: list[float]) -> torch.Tensor:
+    """Part logits [B, 2, 3] whose walk screening log-odds are `scores`: the negative logit 0,
+    neutral and positive log(e^s / 2) each."""
+    s = torch.tensor(scores).unsqueeze(1)
+    other = s - torch.log(torch.tensor(2.0))
+    walk = torch.cat([torch.zeros_like(s), other, other], dim=1)  # [B, 3]
+    return walk.unsqueeze(1).repeat(1, 2, 1).requires_grad_(True)
+
+
+def test_severity_ranking_is_the_mean_logistic_loss_of_the_pairs_far_enough_apart():
+    logits = _walks_scoring([-1.0, 0.5, 2.0])
+    torch.testing.assert_close(
+        screening_log_odds(logits), torch.tensor([-1.0, 0.5, 2.0]), atol=1e-5, rtol=0
+    )
+    severity = torch.tensor([3.0, 12.0, 13.0])
+    # gap 2: pairs (12 > 3) and (13 > 3); 13 and 12 are too close to be a pair
+    expected = (F.softplus(torch.tensor(-1.5)) + F.softplus(torch.tensor(-3.0))) / 2
+    loss = severity_ranking(logits, severity, min_gap=2.0)
+    torch.testing.assert_close(loss, expected)
+    # a gap of 0.5 adds the (13 > 12) pair
+    wider = severity_ranking(logits, severity, min_gap=0.5)
+    assert wider.item() == pytest.approx(
+        (expected.item() * 2 + F.softplus(torch.tensor(-1.5)).item()) / 3, rel=1e-5
+    )
+
+
+def test_severity_ranking_pushes_the_more_curved_walk_up_and_punishes_a_wrong_order():
+    severity = torch.tensor([2.0, 25.0])
+    right = severity_ranking(_walks_scoring([-2.0, 2.0]), severity, 2.0)
+    wrong_logits = _walks_scoring([2.0, -2.0])
+    wrong = severity_ranking(wrong_logits, severity, 2.0)
+    assert wrong.item() > 4.0 > 0.02 > right.item()
+    wrong.backward()
+    score_grad = screening_log_odds(wrong_logits.grad)  # the gradient seen through the score
+    assert score_grad[1] < 0 < score_grad[0]  # descent raises the 25-degree walk, lowers the other
+
+
+def test_severity_ranking_without_a_pair_is_a_zero_that_keeps_the_graph():
+    logits = _walks_scoring([0.3, -0.4])
+    loss = severity_ranking(logits, torch.tensor([14.0, 14.0]), 2.0)  # one child's two walks
+    assert loss.item() == 0.0
+    loss.backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) == 0.0
+
+
+def test_the_severity_term_needs_severities_and_joins_the_total_when_weighted():
+    torch.manual_seed(3)
+    args = (torch.randn(4, 2, 8), torch.randn(4, 2, 3), torch.tensor([0, 1, 2, 0]))
+    ids = torch.tensor([0, 0, 1, 1])
+    config = LossConfig(severity_rank_weight=0.5)
+    with pytest.raises(ValueError, match="severity"):
+        gait_mil_loss(*args, ids, config)
+    severity = torch.tensor([1.0, 15.0, 30.0, 4.0])
+    plain, plain_parts = gait_mil_loss(*args, ids, severity=severity)
+    assert "severity_rank" not in plain_parts  # off by default, also when severities are given
+    total, parts = gait_mil_loss(*args, ids, config, severity=severity)
+    assert parts["severity_rank"] > 0
+    assert total.item() == pytest.approx(plain.item() + 0.5 * parts["severity_rank"], rel=1e-5)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from gaitcontract.errors import ConfigError
+from gaitcontract.errors import ConfigError, DatasetError
 from gaitmil.checkpoint import describe_checkpoint, load_checkpoint
 from gaitmil.data import Scoliosis1K, split_subjects_in_parts
 from gaitmil.losses import LossConfig, gait_mil_loss, supervised_contrastive
@@ -199,3 +199,25 @@ def test_resume_with_the_new_options_continues_exactly(synth_root, tmp_path):
     assert last["train_state"]["ema"]["updates"] == 4
     raw = last["state_dict"]  # last.pt: the trained weights themselves, to resume from
     assert not all(torch.equal(raw[k], full[k]) for k in full if k.endswith("weight"))
+
+
+def _write_severities(root) -> None:
+    """A truth.json like a simulated dataset's: each walk's severity, on its class's side."""
+    degrees = {"negative": 4.0, "neutral": 15.0, "positive": 30.0}
+    sequences = {}
+    for n, pkl in enumerate(sorted(root.glob("*/*/*/*.pkl"))):
+        folder = pkl.parent.relative_to(root)
+        sequences[folder.as_posix()] = {"severity": degrees[folder.parts[1]] + 0.5 * (n % 5)}
+    (root / "truth.json").write_text(json.dumps({"sequences": sequences}))
+
+
+def test_the_severity_ranking_term_trains_on_simulated_severities_and_refuses_real_data(tmp_path):
+    root = write_dataset(tmp_path / "data", per_class_train=4, per_class_test=1, frames=20, seed=4)
+    cfg = _cfg(root, tmp_path / "run", iterations=2, severity_rank_weight=1.0)
+    with pytest.raises(DatasetError, match="truth.json"):  # real data know no severity
+        train(cfg)
+    _write_severities(root)
+    train(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "ce" in r]
+    assert len(steps) == 2 and all(r["severity_rank"] > 0 for r in steps)

@@ -213,7 +213,14 @@ def test_reproduce_hands_a_train_config_and_shows_the_same_command(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["triplet_weight", "supcon_weight", "walk_ce_weight", "screening_weight"]
+    "name",
+    [
+        "triplet_weight",
+        "supcon_weight",
+        "walk_ce_weight",
+        "screening_weight",
+        "severity_rank_weight",
+    ],
 )
 @pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
 def test_a_loss_weight_must_be_finite_and_not_negative(name, bad):
@@ -221,3 +228,9 @@ def test_a_loss_weight_must_be_finite_and_not_negative(name, bad):
     check_config(good)
     with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')} must be a finite weight"):
         check_config(dataclasses.replace(good, **{name: bad}))
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_the_severity_pair_gap_must_be_finite_degrees(bad):
+    with pytest.raises(ConfigError, match="--severity-rank-gap"):
+        check_config(TrainConfig(data="D", split="118", out="O", severity_rank_gap=bad))
