@@ -234,9 +234,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--subset",
-        default="test",
+        default=None,
         choices=["test", "train"],
-        help="the split's TEST_SET or TRAIN_SET walks",
+        help="the split's TEST_SET or TRAIN_SET walks (default: test; train with "
+        "--validation-parts)",
+    )
+    ap.add_argument(
+        "--validation-parts",
+        default=None,
+        help="comma-separated parts of the checkpoint's own validation subjects (model_selection, "
+        "temperature, threshold; a --calibration split run records them): score those TRAIN_SET "
+        "walks instead of a subset, e.g. temperature,threshold, the walks that did not choose "
+        "the checkpoint",
     )
     ap.add_argument("--json", type=Path, default=None, help="write the full report here")
     ap.add_argument(
@@ -257,6 +266,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=16, help="walks per forward pass")
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     return ap.parse_args(argv)
+
+
+def validation_part_subjects(meta: dict, names: str, checkpoint: Path) -> list[str]:
+    """The subjects of the named parts (comma-separated) of a checkpoint's validation split."""
+    parts = (meta.get("data") or {}).get("validation_parts") or {}
+    if not parts:
+        raise GaitMILError(
+            f"{checkpoint} records no validation parts: only a run trained with "
+            "--calibration split has them; pass --split and --subset instead"
+        )
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in parts]
+    if unknown or not wanted:
+        raise GaitMILError(
+            f"--validation-parts {names!r}: {', '.join(unknown) or 'no part named'}; "
+            f"{checkpoint} has {', '.join(parts)}"
+        )
+    return sorted({s for n in wanted for s in parts[n]})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not 0.0 < args.prevalence < 1.0:
             raise GaitMILError(f"--prevalence {args.prevalence} must be between 0 and 1")
+        subjects = None
+        if args.validation_parts is not None:
+            if args.subset == "test":
+                raise GaitMILError(
+                    "--validation-parts scores TRAIN_SET walks: leave out --subset test"
+                )
+            subjects = validation_part_subjects(meta, args.validation_parts, args.checkpoint)
+        subset = args.subset or ("train" if subjects is not None else "test")
         frames = default_eval_frames(args.data) if args.frames is None else (args.frames or None)
         child_rule, band = _child_rule_and_band(meta, args.threshold)
         height = checkpoint_height(model.config.input_height, args.input_height, args.checkpoint)
@@ -296,10 +331,11 @@ def main(argv: list[str] | None = None) -> int:
             dataset = Scoliosis1K(
                 root,
                 split,
-                args.subset,
+                subset,
                 frames=frames,
                 train_sampling=False,
                 input_height=height,
+                subjects=subjects,
             )
             reports[name] = evaluate(
                 model,
@@ -322,13 +358,18 @@ def main(argv: list[str] | None = None) -> int:
         ours = [
             s.path.parent.relative_to(args.data).as_posix()
             for s in Scoliosis1K(
-                args.data, split, args.subset, frames=None, train_sampling=False
+                args.data, split, subset, frames=None, train_sampling=False, subjects=subjects
             ).sequences
         ]
         theirs = [
             s.path.parent.relative_to(args.clean_data).as_posix()
             for s in Scoliosis1K(
-                args.clean_data, split, args.subset, frames=None, train_sampling=False
+                args.clean_data,
+                split,
+                subset,
+                frames=None,
+                train_sampling=False,
+                subjects=subjects,
             ).sequences
         ]
         if ours != theirs:
@@ -344,11 +385,15 @@ def main(argv: list[str] | None = None) -> int:
     report["frames"] = frames or "all"
     report["protocol"] = protocol_text(frames)
     report["split_name"] = Path(str(split)).stem.replace("Scoliosis1K_", "")
+    report["subset"] = subset
+    if args.validation_parts is not None:
+        report["validation_parts"] = args.validation_parts
     simulated = report["data"]["simulated"]
     split_name = Path(str(split)).stem.replace("Scoliosis1K_", "")
     paper = not simulated and split_name in STANDARD_SPLITS
+    walks = subset if subjects is None else f"{subset}, validation parts {args.validation_parts}"
     _say(
-        f"model {meta.get('model_id')} on {args.data} split {split_name} ({args.subset}); "
+        f"model {meta.get('model_id')} on {args.data} split {split_name} ({walks}); "
         f"protocol: {report['protocol']}"
     )
     if simulated:

@@ -108,3 +108,35 @@ def test_evaluate_reports_the_per_child_gain_with_several_walks_per_subject(
     assert targets["children"] == 6 and targets["two_walk"]["children"] == 6
     assert targets["rescreen"] is None  # this checkpoint stores no band
     assert "screening targets (6 children, 18 walks" in capsys.readouterr().out
+
+
+def test_validation_parts_score_the_checkpoints_own_held_out_training_walks(
+    synth_frames, tmp_path, capsys
+):
+    root = write_dataset(tmp_path / "d", per_class_train=3, per_class_test=1, frames=12)
+    train_ids = json.loads((root / "Scoliosis1K_118.json").read_text())["TRAIN_SET"]
+    parts = {
+        "model_selection": train_ids[:2],
+        "temperature": train_ids[2:4],
+        "threshold": train_ids[4:7],
+    }
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(
+        ckpt, make_model(synth_frames), data={"split_name": "118", "validation_parts": parts}
+    )
+    out = tmp_path / "r.json"
+    base = ["--checkpoint", str(ckpt), "--data", str(root), "--frames", "8", "--bootstrap", "0"]
+    rc = main([*base, "--validation-parts", "temperature, threshold", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert report["count"] == 5 and report["subset"] == "train"  # 2 + 3 walks, no test walk
+    assert report["validation_parts"] == "temperature, threshold"
+    assert "validation parts temperature, threshold" in capsys.readouterr().out
+    # an unknown part, a test subset and a checkpoint without parts are refused with the fix
+    assert main([*base, "--validation-parts", "thresh"]) == 2
+    assert "thresh" in (err := capsys.readouterr().err) and "model_selection" in err
+    assert main([*base, "--validation-parts", "threshold", "--subset", "test"]) == 2
+    assert "leave out --subset test" in capsys.readouterr().err
+    save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})
+    assert main([*base, "--validation-parts", "threshold"]) == 2
+    assert "--calibration split" in capsys.readouterr().err
