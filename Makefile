@@ -2,6 +2,11 @@
 .PHONY: demo test lint demo-data demo-model models models-check bench
 
 PY := .venv/bin/python
+# PyTorch backs its CPU buffers of 2 MiB and more with huge pages: at 128x88 a training step
+# allocates hundreds of MB of activations, and with 4 KiB pages (transparent huge pages at
+# `madvise`, Debian's default) the kernel's page faults took about a third of a step (8 iterations
+# 179 s without, 114 s with, 2-core AMD EPYC; docs/MODEL.md, "Speed on a CPU"). No effect on results.
+export THP_MEM_ALLOC_ENABLE = 1
 # Training and test data come from the kiosk's own camera path (edge collect): simulated
 # depth frames through the kiosk's segmenter and walk gate, with the clean truth masks of
 # the same frames beside. Eight streams of 200 walks, two per simulated child (seven camera
@@ -23,8 +28,8 @@ DEMO_RUN ?= build/demo-run$(HEIGHT_TAG_$(INPUT_HEIGHT))
 DEMO_REFIT ?= build/demo-refit$(HEIGHT_TAG_$(INPUT_HEIGHT))
 DEMO_FUSED ?= build/demo-fused$(HEIGHT_TAG_$(INPUT_HEIGHT))
 # Iterations and wall-clock stop of each height's measured run on 2 cores: 600 in 29 min at
-# 64 px; 320 in 86 min at 128 px (the LR schedule runs on iterations; --max-minutes only stops
-# a run that would overrun, e.g. on a busy machine).
+# 64 px; 320 in 86 min at 128 px (77 min with huge pages on an AMD EPYC). The LR schedule runs
+# on iterations; --max-minutes only stops a run that would overrun, e.g. on a busy machine.
 ITERATIONS_64 = 600
 MAX_MINUTES_64 = 65
 ITERATIONS_128 = 320
