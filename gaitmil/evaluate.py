@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = {args.data_label: args.data}
         if args.clean_data is not None:
             rows["clean masks"] = args.clean_data
-        reports = {}
+        reports, walk_folders = {}, {}
         for name, root in rows.items():
             dataset = Scoliosis1K(
                 root,
@@ -349,29 +349,16 @@ def main(argv: list[str] | None = None) -> int:
                 band,
             )
             reports[name]["row"] = name
+            walk_folders[name] = [
+                seq.path.parent.relative_to(root).as_posix() for seq in dataset.sequences
+            ]
     except GaitMILError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     report = reports[args.data_label]
     if args.clean_data is not None:
         clean = reports["clean masks"]
-        ours = [
-            s.path.parent.relative_to(args.data).as_posix()
-            for s in Scoliosis1K(
-                args.data, split, subset, frames=None, train_sampling=False, subjects=subjects
-            ).sequences
-        ]
-        theirs = [
-            s.path.parent.relative_to(args.clean_data).as_posix()
-            for s in Scoliosis1K(
-                args.clean_data,
-                split,
-                subset,
-                frames=None,
-                train_sampling=False,
-                subjects=subjects,
-            ).sequences
-        ]
+        ours, theirs = walk_folders[args.data_label], walk_folders["clean masks"]
         if ours != theirs:
             sys.stderr.write(
                 f"error: {args.data} and {args.clean_data} do not hold the same walks of split "
@@ -384,12 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     report["model_id"] = meta.get("model_id")
     report["frames"] = frames or "all"
     report["protocol"] = protocol_text(frames)
-    report["split_name"] = Path(str(split)).stem.replace("Scoliosis1K_", "")
+    split_name = Path(str(split)).stem.replace("Scoliosis1K_", "")
+    report["split_name"] = split_name
     report["subset"] = subset
     if args.validation_parts is not None:
         report["validation_parts"] = args.validation_parts
     simulated = report["data"]["simulated"]
-    split_name = Path(str(split)).stem.replace("Scoliosis1K_", "")
     paper = not simulated and split_name in STANDARD_SPLITS
     walks = subset if subjects is None else f"{subset}, validation parts {args.validation_parts}"
     _say(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from gaitmil.checkpoint import save_checkpoint
 from gaitmil.evaluate import main
@@ -140,3 +141,21 @@ def test_validation_parts_score_the_checkpoints_own_held_out_training_walks(
     save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})
     assert main([*base, "--validation-parts", "threshold"]) == 2
     assert "--calibration split" in capsys.readouterr().err
+
+
+def test_clean_masks_of_other_walks_are_refused(synth_frames, tmp_path, capsys):
+    root = write_dataset(tmp_path / "kiosk", per_class_train=1, per_class_test=1, frames=12)
+    clean = tmp_path / "clean"
+    shutil.copytree(root, clean)
+    test_id = json.loads((root / "Scoliosis1K_118.json").read_text())["TEST_SET"][0]
+    (view,) = (clean / test_id).glob("*/*")  # the clean copy holds another walk of that child
+    view.rename(view.with_name("090_270"))
+    (view.with_name("090_270") / f"{view.name}.pkl").rename(
+        view.with_name("090_270") / "090_270.pkl"
+    )
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, make_model(synth_frames), data={"split_name": "118"})
+    argv = ["--checkpoint", str(ckpt), "--data", str(root), "--frames", "8", "--bootstrap", "0"]
+    assert main([*argv, "--clean-data", str(clean)]) == 2
+    assert "do not hold the same walks" in capsys.readouterr().err
+    assert main([*argv, "--clean-data", str(root)]) == 0
